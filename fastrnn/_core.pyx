@@ -1,0 +1,324 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""The boundary between Python and the C kernels (src/fastrnn.h).
+
+It checks what the kernels assume (dtypes, C-contiguity, shapes), allocates
+outputs, caches and scratch, releases the GIL once around a whole call and maps
+status codes to exceptions. Users never call it: fastrnn.recurrent validates
+their input first and gives the user-facing messages; the checks here guard the
+C code against any caller.
+"""
+from libc.stdint cimport int64_t
+from libc.stdlib cimport malloc, free
+cimport numpy as cnp
+import numpy as np
+from scipy.linalg.cython_blas cimport sgemm, dgemm
+
+cnp.import_array()
+
+cdef extern from "fastrnn.h" nogil:
+    int FR_OK, FR_EINVAL, FR_ENOBLAS, FR_ETOOBIG
+    ctypedef void (*fr_sgemm_fn)(char *, char *, int *, int *, int *, float *,
+                                 float *, int *, float *, int *, float *,
+                                 float *, int *) noexcept nogil
+    ctypedef void (*fr_dgemm_fn)(char *, char *, int *, int *, int *, double *,
+                                 double *, int *, double *, int *, double *,
+                                 double *, int *) noexcept nogil
+    ctypedef struct fr_desc:
+        int cell
+        int64_t T, B, I_, H
+        int L, D
+        int num_threads
+        const int64_t *lengths
+    void fr_set_blas(fr_sgemm_fn s, fr_dgemm_fn d)
+    int fr_max_threads()
+    int fr_num_gates(int cell)
+    int fr_check_desc(const fr_desc *d)
+    int64_t fr_cache_len(const fr_desc *d)
+    int64_t fr_forward_work_len(const fr_desc *d, int training)
+    int64_t fr_backward_work_len(const fr_desc *d)
+    int fr_forward_f32(const fr_desc *d, const float *x,
+                       const float *const *w_ih, const float *const *w_hh,
+                       const float *const *b_ih, const float *const *b_hh,
+                       const float *h0, const float *c0, const float *dropmask,
+                       float *y, float *hn, float *cn, float *cache, float *work)
+    int fr_forward_f64(const fr_desc *d, const double *x,
+                       const double *const *w_ih, const double *const *w_hh,
+                       const double *const *b_ih, const double *const *b_hh,
+                       const double *h0, const double *c0, const double *dropmask,
+                       double *y, double *hn, double *cn, double *cache, double *work)
+    int fr_backward_f32(const fr_desc *d, const float *x,
+                        const float *const *w_ih, const float *const *w_hh,
+                        const float *dropmask, const float *cache,
+                        const float *dy, const float *dhn, const float *dcn,
+                        float *dx, float *dh0, float *dc0,
+                        float *const *dw_ih, float *const *dw_hh,
+                        float *const *db_ih, float *const *db_hh, float *work)
+    int fr_backward_f64(const fr_desc *d, const double *x,
+                        const double *const *w_ih, const double *const *w_hh,
+                        const double *dropmask, const double *cache,
+                        const double *dy, const double *dhn, const double *dcn,
+                        double *dx, double *dh0, double *dc0,
+                        double *const *dw_ih, double *const *dw_hh,
+                        double *const *db_ih, double *const *db_hh, double *work)
+
+# BLAS comes from SciPy's own library, so threadpoolctl governs the same one.
+fr_set_blas(<fr_sgemm_fn>sgemm, <fr_dgemm_fn>dgemm)
+
+CELLS = {"RNN_TANH": 0, "RNN_RELU": 1, "LSTM": 2, "GRU": 3}
+
+
+def max_threads():
+    """Threads OpenMP would use by default (OMP_NUM_THREADS, threadpoolctl)."""
+    return fr_max_threads()
+
+
+cdef class _PtrArray:
+    """A C array of data pointers of NumPy arrays, freed with the object."""
+    cdef void **p
+    cdef Py_ssize_t n
+
+    def __cinit__(self, Py_ssize_t n):
+        self.n = n
+        self.p = <void **>malloc(max(n, 1) * sizeof(void *))
+        if self.p == NULL:
+            raise MemoryError()
+
+    def __dealloc__(self):
+        free(self.p)
+
+
+cdef _check(object a, str name, object dtype, tuple shape):
+    """The kernels need exact dtype, C order and shape."""
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name}: expected a numpy.ndarray, got {type(a).__name__}")
+    if a.dtype != dtype:
+        raise TypeError(f"{name}: expected dtype {dtype}, got {a.dtype}")
+    if not a.flags.c_contiguous:
+        raise ValueError(f"{name}: expected a C-contiguous array")
+    if a.shape != shape:
+        raise ValueError(f"{name}: expected shape {shape}, got {a.shape}")
+
+
+cdef void *_data(object a):
+    if a is None:
+        return NULL
+    return cnp.PyArray_DATA(<cnp.ndarray>a)
+
+
+cdef _PtrArray _ptrs(list arrays, str name, object dtype, list shapes, bint writable):
+    cdef _PtrArray out = _PtrArray(len(arrays))
+    cdef Py_ssize_t i
+    for i in range(len(arrays)):
+        _check(arrays[i], f"{name}[{i}]", dtype, shapes[i])
+        if writable and not arrays[i].flags.writeable:
+            raise ValueError(f"{name}[{i}]: array is read-only")
+        out.p[i] = _data(arrays[i])
+    return out
+
+
+cdef _raise_status(int st):
+    if st == FR_OK:
+        return
+    if st == FR_ETOOBIG:
+        raise ValueError("sizes too large: T*B, 4*hidden_size or an array's "
+                         "element count exceeds what the BLAS integer can index")
+    if st == FR_ENOBLAS:
+        raise RuntimeError("fastrnn: BLAS routines were not registered")
+    raise ValueError(f"fastrnn kernel rejected its arguments (status {st})")
+
+
+cdef fr_desc _desc(int cell, object x, int L, int D, int H, object lengths,
+                   int num_threads) except *:
+    cdef fr_desc d
+    if cell not in CELLS.values():
+        raise ValueError(f"unknown cell kind {cell}")
+    if not isinstance(x, np.ndarray) or x.ndim != 3:
+        raise ValueError("x: expected a 3-D (T, B, input_size) array")
+    d.cell = cell
+    d.T = x.shape[0]
+    d.B = x.shape[1]
+    d.I_ = x.shape[2]
+    d.H = H
+    d.L = L
+    d.D = D
+    d.num_threads = max(1, num_threads)
+    d.lengths = NULL
+    if lengths is not None:
+        _check(lengths, "lengths", np.dtype(np.int64), (d.B,))
+        d.lengths = <const int64_t *>_data(lengths)
+    _raise_status(fr_check_desc(&d))
+    return d
+
+
+def _weight_shapes(int cell, int I, int H, int L, int D):
+    G = fr_num_gates(cell)
+    ih = [(G * H, I if l == 0 else D * H) for l in range(L) for _ in range(D)]
+    hh = [(G * H, H)] * (L * D)
+    b = [(G * H,)] * (L * D)
+    return ih, hh, b
+
+
+def forward(int cell, x, list w_ih, list w_hh, b_ih, b_hh, h0, c0, dropmask,
+            lengths, int num_layers, int num_dirs, int hidden_size,
+            bint training, int num_threads):
+    """Run all layers and directions. Returns (y, h_n, c_n or None, cache or None).
+
+    x (T,B,I); weights as lists of L*D arrays (k = layer*D + direction);
+    b_ih/b_hh lists or None; h0/c0 (L*D,B,H) or None; dropmask
+    (L-1,T,B,D*H) or None; lengths int64 (B,) or None.
+    """
+    cdef fr_desc d = _desc(cell, x, num_layers, num_dirs, hidden_size, lengths,
+                           num_threads)
+    dt = x.dtype
+    if dt != np.float32 and dt != np.float64:
+        raise TypeError(f"x: expected float32 or float64, got {dt}")
+    _check(x, "x", dt, tuple(x.shape))
+    cdef int64_t T = d.T, B = d.B, H = d.H, K = d.L * d.D
+    ih, hh, bs = _weight_shapes(cell, d.I_, H, d.L, d.D)
+    for name, lst in (("w_ih", w_ih), ("w_hh", w_hh), ("b_ih", b_ih), ("b_hh", b_hh)):
+        if lst is not None and len(lst) != K:
+            raise ValueError(f"{name}: expected {K} arrays, got {len(lst)}")
+    if (b_ih is None) != (b_hh is None):
+        raise ValueError("b_ih and b_hh: give both or neither")
+    cdef _PtrArray pw = _ptrs(w_ih, "w_ih", dt, ih, False)
+    cdef _PtrArray pr = _ptrs(w_hh, "w_hh", dt, hh, False)
+    cdef _PtrArray pbw = _ptrs(b_ih, "b_ih", dt, bs, False) if b_ih is not None else None
+    cdef _PtrArray pbr = _ptrs(b_hh, "b_hh", dt, bs, False) if b_hh is not None else None
+    st_shape = (K, B, H)
+    if h0 is not None:
+        _check(h0, "h0", dt, st_shape)
+    is_lstm = cell == CELLS["LSTM"]
+    if c0 is not None:
+        if not is_lstm:
+            raise ValueError("c0: only an LSTM has a cell state")
+        _check(c0, "c0", dt, st_shape)
+    if dropmask is not None:
+        if not training:
+            raise ValueError("dropmask: dropout applies in training forward only")
+        if d.L > 1:
+            _check(dropmask, "dropmask", dt, (d.L - 1, T, B, d.D * H))
+        else:
+            dropmask = None
+
+    y = np.empty((T, B, d.D * H), dtype=dt)
+    hn = np.empty(st_shape, dtype=dt)
+    cn = np.empty(st_shape, dtype=dt) if is_lstm else None
+    cache = np.empty(fr_cache_len(&d), dtype=dt) if training else None
+    work = np.empty(fr_forward_work_len(&d, training), dtype=dt)
+
+    cdef void *px = _data(x)
+    cdef void *ph0 = _data(h0)
+    cdef void *pc0 = _data(c0)
+    cdef void *pm = _data(dropmask)
+    cdef void *py = _data(y)
+    cdef void *phn = _data(hn)
+    cdef void *pcn = _data(cn)
+    cdef void *pcache = _data(cache)
+    cdef void *pwork = _data(work)
+    cdef void **bw = pbw.p if pbw is not None else NULL
+    cdef void **br = pbr.p if pbr is not None else NULL
+    cdef int st
+    if dt == np.float32:
+        with nogil:
+            st = fr_forward_f32(&d, <const float *>px, <const float *const *>pw.p,
+                                <const float *const *>pr.p, <const float *const *>bw,
+                                <const float *const *>br, <const float *>ph0,
+                                <const float *>pc0, <const float *>pm, <float *>py,
+                                <float *>phn, <float *>pcn, <float *>pcache,
+                                <float *>pwork)
+    else:
+        with nogil:
+            st = fr_forward_f64(&d, <const double *>px, <const double *const *>pw.p,
+                                <const double *const *>pr.p, <const double *const *>bw,
+                                <const double *const *>br, <const double *>ph0,
+                                <const double *>pc0, <const double *>pm, <double *>py,
+                                <double *>phn, <double *>pcn, <double *>pcache,
+                                <double *>pwork)
+    _raise_status(st)
+    return y, hn, cn, cache
+
+
+def backward(int cell, x, list w_ih, list w_hh, dropmask, lengths, cache, dy,
+             dhn, dcn, list dw_ih, list dw_hh, db_ih, db_hh, int num_layers,
+             int num_dirs, int hidden_size, bint want_dstate0, int num_threads):
+    """Backward through time after forward(..., training=True).
+
+    Accumulates into dw_ih, dw_hh, db_ih, db_hh (lists of L*D arrays, or None
+    for the biases). Returns (dx, dh0 or None, dc0 or None).
+    """
+    cdef fr_desc d = _desc(cell, x, num_layers, num_dirs, hidden_size, lengths,
+                           num_threads)
+    dt = x.dtype
+    if dt != np.float32 and dt != np.float64:
+        raise TypeError(f"x: expected float32 or float64, got {dt}")
+    _check(x, "x", dt, tuple(x.shape))
+    cdef int64_t T = d.T, B = d.B, H = d.H, K = d.L * d.D
+    ih, hh, bs = _weight_shapes(cell, d.I_, H, d.L, d.D)
+    for name, lst in (("w_ih", w_ih), ("w_hh", w_hh), ("dw_ih", dw_ih),
+                      ("dw_hh", dw_hh), ("db_ih", db_ih), ("db_hh", db_hh)):
+        if lst is not None and len(lst) != K:
+            raise ValueError(f"{name}: expected {K} arrays, got {len(lst)}")
+    if (db_ih is None) != (db_hh is None):
+        raise ValueError("db_ih and db_hh: give both or neither")
+    cdef _PtrArray pw = _ptrs(w_ih, "w_ih", dt, ih, False)
+    cdef _PtrArray pr = _ptrs(w_hh, "w_hh", dt, hh, False)
+    cdef _PtrArray pdw = _ptrs(dw_ih, "dw_ih", dt, ih, True)
+    cdef _PtrArray pdr = _ptrs(dw_hh, "dw_hh", dt, hh, True)
+    cdef _PtrArray pdbw = _ptrs(db_ih, "db_ih", dt, bs, True) if db_ih is not None else None
+    cdef _PtrArray pdbr = _ptrs(db_hh, "db_hh", dt, bs, True) if db_hh is not None else None
+    _check(cache, "cache", dt, (fr_cache_len(&d),))
+    _check(dy, "dy", dt, (T, B, d.D * H))
+    st_shape = (K, B, H)
+    is_lstm = cell == CELLS["LSTM"]
+    if dhn is not None:
+        _check(dhn, "dhn", dt, st_shape)
+    if dcn is not None:
+        if not is_lstm:
+            raise ValueError("dcn: only an LSTM has a cell state")
+        _check(dcn, "dcn", dt, st_shape)
+    if dropmask is not None:
+        if d.L > 1:
+            _check(dropmask, "dropmask", dt, (d.L - 1, T, B, d.D * H))
+        else:
+            dropmask = None
+
+    dx = np.empty((T, B, d.I_), dtype=dt)
+    dh0 = np.empty(st_shape, dtype=dt) if want_dstate0 else None
+    dc0 = np.empty(st_shape, dtype=dt) if (want_dstate0 and is_lstm) else None
+    work = np.empty(fr_backward_work_len(&d), dtype=dt)
+
+    cdef void *px = _data(x)
+    cdef void *pm = _data(dropmask)
+    cdef void *pcache = _data(cache)
+    cdef void *pdy = _data(dy)
+    cdef void *pdhn = _data(dhn)
+    cdef void *pdcn = _data(dcn)
+    cdef void *pdx = _data(dx)
+    cdef void *pdh0 = _data(dh0)
+    cdef void *pdc0 = _data(dc0)
+    cdef void *pwork = _data(work)
+    cdef void **dbw = pdbw.p if pdbw is not None else NULL
+    cdef void **dbr = pdbr.p if pdbr is not None else NULL
+    cdef int st
+    if dt == np.float32:
+        with nogil:
+            st = fr_backward_f32(&d, <const float *>px, <const float *const *>pw.p,
+                                 <const float *const *>pr.p, <const float *>pm,
+                                 <const float *>pcache, <const float *>pdy,
+                                 <const float *>pdhn, <const float *>pdcn,
+                                 <float *>pdx, <float *>pdh0, <float *>pdc0,
+                                 <float *const *>pdw.p, <float *const *>pdr.p,
+                                 <float *const *>dbw, <float *const *>dbr,
+                                 <float *>pwork)
+    else:
+        with nogil:
+            st = fr_backward_f64(&d, <const double *>px, <const double *const *>pw.p,
+                                 <const double *const *>pr.p, <const double *>pm,
+                                 <const double *>pcache, <const double *>pdy,
+                                 <const double *>pdhn, <const double *>pdcn,
+                                 <double *>pdx, <double *>pdh0, <double *>pdc0,
+                                 <double *const *>pdw.p, <double *const *>pdr.p,
+                                 <double *const *>dbw, <double *const *>dbr,
+                                 <double *>pwork)
+    _raise_status(st)
+    return dx, dh0, dc0

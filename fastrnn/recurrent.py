@@ -1,0 +1,329 @@
+"""Recurrent layers with torch.nn.RNN / LSTM / GRU semantics.
+
+    y, (h_n, c_n) = lstm(x, (h0, c0), lengths=lengths)   # inference
+    y, state = layer.forward(x, state0, lengths=lengths)  # training forward
+    dx, dstate0 = layer.backward(dy, dstate)              # gradients
+    y_t, state = layer.step(x_t, state)                   # streaming
+
+The arithmetic runs in the C kernels (src/), reached through fastrnn._core.
+"""
+import math
+
+import numpy as np
+
+from . import _core
+from ._threads import get_num_threads
+from ._validate import (as_dtype, lengths_array, positive_int, real_array,
+                        state_array, to_numpy)
+
+_GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
+
+
+class _RNNBase:
+    """Common machinery of RNN, LSTM and GRU. Parameters live in `params`
+    (torch names and shapes), gradients in `grads` (same keys)."""
+
+    def __init__(self, mode, input_size, hidden_size, num_layers=1, bias=True,
+                 batch_first=False, dropout=0.0, bidirectional=False,
+                 dtype="float32", seed=None):
+        self.mode = mode
+        self.input_size = positive_int(input_size, "input_size")
+        self.hidden_size = positive_int(hidden_size, "hidden_size")
+        self.num_layers = positive_int(num_layers, "num_layers")
+        for name, v in (("bias", bias), ("batch_first", batch_first),
+                        ("bidirectional", bidirectional)):
+            if not isinstance(v, (bool, np.bool_)):
+                raise TypeError(f"{name}: expected a bool, got {type(v).__name__} {v!r}")
+        self.bias = bool(bias)
+        self.batch_first = bool(batch_first)
+        self.bidirectional = bool(bidirectional)
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float, np.floating)):
+            raise TypeError(f"dropout: expected a float in [0, 1), got {dropout!r}")
+        dropout = float(dropout)
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout: expected a probability in [0, 1), got {dropout}")
+        self.dropout = dropout
+        self.dtype = as_dtype(dtype)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+            raise TypeError(f"seed: expected an int or None, got {seed!r}")
+        self.seed = seed
+        self.num_directions = 2 if self.bidirectional else 1
+        self._cell = _core.CELLS[mode]
+        self.training = True
+        self._ctx = None
+
+        # torch's initialisation: every parameter uniform in +-1/sqrt(hidden_size),
+        # drawn in torch's parameter order from a generator seeded by `seed`
+        rng = np.random.default_rng(seed)
+        self._dropout_rng = np.random.default_rng(rng.integers(0, 2**63 - 1))
+        k = 1.0 / math.sqrt(self.hidden_size)
+        self.params = {}
+        for name, shape in self._param_shapes():
+            self.params[name] = rng.uniform(-k, k, size=shape).astype(self.dtype)
+        self.grads = {n: np.zeros_like(p) for n, p in self.params.items()}
+
+    # ---- structure --------------------------------------------------------
+    def _param_shapes(self):
+        G, H = _GATES[self.mode], self.hidden_size
+        out = []
+        for l in range(self.num_layers):
+            In = self.input_size if l == 0 else self.num_directions * H
+            for sfx in ("", "_reverse")[: self.num_directions]:
+                out.append((f"weight_ih_l{l}{sfx}", (G * H, In)))
+                out.append((f"weight_hh_l{l}{sfx}", (G * H, H)))
+                if self.bias:
+                    out.append((f"bias_ih_l{l}{sfx}", (G * H,)))
+                    out.append((f"bias_hh_l{l}{sfx}", (G * H,)))
+        return out
+
+    def _lists(self, store):
+        """Arrays of `store` per kernel index k = layer*D + direction."""
+        L, D = self.num_layers, self.num_directions
+        names = [f"l{l}{sfx}" for l in range(L) for sfx in ("", "_reverse")[:D]]
+        w_ih = [store[f"weight_ih_{n}"] for n in names]
+        w_hh = [store[f"weight_hh_{n}"] for n in names]
+        if not self.bias:
+            return w_ih, w_hh, None, None
+        return (w_ih, w_hh, [store[f"bias_ih_{n}"] for n in names],
+                [store[f"bias_hh_{n}"] for n in names])
+
+    @property
+    def _is_lstm(self):
+        return self.mode == "LSTM"
+
+    def train(self, mode=True):
+        """Training mode: forward() applies inter-layer dropout."""
+        self.training = bool(mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def __repr__(self):
+        extra = ""
+        if self.mode.startswith("RNN"):
+            extra = f", nonlinearity={self.nonlinearity!r}"
+        return (f"{type(self).__name__}({self.input_size}, {self.hidden_size}, "
+                f"num_layers={self.num_layers}, bias={self.bias}, "
+                f"batch_first={self.batch_first}, dropout={self.dropout}, "
+                f"bidirectional={self.bidirectional}, dtype={self.dtype.name!r}{extra})")
+
+    # ---- parameters ---------------------------------------------------------
+    def state_dict(self):
+        """Parameters as a dict of NumPy arrays with torch's names and shapes."""
+        return {n: p.copy() for n, p in self.params.items()}
+
+    def load_state_dict(self, state_dict):
+        """Copy parameters from a dict of arrays (NumPy or torch tensors) with
+        torch's names; every name and shape is checked first."""
+        if not hasattr(state_dict, "keys"):
+            raise TypeError(f"state_dict: expected a dict of arrays, got "
+                            f"{type(state_dict).__name__}")
+        expected = dict(self._param_shapes())
+        given = set(state_dict.keys())
+        missing = [n for n in expected if n not in given]
+        extra = sorted(str(n) for n in given if n not in expected)
+        new, bad = {}, []
+        for n, shape in expected.items():
+            if n in given:
+                arr = real_array(state_dict[n], f"state_dict[{n!r}]", self.dtype)
+                if arr.shape != shape:
+                    bad.append(f"{n}: expected {shape}, got {arr.shape}")
+                new[n] = arr
+        if missing or extra or bad:
+            parts = []
+            if missing:
+                parts.append("missing keys: " + ", ".join(missing))
+            if extra:
+                parts.append("unexpected keys: " + ", ".join(extra))
+            if bad:
+                parts.append("wrong shapes: " + "; ".join(bad))
+            raise ValueError(f"load_state_dict for {type(self).__name__}: " + "; ".join(parts))
+        for n, arr in new.items():
+            np.copyto(self.params[n], arr)
+
+    def zero_grad(self):
+        for g in self.grads.values():
+            g.fill(0)
+
+    def parameters(self):
+        """(name, parameter, gradient) triples, for optimizers."""
+        return [(n, self.params[n], self.grads[n]) for n in self.params]
+
+    # ---- argument handling ----------------------------------------------------
+    def _input(self, x):
+        """x as a time-major C-contiguous array of the layer dtype, plus T, B."""
+        arr = real_array(x, "x", self.dtype)
+        layout = "(B, T, input_size)" if self.batch_first else "(T, B, input_size)"
+        if arr.ndim != 3:
+            raise ValueError(f"x: expected a 3-D array {layout} with input_size="
+                             f"{self.input_size}, got shape {arr.shape}")
+        if arr.shape[2] != self.input_size:
+            raise ValueError(f"x: expected last dimension input_size={self.input_size}, "
+                             f"got shape {arr.shape}")
+        if self.batch_first:
+            arr = arr.transpose(1, 0, 2)
+        T, B = arr.shape[0], arr.shape[1]
+        if T == 0 or B == 0:
+            raise ValueError(f"x: expected at least one time step and one sequence, "
+                             f"got shape {tuple(to_numpy(x, 'x').shape)}")
+        return np.ascontiguousarray(arr), T, B
+
+    def _state(self, state, B, name):
+        """(h0, c0) from the user's state: None, an array, or an LSTM tuple."""
+        if state is None:
+            return None, None
+        shape = (self.num_layers * self.num_directions, B, self.hidden_size)
+        if self._is_lstm:
+            if not isinstance(state, (tuple, list)) or len(state) != 2:
+                raise TypeError(f"{name}: an LSTM state is a tuple (h, c) of two arrays "
+                                f"of shape {shape}, got {type(state).__name__}")
+            h, c = state
+            if h is None or c is None:
+                raise TypeError(f"{name}: an LSTM state needs both h and c (or pass None)")
+            return (state_array(h, f"{name}[0] (h)", shape, self.dtype),
+                    state_array(c, f"{name}[1] (c)", shape, self.dtype))
+        if isinstance(state, (tuple, list)):
+            raise TypeError(f"{name}: a {type(self).__name__} state is one array of shape "
+                            f"{shape}, got a {type(state).__name__}")
+        return state_array(state, name, shape, self.dtype), None
+
+    def _output(self, y, hn, cn):
+        if self.batch_first:
+            y = np.ascontiguousarray(y.transpose(1, 0, 2))
+        return y, ((hn, cn) if self._is_lstm else hn)
+
+    def _run(self, x, state, lengths, training, state_name):
+        xt, T, B = self._input(x)
+        h0, c0 = self._state(state, B, state_name)
+        lens = lengths_array(lengths, T, B)
+        if lens is not None and bool(np.all(lens == T)):
+            lens = None  # same semantics, no masking work
+        mask = None
+        if training and self.training and self.dropout > 0 and self.num_layers > 1:
+            keep = 1.0 - self.dropout
+            shape = (self.num_layers - 1, T, B, self.num_directions * self.hidden_size)
+            mask = (self._dropout_rng.random(shape) < keep).astype(self.dtype)
+            mask /= self.dtype.type(keep)
+        w_ih, w_hh, b_ih, b_hh = self._lists(self.params)
+        y, hn, cn, cache = _core.forward(
+            self._cell, xt, w_ih, w_hh, b_ih, b_hh, h0, c0, mask, lens,
+            self.num_layers, self.num_directions, self.hidden_size, training,
+            get_num_threads())
+        return xt, h0, c0, lens, mask, y, hn, cn, cache
+
+    # ---- public calls -------------------------------------------------------
+    def __call__(self, x, state=None, lengths=None):
+        """Inference: keeps nothing for backward, applies no dropout."""
+        _, _, _, _, _, y, hn, cn, _ = self._run(x, state, lengths, False, "state")
+        return self._output(y, hn, cn)
+
+    def forward(self, x, state0=None, lengths=None):
+        """Training forward: keeps what backward() needs."""
+        self._ctx = None  # free the previous cache before allocating a new one
+        xt, h0, c0, lens, mask, y, hn, cn, cache = self._run(
+            x, state0, lengths, True, "state0")
+        if xt is x or not xt.flags.owndata:
+            xt = xt.copy()  # the caller's memory: it may change before backward()
+        self._ctx = dict(x=xt, lengths=lens, mask=mask, cache=cache,
+                         y_shape=y.shape, has_state=h0 is not None)
+        return self._output(y, hn, cn)
+
+    def backward(self, dy, dstate=None):
+        """Gradients after the latest forward(): accumulates parameter gradients
+        into `grads`, returns (dx, dstate0) shaped like x and state0 (dstate0 is
+        None when forward() got no initial state)."""
+        ctx = self._ctx
+        if ctx is None:
+            raise RuntimeError("backward() needs a preceding forward() (each forward "
+                               "allows one backward)")
+        T, B, DH = ctx["y_shape"]
+        y_shape = (B, T, DH) if self.batch_first else (T, B, DH)
+        dy = real_array(dy, "dy", self.dtype)
+        if dy.shape != y_shape:
+            raise ValueError(f"dy: expected the shape of y, {y_shape}, got {dy.shape}")
+        if self.batch_first:
+            dy = dy.transpose(1, 0, 2)
+        dy = np.ascontiguousarray(dy)
+        dhn = dcn = None
+        if dstate is not None:
+            shape = (self.num_layers * self.num_directions, B, self.hidden_size)
+            if self._is_lstm:
+                if not isinstance(dstate, (tuple, list)) or len(dstate) != 2:
+                    raise TypeError("dstate: for an LSTM, a tuple (dh_n, dc_n) "
+                                    "(either may be None)")
+                dh, dc = dstate
+                dhn = None if dh is None else state_array(dh, "dstate[0] (dh_n)", shape, self.dtype)
+                dcn = None if dc is None else state_array(dc, "dstate[1] (dc_n)", shape, self.dtype)
+            else:
+                if isinstance(dstate, (tuple, list)):
+                    raise TypeError(f"dstate: one array of shape {shape} for "
+                                    f"{type(self).__name__}")
+                dhn = state_array(dstate, "dstate", shape, self.dtype)
+        w_ih, w_hh, _, _ = self._lists(self.params)
+        dw_ih, dw_hh, db_ih, db_hh = self._lists(self.grads)
+        dx, dh0, dc0 = _core.backward(
+            self._cell, ctx["x"], w_ih, w_hh, ctx["mask"], ctx["lengths"],
+            ctx["cache"], dy, dhn, dcn, dw_ih, dw_hh, db_ih, db_hh,
+            self.num_layers, self.num_directions, self.hidden_size,
+            ctx["has_state"], get_num_threads())
+        self._ctx = None
+        if self.batch_first:
+            dx = np.ascontiguousarray(dx.transpose(1, 0, 2))
+        if not ctx["has_state"]:
+            return dx, None
+        return dx, ((dh0, dc0) if self._is_lstm else dh0)
+
+    def step(self, x_t, state=None):
+        """One time step of all layers for streaming: x_t (B, input_size) ->
+        (y_t (B, hidden_size), state), exactly the full call's outputs."""
+        if self.bidirectional:
+            raise ValueError("step: a bidirectional layer cannot stream (its reverse "
+                             "direction needs the whole sequence)")
+        arr = real_array(x_t, "x_t", self.dtype)
+        if arr.ndim != 2 or arr.shape[1] != self.input_size:
+            raise ValueError(f"x_t: expected shape (B, input_size={self.input_size}), "
+                             f"got {arr.shape}")
+        if arr.shape[0] == 0:
+            raise ValueError("x_t: expected at least one sequence (B >= 1)")
+        xt = np.ascontiguousarray(arr[None])
+        h0, c0 = self._state(state, arr.shape[0], "state")
+        w_ih, w_hh, b_ih, b_hh = self._lists(self.params)
+        y, hn, cn, _ = _core.forward(
+            self._cell, xt, w_ih, w_hh, b_ih, b_hh, h0, c0, None, None,
+            self.num_layers, 1, self.hidden_size, False, get_num_threads())
+        return y[0], ((hn, cn) if self._is_lstm else hn)
+
+
+class RNN(_RNNBase):
+    """Elman RNN, h' = act(W_ih x + b_ih + W_hh h + b_hh), act tanh or relu."""
+
+    def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh",
+                 bias=True, batch_first=False, dropout=0.0, bidirectional=False,
+                 dtype="float32", seed=None):
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"nonlinearity: expected 'tanh' or 'relu', got {nonlinearity!r}")
+        self.nonlinearity = nonlinearity
+        super().__init__("RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU",
+                         input_size, hidden_size, num_layers, bias, batch_first,
+                         dropout, bidirectional, dtype, seed)
+
+
+class LSTM(_RNNBase):
+    """LSTM with torch's gates i, f, g, o."""
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True,
+                 batch_first=False, dropout=0.0, bidirectional=False,
+                 dtype="float32", seed=None):
+        super().__init__("LSTM", input_size, hidden_size, num_layers, bias,
+                         batch_first, dropout, bidirectional, dtype, seed)
+
+
+class GRU(_RNNBase):
+    """GRU with torch's gates r, z, n (b_hn inside the reset product)."""
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True,
+                 batch_first=False, dropout=0.0, bidirectional=False,
+                 dtype="float32", seed=None):
+        super().__init__("GRU", input_size, hidden_size, num_layers, bias,
+                         batch_first, dropout, bidirectional, dtype, seed)

@@ -1,0 +1,59 @@
+"""Build of fastrnn's C kernels (src/) and Cython boundary (fastrnn/_core.pyx).
+
+BLAS is not linked: the kernels call the sgemm/dgemm that SciPy exports through
+scipy.linalg.cython_blas. OpenMP is used when the compiler supports it; without
+it the build still works, single-threaded, and says so loudly. No
+-march=native: the extension must run on any x86-64.
+"""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import numpy
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+
+def openmp_flags():
+    """(compile, link) flags for OpenMP, or ([], []) when the compiler lacks it."""
+    if os.environ.get("FASTRNN_NO_OPENMP"):
+        return [], []
+    cc = os.environ.get("CC", "cc")
+    if shutil.which(cc.split()[0]) is None:
+        return ["-fopenmp"], ["-fopenmp"]  # let the real build report the problem
+    src = "#include <omp.h>\nint main(void){return omp_get_max_threads() < 1;}\n"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "t.c")
+        with open(path, "w") as f:
+            f.write(src)
+        res = subprocess.run(cc.split() + ["-fopenmp", path, "-o", os.path.join(tmp, "t")],
+                             capture_output=True)
+    if res.returncode == 0:
+        return ["-fopenmp"], ["-fopenmp"]
+    sys.stderr.write(
+        "\n" + "*" * 70 + "\nWARNING: the C compiler does not support OpenMP; fastrnn "
+        "is built\nsingle-threaded. Install a compiler with OpenMP (gcc) for speed.\n"
+        + "*" * 70 + "\n\n")
+    return [], []
+
+
+omp_c, omp_l = openmp_flags()
+extra_compile = ["-O3", "-fno-math-errno", "-Wno-unused-function"] + omp_c
+if os.environ.get("FASTRNN_SANITIZE"):  # ASan/UBSan build for the sanitizer job
+    extra_compile += ["-O1", "-g", "-fno-omit-frame-pointer",
+                      "-fsanitize=address,undefined"]
+    omp_l = omp_l + ["-fsanitize=address,undefined"]
+
+ext = Extension(
+    "fastrnn._core",
+    sources=["fastrnn/_core.pyx", "src/rnn.c"],
+    depends=["src/fastrnn.h", "src/rnn_impl.h"],
+    include_dirs=["src", numpy.get_include()],
+    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+    extra_compile_args=extra_compile,
+    extra_link_args=omp_l,
+)
+
+setup(ext_modules=cythonize([ext], compiler_directives={"language_level": 3}))

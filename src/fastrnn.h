@@ -1,0 +1,135 @@
+/*
+ * fastrnn kernels: recurrent layers (vanilla RNN, LSTM, GRU) forward and
+ * backward through time, float32 and float64, plain C + OpenMP + BLAS GEMM.
+ *
+ * These kernels know nothing of Python. The caller owns every buffer (inputs,
+ * outputs, the training cache and the scratch workspace); the kernels never
+ * allocate, print or exit. Every function returns FR_OK or a negative FR_E*.
+ *
+ * Shape letters, used everywhere:
+ *   T  time steps             B  batch size
+ *   I  input size (layer 0)   H  hidden size
+ *   L  layers                 D  directions (1, or 2 when bidirectional)
+ *   G  gates: 1 (RNN), 4 (LSTM: i,f,g,o), 3 (GRU: r,z,n)
+ *   In input size of layer l: I for l = 0, D*H above.
+ * All arrays are row-major and contiguous; sequences are time-major (T,B,.).
+ * Per layer and direction k = l*D + dir (torch's order of h_n):
+ *   w_ih[k] (G*H, In)   w_hh[k] (G*H, H)   b_ih[k], b_hh[k] (G*H)
+ * Gate equations are torch's (torch.nn.RNN / LSTM / GRU, b_hn inside the
+ * reset product for GRU).
+ *
+ * Variable lengths: step t of sequence b is "active" when t < lengths[b].
+ * An inactive step keeps the state unchanged and writes an output of 0, so the
+ * forward direction ends with the state at the last valid step and the
+ * reverse direction starts at the last valid step from the initial state.
+ */
+#ifndef FASTRNN_H
+#define FASTRNN_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* status codes */
+#define FR_OK 0
+#define FR_EINVAL (-1)   /* bad sizes or arguments (the caller should have checked) */
+#define FR_ENOBLAS (-2)  /* fr_set_blas was never called */
+#define FR_ETOOBIG (-3)  /* a GEMM dimension does not fit the BLAS integer */
+
+/* cell kinds */
+#define FR_CELL_RNN_TANH 0
+#define FR_CELL_RNN_RELU 1
+#define FR_CELL_LSTM 2
+#define FR_CELL_GRU 3
+
+/* Fortran BLAS gemm signatures (as scipy.linalg.cython_blas exports them) */
+typedef void (*fr_sgemm_fn)(char *transa, char *transb, int *m, int *n, int *k,
+                            float *alpha, float *a, int *lda, float *b, int *ldb,
+                            float *beta, float *c, int *ldc);
+typedef void (*fr_dgemm_fn)(char *transa, char *transb, int *m, int *n, int *k,
+                            double *alpha, double *a, int *lda, double *b, int *ldb,
+                            double *beta, double *c, int *ldc);
+
+/* Set the GEMM routines once, before any kernel runs. */
+void fr_set_blas(fr_sgemm_fn sgemm, fr_dgemm_fn dgemm);
+
+/* Largest thread count OpenMP would use here (1 when built without OpenMP). */
+int fr_max_threads(void);
+
+typedef struct {
+    int cell;                 /* FR_CELL_* */
+    int64_t T, B, I_, H;      /* I_: input size I (complex.h reserves the name I) */
+    int L, D;
+    int num_threads;          /* OpenMP threads for the elementwise passes, >= 1 */
+    const int64_t *lengths;   /* IN (B) values in 1..T, or NULL: every length is T */
+} fr_desc;
+
+/* FR_OK when the descriptor is usable: known cell, sizes >= 1, D in {1,2},
+ * lengths in 1..T, every GEMM dimension within BLAS's 32-bit int. */
+int fr_check_desc(const fr_desc *d);
+
+/* Number of gates G of a cell kind, 0 for an unknown kind. */
+int fr_num_gates(int cell);
+
+/* Element counts (of the kernel's REAL type) of the caller-owned buffers.
+ * Return -1 for an invalid descriptor. */
+int64_t fr_cache_len(const fr_desc *d);                      /* training cache */
+int64_t fr_forward_work_len(const fr_desc *d, int training); /* forward scratch */
+int64_t fr_backward_work_len(const fr_desc *d);              /* backward scratch */
+
+/*
+ * Forward through all layers and directions.
+ *   x        IN  (T,B,I)
+ *   w_ih.. b_hh  IN  arrays of L*D pointers; b_ih / b_hh may be NULL (no bias)
+ *   h0       IN  (L*D,B,H) or NULL (zeros)
+ *   c0       IN  (L*D,B,H) or NULL (zeros); LSTM only
+ *   dropmask IN  (L-1,T,B,D*H) or NULL: multiplies the input of layers 1..L-1
+ *                (already scaled by 1/(1-p)); training only
+ *   y        OUT (T,B,D*H)
+ *   hn       OUT (L*D,B,H)
+ *   cn       OUT (L*D,B,H) or NULL; LSTM only
+ *   cache    OUT fr_cache_len(d) elements, or NULL for inference (keeps nothing)
+ *   work     SCRATCH fr_forward_work_len(d, cache != NULL) elements
+ */
+int fr_forward_f32(const fr_desc *d, const float *x,
+                   const float *const *w_ih, const float *const *w_hh,
+                   const float *const *b_ih, const float *const *b_hh,
+                   const float *h0, const float *c0, const float *dropmask,
+                   float *y, float *hn, float *cn, float *cache, float *work);
+int fr_forward_f64(const fr_desc *d, const double *x,
+                   const double *const *w_ih, const double *const *w_hh,
+                   const double *const *b_ih, const double *const *b_hh,
+                   const double *h0, const double *c0, const double *dropmask,
+                   double *y, double *hn, double *cn, double *cache, double *work);
+
+/*
+ * Backward through time after a training forward with the same d, x, weights
+ * and dropmask, whose cache is given.
+ *   dy       IN  (T,B,D*H) gradient of y (ignored past each length: y is 0 there)
+ *   dhn, dcn IN  (L*D,B,H) gradients of h_n, c_n, or NULL (zeros)
+ *   dx       OUT (T,B,I)
+ *   dh0, dc0 OUT (L*D,B,H) gradients of the initial states, or NULL (not wanted)
+ *   dw_ih.. db_hh  ACCUMULATE (+=) arrays of L*D pointers; db_* NULL when no bias
+ *   work     SCRATCH fr_backward_work_len(d) elements
+ */
+int fr_backward_f32(const fr_desc *d, const float *x,
+                    const float *const *w_ih, const float *const *w_hh,
+                    const float *dropmask, const float *cache,
+                    const float *dy, const float *dhn, const float *dcn,
+                    float *dx, float *dh0, float *dc0,
+                    float *const *dw_ih, float *const *dw_hh,
+                    float *const *db_ih, float *const *db_hh, float *work);
+int fr_backward_f64(const fr_desc *d, const double *x,
+                    const double *const *w_ih, const double *const *w_hh,
+                    const double *dropmask, const double *cache,
+                    const double *dy, const double *dhn, const double *dcn,
+                    double *dx, double *dh0, double *dc0,
+                    double *const *dw_ih, double *const *dw_hh,
+                    double *const *db_ih, double *const *db_hh, double *work);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* FASTRNN_H */

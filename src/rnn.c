@@ -1,0 +1,133 @@
+/* fastrnn kernels: shared helpers, then the float32 and float64 kernels
+ * instantiated from one source (rnn_impl.h). See fastrnn.h for the API. */
+#include <limits.h>
+#include <math.h>
+#include <stddef.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#include "fastrnn.h"
+
+/* Below this many elements an elementwise pass runs on one thread: waking
+ * the OpenMP team costs more than the work. */
+#define FR_PAR_MIN 16384
+
+static fr_sgemm_fn fr_sgemm = NULL;
+static fr_dgemm_fn fr_dgemm = NULL;
+
+void fr_set_blas(fr_sgemm_fn sgemm, fr_dgemm_fn dgemm)
+{
+    fr_sgemm = sgemm;
+    fr_dgemm = dgemm;
+}
+
+int fr_max_threads(void)
+{
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+int fr_num_gates(int cell)
+{
+    switch (cell) {
+    case FR_CELL_RNN_TANH:
+    case FR_CELL_RNN_RELU: return 1;
+    case FR_CELL_LSTM: return 4;
+    case FR_CELL_GRU: return 3;
+    default: return 0;
+    }
+}
+
+/* Sizes must be positive and every GEMM dimension and leading dimension must
+ * fit BLAS's 32-bit int; products are formed in 64 bits. */
+int fr_check_desc(const fr_desc *d)
+{
+    if (d == NULL) return FR_EINVAL;
+    const int G = fr_num_gates(d->cell);
+    if (G == 0) return FR_EINVAL;
+    if (d->T < 1 || d->B < 1 || d->I_ < 1 || d->H < 1 || d->L < 1) return FR_EINVAL;
+    if (d->D != 1 && d->D != 2) return FR_EINVAL;
+    if (d->num_threads < 1) return FR_EINVAL;
+    const int64_t lim = INT_MAX;
+    if (d->T > lim || d->B > lim || d->I_ > lim || d->H > lim) return FR_ETOOBIG;
+    if (d->T * d->B > lim || (int64_t)4 * d->H > lim || (int64_t)d->D * d->H > lim)
+        return FR_ETOOBIG;
+    /* the largest buffers, (T,B,4H) and (T,B,D*H), must stay well inside int64 */
+    if (d->T * d->B > ((int64_t)1 << 62) / ((int64_t)4 * d->H * d->D + d->I_))
+        return FR_ETOOBIG;
+    if (d->lengths) {
+        for (int64_t b = 0; b < d->B; b++)
+            if (d->lengths[b] < 1 || d->lengths[b] > d->T) return FR_EINVAL;
+    }
+    return FR_OK;
+}
+
+/* Scratch of one layer-direction forward: Gh (B,G*H), h and c (B,H), and Xp
+ * (T,B,G*H) unless Xp lives in the gate cache (training LSTM/RNN). */
+static int64_t fr_layer_work_len(const fr_desc *d, int training)
+{
+    const int64_t GX = (int64_t)fr_num_gates(d->cell) * d->H;
+    const int xp_in_cache = training && d->cell != FR_CELL_GRU;
+    return d->B * GX + 2 * d->B * d->H + (xp_in_cache ? 0 : d->T * d->B * GX);
+}
+
+/* Scratch of one layer-direction backward: dG (T,B,G*H) (twice for GRU),
+ * dh, dh_prev, dc (B,H). */
+static int64_t fr_layer_bwork_len(const fr_desc *d)
+{
+    const int64_t GX = (int64_t)fr_num_gates(d->cell) * d->H;
+    return d->T * d->B * GX * (d->cell == FR_CELL_GRU ? 2 : 1) + 3 * d->B * d->H;
+}
+
+int64_t fr_cache_len(const fr_desc *d)
+{
+    if (fr_check_desc(d) != FR_OK) return -1;
+    const int64_t T = d->T, B = d->B, H = d->H;
+    const int64_t GC = d->cell == FR_CELL_GRU ? 4 * H : fr_num_gates(d->cell) * H;
+    const int64_t per_k = T * B * GC + (T + 1) * B * H * (d->cell == FR_CELL_LSTM ? 2 : 1);
+    return (int64_t)(d->L - 1) * T * B * d->D * H + (int64_t)d->L * d->D * per_k;
+}
+
+int64_t fr_forward_work_len(const fr_desc *d, int training)
+{
+    if (fr_check_desc(d) != FR_OK) return -1;
+    const int64_t pp = (!training && d->L > 1) ? 2 * d->T * d->B * d->D * d->H : 0;
+    return fr_layer_work_len(d, training) + pp;
+}
+
+int64_t fr_backward_work_len(const fr_desc *d)
+{
+    if (fr_check_desc(d) != FR_OK) return -1;
+    const int64_t pp = d->L > 1 ? 2 * d->T * d->B * d->D * d->H : 0;
+    return fr_layer_bwork_len(d) + pp;
+}
+
+/* ---- float32 ---- */
+#define REAL float
+#define FN(name) name##_f32
+#define EXP expf
+#define TANH tanhf
+#define GEMM_PTR fr_sgemm
+#include "rnn_impl.h"
+#undef REAL
+#undef FN
+#undef EXP
+#undef TANH
+#undef GEMM_PTR
+
+/* ---- float64 ---- */
+#define REAL double
+#define FN(name) name##_f64
+#define EXP exp
+#define TANH tanh
+#define GEMM_PTR fr_dgemm
+#include "rnn_impl.h"
+#undef REAL
+#undef FN
+#undef EXP
+#undef TANH
+#undef GEMM_PTR

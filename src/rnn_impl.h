@@ -1,0 +1,448 @@
+/*
+ * Body of the recurrent kernels, included twice by rnn.c: once with
+ * REAL=float (SUFFIX f32) and once with REAL=double (SUFFIX f64).
+ * Needs: REAL, FN(name) (name with type suffix), EXP, TANH, GEMM_PTR.
+ * Shape letters and buffer conventions: see fastrnn.h.
+ *
+ * One layer and direction, forward (haste's plan):
+ *   Xp = bias + X W_ih^T                   one GEMM over all T*B rows
+ *   for each step s (t = s, or T-1-s for the reverse direction):
+ *     Xp[t] += h_prev W_hh^T               (GRU: Gh = h_prev W_hh^T)
+ *     one fused elementwise pass: gates, new state, output
+ * Backward walks the steps in the opposite order, keeping dG (gradient of the
+ * gate pre-activations) for all steps, then does dW_ih, dW_hh and dx as big
+ * GEMMs over all T*B rows after the loop.
+ */
+
+/* ---- row-major GEMM through the Fortran (column-major) routine -------- */
+/* C(M,N) = alpha * op(A)(M,K) op(B)(K,N) + beta * C, all row-major. A
+ * row-major matrix is its transpose in column-major, so we compute
+ * C^T = op(B)^T op(A)^T by swapping the operands. */
+static void FN(gemm)(char ta, char tb, int64_t M, int64_t N, int64_t K,
+                     REAL alpha, const REAL *A, int64_t lda,
+                     const REAL *B, int64_t ldb, REAL beta, REAL *C, int64_t ldc)
+{
+    int m = (int)N, n = (int)M, k = (int)K;
+    int la = (int)ldb, lb = (int)lda, lc = (int)ldc;
+    if (M == 0 || N == 0) return;
+    if (K == 0) { /* BLAS would be fine, but keep the degenerate case explicit */
+        for (int64_t i = 0; i < M; i++)
+            for (int64_t j = 0; j < N; j++)
+                C[i * ldc + j] = beta == 0 ? 0 : beta * C[i * ldc + j];
+        return;
+    }
+    GEMM_PTR(&tb, &ta, &m, &n, &k, &alpha, (REAL *)B, &la, (REAL *)A, &lb,
+             &beta, C, &lc);
+}
+
+static inline REAL FN(sigmoid)(REAL v) { return (REAL)1 / ((REAL)1 + EXP(-v)); }
+
+/* Is step t of sequence b inside its length? */
+#define ACTIVE(t, b) (lengths == NULL || (t) < lengths[b])
+
+/* Fill the B*G*H pre-activation rows of Xp (rows x cols, leading dim ld) with
+ * a bias row. */
+static void FN(fill_rows)(REAL *Xp, int64_t rows, int64_t cols, const REAL *row,
+                          int nt)
+{
+    int64_t r;
+#pragma omp parallel for num_threads(nt) if (rows * cols >= FR_PAR_MIN) schedule(static)
+    for (r = 0; r < rows; r++)
+        memcpy(Xp + r * cols, row, (size_t)cols * sizeof(REAL));
+}
+
+/* Column sums of A (rows, cols) added to out (cols): each thread owns a block
+ * of columns and walks the rows in order, so the result does not depend on
+ * the thread count. */
+static void FN(colsum_add)(const REAL *A, int64_t rows, int64_t cols, REAL *out,
+                           int nt)
+{
+    int64_t nblk = (cols + 63) / 64, blk;
+#pragma omp parallel for num_threads(nt) if (rows * cols >= FR_PAR_MIN) schedule(static)
+    for (blk = 0; blk < nblk; blk++) {
+        int64_t c0 = blk * 64, c1 = c0 + 64 < cols ? c0 + 64 : cols;
+        REAL acc[64];
+        for (int64_t c = c0; c < c1; c++) acc[c - c0] = 0;
+        for (int64_t r = 0; r < rows; r++) {
+            const REAL *a = A + r * cols;
+            for (int64_t c = c0; c < c1; c++) acc[c - c0] += a[c];
+        }
+        for (int64_t c = c0; c < c1; c++) out[c] += acc[c - c0];
+    }
+}
+
+/*
+ * Forward of one layer and direction.
+ *   x     IN  (T,B,In)
+ *   y     OUT rows of the (T,B,ldy) output, already offset by dir*H
+ *   h0,c0 IN  (B,H) or NULL
+ *   hn,cn OUT (B,H) (cn NULL unless LSTM)
+ *   gates OUT (T,B,GC) activated gates (training) or NULL (inference);
+ *             GC = G*H, GRU: 4H = r,z,n, W_hn h + b_hn
+ *   hs,cs OUT (T+1,B,H) states (training) or NULL; the forward direction keeps
+ *             the state before step t in slot t, the reverse one in slot t+1
+ *   work  SCRATCH fr_layer_work_len(d, training)
+ */
+static void FN(layer_forward)(const fr_desc *d, int dir, int64_t In,
+                              const REAL *x, const REAL *W, const REAL *R,
+                              const REAL *bW, const REAL *bR,
+                              const REAL *h0, const REAL *c0,
+                              REAL *y, int64_t ldy, REAL *hn, REAL *cn,
+                              REAL *gates, REAL *hs, REAL *cs, REAL *work)
+{
+    const int cell = d->cell, nt = d->num_threads;
+    const int64_t T = d->T, B = d->B, H = d->H;
+    const int64_t *lengths = d->lengths;
+    const int G = fr_num_gates(cell);
+    const int64_t GX = (int64_t)G * H;
+    const int training = gates != NULL;
+    const int64_t BH = B * H;
+
+    /* LSTM and RNN accumulate the recurrent product straight into Xp; in
+     * training Xp is the gate cache itself (overwritten by the activations). */
+    REAL *Gh = work;                       /* GRU: (B, 3H) recurrent product */
+    REAL *hbuf = Gh + B * GX;              /* inference state h (B,H) */
+    REAL *cbuf = hbuf + BH;                /* inference state c (B,H) */
+    REAL *Xp = (training && cell != FR_CELL_GRU) ? gates : cbuf + BH;
+
+    /* Xp = bias + X W_ih^T. GRU folds only b_hr, b_hz here: b_hn stays inside
+     * the reset product. */
+    if (bW != NULL || bR != NULL) {
+        REAL *row = Gh; /* borrow Gh (>= GX elements) for the bias row */
+        for (int64_t j = 0; j < GX; j++) {
+            REAL v = bW ? bW[j] : 0;
+            if (bR && !(cell == FR_CELL_GRU && j >= 2 * H)) v += bR[j];
+            row[j] = v;
+        }
+        FN(fill_rows)(Xp, T * B, GX, row, nt);
+        FN(gemm)('N', 'T', T * B, GX, In, 1, x, In, W, In, 1, Xp, GX);
+    } else {
+        FN(gemm)('N', 'T', T * B, GX, In, 1, x, In, W, In, 0, Xp, GX);
+    }
+    const REAL *bhn = (cell == FR_CELL_GRU && bR) ? bR + 2 * H : NULL;
+
+    /* initial state */
+    REAL *h_init, *c_init = NULL;
+    if (training) {
+        h_init = hs + (dir ? T * BH : 0);
+        if (cell == FR_CELL_LSTM) c_init = cs + (dir ? T * BH : 0);
+    } else {
+        h_init = hbuf;
+        if (cell == FR_CELL_LSTM) c_init = cbuf;
+    }
+    if (h0) memcpy(h_init, h0, (size_t)BH * sizeof(REAL));
+    else memset(h_init, 0, (size_t)BH * sizeof(REAL));
+    if (c_init) {
+        if (c0) memcpy(c_init, c0, (size_t)BH * sizeof(REAL));
+        else memset(c_init, 0, (size_t)BH * sizeof(REAL));
+    }
+
+    for (int64_t s = 0; s < T; s++) {
+        const int64_t t = dir ? T - 1 - s : s;
+        const REAL *hp, *cp = NULL;
+        REAL *hx, *cx = NULL;
+        if (training) {
+            int64_t ip = dir ? t + 1 : t, ix = dir ? t : t + 1;
+            hp = hs + ip * BH; hx = hs + ix * BH;
+            if (cell == FR_CELL_LSTM) { cp = cs + ip * BH; cx = cs + ix * BH; }
+        } else { /* in place: each element is read before it is written */
+            hp = hx = hbuf;
+            if (cell == FR_CELL_LSTM) cp = cx = cbuf;
+        }
+        REAL *xp = Xp + t * B * GX;
+        /* recurrent product; skipped when the state is known to be zero */
+        const int hzero = (s == 0 && h0 == NULL);
+        if (cell == FR_CELL_GRU) {
+            if (hzero) memset(Gh, 0, (size_t)B * GX * sizeof(REAL));
+            else FN(gemm)('N', 'T', B, GX, H, 1, hp, H, R, H, 0, Gh, GX);
+        } else if (!hzero) {
+            FN(gemm)('N', 'T', B, GX, H, 1, hp, H, R, H, 1, xp, GX);
+        }
+        REAL *yt = y + t * B * ldy;
+        REAL *gt = training ? gates + t * B * (cell == FR_CELL_GRU ? 4 * H : GX) : NULL;
+        int64_t b;
+#pragma omp parallel for num_threads(nt) if (B * GX >= FR_PAR_MIN) schedule(static)
+        for (b = 0; b < B; b++) {
+            const REAL *hpb = hp + b * H;
+            REAL *hxb = hx + b * H, *yb = yt + b * ldy;
+            REAL *pre = xp + b * GX;
+            if (!ACTIVE(t, b)) { /* state carried over, output 0 */
+                if (hxb != hpb) memcpy(hxb, hpb, (size_t)H * sizeof(REAL));
+                if (cx && cx != cp) memcpy(cx + b * H, cp + b * H, (size_t)H * sizeof(REAL));
+                memset(yb, 0, (size_t)H * sizeof(REAL));
+                if (gt) {
+                    int64_t gc = cell == FR_CELL_GRU ? 4 * H : GX;
+                    memset(gt + b * gc, 0, (size_t)gc * sizeof(REAL));
+                }
+                continue;
+            }
+            if (cell == FR_CELL_LSTM) {
+                const REAL *cpb = cp + b * H;
+                REAL *cxb = cx + b * H;
+                for (int64_t j = 0; j < H; j++) {
+                    /* c' = f*c + i*g ; h' = o*tanh(c') */
+                    REAL ig = FN(sigmoid)(pre[j]);
+                    REAL fg = FN(sigmoid)(pre[H + j]);
+                    REAL gg = TANH(pre[2 * H + j]);
+                    REAL og = FN(sigmoid)(pre[3 * H + j]);
+                    REAL c = fg * cpb[j] + ig * gg;
+                    REAL h = og * TANH(c);
+                    if (training) { /* pre is the gate cache row */
+                        pre[j] = ig; pre[H + j] = fg; pre[2 * H + j] = gg; pre[3 * H + j] = og;
+                    }
+                    cxb[j] = c; hxb[j] = h; yb[j] = h;
+                }
+            } else if (cell == FR_CELL_GRU) {
+                const REAL *gh = Gh + b * GX;
+                REAL *gc = gt ? gt + b * 4 * H : NULL;
+                for (int64_t j = 0; j < H; j++) {
+                    /* r = s(xr + hr), z = s(xz + hz), n = tanh(xn + r*(W_hn h + b_hn))
+                     * h' = (1-z)*n + z*h */
+                    REAL r = FN(sigmoid)(pre[j] + gh[j]);
+                    REAL z = FN(sigmoid)(pre[H + j] + gh[H + j]);
+                    REAL hl = gh[2 * H + j] + (bhn ? bhn[j] : 0);
+                    REAL n = TANH(pre[2 * H + j] + r * hl);
+                    REAL h = (1 - z) * n + z * hpb[j];
+                    if (gc) { gc[j] = r; gc[H + j] = z; gc[2 * H + j] = n; gc[3 * H + j] = hl; }
+                    hxb[j] = h; yb[j] = h;
+                }
+            } else {
+                const int relu = cell == FR_CELL_RNN_RELU;
+                for (int64_t j = 0; j < H; j++) {
+                    /* h' = act(x W^T + b + h R^T) */
+                    REAL v = pre[j];
+                    REAL h = relu ? (v > 0 ? v : 0) : TANH(v);
+                    if (training) pre[j] = h;
+                    hxb[j] = h; yb[j] = h;
+                }
+            }
+        }
+    }
+    const REAL *h_last = training ? hs + (dir ? 0 : T * BH) : hbuf;
+    memcpy(hn, h_last, (size_t)BH * sizeof(REAL));
+    if (cn) {
+        const REAL *c_last = training ? cs + (dir ? 0 : T * BH) : cbuf;
+        memcpy(cn, c_last, (size_t)BH * sizeof(REAL));
+    }
+}
+
+/*
+ * Backward of one layer and direction (after layer_forward in training).
+ *   x      IN  (T,B,In) the layer's input as the forward saw it
+ *   dy     IN  rows of (T,B,ldy), offset by dir*H
+ *   dhn,dcn IN (B,H) or NULL
+ *   dx     OUT (T,B,In): = dG W_ih, added to what is there when dx_beta = 1
+ *   dh0,dc0 OUT (B,H) or NULL
+ *   dW..dbR ACCUMULATE
+ *   work   SCRATCH T*B*GX*(GRU ? 2 : 1) + 3*B*H
+ */
+static void FN(layer_backward)(const fr_desc *d, int dir, int64_t In,
+                               const REAL *x, const REAL *W, const REAL *R,
+                               const REAL *gates, const REAL *hs, const REAL *cs,
+                               const REAL *dy, int64_t ldy,
+                               const REAL *dhn, const REAL *dcn,
+                               REAL *dx, REAL dx_beta, REAL *dh0, REAL *dc0,
+                               REAL *dW, REAL *dR, REAL *dbW, REAL *dbR,
+                               REAL *work)
+{
+    const int cell = d->cell, nt = d->num_threads;
+    const int64_t T = d->T, B = d->B, H = d->H;
+    const int64_t *lengths = d->lengths;
+    const int G = fr_num_gates(cell);
+    const int64_t GX = (int64_t)G * H;
+    const int64_t GC = cell == FR_CELL_GRU ? 4 * H : GX;
+    const int64_t BH = B * H;
+
+    REAL *dGx = work;                                   /* (T,B,GX) d pre-activation, input side */
+    REAL *dGh = cell == FR_CELL_GRU ? dGx + T * B * GX : dGx; /* recurrent side */
+    REAL *dh = dGh + T * B * GX;                        /* (B,H) dL/dh_t */
+    REAL *dhp = dh + BH;                                /* (B,H) dL/dh_{t-1} */
+    REAL *dc = dhp + BH;                                /* (B,H) dL/dc_t */
+
+    if (dhn) memcpy(dh, dhn, (size_t)BH * sizeof(REAL));
+    else memset(dh, 0, (size_t)BH * sizeof(REAL));
+    if (cell == FR_CELL_LSTM) {
+        if (dcn) memcpy(dc, dcn, (size_t)BH * sizeof(REAL));
+        else memset(dc, 0, (size_t)BH * sizeof(REAL));
+    }
+
+    for (int64_t s = T - 1; s >= 0; s--) {
+        const int64_t t = dir ? T - 1 - s : s;
+        const int64_t ip = dir ? t + 1 : t, ix = dir ? t : t + 1;
+        const REAL *hp = hs + ip * BH;
+        const REAL *cp = cell == FR_CELL_LSTM ? cs + ip * BH : NULL;
+        const REAL *cx = cell == FR_CELL_LSTM ? cs + ix * BH : NULL;
+        const REAL *gt = gates + t * B * GC;
+        const REAL *dyt = dy + t * B * ldy;
+        REAL *dgx = dGx + t * B * GX, *dgh = dGh + t * B * GX;
+        int64_t b;
+#pragma omp parallel for num_threads(nt) if (B * GX >= FR_PAR_MIN) schedule(static)
+        for (b = 0; b < B; b++) {
+            REAL *dhb = dh + b * H, *dhpb = dhp + b * H;
+            REAL *dgxb = dgx + b * GX, *dghb = dgh + b * GX;
+            if (!ACTIVE(t, b)) { /* gradient passes the carried state unchanged */
+                memcpy(dhpb, dhb, (size_t)H * sizeof(REAL));
+                memset(dgxb, 0, (size_t)GX * sizeof(REAL));
+                if (dghb != dgxb) memset(dghb, 0, (size_t)GX * sizeof(REAL));
+                continue; /* dc row unchanged too */
+            }
+            const REAL *g = gt + b * GC, *dyb = dyt + b * ldy;
+            if (cell == FR_CELL_LSTM) {
+                const REAL *cpb = cp + b * H, *cxb = cx + b * H;
+                REAL *dcb = dc + b * H;
+                for (int64_t j = 0; j < H; j++) {
+                    REAL ig = g[j], fg = g[H + j], gg = g[2 * H + j], og = g[3 * H + j];
+                    REAL gh = dhb[j] + dyb[j];
+                    REAL tc = TANH(cxb[j]);
+                    REAL dct = dcb[j] + gh * og * (1 - tc * tc);
+                    dgxb[j] = dct * gg * ig * (1 - ig);
+                    dgxb[H + j] = dct * cpb[j] * fg * (1 - fg);
+                    dgxb[2 * H + j] = dct * ig * (1 - gg * gg);
+                    dgxb[3 * H + j] = gh * tc * og * (1 - og);
+                    dcb[j] = dct * fg;
+                    dhpb[j] = 0;
+                }
+            } else if (cell == FR_CELL_GRU) {
+                const REAL *hpb = hp + b * H;
+                for (int64_t j = 0; j < H; j++) {
+                    REAL r = g[j], z = g[H + j], n = g[2 * H + j], hl = g[3 * H + j];
+                    REAL gh = dhb[j] + dyb[j];
+                    REAL dnp = gh * (1 - z) * (1 - n * n);    /* d n pre-activation */
+                    REAL dzp = gh * (hpb[j] - n) * z * (1 - z);
+                    REAL drp = dnp * hl * r * (1 - r);
+                    dgxb[j] = drp; dgxb[H + j] = dzp; dgxb[2 * H + j] = dnp;
+                    dghb[j] = drp; dghb[H + j] = dzp; dghb[2 * H + j] = dnp * r;
+                    dhpb[j] = gh * z;                          /* direct path */
+                }
+            } else {
+                const int relu = cell == FR_CELL_RNN_RELU;
+                for (int64_t j = 0; j < H; j++) {
+                    REAL h = g[j], gh = dhb[j] + dyb[j];
+                    dgxb[j] = relu ? (h > 0 ? gh : 0) : gh * (1 - h * h);
+                    dhpb[j] = 0;
+                }
+            }
+        }
+        /* dh_{t-1} += dG_h W_hh */
+        FN(gemm)('N', 'N', B, H, GX, 1, dgh, GX, R, H, 1, dhp, H);
+        REAL *tmp = dh; dh = dhp; dhp = tmp;
+    }
+    if (dh0) memcpy(dh0, dh, (size_t)BH * sizeof(REAL));
+    if (dc0 && cell == FR_CELL_LSTM) memcpy(dc0, dc, (size_t)BH * sizeof(REAL));
+
+    /* weight gradients over all steps at once */
+    FN(gemm)('T', 'N', GX, In, T * B, 1, dGx, GX, x, In, 1, dW, In);
+    FN(gemm)('T', 'N', GX, H, T * B, 1, dGh, GX, hs + (dir ? BH : 0), H, 1, dR, H);
+    if (dbW) FN(colsum_add)(dGx, T * B, GX, dbW, nt);
+    if (dbR) FN(colsum_add)(dGh, T * B, GX, dbR, nt);
+    FN(gemm)('N', 'N', T * B, In, GX, 1, dGx, GX, W, In, dx_beta, dx, In);
+}
+
+/* ---- whole stack ------------------------------------------------------- */
+
+int FN(fr_forward)(const fr_desc *d, const REAL *x,
+                   const REAL *const *w_ih, const REAL *const *w_hh,
+                   const REAL *const *b_ih, const REAL *const *b_hh,
+                   const REAL *h0, const REAL *c0, const REAL *dropmask,
+                   REAL *y, REAL *hn, REAL *cn, REAL *cache, REAL *work)
+{
+    int st = fr_check_desc(d);
+    if (st != FR_OK) return st;
+    if (GEMM_PTR == NULL) return FR_ENOBLAS;
+    if (!x || !w_ih || !w_hh || !y || !hn || !work) return FR_EINVAL;
+    if (d->cell == FR_CELL_LSTM && !cn) return FR_EINVAL;
+    const int64_t T = d->T, B = d->B, H = d->H, L = d->L, D = d->D;
+    const int64_t BH = B * H, DH = D * H, TBDH = T * B * DH;
+    const int training = cache != NULL;
+    const int is_lstm = d->cell == FR_CELL_LSTM;
+    const int64_t GC = d->cell == FR_CELL_GRU ? 4 * H : fr_num_gates(d->cell) * H;
+    const int64_t per_k = T * B * GC + (T + 1) * BH * (is_lstm ? 2 : 1);
+    REAL *layer_work = work;
+    REAL *pp0 = work + fr_layer_work_len(d, training), *pp1 = pp0 + TBDH; /* inference ping-pong */
+
+    const REAL *in = x;
+    for (int64_t l = 0; l < L; l++) {
+        const int64_t In = l == 0 ? d->I_ : DH;
+        REAL *out;
+        if (l == L - 1) out = y;
+        else if (training) out = cache + l * TBDH;      /* input of layer l+1 */
+        else out = (l % 2) ? pp1 : pp0;
+        for (int dir = 0; dir < D; dir++) {
+            const int64_t k = l * D + dir;
+            REAL *gates = NULL, *hs = NULL, *cs = NULL;
+            if (training) {
+                gates = cache + (L - 1) * TBDH + k * per_k;
+                hs = gates + T * B * GC;
+                cs = is_lstm ? hs + (T + 1) * BH : NULL;
+            }
+            FN(layer_forward)(d, dir, In, in, w_ih[k], w_hh[k],
+                              b_ih ? b_ih[k] : NULL, b_hh ? b_hh[k] : NULL,
+                              h0 ? h0 + k * BH : NULL, (c0 && is_lstm) ? c0 + k * BH : NULL,
+                              out + dir * H, DH, hn + k * BH, is_lstm ? cn + k * BH : NULL,
+                              gates, hs, cs, layer_work);
+        }
+        if (training && dropmask && l < L - 1) {
+            const REAL *m = dropmask + l * TBDH;
+            int64_t i;
+#pragma omp parallel for num_threads(d->num_threads) if (TBDH >= FR_PAR_MIN) schedule(static)
+            for (i = 0; i < TBDH; i++) out[i] *= m[i];
+        }
+        in = out;
+    }
+    return FR_OK;
+}
+
+int FN(fr_backward)(const fr_desc *d, const REAL *x,
+                    const REAL *const *w_ih, const REAL *const *w_hh,
+                    const REAL *dropmask, const REAL *cache,
+                    const REAL *dy, const REAL *dhn, const REAL *dcn,
+                    REAL *dx, REAL *dh0, REAL *dc0,
+                    REAL *const *dw_ih, REAL *const *dw_hh,
+                    REAL *const *db_ih, REAL *const *db_hh, REAL *work)
+{
+    int st = fr_check_desc(d);
+    if (st != FR_OK) return st;
+    if (GEMM_PTR == NULL) return FR_ENOBLAS;
+    if (!x || !w_ih || !w_hh || !cache || !dy || !dx || !dw_ih || !dw_hh || !work)
+        return FR_EINVAL;
+    const int64_t T = d->T, B = d->B, H = d->H, L = d->L, D = d->D;
+    const int64_t BH = B * H, DH = D * H, TBDH = T * B * DH;
+    const int is_lstm = d->cell == FR_CELL_LSTM;
+    const int64_t GC = d->cell == FR_CELL_GRU ? 4 * H : fr_num_gates(d->cell) * H;
+    const int64_t per_k = T * B * GC + (T + 1) * BH * (is_lstm ? 2 : 1);
+    REAL *layer_work = work;
+    REAL *pp0 = work + fr_layer_bwork_len(d), *pp1 = pp0 + TBDH;
+
+    const REAL *dcur = dy; /* gradient of this layer's output (T,B,DH) */
+    for (int64_t l = L - 1; l >= 0; l--) {
+        const int64_t In = l == 0 ? d->I_ : DH;
+        const REAL *xin = l == 0 ? x : cache + (l - 1) * TBDH;
+        REAL *dxl = l == 0 ? dx : ((l % 2) ? pp1 : pp0);
+        for (int dir = 0; dir < D; dir++) {
+            const int64_t k = l * D + dir;
+            const REAL *gates = cache + (L - 1) * TBDH + k * per_k;
+            const REAL *hs = gates + T * B * GC;
+            const REAL *cs = is_lstm ? hs + (T + 1) * BH : NULL;
+            FN(layer_backward)(d, dir, In, xin, w_ih[k], w_hh[k], gates, hs, cs,
+                               dcur + dir * H, DH,
+                               dhn ? dhn + k * BH : NULL,
+                               (dcn && is_lstm) ? dcn + k * BH : NULL,
+                               dxl, dir == 0 ? 0 : 1,
+                               dh0 ? dh0 + k * BH : NULL,
+                               (dc0 && is_lstm) ? dc0 + k * BH : NULL,
+                               dw_ih[k], dw_hh[k],
+                               db_ih ? db_ih[k] : NULL, db_hh ? db_hh[k] : NULL,
+                               layer_work);
+        }
+        if (l > 0 && dropmask) { /* through the dropout of layer l's input */
+            const REAL *m = dropmask + (l - 1) * TBDH;
+            int64_t i;
+#pragma omp parallel for num_threads(d->num_threads) if (TBDH >= FR_PAR_MIN) schedule(static)
+            for (i = 0; i < TBDH; i++) dxl[i] *= m[i];
+        }
+        dcur = dxl;
+    }
+    return FR_OK;
+}
+
+#undef ACTIVE
