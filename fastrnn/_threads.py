@@ -1,9 +1,14 @@
 """Thread count of fastrnn's kernels.
 
-By default the kernels use as many OpenMP threads as OpenMP would (honouring
-OMP_NUM_THREADS and threadpoolctl limits). set_num_threads(n) fixes the count
-for fastrnn's OpenMP passes and, through threadpoolctl, for the BLAS that
-SciPy provides (the one fastrnn's GEMMs call).
+fastrnn's own parallel passes run on OpenMP threads. By default they use as many
+as OpenMP would (honouring OMP_NUM_THREADS and threadpoolctl limits on the
+OpenMP runtime); set_num_threads(n) fixes the count for fastrnn alone.
+
+The GEMMs go to the BLAS that SciPy ships (OpenBLAS); its thread count follows
+OPENBLAS_NUM_THREADS / threadpoolctl (`threadpool_limits(n, user_api="blas")`)
+and is deliberately left alone here: OpenBLAS's results can differ in the last
+bit between thread counts, and fastrnn's own thread count must never change
+the bits of a result.
 """
 from . import _core
 from ._validate import positive_int
@@ -12,18 +17,9 @@ _num_threads = None
 
 
 def set_num_threads(n):
-    """Use n threads in fastrnn's kernels (None: back to the OpenMP default)."""
+    """Use n OpenMP threads in fastrnn's kernels (None: the OpenMP default)."""
     global _num_threads
-    if n is None:
-        _num_threads = None
-        return
-    n = positive_int(n, "n")
-    _num_threads = n
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl is a dependency
-        return
-    threadpool_limits(limits=n, user_api="blas")
+    _num_threads = None if n is None else positive_int(n, "n")
 
 
 def get_num_threads():

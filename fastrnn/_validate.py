@@ -13,6 +13,8 @@ _DTYPES = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64)}
 
 def as_dtype(dtype):
     """The layer dtype from 'float32'/'float64' or a NumPy/torch dtype."""
+    if isinstance(dtype, type) and issubclass(dtype, np.generic):
+        dtype = np.dtype(dtype)  # np.float32 and friends
     name = getattr(dtype, "name", None) or str(dtype)
     name = name.replace("torch.", "")
     try:

@@ -220,7 +220,6 @@ class _RNNBase:
 
     def forward(self, x, state0=None, lengths=None):
         """Training forward: keeps what backward() needs."""
-        self._ctx = None  # free the previous cache before allocating a new one
         xt, h0, c0, lens, mask, y, hn, cn, cache = self._run(
             x, state0, lengths, True, "state0")
         if xt is x or not xt.flags.owndata:
