@@ -30,7 +30,11 @@ cdef extern from "fastrnn.h" nogil:
         int num_threads
         const int64_t *lengths
     void fr_set_blas(fr_sgemm_fn s, fr_dgemm_fn d)
+    ctypedef void (*fr_blas_set_threads_fn)(int) noexcept nogil
+    ctypedef int (*fr_blas_get_threads_fn)() noexcept nogil
+    void fr_set_blas_threads_api(fr_blas_set_threads_fn set, fr_blas_get_threads_fn get)
     int fr_max_threads()
+    int fr_set_fast_path(int enable)
     int fr_num_gates(int cell)
     int fr_check_desc(const fr_desc *d)
     int64_t fr_cache_len(const fr_desc *d)
@@ -65,6 +69,21 @@ cdef extern from "fastrnn.h" nogil:
 fr_set_blas(<fr_sgemm_fn>sgemm, <fr_dgemm_fn>dgemm)
 
 CELLS = {"RNN_TANH": 0, "RNN_RELU": 1, "LSTM": 2, "GRU": 3}
+
+
+def register_blas_threads(size_t set_addr, size_t get_addr):
+    """Give the kernels the BLAS's thread-count setter and getter (addresses
+    of C functions void(int) and int(void)); 0, 0 unregisters."""
+    if (set_addr == 0) != (get_addr == 0):
+        raise ValueError("register_blas_threads: give both addresses or neither")
+    fr_set_blas_threads_api(<fr_blas_set_threads_fn>set_addr,
+                            <fr_blas_get_threads_fn>get_addr)
+
+
+def set_fast_path(bint enable):
+    """Use the AVX2/FMA float32 kernels (default where the CPU has them) or
+    the portable BLAS path; returns whether the fast path is now on."""
+    return bool(fr_set_fast_path(enable))
 
 
 def max_threads():

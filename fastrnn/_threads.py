@@ -4,12 +4,18 @@ fastrnn's own parallel passes run on OpenMP threads. By default they use as many
 as OpenMP would (honouring OMP_NUM_THREADS and threadpoolctl limits on the
 OpenMP runtime); set_num_threads(n) fixes the count for fastrnn alone.
 
-The GEMMs go to the BLAS that SciPy ships (OpenBLAS); its thread count follows
-OPENBLAS_NUM_THREADS / threadpoolctl (`threadpool_limits(n, user_api="blas")`)
-and is deliberately left alone here: OpenBLAS's results can differ in the last
-bit between thread counts, and fastrnn's own thread count must never change
-the bits of a result.
+The GEMMs go to the BLAS that SciPy ships (OpenBLAS). While a fastrnn kernel
+runs, it holds that BLAS at one thread and splits its GEMMs over its own
+OpenMP threads instead (two thread pools spinning on the same cores slow each
+other down many times over); the BLAS's own count, which OPENBLAS_NUM_THREADS
+and threadpoolctl set, comes back when the call returns. Other threads that
+call SciPy's BLAS during a fastrnn call run it single-threaded meanwhile.
+When SciPy's BLAS is not an OpenBLAS found here, every GEMM is one BLAS call
+with the BLAS's own threads.
 """
+import ctypes
+import os
+
 from . import _core
 from ._validate import positive_int
 
@@ -27,3 +33,46 @@ def get_num_threads():
     if _num_threads is not None:
         return _num_threads
     return max(1, _core.max_threads())
+
+
+def _scipy_openblas():
+    """(set, get) addresses of the thread-count functions of the OpenBLAS
+    behind scipy.linalg.cython_blas, or None when it cannot be found."""
+    try:
+        import scipy
+        from threadpoolctl import threadpool_info
+    except ImportError:  # pragma: no cover - both are dependencies
+        return None
+    scipy_root = os.path.dirname(os.path.dirname(os.path.abspath(scipy.__file__)))
+    for info in threadpool_info():
+        path = info.get("filepath") or ""
+        if info.get("internal_api") != "openblas" or "64_" in os.path.basename(path):
+            continue  # fastrnn uses the LP64 (32-bit int) BLAS SciPy exports
+        if not os.path.abspath(path).startswith(scipy_root):
+            continue
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for prefix in ("scipy_", ""):
+            try:
+                set_fn = getattr(lib, prefix + "openblas_set_num_threads")
+                get_fn = getattr(lib, prefix + "openblas_get_num_threads")
+            except AttributeError:
+                continue
+            return (ctypes.cast(set_fn, ctypes.c_void_p).value,
+                    ctypes.cast(get_fn, ctypes.c_void_p).value)
+    return None
+
+
+def _setup_blas_threads():
+    if os.environ.get("FASTRNN_NO_BLAS_PIN"):
+        return False
+    found = _scipy_openblas()
+    if found is None:
+        return False
+    _core.register_blas_threads(*found)
+    return True
+
+
+BLAS_PINNED = _setup_blas_threads()

@@ -55,6 +55,20 @@ typedef void (*fr_dgemm_fn)(char *transa, char *transb, int *m, int *n, int *k,
 /* Set the GEMM routines once, before any kernel runs. */
 void fr_set_blas(fr_sgemm_fn sgemm, fr_dgemm_fn dgemm);
 
+/* Optional: the BLAS library's thread-count setter and getter (OpenBLAS's
+ * openblas_set_num_threads / openblas_get_num_threads). With them, the
+ * kernels hold the BLAS at one thread while they run and split their GEMMs
+ * over their own OpenMP threads, so two thread pools never compete for the
+ * cores; the BLAS's own count is restored when the last running kernel call
+ * returns. Without them, each GEMM is one BLAS call with the BLAS's threads. */
+typedef void (*fr_blas_set_threads_fn)(int);
+typedef int (*fr_blas_get_threads_fn)(void);
+void fr_set_blas_threads_api(fr_blas_set_threads_fn set, fr_blas_get_threads_fn get);
+
+/* Turn the AVX2/FMA float32 kernels on (when the CPU has them) or off;
+ * returns whether they are on. On by default where available. */
+int fr_set_fast_path(int enable);
+
 /* Largest thread count OpenMP would use here (1 when built without OpenMP). */
 int fr_max_threads(void);
 

@@ -1,6 +1,7 @@
 /* fastrnn kernels: shared helpers, then the float32 and float64 kernels
  * instantiated from one source (rnn_impl.h). See fastrnn.h for the API. */
 #include <limits.h>
+#include <pthread.h>
 #include <math.h>
 #include <stddef.h>
 #include <string.h>
@@ -8,10 +9,21 @@
 #include <omp.h>
 #endif
 #include "fastrnn.h"
+#include "rnn_fast.h"
 
 /* Below this many elements an elementwise pass runs on one thread: waking
  * the OpenMP team costs more than the work. */
 #define FR_PAR_MIN 16384
+
+/* Use the AVX2/FMA float32 time loop: on when the CPU has it, unless turned
+ * off with fr_set_fast_path(0) (tests run both paths). */
+static int fr_use_fast = -1;
+
+int fr_set_fast_path(int enable)
+{
+    fr_use_fast = enable && fr_fast_available();
+    return fr_use_fast;
+}
 
 static fr_sgemm_fn fr_sgemm = NULL;
 static fr_dgemm_fn fr_dgemm = NULL;
@@ -20,6 +32,47 @@ void fr_set_blas(fr_sgemm_fn sgemm, fr_dgemm_fn dgemm)
 {
     fr_sgemm = sgemm;
     fr_dgemm = dgemm;
+    if (fr_use_fast < 0) fr_use_fast = fr_fast_available();
+}
+
+/* BLAS thread pinning (see fastrnn.h): a count of kernel calls under way;
+ * the first one in saves the BLAS's thread count and sets 1, the last one
+ * out restores it. */
+static fr_blas_set_threads_fn fr_blas_set = NULL;
+static fr_blas_get_threads_fn fr_blas_get = NULL;
+static pthread_mutex_t fr_blas_lock = PTHREAD_MUTEX_INITIALIZER;
+static int fr_blas_users = 0, fr_blas_saved = 1;
+
+void fr_set_blas_threads_api(fr_blas_set_threads_fn set, fr_blas_get_threads_fn get)
+{
+    pthread_mutex_lock(&fr_blas_lock);
+    if (fr_blas_users == 0) {
+        fr_blas_set = (set && get) ? set : NULL;
+        fr_blas_get = (set && get) ? get : NULL;
+    }
+    pthread_mutex_unlock(&fr_blas_lock);
+}
+
+/* Returns 1 when the BLAS is held at one thread until blas_leave(). */
+static int blas_enter(void)
+{
+    int pinned;
+    pthread_mutex_lock(&fr_blas_lock);
+    pinned = fr_blas_set != NULL;
+    if (pinned && fr_blas_users++ == 0) {
+        fr_blas_saved = fr_blas_get();
+        if (fr_blas_saved != 1) fr_blas_set(1);
+    }
+    pthread_mutex_unlock(&fr_blas_lock);
+    return pinned;
+}
+
+static void blas_leave(int pinned)
+{
+    if (!pinned) return;
+    pthread_mutex_lock(&fr_blas_lock);
+    if (--fr_blas_users == 0 && fr_blas_saved != 1) fr_blas_set(fr_blas_saved);
+    pthread_mutex_unlock(&fr_blas_lock);
 }
 
 int fr_max_threads(void)
@@ -66,13 +119,13 @@ int fr_check_desc(const fr_desc *d)
     return FR_OK;
 }
 
-/* Scratch of one layer-direction forward: Gh (B,G*H), h and c (B,H), and Xp
+/* Scratch of one layer-direction forward: Gh (B,G*H), h, c, h2 (B,H), and Xp
  * (T,B,G*H) unless Xp lives in the gate cache (training LSTM/RNN). */
 static int64_t fr_layer_work_len(const fr_desc *d, int training)
 {
     const int64_t GX = (int64_t)fr_num_gates(d->cell) * d->H;
     const int xp_in_cache = training && d->cell != FR_CELL_GRU;
-    return d->B * GX + 2 * d->B * d->H + (xp_in_cache ? 0 : d->T * d->B * GX);
+    return d->B * GX + 3 * d->B * d->H + (xp_in_cache ? 0 : d->T * d->B * GX);
 }
 
 /* Scratch of one layer-direction backward: dG (T,B,G*H) (twice for GRU),
@@ -108,6 +161,7 @@ int64_t fr_backward_work_len(const fr_desc *d)
 
 /* ---- float32 ---- */
 #define REAL float
+#define FR_REAL_IS_FLOAT 1
 #define FN(name) name##_f32
 #define EXP expf
 #define TANH tanhf
@@ -118,9 +172,11 @@ int64_t fr_backward_work_len(const fr_desc *d)
 #undef EXP
 #undef TANH
 #undef GEMM_PTR
+#undef FR_REAL_IS_FLOAT
 
 /* ---- float64 ---- */
 #define REAL double
+#define FR_REAL_IS_FLOAT 0
 #define FN(name) name##_f64
 #define EXP exp
 #define TANH tanh
@@ -131,3 +187,4 @@ int64_t fr_backward_work_len(const fr_desc *d)
 #undef EXP
 #undef TANH
 #undef GEMM_PTR
+#undef FR_REAL_IS_FLOAT

@@ -35,6 +35,32 @@ static void FN(gemm)(char ta, char tb, int64_t M, int64_t N, int64_t K,
              &beta, C, &lc);
 }
 
+/* The same GEMM cut into chunks of rows of C (contiguous blocks; column
+ * blocks of a row-major C run several times slower in OpenBLAS), one
+ * single-threaded BLAS call per chunk, the chunks shared among nt OpenMP
+ * threads when the BLAS is held at one thread (pinned). OpenBLAS's bits depend
+ * on how a product is partitioned, so the chunk size depends on M alone, never
+ * on the thread count: 128 rows, or two halves (16-row multiples) when M is
+ * small, so that small products still use two cores. */
+static void FN(pgemm)(int nt, int pinned, char ta, char tb, int64_t M, int64_t N,
+                      int64_t K, REAL alpha, const REAL *A, int64_t lda,
+                      const REAL *B, int64_t ldb, REAL beta, REAL *C, int64_t ldc)
+{
+    int64_t chunk = M >= 256 ? 128 : ((M + 31) / 32) * 16;
+    if (chunk < 16) chunk = 16;
+    const int64_t nchunk = (M + chunk - 1) / chunk;
+    if (!pinned || (double)M * N * K < 1e6) nt = 1;
+    if (nt > nchunk) nt = (int)nchunk;
+    int64_t c;
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+    for (c = 0; c < nchunk; c++) {
+        const int64_t a0 = c * chunk;
+        const int64_t n = M - a0 < chunk ? M - a0 : chunk;
+        FN(gemm)(ta, tb, n, N, K, alpha, ta == 'N' ? A + a0 * lda : A + a0,
+                 lda, B, ldb, beta, C + a0 * ldc, ldc);
+    }
+}
+
 static inline REAL FN(sigmoid)(REAL v) { return (REAL)1 / ((REAL)1 + EXP(-v)); }
 
 /* Is step t of sequence b inside its length? */
@@ -88,7 +114,7 @@ static void FN(layer_forward)(const fr_desc *d, int dir, int64_t In,
                               const REAL *bW, const REAL *bR,
                               const REAL *h0, const REAL *c0,
                               REAL *y, int64_t ldy, REAL *hn, REAL *cn,
-                              REAL *gates, REAL *hs, REAL *cs, REAL *work)
+                              REAL *gates, REAL *hs, REAL *cs, REAL *work, int pinned)
 {
     const int cell = d->cell, nt = d->num_threads;
     const int64_t T = d->T, B = d->B, H = d->H;
@@ -103,7 +129,8 @@ static void FN(layer_forward)(const fr_desc *d, int dir, int64_t In,
     REAL *Gh = work;                       /* GRU: (B, 3H) recurrent product */
     REAL *hbuf = Gh + B * GX;              /* inference state h (B,H) */
     REAL *cbuf = hbuf + BH;                /* inference state c (B,H) */
-    REAL *Xp = (training && cell != FR_CELL_GRU) ? gates : cbuf + BH;
+    REAL *h2 = cbuf + BH;                  /* inference: second h buffer (fast path) */
+    REAL *Xp = (training && cell != FR_CELL_GRU) ? gates : h2 + BH;
 
     /* Xp = bias + X W_ih^T. GRU folds only b_hr, b_hz here: b_hn stays inside
      * the reset product. */
@@ -115,9 +142,9 @@ static void FN(layer_forward)(const fr_desc *d, int dir, int64_t In,
             row[j] = v;
         }
         FN(fill_rows)(Xp, T * B, GX, row, nt);
-        FN(gemm)('N', 'T', T * B, GX, In, 1, x, In, W, In, 1, Xp, GX);
+        FN(pgemm)(nt, pinned, 'N', 'T', T * B, GX, In, 1, x, In, W, In, 1, Xp, GX);
     } else {
-        FN(gemm)('N', 'T', T * B, GX, In, 1, x, In, W, In, 0, Xp, GX);
+        FN(pgemm)(nt, pinned, 'N', 'T', T * B, GX, In, 1, x, In, W, In, 0, Xp, GX);
     }
     const REAL *bhn = (cell == FR_CELL_GRU && bR) ? bR + 2 * H : NULL;
 
@@ -136,6 +163,14 @@ static void FN(layer_forward)(const fr_desc *d, int dir, int64_t In,
         if (c0) memcpy(c_init, c0, (size_t)BH * sizeof(REAL));
         else memset(c_init, 0, (size_t)BH * sizeof(REAL));
     }
+
+#if FR_REAL_IS_FLOAT
+    if (fr_use_fast > 0) { /* AVX2/FMA time loop, one OpenMP region (rnn_fast.c) */
+        fr_fast_forward_f32(d, dir, R, bhn, Xp, Gh, h0 == NULL, hbuf, h2, cbuf,
+                            hs, cs, gates, y, ldy, hn, cn);
+        return;
+    }
+#endif
 
     for (int64_t s = 0; s < T; s++) {
         const int64_t t = dir ? T - 1 - s : s;
@@ -243,7 +278,7 @@ static void FN(layer_backward)(const fr_desc *d, int dir, int64_t In,
                                const REAL *dhn, const REAL *dcn,
                                REAL *dx, REAL dx_beta, REAL *dh0, REAL *dc0,
                                REAL *dW, REAL *dR, REAL *dbW, REAL *dbR,
-                               REAL *work)
+                               REAL *work, int pinned)
 {
     const int cell = d->cell, nt = d->num_threads;
     const int64_t T = d->T, B = d->B, H = d->H;
@@ -331,11 +366,11 @@ static void FN(layer_backward)(const fr_desc *d, int dir, int64_t In,
     if (dc0 && cell == FR_CELL_LSTM) memcpy(dc0, dc, (size_t)BH * sizeof(REAL));
 
     /* weight gradients over all steps at once */
-    FN(gemm)('T', 'N', GX, In, T * B, 1, dGx, GX, x, In, 1, dW, In);
-    FN(gemm)('T', 'N', GX, H, T * B, 1, dGh, GX, hs + (dir ? BH : 0), H, 1, dR, H);
+    FN(pgemm)(nt, pinned, 'T', 'N', GX, In, T * B, 1, dGx, GX, x, In, 1, dW, In);
+    FN(pgemm)(nt, pinned, 'T', 'N', GX, H, T * B, 1, dGh, GX, hs + (dir ? BH : 0), H, 1, dR, H);
     if (dbW) FN(colsum_add)(dGx, T * B, GX, dbW, nt);
     if (dbR) FN(colsum_add)(dGh, T * B, GX, dbR, nt);
-    FN(gemm)('N', 'N', T * B, In, GX, 1, dGx, GX, W, In, dx_beta, dx, In);
+    FN(pgemm)(nt, pinned, 'N', 'N', T * B, In, GX, 1, dGx, GX, W, In, dx_beta, dx, In);
 }
 
 /* ---- whole stack ------------------------------------------------------- */
@@ -359,6 +394,7 @@ int FN(fr_forward)(const fr_desc *d, const REAL *x,
     const int64_t per_k = T * B * GC + (T + 1) * BH * (is_lstm ? 2 : 1);
     REAL *layer_work = work;
     REAL *pp0 = work + fr_layer_work_len(d, training), *pp1 = pp0 + TBDH; /* inference ping-pong */
+    const int pinned = blas_enter();
 
     const REAL *in = x;
     for (int64_t l = 0; l < L; l++) {
@@ -379,7 +415,7 @@ int FN(fr_forward)(const fr_desc *d, const REAL *x,
                               b_ih ? b_ih[k] : NULL, b_hh ? b_hh[k] : NULL,
                               h0 ? h0 + k * BH : NULL, (c0 && is_lstm) ? c0 + k * BH : NULL,
                               out + dir * H, DH, hn + k * BH, is_lstm ? cn + k * BH : NULL,
-                              gates, hs, cs, layer_work);
+                              gates, hs, cs, layer_work, pinned);
         }
         if (training && dropmask && l < L - 1) {
             const REAL *m = dropmask + l * TBDH;
@@ -389,6 +425,7 @@ int FN(fr_forward)(const fr_desc *d, const REAL *x,
         }
         in = out;
     }
+    blas_leave(pinned);
     return FR_OK;
 }
 
@@ -412,6 +449,7 @@ int FN(fr_backward)(const fr_desc *d, const REAL *x,
     const int64_t per_k = T * B * GC + (T + 1) * BH * (is_lstm ? 2 : 1);
     REAL *layer_work = work;
     REAL *pp0 = work + fr_layer_bwork_len(d), *pp1 = pp0 + TBDH;
+    const int pinned = blas_enter();
 
     const REAL *dcur = dy; /* gradient of this layer's output (T,B,DH) */
     for (int64_t l = L - 1; l >= 0; l--) {
@@ -432,7 +470,7 @@ int FN(fr_backward)(const fr_desc *d, const REAL *x,
                                (dc0 && is_lstm) ? dc0 + k * BH : NULL,
                                dw_ih[k], dw_hh[k],
                                db_ih ? db_ih[k] : NULL, db_hh ? db_hh[k] : NULL,
-                               layer_work);
+                               layer_work, pinned);
         }
         if (l > 0 && dropmask) { /* through the dropout of layer l's input */
             const REAL *m = dropmask + (l - 1) * TBDH;
@@ -442,6 +480,7 @@ int FN(fr_backward)(const fr_desc *d, const REAL *x,
         }
         dcur = dxl;
     }
+    blas_leave(pinned);
     return FR_OK;
 }
 

@@ -1,0 +1,400 @@
+/*
+ * AVX2/FMA float32 time loops (see rnn_fast.h). Compiled for any x86-64:
+ * the AVX2 functions carry target attributes and run only after a CPU check.
+ * On other targets fr_fast_available() is 0 and the stubs are never called.
+ */
+#include <math.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#include "rnn_fast.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define FR_HAVE_X86 1
+#include <immintrin.h>
+#define AVX2 __attribute__((target("avx2,fma")))
+#else
+#define FR_HAVE_X86 0
+#endif
+
+#define ACTIVE(t, b) (lengths == NULL || (t) < lengths[b])
+
+#if FR_HAVE_X86
+
+int fr_fast_available(void)
+{
+    static int cached = -1;
+    if (cached < 0) {
+        __builtin_cpu_init();
+        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    }
+    return cached;
+}
+
+/* ---- vector math (8 floats) -------------------------------------------- */
+
+/* exp(x): Cephes' range reduction x = n ln2 + r, degree-6 polynomial for
+ * e^r, scaled by 2^n through the exponent bits. max/min keep NaN (x is the
+ * second operand, which x86 returns when either is NaN). */
+static inline AVX2 __m256 v_exp(__m256 x)
+{
+    const __m256 hi = _mm256_set1_ps(88.3762626647949f);
+    const __m256 lo = _mm256_set1_ps(-88.3762626647949f);
+    x = _mm256_min_ps(hi, x);
+    x = _mm256_max_ps(lo, x);
+    __m256 fx = _mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f));
+    fx = _mm256_floor_ps(fx);
+    x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), x);
+    x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.12194440e-4f), x);
+    __m256 z = _mm256_mul_ps(x, x);
+    __m256 y = _mm256_set1_ps(1.9875691500E-4f);
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.3981999507E-3f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(8.3334519073E-3f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(4.1665795894E-2f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.6666665459E-1f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(5.0000001201E-1f));
+    y = _mm256_fmadd_ps(y, z, x);
+    y = _mm256_add_ps(y, _mm256_set1_ps(1.0f));
+    __m256i n = _mm256_cvttps_epi32(fx);
+    n = _mm256_add_epi32(n, _mm256_set1_epi32(127));
+    n = _mm256_slli_epi32(n, 23);
+    return _mm256_mul_ps(y, _mm256_castsi256_ps(n));
+}
+
+/* sigmoid(x) = 1 / (1 + e^-x) */
+static inline AVX2 __m256 v_sigmoid(__m256 x)
+{
+    const __m256 one = _mm256_set1_ps(1.0f);
+    return _mm256_div_ps(one, _mm256_add_ps(one, v_exp(_mm256_sub_ps(_mm256_setzero_ps(), x))));
+}
+
+/* tanh(x): Cephes' odd polynomial for |x| < 0.625, else
+ * sign(x) (1 - 2 / (e^{2|x|} + 1)), which saturates to exactly +-1. */
+static inline AVX2 __m256 v_tanh(__m256 x)
+{
+    const __m256 sign = _mm256_set1_ps(-0.0f), one = _mm256_set1_ps(1.0f);
+    __m256 ax = _mm256_andnot_ps(sign, x);
+    __m256 e = v_exp(_mm256_add_ps(ax, ax));
+    __m256 big = _mm256_sub_ps(one, _mm256_div_ps(_mm256_set1_ps(2.0f), _mm256_add_ps(e, one)));
+    big = _mm256_or_ps(big, _mm256_and_ps(sign, x));
+    __m256 z = _mm256_mul_ps(x, x);
+    __m256 p = _mm256_set1_ps(-5.70498872745E-3f);
+    p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(2.06390887954E-2f));
+    p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(-5.37397155531E-2f));
+    p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(1.33314422036E-1f));
+    p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(-3.33332819422E-1f));
+    __m256 small = _mm256_fmadd_ps(_mm256_mul_ps(p, z), x, x);
+    __m256 is_small = _mm256_cmp_ps(ax, _mm256_set1_ps(0.625f), _CMP_LT_OQ);
+    return _mm256_blendv_ps(big, small, is_small);
+}
+
+static inline AVX2 float hsum(__m256 a, __m256 b)
+{
+    __m256 s = _mm256_add_ps(a, b);
+    __m128 q = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+    q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+    q = _mm_add_ss(q, _mm_movehdup_ps(q));
+    return _mm_cvtss_f32(q);
+}
+
+/* ---- dot products of rows: the recurrent product h W_hh^T ---------------
+ * out(b, r) = sum_k h[b,k] W[r,k]. Every (b, r) uses the same sequence: two
+ * accumulators over alternating 8-wide blocks, hsum, then the scalar tail in
+ * order, so the tile shape (and so the thread slicing) never changes bits. */
+#define DOT_TAIL(acc, hp, wp)                         \
+    for (int64_t k = K16; k < K; k++) acc += (hp)[k] * (wp)[k];
+
+static inline AVX2 void dot_4x1(const float *h, int64_t ldh, const float *w,
+                                int64_t K, float *out, int64_t ldo)
+{
+    const int64_t K16 = K & ~(int64_t)15;
+    const float *h0 = h, *h1 = h + ldh, *h2 = h + 2 * ldh, *h3 = h + 3 * ldh;
+    __m256 a0 = _mm256_setzero_ps(), b0 = a0, a1 = a0, b1 = a0, a2 = a0, b2 = a0, a3 = a0, b3 = a0;
+    for (int64_t k = 0; k < K16; k += 16) {
+        __m256 wa = _mm256_loadu_ps(w + k), wb = _mm256_loadu_ps(w + k + 8);
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(h0 + k), wa, a0);
+        b0 = _mm256_fmadd_ps(_mm256_loadu_ps(h0 + k + 8), wb, b0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(h1 + k), wa, a1);
+        b1 = _mm256_fmadd_ps(_mm256_loadu_ps(h1 + k + 8), wb, b1);
+        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(h2 + k), wa, a2);
+        b2 = _mm256_fmadd_ps(_mm256_loadu_ps(h2 + k + 8), wb, b2);
+        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(h3 + k), wa, a3);
+        b3 = _mm256_fmadd_ps(_mm256_loadu_ps(h3 + k + 8), wb, b3);
+    }
+    float s0 = hsum(a0, b0), s1 = hsum(a1, b1), s2 = hsum(a2, b2), s3 = hsum(a3, b3);
+    DOT_TAIL(s0, h0, w) DOT_TAIL(s1, h1, w) DOT_TAIL(s2, h2, w) DOT_TAIL(s3, h3, w)
+    out[0] += s0; out[ldo] += s1; out[2 * ldo] += s2; out[3 * ldo] += s3;
+}
+
+static inline AVX2 void dot_1x4(const float *h, const float *w, int64_t ldw,
+                                int64_t K, float *out)
+{
+    const int64_t K16 = K & ~(int64_t)15;
+    const float *w0 = w, *w1 = w + ldw, *w2 = w + 2 * ldw, *w3 = w + 3 * ldw;
+    __m256 a0 = _mm256_setzero_ps(), b0 = a0, a1 = a0, b1 = a0, a2 = a0, b2 = a0, a3 = a0, b3 = a0;
+    for (int64_t k = 0; k < K16; k += 16) {
+        __m256 ha = _mm256_loadu_ps(h + k), hb = _mm256_loadu_ps(h + k + 8);
+        a0 = _mm256_fmadd_ps(ha, _mm256_loadu_ps(w0 + k), a0);
+        b0 = _mm256_fmadd_ps(hb, _mm256_loadu_ps(w0 + k + 8), b0);
+        a1 = _mm256_fmadd_ps(ha, _mm256_loadu_ps(w1 + k), a1);
+        b1 = _mm256_fmadd_ps(hb, _mm256_loadu_ps(w1 + k + 8), b1);
+        a2 = _mm256_fmadd_ps(ha, _mm256_loadu_ps(w2 + k), a2);
+        b2 = _mm256_fmadd_ps(hb, _mm256_loadu_ps(w2 + k + 8), b2);
+        a3 = _mm256_fmadd_ps(ha, _mm256_loadu_ps(w3 + k), a3);
+        b3 = _mm256_fmadd_ps(hb, _mm256_loadu_ps(w3 + k + 8), b3);
+    }
+    float s0 = hsum(a0, b0), s1 = hsum(a1, b1), s2 = hsum(a2, b2), s3 = hsum(a3, b3);
+    DOT_TAIL(s0, h, w0) DOT_TAIL(s1, h, w1) DOT_TAIL(s2, h, w2) DOT_TAIL(s3, h, w3)
+    out[0] += s0; out[1] += s1; out[2] += s2; out[3] += s3;
+}
+
+static inline AVX2 void dot_1x1(const float *h, const float *w, int64_t K, float *out)
+{
+    const int64_t K16 = K & ~(int64_t)15;
+    __m256 a0 = _mm256_setzero_ps(), b0 = a0;
+    for (int64_t k = 0; k < K16; k += 16) {
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(h + k), _mm256_loadu_ps(w + k), a0);
+        b0 = _mm256_fmadd_ps(_mm256_loadu_ps(h + k + 8), _mm256_loadu_ps(w + k + 8), b0);
+    }
+    float s0 = hsum(a0, b0);
+    DOT_TAIL(s0, h, w)
+    out[0] += s0;
+}
+
+/* out(b, r) += h[b,:] . W[r,:] for b < B and r in [r0, r1); out row stride ldo.
+ * Rows in blocks of 8 (their weights stay in L1 while all of h passes). */
+static AVX2 void rows_dot(const float *h, int64_t B, int64_t K, const float *W,
+                          int64_t r0, int64_t r1, float *out, int64_t ldo)
+{
+    for (int64_t rb = r0; rb < r1; rb += 8) {
+        const int64_t re = rb + 8 < r1 ? rb + 8 : r1;
+        int64_t b = 0;
+        for (; b + 4 <= B; b += 4)
+            for (int64_t r = rb; r < re; r++)
+                dot_4x1(h + b * K, K, W + r * K, K, out + b * ldo + r, ldo);
+        for (; b < B; b++) {
+            int64_t r = rb;
+            for (; r + 4 <= re; r += 4) dot_1x4(h + b * K, W + r * K, K, K, out + b * ldo + r);
+            for (; r < re; r++) dot_1x1(h + b * K, W + r * K, K, out + b * ldo + r);
+        }
+    }
+}
+
+/* ---- elementwise gate math, 8 units at a time ---------------------------- */
+
+/* LSTM: i,f,g,o from pre; c' = f c + i g; h' = o tanh(c'). */
+static inline AVX2 void lstm_cell8(float *pre, int64_t H, const float *cp, float *cx,
+                                   float *hx, float *yb, int keep)
+{
+    __m256 i = v_sigmoid(_mm256_loadu_ps(pre));
+    __m256 f = v_sigmoid(_mm256_loadu_ps(pre + H));
+    __m256 g = v_tanh(_mm256_loadu_ps(pre + 2 * H));
+    __m256 o = v_sigmoid(_mm256_loadu_ps(pre + 3 * H));
+    __m256 c = _mm256_fmadd_ps(f, _mm256_loadu_ps(cp), _mm256_mul_ps(i, g));
+    __m256 h = _mm256_mul_ps(o, v_tanh(c));
+    if (keep) {
+        _mm256_storeu_ps(pre, i); _mm256_storeu_ps(pre + H, f);
+        _mm256_storeu_ps(pre + 2 * H, g); _mm256_storeu_ps(pre + 3 * H, o);
+    }
+    _mm256_storeu_ps(cx, c); _mm256_storeu_ps(hx, h); _mm256_storeu_ps(yb, h);
+}
+
+/* GRU: r = s(xr+hr), z = s(xz+hz), n = tanh(xn + r (hn + b_hn)), h' = (1-z) n + z h. */
+static inline AVX2 void gru_cell8(const float *pre, const float *gh, int64_t H,
+                                  const float *bhn, const float *hp, float *hx,
+                                  float *yb, float *gc)
+{
+    const __m256 one = _mm256_set1_ps(1.0f);
+    __m256 r = v_sigmoid(_mm256_add_ps(_mm256_loadu_ps(pre), _mm256_loadu_ps(gh)));
+    __m256 z = v_sigmoid(_mm256_add_ps(_mm256_loadu_ps(pre + H), _mm256_loadu_ps(gh + H)));
+    __m256 hl = _mm256_loadu_ps(gh + 2 * H);
+    if (bhn) hl = _mm256_add_ps(hl, _mm256_loadu_ps(bhn));
+    __m256 n = v_tanh(_mm256_fmadd_ps(r, hl, _mm256_loadu_ps(pre + 2 * H)));
+    __m256 h = _mm256_fmadd_ps(z, _mm256_loadu_ps(hp), _mm256_mul_ps(_mm256_sub_ps(one, z), n));
+    if (gc) {
+        _mm256_storeu_ps(gc, r); _mm256_storeu_ps(gc + H, z);
+        _mm256_storeu_ps(gc + 2 * H, n); _mm256_storeu_ps(gc + 3 * H, hl);
+    }
+    _mm256_storeu_ps(hx, h); _mm256_storeu_ps(yb, h);
+}
+
+/* RNN: h' = tanh(pre) or relu(pre). */
+static inline AVX2 void rnn_cell8(float *pre, int relu, float *hx, float *yb, int keep)
+{
+    __m256 v = _mm256_loadu_ps(pre);
+    /* relu(NaN) = NaN, as torch: max returns its 2nd operand on NaN */
+    __m256 h = relu ? _mm256_max_ps(_mm256_setzero_ps(), v) : v_tanh(v);
+    if (keep) _mm256_storeu_ps(pre, h);
+    _mm256_storeu_ps(hx, h); _mm256_storeu_ps(yb, h);
+}
+
+/* Gate math for units [j0, j1) of one sequence row. j0 is a multiple of 8;
+ * a partial last block goes through padded copies so that every unit sees
+ * the same vector instructions. */
+static AVX2 void cell_units(int cell, int64_t H, int64_t j0, int64_t j1,
+                            float *pre, const float *gh, const float *bhn,
+                            const float *hp, const float *cp, float *hx, float *cx,
+                            float *yb, float *gc, int keep)
+{
+    for (int64_t j = j0; j < j1; j += 8) {
+        const int64_t n = j1 - j < 8 ? j1 - j : 8;
+        if (n == 8) {
+            if (cell == FR_CELL_LSTM) lstm_cell8(pre + j, H, cp + j, cx + j, hx + j, yb + j, keep);
+            else if (cell == FR_CELL_GRU)
+                gru_cell8(pre + j, gh + j, H, bhn ? bhn + j : NULL, hp + j, hx + j, yb + j,
+                          gc ? gc + j : NULL);
+            else rnn_cell8(pre + j, cell == FR_CELL_RNN_RELU, hx + j, yb + j, keep);
+            continue;
+        }
+        /* padded tail: 4 gate blocks of 8 with stride 8 */
+        float P[32] = {0}, GH[32] = {0}, BN[8] = {0}, HP[8] = {0}, CP[8] = {0};
+        float HX[8], CX[8], Y[8], GC[32];
+        const int G = fr_num_gates(cell);
+        for (int q = 0; q < G; q++)
+            for (int64_t u = 0; u < n; u++) {
+                P[q * 8 + u] = pre[q * H + j + u];
+                if (gh) GH[q * 8 + u] = gh[q * H + j + u];
+            }
+        for (int64_t u = 0; u < n; u++) {
+            if (bhn) BN[u] = bhn[j + u];
+            if (hp) HP[u] = hp[j + u];
+            if (cp) CP[u] = cp[j + u];
+        }
+        if (cell == FR_CELL_LSTM) lstm_cell8(P, 8, CP, CX, HX, Y, keep);
+        else if (cell == FR_CELL_GRU) gru_cell8(P, GH, 8, bhn ? BN : NULL, HP, HX, Y, GC);
+        else rnn_cell8(P, cell == FR_CELL_RNN_RELU, HX, Y, keep);
+        for (int64_t u = 0; u < n; u++) {
+            hx[j + u] = HX[u]; yb[j + u] = Y[u];
+            if (cx) cx[j + u] = CX[u];
+            if (keep && cell != FR_CELL_GRU)
+                for (int q = 0; q < G; q++) pre[q * H + j + u] = P[q * 8 + u];
+            if (gc)
+                for (int q = 0; q < 4; q++) gc[q * H + j + u] = GC[q * 8 + u];
+        }
+    }
+}
+
+/* Units [j0, j1) of thread tid among nth: blocks of 8 units, so that block
+ * boundaries (and the padded tail) do not depend on the thread count. */
+static void unit_slice(int64_t H, int tid, int nth, int64_t *j0, int64_t *j1)
+{
+    const int64_t nblk = (H + 7) / 8;
+    const int64_t a = nblk * tid / nth, b = nblk * (tid + 1) / nth;
+    *j0 = a * 8;
+    *j1 = b * 8 < H ? b * 8 : H;
+    if (*j0 > H) *j0 = H;
+}
+
+/* Threads worth using: below ~64k multiply-adds per step the barrier costs
+ * more than the work it splits. */
+static int fast_threads(const fr_desc *d)
+{
+    const int64_t work = d->B * (int64_t)fr_num_gates(d->cell) * d->H * d->H;
+    int nt = d->num_threads;
+    if (work < 65536) nt = 1;
+    if (nt > (d->H + 7) / 8) nt = (int)((d->H + 7) / 8);
+    return nt < 1 ? 1 : nt;
+}
+
+AVX2 void fr_fast_forward_f32(const fr_desc *d, int dir, const float *R, const float *bhn,
+                              float *Xp, float *Gh, int h0_zero,
+                              float *h_a, float *h_b, float *c_buf,
+                              float *hs, float *cs, float *gates,
+                              float *y, int64_t ldy, float *hn, float *cn)
+{
+    const int cell = d->cell;
+    const int64_t T = d->T, B = d->B, H = d->H, BH = B * H;
+    const int64_t GX = (int64_t)fr_num_gates(cell) * H;
+    const int64_t GC = cell == FR_CELL_GRU ? 4 * H : GX;
+    const int64_t *lengths = d->lengths;
+    const int training = gates != NULL, is_lstm = cell == FR_CELL_LSTM;
+    const int G = fr_num_gates(cell);
+    const int nt = fast_threads(d);
+
+#pragma omp parallel num_threads(nt)
+    {
+        int tid = 0, nth = 1;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+        nth = omp_get_num_threads();
+#endif
+        int64_t j0, j1;
+        unit_slice(H, tid, nth, &j0, &j1);
+        for (int64_t s = 0; s < T; s++) {
+            const int64_t t = dir ? T - 1 - s : s;
+            const float *hp, *cp = NULL;
+            float *hx, *cx = NULL;
+            if (training) {
+                const int64_t ip = dir ? t + 1 : t, ix = dir ? t : t + 1;
+                hp = hs + ip * BH; hx = hs + ix * BH;
+                if (is_lstm) { cp = cs + ip * BH; cx = cs + ix * BH; }
+            } else { /* h ping-pong (other threads still read h_prev), c in place */
+                hp = (s % 2 == 0) ? h_a : h_b;
+                hx = (s % 2 == 0) ? h_b : h_a;
+                if (is_lstm) cp = cx = c_buf;
+            }
+            float *xp = Xp + t * B * GX;
+            if (j1 > j0) {
+                /* recurrent product for this thread's gate rows */
+                float *acc = cell == FR_CELL_GRU ? Gh : xp;
+                if (cell == FR_CELL_GRU)
+                    for (int64_t b = 0; b < B; b++)
+                        for (int q = 0; q < G; q++)
+                            memset(Gh + b * GX + q * H + j0, 0, (size_t)(j1 - j0) * sizeof(float));
+                if (!(s == 0 && h0_zero))
+                    for (int q = 0; q < G; q++)
+                        rows_dot(hp, B, H, R, q * H + j0, q * H + j1, acc, GX);
+                /* gate math for this thread's units */
+                float *yt = y + t * B * ldy;
+                for (int64_t b = 0; b < B; b++) {
+                    float *yb = yt + b * ldy;
+                    const size_t nbytes = (size_t)(j1 - j0) * sizeof(float);
+                    if (!ACTIVE(t, b)) {
+                        if (hx != hp) memcpy(hx + b * H + j0, hp + b * H + j0, nbytes);
+                        if (cx && cx != cp) memcpy(cx + b * H + j0, cp + b * H + j0, nbytes);
+                        memset(yb + j0, 0, nbytes);
+                        if (training)
+                            for (int q = 0; q < (cell == FR_CELL_GRU ? 4 : G); q++)
+                                memset(gates + (t * B + b) * GC + q * H + j0, 0, nbytes);
+                        continue;
+                    }
+                    cell_units(cell, H, j0, j1, xp + b * GX,
+                               cell == FR_CELL_GRU ? Gh + b * GX : NULL, bhn,
+                               hp + b * H, cp ? cp + b * H : NULL, hx + b * H,
+                               cx ? cx + b * H : NULL, yb,
+                               (training && cell == FR_CELL_GRU) ? gates + (t * B + b) * GC : NULL,
+                               training);
+                }
+            }
+#pragma omp barrier
+        }
+    }
+    const float *h_last, *c_last = NULL;
+    if (training) {
+        h_last = hs + (dir ? 0 : T * BH);
+        if (is_lstm) c_last = cs + (dir ? 0 : T * BH);
+    } else {
+        h_last = (T % 2 == 1) ? h_b : h_a;
+        c_last = c_buf;
+    }
+    memcpy(hn, h_last, (size_t)BH * sizeof(float));
+    if (cn && is_lstm) memcpy(cn, c_last, (size_t)BH * sizeof(float));
+}
+
+#else /* not x86-64 with GCC/Clang: the portable path is always used */
+
+int fr_fast_available(void) { return 0; }
+
+void fr_fast_forward_f32(const fr_desc *d, int dir, const float *R, const float *bhn,
+                         float *Xp, float *Gh, int h0_zero,
+                         float *h_a, float *h_b, float *c_buf,
+                         float *hs, float *cs, float *gates,
+                         float *y, int64_t ldy, float *hn, float *cn)
+{
+    (void)d; (void)dir; (void)R; (void)bhn; (void)Xp; (void)Gh; (void)h0_zero;
+    (void)h_a; (void)h_b; (void)c_buf; (void)hs; (void)cs; (void)gates;
+    (void)y; (void)ldy; (void)hn; (void)cn;
+}
+
+#endif

@@ -1,0 +1,39 @@
+/*
+ * Internal: the AVX2/FMA float32 time loop (rnn_fast.c), chosen at run time
+ * by rnn_impl.h when the CPU has AVX2 and FMA. Not part of the public API.
+ *
+ * Each OpenMP thread owns a slice of hidden units [j0, j1) for the whole
+ * sequence: it computes the recurrent product for its units' gate rows of
+ * W_hh (which stay in its cache), then the gate math for those units, then
+ * meets the others at one barrier per step. No BLAS call inside the loop.
+ *
+ * Every value is computed by the same instruction sequence whatever the
+ * slicing, so the thread count never changes the bits of a result.
+ */
+#ifndef FASTRNN_FAST_H
+#define FASTRNN_FAST_H
+
+#include "fastrnn.h"
+
+/* 1 when this CPU runs the AVX2/FMA kernels (checked once). */
+int fr_fast_available(void);
+
+/*
+ * The time loop of one layer and direction, forward. On entry Xp (T,B,G*H)
+ * holds bias + x W_ih^T. States as in layer_forward (rnn_impl.h):
+ *   training  (gates != NULL): hs, cs (T+1,B,H) slots, initial state in place
+ *   inference (gates == NULL): h_a holds the initial h, h_b is scratch (B,H),
+ *                              c_buf the initial c, updated in place
+ *   Gh        SCRATCH (B,G*H) for GRU
+ *   bhn       GRU's b_hn or NULL
+ *   h0_zero   the initial h is known to be zero (skip the first product)
+ * Writes y rows (stride ldy, output 0 past lengths), the gate cache in
+ * training, and the final states into hn, cn.
+ */
+void fr_fast_forward_f32(const fr_desc *d, int dir, const float *R, const float *bhn,
+                         float *Xp, float *Gh, int h0_zero,
+                         float *h_a, float *h_b, float *c_buf,
+                         float *hs, float *cs, float *gates,
+                         float *y, int64_t ldy, float *hn, float *cn);
+
+#endif
