@@ -1,0 +1,850 @@
+"""Time fastrnn against its peers on the reference shapes.
+
+Run ``python -m fastrnn.bench`` (``--help`` for the options, ``--quick`` for a
+short run). The shapes and the peers are those of the project's benchmark spec:
+
+* PyTorch CPU: ``torch.nn.LSTM/GRU/RNN``; infer under ``torch.inference_mode``,
+  train as ``grads = None; y = m(x); y.sum().backward()`` (gradients of x and of
+  every parameter); variable lengths through ``pack_padded_sequence``.
+* ONNX Runtime CPU: the same torch module exported with ``torch.onnx.export``
+  (TorchScript exporter, opset 17); variable lengths through the RNN node's
+  ``sequence_lens`` input. Inference only.
+* A plain NumPy loop (LSTM inference only): the floor any compiled engine must
+  clear.
+
+Every engine runs the same weights (``fr.from_torch(module)``) on the same random
+normal inputs, with the same thread count (``--threads``, default 2). A time is
+the median over ``--repeat`` repeats, after warm-up; a repeat runs the call often
+enough to last at least a few milliseconds, so short calls are not timer noise.
+Nothing here asserts a time.
+
+GFLOP/s counts 2*B*G*H*(I+H) flops per step and sequence (G = 4 LSTM, 3 GRU,
+1 RNN; summed over the valid steps only when lengths vary), x3 for training; the
+share is of the sgemm rate measured in the same run (NumPy, 2048^3, same
+thread count).
+
+This module imports only NumPy and fastrnn at import time: torch, onnx,
+onnxruntime, threadpoolctl and matplotlib are optional, and an engine whose
+package is missing is shown as '-'.
+"""
+
+import argparse
+import gc
+import io
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+ENGINES = ("fastrnn", "torch", "ort", "numpy")
+PEERS = ("torch", "ort", "numpy")
+GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+VAR_LENGTH_SEED = 1234
+INPUT_SEED = 0
+
+
+@dataclass(frozen=True)
+class Shape:
+    """One reference shape. mode: 'step' (one streaming step, state carried by
+    the caller), 'infer' (the inference call) or 'train' (forward that keeps
+    activations + full backward of sum(y))."""
+    name: str
+    cell: str
+    B: int
+    T: int
+    I: int
+    H: int
+    mode: str
+    var: bool = False      # lengths drawn from 10..T (fixed seed)
+    table: int = 1         # which table of the benchmark spec
+
+
+SHAPES = (
+    # first table
+    Shape("stream-step", "lstm", 1, 1, 128, 128, "step"),
+    Shape("lat-lstm", "lstm", 1, 100, 256, 256, "infer"),
+    Shape("lat-gru", "gru", 1, 100, 256, 256, "infer"),
+    Shape("serve-lstm", "lstm", 8, 50, 512, 512, "infer"),
+    Shape("big-lstm", "lstm", 64, 50, 512, 512, "infer"),
+    Shape("db-lstm", "lstm", 16, 25, 1024, 1024, "infer"),
+    Shape("train-lstm", "lstm", 64, 50, 512, 512, "train"),
+    Shape("train-gru", "gru", 64, 50, 512, 512, "train"),
+    Shape("train-rnn", "rnn", 32, 100, 256, 256, "train"),
+    Shape("train-small", "lstm", 16, 100, 64, 128, "train"),
+    # second table: DeepBench server inference and variable-length batches
+    Shape("db-lstm-b1", "lstm", 1, 25, 1024, 1024, "infer", table=2),
+    Shape("db-lstm-b4", "lstm", 4, 25, 512, 512, "infer", table=2),
+    Shape("long-gru", "gru", 1, 500, 512, 512, "infer", table=2),
+    Shape("var-lstm", "lstm", 32, 100, 256, 256, "infer", var=True, table=2),
+    Shape("var-gru", "gru", 32, 100, 256, 256, "infer", var=True, table=2),
+    Shape("var-lstm-train", "lstm", 32, 100, 256, 256, "train", var=True, table=2),
+)
+SHAPES_BY_NAME = {s.name: s for s in SHAPES}
+QUICK_SHAPES = ("stream-step", "lat-lstm", "lat-gru", "serve-lstm", "train-small",
+                "var-gru")
+
+
+class Unavailable(Exception):
+    """An engine cannot run this shape here (package missing, mode unsupported)."""
+
+
+def get_shape(name):
+    try:
+        return SHAPES_BY_NAME[name]
+    except KeyError:
+        raise ValueError("unknown shape %r; known: %s"
+                         % (name, ", ".join(SHAPES_BY_NAME))) from None
+
+
+def applicable(shape, engine):
+    """Whether an engine is meant to run this shape at all (independent of what
+    is installed): ORT only infers, the NumPy floor is LSTM inference only."""
+    if engine == "ort":
+        return shape.mode != "train"
+    if engine == "numpy":
+        return shape.cell == "lstm" and shape.mode != "train"
+    return engine in ("fastrnn", "torch")
+
+
+def lengths_for(shape):
+    """Lengths for a var-* shape: uniform in 10..T from a fixed seed, the first
+    one set to T so that every engine runs (and pads to) T steps."""
+    if not shape.var:
+        return None
+    rng = np.random.default_rng(VAR_LENGTH_SEED)
+    lengths = rng.integers(10, shape.T + 1, size=shape.B).astype(np.int64)
+    lengths[0] = shape.T
+    return lengths
+
+
+def flops(shape):
+    """Flops of one call: 2*G*H*(I+H) per valid (step, sequence), x3 to train."""
+    lengths = lengths_for(shape)
+    steps = int(lengths.sum()) if lengths is not None else shape.T * shape.B
+    f = 2.0 * GATES[shape.cell] * shape.H * (shape.I + shape.H) * steps
+    return 3.0 * f if shape.mode == "train" else f
+
+
+# ---------------------------------------------------------------------------
+# threads
+
+def set_threads(n):
+    """Give every engine n threads (BLAS, OpenMP, torch, fastrnn). Returns notes
+    on what could not be set. ORT gets n intra-op threads per session."""
+    notes = []
+    try:
+        from threadpoolctl import threadpool_limits
+        # Kept for the whole process: the limits of NumPy's and SciPy's BLAS and
+        # of the OpenMP runtimes loaded so far.
+        set_threads._limits = threadpool_limits(limits=n)
+    except ImportError:
+        notes.append("threadpoolctl not installed: NumPy's BLAS threads not "
+                     "limited (set OMP_NUM_THREADS/OPENBLAS_NUM_THREADS=%d)" % n)
+    import fastrnn as fr
+    setter = getattr(fr, "set_num_threads", None)
+    if setter is None:
+        notes.append("fastrnn.set_num_threads missing: fastrnn threads not set")
+    else:
+        setter(n)
+    torch = _try_import("torch")
+    if torch is not None:
+        torch.set_num_threads(n)
+        try:
+            torch.set_num_interop_threads(1)
+        except RuntimeError:
+            pass  # only settable once, before any inter-op work
+        if "threadpoolctl" in sys.modules:
+            # torch brings its own OpenMP runtime: limit it too.
+            from threadpoolctl import threadpool_limits
+            set_threads._limits_torch = threadpool_limits(limits=n)
+    return notes
+
+
+def _try_import(name):
+    try:
+        return __import__(name)
+    except ImportError:
+        return None
+
+
+# ---------------------------------------------------------------------------
+# one shape, all engines
+
+class Case:
+    """Inputs, the torch module and the fastrnn layer for one shape, all with
+    the same weights; ``runner(engine)`` gives a zero-argument callable that
+    does one timed call."""
+
+    def __init__(self, shape, dtype="float32", threads=2):
+        self.shape = shape
+        self.dtype = np.dtype(dtype)
+        self.threads = threads
+        s = shape
+        rng = np.random.default_rng(INPUT_SEED)
+        self.x = rng.standard_normal((s.T, s.B, s.I)).astype(self.dtype)
+        self.lengths = lengths_for(s)
+        self.torch = _try_import("torch")
+        self.module = None
+        if self.torch is not None:
+            torch = self.torch
+            torch.manual_seed(0)
+            cls = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[s.cell]
+            kw = {"nonlinearity": "tanh"} if s.cell == "rnn" else {}
+            self.module = cls(s.I, s.H, **kw).to(_torch_dtype(torch, self.dtype))
+        self.layer = self._fastrnn_layer()
+
+    # -- fastrnn ----------------------------------------------------------
+    def _fastrnn_layer(self):
+        import fastrnn as fr
+        s = self.shape
+        cls = {"lstm": fr.LSTM, "gru": fr.GRU, "rnn": fr.RNN}[s.cell]
+        kw = {"nonlinearity": "tanh"} if s.cell == "rnn" else {}
+        if self.module is not None:
+            layer = fr.from_torch(self.module)
+            if layer.state_dict()["weight_ih_l0"].dtype == self.dtype:
+                return layer
+            sd = {k: v.detach().cpu().numpy() for k, v in self.module.state_dict().items()}
+            layer = cls(s.I, s.H, dtype=self.dtype.name, **kw)
+            layer.load_state_dict(sd)
+            return layer
+        return cls(s.I, s.H, dtype=self.dtype.name, seed=0, **kw)
+
+    def weights(self):
+        return {k: np.asarray(v) for k, v in self.layer.state_dict().items()}
+
+    def runner(self, engine):
+        if not applicable(self.shape, engine):
+            raise Unavailable("%s does not run %s shapes of %s"
+                              % (engine, self.shape.mode, self.shape.cell))
+        return getattr(self, "_run_" + engine)()
+
+    def _run_fastrnn(self):
+        layer, x, L, s = self.layer, self.x, self.lengths, self.shape
+        kw = {} if L is None else {"lengths": L}
+        if s.mode == "step":
+            x_t = np.ascontiguousarray(x[0])
+            state = [layer.step(x_t, None)[1]]
+
+            def run():
+                _, state[0] = layer.step(x_t, state[0])
+            return run
+        if s.mode == "infer":
+            return lambda: layer(x, **kw)
+        # train: dy of sum(y) is all ones, made once (torch's sum backward
+        # makes no array either: it expands a scalar).
+        dy = np.ones((s.T, s.B, s.H), dtype=self.dtype)
+
+        def run():
+            layer.zero_grad()
+            layer.forward(x, **kw)
+            layer.backward(dy)
+        return run
+
+    # -- torch ------------------------------------------------------------
+    def _need_torch(self):
+        if self.torch is None:
+            raise Unavailable("torch not installed")
+        return self.torch
+
+    def _run_torch(self):
+        torch = self._need_torch()
+        m, s = self.module, self.shape
+        pack = torch.nn.utils.rnn.pack_padded_sequence
+        unpack = torch.nn.utils.rnn.pad_packed_sequence
+        L = None if self.lengths is None else torch.from_numpy(self.lengths)
+        if s.mode == "step":
+            m.eval()
+            x1 = torch.from_numpy(np.ascontiguousarray(self.x[:1]))
+            with torch.inference_mode():
+                state = [m(x1)[1]]
+
+            def run():
+                with torch.inference_mode():
+                    _, state[0] = m(x1, state[0])
+            return run
+        if s.mode == "infer":
+            m.eval()
+            xt = torch.from_numpy(self.x)
+            if L is None:
+                def run():
+                    with torch.inference_mode():
+                        return m(xt)
+            else:
+                def run():
+                    with torch.inference_mode():
+                        y, st = m(pack(xt, L, enforce_sorted=False))
+                        return unpack(y, total_length=s.T)[0], st
+            return run
+        m.train()
+        xt = torch.from_numpy(self.x.copy()).requires_grad_(True)
+
+        def run():
+            m.zero_grad(set_to_none=True)
+            xt.grad = None
+            if L is None:
+                y = m(xt)[0]
+            else:
+                y = unpack(m(pack(xt, L, enforce_sorted=False))[0], total_length=s.T)[0]
+            y.sum().backward()
+        return run
+
+    # -- ONNX Runtime -----------------------------------------------------
+    def _run_ort(self):
+        self._need_torch()
+        ort = _try_import("onnxruntime")
+        if ort is None:
+            raise Unavailable("onnxruntime not installed")
+        ort.set_default_logger_severity(4)  # failures are reported here, once
+        if _try_import("onnx") is None:
+            raise Unavailable("onnx not installed")
+        s = self.shape
+        model = self._export_onnx()
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = self.threads
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.log_severity_level = 3
+        try:
+            sess = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+        except Exception as e:  # e.g. a dtype ORT's CPU kernels lack
+            raise Unavailable("onnxruntime: %s" % _first_line(e, 120))
+        if s.mode == "step":
+            x1 = np.ascontiguousarray(self.x[:1])
+            zeros = np.zeros((1, 1, s.H), dtype=self.dtype)
+            feeds = {"x": x1, "h0": zeros}
+            if s.cell == "lstm":
+                feeds["c0"] = zeros
+            out = sess.run(None, feeds)
+            state = {"h0": out[1]}
+            if s.cell == "lstm":
+                state["c0"] = out[2]
+            feeds.update(state)
+
+            def run():
+                out = sess.run(None, feeds)
+                feeds["h0"] = out[1]
+                if s.cell == "lstm":
+                    feeds["c0"] = out[2]
+            return run
+        feeds = {"x": self.x}
+        if self.lengths is not None:
+            feeds["seq_lens"] = self.lengths.astype(np.int32)
+        sess.run(None, feeds)  # fail here, not while timing (e.g. dtype unsupported)
+        return lambda: sess.run(None, feeds)
+
+    def _export_onnx(self):
+        """The torch module as ONNX bytes, fixed shapes. For 'step' the initial
+        state is an input; for var-* the RNN node gets a sequence_lens input."""
+        torch, s = self.torch, self.shape
+        import onnx
+        m = self.module.eval()
+        x = torch.from_numpy(self.x[:1] if s.mode == "step" else self.x)
+        if s.mode == "step":
+            h0 = torch.zeros(1, 1, s.H, dtype=x.dtype)
+            if s.cell == "lstm":
+                wrapped, args = _state_wrappers()["lstm"](m), (x, h0, h0.clone())
+                names, outs = ["x", "h0", "c0"], ["y", "h", "c"]
+            else:
+                wrapped, args = _state_wrappers()["other"](m), (x, h0)
+                names, outs = ["x", "h0"], ["y", "h"]
+        else:
+            wrapped, args, names = m, (x,), ["x"]
+            outs = ["y", "h", "c"] if s.cell == "lstm" else ["y", "h"]
+        f = io.BytesIO()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            kw = {"dynamo": False}
+            try:
+                torch.onnx.export(wrapped, args, f, opset_version=17,
+                                  input_names=names, output_names=outs, **kw)
+            except TypeError:  # a torch without the dynamo argument
+                torch.onnx.export(wrapped, args, f, opset_version=17,
+                                  input_names=names, output_names=outs)
+        proto = onnx.load_from_string(f.getvalue())
+        if self.lengths is not None:
+            nodes = [n for n in proto.graph.node if n.op_type in ("LSTM", "GRU", "RNN")]
+            if len(nodes) != 1:
+                raise Unavailable("onnx export: expected one RNN node, got %d" % len(nodes))
+            node = nodes[0]
+            while len(node.input) < 5:
+                node.input.append("")
+            node.input[4] = "seq_lens"  # X, W, R, B, sequence_lens, initial_h[, initial_c]
+            proto.graph.input.append(onnx.helper.make_tensor_value_info(
+                "seq_lens", onnx.TensorProto.INT32, [s.B]))
+        return proto.SerializeToString()
+
+    # -- NumPy floor ------------------------------------------------------
+    def _run_numpy(self):
+        w = self.weights()
+        s = self.shape
+        W_ihT = np.ascontiguousarray(w["weight_ih_l0"].T)
+        W_hhT = np.ascontiguousarray(w["weight_hh_l0"].T)
+        b = (w["bias_ih_l0"] + w["bias_hh_l0"]).astype(self.dtype)
+        x, L = self.x, self.lengths
+        if s.mode == "step":
+            x_t = np.ascontiguousarray(x[0])
+            state = [numpy_lstm_step(x_t @ W_ihT + b, W_hhT, None, None)]
+
+            def run():
+                xw = x_t @ W_ihT + b
+                state[0] = numpy_lstm_step(xw, W_hhT, *state[0])
+            return run
+        return lambda: numpy_lstm(x, W_ihT, W_hhT, b, L)
+
+
+def _state_wrappers():
+    """torch.nn.Module wrappers that make the initial state an ONNX input;
+    made on first use so that this module imports without torch."""
+    if _WRAPPERS:
+        return _WRAPPERS
+    import torch
+
+    class StateLSTM(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, x, h0, c0):
+            y, (h, c) = self.m(x, (h0, c0))
+            return y, h, c
+
+    class StateRNN(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, x, h0):
+            return self.m(x, h0)
+
+    _WRAPPERS.update(lstm=StateLSTM, other=StateRNN)
+    return _WRAPPERS
+
+
+_WRAPPERS = {}
+
+
+def _torch_dtype(torch, dtype):
+    return {"float32": torch.float32, "float64": torch.float64}[np.dtype(dtype).name]
+
+
+def _sigmoid(v):
+    return 1.0 / (1.0 + np.exp(-v))
+
+
+def numpy_lstm_step(xw, W_hhT, h, c):
+    """One LSTM step: gates = xw + h W_hh^T (i, f, g, o, torch's order);
+    c' = f*c + i*g; h' = o*tanh(c'). h, c None means zeros."""
+    H = W_hhT.shape[0]
+    gates = xw if h is None else xw + h @ W_hhT
+    i = _sigmoid(gates[:, :H])
+    f = _sigmoid(gates[:, H:2 * H])
+    g = np.tanh(gates[:, 2 * H:3 * H])
+    o = _sigmoid(gates[:, 3 * H:])
+    c_new = i * g if c is None else f * c + i * g
+    return o * np.tanh(c_new), c_new
+
+
+def numpy_lstm(x, W_ihT, W_hhT, b, lengths=None):
+    """Plain NumPy LSTM over (T, B, I): one input GEMM, then a loop of steps.
+    With lengths, a sequence keeps its state and outputs 0 past its end."""
+    T, B, _ = x.shape
+    H = W_hhT.shape[0]
+    xw = (x.reshape(T * B, -1) @ W_ihT + b).reshape(T, B, 4 * H)
+    y = np.empty((T, B, H), dtype=x.dtype)
+    h = np.zeros((B, H), dtype=x.dtype)
+    c = np.zeros((B, H), dtype=x.dtype)
+    for t in range(T):
+        h_new, c_new = numpy_lstm_step(xw[t], W_hhT, h, c)
+        if lengths is None:
+            h, c = h_new, c_new
+            y[t] = h
+        else:
+            active = (t < lengths)[:, None]
+            h = np.where(active, h_new, h)
+            c = np.where(active, c_new, c)
+            y[t] = np.where(active, h_new, 0)
+    return y, (h[None], c[None])
+
+
+# ---------------------------------------------------------------------------
+# timing
+
+def measure(fn, repeat=11, min_time=0.02, warmup_time=0.05):
+    """Median seconds per call of fn: warm up (at least 2 calls and
+    warmup_time), then `repeat` repeats of `number` calls each, `number` chosen
+    so that a repeat lasts about min_time."""
+    times = []
+    start = time.perf_counter()
+    while len(times) < 2 or time.perf_counter() - start < warmup_time:
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+        if len(times) >= 1000:
+            break
+    one = max(min(times), 1e-7)
+    number = max(1, int(min_time / one))
+    samples = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        for _ in range(number):
+            fn()
+        samples.append((time.perf_counter() - t0) / number)
+    return statistics.median(samples)
+
+
+def sgemm_gflops(n=2048, repeat=5, dtype=np.float32):
+    """GFLOP/s of an n^3 matrix product through NumPy (median of repeats)."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n)).astype(dtype)
+    b = rng.standard_normal((n, n)).astype(dtype)
+    c = np.empty((n, n), dtype=dtype)
+    np.matmul(a, b, out=c)
+    samples = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        np.matmul(a, b, out=c)
+        samples.append(time.perf_counter() - t0)
+    return 2.0 * n ** 3 / statistics.median(samples) / 1e9
+
+
+# ---------------------------------------------------------------------------
+# correctness check (a benchmark of two engines that disagree means nothing)
+
+def check_against_torch(case):
+    """Max abs difference of fastrnn's output from torch's on this case, or
+    None where there is nothing to compare (training, no torch)."""
+    s, torch = case.shape, case.torch
+    if torch is None or s.mode == "train":
+        return None
+    m = case.module.eval()
+    x = case.x[:1] if s.mode == "step" else case.x
+    with torch.inference_mode():
+        xt = torch.from_numpy(np.ascontiguousarray(x))
+        if case.lengths is None:
+            ref = m(xt)[0].numpy()
+        else:
+            pk = torch.nn.utils.rnn.pack_padded_sequence(
+                xt, torch.from_numpy(case.lengths), enforce_sorted=False)
+            ref = torch.nn.utils.rnn.pad_packed_sequence(m(pk)[0], total_length=s.T)[0].numpy()
+    if s.mode == "step":
+        got = np.asarray(case.layer.step(np.ascontiguousarray(x[0]), None)[0])[None]
+    elif case.lengths is None:
+        got = np.asarray(case.layer(case.x)[0])
+    else:
+        got = np.asarray(case.layer(case.x, lengths=case.lengths)[0])
+    return float(np.max(np.abs(got.reshape(ref.shape) - ref)))
+
+
+# ---------------------------------------------------------------------------
+# reporting
+
+def _fmt_ms(v):
+    if v is None:
+        return "-"
+    if v >= 100:
+        return "%.0f" % v
+    if v >= 10:
+        return "%.1f" % v
+    if v >= 1:
+        return "%.2f" % v
+    if v >= 0.1:
+        return "%.3f" % v
+    return "%.4f" % v
+
+
+def format_table(results, sgemm):
+    cols = ["name", "cell", "mode", "fastrnn ms", "torch ms", "ORT ms", "numpy ms",
+            "speedup", "GFLOP/s", "% sgemm"]
+    rows = []
+    for r in results:
+        ms = r["ms"]
+        mode = r["mode"] + (" var" if r["lengths"] is not None else "")
+        sp = r["speedup_vs_best_peer"]
+        rows.append([
+            r["name"], r["cell"], mode,
+            _fmt_ms(ms.get("fastrnn")), _fmt_ms(ms.get("torch")),
+            _fmt_ms(ms.get("ort")), _fmt_ms(ms.get("numpy")),
+            "-" if sp is None else "%.2fx %s" % (sp, r["best_peer"]),
+            "-" if r["gflops"] is None else "%.1f" % r["gflops"],
+            "-" if r["sgemm_share"] is None else "%.0f%%" % (100 * r["sgemm_share"]),
+        ])
+    widths = [max(len(c), *(len(row[i]) for row in rows)) if rows else len(c)
+              for i, c in enumerate(cols)]
+    left = {0, 1, 2}
+
+    def line(cells):
+        return "  ".join(c.ljust(w) if i in left else c.rjust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+    out = [line(cols), line(["-" * w for w in widths])]
+    out += [line(row) for row in rows]
+    return "\n".join(out)
+
+
+def write_png(results, path, subtitle=""):
+    """Bar chart of fastrnn's speedup over each peer, log scale. Returns a note
+    when matplotlib is missing."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "matplotlib not installed: no chart written to %s" % path
+    names = [r["name"] for r in results]
+    fig, ax = plt.subplots(figsize=(max(6, 0.8 * len(names) + 2), 4.5))
+    width = 0.8 / len(PEERS)
+    label = {"torch": "vs PyTorch", "ort": "vs ONNX Runtime", "numpy": "vs NumPy loop"}
+    for k, peer in enumerate(PEERS):
+        xs, ys = [], []
+        for j, r in enumerate(results):
+            f, p = r["ms"].get("fastrnn"), r["ms"].get(peer)
+            if f and p:
+                xs.append(j + (k - (len(PEERS) - 1) / 2) * width)
+                ys.append(p / f)
+        if xs:
+            ax.bar(xs, ys, width, label=label[peer])
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.set_yscale("log")
+    from matplotlib.ticker import FuncFormatter
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: "%gx" % v))
+    ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels(names, rotation=35, ha="right")
+    ax.set_ylabel("speedup of fastrnn (x, log)")
+    ax.set_title("fastrnn speedup over peers (higher is better)"
+                 + ("\n" + subtitle if subtitle else ""), fontsize=10)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return None
+
+
+def _cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _versions():
+    v = {"python": platform.python_version(), "numpy": np.__version__}
+    for name in ("fastrnn", "torch", "onnxruntime", "onnx"):
+        mod = sys.modules.get(name) or _try_import(name)
+        if mod is not None:
+            v[name] = getattr(mod, "__version__", "?")
+    return v
+
+
+# ---------------------------------------------------------------------------
+# main
+
+def _first_line(e, limit=200):
+    """The gist of an exception message (ORT's are long and multi-line)."""
+    text = str(e).strip()
+    for marker in ("Status Message:", "] : "):
+        if marker in text:
+            text = text.split(marker)[-1].strip()
+    return text.splitlines()[0][:limit] if text else ""
+
+
+def run_shape(shape, engines, dtype, threads, repeat, min_time, progress, notes, skipped):
+    case = Case(shape, dtype=dtype, threads=threads)
+    try:
+        diff = check_against_torch(case)
+    except Exception as e:  # report, keep timing
+        diff = None
+        notes.append("%s: output check failed: %s: %s" % (shape.name, type(e).__name__, e))
+    if diff is not None:
+        tol = 1e-3 if case.dtype == np.float32 else 1e-8
+        if diff > tol:
+            notes.append("%s: fastrnn output differs from torch by %.3g (tolerance %g)"
+                         % (shape.name, diff, tol))
+    ms = {}
+    for engine in engines:
+        if not applicable(shape, engine):
+            continue
+        try:
+            fn = case.runner(engine)
+        except Unavailable as e:
+            skipped.setdefault((engine, str(e)), []).append(shape.name)
+            continue
+        except Exception as e:  # a peer that cannot set this case up
+            reason = "%s: %s" % (type(e).__name__, _first_line(e))
+            skipped.setdefault((engine, reason), []).append(shape.name)
+            progress("    %-8s failed: %s" % (engine, reason))
+            continue
+        try:
+            t = measure(fn, repeat=repeat, min_time=min_time)
+        except Exception as e:
+            notes.append("%s: %s failed: %s: %s" % (shape.name, engine, type(e).__name__,
+                                                     _first_line(e)))
+            continue
+        finally:
+            del fn
+            gc.collect()
+        ms[engine] = t * 1e3
+        progress("    %-8s %s ms" % (engine, _fmt_ms(ms[engine])))
+    return case, ms, diff
+
+
+def build_result(shape, ms, diff, sgemm, case):
+    peers = {p: ms[p] for p in PEERS if p in ms}
+    best_peer = min(peers, key=peers.get) if peers else None
+    f = ms.get("fastrnn")
+    gfl = flops(shape)
+    gflops = gfl / (f * 1e-3) / 1e9 if f else None
+    return {
+        "name": shape.name, "cell": shape.cell, "B": shape.B, "T": shape.T,
+        "I": shape.I, "H": shape.H, "mode": shape.mode, "table": shape.table,
+        "lengths": None if case.lengths is None else case.lengths.tolist(),
+        "flop": gfl,
+        "ms": ms,
+        "best_peer": best_peer,
+        "speedup_vs_best_peer": (peers[best_peer] / f) if (f and best_peer) else None,
+        "speedup": {p: peers[p] / f for p in peers} if f else {},
+        "gflops": gflops,
+        "sgemm_share": (gflops / sgemm) if (gflops and sgemm) else None,
+        "max_abs_diff_vs_torch": diff,
+    }
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(
+        prog="python -m fastrnn.bench",
+        description="Time fastrnn against PyTorch, ONNX Runtime and a NumPy loop "
+                    "on the reference shapes (medians; nothing is asserted).")
+    p.add_argument("--shapes", default=None,
+                   help="comma-separated shape names (default: all; see --list)")
+    p.add_argument("--cell", default=None,
+                   help="only these cells: comma-separated of lstm, gru, rnn")
+    p.add_argument("--threads", type=int, default=2,
+                   help="threads for every engine (default 2)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    p.add_argument("--repeat", type=int, default=None,
+                   help="timed repeats per engine and shape (default 11; 3 with --quick)")
+    p.add_argument("--engines", default=",".join(ENGINES),
+                   help="comma-separated subset of %s" % ",".join(ENGINES))
+    p.add_argument("--json", metavar="PATH", help="write all results as JSON")
+    p.add_argument("--png", metavar="PATH", help="bar chart of speedups (needs matplotlib)")
+    p.add_argument("--quick", action="store_true",
+                   help="a few shapes, few repeats (well under a minute)")
+    p.add_argument("--list", action="store_true", help="list the shapes and exit")
+    args = p.parse_args(argv)
+    if args.threads < 1:
+        p.error("--threads must be >= 1")
+    if args.repeat is not None and args.repeat < 1:
+        p.error("--repeat must be >= 1")
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    bad = [e for e in engines if e not in ENGINES]
+    if bad:
+        p.error("unknown engine(s) %s; known: %s" % (", ".join(bad), ", ".join(ENGINES)))
+    args.engines = engines
+    if args.shapes:
+        names = [n.strip() for n in args.shapes.split(",") if n.strip()]
+        try:
+            args.shape_list = [get_shape(n) for n in names]
+        except ValueError as e:
+            p.error(str(e))
+    elif args.quick:
+        args.shape_list = [get_shape(n) for n in QUICK_SHAPES]
+    else:
+        args.shape_list = list(SHAPES)
+    if args.cell:
+        cells = [c.strip().lower() for c in args.cell.split(",") if c.strip()]
+        bad = [c for c in cells if c not in GATES]
+        if bad:
+            p.error("unknown cell(s) %s; known: lstm, gru, rnn" % ", ".join(bad))
+        args.shape_list = [s for s in args.shape_list if s.cell in cells]
+    if not args.shape_list:
+        p.error("no shape selected")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.list:
+        print("%-15s %-5s %4s %4s %5s %5s  %s" % ("name", "cell", "B", "T", "I", "H", "mode"))
+        for s in SHAPES:
+            print("%-15s %-5s %4d %4d %5d %5d  %s%s" % (
+                s.name, s.cell, s.B, s.T, s.I, s.H, s.mode,
+                ", lengths 10..%d" % s.T if s.var else ""))
+        return 0
+    repeat = args.repeat or (3 if args.quick else 11)
+    min_time = 0.005 if args.quick else 0.02
+
+    def progress(msg):
+        print(msg, file=sys.stderr, flush=True)
+
+    t_start = time.perf_counter()
+    notes = set_threads(args.threads)
+    skipped = {}  # (engine, reason) -> shape names
+    progress("bench: sgemm 2048^3 through NumPy, %d thread(s) ..." % args.threads)
+    sgemm = sgemm_gflops(repeat=3 if args.quick else 5,
+                         dtype=np.float32 if args.dtype == "float32" else np.float64)
+    progress("bench: sgemm %.1f GFLOP/s" % sgemm)
+    results = []
+    n = len(args.shape_list)
+    for k, shape in enumerate(args.shape_list, 1):
+        progress("bench: [%d/%d] %s (%s B=%d T=%d I=%d H=%d %s%s)" % (
+            k, n, shape.name, shape.cell, shape.B, shape.T, shape.I, shape.H,
+            shape.mode, " var" if shape.var else ""))
+        case, ms, diff = run_shape(shape, args.engines, args.dtype, args.threads, repeat,
+                                   min_time, progress, notes, skipped)
+        results.append(build_result(shape, ms, diff, sgemm, case))
+        del case
+        gc.collect()
+    elapsed = time.perf_counter() - t_start
+    for (engine, reason), names in skipped.items():
+        notes.append("%s not run (%s) on %s" % (
+            engine, reason, "every shape" if len(names) == n else ", ".join(names)))
+
+    versions = _versions()
+    print("fastrnn bench: %s, %d thread(s), %s, median of %d repeats, %s"
+          % (_cpu_name(), args.threads, args.dtype, repeat,
+             ", ".join("%s %s" % kv for kv in versions.items())))
+    print("sgemm 2048^3 (NumPy): %.1f GFLOP/s; speedup = best peer ms / fastrnn ms; "
+          "GFLOP/s and %% sgemm are fastrnn's" % sgemm)
+    print()
+    print(format_table(results, sgemm))
+    if notes:
+        print()
+        for note in notes:
+            print("note: " + note)
+
+    if args.json:
+        meta = {"cpu": _cpu_name(), "cores": os.cpu_count(), "threads": args.threads,
+                "dtype": args.dtype, "repeat": repeat, "quick": args.quick,
+                "sgemm_gflops": sgemm, "versions": versions, "seconds": elapsed,
+                "var_length_seed": VAR_LENGTH_SEED, "input_seed": INPUT_SEED,
+                "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        with open(args.json, "w") as f:
+            json.dump({"meta": meta, "results": results, "notes": notes}, f, indent=1)
+        progress("bench: wrote %s" % args.json)
+    if args.png:
+        note = write_png(results, args.png, "%d thread(s), %s, %s" % (
+            args.threads, args.dtype, _cpu_name()))
+        if note:
+            print("note: " + note)
+        else:
+            progress("bench: wrote %s" % args.png)
+    progress("bench: done in %.1f s" % elapsed)
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except BrokenPipeError:  # e.g. piped into head
+        sys.stderr.close()
+        sys.exit(0)
