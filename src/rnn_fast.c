@@ -89,9 +89,8 @@ static inline AVX2 __m256 v_tanh(__m256 x)
     return _mm256_blendv_ps(big, small, is_small);
 }
 
-static inline AVX2 float hsum(__m256 a, __m256 b)
+static inline AVX2 float hsum(__m256 s)
 {
-    __m256 s = _mm256_add_ps(a, b);
     __m128 q = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
     q = _mm_add_ps(q, _mm_movehl_ps(q, q));
     q = _mm_add_ss(q, _mm_movehdup_ps(q));
@@ -99,67 +98,87 @@ static inline AVX2 float hsum(__m256 a, __m256 b)
 }
 
 /* ---- dot products of rows: the recurrent product h W_hh^T ---------------
- * out(b, r) = sum_k h[b,k] W[r,k]. Every (b, r) uses the same sequence: two
- * accumulators over alternating 8-wide blocks, hsum, then the scalar tail in
- * order, so the tile shape (and so the thread slicing) never changes bits. */
-#define DOT_TAIL(acc, hp, wp)                         \
-    for (int64_t k = K16; k < K; k++) acc += (hp)[k] * (wp)[k];
+ * out(b, r) += sum_k h[b,k] W[r,k]. Every (b, r) gets the same sequence: one
+ * 8-wide accumulator over k in order, a fixed horizontal sum, then the scalar
+ * tail in order. Tiles only decide how many such chains run side by side
+ * (for latency), so the tile shape, and so the thread slicing, never changes
+ * a bit. */
+#define DOT_FINISH(acc, hp, wp, o)                            \
+    do {                                                      \
+        float s_ = hsum(acc);                                 \
+        for (int64_t k = K8; k < K; k++) s_ = fmaf((hp)[k], (wp)[k], s_); \
+        (o) += s_;                                            \
+    } while (0)
 
-static inline AVX2 void dot_4x1(const float *h, int64_t ldh, const float *w,
-                                int64_t K, float *out, int64_t ldo)
+/* 4 sequences x 2 rows: 8 chains, 6 loads per 8 FMAs */
+static inline AVX2 void dot_4x2(const float *restrict h, int64_t ldh,
+                                const float *restrict w, int64_t ldw, int64_t K,
+                                float *restrict out, int64_t ldo)
 {
-    const int64_t K16 = K & ~(int64_t)15;
+    const int64_t K8 = K & ~(int64_t)7;
     const float *h0 = h, *h1 = h + ldh, *h2 = h + 2 * ldh, *h3 = h + 3 * ldh;
-    __m256 a0 = _mm256_setzero_ps(), b0 = a0, a1 = a0, b1 = a0, a2 = a0, b2 = a0, a3 = a0, b3 = a0;
-    for (int64_t k = 0; k < K16; k += 16) {
-        __m256 wa = _mm256_loadu_ps(w + k), wb = _mm256_loadu_ps(w + k + 8);
-        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(h0 + k), wa, a0);
-        b0 = _mm256_fmadd_ps(_mm256_loadu_ps(h0 + k + 8), wb, b0);
-        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(h1 + k), wa, a1);
-        b1 = _mm256_fmadd_ps(_mm256_loadu_ps(h1 + k + 8), wb, b1);
-        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(h2 + k), wa, a2);
-        b2 = _mm256_fmadd_ps(_mm256_loadu_ps(h2 + k + 8), wb, b2);
-        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(h3 + k), wa, a3);
-        b3 = _mm256_fmadd_ps(_mm256_loadu_ps(h3 + k + 8), wb, b3);
+    const float *w0 = w, *w1 = w + ldw;
+    __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00;
+    __m256 a20 = a00, a21 = a00, a30 = a00, a31 = a00;
+    for (int64_t k = 0; k < K8; k += 8) {
+        __m256 x0 = _mm256_loadu_ps(w0 + k), x1 = _mm256_loadu_ps(w1 + k);
+        __m256 v = _mm256_loadu_ps(h0 + k);
+        a00 = _mm256_fmadd_ps(v, x0, a00); a01 = _mm256_fmadd_ps(v, x1, a01);
+        v = _mm256_loadu_ps(h1 + k);
+        a10 = _mm256_fmadd_ps(v, x0, a10); a11 = _mm256_fmadd_ps(v, x1, a11);
+        v = _mm256_loadu_ps(h2 + k);
+        a20 = _mm256_fmadd_ps(v, x0, a20); a21 = _mm256_fmadd_ps(v, x1, a21);
+        v = _mm256_loadu_ps(h3 + k);
+        a30 = _mm256_fmadd_ps(v, x0, a30); a31 = _mm256_fmadd_ps(v, x1, a31);
     }
-    float s0 = hsum(a0, b0), s1 = hsum(a1, b1), s2 = hsum(a2, b2), s3 = hsum(a3, b3);
-    DOT_TAIL(s0, h0, w) DOT_TAIL(s1, h1, w) DOT_TAIL(s2, h2, w) DOT_TAIL(s3, h3, w)
-    out[0] += s0; out[ldo] += s1; out[2 * ldo] += s2; out[3 * ldo] += s3;
+    DOT_FINISH(a00, h0, w0, out[0]);           DOT_FINISH(a01, h0, w1, out[1]);
+    DOT_FINISH(a10, h1, w0, out[ldo]);         DOT_FINISH(a11, h1, w1, out[ldo + 1]);
+    DOT_FINISH(a20, h2, w0, out[2 * ldo]);     DOT_FINISH(a21, h2, w1, out[2 * ldo + 1]);
+    DOT_FINISH(a30, h3, w0, out[3 * ldo]);     DOT_FINISH(a31, h3, w1, out[3 * ldo + 1]);
 }
 
-static inline AVX2 void dot_1x4(const float *h, const float *w, int64_t ldw,
-                                int64_t K, float *out)
+/* 4 sequences x 1 row */
+static inline AVX2 void dot_4x1(const float *restrict h, int64_t ldh,
+                                const float *restrict w, int64_t K,
+                                float *restrict out, int64_t ldo)
 {
-    const int64_t K16 = K & ~(int64_t)15;
-    const float *w0 = w, *w1 = w + ldw, *w2 = w + 2 * ldw, *w3 = w + 3 * ldw;
-    __m256 a0 = _mm256_setzero_ps(), b0 = a0, a1 = a0, b1 = a0, a2 = a0, b2 = a0, a3 = a0, b3 = a0;
-    for (int64_t k = 0; k < K16; k += 16) {
-        __m256 ha = _mm256_loadu_ps(h + k), hb = _mm256_loadu_ps(h + k + 8);
-        a0 = _mm256_fmadd_ps(ha, _mm256_loadu_ps(w0 + k), a0);
-        b0 = _mm256_fmadd_ps(hb, _mm256_loadu_ps(w0 + k + 8), b0);
-        a1 = _mm256_fmadd_ps(ha, _mm256_loadu_ps(w1 + k), a1);
-        b1 = _mm256_fmadd_ps(hb, _mm256_loadu_ps(w1 + k + 8), b1);
-        a2 = _mm256_fmadd_ps(ha, _mm256_loadu_ps(w2 + k), a2);
-        b2 = _mm256_fmadd_ps(hb, _mm256_loadu_ps(w2 + k + 8), b2);
-        a3 = _mm256_fmadd_ps(ha, _mm256_loadu_ps(w3 + k), a3);
-        b3 = _mm256_fmadd_ps(hb, _mm256_loadu_ps(w3 + k + 8), b3);
+    const int64_t K8 = K & ~(int64_t)7;
+    const float *h0 = h, *h1 = h + ldh, *h2 = h + 2 * ldh, *h3 = h + 3 * ldh;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int64_t k = 0; k < K8; k += 8) {
+        __m256 x = _mm256_loadu_ps(w + k);
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(h0 + k), x, a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(h1 + k), x, a1);
+        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(h2 + k), x, a2);
+        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(h3 + k), x, a3);
     }
-    float s0 = hsum(a0, b0), s1 = hsum(a1, b1), s2 = hsum(a2, b2), s3 = hsum(a3, b3);
-    DOT_TAIL(s0, h, w0) DOT_TAIL(s1, h, w1) DOT_TAIL(s2, h, w2) DOT_TAIL(s3, h, w3)
-    out[0] += s0; out[1] += s1; out[2] += s2; out[3] += s3;
+    DOT_FINISH(a0, h0, w, out[0]);       DOT_FINISH(a1, h1, w, out[ldo]);
+    DOT_FINISH(a2, h2, w, out[2 * ldo]); DOT_FINISH(a3, h3, w, out[3 * ldo]);
 }
 
-static inline AVX2 void dot_1x1(const float *h, const float *w, int64_t K, float *out)
+/* 1 sequence x 8 rows: 8 chains, 9 loads per 8 FMAs (batch-1 streaming) */
+static inline AVX2 void dot_1x8(const float *restrict h, const float *restrict w,
+                                int64_t ldw, int64_t K, float *restrict out)
 {
-    const int64_t K16 = K & ~(int64_t)15;
-    __m256 a0 = _mm256_setzero_ps(), b0 = a0;
-    for (int64_t k = 0; k < K16; k += 16) {
+    const int64_t K8 = K & ~(int64_t)7;
+    __m256 a[8];
+    for (int r = 0; r < 8; r++) a[r] = _mm256_setzero_ps();
+    for (int64_t k = 0; k < K8; k += 8) {
+        __m256 v = _mm256_loadu_ps(h + k);
+        for (int r = 0; r < 8; r++)
+            a[r] = _mm256_fmadd_ps(v, _mm256_loadu_ps(w + r * ldw + k), a[r]);
+    }
+    for (int r = 0; r < 8; r++) DOT_FINISH(a[r], h, w + r * ldw, out[r]);
+}
+
+static inline AVX2 void dot_1x1(const float *restrict h, const float *restrict w,
+                                int64_t K, float *restrict out)
+{
+    const int64_t K8 = K & ~(int64_t)7;
+    __m256 a0 = _mm256_setzero_ps();
+    for (int64_t k = 0; k < K8; k += 8)
         a0 = _mm256_fmadd_ps(_mm256_loadu_ps(h + k), _mm256_loadu_ps(w + k), a0);
-        b0 = _mm256_fmadd_ps(_mm256_loadu_ps(h + k + 8), _mm256_loadu_ps(w + k + 8), b0);
-    }
-    float s0 = hsum(a0, b0);
-    DOT_TAIL(s0, h, w)
-    out[0] += s0;
+    DOT_FINISH(a0, h, w, out[0]);
 }
 
 /* out(b, r) += h[b,:] . W[r,:] for b < B and r in [r0, r1); out row stride ldo.
@@ -170,13 +189,19 @@ static AVX2 void rows_dot(const float *h, int64_t B, int64_t K, const float *W,
     for (int64_t rb = r0; rb < r1; rb += 8) {
         const int64_t re = rb + 8 < r1 ? rb + 8 : r1;
         int64_t b = 0;
-        for (; b + 4 <= B; b += 4)
-            for (int64_t r = rb; r < re; r++)
-                dot_4x1(h + b * K, K, W + r * K, K, out + b * ldo + r, ldo);
-        for (; b < B; b++) {
+        for (; b + 4 <= B; b += 4) {
             int64_t r = rb;
-            for (; r + 4 <= re; r += 4) dot_1x4(h + b * K, W + r * K, K, K, out + b * ldo + r);
-            for (; r < re; r++) dot_1x1(h + b * K, W + r * K, K, out + b * ldo + r);
+            for (; r + 2 <= re; r += 2)
+                dot_4x2(h + b * K, K, W + r * K, K, K, out + b * ldo + r, ldo);
+            for (; r < re; r++)
+                dot_4x1(h + b * K, K, W + r * K, K, out + b * ldo + r, ldo);
+        }
+        for (; b < B; b++) {
+            if (re - rb == 8) {
+                dot_1x8(h + b * K, W + rb * K, K, K, out + b * ldo + rb);
+                continue;
+            }
+            for (int64_t r = rb; r < re; r++) dot_1x1(h + b * K, W + r * K, K, out + b * ldo + r);
         }
     }
 }

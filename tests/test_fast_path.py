@@ -1,0 +1,105 @@
+"""The AVX2/FMA float32 kernels (src/rnn_fast.c) against the portable path,
+and their bit-for-bit independence from the thread count at odd sizes (tiles
+and padded tails of 8 units)."""
+import numpy as np
+import pytest
+
+import fastrnn as fr
+from fastrnn import _core
+
+CASES = [  # cell, I, H, B, T, layers, bidirectional
+    ("LSTM", 3, 13, 5, 7, 1, False),
+    ("LSTM", 37, 64, 9, 6, 2, True),
+    ("GRU", 5, 37, 1, 9, 1, False),
+    ("GRU", 16, 41, 6, 5, 2, True),
+    ("RNN_TANH", 7, 29, 3, 8, 2, False),
+    ("RNN_RELU", 11, 24, 4, 6, 1, True),
+    ("LSTM", 64, 136, 2, 4, 1, False),
+]
+
+
+def _layer(cell, I, H, L, bd, seed=0):
+    if cell.startswith("RNN"):
+        return fr.RNN(I, H, num_layers=L, bidirectional=bd, seed=seed,
+                      nonlinearity="tanh" if cell == "RNN_TANH" else "relu")
+    return getattr(fr, cell)(I, H, num_layers=L, bidirectional=bd, seed=seed)
+
+
+def _run(layer, x, h0, lengths, dy):
+    y_inf, s_inf = layer(x, h0, lengths=lengths)
+    layer.zero_grad()
+    y, s = layer.forward(x, h0, lengths=lengths)
+    dx, ds0 = layer.backward(dy)
+    out = {"y_inf": y_inf, "y": y, "dx": dx}
+    for i, a in enumerate(s if isinstance(s, tuple) else (s,)):
+        out[f"state{i}"] = a
+    for i, a in enumerate(ds0 if isinstance(ds0, tuple) else (ds0,)):
+        out[f"dstate0_{i}"] = a
+    out.update({k: v.copy() for k, v in layer.grads.items()})
+    return out
+
+
+def _case(cell, I, H, B, T, L, bd):
+    rng = np.random.default_rng(7)
+    D = 2 if bd else 1
+    layer = _layer(cell, I, H, L, bd)
+    x = rng.standard_normal((T, B, I)).astype(np.float32)
+    h = rng.standard_normal((L * D, B, H)).astype(np.float32)
+    h0 = (h, 0.5 * h) if cell == "LSTM" else h
+    lengths = rng.integers(1, T + 1, size=B)
+    dy = rng.standard_normal((T, B, D * H)).astype(np.float32)
+    return layer, x, h0, lengths, dy
+
+
+@pytest.fixture
+def fast_restored():
+    yield
+    _core.set_fast_path(True)
+    fr.set_num_threads(None)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-H{c[2]}-B{c[3]}")
+def test_fast_equals_portable(case, fast_restored):
+    if not _core.set_fast_path(True):
+        pytest.skip("this CPU has no AVX2/FMA: only the portable path exists")
+    layer, x, h0, lengths, dy = _case(*case)
+    fast = _run(layer, x, h0, lengths, dy)
+    _core.set_fast_path(False)
+    portable = _run(layer, x, h0, lengths, dy)
+    for k in fast:
+        np.testing.assert_allclose(fast[k], portable[k], rtol=2e-4, atol=2e-5, err_msg=k)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-H{c[2]}-B{c[3]}")
+def test_threads_do_not_change_bits(case, fast, fast_restored):
+    _core.set_fast_path(fast)
+    results = []
+    for n in (1, 2, 3):
+        fr.set_num_threads(n)
+        layer, x, h0, lengths, dy = _case(*case)
+        results.append(_run(layer, x, h0, lengths, dy))
+    for other in results[1:]:
+        for k in results[0]:
+            assert np.array_equal(results[0][k], other[k]), k
+
+
+def test_saturation_and_nan(fast_restored):
+    """Gates saturate to exactly 0/1 and +-1 at extreme inputs; NaN in the
+    input propagates to the outputs of its own sequence only."""
+    _core.set_fast_path(True)
+    lstm = fr.LSTM(1, 8, seed=0)
+    big = np.full((3, 2, 1), 1e4, dtype=np.float32)
+    big[:, 1] = -1e4
+    y, (h, c) = lstm(big)
+    assert np.all(np.isfinite(y)) and np.all(np.abs(y) <= 1.0)
+    gru = fr.GRU(1, 8, seed=0)
+    y, h = gru(big)
+    assert np.all(np.isfinite(y)) and np.all(np.abs(y) <= 1.0)
+    x = np.random.default_rng(0).standard_normal((4, 3, 1)).astype(np.float32)
+    x[1, 1, 0] = np.nan
+    for layer in (fr.LSTM(1, 9, seed=0), fr.GRU(1, 9, seed=0), fr.RNN(1, 9, seed=0),
+                  fr.RNN(1, 9, nonlinearity="relu", seed=0)):
+        y, _ = layer(x)
+        assert np.all(np.isnan(y[1:, 1])), layer
+        assert np.all(np.isfinite(y[:, [0, 2]])), layer
