@@ -1,6 +1,7 @@
 /* fastrnn kernels: shared helpers, then the float32 and float64 kernels
  * instantiated from one source (rnn_impl.h). See fastrnn.h for the API. */
 #include <limits.h>
+#include <stdint.h>
 #include <pthread.h>
 #include <math.h>
 #include <stddef.h>
@@ -129,11 +130,12 @@ static int64_t fr_layer_work_len(const fr_desc *d, int training)
 }
 
 /* Scratch of one layer-direction backward: dG (T,B,G*H) (twice for GRU),
- * dh, dh_prev, dc (B,H). */
+ * dh, dh_prev, dc (B,H), then the fast path's packed W_hh. */
 static int64_t fr_layer_bwork_len(const fr_desc *d)
 {
     const int64_t GX = (int64_t)fr_num_gates(d->cell) * d->H;
-    return d->T * d->B * GX * (d->cell == FR_CELL_GRU ? 2 : 1) + 3 * d->B * d->H;
+    return d->T * d->B * GX * (d->cell == FR_CELL_GRU ? 2 : 1) + 3 * d->B * d->H
+           + fr_fast_pack_len(d);
 }
 
 int64_t fr_cache_len(const fr_desc *d)

@@ -407,6 +407,229 @@ AVX2 void fr_fast_forward_f32(const fr_desc *d, int dir, const float *R, const f
     if (cn && is_lstm) memcpy(cn, c_last, (size_t)BH * sizeof(float));
 }
 
+/* ---- backward ------------------------------------------------------------ */
+
+/* Mask of the first n (0..8) lanes. */
+static inline AVX2 __m256i lane_mask(int64_t n)
+{
+    const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), idx);
+}
+
+/* Gradients of the gate pre-activations of 8 units of one active row:
+ *   g = dh + dy (total gradient of h_t)
+ *   LSTM: c_t = f c + i gg, h = o tanh(c_t)
+ *   GRU : n = tanh(xn + r hl), h = (1-z) n + z h_prev
+ *   RNN : h = act(pre)
+ * gt: the row's cached activations (stride H between gates); writes dgx, dgh
+ * (GRU only) and the direct part of dL/dh_{t-1} into dhp; dc in place. */
+static inline AVX2 void bwd_cell8(int cell, int64_t H, const float *gt,
+                                  const float *dh, const float *dyb,
+                                  const float *hp, const float *cp, const float *cx,
+                                  float *dc, float *dgx, float *dgh, float *dhp)
+{
+    const __m256 one = _mm256_set1_ps(1.0f);
+    __m256 g = _mm256_add_ps(_mm256_loadu_ps(dh), _mm256_loadu_ps(dyb));
+    if (cell == FR_CELL_LSTM) {
+        __m256 ig = _mm256_loadu_ps(gt), fg = _mm256_loadu_ps(gt + H);
+        __m256 gg = _mm256_loadu_ps(gt + 2 * H), og = _mm256_loadu_ps(gt + 3 * H);
+        __m256 tc = v_tanh(_mm256_loadu_ps(cx));
+        __m256 dct = _mm256_fmadd_ps(_mm256_mul_ps(g, og), _mm256_fnmadd_ps(tc, tc, one),
+                                     _mm256_loadu_ps(dc));
+        _mm256_storeu_ps(dgx, _mm256_mul_ps(_mm256_mul_ps(dct, gg),
+                                            _mm256_mul_ps(ig, _mm256_sub_ps(one, ig))));
+        _mm256_storeu_ps(dgx + H, _mm256_mul_ps(_mm256_mul_ps(dct, _mm256_loadu_ps(cp)),
+                                                _mm256_mul_ps(fg, _mm256_sub_ps(one, fg))));
+        _mm256_storeu_ps(dgx + 2 * H, _mm256_mul_ps(_mm256_mul_ps(dct, ig),
+                                                    _mm256_fnmadd_ps(gg, gg, one)));
+        _mm256_storeu_ps(dgx + 3 * H, _mm256_mul_ps(_mm256_mul_ps(g, tc),
+                                                    _mm256_mul_ps(og, _mm256_sub_ps(one, og))));
+        _mm256_storeu_ps(dc, _mm256_mul_ps(dct, fg));
+        _mm256_storeu_ps(dhp, _mm256_setzero_ps());
+    } else if (cell == FR_CELL_GRU) {
+        __m256 r = _mm256_loadu_ps(gt), z = _mm256_loadu_ps(gt + H);
+        __m256 n = _mm256_loadu_ps(gt + 2 * H), hl = _mm256_loadu_ps(gt + 3 * H);
+        __m256 dnp = _mm256_mul_ps(_mm256_mul_ps(g, _mm256_sub_ps(one, z)), _mm256_fnmadd_ps(n, n, one));
+        __m256 dzp = _mm256_mul_ps(_mm256_mul_ps(g, _mm256_sub_ps(_mm256_loadu_ps(hp), n)),
+                                   _mm256_mul_ps(z, _mm256_sub_ps(one, z)));
+        __m256 drp = _mm256_mul_ps(_mm256_mul_ps(dnp, hl), _mm256_mul_ps(r, _mm256_sub_ps(one, r)));
+        _mm256_storeu_ps(dgx, drp); _mm256_storeu_ps(dgx + H, dzp); _mm256_storeu_ps(dgx + 2 * H, dnp);
+        _mm256_storeu_ps(dgh, drp); _mm256_storeu_ps(dgh + H, dzp);
+        _mm256_storeu_ps(dgh + 2 * H, _mm256_mul_ps(dnp, r));
+        _mm256_storeu_ps(dhp, _mm256_mul_ps(g, z));
+    } else {
+        __m256 h = _mm256_loadu_ps(gt), d;
+        if (cell == FR_CELL_RNN_RELU)
+            d = _mm256_and_ps(g, _mm256_cmp_ps(h, _mm256_setzero_ps(), _CMP_GT_OQ));
+        else
+            d = _mm256_mul_ps(g, _mm256_fnmadd_ps(h, h, one));
+        _mm256_storeu_ps(dgx, d);
+        _mm256_storeu_ps(dhp, _mm256_setzero_ps());
+    }
+}
+
+/* bwd_cell8 over units [j0, j1) of one row; the partial last block goes
+ * through padded copies (same instructions for every unit). */
+static AVX2 void bwd_units(int cell, int64_t H, int64_t GX, int64_t j0, int64_t j1,
+                           const float *gt, const float *dh, const float *dyb,
+                           const float *hp, const float *cp, const float *cx,
+                           float *dc, float *dgx, float *dgh, float *dhp)
+{
+    const int GC = cell == FR_CELL_GRU ? 4 : fr_num_gates(cell);
+    const int G = fr_num_gates(cell);
+    for (int64_t j = j0; j < j1; j += 8) {
+        const int64_t n = j1 - j < 8 ? j1 - j : 8;
+        if (n == 8) {
+            bwd_cell8(cell, H, gt + j, dh + j, dyb + j, hp ? hp + j : NULL,
+                      cp ? cp + j : NULL, cx ? cx + j : NULL, dc ? dc + j : NULL,
+                      dgx + j, dgh ? dgh + j : NULL, dhp + j);
+            continue;
+        }
+        float GT[32] = {0}, DH[8] = {0}, DY[8] = {0}, HP[8] = {0}, CP[8] = {0}, CX[8] = {0};
+        float DC[8] = {0}, DGX[32], DGH[32], DHP[8];
+        for (int64_t u = 0; u < n; u++) {
+            for (int q = 0; q < GC; q++) GT[q * 8 + u] = gt[q * H + j + u];
+            DH[u] = dh[j + u]; DY[u] = dyb[j + u];
+            if (hp) HP[u] = hp[j + u];
+            if (cp) { CP[u] = cp[j + u]; CX[u] = cx[j + u]; DC[u] = dc[j + u]; }
+        }
+        bwd_cell8(cell, 8, GT, DH, DY, HP, CP, CX, DC, DGX, DGH, DHP);
+        for (int64_t u = 0; u < n; u++) {
+            for (int q = 0; q < G; q++) {
+                dgx[q * H + j + u] = DGX[q * 8 + u];
+                if (dgh) dgh[q * H + j + u] = DGH[q * 8 + u];
+            }
+            if (dc) dc[j + u] = DC[u];
+            dhp[j + u] = DHP[u];
+        }
+    }
+    (void)GX;
+}
+
+/* Pack columns [k0, k1) of R (GX,H) into 8-column panels: panel p holds
+ * Rp[p][j][0..7] = R[j, 8p + i], zero past H, so the reverse walk streams it. */
+static AVX2 void pack_cols(const float *R, int64_t GX, int64_t H, int64_t k0, int64_t k1,
+                           float *Rp)
+{
+    for (int64_t kb = k0; kb < k1; kb += 8) {
+        float *P = Rp + (kb / 8) * GX * 8;
+        const int64_t n = k1 - kb < 8 ? k1 - kb : 8;
+        for (int64_t j = 0; j < GX; j++) {
+            const float *r = R + j * H + kb;
+            int64_t i = 0;
+            for (; i < n; i++) P[j * 8 + i] = r[i];
+            for (; i < 8; i++) P[j * 8 + i] = 0;
+        }
+    }
+}
+
+/* dhp[b, k] += sum_j dG[b, j] R[j, k] for k in [k0, k1) (k0 a multiple of 8),
+ * all b, over j in order: tiles of 4 sequences x 2 panels (16 columns).
+ * Every output is one FMA chain over j in order, whatever the tile. */
+static AVX2 void cols_axpy(const float *dG, int64_t B, int64_t GX, const float *Rp,
+                           int64_t H, int64_t k0, int64_t k1, float *dhp)
+{
+    for (int64_t kc = k0; kc < k1; kc += 16) {
+        const int64_t n0 = k1 - kc < 8 ? k1 - kc : 8;
+        const int64_t n1 = k1 - kc - 8 <= 0 ? 0 : (k1 - kc - 8 < 8 ? k1 - kc - 8 : 8);
+        const __m256i m0 = lane_mask(n0), m1 = lane_mask(n1);
+        const float *P0 = Rp + (kc / 8) * GX * 8;
+        const float *P1 = n1 ? P0 + GX * 8 : P0; /* P0 again: results unused */
+        int64_t b = 0;
+        for (; b + 4 <= B; b += 4) {
+            float *o0 = dhp + b * H + kc, *o1 = o0 + H, *o2 = o1 + H, *o3 = o2 + H;
+            const float *g0 = dG + b * GX, *g1 = g0 + GX, *g2 = g1 + GX, *g3 = g2 + GX;
+            __m256 a00 = _mm256_maskload_ps(o0, m0), a01 = _mm256_maskload_ps(o0 + 8, m1);
+            __m256 a10 = _mm256_maskload_ps(o1, m0), a11 = _mm256_maskload_ps(o1 + 8, m1);
+            __m256 a20 = _mm256_maskload_ps(o2, m0), a21 = _mm256_maskload_ps(o2 + 8, m1);
+            __m256 a30 = _mm256_maskload_ps(o3, m0), a31 = _mm256_maskload_ps(o3 + 8, m1);
+            for (int64_t j = 0; j < GX; j++) {
+                const __m256 r0 = _mm256_load_ps(P0 + j * 8), r1 = _mm256_load_ps(P1 + j * 8);
+                __m256 v = _mm256_broadcast_ss(g0 + j);
+                a00 = _mm256_fmadd_ps(v, r0, a00); a01 = _mm256_fmadd_ps(v, r1, a01);
+                v = _mm256_broadcast_ss(g1 + j);
+                a10 = _mm256_fmadd_ps(v, r0, a10); a11 = _mm256_fmadd_ps(v, r1, a11);
+                v = _mm256_broadcast_ss(g2 + j);
+                a20 = _mm256_fmadd_ps(v, r0, a20); a21 = _mm256_fmadd_ps(v, r1, a21);
+                v = _mm256_broadcast_ss(g3 + j);
+                a30 = _mm256_fmadd_ps(v, r0, a30); a31 = _mm256_fmadd_ps(v, r1, a31);
+            }
+            _mm256_maskstore_ps(o0, m0, a00); _mm256_maskstore_ps(o0 + 8, m1, a01);
+            _mm256_maskstore_ps(o1, m0, a10); _mm256_maskstore_ps(o1 + 8, m1, a11);
+            _mm256_maskstore_ps(o2, m0, a20); _mm256_maskstore_ps(o2 + 8, m1, a21);
+            _mm256_maskstore_ps(o3, m0, a30); _mm256_maskstore_ps(o3 + 8, m1, a31);
+        }
+        for (; b < B; b++) {
+            float *o = dhp + b * H + kc;
+            const float *g = dG + b * GX;
+            __m256 a0 = _mm256_maskload_ps(o, m0), a1 = _mm256_maskload_ps(o + 8, m1);
+            for (int64_t j = 0; j < GX; j++) {
+                const __m256 v = _mm256_broadcast_ss(g + j);
+                a0 = _mm256_fmadd_ps(v, _mm256_load_ps(P0 + j * 8), a0);
+                a1 = _mm256_fmadd_ps(v, _mm256_load_ps(P1 + j * 8), a1);
+            }
+            _mm256_maskstore_ps(o, m0, a0); _mm256_maskstore_ps(o + 8, m1, a1);
+        }
+    }
+}
+
+AVX2 float *fr_fast_backward_f32(const fr_desc *d, int dir, const float *R,
+                                 const float *gates, const float *hs, const float *cs,
+                                 const float *dy, int64_t ldy,
+                                 float *dGx, float *dGh, float *dh, float *dhp, float *dc,
+                                 float *Rp)
+{
+    const int cell = d->cell;
+    const int64_t T = d->T, B = d->B, H = d->H, BH = B * H;
+    const int64_t GX = (int64_t)fr_num_gates(cell) * H;
+    const int64_t GC = cell == FR_CELL_GRU ? 4 * H : GX;
+    const int64_t *lengths = d->lengths;
+    const int is_lstm = cell == FR_CELL_LSTM, is_gru = cell == FR_CELL_GRU;
+    const int nt = fast_threads(d);
+
+#pragma omp parallel num_threads(nt)
+    {
+        int tid = 0, nth = 1;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+        nth = omp_get_num_threads();
+#endif
+        int64_t j0, j1;
+        unit_slice(H, tid, nth, &j0, &j1);
+        const size_t nbytes = (size_t)(j1 - j0) * sizeof(float);
+        float *cur = dh, *prev = dhp;   /* dL/dh_t and dL/dh_{t-1} */
+        if (j1 > j0) pack_cols(R, GX, H, j0, j1, Rp); /* only this thread reads them */
+        for (int64_t s = T - 1; s >= 0; s--) {
+            const int64_t t = dir ? T - 1 - s : s;
+            const int64_t ip = dir ? t + 1 : t, ix = dir ? t : t + 1;
+            float *dgx = dGx + t * B * GX, *dgh = dGh + t * B * GX;
+            /* (A) gate gradients of this thread's units */
+            for (int64_t b = 0; b < B && j1 > j0; b++) {
+                float *dgxb = dgx + b * GX, *dghb = dgh + b * GX;
+                if (!ACTIVE(t, b)) { /* the carried state passes the gradient on */
+                    memcpy(prev + b * H + j0, cur + b * H + j0, nbytes);
+                    for (int q = 0; q < fr_num_gates(cell); q++) {
+                        memset(dgxb + q * H + j0, 0, nbytes);
+                        if (is_gru) memset(dghb + q * H + j0, 0, nbytes);
+                    }
+                    continue;
+                }
+                bwd_units(cell, H, GX, j0, j1, gates + (t * B + b) * GC, cur + b * H,
+                          dy + (t * B + b) * ldy, is_gru ? hs + ip * BH + b * H : NULL,
+                          is_lstm ? cs + ip * BH + b * H : NULL,
+                          is_lstm ? cs + ix * BH + b * H : NULL,
+                          is_lstm ? dc + b * H : NULL, dgxb, is_gru ? dghb : NULL,
+                          prev + b * H);
+            }
+#pragma omp barrier
+            /* (B) dL/dh_{t-1} += dG_h W_hh for this thread's columns */
+            if (j1 > j0) cols_axpy(dgh, B, GX, Rp, H, j0, j1, prev);
+            float *tmp = cur; cur = prev; prev = tmp;
+        }
+    }
+    return (T % 2 == 0) ? dh : dhp;
+}
+
 #else /* not x86-64 with GCC/Clang: the portable path is always used */
 
 int fr_fast_available(void) { return 0; }
@@ -420,6 +643,17 @@ void fr_fast_forward_f32(const fr_desc *d, int dir, const float *R, const float 
     (void)d; (void)dir; (void)R; (void)bhn; (void)Xp; (void)Gh; (void)h0_zero;
     (void)h_a; (void)h_b; (void)c_buf; (void)hs; (void)cs; (void)gates;
     (void)y; (void)ldy; (void)hn; (void)cn;
+}
+
+float *fr_fast_backward_f32(const fr_desc *d, int dir, const float *R,
+                            const float *gates, const float *hs, const float *cs,
+                            const float *dy, int64_t ldy,
+                            float *dGx, float *dGh, float *dh, float *dhp, float *dc,
+                            float *Rp)
+{
+    (void)Rp; (void)d; (void)dir; (void)R; (void)gates; (void)hs; (void)cs; (void)dy;
+    (void)ldy; (void)dGx; (void)dGh; (void)dhp; (void)dc;
+    return dh;
 }
 
 #endif

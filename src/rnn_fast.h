@@ -36,4 +36,22 @@ void fr_fast_forward_f32(const fr_desc *d, int dir, const float *R, const float 
                          float *hs, float *cs, float *gates,
                          float *y, int64_t ldy, float *hn, float *cn);
 
+/*
+ * The reverse walk of one layer and direction, backward (layer_backward in
+ * rnn_impl.h): fills dGx, and dGh for GRU (for LSTM/RNN pass dGh == dGx), for
+ * every step; dh holds dL/dh_n on entry, dhp is a second (B,H) buffer, dc
+ * (LSTM) holds dL/dc_n and ends as dL/dc0. Rp: SCRATCH of
+ * fr_fast_pack_len(d) floats, 32-byte aligned, for W_hh packed in column
+ * panels. Returns the buffer (dh or dhp) that ends holding dL/dh0.
+ */
+float *fr_fast_backward_f32(const fr_desc *d, int dir, const float *R,
+                            const float *gates, const float *hs, const float *cs,
+                            const float *dy, int64_t ldy,
+                            float *dGx, float *dGh, float *dh, float *dhp, float *dc,
+                            float *Rp);
+
+/* Floats of W_hh packed in 8-column panels (G*H rows, H rounded up to 8),
+ * plus 8 for aligning the buffer to 32 bytes. */
+#define fr_fast_pack_len(d) ((int64_t)fr_num_gates((d)->cell) * (d)->H * (((d)->H + 7) / 8 * 8) + 8)
+
 #endif

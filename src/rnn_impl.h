@@ -40,14 +40,15 @@ static void FN(gemm)(char ta, char tb, int64_t M, int64_t N, int64_t K,
  * single-threaded BLAS call per chunk, the chunks shared among nt OpenMP
  * threads when the BLAS is held at one thread (pinned). OpenBLAS's bits depend
  * on how a product is partitioned, so the chunk size depends on M alone, never
- * on the thread count: 128 rows, or two halves (16-row multiples) when M is
- * small, so that small products still use two cores. */
+ * on the thread count: M split in 2, 4 or 8 parts (multiples of 16 rows) as M
+ * grows. */
 static void FN(pgemm)(int nt, int pinned, char ta, char tb, int64_t M, int64_t N,
                       int64_t K, REAL alpha, const REAL *A, int64_t lda,
                       const REAL *B, int64_t ldb, REAL beta, REAL *C, int64_t ldc)
 {
-    int64_t chunk = M >= 256 ? 128 : ((M + 31) / 32) * 16;
-    if (chunk < 16) chunk = 16;
+    /* few chunks: each one repacks the whole other operand */
+    const int64_t parts = M >= 2048 ? 8 : M >= 1024 ? 4 : 2;
+    int64_t chunk = ((M + parts - 1) / parts + 15) / 16 * 16;
     const int64_t nchunk = (M + chunk - 1) / chunk;
     if (!pinned || (double)M * N * K < 1e6) nt = 1;
     if (nt > nchunk) nt = (int)nchunk;
@@ -189,9 +190,9 @@ static void FN(layer_forward)(const fr_desc *d, int dir, int64_t In,
         const int hzero = (s == 0 && h0 == NULL);
         if (cell == FR_CELL_GRU) {
             if (hzero) memset(Gh, 0, (size_t)B * GX * sizeof(REAL));
-            else FN(gemm)('N', 'T', B, GX, H, 1, hp, H, R, H, 0, Gh, GX);
+            else FN(pgemm)(nt, pinned, 'N', 'T', B, GX, H, 1, hp, H, R, H, 0, Gh, GX);
         } else if (!hzero) {
-            FN(gemm)('N', 'T', B, GX, H, 1, hp, H, R, H, 1, xp, GX);
+            FN(pgemm)(nt, pinned, 'N', 'T', B, GX, H, 1, hp, H, R, H, 1, xp, GX);
         }
         REAL *yt = y + t * B * ldy;
         REAL *gt = training ? gates + t * B * (cell == FR_CELL_GRU ? 4 * H : GX) : NULL;
@@ -269,7 +270,7 @@ static void FN(layer_forward)(const fr_desc *d, int dir, int64_t In,
  *   dx     OUT (T,B,In): = dG W_ih, added to what is there when dx_beta = 1
  *   dh0,dc0 OUT (B,H) or NULL
  *   dW..dbR ACCUMULATE
- *   work   SCRATCH T*B*GX*(GRU ? 2 : 1) + 3*B*H
+ *   work   SCRATCH fr_layer_bwork_len(d)
  */
 static void FN(layer_backward)(const fr_desc *d, int dir, int64_t In,
                                const REAL *x, const REAL *W, const REAL *R,
@@ -301,6 +302,12 @@ static void FN(layer_backward)(const fr_desc *d, int dir, int64_t In,
         else memset(dc, 0, (size_t)BH * sizeof(REAL));
     }
 
+#if FR_REAL_IS_FLOAT
+    if (fr_use_fast > 0) /* AVX2/FMA reverse walk, one OpenMP region (rnn_fast.c) */
+        dh = fr_fast_backward_f32(d, dir, R, gates, hs, cs, dy, ldy, dGx, dGh, dh, dhp, dc,
+                                  (REAL *)(((uintptr_t)(dc + BH) + 31) & ~(uintptr_t)31));
+    else
+#endif
     for (int64_t s = T - 1; s >= 0; s--) {
         const int64_t t = dir ? T - 1 - s : s;
         const int64_t ip = dir ? t + 1 : t, ix = dir ? t : t + 1;
@@ -359,7 +366,7 @@ static void FN(layer_backward)(const fr_desc *d, int dir, int64_t In,
             }
         }
         /* dh_{t-1} += dG_h W_hh */
-        FN(gemm)('N', 'N', B, H, GX, 1, dgh, GX, R, H, 1, dhp, H);
+        FN(pgemm)(nt, pinned, 'N', 'N', B, H, GX, 1, dgh, GX, R, H, 1, dhp, H);
         REAL *tmp = dh; dh = dhp; dhp = tmp;
     }
     if (dh0) memcpy(dh0, dh, (size_t)BH * sizeof(REAL));
