@@ -120,13 +120,15 @@ int fr_check_desc(const fr_desc *d)
     return FR_OK;
 }
 
-/* Scratch of one layer-direction forward: Gh (B,G*H), h, c, h2 (B,H), and Xp
- * (T,B,G*H) unless Xp lives in the gate cache (training LSTM/RNN). */
+/* Scratch of one layer-direction forward: Gh (B,G*H), h, c, h2 (B,H), Xp
+ * (T,B,G*H) unless Xp lives in the gate cache (training LSTM/RNN), then the
+ * fast path's packed W_hh. */
 static int64_t fr_layer_work_len(const fr_desc *d, int training)
 {
     const int64_t GX = (int64_t)fr_num_gates(d->cell) * d->H;
     const int xp_in_cache = training && d->cell != FR_CELL_GRU;
-    return d->B * GX + 3 * d->B * d->H + (xp_in_cache ? 0 : d->T * d->B * GX);
+    return d->B * GX + 3 * d->B * d->H + (xp_in_cache ? 0 : d->T * d->B * GX)
+           + fr_fast_pack_len(d);
 }
 
 /* Scratch of one layer-direction backward: dG (T,B,G*H) (twice for GRU),

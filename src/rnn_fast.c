@@ -97,111 +97,115 @@ static inline AVX2 float hsum(__m256 s)
     return _mm_cvtss_f32(q);
 }
 
-/* ---- dot products of rows: the recurrent product h W_hh^T ---------------
- * out(b, r) += sum_k h[b,k] W[r,k]. Every (b, r) gets the same sequence: one
- * 8-wide accumulator over k in order, a fixed horizontal sum, then the scalar
- * tail in order. Tiles only decide how many such chains run side by side
- * (for latency), so the tile shape, and so the thread slicing, never changes
- * a bit. */
-#define DOT_FINISH(acc, hp, wp, o)                            \
-    do {                                                      \
-        float s_ = hsum(acc);                                 \
-        for (int64_t k = K8; k < K; k++) s_ = fmaf((hp)[k], (wp)[k], s_); \
-        (o) += s_;                                            \
+/* ---- the recurrent products: packed panels ------------------------------ */
+
+/* Mask of the first n (0..8) lanes. */
+static inline AVX2 __m256i lane_mask(int64_t n)
+{
+    const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), idx);
+}
+
+/* Pack columns [k0, k1) of R (GX,H) into 8-column panels: panel p holds
+ * Rp[p][j][0..7] = R[j, 8p + i], zero past H, so the reverse walk streams it. */
+static AVX2 void pack_cols(const float *R, int64_t GX, int64_t H, int64_t k0, int64_t k1,
+                           float *Rp)
+{
+    for (int64_t kb = k0; kb < k1; kb += 8) {
+        float *P = Rp + (kb / 8) * GX * 8;
+        const int64_t n = k1 - kb < 8 ? k1 - kb : 8;
+        for (int64_t j = 0; j < GX; j++) {
+            const float *r = R + j * H + kb;
+            int64_t i = 0;
+            for (; i < n; i++) P[j * 8 + i] = r[i];
+            for (; i < 8; i++) P[j * 8 + i] = 0;
+        }
+    }
+}
+
+/* out[b, c] += sum_j g[b, j] P(j, c) for b < B and c < n, where the columns
+ * come in 8-wide panels P + (c/8)*J*8 holding P(j, c) at [j*8 + c%8] (zero
+ * padded). Both recurrent products have this form:
+ *   forward : g = h_prev (B,H), J = H, panels of W_hh rows, out = Xp rows
+ *   backward: g = dG_h (B,G*H), J = G*H, panels of W_hh columns, out = dh_prev
+ * Tiles: 4 sequences x 2 panels, leftover sequences 1 x up to 8 panels (8
+ * FMA chains even at batch 1). Every output is its old value followed by one
+ * FMA chain over j in order, whatever the tile, so tiling and thread slicing
+ * never change a bit. */
+#define PANEL_TILE_1xN(NP)                                                        \
+    do {                                                                          \
+        __m256 a[NP];                                                             \
+        for (int q = 0; q < NP; q++)                                              \
+            a[q] = _mm256_maskload_ps(o + 8 * (c + q), lane_mask(n - 8 * (c + q))); \
+        for (int64_t j = 0; j < J; j++) {                                         \
+            const __m256 v = _mm256_broadcast_ss(gb + j);                         \
+            for (int q = 0; q < NP; q++)                                          \
+                a[q] = _mm256_fmadd_ps(v, _mm256_load_ps(P + (c + q) * J * 8 + j * 8), a[q]); \
+        }                                                                         \
+        for (int q = 0; q < NP; q++)                                              \
+            _mm256_maskstore_ps(o + 8 * (c + q), lane_mask(n - 8 * (c + q)), a[q]); \
+        c += NP;                                                                  \
     } while (0)
 
-/* 4 sequences x 2 rows: 8 chains, 6 loads per 8 FMAs */
-static inline AVX2 void dot_4x2(const float *restrict h, int64_t ldh,
-                                const float *restrict w, int64_t ldw, int64_t K,
-                                float *restrict out, int64_t ldo)
+static AVX2 void panel_axpy(const float *g, int64_t ldg, int64_t B, int64_t J,
+                            const float *P, float *out, int64_t ldo, int64_t n)
 {
-    const int64_t K8 = K & ~(int64_t)7;
-    const float *h0 = h, *h1 = h + ldh, *h2 = h + 2 * ldh, *h3 = h + 3 * ldh;
-    const float *w0 = w, *w1 = w + ldw;
-    __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00;
-    __m256 a20 = a00, a21 = a00, a30 = a00, a31 = a00;
-    for (int64_t k = 0; k < K8; k += 8) {
-        __m256 x0 = _mm256_loadu_ps(w0 + k), x1 = _mm256_loadu_ps(w1 + k);
-        __m256 v = _mm256_loadu_ps(h0 + k);
-        a00 = _mm256_fmadd_ps(v, x0, a00); a01 = _mm256_fmadd_ps(v, x1, a01);
-        v = _mm256_loadu_ps(h1 + k);
-        a10 = _mm256_fmadd_ps(v, x0, a10); a11 = _mm256_fmadd_ps(v, x1, a11);
-        v = _mm256_loadu_ps(h2 + k);
-        a20 = _mm256_fmadd_ps(v, x0, a20); a21 = _mm256_fmadd_ps(v, x1, a21);
-        v = _mm256_loadu_ps(h3 + k);
-        a30 = _mm256_fmadd_ps(v, x0, a30); a31 = _mm256_fmadd_ps(v, x1, a31);
-    }
-    DOT_FINISH(a00, h0, w0, out[0]);           DOT_FINISH(a01, h0, w1, out[1]);
-    DOT_FINISH(a10, h1, w0, out[ldo]);         DOT_FINISH(a11, h1, w1, out[ldo + 1]);
-    DOT_FINISH(a20, h2, w0, out[2 * ldo]);     DOT_FINISH(a21, h2, w1, out[2 * ldo + 1]);
-    DOT_FINISH(a30, h3, w0, out[3 * ldo]);     DOT_FINISH(a31, h3, w1, out[3 * ldo + 1]);
-}
-
-/* 4 sequences x 1 row */
-static inline AVX2 void dot_4x1(const float *restrict h, int64_t ldh,
-                                const float *restrict w, int64_t K,
-                                float *restrict out, int64_t ldo)
-{
-    const int64_t K8 = K & ~(int64_t)7;
-    const float *h0 = h, *h1 = h + ldh, *h2 = h + 2 * ldh, *h3 = h + 3 * ldh;
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    for (int64_t k = 0; k < K8; k += 8) {
-        __m256 x = _mm256_loadu_ps(w + k);
-        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(h0 + k), x, a0);
-        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(h1 + k), x, a1);
-        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(h2 + k), x, a2);
-        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(h3 + k), x, a3);
-    }
-    DOT_FINISH(a0, h0, w, out[0]);       DOT_FINISH(a1, h1, w, out[ldo]);
-    DOT_FINISH(a2, h2, w, out[2 * ldo]); DOT_FINISH(a3, h3, w, out[3 * ldo]);
-}
-
-/* 1 sequence x 8 rows: 8 chains, 9 loads per 8 FMAs (batch-1 streaming) */
-static inline AVX2 void dot_1x8(const float *restrict h, const float *restrict w,
-                                int64_t ldw, int64_t K, float *restrict out)
-{
-    const int64_t K8 = K & ~(int64_t)7;
-    __m256 a[8];
-    for (int r = 0; r < 8; r++) a[r] = _mm256_setzero_ps();
-    for (int64_t k = 0; k < K8; k += 8) {
-        __m256 v = _mm256_loadu_ps(h + k);
-        for (int r = 0; r < 8; r++)
-            a[r] = _mm256_fmadd_ps(v, _mm256_loadu_ps(w + r * ldw + k), a[r]);
-    }
-    for (int r = 0; r < 8; r++) DOT_FINISH(a[r], h, w + r * ldw, out[r]);
-}
-
-static inline AVX2 void dot_1x1(const float *restrict h, const float *restrict w,
-                                int64_t K, float *restrict out)
-{
-    const int64_t K8 = K & ~(int64_t)7;
-    __m256 a0 = _mm256_setzero_ps();
-    for (int64_t k = 0; k < K8; k += 8)
-        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(h + k), _mm256_loadu_ps(w + k), a0);
-    DOT_FINISH(a0, h, w, out[0]);
-}
-
-/* out(b, r) += h[b,:] . W[r,:] for b < B and r in [r0, r1); out row stride ldo.
- * Rows in blocks of 8 (their weights stay in L1 while all of h passes). */
-static AVX2 void rows_dot(const float *h, int64_t B, int64_t K, const float *W,
-                          int64_t r0, int64_t r1, float *out, int64_t ldo)
-{
-    for (int64_t rb = r0; rb < r1; rb += 8) {
-        const int64_t re = rb + 8 < r1 ? rb + 8 : r1;
+    const int64_t np = (n + 7) / 8;
+    for (int64_t c0 = 0; c0 < np; c0 += 2) {
+        const int two = c0 + 1 < np;
+        const __m256i m0 = lane_mask(n - 8 * c0), m1 = lane_mask(two ? n - 8 * (c0 + 1) : 0);
+        const float *P0 = P + c0 * J * 8, *P1 = two ? P0 + J * 8 : P0; /* P0 again: unused */
         int64_t b = 0;
         for (; b + 4 <= B; b += 4) {
-            int64_t r = rb;
-            for (; r + 2 <= re; r += 2)
-                dot_4x2(h + b * K, K, W + r * K, K, K, out + b * ldo + r, ldo);
-            for (; r < re; r++)
-                dot_4x1(h + b * K, K, W + r * K, K, out + b * ldo + r, ldo);
-        }
-        for (; b < B; b++) {
-            if (re - rb == 8) {
-                dot_1x8(h + b * K, W + rb * K, K, K, out + b * ldo + rb);
-                continue;
+            float *o0 = out + b * ldo + 8 * c0, *o1 = o0 + ldo, *o2 = o1 + ldo, *o3 = o2 + ldo;
+            const float *g0 = g + b * ldg, *g1 = g0 + ldg, *g2 = g1 + ldg, *g3 = g2 + ldg;
+            __m256 a00 = _mm256_maskload_ps(o0, m0), a01 = _mm256_maskload_ps(o0 + 8, m1);
+            __m256 a10 = _mm256_maskload_ps(o1, m0), a11 = _mm256_maskload_ps(o1 + 8, m1);
+            __m256 a20 = _mm256_maskload_ps(o2, m0), a21 = _mm256_maskload_ps(o2 + 8, m1);
+            __m256 a30 = _mm256_maskload_ps(o3, m0), a31 = _mm256_maskload_ps(o3 + 8, m1);
+            for (int64_t j = 0; j < J; j++) {
+                const __m256 r0 = _mm256_load_ps(P0 + j * 8), r1 = _mm256_load_ps(P1 + j * 8);
+                __m256 v = _mm256_broadcast_ss(g0 + j);
+                a00 = _mm256_fmadd_ps(v, r0, a00); a01 = _mm256_fmadd_ps(v, r1, a01);
+                v = _mm256_broadcast_ss(g1 + j);
+                a10 = _mm256_fmadd_ps(v, r0, a10); a11 = _mm256_fmadd_ps(v, r1, a11);
+                v = _mm256_broadcast_ss(g2 + j);
+                a20 = _mm256_fmadd_ps(v, r0, a20); a21 = _mm256_fmadd_ps(v, r1, a21);
+                v = _mm256_broadcast_ss(g3 + j);
+                a30 = _mm256_fmadd_ps(v, r0, a30); a31 = _mm256_fmadd_ps(v, r1, a31);
             }
-            for (int64_t r = rb; r < re; r++) dot_1x1(h + b * K, W + r * K, K, out + b * ldo + r);
+            _mm256_maskstore_ps(o0, m0, a00); _mm256_maskstore_ps(o0 + 8, m1, a01);
+            _mm256_maskstore_ps(o1, m0, a10); _mm256_maskstore_ps(o1 + 8, m1, a11);
+            _mm256_maskstore_ps(o2, m0, a20); _mm256_maskstore_ps(o2 + 8, m1, a21);
+            _mm256_maskstore_ps(o3, m0, a30); _mm256_maskstore_ps(o3 + 8, m1, a31);
+        }
+        if (b == B) continue;
+        /* leftover sequences: handled below, over all panels at once */
+    }
+    for (int64_t b = B - B % 4; b < B; b++) {
+        float *o = out + b * ldo;
+        const float *gb = g + b * ldg;
+        int64_t c = 0;
+        while (c + 8 <= np) PANEL_TILE_1xN(8);
+        while (c + 4 <= np) PANEL_TILE_1xN(4);
+        while (c < np) PANEL_TILE_1xN(1);
+    }
+}
+
+/* Pack panels for panel_axpy. rows_of_W: panel p holds W[r0 + 8p + i, k] at
+ * [k*8 + i] (forward: W_hh rows r0.. , J = K = H columns); otherwise panel p
+ * holds W[j, c0 + 8p + i] at [j*8 + i] (backward: W_hh columns, J = rows).
+ * Lanes past `n` are zero. */
+static AVX2 void pack_rows(const float *W, int64_t ldw, int64_t r0, int64_t n,
+                           int64_t K, float *P)
+{
+    for (int64_t p = 0; p * 8 < n; p++) {
+        float *Pp = P + p * K * 8;
+        const int64_t m = n - 8 * p < 8 ? n - 8 * p : 8;
+        for (int64_t i = 0; i < 8; i++) {
+            const float *w = W + (r0 + 8 * p + i) * ldw;
+            if (i < m) for (int64_t k = 0; k < K; k++) Pp[k * 8 + i] = w[k];
+            else for (int64_t k = 0; k < K; k++) Pp[k * 8 + i] = 0;
         }
     }
 }
@@ -326,7 +330,7 @@ AVX2 void fr_fast_forward_f32(const fr_desc *d, int dir, const float *R, const f
                               float *Xp, float *Gh, int h0_zero,
                               float *h_a, float *h_b, float *c_buf,
                               float *hs, float *cs, float *gates,
-                              float *y, int64_t ldy, float *hn, float *cn)
+                              float *y, int64_t ldy, float *hn, float *cn, float *Wp)
 {
     const int cell = d->cell;
     const int64_t T = d->T, B = d->B, H = d->H, BH = B * H;
@@ -346,6 +350,10 @@ AVX2 void fr_fast_forward_f32(const fr_desc *d, int dir, const float *R, const f
 #endif
         int64_t j0, j1;
         unit_slice(H, tid, nth, &j0, &j1);
+        const int64_t nb = (H + 7) / 8;
+        /* this thread's gate rows of W_hh, packed in 8-row panels; only it reads them */
+        for (int q = 0; q < G && j1 > j0; q++)
+            pack_rows(R, H, q * H + j0, j1 - j0, H, Wp + (q * nb + j0 / 8) * H * 8);
         for (int64_t s = 0; s < T; s++) {
             const int64_t t = dir ? T - 1 - s : s;
             const float *hp, *cp = NULL;
@@ -369,7 +377,8 @@ AVX2 void fr_fast_forward_f32(const fr_desc *d, int dir, const float *R, const f
                             memset(Gh + b * GX + q * H + j0, 0, (size_t)(j1 - j0) * sizeof(float));
                 if (!(s == 0 && h0_zero))
                     for (int q = 0; q < G; q++)
-                        rows_dot(hp, B, H, R, q * H + j0, q * H + j1, acc, GX);
+                        panel_axpy(hp, H, B, H, Wp + (q * nb + j0 / 8) * H * 8,
+                                   acc + q * H + j0, GX, j1 - j0);
                 /* gate math for this thread's units */
                 float *yt = y + t * B * ldy;
                 for (int64_t b = 0; b < B; b++) {
@@ -408,13 +417,6 @@ AVX2 void fr_fast_forward_f32(const fr_desc *d, int dir, const float *R, const f
 }
 
 /* ---- backward ------------------------------------------------------------ */
-
-/* Mask of the first n (0..8) lanes. */
-static inline AVX2 __m256i lane_mask(int64_t n)
-{
-    const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), idx);
-}
 
 /* Gradients of the gate pre-activations of 8 units of one active row:
  *   g = dh + dy (total gradient of h_t)
@@ -506,73 +508,6 @@ static AVX2 void bwd_units(int cell, int64_t H, int64_t GX, int64_t j0, int64_t 
     (void)GX;
 }
 
-/* Pack columns [k0, k1) of R (GX,H) into 8-column panels: panel p holds
- * Rp[p][j][0..7] = R[j, 8p + i], zero past H, so the reverse walk streams it. */
-static AVX2 void pack_cols(const float *R, int64_t GX, int64_t H, int64_t k0, int64_t k1,
-                           float *Rp)
-{
-    for (int64_t kb = k0; kb < k1; kb += 8) {
-        float *P = Rp + (kb / 8) * GX * 8;
-        const int64_t n = k1 - kb < 8 ? k1 - kb : 8;
-        for (int64_t j = 0; j < GX; j++) {
-            const float *r = R + j * H + kb;
-            int64_t i = 0;
-            for (; i < n; i++) P[j * 8 + i] = r[i];
-            for (; i < 8; i++) P[j * 8 + i] = 0;
-        }
-    }
-}
-
-/* dhp[b, k] += sum_j dG[b, j] R[j, k] for k in [k0, k1) (k0 a multiple of 8),
- * all b, over j in order: tiles of 4 sequences x 2 panels (16 columns).
- * Every output is one FMA chain over j in order, whatever the tile. */
-static AVX2 void cols_axpy(const float *dG, int64_t B, int64_t GX, const float *Rp,
-                           int64_t H, int64_t k0, int64_t k1, float *dhp)
-{
-    for (int64_t kc = k0; kc < k1; kc += 16) {
-        const int64_t n0 = k1 - kc < 8 ? k1 - kc : 8;
-        const int64_t n1 = k1 - kc - 8 <= 0 ? 0 : (k1 - kc - 8 < 8 ? k1 - kc - 8 : 8);
-        const __m256i m0 = lane_mask(n0), m1 = lane_mask(n1);
-        const float *P0 = Rp + (kc / 8) * GX * 8;
-        const float *P1 = n1 ? P0 + GX * 8 : P0; /* P0 again: results unused */
-        int64_t b = 0;
-        for (; b + 4 <= B; b += 4) {
-            float *o0 = dhp + b * H + kc, *o1 = o0 + H, *o2 = o1 + H, *o3 = o2 + H;
-            const float *g0 = dG + b * GX, *g1 = g0 + GX, *g2 = g1 + GX, *g3 = g2 + GX;
-            __m256 a00 = _mm256_maskload_ps(o0, m0), a01 = _mm256_maskload_ps(o0 + 8, m1);
-            __m256 a10 = _mm256_maskload_ps(o1, m0), a11 = _mm256_maskload_ps(o1 + 8, m1);
-            __m256 a20 = _mm256_maskload_ps(o2, m0), a21 = _mm256_maskload_ps(o2 + 8, m1);
-            __m256 a30 = _mm256_maskload_ps(o3, m0), a31 = _mm256_maskload_ps(o3 + 8, m1);
-            for (int64_t j = 0; j < GX; j++) {
-                const __m256 r0 = _mm256_load_ps(P0 + j * 8), r1 = _mm256_load_ps(P1 + j * 8);
-                __m256 v = _mm256_broadcast_ss(g0 + j);
-                a00 = _mm256_fmadd_ps(v, r0, a00); a01 = _mm256_fmadd_ps(v, r1, a01);
-                v = _mm256_broadcast_ss(g1 + j);
-                a10 = _mm256_fmadd_ps(v, r0, a10); a11 = _mm256_fmadd_ps(v, r1, a11);
-                v = _mm256_broadcast_ss(g2 + j);
-                a20 = _mm256_fmadd_ps(v, r0, a20); a21 = _mm256_fmadd_ps(v, r1, a21);
-                v = _mm256_broadcast_ss(g3 + j);
-                a30 = _mm256_fmadd_ps(v, r0, a30); a31 = _mm256_fmadd_ps(v, r1, a31);
-            }
-            _mm256_maskstore_ps(o0, m0, a00); _mm256_maskstore_ps(o0 + 8, m1, a01);
-            _mm256_maskstore_ps(o1, m0, a10); _mm256_maskstore_ps(o1 + 8, m1, a11);
-            _mm256_maskstore_ps(o2, m0, a20); _mm256_maskstore_ps(o2 + 8, m1, a21);
-            _mm256_maskstore_ps(o3, m0, a30); _mm256_maskstore_ps(o3 + 8, m1, a31);
-        }
-        for (; b < B; b++) {
-            float *o = dhp + b * H + kc;
-            const float *g = dG + b * GX;
-            __m256 a0 = _mm256_maskload_ps(o, m0), a1 = _mm256_maskload_ps(o + 8, m1);
-            for (int64_t j = 0; j < GX; j++) {
-                const __m256 v = _mm256_broadcast_ss(g + j);
-                a0 = _mm256_fmadd_ps(v, _mm256_load_ps(P0 + j * 8), a0);
-                a1 = _mm256_fmadd_ps(v, _mm256_load_ps(P1 + j * 8), a1);
-            }
-            _mm256_maskstore_ps(o, m0, a0); _mm256_maskstore_ps(o + 8, m1, a1);
-        }
-    }
-}
-
 AVX2 float *fr_fast_backward_f32(const fr_desc *d, int dir, const float *R,
                                  const float *gates, const float *hs, const float *cs,
                                  const float *dy, int64_t ldy,
@@ -623,7 +558,7 @@ AVX2 float *fr_fast_backward_f32(const fr_desc *d, int dir, const float *R,
             }
 #pragma omp barrier
             /* (B) dL/dh_{t-1} += dG_h W_hh for this thread's columns */
-            if (j1 > j0) cols_axpy(dgh, B, GX, Rp, H, j0, j1, prev);
+            if (j1 > j0) panel_axpy(dgh, GX, B, GX, Rp + (j0 / 8) * GX * 8, prev + j0, H, j1 - j0);
             float *tmp = cur; cur = prev; prev = tmp;
         }
     }
@@ -638,9 +573,9 @@ void fr_fast_forward_f32(const fr_desc *d, int dir, const float *R, const float 
                          float *Xp, float *Gh, int h0_zero,
                          float *h_a, float *h_b, float *c_buf,
                          float *hs, float *cs, float *gates,
-                         float *y, int64_t ldy, float *hn, float *cn)
+                         float *y, int64_t ldy, float *hn, float *cn, float *Wp)
 {
-    (void)d; (void)dir; (void)R; (void)bhn; (void)Xp; (void)Gh; (void)h0_zero;
+    (void)Wp; (void)d; (void)dir; (void)R; (void)bhn; (void)Xp; (void)Gh; (void)h0_zero;
     (void)h_a; (void)h_b; (void)c_buf; (void)hs; (void)cs; (void)gates;
     (void)y; (void)ldy; (void)hn; (void)cn;
 }

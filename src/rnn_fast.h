@@ -28,13 +28,14 @@ int fr_fast_available(void);
  *   bhn       GRU's b_hn or NULL
  *   h0_zero   the initial h is known to be zero (skip the first product)
  * Writes y rows (stride ldy, output 0 past lengths), the gate cache in
- * training, and the final states into hn, cn.
+ * training, and the final states into hn, cn. Wp: SCRATCH of
+ * fr_fast_pack_len(d) floats, 32-byte aligned, for W_hh packed in row panels.
  */
 void fr_fast_forward_f32(const fr_desc *d, int dir, const float *R, const float *bhn,
                          float *Xp, float *Gh, int h0_zero,
                          float *h_a, float *h_b, float *c_buf,
                          float *hs, float *cs, float *gates,
-                         float *y, int64_t ldy, float *hn, float *cn);
+                         float *y, int64_t ldy, float *hn, float *cn, float *Wp);
 
 /*
  * The reverse walk of one layer and direction, backward (layer_backward in

@@ -167,8 +167,10 @@ static void FN(layer_forward)(const fr_desc *d, int dir, int64_t In,
 
 #if FR_REAL_IS_FLOAT
     if (fr_use_fast > 0) { /* AVX2/FMA time loop, one OpenMP region (rnn_fast.c) */
+        REAL *pack = (Xp == gates) ? h2 + BH : Xp + T * B * GX;
+        pack = (REAL *)(((uintptr_t)pack + 31) & ~(uintptr_t)31);
         fr_fast_forward_f32(d, dir, R, bhn, Xp, Gh, h0 == NULL, hbuf, h2, cbuf,
-                            hs, cs, gates, y, ldy, hn, cn);
+                            hs, cs, gates, y, ldy, hn, cn, pack);
         return;
     }
 #endif
