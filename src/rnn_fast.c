@@ -97,6 +97,116 @@ static inline AVX2 float hsum(__m256 s)
     return _mm_cvtss_f32(q);
 }
 
+/* ---- dot products of rows, on unpacked weights ---------------------------
+ * For short inputs, where packing W would cost more than the product:
+ * out(b, r) += sum_k h[b,k] W[r,k]. Every (b, r) gets the same sequence: one
+ * 8-wide accumulator over k in order, a fixed horizontal sum, then the scalar
+ * tail in order. Tiles only decide how many such chains run side by side
+ * (for latency), so the tile shape, and so the thread slicing, never changes
+ * a bit. */
+#define DOT_FINISH(acc, hp, wp, o)                            \
+    do {                                                      \
+        float s_ = hsum(acc);                                 \
+        for (int64_t k = K8; k < K; k++) s_ = fmaf((hp)[k], (wp)[k], s_); \
+        (o) += s_;                                            \
+    } while (0)
+
+/* 4 sequences x 2 rows: 8 chains, 6 loads per 8 FMAs */
+static inline AVX2 void dot_4x2(const float *restrict h, int64_t ldh,
+                                const float *restrict w, int64_t ldw, int64_t K,
+                                float *restrict out, int64_t ldo)
+{
+    const int64_t K8 = K & ~(int64_t)7;
+    const float *h0 = h, *h1 = h + ldh, *h2 = h + 2 * ldh, *h3 = h + 3 * ldh;
+    const float *w0 = w, *w1 = w + ldw;
+    __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00;
+    __m256 a20 = a00, a21 = a00, a30 = a00, a31 = a00;
+    for (int64_t k = 0; k < K8; k += 8) {
+        __m256 x0 = _mm256_loadu_ps(w0 + k), x1 = _mm256_loadu_ps(w1 + k);
+        __m256 v = _mm256_loadu_ps(h0 + k);
+        a00 = _mm256_fmadd_ps(v, x0, a00); a01 = _mm256_fmadd_ps(v, x1, a01);
+        v = _mm256_loadu_ps(h1 + k);
+        a10 = _mm256_fmadd_ps(v, x0, a10); a11 = _mm256_fmadd_ps(v, x1, a11);
+        v = _mm256_loadu_ps(h2 + k);
+        a20 = _mm256_fmadd_ps(v, x0, a20); a21 = _mm256_fmadd_ps(v, x1, a21);
+        v = _mm256_loadu_ps(h3 + k);
+        a30 = _mm256_fmadd_ps(v, x0, a30); a31 = _mm256_fmadd_ps(v, x1, a31);
+    }
+    DOT_FINISH(a00, h0, w0, out[0]);           DOT_FINISH(a01, h0, w1, out[1]);
+    DOT_FINISH(a10, h1, w0, out[ldo]);         DOT_FINISH(a11, h1, w1, out[ldo + 1]);
+    DOT_FINISH(a20, h2, w0, out[2 * ldo]);     DOT_FINISH(a21, h2, w1, out[2 * ldo + 1]);
+    DOT_FINISH(a30, h3, w0, out[3 * ldo]);     DOT_FINISH(a31, h3, w1, out[3 * ldo + 1]);
+}
+
+/* 4 sequences x 1 row */
+static inline AVX2 void dot_4x1(const float *restrict h, int64_t ldh,
+                                const float *restrict w, int64_t K,
+                                float *restrict out, int64_t ldo)
+{
+    const int64_t K8 = K & ~(int64_t)7;
+    const float *h0 = h, *h1 = h + ldh, *h2 = h + 2 * ldh, *h3 = h + 3 * ldh;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int64_t k = 0; k < K8; k += 8) {
+        __m256 x = _mm256_loadu_ps(w + k);
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(h0 + k), x, a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(h1 + k), x, a1);
+        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(h2 + k), x, a2);
+        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(h3 + k), x, a3);
+    }
+    DOT_FINISH(a0, h0, w, out[0]);       DOT_FINISH(a1, h1, w, out[ldo]);
+    DOT_FINISH(a2, h2, w, out[2 * ldo]); DOT_FINISH(a3, h3, w, out[3 * ldo]);
+}
+
+/* 1 sequence x 8 rows: 8 chains, 9 loads per 8 FMAs (batch-1 streaming) */
+static inline AVX2 void dot_1x8(const float *restrict h, const float *restrict w,
+                                int64_t ldw, int64_t K, float *restrict out)
+{
+    const int64_t K8 = K & ~(int64_t)7;
+    __m256 a[8];
+    for (int r = 0; r < 8; r++) a[r] = _mm256_setzero_ps();
+    for (int64_t k = 0; k < K8; k += 8) {
+        __m256 v = _mm256_loadu_ps(h + k);
+        for (int r = 0; r < 8; r++)
+            a[r] = _mm256_fmadd_ps(v, _mm256_loadu_ps(w + r * ldw + k), a[r]);
+    }
+    for (int r = 0; r < 8; r++) DOT_FINISH(a[r], h, w + r * ldw, out[r]);
+}
+
+static inline AVX2 void dot_1x1(const float *restrict h, const float *restrict w,
+                                int64_t K, float *restrict out)
+{
+    const int64_t K8 = K & ~(int64_t)7;
+    __m256 a0 = _mm256_setzero_ps();
+    for (int64_t k = 0; k < K8; k += 8)
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(h + k), _mm256_loadu_ps(w + k), a0);
+    DOT_FINISH(a0, h, w, out[0]);
+}
+
+/* out(b, r) += h[b,:] . W[r,:] for b < B and r in [r0, r1); out row stride ldo.
+ * Rows in blocks of 8 (their weights stay in L1 while all of h passes). */
+static AVX2 void rows_dot(const float *h, int64_t B, int64_t K, const float *W,
+                          int64_t r0, int64_t r1, float *out, int64_t ldo)
+{
+    for (int64_t rb = r0; rb < r1; rb += 8) {
+        const int64_t re = rb + 8 < r1 ? rb + 8 : r1;
+        int64_t b = 0;
+        for (; b + 4 <= B; b += 4) {
+            int64_t r = rb;
+            for (; r + 2 <= re; r += 2)
+                dot_4x2(h + b * K, K, W + r * K, K, K, out + b * ldo + r, ldo);
+            for (; r < re; r++)
+                dot_4x1(h + b * K, K, W + r * K, K, out + b * ldo + r, ldo);
+        }
+        for (; b < B; b++) {
+            if (re - rb == 8) {
+                dot_1x8(h + b * K, W + rb * K, K, K, out + b * ldo + rb);
+                continue;
+            }
+            for (int64_t r = rb; r < re; r++) dot_1x1(h + b * K, W + r * K, K, out + b * ldo + r);
+        }
+    }
+}
+
 /* ---- the recurrent products: packed panels ------------------------------ */
 
 /* Mask of the first n (0..8) lanes. */
@@ -330,7 +440,8 @@ AVX2 void fr_fast_forward_f32(const fr_desc *d, int dir, const float *R, const f
                               float *Xp, float *Gh, int h0_zero,
                               float *h_a, float *h_b, float *c_buf,
                               float *hs, float *cs, float *gates,
-                              float *y, int64_t ldy, float *hn, float *cn, float *Wp)
+                              float *y, int64_t ldy, float *hn, float *cn, float *Wp,
+                              const float *x, int64_t In, const float *W)
 {
     const int cell = d->cell;
     const int64_t T = d->T, B = d->B, H = d->H, BH = B * H;
@@ -340,6 +451,8 @@ AVX2 void fr_fast_forward_f32(const fr_desc *d, int dir, const float *R, const f
     const int training = gates != NULL, is_lstm = cell == FR_CELL_LSTM;
     const int G = fr_num_gates(cell);
     const int nt = fast_threads(d);
+    /* packing W_hh pays off over a few steps; the choice depends on T alone */
+    const int packed = T >= FR_FAST_PACK_MIN_T;
 
 #pragma omp parallel num_threads(nt)
     {
@@ -351,9 +464,14 @@ AVX2 void fr_fast_forward_f32(const fr_desc *d, int dir, const float *R, const f
         int64_t j0, j1;
         unit_slice(H, tid, nth, &j0, &j1);
         const int64_t nb = (H + 7) / 8;
-        /* this thread's gate rows of W_hh, packed in 8-row panels; only it reads them */
-        for (int q = 0; q < G && j1 > j0; q++)
+        /* this thread's gate rows of W_hh, packed in 8-row panels; only it
+         * reads them. Short sequences use the weights as they are. */
+        for (int q = 0; q < G && j1 > j0 && packed; q++)
             pack_rows(R, H, q * H + j0, j1 - j0, H, Wp + (q * nb + j0 / 8) * H * 8);
+        /* short inputs: this thread's gate rows of the input projection too,
+         * so its slices of W_ih and W_hh stay in its own cache between calls */
+        for (int q = 0; q < G && x && j1 > j0; q++)
+            rows_dot(x, T * B, In, W, q * H + j0, q * H + j1, Xp, GX);
         for (int64_t s = 0; s < T; s++) {
             const int64_t t = dir ? T - 1 - s : s;
             const float *hp, *cp = NULL;
@@ -376,9 +494,13 @@ AVX2 void fr_fast_forward_f32(const fr_desc *d, int dir, const float *R, const f
                         for (int q = 0; q < G; q++)
                             memset(Gh + b * GX + q * H + j0, 0, (size_t)(j1 - j0) * sizeof(float));
                 if (!(s == 0 && h0_zero))
-                    for (int q = 0; q < G; q++)
-                        panel_axpy(hp, H, B, H, Wp + (q * nb + j0 / 8) * H * 8,
-                                   acc + q * H + j0, GX, j1 - j0);
+                    for (int q = 0; q < G; q++) {
+                        if (packed)
+                            panel_axpy(hp, H, B, H, Wp + (q * nb + j0 / 8) * H * 8,
+                                       acc + q * H + j0, GX, j1 - j0);
+                        else
+                            rows_dot(hp, B, H, R, q * H + j0, q * H + j1, acc, GX);
+                    }
                 /* gate math for this thread's units */
                 float *yt = y + t * B * ldy;
                 for (int64_t b = 0; b < B; b++) {
@@ -569,13 +691,15 @@ AVX2 float *fr_fast_backward_f32(const fr_desc *d, int dir, const float *R,
 
 int fr_fast_available(void) { return 0; }
 
+
 void fr_fast_forward_f32(const fr_desc *d, int dir, const float *R, const float *bhn,
                          float *Xp, float *Gh, int h0_zero,
                          float *h_a, float *h_b, float *c_buf,
                          float *hs, float *cs, float *gates,
-                         float *y, int64_t ldy, float *hn, float *cn, float *Wp)
+                         float *y, int64_t ldy, float *hn, float *cn, float *Wp,
+                         const float *x, int64_t In, const float *W)
 {
-    (void)Wp; (void)d; (void)dir; (void)R; (void)bhn; (void)Xp; (void)Gh; (void)h0_zero;
+    (void)x; (void)In; (void)W; (void)Wp; (void)d; (void)dir; (void)R; (void)bhn; (void)Xp; (void)Gh; (void)h0_zero;
     (void)h_a; (void)h_b; (void)c_buf; (void)hs; (void)cs; (void)gates;
     (void)y; (void)ldy; (void)hn; (void)cn;
 }

@@ -18,6 +18,15 @@
 /* 1 when this CPU runs the AVX2/FMA kernels (checked once). */
 int fr_fast_available(void);
 
+/* Sequences shorter than this use W_hh unpacked (dot-product tiles): packing
+ * costs about as much as one step's product. */
+#define FR_FAST_PACK_MIN_T 4
+
+/* Input projections with at most this many rows (T*B) skip BLAS (OpenBLAS
+ * spends ~100 us packing W for a single row): the time loop does them. */
+#define FR_FAST_SMALL_M 8
+
+
 /*
  * The time loop of one layer and direction, forward. On entry Xp (T,B,G*H)
  * holds bias + x W_ih^T. States as in layer_forward (rnn_impl.h):
@@ -30,12 +39,15 @@ int fr_fast_available(void);
  * Writes y rows (stride ldy, output 0 past lengths), the gate cache in
  * training, and the final states into hn, cn. Wp: SCRATCH of
  * fr_fast_pack_len(d) floats, 32-byte aligned, for W_hh packed in row panels.
+ * x (T,B,In) and W (= W_ih) non-NULL: Xp holds only the bias and the loop
+ * adds x W_ih^T itself, each thread for its own units (short inputs).
  */
 void fr_fast_forward_f32(const fr_desc *d, int dir, const float *R, const float *bhn,
                          float *Xp, float *Gh, int h0_zero,
                          float *h_a, float *h_b, float *c_buf,
                          float *hs, float *cs, float *gates,
-                         float *y, int64_t ldy, float *hn, float *cn, float *Wp);
+                         float *y, int64_t ldy, float *hn, float *cn, float *Wp,
+                         const float *x, int64_t In, const float *W);
 
 /*
  * The reverse walk of one layer and direction, backward (layer_backward in

@@ -135,7 +135,8 @@ static void FN(layer_forward)(const fr_desc *d, int dir, int64_t In,
 
     /* Xp = bias + X W_ih^T. GRU folds only b_hr, b_hz here: b_hn stays inside
      * the reset product. */
-    if (bW != NULL || bR != NULL) {
+    const int small = FR_REAL_IS_FLOAT && fr_use_fast > 0 && T * B <= FR_FAST_SMALL_M;
+    if (bW != NULL || bR != NULL || small) {
         REAL *row = Gh; /* borrow Gh (>= GX elements) for the bias row */
         for (int64_t j = 0; j < GX; j++) {
             REAL v = bW ? bW[j] : 0;
@@ -143,6 +144,7 @@ static void FN(layer_forward)(const fr_desc *d, int dir, int64_t In,
             row[j] = v;
         }
         FN(fill_rows)(Xp, T * B, GX, row, nt);
+        if (!small) /* else the fast time loop projects x itself */
         FN(pgemm)(nt, pinned, 'N', 'T', T * B, GX, In, 1, x, In, W, In, 1, Xp, GX);
     } else {
         FN(pgemm)(nt, pinned, 'N', 'T', T * B, GX, In, 1, x, In, W, In, 0, Xp, GX);
@@ -170,7 +172,8 @@ static void FN(layer_forward)(const fr_desc *d, int dir, int64_t In,
         REAL *pack = (Xp == gates) ? h2 + BH : Xp + T * B * GX;
         pack = (REAL *)(((uintptr_t)pack + 31) & ~(uintptr_t)31);
         fr_fast_forward_f32(d, dir, R, bhn, Xp, Gh, h0 == NULL, hbuf, h2, cbuf,
-                            hs, cs, gates, y, ldy, hn, cn, pack);
+                            hs, cs, gates, y, ldy, hn, cn, pack,
+                            small ? x : NULL, In, W);
         return;
     }
 #endif
