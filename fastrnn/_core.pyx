@@ -135,6 +135,54 @@ cdef _PtrArray _ptrs(list arrays, str name, object dtype, list shapes, bint writ
     return out
 
 
+cdef class Plan:
+    """A layer's L*D weight (or gradient) arrays, checked once, with their C
+    pointer tables. Kernel calls reuse it while the arrays are the same
+    objects (fastrnn.recurrent rebuilds it when one is replaced)."""
+    cdef readonly int cell, input_size, H, L, D
+    cdef readonly object dtype
+    cdef readonly list arrays
+    cdef readonly bint has_bias
+    cdef _PtrArray pw, pr, pbw, pbr
+
+    def __init__(self, int cell, list w_ih, list w_hh, b_ih, b_hh, int I, int H,
+                 int L, int D, bint writable=False):
+        if cell not in CELLS.values():
+            raise ValueError(f"unknown cell kind {cell}")
+        if I < 1 or H < 1 or L < 1 or D not in (1, 2):
+            raise ValueError("Plan: sizes must be >= 1 and D 1 or 2")
+        K = L * D
+        for name, lst in (("w_ih", w_ih), ("w_hh", w_hh), ("b_ih", b_ih), ("b_hh", b_hh)):
+            if lst is not None and len(lst) != K:
+                raise ValueError(f"{name}: expected {K} arrays, got {len(lst)}")
+        if (b_ih is None) != (b_hh is None):
+            raise ValueError("b_ih and b_hh: give both or neither")
+        if not w_ih or not isinstance(w_ih[0], np.ndarray):
+            raise TypeError("w_ih: expected a list of numpy arrays")
+        dt = w_ih[0].dtype
+        if dt != np.float32 and dt != np.float64:
+            raise TypeError(f"weights: expected float32 or float64, got {dt}")
+        ih, hh, bs = _weight_shapes(cell, I, H, L, D)
+        self.cell, self.input_size, self.H, self.L, self.D = cell, I, H, L, D
+        self.dtype = dt
+        self.has_bias = b_ih is not None
+        self.pw = _ptrs(w_ih, "w_ih", dt, ih, writable)
+        self.pr = _ptrs(w_hh, "w_hh", dt, hh, writable)
+        self.pbw = _ptrs(b_ih, "b_ih", dt, bs, writable) if b_ih is not None else None
+        self.pbr = _ptrs(b_hh, "b_hh", dt, bs, writable) if b_hh is not None else None
+        self.arrays = list(w_ih) + list(w_hh) + (list(b_ih) + list(b_hh) if b_ih is not None else [])
+
+    def same(self, list arrays):
+        """True when `arrays` are the very objects this plan was made from."""
+        cdef Py_ssize_t i
+        if len(arrays) != len(self.arrays):
+            return False
+        for i in range(len(arrays)):
+            if arrays[i] is not self.arrays[i]:
+                return False
+        return True
+
+
 cdef _raise_status(int st):
     if st == FR_OK:
         return
@@ -177,36 +225,22 @@ def _weight_shapes(int cell, int I, int H, int L, int D):
     return ih, hh, b
 
 
-def forward(int cell, x, list w_ih, list w_hh, b_ih, b_hh, h0, c0, dropmask,
-            lengths, int num_layers, int num_dirs, int hidden_size,
-            bint training, int num_threads):
+def forward(Plan plan, x, h0, c0, dropmask, lengths, bint training, int num_threads):
     """Run all layers and directions. Returns (y, h_n, c_n or None, cache or None).
 
-    x (T,B,I); weights as lists of L*D arrays (k = layer*D + direction);
-    b_ih/b_hh lists or None; h0/c0 (L*D,B,H) or None; dropmask
-    (L-1,T,B,D*H) or None; lengths int64 (B,) or None.
+    x (T,B,I) C-contiguous of the plan's dtype; h0/c0 (L*D,B,H) or None;
+    dropmask (L-1,T,B,D*H) or None; lengths int64 (B,) or None.
     """
-    cdef fr_desc d = _desc(cell, x, num_layers, num_dirs, hidden_size, lengths,
-                           num_threads)
-    dt = x.dtype
-    if dt != np.float32 and dt != np.float64:
-        raise TypeError(f"x: expected float32 or float64, got {dt}")
-    _check(x, "x", dt, tuple(x.shape))
+    if not isinstance(x, np.ndarray) or x.ndim != 3:
+        raise ValueError("x: expected a 3-D (T, B, input_size) array")
+    dt = plan.dtype
+    _check(x, "x", dt, (x.shape[0], x.shape[1], plan.input_size))
+    cdef fr_desc d = _desc(plan.cell, x, plan.L, plan.D, plan.H, lengths, num_threads)
     cdef int64_t T = d.T, B = d.B, H = d.H, K = d.L * d.D
-    ih, hh, bs = _weight_shapes(cell, d.I_, H, d.L, d.D)
-    for name, lst in (("w_ih", w_ih), ("w_hh", w_hh), ("b_ih", b_ih), ("b_hh", b_hh)):
-        if lst is not None and len(lst) != K:
-            raise ValueError(f"{name}: expected {K} arrays, got {len(lst)}")
-    if (b_ih is None) != (b_hh is None):
-        raise ValueError("b_ih and b_hh: give both or neither")
-    cdef _PtrArray pw = _ptrs(w_ih, "w_ih", dt, ih, False)
-    cdef _PtrArray pr = _ptrs(w_hh, "w_hh", dt, hh, False)
-    cdef _PtrArray pbw = _ptrs(b_ih, "b_ih", dt, bs, False) if b_ih is not None else None
-    cdef _PtrArray pbr = _ptrs(b_hh, "b_hh", dt, bs, False) if b_hh is not None else None
     st_shape = (K, B, H)
     if h0 is not None:
         _check(h0, "h0", dt, st_shape)
-    is_lstm = cell == CELLS["LSTM"]
+    is_lstm = plan.cell == CELLS["LSTM"]
     if c0 is not None:
         if not is_lstm:
             raise ValueError("c0: only an LSTM has a cell state")
@@ -234,21 +268,23 @@ def forward(int cell, x, list w_ih, list w_hh, b_ih, b_hh, h0, c0, dropmask,
     cdef void *pcn = _data(cn)
     cdef void *pcache = _data(cache)
     cdef void *pwork = _data(work)
-    cdef void **bw = pbw.p if pbw is not None else NULL
-    cdef void **br = pbr.p if pbr is not None else NULL
+    cdef void **pw = plan.pw.p
+    cdef void **pr = plan.pr.p
+    cdef void **bw = plan.pbw.p if plan.pbw is not None else NULL
+    cdef void **br = plan.pbr.p if plan.pbr is not None else NULL
     cdef int st
     if dt == np.float32:
         with nogil:
-            st = fr_forward_f32(&d, <const float *>px, <const float *const *>pw.p,
-                                <const float *const *>pr.p, <const float *const *>bw,
+            st = fr_forward_f32(&d, <const float *>px, <const float *const *>pw,
+                                <const float *const *>pr, <const float *const *>bw,
                                 <const float *const *>br, <const float *>ph0,
                                 <const float *>pc0, <const float *>pm, <float *>py,
                                 <float *>phn, <float *>pcn, <float *>pcache,
                                 <float *>pwork)
     else:
         with nogil:
-            st = fr_forward_f64(&d, <const double *>px, <const double *const *>pw.p,
-                                <const double *const *>pr.p, <const double *const *>bw,
+            st = fr_forward_f64(&d, <const double *>px, <const double *const *>pw,
+                                <const double *const *>pr, <const double *const *>bw,
                                 <const double *const *>br, <const double *>ph0,
                                 <const double *>pc0, <const double *>pm, <double *>py,
                                 <double *>phn, <double *>pcn, <double *>pcache,
@@ -257,38 +293,27 @@ def forward(int cell, x, list w_ih, list w_hh, b_ih, b_hh, h0, c0, dropmask,
     return y, hn, cn, cache
 
 
-def backward(int cell, x, list w_ih, list w_hh, dropmask, lengths, cache, dy,
-             dhn, dcn, list dw_ih, list dw_hh, db_ih, db_hh, int num_layers,
-             int num_dirs, int hidden_size, bint want_dstate0, int num_threads):
-    """Backward through time after forward(..., training=True).
-
-    Accumulates into dw_ih, dw_hh, db_ih, db_hh (lists of L*D arrays, or None
-    for the biases). Returns (dx, dh0 or None, dc0 or None).
+def backward(Plan plan, Plan grads, x, dropmask, lengths, cache, dy, dhn, dcn,
+             bint want_dstate0, int num_threads):
+    """Backward through time after forward(..., training=True) with the same
+    plan, x, dropmask and lengths. Accumulates into the arrays of `grads` (a
+    writable Plan of the gradients). Returns (dx, dh0 or None, dc0 or None).
     """
-    cdef fr_desc d = _desc(cell, x, num_layers, num_dirs, hidden_size, lengths,
-                           num_threads)
-    dt = x.dtype
-    if dt != np.float32 and dt != np.float64:
-        raise TypeError(f"x: expected float32 or float64, got {dt}")
-    _check(x, "x", dt, tuple(x.shape))
+    if not isinstance(x, np.ndarray) or x.ndim != 3:
+        raise ValueError("x: expected a 3-D (T, B, input_size) array")
+    dt = plan.dtype
+    if (grads.cell, grads.input_size, grads.H, grads.L, grads.D, grads.dtype) != \
+            (plan.cell, plan.input_size, plan.H, plan.L, plan.D, plan.dtype):
+        raise ValueError("grads: its plan does not match the weights' plan")
+    if grads.has_bias != plan.has_bias:
+        raise ValueError("grads: bias gradients must match the weights' biases")
+    _check(x, "x", dt, (x.shape[0], x.shape[1], plan.input_size))
+    cdef fr_desc d = _desc(plan.cell, x, plan.L, plan.D, plan.H, lengths, num_threads)
     cdef int64_t T = d.T, B = d.B, H = d.H, K = d.L * d.D
-    ih, hh, bs = _weight_shapes(cell, d.I_, H, d.L, d.D)
-    for name, lst in (("w_ih", w_ih), ("w_hh", w_hh), ("dw_ih", dw_ih),
-                      ("dw_hh", dw_hh), ("db_ih", db_ih), ("db_hh", db_hh)):
-        if lst is not None and len(lst) != K:
-            raise ValueError(f"{name}: expected {K} arrays, got {len(lst)}")
-    if (db_ih is None) != (db_hh is None):
-        raise ValueError("db_ih and db_hh: give both or neither")
-    cdef _PtrArray pw = _ptrs(w_ih, "w_ih", dt, ih, False)
-    cdef _PtrArray pr = _ptrs(w_hh, "w_hh", dt, hh, False)
-    cdef _PtrArray pdw = _ptrs(dw_ih, "dw_ih", dt, ih, True)
-    cdef _PtrArray pdr = _ptrs(dw_hh, "dw_hh", dt, hh, True)
-    cdef _PtrArray pdbw = _ptrs(db_ih, "db_ih", dt, bs, True) if db_ih is not None else None
-    cdef _PtrArray pdbr = _ptrs(db_hh, "db_hh", dt, bs, True) if db_hh is not None else None
     _check(cache, "cache", dt, (fr_cache_len(&d),))
     _check(dy, "dy", dt, (T, B, d.D * H))
     st_shape = (K, B, H)
-    is_lstm = cell == CELLS["LSTM"]
+    is_lstm = plan.cell == CELLS["LSTM"]
     if dhn is not None:
         _check(dhn, "dhn", dt, st_shape)
     if dcn is not None:
@@ -316,27 +341,31 @@ def backward(int cell, x, list w_ih, list w_hh, dropmask, lengths, cache, dy,
     cdef void *pdh0 = _data(dh0)
     cdef void *pdc0 = _data(dc0)
     cdef void *pwork = _data(work)
-    cdef void **dbw = pdbw.p if pdbw is not None else NULL
-    cdef void **dbr = pdbr.p if pdbr is not None else NULL
+    cdef void **pw = plan.pw.p
+    cdef void **pr = plan.pr.p
+    cdef void **gw = grads.pw.p
+    cdef void **gr = grads.pr.p
+    cdef void **dbw = grads.pbw.p if grads.pbw is not None else NULL
+    cdef void **dbr = grads.pbr.p if grads.pbr is not None else NULL
     cdef int st
     if dt == np.float32:
         with nogil:
-            st = fr_backward_f32(&d, <const float *>px, <const float *const *>pw.p,
-                                 <const float *const *>pr.p, <const float *>pm,
+            st = fr_backward_f32(&d, <const float *>px, <const float *const *>pw,
+                                 <const float *const *>pr, <const float *>pm,
                                  <const float *>pcache, <const float *>pdy,
                                  <const float *>pdhn, <const float *>pdcn,
                                  <float *>pdx, <float *>pdh0, <float *>pdc0,
-                                 <float *const *>pdw.p, <float *const *>pdr.p,
+                                 <float *const *>gw, <float *const *>gr,
                                  <float *const *>dbw, <float *const *>dbr,
                                  <float *>pwork)
     else:
         with nogil:
-            st = fr_backward_f64(&d, <const double *>px, <const double *const *>pw.p,
-                                 <const double *const *>pr.p, <const double *>pm,
+            st = fr_backward_f64(&d, <const double *>px, <const double *const *>pw,
+                                 <const double *const *>pr, <const double *>pm,
                                  <const double *>pcache, <const double *>pdy,
                                  <const double *>pdhn, <const double *>pdcn,
                                  <double *>pdx, <double *>pdh0, <double *>pdc0,
-                                 <double *const *>pdw.p, <double *const *>pdr.p,
+                                 <double *const *>gw, <double *const *>gr,
                                  <double *const *>dbw, <double *const *>dbr,
                                  <double *>pwork)
     _raise_status(st)

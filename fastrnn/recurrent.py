@@ -87,6 +87,27 @@ class _RNNBase:
         return (w_ih, w_hh, [store[f"bias_ih_{n}"] for n in names],
                 [store[f"bias_hh_{n}"] for n in names])
 
+    def _plan(self, which):
+        """The kernel plan of params or grads, rebuilt (and so re-checked)
+        only when one of their arrays was replaced by another object."""
+        store = self.params if which == "params" else self.grads
+        plans = self.__dict__.setdefault("_plans", {})
+        order = self.__dict__.get("_plan_order")
+        if order is None:
+            # parameter names in the order Plan.arrays keeps them
+            w_ih, w_hh, b_ih, b_hh = self._lists({n: n for n in store})
+            order = w_ih + w_hh + (b_ih + b_hh if self.bias else [])
+            self._plan_order = order
+        arrays = [store[n] for n in order]
+        plan = plans.get(which)
+        if plan is None or not plan.same(arrays):
+            w_ih, w_hh, b_ih, b_hh = self._lists(store)
+            plan = _core.Plan(self._cell, w_ih, w_hh, b_ih, b_hh, self.input_size,
+                              self.hidden_size, self.num_layers, self.num_directions,
+                              which == "grads")
+            plans[which] = plan
+        return plan
+
     @property
     def _is_lstm(self):
         return self.mode == "LSTM"
@@ -205,11 +226,8 @@ class _RNNBase:
             shape = (self.num_layers - 1, T, B, self.num_directions * self.hidden_size)
             mask = (self._dropout_rng.random(shape) < keep).astype(self.dtype)
             mask /= self.dtype.type(keep)
-        w_ih, w_hh, b_ih, b_hh = self._lists(self.params)
-        y, hn, cn, cache = _core.forward(
-            self._cell, xt, w_ih, w_hh, b_ih, b_hh, h0, c0, mask, lens,
-            self.num_layers, self.num_directions, self.hidden_size, training,
-            get_num_threads())
+        y, hn, cn, cache = _core.forward(self._plan("params"), xt, h0, c0, mask, lens,
+                                         training, get_num_threads())
         return xt, h0, c0, lens, mask, y, hn, cn, cache
 
     # ---- public calls -------------------------------------------------------
@@ -259,13 +277,10 @@ class _RNNBase:
                     raise TypeError(f"dstate: one array of shape {shape} for "
                                     f"{type(self).__name__}")
                 dhn = state_array(dstate, "dstate", shape, self.dtype)
-        w_ih, w_hh, _, _ = self._lists(self.params)
-        dw_ih, dw_hh, db_ih, db_hh = self._lists(self.grads)
         dx, dh0, dc0 = _core.backward(
-            self._cell, ctx["x"], w_ih, w_hh, ctx["mask"], ctx["lengths"],
-            ctx["cache"], dy, dhn, dcn, dw_ih, dw_hh, db_ih, db_hh,
-            self.num_layers, self.num_directions, self.hidden_size,
-            ctx["has_state"], get_num_threads())
+            self._plan("params"), self._plan("grads"), ctx["x"], ctx["mask"],
+            ctx["lengths"], ctx["cache"], dy, dhn, dcn, ctx["has_state"],
+            get_num_threads())
         self._ctx = None
         if self.batch_first:
             dx = np.ascontiguousarray(dx.transpose(1, 0, 2))
@@ -279,19 +294,43 @@ class _RNNBase:
         if self.bidirectional:
             raise ValueError("step: a bidirectional layer cannot stream (its reverse "
                              "direction needs the whole sequence)")
-        arr = real_array(x_t, "x_t", self.dtype)
+        arr = x_t
+        if not (type(arr) is np.ndarray and arr.dtype == self.dtype and arr.ndim == 2
+                and arr.flags.c_contiguous):
+            arr = real_array(x_t, "x_t", self.dtype)
         if arr.ndim != 2 or arr.shape[1] != self.input_size:
             raise ValueError(f"x_t: expected shape (B, input_size={self.input_size}), "
                              f"got {arr.shape}")
-        if arr.shape[0] == 0:
+        B = arr.shape[0]
+        if B == 0:
             raise ValueError("x_t: expected at least one sequence (B >= 1)")
-        xt = np.ascontiguousarray(arr[None])
-        h0, c0 = self._state(state, arr.shape[0], "state")
-        w_ih, w_hh, b_ih, b_hh = self._lists(self.params)
-        y, hn, cn, _ = _core.forward(
-            self._cell, xt, w_ih, w_hh, b_ih, b_hh, h0, c0, None, None,
-            self.num_layers, 1, self.hidden_size, False, get_num_threads())
+        xt = np.ascontiguousarray(arr).reshape(1, B, self.input_size)
+        if not self._state_ok(state, B):
+            state = self._state(state, B, "state")
+            if not self._is_lstm:
+                state = state[0]
+        if self._is_lstm:
+            h0, c0 = (None, None) if state is None else state
+        else:
+            h0, c0 = state, None
+        y, hn, cn, _ = _core.forward(self._plan("params"), xt, h0, c0, None, None,
+                                     False, get_num_threads())
         return y[0], ((hn, cn) if self._is_lstm else hn)
+
+    def _state_ok(self, state, B):
+        """Cheap test that a state is already exactly what the kernel takes
+        (as step() returns it), so streaming skips the full conversion."""
+        if state is None:
+            return True
+        shape = (self.num_layers * self.num_directions, B, self.hidden_size)
+        parts = state if self._is_lstm else (state,)
+        if self._is_lstm and (type(state) is not tuple or len(state) != 2):
+            return False
+        for a in parts:
+            if not (type(a) is np.ndarray and a.dtype == self.dtype and a.shape == shape
+                    and a.flags.c_contiguous):
+                return False
+        return True
 
 
 class RNN(_RNNBase):
