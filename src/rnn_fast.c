@@ -4,6 +4,7 @@
  * On other targets fr_fast_available() is 0 and the stubs are never called.
  */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -239,7 +240,8 @@ static AVX2 void pack_cols(const float *R, int64_t GX, int64_t H, int64_t k0, in
  *   forward : g = h_prev (B,H), J = H, panels of W_hh rows, out = Xp rows
  *   backward: g = dG_h (B,G*H), J = G*H, panels of W_hh columns, out = dh_prev
  * Tiles: 4 sequences x 2 panels, leftover sequences 1 x up to 8 panels (8
- * FMA chains even at batch 1). Every output is its old value followed by one
+ * FMA chains even at batch 1). rows, when given, lists the B sequence rows
+ * to use (the active ones of a variable-length batch); NULL means 0..B-1. Every output is its old value followed by one
  * FMA chain over j in order, whatever the tile, so tiling and thread slicing
  * never change a bit. */
 #define PANEL_TILE_1xN(NP)                                                        \
@@ -257,8 +259,11 @@ static AVX2 void pack_cols(const float *R, int64_t GX, int64_t H, int64_t k0, in
         c += NP;                                                                  \
     } while (0)
 
+#define ROW(i) (rows ? rows[i] : (i))
+
 static AVX2 void panel_axpy(const float *g, int64_t ldg, int64_t B, int64_t J,
-                            const float *P, float *out, int64_t ldo, int64_t n)
+                            const float *P, float *out, int64_t ldo, int64_t n,
+                            const int64_t *rows)
 {
     const int64_t np = (n + 7) / 8;
     for (int64_t c0 = 0; c0 < np; c0 += 2) {
@@ -267,8 +272,10 @@ static AVX2 void panel_axpy(const float *g, int64_t ldg, int64_t B, int64_t J,
         const float *P0 = P + c0 * J * 8, *P1 = two ? P0 + J * 8 : P0; /* P0 again: unused */
         int64_t b = 0;
         for (; b + 4 <= B; b += 4) {
-            float *o0 = out + b * ldo + 8 * c0, *o1 = o0 + ldo, *o2 = o1 + ldo, *o3 = o2 + ldo;
-            const float *g0 = g + b * ldg, *g1 = g0 + ldg, *g2 = g1 + ldg, *g3 = g2 + ldg;
+            float *o0 = out + ROW(b) * ldo + 8 * c0, *o1 = out + ROW(b + 1) * ldo + 8 * c0;
+            float *o2 = out + ROW(b + 2) * ldo + 8 * c0, *o3 = out + ROW(b + 3) * ldo + 8 * c0;
+            const float *g0 = g + ROW(b) * ldg, *g1 = g + ROW(b + 1) * ldg;
+            const float *g2 = g + ROW(b + 2) * ldg, *g3 = g + ROW(b + 3) * ldg;
             __m256 a00 = _mm256_maskload_ps(o0, m0), a01 = _mm256_maskload_ps(o0 + 8, m1);
             __m256 a10 = _mm256_maskload_ps(o1, m0), a11 = _mm256_maskload_ps(o1 + 8, m1);
             __m256 a20 = _mm256_maskload_ps(o2, m0), a21 = _mm256_maskload_ps(o2 + 8, m1);
@@ -289,18 +296,19 @@ static AVX2 void panel_axpy(const float *g, int64_t ldg, int64_t B, int64_t J,
             _mm256_maskstore_ps(o2, m0, a20); _mm256_maskstore_ps(o2 + 8, m1, a21);
             _mm256_maskstore_ps(o3, m0, a30); _mm256_maskstore_ps(o3 + 8, m1, a31);
         }
-        if (b == B) continue;
-        /* leftover sequences: handled below, over all panels at once */
     }
+    /* leftover sequences, over all panels at once */
     for (int64_t b = B - B % 4; b < B; b++) {
-        float *o = out + b * ldo;
-        const float *gb = g + b * ldg;
+        float *o = out + ROW(b) * ldo;
+        const float *gb = g + ROW(b) * ldg;
         int64_t c = 0;
         while (c + 8 <= np) PANEL_TILE_1xN(8);
         while (c + 4 <= np) PANEL_TILE_1xN(4);
         while (c < np) PANEL_TILE_1xN(1);
     }
 }
+
+#undef ROW
 
 /* Pack panels for panel_axpy. rows_of_W: panel p holds W[r0 + 8p + i, k] at
  * [k*8 + i] (forward: W_hh rows r0.. , J = K = H columns); otherwise panel p
@@ -414,6 +422,33 @@ static AVX2 void cell_units(int cell, int64_t H, int64_t j0, int64_t j1,
     }
 }
 
+
+/* Rows of a variable-length batch sorted by length, longest first (ties by
+ * index): the sequences still active at step t are then a prefix of it. */
+static int cmp_len_desc(const void *a, const void *b)
+{
+    const int64_t *x = (const int64_t *)a, *y = (const int64_t *)b;
+    if (x[0] != y[0]) return x[0] > y[0] ? -1 : 1;
+    return x[1] < y[1] ? -1 : (x[1] > y[1]);
+}
+
+static void length_order(const int64_t *lengths, int64_t B, int64_t *buf)
+{
+    for (int64_t b = 0; b < B; b++) { buf[2 * b] = lengths[b]; buf[2 * b + 1] = b; }
+    qsort(buf, (size_t)B, 2 * sizeof(int64_t), cmp_len_desc);
+    for (int64_t i = 0; i < B; i++) buf[i] = buf[2 * i + 1]; /* reads stay ahead of writes */
+}
+
+/* Number of sequences active at step t, moving from n (its value at a
+ * neighbouring step). */
+static inline int64_t active_count(const int64_t *lengths, const int64_t *order, int64_t B,
+                                   int64_t t, int64_t n)
+{
+    while (n > 0 && lengths[order[n - 1]] <= t) n--;
+    while (n < B && lengths[order[n]] > t) n++;
+    return n;
+}
+
 /* Units [j0, j1) of thread tid among nth: blocks of 8 units, so that block
  * boundaries (and the padded tail) do not depend on the thread count. */
 static void unit_slice(int64_t H, int tid, int nth, int64_t *j0, int64_t *j1)
@@ -453,6 +488,11 @@ AVX2 void fr_fast_forward_f32(const fr_desc *d, int dir, const float *R, const f
     const int nt = fast_threads(d);
     /* packing W_hh pays off over a few steps; the choice depends on T alone */
     const int packed = T >= FR_FAST_PACK_MIN_T;
+    int64_t *order = NULL; /* rows by length, after the packed weights */
+    if (lengths) {
+        order = (int64_t *)(Wp + fr_fast_pack_floats(d));
+        length_order(lengths, B, order);
+    }
 
 #pragma omp parallel num_threads(nt)
     {
@@ -461,7 +501,7 @@ AVX2 void fr_fast_forward_f32(const fr_desc *d, int dir, const float *R, const f
         tid = omp_get_thread_num();
         nth = omp_get_num_threads();
 #endif
-        int64_t j0, j1;
+        int64_t j0, j1, nact = B;
         unit_slice(H, tid, nth, &j0, &j1);
         const int64_t nb = (H + 7) / 8;
         /* this thread's gate rows of W_hh, packed in 8-row panels; only it
@@ -486,6 +526,7 @@ AVX2 void fr_fast_forward_f32(const fr_desc *d, int dir, const float *R, const f
                 if (is_lstm) cp = cx = c_buf;
             }
             float *xp = Xp + t * B * GX;
+            if (order) nact = active_count(lengths, order, B, t, nact);
             if (j1 > j0) {
                 /* recurrent product for this thread's gate rows */
                 float *acc = cell == FR_CELL_GRU ? Gh : xp;
@@ -495,9 +536,9 @@ AVX2 void fr_fast_forward_f32(const fr_desc *d, int dir, const float *R, const f
                             memset(Gh + b * GX + q * H + j0, 0, (size_t)(j1 - j0) * sizeof(float));
                 if (!(s == 0 && h0_zero))
                     for (int q = 0; q < G; q++) {
-                        if (packed)
-                            panel_axpy(hp, H, B, H, Wp + (q * nb + j0 / 8) * H * 8,
-                                       acc + q * H + j0, GX, j1 - j0);
+                        if (packed) /* finished sequences skip the product */
+                            panel_axpy(hp, H, nact, H, Wp + (q * nb + j0 / 8) * H * 8,
+                                       acc + q * H + j0, GX, j1 - j0, order);
                         else
                             rows_dot(hp, B, H, R, q * H + j0, q * H + j1, acc, GX);
                     }
@@ -636,6 +677,11 @@ AVX2 float *fr_fast_backward_f32(const fr_desc *d, int dir, const float *R,
                                  float *dGx, float *dGh, float *dh, float *dhp, float *dc,
                                  float *Rp)
 {
+    int64_t *order = NULL; /* rows by length, after the packed weights */
+    if (d->lengths) {
+        order = (int64_t *)(Rp + fr_fast_pack_floats(d));
+        length_order(d->lengths, d->B, order);
+    }
     const int cell = d->cell;
     const int64_t T = d->T, B = d->B, H = d->H, BH = B * H;
     const int64_t GX = (int64_t)fr_num_gates(cell) * H;
@@ -651,7 +697,7 @@ AVX2 float *fr_fast_backward_f32(const fr_desc *d, int dir, const float *R,
         tid = omp_get_thread_num();
         nth = omp_get_num_threads();
 #endif
-        int64_t j0, j1;
+        int64_t j0, j1, nact = B;
         unit_slice(H, tid, nth, &j0, &j1);
         const size_t nbytes = (size_t)(j1 - j0) * sizeof(float);
         float *cur = dh, *prev = dhp;   /* dL/dh_t and dL/dh_{t-1} */
@@ -680,7 +726,12 @@ AVX2 float *fr_fast_backward_f32(const fr_desc *d, int dir, const float *R,
             }
 #pragma omp barrier
             /* (B) dL/dh_{t-1} += dG_h W_hh for this thread's columns */
-            if (j1 > j0) panel_axpy(dgh, GX, B, GX, Rp + (j0 / 8) * GX * 8, prev + j0, H, j1 - j0);
+            /* finished sequences: dG rows are 0 and prev already holds the
+             * carried gradient, so they skip the product */
+            if (order) nact = active_count(lengths, order, B, t, nact);
+            if (j1 > j0)
+                panel_axpy(dgh, GX, nact, GX, Rp + (j0 / 8) * GX * 8, prev + j0, H, j1 - j0,
+                           order);
             float *tmp = cur; cur = prev; prev = tmp;
         }
     }

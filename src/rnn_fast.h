@@ -63,8 +63,11 @@ float *fr_fast_backward_f32(const fr_desc *d, int dir, const float *R,
                             float *dGx, float *dGh, float *dh, float *dhp, float *dc,
                             float *Rp);
 
-/* Floats of W_hh packed in 8-column panels (G*H rows, H rounded up to 8),
- * plus 8 for aligning the buffer to 32 bytes. */
-#define fr_fast_pack_len(d) ((int64_t)fr_num_gates((d)->cell) * (d)->H * (((d)->H + 7) / 8 * 8) + 8)
+/* Floats of W_hh packed in 8-wide panels (G*H by H, H rounded up to 8). */
+#define fr_fast_pack_floats(d) ((int64_t)fr_num_gates((d)->cell) * (d)->H * (((d)->H + 7) / 8 * 8))
+
+/* Scratch of the fast loops: the packed W_hh, then 2*B int64 for ordering a
+ * variable-length batch by length, plus 8 floats for 32-byte alignment. */
+#define fr_fast_pack_len(d) (fr_fast_pack_floats(d) + 4 * (d)->B + 8)
 
 #endif

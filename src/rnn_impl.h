@@ -98,6 +98,38 @@ static void FN(colsum_add)(const REAL *A, int64_t rows, int64_t cols, REAL *out,
     }
 }
 
+/* Xp (T,B,GX) (+)= x W^T (beta 1 adds to the bias rows already there).
+ * With lengths, only the valid steps are projected: their x rows are gathered
+ * into xc (SCRATCH, up to T*B*In), multiplied into the first rows of Xp, then
+ * moved to their places from the last one down (a row only moves to a later
+ * place, never over one still to move). Rows past a length are left as they
+ * are: nothing reads them. */
+static void FN(project)(const fr_desc *d, int64_t In, const REAL *x, const REAL *W,
+                        REAL *Xp, REAL beta, REAL *xc, int nt, int pinned)
+{
+    const int64_t T = d->T, B = d->B, GX = (int64_t)fr_num_gates(d->cell) * d->H;
+    const int64_t *lengths = d->lengths;
+    if (lengths == NULL) {
+        FN(pgemm)(nt, pinned, 'N', 'T', T * B, GX, In, 1, x, In, W, In, beta, Xp, GX);
+        return;
+    }
+    int64_t n = 0;
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t b = 0; b < B; b++)
+            if (t < lengths[b]) {
+                memcpy(xc + n * In, x + (t * B + b) * In, (size_t)In * sizeof(REAL));
+                n++; /* (with beta 1 every Xp row holds the same bias row) */
+            }
+    FN(pgemm)(nt, pinned, 'N', 'T', n, GX, In, 1, xc, In, W, In, beta, Xp, GX);
+    for (int64_t t = T - 1; t >= 0; t--)
+        for (int64_t b = B - 1; b >= 0; b--)
+            if (t < lengths[b]) {
+                n--;
+                if (n != t * B + b)
+                    memcpy(Xp + (t * B + b) * GX, Xp + n * GX, (size_t)GX * sizeof(REAL));
+            }
+}
+
 /*
  * Forward of one layer and direction.
  *   x     IN  (T,B,In)
@@ -132,6 +164,7 @@ static void FN(layer_forward)(const fr_desc *d, int dir, int64_t In,
     REAL *cbuf = hbuf + BH;                /* inference state c (B,H) */
     REAL *h2 = cbuf + BH;                  /* inference: second h buffer (fast path) */
     REAL *Xp = (training && cell != FR_CELL_GRU) ? gates : h2 + BH;
+    REAL *xc = (Xp == gates) ? h2 + BH : Xp + T * B * GX; /* compacted x rows */
 
     /* Xp = bias + X W_ih^T. GRU folds only b_hr, b_hz here: b_hn stays inside
      * the reset product. */
@@ -145,9 +178,9 @@ static void FN(layer_forward)(const fr_desc *d, int dir, int64_t In,
         }
         FN(fill_rows)(Xp, T * B, GX, row, nt);
         if (!small) /* else the fast time loop projects x itself */
-        FN(pgemm)(nt, pinned, 'N', 'T', T * B, GX, In, 1, x, In, W, In, 1, Xp, GX);
+            FN(project)(d, In, x, W, Xp, 1, xc, nt, pinned);
     } else {
-        FN(pgemm)(nt, pinned, 'N', 'T', T * B, GX, In, 1, x, In, W, In, 0, Xp, GX);
+        FN(project)(d, In, x, W, Xp, 0, xc, nt, pinned);
     }
     const REAL *bhn = (cell == FR_CELL_GRU && bR) ? bR + 2 * H : NULL;
 
@@ -169,7 +202,7 @@ static void FN(layer_forward)(const fr_desc *d, int dir, int64_t In,
 
 #if FR_REAL_IS_FLOAT
     if (fr_use_fast > 0) { /* AVX2/FMA time loop, one OpenMP region (rnn_fast.c) */
-        REAL *pack = (Xp == gates) ? h2 + BH : Xp + T * B * GX;
+        REAL *pack = xc + (lengths ? T * B * fr_max_in(d) : 0);
         pack = (REAL *)(((uintptr_t)pack + 31) & ~(uintptr_t)31);
         fr_fast_forward_f32(d, dir, R, bhn, Xp, Gh, h0 == NULL, hbuf, h2, cbuf,
                             hs, cs, gates, y, ldy, hn, cn, pack,
