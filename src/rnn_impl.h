@@ -40,7 +40,7 @@ static void FN(gemm)(char ta, char tb, int64_t M, int64_t N, int64_t K,
  * single-threaded BLAS call per chunk, the chunks shared among nt OpenMP
  * threads when the BLAS is held at one thread (pinned). OpenBLAS's bits depend
  * on how a product is partitioned, so the chunk size depends on M alone, never
- * on the thread count: M split in 2, 4 or 8 parts (multiples of 16 rows) as M
+ * on the thread count: M split in 2, 4 or 8 parts (multiples of 4 rows) as M
  * grows. */
 static void FN(pgemm)(int nt, int pinned, char ta, char tb, int64_t M, int64_t N,
                       int64_t K, REAL alpha, const REAL *A, int64_t lda,
@@ -48,7 +48,7 @@ static void FN(pgemm)(int nt, int pinned, char ta, char tb, int64_t M, int64_t N
 {
     /* few chunks: each one repacks the whole other operand */
     const int64_t parts = M >= 2048 ? 8 : M >= 1024 ? 4 : 2;
-    int64_t chunk = ((M + parts - 1) / parts + 15) / 16 * 16;
+    int64_t chunk = ((M + parts - 1) / parts + 3) / 4 * 4;
     const int64_t nchunk = (M + chunk - 1) / chunk;
     if (!pinned || (double)M * N * K < 1e6) nt = 1;
     if (nt > nchunk) nt = (int)nchunk;
