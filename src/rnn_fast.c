@@ -432,11 +432,16 @@ static int cmp_len_desc(const void *a, const void *b)
     return x[1] < y[1] ? -1 : (x[1] > y[1]);
 }
 
-static void length_order(const int64_t *lengths, int64_t B, int64_t *buf)
+/* The batch rows by length in the scratch after the packed weights (pack),
+ * or NULL when every length is T. */
+static int64_t *rows_by_length(const fr_desc *d, float *pack)
 {
-    for (int64_t b = 0; b < B; b++) { buf[2 * b] = lengths[b]; buf[2 * b + 1] = b; }
-    qsort(buf, (size_t)B, 2 * sizeof(int64_t), cmp_len_desc);
-    for (int64_t i = 0; i < B; i++) buf[i] = buf[2 * i + 1]; /* reads stay ahead of writes */
+    if (d->lengths == NULL) return NULL;
+    int64_t *buf = (int64_t *)(pack + fr_fast_pack_floats(d));
+    for (int64_t b = 0; b < d->B; b++) { buf[2 * b] = d->lengths[b]; buf[2 * b + 1] = b; }
+    qsort(buf, (size_t)d->B, 2 * sizeof(int64_t), cmp_len_desc);
+    for (int64_t i = 0; i < d->B; i++) buf[i] = buf[2 * i + 1]; /* reads stay ahead of writes */
+    return buf;
 }
 
 /* Number of sequences active at step t, moving from n (its value at a
@@ -458,6 +463,17 @@ static void unit_slice(int64_t H, int tid, int nth, int64_t *j0, int64_t *j1)
     *j0 = a * 8;
     *j1 = b * 8 < H ? b * 8 : H;
     if (*j0 > H) *j0 = H;
+}
+
+/* The units of the calling thread of the current OpenMP team. */
+static void my_units(int64_t H, int64_t *j0, int64_t *j1)
+{
+    int tid = 0, nth = 1;
+#ifdef _OPENMP
+    tid = omp_get_thread_num();
+    nth = omp_get_num_threads();
+#endif
+    unit_slice(H, tid, nth, j0, j1);
 }
 
 /* Threads worth using: below ~64k multiply-adds per step the barrier costs
@@ -488,21 +504,12 @@ AVX2 void fr_fast_forward_f32(const fr_desc *d, int dir, const float *R, const f
     const int nt = fast_threads(d);
     /* packing W_hh pays off over a few steps; the choice depends on T alone */
     const int packed = T >= FR_FAST_PACK_MIN_T;
-    int64_t *order = NULL; /* rows by length, after the packed weights */
-    if (lengths) {
-        order = (int64_t *)(Wp + fr_fast_pack_floats(d));
-        length_order(lengths, B, order);
-    }
+    int64_t *order = rows_by_length(d, Wp);
 
 #pragma omp parallel num_threads(nt)
     {
-        int tid = 0, nth = 1;
-#ifdef _OPENMP
-        tid = omp_get_thread_num();
-        nth = omp_get_num_threads();
-#endif
         int64_t j0, j1, nact = B;
-        unit_slice(H, tid, nth, &j0, &j1);
+        my_units(H, &j0, &j1);
         const int64_t nb = (H + 7) / 8;
         /* this thread's gate rows of W_hh, packed in 8-row panels; only it
          * reads them. Short sequences use the weights as they are. */
@@ -677,11 +684,7 @@ AVX2 float *fr_fast_backward_f32(const fr_desc *d, int dir, const float *R,
                                  float *dGx, float *dGh, float *dh, float *dhp, float *dc,
                                  float *Rp)
 {
-    int64_t *order = NULL; /* rows by length, after the packed weights */
-    if (d->lengths) {
-        order = (int64_t *)(Rp + fr_fast_pack_floats(d));
-        length_order(d->lengths, d->B, order);
-    }
+    int64_t *order = rows_by_length(d, Rp);
     const int cell = d->cell;
     const int64_t T = d->T, B = d->B, H = d->H, BH = B * H;
     const int64_t GX = (int64_t)fr_num_gates(cell) * H;
@@ -692,13 +695,8 @@ AVX2 float *fr_fast_backward_f32(const fr_desc *d, int dir, const float *R,
 
 #pragma omp parallel num_threads(nt)
     {
-        int tid = 0, nth = 1;
-#ifdef _OPENMP
-        tid = omp_get_thread_num();
-        nth = omp_get_num_threads();
-#endif
         int64_t j0, j1, nact = B;
-        unit_slice(H, tid, nth, &j0, &j1);
+        my_units(H, &j0, &j1);
         const size_t nbytes = (size_t)(j1 - j0) * sizeof(float);
         float *cur = dh, *prev = dhp;   /* dL/dh_t and dL/dh_{t-1} */
         if (j1 > j0) pack_cols(R, GX, H, j0, j1, Rp); /* only this thread reads them */
