@@ -34,6 +34,12 @@ cdef extern from "fastrnn.h" nogil:
     ctypedef int (*fr_blas_get_threads_fn)() noexcept nogil
     void fr_set_blas_threads_api(fr_blas_set_threads_fn set, fr_blas_get_threads_fn get)
     int fr_max_threads()
+    int fr_gemm_f32(int nt, char ta, char tb, int64_t M, int64_t N, int64_t K,
+                    float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
+                    float beta, float *C, int64_t ldc)
+    int fr_gemm_f64(int nt, char ta, char tb, int64_t M, int64_t N, int64_t K,
+                    double alpha, const double *A, int64_t lda, const double *B, int64_t ldb,
+                    double beta, double *C, int64_t ldc)
     int fr_set_fast_path(int enable)
     int fr_num_gates(int cell)
     int fr_check_desc(const fr_desc *d)
@@ -370,3 +376,42 @@ def backward(Plan plan, Plan grads, x, dropmask, lengths, cache, dy, dhn, dcn,
                                  <double *>pwork)
     _raise_status(st)
     return dx, dh0, dc0
+
+
+def gemm(a, b, c, bint trans_a, bint trans_b, double alpha, double beta, int num_threads):
+    """c = alpha op(a) op(b) + beta c in place; a, b, c 2-D C-contiguous arrays
+    of one float dtype, c writable. Bits independent of num_threads."""
+    dtype = c.dtype
+    if dtype != np.float32 and dtype != np.float64:
+        raise TypeError(f"gemm: dtype {dtype} is not float32/float64")
+    for arr, name in ((a, "a"), (b, "b"), (c, "c")):
+        if not isinstance(arr, np.ndarray) or arr.dtype != dtype or arr.ndim != 2 \
+                or not arr.flags.c_contiguous:
+            raise ValueError(f"gemm: {name} must be a 2-D C-contiguous {dtype} array")
+    if not c.flags.writeable:
+        raise ValueError("gemm: c is read-only")
+    cdef int64_t M = a.shape[1] if trans_a else a.shape[0]
+    cdef int64_t K = a.shape[0] if trans_a else a.shape[1]
+    cdef int64_t Kb = b.shape[1] if trans_b else b.shape[0]
+    cdef int64_t N = b.shape[0] if trans_b else b.shape[1]
+    if Kb != K or c.shape[0] != M or c.shape[1] != N:
+        raise ValueError(f"gemm: shapes {a.shape}{'T' if trans_a else ''} x "
+                         f"{b.shape}{'T' if trans_b else ''} -> {c.shape} do not agree")
+    if num_threads < 1:
+        raise ValueError("gemm: num_threads must be >= 1")
+    cdef char ta = b'T' if trans_a else b'N'
+    cdef char tb = b'T' if trans_b else b'N'
+    cdef int64_t lda = a.shape[1], ldb = b.shape[1], ldc = c.shape[1]
+    cdef void *pa = _data(a)
+    cdef void *pb = _data(b)
+    cdef void *pc = _data(c)
+    cdef int st
+    if dtype == np.float32:
+        with nogil:
+            st = fr_gemm_f32(num_threads, ta, tb, M, N, K, <float>alpha, <float *>pa, lda,
+                             <float *>pb, ldb, <float>beta, <float *>pc, ldc)
+    else:
+        with nogil:
+            st = fr_gemm_f64(num_threads, ta, tb, M, N, K, alpha, <double *>pa, lda,
+                             <double *>pb, ldb, beta, <double *>pc, ldc)
+    _raise_status(st)

@@ -72,6 +72,16 @@ int fr_set_fast_path(int enable);
 /* Largest thread count OpenMP would use here (1 when built without OpenMP). */
 int fr_max_threads(void);
 
+/* C(M,N) = alpha op(A) op(B) + beta C, row-major; op is 'N' or 'T'. Same
+ * chunked GEMM as the kernels: bits independent of num_threads. IN: A, B;
+ * IN/OUT: C. Used by the model layers (Dense, attention pooling). */
+int fr_gemm_f32(int num_threads, char ta, char tb, int64_t M, int64_t N, int64_t K,
+                float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
+                float beta, float *C, int64_t ldc);
+int fr_gemm_f64(int num_threads, char ta, char tb, int64_t M, int64_t N, int64_t K,
+                double alpha, const double *A, int64_t lda, const double *B, int64_t ldb,
+                double beta, double *C, int64_t ldc);
+
 typedef struct {
     int cell;                 /* FR_CELL_* */
     int64_t T, B, I_, H;      /* I_: input size I (complex.h reserves the name I) */

@@ -530,3 +530,25 @@ int FN(fr_backward)(const fr_desc *d, const REAL *x,
 }
 
 #undef ACTIVE
+
+/* ---- a plain GEMM for the model layers (Dense, attention) ------------- */
+/* C(M,N) = alpha op(A) op(B) + beta C, row-major, through the same chunked
+ * GEMM as the recurrent kernels: its bits depend on the shapes alone, never
+ * on the thread count (the layers above rely on that for reproducible
+ * training). */
+int FN(fr_gemm)(int num_threads, char ta, char tb, int64_t M, int64_t N, int64_t K,
+                REAL alpha, const REAL *A, int64_t lda, const REAL *B, int64_t ldb,
+                REAL beta, REAL *C, int64_t ldc)
+{
+    if (GEMM_PTR == NULL) return FR_ENOBLAS;
+    if (M < 0 || N < 0 || K < 0 || num_threads < 1 || !C || (K > 0 && (!A || !B)))
+        return FR_EINVAL;
+    if ((ta != 'N' && ta != 'T') || (tb != 'N' && tb != 'T')) return FR_EINVAL;
+    if (M > INT_MAX || N > INT_MAX || K > INT_MAX || lda > INT_MAX || ldb > INT_MAX
+        || ldc > INT_MAX)
+        return FR_ETOOBIG;
+    const int pinned = blas_enter();
+    FN(pgemm)(num_threads, pinned, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    blas_leave(pinned);
+    return FR_OK;
+}
