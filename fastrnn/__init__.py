@@ -6,7 +6,10 @@ SciPy) compiled through Cython, under a NumPy-first API.
 from ._threads import get_num_threads, set_num_threads
 from .interop import from_torch
 from .recurrent import GRU, LSTM, RNN
+from .layers import (Activation, AttentionPooling, Dense, Dropout, Embedding, LastStep,
+                     MaxPooling, MeanPooling)
 
 __version__ = "0.1.0"
 __all__ = ["RNN", "LSTM", "GRU", "from_torch", "set_num_threads", "get_num_threads",
-           "__version__"]
+           "__version__", "Activation", "AttentionPooling", "Dense", "Dropout",
+           "Embedding", "LastStep", "MaxPooling", "MeanPooling"]

@@ -1,0 +1,602 @@
+"""Model layers around the recurrent ones: Embedding, Dense, Activation,
+Dropout, and the poolings LastStep, MeanPooling, MaxPooling, AttentionPooling.
+
+Every layer follows the recurrent layers' protocol, batch-first:
+
+    y = layer(x, lengths=None)           # inference, keeps nothing
+    y = layer.forward(x, lengths=None)   # training forward, keeps what backward needs
+    dx = layer.backward(dy)              # accumulates into layer.grads, returns d x
+    layer.params, layer.grads            # dicts of arrays (torch names where torch has the layer)
+
+Sequences are (B, T, F) with `lengths` (B,) ints in 1..T: steps t >= lengths[b]
+are padding. Layers that act per step (Dense, Activation, Dropout) give exact
+zeros at padding and let no gradient through it; the poolings read only the
+valid steps. GEMMs go through fastrnn._core.gemm, whose bits do not depend on
+the thread count, so training is reproducible bit for bit.
+"""
+import inspect
+import math
+
+import numpy as np
+
+from . import _core
+from ._threads import get_num_threads
+from ._validate import as_dtype, lengths_array, positive_int, real_array, to_numpy
+
+
+def _matmul(a, b, trans_b=False, out=None, beta=0.0, trans_a=False):
+    """out = a @ op(b) (+ beta*out): 2-D arrays through the deterministic GEMM."""
+    a = np.ascontiguousarray(a)
+    b = np.ascontiguousarray(b)
+    M = a.shape[1] if trans_a else a.shape[0]
+    N = b.shape[0] if trans_b else b.shape[1]
+    if out is None:
+        out = np.empty((M, N), dtype=a.dtype)
+        beta = 0.0
+    _core.gemm(a, b, out, trans_a, trans_b, 1.0, beta, get_num_threads())
+    return out
+
+
+def step_mask(lengths, B, T, dtype):
+    """(B, T, 1) array: 1 at valid steps, 0 at padding (None without lengths)."""
+    if lengths is None:
+        return None
+    return (np.arange(T)[None, :] < lengths[:, None]).astype(dtype)[:, :, None]
+
+
+def check_seed(seed):
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+        raise TypeError(f"seed: expected an int or None, got {seed!r}")
+    return seed
+
+
+class Layer:
+    """Base of the model layers: parameters, gradients, mode, config."""
+
+    has_params = False
+    #: a pooling layer turns a sequence (B, T, F) into one vector per sample (B, F)
+    reduces_sequence = False
+
+    def __init__(self, dtype="float32"):
+        self.dtype = as_dtype(dtype)
+        self.params = {}
+        self.grads = {}
+        self.training = True
+        self._ctx = None
+
+    # ---- parameters ---------------------------------------------------------
+    def _init_grads(self):
+        self.grads = {n: np.zeros_like(p) for n, p in self.params.items()}
+
+    def parameters(self):
+        """(name, parameter, gradient) triples, for optimizers."""
+        return [(n, self.params[n], self.grads[n]) for n in self.params]
+
+    def zero_grad(self):
+        for g in self.grads.values():
+            g.fill(0)
+
+    def state_dict(self):
+        return {n: p.copy() for n, p in self.params.items()}
+
+    def load_state_dict(self, state_dict):
+        """Copy parameters in place from a dict of arrays; names and shapes are
+        checked first and every problem is reported."""
+        if not hasattr(state_dict, "keys"):
+            raise TypeError(f"state_dict: expected a dict of arrays, got "
+                            f"{type(state_dict).__name__}")
+        given = set(state_dict.keys())
+        missing = [n for n in self.params if n not in given]
+        extra = sorted(str(n) for n in given if n not in self.params)
+        new, bad = {}, []
+        for n, p in self.params.items():
+            if n in given:
+                arr = real_array(state_dict[n], f"state_dict[{n!r}]", self.dtype)
+                if arr.shape != p.shape:
+                    bad.append(f"{n}: expected {p.shape}, got {arr.shape}")
+                new[n] = arr
+        if missing or extra or bad:
+            parts = ([("missing keys: " + ", ".join(missing))] if missing else []) + \
+                    ([("unexpected keys: " + ", ".join(extra))] if extra else []) + \
+                    ([("wrong shapes: " + "; ".join(bad))] if bad else [])
+            raise ValueError(f"load_state_dict for {type(self).__name__}: " + "; ".join(parts))
+        for n, arr in new.items():
+            np.copyto(self.params[n], arr)
+
+    def reset_parameters(self, seed=None):
+        """Draw the parameters again from `seed` (in place)."""
+
+    def train(self, mode=True):
+        self.training = bool(mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def get_config(self):
+        """The constructor arguments, JSON-able (save/load uses them)."""
+        return layer_config(self)
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+    # ---- calls --------------------------------------------------------------
+    def __call__(self, x, lengths=None):
+        return self._run(x, lengths, training=False)
+
+    def forward(self, x, lengths=None):
+        return self._run(x, lengths, training=True)
+
+    def backward(self, dy):
+        ctx = self._ctx
+        if ctx is None:
+            raise RuntimeError(f"{type(self).__name__}.backward() needs a preceding "
+                               "forward() (each forward allows one backward)")
+        self._ctx = None
+        dy = real_array(dy, "dy", self.dtype)
+        if dy.shape != ctx["y_shape"]:
+            raise ValueError(f"dy: expected the shape of the output, {ctx['y_shape']}, "
+                             f"got {dy.shape}")
+        return self._backward(ctx, dy)
+
+    def output_shape(self, input_shape):
+        """Shape of the output for an input shape (None for unknown sizes)."""
+        return input_shape
+
+    def _lengths(self, lengths, x):
+        if lengths is None:
+            return None
+        if x.ndim < 3:
+            raise ValueError(f"lengths: given for a {x.ndim}-D input of shape {x.shape}; "
+                             "lengths go with sequences (B, T, features)")
+        return lengths_array(lengths, x.shape[1], x.shape[0])
+
+
+def layer_config(obj):
+    """Constructor arguments read back from same-named attributes."""
+    out = {}
+    for name, p in inspect.signature(type(obj).__init__).parameters.items():
+        if name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        if not hasattr(obj, name):
+            continue
+        v = getattr(obj, name)
+        if isinstance(v, np.dtype):
+            v = v.name
+        elif isinstance(v, np.ndarray):
+            v = v.tolist()
+        elif isinstance(v, (np.integer,)):
+            v = int(v)
+        elif isinstance(v, (np.floating,)):
+            v = float(v)
+        elif isinstance(v, tuple):
+            v = list(v)
+        out[name] = v
+    return out
+
+
+def _features(x, name, size, what):
+    if x.ndim not in (2, 3):
+        raise ValueError(f"{name}: expected (B, {what}) or (B, T, {what}) with {what}="
+                         f"{size}, got shape {x.shape}")
+    if x.shape[-1] != size:
+        raise ValueError(f"{name}: expected last dimension {what}={size}, got shape {x.shape}")
+    if x.shape[0] == 0 or (x.ndim == 3 and x.shape[1] == 0):
+        raise ValueError(f"{name}: expected a non-empty batch, got shape {x.shape}")
+
+
+# ---- activations --------------------------------------------------------------
+def _sigmoid(z):
+    # stable on both sides, no overflow warnings
+    out = np.empty_like(z)
+    pos = z >= 0
+    out[pos] = 1.0 / (1.0 + np.exp(-z[pos]))
+    ez = np.exp(z[~pos])
+    out[~pos] = ez / (1.0 + ez)
+    return out
+
+
+# name -> (f(z), f'(z) expressed through y = f(z) and z)
+_ACTIVATIONS = {
+    "linear": (lambda z: z, None),
+    "relu": (lambda z: np.maximum(z, 0), lambda y, z: (z > 0).astype(z.dtype)),
+    "tanh": (np.tanh, lambda y, z: 1 - y * y),
+    "sigmoid": (_sigmoid, lambda y, z: y * (1 - y)),
+    "elu": (lambda z: np.where(z > 0, z, np.expm1(np.minimum(z, 0))),
+            lambda y, z: np.where(z > 0, 1, y + 1).astype(z.dtype)),
+    "leaky_relu": (lambda z: np.where(z > 0, z, z * z.dtype.type(0.01)),
+                   lambda y, z: np.where(z > 0, 1, 0.01).astype(z.dtype)),
+}
+
+
+def _activation(name):
+    if name is None:
+        name = "linear"
+    if name not in _ACTIVATIONS:
+        raise ValueError(f"activation: expected one of {sorted(_ACTIVATIONS)} or None, "
+                         f"got {name!r}")
+    return name
+
+
+class Activation(Layer):
+    """Elementwise activation: 'relu', 'tanh', 'sigmoid', 'elu', 'leaky_relu',
+    'linear'. Zero at padded steps."""
+
+    def __init__(self, activation, dtype="float32"):
+        super().__init__(dtype)
+        self.activation = _activation(activation)
+
+    def _run(self, x, lengths, training):
+        x = real_array(x, "x", self.dtype)
+        lens = self._lengths(lengths, x) if x.ndim >= 3 else None
+        f, _ = _ACTIVATIONS[self.activation]
+        y = f(x)
+        mask = step_mask(lens, x.shape[0], x.shape[1], self.dtype) if lens is not None else None
+        if mask is not None:
+            y = y * (mask if x.ndim == 3 else mask.reshape(mask.shape + (1,) * (x.ndim - 3)))
+        if training:
+            self._ctx = dict(x=x, y=y, mask=mask, y_shape=y.shape)
+        return y
+
+    def _backward(self, ctx, dy):
+        _, df = _ACTIVATIONS[self.activation]
+        dx = dy if df is None else dy * df(ctx["y"], ctx["x"])
+        if ctx["mask"] is not None:
+            dx = dx * ctx["mask"]
+        return np.ascontiguousarray(dx, dtype=self.dtype)
+
+
+class Dense(Layer):
+    """Fully connected layer, y = act(x W^T + b), torch.nn.Linear's parameters
+    ("weight" (out, in), "bias" (out,)) and initialisation. On a sequence
+    (B, T, in) it applies per step (zero at padded steps); on (B, in) per sample."""
+
+    has_params = True
+
+    def __init__(self, in_features, out_features, activation=None, bias=True,
+                 dtype="float32", seed=None):
+        super().__init__(dtype)
+        self.in_features = positive_int(in_features, "in_features")
+        self.out_features = positive_int(out_features, "out_features")
+        self.activation = _activation(activation)
+        if not isinstance(bias, (bool, np.bool_)):
+            raise TypeError(f"bias: expected a bool, got {bias!r}")
+        self.bias = bool(bias)
+        self.seed = check_seed(seed)
+        self.params["weight"] = np.zeros((self.out_features, self.in_features), self.dtype)
+        if self.bias:
+            self.params["bias"] = np.zeros((self.out_features,), self.dtype)
+        self.reset_parameters(seed)
+        self._init_grads()
+
+    def reset_parameters(self, seed=None):
+        # torch.nn.Linear: kaiming_uniform(a=sqrt(5)) = U(+-1/sqrt(in)), bias the same
+        rng = np.random.default_rng(seed)
+        k = 1.0 / math.sqrt(self.in_features)
+        for n, p in self.params.items():
+            p[...] = rng.uniform(-k, k, size=p.shape)
+
+    def output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.out_features,)
+
+    def _run(self, x, lengths, training):
+        x = real_array(x, "x", self.dtype)
+        _features(x, "x", self.in_features, "in_features")
+        lens = self._lengths(lengths, x)
+        x2 = np.ascontiguousarray(x.reshape(-1, self.in_features))
+        if self.bias:
+            z = np.empty((x2.shape[0], self.out_features), self.dtype)
+            z[...] = self.params["bias"]
+            _matmul(x2, self.params["weight"], trans_b=True, out=z, beta=1.0)
+        else:
+            z = _matmul(x2, self.params["weight"], trans_b=True)
+        f, _ = _ACTIVATIONS[self.activation]
+        y = f(z).reshape(x.shape[:-1] + (self.out_features,))
+        mask = step_mask(lens, x.shape[0], x.shape[1], self.dtype)
+        if mask is not None:
+            y *= mask
+        if training:
+            self._ctx = dict(x2=x2, z=z, y=y.reshape(z.shape), mask=mask,
+                             x_shape=x.shape, y_shape=y.shape)
+        return y
+
+    def _backward(self, ctx, dy):
+        if ctx["mask"] is not None:
+            dy = dy * ctx["mask"]
+        dz = np.ascontiguousarray(dy.reshape(-1, self.out_features))
+        _, df = _ACTIVATIONS[self.activation]
+        if df is not None:
+            dz = dz * df(ctx["y"], ctx["z"])
+        x2 = ctx["x2"]
+        # dW += dz^T x, db += sum over rows of dz, dx = dz W
+        _matmul(dz, x2, trans_a=True, out=self.grads["weight"], beta=1.0)
+        if self.bias:
+            self.grads["bias"] += dz.sum(axis=0)
+        dx = _matmul(dz, self.params["weight"])
+        return dx.reshape(ctx["x_shape"])
+
+
+class Dropout(Layer):
+    """Inverted dropout (torch.nn.Dropout): in training, each element is zeroed
+    with probability p and the rest scaled by 1/(1-p); identity in inference."""
+
+    def __init__(self, p=0.5, dtype="float32", seed=None):
+        super().__init__(dtype)
+        if isinstance(p, bool) or not isinstance(p, (int, float, np.floating)):
+            raise TypeError(f"p: expected a float in [0, 1), got {p!r}")
+        if not 0.0 <= float(p) < 1.0:
+            raise ValueError(f"p: expected a probability in [0, 1), got {p}")
+        self.p = float(p)
+        self.seed = check_seed(seed)
+        self.rng = np.random.default_rng(seed)
+
+    def reset_parameters(self, seed=None):
+        self.rng = np.random.default_rng(seed)
+
+    def _run(self, x, lengths, training):
+        x = real_array(x, "x", self.dtype)
+        if not (training and self.training) or self.p == 0.0:
+            if training:
+                self._ctx = dict(mask=None, y_shape=x.shape)
+            return x
+        keep = 1.0 - self.p
+        mask = (self.rng.random(x.shape) < keep).astype(self.dtype)
+        mask /= self.dtype.type(keep)
+        y = x * mask
+        self._ctx = dict(mask=mask, y_shape=y.shape)
+        return y
+
+    def _backward(self, ctx, dy):
+        return dy if ctx["mask"] is None else dy * ctx["mask"]
+
+
+class Embedding(Layer):
+    """Lookup table, torch.nn.Embedding: int ids of any shape (B, T) -> (B, T, dim).
+    Initialised N(0, 1) as torch; the row of `padding_idx` is zero and gets no
+    gradient. Ids at padded steps (t >= lengths[b]) get no gradient either."""
+
+    has_params = True
+
+    def __init__(self, num_embeddings, embedding_dim, padding_idx=None,
+                 dtype="float32", seed=None):
+        super().__init__(dtype)
+        self.num_embeddings = positive_int(num_embeddings, "num_embeddings")
+        self.embedding_dim = positive_int(embedding_dim, "embedding_dim")
+        if padding_idx is not None:
+            if isinstance(padding_idx, bool) or not isinstance(padding_idx, (int, np.integer)):
+                raise TypeError(f"padding_idx: expected an int or None, got {padding_idx!r}")
+            padding_idx = int(padding_idx)
+            if padding_idx < 0:
+                padding_idx += self.num_embeddings
+            if not 0 <= padding_idx < self.num_embeddings:
+                raise ValueError(f"padding_idx: expected a value in 0..{self.num_embeddings - 1}, "
+                                 f"got {padding_idx}")
+        self.padding_idx = padding_idx
+        self.seed = check_seed(seed)
+        self.params["weight"] = np.zeros((self.num_embeddings, self.embedding_dim), self.dtype)
+        self.reset_parameters(seed)
+        self._init_grads()
+
+    def reset_parameters(self, seed=None):
+        rng = np.random.default_rng(seed)
+        w = self.params["weight"]
+        w[...] = rng.standard_normal(w.shape)
+        if self.padding_idx is not None:
+            w[self.padding_idx] = 0
+
+    def output_shape(self, input_shape):
+        return tuple(input_shape) + (self.embedding_dim,)
+
+    def ids(self, x):
+        """x as an int64 array of ids in 0..num_embeddings-1, checked."""
+        arr = to_numpy(x, "x")
+        if arr.dtype.kind == "f":
+            if arr.size and not np.all(np.isfinite(arr) & (arr == np.round(arr))):
+                raise TypeError("x: Embedding takes integer ids; got floats that are "
+                                "not whole numbers")
+        elif arr.dtype.kind not in "iub":
+            raise TypeError(f"x: Embedding takes integer ids, got dtype {arr.dtype}")
+        if arr.ndim == 0 or arr.size == 0:
+            raise ValueError(f"x: expected a non-empty array of ids, got shape {arr.shape}")
+        arr = arr.astype(np.int64, copy=False)
+        lo, hi = int(arr.min()), int(arr.max())
+        if lo < 0 or hi >= self.num_embeddings:
+            raise ValueError(f"x: ids must lie in 0..{self.num_embeddings - 1} "
+                             f"(num_embeddings={self.num_embeddings}), got min {lo} and max {hi}")
+        return arr
+
+    def _run(self, x, lengths, training):
+        ids = self.ids(x)
+        lens = None
+        if lengths is not None:
+            if ids.ndim != 2:
+                raise ValueError(f"lengths: given for ids of shape {ids.shape}; "
+                                 "lengths go with (B, T) ids")
+            lens = lengths_array(lengths, ids.shape[1], ids.shape[0])
+        y = self.params["weight"][ids]
+        if lens is not None:
+            y *= step_mask(lens, ids.shape[0], ids.shape[1], self.dtype)
+        if training:
+            self._ctx = dict(ids=ids, lengths=lens, y_shape=y.shape)
+        return y
+
+    def _backward(self, ctx, dy):
+        ids, lens = ctx["ids"], ctx["lengths"]
+        E = self.embedding_dim
+        rows = dy.reshape(-1, E)
+        flat = ids.reshape(-1)
+        keep = np.ones(flat.shape, bool)
+        if lens is not None:
+            keep &= (np.arange(ids.shape[1])[None, :] < lens[:, None]).reshape(-1)
+        if self.padding_idx is not None:
+            keep &= flat != self.padding_idx
+        flat, rows = flat[keep], rows[keep]
+        if flat.size:
+            # rows of equal id summed in a fixed order (stable sort), no atomics
+            order = np.argsort(flat, kind="stable")
+            sid = flat[order]
+            starts = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1]])
+            sums = np.add.reduceat(rows[order], starts, axis=0)
+            self.grads["weight"][sid[starts]] += sums
+        return None
+
+
+class _Pooling(Layer):
+    reduces_sequence = True
+
+    def _seq(self, x, lengths, name="x"):
+        x = real_array(x, name, self.dtype)
+        if x.ndim != 3 or 0 in x.shape[:2]:
+            raise ValueError(f"{name}: {type(self).__name__} takes a sequence (B, T, features), "
+                             f"got shape {x.shape}")
+        lens = self._lengths(lengths, x)
+        if lens is None:
+            lens = np.full(x.shape[0], x.shape[1], np.int64)
+        return x, lens
+
+    def output_shape(self, input_shape):
+        return (input_shape[0], input_shape[-1])
+
+
+class LastStep(_Pooling):
+    """The output at each sequence's last valid step: (B, T, F) -> (B, F).
+    (For a bidirectional layer this is the forward direction's final state
+    beside the reverse direction's first step, as torch's output[len-1].)"""
+
+    def __init__(self, dtype="float32"):
+        super().__init__(dtype)
+
+    def _run(self, x, lengths, training):
+        x, lens = self._seq(x, lengths)
+        y = x[np.arange(x.shape[0]), lens - 1]
+        if training:
+            self._ctx = dict(x_shape=x.shape, lengths=lens, y_shape=y.shape)
+        return y
+
+    def _backward(self, ctx, dy):
+        dx = np.zeros(ctx["x_shape"], self.dtype)
+        dx[np.arange(dx.shape[0]), ctx["lengths"] - 1] = dy
+        return dx
+
+
+class MeanPooling(_Pooling):
+    """Mean over each sequence's valid steps: (B, T, F) -> (B, F)."""
+
+    def __init__(self, dtype="float32"):
+        super().__init__(dtype)
+
+    def _run(self, x, lengths, training):
+        x, lens = self._seq(x, lengths)
+        mask = step_mask(lens, x.shape[0], x.shape[1], self.dtype)
+        inv = (1.0 / lens.astype(self.dtype)).astype(self.dtype)[:, None]
+        y = (x * mask).sum(axis=1) * inv
+        if training:
+            self._ctx = dict(mask=mask, inv=inv, y_shape=y.shape)
+        return y
+
+    def _backward(self, ctx, dy):
+        return (dy * ctx["inv"])[:, None, :] * ctx["mask"]
+
+
+class MaxPooling(_Pooling):
+    """Maximum over each sequence's valid steps: (B, T, F) -> (B, F); the
+    gradient goes to the first step holding the maximum."""
+
+    def __init__(self, dtype="float32"):
+        super().__init__(dtype)
+
+    def _run(self, x, lengths, training):
+        x, lens = self._seq(x, lengths)
+        mask = step_mask(lens, x.shape[0], x.shape[1], bool)
+        xm = np.where(mask, x, -np.inf)
+        arg = np.argmax(xm, axis=1)                     # (B, F)
+        y = np.take_along_axis(x, arg[:, None, :], axis=1)[:, 0, :]
+        if training:
+            self._ctx = dict(arg=arg, x_shape=x.shape, y_shape=y.shape)
+        return np.ascontiguousarray(y)
+
+    def _backward(self, ctx, dy):
+        dx = np.zeros(ctx["x_shape"], self.dtype)
+        np.put_along_axis(dx, ctx["arg"][:, None, :], dy[:, None, :], axis=1)
+        return dx
+
+
+class AttentionPooling(_Pooling):
+    """Additive attention over the valid steps of each sequence (Bahdanau;
+    Yang et al. 2016): (B, T, F) -> (B, F).
+
+        u_t = tanh(W h_t + b)          W (A, F), b (A,)
+        s_t = v . u_t                  v (A,)
+        a   = softmax over valid t of s_t   (padding gets weight exactly 0)
+        out = sum_t a_t h_t
+
+    `attention_weights` keeps the latest a (B, T) for inspection."""
+
+    has_params = True
+
+    def __init__(self, input_size, attention_size=None, dtype="float32", seed=None):
+        super().__init__(dtype)
+        self.input_size = positive_int(input_size, "input_size")
+        self.attention_size = (self.input_size if attention_size is None
+                               else positive_int(attention_size, "attention_size"))
+        self.seed = check_seed(seed)
+        A, F = self.attention_size, self.input_size
+        self.params = {"weight": np.zeros((A, F), self.dtype),
+                       "bias": np.zeros((A,), self.dtype),
+                       "context": np.zeros((A,), self.dtype)}
+        self.reset_parameters(seed)
+        self._init_grads()
+        self.attention_weights = None
+
+    def reset_parameters(self, seed=None):
+        rng = np.random.default_rng(seed)
+        kf = 1.0 / math.sqrt(self.input_size)
+        ka = 1.0 / math.sqrt(self.attention_size)
+        self.params["weight"][...] = rng.uniform(-kf, kf, self.params["weight"].shape)
+        self.params["bias"][...] = rng.uniform(-kf, kf, self.params["bias"].shape)
+        self.params["context"][...] = rng.uniform(-ka, ka, self.params["context"].shape)
+
+    def _run(self, x, lengths, training):
+        x, lens = self._seq(x, lengths)
+        if x.shape[2] != self.input_size:
+            raise ValueError(f"x: expected last dimension input_size={self.input_size}, "
+                             f"got shape {x.shape}")
+        B, T, F = x.shape
+        A = self.attention_size
+        x2 = np.ascontiguousarray(x.reshape(B * T, F))
+        z = np.empty((B * T, A), self.dtype)
+        z[...] = self.params["bias"]
+        _matmul(x2, self.params["weight"], trans_b=True, out=z, beta=1.0)
+        u = np.tanh(z)
+        s = _matmul(u, self.params["context"].reshape(A, 1)).reshape(B, T)
+        valid = np.arange(T)[None, :] < lens[:, None]
+        s = np.where(valid, s, -np.inf)
+        s = s - s.max(axis=1, keepdims=True)
+        e = np.exp(s)  # exactly 0 at padding
+        a = (e / e.sum(axis=1, keepdims=True)).astype(self.dtype)
+        y = np.einsum("bt,btf->bf", a, x, optimize=False)
+        self.attention_weights = a
+        if training:
+            self._ctx = dict(x=x, x2=x2, u=u, a=a, y_shape=y.shape)
+        return y
+
+    def _backward(self, ctx, dy):
+        x, x2, u, a = ctx["x"], ctx["x2"], ctx["u"], ctx["a"]
+        B, T, F = x.shape
+        A = self.attention_size
+        # out = sum_t a_t h_t:   dh_t = a_t dout,  da_t = dout . h_t
+        dx = a[:, :, None] * dy[:, None, :]
+        da = np.einsum("btf,bf->bt", x, dy, optimize=False)
+        # softmax: ds_t = a_t (da_t - sum_k a_k da_k)   (0 at padding, where a = 0)
+        ds = a * (da - (a * da).sum(axis=1, keepdims=True))
+        ds2 = np.ascontiguousarray(ds.reshape(B * T, 1))
+        # s = u v:  dv = u^T ds,  du = ds v^T;  u = tanh(z): dz = du (1 - u^2)
+        g = self.grads
+        _matmul(u, ds2, trans_a=True, out=g["context"].reshape(A, 1), beta=1.0)
+        dz = ds2 * self.params["context"][None, :] * (1 - u * u)
+        # z = x W^T + b
+        _matmul(dz, x2, trans_a=True, out=g["weight"], beta=1.0)
+        g["bias"] += dz.sum(axis=0)
+        dx += _matmul(dz, self.params["weight"]).reshape(B, T, F)
+        return dx
