@@ -28,21 +28,30 @@ static void FN(ctc_one)(int64_t T, int64_t C, int blank, int zero_infinity,
         lse[t] = m + log(sum);
     }
 
-    /* forward variables */
+    /* forward variables. Only s in the window [lo(t), hi(t)) can lie on a
+     * complete alignment: hi(t) = min(Sp, 2t+2) (reachable from the start),
+     * lo(t) = max(0, Sp - 2(L-t)) (can still reach the end); the cells
+     * outside are -inf (those below lo are finite in the plain recursion but
+     * feed nothing that reaches the end, so the loss and gradient are the
+     * same). beta uses the same window. */
+#define LO(t) (Sp - 2 * (L - (t)) > 0 ? Sp - 2 * (L - (t)) : 0)
+#define HI(t) (2 * (t) + 2 < Sp ? 2 * (t) + 2 : Sp)
     for (int64_t s = 0; s < Sp; s++) alpha[s] = -INFINITY;
-    alpha[0] = LP(0, blank);
-    if (tl > 0) alpha[1] = LP(0, lab[0]);
+    if (LO(0) == 0) alpha[0] = LP(0, blank);
+    if (tl > 0 && LO(0) <= 1) alpha[1] = LP(0, lab[0]);
     for (int64_t t = 1; t < L; t++) {
         const double *prev = alpha + (t - 1) * Sp;
         double *cur = alpha + t * Sp;
-        for (int64_t s = 0; s < Sp; s++) {
+        const int64_t lo = LO(t), hi = HI(t);
+        for (int64_t s = 0; s < lo; s++) cur[s] = -INFINITY;
+        for (int64_t s = lo; s < hi; s++) {
             const int64_t k = LAB(s);
-            const double a = prev[s];
             const double b = s >= 1 ? prev[s - 1] : -INFINITY;
-            const double c = (s >= 2 && k != blank && k != LAB(s - 2)) ? prev[s - 2]
-                                                                       : -INFINITY;
-            cur[s] = LP(t, k) + lse3(a, b, c);
+            const double e = (s >= 2 && k != blank && k != LAB(s - 2))
+                                 ? lse3(prev[s], b, prev[s - 2]) : lse2(prev[s], b);
+            cur[s] = LP(t, k) + e;
         }
+        for (int64_t s = hi; s < Sp; s++) cur[s] = -INFINITY;
     }
     const double *last = alpha + (L - 1) * Sp;
     const double nll = -lse2(last[Sp - 1], tl > 0 ? last[Sp - 2] : -INFINITY);
@@ -61,21 +70,21 @@ static void FN(ctc_one)(int64_t T, int64_t C, int blank, int zero_infinity,
     /* backward variables, two rows, and the gradient of each frame as soon as
      * its beta is known: softmax - occupancy, scaled */
     double *nxt = beta, *cur = beta + Sp;
-    for (int64_t s = 0; s < Sp; s++) cur[s] = s >= Sp - 2 ? 0.0 : -INFINITY;
+    for (int64_t s = 0; s < Sp; s++) cur[s] = s >= Sp - 2 && s < HI(L - 1) ? 0.0 : -INFINITY;
     for (int64_t t = L - 1; t >= 0; t--) {
         if (t < L - 1) {
             double *tmp = nxt; nxt = cur; cur = tmp; /* nxt = beta_{t+1} */
-            for (int64_t s = 0; s < Sp; s++) {
+            const int64_t lo = LO(t), hi = HI(t);
+            for (int64_t s = 0; s < lo; s++) cur[s] = -INFINITY;
+            for (int64_t s = lo; s < hi; s++) {
                 const int64_t k = LAB(s);
                 const double a = LP(t + 1, k) + nxt[s];
                 const double b = s + 1 < Sp ? LP(t + 1, LAB(s + 1)) + nxt[s + 1] : -INFINITY;
-                double c = -INFINITY;
-                if (s + 2 < Sp) {
-                    const int64_t k2 = LAB(s + 2);
-                    if (k2 != blank && k2 != k) c = LP(t + 1, k2) + nxt[s + 2];
-                }
-                cur[s] = lse3(a, b, c);
+                const int64_t k2 = s + 2 < Sp ? LAB(s + 2) : blank;
+                cur[s] = (k2 != blank && k2 != k) ? lse3(a, b, LP(t + 1, k2) + nxt[s + 2])
+                                                  : lse2(a, b);
             }
+            for (int64_t s = hi; s < Sp; s++) cur[s] = -INFINITY;
         }
         const double *al = alpha + t * Sp;
         for (int64_t k = 0; k < C; k++) acc[k] = 0.0;
@@ -88,6 +97,8 @@ static void FN(ctc_one)(int64_t T, int64_t C, int blank, int zero_infinity,
     }
 #undef LAB
 #undef LP
+#undef LO
+#undef HI
 }
 
 int FN(fr_ctc)(int64_t B, int64_t T, int64_t C, int64_t S, int blank,
@@ -119,8 +130,9 @@ int FN(fr_ctc)(int64_t B, int64_t T, int64_t C, int64_t S, int blank,
         const int tid = 0;
 #endif
         FN(ctc_one)(T, C, blank, zero_infinity, logits + b * T * C,
-                    input_lengths ? input_lengths[b] : T, targets ? targets + b * S : NULL,
-                    target_lengths[b], grad_scale ? grad_scale[b] : 1.0, losses + b,
+                    input_lengths ? input_lengths[b] : T,
+                    targets ? targets + b * S : NULL, target_lengths[b],
+                    grad_scale ? grad_scale[b] : 1.0, losses + b,
                     grad ? grad + b * T * C : NULL, work + tid * slot);
     }
     return FR_OK;
