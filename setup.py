@@ -1,4 +1,5 @@
-"""Build of fastrnn's C kernels (src/) and Cython boundary (fastrnn/_core.pyx).
+"""Build of fastrnn's C kernels (src/) and Cython boundaries (fastrnn/_core.pyx,
+fastrnn/_losses.pyx).
 
 BLAS is not linked: the kernels call the sgemm/dgemm that SciPy exports through
 scipy.linalg.cython_blas. OpenMP is used when the compiler supports it; without
@@ -56,4 +57,15 @@ ext = Extension(
     extra_link_args=omp_l,
 )
 
-setup(ext_modules=cythonize([ext], compiler_directives={"language_level": 3}))
+# The losses' kernels (CTC): no BLAS, same flags.
+ext_losses = Extension(
+    "fastrnn._losses",
+    sources=["fastrnn/_losses.pyx", "src/ctc.c"],
+    depends=["src/fastrnn.h", "src/ctc.h", "src/ctc_impl.h"],
+    include_dirs=["src", numpy.get_include()],
+    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+    extra_compile_args=extra_compile,
+    extra_link_args=omp_l,
+)
+
+setup(ext_modules=cythonize([ext, ext_losses], compiler_directives={"language_level": 3}))

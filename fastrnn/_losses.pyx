@@ -1,0 +1,104 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""The boundary between Python and the CTC kernel (src/ctc.h).
+
+It checks what the kernel assumes (dtypes, C-contiguity, shapes), allocates the
+outputs and the scratch, releases the GIL once around the whole batch and maps
+status codes to exceptions. Users never call it: fastrnn.losses validates
+their input first and gives the user-facing messages; the checks here guard the
+C code against any caller.
+"""
+from libc.stdint cimport int64_t
+cimport numpy as cnp
+import numpy as np
+
+cnp.import_array()
+
+cdef extern from "ctc.h" nogil:
+    int FR_OK, FR_EINVAL, FR_ETOOBIG
+    int64_t fr_ctc_work_len(int64_t T, int64_t C, int64_t S, int num_threads)
+    int fr_ctc_f32(int64_t B, int64_t T, int64_t C, int64_t S, int blank,
+                   int zero_infinity, int num_threads, const float *logits,
+                   const int64_t *input_lengths, const int64_t *targets,
+                   const int64_t *target_lengths, const double *grad_scale,
+                   double *losses, float *grad, double *work)
+    int fr_ctc_f64(int64_t B, int64_t T, int64_t C, int64_t S, int blank,
+                   int zero_infinity, int num_threads, const double *logits,
+                   const int64_t *input_lengths, const int64_t *targets,
+                   const int64_t *target_lengths, const double *grad_scale,
+                   double *losses, double *grad, double *work)
+
+
+cdef _check(object a, str name, object dtype, tuple shape):
+    """The kernel needs exact dtype, C order and shape."""
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name}: expected a numpy.ndarray, got {type(a).__name__}")
+    if a.dtype != dtype:
+        raise TypeError(f"{name}: expected dtype {dtype}, got {a.dtype}")
+    if not a.flags.c_contiguous:
+        raise ValueError(f"{name}: expected a C-contiguous array")
+    if a.shape != shape:
+        raise ValueError(f"{name}: expected shape {shape}, got {a.shape}")
+
+
+cdef void *_data(object a):
+    if a is None:
+        return NULL
+    return cnp.PyArray_DATA(<cnp.ndarray>a)
+
+
+def ctc(logits, input_lengths, targets, target_lengths, int blank,
+        bint zero_infinity, grad_scale, bint want_grad, int num_threads):
+    """Per-sample CTC negative log likelihoods (float64 (B,)) and, when
+    want_grad, grad_scale[b] * d loss_b / d logits (logits' dtype, (B,T,C));
+    else None. logits (B,T,C) float32/float64; input_lengths (B,) int64 or
+    None; targets (B,S) int64; target_lengths (B,) int64; grad_scale (B,)
+    float64 or None. See src/ctc.h."""
+    if not isinstance(logits, np.ndarray) or logits.ndim != 3:
+        raise ValueError("logits: expected a 3-D numpy.ndarray (B, T, C)")
+    dtype = logits.dtype
+    if dtype != np.float32 and dtype != np.float64:
+        raise TypeError(f"logits: expected dtype float32 or float64, got {dtype}")
+    cdef int64_t B = logits.shape[0], T = logits.shape[1], C = logits.shape[2]
+    _check(logits, "logits", dtype, (B, T, C))
+    if not isinstance(targets, np.ndarray) or targets.ndim != 2:
+        raise ValueError("targets: expected a 2-D numpy.ndarray (B, S)")
+    cdef int64_t S = targets.shape[1]
+    _check(targets, "targets", np.int64, (B, S))
+    _check(target_lengths, "target_lengths", np.int64, (B,))
+    if input_lengths is not None:
+        _check(input_lengths, "input_lengths", np.int64, (B,))
+    if grad_scale is not None:
+        _check(grad_scale, "grad_scale", np.float64, (B,))
+    if num_threads < 1:
+        raise ValueError(f"num_threads: expected >= 1, got {num_threads}")
+    if B < 1 or T < 1 or C < 1:
+        raise ValueError(f"logits: expected B, T, C >= 1, got {(B, T, C)}")
+    cdef int64_t wl = fr_ctc_work_len(T, C, S, num_threads)
+    if wl < 0:
+        raise ValueError(f"ctc: sizes T={T}, C={C}, S={S} are too large")
+
+    losses = np.empty(B, dtype=np.float64)
+    grad = np.empty((B, T, C), dtype=dtype) if want_grad else None
+    work = np.empty(max(wl, 1), dtype=np.float64)
+    cdef void *px = _data(logits)
+    cdef const int64_t *pil = <const int64_t *>_data(input_lengths)
+    cdef const int64_t *pt = <const int64_t *>_data(targets)
+    cdef const int64_t *ptl = <const int64_t *>_data(target_lengths)
+    cdef const double *ps = <const double *>_data(grad_scale)
+    cdef double *pl = <double *>_data(losses)
+    cdef void *pg = _data(grad)
+    cdef double *pw = <double *>_data(work)
+    cdef int zi = zero_infinity, nt = num_threads
+    cdef int rc
+    cdef bint f32 = dtype == np.float32
+    with nogil:
+        if f32:
+            rc = fr_ctc_f32(B, T, C, S, blank, zi, nt, <const float *>px, pil, pt, ptl,
+                            ps, pl, <float *>pg, pw)
+        else:
+            rc = fr_ctc_f64(B, T, C, S, blank, zi, nt, <const double *>px, pil, pt, ptl,
+                            ps, pl, <double *>pg, pw)
+    if rc != FR_OK:
+        raise ValueError(f"ctc: the kernel rejected its arguments (status {rc}): a "
+                         "length, label or blank out of range")
+    return losses, grad
