@@ -6,10 +6,17 @@ SciPy) compiled through Cython, under a NumPy-first API.
 from ._threads import get_num_threads, set_num_threads
 from .interop import from_torch
 from .recurrent import GRU, LSTM, RNN
+from . import losses, optim
+from .io import load
+from .model import (Callback, EarlyStopping, History, LearningRateScheduler,
+                    ModelCheckpoint, Sequential, pad_sequences)
+from .losses import ctc_beam_decode, ctc_greedy_decode
 from .layers import (Activation, AttentionPooling, Dense, Dropout, Embedding, LastStep,
                      MaxPooling, MeanPooling)
 
 __version__ = "0.1.0"
 __all__ = ["RNN", "LSTM", "GRU", "from_torch", "set_num_threads", "get_num_threads",
            "__version__", "Activation", "AttentionPooling", "Dense", "Dropout",
-           "Embedding", "LastStep", "MaxPooling", "MeanPooling"]
+           "Embedding", "LastStep", "MaxPooling", "MeanPooling", "Sequential", "load",
+           "pad_sequences", "losses", "optim", "Callback", "EarlyStopping", "ModelCheckpoint",
+           "LearningRateScheduler", "History", "ctc_greedy_decode", "ctc_beam_decode"]

@@ -54,13 +54,19 @@ class _RNNBase:
 
         # torch's initialisation: every parameter uniform in +-1/sqrt(hidden_size),
         # drawn in torch's parameter order from a generator seeded by `seed`
+        self.params = {name: np.empty(shape, self.dtype) for name, shape in self._param_shapes()}
+        self.reset_parameters(seed)
+        self.grads = {n: np.zeros_like(p) for n, p in self.params.items()}
+
+    def reset_parameters(self, seed=None):
+        """Draw every parameter again, in place, as torch initialises them:
+        uniform in +-1/sqrt(hidden_size), in torch's parameter order, from a
+        generator seeded by `seed` (which also seeds the dropout masks)."""
         rng = np.random.default_rng(seed)
         self._dropout_rng = np.random.default_rng(rng.integers(0, 2**63 - 1))
         k = 1.0 / math.sqrt(self.hidden_size)
-        self.params = {}
         for name, shape in self._param_shapes():
-            self.params[name] = rng.uniform(-k, k, size=shape).astype(self.dtype)
-        self.grads = {n: np.zeros_like(p) for n, p in self.params.items()}
+            self.params[name][...] = rng.uniform(-k, k, size=shape)
 
     # ---- structure --------------------------------------------------------
     def _param_shapes(self):

@@ -1,0 +1,847 @@
+"""Sequential models: compile, fit, evaluate, predict, summary, streaming
+step and text generation, truncated backpropagation through time.
+
+    model = fr.Sequential([fr.Embedding(V, 64),
+                           fr.LSTM(64, 128, batch_first=True, bidirectional=True),
+                           fr.AttentionPooling(256), fr.Dense(256, n_classes)])
+    model.compile(loss="cross_entropy", optimizer=fr.optim.Adam(lr=1e-3),
+                  clip_norm=1.0, metrics=["accuracy"])
+    history = model.fit(X, y, lengths=L, epochs=10, batch_size=32, seed=0)
+
+A Sequential is batch-first: inputs are (N, T) ids or (N, T, F) features (or a
+list of variable-length sequences, padded here), with `lengths` (N,). The
+lengths travel with each batch through the layers, so padding never reaches
+pooling, losses or metrics; a recurrent layer built with batch_first=False gets
+its input transposed for it. Each batch is cut to its longest sequence.
+
+Reproducibility: fit(seed=s) draws the shuffling and every dropout mask from s;
+layers built without a seed and never trained or loaded also draw their initial
+weights from s. All arithmetic is deterministic (fixed-order reductions, GEMMs
+whose bits do not depend on the thread count), so the same seed and data give
+the same weights, bit for bit, with 1 thread or many.
+"""
+import math
+import sys
+import time
+
+import numpy as np
+
+from . import losses as _losses
+from . import optim as _optim
+from ._validate import lengths_array, positive_int, real_array, to_numpy
+from .layers import Embedding, Layer, check_seed, step_mask
+
+
+def is_recurrent(layer):
+    """A recurrent layer: forward(x, state0, lengths) -> (y, state)."""
+    return hasattr(layer, "hidden_size") and hasattr(layer, "num_directions") \
+        and hasattr(layer, "step")
+
+
+def pad_sequences(sequences, dtype=None, value=0):
+    """A list of N arrays (T_i, ...) (or lists of ids) -> (padded (N, T_max, ...),
+    lengths (N,) int64), padded at the end with `value`."""
+    if isinstance(sequences, np.ndarray):
+        raise TypeError("pad_sequences: expected a list of sequences, got one array")
+    seqs = [to_numpy(s, f"sequences[{i}]") for i, s in enumerate(sequences)]
+    if not seqs:
+        raise ValueError("pad_sequences: expected at least one sequence")
+    tail = seqs[0].shape[1:]
+    for i, s in enumerate(seqs):
+        if s.ndim == 0 or s.shape[1:] != tail:
+            raise ValueError(f"sequences[{i}]: expected shape (T, *{tail}), got {s.shape}")
+        if len(s) == 0:
+            raise ValueError(f"sequences[{i}]: empty sequence (every sequence needs >= 1 step)")
+    lengths = np.array([len(s) for s in seqs], np.int64)
+    dtype = np.result_type(*seqs) if dtype is None else dtype
+    out = np.full((len(seqs), int(lengths.max())) + tail, value, dtype=dtype)
+    for i, s in enumerate(seqs):
+        out[i, :len(s)] = s
+    return out, lengths
+
+
+class History:
+    """What fit() returns: `history` {name: [value per epoch]}, `epoch` list,
+    `stopped_by` (None, 'early_stopping', 'interrupted' or a callback name)."""
+
+    def __init__(self):
+        self.history = {}
+        self.epoch = []
+        self.stopped_by = None
+
+    def append(self, epoch, logs):
+        self.epoch.append(epoch)
+        for k, v in logs.items():
+            self.history.setdefault(k, []).append(v)
+
+    def __getitem__(self, key):
+        return self.history[key]
+
+    def __repr__(self):
+        return f"History(epochs={len(self.epoch)}, keys={sorted(self.history)})"
+
+
+# ---- metrics: each gives (sum, count) over a batch --------------------------
+def _valid_steps(lengths, B, T):
+    return np.ones((B, T), bool) if lengths is None else \
+        (np.arange(T)[None, :] < lengths[:, None])
+
+
+def _edit_distance(a, b):
+    prev = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        cur = [i] + [0] * len(b)
+        for j, y in enumerate(b, 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y))
+        prev = cur
+    return prev[-1]
+
+
+def _metric_accuracy(loss, out, y, lengths):
+    if isinstance(loss, _losses.BinaryCrossEntropy):
+        hit = (out > 0) == (np.asarray(y) > 0.5)
+        if lengths is not None and out.ndim >= 2:
+            m = _valid_steps(lengths, out.shape[0], out.shape[1])
+            m = m.reshape(m.shape + (1,) * (out.ndim - 2))
+            return float((hit & m).sum()), float(np.broadcast_to(m, hit.shape).sum())
+        return float(hit.sum()), float(hit.size)
+    if isinstance(loss, _losses.CTC):
+        raise ValueError("metric 'accuracy' does not apply to CTC; use 'cer'")
+    y = np.asarray(y)
+    pred = out.argmax(axis=-1)
+    valid = np.ones(y.shape, bool)
+    ignore = getattr(loss, "ignore_index", None)
+    if ignore is not None:
+        valid &= y != ignore
+    if out.ndim == 3:
+        valid &= _valid_steps(lengths, out.shape[0], out.shape[1])
+    elif out.ndim != 2:
+        raise ValueError(f"metric 'accuracy': expected outputs (B, C) or (B, T, C), "
+                         f"got {out.shape}")
+    return float(((pred == y) & valid).sum()), float(valid.sum())
+
+
+def _regression(kind):
+    def metric(loss, out, y, lengths):
+        y = np.asarray(y, dtype=out.dtype)
+        d = out.astype(np.float64) - y
+        e = np.abs(d) if kind == "mae" else d * d
+        if lengths is not None and out.ndim >= 2:
+            m = _valid_steps(lengths, out.shape[0], out.shape[1])
+            m = np.broadcast_to(m.reshape(m.shape + (1,) * (out.ndim - 2)), e.shape)
+            return float(e[m].sum()), float(m.sum())
+        return float(e.sum()), float(e.size)
+    return metric
+
+
+def _metric_cer(loss, out, y, lengths):
+    """Character (label) error rate of greedy CTC decoding."""
+    hyp = _losses.ctc_greedy_decode(out, lengths, blank=getattr(loss, "blank", 0))
+    if isinstance(y, np.ndarray):
+        refs = [[int(v) for v in row if v >= 0] for row in y]
+    else:
+        refs = [[int(v) for v in row] for row in y]
+    errs = sum(_edit_distance(h, r) for h, r in zip(hyp, refs))
+    return float(errs), float(max(1, sum(len(r) for r in refs)))
+
+
+_METRICS = {"accuracy": _metric_accuracy, "acc": _metric_accuracy,
+            "mae": _regression("mae"), "mse": _regression("mse"), "cer": _metric_cer}
+
+
+# ---- callbacks -----------------------------------------------------------------
+class Callback:
+    """Hook into fit(): on_epoch_end returns True to stop training."""
+
+    def on_train_begin(self, model):
+        pass
+
+    def on_epoch_end(self, model, epoch, logs):
+        return False
+
+    def on_train_end(self, model):
+        pass
+
+
+def _improved(mode, value, best, min_delta):
+    if best is None:
+        return True
+    return value < best - min_delta if mode == "min" else value > best + min_delta
+
+
+def _mode(mode, monitor):
+    if mode == "auto":
+        return "max" if ("acc" in monitor) else "min"
+    if mode not in ("min", "max"):
+        raise ValueError(f"mode: expected 'min', 'max' or 'auto', got {mode!r}")
+    return mode
+
+
+class EarlyStopping(Callback):
+    """Stop when `monitor` has not improved by min_delta for `patience` epochs;
+    restore_best_weights puts the best epoch's weights back at the end."""
+
+    def __init__(self, monitor="val_loss", patience=5, min_delta=0.0, mode="auto",
+                 restore_best_weights=True):
+        self.monitor = monitor
+        self.patience = positive_int(patience, "patience", minimum=0)
+        self.min_delta = float(min_delta)
+        self.mode = _mode(mode, monitor)
+        self.restore_best_weights = bool(restore_best_weights)
+
+    def on_train_begin(self, model):
+        self.best, self.wait, self.best_weights, self.best_epoch = None, 0, None, None
+
+    def on_epoch_end(self, model, epoch, logs):
+        if self.monitor not in logs:
+            raise ValueError(f"EarlyStopping: monitor {self.monitor!r} is not among the "
+                             f"logged values {sorted(logs)} (pass validation_data for val_*)")
+        v = logs[self.monitor]
+        if _improved(self.mode, v, self.best, self.min_delta):
+            self.best, self.wait, self.best_epoch = v, 0, epoch
+            if self.restore_best_weights:
+                self.best_weights = model.state_dict()
+            return False
+        self.wait += 1
+        return self.wait >= self.patience
+
+    def on_train_end(self, model):
+        if self.restore_best_weights and self.best_weights is not None:
+            model.load_state_dict(self.best_weights)
+
+
+class ModelCheckpoint(Callback):
+    """Save the model to `path` after each epoch (or only when `monitor`
+    improves, save_best_only=True). `path` may hold '{epoch}'."""
+
+    def __init__(self, path, monitor="val_loss", save_best_only=True, mode="auto"):
+        self.path = str(path)
+        self.monitor = monitor
+        self.save_best_only = bool(save_best_only)
+        self.mode = _mode(mode, monitor)
+        self.best = None
+
+    def on_epoch_end(self, model, epoch, logs):
+        if self.save_best_only:
+            if self.monitor not in logs:
+                raise ValueError(f"ModelCheckpoint: monitor {self.monitor!r} is not among "
+                                 f"the logged values {sorted(logs)}")
+            if not _improved(self.mode, logs[self.monitor], self.best, 0.0):
+                return False
+            self.best = logs[self.monitor]
+        model.save(self.path.format(epoch=epoch + 1))
+        return False
+
+
+class LearningRateScheduler(Callback):
+    """Step a schedule of fr.optim once per epoch (ReduceLROnPlateau with the
+    monitored value). A schedule passed directly in callbacks is wrapped so."""
+
+    def __init__(self, schedule, monitor="val_loss"):
+        self.schedule = schedule
+        self.monitor = monitor
+
+    def on_epoch_end(self, model, epoch, logs):
+        if isinstance(self.schedule, _optim.ReduceLROnPlateau):
+            key = self.monitor if self.monitor in logs else "loss"
+            self.schedule.step(logs[key])
+        else:
+            self.schedule.step()
+        return False
+
+
+class _Progress:
+    """One progress line per epoch (verbose=1), rewritten at most 10 times a second."""
+
+    def __init__(self, verbose, epochs, steps, stream=None):
+        self.verbose, self.epochs, self.steps = verbose, epochs, steps
+        self.stream = stream or sys.stdout
+        self.last = 0.0
+
+    def batch(self, epoch, i, loss):
+        if self.verbose != 1:
+            return
+        now = time.perf_counter()
+        if i + 1 < self.steps and now - self.last < 0.1:
+            return
+        self.last = now
+        w = 24
+        done = int(w * (i + 1) / self.steps)
+        bar = "=" * max(0, done - 1) + (">" if done < w else "=") + "." * (w - done)
+        self.stream.write(f"\rEpoch {epoch + 1}/{self.epochs} [{bar}] {i + 1}/{self.steps}"
+                          f" - loss {loss:.4f}")
+        self.stream.flush()
+
+    def epoch_end(self, epoch, logs, seconds):
+        if self.verbose == 0:
+            return
+        items = " - ".join(f"{k} {v:.4g}" for k, v in logs.items() if k != "lr")
+        self.stream.write(f"\rEpoch {epoch + 1}/{self.epochs} - {seconds:.1f}s - {items}"
+                          + " " * 20 + "\n")
+        self.stream.flush()
+
+
+class Sequential:
+    """A stack of layers run in order, batch-first (see the module docstring)."""
+
+    def __init__(self, layers, seed=None):
+        if isinstance(layers, (Layer,)) or not hasattr(layers, "__iter__"):
+            raise TypeError("layers: expected a list of layers")
+        layers = list(layers)
+        if not layers:
+            raise ValueError("layers: expected at least one layer")
+        for i, l in enumerate(layers):
+            if not (isinstance(l, Layer) or is_recurrent(l)):
+                raise TypeError(f"layers[{i}]: expected a fastrnn layer, got {type(l).__name__}")
+        dtypes = {np.dtype(l.dtype).name for l in layers}
+        if len(dtypes) > 1:
+            raise ValueError(f"layers: all layers need one dtype, got {sorted(dtypes)}")
+        self.layers = layers
+        self.dtype = np.dtype(layers[0].dtype)
+        self.seed = check_seed(seed)
+        self.training = True
+        self.loss = None
+        self.optimizer = None
+        self.clip_norm = None
+        self.metrics = []
+        self._trained = False
+        self._ctx = None
+        seen = False
+        for l in layers:
+            if getattr(l, "reduces_sequence", False):
+                seen = True
+            elif seen and is_recurrent(l):
+                raise ValueError(f"layers: {type(l).__name__} after a pooling layer has no "
+                                 "sequence to run over")
+        if seed is not None:
+            self._seed_layers(seed, weights=True)
+
+    # ---- structure ---------------------------------------------------------
+    @property
+    def sequence_output(self):
+        """True when the model outputs one vector per step (no pooling)."""
+        return not any(getattr(l, "reduces_sequence", False) for l in self.layers)
+
+    def parameters(self):
+        """(name, parameter, gradient) triples, names '{layer index}.{param}'
+        as torch's nn.Sequential names them."""
+        out = []
+        for i, l in enumerate(self.layers):
+            for n, p, g in l.parameters():
+                out.append((f"{i}.{n}", p, g))
+        return out
+
+    def state_dict(self):
+        return {n: p.copy() for n, p, _ in self.parameters()}
+
+    def load_state_dict(self, state_dict):
+        if not hasattr(state_dict, "keys"):
+            raise TypeError(f"state_dict: expected a dict of arrays, got "
+                            f"{type(state_dict).__name__}")
+        per, extra = {}, []
+        for k in state_dict.keys():
+            i, _, n = str(k).partition(".")
+            if not i.isdigit() or int(i) >= len(self.layers):
+                extra.append(str(k))
+            else:
+                per.setdefault(int(i), {})[n] = state_dict[k]
+        if extra:
+            raise ValueError("load_state_dict: unexpected keys: " + ", ".join(sorted(extra)))
+        errors = []
+        for i, l in enumerate(self.layers):
+            if not l.params and i not in per:
+                continue
+            try:
+                l.load_state_dict(per.get(i, {}))
+            except (ValueError, TypeError) as e:
+                errors.append(f"layer {i} ({type(l).__name__}): {e}")
+        if errors:
+            raise ValueError("load_state_dict: " + "; ".join(errors))
+        self._trained = True
+
+    def zero_grad(self):
+        for l in self.layers:
+            l.zero_grad()
+
+    def train(self, mode=True):
+        self.training = bool(mode)
+        for l in self.layers:
+            l.train(mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def _seed_layers(self, seed, weights):
+        """Dropout generators (and, when `weights`, unseeded initial weights)
+        drawn from `seed`, one independent stream per layer."""
+        streams = np.random.SeedSequence(seed).spawn(2 * len(self.layers))
+        for i, l in enumerate(self.layers):
+            wseed, dseed = streams[2 * i], streams[2 * i + 1]
+            if weights and getattr(l, "seed", None) is None and hasattr(l, "reset_parameters"):
+                if isinstance(l, Layer) and not l.has_params:
+                    pass
+                else:
+                    l.reset_parameters(wseed)
+            if hasattr(l, "_dropout_rng"):
+                l._dropout_rng = np.random.default_rng(dseed)
+            if hasattr(l, "rng") and isinstance(l, Layer):
+                l.rng = np.random.default_rng(dseed)
+
+    # ---- running ---------------------------------------------------------------
+    def _input(self, x, lengths):
+        """(x, lengths) checked: ids for an Embedding first, floats otherwise."""
+        if isinstance(x, (list, tuple)) and x and hasattr(x[0], "__len__") and \
+                len({len(s) for s in x}) > 1:
+            if lengths is not None:
+                raise ValueError("lengths: not needed with a list of variable-length "
+                                 "sequences (their lengths are taken)")
+            x, lengths = pad_sequences(x)
+        if isinstance(self.layers[0], Embedding):
+            x = self.layers[0].ids(x)
+        else:
+            x = real_array(x, "x", self.dtype)
+        if x.ndim == 0 or x.shape[0] == 0:
+            raise ValueError(f"x: expected a non-empty batch, got shape {x.shape}")
+        if lengths is not None:
+            if x.ndim < 2:
+                raise ValueError(f"lengths: given for x of shape {x.shape}, which has no "
+                                 "time axis (expected (N, T) ids or (N, T, F))")
+            lengths = lengths_array(lengths, x.shape[1], x.shape[0])
+        return x, lengths
+
+    def _run(self, x, lengths, training, states=None):
+        """All layers; returns the output and the recurrent layers' final states."""
+        ctx, finals = [], []
+        seq = x.ndim >= 2 if isinstance(self.layers[0], Embedding) else x.ndim >= 3
+        r = 0
+        for l in self.layers:
+            if is_recurrent(l):
+                if not seq:
+                    raise ValueError(f"{type(l).__name__}: needs a sequence (B, T, F), got "
+                                     f"shape {x.shape}")
+                s0 = None if states is None else states[r]
+                xin = x if l.batch_first else np.ascontiguousarray(x.transpose(1, 0, 2))
+                if training:
+                    y, st = l.forward(xin, s0, lengths=lengths)
+                else:
+                    y, st = l(xin, s0, lengths=lengths)
+                x = y if l.batch_first else np.ascontiguousarray(y.transpose(1, 0, 2))
+                finals.append(st)
+                r += 1
+            else:
+                lens = lengths if seq else None
+                x = l.forward(x, lens) if training else l(x, lens)
+                if getattr(l, "reduces_sequence", False):
+                    seq = False
+        return x, finals
+
+    def __call__(self, x, lengths=None):
+        """Inference on one batch: the raw outputs (logits for classifiers)."""
+        x, lengths = self._input(x, lengths)
+        return self._run(x, lengths, False)[0]
+
+    def forward(self, x, lengths=None, states=None):
+        """Training forward on one batch; keeps what backward() needs."""
+        x, lengths = self._input(x, lengths)
+        out, finals = self._run(x, lengths, True, states)
+        self._final_states = finals
+        self._ctx = True
+        return out
+
+    def backward(self, dout):
+        """Gradients of every layer from d(loss)/d(output); returns d x
+        (None when the first layer is an Embedding)."""
+        if self._ctx is None:
+            raise RuntimeError("backward() needs a preceding forward()")
+        self._ctx = None
+        d = dout
+        for l in reversed(self.layers):
+            if is_recurrent(l):
+                dy = d if l.batch_first else np.ascontiguousarray(d.transpose(1, 0, 2))
+                dx, _ = l.backward(dy)
+                d = dx if l.batch_first else np.ascontiguousarray(dx.transpose(1, 0, 2))
+            else:
+                d = l.backward(d)
+            if d is None:
+                break
+        return d
+
+    # ---- streaming and generation --------------------------------------------------
+    def step(self, x_t, states=None):
+        """One time step through all layers: x_t (B,) ids or (B, F) -> (out (B, ...),
+        states); pass the states back in on the next call."""
+        if any(getattr(l, "reduces_sequence", False) for l in self.layers):
+            raise ValueError("step: a model with a pooling layer needs whole sequences")
+        if isinstance(self.layers[0], Embedding):
+            x = self.layers[0].ids(x_t)
+            if x.ndim != 1:
+                raise ValueError(f"x_t: expected ids of shape (B,), got {x.shape}")
+        else:
+            x = real_array(x_t, "x_t", self.dtype)
+        rec = [l for l in self.layers if is_recurrent(l)]
+        if states is None:
+            states = [None] * len(rec)
+        if len(states) != len(rec):
+            raise ValueError(f"states: expected {len(rec)} states (one per recurrent "
+                             f"layer), got {len(states)}")
+        new, r = [], 0
+        for l in self.layers:
+            if is_recurrent(l):
+                x, st = l.step(x, states[r])
+                new.append(st)
+                r += 1
+            else:
+                x = l(x)
+        return x, new
+
+    def generate(self, prompt, length, temperature=1.0, top_k=None, seed=None):
+        """Sample `length` ids after `prompt` (a sequence of ids) from a language
+        model (Embedding ... Dense(vocab)): softmax(logits / temperature),
+        restricted to the top_k most likely ids when given. Returns the new ids."""
+        if not isinstance(self.layers[0], Embedding):
+            raise ValueError("generate: the model must start with an Embedding")
+        length = positive_int(length, "length", minimum=0)
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) \
+                or not temperature > 0:
+            raise ValueError(f"temperature: expected a number > 0, got {temperature!r}")
+        if top_k is not None:
+            top_k = positive_int(top_k, "top_k")
+        ids = self.layers[0].ids(np.atleast_1d(prompt))
+        if ids.ndim != 1:
+            raise ValueError(f"prompt: expected a 1-D sequence of ids, got shape {ids.shape}")
+        rng = np.random.default_rng(seed)
+        states, logits = None, None
+        for t in ids:
+            logits, states = self.step(np.array([t]), states)
+        out = []
+        for _ in range(length):
+            z = logits[0].astype(np.float64) / temperature
+            if top_k is not None and top_k < z.size:
+                cut = np.partition(z, -top_k)[-top_k]
+                z = np.where(z >= cut, z, -np.inf)
+            p = np.exp(z - z.max())
+            p /= p.sum()
+            nxt = int(rng.choice(p.size, p=p))
+            out.append(nxt)
+            logits, states = self.step(np.array([nxt]), states)
+        return np.array(out, np.int64)
+
+    # ---- training ---------------------------------------------------------------
+    def compile(self, loss, optimizer="adam", clip_norm=None, metrics=None, **loss_kwargs):
+        """Choose the loss (name or fr.losses object), optimizer (name or
+        fr.optim object), global-norm gradient clipping and metrics
+        ('accuracy', 'mae', 'mse', 'cer')."""
+        self.loss = _losses.get(loss, **loss_kwargs)
+        self.optimizer = _optim.get(optimizer) if isinstance(optimizer, str) else optimizer
+        if not hasattr(self.optimizer, "step") or not hasattr(self.optimizer, "attach"):
+            raise TypeError(f"optimizer: expected a name or an fr.optim optimizer, got "
+                            f"{type(optimizer).__name__}")
+        self.optimizer.attach(self.parameters())
+        if clip_norm is not None:
+            if isinstance(clip_norm, bool) or not isinstance(clip_norm, (int, float)) \
+                    or not clip_norm > 0:
+                raise ValueError(f"clip_norm: expected a number > 0 or None, got {clip_norm!r}")
+            clip_norm = float(clip_norm)
+        self.clip_norm = clip_norm
+        metrics = list(metrics or [])
+        for m in metrics:
+            if m not in _METRICS:
+                raise ValueError(f"metrics: unknown metric {m!r}; known: {sorted(_METRICS)}")
+        self.metrics = metrics
+        return self
+
+    def _check_compiled(self):
+        if self.loss is None:
+            raise RuntimeError("call compile(loss=..., optimizer=...) first")
+
+    def _targets(self, y, n):
+        """Targets as an array (CTC: (N, S) padded with -1, from a list too)."""
+        if isinstance(self.loss, _losses.CTC):
+            if isinstance(y, np.ndarray):
+                arr = y
+            else:
+                seqs = [np.asarray(s, np.int64).reshape(-1) for s in y]
+                S = max([len(s) for s in seqs] + [1])
+                arr = np.full((len(seqs), S), -1, np.int64)
+                for i, s in enumerate(seqs):
+                    arr[i, :len(s)] = s
+        else:
+            arr = to_numpy(y, "y")
+        if arr.ndim == 0 or arr.shape[0] != n:
+            raise ValueError(f"y: expected {n} targets (one per sample of x), got shape "
+                             f"{arr.shape}")
+        return arr
+
+    def _batches(self, x, y, lengths, batch_size, order):
+        """(xb, yb, lb) per batch, each cut to its longest sequence."""
+        for i in range(0, len(order), batch_size):
+            idx = order[i:i + batch_size]
+            xb = x[idx]
+            yb = None if y is None else y[idx]
+            lb = None if lengths is None else lengths[idx]
+            if lb is not None:
+                T = int(lb.max())
+                if T < xb.shape[1]:
+                    if yb is not None and self.sequence_output and \
+                            not isinstance(self.loss, _losses.CTC) and \
+                            yb.ndim >= 2 and yb.shape[1] == xb.shape[1]:
+                        yb = yb[:, :T]
+                    xb = xb[:, :T]
+            yield xb, yb, lb
+
+    def _loss_lengths(self, lb):
+        return lb if self.sequence_output else None
+
+    def _clip(self):
+        """Global-norm clipping; False when the gradient norm is not finite
+        (the step is then skipped, so one bad batch cannot poison the weights)."""
+        if self.clip_norm is None:
+            return True
+        norm = _optim.clip_grad_norm([g for _, _, g in self.parameters()], self.clip_norm)
+        if not math.isfinite(norm):
+            self.skipped_steps = getattr(self, "skipped_steps", 0) + 1
+            return False
+        return True
+
+    def _update(self):
+        if self._clip():
+            self.optimizer.step()
+
+    def _train_batch(self, xb, yb, lb, bptt):
+        if not bptt or xb.shape[1] <= bptt:
+            self.zero_grad()
+            out = self.forward(xb, lb)
+            value = self.loss.forward(out, yb, lengths=self._loss_lengths(lb))
+            self.backward(self.loss.backward())
+            self._update()
+            return value, out
+        # truncated BPTT: windows of `bptt` steps, recurrent states carried
+        # across windows (their gradient is cut at the boundary)
+        T = xb.shape[1]
+        states, total, weight = None, 0.0, 0
+        outs = []
+        for t0 in range(0, T, bptt):
+            xw = xb[:, t0:t0 + bptt]
+            yw = yb[:, t0:t0 + bptt]
+            lw = None
+            if lb is not None:
+                if int(lb.min()) <= t0:
+                    raise ValueError("bptt: every sequence of a batch must reach each "
+                                     "window (give equal lengths, or none, with bptt)")
+                lw = np.minimum(lb - t0, xw.shape[1])
+            self.zero_grad()
+            out = self.forward(xw, lw, states)
+            value = self.loss.forward(out, yw, lengths=self._loss_lengths(lw))
+            self.backward(self.loss.backward())
+            self._update()
+            states = [_copy_state(s) for s in self._final_states]
+            total += value * xw.shape[1]
+            weight += xw.shape[1]
+            outs.append(out)
+        return total / weight, np.concatenate(outs, axis=1)
+
+    def fit(self, x, y, lengths=None, epochs=1, batch_size=32, validation_data=None,
+            shuffle=True, seed=None, verbose=1, callbacks=None, bptt=None):
+        """Train; returns a History. `validation_data` is (x, y) or (x, y, lengths).
+        `bptt`: truncated backpropagation through time in windows of that many
+        steps, states carried across windows. Ctrl-C stops after the current
+        batch and returns the history so far (history.stopped_by='interrupted');
+        the model stays usable."""
+        self._check_compiled()
+        epochs = positive_int(epochs, "epochs", minimum=0)
+        batch_size = positive_int(batch_size, "batch_size")
+        if verbose not in (0, 1, 2):
+            raise ValueError(f"verbose: expected 0, 1 or 2, got {verbose!r}")
+        if bptt is not None:
+            bptt = positive_int(bptt, "bptt")
+        seed = check_seed(seed)
+        x, lengths = self._input(x, lengths)
+        y = self._targets(y, x.shape[0])
+        val = None
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+                raise TypeError("validation_data: expected (x, y) or (x, y, lengths)")
+            vx, vy = validation_data[0], validation_data[1]
+            vl = validation_data[2] if len(validation_data) == 3 else None
+            vx, vl = self._input(vx, vl)
+            val = (vx, self._targets(vy, vx.shape[0]), vl)
+        if seed is not None:
+            self._seed_layers(seed, weights=not self._trained and self.seed is None)
+        rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0]
+                                    if seed is not None else None)
+        cbs = []
+        for cb in callbacks or []:
+            if isinstance(cb, Callback):
+                cbs.append(cb)
+            elif hasattr(cb, "step") and hasattr(cb, "optimizer"):
+                cbs.append(LearningRateScheduler(cb))
+            else:
+                raise TypeError(f"callbacks: expected fr.Callback objects or schedules, "
+                                f"got {type(cb).__name__}")
+        n = x.shape[0]
+        steps = math.ceil(n / batch_size)
+        progress = _Progress(verbose, epochs, steps)
+        history = History()
+        self._trained = True
+        self.train()
+        for cb in cbs:
+            cb.on_train_begin(self)
+        try:
+            for epoch in range(epochs):
+                t0 = time.perf_counter()
+                order = rng.permutation(n) if shuffle else np.arange(n)
+                sums = {}
+                for i, (xb, yb, lb) in enumerate(self._batches(x, y, lengths, batch_size, order)):
+                    value, out = self._train_batch(xb, yb, lb, bptt)
+                    if not math.isfinite(value):
+                        sums.setdefault("nonfinite", 0)
+                    nb = xb.shape[0]
+                    sums["loss"] = sums.get("loss", 0.0) + value * nb
+                    sums["_n"] = sums.get("_n", 0) + nb
+                    for m in self.metrics:
+                        s, c = _METRICS[m](self.loss, out, yb, self._loss_lengths(lb))
+                        a, b = sums.get(m, (0.0, 0.0))
+                        sums[m] = (a + s, b + c)
+                    progress.batch(epoch, i, sums["loss"] / sums["_n"])
+                logs = {"loss": sums["loss"] / sums["_n"]}
+                for m in self.metrics:
+                    s, c = sums[m]
+                    logs[m] = s / c if c else float("nan")
+                if val is not None:
+                    vlogs = self._evaluate(*val, batch_size=batch_size)
+                    logs.update({f"val_{k}": v for k, v in vlogs.items()})
+                logs["lr"] = float(self.optimizer.lr)
+                history.append(epoch, logs)
+                progress.epoch_end(epoch, logs, time.perf_counter() - t0)
+                stop = False
+                for cb in cbs:
+                    if cb.on_epoch_end(self, epoch, logs):
+                        stop = True
+                        history.stopped_by = type(cb).__name__
+                if stop:
+                    break
+        except KeyboardInterrupt:
+            history.stopped_by = "interrupted"
+            if verbose:
+                sys.stdout.write("\nfit: interrupted; the model keeps the weights of the "
+                                 "last finished batch\n")
+        finally:
+            self._ctx = None
+            for l in self.layers:
+                l._ctx = None
+            for cb in cbs:
+                cb.on_train_end(self)
+            self.eval()
+        return history
+
+    def _evaluate(self, x, y, lengths, batch_size):
+        sums, n = {"loss": 0.0}, 0
+        metric_sums = {m: (0.0, 0.0) for m in self.metrics}
+        self.eval()
+        order = np.arange(x.shape[0])
+        for xb, yb, lb in self._batches(x, y, lengths, batch_size, order):
+            out = self._run(xb, lb, False)[0]
+            value = self.loss(out, yb, lengths=self._loss_lengths(lb))
+            sums["loss"] += value * xb.shape[0]
+            n += xb.shape[0]
+            for m in self.metrics:
+                s, c = _METRICS[m](self.loss, out, yb, self._loss_lengths(lb))
+                a, b = metric_sums[m]
+                metric_sums[m] = (a + s, b + c)
+        logs = {"loss": sums["loss"] / n}
+        for m, (s, c) in metric_sums.items():
+            logs[m] = s / c if c else float("nan")
+        return logs
+
+    def evaluate(self, x, y, lengths=None, batch_size=256):
+        """{"loss": ..., metric: ...} over the whole data, in inference mode."""
+        self._check_compiled()
+        batch_size = positive_int(batch_size, "batch_size")
+        x, lengths = self._input(x, lengths)
+        y = self._targets(y, x.shape[0])
+        training = self.training
+        try:
+            return self._evaluate(x, y, lengths, batch_size)
+        finally:
+            self.train(training)
+
+    def predict(self, x, lengths=None, batch_size=256):
+        """Outputs through the loss's output activation (class probabilities for
+        cross-entropy and CTC, sigmoid for binary cross-entropy, raw values for
+        MSE or before compile). Sequence outputs are (N, T, ...), zero at padding."""
+        batch_size = positive_int(batch_size, "batch_size")
+        x, lengths = self._input(x, lengths)
+        training = self.training
+        self.eval()
+        try:
+            outs = []
+            order = np.arange(x.shape[0])
+            T = x.shape[1] if x.ndim >= 2 else None
+            for xb, _, lb in self._batches(x, None, lengths, batch_size, order):
+                out = self._run(xb, lb, False)[0]
+                if self.loss is not None:
+                    out = self.loss.output_activation(out)
+                if self.sequence_output and lb is not None:
+                    out = out * step_mask(lb, out.shape[0], out.shape[1], out.dtype).reshape(
+                        (out.shape[0], out.shape[1]) + (1,) * (out.ndim - 2))
+                    if out.shape[1] < T:
+                        pad = np.zeros((out.shape[0], T - out.shape[1]) + out.shape[2:], out.dtype)
+                        out = np.concatenate([out, pad], axis=1)
+                outs.append(out)
+            return np.concatenate(outs, axis=0)
+        finally:
+            self.train(training)
+
+    # ---- description and files ---------------------------------------------------------
+    def summary(self, print_fn=print):
+        """A table of layers, their output sizes and parameter counts; printed
+        and returned."""
+        rows = [("#", "layer", "output (features)", "params")]
+        total = 0
+        for i, l in enumerate(self.layers):
+            count = sum(p.size for _, p, _ in l.parameters())
+            total += count
+            if is_recurrent(l):
+                outf = l.num_directions * l.hidden_size
+                desc = f"(B, T, {outf})"
+            elif isinstance(l, Embedding):
+                desc = f"(B, T, {l.embedding_dim})"
+            elif hasattr(l, "out_features"):
+                desc = f"(..., {l.out_features})"
+            elif getattr(l, "reduces_sequence", False):
+                desc = "(B, F)"
+            else:
+                desc = "same as input"
+            rows.append((str(i), repr(l) if len(repr(l)) < 60 else type(l).__name__,
+                         desc, f"{count:,}"))
+        widths = [max(len(r[c]) for r in rows) for c in range(4)]
+        line = "-" * (sum(widths) + 6)
+        text = [line] + [" ".join(r[c].ljust(widths[c]) for c in range(4)) for r in rows[:1]]
+        text += [line] + [" ".join(r[c].ljust(widths[c]) for c in range(4)) for r in rows[1:]]
+        text += [line, f"total parameters: {total:,} ({self.dtype.name})"]
+        if self.loss is not None:
+            text.append(f"loss: {self.loss.name}, optimizer: {type(self.optimizer).__name__}"
+                        + (f", clip_norm {self.clip_norm}" if self.clip_norm else ""))
+        out = "\n".join(text)
+        if print_fn is not None:
+            print_fn(out)
+        return out
+
+    def save(self, path, include_optimizer=True):
+        """Write the model (config, weights and optionally the optimizer state)
+        to one data-only file; fr.load reads it back."""
+        from .io import save_model
+        save_model(self, path, include_optimizer=include_optimizer)
+
+    def __repr__(self):
+        inner = ",\n  ".join(repr(l) for l in self.layers)
+        return f"Sequential([\n  {inner}\n])"
+
+
+def _copy_state(s):
+    if s is None:
+        return None
+    if isinstance(s, tuple):
+        return tuple(a.copy() for a in s)
+    return s.copy()

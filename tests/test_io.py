@@ -1,0 +1,179 @@
+"""Model files: exact round trips, resumed training, and hostile or broken
+files refused with a clear error, never running code."""
+import io
+import json
+import pickle
+import zipfile
+
+import numpy as np
+import pytest
+
+import fastrnn as fr
+
+
+def trained_model():
+    rng = np.random.default_rng(0)
+    X = rng.integers(1, 10, size=(32, 7))
+    L = rng.integers(1, 8, size=32)
+    y = (X[:, 0] > 5).astype(np.int64)
+    m = fr.Sequential([fr.Embedding(10, 4, padding_idx=0),
+                       fr.GRU(4, 6, batch_first=True, bidirectional=True, num_layers=2,
+                              dropout=0.1),
+                       fr.MeanPooling(), fr.Dropout(0.2), fr.Dense(12, 8, activation="relu"),
+                       fr.Dense(8, 2)], seed=0)
+    m.compile(loss="cross_entropy", optimizer=fr.optim.Adam(lr=0.01), clip_norm=1.0,
+              metrics=["accuracy"])
+    m.fit(X, y, lengths=L, epochs=2, batch_size=8, seed=0, verbose=0)
+    return m, X, y, L
+
+
+def test_round_trip_exact(tmp_path):
+    m, X, y, L = trained_model()
+    path = tmp_path / "m.fastrnn"
+    m.save(path)
+    m2 = fr.load(path)
+    np.testing.assert_array_equal(m.predict(X, lengths=L), m2.predict(X, lengths=L))
+    assert m2.loss.name == "cross_entropy" and m2.clip_norm == 1.0
+    assert m2.metrics == ["accuracy"]
+    assert m2.evaluate(X, y, lengths=L) == m.evaluate(X, y, lengths=L)
+    with zipfile.ZipFile(path) as zf:
+        names = zf.namelist()
+        assert "config.json" in names and all(n.endswith(".npy") for n in names if n != "config.json")
+        json.loads(zf.read("config.json"))
+
+
+def test_resumed_training_continues_identically(tmp_path):
+    m, X, y, L = trained_model()
+    path = tmp_path / "m.fastrnn"
+    m.save(path)
+    m2 = fr.load(path)
+    for mm in (m, m2):
+        mm.fit(X, y, lengths=L, epochs=1, batch_size=8, seed=7, verbose=0)
+    for (n, p, _), (_, q, _) in zip(m.parameters(), m2.parameters()):
+        np.testing.assert_array_equal(p, q, err_msg=n)
+
+
+def test_every_layer_kind_round_trips(tmp_path):
+    m = fr.Sequential([fr.LSTM(3, 5, batch_first=True, num_layers=2), fr.Activation("tanh"),
+                       fr.RNN(5, 4, nonlinearity="relu", batch_first=True),
+                       fr.AttentionPooling(4, 2), fr.Dense(4, 1, bias=False)], seed=3)
+    x = np.random.default_rng(1).standard_normal((4, 6, 3)).astype(np.float32)
+    m.save(tmp_path / "a.fastrnn")
+    m2 = fr.load(tmp_path / "a.fastrnn")
+    np.testing.assert_array_equal(m(x), m2(x))
+    assert m2.loss is None
+    for a, b in ((fr.MaxPooling(), fr.LastStep()),):
+        s = fr.Sequential([fr.GRU(3, 2, batch_first=True), a])
+        s.save(tmp_path / "b.fastrnn")
+        np.testing.assert_array_equal(fr.load(tmp_path / "b.fastrnn")(x), s(x))
+
+
+def _saved_bytes():
+    m, *_ = trained_model()
+    buf = io.BytesIO()
+    path = "/tmp/_fastrnn_io_test.fastrnn"
+    m.save(path)
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _rewrite(data, edit):
+    """A copy of the archive with members changed by edit(dict name -> bytes)."""
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        members = {n: zf.read(n) for n in zf.namelist()}
+    edit(members)
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as zf:
+        for n, b in members.items():
+            zf.writestr(n, b)
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def good():
+    return _saved_bytes()
+
+
+def test_load_from_bytes(good):
+    assert isinstance(fr.load(good), fr.Sequential)
+
+
+def test_truncated_and_garbage_files_refused(good, tmp_path):
+    for cut in (0, 10, len(good) // 3, len(good) - 30):
+        with pytest.raises(ValueError, match="fr.load"):
+            fr.load(good[:cut])
+    with pytest.raises(ValueError, match="not a fastrnn model"):
+        fr.load(b"hello world" * 10)
+    p = tmp_path / "x.fastrnn"
+    p.write_bytes(pickle.dumps({"a": 1}))
+    with pytest.raises(ValueError, match="not a fastrnn model"):
+        fr.load(p)
+    with pytest.raises(FileNotFoundError):
+        fr.load(tmp_path / "missing.fastrnn")
+
+
+class _Boom:
+    def __reduce__(self):
+        return (exec, ("raise SystemExit('code ran')",))
+
+
+def test_pickle_bearing_array_refused(good):
+    def edit(members):
+        name = next(n for n in members if n.startswith("arrays/model/"))
+        buf = io.BytesIO()
+        np.save(buf, np.array([_Boom()], dtype=object), allow_pickle=True)
+        members[name] = buf.getvalue()
+    with pytest.raises(ValueError, match="dtype object|not allowed|config says"):
+        fr.load(_rewrite(good, edit))
+
+
+def test_path_tricks_and_extra_members_refused(good):
+    for bad in ("../evil.npy", "/abs.npy", "arrays/../../x.npy", "script.py"):
+        with pytest.raises(ValueError, match="unexpected member"):
+            fr.load(_rewrite(good, lambda m, bad=bad: m.__setitem__(bad, b"x")))
+
+
+def test_config_tampering_refused(good):
+    def cfg_edit(fn):
+        def edit(members):
+            c = json.loads(members["config.json"])
+            fn(c)
+            members["config.json"] = json.dumps(c).encode()
+        return _rewrite(good, edit)
+    with pytest.raises(ValueError, match="unknown layer class"):
+        fr.load(cfg_edit(lambda c: c["layers"][0].__setitem__("class", "os.system")))
+    with pytest.raises(ValueError, match="newer"):
+        fr.load(cfg_edit(lambda c: c.__setitem__("format_version", 99)))
+    with pytest.raises(ValueError, match="bad config"):
+        fr.load(cfg_edit(lambda c: c["layers"][1]["config"].__setitem__("hidden_size", -3)))
+    with pytest.raises(ValueError, match="bad argument names|bad config"):
+        fr.load(cfg_edit(lambda c: c["layers"][0]["config"].__setitem__("__class__", 1)))
+    key = "model/0.weight"
+    with pytest.raises(ValueError, match="config says|more than"):
+        fr.load(cfg_edit(lambda c: c["arrays"][key].__setitem__("shape", [3, 3])))
+    with pytest.raises(ValueError, match="dtype"):
+        fr.load(cfg_edit(lambda c: c["arrays"][key].__setitem__("dtype", "object")))
+    with pytest.raises(ValueError, match="missing"):
+        fr.load(cfg_edit(lambda c: c["arrays"].__setitem__("model/9.weight",
+                                                           {"dtype": "float32", "shape": [1]})))
+    with pytest.raises(ValueError, match="JSON"):
+        fr.load(_rewrite(good, lambda m: m.__setitem__("config.json", b"{not json")))
+
+
+def test_oversized_member_refused(good):
+    def edit(members):
+        name = next(n for n in members if n.startswith("arrays/model/"))
+        members[name] = members[name] + b"\0" * 100_000
+    with pytest.raises(ValueError, match="more than|larger"):
+        fr.load(_rewrite(good, edit))
+
+
+def test_wrong_dtype_array_refused(good):
+    def edit(members):
+        name = "arrays/model/0.weight.npy"
+        arr = np.load(io.BytesIO(members[name]))
+        buf = io.BytesIO()
+        np.save(buf, arr.astype(np.float64))
+        members[name] = buf.getvalue()
+    with pytest.raises(ValueError, match="config says|more than"):
+        fr.load(_rewrite(good, edit))
