@@ -1,4 +1,5 @@
-"""Build of fastrnn's C kernels (src/) and Cython boundary (fastrnn/_core.pyx).
+"""Build of fastrnn's C kernels (src/) and Cython boundaries (fastrnn/_core.pyx,
+fastrnn/_reg.pyx).
 
 BLAS is not linked: the kernels call the sgemm/dgemm that SciPy exports through
 scipy.linalg.cython_blas. OpenMP is used when the compiler supports it; without
@@ -56,4 +57,18 @@ ext = Extension(
     extra_link_args=omp_l,
 )
 
-setup(ext_modules=cythonize([ext], compiler_directives={"language_level": 3}))
+# Regularized cells (zoneout, recurrent dropout, layer-normalized LSTM). A
+# separate module that compiles rnn.c (for its GEMMs; rnn.c needs rnn_fast.c)
+# into its own copy, registered by fastrnn/_reg.pyx at import.
+ext_reg = Extension(
+    "fastrnn._reg",
+    sources=["fastrnn/_reg.pyx", "src/rnn_reg.c", "src/rnn.c", "src/rnn_fast.c"],
+    depends=["src/fastrnn.h", "src/rnn_reg.h", "src/rnn_reg_impl.h",
+             "src/rnn_internal.h", "src/rnn_impl.h", "src/rnn_fast.h"],
+    include_dirs=["src", numpy.get_include()],
+    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+    extra_compile_args=extra_compile,
+    extra_link_args=omp_l,
+)
+
+setup(ext_modules=cythonize([ext, ext_reg], compiler_directives={"language_level": 3}))
