@@ -57,14 +57,14 @@ ext = Extension(
     extra_link_args=omp_l,
 )
 
-# Regularized cells (zoneout, recurrent dropout, layer-normalized LSTM). A
-# separate module that compiles rnn.c (for its GEMMs; rnn.c needs rnn_fast.c)
-# into its own copy, registered by fastrnn/_reg.pyx at import.
+# Regularized cells (zoneout, recurrent dropout, layer-normalized LSTM): a
+# separate module whose kernels call _core's GEMMs and BLAS thread pin through
+# pointers it takes from fastrnn._core at import (src/rnn_internal.h).
 ext_reg = Extension(
     "fastrnn._reg",
-    sources=["fastrnn/_reg.pyx", "src/rnn_reg.c", "src/rnn.c", "src/rnn_fast.c"],
+    sources=["fastrnn/_reg.pyx", "src/rnn_reg.c"],
     depends=["src/fastrnn.h", "src/rnn_reg.h", "src/rnn_reg_impl.h",
-             "src/rnn_internal.h", "src/rnn_impl.h", "src/rnn_fast.h"],
+             "src/rnn_internal.h"],
     include_dirs=["src", numpy.get_include()],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     extra_compile_args=extra_compile,

@@ -8,33 +8,37 @@ outputs, caches and scratch, releases the GIL once around a whole call and maps
 status codes to exceptions. Users never call it: fastrnn's layers validate
 their input first and loop over layers and directions.
 
-This is a separate extension module from fastrnn._core with its own copy of
-rnn.c's GEMM state, so it registers SciPy's BLAS itself at import (and the
-BLAS thread-count functions through register_blas_threads, as _core does).
+This is a separate extension module; its kernels call fastrnn._core's GEMMs
+and BLAS thread pin (rnn.c, src/rnn_internal.h), whose addresses it takes from
+_core at import, so the BLAS registration and the thread pin (set up by
+fastrnn._threads) are those of _core: one BLAS state for the library.
 """
 from libc.stdint cimport int64_t
 from libc.stdlib cimport malloc, free
 cimport numpy as cnp
 import numpy as np
-from scipy.linalg.cython_blas cimport sgemm, dgemm
+
+from . import _core
 
 cnp.import_array()
 
 cdef extern from "fastrnn.h" nogil:
     int FR_OK, FR_EINVAL, FR_ENOBLAS, FR_ETOOBIG
-    ctypedef void (*fr_sgemm_fn)(char *, char *, int *, int *, int *, float *,
-                                 float *, int *, float *, int *, float *,
-                                 float *, int *) noexcept nogil
-    ctypedef void (*fr_dgemm_fn)(char *, char *, int *, int *, int *, double *,
-                                 double *, int *, double *, int *, double *,
-                                 double *, int *) noexcept nogil
-    void fr_set_blas(fr_sgemm_fn s, fr_dgemm_fn d)
-    ctypedef void (*fr_blas_set_threads_fn)(int) noexcept nogil
-    ctypedef int (*fr_blas_get_threads_fn)() noexcept nogil
-    void fr_set_blas_threads_api(fr_blas_set_threads_fn set, fr_blas_get_threads_fn get)
+
+cdef extern from "rnn_internal.h" nogil:
+    ctypedef int (*fr_blas_enter_fn)() noexcept nogil
+    ctypedef void (*fr_blas_leave_fn)(int) noexcept nogil
+    ctypedef void (*fr_pgemm_f32_fn)(int, int, char, char, int64_t, int64_t, int64_t,
+                                     float, const float *, int64_t, const float *,
+                                     int64_t, float, float *, int64_t) noexcept nogil
+    ctypedef void (*fr_pgemm_f64_fn)(int, int, char, char, int64_t, int64_t, int64_t,
+                                     double, const double *, int64_t, const double *,
+                                     int64_t, double, double *, int64_t) noexcept nogil
 
 cdef extern from "rnn_reg.h" nogil:
     int FRR_LSTM, FRR_GRU, FRR_LNLSTM
+    int frr_set_internal(fr_blas_enter_fn enter, fr_blas_leave_fn leave,
+                         fr_pgemm_f32_fn pgemm_f32, fr_pgemm_f64_fn pgemm_f64)
     ctypedef struct frr_desc:
         int cell
         int64_t T, B, I_, H
@@ -69,19 +73,14 @@ cdef extern from "rnn_reg.h" nogil:
                          double *dx, int dx_accumulate, double *dh0, double *dc0,
                          double *const *dw, double *work)
 
-# BLAS comes from SciPy's own library, so threadpoolctl governs the same one.
-fr_set_blas(<fr_sgemm_fn>sgemm, <fr_dgemm_fn>dgemm)
+cdef size_t _a_enter, _a_leave, _a_g32, _a_g64
+_a_enter, _a_leave, _a_g32, _a_g64 = _core._internal_api()
+if frr_set_internal(<fr_blas_enter_fn><void *>_a_enter, <fr_blas_leave_fn><void *>_a_leave,
+                    <fr_pgemm_f32_fn><void *>_a_g32,
+                    <fr_pgemm_f64_fn><void *>_a_g64) != FR_OK:
+    raise ImportError("fastrnn._reg: fastrnn._core gave NULL internal functions")
 
 CELLS = {"LSTM": FRR_LSTM, "GRU": FRR_GRU, "LNLSTM": FRR_LNLSTM}
-
-
-def register_blas_threads(size_t set_addr, size_t get_addr):
-    """Give these kernels the BLAS's thread-count setter and getter (addresses
-    of C functions void(int) and int(void)); 0, 0 unregisters."""
-    if (set_addr == 0) != (get_addr == 0):
-        raise ValueError("register_blas_threads: give both addresses or neither")
-    fr_set_blas_threads_api(<fr_blas_set_threads_fn>set_addr,
-                            <fr_blas_get_threads_fn>get_addr)
 
 
 def num_params(int cell):

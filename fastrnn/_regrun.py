@@ -23,23 +23,7 @@ backward() works in eval mode too.
 import numpy as np
 
 from . import _reg
-from ._threads import _scipy_openblas, get_num_threads
-
-
-def _register_blas_threads():
-    # _reg is its own extension module with its own copy of rnn.c's state:
-    # give it the BLAS thread-count functions as fastrnn._threads gives _core.
-    import os
-    if os.environ.get("FASTRNN_NO_BLAS_PIN"):
-        return False
-    found = _scipy_openblas()
-    if found is None:
-        return False
-    _reg.register_blas_threads(*found)
-    return True
-
-
-BLAS_PINNED = _register_blas_threads()
+from ._threads import get_num_threads
 
 
 class _RegCtx:

@@ -204,8 +204,6 @@ int64_t fr_backward_work_len(const fr_desc *d)
 /* ---- internal helpers for sibling kernel files (rnn_internal.h) ---- */
 #include "rnn_internal.h"
 
-int fr_have_sgemm(void) { return fr_sgemm != NULL; }
-int fr_have_dgemm(void) { return fr_dgemm != NULL; }
 int fr_blas_enter(void) { return blas_enter(); }
 void fr_blas_leave(int pinned) { blas_leave(pinned); }
 

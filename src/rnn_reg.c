@@ -1,7 +1,8 @@
 /* fastrnn regularized kernels (zoneout, recurrent dropout, layer-normalized
  * LSTM): shared helpers, then the float32 and float64 kernels instantiated
  * from one source (rnn_reg_impl.h). See rnn_reg.h for the API and equations.
- * The GEMMs and the BLAS thread pinning are rnn.c's (rnn_internal.h). */
+ * The GEMMs and the BLAS thread pinning are rnn.c's (rnn_internal.h), called
+ * through the pointers frr_set_internal receives. */
 #include <limits.h>
 #include <math.h>
 #include <stddef.h>
@@ -11,11 +12,26 @@
 #include <omp.h>
 #endif
 #include "rnn_reg.h"
-#include "rnn_internal.h"
 
 /* Below this many elements a parallel pass runs on one thread: waking the
  * OpenMP team costs more than the work. */
 #define FRR_PAR_MIN 16384
+
+static fr_blas_enter_fn frr_blas_enter = NULL;
+static fr_blas_leave_fn frr_blas_leave = NULL;
+static fr_pgemm_f32_fn frr_pgemm_f32 = NULL;
+static fr_pgemm_f64_fn frr_pgemm_f64 = NULL;
+
+int frr_set_internal(fr_blas_enter_fn enter, fr_blas_leave_fn leave,
+                     fr_pgemm_f32_fn pgemm_f32, fr_pgemm_f64_fn pgemm_f64)
+{
+    if (!enter || !leave || !pgemm_f32 || !pgemm_f64) return FR_EINVAL;
+    frr_blas_enter = enter;
+    frr_blas_leave = leave;
+    frr_pgemm_f32 = pgemm_f32;
+    frr_pgemm_f64 = pgemm_f64;
+    return FR_OK;
+}
 
 int frr_num_gates(int cell)
 {
@@ -101,8 +117,7 @@ int64_t frr_backward_work_len(const frr_desc *d)
 #define EXP expf
 #define TANH tanhf
 #define SQRT sqrtf
-#define PGEMM fr_pgemm_f32
-#define HAVE_GEMM fr_have_sgemm
+#define PGEMM frr_pgemm_f32
 #include "rnn_reg_impl.h"
 #undef REAL
 #undef FN
@@ -110,7 +125,6 @@ int64_t frr_backward_work_len(const frr_desc *d)
 #undef TANH
 #undef SQRT
 #undef PGEMM
-#undef HAVE_GEMM
 
 /* ---- float64 ---- */
 #define REAL double
@@ -118,8 +132,7 @@ int64_t frr_backward_work_len(const frr_desc *d)
 #define EXP exp
 #define TANH tanh
 #define SQRT sqrt
-#define PGEMM fr_pgemm_f64
-#define HAVE_GEMM fr_have_dgemm
+#define PGEMM frr_pgemm_f64
 #include "rnn_reg_impl.h"
 #undef REAL
 #undef FN
@@ -127,4 +140,3 @@ int64_t frr_backward_work_len(const frr_desc *d)
 #undef TANH
 #undef SQRT
 #undef PGEMM
-#undef HAVE_GEMM

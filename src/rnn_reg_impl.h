@@ -1,8 +1,8 @@
 /*
  * Body of the regularized kernels (rnn_reg.h), included twice by rnn_reg.c:
  * REAL=float (FN suffix _f32) and REAL=double (_f64).
- * Needs: REAL, FN(name), EXP, TANH, SQRT, PGEMM (rnn.c's row-chunked GEMM),
- * HAVE_GEMM. Equations, shapes and buffer layouts: see rnn_reg.h.
+ * Needs: REAL, FN(name), EXP, TANH, SQRT, PGEMM (pointer to rnn.c's
+ * row-chunked GEMM), frr_blas_enter / frr_blas_leave (pointers, rnn_reg.c). Equations, shapes and buffer layouts: see rnn_reg.h.
  *
  * Forward (haste's plan): Xp = bias + x W_ih^T as one GEMM over all T*B rows
  * (LNLSTM: Xp = LN(x W_ih^T), normalized row by row), then per step one
@@ -498,15 +498,15 @@ int FN(frr_forward)(const frr_desc *d, const REAL *x, const REAL *const *w,
 {
     int st = frr_check_desc(d);
     if (st != FR_OK) return st;
-    if (!HAVE_GEMM()) return FR_ENOBLAS;
+    if (PGEMM == NULL || frr_blas_enter == NULL) return FR_ENOBLAS;
     if (!x || !y || !hn || !work || ldy < d->H) return FR_EINVAL;
     if ((st = FN(rr_check_params)(d, w)) != FR_OK) return st;
     if (d->cell != FRR_GRU && !cn) return FR_EINVAL;
     if (!cache && (zmask || rmask)) return FR_EINVAL; /* masks are for training */
-    const int pinned = fr_blas_enter();
+    const int pinned = frr_blas_enter();
     FN(rr_forward)(d, x, w, h0, d->cell == FRR_GRU ? NULL : c0, zmask, rmask,
                    y, ldy, hn, cn, cache, work, pinned);
-    fr_blas_leave(pinned);
+    frr_blas_leave(pinned);
     return FR_OK;
 }
 
@@ -518,16 +518,16 @@ int FN(frr_backward)(const frr_desc *d, const REAL *x, const REAL *const *w,
 {
     int st = frr_check_desc(d);
     if (st != FR_OK) return st;
-    if (!HAVE_GEMM()) return FR_ENOBLAS;
+    if (PGEMM == NULL || frr_blas_enter == NULL) return FR_ENOBLAS;
     if (!x || !cache || !dy || !dx || !work || ldy < d->H) return FR_EINVAL;
     if ((st = FN(rr_check_params)(d, w)) != FR_OK) return st;
     if ((st = FN(rr_check_params)(d, (const REAL *const *)dw)) != FR_OK) return st;
     if ((w[2] == NULL) != (dw[2] == NULL)) return FR_EINVAL;
-    const int pinned = fr_blas_enter();
+    const int pinned = frr_blas_enter();
     FN(rr_backward)(d, x, w, zmask, rmask, cache, dy, ldy, dhn,
                     d->cell == FRR_GRU ? NULL : dcn, dx, dx_accumulate, dh0,
                     d->cell == FRR_GRU ? NULL : dc0, dw, work, pinned);
-    fr_blas_leave(pinned);
+    frr_blas_leave(pinned);
     return FR_OK;
 }
 

@@ -712,3 +712,30 @@ def test_kernel_boundary_checks():
         dw = [np.zeros_like(a) if a is not None else None for a in w]
         _reg.backward(lnl, x, w, dw, None, None, None, False, cache[:-1], y, 0,
                       None, None, None, False, False, 1)
+
+
+def test_threads_mixing_plain_and_regularized_layers():
+    """_reg runs on _core's GEMMs and BLAS thread pin: plain and regularized
+    kernels in parallel Python threads give the bits of a serial run and leave
+    the BLAS's thread count as it was."""
+    from concurrent.futures import ThreadPoolExecutor
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from fastrnn import _threads
+
+    def blas_threads():
+        return [i["num_threads"] for i in threadpoolctl.threadpool_info()
+                if i["internal_api"] == "openblas" and "64_" not in i["filepath"]]
+
+    layers = [fr.LSTM(16, 32, seed=0), fr.LayerNormLSTM(16, 32, zoneout=0.1, seed=1),
+              fr.GRU(16, 32, recurrent_dropout=0.2, seed=2)]
+    x = np.random.default_rng(0).standard_normal((6, 4, 16)).astype(np.float32)
+    jobs = [layers[i % 3] for i in range(12)]
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        before = blas_threads()
+        serial = [lay(x)[0] for lay in jobs]
+        with ThreadPoolExecutor(4) as pool:
+            got = list(pool.map(lambda lay: lay(x)[0], jobs))
+        if _threads.BLAS_PINNED:
+            assert blas_threads() == before
+    for a, b in zip(serial, got):
+        assert a.tobytes() == b.tobytes()
