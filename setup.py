@@ -1,5 +1,5 @@
 """Build of fastrnn's C kernels (src/) and Cython boundaries (fastrnn/_core.pyx,
-fastrnn/_losses.pyx).
+fastrnn/_losses.pyx, fastrnn/_reg.pyx).
 
 BLAS is not linked: the kernels call the sgemm/dgemm that SciPy exports through
 scipy.linalg.cython_blas. OpenMP is used when the compiler supports it; without
@@ -68,4 +68,19 @@ ext_losses = Extension(
     extra_link_args=omp_l,
 )
 
-setup(ext_modules=cythonize([ext, ext_losses], compiler_directives={"language_level": 3}))
+# Regularized cells (zoneout, recurrent dropout, layer-normalized LSTM): a
+# separate module whose kernels call _core's GEMMs and BLAS thread pin through
+# pointers it takes from fastrnn._core at import (src/rnn_internal.h).
+ext_reg = Extension(
+    "fastrnn._reg",
+    sources=["fastrnn/_reg.pyx", "src/rnn_reg.c"],
+    depends=["src/fastrnn.h", "src/rnn_reg.h", "src/rnn_reg_impl.h",
+             "src/rnn_internal.h"],
+    include_dirs=["src", numpy.get_include()],
+    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+    extra_compile_args=extra_compile,
+    extra_link_args=omp_l,
+)
+
+setup(ext_modules=cythonize([ext, ext_losses, ext_reg],
+                            compiler_directives={"language_level": 3}))

@@ -1,4 +1,5 @@
-"""fastrnn: fast CPU recurrent layers (RNN, LSTM, GRU) with PyTorch semantics.
+"""fastrnn: fast CPU recurrent layers (RNN, LSTM, GRU) with PyTorch semantics,
+plus a layer-normalized LSTM and zoneout / recurrent dropout (fastrnn.regularized).
 
 The forward and backward passes are C kernels (OpenMP threads, BLAS GEMMs from
 SciPy) compiled through Cython, under a NumPy-first API.
@@ -11,11 +12,12 @@ from .io import load
 from .model import (Callback, EarlyStopping, History, LearningRateScheduler,
                     ModelCheckpoint, Sequential, pad_sequences)
 from .losses import ctc_beam_decode, ctc_greedy_decode
+from .regularized import LayerNormLSTM
 from .layers import (Activation, AttentionPooling, Dense, Dropout, Embedding, LastStep,
                      MaxPooling, MeanPooling)
 
 __version__ = "0.1.0"
-__all__ = ["RNN", "LSTM", "GRU", "from_torch", "set_num_threads", "get_num_threads",
+__all__ = ["RNN", "LSTM", "GRU", "LayerNormLSTM", "from_torch", "set_num_threads", "get_num_threads",
            "__version__", "Activation", "AttentionPooling", "Dense", "Dropout",
            "Embedding", "LastStep", "MaxPooling", "MeanPooling", "Sequential", "load",
            "pad_sequences", "losses", "optim", "Callback", "EarlyStopping", "ModelCheckpoint",

@@ -71,8 +71,27 @@ cdef extern from "fastrnn.h" nogil:
                         double *const *dw_ih, double *const *dw_hh,
                         double *const *db_ih, double *const *db_hh, double *work)
 
+cdef extern from "rnn_internal.h" nogil:
+    int fr_blas_enter()
+    void fr_blas_leave(int pinned)
+    void fr_pgemm_f32(int nt, int pinned, char ta, char tb, int64_t M, int64_t N,
+                      int64_t K, float alpha, const float *A, int64_t lda,
+                      const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
+    void fr_pgemm_f64(int nt, int pinned, char ta, char tb, int64_t M, int64_t N,
+                      int64_t K, double alpha, const double *A, int64_t lda,
+                      const double *B, int64_t ldb, double beta, double *C, int64_t ldc)
+
 # BLAS comes from SciPy's own library, so threadpoolctl governs the same one.
 fr_set_blas(<fr_sgemm_fn>sgemm, <fr_dgemm_fn>dgemm)
+
+
+def _internal_api():
+    """Addresses of rnn.c's fr_blas_enter, fr_blas_leave, fr_pgemm_f32 and
+    fr_pgemm_f64 (src/rnn_internal.h), for fastrnn._reg: the regularized
+    kernels use this module's GEMMs and BLAS thread pin, so the library has
+    one BLAS state."""
+    return (<size_t><void *>fr_blas_enter, <size_t><void *>fr_blas_leave,
+            <size_t><void *>fr_pgemm_f32, <size_t><void *>fr_pgemm_f64)
 
 CELLS = {"RNN_TANH": 0, "RNN_RELU": 1, "LSTM": 2, "GRU": 3}
 

@@ -5,13 +5,16 @@
     dx, dstate0 = layer.backward(dy, dstate)              # gradients
     y_t, state = layer.step(x_t, state)                   # streaming
 
-The arithmetic runs in the C kernels (src/), reached through fastrnn._core.
+The arithmetic runs in the C kernels (src/), reached through fastrnn._core;
+LSTM and GRU with zoneout or recurrent_dropout > 0 run the regularized kernels
+(src/rnn_reg.c, fastrnn._reg) through fastrnn._regrun instead.
 """
 import math
 
 import numpy as np
 
 from . import _core
+from ._regrun import RegularizedMixin, _RegCtx
 from ._threads import get_num_threads
 from ._validate import (as_dtype, lengths_array, positive_int, real_array,
                         state_array, to_numpy)
@@ -19,13 +22,26 @@ from ._validate import (as_dtype, lengths_array, positive_int, real_array,
 _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
 
 
-class _RNNBase:
+def _probability(value, name):
+    """A float in [0, 1)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name}: expected a float in [0, 1), got {value!r}")
+    value = float(value)
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"{name}: expected a probability in [0, 1), got {value}")
+    return value
+
+
+class _RNNBase(RegularizedMixin):
     """Common machinery of RNN, LSTM and GRU. Parameters live in `params`
-    (torch names and shapes), gradients in `grads` (same keys)."""
+    (torch names and shapes), gradients in `grads` (same keys).
+
+    zoneout / recurrent_dropout (LSTM, GRU, LayerNormLSTM): see
+    fastrnn._regrun; when both are 0 the plain torch-parity kernels run."""
 
     def __init__(self, mode, input_size, hidden_size, num_layers=1, bias=True,
                  batch_first=False, dropout=0.0, bidirectional=False,
-                 dtype="float32", seed=None):
+                 dtype="float32", seed=None, zoneout=0.0, recurrent_dropout=0.0):
         self.mode = mode
         self.input_size = positive_int(input_size, "input_size")
         self.hidden_size = positive_int(hidden_size, "hidden_size")
@@ -43,12 +59,14 @@ class _RNNBase:
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout: expected a probability in [0, 1), got {dropout}")
         self.dropout = dropout
+        self.zoneout = _probability(zoneout, "zoneout")
+        self.recurrent_dropout = _probability(recurrent_dropout, "recurrent_dropout")
         self.dtype = as_dtype(dtype)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
             raise TypeError(f"seed: expected an int or None, got {seed!r}")
         self.seed = seed
         self.num_directions = 2 if self.bidirectional else 1
-        self._cell = _core.CELLS[mode]
+        self._cell = _core.CELLS.get(mode)  # None: a regularized-only cell
         self.training = True
         self._ctx = None
 
@@ -118,6 +136,26 @@ class _RNNBase:
     def _is_lstm(self):
         return self.mode == "LSTM"
 
+    @property
+    def _regularized(self):
+        """Run the regularized kernels (zoneout or recurrent dropout on)."""
+        return self.zoneout > 0 or self.recurrent_dropout > 0
+
+    def get_config(self):
+        """The constructor's arguments as a JSON-able dict:
+        type(layer)(**layer.get_config()) builds the same layer."""
+        cfg = dict(input_size=self.input_size, hidden_size=self.hidden_size,
+                   num_layers=self.num_layers, bias=self.bias,
+                   batch_first=self.batch_first, dropout=self.dropout,
+                   bidirectional=self.bidirectional, dtype=self.dtype.name,
+                   seed=None if self.seed is None else int(self.seed))
+        if self.mode.startswith("RNN"):
+            cfg["nonlinearity"] = self.nonlinearity
+        else:
+            cfg["zoneout"] = self.zoneout
+            cfg["recurrent_dropout"] = self.recurrent_dropout
+        return cfg
+
     def train(self, mode=True):
         """Training mode: forward() applies inter-layer dropout."""
         self.training = bool(mode)
@@ -130,6 +168,9 @@ class _RNNBase:
         extra = ""
         if self.mode.startswith("RNN"):
             extra = f", nonlinearity={self.nonlinearity!r}"
+        if self.zoneout or self.recurrent_dropout:
+            extra += (f", zoneout={self.zoneout}, "
+                      f"recurrent_dropout={self.recurrent_dropout}")
         return (f"{type(self).__name__}({self.input_size}, {self.hidden_size}, "
                 f"num_layers={self.num_layers}, bias={self.bias}, "
                 f"batch_first={self.batch_first}, dropout={self.dropout}, "
@@ -226,6 +267,9 @@ class _RNNBase:
         lens = lengths_array(lengths, T, B)
         if lens is not None and bool(np.all(lens == T)):
             lens = None  # same semantics, no masking work
+        if self._regularized:
+            y, hn, cn, cache = self._reg_forward(xt, h0, c0, lens, training)
+            return xt, h0, c0, lens, None, y, hn, cn, cache
         mask = None
         if training and self.training and self.dropout > 0 and self.num_layers > 1:
             keep = 1.0 - self.dropout
@@ -248,6 +292,8 @@ class _RNNBase:
             x, state0, lengths, True, "state0")
         if xt is x or not xt.flags.owndata:
             xt = xt.copy()  # the caller's memory: it may change before backward()
+            if isinstance(cache, _RegCtx):
+                cache.inputs[0] = xt
         self._ctx = dict(x=xt, lengths=lens, mask=mask, cache=cache,
                          y_shape=y.shape, has_state=h0 is not None)
         return self._output(y, hn, cn)
@@ -283,10 +329,13 @@ class _RNNBase:
                     raise TypeError(f"dstate: one array of shape {shape} for "
                                     f"{type(self).__name__}")
                 dhn = state_array(dstate, "dstate", shape, self.dtype)
-        dx, dh0, dc0 = _core.backward(
-            self._plan("params"), self._plan("grads"), ctx["x"], ctx["mask"],
-            ctx["lengths"], ctx["cache"], dy, dhn, dcn, ctx["has_state"],
-            get_num_threads())
+        if isinstance(ctx["cache"], _RegCtx):
+            dx, dh0, dc0 = self._reg_backward(ctx["cache"], dy, dhn, dcn, ctx["has_state"])
+        else:
+            dx, dh0, dc0 = _core.backward(
+                self._plan("params"), self._plan("grads"), ctx["x"], ctx["mask"],
+                ctx["lengths"], ctx["cache"], dy, dhn, dcn, ctx["has_state"],
+                get_num_threads())
         self._ctx = None
         if self.batch_first:
             dx = np.ascontiguousarray(dx.transpose(1, 0, 2))
@@ -319,6 +368,8 @@ class _RNNBase:
             h0, c0 = (None, None) if state is None else state
         else:
             h0, c0 = state, None
+        if self._regularized:
+            return self._reg_step(xt, h0, c0)
         y, hn, cn, _ = _core.forward(self._plan("params"), xt, h0, c0, None, None,
                                      False, get_num_threads())
         return y[0], ((hn, cn) if self._is_lstm else hn)
@@ -354,20 +405,38 @@ class RNN(_RNNBase):
 
 
 class LSTM(_RNNBase):
-    """LSTM with torch's gates i, f, g, o."""
+    """LSTM with torch's gates i, f, g, o.
+
+    zoneout (p): in training each unit of h keeps its previous value with
+    probability p at each step (h_t = m*h_{t-1} + (1-m)*h~_t, m ~ Bernoulli(p), c unaffected);
+    in inference h_t = p*h_{t-1} + (1-p)*h~_t. recurrent_dropout (p): in
+    training one mask per (sequence, unit), fixed over time, multiplies h_{t-1}
+    before W_hh, scaled by 1/(1-p); none in inference. Both 0 (default): torch's
+    LSTM exactly. The masks come from the layer's seeded generator.
+    """
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True,
                  batch_first=False, dropout=0.0, bidirectional=False,
-                 dtype="float32", seed=None):
+                 dtype="float32", seed=None, zoneout=0.0, recurrent_dropout=0.0):
         super().__init__("LSTM", input_size, hidden_size, num_layers, bias,
-                         batch_first, dropout, bidirectional, dtype, seed)
+                         batch_first, dropout, bidirectional, dtype, seed,
+                         zoneout=zoneout, recurrent_dropout=recurrent_dropout)
 
 
 class GRU(_RNNBase):
-    """GRU with torch's gates r, z, n (b_hn inside the reset product)."""
+    """GRU with torch's gates r, z, n (b_hn inside the reset product).
+
+    zoneout (p): in training each unit of h keeps its previous value with
+    probability p at each step (h_t = m*h_{t-1} + (1-m)*h~_t, m ~ Bernoulli(p));
+    in inference h_t = p*h_{t-1} + (1-p)*h~_t. recurrent_dropout (p): in
+    training one mask per (sequence, unit), fixed over time, multiplies h_{t-1}
+    before W_hh, scaled by 1/(1-p); none in inference. Both 0 (default): torch's
+    GRU exactly. The masks come from the layer's seeded generator.
+    """
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True,
                  batch_first=False, dropout=0.0, bidirectional=False,
-                 dtype="float32", seed=None):
+                 dtype="float32", seed=None, zoneout=0.0, recurrent_dropout=0.0):
         super().__init__("GRU", input_size, hidden_size, num_layers, bias,
-                         batch_first, dropout, bidirectional, dtype, seed)
+                         batch_first, dropout, bidirectional, dtype, seed,
+                         zoneout=zoneout, recurrent_dropout=recurrent_dropout)

@@ -200,3 +200,23 @@ int64_t fr_backward_work_len(const fr_desc *d)
 #undef TANH
 #undef GEMM_PTR
 #undef FR_REAL_IS_FLOAT
+
+/* ---- internal helpers for sibling kernel files (rnn_internal.h) ---- */
+#include "rnn_internal.h"
+
+int fr_blas_enter(void) { return blas_enter(); }
+void fr_blas_leave(int pinned) { blas_leave(pinned); }
+
+void fr_pgemm_f32(int nt, int pinned, char ta, char tb, int64_t M, int64_t N,
+                  int64_t K, float alpha, const float *A, int64_t lda,
+                  const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
+{
+    pgemm_f32(nt, pinned, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void fr_pgemm_f64(int nt, int pinned, char ta, char tb, int64_t M, int64_t N,
+                  int64_t K, double alpha, const double *A, int64_t lda,
+                  const double *B, int64_t ldb, double beta, double *C, int64_t ldc)
+{
+    pgemm_f64(nt, pinned, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}

@@ -56,6 +56,8 @@ def test_resumed_training_continues_identically(tmp_path):
 def test_every_layer_kind_round_trips(tmp_path):
     m = fr.Sequential([fr.LSTM(3, 5, batch_first=True, num_layers=2), fr.Activation("tanh"),
                        fr.RNN(5, 4, nonlinearity="relu", batch_first=True),
+                       fr.LayerNormLSTM(4, 4, batch_first=True, zoneout=0.1),
+                       fr.GRU(4, 4, batch_first=True, recurrent_dropout=0.2),
                        fr.AttentionPooling(4, 2), fr.Dense(4, 1, bias=False)], seed=3)
     x = np.random.default_rng(1).standard_normal((4, 6, 3)).astype(np.float32)
     m.save(tmp_path / "a.fastrnn")

@@ -304,3 +304,23 @@ def test_summary_and_errors(capsys):
         fr.Sequential([fr.Dense(2, 2), fr.Dense(2, 2, dtype="float64")])
     with pytest.raises(ValueError, match="pooling"):
         fr.Sequential([fr.MeanPooling(), fr.LSTM(2, 2, batch_first=True)])
+
+
+def test_regularized_layers_train_reproducibly_in_a_model():
+    def run(threads):
+        fr.set_num_threads(threads)
+        try:
+            X, y, L = classify_data(n=48)
+            m = fr.Sequential([fr.Embedding(12, 6),
+                               fr.LayerNormLSTM(6, 8, batch_first=True, zoneout=0.1),
+                               fr.GRU(8, 8, batch_first=True, recurrent_dropout=0.2,
+                                      bidirectional=True),
+                               fr.MeanPooling(), fr.Dense(16, 2)])
+            m.compile(loss="cross_entropy", optimizer=fr.optim.Adam(lr=0.01))
+            h = m.fit(X, y, lengths=L, epochs=2, batch_size=8, seed=4, verbose=0)
+            return [p.tobytes() for _, p, _ in m.parameters()], h.history
+        finally:
+            fr.set_num_threads(None)
+    a, b = run(1), run(2)
+    assert a == b
+    assert a[1]["loss"][-1] < a[1]["loss"][0]

@@ -1,0 +1,142 @@
+/* fastrnn regularized kernels (zoneout, recurrent dropout, layer-normalized
+ * LSTM): shared helpers, then the float32 and float64 kernels instantiated
+ * from one source (rnn_reg_impl.h). See rnn_reg.h for the API and equations.
+ * The GEMMs and the BLAS thread pinning are rnn.c's (rnn_internal.h), called
+ * through the pointers frr_set_internal receives. */
+#include <limits.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#include "rnn_reg.h"
+
+/* Below this many elements a parallel pass runs on one thread: waking the
+ * OpenMP team costs more than the work. */
+#define FRR_PAR_MIN 16384
+
+static fr_blas_enter_fn frr_blas_enter = NULL;
+static fr_blas_leave_fn frr_blas_leave = NULL;
+static fr_pgemm_f32_fn frr_pgemm_f32 = NULL;
+static fr_pgemm_f64_fn frr_pgemm_f64 = NULL;
+
+int frr_set_internal(fr_blas_enter_fn enter, fr_blas_leave_fn leave,
+                     fr_pgemm_f32_fn pgemm_f32, fr_pgemm_f64_fn pgemm_f64)
+{
+    if (!enter || !leave || !pgemm_f32 || !pgemm_f64) return FR_EINVAL;
+    frr_blas_enter = enter;
+    frr_blas_leave = leave;
+    frr_pgemm_f32 = pgemm_f32;
+    frr_pgemm_f64 = pgemm_f64;
+    return FR_OK;
+}
+
+int frr_num_gates(int cell)
+{
+    switch (cell) {
+    case FRR_LSTM:
+    case FRR_LNLSTM: return 4;
+    case FRR_GRU: return 3;
+    default: return 0;
+    }
+}
+
+int frr_num_params(int cell)
+{
+    switch (cell) {
+    case FRR_LSTM:
+    case FRR_GRU: return 4;
+    case FRR_LNLSTM: return 7;
+    default: return 0;
+    }
+}
+
+int frr_check_desc(const frr_desc *d)
+{
+    if (d == NULL) return FR_EINVAL;
+    if (frr_num_gates(d->cell) == 0) return FR_EINVAL;
+    if (d->T < 1 || d->B < 1 || d->I_ < 1 || d->H < 1) return FR_EINVAL;
+    if (d->reverse != 0 && d->reverse != 1) return FR_EINVAL;
+    if (d->num_threads < 1) return FR_EINVAL;
+    if (!(d->zoneout >= 0.0 && d->zoneout <= 1.0)) return FR_EINVAL; /* NaN too */
+    const int64_t lim = INT_MAX;
+    if (d->T > lim || d->B > lim || d->I_ > lim || d->H > lim) return FR_ETOOBIG;
+    if (d->T * d->B > lim || (int64_t)4 * d->H > lim) return FR_ETOOBIG;
+    /* the largest buffers, (T,B,4H) several times and (T,B,I), stay inside int64 */
+    if (d->T * d->B > ((int64_t)1 << 60) / ((int64_t)16 * d->H + d->I_ + 8))
+        return FR_ETOOBIG;
+    if (d->lengths) {
+        for (int64_t b = 0; b < d->B; b++)
+            if (d->lengths[b] < 1 || d->lengths[b] > d->T) return FR_EINVAL;
+    }
+    return FR_OK;
+}
+
+int64_t frr_cache_len(const frr_desc *d)
+{
+    if (frr_check_desc(d) != FR_OK) return -1;
+    const int64_t T = d->T, B = d->B, H = d->H, TB = T * B;
+    const int64_t states = (T + 1) * B * H;
+    switch (d->cell) {
+    case FRR_LSTM: return TB * 4 * H + 2 * states;
+    case FRR_GRU: return TB * 4 * H + states;
+    default: return 3 * TB * 4 * H + TB * H + TB * 3 + 2 * states;
+    }
+}
+
+/* Forward scratch: Xp (T,B,G*H) unless it lives in the cache (training LSTM
+ * keeps it in the gate cache, training LNLSTM in nx), Gh (B,G*H), then h, c
+ * and hd (B,H). */
+int64_t frr_forward_work_len(const frr_desc *d, int training)
+{
+    if (frr_check_desc(d) != FR_OK) return -1;
+    const int64_t T = d->T, B = d->B, H = d->H;
+    const int64_t GX = (int64_t)frr_num_gates(d->cell) * H;
+    const int xp_in_work = !training || d->cell == FRR_GRU;
+    return (xp_in_work ? T * B * GX : 0) + B * GX + 3 * B * H;
+}
+
+/* Backward scratch: dG (T,B,G*H), a second (T,B,G*H) for GRU (recurrent
+ * side) and LNLSTM (gradient of the recurrent projection), dcn (T,B,H) for
+ * LNLSTM, the recurrent GEMM inputs hd (T,B,H), then dh, dh_direct, dc and
+ * the product dG W_hh (B,H). */
+int64_t frr_backward_work_len(const frr_desc *d)
+{
+    if (frr_check_desc(d) != FR_OK) return -1;
+    const int64_t T = d->T, B = d->B, H = d->H, TB = T * B;
+    const int64_t GX = (int64_t)frr_num_gates(d->cell) * H;
+    return TB * GX * (d->cell == FRR_LSTM ? 1 : 2) + (d->cell == FRR_LNLSTM ? TB * H : 0)
+           + TB * H + 4 * B * H;
+}
+
+/* ---- float32 ---- */
+#define REAL float
+#define FN(name) name##_f32
+#define EXP expf
+#define TANH tanhf
+#define SQRT sqrtf
+#define PGEMM frr_pgemm_f32
+#include "rnn_reg_impl.h"
+#undef REAL
+#undef FN
+#undef EXP
+#undef TANH
+#undef SQRT
+#undef PGEMM
+
+/* ---- float64 ---- */
+#define REAL double
+#define FN(name) name##_f64
+#define EXP exp
+#define TANH tanh
+#define SQRT sqrt
+#define PGEMM frr_pgemm_f64
+#include "rnn_reg_impl.h"
+#undef REAL
+#undef FN
+#undef EXP
+#undef TANH
+#undef SQRT
+#undef PGEMM
