@@ -19,13 +19,26 @@ from ._validate import (as_dtype, lengths_array, positive_int, real_array,
 _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
 
 
+def _clip_value(clip):
+    """None (no clamp) or a positive float: the ONNX `clip` bound of the gate
+    pre-activations."""
+    if clip is None:
+        return None
+    if isinstance(clip, bool) or not isinstance(clip, (int, float, np.integer, np.floating)):
+        raise TypeError(f"clip: expected None or a positive number, got {clip!r}")
+    clip = float(clip)
+    if not clip > 0:
+        raise ValueError(f"clip: expected None or a number > 0, got {clip}")
+    return None if math.isinf(clip) else clip
+
+
 class _RNNBase:
     """Common machinery of RNN, LSTM and GRU. Parameters live in `params`
     (torch names and shapes), gradients in `grads` (same keys)."""
 
     def __init__(self, mode, input_size, hidden_size, num_layers=1, bias=True,
                  batch_first=False, dropout=0.0, bidirectional=False,
-                 dtype="float32", seed=None):
+                 dtype="float32", seed=None, clip=None, linear_before_reset=True):
         self.mode = mode
         self.input_size = positive_int(input_size, "input_size")
         self.hidden_size = positive_int(hidden_size, "hidden_size")
@@ -47,6 +60,11 @@ class _RNNBase:
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
             raise TypeError(f"seed: expected an int or None, got {seed!r}")
         self.seed = seed
+        self.clip = _clip_value(clip)
+        if not isinstance(linear_before_reset, (bool, np.bool_)):
+            raise TypeError(f"linear_before_reset: expected a bool, got "
+                            f"{type(linear_before_reset).__name__} {linear_before_reset!r}")
+        self.linear_before_reset = bool(linear_before_reset)
         self.num_directions = 2 if self.bidirectional else 1
         self._cell = _core.CELLS[mode]
         self.training = True
@@ -100,11 +118,13 @@ class _RNNBase:
             self._plan_order = order
         arrays = [store[n] for n in order]
         plan = plans.get(which)
-        if plan is None or not plan.same(arrays):
+        lbr = int(self.linear_before_reset)
+        clip = self.clip or 0.0
+        if plan is None or not plan.same(arrays) or plan.gru_lbr != lbr or plan.clip != clip:
             w_ih, w_hh, b_ih, b_hh = self._lists(store)
             plan = _core.Plan(self._cell, w_ih, w_hh, b_ih, b_hh, self.input_size,
                               self.hidden_size, self.num_layers, self.num_directions,
-                              which == "grads")
+                              which == "grads", lbr, clip)
             plans[which] = plan
         return plan
 
@@ -124,6 +144,10 @@ class _RNNBase:
         extra = ""
         if self.mode.startswith("RNN"):
             extra = f", nonlinearity={self.nonlinearity!r}"
+        if not self.linear_before_reset:
+            extra += ", linear_before_reset=False"
+        if self.clip is not None:
+            extra += f", clip={self.clip!r}"
         return (f"{type(self).__name__}({self.input_size}, {self.hidden_size}, "
                 f"num_layers={self.num_layers}, bias={self.bias}, "
                 f"batch_first={self.batch_first}, dropout={self.dropout}, "
@@ -334,34 +358,47 @@ class _RNNBase:
 
 
 class RNN(_RNNBase):
-    """Elman RNN, h' = act(W_ih x + b_ih + W_hh h + b_hh), act tanh or relu."""
+    """Elman RNN, h' = act(W_ih x + b_ih + W_hh h + b_hh), act tanh or relu.
+
+    clip: None, or a bound c > 0: the pre-activation is clamped to [-c, c]
+    first (ONNX's `clip` attribute)."""
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh",
                  bias=True, batch_first=False, dropout=0.0, bidirectional=False,
-                 dtype="float32", seed=None):
+                 dtype="float32", seed=None, clip=None):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity: expected 'tanh' or 'relu', got {nonlinearity!r}")
         self.nonlinearity = nonlinearity
         super().__init__("RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU",
                          input_size, hidden_size, num_layers, bias, batch_first,
-                         dropout, bidirectional, dtype, seed)
+                         dropout, bidirectional, dtype, seed, clip)
 
 
 class LSTM(_RNNBase):
-    """LSTM with torch's gates i, f, g, o."""
+    """LSTM with torch's gates i, f, g, o.
+
+    clip: None, or a bound c > 0: the four gate pre-activations are clamped to
+    [-c, c] before their sigmoid/tanh (ONNX's `clip`; the cell state is not)."""
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True,
                  batch_first=False, dropout=0.0, bidirectional=False,
-                 dtype="float32", seed=None):
+                 dtype="float32", seed=None, clip=None):
         super().__init__("LSTM", input_size, hidden_size, num_layers, bias,
-                         batch_first, dropout, bidirectional, dtype, seed)
+                         batch_first, dropout, bidirectional, dtype, seed, clip)
 
 
 class GRU(_RNNBase):
-    """GRU with torch's gates r, z, n (b_hn inside the reset product)."""
+    """GRU with torch's gates r, z, n.
+
+    linear_before_reset=True (torch, the default): n = tanh(W_in x + b_in +
+    r * (W_hn h + b_hn)). False (ONNX linear_before_reset=0, Keras
+    reset_after=False): n = tanh(W_in x + b_in + W_hn (r * h) + b_hn); this
+    variant runs in the portable kernels (not the AVX2 fast path).
+    clip: None, or a bound c > 0 for the gate pre-activations (ONNX `clip`)."""
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True,
                  batch_first=False, dropout=0.0, bidirectional=False,
-                 dtype="float32", seed=None):
+                 dtype="float32", seed=None, linear_before_reset=True, clip=None):
         super().__init__("GRU", input_size, hidden_size, num_layers, bias,
-                         batch_first, dropout, bidirectional, dtype, seed)
+                         batch_first, dropout, bidirectional, dtype, seed, clip,
+                         linear_before_reset)
