@@ -341,6 +341,22 @@ class _RNNBase:
                                      False, get_num_threads())
         return y[0], ((hn, cn) if self._is_lstm else hn)
 
+    # ---- interchange ----------------------------------------------------------
+    def to_onnx(self, path=None, lengths=False, initial_state=False, opset=17):
+        """Export to ONNX (needs the onnx package): one ONNX RNN/LSTM/GRU node
+        per layer. Inputs "input" [, "lengths" (B,) int64] [, "h0"[, "c0"]],
+        outputs "output", "h_n"[, "c_n"]; written to `path` when given.
+        Returns the onnx.ModelProto. See fastrnn.onnx_io.export_layer."""
+        from .onnx_io import export_layer
+        return export_layer(self, path, lengths=lengths, initial_state=initial_state,
+                            opset=opset)
+
+    def to_torch(self):
+        """The equivalent torch.nn.RNN/LSTM/GRU with the weights copied (needs
+        torch). See fastrnn.interop.to_torch."""
+        from .interop import to_torch
+        return to_torch(self)
+
     def _state_ok(self, state, B):
         """Cheap test that a state is already exactly what the kernel takes
         (as step() returns it), so streaming skips the full conversion."""
