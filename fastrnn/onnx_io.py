@@ -112,12 +112,35 @@ def _load(source):
         raise ValueError(f"from_onnx: {what} is not a readable ONNX model "
                          f"({type(e).__name__}: {e})") from None
     try:
-        onnx.checker.check_model(model)
+        _check(model)
     except Exception as e:
         raise ValueError(f"from_onnx: {what} is not a valid ONNX model "
                          f"(onnx.checker: {str(e).strip().splitlines()[0] if str(e) else e})"
                          ) from None
     return model
+
+
+def _check(model):
+    """onnx.checker.check_model, forgiving one omission ONNX Runtime accepts:
+    graph inputs/outputs declared without a shape (onnx.helper's
+    make_tensor_value_info(name, type, None)). Those are checked on a copy
+    that declares them with an empty shape; every other finding stands."""
+    onnx = _require_onnx()
+    try:
+        onnx.checker.check_model(model)
+        return
+    except onnx.checker.ValidationError as e:
+        shapeless = [v for v in list(model.graph.input) + list(model.graph.output)
+                     if v.type.HasField("tensor_type")
+                     and not v.type.tensor_type.HasField("shape")]
+        if "shape" not in str(e) or not shapeless:
+            raise
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    for v in list(copy.graph.input) + list(copy.graph.output):
+        if v.type.HasField("tensor_type") and not v.type.tensor_type.HasField("shape"):
+            v.type.tensor_type.shape.SetInParent()
+    onnx.checker.check_model(copy)
 
 
 def _attrs(node):
