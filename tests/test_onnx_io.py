@@ -543,3 +543,19 @@ def test_import_error_without_onnx():
                          timeout=120)
     assert out.stdout.count("IMPORTERROR") == 2, out.stdout + out.stderr
     assert "pip install onnx" in out.stdout
+
+
+def test_float16_weights_refused_and_hidden_size_inferred():
+    model, feeds = rnn_model("GRU", 3, 2, 3, 4, lbr=1)
+    want = ort_run(model, feeds)[0]  # ONNX Runtime needs hidden_size; fastrnn reads it off R
+    node = model.graph.node[0]
+    kept = [a for a in node.attribute if a.name != "hidden_size"]
+    del node.attribute[:]
+    node.attribute.extend(kept)
+    m = fr.from_onnx(model)
+    assert m.layers[0].hidden_size == 4
+    close(m.run(None, feeds)[0], want)
+    for t in model.graph.initializer:
+        t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float16), t.name))
+    with pytest.raises(NotImplementedError, match="float16"):
+        fr.from_onnx(model)
