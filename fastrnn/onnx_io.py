@@ -785,19 +785,25 @@ class OnnxModel:
                 "from_onnx: operator(s) not supported by fastrnn's ONNX runner: "
                 + ", ".join(unsupported[:10]) + (" ..." if len(unsupported) > 10 else ""))
         # fold what depends on constants only, once; build the recurrent layers
+        # (graph inputs with an initializer as default, which old exporters
+        # write for every weight, count as constants here; feeding them later
+        # is refused once they were used)
         self.layers, self.layer_nodes, self._nodes = [], [], []
+        self._frozen = set()
         for n in nodes:
             if n.op in _RECURRENT:
                 n.rnn = _RecurrentNode(n, consts)
                 self.layers.append(n.rnn.layer)
                 self.layer_nodes.append(n.name)
                 self._nodes.append(n)
-            elif all((not x) or x in consts for x in n.inputs) and \
-                    (n.op != "Dropout" or len(n.outputs) == 1):
+                self._frozen.update(x for x in n.inputs[1:4] + n.inputs[7:8]
+                                    if x in self._defaults)
+            elif all((not x) or x in consts for x in n.inputs):
                 for name, v in zip(n.outputs, self._exec(n, [consts[x] if x else None
                                                              for x in n.inputs], consts)):
                     if name:
                         consts[name] = v
+                self._frozen.update(x for x in n.inputs if x in self._defaults)
             else:
                 self._nodes.append(n)
         self._consts = consts
@@ -861,6 +867,11 @@ class OnnxModel:
         missing = [k for k in self.input_names if k not in input_feed]
         if missing:
             raise ValueError(f"run: missing input(s) {missing}")
+        frozen = [k for k in input_feed if k in self._frozen]
+        if frozen:
+            raise ValueError(f"run: input(s) {frozen} have initializer defaults that "
+                             "fastrnn built into its layers or folded at load time; they "
+                             "cannot be fed")
         vals = dict(self._consts)
         for k, v in input_feed.items():
             vals[k] = self._feed(k, v)

@@ -264,7 +264,7 @@ def test_saved_functional_model_and_recurrent_only(tmp_path):
     close(hn[0], to_np(keras, model.layers[3](model.layers[2](emb))))
 
 
-def test_saved_file_read_without_keras(tmp_path):
+def test_saved_file_read_without_keras_and_h5py_hint(tmp_path):
     keras = keras_mod()
     pytest.importorskip("h5py")
     model = keras.Sequential([keras.Input((4, 3)), keras.layers.GRU(2)])
@@ -273,10 +273,14 @@ def test_saved_file_read_without_keras(tmp_path):
     code = ("import sys; sys.modules['keras'] = None\n"
             "import fastrnn as fr\n"
             f"ls = fr.from_keras({path!r})\n"
-            "print('LOADED', len(ls), 'keras' in sys.modules and sys.modules['keras'] is not None)")
+            "print('LOADED', len(ls), 'keras' in sys.modules and sys.modules['keras'] is not None)\n"
+            "sys.modules['h5py'] = None\n"
+            "try:\n    fr.from_keras(" + repr(path) + ")\n"
+            "except ImportError as e:\n    print('IMPORTERROR', e)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, cwd=os.path.dirname(os.path.dirname(__file__)))
     assert "LOADED 1 False" in out.stdout, out.stdout + out.stderr
+    assert "IMPORTERROR" in out.stdout and "pip install h5py" in out.stdout, out.stdout
 
 
 @pytest.mark.parametrize("make,match", [

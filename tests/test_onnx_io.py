@@ -559,3 +559,23 @@ def test_float16_weights_refused_and_hidden_size_inferred():
         t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float16), t.name))
     with pytest.raises(NotImplementedError, match="float16"):
         fr.from_onnx(model)
+
+
+def test_initializers_listed_as_inputs(tmp_path):
+    """keep_initializers_as_inputs=True (older exporters): weights are graph
+    inputs with defaults; they load, and feeding them is refused clearly."""
+    torch = pytest.importorskip("torch")
+    net = _Net.make("GRU", True, True, 1)
+    ids = torch.randint(0, 30, (2, 5))
+    path = str(tmp_path / "kiai.onnx")
+    torch.onnx.export(net, (ids,), path, dynamo=False, input_names=["ids"],
+                      output_names=["out"], keep_initializers_as_inputs=True, opset_version=14)
+    m = fr.from_onnx(path)
+    assert m.input_names == ["ids"]
+    with torch.no_grad():
+        want = net(ids).numpy()
+    close(m.run(None, {"ids": ids.numpy()})[0], want)
+    w = [i.name for i in onnx.load(path).graph.input if i.name != "ids"]
+    gru_w = [n for n in w if n in m._frozen][0]
+    with pytest.raises(ValueError, match="cannot be fed"):
+        m.run(None, {"ids": ids.numpy(), gru_w: np.zeros(1)})
