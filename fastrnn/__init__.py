@@ -5,7 +5,9 @@ The forward and backward passes are C kernels (OpenMP threads, BLAS GEMMs from
 SciPy) compiled through Cython, under a NumPy-first API.
 """
 from ._threads import get_num_threads, set_num_threads
-from .interop import from_torch
+from .interop import from_torch, to_torch
+from .keras_io import from_keras, from_keras_weights
+from .onnx_io import from_onnx
 from .recurrent import GRU, LSTM, RNN
 from . import losses, optim
 from .io import load
@@ -17,7 +19,8 @@ from .layers import (Activation, AttentionPooling, Dense, Dropout, Embedding, La
                      MaxPooling, MeanPooling)
 
 __version__ = "0.1.0"
-__all__ = ["RNN", "LSTM", "GRU", "LayerNormLSTM", "from_torch", "set_num_threads", "get_num_threads",
+__all__ = ["RNN", "LSTM", "GRU", "LayerNormLSTM", "from_torch", "to_torch", "from_onnx", "from_keras",
+           "from_keras_weights", "set_num_threads", "get_num_threads",
            "__version__", "Activation", "AttentionPooling", "Dense", "Dropout",
            "Embedding", "LastStep", "MaxPooling", "MeanPooling", "Sequential", "load",
            "pad_sequences", "losses", "optim", "Callback", "EarlyStopping", "ModelCheckpoint",

@@ -29,6 +29,8 @@ cdef extern from "fastrnn.h" nogil:
         int L, D
         int num_threads
         const int64_t *lengths
+        int gru_lbr
+        double clip
     void fr_set_blas(fr_sgemm_fn s, fr_dgemm_fn d)
     ctypedef void (*fr_blas_set_threads_fn)(int) noexcept nogil
     ctypedef int (*fr_blas_get_threads_fn)() noexcept nogil
@@ -163,17 +165,27 @@ cdef _PtrArray _ptrs(list arrays, str name, object dtype, list shapes, bint writ
 cdef class Plan:
     """A layer's L*D weight (or gradient) arrays, checked once, with their C
     pointer tables. Kernel calls reuse it while the arrays are the same
-    objects (fastrnn.recurrent rebuilds it when one is replaced)."""
-    cdef readonly int cell, input_size, H, L, D
+    objects (fastrnn.recurrent rebuilds it when one is replaced).
+
+    gru_lbr: 1 torch's GRU (default), 0 the reset-first GRU (ONNX
+    linear_before_reset=0); clip: 0 none, > 0 gate pre-activations clamped
+    to [-clip, clip] (ONNX clip). A forward/backward runs with the options of
+    the weights' plan."""
+    cdef readonly int cell, input_size, H, L, D, gru_lbr
+    cdef readonly double clip
     cdef readonly object dtype
     cdef readonly list arrays
     cdef readonly bint has_bias
     cdef _PtrArray pw, pr, pbw, pbr
 
     def __init__(self, int cell, list w_ih, list w_hh, b_ih, b_hh, int I, int H,
-                 int L, int D, bint writable=False):
+                 int L, int D, bint writable=False, int gru_lbr=1, double clip=0.0):
         if cell not in CELLS.values():
             raise ValueError(f"unknown cell kind {cell}")
+        if gru_lbr not in (0, 1):
+            raise ValueError(f"gru_lbr: expected 0 or 1, got {gru_lbr}")
+        if not clip >= 0:
+            raise ValueError(f"clip: expected a value >= 0 (0: none), got {clip}")
         if I < 1 or H < 1 or L < 1 or D not in (1, 2):
             raise ValueError("Plan: sizes must be >= 1 and D 1 or 2")
         K = L * D
@@ -189,6 +201,7 @@ cdef class Plan:
             raise TypeError(f"weights: expected float32 or float64, got {dt}")
         ih, hh, bs = _weight_shapes(cell, I, H, L, D)
         self.cell, self.input_size, self.H, self.L, self.D = cell, I, H, L, D
+        self.gru_lbr, self.clip = gru_lbr, clip
         self.dtype = dt
         self.has_bias = b_ih is not None
         self.pw = _ptrs(w_ih, "w_ih", dt, ih, writable)
@@ -220,7 +233,7 @@ cdef _raise_status(int st):
 
 
 cdef fr_desc _desc(int cell, object x, int L, int D, int H, object lengths,
-                   int num_threads) except *:
+                   int num_threads, int gru_lbr, double clip) except *:
     cdef fr_desc d
     if cell not in CELLS.values():
         raise ValueError(f"unknown cell kind {cell}")
@@ -235,6 +248,8 @@ cdef fr_desc _desc(int cell, object x, int L, int D, int H, object lengths,
     d.D = D
     d.num_threads = max(1, num_threads)
     d.lengths = NULL
+    d.gru_lbr = gru_lbr
+    d.clip = clip
     if lengths is not None:
         _check(lengths, "lengths", np.dtype(np.int64), (d.B,))
         d.lengths = <const int64_t *>_data(lengths)
@@ -260,7 +275,8 @@ def forward(Plan plan, x, h0, c0, dropmask, lengths, bint training, int num_thre
         raise ValueError("x: expected a 3-D (T, B, input_size) array")
     dt = plan.dtype
     _check(x, "x", dt, (x.shape[0], x.shape[1], plan.input_size))
-    cdef fr_desc d = _desc(plan.cell, x, plan.L, plan.D, plan.H, lengths, num_threads)
+    cdef fr_desc d = _desc(plan.cell, x, plan.L, plan.D, plan.H, lengths, num_threads,
+                              plan.gru_lbr, plan.clip)
     cdef int64_t T = d.T, B = d.B, H = d.H, K = d.L * d.D
     st_shape = (K, B, H)
     if h0 is not None:
@@ -333,7 +349,8 @@ def backward(Plan plan, Plan grads, x, dropmask, lengths, cache, dy, dhn, dcn,
     if grads.has_bias != plan.has_bias:
         raise ValueError("grads: bias gradients must match the weights' biases")
     _check(x, "x", dt, (x.shape[0], x.shape[1], plan.input_size))
-    cdef fr_desc d = _desc(plan.cell, x, plan.L, plan.D, plan.H, lengths, num_threads)
+    cdef fr_desc d = _desc(plan.cell, x, plan.L, plan.D, plan.H, lengths, num_threads,
+                              plan.gru_lbr, plan.clip)
     cdef int64_t T = d.T, B = d.B, H = d.H, K = d.L * d.D
     _check(cache, "cache", dt, (fr_cache_len(&d),))
     _check(dy, "dy", dt, (T, B, d.D * H))

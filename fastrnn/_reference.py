@@ -26,6 +26,13 @@ Cell equations (exactly torch's), with a = W_ih x + b_ih and b = W_hh h + b_hh:
     GRU       r = sig(a_r + b_r), z = sig(a_z + b_z)
               n = tanh(a_n + r*b_n)          (b_hn inside the reset product)
               h' = (1-z)*n + z*h
+    GRU with linear_before_reset=False (ONNX linear_before_reset=0, Keras
+    reset_after=False): r and z as above, then
+              n = tanh(a_n + W_hn (r*h) + b_hn)
+
+Clip (ONNX `clip` attribute, clip > 0): every gate pre-activation v (the
+argument of each sigmoid/tanh/relu above, not the LSTM cell state) is clamped
+to [-clip, clip] first; its gradient is 0 where v was outside.
 
 Variable lengths (what torch gives with pack_padded_sequence(enforce_sorted=
 False) and pad_packed_sequence): step t of sequence b is active iff
@@ -83,20 +90,50 @@ def _sigmoid(v):
 # and on the hidden side (dgh, (B,G*H)) together with the part of dh / dc that
 # does not go through W_hh. For RNN and LSTM dgi == dgh; for GRU they differ
 # only in the n block (r multiplies the hidden-side n pre-activation).
+# The weight gradient of W_hh is dgh^T @ hin, where hin is h_prev, except in
+# the n block of the reset-first GRU, where it is r*h_prev (cache["rh"]).
 # --------------------------------------------------------------------------
 
-def _cell_forward(mode, gi, gh, h, c):
-    """gi = W_ih x + b_ih, gh = W_hh h + b_hh, both (B,G*H)."""
+def _clip(v, clip):
+    """ONNX clip of a pre-activation: (clamped v, derivative mask)."""
+    if not clip:
+        return v, 1.0
+    return np.clip(v, -clip, clip), ((v >= -clip) & (v <= clip)).astype(v.dtype)
+
+
+def _cell_forward(mode, gi, h, c, w_hh, b_hh, lbr=True, clip=None):
+    """gi = W_ih x + b_ih (B,G*H); h, c the previous state."""
     H = h.shape[1]
+    if mode == "GRU" and not lbr:
+        # reset first: n = tanh(a_n + W_hn (r*h) + b_hn)
+        gh = h @ w_hh[:2 * H].T
+        if b_hh is not None:
+            gh = gh + b_hh[:2 * H]
+        r, mr = _clip(gi[:, :H] + gh[:, :H], clip)
+        z, mz = _clip(gi[:, H:2 * H] + gh[:, H:], clip)
+        r, z = _sigmoid(r), _sigmoid(z)
+        rh = r * h
+        ghn = rh @ w_hh[2 * H:].T
+        if b_hh is not None:
+            ghn = ghn + b_hh[2 * H:]
+        n, mn = _clip(gi[:, 2 * H:] + ghn, clip)
+        n = np.tanh(n)
+        hn = (1.0 - z) * n + z * h
+        return hn, None, {"r": r, "z": z, "n": n, "rh": rh, "h": h,
+                          "m": (mr, mz, mn)}
+    gh = h @ w_hh.T
+    if b_hh is not None:
+        gh = gh + b_hh
     if mode == "RNN_TANH":
-        hn = np.tanh(gi + gh)
-        return hn, None, {"hn": hn}
+        pre, m = _clip(gi + gh, clip)
+        hn = np.tanh(pre)
+        return hn, None, {"hn": hn, "m": m}
     if mode == "RNN_RELU":
-        pre = gi + gh
+        pre, m = _clip(gi + gh, clip)
         hn = np.maximum(pre, 0.0)
-        return hn, None, {"pre": pre}
+        return hn, None, {"pre": pre, "m": m}
     if mode == "LSTM":
-        pre = gi + gh
+        pre, m = _clip(gi + gh, clip)
         i = _sigmoid(pre[:, 0 * H:1 * H])
         f = _sigmoid(pre[:, 1 * H:2 * H])
         g = np.tanh(pre[:, 2 * H:3 * H])
@@ -104,26 +141,31 @@ def _cell_forward(mode, gi, gh, h, c):
         cn = f * c + i * g
         tc = np.tanh(cn)
         hn = o * tc
-        return hn, cn, {"i": i, "f": f, "g": g, "o": o, "c": c, "tc": tc, "pre": pre}
+        return hn, cn, {"i": i, "f": f, "g": g, "o": o, "c": c, "tc": tc, "pre": pre,
+                        "m": m}
     if mode == "GRU":
-        r = _sigmoid(gi[:, 0 * H:1 * H] + gh[:, 0 * H:1 * H])
-        z = _sigmoid(gi[:, 1 * H:2 * H] + gh[:, 1 * H:2 * H])
+        r, mr = _clip(gi[:, 0 * H:1 * H] + gh[:, 0 * H:1 * H], clip)
+        z, mz = _clip(gi[:, 1 * H:2 * H] + gh[:, 1 * H:2 * H], clip)
+        r, z = _sigmoid(r), _sigmoid(z)
         ghn = gh[:, 2 * H:3 * H]
-        n = np.tanh(gi[:, 2 * H:3 * H] + r * ghn)
+        n, mn = _clip(gi[:, 2 * H:3 * H] + r * ghn, clip)
+        n = np.tanh(n)
         hn = (1.0 - z) * n + z * h
-        return hn, None, {"r": r, "z": z, "n": n, "ghn": ghn, "h": h}
+        return hn, None, {"r": r, "z": z, "n": n, "ghn": ghn, "h": h,
+                          "m": (mr, mz, mn)}
     raise ValueError("unknown mode %r" % (mode,))
 
 
-def _cell_backward(mode, cache, dhn, dcn):
+def _cell_backward(mode, cache, dhn, dcn, w_hh=None):
     """Returns (dgi, dgh, dh_direct, dc_prev); the full dh_prev is
-    dh_direct + dgh @ W_hh."""
+    dh_direct + dgh @ W_hh (reset-first GRU: dgh[:, :2H] @ W_hh[:2H], its n
+    block's path being in dh_direct)."""
     if mode == "RNN_TANH":
         hn = cache["hn"]
-        da = dhn * (1.0 - hn * hn)                    # tanh' = 1 - tanh^2
+        da = dhn * (1.0 - hn * hn) * cache["m"]       # tanh' = 1 - tanh^2
         return da, da, 0.0, None
     if mode == "RNN_RELU":
-        da = dhn * (cache["pre"] > 0)                 # relu'(0) = 0, as torch
+        da = dhn * (cache["pre"] > 0) * cache["m"]    # relu'(0) = 0, as torch
         return da, da, 0.0, None
     if mode == "LSTM":
         i, f, g, o, c, tc = (cache[k] for k in ("i", "f", "g", "o", "c", "tc"))
@@ -136,19 +178,28 @@ def _cell_backward(mode, cache, dhn, dcn):
         da = np.concatenate([di * i * (1.0 - i),      # sigmoid' = s(1-s)
                              df * f * (1.0 - f),
                              dg * (1.0 - g * g),
-                             do * o * (1.0 - o)], axis=1)
+                             do * o * (1.0 - o)], axis=1) * cache["m"]
         return da, da, 0.0, dc_prev
     if mode == "GRU":
-        r, z, n, ghn, h = (cache[k] for k in ("r", "z", "n", "ghn", "h"))
+        r, z, n, h = (cache[k] for k in ("r", "z", "n", "h"))
+        mr, mz, mn = cache["m"]
         dn = dhn * (1.0 - z)                          # h' = (1-z)*n + z*h
         dz = dhn * (h - n)
         dh_direct = dhn * z
-        dn_pre = dn * (1.0 - n * n)                   # n = tanh(a_n + r*b_n)
-        dr = dn_pre * ghn
-        dr_pre = dr * r * (1.0 - r)
-        dz_pre = dz * z * (1.0 - z)
+        dn_pre = dn * (1.0 - n * n) * mn              # n = tanh(n_pre)
+        if "rh" in cache:                             # n_pre = a_n + W_hn (r*h) + b_hn
+            H = h.shape[1]
+            drh = dn_pre @ w_hh[2 * H:]
+            dr = drh * h
+            dh_direct = dh_direct + drh * r
+            dn_h = dn_pre
+        else:                                         # n_pre = a_n + r*(W_hn h + b_hn)
+            dr = dn_pre * cache["ghn"]
+            dn_h = dn_pre * r
+        dr_pre = dr * r * (1.0 - r) * mr
+        dz_pre = dz * z * (1.0 - z) * mz
         dgi = np.concatenate([dr_pre, dz_pre, dn_pre], axis=1)
-        dgh = np.concatenate([dr_pre, dz_pre, dn_pre * r], axis=1)
+        dgh = np.concatenate([dr_pre, dz_pre, dn_h], axis=1)
         return dgi, dgh, dh_direct, None
     raise ValueError("unknown mode %r" % (mode,))
 
@@ -157,7 +208,8 @@ def _cell_backward(mode, cache, dhn, dcn):
 # One layer, one direction.
 # --------------------------------------------------------------------------
 
-def _run_direction(mode, w_ih, w_hh, b_ih, b_hh, x, h0, c0, active, reverse):
+def _run_direction(mode, w_ih, w_hh, b_ih, b_hh, x, h0, c0, active, reverse,
+                   lbr=True, clip=None):
     """x (T,B,In), h0/c0 (B,H), active (T,B) bool.
     Returns y (T,B,H), h_n, c_n, cache."""
     T = x.shape[0]
@@ -169,10 +221,7 @@ def _run_direction(mode, w_ih, w_hh, b_ih, b_hh, x, h0, c0, active, reverse):
         gi = x[t] @ w_ih.T
         if b_ih is not None:
             gi = gi + b_ih
-        gh = h @ w_hh.T
-        if b_hh is not None:
-            gh = gh + b_hh
-        hn, cn, cache = _cell_forward(mode, gi, gh, h, c)
+        hn, cn, cache = _cell_forward(mode, gi, h, c, w_hh, b_hh, lbr, clip)
         m = active[t][:, None]
         steps.append((t, h, cache))
         y[t] = np.where(m, hn, 0.0)                 # padding outputs exactly 0
@@ -195,14 +244,20 @@ def _backprop_direction(mode, w_ih, w_hh, x, steps, active, dy, dh, dc):
         # y[t] = h' on active steps, 0 otherwise; h carries through inactive ones.
         dhn = np.where(m, dh + dy[t], 0.0)
         dcn = np.where(m, dc, 0.0) if dc is not None else None
-        dgi, dgh, dh_direct, dc_prev = _cell_backward(mode, cache, dhn, dcn)
+        dgi, dgh, dh_direct, dc_prev = _cell_backward(mode, cache, dhn, dcn, w_hh)
         # Rows of inactive sequences are all zero in dgi/dgh here.
         dx[t] = dgi @ w_ih
         dw_ih += dgi.T @ x[t]
-        dw_hh += dgh.T @ h_prev
         db_ih += dgi.sum(axis=0)          # used only where the layer has biases
         db_hh += dgh.sum(axis=0)
-        dh_prev = dh_direct + dgh @ w_hh
+        if "rh" in cache:                 # reset-first GRU
+            H2 = 2 * h_prev.shape[1]
+            dw_hh[:H2] += dgh[:, :H2].T @ h_prev
+            dw_hh[H2:] += dgh[:, H2:].T @ cache["rh"]
+            dh_prev = dh_direct + dgh[:, :H2] @ w_hh[:H2]
+        else:
+            dw_hh += dgh.T @ h_prev
+            dh_prev = dh_direct + dgh @ w_hh
         dh = np.where(m, dh_prev, dh)
         if dc is not None:
             dc = np.where(m, dc_prev, dc)
@@ -214,7 +269,8 @@ def _backprop_direction(mode, w_ih, w_hh, x, steps, active, dy, dh, dc):
 # --------------------------------------------------------------------------
 
 def reference_forward(mode, params, x, h0=None, c0=None, lengths=None,
-                      num_layers=1, bidirectional=False, dropmasks=None):
+                      num_layers=1, bidirectional=False, dropmasks=None,
+                      linear_before_reset=True, clip=None):
     """Forward pass of a torch-style multi-layer (bi)directional RNN/LSTM/GRU.
 
     mode       "RNN_TANH", "RNN_RELU", "LSTM" or "GRU"
@@ -225,6 +281,8 @@ def reference_forward(mode, params, x, h0=None, c0=None, lengths=None,
     lengths    (B,) integers in 1..T, or None (all T)
     dropmasks  None or a list of L-1 arrays (T,B,D*H) multiplied into the
                input of layers 1..L-1
+    linear_before_reset  GRU only: True torch's GRU, False the reset-first one
+    clip       None/0 or a positive bound for the gate pre-activations
 
     Returns (y, h_n, c_n, ctx): y (T,B,D*H), h_n (D*L,B,H), c_n (D*L,B,H) for
     LSTM else None, ctx for reference_backward.
@@ -276,7 +334,8 @@ def reference_forward(mode, params, x, h0=None, c0=None, lengths=None,
             k = layer * D + d
             y_d, hk, ck, steps = _run_direction(
                 mode, w_ih, w_hh, b_ih, b_hh, inp, h0[k],
-                None if c0 is None else c0[k], active, reverse=(d == 1))
+                None if c0 is None else c0[k], active, reverse=(d == 1),
+                lbr=linear_before_reset, clip=clip)
             h_n[k] = hk
             if c_n is not None:
                 c_n[k] = ck

@@ -32,6 +32,19 @@ def _probability(value, name):
     return value
 
 
+def _clip_value(clip):
+    """None (no clamp) or a positive float: the ONNX `clip` bound of the gate
+    pre-activations."""
+    if clip is None:
+        return None
+    if isinstance(clip, bool) or not isinstance(clip, (int, float, np.integer, np.floating)):
+        raise TypeError(f"clip: expected None or a positive number, got {clip!r}")
+    clip = float(clip)
+    if not clip > 0:
+        raise ValueError(f"clip: expected None or a number > 0, got {clip}")
+    return None if math.isinf(clip) else clip
+
+
 class _RNNBase(RegularizedMixin):
     """Common machinery of RNN, LSTM and GRU. Parameters live in `params`
     (torch names and shapes), gradients in `grads` (same keys).
@@ -41,7 +54,8 @@ class _RNNBase(RegularizedMixin):
 
     def __init__(self, mode, input_size, hidden_size, num_layers=1, bias=True,
                  batch_first=False, dropout=0.0, bidirectional=False,
-                 dtype="float32", seed=None, zoneout=0.0, recurrent_dropout=0.0):
+                 dtype="float32", seed=None, zoneout=0.0, recurrent_dropout=0.0,
+                 clip=None, linear_before_reset=True):
         self.mode = mode
         self.input_size = positive_int(input_size, "input_size")
         self.hidden_size = positive_int(hidden_size, "hidden_size")
@@ -65,6 +79,16 @@ class _RNNBase(RegularizedMixin):
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
             raise TypeError(f"seed: expected an int or None, got {seed!r}")
         self.seed = seed
+        self.clip = _clip_value(clip)
+        if not isinstance(linear_before_reset, (bool, np.bool_)):
+            raise TypeError(f"linear_before_reset: expected a bool, got "
+                            f"{type(linear_before_reset).__name__} {linear_before_reset!r}")
+        self.linear_before_reset = bool(linear_before_reset)
+        if (self.zoneout or self.recurrent_dropout or mode == "LNLSTM") and \
+                (self.clip is not None or not self.linear_before_reset):
+            raise ValueError("clip and linear_before_reset=False are not available with "
+                             "zoneout, recurrent_dropout or LayerNormLSTM (their kernels "
+                             "implement torch's cells only)")
         self.num_directions = 2 if self.bidirectional else 1
         self._cell = _core.CELLS.get(mode)  # None: a regularized-only cell
         self.training = True
@@ -124,11 +148,13 @@ class _RNNBase(RegularizedMixin):
             self._plan_order = order
         arrays = [store[n] for n in order]
         plan = plans.get(which)
-        if plan is None or not plan.same(arrays):
+        lbr = int(self.linear_before_reset)
+        clip = self.clip or 0.0
+        if plan is None or not plan.same(arrays) or plan.gru_lbr != lbr or plan.clip != clip:
             w_ih, w_hh, b_ih, b_hh = self._lists(store)
             plan = _core.Plan(self._cell, w_ih, w_hh, b_ih, b_hh, self.input_size,
                               self.hidden_size, self.num_layers, self.num_directions,
-                              which == "grads")
+                              which == "grads", lbr, clip)
             plans[which] = plan
         return plan
 
@@ -154,6 +180,10 @@ class _RNNBase(RegularizedMixin):
         else:
             cfg["zoneout"] = self.zoneout
             cfg["recurrent_dropout"] = self.recurrent_dropout
+        if self.mode == "GRU":
+            cfg["linear_before_reset"] = self.linear_before_reset
+        if self.clip is not None:
+            cfg["clip"] = self.clip
         return cfg
 
     def train(self, mode=True):
@@ -171,6 +201,10 @@ class _RNNBase(RegularizedMixin):
         if self.zoneout or self.recurrent_dropout:
             extra += (f", zoneout={self.zoneout}, "
                       f"recurrent_dropout={self.recurrent_dropout}")
+        if not self.linear_before_reset:
+            extra += ", linear_before_reset=False"
+        if self.clip is not None:
+            extra += f", clip={self.clip!r}"
         return (f"{type(self).__name__}({self.input_size}, {self.hidden_size}, "
                 f"num_layers={self.num_layers}, bias={self.bias}, "
                 f"batch_first={self.batch_first}, dropout={self.dropout}, "
@@ -374,6 +408,22 @@ class _RNNBase(RegularizedMixin):
                                      False, get_num_threads())
         return y[0], ((hn, cn) if self._is_lstm else hn)
 
+    # ---- interchange ----------------------------------------------------------
+    def to_onnx(self, path=None, lengths=False, initial_state=False, opset=17):
+        """Export to ONNX (needs the onnx package): one ONNX RNN/LSTM/GRU node
+        per layer. Inputs "input" [, "lengths" (B,) int64] [, "h0"[, "c0"]],
+        outputs "output", "h_n"[, "c_n"]; written to `path` when given.
+        Returns the onnx.ModelProto. See fastrnn.onnx_io.export_layer."""
+        from .onnx_io import export_layer
+        return export_layer(self, path, lengths=lengths, initial_state=initial_state,
+                            opset=opset)
+
+    def to_torch(self):
+        """The equivalent torch.nn.RNN/LSTM/GRU with the weights copied (needs
+        torch). See fastrnn.interop.to_torch."""
+        from .interop import to_torch
+        return to_torch(self)
+
     def _state_ok(self, state, B):
         """Cheap test that a state is already exactly what the kernel takes
         (as step() returns it), so streaming skips the full conversion."""
@@ -391,21 +441,27 @@ class _RNNBase(RegularizedMixin):
 
 
 class RNN(_RNNBase):
-    """Elman RNN, h' = act(W_ih x + b_ih + W_hh h + b_hh), act tanh or relu."""
+    """Elman RNN, h' = act(W_ih x + b_ih + W_hh h + b_hh), act tanh or relu.
+
+    clip: None, or a bound c > 0: the pre-activation is clamped to [-c, c]
+    first (ONNX's `clip` attribute)."""
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh",
                  bias=True, batch_first=False, dropout=0.0, bidirectional=False,
-                 dtype="float32", seed=None):
+                 dtype="float32", seed=None, clip=None):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity: expected 'tanh' or 'relu', got {nonlinearity!r}")
         self.nonlinearity = nonlinearity
         super().__init__("RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU",
                          input_size, hidden_size, num_layers, bias, batch_first,
-                         dropout, bidirectional, dtype, seed)
+                         dropout, bidirectional, dtype, seed, clip=clip)
 
 
 class LSTM(_RNNBase):
     """LSTM with torch's gates i, f, g, o.
+
+    clip: None, or a bound c > 0: the four gate pre-activations are clamped to
+    [-c, c] before their sigmoid/tanh (ONNX's `clip`; the cell state is not).
 
     zoneout (p): in training each unit of h keeps its previous value with
     probability p at each step (h_t = m*h_{t-1} + (1-m)*h~_t, m ~ Bernoulli(p), c unaffected);
@@ -417,14 +473,20 @@ class LSTM(_RNNBase):
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True,
                  batch_first=False, dropout=0.0, bidirectional=False,
-                 dtype="float32", seed=None, zoneout=0.0, recurrent_dropout=0.0):
+                 dtype="float32", seed=None, zoneout=0.0, recurrent_dropout=0.0, clip=None):
         super().__init__("LSTM", input_size, hidden_size, num_layers, bias,
                          batch_first, dropout, bidirectional, dtype, seed,
-                         zoneout=zoneout, recurrent_dropout=recurrent_dropout)
+                         zoneout=zoneout, recurrent_dropout=recurrent_dropout, clip=clip)
 
 
 class GRU(_RNNBase):
-    """GRU with torch's gates r, z, n (b_hn inside the reset product).
+    """GRU with torch's gates r, z, n.
+
+    linear_before_reset=True (torch, the default): n = tanh(W_in x + b_in +
+    r * (W_hn h + b_hn)). False (ONNX linear_before_reset=0, Keras
+    reset_after=False): n = tanh(W_in x + b_in + W_hn (r * h) + b_hn); this
+    variant runs in the portable kernels (not the AVX2 fast path).
+    clip: None, or a bound c > 0 for the gate pre-activations (ONNX `clip`).
 
     zoneout (p): in training each unit of h keeps its previous value with
     probability p at each step (h_t = m*h_{t-1} + (1-m)*h~_t, m ~ Bernoulli(p));
@@ -436,7 +498,9 @@ class GRU(_RNNBase):
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True,
                  batch_first=False, dropout=0.0, bidirectional=False,
-                 dtype="float32", seed=None, zoneout=0.0, recurrent_dropout=0.0):
+                 dtype="float32", seed=None, zoneout=0.0, recurrent_dropout=0.0,
+                 linear_before_reset=True, clip=None):
         super().__init__("GRU", input_size, hidden_size, num_layers, bias,
                          batch_first, dropout, bidirectional, dtype, seed,
-                         zoneout=zoneout, recurrent_dropout=recurrent_dropout)
+                         zoneout=zoneout, recurrent_dropout=recurrent_dropout, clip=clip,
+                         linear_before_reset=linear_before_reset)

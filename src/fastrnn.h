@@ -16,7 +16,17 @@
  * Per layer and direction k = l*D + dir (torch's order of h_n):
  *   w_ih[k] (G*H, In)   w_hh[k] (G*H, H)   b_ih[k], b_hh[k] (G*H)
  * Gate equations are torch's (torch.nn.RNN / LSTM / GRU, b_hn inside the
- * reset product for GRU).
+ * reset product for GRU), with two options of the descriptor for ONNX/Keras:
+ *   gru_lbr = 0   GRU's candidate takes the reset before the recurrent
+ *                 product (ONNX linear_before_reset=0, Keras reset_after=False):
+ *                   n = tanh(W_in x + b_in + W_hn (r * h) + b_hn)
+ *                 instead of torch's (gru_lbr = 1, the default)
+ *                   n = tanh(W_in x + b_in + r * (W_hn h + b_hn))
+ *   clip > 0      every gate pre-activation v is clamped to [-clip, clip]
+ *                 before its activation function (ONNX `clip`; the LSTM cell
+ *                 state is not clamped); the gradient is 0 where v was outside.
+ * Both run in the portable path; the AVX2 fast path handles only the
+ * defaults (gru_lbr = 1, clip = 0).
  *
  * Variable lengths: step t of sequence b is "active" when t < lengths[b].
  * An inactive step keeps the state unchanged and writes an output of 0, so the
@@ -88,10 +98,14 @@ typedef struct {
     int L, D;
     int num_threads;          /* OpenMP threads for the elementwise passes, >= 1 */
     const int64_t *lengths;   /* IN (B) values in 1..T, or NULL: every length is T */
+    int gru_lbr;              /* GRU: 1 torch (linear before reset), 0 reset first */
+    double clip;              /* > 0: clamp gate pre-activations to [-clip, clip];
+                                 0 or +inf: no clamp */
 } fr_desc;
 
 /* FR_OK when the descriptor is usable: known cell, sizes >= 1, D in {1,2},
- * lengths in 1..T, every GEMM dimension within BLAS's 32-bit int. */
+ * lengths in 1..T, gru_lbr 0 or 1, clip >= 0 (not NaN), every GEMM dimension
+ * within BLAS's 32-bit int. */
 int fr_check_desc(const fr_desc *d);
 
 /* Number of gates G of a cell kind, 0 for an unknown kind. */

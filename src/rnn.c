@@ -106,6 +106,8 @@ int fr_check_desc(const fr_desc *d)
     if (d->T < 1 || d->B < 1 || d->I_ < 1 || d->H < 1 || d->L < 1) return FR_EINVAL;
     if (d->D != 1 && d->D != 2) return FR_EINVAL;
     if (d->num_threads < 1) return FR_EINVAL;
+    if (d->gru_lbr != 0 && d->gru_lbr != 1) return FR_EINVAL;
+    if (!(d->clip >= 0)) return FR_EINVAL; /* negative or NaN */
     const int64_t lim = INT_MAX;
     if (d->T > lim || d->B > lim || d->I_ > lim || d->H > lim) return FR_ETOOBIG;
     if (d->T * d->B > lim || (int64_t)4 * d->H > lim || (int64_t)d->D * d->H > lim)
@@ -148,13 +150,37 @@ static int64_t fr_layer_bwork_len(const fr_desc *d)
            + fr_fast_pack_len(d);
 }
 
+/* Are gate pre-activations clamped (clip > 0 and finite)? */
+static int fr_clipping(const fr_desc *d)
+{
+    return d->clip > 0 && d->clip < HUGE_VAL;
+}
+
+/* The default cells, which the AVX2 fast path handles; it declines the
+ * reset-first GRU and clipping (the portable path runs them). */
+static int fr_fast_cell(const fr_desc *d)
+{
+    return !(d->cell == FR_CELL_GRU && !d->gru_lbr) && !fr_clipping(d);
+}
+
+/* Training cache of one layer and direction: the activated gates (T,B,GC)
+ * (GRU: GC = 4H, r, z, n and W_hn h + b_hn, or r*h when gru_lbr = 0), the
+ * states h (T+1,B,H), for LSTM c (T+1,B,H), and when clipping the mask
+ * (T,B,G*H): 1 where a pre-activation was inside [-clip, clip], else 0. */
+static int64_t fr_cache_per_k(const fr_desc *d)
+{
+    const int64_t T = d->T, B = d->B, H = d->H;
+    const int64_t GX = (int64_t)fr_num_gates(d->cell) * H;
+    const int64_t GC = d->cell == FR_CELL_GRU ? 4 * H : GX;
+    return T * B * GC + (T + 1) * B * H * (d->cell == FR_CELL_LSTM ? 2 : 1)
+           + (fr_clipping(d) ? T * B * GX : 0);
+}
+
 int64_t fr_cache_len(const fr_desc *d)
 {
     if (fr_check_desc(d) != FR_OK) return -1;
     const int64_t T = d->T, B = d->B, H = d->H;
-    const int64_t GC = d->cell == FR_CELL_GRU ? 4 * H : fr_num_gates(d->cell) * H;
-    const int64_t per_k = T * B * GC + (T + 1) * B * H * (d->cell == FR_CELL_LSTM ? 2 : 1);
-    return (int64_t)(d->L - 1) * T * B * d->D * H + (int64_t)d->L * d->D * per_k;
+    return (int64_t)(d->L - 1) * T * B * d->D * H + (int64_t)d->L * d->D * fr_cache_per_k(d);
 }
 
 int64_t fr_forward_work_len(const fr_desc *d, int training)

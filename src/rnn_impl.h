@@ -64,6 +64,16 @@ static void FN(pgemm)(int nt, int pinned, char ta, char tb, int64_t M, int64_t N
 
 static inline REAL FN(sigmoid)(REAL v) { return (REAL)1 / ((REAL)1 + EXP(-v)); }
 
+/* ONNX clip: v clamped to [-c, c] (NaN passes through); *m (when m is not
+ * NULL) gets the derivative, 1 inside and 0 outside. c = 0: no clamp. */
+static inline REAL FN(clampm)(REAL v, REAL c, REAL *m)
+{
+    if (c == 0) return v;
+    REAL r = v > c ? c : (v < -c ? -c : v);
+    if (m) *m = (v > c || v < -c) ? (REAL)0 : (REAL)1;
+    return r;
+}
+
 /* Is step t of sequence b inside its length? */
 #define ACTIVE(t, b) (lengths == NULL || (t) < lengths[b])
 
@@ -138,16 +148,23 @@ static void FN(project)(const fr_desc *d, int64_t In, const REAL *x, const REAL 
  *   hn,cn OUT (B,H) (cn NULL unless LSTM)
  *   gates OUT (T,B,GC) activated gates (training) or NULL (inference);
  *             GC = G*H, GRU: 4H = r,z,n, W_hn h + b_hn
+ *             (gru_lbr = 0: the fourth block is r*h_prev instead)
  *   hs,cs OUT (T+1,B,H) states (training) or NULL; the forward direction keeps
  *             the state before step t in slot t, the reverse one in slot t+1
+ *   cmask OUT (T,B,G*H) clip mask (training with clip) or NULL
  *   work  SCRATCH fr_layer_work_len(d, training)
+ *
+ * GRU with gru_lbr = 0 (reset first) splits each step in two: the r,z rows
+ * of the recurrent product, then r and z and r*h (in h2), then the n rows
+ * (r*h) W_hn^T, then n and h'. b_hn is then plain additive and folds into Xp.
  */
 static void FN(layer_forward)(const fr_desc *d, int dir, int64_t In,
                               const REAL *x, const REAL *W, const REAL *R,
                               const REAL *bW, const REAL *bR,
                               const REAL *h0, const REAL *c0,
                               REAL *y, int64_t ldy, REAL *hn, REAL *cn,
-                              REAL *gates, REAL *hs, REAL *cs, REAL *work, int pinned)
+                              REAL *gates, REAL *hs, REAL *cs, REAL *cmask,
+                              REAL *work, int pinned)
 {
     const int cell = d->cell, nt = d->num_threads;
     const int64_t T = d->T, B = d->B, H = d->H;
@@ -156,6 +173,9 @@ static void FN(layer_forward)(const fr_desc *d, int dir, int64_t In,
     const int64_t GX = (int64_t)G * H;
     const int training = gates != NULL;
     const int64_t BH = B * H;
+    const int lbr0 = cell == FR_CELL_GRU && !d->gru_lbr;   /* reset first */
+    const REAL clip = fr_clipping(d) ? (REAL)d->clip : 0;
+    const int fast = FR_REAL_IS_FLOAT && fr_use_fast > 0 && fr_fast_cell(d);
 
     /* LSTM and RNN accumulate the recurrent product straight into Xp; in
      * training Xp is the gate cache itself (overwritten by the activations). */
@@ -166,14 +186,14 @@ static void FN(layer_forward)(const fr_desc *d, int dir, int64_t In,
     REAL *Xp = (training && cell != FR_CELL_GRU) ? gates : h2 + BH;
     REAL *xc = (Xp == gates) ? h2 + BH : Xp + T * B * GX; /* compacted x rows */
 
-    /* Xp = bias + X W_ih^T. GRU folds only b_hr, b_hz here: b_hn stays inside
-     * the reset product. */
-    const int small = FR_REAL_IS_FLOAT && fr_use_fast > 0 && T * B <= FR_FAST_SMALL_M;
+    /* Xp = bias + X W_ih^T. torch's GRU folds only b_hr, b_hz here: b_hn stays
+     * inside the reset product. */
+    const int small = fast && T * B <= FR_FAST_SMALL_M;
     if (bW != NULL || bR != NULL || small) {
         REAL *row = Gh; /* borrow Gh (>= GX elements) for the bias row */
         for (int64_t j = 0; j < GX; j++) {
             REAL v = bW ? bW[j] : 0;
-            if (bR && !(cell == FR_CELL_GRU && j >= 2 * H)) v += bR[j];
+            if (bR && !(cell == FR_CELL_GRU && !lbr0 && j >= 2 * H)) v += bR[j];
             row[j] = v;
         }
         FN(fill_rows)(Xp, T * B, GX, row, nt);
@@ -182,7 +202,7 @@ static void FN(layer_forward)(const fr_desc *d, int dir, int64_t In,
     } else {
         FN(project)(d, In, x, W, Xp, 0, xc, nt, pinned);
     }
-    const REAL *bhn = (cell == FR_CELL_GRU && bR) ? bR + 2 * H : NULL;
+    const REAL *bhn = (cell == FR_CELL_GRU && !lbr0 && bR) ? bR + 2 * H : NULL;
 
     /* initial state */
     REAL *h_init, *c_init = NULL;
@@ -201,7 +221,7 @@ static void FN(layer_forward)(const fr_desc *d, int dir, int64_t In,
     }
 
 #if FR_REAL_IS_FLOAT
-    if (fr_use_fast > 0) { /* AVX2/FMA time loop, one OpenMP region (rnn_fast.c) */
+    if (fast) { /* AVX2/FMA time loop, one OpenMP region (rnn_fast.c) */
         REAL *pack = xc + (lengths ? T * B * fr_max_in(d) : 0);
         pack = (REAL *)(((uintptr_t)pack + 31) & ~(uintptr_t)31);
         fr_fast_forward_f32(d, dir, R, bhn, Xp, Gh, h0 == NULL, hbuf, h2, cbuf,
@@ -224,17 +244,39 @@ static void FN(layer_forward)(const fr_desc *d, int dir, int64_t In,
             if (cell == FR_CELL_LSTM) cp = cx = cbuf;
         }
         REAL *xp = Xp + t * B * GX;
+        REAL *mt = cmask ? cmask + t * B * GX : NULL;
         /* recurrent product; skipped when the state is known to be zero */
         const int hzero = (s == 0 && h0 == NULL);
         if (cell == FR_CELL_GRU) {
             if (hzero) memset(Gh, 0, (size_t)B * GX * sizeof(REAL));
-            else FN(pgemm)(nt, pinned, 'N', 'T', B, GX, H, 1, hp, H, R, H, 0, Gh, GX);
+            else FN(pgemm)(nt, pinned, 'N', 'T', B, lbr0 ? 2 * H : GX, H, 1, hp, H, R, H,
+                           0, Gh, GX);
         } else if (!hzero) {
             FN(pgemm)(nt, pinned, 'N', 'T', B, GX, H, 1, hp, H, R, H, 1, xp, GX);
         }
         REAL *yt = y + t * B * ldy;
         REAL *gt = training ? gates + t * B * (cell == FR_CELL_GRU ? 4 * H : GX) : NULL;
         int64_t b;
+        if (lbr0) {
+            /* r = s(xr + hr), z = s(xz + hz) into Gh's r,z blocks; rh = r*h (h2) */
+#pragma omp parallel for num_threads(nt) if (B * GX >= FR_PAR_MIN) schedule(static)
+            for (b = 0; b < B; b++) {
+                const REAL *pre = xp + b * GX, *hpb = hp + b * H;
+                REAL *gh = Gh + b * GX, *rh = h2 + b * H;
+                REAL *mb = mt ? mt + b * GX : NULL;
+                if (!ACTIVE(t, b)) { memset(rh, 0, (size_t)H * sizeof(REAL)); continue; }
+                for (int64_t j = 0; j < H; j++) {
+                    REAL r = FN(sigmoid)(FN(clampm)(pre[j] + gh[j], clip, mb ? mb + j : NULL));
+                    REAL z = FN(sigmoid)(FN(clampm)(pre[H + j] + gh[H + j], clip,
+                                                    mb ? mb + H + j : NULL));
+                    gh[j] = r; gh[H + j] = z; rh[j] = r * hpb[j];
+                }
+            }
+            /* Gh's n block = (r*h) W_hn^T */
+            if (!hzero)
+                FN(pgemm)(nt, pinned, 'N', 'T', B, H, H, 1, h2, H, R + 2 * H * H, H, 0,
+                          Gh + 2 * H, GX);
+        }
 #pragma omp parallel for num_threads(nt) if (B * GX >= FR_PAR_MIN) schedule(static)
         for (b = 0; b < B; b++) {
             const REAL *hpb = hp + b * H;
@@ -250,15 +292,17 @@ static void FN(layer_forward)(const fr_desc *d, int dir, int64_t In,
                 }
                 continue;
             }
+            REAL *mb = mt ? mt + b * GX : NULL;
             if (cell == FR_CELL_LSTM) {
                 const REAL *cpb = cp + b * H;
                 REAL *cxb = cx + b * H;
                 for (int64_t j = 0; j < H; j++) {
                     /* c' = f*c + i*g ; h' = o*tanh(c') */
-                    REAL ig = FN(sigmoid)(pre[j]);
-                    REAL fg = FN(sigmoid)(pre[H + j]);
-                    REAL gg = TANH(pre[2 * H + j]);
-                    REAL og = FN(sigmoid)(pre[3 * H + j]);
+                    REAL ig = FN(sigmoid)(FN(clampm)(pre[j], clip, mb ? mb + j : NULL));
+                    REAL fg = FN(sigmoid)(FN(clampm)(pre[H + j], clip, mb ? mb + H + j : NULL));
+                    REAL gg = TANH(FN(clampm)(pre[2 * H + j], clip, mb ? mb + 2 * H + j : NULL));
+                    REAL og = FN(sigmoid)(FN(clampm)(pre[3 * H + j], clip,
+                                                     mb ? mb + 3 * H + j : NULL));
                     REAL c = fg * cpb[j] + ig * gg;
                     REAL h = og * TANH(c);
                     if (training) { /* pre is the gate cache row */
@@ -266,16 +310,30 @@ static void FN(layer_forward)(const fr_desc *d, int dir, int64_t In,
                     }
                     cxb[j] = c; hxb[j] = h; yb[j] = h;
                 }
+            } else if (lbr0) {
+                const REAL *gh = Gh + b * GX, *rh = h2 + b * H;
+                REAL *gc = gt ? gt + b * 4 * H : NULL;
+                for (int64_t j = 0; j < H; j++) {
+                    /* n = tanh(xn + b_hn + (r*h) W_hn^T), h' = (1-z)*n + z*h */
+                    REAL r = gh[j], z = gh[H + j];
+                    REAL n = TANH(FN(clampm)(pre[2 * H + j] + gh[2 * H + j], clip,
+                                             mb ? mb + 2 * H + j : NULL));
+                    REAL h = (1 - z) * n + z * hpb[j];
+                    if (gc) { gc[j] = r; gc[H + j] = z; gc[2 * H + j] = n; gc[3 * H + j] = rh[j]; }
+                    hxb[j] = h; yb[j] = h;
+                }
             } else if (cell == FR_CELL_GRU) {
                 const REAL *gh = Gh + b * GX;
                 REAL *gc = gt ? gt + b * 4 * H : NULL;
                 for (int64_t j = 0; j < H; j++) {
                     /* r = s(xr + hr), z = s(xz + hz), n = tanh(xn + r*(W_hn h + b_hn))
                      * h' = (1-z)*n + z*h */
-                    REAL r = FN(sigmoid)(pre[j] + gh[j]);
-                    REAL z = FN(sigmoid)(pre[H + j] + gh[H + j]);
+                    REAL r = FN(sigmoid)(FN(clampm)(pre[j] + gh[j], clip, mb ? mb + j : NULL));
+                    REAL z = FN(sigmoid)(FN(clampm)(pre[H + j] + gh[H + j], clip,
+                                                    mb ? mb + H + j : NULL));
                     REAL hl = gh[2 * H + j] + (bhn ? bhn[j] : 0);
-                    REAL n = TANH(pre[2 * H + j] + r * hl);
+                    REAL n = TANH(FN(clampm)(pre[2 * H + j] + r * hl, clip,
+                                             mb ? mb + 2 * H + j : NULL));
                     REAL h = (1 - z) * n + z * hpb[j];
                     if (gc) { gc[j] = r; gc[H + j] = z; gc[2 * H + j] = n; gc[3 * H + j] = hl; }
                     hxb[j] = h; yb[j] = h;
@@ -284,7 +342,7 @@ static void FN(layer_forward)(const fr_desc *d, int dir, int64_t In,
                 const int relu = cell == FR_CELL_RNN_RELU;
                 for (int64_t j = 0; j < H; j++) {
                     /* h' = act(x W^T + b + h R^T) */
-                    REAL v = pre[j];
+                    REAL v = FN(clampm)(pre[j], clip, mb ? mb + j : NULL);
                     REAL h = relu ? (v > 0 ? v : 0) : TANH(v);
                     if (training) pre[j] = h;
                     hxb[j] = h; yb[j] = h;
@@ -308,12 +366,19 @@ static void FN(layer_forward)(const fr_desc *d, int dir, int64_t In,
  *   dx     OUT (T,B,In): = dG W_ih, added to what is there when dx_beta = 1
  *   dh0,dc0 OUT (B,H) or NULL
  *   dW..dbR ACCUMULATE
+ *   cmask  IN  (T,B,G*H) clip mask from the forward, or NULL (no clip)
  *   work   SCRATCH fr_layer_bwork_len(d)
+ *
+ * GRU with gru_lbr = 0: n = tanh(a_n + (r*h) W_hn^T) gives, per step,
+ *   d(rh) = dn_pre W_hn,  dr = d(rh) * h,  dh_prev += d(rh) * r,
+ * so the step has two passes around the d(rh) GEMM (d(rh) lives in dc, which
+ * a GRU does not use), and dW_hn = dn_pre^T (r*h) over all steps, with r*h
+ * from the cache's fourth block.
  */
 static void FN(layer_backward)(const fr_desc *d, int dir, int64_t In,
                                const REAL *x, const REAL *W, const REAL *R,
                                const REAL *gates, const REAL *hs, const REAL *cs,
-                               const REAL *dy, int64_t ldy,
+                               const REAL *cmask, const REAL *dy, int64_t ldy,
                                const REAL *dhn, const REAL *dcn,
                                REAL *dx, REAL dx_beta, REAL *dh0, REAL *dc0,
                                REAL *dW, REAL *dR, REAL *dbW, REAL *dbR,
@@ -326,6 +391,9 @@ static void FN(layer_backward)(const fr_desc *d, int dir, int64_t In,
     const int64_t GX = (int64_t)G * H;
     const int64_t GC = cell == FR_CELL_GRU ? 4 * H : GX;
     const int64_t BH = B * H;
+    const int lbr0 = cell == FR_CELL_GRU && !d->gru_lbr;
+    const int fast = FR_REAL_IS_FLOAT && fr_use_fast > 0 && fr_fast_cell(d);
+    (void)fast; /* used by the float32 instance only */
 
     REAL *dGx = work;                                   /* (T,B,GX) d pre-activation, input side */
     REAL *dGh = cell == FR_CELL_GRU ? dGx + T * B * GX : dGx; /* recurrent side */
@@ -341,7 +409,7 @@ static void FN(layer_backward)(const fr_desc *d, int dir, int64_t In,
     }
 
 #if FR_REAL_IS_FLOAT
-    if (fr_use_fast > 0) /* AVX2/FMA reverse walk, one OpenMP region (rnn_fast.c) */
+    if (fast) /* AVX2/FMA reverse walk, one OpenMP region (rnn_fast.c) */
         dh = fr_fast_backward_f32(d, dir, R, gates, hs, cs, dy, ldy, dGx, dGh, dh, dhp, dc,
                                   (REAL *)(((uintptr_t)(dc + BH) + 31) & ~(uintptr_t)31));
     else
@@ -354,6 +422,7 @@ static void FN(layer_backward)(const fr_desc *d, int dir, int64_t In,
         const REAL *cx = cell == FR_CELL_LSTM ? cs + ix * BH : NULL;
         const REAL *gt = gates + t * B * GC;
         const REAL *dyt = dy + t * B * ldy;
+        const REAL *mt = cmask ? cmask + t * B * GX : NULL;
         REAL *dgx = dGx + t * B * GX, *dgh = dGh + t * B * GX;
         int64_t b;
 #pragma omp parallel for num_threads(nt) if (B * GX >= FR_PAR_MIN) schedule(static)
@@ -367,6 +436,8 @@ static void FN(layer_backward)(const fr_desc *d, int dir, int64_t In,
                 continue; /* dc row unchanged too */
             }
             const REAL *g = gt + b * GC, *dyb = dyt + b * ldy;
+            const REAL *mb = mt ? mt + b * GX : NULL; /* clip mask: 1 or 0 */
+#define MASK(q) (mb ? mb[(q) * H + j] : (REAL)1)
             if (cell == FR_CELL_LSTM) {
                 const REAL *cpb = cp + b * H, *cxb = cx + b * H;
                 REAL *dcb = dc + b * H;
@@ -375,21 +446,32 @@ static void FN(layer_backward)(const fr_desc *d, int dir, int64_t In,
                     REAL gh = dhb[j] + dyb[j];
                     REAL tc = TANH(cxb[j]);
                     REAL dct = dcb[j] + gh * og * (1 - tc * tc);
-                    dgxb[j] = dct * gg * ig * (1 - ig);
-                    dgxb[H + j] = dct * cpb[j] * fg * (1 - fg);
-                    dgxb[2 * H + j] = dct * ig * (1 - gg * gg);
-                    dgxb[3 * H + j] = gh * tc * og * (1 - og);
+                    dgxb[j] = dct * gg * ig * (1 - ig) * MASK(0);
+                    dgxb[H + j] = dct * cpb[j] * fg * (1 - fg) * MASK(1);
+                    dgxb[2 * H + j] = dct * ig * (1 - gg * gg) * MASK(2);
+                    dgxb[3 * H + j] = gh * tc * og * (1 - og) * MASK(3);
                     dcb[j] = dct * fg;
                     dhpb[j] = 0;
+                }
+            } else if (lbr0) { /* first pass: all but r (which needs d(rh)) */
+                const REAL *hpb = hp + b * H;
+                for (int64_t j = 0; j < H; j++) {
+                    REAL z = g[H + j], n = g[2 * H + j];
+                    REAL gh = dhb[j] + dyb[j];
+                    REAL dnp = gh * (1 - z) * (1 - n * n) * MASK(2);
+                    REAL dzp = gh * (hpb[j] - n) * z * (1 - z) * MASK(1);
+                    dgxb[H + j] = dzp; dgxb[2 * H + j] = dnp;
+                    dghb[H + j] = dzp; dghb[2 * H + j] = dnp;
+                    dhpb[j] = gh * z;                          /* direct path */
                 }
             } else if (cell == FR_CELL_GRU) {
                 const REAL *hpb = hp + b * H;
                 for (int64_t j = 0; j < H; j++) {
                     REAL r = g[j], z = g[H + j], n = g[2 * H + j], hl = g[3 * H + j];
                     REAL gh = dhb[j] + dyb[j];
-                    REAL dnp = gh * (1 - z) * (1 - n * n);    /* d n pre-activation */
-                    REAL dzp = gh * (hpb[j] - n) * z * (1 - z);
-                    REAL drp = dnp * hl * r * (1 - r);
+                    REAL dnp = gh * (1 - z) * (1 - n * n) * MASK(2); /* d n pre-activation */
+                    REAL dzp = gh * (hpb[j] - n) * z * (1 - z) * MASK(1);
+                    REAL drp = dnp * hl * r * (1 - r) * MASK(0);
                     dgxb[j] = drp; dgxb[H + j] = dzp; dgxb[2 * H + j] = dnp;
                     dghb[j] = drp; dghb[H + j] = dzp; dghb[2 * H + j] = dnp * r;
                     dhpb[j] = gh * z;                          /* direct path */
@@ -398,13 +480,35 @@ static void FN(layer_backward)(const fr_desc *d, int dir, int64_t In,
                 const int relu = cell == FR_CELL_RNN_RELU;
                 for (int64_t j = 0; j < H; j++) {
                     REAL h = g[j], gh = dhb[j] + dyb[j];
-                    dgxb[j] = relu ? (h > 0 ? gh : 0) : gh * (1 - h * h);
+                    dgxb[j] = (relu ? (h > 0 ? gh : 0) : gh * (1 - h * h)) * MASK(0);
                     dhpb[j] = 0;
                 }
             }
+#undef MASK
         }
-        /* dh_{t-1} += dG_h W_hh */
-        FN(pgemm)(nt, pinned, 'N', 'N', B, H, GX, 1, dgh, GX, R, H, 1, dhp, H);
+        if (lbr0) {
+            REAL *drh = dc; /* (B,H) d(r*h) = dn_pre W_hn */
+            FN(pgemm)(nt, pinned, 'N', 'N', B, H, H, 1, dgh + 2 * H, GX, R + 2 * H * H, H,
+                      0, drh, H);
+#pragma omp parallel for num_threads(nt) if (B * GX >= FR_PAR_MIN) schedule(static)
+            for (b = 0; b < B; b++) {
+                if (!ACTIVE(t, b)) continue;
+                const REAL *g = gt + b * GC, *hpb = hp + b * H, *drb = drh + b * H;
+                const REAL *mb = mt ? mt + b * GX : NULL;
+                REAL *dhpb = dhp + b * H;
+                for (int64_t j = 0; j < H; j++) {
+                    REAL r = g[j];
+                    REAL drp = drb[j] * hpb[j] * r * (1 - r) * (mb ? mb[j] : (REAL)1);
+                    dgx[b * GX + j] = drp; dgh[b * GX + j] = drp;
+                    dhpb[j] += drb[j] * r;
+                }
+            }
+            /* dh_{t-1} += dG_h[r,z] W_hh[r,z] */
+            FN(pgemm)(nt, pinned, 'N', 'N', B, H, 2 * H, 1, dgh, GX, R, H, 1, dhp, H);
+        } else {
+            /* dh_{t-1} += dG_h W_hh */
+            FN(pgemm)(nt, pinned, 'N', 'N', B, H, GX, 1, dgh, GX, R, H, 1, dhp, H);
+        }
         REAL *tmp = dh; dh = dhp; dhp = tmp;
     }
     if (dh0) memcpy(dh0, dh, (size_t)BH * sizeof(REAL));
@@ -412,7 +516,15 @@ static void FN(layer_backward)(const fr_desc *d, int dir, int64_t In,
 
     /* weight gradients over all steps at once */
     FN(pgemm)(nt, pinned, 'T', 'N', GX, In, T * B, 1, dGx, GX, x, In, 1, dW, In);
-    FN(pgemm)(nt, pinned, 'T', 'N', GX, H, T * B, 1, dGh, GX, hs + (dir ? BH : 0), H, 1, dR, H);
+    if (lbr0) { /* r,z rows take h_prev, the n rows r*h_prev */
+        FN(pgemm)(nt, pinned, 'T', 'N', 2 * H, H, T * B, 1, dGh, GX, hs + (dir ? BH : 0), H,
+                  1, dR, H);
+        FN(pgemm)(nt, pinned, 'T', 'N', H, H, T * B, 1, dGh + 2 * H, GX, gates + 3 * H, GC,
+                  1, dR + 2 * H * H, H);
+    } else {
+        FN(pgemm)(nt, pinned, 'T', 'N', GX, H, T * B, 1, dGh, GX, hs + (dir ? BH : 0), H, 1,
+                  dR, H);
+    }
     if (dbW) FN(colsum_add)(dGx, T * B, GX, dbW, nt);
     if (dbR) FN(colsum_add)(dGh, T * B, GX, dbR, nt);
     FN(pgemm)(nt, pinned, 'N', 'N', T * B, In, GX, 1, dGx, GX, W, In, dx_beta, dx, In);
@@ -436,7 +548,8 @@ int FN(fr_forward)(const fr_desc *d, const REAL *x,
     const int training = cache != NULL;
     const int is_lstm = d->cell == FR_CELL_LSTM;
     const int64_t GC = d->cell == FR_CELL_GRU ? 4 * H : fr_num_gates(d->cell) * H;
-    const int64_t per_k = T * B * GC + (T + 1) * BH * (is_lstm ? 2 : 1);
+    const int64_t per_k = fr_cache_per_k(d);
+    const int clipping = fr_clipping(d);
     REAL *layer_work = work;
     REAL *pp0 = work + fr_layer_work_len(d, training), *pp1 = pp0 + TBDH; /* inference ping-pong */
     const int pinned = blas_enter();
@@ -450,17 +563,18 @@ int FN(fr_forward)(const fr_desc *d, const REAL *x,
         else out = (l % 2) ? pp1 : pp0;
         for (int dir = 0; dir < D; dir++) {
             const int64_t k = l * D + dir;
-            REAL *gates = NULL, *hs = NULL, *cs = NULL;
+            REAL *gates = NULL, *hs = NULL, *cs = NULL, *cmask = NULL;
             if (training) {
                 gates = cache + (L - 1) * TBDH + k * per_k;
                 hs = gates + T * B * GC;
                 cs = is_lstm ? hs + (T + 1) * BH : NULL;
+                if (clipping) cmask = hs + (T + 1) * BH * (is_lstm ? 2 : 1);
             }
             FN(layer_forward)(d, dir, In, in, w_ih[k], w_hh[k],
                               b_ih ? b_ih[k] : NULL, b_hh ? b_hh[k] : NULL,
                               h0 ? h0 + k * BH : NULL, (c0 && is_lstm) ? c0 + k * BH : NULL,
                               out + dir * H, DH, hn + k * BH, is_lstm ? cn + k * BH : NULL,
-                              gates, hs, cs, layer_work, pinned);
+                              gates, hs, cs, cmask, layer_work, pinned);
         }
         if (training && dropmask && l < L - 1) {
             const REAL *m = dropmask + l * TBDH;
@@ -491,7 +605,8 @@ int FN(fr_backward)(const fr_desc *d, const REAL *x,
     const int64_t BH = B * H, DH = D * H, TBDH = T * B * DH;
     const int is_lstm = d->cell == FR_CELL_LSTM;
     const int64_t GC = d->cell == FR_CELL_GRU ? 4 * H : fr_num_gates(d->cell) * H;
-    const int64_t per_k = T * B * GC + (T + 1) * BH * (is_lstm ? 2 : 1);
+    const int64_t per_k = fr_cache_per_k(d);
+    const int clipping = fr_clipping(d);
     REAL *layer_work = work;
     REAL *pp0 = work + fr_layer_bwork_len(d), *pp1 = pp0 + TBDH;
     const int pinned = blas_enter();
@@ -506,7 +621,8 @@ int FN(fr_backward)(const fr_desc *d, const REAL *x,
             const REAL *gates = cache + (L - 1) * TBDH + k * per_k;
             const REAL *hs = gates + T * B * GC;
             const REAL *cs = is_lstm ? hs + (T + 1) * BH : NULL;
-            FN(layer_backward)(d, dir, In, xin, w_ih[k], w_hh[k], gates, hs, cs,
+            const REAL *cmask = clipping ? hs + (T + 1) * BH * (is_lstm ? 2 : 1) : NULL;
+            FN(layer_backward)(d, dir, In, xin, w_ih[k], w_hh[k], gates, hs, cs, cmask,
                                dcur + dir * H, DH,
                                dhn ? dhn + k * BH : NULL,
                                (dcn && is_lstm) ? dcn + k * BH : NULL,

@@ -58,12 +58,16 @@ def test_every_layer_kind_round_trips(tmp_path):
                        fr.RNN(5, 4, nonlinearity="relu", batch_first=True),
                        fr.LayerNormLSTM(4, 4, batch_first=True, zoneout=0.1),
                        fr.GRU(4, 4, batch_first=True, recurrent_dropout=0.2),
+                       fr.GRU(4, 4, batch_first=True, linear_before_reset=False, clip=3.0),
                        fr.AttentionPooling(4, 2), fr.Dense(4, 1, bias=False)], seed=3)
     x = np.random.default_rng(1).standard_normal((4, 6, 3)).astype(np.float32)
     m.save(tmp_path / "a.fastrnn")
     m2 = fr.load(tmp_path / "a.fastrnn")
     np.testing.assert_array_equal(m(x), m2(x))
     assert m2.loss is None
+    assert m2.layers[5].linear_before_reset is False and m2.layers[5].clip == 3.0
+    with pytest.raises(ValueError, match="clip"):
+        fr.LSTM(3, 4, zoneout=0.1, clip=2.0)
     for a, b in ((fr.MaxPooling(), fr.LastStep()),):
         s = fr.Sequential([fr.GRU(3, 2, batch_first=True), a])
         s.save(tmp_path / "b.fastrnn")

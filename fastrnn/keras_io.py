@@ -1,0 +1,412 @@
+"""Keras 3 interchange: fastrnn layers from Keras LSTM, GRU, SimpleRNN and
+Bidirectional layers, live or saved.
+
+    layer = fr.from_keras(keras_layer)              # a live Keras layer
+    layers = fr.from_keras(keras_model)             # a model: list of layers
+    layers = fr.from_keras("model.keras")           # a saved .keras file
+    layer = fr.from_keras_weights("GRU", kernel, recurrent_kernel, bias,
+                                  reset_after=False)
+
+Keras layers are batch-first, so the returned layers have batch_first=True.
+A .keras file is read as data only: its config.json (JSON) and its
+model.weights.h5 (HDF5 through h5py) from the zip; keras is not imported and
+nothing is unpickled or executed.
+
+Weight mapping (Keras stores x @ kernel, fastrnn/torch W_ih @ x):
+    weight_ih = kernel.T, weight_hh = recurrent_kernel.T, gate blocks
+    LSTM   Keras i,f,c,o = torch i,f,g,o (same order); bias -> bias_ih, bias_hh = 0
+    GRU    Keras z,r,h -> torch r,z,n;
+           reset_after=True  (Keras 3 default): bias (2, 3H) = [input, recurrent]
+                             -> bias_ih, bias_hh; torch's GRU
+           reset_after=False: bias (3H,) -> bias_ih, bias_hh = 0;
+                             fr.GRU(linear_before_reset=False)
+    SimpleRNN  activation tanh or relu -> fr.RNN(nonlinearity=...)
+    Bidirectional(merge_mode="concat") -> bidirectional=True (backward layer's
+                             weights -> the *_reverse parameters)
+Keras's h' = z*h + (1-z)*hh is torch's h' = (1-z)*n + z*h.
+
+What does not map raises an error naming it: activation other than tanh
+(relu for SimpleRNN), recurrent_activation other than sigmoid, merge modes
+other than concat, go_backwards=True outside Bidirectional. Training-only
+settings (dropout, recurrent_dropout) do not affect inference and are not
+carried. return_sequences / return_state do not change the layer: a fastrnn
+layer returns the whole sequence and the final states (the last step of a
+return_sequences=False layer is y[:, -1] or h_n); each returned layer keeps
+the Keras settings that matter to a model in `layer.keras_config` (a dict:
+name, return_sequences, return_state).
+"""
+import io
+import json
+import os
+import re
+import zipfile
+
+import numpy as np
+
+from .recurrent import GRU, LSTM, RNN
+
+__all__ = ["from_keras", "from_keras_weights"]
+
+_KINDS = {"lstm": "LSTM", "gru": "GRU", "simplernn": "SimpleRNN", "simple_rnn": "SimpleRNN",
+          "rnn": "SimpleRNN"}
+_RECURRENT = ("LSTM", "GRU", "SimpleRNN", "Bidirectional")
+# layers of a model that carry no computation at inference
+_PASSIVE = ("InputLayer", "Dropout", "SpatialDropout1D", "GaussianDropout", "GaussianNoise",
+            "ActivityRegularization")
+_MAX_CONFIG_BYTES = 64 << 20
+
+
+def _kind(kind):
+    k = _KINDS.get(str(kind).lower().replace("-", "_")) if isinstance(kind, str) else None
+    if k is None:
+        raise ValueError(f"kind: expected 'LSTM', 'GRU' or 'SimpleRNN', got {kind!r}")
+    return k
+
+
+def _arr(a, name):
+    if a is None:
+        raise TypeError(f"{name}: expected an array, got None")
+    if hasattr(a, "detach") and hasattr(a, "numpy"):
+        a = a.detach().cpu().numpy()
+    elif hasattr(a, "numpy") and not isinstance(a, np.ndarray):
+        a = a.numpy()
+    a = np.asarray(a)
+    if a.dtype.kind != "f":
+        raise TypeError(f"{name}: expected a float array, got dtype {a.dtype}")
+    return a
+
+
+def _direction_params(kind, kernel, recurrent_kernel, bias, reset_after, where):
+    """torch-layout (weight_ih, weight_hh, bias_ih, bias_hh) of one direction."""
+    kernel = _arr(kernel, f"{where}kernel")
+    rk = _arr(recurrent_kernel, f"{where}recurrent_kernel")
+    G = {"LSTM": 4, "GRU": 3, "SimpleRNN": 1}[kind]
+    if rk.ndim != 2 or rk.shape[1] != G * rk.shape[0]:
+        raise ValueError(f"{where}recurrent_kernel: expected shape (units, {G}*units) for "
+                         f"{kind}, got {rk.shape}")
+    H = rk.shape[0]
+    if kernel.ndim != 2 or kernel.shape[1] != G * H:
+        raise ValueError(f"{where}kernel: expected shape (input_size, {G * H}) for {kind} "
+                         f"with {H} units, got {kernel.shape}")
+    order = (1, 0, 2) if kind == "GRU" else tuple(range(G))   # torch block k <- Keras block
+    perm = np.concatenate([np.arange(b * H, (b + 1) * H) for b in order])
+    w_ih = kernel.T[perm]
+    w_hh = rk.T[perm]
+    if bias is None:
+        return kernel.shape[0], H, (w_ih, w_hh, None, None)
+    bias = _arr(bias, f"{where}bias")
+    if kind == "GRU" and reset_after:
+        if bias.shape != (2, G * H):
+            raise ValueError(f"{where}bias: expected shape (2, {G * H}) for a GRU with "
+                             f"reset_after=True, got {bias.shape}")
+        b_ih, b_hh = bias[0][perm], bias[1][perm]
+    else:
+        if bias.shape != (G * H,):
+            hint = " (a (2, 3*units) bias means reset_after=True)" if kind == "GRU" else ""
+            raise ValueError(f"{where}bias: expected shape ({G * H},){hint}, got {bias.shape}")
+        b_ih, b_hh = bias[perm], np.zeros_like(bias)
+    return kernel.shape[0], H, (w_ih, w_hh, b_ih, b_hh)
+
+
+def _check_activations(kind, activation, recurrent_activation, where):
+    act = str(activation).lower() if activation is not None else "tanh"
+    ok = ("tanh", "relu") if kind == "SimpleRNN" else ("tanh",)
+    if act not in ok:
+        raise NotImplementedError(f"{where}activation={activation!r} is not supported "
+                                  f"(fastrnn's {kind} uses {' or '.join(ok)})")
+    if kind != "SimpleRNN":
+        ract = str(recurrent_activation).lower() if recurrent_activation is not None \
+            else "sigmoid"
+        if ract != "sigmoid":
+            raise NotImplementedError(f"{where}recurrent_activation={recurrent_activation!r} "
+                                      "is not supported (fastrnn's gates use sigmoid)")
+    return act
+
+
+def from_keras_weights(kind, kernel, recurrent_kernel, bias=None, *, reset_after=True,
+                       activation="tanh", recurrent_activation="sigmoid", backward=None,
+                       dtype=None):
+    """A fastrnn layer (batch_first=True) from Keras weight arrays.
+
+    kind               "LSTM", "GRU" or "SimpleRNN"
+    kernel             (input_size, G*units)   (G = 4, 3, 1)
+    recurrent_kernel   (units, G*units)
+    bias               (G*units,), for a GRU with reset_after=True (2, 3*units),
+                       or None (use_bias=False)
+    reset_after        GRU only: Keras's reset_after (True = torch's GRU)
+    backward           for a Bidirectional layer: (kernel, recurrent_kernel,
+                       bias) of the backward direction
+    dtype              the layer dtype; default: float64 if the kernel is
+                       float64, else float32
+    """
+    kind = _kind(kind)
+    if not isinstance(reset_after, (bool, np.bool_)):
+        raise TypeError(f"reset_after: expected a bool, got {reset_after!r}")
+    act = _check_activations(kind, activation, recurrent_activation, "")
+    I, H, fwd = _direction_params(kind, kernel, recurrent_kernel, bias, reset_after, "")
+    dirs = [fwd]
+    if backward is not None:
+        if not isinstance(backward, (tuple, list)) or len(backward) not in (2, 3):
+            raise TypeError("backward: expected (kernel, recurrent_kernel[, bias]) of the "
+                            "backward direction")
+        bk = list(backward) + [None] * (3 - len(backward))
+        if (bk[2] is None) != (bias is None):
+            raise ValueError("backward: give a bias for both directions or for neither")
+        I2, H2, bwd = _direction_params(kind, bk[0], bk[1], bk[2], reset_after, "backward ")
+        if (I2, H2) != (I, H):
+            raise ValueError(f"backward: sizes (input_size={I2}, units={H2}) differ from the "
+                             f"forward direction's ({I}, {H})")
+        dirs.append(bwd)
+    if dtype is None:
+        dtype = "float64" if np.asarray(fwd[0]).dtype == np.float64 else "float32"
+    kw = dict(bias=bias is not None, batch_first=True, bidirectional=len(dirs) == 2,
+              dtype=dtype)
+    if kind == "LSTM":
+        layer = LSTM(I, H, **kw)
+    elif kind == "GRU":
+        layer = GRU(I, H, linear_before_reset=bool(reset_after), **kw)
+    else:
+        layer = RNN(I, H, nonlinearity=act, **kw)
+    sd = {}
+    for d, (w_ih, w_hh, b_ih, b_hh) in enumerate(dirs):
+        sfx = "_reverse" if d else ""
+        sd[f"weight_ih_l0{sfx}"], sd[f"weight_hh_l0{sfx}"] = w_ih, w_hh
+        if b_ih is not None:
+            sd[f"bias_ih_l0{sfx}"], sd[f"bias_hh_l0{sfx}"] = b_ih, b_hh
+    layer.load_state_dict(sd)
+    layer.eval()
+    return layer
+
+
+# ---- one layer from its class name, config and weight arrays -------------------
+
+def _from_parts(class_name, config, weights, where):
+    """weights: for LSTM/GRU/SimpleRNN [kernel, recurrent_kernel(, bias)]; for
+    Bidirectional {"forward": [...], "backward": [...]}."""
+    if class_name == "Bidirectional":
+        merge = config.get("merge_mode", "concat")
+        if merge != "concat":
+            raise NotImplementedError(f"{where}: Bidirectional merge_mode={merge!r} is not "
+                                      "supported (fastrnn concatenates the directions, "
+                                      "merge_mode='concat')")
+        inner = config.get("layer") or {}
+        icls, icfg = inner.get("class_name"), inner.get("config", {})
+        if icls not in ("LSTM", "GRU", "SimpleRNN"):
+            raise NotImplementedError(f"{where}: Bidirectional of {icls} is not supported")
+        bcfg = (config.get("backward_layer") or {}).get("config", icfg)
+        for key in ("units", "use_bias", "activation", "recurrent_activation", "reset_after"):
+            if key in bcfg and key in icfg and bcfg[key] != icfg[key]:
+                raise NotImplementedError(f"{where}: the backward layer's {key} differs from "
+                                          "the forward layer's; fastrnn needs them equal")
+        fw, bw = weights["forward"], weights["backward"]
+        layer = _single(icls, icfg, fw, where, backward=bw)
+        keras_cfg = {"name": config.get("name"),
+                     "return_sequences": bool(icfg.get("return_sequences", False)),
+                     "return_state": bool(icfg.get("return_state", False))}
+        layer.keras_config = keras_cfg
+        return layer
+    if class_name not in ("LSTM", "GRU", "SimpleRNN"):
+        raise NotImplementedError(f"{where}: Keras layer {class_name} is not a recurrent "
+                                  "layer fastrnn maps (LSTM, GRU, SimpleRNN, Bidirectional)")
+    if config.get("go_backwards", False):
+        raise NotImplementedError(f"{where}: go_backwards=True outside Bidirectional is not "
+                                  "supported (feed the reversed sequence to a forward layer)")
+    layer = _single(class_name, config, weights, where)
+    layer.keras_config = {"name": config.get("name"),
+                          "return_sequences": bool(config.get("return_sequences", False)),
+                          "return_state": bool(config.get("return_state", False))}
+    return layer
+
+
+def _single(cls, cfg, w, where, backward=None):
+    use_bias = bool(cfg.get("use_bias", True))
+    n = 3 if use_bias else 2
+    for name, ws in (("weights", w), ("backward weights", backward)):
+        if ws is not None and len(ws) != n:
+            raise ValueError(f"{where}: expected {n} {name} arrays (kernel, recurrent_kernel"
+                             f"{', bias' if use_bias else ''}), got {len(ws)}")
+    try:
+        layer = from_keras_weights(
+            cls, w[0], w[1], w[2] if use_bias else None,
+            reset_after=bool(cfg.get("reset_after", True)),
+            activation=cfg.get("activation", "tanh"),
+            recurrent_activation=cfg.get("recurrent_activation", "sigmoid"),
+            backward=None if backward is None else tuple(backward))
+    except (ValueError, TypeError, NotImplementedError) as e:
+        raise type(e)(f"{where}: {e}") from None
+    units = cfg.get("units")
+    if units is not None and int(units) != layer.hidden_size:
+        raise ValueError(f"{where}: config says units={units}, the weights have "
+                         f"{layer.hidden_size}")
+    return layer
+
+
+# ---- live Keras objects -----------------------------------------------------------
+
+def _is_keras(obj):
+    return any(c.__module__.startswith("keras") for c in type(obj).__mro__)
+
+
+def _live_layer(layer):
+    cls = type(layer).__name__
+    cfg = layer.get_config()
+    where = f"from_keras: layer {layer.name!r} ({cls})"
+    if cls == "Bidirectional":
+        w = {"forward": layer.forward_layer.get_weights(),
+             "backward": layer.backward_layer.get_weights()}
+        cfg = dict(cfg)
+        cfg["layer"] = {"class_name": type(layer.forward_layer).__name__,
+                        "config": layer.forward_layer.get_config()}
+        cfg["backward_layer"] = {"class_name": type(layer.backward_layer).__name__,
+                                 "config": layer.backward_layer.get_config()}
+        return _from_parts(cls, cfg, w, where)
+    return _from_parts(cls, cfg, layer.get_weights(), where)
+
+
+def _pick(entries, recurrent_only, where):
+    """entries: (class_name, name, build) in model order; builds the layers."""
+    out, skipped = [], []
+    for cls, name, build in entries:
+        if cls in _RECURRENT:
+            out.append(build())
+        elif cls in _PASSIVE:
+            continue
+        else:
+            skipped.append(f"{name} ({cls})")
+    if skipped and not recurrent_only:
+        raise NotImplementedError(
+            f"{where}: layers {skipped} are not recurrent layers; pass recurrent_only=True "
+            "to get the list of the model's recurrent layers alone")
+    if not out:
+        raise ValueError(f"{where}: the model holds no LSTM, GRU, SimpleRNN or "
+                         "Bidirectional layer")
+    return out
+
+
+# ---- saved .keras files -------------------------------------------------------------
+
+def _snake(name):
+    """Keras's naming.to_snake_case: the h5 group of a model's layer is its
+    class name in snake case, numbered _1, _2 ... on repeats."""
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def _read_keras_file(path):
+    import h5py  # noqa: F401  (ImportError below when absent)
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as e:
+        raise ValueError(f"from_keras: {path!r} is not a .keras file (a zip archive): {e}") \
+            from None
+    with zf:
+        names = set(zf.namelist())
+        for need in ("config.json", "model.weights.h5"):
+            if need not in names:
+                raise ValueError(f"from_keras: {path!r} has no {need}; is it a Keras 3 "
+                                 ".keras file?")
+        info = zf.getinfo("config.json")
+        if info.file_size > _MAX_CONFIG_BYTES:
+            raise ValueError(f"from_keras: config.json of {path!r} is too large "
+                             f"({info.file_size} bytes)")
+        try:
+            config = json.loads(zf.read("config.json").decode("utf-8"))
+            weights = zf.read("model.weights.h5")
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError, RuntimeError) as e:
+            raise ValueError(f"from_keras: {path!r} is damaged: {type(e).__name__}: {e}") \
+                from None
+    return config, weights
+
+
+def _h5_arrays(h5, group, where):
+    """The arrays vars/0, vars/1, ... of an h5 group, in order."""
+    if group not in h5:
+        raise ValueError(f"{where}: the weights file has no group {group!r}")
+    g = h5[group]
+    if "vars" not in g:
+        return []
+    v = g["vars"]
+    keys = sorted(v.keys(), key=lambda k: int(k) if k.isdigit() else 1 << 30)
+    return [np.asarray(v[k][()]) for k in keys]
+
+
+def _from_file(path, recurrent_only):
+    import h5py
+    config, weights = _read_keras_file(path)
+    where = f"from_keras: {os.fspath(path)!r}"
+    if not isinstance(config, dict):
+        raise ValueError(f"{where}: config.json is not a JSON object")
+    top_cls, top = config.get("class_name"), config.get("config", {})
+    try:
+        h5 = h5py.File(io.BytesIO(weights), "r")
+    except Exception as e:
+        raise ValueError(f"{where}: model.weights.h5 is not a readable HDF5 file "
+                         f"({type(e).__name__}: {e})") from None
+    with h5:
+        if top_cls in _RECURRENT:  # a single saved layer
+            return [_from_file_layer(h5, top_cls, top, "", where)]
+        if top_cls not in ("Sequential", "Functional", "Model"):
+            raise NotImplementedError(f"{where}: a saved {top_cls} is not supported "
+                                      "(Sequential, functional models and recurrent layers are)")
+        layers = top.get("layers")
+        if not isinstance(layers, list):
+            raise ValueError(f"{where}: config.json lists no layers")
+        counts, entries = {}, []
+        for entry in layers:
+            if not isinstance(entry, dict):
+                raise ValueError(f"{where}: a layer entry of config.json is not an object")
+            cls, cfg = entry.get("class_name"), entry.get("config", {})
+            snake = _snake(str(cls))
+            k = counts.get(snake)
+            counts[snake] = 0 if k is None else k + 1
+            group = f"layers/{snake}" + ("" if k is None else f"_{k + 1}")
+            lname = cfg.get("name", group)
+            entries.append((cls, lname, lambda cls=cls, cfg=cfg, group=group, lname=lname:
+                            _from_file_layer(h5, cls, cfg, group, f"{where} layer {lname!r}")))
+        return _pick(entries, recurrent_only, where)
+
+
+def _from_file_layer(h5, cls, cfg, group, where):
+    join = (lambda *p: "/".join(x for x in (group,) + p if x))
+    if cls == "Bidirectional":
+        w = {"forward": _h5_arrays(h5, join("forward_layer", "cell"), where),
+             "backward": _h5_arrays(h5, join("backward_layer", "cell"), where)}
+    else:
+        w = _h5_arrays(h5, join("cell"), where)
+    return _from_parts(cls, cfg, w, where)
+
+
+def from_keras(source, recurrent_only=False):
+    """fastrnn layers from Keras 3.
+
+    source   a live Keras LSTM/GRU/SimpleRNN/Bidirectional layer -> one layer;
+             a live Keras model -> the list of its recurrent layers;
+             a path to a saved .keras file -> the list of its recurrent layers
+             (read as data: config.json and model.weights.h5, without keras).
+    recurrent_only  models only: skip layers that are not recurrent (Embedding,
+             Dense, ...) instead of raising NotImplementedError for them.
+    The layers are batch_first=True, in inference mode, and carry
+    `keras_config` (name, return_sequences, return_state).
+    """
+    if isinstance(source, (str, os.PathLike)):
+        path = os.fspath(source)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"from_keras: no such file: {path!r}")
+        try:
+            import h5py  # noqa: F401
+        except ImportError as e:
+            raise ImportError("from_keras on a .keras file needs h5py: pip install h5py") from e
+        return _from_file(path, recurrent_only)
+    if not _is_keras(source):
+        raise TypeError(f"from_keras: expected a Keras layer or model or a .keras path, got "
+                        f"{type(source).__name__}")
+    if hasattr(source, "layers") and type(source).__name__ not in _RECURRENT:
+        where = f"from_keras: model {getattr(source, 'name', '')!r}"
+        entries = [(type(l).__name__, l.name, (lambda l=l: _live_layer(l)))
+                   for l in source.layers]
+        return _pick(entries, recurrent_only, where)
+    if not getattr(source, "built", True) or not source.get_weights():
+        raise ValueError(f"from_keras: layer {source.name!r} has no weights yet (build it or "
+                         "call it once first)")
+    return _live_layer(source)

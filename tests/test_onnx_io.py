@@ -1,0 +1,581 @@
+"""fr.from_onnx and layer.to_onnx against ONNX Runtime.
+
+1. Graphs made with onnx.helper: one RNN / LSTM / GRU node for every
+   direction x layout x sequence_lens x initial states x (GRU)
+   linear_before_reset x clip, run by fastrnn and by ONNX Runtime.
+2. Models written by torch.onnx.export (TorchScript and, when onnxscript is
+   installed, dynamo exporters): embedding + LSTM/GRU/RNN + Linear, checked
+   against torch and ONNX Runtime.
+3. fastrnn layers exported with to_onnx and run in ONNX Runtime.
+4. Errors: files that are not ONNX, truncated files, unsupported operators
+   and attributes, bad feeds, and the ImportError without the onnx package.
+float32 comparisons: rtol 1e-5 (atol 1e-6 for values near 0).
+"""
+import itertools
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastrnn as fr
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+RTOL, ATOL = 1e-5, 1e-6
+G = {"RNN": 1, "LSTM": 4, "GRU": 3}
+
+
+def ort_run(model, feeds, outputs=None):
+    data = model if isinstance(model, (bytes, str)) else model.SerializeToString()
+    sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    return sess.run(outputs, feeds)
+
+
+def close(a, b, what=""):
+    np.testing.assert_allclose(a, b, rtol=RTOL, atol=ATOL, err_msg=what)
+
+
+# ---- 1. onnx.helper graphs, every attribute ------------------------------------
+
+def rnn_model(op, T, B, I, H, direction="forward", layout=0, seq=False, init_h=False,
+              init_c=False, lbr=None, clip=None, acts=None, bias=True, peep=None,
+              outputs=("Y", "Y_h", "Y_c"), seed=0, opset=14):
+    """A graph with one recurrent node; returns (model, feeds)."""
+    rng = np.random.default_rng(seed)
+    D = 2 if direction == "bidirectional" else 1
+    g = G[op]
+    inits = [numpy_helper.from_array(rng.uniform(-.6, .6, (D, g * H, I)).astype(np.float32), "W"),
+             numpy_helper.from_array(rng.uniform(-.6, .6, (D, g * H, H)).astype(np.float32), "R")]
+    if bias:
+        inits.append(numpy_helper.from_array(
+            rng.uniform(-.5, .5, (D, 2 * g * H)).astype(np.float32), "B"))
+    xs = (B, T, I) if layout else (T, B, I)
+    st = (B, D, H) if layout else (D, B, H)
+    feeds = {"X": (rng.standard_normal(xs) * 1.5).astype(np.float32)}
+    ins = ["X", "W", "R", "B" if bias else "", "", "", "", ""]
+    graph_in = [helper.make_tensor_value_info("X", TensorProto.FLOAT, list(xs))]
+    if seq:
+        lens = rng.integers(0, T + 1, size=B).astype(np.int32)
+        lens[0] = T
+        if B > 2:
+            lens[1], lens[2] = 0, 1
+        feeds["seq"] = lens
+        ins[4] = "seq"
+        graph_in.append(helper.make_tensor_value_info("seq", TensorProto.INT32, [B]))
+    for flag, name, idx in ((init_h, "h0", 5), (init_c and op == "LSTM", "c0", 6)):
+        if flag:
+            feeds[name] = rng.standard_normal(st).astype(np.float32)
+            ins[idx] = name
+            graph_in.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, list(st)))
+    if peep is not None:
+        inits.append(numpy_helper.from_array(peep.astype(np.float32), "P"))
+        ins[7] = "P"
+    while ins and not ins[-1]:
+        ins.pop()
+    outs = [o for o in outputs if o != "Y_c" or op == "LSTM"]
+    node_outs = [o if o in outs else "" for o in ("Y", "Y_h", "Y_c")[:3 if op == "LSTM" else 2]]
+    while node_outs and not node_outs[-1]:
+        node_outs.pop()
+    attrs = dict(hidden_size=H, direction=direction)
+    if layout:
+        attrs["layout"] = 1
+    if lbr is not None:
+        attrs["linear_before_reset"] = lbr
+    if clip is not None:
+        attrs["clip"] = clip
+    if acts is not None:
+        attrs["activations"] = acts
+    node = helper.make_node(op, ins, node_outs, name=f"{op.lower()}_node", **attrs)
+    graph = helper.make_graph([node], "g", graph_in,
+                              [helper.make_tensor_value_info(o, TensorProto.FLOAT, None)
+                               for o in outs], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    return model, feeds
+
+
+def check_node(op, T=5, B=4, I=3, H=4, **kw):
+    model, feeds = rnn_model(op, T, B, I, H, **kw)
+    if kw.get("layout", 0) == 1:
+        # ONNX Runtime runs only layout 0: the same node (same weights) with
+        # layout 0 on time-major inputs, outputs brought to layout 1 per the
+        # spec (X [B,T,I], states [B,D,H], Y [B,T,D,H])
+        model0, feeds0 = rnn_model(op, T, B, I, H, **dict(kw, layout=0))
+        feeds = {k: (v.transpose(1, 0, 2) if k != "seq" else v) for k, v in feeds0.items()}
+        want = [w.transpose(2, 0, 1, 3) if w.ndim == 4 else w.transpose(1, 0, 2)
+                for w in ort_run(model0, feeds0)]
+    else:
+        want = ort_run(model, feeds)
+    m = fr.from_onnx(model)
+    got = m.run(None, feeds)
+    assert len(got) == len(want)
+    for name, a, b in zip(m.output_names, got, want):
+        assert a.shape == b.shape, (name, a.shape, b.shape)
+        close(a, b, f"{op} {kw} {name}")
+    return m
+
+
+@pytest.mark.parametrize("op", ["RNN", "LSTM", "GRU"])
+@pytest.mark.parametrize("direction", ["forward", "reverse", "bidirectional"])
+@pytest.mark.parametrize("layout", [0, 1])
+def test_helper_node_every_attribute(op, direction, layout):
+    lbrs = [0, 1] if op == "GRU" else [None]
+    states = [(False, False), (True, False), (True, True)] if op == "LSTM" \
+        else [(False, False), (True, False)]
+    for i, (seq, (ih, ic), lbr, clip) in enumerate(itertools.product(
+            [False, True], states, lbrs, [None, 0.9])):
+        check_node(op, direction=direction, layout=layout, seq=seq, init_h=ih, init_c=ic,
+                   lbr=lbr, clip=clip, seed=i)
+
+
+@pytest.mark.parametrize("direction", ["forward", "reverse", "bidirectional"])
+def test_rnn_relu_activation(direction):
+    D = 2 if direction == "bidirectional" else 1
+    m = check_node("RNN", direction=direction, acts=["Relu"] * D, seq=True, init_h=True)
+    assert m.layers[0].nonlinearity == "relu"
+    check_node("RNN", direction=direction, acts=["Tanh"] * D)
+
+
+@pytest.mark.parametrize("op", ["RNN", "LSTM", "GRU"])
+def test_no_bias_subsets_of_outputs_and_opsets(op):
+    check_node(op, bias=False, direction="bidirectional", seq=True)
+    check_node(op, outputs=("Y_h",), direction="reverse", opset=17)
+    check_node(op, outputs=("Y",), layout=1, init_h=True, opset=21)
+    if op == "LSTM":
+        check_node(op, outputs=("Y_c",), seq=True, init_h=True, init_c=True)
+
+
+def test_default_gru_is_linear_before_reset_0():
+    m = check_node("GRU", lbr=None, init_h=True)
+    assert m.layers[0].linear_before_reset is False
+    m = check_node("GRU", lbr=1, init_h=True)
+    assert m.layers[0].linear_before_reset is True
+
+
+def test_all_zero_peepholes_accepted_others_refused():
+    check_node("LSTM", peep=np.zeros((1, 12)), H=4)
+    with pytest.raises(NotImplementedError, match="peephole"):
+        fr.from_onnx(rnn_model("LSTM", 3, 2, 3, 4, peep=np.ones((1, 12)))[0])
+
+
+def test_single_sequence_and_single_step():
+    check_node("LSTM", T=1, B=1, direction="bidirectional", seq=True, init_h=True)
+    check_node("GRU", T=1, B=3, lbr=1, seq=True)
+
+
+@pytest.mark.parametrize("acts,op", [(["Sigmoid", "Relu"], "GRU"),
+                                     (["HardSigmoid", "Tanh", "Tanh"], "LSTM"),
+                                     (["Elu"], "RNN")])
+def test_non_default_activations_refused(acts, op):
+    model, _ = rnn_model(op, 3, 2, 3, 4, acts=acts)
+    with pytest.raises(NotImplementedError, match="activations"):
+        fr.from_onnx(model)
+
+
+def test_input_forget_refused():
+    model, _ = rnn_model("LSTM", 3, 2, 3, 4)
+    model.graph.node[0].attribute.append(helper.make_attribute("input_forget", 1))
+    with pytest.raises(NotImplementedError, match="input_forget"):
+        fr.from_onnx(model)
+
+
+def test_layer_taken_out_of_the_model():
+    model, feeds = rnn_model("LSTM", 6, 3, 3, 4, direction="bidirectional", layout=1,
+                             init_h=True, init_c=True)
+    m = fr.from_onnx(model)
+    layer = m.layers[0]
+    assert isinstance(layer, fr.LSTM) and layer.batch_first and layer.bidirectional
+    assert m.layer_nodes == ["lstm_node"]
+    Y, Yh, Yc = m.run(None, feeds)
+    h0, c0 = (feeds[k].transpose(1, 0, 2) for k in ("h0", "c0"))
+    y, (hn, cn) = layer(feeds["X"], (h0, c0))
+    close(y, Y.reshape(3, 6, 8))
+    close(hn, Yh.transpose(1, 0, 2))
+
+
+# ---- 2. torch.onnx.export ---------------------------------------------------------
+
+class _Net:
+    """Embedding -> recurrent -> Linear -> LogSoftmax, as torch.nn.Module."""
+
+    @staticmethod
+    def make(kind, batch_first, bidirectional, layers, seed=0):
+        torch = pytest.importorskip("torch")
+        torch.manual_seed(seed)
+
+        class Net(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.emb = torch.nn.Embedding(30, 6)
+                self.rnn = getattr(torch.nn, kind)(6, 5, num_layers=layers,
+                                                   batch_first=batch_first,
+                                                   bidirectional=bidirectional)
+                self.fc = torch.nn.Linear(5 * (2 if bidirectional else 1), 4)
+                self.batch_first = batch_first
+
+            def forward(self, ids):
+                y, _ = self.rnn(self.emb(ids))
+                return torch.log_softmax(self.fc(y), dim=-1)
+
+        return Net().eval()
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "RNN"])
+@pytest.mark.parametrize("batch_first", [False, True])
+@pytest.mark.parametrize("bidirectional,layers", [(False, 1), (True, 2)])
+def test_torch_export_torchscript(kind, batch_first, bidirectional, layers, tmp_path):
+    torch = pytest.importorskip("torch")
+    net = _Net.make(kind, batch_first, bidirectional, layers)
+    ids = torch.randint(0, 30, (7, 3))  # (T, B) or (B, T)
+    path = tmp_path / "net.onnx"
+    axes = {"ids": {0: "a", 1: "b"}, "out": {0: "a", 1: "b"}}
+    torch.onnx.export(net, (ids,), str(path), dynamo=False, input_names=["ids"],
+                      output_names=["out"], dynamic_axes=axes, opset_version=17)
+    m = fr.from_onnx(str(path))
+    assert m.input_names == ["ids"] and m.output_names == ["out"]
+    assert len(m.layers) == layers
+    for shape in ((7, 3), (4, 5)):  # the exported axes are dynamic
+        ids2 = torch.randint(0, 30, shape)
+        with torch.no_grad():
+            want = net(ids2).numpy()
+        (got,) = m.run(None, {"ids": ids2.numpy()})
+        close(got, want, f"torch {kind}")
+        close(got, ort_run(str(path), {"ids": ids2.numpy()})[0], f"ORT {kind}")
+
+
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+
+
+@pytest.mark.parametrize("name,layers", [("dynamo_lstm_gru_rnn", ["LSTM", "LSTM", "GRU"]),
+                                         ("dynamo_gru_tm", ["GRU", "GRU"])])
+def test_torch_export_dynamo_files(name, layers):
+    """Files the dynamo exporter wrote (tests/data/make_onnx_fixtures.py):
+    LSTM/GRU nodes with its Transpose/Reshape glue, and the RNN it unrolls
+    into MatMul/Slice/Squeeze/Relu; against torch's outputs and ORT."""
+    path = os.path.join(DATA, name + ".onnx")
+    ref = np.load(os.path.join(DATA, name + ".npz"), allow_pickle=False)
+    m = fr.from_onnx(path)
+    assert [type(l).__name__ for l in m.layers] == layers
+    (got,) = m.run(["out"], {"ids": ref["ids"]})
+    close(got, ref["out"])
+    close(got, ort_run(path, {"ids": ref["ids"]})[0])
+
+
+@pytest.mark.skipif(not os.environ.get("FASTRNN_TEST_DYNAMO"),
+                    reason="live dynamo export takes ~30 s; set FASTRNN_TEST_DYNAMO=1")
+def test_torch_export_dynamo_live(tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("onnxscript")
+    sys.path.insert(0, DATA)
+    try:
+        import make_onnx_fixtures as mk
+    finally:
+        sys.path.remove(DATA)
+    import torch
+    torch.manual_seed(2)
+    net = mk.LstmGruRnn().eval()
+    ids = torch.randint(0, 30, (2, 5))
+    path = str(tmp_path / "dyn.onnx")
+    torch.onnx.export(net, (ids,), path, dynamo=True, input_names=["ids"],
+                      output_names=["out"])
+    with torch.no_grad():
+        want = net(ids).numpy()
+    (got,) = fr.from_onnx(path).run(None, {"ids": ids.numpy()})
+    close(got, want)
+
+
+# ---- 3. export ------------------------------------------------------------------------
+
+def _layer(mode, I, H, L, bd, bf, **kw):
+    common = dict(num_layers=L, bidirectional=bd, batch_first=bf, seed=3, **kw)
+    if mode == "LSTM":
+        return fr.LSTM(I, H, **common)
+    if mode == "GRU":
+        return fr.GRU(I, H, **common)
+    return fr.RNN(I, H, nonlinearity="relu" if mode == "RNN_RELU" else "tanh", **common)
+
+
+@pytest.mark.parametrize("mode", ["RNN_TANH", "RNN_RELU", "LSTM", "GRU"])
+@pytest.mark.parametrize("L,bd", [(1, False), (2, True), (3, False)])
+@pytest.mark.parametrize("bf", [False, True])
+def test_export_runs_in_onnxruntime(mode, L, bd, bf, tmp_path):
+    I, H, T, B = 5, 6, 7, 4
+    D = 2 if bd else 1
+    layer = _layer(mode, I, H, L, bd, bf)
+    rng = np.random.default_rng(L)
+    x = rng.standard_normal((B, T, I) if bf else (T, B, I)).astype(np.float32)
+    lengths = np.array([7, 3, 1, 5], np.int64)
+    h0 = rng.standard_normal((L * D, B, H)).astype(np.float32)
+    c0 = rng.standard_normal((L * D, B, H)).astype(np.float32)
+    is_lstm = mode == "LSTM"
+    for use_len, use_state in ((False, False), (True, True), (True, False)):
+        path = tmp_path / f"l_{use_len}_{use_state}.onnx"
+        model = layer.to_onnx(path, lengths=use_len, initial_state=use_state)
+        assert path.exists()
+        feeds = {"input": x}
+        state = None
+        if use_len:
+            feeds["lengths"] = lengths
+        if use_state:
+            feeds["h0"] = h0
+            state = h0
+            if is_lstm:
+                feeds["c0"] = c0
+                state = (h0, c0)
+        y, st = layer(x, state, lengths=lengths if use_len else None)
+        want = [y] + (list(st) if is_lstm else [st])
+        got = ort_run(str(path), feeds)
+        names = [o.name for o in model.graph.output]
+        assert names == ["output", "h_n"] + (["c_n"] if is_lstm else [])
+        for a, b, n in zip(got, want, names):
+            close(a, b, f"ORT {n}")
+        # and fastrnn's own runner reads its export back
+        for a, b, n in zip(fr.from_onnx(model).run(None, feeds), want, names):
+            close(a, b, f"from_onnx {n}")
+
+
+@pytest.mark.parametrize("kw", [dict(linear_before_reset=False), dict(clip=0.7),
+                                dict(linear_before_reset=False, clip=0.5, bias=False)])
+def test_export_gru_options(kw):
+    layer = fr.GRU(4, 5, num_layers=2, bidirectional=True, seed=1, **kw)
+    x = (np.random.default_rng(0).standard_normal((6, 3, 4)) * 2).astype(np.float32)
+    model = layer.to_onnx()
+    y, hn = layer(x)
+    Y, Hn = ort_run(model, {"input": x})
+    close(Y, y)
+    close(Hn, hn)
+
+
+def test_export_lstm_clip_and_float64_round_trip():
+    layer = fr.LSTM(4, 5, clip=0.8, seed=2)
+    x = (np.random.default_rng(0).standard_normal((6, 3, 4)) * 2).astype(np.float32)
+    y, (hn, cn) = layer(x)
+    got = ort_run(layer.to_onnx(opset=14), {"input": x})
+    for a, b in zip(got, (y, hn, cn)):
+        close(a, b)
+    # ONNX Runtime has no float64 recurrent kernels; fastrnn's runner does
+    layer64 = fr.GRU(3, 4, num_layers=2, dtype="float64", seed=1, linear_before_reset=False)
+    x64 = np.random.default_rng(1).standard_normal((5, 2, 3))
+    y64, h64 = layer64(x64)
+    m = fr.from_onnx(layer64.to_onnx(lengths=True).SerializeToString())
+    assert m.layers[0].dtype == np.float64
+    Y, H = m.run(None, {"input": x64, "lengths": np.array([5, 2])})
+    y64, h64 = layer64(x64, lengths=np.array([5, 2]))
+    np.testing.assert_allclose(Y, y64, rtol=1e-12)
+    np.testing.assert_allclose(H, h64, rtol=1e-12)
+
+
+def test_emit_recurrent_chains_layers():
+    """The node-emitting helpers compose: two layers in one graph."""
+    from fastrnn.onnx_io import GraphBuilder, emit_recurrent
+    a = fr.LSTM(3, 4, batch_first=True, bidirectional=True, seed=1)
+    b = fr.GRU(8, 2, batch_first=True, seed=2)
+    g = GraphBuilder(opset=17)
+    x = g.input("x", np.float32, ["B", "T", 3])
+    y1, _, _ = emit_recurrent(g, a, x)
+    y2, h2, _ = emit_recurrent(g, b, y1)
+    g.output(y2, "y", np.float32, ["B", "T", 2])
+    g.output(h2, "h", np.float32, [1, "B", 2])
+    model = g.build("two")
+    xv = np.random.default_rng(0).standard_normal((2, 5, 3)).astype(np.float32)
+    ya, _ = a(xv)
+    yb, hb = b(ya)
+    Y, Hh = ort_run(model, {"x": xv})
+    close(Y, yb)
+    close(Hh, hb)
+
+
+def test_export_argument_errors():
+    layer = fr.LSTM(3, 4)
+    with pytest.raises(TypeError, match="lengths"):
+        layer.to_onnx(lengths=1)
+    with pytest.raises(ValueError, match="opset"):
+        layer.to_onnx(opset=9)
+    from fastrnn.onnx_io import export_layer
+    with pytest.raises(TypeError, match="RNN, LSTM or GRU"):
+        export_layer(object())
+
+
+# ---- 4. errors ------------------------------------------------------------------------
+
+def test_not_onnx_and_truncated_files(tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"this is not an onnx model at all \x00\x01\x02" * 10)
+    with pytest.raises(ValueError, match="ONNX model"):
+        fr.from_onnx(str(bad))
+    model, _ = rnn_model("LSTM", 3, 2, 3, 4)
+    data = model.SerializeToString()
+    for cut in (len(data) // 2, len(data) - 7, 10):
+        trunc = tmp_path / f"trunc{cut}.onnx"
+        trunc.write_bytes(data[:cut])
+        with pytest.raises(ValueError, match="ONNX model"):
+            fr.from_onnx(str(trunc))
+    with pytest.raises(ValueError, match="ONNX model"):
+        fr.from_onnx(b"")
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        fr.from_onnx(str(tmp_path / "missing.onnx"))
+    with pytest.raises(TypeError, match="path"):
+        fr.from_onnx(12)
+
+
+def _tiny(op_type, domain="", **attrs):
+    node = helper.make_node(op_type, ["x"], ["y"], domain=domain, **attrs)
+    graph = helper.make_graph([node], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+    opsets = [helper.make_opsetid("", 17)]
+    if domain:
+        opsets.append(helper.make_opsetid(domain, 1))
+    return helper.make_model(graph, opset_imports=opsets)
+
+
+def test_unknown_operator_and_domain():
+    with pytest.raises(NotImplementedError, match="Hardmax"):
+        fr.from_onnx(_tiny("Hardmax"))
+    with pytest.raises(NotImplementedError, match="com.example::Magic"):
+        fr.from_onnx(_tiny("Magic", domain="com.example"))
+
+
+def test_numpy_ops_match_onnxruntime():
+    """A chain of the common non-recurrent ops, against ONNX Runtime."""
+    x = np.random.default_rng(0).standard_normal((2, 3, 4)).astype(np.float32)
+    i64 = lambda v: numpy_helper.from_array(np.array(v, np.int64))  # noqa: E731
+    nodes = [
+        helper.make_node("Transpose", ["x"], ["t"], perm=[1, 0, 2]),
+        helper.make_node("Shape", ["t"], ["s"]),
+        helper.make_node("Constant", [], ["two"], value=i64([2])),
+        helper.make_node("Slice", ["s", "two", "three"], ["s2"]),
+        helper.make_node("Constant", [], ["three"], value=i64([3])),
+        helper.make_node("Unsqueeze", ["t", "ax0"], ["u"]),
+        helper.make_node("Squeeze", ["u", "ax0"], ["q"]),
+        helper.make_node("Reshape", ["q", "shape"], ["r"]),
+        helper.make_node("Gemm", ["r", "w", "b"], ["gm"], transB=1, alpha=0.5, beta=2.0),
+        helper.make_node("Sigmoid", ["gm"], ["sg"]),
+        helper.make_node("Tanh", ["gm"], ["th"]),
+        helper.make_node("Sub", ["sg", "th"], ["d"]),
+        helper.make_node("Relu", ["d"], ["re"]),
+        helper.make_node("Div", ["re", "half"], ["dv"]),
+        helper.make_node("ReduceMean", ["dv"], ["rm"], axes=[1], keepdims=1),
+        helper.make_node("Split", ["gm"], ["sp0", "sp1"], axis=1),
+        helper.make_node("Concat", ["sp1", "sp0", "rm"], ["cat"], axis=1),
+        helper.make_node("Softmax", ["cat"], ["sm"], axis=-1),
+        helper.make_node("LogSoftmax", ["cat"], ["lsm"], axis=0),
+        helper.make_node("Equal", ["s2", "s2"], ["eq"]),
+        helper.make_node("Where", ["eq", "sm", "lsm"], ["wh"]),
+        helper.make_node("ConstantOfShape", ["s"], ["zeros"],
+                         value=numpy_helper.from_array(np.array([1.5], np.float32))),
+        helper.make_node("Expand", ["half", "s"], ["ex"]),
+        helper.make_node("Add", ["zeros", "ex"], ["zz"]),
+        helper.make_node("Flatten", ["zz"], ["fl"], axis=2),
+        helper.make_node("Cast", ["s"], ["sf"], to=TensorProto.FLOAT),
+        helper.make_node("Gather", ["fl", "idx"], ["ga"], axis=1),
+        helper.make_node("MatMul", ["wh", "wt"], ["mm"]),
+    ]
+    inits = [numpy_helper.from_array(np.array([0], np.int64), "ax0"),
+             numpy_helper.from_array(np.array([-1, 4], np.int64), "shape"),
+             numpy_helper.from_array(np.random.default_rng(1).standard_normal((6, 4))
+                                     .astype(np.float32), "w"),
+             numpy_helper.from_array(np.ones(6, np.float32), "b"),
+             numpy_helper.from_array(np.array(0.5, np.float32), "half"),
+             numpy_helper.from_array(np.array([2, 0], np.int64), "idx"),
+             numpy_helper.from_array(np.random.default_rng(2).standard_normal((7, 2))
+                                     .astype(np.float32), "wt")]
+    outs = ["mm", "ga", "sf", "wh"]
+    graph = helper.make_graph(
+        nodes, "ops", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 4])],
+        [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outs], inits)
+    # topological order for the checker: put the Constant before its use
+    order = sorted(graph.node, key=lambda n: 0 if n.op_type == "Constant" else 1)
+    del graph.node[:]
+    graph.node.extend(order)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    want = ort_run(model, {"x": x})
+    got = fr.from_onnx(model).run(None, {"x": x})
+    for a, b, n in zip(got, want, outs):
+        assert a.dtype == b.dtype and a.shape == b.shape, n
+        close(a, b, n)
+
+
+def test_run_argument_errors():
+    model, feeds = rnn_model("GRU", 4, 2, 3, 4, seq=True)
+    m = fr.from_onnx(model)
+    with pytest.raises(ValueError, match="missing input"):
+        m.run(None, {"X": feeds["X"]})
+    with pytest.raises(ValueError, match="unknown output"):
+        m.run(["nope"], feeds)
+    with pytest.raises(ValueError, match="unknown input"):
+        m.run(None, dict(feeds, extra=np.zeros(1)))
+    with pytest.raises(ValueError, match="shape"):
+        m.run(None, dict(feeds, X=feeds["X"][:, :, :2]))
+    with pytest.raises(TypeError, match="dtype"):
+        m.run(None, dict(feeds, X=feeds["X"].astype(bool)))
+    with pytest.raises(ValueError, match="sequence_lens"):
+        m.run(None, dict(feeds, seq=np.array([9, 1], np.int32)))
+    with pytest.raises(TypeError, match="dict"):
+        m.run(None, [feeds["X"]])
+    # float64 and int64 feeds are converted to the declared types
+    f64 = dict(feeds, X=feeds["X"].astype(np.float64), seq=feeds["seq"].astype(np.int64))
+    for a, b in zip(m.run(None, f64), m.run(None, feeds)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_weights_from_graph_inputs_refused():
+    model, _ = rnn_model("RNN", 3, 2, 3, 4)
+    w = model.graph.initializer[0]
+    model.graph.input.append(helper.make_tensor_value_info("Wdyn", TensorProto.FLOAT,
+                                                           list(w.dims)))
+    model.graph.node[0].input[1] = "Wdyn"
+    with pytest.raises(NotImplementedError, match="constants"):
+        fr.from_onnx(model)
+
+
+def test_import_error_without_onnx():
+    code = ("import sys; sys.modules['onnx'] = None\n"
+            "import fastrnn as fr\n"
+            "try:\n    fr.from_onnx('x.onnx')\n"
+            "except ImportError as e:\n    print('IMPORTERROR', e)\n"
+            "try:\n    fr.LSTM(2, 3).to_onnx()\n"
+            "except ImportError as e:\n    print('IMPORTERROR', e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.stdout.count("IMPORTERROR") == 2, out.stdout + out.stderr
+    assert "pip install onnx" in out.stdout
+
+
+def test_float16_weights_refused_and_hidden_size_inferred():
+    model, feeds = rnn_model("GRU", 3, 2, 3, 4, lbr=1)
+    want = ort_run(model, feeds)[0]  # ONNX Runtime needs hidden_size; fastrnn reads it off R
+    node = model.graph.node[0]
+    kept = [a for a in node.attribute if a.name != "hidden_size"]
+    del node.attribute[:]
+    node.attribute.extend(kept)
+    m = fr.from_onnx(model)
+    assert m.layers[0].hidden_size == 4
+    close(m.run(None, feeds)[0], want)
+    for t in model.graph.initializer:
+        t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float16), t.name))
+    with pytest.raises(NotImplementedError, match="float16"):
+        fr.from_onnx(model)
+
+
+def test_initializers_listed_as_inputs(tmp_path):
+    """keep_initializers_as_inputs=True (older exporters): weights are graph
+    inputs with defaults; they load, and feeding them is refused clearly."""
+    torch = pytest.importorskip("torch")
+    net = _Net.make("GRU", True, True, 1)
+    ids = torch.randint(0, 30, (2, 5))
+    path = str(tmp_path / "kiai.onnx")
+    torch.onnx.export(net, (ids,), path, dynamo=False, input_names=["ids"],
+                      output_names=["out"], keep_initializers_as_inputs=True, opset_version=14)
+    m = fr.from_onnx(path)
+    assert m.input_names == ["ids"]
+    with torch.no_grad():
+        want = net(ids).numpy()
+    close(m.run(None, {"ids": ids.numpy()})[0], want)
+    w = [i.name for i in onnx.load(path).graph.input if i.name != "ids"]
+    gru_w = [n for n in w if n in m._frozen][0]
+    with pytest.raises(ValueError, match="cannot be fed"):
+        m.run(None, {"ids": ids.numpy(), gru_w: np.zeros(1)})
