@@ -238,7 +238,7 @@ class CrossEntropy(Loss):
         rows = np.arange(len(idx))
         value = (1 - eps) * float(-np.sum(wy * lsm[rows, ys], dtype=np.float64)) / W
         if eps > 0:
-            smooth = -(np.sum(lsm, dtype=np.float64) if w is None else float(np.sum(lsm @ w)))
+            smooth = -(np.sum(lsm, dtype=np.float64) if w is None else float(np.sum(lsm * w, dtype=np.float64)))  # no BLAS gemv: its thread split could change the bits
             value += eps / C * smooth / W
         if want_grad:
             # d value / d lsm = a; through log_softmax: a - p * sum_c a
