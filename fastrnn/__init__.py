@@ -6,7 +6,7 @@ SciPy) compiled through Cython, under a NumPy-first API.
 """
 from ._threads import get_num_threads, set_num_threads
 from .interop import from_torch, to_torch
-from .keras_io import from_keras, from_keras_weights
+from .keras_io import from_keras, from_keras_sequential, from_keras_weights
 from .onnx_io import from_onnx
 from .recurrent import GRU, LSTM, RNN
 from . import losses, optim
@@ -20,7 +20,7 @@ from .layers import (Activation, AttentionPooling, Dense, Dropout, Embedding, La
 
 __version__ = "0.1.0"
 __all__ = ["RNN", "LSTM", "GRU", "LayerNormLSTM", "from_torch", "to_torch", "from_onnx", "from_keras",
-           "from_keras_weights", "set_num_threads", "get_num_threads",
+           "from_keras_sequential", "from_keras_weights", "set_num_threads", "get_num_threads",
            "__version__", "Activation", "AttentionPooling", "Dense", "Dropout",
            "Embedding", "LastStep", "MaxPooling", "MeanPooling", "Sequential", "load",
            "pad_sequences", "losses", "optim", "Callback", "EarlyStopping", "ModelCheckpoint",

@@ -45,7 +45,7 @@ import numpy as np
 
 from .recurrent import GRU, LSTM, RNN
 
-__all__ = ["from_keras", "from_keras_weights"]
+__all__ = ["from_keras", "from_keras_weights", "from_keras_sequential"]
 
 _KINDS = {"lstm": "LSTM", "gru": "GRU", "simplernn": "SimpleRNN", "simple_rnn": "SimpleRNN",
           "rnn": "SimpleRNN"}
@@ -377,7 +377,100 @@ def _from_file_layer(h5, cls, cfg, group, where):
     return _from_parts(cls, cfg, w, where)
 
 
-def from_keras(source, recurrent_only=False):
+# Keras activation name -> fastrnn's (Keras 3's leaky_relu has slope 0.2: not mapped)
+_KERAS_ACTS = {"linear": "linear", None: "linear", "relu": "relu", "tanh": "tanh",
+               "sigmoid": "sigmoid", "elu": "elu"}
+
+
+def _keras_act(name, where):
+    if name not in _KERAS_ACTS:
+        raise NotImplementedError(f"{where}: activation {name!r} is not mapped (linear, relu, "
+                                  "tanh, sigmoid and elu are)")
+    return _KERAS_ACTS[name]
+
+
+def from_keras_sequential(model):
+    """An fr.Sequential (float32, batch-first, inference mode) computing a live
+    Keras model made of a chain of
+
+        InputLayer, Dropout (and the other noise layers)  -> nothing / fr.Dropout
+        Embedding(mask_zero=False)     -> fr.Embedding (weight = embeddings)
+        Dense(activation)              -> fr.Dense (weight = kernel.T), per step
+                                          on sequences
+        Activation                     -> fr.Activation
+        LSTM / GRU / SimpleRNN / Bidirectional(concat), return_sequences=True
+                                       -> the recurrent layer
+        LSTM / GRU / SimpleRNN, return_sequences=False
+                                       -> the layer and fr.LastStep()
+
+    Only exact mappings are made: a Keras model sees no lengths, so the output
+    equals model(x) on full sequences. (Keras's masking, mask_zero=True, picks
+    each sequence's last unmasked step instead; it is refused, as are
+    return_state=True, a Bidirectional with return_sequences=False, whose
+    backward half is its final state rather than a step of the output, and
+    activations fastrnn does not have.)
+    """
+    from .layers import Activation, Dense, Dropout, Embedding, LastStep
+    from .model import Sequential
+    if not _is_keras(model) or not hasattr(model, "layers"):
+        raise TypeError(f"from_keras_sequential: expected a live Keras model, got "
+                        f"{type(model).__name__}")
+    out = []
+    for kl in model.layers:
+        cls = type(kl).__name__
+        cfg = kl.get_config()
+        where = f"from_keras: layer {kl.name!r} ({cls})"
+        if cls == "InputLayer":
+            continue
+        if cls in _PASSIVE:
+            if cls == "Dropout":
+                out.append(Dropout(float(cfg.get("rate", 0.0))))
+            continue
+        if cls == "Embedding":
+            if cfg.get("mask_zero"):
+                raise NotImplementedError(f"{where}: mask_zero=True (Keras masking) is not "
+                                          "mapped; fastrnn takes explicit lengths instead")
+            w = np.asarray(kl.get_weights()[0], np.float32)
+            e = Embedding(w.shape[0], w.shape[1])
+            e.load_state_dict({"weight": w})
+            out.append(e)
+        elif cls == "Dense":
+            ws = kl.get_weights()
+            kernel = np.asarray(ws[0], np.float32)
+            d = Dense(kernel.shape[0], kernel.shape[1],
+                      activation=_keras_act(cfg.get("activation"), where),
+                      bias=bool(cfg.get("use_bias", True)))
+            sd = {"weight": kernel.T}
+            if d.bias:
+                sd["bias"] = np.asarray(ws[1], np.float32)
+            d.load_state_dict(sd)
+            out.append(d)
+        elif cls == "Activation":
+            out.append(Activation(_keras_act(cfg.get("activation"), where)))
+        elif cls in _RECURRENT:
+            layer = _live_layer(kl)
+            kc = layer.keras_config
+            if kc["return_state"]:
+                raise NotImplementedError(f"{where}: return_state=True has no place in a "
+                                          "Sequential")
+            out.append(layer)
+            if not kc["return_sequences"]:
+                if cls == "Bidirectional":
+                    raise NotImplementedError(
+                        f"{where}: a Bidirectional with return_sequences=False outputs the "
+                        "backward direction's final state, which no fastrnn layer picks; "
+                        "use return_sequences=True and a pooling")
+                out.append(LastStep())
+        else:
+            raise NotImplementedError(f"{where}: not mapped to a fastrnn layer (Embedding, "
+                                      "Dense, Activation, Dropout, LSTM, GRU, SimpleRNN and "
+                                      "Bidirectional are)")
+    if not out:
+        raise ValueError("from_keras_sequential: the model has no layers to map")
+    return Sequential(out).eval()
+
+
+def from_keras(source, recurrent_only=False, sequential=False):
     """fastrnn layers from Keras 3.
 
     source   a live Keras LSTM/GRU/SimpleRNN/Bidirectional layer -> one layer;
@@ -386,9 +479,13 @@ def from_keras(source, recurrent_only=False):
              (read as data: config.json and model.weights.h5, without keras).
     recurrent_only  models only: skip layers that are not recurrent (Embedding,
              Dense, ...) instead of raising NotImplementedError for them.
+    sequential  live models only: return the whole model as an fr.Sequential
+             (Embedding, Dense, recurrent layers ...; see from_keras_sequential).
     The layers are batch_first=True, in inference mode, and carry
     `keras_config` (name, return_sequences, return_state).
     """
+    if sequential:
+        return from_keras_sequential(source)
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
         if not os.path.isfile(path):

@@ -834,6 +834,15 @@ class Sequential:
         from .io import save_model
         save_model(self, path, include_optimizer=include_optimizer)
 
+    def to_onnx(self, path=None, lengths=True, opset=17):
+        """Export the model (inference) to ONNX (needs the onnx package):
+        inputs "x" ((N, T) int64 ids after an Embedding, else (N, T, F)) and,
+        with lengths=True, "lengths" (N,) int64; output "y", what
+        model(x, lengths) returns. Written to `path` when given; returns the
+        onnx.ModelProto. See fastrnn.onnx_io.export_sequential."""
+        from .onnx_io import export_sequential
+        return export_sequential(self, path, lengths=lengths, opset=opset)
+
     def __repr__(self):
         inner = ",\n  ".join(repr(l) for l in self.layers)
         return f"Sequential([\n  {inner}\n])"

@@ -41,7 +41,8 @@ emit_recurrent(g, layer, x, ...) appends the nodes of one fastrnn recurrent
 layer (one ONNX node per layer, a Transpose/Reshape between layers) and
 returns the names of its outputs, so a whole model's exporter can chain it
 with its own nodes. export_layer() is the single-layer graph behind
-layer.to_onnx().
+layer.to_onnx(); export_sequential() the whole-model graph behind
+fr.Sequential.to_onnx() (inputs "x" [, "lengths"], output "y").
 
 The onnx package is optional: without it these functions raise ImportError
 saying `pip install onnx`.
@@ -52,7 +53,7 @@ import os
 import numpy as np
 
 __all__ = ["from_onnx", "OnnxModel", "GraphBuilder", "emit_recurrent", "export_layer",
-           "OPS"]
+           "export_sequential", "OPS"]
 
 _ONNX_HINT = ("fastrnn's ONNX functions need the onnx package: pip install onnx "
               "(or pip install fastrnn[onnx])")
@@ -938,7 +939,8 @@ class GraphBuilder:
     def constant(self, array, base="const"):
         from onnx import numpy_helper
         name = self.fresh(base)
-        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        # np.array, not np.ascontiguousarray: that one makes 0-d scalars 1-d
+        self.initializers.append(numpy_helper.from_array(np.array(array, order="C"), name))
         return name
 
     def node(self, op, inputs, n_out=1, base=None, outputs=None, **attrs):
@@ -1008,6 +1010,7 @@ def emit_recurrent(g, layer, x, lengths=None, h0=None, c0=None):
     if not isinstance(layer, _RNNBase):
         raise TypeError(f"emit_recurrent: expected a fastrnn RNN, LSTM or GRU, got "
                         f"{type(layer).__name__}")
+    _check_exportable(layer, "emit_recurrent")
     mode = layer.mode
     op = "RNN" if mode.startswith("RNN") else mode
     L, D, H = layer.num_layers, layer.num_directions, layer.hidden_size
@@ -1110,3 +1113,223 @@ def export_layer(layer, path=None, lengths=False, initial_state=False, opset=17)
     if path is not None:
         _require_onnx().save(model, os.fspath(path))
     return model
+
+
+# ---- whole models -------------------------------------------------------------------
+
+# fastrnn activation name -> (ONNX op, attributes); "linear" emits nothing
+_ACT_OPS = {"relu": ("Relu", {}), "tanh": ("Tanh", {}), "sigmoid": ("Sigmoid", {}),
+            "elu": ("Elu", {"alpha": 1.0}), "leaky_relu": ("LeakyRelu", {"alpha": 0.01})}
+
+
+def _check_exportable(layer, who):
+    """ValueError for recurrent layers that one ONNX RNN/LSTM/GRU node cannot
+    compute: the layer-normalized LSTM, and zoneout (its inference mix
+    h_t = p*h_{t-1} + (1-p)*h~_t needs a custom loop). Recurrent dropout alone
+    is fine: it is off in inference, which is then the plain cell."""
+    if getattr(layer, "mode", None) == "LNLSTM":
+        raise ValueError(f"{who}: LayerNormLSTM has no ONNX operator (the layer norms sit "
+                         "inside the recurrence); it cannot be exported")
+    if getattr(layer, "zoneout", 0):
+        raise ValueError(f"{who}: {type(layer).__name__} with zoneout={layer.zoneout} cannot "
+                         "be exported: its inference step h_t = p*h_{t-1} + (1-p)*h~_t has no "
+                         "ONNX RNN/LSTM/GRU equivalent (build it with zoneout=0)")
+
+
+def _reduce_node(g, op, x, axes, keepdims, base):
+    """Reduce* over `axes`: as an input from opset 18 (13 for ReduceSum), an
+    attribute before."""
+    since = 13 if op == "ReduceSum" else 18
+    if g.opset >= since:
+        return g.node(op, [x, g.constant(np.array(axes, np.int64), "axes")], base=base,
+                      keepdims=int(keepdims))
+    return g.node(op, [x], base=base, axes=list(axes), keepdims=int(keepdims))
+
+
+def _input_features(layers):
+    """The input feature size the first layers fix (None when none does)."""
+    for l in layers:
+        for attr in ("input_size", "in_features"):
+            if hasattr(l, attr):
+                return int(getattr(l, attr))
+        if getattr(l, "reduces_sequence", False):
+            return None
+    return None
+
+
+def export_sequential(model, path=None, lengths=True, opset=17):
+    """An ONNX model computing fr.Sequential `model` in inference,
+    model(x, lengths) (raw outputs: logits for classifiers):
+
+      inputs   "x": (N, T) int64 ids when the first layer is an Embedding,
+               else (N, T, F) floats of the model's dtype;
+               "lengths": (N,) int64 in 1..T, when lengths=True;
+      output   "y": (N, T, C) for sequence outputs (0 past each length), or
+               (N, C) after a pooling layer.
+
+    N and T are symbolic. Layer by layer (batch-first throughout; `valid` is
+    the (N, T, 1) step mask t < lengths[n], built once from Range and Less):
+      Embedding         Gather(weight, x), times valid
+      RNN/LSTM/GRU      emit_recurrent (one node per layer, lengths as int32
+                        sequence_lens; a batch_first=False layer is fed the
+                        transposed sequence, as the Sequential does)
+      Dense             MatMul(x, W^T) + b, activation, times valid on sequences
+      Activation        the activation, times valid on sequences
+      Dropout           nothing (identity in inference)
+      LastStep          GatherElements at lengths-1 (Slice of step T-1 without lengths)
+      MeanPooling       ReduceSum(x * valid) / lengths (ReduceMean without lengths)
+      MaxPooling        ReduceMax(Where(valid, x, -inf))
+      AttentionPooling  s = tanh(x W^T + b) v, Where(valid, s, -inf), Softmax
+                        over steps, ReduceSum(a * x)
+    LayerNormLSTM and zoneout layers raise ValueError (no ONNX operator
+    computes them). Written to `path` when given; returns the onnx.ModelProto.
+    ONNX Runtime's recurrent kernels take float32 only.
+    """
+    from .layers import (Activation, AttentionPooling, Dense, Dropout, Embedding, LastStep,
+                         MaxPooling, MeanPooling)
+    from .model import Sequential, is_recurrent
+    if not isinstance(model, Sequential):
+        raise TypeError(f"export_sequential: expected an fr.Sequential, got "
+                        f"{type(model).__name__}")
+    if not isinstance(lengths, bool):
+        raise TypeError(f"to_onnx: lengths must be a bool, got {lengths!r}")
+    onnx = _require_onnx()
+    for i, l in enumerate(model.layers):
+        if is_recurrent(l):
+            _check_exportable(l, f"to_onnx: layers[{i}]")
+    g = GraphBuilder(opset)
+    dt = np.dtype(model.dtype)
+    ids = isinstance(model.layers[0], Embedding)
+    if ids:
+        x = g.input("x", np.int64, ["N", "T"])
+    else:
+        F = _input_features(model.layers)
+        x = g.input("x", dt, ["N", "T", F if F is not None else "F"])
+    lens = lens32 = valid = validf = None
+    if lengths:
+        lens = g.input("lengths", np.int64, ["N"])
+        lens32 = g.node("Cast", [lens], base="lengths_i32", to=onnx.TensorProto.INT32)
+        # valid[n, t, 0] = t < lengths[n]
+        T = g.node("Gather", [g.node("Shape", [x], base="x_shape"),
+                              g.constant(np.array(1, np.int64), "one")], base="T", axis=0)
+        steps = g.node("Range", [g.constant(np.array(0, np.int64), "zero"), T,
+                                 g.constant(np.array(1, np.int64), "one")], base="steps")
+        steps = g.node("Unsqueeze", [steps, g.constant(np.array([0], np.int64), "axes")],
+                       base="steps_row")
+        lcol = g.node("Unsqueeze", [lens, g.constant(np.array([1], np.int64), "axes")],
+                      base="lengths_col")
+        valid = g.node("Unsqueeze", [g.node("Less", [steps, lcol], base="valid2"),
+                                     g.constant(np.array([2], np.int64), "axes")],
+                       base="valid")
+        validf = g.node("Cast", [valid], base="valid_f",
+                        to=onnx.helper.np_dtype_to_tensor_dtype(dt))
+    neg_inf = g.constant(np.array(-np.inf, dt), "neg_inf") if lengths else None
+
+    def act(v, name, base):
+        if name == "linear":
+            return v
+        op, attrs = _ACT_OPS[name]
+        return g.node(op, [v], base=base, **attrs)
+
+    def linear(v, W, b, base):
+        v = g.node("MatMul", [v, g.constant(np.ascontiguousarray(W.T), f"{base}_WT")],
+                   base=f"{base}_mm")
+        if b is not None:
+            v = g.node("Add", [v, g.constant(b, f"{base}_b")], base=f"{base}_z")
+        return v
+
+    cur, seq, feat = x, True, None
+    for i, l in enumerate(model.layers):
+        base = f"l{i}_{type(l).__name__.lower()}"
+        if isinstance(l, Embedding):
+            if i != 0:
+                raise ValueError(f"to_onnx: layers[{i}]: an Embedding is only exportable as "
+                                 "the first layer (it takes the model's ids)")
+            cur = g.node("Gather", [g.constant(l.params["weight"], f"{base}_weight"), cur],
+                         base=base, axis=0)
+            if validf is not None:
+                cur = g.node("Mul", [cur, validf], base=f"{base}_masked")
+            feat = l.embedding_dim
+        elif is_recurrent(l):
+            xin = cur if l.batch_first else g.node("Transpose", [cur], base=f"{base}_tm",
+                                                   perm=[1, 0, 2])
+            y, _, _ = emit_recurrent(g, l, xin, lens32)
+            cur = y if l.batch_first else g.node("Transpose", [y], base=f"{base}_bf",
+                                                 perm=[1, 0, 2])
+            feat = l.num_directions * l.hidden_size
+        elif isinstance(l, Dense):
+            cur = linear(cur, l.params["weight"], l.params.get("bias"), base)
+            cur = act(cur, l.activation, f"{base}_act")
+            if seq and validf is not None:
+                cur = g.node("Mul", [cur, validf], base=f"{base}_masked")
+            feat = l.out_features
+        elif isinstance(l, Activation):
+            cur = act(cur, l.activation, base)
+            if seq and validf is not None:
+                cur = g.node("Mul", [cur, validf], base=f"{base}_masked")
+        elif isinstance(l, Dropout):
+            pass
+        elif isinstance(l, LastStep):
+            if lens is None:
+                cur = g.node("Slice", [cur, g.constant(np.array([-1], np.int64), "start"),
+                                       g.constant(np.array([np.iinfo(np.int64).max], np.int64),
+                                                  "end"),
+                                       g.constant(np.array([1], np.int64), "axes")],
+                             base=f"{base}_slice")
+            else:
+                # index (N, 1, F) holding lengths-1, for GatherElements on axis 1
+                last = g.node("Sub", [lens, g.constant(np.array(1, np.int64), "one")],
+                              base=f"{base}_last")
+                last = g.node("Unsqueeze", [last, g.constant(np.array([1, 2], np.int64),
+                                                             "axes")], base=f"{base}_idx3")
+                shp = g.node("Shape", [cur], base=f"{base}_shape")
+                shp = g.node("Mul", [shp, g.constant(np.array([1, 0, 1], np.int64), "keep")],
+                             base=f"{base}_shape0")
+                shp = g.node("Add", [shp, g.constant(np.array([0, 1, 0], np.int64), "one_t")],
+                             base=f"{base}_shape1")
+                idx = g.node("Expand", [last, shp], base=f"{base}_index")
+                cur = g.node("GatherElements", [cur, idx], base=f"{base}_gather", axis=1)
+            cur = g.node("Squeeze", [cur, g.constant(np.array([1], np.int64), "axes")],
+                         base=base)
+        elif isinstance(l, MeanPooling):
+            if validf is None:
+                cur = _reduce_node(g, "ReduceMean", cur, [1], False, base)
+            else:
+                s = _reduce_node(g, "ReduceSum", g.node("Mul", [cur, validf],
+                                                        base=f"{base}_masked"),
+                                 [1], False, f"{base}_sum")
+                n = g.node("Unsqueeze", [g.node("Cast", [lens], base=f"{base}_n",
+                                                to=onnx.helper.np_dtype_to_tensor_dtype(dt)),
+                                         g.constant(np.array([1], np.int64), "axes")],
+                           base=f"{base}_ncol")
+                cur = g.node("Div", [s, n], base=base)
+        elif isinstance(l, MaxPooling):
+            if valid is not None:
+                cur = g.node("Where", [valid, cur, neg_inf], base=f"{base}_masked")
+            cur = _reduce_node(g, "ReduceMax", cur, [1], False, base)
+        elif isinstance(l, AttentionPooling):
+            A = l.attention_size
+            u = g.node("Tanh", [linear(cur, l.params["weight"], l.params["bias"], base)],
+                       base=f"{base}_u")
+            s = g.node("MatMul", [u, g.constant(l.params["context"].reshape(A, 1),
+                                                f"{base}_context")], base=f"{base}_score")
+            if valid is not None:
+                s = g.node("Where", [valid, s, neg_inf], base=f"{base}_score_masked")
+            a = g.node("Softmax", [s], base=f"{base}_weights", axis=1)
+            cur = _reduce_node(g, "ReduceSum", g.node("Mul", [a, cur], base=f"{base}_wx"),
+                               [1], False, base)
+        else:
+            raise ValueError(f"to_onnx: layers[{i}]: {type(l).__name__} has no ONNX export")
+        if getattr(l, "reduces_sequence", False):
+            seq = False
+    if seq:
+        shape = ["N", "T", feat if feat is not None else "F_out"]
+        if ids and feat is None:
+            shape = None
+    else:
+        shape = ["N", feat if feat is not None else "F_out"]
+    g.output(cur, "y", dt, shape)
+    m = g.build("sequential")
+    if path is not None:
+        onnx.save(m, os.fspath(path))
+    return m
