@@ -70,3 +70,35 @@ def test_vowels_torch_twin_same_start(tmp_path):
                  "--threads", "1"])
     r = results(tmp_path, "vowels")
     assert r["torch"]["loss_first"] == pytest.approx(r["fastrnn"]["loss_first"], rel=1e-4)
+
+
+def test_co2_windows_are_relative_to_the_origin():
+    from fastrnn.examples import co2
+    y = np.arange(200, dtype=np.float64) ** 1.5
+    x, t = co2.windows(y, np.array([10, 60]), 4)
+    assert x.shape == (2, 4, 1) and t.shape == (2, co2.K)
+    np.testing.assert_allclose(x[0, :, 0], y[7:11] - y[10])
+    np.testing.assert_allclose(t[1], y[61:61 + co2.K] - y[60])
+    assert x[1, -1, 0] == 0.0
+
+
+def test_co2_quick_learns(tmp_path):
+    need_package("statsmodels")
+    from fastrnn.examples import co2
+    co2.main(["--quick", "--out", str(tmp_path), "--threads", "1"])
+    r = results(tmp_path, "co2")
+    assert r["fastrnn"]["loss_last"] < r["fastrnn"]["loss_first"]
+    for name in ("fastrnn", "last value", "seasonal naive"):
+        assert np.isfinite(r[name]["rmse"]) and r[name]["mae"] <= r[name]["rmse"]
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert (tmp_path / "co2_forecast.png").stat().st_size > 0
+
+
+def test_co2_torch_twin_same_start(tmp_path):
+    need_package("statsmodels")
+    pytest.importorskip("torch")
+    from fastrnn.examples import co2
+    co2.main(["--quick", "--compare-torch", "--epochs", "1", "--no-arima",
+              "--out", str(tmp_path), "--threads", "1"])
+    r = results(tmp_path, "co2")
+    assert r["torch"]["loss_first"] == pytest.approx(r["fastrnn"]["loss_first"], rel=1e-4)
