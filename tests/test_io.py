@@ -177,3 +177,59 @@ def test_wrong_dtype_array_refused(good):
         members[name] = buf.getvalue()
     with pytest.raises(ValueError, match="config says|more than"):
         fr.load(_rewrite(good, edit))
+
+
+def test_damaged_archive_always_value_error(good):
+    """Bit flips, cut members and overwritten bytes anywhere in the file:
+    zipfile's own errors (bad CRC, short member, unknown compression method)
+    come out as fr.load's ValueError, never as BadZipFile/EOFError/..."""
+    rng = np.random.default_rng(5)
+    n_ok = 0
+    for i in range(300):
+        b = bytearray(good)
+        if i % 3 == 0:
+            for p in rng.integers(0, len(b), size=3):
+                b[p] ^= 1 << int(rng.integers(8))
+        elif i % 3 == 1:
+            p = int(rng.integers(0, len(b) - 8))
+            b[p:p + 8] = rng.integers(0, 256, size=8).astype(np.uint8).tobytes()
+        else:
+            b = b[:int(rng.integers(0, len(b)))]
+        try:
+            fr.load(bytes(b))
+            n_ok += 1  # a flip in bytes no check covers (timestamps, attributes)
+        except ValueError as e:
+            assert "fr.load" in str(e)
+    assert n_ok < 300
+
+
+def test_deeply_nested_config_refused(good):
+    deep = b'{"format": "fastrnn-model", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    with pytest.raises(ValueError, match="JSON"):
+        fr.load(_rewrite(good, lambda m: m.__setitem__("config.json", deep)))
+
+
+def test_oversized_layer_config_refused_before_allocating(good):
+    """A few bytes of JSON (hidden_size 10**6, a 10**6-word embedding) must not
+    make fr.load allocate gigabytes: the config's parameter count is checked
+    against the arrays the file holds before any layer is built."""
+    import tracemalloc
+
+    def grow(layer, **sizes):
+        def edit(members):
+            c = json.loads(members["config.json"])
+            c["layers"][layer]["config"].update(sizes)
+            members["config.json"] = json.dumps(c).encode()
+        return _rewrite(good, edit)
+
+    cases = [grow(1, hidden_size=10**6), grow(0, num_embeddings=10**9),
+             grow(5, in_features=10**5, out_features=10**5), grow(1, num_layers=10**4)]
+    tracemalloc.start()
+    try:
+        for data in cases:
+            with pytest.raises(ValueError, match="parameters, the file holds"):
+                fr.load(data)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 50 * 2**20
