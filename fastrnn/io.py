@@ -123,7 +123,7 @@ def _fail(path, why):
 def _read_array(zf, info, spec, path):
     """Parse one .npy member checked against its spec, without pickles."""
     dtype, shape = spec.get("dtype"), spec.get("shape")
-    if dtype not in _DTYPES or not isinstance(shape, list) or \
+    if not isinstance(dtype, str) or dtype not in _DTYPES or not isinstance(shape, list) or \
             not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**40
                     for s in shape):
         _fail(path, f"{info.filename}: bad dtype/shape in config ({dtype!r}, {shape!r})")
@@ -268,7 +268,9 @@ def _check_sizes(layers_cfg, arrays, shown):
     for i, item in enumerate(layers_cfg):
         if not isinstance(item, dict) or not isinstance(item.get("config"), dict):
             continue  # reported when the layers are built
-        need = _min_params(item.get("class"), item["config"])
+        if not isinstance(item.get("class"), str):
+            continue  # reported when the layers are built
+        need = _min_params(item["class"], item["config"])
         if need is not None and need > held.get(i, 0):
             _fail(shown, f"layer {i} ({item.get('class')}): its config needs at least "
                          f"{need} parameters, the file holds {held.get(i, 0)}")
@@ -298,7 +300,8 @@ def load(path):
     for i, item in enumerate(layers_cfg):
         if not isinstance(item, dict) or not isinstance(item.get("config"), dict):
             _fail(shown, f"layer {i}: expected {{'class': ..., 'config': {{...}}}}")
-        cls = table.get(item.get("class"))
+        name = item.get("class")
+        cls = table.get(name) if isinstance(name, str) else None
         if cls is None:
             _fail(shown, f"layer {i}: unknown layer class {item.get('class')!r} "
                          f"(known: {sorted(table)})")

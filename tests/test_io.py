@@ -233,3 +233,40 @@ def test_oversized_layer_config_refused_before_allocating(good):
     finally:
         tracemalloc.stop()
     assert peak < 50 * 2**20
+
+
+def _config_paths(node, path=()):
+    yield path
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _config_paths(v, path + (k,))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _config_paths(v, path + (i,))
+
+
+def test_every_config_value_replaced_gives_value_error(good):
+    """Each value of config.json (every nesting level) replaced by a list or
+    null: a loaded model or fr.load's ValueError, never a TypeError
+    from deep inside (a list as a layer class or dtype is unhashable)."""
+    members0 = {}
+    with zipfile.ZipFile(io.BytesIO(good)) as zf:
+        members0 = {n: zf.read(n) for n in zf.namelist()}
+    cfg0 = json.loads(members0["config.json"])
+    # every key, but of each list (layers, optimizer entries) only the first
+    # two items, and of the array specs only two: the rest repeat their form
+    paths = [p for p in _config_paths(cfg0) if p and not any(
+        isinstance(k, int) and k > 1 for k in p) and not (
+        len(p) >= 2 and p[0] == "arrays" and p[1] not in list(cfg0["arrays"])[:2])]
+    for path in paths:
+        for new in ([], None):
+            cfg = json.loads(members0["config.json"])
+            node = cfg
+            for k in path[:-1]:
+                node = node[k]
+            node[path[-1]] = new
+            members = dict(members0, **{"config.json": json.dumps(cfg).encode()})
+            try:
+                fr.load(_rewrite(good, lambda m, members=members: m.update(members)))
+            except ValueError as e:
+                assert "fr.load" in str(e)
