@@ -17,6 +17,7 @@ from ._validate import (as_dtype, lengths_array, positive_int, real_array,
                         state_array, to_numpy)
 
 _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
+_MAX_ROWS = 2**31 - 1  # T*B rows of the kernels' GEMMs (fr_check_desc's limit)
 
 
 class _RNNBase:
@@ -194,6 +195,10 @@ class _RNNBase:
         if T == 0 or B == 0:
             raise ValueError(f"x: expected at least one time step and one sequence, "
                              f"got shape {tuple(to_numpy(x, 'x').shape)}")
+        if T * B > _MAX_ROWS:  # checked before the copy below, which could be huge
+            raise ValueError(f"x: T*B = {T}*{B} = {T * B} rows exceed {_MAX_ROWS}, the "
+                             "most one kernel call takes (BLAS's 32-bit row count); "
+                             "split the batch or the sequence")
         return np.ascontiguousarray(arr), T, B
 
     def _state(self, state, B, name):
