@@ -29,7 +29,7 @@ import numpy as np
 from . import losses as _losses
 from . import optim as _optim
 from ._validate import lengths_array, positive_int, real_array, to_numpy
-from .layers import Embedding, Layer, check_seed, step_mask
+from .layers import Embedding, Layer, check_seed, step_mask, zero_padding
 
 
 def is_recurrent(layer):
@@ -783,8 +783,7 @@ class Sequential:
                 if self.loss is not None:
                     out = self.loss.output_activation(out)
                 if self.sequence_output and lb is not None:
-                    out = out * step_mask(lb, out.shape[0], out.shape[1], out.dtype).reshape(
-                        (out.shape[0], out.shape[1]) + (1,) * (out.ndim - 2))
+                    out = zero_padding(out, step_mask(lb, out.shape[0], out.shape[1], out.dtype))
                     if out.shape[1] < T:
                         pad = np.zeros((out.shape[0], T - out.shape[1]) + out.shape[2:], out.dtype)
                         out = np.concatenate([out, pad], axis=1)

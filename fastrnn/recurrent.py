@@ -253,6 +253,10 @@ class _RNNBase:
             x, state0, lengths, True, "state0")
         if xt is x or not xt.flags.owndata:
             xt = xt.copy()  # the caller's memory: it may change before backward()
+        if lens is not None:
+            # padding content is arbitrary (inf, NaN): the kernels never read it
+            # forward, but dW_ih = dG^T x spans every row and 0 * inf = NaN
+            xt[np.arange(xt.shape[0])[:, None] >= lens[None, :]] = 0
         self._ctx = dict(x=xt, lengths=lens, mask=mask, cache=cache,
                          y_shape=y.shape, has_state=h0 is not None)
         return self._output(y, hn, cn)
