@@ -129,11 +129,14 @@ def layout(data, arr):
     return arr
 
 
-def draw_lengths(data, T, B):
+_LENGTH_KINDS = ["none", "valid", "valid", "list", "uint8", "zero", "negative", "over", "count",
+                 "float", "2d", "bool", "str"]
+
+
+def draw_lengths(data, T, B, valid_only=False):
     """(lengths argument, valid?) for a batch of B sequences of T steps."""
-    kind = data.draw(st.sampled_from(
-        ["none", "valid", "valid", "list", "uint8", "zero", "negative", "over", "count",
-         "float", "2d", "bool", "str"]), label="lengths")
+    kind = data.draw(st.sampled_from(_LENGTH_KINDS[:4] if valid_only else _LENGTH_KINDS),
+                     label="lengths")
     rng = np.random.default_rng(data.draw(st.integers(0, 2**16), label="lseed"))
     ok = rng.integers(1, T + 1, size=B)
     if kind == "none":
@@ -182,12 +185,14 @@ def make_recurrent(data, unidirectional=False):
     return layer
 
 
-def draw_x(data, layer, T, B, nonfinite=False):
+_X_KINDS = ["ok", "ok", "ok", "int", "float16", "ndim2", "ndim4", "wrong_I", "empty_T",
+            "empty_B", "bool", "complex", "ragged", "none"]
+
+
+def draw_x(data, layer, T, B, nonfinite=False, valid_only=False):
     """(x argument, valid?, time-major float64 values or None)."""
     I = layer.input_size
-    kind = data.draw(st.sampled_from(
-        ["ok", "ok", "ok", "int", "float16", "ndim2", "ndim4", "wrong_I", "empty_T",
-         "empty_B", "bool", "complex", "ragged", "none"]), label="x")
+    kind = data.draw(st.sampled_from(_X_KINDS[:5] if valid_only else _X_KINDS), label="x")
     shape = (B, T, I) if layer.batch_first else (T, B, I)
     if kind in ("ok", "float16", "int"):
         v = values(data, shape, nonfinite=nonfinite and kind == "ok")
@@ -225,12 +230,15 @@ def draw_x(data, layer, T, B, nonfinite=False):
     return None, False, None
 
 
-def draw_state(data, layer, B, nonfinite=False):
+_STATE_KINDS = ["none", "none", "ok", "ok", "shape", "batch", "tuple", "list", "half"]
+
+
+def draw_state(data, layer, B, nonfinite=False, valid_only=False):
     """(state argument, valid?, (h0, c0) float64 or (None, None))."""
     K, H = layer.num_layers * layer.num_directions, layer.hidden_size
     lstm = layer.mode == "LSTM"
-    kind = data.draw(st.sampled_from(["none", "none", "ok", "ok", "shape", "batch", "tuple",
-                                      "list", "half"]), label="state")
+    kind = data.draw(st.sampled_from(_STATE_KINDS[:4] if valid_only else _STATE_KINDS),
+                     label="state")
     if kind == "none":
         return None, True, (None, None)
     shape = (K, B, H)
@@ -276,9 +284,10 @@ def test_recurrent_call(data):
     layer = make_recurrent(data)
     T, B = data.draw(st.integers(1, 5), label="T"), data.draw(st.integers(1, 4), label="B")
     nonfinite = data.draw(st.booleans(), label="nonfinite")
-    x, x_ok, xt = draw_x(data, layer, T, B, nonfinite)
-    state, s_ok, (h0, c0) = draw_state(data, layer, B, nonfinite)
-    lengths, l_ok = draw_lengths(data, T, B)
+    good = data.draw(st.booleans(), label="good")  # half: all arguments valid
+    x, x_ok, xt = draw_x(data, layer, T, B, nonfinite, valid_only=good)
+    state, s_ok, (h0, c0) = draw_state(data, layer, B, nonfinite, valid_only=good)
+    lengths, l_ok = draw_lengths(data, T, B, valid_only=good)
     with Unchanged(x, state, lengths):
         if not (x_ok and s_ok and l_ok):
             with pytest.raises(BAD):
@@ -308,9 +317,10 @@ def test_recurrent_forward_backward(data):
     without losing the forward; inputs untouched."""
     layer = make_recurrent(data)
     T, B = data.draw(st.integers(1, 4), label="T"), data.draw(st.integers(1, 3), label="B")
-    x, x_ok, xt = draw_x(data, layer, T, B)
-    state, s_ok, (h0, c0) = draw_state(data, layer, B)
-    lengths, l_ok = draw_lengths(data, T, B)
+    good = data.draw(st.integers(0, 3), label="good") > 0  # 3 in 4: all arguments valid
+    x, x_ok, xt = draw_x(data, layer, T, B, valid_only=good)
+    state, s_ok, (h0, c0) = draw_state(data, layer, B, valid_only=good)
+    lengths, l_ok = draw_lengths(data, T, B, valid_only=good)
     with Unchanged(x, state, lengths):
         if not (x_ok and s_ok and l_ok):
             with pytest.raises(BAD):
