@@ -974,3 +974,37 @@ def test_decoders_and_padding(data):
             assert list(lens) == [len(s) for s in seqs]
             for s, row, n in zip(seqs, padded, lens):
                 assert same(row[:n], s) and not np.any(row[n:])
+
+
+# ---------------------------------------------------------------- foreign arrays
+class _FakeCupy:
+    """Stands for a CuPy (GPU) array: what to_numpy recognises it by."""
+    __module__ = "cupy._core.core"
+
+    def get(self):  # pragma: no cover - never called
+        raise AssertionError("the GPU array was read")
+
+
+def test_wrong_device_and_foreign_arrays():
+    """GPU (CuPy) arrays and torch tensors that cannot be read on the CPU (meta
+    device, float8) get a TypeError naming the argument; bfloat16 and
+    requires_grad tensors are read like any array-like."""
+    lstm = fr.LSTM(3, 4, seed=0)
+    for bad in (_FakeCupy(), object(), "abc", {"a": 1}):
+        with pytest.raises(TypeError, match="^x: "):
+            lstm(bad)
+    with pytest.raises(TypeError, match=r"^state\[0\] \(h\): got a CuPy"):
+        lstm(np.zeros((2, 1, 3)), (_FakeCupy(), _FakeCupy()))
+    torch = pytest.importorskip("torch")
+    for bad in (torch.zeros(2, 1, 3, device="meta"), torch.zeros(2, 1, 3, dtype=torch.float8_e4m3fn)):
+        with pytest.raises(TypeError, match="^x: cannot read"):
+            lstm(bad)
+        with pytest.raises(TypeError, match="^lengths: cannot read"):
+            lstm(np.zeros((2, 1, 3)), lengths=torch.ones(1, dtype=torch.int64, device="meta"))
+        lstm.forward(np.zeros((2, 1, 3)))
+        with pytest.raises(TypeError, match="^dy: cannot read"):
+            lstm.backward(torch.zeros(2, 1, 4, dtype=bad.dtype, device=bad.device))
+    x = torch.randn(2, 1, 3, requires_grad=True)
+    np.testing.assert_array_equal(lstm(x)[0], lstm(x.detach().numpy())[0])
+    xb = torch.randn(2, 1, 3).to(torch.bfloat16)
+    np.testing.assert_array_equal(lstm(xb)[0], lstm(xb.float().numpy())[0])
