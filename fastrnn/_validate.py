@@ -31,7 +31,16 @@ def to_numpy(value, name):
     if value is None:
         raise TypeError(f"{name}: expected an array, got None")
     if hasattr(value, "detach") and hasattr(value, "cpu") and hasattr(value, "numpy"):
-        value = value.detach().cpu().numpy()  # torch tensor, maybe requiring grad
+        # a torch tensor, maybe requiring grad, maybe on another device
+        device = getattr(getattr(value, "device", None), "type", "cpu")
+        try:
+            t = value.detach().cpu()
+            if str(t.dtype) == "torch.bfloat16":  # NumPy has no bfloat16
+                t = t.float()
+            value = t.numpy()
+        except Exception as e:  # noqa: BLE001 - meta tensors, exotic dtypes: one error
+            raise TypeError(f"{name}: cannot read this {device} tensor of dtype {value.dtype} "
+                            f"as a NumPy array ({type(e).__name__}: {e})") from None
     elif hasattr(value, "get") and type(value).__module__.startswith("cupy"):
         raise TypeError(f"{name}: got a CuPy (GPU) array; the CPU layers take "
                         "NumPy arrays (use .get())")

@@ -10,15 +10,20 @@ A model file is a ZIP archive holding
 fr.load reads it without running anything from it: layer classes come from a
 fixed table of fastrnn classes, arrays are parsed from their .npy headers with
 a dtype whitelist (no object arrays, no pickles), every member is size-checked
-before it is read (no zip bombs), and names, shapes and dtypes must agree with
-the config. Anything else gets a ValueError saying what is wrong.
+before it is read (no zip bombs), names, shapes and dtypes must agree with
+the config, and no layer is built whose config asks for more parameters than
+the file holds (a few bytes of JSON cannot make it allocate gigabytes).
+Anything else, a damaged archive included, gets a ValueError saying what is
+wrong.
 """
 import io
 import json
 import math
 import os
 import re
+import struct
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -28,6 +33,13 @@ _MAX_CONFIG = 16 << 20          # bytes of config.json
 _MAX_MEMBERS = 100_000
 _DTYPES = {"float32", "float64", "int64", "int32", "bool"}
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,200}$")
+# What a damaged archive raises from zipfile/json besides ValueError: a bad CRC
+# or local header (BadZipFile), a member cut short (EOFError), a flipped
+# compression-method field (NotImplementedError), a corrupt deflate stream
+# (zlib.error), a short header (struct.error), JSON nested too deep
+# (RecursionError). fr.load turns each into its ValueError.
+_ARCHIVE_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError,
+                   NotImplementedError, RecursionError, zlib.error, struct.error)
 
 
 def _registry():
@@ -111,7 +123,7 @@ def _fail(path, why):
 def _read_array(zf, info, spec, path):
     """Parse one .npy member checked against its spec, without pickles."""
     dtype, shape = spec.get("dtype"), spec.get("shape")
-    if dtype not in _DTYPES or not isinstance(shape, list) or \
+    if not isinstance(dtype, str) or dtype not in _DTYPES or not isinstance(shape, list) or \
             not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**40
                     for s in shape):
         _fail(path, f"{info.filename}: bad dtype/shape in config ({dtype!r}, {shape!r})")
@@ -146,18 +158,9 @@ def _read_array(zf, info, spec, path):
     return np.frombuffer(data, dtype=hdtype).reshape(shape).copy()
 
 
-def load(path):
-    """Read a model written by model.save(); returns an fr.Sequential with its
-    weights (and, when saved, its loss, optimizer state, clipping and metrics).
-    Never runs code from the file; a corrupt or hostile file gets a ValueError."""
-    from . import __version__, losses, optim
-    from .model import Sequential
-    if isinstance(path, (bytes, bytearray)):
-        src, shown = io.BytesIO(bytes(path)), "<bytes>"
-    else:
-        src = shown = os.fspath(path)
-        if not os.path.isfile(src):
-            raise FileNotFoundError(f"fr.load: no such file: {src!r}")
+def _read_archive(src, shown):
+    """(config, arrays) of a model file, every member checked (see load)."""
+    from . import __version__
     try:
         zf = zipfile.ZipFile(src, "r")
     except (zipfile.BadZipFile, OSError, EOFError) as e:
@@ -186,8 +189,9 @@ def load(path):
             with zf.open(cinfo) as f:
                 raw = f.read(_MAX_CONFIG + 1)
             config = json.loads(raw.decode("utf-8"))
-        except (ValueError, UnicodeDecodeError, zipfile.BadZipFile, EOFError, OSError) as e:
-            _fail(shown, f"config.json is not valid JSON ({e})")
+        except (ValueError, UnicodeDecodeError, RecursionError, zipfile.BadZipFile,
+                EOFError, OSError) as e:
+            _fail(shown, f"config.json is not valid JSON ({type(e).__name__}: {e})")
         if not isinstance(config, dict) or config.get("format") != FORMAT:
             _fail(shown, "config.json does not describe a fastrnn model")
         ver = config.get("format_version")
@@ -212,13 +216,92 @@ def load(path):
             if not isinstance(spec, dict):
                 _fail(shown, f"array spec of {k!r} is not an object")
             arrays[k] = _read_array(zf, by_name[f"arrays/{k}.npy"], spec, shown)
+    return config, arrays
+
+
+def _size_arg(cfg, name, default=None):
+    """A size argument of a layer config when it is a plain int, else None (the
+    constructor then reports the bad value itself)."""
+    v = cfg.get(name)
+    if v is None:
+        v = default
+    if isinstance(v, bool) or not isinstance(v, int):
+        return None
+    return v
+
+
+def _min_params(cls_name, cfg):
+    """A lower bound of the parameter count (elements) that a layer built
+    from `cfg` allocates, without building it; None when unknown."""
+    if cls_name in ("RNN", "LSTM", "GRU", "LayerNormLSTM"):
+        I, H, L = (_size_arg(cfg, k, d) for k, d in
+                   (("input_size", None), ("hidden_size", None), ("num_layers", 1)))
+        if I is None or H is None or L is None or min(I, H, L) < 1:
+            return None
+        G = {"RNN": 1, "GRU": 3}.get(cls_name, 4)
+        D = 2 if cfg.get("bidirectional") is True else 1
+        # weight_ih of layer 0, weight_ih of layers above, weight_hh of all
+        return D * G * H * (I + (L - 1) * D * H + L * H)
+    sizes = {"Dense": ("in_features", "out_features"),
+             "Embedding": ("num_embeddings", "embedding_dim"),
+             "AttentionPooling": ("input_size", "attention_size")}.get(cls_name)
+    if sizes is None:
+        return None
+    a = _size_arg(cfg, sizes[0])
+    b = _size_arg(cfg, sizes[1], a if cls_name == "AttentionPooling" else None)
+    if a is None or b is None or min(a, b) < 1:
+        return None
+    return a * b
+
+
+def _check_sizes(layers_cfg, arrays, shown):
+    """Refuse a config whose layers would allocate more parameters than the
+    file holds for them, before any layer is built: a few bytes of JSON
+    (hidden_size=10**6) must not make fr.load allocate gigabytes. Every
+    parameter has to be in the file anyway (load_state_dict checks that)."""
+    held = {}
+    for k, v in arrays.items():
+        head, _, rest = k.partition("/")
+        idx = rest.partition(".")[0]
+        if head == "model" and idx.isdigit():
+            held[int(idx)] = held.get(int(idx), 0) + int(v.size)
+    for i, item in enumerate(layers_cfg):
+        if not isinstance(item, dict) or not isinstance(item.get("config"), dict):
+            continue  # reported when the layers are built
+        if not isinstance(item.get("class"), str):
+            continue  # reported when the layers are built
+        need = _min_params(item["class"], item["config"])
+        if need is not None and need > held.get(i, 0):
+            _fail(shown, f"layer {i} ({item.get('class')}): its config needs at least "
+                         f"{need} parameters, the file holds {held.get(i, 0)}")
+
+
+def load(path):
+    """Read a model written by model.save(); returns an fr.Sequential with its
+    weights (and, when saved, its loss, optimizer state, clipping and metrics).
+    Never runs code from the file; a corrupt or hostile file gets a ValueError."""
+    from . import losses, optim
+    from .model import Sequential
+    if isinstance(path, (bytes, bytearray)):
+        src, shown = io.BytesIO(bytes(path)), "<bytes>"
+    else:
+        src = shown = os.fspath(path)
+        if not os.path.isfile(src):
+            raise FileNotFoundError(f"fr.load: no such file: {src!r}")
+    try:
+        config, arrays = _read_archive(src, shown)
+    except _ARCHIVE_ERRORS as e:
+        _fail(shown, f"damaged archive ({type(e).__name__}: {e})")
+    layers_cfg = config["layers"]
+    _check_sizes(layers_cfg, arrays, shown)
 
     table = _registry()
     layers = []
     for i, item in enumerate(layers_cfg):
         if not isinstance(item, dict) or not isinstance(item.get("config"), dict):
             _fail(shown, f"layer {i}: expected {{'class': ..., 'config': {{...}}}}")
-        cls = table.get(item.get("class"))
+        name = item.get("class")
+        cls = table.get(name) if isinstance(name, str) else None
         if cls is None:
             _fail(shown, f"layer {i}: unknown layer class {item.get('class')!r} "
                          f"(known: {sorted(table)})")

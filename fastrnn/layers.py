@@ -44,6 +44,14 @@ def step_mask(lengths, B, T, dtype):
     return (np.arange(T)[None, :] < lengths[:, None]).astype(dtype)[:, :, None]
 
 
+def zero_padding(a, mask):
+    """a with every padded step set to exactly 0. `mask` is step_mask's
+    (B, T, 1) array. np.where, not a product: inf or NaN in the padding (its
+    content is arbitrary) would give inf*0 = NaN and leak."""
+    m = mask.astype(bool).reshape(mask.shape[:2] + (1,) * (a.ndim - 2))
+    return np.where(m, a, a.dtype.type(0))
+
+
 def check_seed(seed):
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
         raise TypeError(f"seed: expected an int or None, got {seed!r}")
@@ -231,10 +239,12 @@ class Activation(Layer):
         x = real_array(x, "x", self.dtype)
         lens = self._lengths(lengths, x) if x.ndim >= 3 else None
         f, _ = _ACTIVATIONS[self.activation]
-        y = f(x)
         mask = step_mask(lens, x.shape[0], x.shape[1], self.dtype) if lens is not None else None
         if mask is not None:
-            y = y * (mask if x.ndim == 3 else mask.reshape(mask.shape + (1,) * (x.ndim - 3)))
+            x = zero_padding(x, mask)  # padding content never reaches f or f'
+            y = zero_padding(f(x), mask)
+        else:
+            y = f(x)
         if training:
             self._ctx = dict(x=x, y=y, mask=mask, y_shape=y.shape)
         return y
@@ -243,7 +253,7 @@ class Activation(Layer):
         _, df = _ACTIVATIONS[self.activation]
         dx = dy if df is None else dy * df(ctx["y"], ctx["x"])
         if ctx["mask"] is not None:
-            dx = dx * ctx["mask"]
+            dx = zero_padding(dx, ctx["mask"])
         return np.ascontiguousarray(dx, dtype=self.dtype)
 
 
@@ -284,6 +294,9 @@ class Dense(Layer):
         x = real_array(x, "x", self.dtype)
         _features(x, "x", self.in_features, "in_features")
         lens = self._lengths(lengths, x)
+        mask = step_mask(lens, x.shape[0], x.shape[1], self.dtype)
+        if mask is not None:
+            x = zero_padding(x, mask)  # padding content never reaches z or dW
         x2 = np.ascontiguousarray(x.reshape(-1, self.in_features))
         if self.bias:
             z = np.empty((x2.shape[0], self.out_features), self.dtype)
@@ -293,9 +306,8 @@ class Dense(Layer):
             z = _matmul(x2, self.params["weight"], trans_b=True)
         f, _ = _ACTIVATIONS[self.activation]
         y = f(z).reshape(x.shape[:-1] + (self.out_features,))
-        mask = step_mask(lens, x.shape[0], x.shape[1], self.dtype)
         if mask is not None:
-            y *= mask
+            y = zero_padding(y, mask)
         if training:
             self._ctx = dict(x2=x2, z=z, y=y.reshape(z.shape), mask=mask,
                              x_shape=x.shape, y_shape=y.shape)
@@ -303,7 +315,7 @@ class Dense(Layer):
 
     def _backward(self, ctx, dy):
         if ctx["mask"] is not None:
-            dy = dy * ctx["mask"]
+            dy = zero_padding(dy, ctx["mask"])
         dz = np.ascontiguousarray(dy.reshape(-1, self.out_features))
         _, df = _ACTIVATIONS[self.activation]
         if df is not None:
@@ -416,7 +428,7 @@ class Embedding(Layer):
             lens = lengths_array(lengths, ids.shape[1], ids.shape[0])
         y = self.params["weight"][ids]
         if lens is not None:
-            y *= step_mask(lens, ids.shape[0], ids.shape[1], self.dtype)
+            y = zero_padding(y, step_mask(lens, ids.shape[0], ids.shape[1], self.dtype))
         if training:
             self._ctx = dict(ids=ids, lengths=lens, y_shape=y.shape)
         return y
@@ -490,13 +502,14 @@ class MeanPooling(_Pooling):
         x, lens = self._seq(x, lengths)
         mask = step_mask(lens, x.shape[0], x.shape[1], self.dtype)
         inv = (1.0 / lens.astype(self.dtype)).astype(self.dtype)[:, None]
-        y = (x * mask).sum(axis=1) * inv
+        y = zero_padding(x, mask).sum(axis=1) * inv
         if training:
             self._ctx = dict(mask=mask, inv=inv, y_shape=y.shape)
         return y
 
     def _backward(self, ctx, dy):
-        return (dy * ctx["inv"])[:, None, :] * ctx["mask"]
+        dx = np.broadcast_to((dy * ctx["inv"])[:, None, :], ctx["mask"].shape[:2] + dy.shape[1:])
+        return zero_padding(dx, ctx["mask"])
 
 
 class MaxPooling(_Pooling):
@@ -564,13 +577,15 @@ class AttentionPooling(_Pooling):
                              f"got shape {x.shape}")
         B, T, F = x.shape
         A = self.attention_size
+        valid = np.arange(T)[None, :] < lens[:, None]
+        if not valid.all():  # padding content never reaches u, the scores or dW
+            x = np.where(valid[:, :, None], x, self.dtype.type(0))
         x2 = np.ascontiguousarray(x.reshape(B * T, F))
         z = np.empty((B * T, A), self.dtype)
         z[...] = self.params["bias"]
         _matmul(x2, self.params["weight"], trans_b=True, out=z, beta=1.0)
         u = np.tanh(z)
         s = _matmul(u, self.params["context"].reshape(A, 1)).reshape(B, T)
-        valid = np.arange(T)[None, :] < lens[:, None]
         s = np.where(valid, s, -np.inf)
         s = s - s.max(axis=1, keepdims=True)
         e = np.exp(s)  # exactly 0 at padding

@@ -29,7 +29,7 @@ import numpy as np
 from . import losses as _losses
 from . import optim as _optim
 from ._validate import lengths_array, positive_int, real_array, to_numpy
-from .layers import Embedding, Layer, check_seed, step_mask
+from .layers import Embedding, Layer, check_seed, step_mask, zero_padding
 
 
 def is_recurrent(layer):
@@ -690,6 +690,7 @@ class Sequential:
         try:
             for epoch in range(epochs):
                 t0 = time.perf_counter()
+                self.train()  # (each epoch: a callback may have switched modes)
                 order = rng.permutation(n) if shuffle else np.arange(n)
                 sums = {}
                 for i, (xb, yb, lb) in enumerate(self._batches(x, y, lengths, batch_size, order)):
@@ -738,7 +739,9 @@ class Sequential:
     def _evaluate(self, x, y, lengths, batch_size):
         sums, n = {"loss": 0.0}, 0
         metric_sums = {m: (0.0, 0.0) for m in self.metrics}
-        self.eval()
+        # _run(..., training=False) is inference in every layer: no mode switch
+        # (one would turn dropout off for the rest of fit, and race between
+        # threads sharing the model)
         order = np.arange(x.shape[0])
         for xb, yb, lb in self._batches(x, y, lengths, batch_size, order):
             out = self._run(xb, lb, False)[0]
@@ -760,11 +763,7 @@ class Sequential:
         batch_size = positive_int(batch_size, "batch_size")
         x, lengths = self._input(x, lengths)
         y = self._targets(y, x.shape[0])
-        training = self.training
-        try:
-            return self._evaluate(x, y, lengths, batch_size)
-        finally:
-            self.train(training)
+        return self._evaluate(x, y, lengths, batch_size)
 
     def predict(self, x, lengths=None, batch_size=256):
         """Outputs through the loss's output activation (class probabilities for
@@ -772,26 +771,22 @@ class Sequential:
         MSE or before compile). Sequence outputs are (N, T, ...), zero at padding."""
         batch_size = positive_int(batch_size, "batch_size")
         x, lengths = self._input(x, lengths)
-        training = self.training
-        self.eval()
-        try:
-            outs = []
-            order = np.arange(x.shape[0])
-            T = x.shape[1] if x.ndim >= 2 else None
-            for xb, _, lb in self._batches(x, None, lengths, batch_size, order):
-                out = self._run(xb, lb, False)[0]
-                if self.loss is not None:
-                    out = self.loss.output_activation(out)
-                if self.sequence_output and lb is not None:
-                    out = out * step_mask(lb, out.shape[0], out.shape[1], out.dtype).reshape(
-                        (out.shape[0], out.shape[1]) + (1,) * (out.ndim - 2))
-                    if out.shape[1] < T:
-                        pad = np.zeros((out.shape[0], T - out.shape[1]) + out.shape[2:], out.dtype)
-                        out = np.concatenate([out, pad], axis=1)
-                outs.append(out)
-            return np.concatenate(outs, axis=0)
-        finally:
-            self.train(training)
+        # inference through _run(..., training=False): the model's mode is
+        # neither read nor changed, so threads may share one model
+        outs = []
+        order = np.arange(x.shape[0])
+        T = x.shape[1] if x.ndim >= 2 else None
+        for xb, _, lb in self._batches(x, None, lengths, batch_size, order):
+            out = self._run(xb, lb, False)[0]
+            if self.loss is not None:
+                out = self.loss.output_activation(out)
+            if self.sequence_output and lb is not None:
+                out = zero_padding(out, step_mask(lb, out.shape[0], out.shape[1], out.dtype))
+                if out.shape[1] < T:
+                    pad = np.zeros((out.shape[0], T - out.shape[1]) + out.shape[2:], out.dtype)
+                    out = np.concatenate([out, pad], axis=1)
+            outs.append(out)
+        return np.concatenate(outs, axis=0)
 
     # ---- description and files ---------------------------------------------------------
     def summary(self, print_fn=print):

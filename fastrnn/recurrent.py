@@ -20,6 +20,7 @@ from ._validate import (as_dtype, lengths_array, positive_int, real_array,
                         state_array, to_numpy)
 
 _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
+_MAX_ROWS = 2**31 - 1  # T*B rows of the kernels' GEMMs (fr_check_desc's limit)
 
 
 def _probability(value, name):
@@ -269,6 +270,10 @@ class _RNNBase(RegularizedMixin):
         if T == 0 or B == 0:
             raise ValueError(f"x: expected at least one time step and one sequence, "
                              f"got shape {tuple(to_numpy(x, 'x').shape)}")
+        if T * B > _MAX_ROWS:  # checked before the copy below, which could be huge
+            raise ValueError(f"x: T*B = {T}*{B} = {T * B} rows exceed {_MAX_ROWS}, the "
+                             "most one kernel call takes (BLAS's 32-bit row count); "
+                             "split the batch or the sequence")
         return np.ascontiguousarray(arr), T, B
 
     def _state(self, state, B, name):
@@ -328,6 +333,10 @@ class _RNNBase(RegularizedMixin):
             xt = xt.copy()  # the caller's memory: it may change before backward()
             if isinstance(cache, _RegCtx):
                 cache.inputs[0] = xt
+        if lens is not None:
+            # padding content is arbitrary (inf, NaN): the kernels never read it
+            # forward, but dW_ih = dG^T x spans every row and 0 * inf = NaN
+            xt[np.arange(xt.shape[0])[:, None] >= lens[None, :]] = 0
         self._ctx = dict(x=xt, lengths=lens, mask=mask, cache=cache,
                          y_shape=y.shape, has_state=h0 is not None)
         return self._output(y, hn, cn)

@@ -63,11 +63,16 @@ static inline AVX2 __m256 v_exp(__m256 x)
     return _mm256_mul_ps(y, _mm256_castsi256_ps(n));
 }
 
-/* sigmoid(x) = 1 / (1 + e^-x) */
+/* sigmoid(x) = 1 / (1 + e^-x). Below -88.376 v_exp(-x) is clamped to
+ * ~2.4e38 and would give ~4.2e-39, not the 0 of a saturated gate (the true
+ * value is below that): those lanes are set to exactly 0. NaN stays NaN
+ * (the comparison is false). Above +88.4 the result is exactly 1 already. */
 static inline AVX2 __m256 v_sigmoid(__m256 x)
 {
     const __m256 one = _mm256_set1_ps(1.0f);
-    return _mm256_div_ps(one, _mm256_add_ps(one, v_exp(_mm256_sub_ps(_mm256_setzero_ps(), x))));
+    __m256 s = _mm256_div_ps(one, _mm256_add_ps(one, v_exp(_mm256_sub_ps(_mm256_setzero_ps(), x))));
+    __m256 under = _mm256_cmp_ps(x, _mm256_set1_ps(-88.3762626647949f), _CMP_LT_OQ);
+    return _mm256_andnot_ps(under, s);
 }
 
 /* tanh(x): Cephes' odd polynomial for |x| < 0.625, else

@@ -343,7 +343,7 @@ static void FN(layer_forward)(const fr_desc *d, int dir, int64_t In,
                 for (int64_t j = 0; j < H; j++) {
                     /* h' = act(x W^T + b + h R^T) */
                     REAL v = FN(clampm)(pre[j], clip, mb ? mb + j : NULL);
-                    REAL h = relu ? (v > 0 ? v : 0) : TANH(v);
+                    REAL h = relu ? (v < 0 ? 0 : v) : TANH(v); /* relu(NaN) = NaN, as torch */
                     if (training) pre[j] = h;
                     hxb[j] = h; yb[j] = h;
                 }

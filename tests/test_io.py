@@ -183,3 +183,96 @@ def test_wrong_dtype_array_refused(good):
         members[name] = buf.getvalue()
     with pytest.raises(ValueError, match="config says|more than"):
         fr.load(_rewrite(good, edit))
+
+
+def test_damaged_archive_always_value_error(good):
+    """Bit flips, cut members and overwritten bytes anywhere in the file:
+    zipfile's own errors (bad CRC, short member, unknown compression method)
+    come out as fr.load's ValueError, never as BadZipFile/EOFError/..."""
+    rng = np.random.default_rng(5)
+    n_ok = 0
+    for i in range(300):
+        b = bytearray(good)
+        if i % 3 == 0:
+            for p in rng.integers(0, len(b), size=3):
+                b[p] ^= 1 << int(rng.integers(8))
+        elif i % 3 == 1:
+            p = int(rng.integers(0, len(b) - 8))
+            b[p:p + 8] = rng.integers(0, 256, size=8).astype(np.uint8).tobytes()
+        else:
+            b = b[:int(rng.integers(0, len(b)))]
+        try:
+            fr.load(bytes(b))
+            n_ok += 1  # a flip in bytes no check covers (timestamps, attributes)
+        except ValueError as e:
+            assert "fr.load" in str(e)
+    assert n_ok < 300
+
+
+def test_deeply_nested_config_refused(good):
+    deep = b'{"format": "fastrnn-model", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    with pytest.raises(ValueError, match="JSON"):
+        fr.load(_rewrite(good, lambda m: m.__setitem__("config.json", deep)))
+
+
+def test_oversized_layer_config_refused_before_allocating(good):
+    """A few bytes of JSON (hidden_size 10**6, a 10**6-word embedding) must not
+    make fr.load allocate gigabytes: the config's parameter count is checked
+    against the arrays the file holds before any layer is built."""
+    import tracemalloc
+
+    def grow(layer, **sizes):
+        def edit(members):
+            c = json.loads(members["config.json"])
+            c["layers"][layer]["config"].update(sizes)
+            members["config.json"] = json.dumps(c).encode()
+        return _rewrite(good, edit)
+
+    cases = [grow(1, hidden_size=10**6), grow(0, num_embeddings=10**9),
+             grow(5, in_features=10**5, out_features=10**5), grow(1, num_layers=10**4)]
+    tracemalloc.start()
+    try:
+        for data in cases:
+            with pytest.raises(ValueError, match="parameters, the file holds"):
+                fr.load(data)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 50 * 2**20
+
+
+def _config_paths(node, path=()):
+    yield path
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _config_paths(v, path + (k,))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _config_paths(v, path + (i,))
+
+
+def test_every_config_value_replaced_gives_value_error(good):
+    """Each value of config.json (every nesting level) replaced by a list or
+    null: a loaded model or fr.load's ValueError, never a TypeError
+    from deep inside (a list as a layer class or dtype is unhashable)."""
+    members0 = {}
+    with zipfile.ZipFile(io.BytesIO(good)) as zf:
+        members0 = {n: zf.read(n) for n in zf.namelist()}
+    cfg0 = json.loads(members0["config.json"])
+    # every key, but of each list (layers, optimizer entries) only the first
+    # two items, and of the array specs only two: the rest repeat their form
+    paths = [p for p in _config_paths(cfg0) if p and not any(
+        isinstance(k, int) and k > 1 for k in p) and not (
+        len(p) >= 2 and p[0] == "arrays" and p[1] not in list(cfg0["arrays"])[:2])]
+    for path in paths:
+        for new in ([], None):
+            cfg = json.loads(members0["config.json"])
+            node = cfg
+            for k in path[:-1]:
+                node = node[k]
+            node[path[-1]] = new
+            members = dict(members0, **{"config.json": json.dumps(cfg).encode()})
+            try:
+                fr.load(_rewrite(good, lambda m, members=members: m.update(members)))
+            except ValueError as e:
+                assert "fr.load" in str(e)

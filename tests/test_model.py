@@ -324,3 +324,28 @@ def test_regularized_layers_train_reproducibly_in_a_model():
     a, b = run(1), run(2)
     assert a == b
     assert a[1]["loss"][-1] < a[1]["loss"][0]
+
+
+def test_dropout_stays_on_after_validation_epochs():
+    """Regression: evaluating validation_data switched the model to eval mode
+    and fit never switched back, so dropout was off from the second epoch on."""
+    seen = []
+
+    class SpyDropout(fr.Dropout):
+        def forward(self, x, lengths=None):
+            seen.append(self.training)
+            return super().forward(x, lengths)
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((16, 5, 3)).astype(np.float32)
+    y = rng.integers(0, 2, size=16)
+    m = fr.Sequential([fr.GRU(3, 4, batch_first=True), fr.MeanPooling(), SpyDropout(0.5),
+                       fr.Dense(4, 2)], seed=0)
+    m.compile(loss="cross_entropy", optimizer="sgd")
+    m.fit(X, y, epochs=3, batch_size=8, validation_data=(X, y), verbose=0, seed=0)
+    assert len(seen) == 6 and all(seen)
+    assert not m.training  # fit leaves the model in inference mode, as before
+    m.train()
+    m.predict(X)
+    m.evaluate(X, y)
+    assert m.training and all(l.training for l in m.layers)  # predict/evaluate keep the mode

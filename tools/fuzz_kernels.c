@@ -1,0 +1,382 @@
+/*
+ * C-level fuzzer of fastrnn's kernel entry points, under AddressSanitizer and
+ * UndefinedBehaviorSanitizer: fr_check_desc, fr_cache_len,
+ * fr_forward_work_len, fr_backward_work_len, fr_forward_f32/f64,
+ * fr_backward_f32/f64, fr_gemm_f32/f64, fr_ctc_work_len and fr_ctc_f32/f64.
+ *
+ * Each input (a byte string) decodes into a descriptor (cell kind, T, B, I, H,
+ * L, D, lengths, thread count; some of them invalid on purpose: unknown
+ * cells, zero or negative sizes, lengths 0 or > T, huge sizes), flags (bias,
+ * initial states, dropout mask, fast path) and the values of every array
+ * (normal numbers, and NaN/inf now and then). Every buffer is malloc'ed with
+ * exactly the length the kernel reports for it, so ASan flags any read or
+ * write past it; UBSan flags signed overflow, bad shifts and misaligned
+ * access. Checked besides: an invalid descriptor makes every length -1 and
+ * every kernel return its status without touching anything; a valid one gives
+ * lengths that did not overflow (at least the (T,B,G*H) gate block per layer
+ * and direction), FR_OK, outputs exactly 0 past each length, finite outputs
+ * for finite inputs; CTC returns FR_EINVAL for bad labels/lengths and
+ * otherwise a loss >= 0 (or +inf when no alignment exists).
+ * BLAS: a plain reference GEMM (column-major, as Fortran's) registered
+ * through fr_set_blas, so no BLAS library is needed.
+ *
+ * Standalone (gcc, random inputs from a seeded generator):
+ *   gcc -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+ *       -fno-sanitize-recover=undefined -fopenmp -Isrc tools/fuzz_kernels.c \
+ *       src/rnn.c src/rnn_fast.c src/ctc.c -lm -o /tmp/fuzz_kernels
+ *   /tmp/fuzz_kernels 100000 1        # iterations, seed
+ * Coverage-guided with libFuzzer (clang):
+ *   clang -O1 -g -fsanitize=fuzzer,address,undefined -DFR_LIBFUZZER -fopenmp \
+ *       -Isrc tools/fuzz_kernels.c src/rnn.c src/rnn_fast.c src/ctc.c -lm -o /tmp/fk
+ *   /tmp/fk -max_total_time=600
+ * (tools/fuzz_kernels.sh builds and runs the standalone one.)
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fastrnn.h"
+#include "ctc.h"
+
+#define CHECK(cond, ...)                                                       \
+    do {                                                                       \
+        if (!(cond)) {                                                         \
+            fprintf(stderr, "fuzz_kernels: check failed at line %d: %s: ", __LINE__, #cond); \
+            fprintf(stderr, __VA_ARGS__);                                      \
+            fprintf(stderr, "\n");                                             \
+            abort();                                                           \
+        }                                                                      \
+    } while (0)
+
+/* ---- reference column-major GEMM (what Fortran's sgemm/dgemm compute) ---- */
+#define DEFINE_GEMM(NAME, REAL)                                                \
+    static void NAME(char *ta, char *tb, int *m, int *n, int *k, REAL *alpha,  \
+                     REAL *a, int *lda, REAL *b, int *ldb, REAL *beta, REAL *c, int *ldc) \
+    {                                                                          \
+        for (int j = 0; j < *n; j++)                                           \
+            for (int i = 0; i < *m; i++) {                                     \
+                REAL s = 0;                                                    \
+                for (int p = 0; p < *k; p++) {                                 \
+                    REAL av = (*ta == 'N') ? a[i + (int64_t)p * *lda] : a[p + (int64_t)i * *lda]; \
+                    REAL bv = (*tb == 'N') ? b[p + (int64_t)j * *ldb] : b[j + (int64_t)p * *ldb]; \
+                    s += av * bv;                                              \
+                }                                                              \
+                REAL *cv = &c[i + (int64_t)j * *ldc];                          \
+                *cv = (*beta == 0 ? 0 : *beta * *cv) + *alpha * s;             \
+            }                                                                  \
+    }
+DEFINE_GEMM(ref_sgemm, float)
+DEFINE_GEMM(ref_dgemm, double)
+
+/* ---- the input, read as a stream of small numbers ------------------------- */
+typedef struct { const uint8_t *p; size_t n, i; } src_t;
+
+static unsigned next(src_t *s)
+{
+    return s->i < s->n ? s->p[s->i++] : 0;
+}
+
+static int pick(src_t *s, int hi) /* 0..hi */
+{
+    return (int)(next(s) % (unsigned)(hi + 1));
+}
+
+/* 1..hi mostly; now and then (1 in 24) 0 or -1: an invalid size */
+static int64_t size(src_t *s, int hi)
+{
+    if (pick(s, 23) == 0) return -(int64_t)pick(s, 1);
+    return 1 + pick(s, hi - 1);
+}
+
+static double value(src_t *s)
+{
+    unsigned v = next(s);
+    if (v == 255) return NAN;
+    if (v == 254) return INFINITY;
+    if (v == 253) return -INFINITY;
+    return ((int)v - 126) / 40.0;
+}
+
+static void *xmalloc(size_t bytes)
+{
+    void *p = malloc(bytes ? bytes : 1);
+    CHECK(p != NULL, "malloc(%zu)", bytes);
+    return p;
+}
+
+static long n_ok, n_inval, n_toobig, n_ctc_ok, n_ctc_inval, n_gemm;
+
+/* ---- recurrent kernels --------------------------------------------------- */
+#define DEFINE_RUN(NAME, REAL, FWD, BWD, GEMM)                                 \
+static void NAME(src_t *s, const fr_desc *d, int finite_in)                    \
+{                                                                              \
+    const int G = fr_num_gates(d->cell);                                       \
+    const int64_t T = d->T, B = d->B, I = d->I_, H = d->H, L = d->L, D = d->D; \
+    const int64_t K = L * D, GH = G * H, DH = D * H;                           \
+    const int bias = pick(s, 1), with_h0 = pick(s, 1), with_mask = pick(s, 1); \
+    const int is_lstm = d->cell == FR_CELL_LSTM;                               \
+    REAL **w_ih = xmalloc(K * sizeof(REAL *)), **w_hh = xmalloc(K * sizeof(REAL *)); \
+    REAL **b_ih = xmalloc(K * sizeof(REAL *)), **b_hh = xmalloc(K * sizeof(REAL *)); \
+    REAL **dw_ih = xmalloc(K * sizeof(REAL *)), **dw_hh = xmalloc(K * sizeof(REAL *)); \
+    REAL **db_ih = xmalloc(K * sizeof(REAL *)), **db_hh = xmalloc(K * sizeof(REAL *)); \
+    for (int64_t k = 0; k < K; k++) {                                          \
+        const int64_t In = k < D ? I : DH;                                     \
+        w_ih[k] = xmalloc(GH * In * sizeof(REAL));                             \
+        w_hh[k] = xmalloc(GH * H * sizeof(REAL));                              \
+        b_ih[k] = xmalloc(GH * sizeof(REAL));                                  \
+        b_hh[k] = xmalloc(GH * sizeof(REAL));                                  \
+        dw_ih[k] = calloc(GH * In, sizeof(REAL));                              \
+        dw_hh[k] = calloc(GH * H, sizeof(REAL));                               \
+        db_ih[k] = calloc(GH, sizeof(REAL));                                   \
+        db_hh[k] = calloc(GH, sizeof(REAL));                                   \
+        for (int64_t i = 0; i < GH * In; i++) w_ih[k][i] = (REAL)(value(s) * 0.5); \
+        for (int64_t i = 0; i < GH * H; i++) w_hh[k][i] = (REAL)(value(s) * 0.5); \
+        for (int64_t i = 0; i < GH; i++) { b_ih[k][i] = (REAL)value(s); b_hh[k][i] = (REAL)value(s); } \
+    }                                                                          \
+    REAL *x = xmalloc(T * B * I * sizeof(REAL));                               \
+    for (int64_t i = 0; i < T * B * I; i++) {                                  \
+        x[i] = (REAL)value(s);                                                 \
+        if (finite_in && !isfinite(x[i])) x[i] = 1;                            \
+    }                                                                          \
+    if (finite_in)                                                             \
+        for (int64_t k = 0; k < K; k++) {                                      \
+            const int64_t In = k < D ? I : DH;                                 \
+            for (int64_t i = 0; i < GH * In; i++) if (!isfinite(w_ih[k][i])) w_ih[k][i] = 0; \
+            for (int64_t i = 0; i < GH * H; i++) if (!isfinite(w_hh[k][i])) w_hh[k][i] = 0; \
+            for (int64_t i = 0; i < GH; i++) {                                 \
+                if (!isfinite(b_ih[k][i])) b_ih[k][i] = 0;                     \
+                if (!isfinite(b_hh[k][i])) b_hh[k][i] = 0;                     \
+            }                                                                  \
+        }                                                                      \
+    REAL *h0 = NULL, *c0 = NULL, *mask = NULL;                                 \
+    if (with_h0) {                                                             \
+        h0 = xmalloc(K * B * H * sizeof(REAL));                                \
+        c0 = xmalloc(K * B * H * sizeof(REAL));                                \
+        for (int64_t i = 0; i < K * B * H; i++) { h0[i] = (REAL)(value(s) * 0.2); c0[i] = (REAL)(value(s) * 0.2); } \
+        if (finite_in)                                                         \
+            for (int64_t i = 0; i < K * B * H; i++) {                          \
+                if (!isfinite(h0[i])) h0[i] = 0;                               \
+                if (!isfinite(c0[i])) c0[i] = 0;                               \
+            }                                                                  \
+    }                                                                          \
+    if (with_mask && L > 1) {                                                  \
+        mask = xmalloc((L - 1) * T * B * DH * sizeof(REAL));                   \
+        for (int64_t i = 0; i < (L - 1) * T * B * DH; i++) mask[i] = (REAL)(pick(s, 1) * 2); \
+    }                                                                          \
+    const int64_t cl = fr_cache_len(d), fw = fr_forward_work_len(d, 0);        \
+    const int64_t fwt = fr_forward_work_len(d, 1), bw = fr_backward_work_len(d); \
+    CHECK(cl >= K * T * B * GH && fw >= 0 && fwt >= 0 && bw >= T * B * GH,     \
+          "lengths %lld %lld %lld %lld", (long long)cl, (long long)fw, (long long)fwt, (long long)bw); \
+    REAL *y = xmalloc(T * B * DH * sizeof(REAL)), *hn = xmalloc(K * B * H * sizeof(REAL)); \
+    REAL *cn = is_lstm ? xmalloc(K * B * H * sizeof(REAL)) : NULL;             \
+    REAL *work = xmalloc(fw * sizeof(REAL));                                   \
+    int st = FWD(d, x, (const REAL *const *)w_ih, (const REAL *const *)w_hh,   \
+                 bias ? (const REAL *const *)b_ih : NULL, bias ? (const REAL *const *)b_hh : NULL, \
+                 h0, is_lstm ? c0 : NULL, NULL, y, hn, cn, NULL, work);        \
+    CHECK(st == FR_OK, "inference forward status %d", st);                     \
+    for (int64_t t = 0; t < T; t++)                                            \
+        for (int64_t b = 0; b < B; b++)                                        \
+            for (int64_t j = 0; j < DH; j++) {                                 \
+                REAL v = y[(t * B + b) * DH + j];                              \
+                if (d->lengths && t >= d->lengths[b])                          \
+                    CHECK(v == 0, "y[%lld,%lld] = %g past its length", (long long)t, (long long)b, (double)v); \
+                else if (finite_in && d->cell != FR_CELL_RNN_RELU)             \
+                    CHECK(isfinite(v) && fabs((double)v) <= 1, "y = %g", (double)v); \
+            }                                                                  \
+    free(work);                                                                \
+    REAL *cache = xmalloc(cl * sizeof(REAL));                                  \
+    work = xmalloc(fwt * sizeof(REAL));                                        \
+    st = FWD(d, x, (const REAL *const *)w_ih, (const REAL *const *)w_hh,       \
+             bias ? (const REAL *const *)b_ih : NULL, bias ? (const REAL *const *)b_hh : NULL, \
+             h0, is_lstm ? c0 : NULL, mask, y, hn, cn, cache, work);           \
+    CHECK(st == FR_OK, "training forward status %d", st);                      \
+    free(work);                                                                \
+    REAL *dy = xmalloc(T * B * DH * sizeof(REAL));                             \
+    REAL *dhn = xmalloc(K * B * H * sizeof(REAL)), *dcn = xmalloc(K * B * H * sizeof(REAL)); \
+    for (int64_t i = 0; i < T * B * DH; i++) dy[i] = (REAL)value(s);           \
+    for (int64_t i = 0; i < K * B * H; i++) { dhn[i] = (REAL)value(s); dcn[i] = (REAL)value(s); } \
+    REAL *dx = xmalloc(T * B * I * sizeof(REAL));                              \
+    REAL *dh0 = xmalloc(K * B * H * sizeof(REAL)), *dc0 = xmalloc(K * B * H * sizeof(REAL)); \
+    work = xmalloc(bw * sizeof(REAL));                                         \
+    st = BWD(d, x, (const REAL *const *)w_ih, (const REAL *const *)w_hh, mask, cache, dy, \
+             pick(s, 1) ? dhn : NULL, is_lstm ? dcn : NULL, dx, dh0, is_lstm ? dc0 : NULL, \
+             dw_ih, dw_hh, bias ? db_ih : NULL, bias ? db_hh : NULL, work);    \
+    CHECK(st == FR_OK, "backward status %d", st);                              \
+    /* the model layers' GEMM on the same arrays: C (T*B, G*H) = x W^T */     \
+    REAL *gc = xmalloc(T * B * GH * sizeof(REAL));                             \
+    st = GEMM(d->num_threads, 'N', 'T', T * B, GH, I, 1, x, I, w_ih[0], I, 0, gc, GH); \
+    CHECK(st == FR_OK, "gemm status %d", st);                                  \
+    n_gemm++;                                                                  \
+    free(gc); free(work); free(dx); free(dh0); free(dc0); free(dy); free(dhn); free(dcn); \
+    free(cache); free(y); free(hn); free(cn); free(x); free(h0); free(c0); free(mask); \
+    for (int64_t k = 0; k < K; k++) {                                          \
+        free(w_ih[k]); free(w_hh[k]); free(b_ih[k]); free(b_hh[k]);            \
+        free(dw_ih[k]); free(dw_hh[k]); free(db_ih[k]); free(db_hh[k]);        \
+    }                                                                          \
+    free(w_ih); free(w_hh); free(b_ih); free(b_hh);                            \
+    free(dw_ih); free(dw_hh); free(db_ih); free(db_hh);                        \
+}
+DEFINE_RUN(run_f32, float, fr_forward_f32, fr_backward_f32, fr_gemm_f32)
+DEFINE_RUN(run_f64, double, fr_forward_f64, fr_backward_f64, fr_gemm_f64)
+
+static void fuzz_recurrent(src_t *s)
+{
+    static const int64_t huge[] = {(int64_t)1 << 31, (int64_t)1 << 40, INT64_MAX / 2, -5};
+    fr_desc d;
+    int64_t lengths[8];
+    d.cell = pick(s, 31) == 0 ? 4 + pick(s, 1) * 100 : pick(s, 3);  /* 4, 104: unknown */
+    d.T = size(s, 6);
+    d.B = size(s, 6);
+    d.I_ = size(s, 5);
+    d.H = size(s, 17);                     /* past 8 and 16: the AVX2 tails */
+    d.L = (int)size(s, 3);
+    d.D = pick(s, 23) == 0 ? 3 * pick(s, 1) : 1 + pick(s, 1);        /* 0, 3: invalid */
+    d.num_threads = (int)size(s, 3);
+    d.lengths = NULL;
+    if (pick(s, 15) == 0) {                /* sizes far beyond memory: checks only */
+        int64_t *f[] = {&d.T, &d.B, &d.I_, &d.H};
+        *f[pick(s, 3)] = huge[pick(s, 3)];
+        int st = fr_check_desc(&d);
+        int64_t cl = fr_cache_len(&d), fw = fr_forward_work_len(&d, 1), bw = fr_backward_work_len(&d);
+        if (st != FR_OK) {
+            CHECK(cl == -1 && fw == -1 && bw == -1, "lengths of a bad desc");
+            CHECK(fr_forward_f32(&d, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+                                 NULL, NULL, NULL) == st, "forward status");
+            st == FR_ETOOBIG ? n_toobig++ : n_inval++;
+        } else {  /* accepted: every length in int64 and at least the gate block */
+            const int64_t G = fr_num_gates(d.cell);
+            CHECK(cl > 0 && fw > 0 && bw > 0, "overflowed lengths");
+            CHECK(cl / d.L / d.D / d.T / d.B >= G * d.H, "cache too short");
+            n_ok++;
+        }
+        return;
+    }
+    if (d.B >= 1 && d.B <= 8 && pick(s, 1)) {
+        for (int64_t b = 0; b < d.B; b++)
+            lengths[b] = pick(s, 39) == 0 ? (int64_t)pick(s, 8) - 1 : 1 + pick(s, (int)(d.T > 0 ? d.T - 1 : 0));
+        d.lengths = lengths;
+    }
+    const int st = fr_check_desc(&d);
+    const int64_t cl = fr_cache_len(&d), fw = fr_forward_work_len(&d, 0), bw = fr_backward_work_len(&d);
+    if (st != FR_OK) {
+        CHECK(st == FR_EINVAL || st == FR_ETOOBIG, "status %d", st);
+        CHECK(cl == -1 && fw == -1 && bw == -1, "lengths of a bad desc: %lld %lld %lld",
+              (long long)cl, (long long)fw, (long long)bw);
+        /* the kernels must refuse before reading any pointer */
+        CHECK(fr_forward_f64(&d, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+                             NULL, NULL, NULL) == st, "forward status");
+        CHECK(fr_backward_f32(&d, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+                              NULL, NULL, NULL, NULL, NULL, NULL) == st, "backward status");
+        n_inval++;
+        return;
+    }
+    fr_set_fast_path(pick(s, 1));
+    const int finite_in = pick(s, 3) != 0;
+    if (pick(s, 1)) run_f32(s, &d, finite_in);
+    else run_f64(s, &d, finite_in);
+    n_ok++;
+}
+
+/* ---- CTC ------------------------------------------------------------------ */
+static void fuzz_ctc(src_t *s)
+{
+    const int64_t B = size(s, 4), T = size(s, 7), C = size(s, 5), S = pick(s, 5);
+    const int blank = pick(s, 23) == 0 ? (int)C + pick(s, 1) - 1 - 2 * pick(s, 1) * (int)C
+                                        : pick(s, (int)(C > 1 ? C - 1 : 0));
+    const int zi = pick(s, 1), nt = 1 + pick(s, 2);
+    const int64_t wl = fr_ctc_work_len(T, C, S, nt);
+    if (T < 1 || C < 1) CHECK(wl == -1, "work length of bad sizes");
+    if (wl < 0 || B < 1) {
+        CHECK(fr_ctc_f64(B, T, C, S, blank, zi, nt, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+                         NULL) == FR_EINVAL, "bad sizes accepted");
+        n_ctc_inval++;
+        return;
+    }
+    int64_t il[4], tl[4], *tg = xmalloc((B * S + 1) * sizeof(int64_t));
+    int expect_ok = blank >= 0 && blank < C;
+    for (int64_t b = 0; b < B; b++) {
+        il[b] = pick(s, 39) == 0 ? (int64_t)pick(s, 8) - 1 : 1 + pick(s, (int)T - 1);
+        tl[b] = pick(s, 39) == 0 ? (int64_t)pick(s, 8) - 2 : pick(s, (int)S);
+        if (il[b] < 1 || il[b] > T || tl[b] < 0 || tl[b] > S) expect_ok = 0;
+        for (int64_t i = 0; i < S; i++) {
+            tg[b * S + i] = pick(s, 39) == 0 ? (int64_t)pick(s, 7) - 1
+                            : (blank == 0 && C > 1) ? 1 + pick(s, (int)C - 2) : pick(s, (int)C - 1);
+            if (i < tl[b] && (tg[b * S + i] < 0 || tg[b * S + i] >= C || tg[b * S + i] == blank))
+                expect_ok = 0;
+        }
+    }
+    const int use_il = pick(s, 1);
+    if (!use_il) {  /* every length T */
+        expect_ok = blank >= 0 && blank < C;
+        for (int64_t b = 0; b < B; b++) {
+            if (tl[b] < 0 || tl[b] > S) expect_ok = 0;
+            for (int64_t i = 0; i < (tl[b] > 0 ? tl[b] : 0) && i < S; i++)
+                if (tg[b * S + i] < 0 || tg[b * S + i] >= C || tg[b * S + i] == blank) expect_ok = 0;
+        }
+    }
+    double *work = xmalloc(wl * sizeof(double)), *losses = xmalloc(B * sizeof(double));
+    double *scale = xmalloc(B * sizeof(double));
+    for (int64_t b = 0; b < B; b++) scale[b] = 1.0 / (double)B;
+    const int f32 = pick(s, 1), want_grad = pick(s, 1);
+    int st;
+    if (f32) {
+        float *x = xmalloc(B * T * C * sizeof(float)), *g = want_grad ? xmalloc(B * T * C * sizeof(float)) : NULL;
+        for (int64_t i = 0; i < B * T * C; i++) { x[i] = (float)value(s); if (!isfinite(x[i])) x[i] = 0; }
+        st = fr_ctc_f32(B, T, C, S, blank, zi, nt, x, use_il ? il : NULL, tg, tl,
+                        pick(s, 1) ? scale : NULL, losses, g, work);
+        free(x); free(g);
+    } else {
+        double *x = xmalloc(B * T * C * sizeof(double)), *g = want_grad ? xmalloc(B * T * C * sizeof(double)) : NULL;
+        for (int64_t i = 0; i < B * T * C; i++) { x[i] = value(s); if (!isfinite(x[i])) x[i] = 0; }
+        st = fr_ctc_f64(B, T, C, S, blank, zi, nt, x, use_il ? il : NULL, tg, tl,
+                        pick(s, 1) ? scale : NULL, losses, g, work);
+        free(x); free(g);
+    }
+    CHECK(st == (expect_ok ? FR_OK : FR_EINVAL), "ctc status %d, expected %s", st,
+          expect_ok ? "OK" : "EINVAL");
+    if (st == FR_OK) {
+        for (int64_t b = 0; b < B; b++)
+            CHECK(losses[b] >= -1e-9 && !isnan(losses[b]), "loss[%lld] = %g", (long long)b, losses[b]);
+        n_ctc_ok++;
+    } else {
+        n_ctc_inval++;
+    }
+    free(tg); free(work); free(losses); free(scale);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static int init = 0;
+    if (!init) { fr_set_blas(ref_sgemm, ref_dgemm); init = 1; }
+    src_t s = {data, size, 0};
+    if (pick(&s, 3) == 0) fuzz_ctc(&s);
+    else fuzz_recurrent(&s);
+    return 0;
+}
+
+#ifndef FR_LIBFUZZER
+static uint64_t rng_state;
+static uint64_t xorshift(void)
+{
+    rng_state ^= rng_state << 13; rng_state ^= rng_state >> 7; rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+int main(int argc, char **argv)
+{
+    const long iters = argc > 1 ? atol(argv[1]) : 10000;
+    rng_state = 0x9E3779B97F4A7C15ull ^ (uint64_t)(argc > 2 ? atoll(argv[2]) : 1);
+    uint8_t buf[4096];
+    for (long it = 0; it < iters; it++) {
+        size_t n = (size_t)(xorshift() % sizeof buf);
+        for (size_t i = 0; i < n; i++) buf[i] = (uint8_t)xorshift();
+        LLVMFuzzerTestOneInput(buf, n);
+    }
+    printf("fuzz_kernels: %ld inputs; recurrent: %ld ran (FR_OK), %ld refused FR_EINVAL, "
+           "%ld refused FR_ETOOBIG; gemm %ld; ctc: %ld ran, %ld refused; no sanitizer report\n",
+           iters, n_ok, n_inval, n_toobig, n_gemm, n_ctc_ok, n_ctc_inval);
+    return 0;
+}
+#endif
