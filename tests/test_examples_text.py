@@ -119,3 +119,28 @@ def test_confusion_matrix():
     m = _text.confusion_matrix([0, 0, 1, 2], [0, 1, 1, 0], 3)
     np.testing.assert_array_equal(m, [[1, 1, 0], [0, 1, 0], [1, 0, 0]])
     assert "true" in _text.format_confusion(m, ["x", "y", "z"])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape", [(5, 7), (3, 4, 6)])
+def test_cross_entropy_plain_path_same_bits(dtype, shape):
+    """The fast path of CrossEntropy (all items counted, no weights, no
+    smoothing; added for the language model) equals the general path bit for
+    bit: unit class weights take the general path with the same arithmetic."""
+    from fastrnn.losses import CrossEntropy
+    rng = np.random.default_rng(1)
+    x = (3 * rng.standard_normal(shape)).astype(dtype)
+    y = rng.integers(0, shape[-1], shape[:-1])
+    fast, general = CrossEntropy(), CrossEntropy(class_weights=np.ones(shape[-1]))
+    assert fast.forward(x, y) == general.forward(x, y)
+    g1, g2 = fast.backward(), general.backward()
+    assert g1.dtype == g2.dtype == np.dtype(dtype) and g1.shape == x.shape
+    np.testing.assert_array_equal(g1, g2)
+    assert fast(x, y) == general(x, y)
+    torch = pytest.importorskip("torch")
+    xt = torch.tensor(x.reshape(-1, shape[-1]), dtype=torch.float64, requires_grad=True)
+    ref = torch.nn.functional.cross_entropy(xt, torch.from_numpy(y.ravel()))
+    ref.backward()
+    tol = 1e-5 if dtype == "float32" else 1e-12
+    assert fast(x, y) == pytest.approx(float(ref), rel=tol)
+    np.testing.assert_allclose(g1.reshape(-1, shape[-1]), xt.grad.numpy(), rtol=tol, atol=tol)
