@@ -135,7 +135,8 @@ def torch_nats(net, x, y):
 
 
 def main(argv=None):
-    p = C.parser(__doc__.splitlines()[0], epochs=15, batch_size=16)
+    # defaults by corpus: Hamlet 15 epochs of 16 streams, fortunes (15x larger) 3 of 32
+    p = C.parser(__doc__.splitlines()[0], epochs=None, batch_size=None)
     p.add_argument("--corpus", choices=("hamlet", "fortunes"), default="hamlet")
     p.add_argument("--max-chars", type=int, default=None,
                    help="use only the first N characters of the corpus")
@@ -148,13 +149,18 @@ def main(argv=None):
     p.add_argument("--top-k", type=int, default=None)
     p.add_argument("--sample", type=int, default=400, help="characters to sample")
     args = p.parse_args(argv)
+    hamlet = args.corpus == "hamlet"
+    if args.epochs is None:
+        args.epochs = 15 if hamlet else 3
+    if args.batch_size is None:
+        args.batch_size = 16 if hamlet else 32
     if args.quick:
         args.max_chars = min(args.max_chars or 30000, 30000)
         args.embed, args.hidden, args.bptt = 16, 32, 50
         args.epochs, args.sample = min(args.epochs, 3), 80
     C.pin_threads(args.threads)
 
-    text = load_hamlet() if args.corpus == "hamlet" else load_fortunes(args.seed)
+    text = load_hamlet() if hamlet else load_fortunes(args.seed)
     text = text[:args.max_chars]
     cut = int(len(text) * 0.9)
     train_text, test_text = text[:cut], text[cut:]
@@ -162,9 +168,10 @@ def main(argv=None):
     index = {c: i for i, c in enumerate(chars)}
     def encode(s):
         return np.array([index.get(c, 0) for c in s], np.int64)
-    x, y = streams(encode(train_text), args.batch_size)
+    train_ids = encode(train_text)
+    x, y = streams(train_ids, args.batch_size)
     xv, yv = streams(encode(test_text), 8)               # held out: 8 long sequences
-    counts = np.bincount(encode(train_text), minlength=len(chars)) + 0.5
+    counts = np.bincount(train_ids, minlength=len(chars)) + 0.5
     unigram = float(-np.log(counts / counts.sum())[yv].mean())
     print(f"{args.corpus}: {len(train_text):,} training / {len(test_text):,} held-out "
           f"characters, {len(chars)} symbols; {args.batch_size} streams of {x.shape[1]} "
