@@ -167,7 +167,7 @@ def train_torch(net, x, y, lengths, xt, lengths_t, args):
 
 
 def main(argv=None):
-    p = C.parser(__doc__.splitlines()[0], epochs=4, batch_size=32)
+    p = C.parser(__doc__.splitlines()[0], epochs=3, batch_size=32)
     p.add_argument("--task", choices=("sentiment", "langid"), default="sentiment")
     p.add_argument("--cell", choices=("lstm", "gru"), default="lstm")
     p.add_argument("--embed", type=int, default=64)
