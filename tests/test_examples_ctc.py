@@ -94,3 +94,18 @@ def test_quick_run_learns(tmp_path):
     # the second run loads the cached features and trains the same model bit for bit
     again = digits_ctc.main(args)["fastrnn"]
     assert again["train_loss_last"] == res["train_loss_last"]
+
+
+def test_beam_decode_reads_padded_probabilities_as_probabilities():
+    """Sequential.predict() gives CTC probabilities with zero rows at padding;
+    ctc_beam_decode must still recognise them as probabilities (it judged
+    the zero rows too and took the probabilities for logits)."""
+    import fastrnn as fr
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 7, 4)) * 3
+    lengths = np.array([7, 4, 2])
+    p = np.exp(x) / np.exp(x).sum(-1, keepdims=True)
+    p[np.arange(7)[None, :] >= lengths[:, None]] = 0.0
+    want = fr.ctc_beam_decode(x, lengths, beam_width=10 ** 6)
+    assert fr.ctc_beam_decode(p, lengths, beam_width=10 ** 6) == want
+    assert fr.ctc_beam_decode(p, lengths, beam_width=10 ** 6, probs=True) == want
