@@ -137,17 +137,27 @@ def digit_corpus(n, seed=0, cache=None, min_digits=2, max_digits=6, workers=4,
                  verbose=True):
     """n synthesized utterances: (features list of (T_i, 13) float32 MFCCs,
     labels list of int arrays (digit + 1), speakers list of 'accent+variant').
-    Loaded from cache/digits_*.npz when there, else synthesized (espeak-ng in
-    `workers` threads) and saved there."""
-    key = json.dumps([CORPUS_VERSION, n, seed, min_digits, max_digits, ACCENTS, VARIANTS])
-    name = f"digits_{n}_{hashlib.sha1(key.encode()).hexdigest()[:10]}.npz"
-    path = None if cache is None else os.path.join(cache, name)
-    if path is not None and os.path.exists(path):
-        with np.load(path, allow_pickle=False) as z:
-            offs, lab_offs = z["offsets"], z["label_offsets"]
+    Loaded from cache/digits_<settings>_<n>.npz (or the first n of a larger
+    such corpus) when there, else synthesized (espeak-ng in `workers` threads)
+    and saved there."""
+    # the plan draws utterance after utterance, so a corpus of n is the first
+    # n of any larger one with the same settings: a larger cache serves too
+    key = json.dumps([CORPUS_VERSION, seed, min_digits, max_digits, ACCENTS, VARIANTS])
+    stem = f"digits_{hashlib.sha1(key.encode()).hexdigest()[:10]}_"
+    path = None if cache is None else os.path.join(cache, f"{stem}{n}.npz")
+    found = []
+    if cache is not None and os.path.isdir(cache):
+        for name in os.listdir(cache):
+            size = name[len(stem):-len(".npz")]
+            if name.startswith(stem) and name.endswith(".npz") and size.isdigit() \
+                    and int(size) >= n:
+                found.append((int(size), os.path.join(cache, name)))
+    if found:
+        with np.load(min(found)[1], allow_pickle=False) as z:
+            offs, lab_offs = z["offsets"][:n + 1], z["label_offsets"][:n + 1]
             feats = [z["features"][a:b] for a, b in zip(offs[:-1], offs[1:])]
             labels = [z["labels"][a:b] for a, b in zip(lab_offs[:-1], lab_offs[1:])]
-            return feats, labels, [str(s) for s in z["speakers"]]
+            return feats, labels, [str(s) for s in z["speakers"][:n]]
     if not have_espeak():
         raise SystemExit("this example synthesizes speech with espeak-ng: "
                          "apt-get install espeak-ng")
