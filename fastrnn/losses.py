@@ -639,9 +639,10 @@ def ctc_beam_decode(output, lengths=None, beam_width=8, blank=0, probs=None,
 
     output (B, T, C): logits or log-probabilities (log_softmax is applied,
     which leaves log-probabilities unchanged), or probabilities (their log is
-    taken); probs=None tells them apart (rows in [0, 1] summing to 1 are
-    probabilities), True/False says which. Each prefix keeps two log scores,
-    ending in blank (pb) and not (pnb); per frame t with log-probabilities lp:
+    taken); probs=None tells them apart (valid rows in [0, 1] summing to 1
+    are probabilities; rows past lengths, such as the zeros predict() gives
+    there, are not looked at), True/False says which. Each prefix keeps two
+    log scores, ending in blank (pb) and not (pnb); per frame t with log-probabilities lp:
         same prefix:      pb'  = lse(pb, pnb) + lp[blank]
                           pnb' = pnb + lp[last label]       (repeat collapses)
         prefix + (c,):    pnb' = lse(pb, pnb) + lp[c],  or pb + lp[c] when c
@@ -660,8 +661,8 @@ def ctc_beam_decode(output, lengths=None, beam_width=8, blank=0, probs=None,
     beam_width = _check_int(beam_width, "beam_width")
     if beam_width < 1:
         raise ValueError(f"beam_width: expected an int >= 1, got {beam_width}")
-    if probs is None:
-        probs = _looks_like_probs(x)
+    if probs is None:  # judged on the valid frames (predict() zeroes the padding)
+        probs = _looks_like_probs(x[np.arange(T)[None, :] < il[:, None]])
     x = x.astype(np.float64)
     if probs:
         if np.any(x < 0):
