@@ -11,7 +11,8 @@
 # interned objects and module state alive until exit by design.
 #
 # Verdict: CLEAN when pytest passes and the log holds no sanitizer report
-# ("ERROR: AddressSanitizer", "runtime error:"), else UNCLEAN (exit 1).
+# ("ERROR: AddressSanitizer", "AddressSanitizer: CHECK failed", "runtime
+# error:"), else UNCLEAN (exit 1).
 # Nothing is written into the source tree; the temporary copy is removed
 # unless KEEP=1.
 #
@@ -28,6 +29,10 @@ if [ ! -e "$LIBASAN" ]; then
     exit 2
 fi
 LIBASAN="$(readlink -f "$LIBASAN")"
+# libstdc++ preloaded too: torch throws C++ exceptions, and ASan's __cxa_throw
+# interceptor must find the real one when it starts, or it aborts with
+# "CHECK failed: ... real___cxa_throw" (an ASan runtime limit, not a bug here)
+LIBSTDCXX="$(readlink -f "$("$CC_BIN" -print-file-name=libstdc++.so)")"
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/fastrnn-sanitize.XXXXXX")"
 cleanup() { [ "${KEEP:-0}" = 1 ] && echo "kept $WORK" || rm -rf "$WORK"; }
@@ -47,14 +52,14 @@ if [ "$#" -eq 0 ]; then set -- tests; fi
 echo "== running pytest $* under the sanitizers"
 LOG="$WORK/pytest.log"
 (cd "$WORK" && \
-    LD_PRELOAD="$LIBASAN" \
+    LD_PRELOAD="$LIBASAN $LIBSTDCXX" \
     ASAN_OPTIONS="detect_leaks=0:abort_on_error=0:halt_on_error=1:detect_odr_violation=0:alloc_dealloc_mismatch=0:allocator_may_return_null=1:detect_stack_use_after_return=0" \
     UBSAN_OPTIONS="print_stacktrace=1:report_error_type=1" \
     PYTHONMALLOC=malloc FASTRNN_SANITIZED=1 \
     "$PYTHON" -m pytest -q -p no:cacheprovider "$@" > "$LOG" 2>&1)
 status=$?
 tail -5 "$LOG"
-asan=$(grep -c "ERROR: AddressSanitizer" "$LOG")
+asan=$(grep -c "ERROR: AddressSanitizer\|AddressSanitizer: CHECK failed" "$LOG")
 ubsan=$(grep -c "runtime error:" "$LOG")
 echo "== pytest exit $status; AddressSanitizer reports: $asan; UBSan reports: $ubsan"
 if [ "$asan" -gt 0 ] || [ "$ubsan" -gt 0 ]; then
@@ -64,5 +69,7 @@ if [ "$status" -eq 0 ] && [ "$asan" -eq 0 ] && [ "$ubsan" -eq 0 ]; then
     echo "VERDICT: CLEAN"
     exit 0
 fi
+echo "== last lines of the log:"
+tail -40 "$LOG"
 echo "VERDICT: UNCLEAN"
 exit 1
