@@ -27,6 +27,14 @@ def pin_threads(n):
     threadpool_limits(n)
 
 
+def default_threads(parser, n):
+    """Make --threads default to n (help text included)."""
+    for action in parser._actions:
+        if action.dest == "threads":
+            action.default = n
+            action.help = f"threads for fastrnn and torch alike (default {n})"
+
+
 def read_ts(path):
     """(list of (T_i, C) float32 arrays, list of label strings) from a .ts file."""
     xs, labels = [], []

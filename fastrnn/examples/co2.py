@@ -193,6 +193,11 @@ def main(argv=None):
     p.add_argument("--seeds", type=int, default=3,
                    help="networks trained with seeds seed..seed+N-1; mean errors reported")
     p.add_argument("--no-arima", action="store_true", help="skip the SARIMAX baseline")
+    # One thread unless asked: these networks are small (a parallel step is tens
+    # of microseconds), and on a 2-core machine shared with other work, two
+    # threads that meet at a barrier every time step made fit() 5-25x slower,
+    # for fastrnn and torch alike (examples/RESULTS_seq.md).
+    _seq.default_threads(p, 1)
     p.set_defaults(verbose=0)
     args = p.parse_args(argv)
     stride, every = 1, 1

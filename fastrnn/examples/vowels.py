@@ -144,6 +144,11 @@ def main(argv=None):
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--seeds", type=int, default=3,
                    help="networks trained with seeds seed..seed+N-1; mean accuracy reported")
+    # One thread unless asked: these networks are small (a parallel step is tens
+    # of microseconds), and on a 2-core machine shared with other work, two
+    # threads that meet at a barrier every time step made fit() 5-25x slower,
+    # for fastrnn and torch alike (examples/RESULTS_seq.md).
+    _seq.default_threads(p, 1)
     p.set_defaults(verbose=0)
     args = p.parse_args(argv)
     for k, v in DATASETS[args.dataset].items():
