@@ -617,7 +617,9 @@ class Sequential:
             self._update()
             return value, out
         # truncated BPTT: windows of `bptt` steps, recurrent states carried
-        # across windows (their gradient is cut at the boundary)
+        # across windows (their gradient is cut at the boundary). The window
+        # outputs are kept only for metrics: a language model over a long text
+        # would otherwise hold (B, T, vocabulary) floats for the whole epoch.
         T = xb.shape[1]
         states, total, weight = None, 0.0, 0
         outs = []
@@ -638,8 +640,9 @@ class Sequential:
             states = [_copy_state(s) for s in self._final_states]
             total += value * xw.shape[1]
             weight += xw.shape[1]
-            outs.append(out)
-        return total / weight, np.concatenate(outs, axis=1)
+            if self.metrics:  # only metrics read the outputs: keep none otherwise
+                outs.append(out)
+        return total / weight, (np.concatenate(outs, axis=1) if outs else None)
 
     def fit(self, x, y, lengths=None, epochs=1, batch_size=32, validation_data=None,
             shuffle=True, seed=None, verbose=1, callbacks=None, bptt=None):

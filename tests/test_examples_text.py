@@ -144,3 +144,25 @@ def test_cross_entropy_plain_path_same_bits(dtype, shape):
     tol = 1e-5 if dtype == "float32" else 1e-12
     assert fast(x, y) == pytest.approx(float(ref), rel=tol)
     np.testing.assert_allclose(g1.reshape(-1, shape[-1]), xt.grad.numpy(), rtol=tol, atol=tol)
+
+
+def test_bptt_fit_same_with_and_without_metrics():
+    """fit(bptt=...) keeps window outputs only for metrics (a language model
+    over a long text would otherwise hold (B, T, V) floats per epoch): the
+    weights must not depend on it, and the accuracy must still come out."""
+    import fastrnn as fr
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 6, size=(4, 35))
+    Y = np.roll(X, -1, axis=1)
+    models = []
+    for metrics in (None, ["accuracy"]):
+        m = fr.Sequential([fr.Embedding(6, 4), fr.LSTM(4, 8, batch_first=True),
+                           fr.Dense(8, 6)], seed=0)
+        m.compile(loss="cross_entropy", optimizer=fr.optim.Adam(lr=0.01), metrics=metrics)
+        h = m.fit(X, Y, epochs=2, batch_size=4, shuffle=False, bptt=10, seed=0, verbose=0)
+        models.append((m, h))
+    (a, ha), (b, hb) = models
+    assert ha["loss"] == hb["loss"]
+    assert all(0.0 <= v <= 1.0 for v in hb["accuracy"]) and "accuracy" not in ha.history
+    for (_, p, _), (_, q, _) in zip(a.parameters(), b.parameters()):
+        np.testing.assert_array_equal(p, q)
