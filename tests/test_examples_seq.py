@@ -98,7 +98,7 @@ def test_co2_torch_twin_same_start(tmp_path):
     need_package("statsmodels")
     pytest.importorskip("torch")
     from fastrnn.examples import co2
-    co2.main(["--quick", "--compare-torch", "--epochs", "1", "--no-arima",
+    co2.main(["--quick", "--compare-torch", "--epochs", "1", "--no-arima", "--cell", "lstm",
               "--out", str(tmp_path), "--threads", "1"])
     r = results(tmp_path, "co2")
     assert r["torch"]["loss_first"] == pytest.approx(r["fastrnn"]["loss_first"], rel=1e-4)

@@ -5,6 +5,7 @@ copying a fastrnn model's initial weights into its torch twin.
 Kept out of _common.py (shared with the other example helpers) on purpose."""
 import collections
 import math
+import time
 
 import numpy as np
 
@@ -69,6 +70,20 @@ def format_confusion(m, names):
     for n, row in zip(names, m):
         lines.append(n.ljust(w + 4) + "".join(str(v).rjust(w) for v in row))
     return "\n".join(lines)
+
+
+class Clock:
+    """Wall-clock and CPU seconds of a block (the CPU time of the whole
+    process, all threads): on a machine shared with other jobs the wall time
+    also counts the time others held the cores, the CPU time does not."""
+
+    def __enter__(self):
+        self.t0, self.c0 = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = time.perf_counter() - self.t0
+        self.cpu_seconds = time.process_time() - self.c0
 
 
 def bits(nats):

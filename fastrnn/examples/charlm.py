@@ -106,7 +106,7 @@ def train_torch(net, x, y, args):
     F = torch.nn.functional
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
     X, Y = torch.from_numpy(x), torch.from_numpy(y)
-    with C.Timer() as t:
+    with _text.Clock() as t:
         net.train()
         for epoch in range(args.epochs):
             state, total = None, 0.0
@@ -122,7 +122,7 @@ def train_torch(net, x, y, args):
                 total += loss.item() * out.shape[1]
             if args.verbose:
                 print(f"torch epoch {epoch + 1}/{args.epochs} - loss {total / X.shape[1]:.4f}")
-    return t.seconds
+    return t
 
 
 def torch_nats(net, x, y):
@@ -184,7 +184,7 @@ def main(argv=None):
         model.summary()
     net = torch_twin(model) if args.compare_torch else None   # same start
     before = model.evaluate(xv, yv)["loss"]
-    with C.Timer() as t:
+    with _text.Clock() as t:
         history = model.fit(x, y, epochs=args.epochs, batch_size=args.batch_size,
                             shuffle=False, bptt=args.bptt, seed=args.seed,
                             verbose=1 if args.verbose == 2 else args.verbose)
@@ -195,7 +195,8 @@ def main(argv=None):
         "fastrnn": {"test_bpc": _text.bits(nats), "test_nats": nats,
                     "bpc_before": _text.bits(before),
                     "train_bpc": _text.bits(history["loss"][-1]),
-                    "fit_s": t.seconds, "total_s": t.seconds + te.seconds},
+                    "fit_s": t.seconds, "fit_cpu_s": t.cpu_seconds,
+                    "total_s": t.seconds + te.seconds},
     }
     prompt = "\n" if args.corpus == "fortunes" else "HAMLET\n"
     ids = model.generate(encode(prompt), args.sample, temperature=args.temperature,
@@ -208,10 +209,11 @@ def main(argv=None):
         torch = C.need_torch()
         torch.manual_seed(args.seed)
         with C.Timer() as tt:
-            fit_s = train_torch(net, x, y, args)
+            fit = train_torch(net, x, y, args)
             tnats = torch_nats(net, xv, yv)
         results["torch"] = {"test_bpc": _text.bits(tnats), "test_nats": tnats,
-                            "fit_s": fit_s, "total_s": tt.seconds}
+                            "fit_s": fit.seconds, "fit_cpu_s": fit.cpu_seconds,
+                            "total_s": tt.seconds}
 
     C.report("charlm" if args.corpus == "hamlet" else "charlm_fortunes", args, results)
     return results

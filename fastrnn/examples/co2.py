@@ -7,13 +7,13 @@ period, everything before is training.
 
     pip install --no-deps statsmodels==0.15.0    # + pandas patsy for SARIMAX
     pip install matplotlib                       # for the plot
-    python -m fastrnn.examples.co2 [--quick] [--compare-torch] [--cell gru]
+    python -m fastrnn.examples.co2 [--quick] [--compare-torch] [--cell lstm]
 
 From each forecast origin o, the network sees the past W weeks and predicts the
 next K = 52 weeks at once (direct multi-step), everything relative to the last
 observed value and divided by s, the spread of the training targets:
 
-    x_t = (y[o-W+1+t] - y[o]) / s,  t < W    -> LSTM(1, H) -> LastStep
+    x_t = (y[o-W+1+t] - y[o]) / s,  t < W    -> GRU(1, H) (or LSTM) -> LastStep
         -> Dense(H, K) -> yhat[o+h] = y[o] + s * out[h-1],  h = 1..K;  MSE, Adam
 
 Working relative to y[o] lets the network carry the trend forward beyond the
@@ -186,7 +186,7 @@ def plot(path, y, dates, split, starts, forecasts):
 
 def main(argv=None):
     p = C.parser(__doc__.splitlines()[0], epochs=40, batch_size=32)
-    p.add_argument("--cell", default="lstm", choices=("lstm", "gru"))
+    p.add_argument("--cell", default="gru", choices=("gru", "lstm"))
     p.add_argument("--hidden", type=int, default=32)
     p.add_argument("--window", type=int, default=52, help="weeks of history the network sees")
     p.add_argument("--lr", type=float, default=3e-3)
