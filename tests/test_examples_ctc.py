@@ -50,8 +50,6 @@ def test_mfcc_matches_the_recipe():
         rows.append(dct)
     assert got.shape == (n_frames, 13)
     np.testing.assert_allclose(got, np.array(rows), rtol=1e-9, atol=1e-9)
-    np.testing.assert_allclose(scipy.fft.idct(np.pad(got, ((0, 0), (0, 7))), norm="ortho",
-                                              axis=1).shape, (n_frames, 20))
 
 
 def test_tone_energy_lands_in_its_mel_band():
