@@ -9,8 +9,8 @@ import sys
 import time
 
 
-def parser(description, epochs, batch_size):
-    """The options every example takes."""
+def parser(description, epochs, batch_size, threads=2):
+    """The options every example takes; `threads` is the --threads default."""
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--quick", action="store_true",
                    help="a smoke run of a few seconds on a small slice (CI)")
@@ -19,8 +19,8 @@ def parser(description, epochs, batch_size):
     p.add_argument("--epochs", type=int, default=epochs)
     p.add_argument("--batch-size", type=int, default=batch_size)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=2,
-                   help="threads for fastrnn and torch alike (default 2)")
+    p.add_argument("--threads", type=int, default=threads,
+                   help=f"threads for fastrnn and torch alike (default {threads})")
     p.add_argument("--out", default="examples_out",
                    help="folder for plots and the JSON of results")
     p.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2))
@@ -29,7 +29,9 @@ def parser(description, epochs, batch_size):
 
 def pin_threads(n):
     """Same thread count for fastrnn, its BLAS and torch: fair timings, and no
-    oversubscription when two processes share the cores."""
+    oversubscription when two processes share the cores. torch's count is set
+    only when torch is already imported (--compare-torch imports it first):
+    importing torch just to pin it costs seconds."""
     import fastrnn as fr
     fr.set_num_threads(n)
     try:
@@ -37,11 +39,9 @@ def pin_threads(n):
         threadpool_limits(n)
     except ImportError:  # pragma: no cover - fastrnn depends on it
         pass
-    try:
-        import torch
+    torch = sys.modules.get("torch")
+    if torch is not None:
         torch.set_num_threads(n)
-    except ImportError:
-        pass
 
 
 def package_dir(name):
@@ -55,11 +55,15 @@ def package_dir(name):
 
 
 def need_torch():
+    """Import torch for --compare-torch, with fastrnn's thread count (so the
+    order of this call and pin_threads does not matter)."""
     try:
         import torch
-        return torch
     except ImportError:
         raise SystemExit("--compare-torch needs PyTorch: pip install torch") from None
+    import fastrnn as fr
+    torch.set_num_threads(fr.get_num_threads())
+    return torch
 
 
 class Timer:

@@ -7,32 +7,10 @@ The .ts format (sktime/UEA archive): header lines start with '@' or '#'; after
 by ',', the class label last. Series may differ in length between samples.
 """
 import os
-import sys
 
 import numpy as np
 
 from fastrnn.examples import _common as C
-
-
-def pin_threads(n):
-    """_common.pin_threads, but torch's thread count is set only when torch is
-    already imported (--compare-torch): importing torch just to pin it costs
-    seconds, more than a default run of these examples takes to train."""
-    if "torch" in sys.modules:
-        C.pin_threads(n)
-        return
-    import fastrnn as fr
-    from threadpoolctl import threadpool_limits
-    fr.set_num_threads(n)
-    threadpool_limits(n)
-
-
-def default_threads(parser, n):
-    """Make --threads default to n (help text included)."""
-    for action in parser._actions:
-        if action.dest == "threads":
-            action.default = n
-            action.help = f"threads for fastrnn and torch alike (default {n})"
 
 
 def read_ts(path):

@@ -185,7 +185,11 @@ def plot(path, y, dates, split, starts, forecasts):
 
 
 def main(argv=None):
-    p = C.parser(__doc__.splitlines()[0], epochs=40, batch_size=32)
+    p = C.parser(__doc__.splitlines()[0], epochs=40, batch_size=32, threads=1)
+    # One thread unless asked (threads=1): these networks are small (a parallel
+    # step is tens of microseconds), and on a 2-core machine shared with other
+    # work, two threads that meet at a barrier every time step made fit() 5-25x
+    # slower, for fastrnn and torch alike (examples/RESULTS_seq.md).
     p.add_argument("--cell", default="gru", choices=("gru", "lstm"))
     p.add_argument("--hidden", type=int, default=32)
     p.add_argument("--window", type=int, default=52, help="weeks of history the network sees")
@@ -193,18 +197,13 @@ def main(argv=None):
     p.add_argument("--seeds", type=int, default=3,
                    help="networks trained with seeds seed..seed+N-1; mean errors reported")
     p.add_argument("--no-arima", action="store_true", help="skip the SARIMAX baseline")
-    # One thread unless asked: these networks are small (a parallel step is tens
-    # of microseconds), and on a 2-core machine shared with other work, two
-    # threads that meet at a barrier every time step made fit() 5-25x slower,
-    # for fastrnn and torch alike (examples/RESULTS_seq.md).
-    _seq.default_threads(p, 1)
     p.set_defaults(verbose=0)
     args = p.parse_args(argv)
     stride, every = 1, 1
     if args.quick:  # every 8th training window, every 13th test origin
         args.epochs, args.hidden, args.seeds, stride, every = 3, 8, 1, 8, 13
     torch = C.need_torch() if args.compare_torch else None
-    _seq.pin_threads(args.threads)
+    C.pin_threads(args.threads)
 
     y, dates = load_co2()
     W, split = args.window, len(y) - TEST_WEEKS

@@ -135,7 +135,11 @@ def summarize(runs):
 
 
 def main(argv=None):
-    p = C.parser(__doc__.splitlines()[0], epochs=None, batch_size=32)
+    p = C.parser(__doc__.splitlines()[0], epochs=None, batch_size=32, threads=1)
+    # One thread unless asked (threads=1): these networks are small (a parallel
+    # step is tens of microseconds), and on a 2-core machine shared with other
+    # work, two threads that meet at a barrier every time step made fit() 5-25x
+    # slower, for fastrnn and torch alike (examples/RESULTS_seq.md).
     p.add_argument("--dataset", default="JapaneseVowels", choices=sorted(DATASETS))
     p.add_argument("--cell", default="gru", choices=("gru", "lstm"))
     p.add_argument("--pool", default=None, choices=("mean", "max"),
@@ -144,11 +148,6 @@ def main(argv=None):
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--seeds", type=int, default=3,
                    help="networks trained with seeds seed..seed+N-1; mean accuracy reported")
-    # One thread unless asked: these networks are small (a parallel step is tens
-    # of microseconds), and on a 2-core machine shared with other work, two
-    # threads that meet at a barrier every time step made fit() 5-25x slower,
-    # for fastrnn and torch alike (examples/RESULTS_seq.md).
-    _seq.default_threads(p, 1)
     p.set_defaults(verbose=0)
     args = p.parse_args(argv)
     for k, v in DATASETS[args.dataset].items():
@@ -157,7 +156,7 @@ def main(argv=None):
     if args.quick:
         args.epochs, args.hidden, args.seeds = 3, 16, 1
     torch = C.need_torch() if args.compare_torch else None
-    _seq.pin_threads(args.threads)
+    C.pin_threads(args.threads)
 
     (x_tr, y_tr), (x_te, y_te), names = load(args.dataset)
     if args.quick:  # a slice: a few batches
