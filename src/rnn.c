@@ -125,7 +125,7 @@ int fr_check_desc(const fr_desc *d)
 /* Scratch of one layer-direction forward: Gh (B,G*H), h, c, h2 (B,H), Xp
  * (T,B,G*H) unless Xp lives in the gate cache (training LSTM/RNN), the
  * compacted x rows of a variable-length batch, then the fast path's packed
- * W_hh. */
+ * W_hh (and W_ih when its loop projects x in panels). */
 /* Largest layer input size: I for layer 0, D*H above. */
 static int64_t fr_max_in(const fr_desc *d)
 {
@@ -138,7 +138,8 @@ static int64_t fr_layer_work_len(const fr_desc *d, int training)
     const int64_t GX = (int64_t)fr_num_gates(d->cell) * d->H;
     const int xp_in_cache = training && d->cell != FR_CELL_GRU;
     return d->B * GX + 3 * d->B * d->H + (xp_in_cache ? 0 : d->T * d->B * GX)
-           + (d->lengths ? d->T * d->B * fr_max_in(d) : 0) + fr_fast_pack_len(d);
+           + (d->lengths ? d->T * d->B * fr_max_in(d) : 0) + fr_fast_pack_len(d)
+           + fr_fast_ih_floats(d, fr_max_in(d));
 }
 
 /* Scratch of one layer-direction backward: dG (T,B,G*H) (twice for GRU),

@@ -481,13 +481,13 @@ static void my_units(int64_t H, int64_t *j0, int64_t *j1)
     unit_slice(H, tid, nth, j0, j1);
 }
 
-/* Threads worth using: below ~64k multiply-adds per step the barrier costs
- * more than the work it splits. */
+/* Threads worth using: below FR_FAST_MIN_WORK multiply-adds per step the
+ * barrier costs more than the work it splits. */
 static int fast_threads(const fr_desc *d)
 {
     const int64_t work = d->B * (int64_t)fr_num_gates(d->cell) * d->H * d->H;
     int nt = d->num_threads;
-    if (work < 65536) nt = 1;
+    if (work < FR_FAST_MIN_WORK) nt = 1;
     if (nt > (d->H + 7) / 8) nt = (int)((d->H + 7) / 8);
     return nt < 1 ? 1 : nt;
 }
@@ -520,10 +520,18 @@ AVX2 void fr_fast_forward_f32(const fr_desc *d, int dir, const float *R, const f
          * reads them. Short sequences use the weights as they are. */
         for (int q = 0; q < G && j1 > j0 && packed; q++)
             pack_rows(R, H, q * H + j0, j1 - j0, H, Wp + (q * nb + j0 / 8) * H * 8);
-        /* short inputs: this thread's gate rows of the input projection too,
-         * so its slices of W_ih and W_hh stay in its own cache between calls */
-        for (int q = 0; q < G && x && j1 > j0; q++)
-            rows_dot(x, T * B, In, W, q * H + j0, q * H + j1, Xp, GX);
+        /* short inputs and small batches: this thread's gate rows of the
+         * input projection too, so its slices of W_ih and W_hh stay in its
+         * own cache between calls and no thread waits for another */
+        for (int q = 0; q < G && x && j1 > j0; q++) {
+            if (fr_fast_proj_mode(d) == 1) {
+                rows_dot(x, T * B, In, W, q * H + j0, q * H + j1, Xp, GX);
+                continue;
+            }
+            float *P = Wp + fr_fast_ih_offset(d) + (q * nb + j0 / 8) * In * 8;
+            pack_rows(W, In, q * H + j0, j1 - j0, In, P);
+            panel_axpy(x, In, T * B, In, P, Xp + q * H + j0, GX, j1 - j0, NULL);
+        }
         for (int64_t s = 0; s < T; s++) {
             const int64_t t = dir ? T - 1 - s : s;
             const float *hp, *cp = NULL;

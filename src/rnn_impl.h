@@ -188,7 +188,7 @@ static void FN(layer_forward)(const fr_desc *d, int dir, int64_t In,
 
     /* Xp = bias + X W_ih^T. torch's GRU folds only b_hr, b_hz here: b_hn stays
      * inside the reset product. */
-    const int small = fast && T * B <= FR_FAST_SMALL_M;
+    const int small = fast && fr_fast_proj_mode(d) != 0; /* the loop projects x */
     if (bW != NULL || bR != NULL || small) {
         REAL *row = Gh; /* borrow Gh (>= GX elements) for the bias row */
         for (int64_t j = 0; j < GX; j++) {

@@ -15,6 +15,13 @@ CASES = [  # cell, I, H, B, T, layers, bidirectional
     ("RNN_TANH", 7, 29, 3, 8, 2, False),
     ("RNN_RELU", 11, 24, 4, 6, 1, True),
     ("LSTM", 64, 136, 2, 4, 1, False),
+    # small batches with enough work per step: the loop projects x itself,
+    # on packed W_ih panels from 32 rows (fr_fast_proj_mode 2; layer 2 from
+    # 2H inputs), on W_ih as it is below (mode 1)
+    ("LSTM", 37, 131, 3, 11, 2, True),
+    ("GRU", 19, 150, 2, 20, 1, False),
+    ("GRU", 19, 150, 1, 23, 1, False),
+    ("RNN_TANH", 5, 260, 1, 12, 1, False),
 ]
 
 
