@@ -49,6 +49,12 @@ def test_vowels_quick_learns(tmp_path):
     r = results(tmp_path, "vowels")["fastrnn"]
     assert r["loss_last"] < r["loss_first"]
     assert 0.0 <= r["accuracy"] <= 1.0
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return
+    png = tmp_path / "vowels_JapaneseVowels.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_vowels_italy_quick_learns(tmp_path):

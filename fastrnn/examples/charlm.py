@@ -136,7 +136,11 @@ def torch_nats(net, x, y):
 
 def main(argv=None):
     # defaults by corpus: Hamlet 15 epochs of 16 streams, fortunes (15x larger) 3 of 32
-    p = C.parser(__doc__.splitlines()[0], epochs=None, batch_size=None)
+    p = C.parser(__doc__.splitlines()[0], epochs=None, batch_size=None, threads=1)
+    # One thread unless asked (threads=1): at B=16, H=128 both engines are
+    # bound by the FMA rate of one core, and on a 2-core machine shared with
+    # other work, two threads that meet at a barrier every step lost more to
+    # waiting than they gained (examples/RESULTS.md).
     p.add_argument("--corpus", choices=("hamlet", "fortunes"), default="hamlet")
     p.add_argument("--max-chars", type=int, default=None,
                    help="use only the first N characters of the corpus")

@@ -189,7 +189,7 @@ def main(argv=None):
     # One thread unless asked (threads=1): these networks are small (a parallel
     # step is tens of microseconds), and on a 2-core machine shared with other
     # work, two threads that meet at a barrier every time step made fit() 5-25x
-    # slower, for fastrnn and torch alike (examples/RESULTS_seq.md).
+    # slower, for fastrnn and torch alike (examples/RESULTS.md).
     p.add_argument("--cell", default="gru", choices=("gru", "lstm"))
     p.add_argument("--hidden", type=int, default=32)
     p.add_argument("--window", type=int, default=52, help="weeks of history the network sees")

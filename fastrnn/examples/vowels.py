@@ -134,12 +134,51 @@ def summarize(runs):
             "loss_last": float(np.mean([r["losses"][-1] for r in runs]))}
 
 
+def plot(path, runs, conf, names, title):
+    """Training loss per epoch of every run (left) and the confusion matrix of
+    fastrnn's last model on the test set (right)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no plot (pip install matplotlib)")
+        return None
+    fig, (a0, a1) = plt.subplots(1, 2, figsize=(11, 4.5))
+    for (eng, rs), color in zip(runs.items(), ("C0", "C4")):
+        for i, r in enumerate(rs):
+            a0.plot(np.arange(1, len(r["losses"]) + 1), r["losses"], color=color,
+                    ls="-" if eng == "fastrnn" else "--", lw=1.2,
+                    label=eng if i == 0 else None)
+    a0.set_yscale("log")
+    a0.set_xlabel("epoch")
+    a0.set_ylabel("training cross-entropy")
+    a0.legend()
+    a0.set_title("training loss, every seed")
+    a1.imshow(conf, cmap="Blues")
+    for i in range(conf.shape[0]):
+        for j in range(conf.shape[1]):
+            if conf[i, j]:
+                a1.text(j, i, str(conf[i, j]), ha="center", va="center", fontsize=7,
+                        color="white" if conf[i, j] > conf.max() / 2 else "black")
+    a1.set_xticks(range(len(names)), names, fontsize=7, rotation=90)
+    a1.set_yticks(range(len(names)), names, fontsize=7)
+    a1.set_xlabel("predicted")
+    a1.set_ylabel("true")
+    a1.set_title("fastrnn, test set (last seed)")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def main(argv=None):
     p = C.parser(__doc__.splitlines()[0], epochs=None, batch_size=32, threads=1)
     # One thread unless asked (threads=1): these networks are small (a parallel
     # step is tens of microseconds), and on a 2-core machine shared with other
     # work, two threads that meet at a barrier every time step made fit() 5-25x
-    # slower, for fastrnn and torch alike (examples/RESULTS_seq.md).
+    # slower, for fastrnn and torch alike (examples/RESULTS.md).
     p.add_argument("--dataset", default="JapaneseVowels", choices=sorted(DATASETS))
     p.add_argument("--cell", default="gru", choices=("gru", "lstm"))
     p.add_argument("--pool", default=None, choices=("mean", "max"),
@@ -198,11 +237,19 @@ def main(argv=None):
 
     results = {eng: summarize(r) for eng, r in runs.items()}
     C.report("vowels", args, results)
+    pred = model.predict(Xt, lengths=Lt).argmax(axis=1)
+    conf = np.zeros((len(names), len(names)), np.int64)
+    np.add.at(conf, (np.asarray(y_te), pred), 1)
+    png = plot(os.path.join(args.out, f"vowels_{args.dataset}.png"), runs, conf, names,
+               f"{args.dataset}: bidirectional {args.cell.upper()}, test accuracy "
+               f"{results['fastrnn']['accuracy']:.4f} (mean of {args.seeds} seed(s))")
     f = results["fastrnn"]
     print(f"\n{args.dataset} test accuracy: {f['accuracy']:.4f} "
           f"(mean of {args.seeds} seed(s), range {f['acc_min']:.4f}-{f['acc_max']:.4f}); "
           f"fastrnn fit {f['fit_s']:.1f} s in all"
           + (f", torch fit {results['torch']['fit_s']:.1f} s" if torch is not None else ""))
+    if png:
+        print(f"plot (training loss, confusion matrix): {png}")
     return results
 
 
