@@ -38,6 +38,7 @@ import statistics
 import sys
 import time
 import warnings
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -100,6 +101,37 @@ def get_shape(name):
     except KeyError:
         raise ValueError("unknown shape %r; known: %s"
                          % (name, ", ".join(SHAPES_BY_NAME))) from None
+
+
+def parse_custom(spec):
+    """A shape from 'cell:B:T:I:H:mode[:var]' (--shape), named after itself;
+    table 0 (not in the spec's tables)."""
+    parts = [v.strip().lower() for v in spec.split(":")]
+    if len(parts) not in (6, 7) or (len(parts) == 7 and parts[6] != "var"):
+        raise ValueError("--shape %r: expected cell:B:T:I:H:mode[:var], e.g. "
+                         "lstm:3:77:40:96:infer" % spec)
+    cell, mode = parts[0], parts[5]
+    if cell not in GATES:
+        raise ValueError("--shape %r: cell must be one of lstm, gru, rnn" % spec)
+    if mode not in ("step", "infer", "train"):
+        raise ValueError("--shape %r: mode must be step, infer or train" % spec)
+    try:
+        B, T, I, H = (int(v) for v in parts[1:5])
+    except ValueError:
+        raise ValueError("--shape %r: B, T, I, H must be integers" % spec) from None
+    if min(B, T, I, H) < 1:
+        raise ValueError("--shape %r: B, T, I, H must be >= 1" % spec)
+    if mode == "step" and T != 1:
+        raise ValueError("--shape %r: a step has T = 1" % spec)
+    var = len(parts) == 7
+    if var and (mode == "step" or T < 10):
+        raise ValueError("--shape %r: var needs T >= 10 (lengths 10..T) and no step" % spec)
+    return Shape(spec.strip().lower(), cell, B, T, I, H, mode, var=var, table=0)
+
+
+def with_batch(shape, B):
+    """The shape at batch B (--batch), named NAME@bB."""
+    return dataclasses.replace(shape, B=B, name="%s@b%d" % (shape.name, B))
 
 
 def applicable(shape, engine):
@@ -726,6 +758,12 @@ def parse_args(argv=None):
                     "on the reference shapes (medians; nothing is asserted).")
     p.add_argument("--shapes", default=None,
                    help="comma-separated shape names (default: all; see --list)")
+    p.add_argument("--shape", action="append", default=[], metavar="SPEC",
+                   help="a shape of your own, cell:B:T:I:H:mode[:var] with mode step, "
+                        "infer or train (var: lengths 10..T); repeatable, run after "
+                        "--shapes (and alone when --shapes is not given)")
+    p.add_argument("--batch", type=int, default=None,
+                   help="run the selected reference shapes at this batch size instead")
     p.add_argument("--cell", default=None,
                    help="only these cells: comma-separated of lstm, gru, rnn")
     p.add_argument("--threads", type=int, default=2,
@@ -756,10 +794,20 @@ def parse_args(argv=None):
             args.shape_list = [get_shape(n) for n in names]
         except ValueError as e:
             p.error(str(e))
+    elif args.shape:
+        args.shape_list = []
     elif args.quick:
         args.shape_list = [get_shape(n) for n in QUICK_SHAPES]
     else:
         args.shape_list = list(SHAPES)
+    if args.batch is not None:
+        if args.batch < 1:
+            p.error("--batch must be >= 1")
+        args.shape_list = [with_batch(sh, args.batch) for sh in args.shape_list]
+    try:
+        args.shape_list += [parse_custom(spec) for spec in args.shape]
+    except ValueError as e:
+        p.error(str(e))
     if args.cell:
         cells = [c.strip().lower() for c in args.cell.split(",") if c.strip()]
         bad = [c for c in cells if c not in GATES]

@@ -1,0 +1,57 @@
+"""The benchmark command's shape selection (python -m fastrnn.bench): custom
+shapes, --batch, clear errors, and a small end-to-end run writing JSON."""
+import json
+
+import pytest
+
+from fastrnn import bench
+
+
+def test_custom_shape_parses():
+    s = bench.parse_custom("GRU:5:31:17:131:train:var")
+    assert (s.cell, s.B, s.T, s.I, s.H, s.mode, s.var, s.table) == \
+        ("gru", 5, 31, 17, 131, "train", True, 0)
+    assert bench.flops(s) == 3.0 * 2 * 3 * 131 * (17 + 131) * bench.lengths_for(s).sum()
+
+
+@pytest.mark.parametrize("spec, msg", [
+    ("lstm:1:2:3:4", "expected cell:B:T:I:H:mode"),
+    ("lstm:1:2:3:4:infer:xyz", "expected cell:B:T:I:H:mode"),
+    ("conv:1:2:3:4:infer", "cell must be"),
+    ("lstm:1:2:3:4:decode", "mode must be"),
+    ("lstm:one:2:3:4:infer", "integers"),
+    ("lstm:0:2:3:4:infer", ">= 1"),
+    ("lstm:1:2:3:4:step", "T = 1"),
+    ("lstm:4:5:3:4:infer:var", "T >= 10"),
+])
+def test_custom_shape_errors(spec, msg):
+    with pytest.raises(ValueError, match=msg):
+        bench.parse_custom(spec)
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--shape", spec])
+
+
+def test_batch_override_and_selection():
+    args = bench.parse_args(["--shapes", "lat-lstm,db-lstm-b4", "--batch", "3",
+                             "--shape", "rnn:2:9:5:7:infer"])
+    assert [(s.name, s.B) for s in args.shape_list] == \
+        [("lat-lstm@b3", 3), ("db-lstm-b4@b3", 3), ("rnn:2:9:5:7:infer", 2)]
+    # --shape alone runs only the custom shapes
+    assert [s.name for s in bench.parse_args(["--shape", "gru:1:1:3:4:step"]).shape_list] \
+        == ["gru:1:1:3:4:step"]
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--batch", "0"])
+
+
+def test_custom_run_writes_json(tmp_path, capsys):
+    out = tmp_path / "r.json"
+    assert bench.main(["--shape", "lstm:3:12:5:7:infer", "--shape", "gru:2:1:3:5:step",
+                       "--engines", "fastrnn,numpy", "--quick", "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    names = [r["name"] for r in data["results"]]
+    assert names == ["lstm:3:12:5:7:infer", "gru:2:1:3:5:step"]
+    lstm = data["results"][0]
+    assert lstm["ms"]["fastrnn"] > 0 and lstm["ms"]["numpy"] > 0
+    assert lstm["speedup_vs_best_peer"] == pytest.approx(
+        lstm["ms"]["numpy"] / lstm["ms"]["fastrnn"])
+    assert "lstm:3:12:5:7:infer" in capsys.readouterr().out
