@@ -552,7 +552,12 @@ int FN(fr_forward)(const fr_desc *d, const REAL *x,
     const int clipping = fr_clipping(d);
     REAL *layer_work = work;
     REAL *pp0 = work + fr_layer_work_len(d, training), *pp1 = pp0 + TBDH; /* inference ping-pong */
-    const int pinned = blas_enter();
+    /* the fast loops that project x themselves call no BLAS: no need to pin
+     * it (a get and two sets of OpenBLAS's thread count per call, which a
+     * streaming step() would pay every time) */
+    const int no_blas = FR_REAL_IS_FLOAT && fr_use_fast > 0 && fr_fast_cell(d)
+                        && fr_fast_proj_mode(d) != 0;
+    const int pinned = no_blas ? 0 : blas_enter();
 
     const REAL *in = x;
     for (int64_t l = 0; l < L; l++) {
