@@ -133,8 +133,42 @@ cdef class _PtrArray:
         free(self.p)
 
 
+cdef inline bint _fits(object a, object dtype, tuple shape):
+    """_check's test in C calls only (the streaming step() pays it per call):
+    a native-order array of dtype's type, C-contiguous, of this shape."""
+    if not cnp.PyArray_Check(a):
+        return False
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    cdef cnp.dtype want = <cnp.dtype>dtype
+    if cnp.PyArray_TYPE(arr) != want.type_num or not cnp.PyArray_ISNOTSWAPPED(arr):
+        return False
+    if not cnp.PyArray_IS_C_CONTIGUOUS(arr):
+        return False
+    cdef int nd = cnp.PyArray_NDIM(arr), i
+    if nd != len(shape):
+        return False
+    cdef cnp.npy_intp *dims = cnp.PyArray_DIMS(arr)
+    for i in range(nd):
+        if dims[i] != <cnp.npy_intp>shape[i]:
+            return False
+    return True
+
+
+cdef inline cnp.ndarray _empty(tuple shape, object dtype):
+    """np.empty(shape, dtype) without the Python call."""
+    cdef cnp.npy_intp dims[4]
+    cdef int nd = len(shape), i
+    if nd > 4:
+        return np.empty(shape, dtype=dtype)
+    for i in range(nd):
+        dims[i] = shape[i]
+    return cnp.PyArray_EMPTY(nd, dims, (<cnp.dtype>dtype).type_num, 0)
+
+
 cdef _check(object a, str name, object dtype, tuple shape):
     """The kernels need exact dtype, C order and shape."""
+    if _fits(a, dtype, shape):
+        return
     if not isinstance(a, np.ndarray):
         raise TypeError(f"{name}: expected a numpy.ndarray, got {type(a).__name__}")
     if a.dtype != dtype:
@@ -210,6 +244,17 @@ cdef class Plan:
         self.pbr = _ptrs(b_hh, "b_hh", dt, bs, writable) if b_hh is not None else None
         self.arrays = list(w_ih) + list(w_hh) + (list(b_ih) + list(b_hh) if b_ih is not None else [])
 
+    def matches(self, store, list order, int gru_lbr, double clip):
+        """True when store[order[i]] are the very arrays of this plan and the
+        options are its own (the per-call test of a layer's cached plan)."""
+        cdef Py_ssize_t i, n = len(order)
+        if n != len(self.arrays) or gru_lbr != self.gru_lbr or clip != self.clip:
+            return False
+        for i in range(n):
+            if store.get(order[i]) is not self.arrays[i]:
+                return False
+        return True
+
     def same(self, list arrays):
         """True when `arrays` are the very objects this plan was made from."""
         cdef Py_ssize_t i
@@ -235,7 +280,7 @@ cdef _raise_status(int st):
 cdef fr_desc _desc(int cell, object x, int L, int D, int H, object lengths,
                    int num_threads, int gru_lbr, double clip) except *:
     cdef fr_desc d
-    if cell not in CELLS.values():
+    if cell < 0 or cell > 3:  # CELLS' values
         raise ValueError(f"unknown cell kind {cell}")
     if not isinstance(x, np.ndarray) or x.ndim != 3:
         raise ValueError("x: expected a 3-D (T, B, input_size) array")
@@ -294,11 +339,11 @@ def forward(Plan plan, x, h0, c0, dropmask, lengths, bint training, int num_thre
         else:
             dropmask = None
 
-    y = np.empty((T, B, d.D * H), dtype=dt)
-    hn = np.empty(st_shape, dtype=dt)
-    cn = np.empty(st_shape, dtype=dt) if is_lstm else None
-    cache = np.empty(fr_cache_len(&d), dtype=dt) if training else None
-    work = np.empty(fr_forward_work_len(&d, training), dtype=dt)
+    y = _empty((T, B, d.D * H), dt)
+    hn = _empty(st_shape, dt)
+    cn = _empty(st_shape, dt) if is_lstm else None
+    cache = _empty((fr_cache_len(&d),), dt) if training else None
+    work = _empty((fr_forward_work_len(&d, training),), dt)
 
     cdef void *px = _data(x)
     cdef void *ph0 = _data(h0)
@@ -368,10 +413,10 @@ def backward(Plan plan, Plan grads, x, dropmask, lengths, cache, dy, dhn, dcn,
         else:
             dropmask = None
 
-    dx = np.empty((T, B, d.I_), dtype=dt)
-    dh0 = np.empty(st_shape, dtype=dt) if want_dstate0 else None
-    dc0 = np.empty(st_shape, dtype=dt) if (want_dstate0 and is_lstm) else None
-    work = np.empty(fr_backward_work_len(&d), dtype=dt)
+    dx = _empty((T, B, d.I_), dt)
+    dh0 = _empty(st_shape, dt) if want_dstate0 else None
+    dc0 = _empty(st_shape, dt) if (want_dstate0 and is_lstm) else None
+    work = _empty((fr_backward_work_len(&d),), dt)
 
     cdef void *px = _data(x)
     cdef void *pm = _data(dropmask)

@@ -147,11 +147,10 @@ class _RNNBase(RegularizedMixin):
             w_ih, w_hh, b_ih, b_hh = self._lists({n: n for n in store})
             order = w_ih + w_hh + (b_ih + b_hh if self.bias else [])
             self._plan_order = order
-        arrays = [store[n] for n in order]
         plan = plans.get(which)
         lbr = int(self.linear_before_reset)
         clip = self.clip or 0.0
-        if plan is None or not plan.same(arrays) or plan.gru_lbr != lbr or plan.clip != clip:
+        if plan is None or not plan.matches(store, order, lbr, clip):
             w_ih, w_hh, b_ih, b_hh = self._lists(store)
             plan = _core.Plan(self._cell, w_ih, w_hh, b_ih, b_hh, self.input_size,
                               self.hidden_size, self.num_layers, self.num_directions,
@@ -395,19 +394,22 @@ class _RNNBase(RegularizedMixin):
         arr = x_t
         if not (type(arr) is np.ndarray and arr.dtype == self.dtype and arr.ndim == 2
                 and arr.flags.c_contiguous):
-            arr = real_array(x_t, "x_t", self.dtype)
+            arr = np.ascontiguousarray(real_array(x_t, "x_t", self.dtype))
         if arr.ndim != 2 or arr.shape[1] != self.input_size:
             raise ValueError(f"x_t: expected shape (B, input_size={self.input_size}), "
                              f"got {arr.shape}")
         B = arr.shape[0]
         if B == 0:
             raise ValueError("x_t: expected at least one sequence (B >= 1)")
-        xt = np.ascontiguousarray(arr).reshape(1, B, self.input_size)
-        if not self._state_ok(state, B):
+        xt = arr.reshape(1, B, self.input_size)  # a view: arr is C-contiguous
+        is_lstm = self._is_lstm
+        # the state this layer's last step returned is taken as it is (the
+        # kernel checks its arrays' shapes and dtype again)
+        if state is not self.__dict__.get("_last_state") and not self._state_ok(state, B):
             state = self._state(state, B, "state")
-            if not self._is_lstm:
+            if not is_lstm:
                 state = state[0]
-        if self._is_lstm:
+        if is_lstm:
             h0, c0 = (None, None) if state is None else state
         else:
             h0, c0 = state, None
@@ -415,7 +417,9 @@ class _RNNBase(RegularizedMixin):
             return self._reg_step(xt, h0, c0)
         y, hn, cn, _ = _core.forward(self._plan("params"), xt, h0, c0, None, None,
                                      False, get_num_threads())
-        return y[0], ((hn, cn) if self._is_lstm else hn)
+        out = (hn, cn) if is_lstm else hn
+        self._last_state = out
+        return y[0], out
 
     # ---- interchange ----------------------------------------------------------
     def to_onnx(self, path=None, lengths=False, initial_state=False, opset=17):

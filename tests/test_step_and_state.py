@@ -285,3 +285,25 @@ def test_init_uniform_in_range(helpers, cell, dtype):
             counts = np.histogram(w, bins=4, range=(-k, k))[0] / w.size
             assert np.all(np.abs(counts - 0.25) < 0.05), f"{name} bins {counts}"
             assert abs(w.mean()) < 0.05 * k, f"{name} mean {w.mean()}"
+
+
+def test_step_reuses_its_own_state_safely():
+    """step() takes the state it returned last without re-converting it; the
+    kernel still checks it: a state reshaped in place is refused, and another
+    layer's state (same shapes) is taken through the full checks."""
+    a = fr.LSTM(5, 7, num_layers=2, seed=1)
+    b = fr.LSTM(5, 7, num_layers=2, seed=2)
+    x = np.random.default_rng(0).standard_normal((4, 3, 5)).astype(np.float32)
+    y_full, _ = a(x)
+    st, ys = None, []
+    for t in range(4):
+        yt, st = a.step(x[t], st)
+        ys.append(yt)
+    np.testing.assert_allclose(np.stack(ys), y_full, rtol=1e-5, atol=1e-6)
+    _, sb = b.step(x[0], None)
+    _, st2 = a.step(x[0], sb)           # b's state: converted and checked
+    assert st2[0].shape == (2, 3, 7)
+    _, st3 = a.step(x[1], None)
+    st3[0].shape = (6, 7)               # the returned array reshaped in place
+    with pytest.raises(ValueError, match="h0"):
+        a.step(x[2], st3)
