@@ -322,9 +322,43 @@ static AVX2 void panel_axpy(const float *g, int64_t ldg, int64_t B, int64_t J,
 static AVX2 void pack_rows(const float *W, int64_t ldw, int64_t r0, int64_t n,
                            int64_t K, float *P)
 {
+    const int64_t K8 = K & ~(int64_t)7;
     for (int64_t p = 0; p * 8 < n; p++) {
         float *Pp = P + p * K * 8;
         const int64_t m = n - 8 * p < 8 ? n - 8 * p : 8;
+        if (m == 8) { /* 8x8 blocks transposed in registers, contiguous stores */
+            const float *w = W + (r0 + 8 * p) * ldw;
+            for (int64_t k = 0; k < K8; k += 8) {
+                __m256 a0 = _mm256_loadu_ps(w + k), a1 = _mm256_loadu_ps(w + ldw + k);
+                __m256 a2 = _mm256_loadu_ps(w + 2 * ldw + k), a3 = _mm256_loadu_ps(w + 3 * ldw + k);
+                __m256 a4 = _mm256_loadu_ps(w + 4 * ldw + k), a5 = _mm256_loadu_ps(w + 5 * ldw + k);
+                __m256 a6 = _mm256_loadu_ps(w + 6 * ldw + k), a7 = _mm256_loadu_ps(w + 7 * ldw + k);
+                __m256 t0 = _mm256_unpacklo_ps(a0, a1), t1 = _mm256_unpackhi_ps(a0, a1);
+                __m256 t2 = _mm256_unpacklo_ps(a2, a3), t3 = _mm256_unpackhi_ps(a2, a3);
+                __m256 t4 = _mm256_unpacklo_ps(a4, a5), t5 = _mm256_unpackhi_ps(a4, a5);
+                __m256 t6 = _mm256_unpacklo_ps(a6, a7), t7 = _mm256_unpackhi_ps(a6, a7);
+                __m256 u0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+                __m256 u1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+                __m256 u2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+                __m256 u3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+                __m256 u4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
+                __m256 u5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
+                __m256 u6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
+                __m256 u7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+                float *o = Pp + k * 8;
+                _mm256_store_ps(o, _mm256_permute2f128_ps(u0, u4, 0x20));
+                _mm256_store_ps(o + 8, _mm256_permute2f128_ps(u1, u5, 0x20));
+                _mm256_store_ps(o + 16, _mm256_permute2f128_ps(u2, u6, 0x20));
+                _mm256_store_ps(o + 24, _mm256_permute2f128_ps(u3, u7, 0x20));
+                _mm256_store_ps(o + 32, _mm256_permute2f128_ps(u0, u4, 0x31));
+                _mm256_store_ps(o + 40, _mm256_permute2f128_ps(u1, u5, 0x31));
+                _mm256_store_ps(o + 48, _mm256_permute2f128_ps(u2, u6, 0x31));
+                _mm256_store_ps(o + 56, _mm256_permute2f128_ps(u3, u7, 0x31));
+            }
+            for (int64_t k = K8; k < K; k++)
+                for (int64_t i = 0; i < 8; i++) Pp[k * 8 + i] = w[i * ldw + k];
+            continue;
+        }
         for (int64_t i = 0; i < 8; i++) {
             const float *w = W + (r0 + 8 * p + i) * ldw;
             if (i < m) for (int64_t k = 0; k < K; k++) Pp[k * 8 + i] = w[k];
