@@ -266,6 +266,37 @@ static AVX2 void pack_cols(const float *R, int64_t GX, int64_t H, int64_t k0, in
 
 #define ROW(i) (rows ? rows[i] : (i))
 
+/* R sequences (rows b0..b0+R-1) x NP panels from panel c: the panel vectors
+ * are loaded once per j and shared by the R rows (the leftover rows of a
+ * batch that is not a multiple of 4: B = 1..3 reads W_hh once per step, not
+ * once per row). */
+#define PANEL_TILE_RxN(R, NP)                                                     \
+    do {                                                                          \
+        __m256 a[R][NP];                                                          \
+        float *o_[R];                                                             \
+        const float *g_[R];                                                       \
+        for (int r_ = 0; r_ < R; r_++) {                                          \
+            o_[r_] = out + ROW(b0 + r_) * ldo;                                    \
+            g_[r_] = g + ROW(b0 + r_) * ldg;                                      \
+            for (int q = 0; q < NP; q++)                                          \
+                a[r_][q] = _mm256_maskload_ps(o_[r_] + 8 * (c + q), lane_mask(n - 8 * (c + q))); \
+        }                                                                         \
+        for (int64_t j = 0; j < J; j++) {                                         \
+            __m256 w_[NP];                                                        \
+            for (int q = 0; q < NP; q++)                                          \
+                w_[q] = _mm256_load_ps(P + (c + q) * J * 8 + j * 8);              \
+            for (int r_ = 0; r_ < R; r_++) {                                      \
+                const __m256 v = _mm256_broadcast_ss(g_[r_] + j);                 \
+                for (int q = 0; q < NP; q++)                                      \
+                    a[r_][q] = _mm256_fmadd_ps(v, w_[q], a[r_][q]);               \
+            }                                                                     \
+        }                                                                         \
+        for (int r_ = 0; r_ < R; r_++)                                            \
+            for (int q = 0; q < NP; q++)                                          \
+                _mm256_maskstore_ps(o_[r_] + 8 * (c + q), lane_mask(n - 8 * (c + q)), a[r_][q]); \
+        c += NP;                                                                  \
+    } while (0)
+
 static AVX2 void panel_axpy(const float *g, int64_t ldg, int64_t B, int64_t J,
                             const float *P, float *out, int64_t ldo, int64_t n,
                             const int64_t *rows)
@@ -302,10 +333,19 @@ static AVX2 void panel_axpy(const float *g, int64_t ldg, int64_t B, int64_t J,
             _mm256_maskstore_ps(o3, m0, a30); _mm256_maskstore_ps(o3 + 8, m1, a31);
         }
     }
-    /* leftover sequences, over all panels at once */
-    for (int64_t b = B - B % 4; b < B; b++) {
-        float *o = out + ROW(b) * ldo;
-        const float *gb = g + ROW(b) * ldg;
+    /* leftover sequences (B % 4 of them), over all panels at once */
+    const int64_t b0 = B - B % 4;
+    if (B % 4 == 3) {
+        int64_t c = 0;
+        while (c + 3 <= np) PANEL_TILE_RxN(3, 3);
+        while (c < np) PANEL_TILE_RxN(3, 1);
+    } else if (B % 4 == 2) {
+        int64_t c = 0;
+        while (c + 4 <= np) PANEL_TILE_RxN(2, 4);
+        while (c < np) PANEL_TILE_RxN(2, 1);
+    } else if (B % 4 == 1) {
+        float *o = out + ROW(b0) * ldo;
+        const float *gb = g + ROW(b0) * ldg;
         int64_t c = 0;
         while (c + 8 <= np) PANEL_TILE_1xN(8);
         while (c + 4 <= np) PANEL_TILE_1xN(4);
