@@ -27,8 +27,9 @@ int fr_fast_available(void);
  * weights as they are. */
 #define FR_FAST_SMALL_M 8
 
-/* Small batches up to this many rows (T*B), B <= FR_FAST_INLOOP_MAX_B and
- * enough work per step for the threads (FR_FAST_MIN_WORK) also skip BLAS:
+/* Small batches up to this many rows (T*B) and B <= FR_FAST_INLOOP_MAX_B,
+ * with enough work per step (FR_FAST_MIN_WORK) or I, H >= 64, also skip BLAS
+ * (which runs such products at 13-25 GFLOP/s a core):
  * each thread packs its own gate rows of W_ih in 8-row panels and projects
  * every step for its units before the time loop, with the same tiles as the
  * recurrent product. No thread waits for another between the projection
@@ -54,8 +55,12 @@ static inline int fr_fast_proj_mode(const fr_desc *d)
 {
     const int64_t M = d->T * d->B;
     if (M <= FR_FAST_SMALL_M) return 1;
-    if (M > FR_FAST_INLOOP_MAX_M || d->B > FR_FAST_INLOOP_MAX_B
-        || d->B * (int64_t)fr_num_gates(d->cell) * d->H * d->H < FR_FAST_MIN_WORK)
+    if (M > FR_FAST_INLOOP_MAX_M || d->B > FR_FAST_INLOOP_MAX_B)
+        return 0;
+    /* tiny sizes: the tiles' fixed costs (accumulators loaded and stored for
+     * every 8 columns) outweigh a J of 16-32; BLAS does those better */
+    if (d->B * (int64_t)fr_num_gates(d->cell) * d->H * d->H < FR_FAST_MIN_WORK
+        && (d->I_ < 64 || d->H < 64))
         return 0;
     return M < FR_FAST_INLOOP_PACK_M ? 1 : 2;
 }
