@@ -1,0 +1,58 @@
+"""Time fastrnn alone on a few shapes, for before/after comparisons of two
+builds: run it with PYTHONPATH pointing at each checkout in turn, several
+times alternating, and compare the medians (the machine's noise moves single
+runs by 10-30%).
+
+    PYTHONPATH=/path/to/build python benchmarks/time_shapes.py THREADS cell:B:T:I:H:mode ...
+
+mode: infer (the inference call) or train (forward keeping activations plus
+backward of sum(y)); each shape is timed for about 2 seconds.
+"""
+import sys
+import time
+
+import numpy as np
+
+import fastrnn as fr
+
+
+def main(argv):
+    if len(argv) < 2:
+        raise SystemExit(__doc__)
+    nt = int(argv[0])
+    fr.set_num_threads(nt)
+    try:
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(nt)
+    except ImportError:
+        pass
+    out = []
+    for spec in argv[1:]:
+        cell, B, T, I, H, mode = spec.split(":")
+        B, T, I, H = (int(v) for v in (B, T, I, H))
+        layer = {"lstm": fr.LSTM, "gru": fr.GRU, "rnn": fr.RNN}[cell](I, H, seed=0)
+        x = np.random.default_rng(0).standard_normal((T, B, I)).astype(np.float32)
+        if mode == "infer":
+            def f():
+                layer(x)
+        elif mode == "train":
+            dy = np.ones((T, B, H), np.float32)
+
+            def f():
+                layer.forward(x)
+                layer.backward(dy)
+        else:
+            raise SystemExit(f"{spec}: mode must be infer or train")
+        f()
+        ts = []
+        end = time.perf_counter() + 2.0
+        while time.perf_counter() < end or len(ts) < 5:
+            t = time.perf_counter()
+            f()
+            ts.append(time.perf_counter() - t)
+        out.append(f"{spec} min {min(ts) * 1e3:.3f} med {np.median(ts) * 1e3:.3f}")
+    print(" | ".join(out))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
