@@ -585,6 +585,26 @@ AVX2 void fr_fast_forward_f32(const fr_desc *d, int dir, const float *R, const f
     const int packed = T >= FR_FAST_PACK_MIN_T;
     int64_t *order = rows_by_length(d, Wp);
 
+    /* a time loop too small to split (one thread) over many rows: the
+     * packed projection still runs on all the threads, each on its units
+     * (the same tiles, so the same bits), before the loop */
+    if (x && nt == 1 && d->num_threads > 1 && fr_fast_proj_mode(d) == 2) {
+        int nx = d->num_threads;
+        if (nx > (H + 7) / 8) nx = (int)((H + 7) / 8);
+#pragma omp parallel num_threads(nx)
+        {
+            int64_t j0, j1;
+            my_units(H, &j0, &j1);
+            const int64_t nb = (H + 7) / 8;
+            for (int q = 0; q < G && j1 > j0; q++) {
+                float *P = Wp + fr_fast_ih_offset(d) + (q * nb + j0 / 8) * In * 8;
+                pack_rows(W, In, q * H + j0, j1 - j0, In, P);
+                panel_axpy(x, In, T * B, In, P, Xp + q * H + j0, GX, j1 - j0, NULL);
+            }
+        }
+        x = NULL;
+    }
+
 #pragma omp parallel num_threads(nt)
     {
         int64_t j0, j1, nact = B;
