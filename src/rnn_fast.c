@@ -566,6 +566,26 @@ static int fast_threads(const fr_desc *d)
     return nt < 1 ? 1 : nt;
 }
 
+/* Xp[:, gate rows of units j0..j1) of every gate] += x W_ih^T for those rows:
+ * dot tiles on W_ih as it is (projection mode 1), or W_ih's rows packed into
+ * this slice's own panels of Wp (mode 2). */
+static AVX2 void project_units(const fr_desc *d, const float *x, int64_t In,
+                               const float *W, float *Wp, float *Xp, int64_t j0, int64_t j1)
+{
+    const int64_t H = d->H, M = d->T * d->B, nb = (H + 7) / 8;
+    const int G = fr_num_gates(d->cell);
+    const int64_t GX = (int64_t)G * H;
+    for (int q = 0; q < G && j1 > j0; q++) {
+        if (fr_fast_proj_mode(d) == 1) {
+            rows_dot(x, M, In, W, q * H + j0, q * H + j1, Xp, GX);
+            continue;
+        }
+        float *P = Wp + fr_fast_ih_offset(d) + (q * nb + j0 / 8) * In * 8;
+        pack_rows(W, In, q * H + j0, j1 - j0, In, P);
+        panel_axpy(x, In, M, In, P, Xp + q * H + j0, GX, j1 - j0, NULL);
+    }
+}
+
 AVX2 void fr_fast_forward_f32(const fr_desc *d, int dir, const float *R, const float *bhn,
                               float *Xp, float *Gh, int h0_zero,
                               float *h_a, float *h_b, float *c_buf,
@@ -595,12 +615,7 @@ AVX2 void fr_fast_forward_f32(const fr_desc *d, int dir, const float *R, const f
         {
             int64_t j0, j1;
             my_units(H, &j0, &j1);
-            const int64_t nb = (H + 7) / 8;
-            for (int q = 0; q < G && j1 > j0; q++) {
-                float *P = Wp + fr_fast_ih_offset(d) + (q * nb + j0 / 8) * In * 8;
-                pack_rows(W, In, q * H + j0, j1 - j0, In, P);
-                panel_axpy(x, In, T * B, In, P, Xp + q * H + j0, GX, j1 - j0, NULL);
-            }
+            project_units(d, x, In, W, Wp, Xp, j0, j1);
         }
         x = NULL;
     }
@@ -617,15 +632,7 @@ AVX2 void fr_fast_forward_f32(const fr_desc *d, int dir, const float *R, const f
         /* short inputs and small batches: this thread's gate rows of the
          * input projection too, so its slices of W_ih and W_hh stay in its
          * own cache between calls and no thread waits for another */
-        for (int q = 0; q < G && x && j1 > j0; q++) {
-            if (fr_fast_proj_mode(d) == 1) {
-                rows_dot(x, T * B, In, W, q * H + j0, q * H + j1, Xp, GX);
-                continue;
-            }
-            float *P = Wp + fr_fast_ih_offset(d) + (q * nb + j0 / 8) * In * 8;
-            pack_rows(W, In, q * H + j0, j1 - j0, In, P);
-            panel_axpy(x, In, T * B, In, P, Xp + q * H + j0, GX, j1 - j0, NULL);
-        }
+        if (x) project_units(d, x, In, W, Wp, Xp, j0, j1);
         for (int64_t s = 0; s < T; s++) {
             const int64_t t = dir ? T - 1 - s : s;
             const float *hp, *cp = NULL;
