@@ -231,6 +231,12 @@ static void fuzz_recurrent(src_t *s)
     d.B = size(s, 6);
     d.I_ = size(s, 5);
     d.H = size(s, 17);                     /* past 8 and 16: the AVX2 tails */
+    if (pick(s, 7) == 0) {                 /* small batches over longer inputs:  */
+        d.T = 6 + size(s, 30);             /* the time loop projects x itself,   */
+        d.B = size(s, 8);                  /* on packed W_ih panels from 32 rows */
+        d.I_ = 56 + size(s, 16);           /* and I, H >= 64 (fr_fast_proj_mode) */
+        d.H = 56 + size(s, 16);
+    }
     d.L = (int)size(s, 3);
     d.D = pick(s, 23) == 0 ? 3 * pick(s, 1) : 1 + pick(s, 1);        /* 0, 3: invalid */
     d.num_threads = (int)size(s, 3);
