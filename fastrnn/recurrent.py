@@ -136,6 +136,15 @@ class _RNNBase(RegularizedMixin):
         return (w_ih, w_hh, [store[f"bias_ih_{n}"] for n in names],
                 [store[f"bias_hh_{n}"] for n in names])
 
+    def __getstate__(self):
+        """Copies and pickles leave out the kernel plans (C pointer tables
+        into this object's own arrays, rebuilt on the next call) and step()'s
+        reference to its last state."""
+        state = self.__dict__.copy()
+        state.pop("_plans", None)
+        state.pop("_last_state", None)
+        return state
+
     def _plan(self, which):
         """The kernel plan of params or grads, rebuilt (and so re-checked)
         only when one of their arrays was replaced by another object."""
