@@ -13,7 +13,7 @@ from . import losses, optim
 from .io import load
 from .model import (Callback, EarlyStopping, History, LearningRateScheduler,
                     ModelCheckpoint, Sequential, pad_sequences)
-from .losses import ctc_beam_decode, ctc_greedy_decode
+from .losses import ctc_beam_decode, ctc_greedy_decode, edit_distance
 from .regularized import LayerNormLSTM
 from .layers import (Activation, AttentionPooling, Dense, Dropout, Embedding, LastStep,
                      MaxPooling, MeanPooling)
@@ -24,4 +24,5 @@ __all__ = ["RNN", "LSTM", "GRU", "LayerNormLSTM", "from_torch", "to_torch", "fro
            "__version__", "Activation", "AttentionPooling", "Dense", "Dropout",
            "Embedding", "LastStep", "MaxPooling", "MeanPooling", "Sequential", "load",
            "pad_sequences", "losses", "optim", "Callback", "EarlyStopping", "ModelCheckpoint",
-           "LearningRateScheduler", "History", "ctc_greedy_decode", "ctc_beam_decode"]
+           "LearningRateScheduler", "History", "ctc_greedy_decode", "ctc_beam_decode",
+           "edit_distance"]

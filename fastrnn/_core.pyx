@@ -10,6 +10,7 @@ C code against any caller.
 from libc.stdint cimport int64_t
 from libc.stdlib cimport malloc, free
 cimport numpy as cnp
+from fastrnn._arrays cimport _check, _data, _empty
 import numpy as np
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
@@ -119,9 +120,8 @@ def max_threads():
 
 
 cdef class _PtrArray:
-    """A C array of data pointers of NumPy arrays, freed with the object."""
-    cdef void **p
-    cdef Py_ssize_t n
+    """A C array of data pointers of NumPy arrays, freed with the object
+    (attributes declared in _core.pxd)."""
 
     def __cinit__(self, Py_ssize_t n):
         self.n = n
@@ -131,58 +131,6 @@ cdef class _PtrArray:
 
     def __dealloc__(self):
         free(self.p)
-
-
-cdef inline bint _fits(object a, object dtype, tuple shape):
-    """_check's test in C calls only (the streaming step() pays it per call):
-    a native-order array of dtype's type, C-contiguous, of this shape."""
-    if not cnp.PyArray_Check(a):
-        return False
-    cdef cnp.ndarray arr = <cnp.ndarray>a
-    cdef cnp.dtype want = <cnp.dtype>dtype
-    if cnp.PyArray_TYPE(arr) != want.type_num or not cnp.PyArray_ISNOTSWAPPED(arr):
-        return False
-    if not cnp.PyArray_IS_C_CONTIGUOUS(arr):
-        return False
-    cdef int nd = cnp.PyArray_NDIM(arr), i
-    if nd != len(shape):
-        return False
-    cdef cnp.npy_intp *dims = cnp.PyArray_DIMS(arr)
-    for i in range(nd):
-        if dims[i] != <cnp.npy_intp>shape[i]:
-            return False
-    return True
-
-
-cdef inline cnp.ndarray _empty(tuple shape, object dtype):
-    """np.empty(shape, dtype) without the Python call."""
-    cdef cnp.npy_intp dims[4]
-    cdef int nd = len(shape), i
-    if nd > 4:
-        return np.empty(shape, dtype=dtype)
-    for i in range(nd):
-        dims[i] = shape[i]
-    return cnp.PyArray_EMPTY(nd, dims, (<cnp.dtype>dtype).type_num, 0)
-
-
-cdef _check(object a, str name, object dtype, tuple shape):
-    """The kernels need exact dtype, C order and shape."""
-    if _fits(a, dtype, shape):
-        return
-    if not isinstance(a, np.ndarray):
-        raise TypeError(f"{name}: expected a numpy.ndarray, got {type(a).__name__}")
-    if a.dtype != dtype:
-        raise TypeError(f"{name}: expected dtype {dtype}, got {a.dtype}")
-    if not a.flags.c_contiguous:
-        raise ValueError(f"{name}: expected a C-contiguous array")
-    if a.shape != shape:
-        raise ValueError(f"{name}: expected shape {shape}, got {a.shape}")
-
-
-cdef void *_data(object a):
-    if a is None:
-        return NULL
-    return cnp.PyArray_DATA(<cnp.ndarray>a)
 
 
 cdef _PtrArray _ptrs(list arrays, str name, object dtype, list shapes, bint writable):

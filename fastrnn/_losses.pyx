@@ -9,6 +9,7 @@ C code against any caller.
 """
 from libc.stdint cimport int64_t
 cimport numpy as cnp
+from fastrnn._arrays cimport _check, _data
 import numpy as np
 
 cnp.import_array()
@@ -26,24 +27,6 @@ cdef extern from "ctc.h" nogil:
                    const int64_t *input_lengths, const int64_t *targets,
                    const int64_t *target_lengths, const double *grad_scale,
                    double *losses, double *grad, double *work)
-
-
-cdef _check(object a, str name, object dtype, tuple shape):
-    """The kernel needs exact dtype, C order and shape."""
-    if not isinstance(a, np.ndarray):
-        raise TypeError(f"{name}: expected a numpy.ndarray, got {type(a).__name__}")
-    if a.dtype != dtype:
-        raise TypeError(f"{name}: expected dtype {dtype}, got {a.dtype}")
-    if not a.flags.c_contiguous:
-        raise ValueError(f"{name}: expected a C-contiguous array")
-    if a.shape != shape:
-        raise ValueError(f"{name}: expected shape {shape}, got {a.shape}")
-
-
-cdef void *_data(object a):
-    if a is None:
-        return NULL
-    return cnp.PyArray_DATA(<cnp.ndarray>a)
 
 
 def ctc(logits, input_lengths, targets, target_lengths, int blank,

@@ -14,8 +14,9 @@ _core at import, so the BLAS registration and the thread pin (set up by
 fastrnn._threads) are those of _core: one BLAS state for the library.
 """
 from libc.stdint cimport int64_t
-from libc.stdlib cimport malloc, free
 cimport numpy as cnp
+from fastrnn._arrays cimport _check, _data
+from fastrnn._core cimport _PtrArray
 import numpy as np
 
 from . import _core
@@ -99,39 +100,6 @@ def param_shapes(int cell, int I, int H):
     else:
         out += [(G * H,)]
     return out
-
-
-cdef _check(object a, str name, object dtype, tuple shape):
-    """The kernels need exact dtype, C order and shape."""
-    if not isinstance(a, np.ndarray):
-        raise TypeError(f"{name}: expected a numpy.ndarray, got {type(a).__name__}")
-    if a.dtype != dtype:
-        raise TypeError(f"{name}: expected dtype {dtype}, got {a.dtype}")
-    if not a.flags.c_contiguous:
-        raise ValueError(f"{name}: expected a C-contiguous array")
-    if a.shape != shape:
-        raise ValueError(f"{name}: expected shape {shape}, got {a.shape}")
-
-
-cdef void *_data(object a):
-    if a is None:
-        return NULL
-    return cnp.PyArray_DATA(<cnp.ndarray>a)
-
-
-cdef class _PtrArray:
-    """A C array of data pointers (NULL for None), freed with the object."""
-    cdef void **p
-    cdef Py_ssize_t n
-
-    def __cinit__(self, Py_ssize_t n):
-        self.n = n
-        self.p = <void **>malloc(max(n, 1) * sizeof(void *))
-        if self.p == NULL:
-            raise MemoryError()
-
-    def __dealloc__(self):
-        free(self.p)
 
 
 cdef _PtrArray _params(int cell, list w, str name, object dtype, int I, int H,

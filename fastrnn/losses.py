@@ -51,7 +51,7 @@ from . import _threads
 from ._validate import lengths_array, to_numpy
 
 __all__ = ["Loss", "CrossEntropy", "BinaryCrossEntropy", "MSE", "CTC", "get",
-           "ctc_greedy_decode", "ctc_beam_decode"]
+           "ctc_greedy_decode", "ctc_beam_decode", "edit_distance"]
 
 
 # ---------------------------------------------------------------- helpers
@@ -607,6 +607,19 @@ def _decode_blank(blank, C):
     if not 0 <= blank < C:
         raise ValueError(f"blank: expected a class index in 0..{C - 1}, got {blank}")
     return blank
+
+
+def edit_distance(a, b):
+    """Levenshtein distance between two label sequences (insertions,
+    deletions and substitutions cost 1): the numerator of a character error
+    rate of decoded CTC output against its reference."""
+    prev = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        cur = [i] + [0] * len(b)
+        for j, y in enumerate(b, 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y))
+        prev = cur
+    return prev[-1]
 
 
 def ctc_greedy_decode(output, lengths=None, blank=0):

@@ -87,16 +87,6 @@ def _valid_steps(lengths, B, T):
         (np.arange(T)[None, :] < lengths[:, None])
 
 
-def _edit_distance(a, b):
-    prev = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        cur = [i] + [0] * len(b)
-        for j, y in enumerate(b, 1):
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y))
-        prev = cur
-    return prev[-1]
-
-
 def _metric_accuracy(loss, out, y, lengths):
     if isinstance(loss, _losses.BinaryCrossEntropy):
         hit = (out > 0) == (np.asarray(y) > 0.5)
@@ -141,7 +131,7 @@ def _metric_cer(loss, out, y, lengths):
         refs = [[int(v) for v in row if v >= 0] for row in y]
     else:
         refs = [[int(v) for v in row] for row in y]
-    errs = sum(_edit_distance(h, r) for h, r in zip(hyp, refs))
+    errs = sum(_losses.edit_distance(h, r) for h, r in zip(hyp, refs))
     return float(errs), float(max(1, sum(len(r) for r in refs)))
 
 

@@ -637,3 +637,16 @@ def test_beam_decode_bad_inputs():
         L.ctc_beam_decode(np.zeros((3, 4)))
     with pytest.raises(ValueError, match="lengths"):
         L.ctc_beam_decode(x, lengths=[4])
+
+
+def test_edit_distance():
+    import fastrnn as fr
+    assert fr.edit_distance is L.edit_distance
+    assert L.edit_distance([], []) == 0
+    assert L.edit_distance([1, 2, 3], []) == 3
+    assert L.edit_distance([], [4, 5]) == 2
+    assert L.edit_distance([1, 2, 3], [1, 2, 3]) == 0
+    assert L.edit_distance([1, 2, 3], [1, 3]) == 1          # deletion
+    assert L.edit_distance([1, 3], [1, 2, 3]) == 1          # insertion
+    assert L.edit_distance([1, 2, 3], [1, 4, 3]) == 1       # substitution
+    assert L.edit_distance("kitten", "sitting") == 3

@@ -64,20 +64,10 @@ def error_rates(probs, Y, L, beam_width):
     greedy = fr.ctc_greedy_decode(probs, L)
     beam = fr.ctc_beam_decode(probs, L, beam_width=beam_width, probs=True)
     for name, hyp in (("greedy", greedy), ("beam", beam)):
-        errs = sum(edit_distance(h, r) for h, r in zip(hyp, refs))
+        errs = sum(fr.edit_distance(h, r) for h, r in zip(hyp, refs))
         out[f"cer_{name}"] = errs / sum(len(r) for r in refs)
         out[f"exact_{name}"] = float(np.mean([h == r for h, r in zip(hyp, refs)]))
     return out
-
-
-def edit_distance(a, b):
-    prev = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        cur = [i] + [0] * len(b)
-        for j, y in enumerate(b, 1):
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y))
-        prev = cur
-    return prev[-1]
 
 
 def batch_orders(n, epochs, seed):

@@ -1,0 +1,58 @@
+# Array checks and allocations shared by the Cython boundaries (_core, _reg,
+# _losses): inline C-level helpers, compiled into each module that cimports
+# them. The kernels take exact dtype, C order and shape; everything else is
+# refused here with a Python error before any C code runs.
+cimport numpy as cnp
+
+
+cdef inline bint _fits(object a, object dtype, tuple shape):
+    """_check's test in C calls only (the streaming step() pays it per call):
+    a native-order array of dtype's type, C-contiguous, of this shape."""
+    if not cnp.PyArray_Check(a):
+        return False
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    cdef cnp.dtype want = <cnp.dtype>dtype
+    if cnp.PyArray_TYPE(arr) != want.type_num or not cnp.PyArray_ISNOTSWAPPED(arr):
+        return False
+    if not cnp.PyArray_IS_C_CONTIGUOUS(arr):
+        return False
+    cdef int nd = cnp.PyArray_NDIM(arr), i
+    if nd != len(shape):
+        return False
+    cdef cnp.npy_intp *dims = cnp.PyArray_DIMS(arr)
+    for i in range(nd):
+        if dims[i] != <cnp.npy_intp>shape[i]:
+            return False
+    return True
+
+
+cdef inline _check(object a, str name, object dtype, tuple shape):
+    """The kernels need exact dtype, C order and shape."""
+    if _fits(a, dtype, shape):
+        return
+    if not isinstance(a, cnp.ndarray):
+        raise TypeError(f"{name}: expected a numpy.ndarray, got {type(a).__name__}")
+    if a.dtype != dtype:
+        raise TypeError(f"{name}: expected dtype {dtype}, got {a.dtype}")
+    if not a.flags.c_contiguous:
+        raise ValueError(f"{name}: expected a C-contiguous array")
+    if a.shape != shape:
+        raise ValueError(f"{name}: expected shape {shape}, got {a.shape}")
+
+
+cdef inline void *_data(object a):
+    """The data pointer of an array already checked, NULL for None."""
+    if a is None:
+        return NULL
+    return cnp.PyArray_DATA(<cnp.ndarray>a)
+
+
+cdef inline cnp.ndarray _empty(tuple shape, object dtype):
+    """np.empty(shape, dtype) without the Python call (up to 8 dimensions)."""
+    cdef cnp.npy_intp dims[8]
+    cdef int nd = len(shape), i
+    if nd > 8:
+        raise ValueError(f"_empty: {nd} dimensions, at most 8")
+    for i in range(nd):
+        dims[i] = shape[i]
+    return cnp.PyArray_EMPTY(nd, dims, (<cnp.dtype>dtype).type_num, 0)
