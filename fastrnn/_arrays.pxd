@@ -56,3 +56,19 @@ cdef inline cnp.ndarray _empty(tuple shape, object dtype):
     for i in range(nd):
         dims[i] = shape[i]
     return cnp.PyArray_EMPTY(nd, dims, (<cnp.dtype>dtype).type_num, 0)
+
+
+cdef extern from "fastrnn.h" nogil:
+    int FR_OK, FR_ENOBLAS, FR_ETOOBIG
+
+
+cdef inline _raise_status(int st, str kernel):
+    """A kernel's FR_* status as a Python error (`kernel` names it)."""
+    if st == FR_OK:
+        return
+    if st == FR_ETOOBIG:
+        raise ValueError("sizes too large: T*B, 4*hidden_size or an array's "
+                         "element count exceeds what the BLAS integer can index")
+    if st == FR_ENOBLAS:
+        raise RuntimeError(f"{kernel}: BLAS routines were not registered")
+    raise ValueError(f"{kernel} rejected its arguments (status {st})")

@@ -10,7 +10,7 @@ C code against any caller.
 from libc.stdint cimport int64_t
 from libc.stdlib cimport malloc, free
 cimport numpy as cnp
-from fastrnn._arrays cimport _check, _data, _empty
+from fastrnn._arrays cimport _check, _data, _raise_status, _empty
 import numpy as np
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
@@ -214,17 +214,6 @@ cdef class Plan:
         return True
 
 
-cdef _raise_status(int st):
-    if st == FR_OK:
-        return
-    if st == FR_ETOOBIG:
-        raise ValueError("sizes too large: T*B, 4*hidden_size or an array's "
-                         "element count exceeds what the BLAS integer can index")
-    if st == FR_ENOBLAS:
-        raise RuntimeError("fastrnn: BLAS routines were not registered")
-    raise ValueError(f"fastrnn kernel rejected its arguments (status {st})")
-
-
 cdef fr_desc _desc(int cell, object x, int L, int D, int H, object lengths,
                    int num_threads, int gru_lbr, double clip) except *:
     cdef fr_desc d
@@ -246,7 +235,7 @@ cdef fr_desc _desc(int cell, object x, int L, int D, int H, object lengths,
     if lengths is not None:
         _check(lengths, "lengths", np.dtype(np.int64), (d.B,))
         d.lengths = <const int64_t *>_data(lengths)
-    _raise_status(fr_check_desc(&d))
+    _raise_status(fr_check_desc(&d), "fastrnn kernel")
     return d
 
 
@@ -323,7 +312,7 @@ def forward(Plan plan, x, h0, c0, dropmask, lengths, bint training, int num_thre
                                 <const double *>pc0, <const double *>pm, <double *>py,
                                 <double *>phn, <double *>pcn, <double *>pcache,
                                 <double *>pwork)
-    _raise_status(st)
+    _raise_status(st, "fastrnn kernel")
     return y, hn, cn, cache
 
 
@@ -403,7 +392,7 @@ def backward(Plan plan, Plan grads, x, dropmask, lengths, cache, dy, dhn, dcn,
                                  <double *const *>gw, <double *const *>gr,
                                  <double *const *>dbw, <double *const *>dbr,
                                  <double *>pwork)
-    _raise_status(st)
+    _raise_status(st, "fastrnn kernel")
     return dx, dh0, dc0
 
 
@@ -443,4 +432,4 @@ def gemm(a, b, c, bint trans_a, bint trans_b, double alpha, double beta, int num
         with nogil:
             st = fr_gemm_f64(num_threads, ta, tb, M, N, K, alpha, <double *>pa, lda,
                              <double *>pb, ldb, beta, <double *>pc, ldc)
-    _raise_status(st)
+    _raise_status(st, "fastrnn kernel")

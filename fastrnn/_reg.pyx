@@ -15,7 +15,7 @@ fastrnn._threads) are those of _core: one BLAS state for the library.
 """
 from libc.stdint cimport int64_t
 cimport numpy as cnp
-from fastrnn._arrays cimport _check, _data
+from fastrnn._arrays cimport _check, _data, _raise_status
 from fastrnn._core cimport _PtrArray
 import numpy as np
 
@@ -127,17 +127,6 @@ cdef _PtrArray _params(int cell, list w, str name, object dtype, int I, int H,
     return out
 
 
-cdef _raise_status(int st):
-    if st == FR_OK:
-        return
-    if st == FR_ETOOBIG:
-        raise ValueError("sizes too large: T*B, 4*hidden_size or an array's "
-                         "element count exceeds what the BLAS integer can index")
-    if st == FR_ENOBLAS:
-        raise RuntimeError("fastrnn._reg: BLAS routines were not registered")
-    raise ValueError(f"fastrnn regularized kernel rejected its arguments (status {st})")
-
-
 cdef frr_desc _desc(int cell, object x, int H, object lengths, bint reverse,
                     double zoneout, int num_threads) except *:
     cdef frr_desc d
@@ -161,7 +150,7 @@ cdef frr_desc _desc(int cell, object x, int H, object lengths, bint reverse,
         if d.B and (lengths.min() < 1 or lengths.max() > d.T):
             raise ValueError(f"lengths: expected values in 1..{d.T}")
         d.lengths = <const int64_t *>_data(lengths)
-    _raise_status(frr_check_desc(&d))
+    _raise_status(frr_check_desc(&d), "fastrnn regularized kernel")
     return d
 
 
@@ -246,7 +235,7 @@ def forward(int cell, x, list w, h0, c0, zmask, rmask, y, int col, lengths,
                                  <const double *>pz, <const double *>pr,
                                  (<double *>py) + col, ldy, <double *>phn, <double *>pcn,
                                  <double *>pcache, <double *>pwork)
-    _raise_status(st)
+    _raise_status(st, "fastrnn regularized kernel")
     return hn, cn, cache
 
 
@@ -329,5 +318,5 @@ def backward(int cell, x, list w, list dw, zmask, rmask, lengths, bint reverse,
                                   <const double *>pdhn, <const double *>pdcn,
                                   <double *>pdx, acc, <double *>pdh0, <double *>pdc0,
                                   <double *const *>pdw.p, <double *>pwork)
-    _raise_status(st)
+    _raise_status(st, "fastrnn regularized kernel")
     return dx, dh0, dc0
