@@ -405,3 +405,52 @@ def test_thread_count_invariance(cell, dtype, restore_threads, helpers):
         results.append(_run_all(helpers, cell, dtype, *case))
     _assert_same_bits(results[0], results[2], "repeat run")
     _assert_same_bits(results[0], results[1], "set_num_threads 1 vs 2")
+
+
+# ------------------------------------------------ float32 fast paths of small batches
+# Shapes that take the AVX2 loop's own input projection (dot tiles below 32
+# rows, packed W_ih panels from 32, split over threads when the loop is not),
+# and the 1-3 leftover rows of the recurrent tiles; given initial states and
+# ragged lengths, against torch float32 (forward, states, dx, dh0, all grads).
+SMALL_BATCH_PATHS = [  # cell, I, H, B, T, layers, bidirectional
+    ("lstm", 37, 131, 3, 11, 2, True),     # packed panels, 3 leftover rows
+    ("gru", 19, 150, 2, 20, 1, False),     # packed panels, 2 leftover rows
+    ("gru", 19, 150, 1, 23, 1, False),     # unpacked dot tiles, batch 1
+    ("rnn_tanh", 5, 260, 1, 12, 1, False), # unpacked dot tiles, batch 1
+    ("lstm", 64, 64, 1, 40, 1, False),     # loop on 1 thread, projection split
+    ("lstm", 67, 71, 5, 13, 2, False),     # 4 + 1 rows, odd sizes
+]
+
+
+@pytest.mark.parametrize("case", SMALL_BATCH_PATHS, ids=lambda c: "-".join(map(str, c[:5])))
+def test_parity_float32_small_batch_paths(case, helpers, restore_threads):
+    H = helpers
+    cell, I, Hs, B, T, L, bd = case
+    D = 2 if bd else 1
+    rng = np.random.default_rng(11)
+    module, layer = H.make_pair(cell, I, Hs, num_layers=L, bidirectional=bd,
+                                dtype="float32", torch_seed=5)
+    x = rng.standard_normal((T, B, I)).astype(np.float32)
+    lengths = rng.integers(1, T + 1, size=B)
+    lengths[0] = T
+    h0 = (0.5 * rng.standard_normal((L * D, B, Hs))).astype(np.float32)
+    c0 = (0.5 * rng.standard_normal((L * D, B, Hs))).astype(np.float32)
+    lstm = cell == "lstm"
+    state0 = (h0, c0) if lstm else h0
+    R = rng.standard_normal((T, B, D * Hs)).astype(np.float32)
+    R_h = rng.standard_normal((L * D, B, Hs)).astype(np.float32)
+    ref = H.torch_run(module, x, state0, lengths, R=R, R_h=R_h, R_c=R_h if lstm else None)
+    for nt in (1, 2):
+        fr.set_num_threads(nt)
+        layer.zero_grad()
+        y_inf, _ = layer(x, state0, lengths=lengths)
+        y, st = layer.forward(x, state0, lengths=lengths)
+        dx, ds0 = layer.backward(R, (R_h, R_h) if lstm else R_h)
+        ctx = f"{case}, {nt} thread(s)"
+        H.assert_close(y_inf, ref["y"], np.float32, f"y (inference); {ctx}")
+        H.assert_close(y, ref["y"], np.float32, f"y; {ctx}")
+        H.assert_close(_split_state(cell, st)[0], ref["h_n"], np.float32, f"h_n; {ctx}")
+        H.assert_close(dx, ref["dx"], np.float32, f"dx; {ctx}")
+        H.assert_close(_split_state(cell, ds0)[0], ref["dh0"], np.float32, f"dh0; {ctx}")
+        for name, g in ref["grads"].items():
+            H.assert_close(layer.grads[name], g, np.float32, f"grads[{name}]; {ctx}")
