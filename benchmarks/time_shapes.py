@@ -5,8 +5,9 @@ runs by 10-30%).
 
     PYTHONPATH=/path/to/build python benchmarks/time_shapes.py THREADS cell:B:T:I:H:mode ...
 
-mode: infer (the inference call) or train (forward keeping activations plus
-backward of sum(y)); each shape is timed for about 2 seconds.
+mode: infer (the inference call), train (forward keeping activations plus
+backward of sum(y)) or step (T streaming step() calls carrying the state,
+reported per call in us); each shape is timed for about 2 seconds.
 """
 import sys
 import time
@@ -41,8 +42,13 @@ def main(argv):
             def f():
                 layer.forward(x)
                 layer.backward(dy)
+        elif mode == "step":
+            def f():
+                st = None
+                for t in range(T):
+                    _, st = layer.step(x[t], st)
         else:
-            raise SystemExit(f"{spec}: mode must be infer or train")
+            raise SystemExit(f"{spec}: mode must be infer, train or step")
         f()
         ts = []
         end = time.perf_counter() + 2.0
@@ -50,7 +56,10 @@ def main(argv):
             t = time.perf_counter()
             f()
             ts.append(time.perf_counter() - t)
-        out.append(f"{spec} min {min(ts) * 1e3:.3f} med {np.median(ts) * 1e3:.3f}")
+        if mode == "step":
+            out.append(f"{spec} us/call min {min(ts) * 1e6 / T:.2f} med {np.median(ts) * 1e6 / T:.2f}")
+        else:
+            out.append(f"{spec} min {min(ts) * 1e3:.3f} med {np.median(ts) * 1e3:.3f}")
     print(" | ".join(out))
 
 

@@ -316,6 +316,120 @@ def forward(Plan plan, x, h0, c0, dropmask, lengths, bint training, int num_thre
     return y, hn, cn, cache
 
 
+cdef inline bint _is_exact(object a, int type_num, int nd, cnp.npy_intp d0,
+                           cnp.npy_intp d1, cnp.npy_intp d2):
+    """a is a native-order C-contiguous array of type_num with dims (d0, d1[, d2])."""
+    if not cnp.PyArray_Check(a):
+        return False
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    if cnp.PyArray_TYPE(arr) != type_num or not cnp.PyArray_ISNOTSWAPPED(arr) \
+            or not cnp.PyArray_IS_C_CONTIGUOUS(arr) or cnp.PyArray_NDIM(arr) != nd:
+        return False
+    cdef cnp.npy_intp *dims = cnp.PyArray_DIMS(arr)
+    return dims[0] == d0 and dims[1] == d1 and (nd == 2 or dims[2] == d2)
+
+
+cdef class Stepper:
+    """The per-call path of a layer's streaming step(): one time step of all
+    layers of a unidirectional plan, every check a C test and the scratch
+    from the C heap (no NumPy call but the outputs' allocation).
+
+    Made by fastrnn.recurrent from a plan and the names of its arrays in the
+    layer's dict, which each call gets. A call returns None, having run
+    nothing, when anything is not exactly what the kernel takes (an array of
+    the dict replaced, other options, x not a C-contiguous (B, input_size)
+    array of the dtype, a state that is not exact (L, B, H) arrays): the
+    caller then takes its full path, which converts or explains."""
+    cdef readonly Plan plan
+    cdef list order
+    cdef bint is_lstm
+    cdef int type_num
+    cdef size_t esize
+
+    def __init__(self, Plan plan, list order):
+        if plan.D != 1:
+            raise ValueError("Stepper: a bidirectional plan cannot stream")
+        if len(order) != len(plan.arrays):
+            raise ValueError("Stepper: expected one name per array of the plan")
+        self.plan, self.order = plan, order
+        self.is_lstm = plan.cell == CELLS["LSTM"]
+        self.type_num = (<cnp.dtype>plan.dtype).type_num
+        self.esize = (<cnp.dtype>plan.dtype).itemsize
+
+    def run(self, dict store, x, state, int gru_lbr, double clip, int num_threads):
+        cdef Plan plan = self.plan
+        cdef Py_ssize_t i, n = len(self.order)
+        if gru_lbr != plan.gru_lbr or clip != plan.clip:
+            return None
+        for i in range(n):
+            if store.get(self.order[i]) is not plan.arrays[i]:
+                return None
+        if not cnp.PyArray_Check(x) or cnp.PyArray_NDIM(<cnp.ndarray>x) != 2:
+            return None
+        cdef cnp.npy_intp B = cnp.PyArray_DIMS(<cnp.ndarray>x)[0]
+        cdef cnp.npy_intp L = plan.L, H = plan.H
+        if B < 1 or not _is_exact(x, self.type_num, 2, B, plan.input_size, 0):
+            return None
+        h0 = c0 = None
+        if state is not None:
+            if self.is_lstm:
+                if type(state) is not tuple or len(state) != 2:
+                    return None
+                h0 = (<tuple>state)[0]
+                c0 = (<tuple>state)[1]
+                if not (_is_exact(h0, self.type_num, 3, L, B, H)
+                        and _is_exact(c0, self.type_num, 3, L, B, H)):
+                    return None
+            else:
+                h0 = state
+                if not _is_exact(h0, self.type_num, 3, L, B, H):
+                    return None
+        cdef fr_desc d
+        d.cell, d.T, d.B, d.I_, d.H = plan.cell, 1, B, plan.input_size, H
+        d.L, d.D, d.num_threads = plan.L, 1, max(1, num_threads)
+        d.lengths, d.gru_lbr, d.clip = NULL, plan.gru_lbr, plan.clip
+        cdef cnp.npy_intp dims[3]
+        dims[0], dims[1], dims[2] = B, H, 0
+        y = cnp.PyArray_EMPTY(2, dims, self.type_num, 0)
+        dims[0], dims[1], dims[2] = L, B, H
+        hn = cnp.PyArray_EMPTY(3, dims, self.type_num, 0)
+        cn = cnp.PyArray_EMPTY(3, dims, self.type_num, 0) if self.is_lstm else None
+        cdef int64_t wlen = fr_forward_work_len(&d, 0)
+        if wlen < 0:
+            return None
+        cdef void *work = malloc(<size_t>wlen * self.esize + 64)
+        if work == NULL:
+            raise MemoryError()
+        cdef void *px = _data(x)
+        cdef void *ph0 = _data(h0)
+        cdef void *pc0 = _data(c0)
+        cdef void *py = _data(y)
+        cdef void *phn = _data(hn)
+        cdef void *pcn = _data(cn)
+        cdef void **pw = plan.pw.p
+        cdef void **pr = plan.pr.p
+        cdef void **bw = plan.pbw.p if plan.pbw is not None else NULL
+        cdef void **br = plan.pbr.p if plan.pbr is not None else NULL
+        cdef int st
+        if self.esize == 4:
+            with nogil:
+                st = fr_forward_f32(&d, <const float *>px, <const float *const *>pw,
+                                    <const float *const *>pr, <const float *const *>bw,
+                                    <const float *const *>br, <const float *>ph0,
+                                    <const float *>pc0, NULL, <float *>py,
+                                    <float *>phn, <float *>pcn, NULL, <float *>work)
+        else:
+            with nogil:
+                st = fr_forward_f64(&d, <const double *>px, <const double *const *>pw,
+                                    <const double *const *>pr, <const double *const *>bw,
+                                    <const double *const *>br, <const double *>ph0,
+                                    <const double *>pc0, NULL, <double *>py,
+                                    <double *>phn, <double *>pcn, NULL, <double *>work)
+        free(work)
+        _raise_status(st, "fastrnn kernel")
+        return y, ((hn, cn) if self.is_lstm else hn)
+
+
 def backward(Plan plan, Plan grads, x, dropmask, lengths, cache, dy, dhn, dcn,
              bint want_dstate0, int num_threads):
     """Backward through time after forward(..., training=True) with the same

@@ -143,6 +143,7 @@ class _RNNBase(RegularizedMixin):
         state = self.__dict__.copy()
         state.pop("_plans", None)
         state.pop("_last_state", None)
+        state.pop("_stepper", None)
         return state
 
     def _plan(self, which):
@@ -397,6 +398,18 @@ class _RNNBase(RegularizedMixin):
     def step(self, x_t, state=None):
         """One time step of all layers for streaming: x_t (B, input_size) ->
         (y_t (B, hidden_size), state), exactly the full call's outputs."""
+        # the per-call path: the stepper made by the first call checks (in C)
+        # that everything is exactly what the kernel takes, else returns None
+        stepper = self.__dict__.get("_stepper")
+        if stepper is not None and self.zoneout == 0 and self.recurrent_dropout == 0:
+            out = stepper.run(self.params, x_t, state, self.linear_before_reset, self.clip or 0.0,
+                          get_num_threads())
+            if out is not None:
+                return out
+        return self._step_checked(x_t, state)
+
+    def _step_checked(self, x_t, state):
+        """step() with every input converted or explained."""
         if self.bidirectional:
             raise ValueError("step: a bidirectional layer cannot stream (its reverse "
                              "direction needs the whole sequence)")
@@ -424,10 +437,14 @@ class _RNNBase(RegularizedMixin):
             h0, c0 = state, None
         if self._regularized:
             return self._reg_step(xt, h0, c0)
-        y, hn, cn, _ = _core.forward(self._plan("params"), xt, h0, c0, None, None,
-                                     False, get_num_threads())
+        plan = self._plan("params")
+        y, hn, cn, _ = _core.forward(plan, xt, h0, c0, None, None, False,
+                                     get_num_threads())
         out = (hn, cn) if is_lstm else hn
         self._last_state = out
+        stepper = self.__dict__.get("_stepper")
+        if stepper is None or stepper.plan is not plan:
+            self._stepper = _core.Stepper(plan, self._plan_order)
         return y[0], out
 
     # ---- interchange ----------------------------------------------------------

@@ -138,7 +138,7 @@ static int64_t fr_layer_work_len(const fr_desc *d, int training)
     const int64_t GX = (int64_t)fr_num_gates(d->cell) * d->H;
     const int xp_in_cache = training && d->cell != FR_CELL_GRU;
     return d->B * GX + 3 * d->B * d->H + (xp_in_cache ? 0 : d->T * d->B * GX)
-           + (d->lengths ? d->T * d->B * fr_max_in(d) : 0) + fr_fast_pack_len(d)
+           + (d->lengths ? d->T * d->B * fr_max_in(d) : 0) + fr_fast_fwd_pack_len(d)
            + fr_fast_ih_floats(d, fr_max_in(d));
 }
 

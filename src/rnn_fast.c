@@ -511,12 +511,12 @@ static int cmp_len_desc(const void *a, const void *b)
     return x[1] < y[1] ? -1 : (x[1] > y[1]);
 }
 
-/* The batch rows by length in the scratch after the packed weights (pack),
- * or NULL when every length is T. */
-static int64_t *rows_by_length(const fr_desc *d, float *pack)
+/* The batch rows by length in the scratch at buf (after the packed
+ * weights), or NULL when every length is T. */
+static int64_t *rows_by_length(const fr_desc *d, float *at)
 {
     if (d->lengths == NULL) return NULL;
-    int64_t *buf = (int64_t *)(pack + fr_fast_pack_floats(d));
+    int64_t *buf = (int64_t *)at;
     for (int64_t b = 0; b < d->B; b++) { buf[2 * b] = d->lengths[b]; buf[2 * b + 1] = b; }
     qsort(buf, (size_t)d->B, 2 * sizeof(int64_t), cmp_len_desc);
     for (int64_t i = 0; i < d->B; i++) buf[i] = buf[2 * i + 1]; /* reads stay ahead of writes */
@@ -586,6 +586,102 @@ static AVX2 void project_units(const fr_desc *d, const float *x, int64_t In,
     }
 }
 
+/* What the threads of the forward time loop share (fr_fast_forward_f32's
+ * arguments and the choices it made). */
+typedef struct {
+    const fr_desc *d;
+    int dir, h0_zero, packed;
+    const float *R, *bhn, *x, *W;
+    float *Xp, *Gh, *h_a, *h_b, *c_buf, *hs, *cs, *gates, *y, *Wp;
+    int64_t ldy, In;
+    const int64_t *order;
+} fwd_team;
+
+/* The forward time loop of thread tid of nth: its units, every step, one
+ * barrier per step. With nth == 1 it runs outside any OpenMP region (the
+ * region alone costs about 0.5 us, a streaming step's fixed cost). */
+static AVX2 void fwd_thread(const fwd_team *a, int tid, int nth)
+{
+    const fr_desc *d = a->d;
+    const int cell = d->cell, dir = a->dir, h0_zero = a->h0_zero, packed = a->packed;
+    const int64_t T = d->T, B = d->B, H = d->H, BH = B * H, ldy = a->ldy, In = a->In;
+    const int64_t GX = (int64_t)fr_num_gates(cell) * H;
+    const int64_t GC = cell == FR_CELL_GRU ? 4 * H : GX;
+    const int64_t *lengths = d->lengths, *order = a->order;
+    const int training = a->gates != NULL, is_lstm = cell == FR_CELL_LSTM;
+    const int G = fr_num_gates(cell);
+    const float *R = a->R, *bhn = a->bhn, *x = a->x, *W = a->W;
+    float *Xp = a->Xp, *Gh = a->Gh, *h_a = a->h_a, *h_b = a->h_b, *c_buf = a->c_buf;
+    float *hs = a->hs, *cs = a->cs, *gates = a->gates, *y = a->y, *Wp = a->Wp;
+    int64_t j0, j1, nact = B;
+    unit_slice(H, tid, nth, &j0, &j1);
+    const int64_t nb = (H + 7) / 8;
+    /* this thread's gate rows of W_hh, packed in 8-row panels; only it
+     * reads them. Short sequences use the weights as they are. */
+    for (int q = 0; q < G && j1 > j0 && packed; q++)
+        pack_rows(R, H, q * H + j0, j1 - j0, H, Wp + (q * nb + j0 / 8) * H * 8);
+    /* short inputs and small batches: this thread's gate rows of the
+     * input projection too, so its slices of W_ih and W_hh stay in its
+     * own cache between calls and no thread waits for another */
+    if (x) project_units(d, x, In, W, Wp, Xp, j0, j1);
+    for (int64_t s = 0; s < T; s++) {
+        const int64_t t = dir ? T - 1 - s : s;
+        const float *hp, *cp = NULL;
+        float *hx, *cx = NULL;
+        if (training) {
+            const int64_t ip = dir ? t + 1 : t, ix = dir ? t : t + 1;
+            hp = hs + ip * BH; hx = hs + ix * BH;
+            if (is_lstm) { cp = cs + ip * BH; cx = cs + ix * BH; }
+        } else { /* h ping-pong (other threads still read h_prev), c in place */
+            hp = (s % 2 == 0) ? h_a : h_b;
+            hx = (s % 2 == 0) ? h_b : h_a;
+            if (is_lstm) cp = cx = c_buf;
+        }
+        float *xp = Xp + t * B * GX;
+        if (order) nact = active_count(lengths, order, B, t, nact);
+        if (j1 > j0) {
+            /* recurrent product for this thread's gate rows */
+            float *acc = cell == FR_CELL_GRU ? Gh : xp;
+            if (cell == FR_CELL_GRU)
+                for (int64_t b = 0; b < B; b++)
+                    for (int q = 0; q < G; q++)
+                        memset(Gh + b * GX + q * H + j0, 0, (size_t)(j1 - j0) * sizeof(float));
+            if (!(s == 0 && h0_zero))
+                for (int q = 0; q < G; q++) {
+                    if (packed) /* finished sequences skip the product */
+                        panel_axpy(hp, H, nact, H, Wp + (q * nb + j0 / 8) * H * 8,
+                                   acc + q * H + j0, GX, j1 - j0, order);
+                    else
+                        rows_dot(hp, B, H, R, q * H + j0, q * H + j1, acc, GX);
+                }
+            /* gate math for this thread's units */
+            float *yt = y + t * B * ldy;
+            for (int64_t b = 0; b < B; b++) {
+                float *yb = yt + b * ldy;
+                const size_t nbytes = (size_t)(j1 - j0) * sizeof(float);
+                if (!ACTIVE(t, b)) {
+                    if (hx != hp) memcpy(hx + b * H + j0, hp + b * H + j0, nbytes);
+                    if (cx && cx != cp) memcpy(cx + b * H + j0, cp + b * H + j0, nbytes);
+                    memset(yb + j0, 0, nbytes);
+                    if (training)
+                        for (int q = 0; q < (cell == FR_CELL_GRU ? 4 : G); q++)
+                            memset(gates + (t * B + b) * GC + q * H + j0, 0, nbytes);
+                    continue;
+                }
+                cell_units(cell, H, j0, j1, xp + b * GX,
+                           cell == FR_CELL_GRU ? Gh + b * GX : NULL, bhn,
+                           hp + b * H, cp ? cp + b * H : NULL, hx + b * H,
+                           cx ? cx + b * H : NULL, yb,
+                           (training && cell == FR_CELL_GRU) ? gates + (t * B + b) * GC : NULL,
+                           training);
+            }
+        }
+        if (nth > 1) {
+#pragma omp barrier
+        }
+    }
+}
+
 AVX2 void fr_fast_forward_f32(const fr_desc *d, int dir, const float *R, const float *bhn,
                               float *Xp, float *Gh, int h0_zero,
                               float *h_a, float *h_b, float *c_buf,
@@ -595,15 +691,11 @@ AVX2 void fr_fast_forward_f32(const fr_desc *d, int dir, const float *R, const f
 {
     const int cell = d->cell;
     const int64_t T = d->T, B = d->B, H = d->H, BH = B * H;
-    const int64_t GX = (int64_t)fr_num_gates(cell) * H;
-    const int64_t GC = cell == FR_CELL_GRU ? 4 * H : GX;
-    const int64_t *lengths = d->lengths;
     const int training = gates != NULL, is_lstm = cell == FR_CELL_LSTM;
-    const int G = fr_num_gates(cell);
     const int nt = fast_threads(d);
     /* packing W_hh pays off over a few steps; the choice depends on T alone */
     const int packed = T >= FR_FAST_PACK_MIN_T;
-    int64_t *order = rows_by_length(d, Wp);
+    int64_t *order = rows_by_length(d, Wp + fr_fast_fwd_pack_floats(d));
 
     /* a time loop too small to split (one thread) over many rows: the
      * packed projection still runs on all the threads, each on its units
@@ -620,72 +712,19 @@ AVX2 void fr_fast_forward_f32(const fr_desc *d, int dir, const float *R, const f
         x = NULL;
     }
 
+    const fwd_team team = {d, dir, h0_zero, packed, R, bhn, x, W, Xp, Gh, h_a, h_b, c_buf,
+                           hs, cs, gates, y, Wp, ldy, In, order};
+    if (nt == 1) {
+        fwd_thread(&team, 0, 1);
+    } else {
 #pragma omp parallel num_threads(nt)
-    {
-        int64_t j0, j1, nact = B;
-        my_units(H, &j0, &j1);
-        const int64_t nb = (H + 7) / 8;
-        /* this thread's gate rows of W_hh, packed in 8-row panels; only it
-         * reads them. Short sequences use the weights as they are. */
-        for (int q = 0; q < G && j1 > j0 && packed; q++)
-            pack_rows(R, H, q * H + j0, j1 - j0, H, Wp + (q * nb + j0 / 8) * H * 8);
-        /* short inputs and small batches: this thread's gate rows of the
-         * input projection too, so its slices of W_ih and W_hh stay in its
-         * own cache between calls and no thread waits for another */
-        if (x) project_units(d, x, In, W, Wp, Xp, j0, j1);
-        for (int64_t s = 0; s < T; s++) {
-            const int64_t t = dir ? T - 1 - s : s;
-            const float *hp, *cp = NULL;
-            float *hx, *cx = NULL;
-            if (training) {
-                const int64_t ip = dir ? t + 1 : t, ix = dir ? t : t + 1;
-                hp = hs + ip * BH; hx = hs + ix * BH;
-                if (is_lstm) { cp = cs + ip * BH; cx = cs + ix * BH; }
-            } else { /* h ping-pong (other threads still read h_prev), c in place */
-                hp = (s % 2 == 0) ? h_a : h_b;
-                hx = (s % 2 == 0) ? h_b : h_a;
-                if (is_lstm) cp = cx = c_buf;
-            }
-            float *xp = Xp + t * B * GX;
-            if (order) nact = active_count(lengths, order, B, t, nact);
-            if (j1 > j0) {
-                /* recurrent product for this thread's gate rows */
-                float *acc = cell == FR_CELL_GRU ? Gh : xp;
-                if (cell == FR_CELL_GRU)
-                    for (int64_t b = 0; b < B; b++)
-                        for (int q = 0; q < G; q++)
-                            memset(Gh + b * GX + q * H + j0, 0, (size_t)(j1 - j0) * sizeof(float));
-                if (!(s == 0 && h0_zero))
-                    for (int q = 0; q < G; q++) {
-                        if (packed) /* finished sequences skip the product */
-                            panel_axpy(hp, H, nact, H, Wp + (q * nb + j0 / 8) * H * 8,
-                                       acc + q * H + j0, GX, j1 - j0, order);
-                        else
-                            rows_dot(hp, B, H, R, q * H + j0, q * H + j1, acc, GX);
-                    }
-                /* gate math for this thread's units */
-                float *yt = y + t * B * ldy;
-                for (int64_t b = 0; b < B; b++) {
-                    float *yb = yt + b * ldy;
-                    const size_t nbytes = (size_t)(j1 - j0) * sizeof(float);
-                    if (!ACTIVE(t, b)) {
-                        if (hx != hp) memcpy(hx + b * H + j0, hp + b * H + j0, nbytes);
-                        if (cx && cx != cp) memcpy(cx + b * H + j0, cp + b * H + j0, nbytes);
-                        memset(yb + j0, 0, nbytes);
-                        if (training)
-                            for (int q = 0; q < (cell == FR_CELL_GRU ? 4 : G); q++)
-                                memset(gates + (t * B + b) * GC + q * H + j0, 0, nbytes);
-                        continue;
-                    }
-                    cell_units(cell, H, j0, j1, xp + b * GX,
-                               cell == FR_CELL_GRU ? Gh + b * GX : NULL, bhn,
-                               hp + b * H, cp ? cp + b * H : NULL, hx + b * H,
-                               cx ? cx + b * H : NULL, yb,
-                               (training && cell == FR_CELL_GRU) ? gates + (t * B + b) * GC : NULL,
-                               training);
-                }
-            }
-#pragma omp barrier
+        {
+            int tid = 0, nth = 1;
+#ifdef _OPENMP
+            tid = omp_get_thread_num();
+            nth = omp_get_num_threads();
+#endif
+            fwd_thread(&team, tid, nth);
         }
     }
     const float *h_last, *c_last = NULL;
@@ -798,7 +837,7 @@ AVX2 float *fr_fast_backward_f32(const fr_desc *d, int dir, const float *R,
                                  float *dGx, float *dGh, float *dh, float *dhp, float *dc,
                                  float *Rp)
 {
-    int64_t *order = rows_by_length(d, Rp);
+    int64_t *order = rows_by_length(d, Rp + fr_fast_pack_floats(d));
     const int cell = d->cell;
     const int64_t T = d->T, B = d->B, H = d->H, BH = B * H;
     const int64_t GX = (int64_t)fr_num_gates(cell) * H;

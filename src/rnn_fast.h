@@ -106,13 +106,19 @@ float *fr_fast_backward_f32(const fr_desc *d, int dir, const float *R,
 /* Floats of W_hh packed in 8-wide panels (G*H by H, H rounded up to 8). */
 #define fr_fast_pack_floats(d) ((int64_t)fr_num_gates((d)->cell) * (d)->H * (((d)->H + 7) / 8 * 8))
 
+/* ... of which the forward loop packs only for FR_FAST_PACK_MIN_T steps or
+ * more (a streaming step's scratch stays small: no allocation that large
+ * that malloc maps and unmaps it on every call) */
+#define fr_fast_fwd_pack_floats(d) ((d)->T >= FR_FAST_PACK_MIN_T ? fr_fast_pack_floats(d) : 0)
+
 /* Scratch of the fast loops: the packed W_hh, then 2*B int64 for ordering a
  * variable-length batch by length, plus 16 floats for 32-byte alignments. */
 #define fr_fast_pack_len(d) (fr_fast_pack_floats(d) + 4 * (d)->B + 16)
+#define fr_fast_fwd_pack_len(d) (fr_fast_fwd_pack_floats(d) + 4 * (d)->B + 16)
 
-/* Where the packed W_ih starts (projection mode 2), 32-byte aligned when
- * pack is: after W_hh and the length order. */
-#define fr_fast_ih_offset(d) (fr_fast_pack_floats(d) + (4 * (d)->B + 7) / 8 * 8)
+/* Where the packed W_ih starts in the forward scratch (projection mode 2),
+ * 32-byte aligned when pack is: after W_hh and the length order. */
+#define fr_fast_ih_offset(d) (fr_fast_fwd_pack_floats(d) + (4 * (d)->B + 7) / 8 * 8)
 
 /* Floats of W_ih packed in panels for inputs of size In (mode 2), else 0. */
 static inline int64_t fr_fast_ih_floats(const fr_desc *d, int64_t In)

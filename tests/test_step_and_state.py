@@ -288,9 +288,9 @@ def test_init_uniform_in_range(helpers, cell, dtype):
 
 
 def test_step_reuses_its_own_state_safely():
-    """step() takes the state it returned last without re-converting it; the
-    kernel still checks it: a state reshaped in place is refused, and another
-    layer's state (same shapes) is taken through the full checks."""
+    """step() takes the state it returned last without re-converting it but
+    still checks it: a state reshaped in place is refused with the state's
+    name, and another layer's state (same shapes) is taken as well."""
     a = fr.LSTM(5, 7, num_layers=2, seed=1)
     b = fr.LSTM(5, 7, num_layers=2, seed=2)
     x = np.random.default_rng(0).standard_normal((4, 3, 5)).astype(np.float32)
@@ -305,5 +305,114 @@ def test_step_reuses_its_own_state_safely():
     assert st2[0].shape == (2, 3, 7)
     _, st3 = a.step(x[1], None)
     st3[0].shape = (6, 7)               # the returned array reshaped in place
-    with pytest.raises(ValueError, match="h0"):
+    with pytest.raises(ValueError, match=r"state\[0\] \(h\): expected shape \(2, 3, 7\)"):
         a.step(x[2], st3)
+
+
+# ---------------------------------------------------------------- step's per-call path
+# After its first call, step() runs through a C-checked stepper that gives up
+# (and lets the full path convert or explain) whenever anything differs from
+# what the kernel takes. Each case below must give the same answer as a fresh
+# layer would.
+
+def _stream(layer, xs, state=None):
+    ys = []
+    for xt in xs:
+        y, state = layer.step(xt, state)
+        ys.append(y)
+    return np.stack(ys), state
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("cell", CELLS)
+def test_step_fast_path_equals_first_call(helpers, cell, dtype, rng):
+    """The stepper's calls give the bits of the full path's call."""
+    layer = helpers.make_fr(cell, 6, 11, num_layers=2, dtype=dtype, seed=3)
+    x = rng.standard_normal((5, 3, 6)).astype(dtype)
+    assert "_stepper" not in layer.__dict__
+    ys, st = _stream(layer, x)
+    assert "_stepper" in layer.__dict__
+    ref = helpers.make_fr(cell, 6, 11, num_layers=2, dtype=dtype, seed=3)
+    st_ref = None
+    for t in range(5):
+        y_ref, st_ref = ref._step_checked(x[t], st_ref)   # the full path, every time
+        np.testing.assert_array_equal(ys[t], y_ref)
+    for a, b in zip(_as_tuple(cell, st), _as_tuple(cell, st_ref)):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_step_sees_replaced_and_edited_weights(helpers, cell, rng):
+    layer = helpers.make_fr(cell, 4, 9, seed=1)
+    other = helpers.make_fr(cell, 4, 9, seed=2)
+    x = rng.standard_normal((3, 2, 4)).astype(np.float32)
+    _stream(layer, x)                                      # the stepper exists
+    # a weight array replaced by another object
+    layer.params["weight_hh_l0"] = other.params["weight_hh_l0"].copy()
+    mixed = helpers.make_fr(cell, 4, 9, seed=1)
+    mixed.params["weight_hh_l0"][...] = other.params["weight_hh_l0"]
+    np.testing.assert_array_equal(_stream(layer, x)[0], _stream(mixed, x)[0])
+    # edited in place (what optimizers and load_state_dict do)
+    layer.load_state_dict(other.state_dict())
+    np.testing.assert_array_equal(_stream(layer, x)[0], _stream(other, x)[0])
+    # the whole dict replaced
+    layer.params = {k: v.copy() for k, v in mixed.params.items()}
+    np.testing.assert_array_equal(_stream(layer, x)[0], _stream(mixed, x)[0])
+
+
+def test_step_sees_changed_options(rng):
+    x = rng.standard_normal((4, 2, 3)).astype(np.float32) * 4
+    rnn = fr.RNN(3, 5, seed=0)
+    _stream(rnn, x)
+    rnn.clip = 0.5
+    ref = fr.RNN(3, 5, seed=0, clip=0.5)
+    np.testing.assert_array_equal(_stream(rnn, x)[0], _stream(ref, x)[0])
+    gru = fr.GRU(3, 5, seed=0)
+    _stream(gru, x)
+    gru.linear_before_reset = False
+    ref = fr.GRU(3, 5, seed=0, linear_before_reset=False)
+    np.testing.assert_array_equal(_stream(gru, x)[0], _stream(ref, x)[0])
+    lstm = fr.LSTM(3, 5, seed=0)
+    _stream(lstm, x)
+    lstm.zoneout = 0.3                 # regularized kernels from now on
+    lstm.eval()
+    ref = fr.LSTM(3, 5, seed=0, zoneout=0.3)
+    ref.eval()
+    np.testing.assert_array_equal(_stream(lstm, x)[0], _stream(ref, x)[0])
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_step_fast_path_takes_other_inputs_through_full_path(helpers, cell, rng):
+    """Inputs the stepper does not take as they are still work (converted) or
+    fail with the full path's messages."""
+    layer = helpers.make_fr(cell, 6, 7, seed=4)
+    x = rng.standard_normal((3, 2, 6))
+    ys, st = _stream(layer, x.astype(np.float32))
+    ref = helpers.make_fr(cell, 6, 7, seed=4)
+    # float64, Fortran order, a list: converted
+    y64, _ = _stream(ref, list(x))
+    yf, _ = _stream(layer, [np.asfortranarray(xt.astype(np.float32)) for xt in x])
+    np.testing.assert_array_equal(y64, ys)
+    np.testing.assert_array_equal(yf, ys)
+    # another batch size than the state's
+    with pytest.raises(ValueError, match="state"):
+        layer.step(x[0, :1].astype(np.float32), st)
+    with pytest.raises(ValueError, match="x_t"):
+        layer.step(np.zeros((2, 5), np.float32), None)
+    with pytest.raises(ValueError, match="x_t"):
+        layer.step(np.zeros((0, 6), np.float32), None)
+    # a state of the wrong dtype is converted, as the full path does
+    st64 = tuple(a.astype(np.float64) for a in _as_tuple(cell, st))
+    y1, _ = layer.step(x[0].astype(np.float32), st64 if cell == "lstm" else st64[0])
+    y2, _ = ref.step(x[0].astype(np.float32), st)
+    np.testing.assert_array_equal(y1, y2)
+
+
+def test_step_copy_and_pickle_after_streaming(rng):
+    import copy
+    import pickle
+    lstm = fr.LSTM(4, 6, seed=0)
+    x = rng.standard_normal((3, 1, 4)).astype(np.float32)
+    ys, _ = _stream(lstm, x)
+    for twin in (copy.deepcopy(lstm), pickle.loads(pickle.dumps(lstm))):
+        np.testing.assert_array_equal(_stream(twin, x)[0], ys)
