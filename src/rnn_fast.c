@@ -676,7 +676,9 @@ static AVX2 void fwd_thread(const fwd_team *a, int tid, int nth)
                            training);
             }
         }
-        if (nth > 1) {
+        /* the next step reads every unit's h; after the last one the
+         * region's closing barrier is the meeting */
+        if (nth > 1 && s + 1 < T) {
 #pragma omp barrier
         }
     }
