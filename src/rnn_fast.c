@@ -249,18 +249,32 @@ static AVX2 void pack_cols(const float *R, int64_t GX, int64_t H, int64_t k0, in
  * to use (the active ones of a variable-length batch); NULL means 0..B-1. Every output is its old value followed by one
  * FMA chain over j in order, whatever the tile, so tiling and thread slicing
  * never change a bit. */
+/* The accumulators of a tile: rem = columns left from p (<= 0: none). Whole
+ * panels use plain loads and stores: AMD's masked store is microcoded (over
+ * 10 cycles), which at J = 128 cost a tenth of the tile's time. */
+static inline AVX2 __m256 acc_load(const float *p, int64_t rem)
+{
+    return rem >= 8 ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, lane_mask(rem));
+}
+
+static inline AVX2 void acc_store(float *p, int64_t rem, __m256 v)
+{
+    if (rem >= 8) _mm256_storeu_ps(p, v);
+    else _mm256_maskstore_ps(p, lane_mask(rem), v);
+}
+
 #define PANEL_TILE_1xN(NP)                                                        \
     do {                                                                          \
         __m256 a[NP];                                                             \
         for (int q = 0; q < NP; q++)                                              \
-            a[q] = _mm256_maskload_ps(o + 8 * (c + q), lane_mask(n - 8 * (c + q))); \
+            a[q] = acc_load(o + 8 * (c + q), n - 8 * (c + q));                    \
         for (int64_t j = 0; j < J; j++) {                                         \
             const __m256 v = _mm256_broadcast_ss(gb + j);                         \
             for (int q = 0; q < NP; q++)                                          \
                 a[q] = _mm256_fmadd_ps(v, _mm256_load_ps(P + (c + q) * J * 8 + j * 8), a[q]); \
         }                                                                         \
         for (int q = 0; q < NP; q++)                                              \
-            _mm256_maskstore_ps(o + 8 * (c + q), lane_mask(n - 8 * (c + q)), a[q]); \
+            acc_store(o + 8 * (c + q), n - 8 * (c + q), a[q]);                    \
         c += NP;                                                                  \
     } while (0)
 
@@ -279,7 +293,7 @@ static AVX2 void pack_cols(const float *R, int64_t GX, int64_t H, int64_t k0, in
             o_[r_] = out + ROW(b0 + r_) * ldo;                                    \
             g_[r_] = g + ROW(b0 + r_) * ldg;                                      \
             for (int q = 0; q < NP; q++)                                          \
-                a[r_][q] = _mm256_maskload_ps(o_[r_] + 8 * (c + q), lane_mask(n - 8 * (c + q))); \
+                a[r_][q] = acc_load(o_[r_] + 8 * (c + q), n - 8 * (c + q));        \
         }                                                                         \
         for (int64_t j = 0; j < J; j++) {                                         \
             __m256 w_[NP];                                                        \
@@ -293,7 +307,7 @@ static AVX2 void pack_cols(const float *R, int64_t GX, int64_t H, int64_t k0, in
         }                                                                         \
         for (int r_ = 0; r_ < R; r_++)                                            \
             for (int q = 0; q < NP; q++)                                          \
-                _mm256_maskstore_ps(o_[r_] + 8 * (c + q), lane_mask(n - 8 * (c + q)), a[r_][q]); \
+                acc_store(o_[r_] + 8 * (c + q), n - 8 * (c + q), a[r_][q]);        \
         c += NP;                                                                  \
     } while (0)
 
@@ -304,7 +318,7 @@ static AVX2 void panel_axpy(const float *g, int64_t ldg, int64_t B, int64_t J,
     const int64_t np = (n + 7) / 8;
     for (int64_t c0 = 0; c0 < np; c0 += 2) {
         const int two = c0 + 1 < np;
-        const __m256i m0 = lane_mask(n - 8 * c0), m1 = lane_mask(two ? n - 8 * (c0 + 1) : 0);
+        const int64_t m0 = n - 8 * c0, m1 = two ? n - 8 * (c0 + 1) : 0; /* columns left */
         const float *P0 = P + c0 * J * 8, *P1 = two ? P0 + J * 8 : P0; /* P0 again: unused */
         int64_t b = 0;
         for (; b + 4 <= B; b += 4) {
@@ -312,10 +326,10 @@ static AVX2 void panel_axpy(const float *g, int64_t ldg, int64_t B, int64_t J,
             float *o2 = out + ROW(b + 2) * ldo + 8 * c0, *o3 = out + ROW(b + 3) * ldo + 8 * c0;
             const float *g0 = g + ROW(b) * ldg, *g1 = g + ROW(b + 1) * ldg;
             const float *g2 = g + ROW(b + 2) * ldg, *g3 = g + ROW(b + 3) * ldg;
-            __m256 a00 = _mm256_maskload_ps(o0, m0), a01 = _mm256_maskload_ps(o0 + 8, m1);
-            __m256 a10 = _mm256_maskload_ps(o1, m0), a11 = _mm256_maskload_ps(o1 + 8, m1);
-            __m256 a20 = _mm256_maskload_ps(o2, m0), a21 = _mm256_maskload_ps(o2 + 8, m1);
-            __m256 a30 = _mm256_maskload_ps(o3, m0), a31 = _mm256_maskload_ps(o3 + 8, m1);
+            __m256 a00 = acc_load(o0, m0), a01 = acc_load(o0 + 8, m1);
+            __m256 a10 = acc_load(o1, m0), a11 = acc_load(o1 + 8, m1);
+            __m256 a20 = acc_load(o2, m0), a21 = acc_load(o2 + 8, m1);
+            __m256 a30 = acc_load(o3, m0), a31 = acc_load(o3 + 8, m1);
             for (int64_t j = 0; j < J; j++) {
                 const __m256 r0 = _mm256_load_ps(P0 + j * 8), r1 = _mm256_load_ps(P1 + j * 8);
                 __m256 v = _mm256_broadcast_ss(g0 + j);
@@ -327,10 +341,10 @@ static AVX2 void panel_axpy(const float *g, int64_t ldg, int64_t B, int64_t J,
                 v = _mm256_broadcast_ss(g3 + j);
                 a30 = _mm256_fmadd_ps(v, r0, a30); a31 = _mm256_fmadd_ps(v, r1, a31);
             }
-            _mm256_maskstore_ps(o0, m0, a00); _mm256_maskstore_ps(o0 + 8, m1, a01);
-            _mm256_maskstore_ps(o1, m0, a10); _mm256_maskstore_ps(o1 + 8, m1, a11);
-            _mm256_maskstore_ps(o2, m0, a20); _mm256_maskstore_ps(o2 + 8, m1, a21);
-            _mm256_maskstore_ps(o3, m0, a30); _mm256_maskstore_ps(o3 + 8, m1, a31);
+            acc_store(o0, m0, a00); acc_store(o0 + 8, m1, a01);
+            acc_store(o1, m0, a10); acc_store(o1 + 8, m1, a11);
+            acc_store(o2, m0, a20); acc_store(o2 + 8, m1, a21);
+            acc_store(o3, m0, a30); acc_store(o3 + 8, m1, a31);
         }
     }
     /* leftover sequences (B % 4 of them), over all panels at once */
