@@ -16,6 +16,11 @@
  * the OpenMP team costs more than the work. */
 #define FR_PAR_MIN 16384
 
+/* The forward scratch's buffers each start on a 64-byte line: up to 16
+ * elements skipped before each of the 6 (rnn_impl.h, layer_forward). */
+#define FR_WORK_ALIGN_PAD 96
+#define FR_LINE_ALIGN(T, p) ((T *)(((uintptr_t)(p) + 63) & ~(uintptr_t)63))
+
 /* Use the AVX2/FMA float32 time loop: on when the CPU has it, unless turned
  * off with fr_set_fast_path(0) (tests run both paths). */
 static int fr_use_fast = -1;
@@ -139,7 +144,7 @@ static int64_t fr_layer_work_len(const fr_desc *d, int training)
     const int xp_in_cache = training && d->cell != FR_CELL_GRU;
     return d->B * GX + 3 * d->B * d->H + (xp_in_cache ? 0 : d->T * d->B * GX)
            + (d->lengths ? d->T * d->B * fr_max_in(d) : 0) + fr_fast_fwd_pack_len(d)
-           + fr_fast_ih_floats(d, fr_max_in(d));
+           + fr_fast_ih_floats(d, fr_max_in(d)) + FR_WORK_ALIGN_PAD;
 }
 
 /* Scratch of one layer-direction backward: dG (T,B,G*H) (twice for GRU),

@@ -47,6 +47,13 @@ int fr_fast_available(void);
  * thread: the barrier costs more than the work it splits. */
 #define FR_FAST_MIN_WORK 65536
 
+/* The batch split between threads (each thread all units of its
+ * sequences, no per-step meeting) when the packed W_hh fits one core's L2
+ * with room to spare, and the call has this many multiply-adds at least
+ * (a fork costs a few us). */
+#define FR_FAST_ROWS_MAX_FLOATS (64 * 1024)
+#define FR_FAST_ROWS_MIN_WORK 200000
+
 /* How the fast path projects x (a function of the shape only, so never of
  * the thread count: the bits do not change with it).
  *   0: BLAS GEMM before the loop; 1: dot tiles on unpacked W_ih in the loop;

@@ -25,6 +25,13 @@ CASES = [  # cell, I, H, B, T, layers, bidirectional
     # a loop too small to split over threads, its packed projection split
     ("LSTM", 64, 64, 1, 40, 1, False),
     ("GRU", 70, 72, 2, 20, 2, False),
+    # equal lengths, too little work per step to split the units: the batch
+    # is split between threads instead (fwd_rows), packed W_hh or (T < 4)
+    # W_hh as it is; with 3 threads B=5 splits 1/2/2
+    ("LSTM", 20, 32, 3, 50, 1, False, "equal"),
+    ("GRU", 7, 61, 5, 30, 2, True, "equal"),
+    ("RNN_RELU", 9, 100, 4, 40, 1, False, "equal"),
+    ("LSTM", 64, 40, 7, 3, 1, False, "equal"),
 ]
 
 
@@ -40,7 +47,8 @@ def _run(layer, x, h0, lengths, dy):
     layer.zero_grad()
     y, s = layer.forward(x, h0, lengths=lengths)
     dx, ds0 = layer.backward(dy)
-    out = {"y_inf": y_inf, "y": y, "dx": dx}
+    y_zero, _ = layer(x, None, lengths=lengths)  # zero state: the first product skipped
+    out = {"y_inf": y_inf, "y_zero_state": y_zero, "y": y, "dx": dx}
     for i, a in enumerate(s if isinstance(s, tuple) else (s,)):
         out[f"state{i}"] = a
     for i, a in enumerate(ds0 if isinstance(ds0, tuple) else (ds0,)):
@@ -49,14 +57,14 @@ def _run(layer, x, h0, lengths, dy):
     return out
 
 
-def _case(cell, I, H, B, T, L, bd):
+def _case(cell, I, H, B, T, L, bd, lens="random"):
     rng = np.random.default_rng(7)
     D = 2 if bd else 1
     layer = _layer(cell, I, H, L, bd)
     x = rng.standard_normal((T, B, I)).astype(np.float32)
     h = rng.standard_normal((L * D, B, H)).astype(np.float32)
     h0 = (h, 0.5 * h) if cell == "LSTM" else h
-    lengths = rng.integers(1, T + 1, size=B)
+    lengths = rng.integers(1, T + 1, size=B) if lens == "random" else None
     dy = rng.standard_normal((T, B, D * H)).astype(np.float32)
     return layer, x, h0, lengths, dy
 
@@ -68,7 +76,7 @@ def fast_restored():
     fr.set_num_threads(None)
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-H{c[2]}-B{c[3]}")
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-H{c[2]}-B{c[3]}-T{c[4]}")
 def test_fast_equals_portable(case, fast_restored):
     if not _core.set_fast_path(True):
         pytest.skip("this CPU has no AVX2/FMA: only the portable path exists")
@@ -81,7 +89,7 @@ def test_fast_equals_portable(case, fast_restored):
 
 
 @pytest.mark.parametrize("fast", [True, False])
-@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-H{c[2]}-B{c[3]}")
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-H{c[2]}-B{c[3]}-T{c[4]}")
 def test_threads_do_not_change_bits(case, fast, fast_restored):
     _core.set_fast_path(fast)
     results = []

@@ -419,13 +419,17 @@ SMALL_BATCH_PATHS = [  # cell, I, H, B, T, layers, bidirectional
     ("rnn_tanh", 5, 260, 1, 12, 1, False), # unpacked dot tiles, batch 1
     ("lstm", 64, 64, 1, 40, 1, False),     # loop on 1 thread, projection split
     ("lstm", 67, 71, 5, 13, 2, False),     # 4 + 1 rows, odd sizes
+    # equal lengths, little work per step: the batch split between threads
+    ("lstm", 20, 32, 3, 50, 1, False, "equal"),
+    ("gru", 7, 61, 5, 30, 2, True, "equal"),
+    ("rnn_relu", 9, 100, 4, 40, 1, False, "equal"),
 ]
 
 
 @pytest.mark.parametrize("case", SMALL_BATCH_PATHS, ids=lambda c: "-".join(map(str, c[:5])))
 def test_parity_float32_small_batch_paths(case, helpers, restore_threads):
     H = helpers
-    cell, I, Hs, B, T, L, bd = case
+    cell, I, Hs, B, T, L, bd = case[:7]
     D = 2 if bd else 1
     rng = np.random.default_rng(11)
     module, layer = H.make_pair(cell, I, Hs, num_layers=L, bidirectional=bd,
@@ -433,6 +437,8 @@ def test_parity_float32_small_batch_paths(case, helpers, restore_threads):
     x = rng.standard_normal((T, B, I)).astype(np.float32)
     lengths = rng.integers(1, T + 1, size=B)
     lengths[0] = T
+    if case[7:] == ("equal",):
+        lengths = None
     h0 = (0.5 * rng.standard_normal((L * D, B, Hs))).astype(np.float32)
     c0 = (0.5 * rng.standard_normal((L * D, B, Hs))).astype(np.float32)
     lstm = cell == "lstm"
