@@ -581,19 +581,22 @@ static int fast_threads(const fr_desc *d)
 }
 
 /* Threads for a batch split between threads (fwd_rows), or 0 for the
- * split by units. Used where the split by units runs on one thread (too
- * little work per step for a meeting every step): with the batch split no
- * thread waits for another between steps and no state crosses cores, but
- * each thread streams all of W_hh every step, so it must stay in one
- * core's L2 (FR_FAST_ROWS_MAX_FLOATS). Where the units split does run on
- * several threads it stays faster (LSTM B=3 H=96: 0.56 against 0.62 ms;
- * B=5 H=128: 0.92 against 1.00). Needs a sequence per thread, equal
- * lengths, and enough work for a fork. */
+ * split by units. With the batch split no thread waits for another between
+ * steps and no state crosses cores, but each thread streams all of W_hh
+ * every step, so it must stay in one core's L2 (FR_FAST_ROWS_MAX_FLOATS).
+ * Used where the split by units runs on one thread (too little work per
+ * step for a meeting every step), or where its slices end inside cache
+ * lines (H not a multiple of 16: every row of h, c, y and the gates then
+ * has a line written by two threads every step; LSTM B=7 H=77: 1.5-2.2
+ * against 0.7 ms). Elsewhere the units split stays (it was faster: LSTM
+ * B=3 H=96 0.56 against 0.62 ms, B=5 H=128 0.92 against 1.00). Needs a
+ * sequence per thread, equal lengths, and enough work for a fork. */
 static int fast_by_rows(const fr_desc *d)
 {
     int nt = d->num_threads;
     if (nt > d->B) nt = (int)d->B;
-    if (nt < 2 || d->lengths != NULL || fast_threads(d) > 1) return 0;
+    if (nt < 2 || d->lengths != NULL) return 0;
+    if (fast_threads(d) > 1 && d->H % 16 == 0) return 0;
     if (fr_fast_pack_floats(d) > FR_FAST_ROWS_MAX_FLOATS) return 0;
     const int64_t work = d->T * d->B * (int64_t)fr_num_gates(d->cell) * d->H * (d->H + d->I_);
     return work >= FR_FAST_ROWS_MIN_WORK ? nt : 0;
