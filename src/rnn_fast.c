@@ -944,7 +944,8 @@ AVX2 float *fr_fast_backward_f32(const fr_desc *d, int dir, const float *R,
     const int64_t GC = cell == FR_CELL_GRU ? 4 * H : GX;
     const int64_t *lengths = d->lengths;
     const int is_lstm = cell == FR_CELL_LSTM, is_gru = cell == FR_CELL_GRU;
-    const int nt = fast_threads(d);
+    const int by_rows = fast_by_rows(d);
+    const int nt = by_rows ? by_rows : fast_threads(d);
 
 #pragma omp parallel num_threads(nt)
     {
@@ -953,6 +954,34 @@ AVX2 float *fr_fast_backward_f32(const fr_desc *d, int dir, const float *R,
         const size_t nbytes = (size_t)(j1 - j0) * sizeof(float);
         float *cur = dh, *prev = dhp;   /* dL/dh_t and dL/dh_{t-1} */
         if (j1 > j0) pack_cols(R, GX, H, j0, j1, Rp); /* only this thread reads them */
+        if (by_rows) {
+            /* the batch split (as forward, fast_by_rows): every thread reads
+             * every column panel, then walks its own sequences, all units,
+             * with no meeting between steps */
+            int tid = 0, nth = 1;
+#ifdef _OPENMP
+            tid = omp_get_thread_num();
+            nth = omp_get_num_threads();
+#endif
+            if (nth > 1) {
+#pragma omp barrier
+            }
+            const int64_t r0 = B * tid / nth, r1 = B * (tid + 1) / nth;
+            for (int64_t s = T - 1; s >= 0 && r1 > r0; s--) {
+                const int64_t t = dir ? T - 1 - s : s;
+                const int64_t ip = dir ? t + 1 : t, ix = dir ? t : t + 1;
+                float *dgx = dGx + t * B * GX, *dgh = dGh + t * B * GX;
+                for (int64_t b = r0; b < r1; b++)
+                    bwd_units(cell, H, GX, 0, H, gates + (t * B + b) * GC, cur + b * H,
+                              dy + (t * B + b) * ldy, is_gru ? hs + ip * BH + b * H : NULL,
+                              is_lstm ? cs + ip * BH + b * H : NULL,
+                              is_lstm ? cs + ix * BH + b * H : NULL,
+                              is_lstm ? dc + b * H : NULL, dgx + b * GX,
+                              is_gru ? dgh + b * GX : NULL, prev + b * H);
+                panel_axpy(dgh + r0 * GX, GX, r1 - r0, GX, Rp, prev + r0 * H, H, H, NULL);
+                float *tmp = cur; cur = prev; prev = tmp;
+            }
+        } else
         for (int64_t s = T - 1; s >= 0; s--) {
             const int64_t t = dir ? T - 1 - s : s;
             const int64_t ip = dir ? t + 1 : t, ix = dir ? t : t + 1;
