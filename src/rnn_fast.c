@@ -616,9 +616,16 @@ static AVX2 void project_units(const fr_desc *d, const float *x, int64_t In,
             rows_dot(x, M, In, W, q * H + j0, q * H + j1, Xp, GX);
             continue;
         }
+        /* one pair of panels at a time, packed into the start of this
+         * thread's slice of the scratch and used at once while it is in
+         * cache: W_ih is read once and never written back packed (db-lstm-b4
+         * packs 4 MiB per call) */
         float *P = Wp + fr_fast_ih_offset(d) + (q * nb + j0 / 8) * In * 8;
-        pack_rows(W, In, q * H + j0, j1 - j0, In, P);
-        panel_axpy(x, In, M, In, P, Xp + q * H + j0, GX, j1 - j0, NULL);
+        for (int64_t c = j0; c < j1; c += 16) {
+            const int64_t w = j1 - c < 16 ? j1 - c : 16;
+            pack_rows(W, In, q * H + c, w, In, P);
+            panel_axpy(x, In, M, In, P, Xp + q * H + c, GX, w, NULL);
+        }
     }
 }
 
