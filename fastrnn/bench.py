@@ -16,7 +16,9 @@ Every engine runs the same weights (``fr.from_torch(module)``) on the same rando
 normal inputs, with the same thread count (``--threads``, default 2). A time is
 the median over ``--repeat`` repeats, after warm-up; a repeat runs the call often
 enough to last at least a few milliseconds, so short calls are not timer noise.
-Nothing here asserts a time.
+The engines' repeats of a shape are taken in turn (one repeat of each, then
+the next), so that a shared machine whose load changes during a run slows
+every engine alike and the ratios hold. Nothing here asserts a time.
 
 GFLOP/s counts 2*B*G*H*(I+H) flops per step and sequence (G = 4 LSTM, 3 GRU,
 1 RNN; summed over the valid steps only when lengths vary), x3 for training; the
@@ -508,10 +510,9 @@ def numpy_lstm(x, W_ihT, W_hhT, b, lengths=None):
 # ---------------------------------------------------------------------------
 # timing
 
-def measure(fn, repeat=11, min_time=0.02, warmup_time=0.05):
-    """Median seconds per call of fn: warm up (at least 2 calls and
-    warmup_time), then `repeat` repeats of `number` calls each, `number` chosen
-    so that a repeat lasts about min_time."""
+def _calls_per_repeat(fn, min_time, warmup_time):
+    """Warm fn up (at least 2 calls and warmup_time) and return how many calls
+    make a repeat of about min_time."""
     times = []
     start = time.perf_counter()
     while len(times) < 2 or time.perf_counter() - start < warmup_time:
@@ -521,14 +522,46 @@ def measure(fn, repeat=11, min_time=0.02, warmup_time=0.05):
         if len(times) >= 1000:
             break
     one = max(min(times), 1e-7)
-    number = max(1, int(min_time / one))
-    samples = []
+    return max(1, int(min_time / one))
+
+
+def _one_repeat(fn, number):
+    t0 = time.perf_counter()
+    for _ in range(number):
+        fn()
+    return (time.perf_counter() - t0) / number
+
+
+def measure(fn, repeat=11, min_time=0.02, warmup_time=0.05):
+    """Median seconds per call of fn: warm up (at least 2 calls and
+    warmup_time), then `repeat` repeats of `number` calls each, `number` chosen
+    so that a repeat lasts about min_time."""
+    number = _calls_per_repeat(fn, min_time, warmup_time)
+    return statistics.median(_one_repeat(fn, number) for _ in range(repeat))
+
+
+def measure_interleaved(fns, repeat=11, min_time=0.02, warmup_time=0.05):
+    """measure() for several engines at once: {name: fn} -> {name: median
+    seconds per call}, the engines' repeats taken in turn (repeat r of every
+    engine, then repeat r + 1), so that a machine whose load changes over a
+    run slows them alike and their ratio holds. An engine whose call raises
+    is left out of the result and its error given back:
+    returns (medians, {name: exception})."""
+    numbers, errors = {}, {}
+    for name, fn in fns.items():
+        try:
+            numbers[name] = _calls_per_repeat(fn, min_time, warmup_time)
+        except Exception as e:
+            errors[name] = e
+    samples = {name: [] for name in numbers}
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        for _ in range(number):
-            fn()
-        samples.append((time.perf_counter() - t0) / number)
-    return statistics.median(samples)
+        for name in list(samples):
+            try:
+                samples[name].append(_one_repeat(fns[name], numbers[name]))
+            except Exception as e:
+                errors[name] = e
+                del samples[name]
+    return {name: statistics.median(v) for name, v in samples.items()}, errors
 
 
 def sgemm_gflops(n=2048, repeat=5, dtype=np.float32):
@@ -702,31 +735,31 @@ def run_shape(shape, engines, dtype, threads, repeat, min_time, progress, notes,
         if diff > tol:
             notes.append("%s: fastrnn output differs from torch by %.3g (tolerance %g)"
                          % (shape.name, diff, tol))
-    ms = {}
+    fns = {}
     for engine in engines:
         if not applicable(shape, engine):
             continue
         try:
-            fn = case.runner(engine)
+            fns[engine] = case.runner(engine)
         except Unavailable as e:
             skipped.setdefault((engine, str(e)), []).append(shape.name)
-            continue
         except Exception as e:  # a peer that cannot set this case up
             reason = "%s: %s" % (type(e).__name__, _first_line(e))
             skipped.setdefault((engine, reason), []).append(shape.name)
             progress("    %-8s failed: %s" % (engine, reason))
-            continue
-        try:
-            t = measure(fn, repeat=repeat, min_time=min_time)
-        except Exception as e:
-            notes.append("%s: %s failed: %s: %s" % (shape.name, engine, type(e).__name__,
-                                                     _first_line(e)))
-            continue
-        finally:
-            del fn
-            gc.collect()
-        ms[engine] = t * 1e3
-        progress("    %-8s %s ms" % (engine, _fmt_ms(ms[engine])))
+    try:
+        medians, errors = measure_interleaved(fns, repeat=repeat, min_time=min_time)
+    finally:
+        fns.clear()
+        gc.collect()
+    for engine, e in errors.items():
+        notes.append("%s: %s failed: %s: %s" % (shape.name, engine, type(e).__name__,
+                                                 _first_line(e)))
+    ms = {}
+    for engine in engines:
+        if engine in medians:
+            ms[engine] = medians[engine] * 1e3
+            progress("    %-8s %s ms" % (engine, _fmt_ms(ms[engine])))
     return case, ms, diff
 
 

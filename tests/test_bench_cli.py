@@ -55,3 +55,31 @@ def test_custom_run_writes_json(tmp_path, capsys):
     assert lstm["speedup_vs_best_peer"] == pytest.approx(
         lstm["ms"]["numpy"] / lstm["ms"]["fastrnn"])
     assert "lstm:3:12:5:7:infer" in capsys.readouterr().out
+
+
+def test_measure_interleaved_takes_repeats_in_turn():
+    """After each engine's warm-up, repeat r of every engine runs before
+    repeat r + 1 of any; an engine that fails is left out with its error."""
+    from fastrnn import bench
+    log = []
+
+    def engine(name, fail_after=None):
+        def fn():
+            log.append(name)
+            if fail_after is not None and log.count(name) > fail_after:
+                raise RuntimeError(f"{name} broke")
+        return fn
+
+    medians, errors = bench.measure_interleaved(
+        {"a": engine("a"), "b": engine("b"), "c": engine("c", fail_after=1000)},
+        repeat=4, min_time=0.0, warmup_time=0.0)
+    assert set(medians) == {"a", "b", "c"} and not errors
+    assert all(v > 0 for v in medians.values())
+    timed = log[6:]   # 2 warm-up calls each, then 1 call per repeat
+    assert timed == ["a", "b", "c"] * 4
+    log.clear()
+    medians, errors = bench.measure_interleaved(
+        {"a": engine("a"), "b": engine("b", fail_after=3)},
+        repeat=4, min_time=0.0, warmup_time=0.0)
+    assert set(medians) == {"a"} and isinstance(errors["b"], RuntimeError)
+    assert log.count("a") == 2 + 4
