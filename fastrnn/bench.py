@@ -540,11 +540,14 @@ def measure(fn, repeat=11, min_time=0.02, warmup_time=0.05):
     return statistics.median(_one_repeat(fn, number) for _ in range(repeat))
 
 
-def measure_interleaved(fns, repeat=11, min_time=0.02, warmup_time=0.05):
+def measure_interleaved(fns, repeat=11, min_time=0.02, warmup_time=0.05, settle=0.02):
     """measure() for several engines at once: {name: fn} -> {name: median
     seconds per call}, the engines' repeats taken in turn (repeat r of every
     engine, then repeat r + 1), so that a machine whose load changes over a
-    run slows them alike and their ratio holds. An engine whose call raises
+    run slows them alike and their ratio holds. Before each turn the process
+    sleeps `settle` seconds: the engine that ran last leaves its thread pool
+    spinning for a while (OpenMP's and ORT's wait policies), which would
+    otherwise take the cores from the next one. An engine whose call raises
     is left out of the result and its error given back:
     returns (medians, {name: exception})."""
     numbers, errors = {}, {}
@@ -557,6 +560,9 @@ def measure_interleaved(fns, repeat=11, min_time=0.02, warmup_time=0.05):
     for _ in range(repeat):
         for name in list(samples):
             try:
+                if settle > 0 and len(samples) > 1:
+                    time.sleep(settle)
+                    fns[name]()  # the pool's threads wake up outside the timing
                 samples[name].append(_one_repeat(fns[name], numbers[name]))
             except Exception as e:
                 errors[name] = e

@@ -70,16 +70,19 @@ def test_measure_interleaved_takes_repeats_in_turn():
                 raise RuntimeError(f"{name} broke")
         return fn
 
-    medians, errors = bench.measure_interleaved(
-        {"a": engine("a"), "b": engine("b"), "c": engine("c", fail_after=1000)},
-        repeat=4, min_time=0.0, warmup_time=0.0)
+    fns = {"a": engine("a"), "b": engine("b"), "c": engine("c", fail_after=1000)}
+    medians, errors = bench.measure_interleaved(fns, repeat=4, min_time=0.0,
+                                                warmup_time=0.0, settle=0.0)
     assert set(medians) == {"a", "b", "c"} and not errors
     assert all(v > 0 for v in medians.values())
-    timed = log[6:]   # 2 warm-up calls each, then 1 call per repeat
-    assert timed == ["a", "b", "c"] * 4
+    assert log[6:] == ["a", "b", "c"] * 4   # 2 warm-up calls each, then 1 per repeat
+    # with a pause before each turn, one untimed call wakes the engine's pool
+    log.clear()
+    bench.measure_interleaved(fns, repeat=3, min_time=0.0, warmup_time=0.0, settle=0.001)
+    assert log[6:] == ["a", "a", "b", "b", "c", "c"] * 3
     log.clear()
     medians, errors = bench.measure_interleaved(
         {"a": engine("a"), "b": engine("b", fail_after=3)},
-        repeat=4, min_time=0.0, warmup_time=0.0)
+        repeat=4, min_time=0.0, warmup_time=0.0, settle=0.0)
     assert set(medians) == {"a"} and isinstance(errors["b"], RuntimeError)
     assert log.count("a") == 2 + 4
