@@ -540,14 +540,16 @@ def measure(fn, repeat=11, min_time=0.02, warmup_time=0.05):
     return statistics.median(_one_repeat(fn, number) for _ in range(repeat))
 
 
-def measure_interleaved(fns, repeat=11, min_time=0.02, warmup_time=0.05, settle=0.02):
+def measure_interleaved(fns, repeat=11, min_time=0.02, warmup_time=0.05, settle=0.25):
     """measure() for several engines at once: {name: fn} -> {name: median
     seconds per call}, the engines' repeats taken in turn (repeat r of every
     engine, then repeat r + 1), so that a machine whose load changes over a
     run slows them alike and their ratio holds. Before each turn the process
     sleeps `settle` seconds: the engine that ran last leaves its thread pool
-    spinning for a while (OpenMP's and ORT's wait policies), which would
-    otherwise take the cores from the next one. An engine whose call raises
+    spinning for a while (OpenMP's and ORT's wait policies; OpenBLAS's idle
+    threads yield-spin for about 0.1 s), which would otherwise take the cores
+    from the next one (with 20 ms, serve-lstm ran at half speed after the
+    NumPy loop's OpenBLAS calls). An engine whose call raises
     is left out of the result and its error given back:
     returns (medians, {name: exception})."""
     numbers, errors = {}, {}
