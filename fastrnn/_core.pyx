@@ -247,6 +247,34 @@ def _weight_shapes(int cell, int I, int H, int L, int D):
     return ih, hh, b
 
 
+cdef int _forward_call(fr_desc *d, Plan plan, bint f32, void *px, void *ph0, void *pc0,
+                       void *pm, void *py, void *phn, void *pcn, void *pcache,
+                       void *pwork):
+    """fr_forward of the plan's dtype on checked arrays' data, without the GIL."""
+    cdef void **pw = plan.pw.p
+    cdef void **pr = plan.pr.p
+    cdef void **bw = plan.pbw.p if plan.pbw is not None else NULL
+    cdef void **br = plan.pbr.p if plan.pbr is not None else NULL
+    cdef int st
+    if f32:
+        with nogil:
+            st = fr_forward_f32(d, <const float *>px, <const float *const *>pw,
+                                <const float *const *>pr, <const float *const *>bw,
+                                <const float *const *>br, <const float *>ph0,
+                                <const float *>pc0, <const float *>pm, <float *>py,
+                                <float *>phn, <float *>pcn, <float *>pcache,
+                                <float *>pwork)
+    else:
+        with nogil:
+            st = fr_forward_f64(d, <const double *>px, <const double *const *>pw,
+                                <const double *const *>pr, <const double *const *>bw,
+                                <const double *const *>br, <const double *>ph0,
+                                <const double *>pc0, <const double *>pm, <double *>py,
+                                <double *>phn, <double *>pcn, <double *>pcache,
+                                <double *>pwork)
+    return st
+
+
 def forward(Plan plan, x, h0, c0, dropmask, lengths, bint training, int num_threads):
     """Run all layers and directions. Returns (y, h_n, c_n or None, cache or None).
 
@@ -282,36 +310,9 @@ def forward(Plan plan, x, h0, c0, dropmask, lengths, bint training, int num_thre
     cache = _empty((fr_cache_len(&d),), dt) if training else None
     work = _empty((fr_forward_work_len(&d, training),), dt)
 
-    cdef void *px = _data(x)
-    cdef void *ph0 = _data(h0)
-    cdef void *pc0 = _data(c0)
-    cdef void *pm = _data(dropmask)
-    cdef void *py = _data(y)
-    cdef void *phn = _data(hn)
-    cdef void *pcn = _data(cn)
-    cdef void *pcache = _data(cache)
-    cdef void *pwork = _data(work)
-    cdef void **pw = plan.pw.p
-    cdef void **pr = plan.pr.p
-    cdef void **bw = plan.pbw.p if plan.pbw is not None else NULL
-    cdef void **br = plan.pbr.p if plan.pbr is not None else NULL
-    cdef int st
-    if dt == np.float32:
-        with nogil:
-            st = fr_forward_f32(&d, <const float *>px, <const float *const *>pw,
-                                <const float *const *>pr, <const float *const *>bw,
-                                <const float *const *>br, <const float *>ph0,
-                                <const float *>pc0, <const float *>pm, <float *>py,
-                                <float *>phn, <float *>pcn, <float *>pcache,
-                                <float *>pwork)
-    else:
-        with nogil:
-            st = fr_forward_f64(&d, <const double *>px, <const double *const *>pw,
-                                <const double *const *>pr, <const double *const *>bw,
-                                <const double *const *>br, <const double *>ph0,
-                                <const double *>pc0, <const double *>pm, <double *>py,
-                                <double *>phn, <double *>pcn, <double *>pcache,
-                                <double *>pwork)
+    cdef int st = _forward_call(&d, plan, dt == np.float32, _data(x), _data(h0), _data(c0),
+                                _data(dropmask), _data(y), _data(hn), _data(cn),
+                                _data(cache), _data(work))
     _raise_status(st, "fastrnn kernel")
     return y, hn, cn, cache
 
@@ -400,31 +401,9 @@ cdef class Stepper:
         cdef void *work = malloc(<size_t>wlen * self.esize + 64)
         if work == NULL:
             raise MemoryError()
-        cdef void *px = _data(x)
-        cdef void *ph0 = _data(h0)
-        cdef void *pc0 = _data(c0)
-        cdef void *py = _data(y)
-        cdef void *phn = _data(hn)
-        cdef void *pcn = _data(cn)
-        cdef void **pw = plan.pw.p
-        cdef void **pr = plan.pr.p
-        cdef void **bw = plan.pbw.p if plan.pbw is not None else NULL
-        cdef void **br = plan.pbr.p if plan.pbr is not None else NULL
-        cdef int st
-        if self.esize == 4:
-            with nogil:
-                st = fr_forward_f32(&d, <const float *>px, <const float *const *>pw,
-                                    <const float *const *>pr, <const float *const *>bw,
-                                    <const float *const *>br, <const float *>ph0,
-                                    <const float *>pc0, NULL, <float *>py,
-                                    <float *>phn, <float *>pcn, NULL, <float *>work)
-        else:
-            with nogil:
-                st = fr_forward_f64(&d, <const double *>px, <const double *const *>pw,
-                                    <const double *const *>pr, <const double *const *>bw,
-                                    <const double *const *>br, <const double *>ph0,
-                                    <const double *>pc0, NULL, <double *>py,
-                                    <double *>phn, <double *>pcn, NULL, <double *>work)
+        cdef int st = _forward_call(&d, plan, self.esize == 4, _data(x), _data(h0),
+                                    _data(c0), NULL, _data(y), _data(hn), _data(cn),
+                                    NULL, work)
         free(work)
         _raise_status(st, "fastrnn kernel")
         return y, ((hn, cn) if self.is_lstm else hn)

@@ -640,6 +640,30 @@ typedef struct {
     const int64_t *order;
 } fwd_team;
 
+/* The states step s reads (hp, cp) and writes (hx, cx), and its time t:
+ * training walks the cache's T+1 slots, inference ping-pongs h between two
+ * buffers (other threads may still read h_prev) and updates c in place. */
+static inline void step_states(const fwd_team *a, int64_t s, int64_t *t,
+                               const float **hp, const float **cp, float **hx, float **cx)
+{
+    const fr_desc *d = a->d;
+    const int64_t T = d->T, BH = d->B * d->H;
+    const int dir = a->dir, is_lstm = d->cell == FR_CELL_LSTM;
+    *t = dir ? T - 1 - s : s;
+    *cp = NULL;
+    *cx = NULL;
+    if (a->gates) {
+        const int64_t ip = dir ? *t + 1 : *t, ix = dir ? *t : *t + 1;
+        *hp = a->hs + ip * BH;
+        *hx = a->hs + ix * BH;
+        if (is_lstm) { *cp = a->cs + ip * BH; *cx = a->cs + ix * BH; }
+    } else {
+        *hp = (s % 2 == 0) ? a->h_a : a->h_b;
+        *hx = (s % 2 == 0) ? a->h_b : a->h_a;
+        if (is_lstm) *cp = *cx = a->c_buf;
+    }
+}
+
 /* The forward time loop over sequences [r0, r1), every unit (the batch
  * split between threads): no thread reads another's state, so the steps
  * need no meeting. Packed panels of every unit and the bias + projection
@@ -647,30 +671,21 @@ typedef struct {
 static AVX2 void fwd_rows(const fwd_team *a, int64_t r0, int64_t r1)
 {
     const fr_desc *d = a->d;
-    const int cell = d->cell, dir = a->dir, packed = a->packed;
-    const int64_t T = d->T, B = d->B, H = d->H, BH = B * H, ldy = a->ldy;
+    const int cell = d->cell, packed = a->packed;
+    const int64_t T = d->T, B = d->B, H = d->H, ldy = a->ldy;
     const int64_t GX = (int64_t)fr_num_gates(cell) * H;
     const int64_t GC = cell == FR_CELL_GRU ? 4 * H : GX;
     const int64_t nb = (H + 7) / 8, R_ = r1 - r0;
-    const int training = a->gates != NULL, is_lstm = cell == FR_CELL_LSTM;
+    const int training = a->gates != NULL;
     const int G = fr_num_gates(cell);
     const float *R = a->R, *bhn = a->bhn;
-    float *Xp = a->Xp, *Gh = a->Gh, *h_a = a->h_a, *h_b = a->h_b, *c_buf = a->c_buf;
-    float *hs = a->hs, *cs = a->cs, *gates = a->gates, *y = a->y, *Wp = a->Wp;
+    float *Xp = a->Xp, *Gh = a->Gh, *gates = a->gates, *y = a->y, *Wp = a->Wp;
     if (R_ <= 0) return;
     for (int64_t s = 0; s < T; s++) {
-        const int64_t t = dir ? T - 1 - s : s;
-        const float *hp, *cp = NULL;
-        float *hx, *cx = NULL;
-        if (training) {
-            const int64_t ip = dir ? t + 1 : t, ix = dir ? t : t + 1;
-            hp = hs + ip * BH; hx = hs + ix * BH;
-            if (is_lstm) { cp = cs + ip * BH; cx = cs + ix * BH; }
-        } else {
-            hp = (s % 2 == 0) ? h_a : h_b;
-            hx = (s % 2 == 0) ? h_b : h_a;
-            if (is_lstm) cp = cx = c_buf;
-        }
+        int64_t t;
+        const float *hp, *cp;
+        float *hx, *cx;
+        step_states(a, s, &t, &hp, &cp, &hx, &cx);
         float *xp = Xp + t * B * GX;
         float *acc = cell == FR_CELL_GRU ? Gh : xp;
         if (cell == FR_CELL_GRU)
@@ -700,16 +715,15 @@ static AVX2 void fwd_rows(const fwd_team *a, int64_t r0, int64_t r1)
 static AVX2 void fwd_thread(const fwd_team *a, int tid, int nth)
 {
     const fr_desc *d = a->d;
-    const int cell = d->cell, dir = a->dir, h0_zero = a->h0_zero, packed = a->packed;
-    const int64_t T = d->T, B = d->B, H = d->H, BH = B * H, ldy = a->ldy, In = a->In;
+    const int cell = d->cell, h0_zero = a->h0_zero, packed = a->packed;
+    const int64_t T = d->T, B = d->B, H = d->H, ldy = a->ldy, In = a->In;
     const int64_t GX = (int64_t)fr_num_gates(cell) * H;
     const int64_t GC = cell == FR_CELL_GRU ? 4 * H : GX;
     const int64_t *lengths = d->lengths, *order = a->order;
-    const int training = a->gates != NULL, is_lstm = cell == FR_CELL_LSTM;
+    const int training = a->gates != NULL;
     const int G = fr_num_gates(cell);
     const float *R = a->R, *bhn = a->bhn, *x = a->x, *W = a->W;
-    float *Xp = a->Xp, *Gh = a->Gh, *h_a = a->h_a, *h_b = a->h_b, *c_buf = a->c_buf;
-    float *hs = a->hs, *cs = a->cs, *gates = a->gates, *y = a->y, *Wp = a->Wp;
+    float *Xp = a->Xp, *Gh = a->Gh, *gates = a->gates, *y = a->y, *Wp = a->Wp;
     int64_t j0, j1, nact = B;
     unit_slice(H, tid, nth, &j0, &j1);
     const int64_t nb = (H + 7) / 8;
@@ -729,18 +743,10 @@ static AVX2 void fwd_thread(const fwd_team *a, int tid, int nth)
         return;
     }
     for (int64_t s = 0; s < T; s++) {
-        const int64_t t = dir ? T - 1 - s : s;
-        const float *hp, *cp = NULL;
-        float *hx, *cx = NULL;
-        if (training) {
-            const int64_t ip = dir ? t + 1 : t, ix = dir ? t : t + 1;
-            hp = hs + ip * BH; hx = hs + ix * BH;
-            if (is_lstm) { cp = cs + ip * BH; cx = cs + ix * BH; }
-        } else { /* h ping-pong (other threads still read h_prev), c in place */
-            hp = (s % 2 == 0) ? h_a : h_b;
-            hx = (s % 2 == 0) ? h_b : h_a;
-            if (is_lstm) cp = cx = c_buf;
-        }
+        int64_t t;
+        const float *hp, *cp;
+        float *hx, *cx;
+        step_states(a, s, &t, &hp, &cp, &hx, &cx);
         float *xp = Xp + t * B * GX;
         if (order) nact = active_count(lengths, order, B, t, nact);
         if (j1 > j0) {
