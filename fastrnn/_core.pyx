@@ -337,15 +337,12 @@ cdef class Stepper:
 
     Made by fastrnn.recurrent from a plan and the names of its arrays in the
     layer's dict, which each call gets. A call returns None, having run
-    nothing, when anything is not exactly what the kernel takes (an array of
-    the dict replaced, other options, x not a C-contiguous (B, input_size)
+    nothing, when anything is not exactly what the kernel takes (the store not
+    a dict, an array of it replaced, other options, x not a C-contiguous (B, input_size)
     array of the dtype, a state that is not exact (L, B, H) arrays): the
     caller then takes its full path, which converts or explains."""
     cdef readonly Plan plan
     cdef list order
-    cdef bint is_lstm
-    cdef int type_num
-    cdef size_t esize
 
     def __init__(self, Plan plan, list order):
         if plan.D != 1:
@@ -353,37 +350,36 @@ cdef class Stepper:
         if len(order) != len(plan.arrays):
             raise ValueError("Stepper: expected one name per array of the plan")
         self.plan, self.order = plan, order
-        self.is_lstm = plan.cell == CELLS["LSTM"]
-        self.type_num = (<cnp.dtype>plan.dtype).type_num
-        self.esize = (<cnp.dtype>plan.dtype).itemsize
 
-    def run(self, dict store, x, state, int gru_lbr, double clip, int num_threads):
+    def run(self, store, x, state, int gru_lbr, double clip, int num_threads):
         cdef Plan plan = self.plan
         cdef Py_ssize_t i, n = len(self.order)
-        if gru_lbr != plan.gru_lbr or clip != plan.clip:
+        cdef bint is_lstm = plan.cell == CELLS["LSTM"]
+        cdef int type_num = (<cnp.dtype>plan.dtype).type_num
+        if type(store) is not dict or gru_lbr != plan.gru_lbr or clip != plan.clip:
             return None
         for i in range(n):
-            if store.get(self.order[i]) is not plan.arrays[i]:
+            if (<dict>store).get(self.order[i]) is not plan.arrays[i]:
                 return None
         if not cnp.PyArray_Check(x) or cnp.PyArray_NDIM(<cnp.ndarray>x) != 2:
             return None
         cdef cnp.npy_intp B = cnp.PyArray_DIMS(<cnp.ndarray>x)[0]
         cdef cnp.npy_intp L = plan.L, H = plan.H
-        if B < 1 or not _is_exact(x, self.type_num, 2, B, plan.input_size, 0):
+        if B < 1 or not _is_exact(x, type_num, 2, B, plan.input_size, 0):
             return None
         h0 = c0 = None
         if state is not None:
-            if self.is_lstm:
+            if is_lstm:
                 if type(state) is not tuple or len(state) != 2:
                     return None
                 h0 = (<tuple>state)[0]
                 c0 = (<tuple>state)[1]
-                if not (_is_exact(h0, self.type_num, 3, L, B, H)
-                        and _is_exact(c0, self.type_num, 3, L, B, H)):
+                if not (_is_exact(h0, type_num, 3, L, B, H)
+                        and _is_exact(c0, type_num, 3, L, B, H)):
                     return None
             else:
                 h0 = state
-                if not _is_exact(h0, self.type_num, 3, L, B, H):
+                if not _is_exact(h0, type_num, 3, L, B, H):
                     return None
         cdef fr_desc d
         d.cell, d.T, d.B, d.I_, d.H = plan.cell, 1, B, plan.input_size, H
@@ -391,22 +387,23 @@ cdef class Stepper:
         d.lengths, d.gru_lbr, d.clip = NULL, plan.gru_lbr, plan.clip
         cdef cnp.npy_intp dims[3]
         dims[0], dims[1], dims[2] = B, H, 0
-        y = cnp.PyArray_EMPTY(2, dims, self.type_num, 0)
+        y = cnp.PyArray_EMPTY(2, dims, type_num, 0)
         dims[0], dims[1], dims[2] = L, B, H
-        hn = cnp.PyArray_EMPTY(3, dims, self.type_num, 0)
-        cn = cnp.PyArray_EMPTY(3, dims, self.type_num, 0) if self.is_lstm else None
+        hn = cnp.PyArray_EMPTY(3, dims, type_num, 0)
+        cn = cnp.PyArray_EMPTY(3, dims, type_num, 0) if is_lstm else None
         cdef int64_t wlen = fr_forward_work_len(&d, 0)
         if wlen < 0:
             return None
-        cdef void *work = malloc(<size_t>wlen * self.esize + 64)
+        cdef bint f32 = type_num == cnp.NPY_FLOAT32
+        cdef void *work = malloc(<size_t>wlen * (4 if f32 else 8))
         if work == NULL:
             raise MemoryError()
-        cdef int st = _forward_call(&d, plan, self.esize == 4, _data(x), _data(h0),
+        cdef int st = _forward_call(&d, plan, f32, _data(x), _data(h0),
                                     _data(c0), NULL, _data(y), _data(hn), _data(cn),
                                     NULL, work)
         free(work)
         _raise_status(st, "fastrnn kernel")
-        return y, ((hn, cn) if self.is_lstm else hn)
+        return y, ((hn, cn) if is_lstm else hn)
 
 
 def backward(Plan plan, Plan grads, x, dropmask, lengths, cache, dy, dhn, dcn,

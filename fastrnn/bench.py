@@ -532,17 +532,11 @@ def _one_repeat(fn, number):
     return (time.perf_counter() - t0) / number
 
 
-def measure(fn, repeat=11, min_time=0.02, warmup_time=0.05):
-    """Median seconds per call of fn: warm up (at least 2 calls and
-    warmup_time), then `repeat` repeats of `number` calls each, `number` chosen
-    so that a repeat lasts about min_time."""
-    number = _calls_per_repeat(fn, min_time, warmup_time)
-    return statistics.median(_one_repeat(fn, number) for _ in range(repeat))
-
-
 def measure_interleaved(fns, repeat=11, min_time=0.02, warmup_time=0.05, settle=0.25):
-    """measure() for several engines at once: {name: fn} -> {name: median
-    seconds per call}, the engines' repeats taken in turn (repeat r of every
+    """Median seconds per call of several engines: {name: fn} -> {name:
+    median}. Each is warmed up (at least 2 calls and warmup_time), then
+    `repeat` repeats of enough calls to last about min_time are taken, the
+    engines' repeats in turn (repeat r of every
     engine, then repeat r + 1), so that a machine whose load changes over a
     run slows them alike and their ratio holds. Before each turn the process
     sleeps `settle` seconds: the engine that ran last leaves its thread pool

@@ -137,12 +137,11 @@ class _RNNBase(RegularizedMixin):
                 [store[f"bias_hh_{n}"] for n in names])
 
     def __getstate__(self):
-        """Copies and pickles leave out the kernel plans (C pointer tables
-        into this object's own arrays, rebuilt on the next call) and step()'s
-        reference to its last state."""
+        """Copies and pickles leave out the kernel plans and step()'s stepper
+        (C pointer tables into this object's own arrays, rebuilt on the next
+        call)."""
         state = self.__dict__.copy()
         state.pop("_plans", None)
-        state.pop("_last_state", None)
         state.pop("_stepper", None)
         return state
 
@@ -401,9 +400,9 @@ class _RNNBase(RegularizedMixin):
         # the per-call path: the stepper made by the first call checks (in C)
         # that everything is exactly what the kernel takes, else returns None
         stepper = self.__dict__.get("_stepper")
-        if stepper is not None and self.zoneout == 0 and self.recurrent_dropout == 0:
-            out = stepper.run(self.params, x_t, state, self.linear_before_reset, self.clip or 0.0,
-                          get_num_threads())
+        if stepper is not None and not self._regularized:
+            out = stepper.run(self.params, x_t, state, self.linear_before_reset,
+                              self.clip or 0.0, get_num_threads())
             if out is not None:
                 return out
         return self._step_checked(x_t, state)
@@ -425,9 +424,7 @@ class _RNNBase(RegularizedMixin):
             raise ValueError("x_t: expected at least one sequence (B >= 1)")
         xt = arr.reshape(1, B, self.input_size)  # a view: arr is C-contiguous
         is_lstm = self._is_lstm
-        # the state this layer's last step returned is taken as it is (the
-        # kernel checks its arrays' shapes and dtype again)
-        if state is not self.__dict__.get("_last_state") and not self._state_ok(state, B):
+        if not self._state_ok(state, B):
             state = self._state(state, B, "state")
             if not is_lstm:
                 state = state[0]
@@ -441,7 +438,6 @@ class _RNNBase(RegularizedMixin):
         y, hn, cn, _ = _core.forward(plan, xt, h0, c0, None, None, False,
                                      get_num_threads())
         out = (hn, cn) if is_lstm else hn
-        self._last_state = out
         stepper = self.__dict__.get("_stepper")
         if stepper is None or stepper.plan is not plan:
             self._stepper = _core.Stepper(plan, self._plan_order)

@@ -6,6 +6,9 @@
  * sequence: it computes the recurrent product for its units' gate rows of
  * W_hh (which stay in its cache), then the gate math for those units, then
  * meets the others at one barrier per step. No BLAS call inside the loop.
+ * Small models with equal lengths split the batch instead (fast_by_rows in
+ * rnn_fast.c): each thread runs every unit of its own sequences, with no
+ * meeting between steps.
  *
  * Every value is computed by the same instruction sequence whatever the
  * slicing, so the thread count never changes the bits of a result.

@@ -355,9 +355,12 @@ def test_step_sees_replaced_and_edited_weights(helpers, cell, rng):
     # edited in place (what optimizers and load_state_dict do)
     layer.load_state_dict(other.state_dict())
     np.testing.assert_array_equal(_stream(layer, x)[0], _stream(other, x)[0])
-    # the whole dict replaced
+    # the whole dict replaced, by a dict and by another mapping type
     layer.params = {k: v.copy() for k, v in mixed.params.items()}
     np.testing.assert_array_equal(_stream(layer, x)[0], _stream(mixed, x)[0])
+    from collections import OrderedDict
+    layer.params = OrderedDict((k, v.copy()) for k, v in other.params.items())
+    np.testing.assert_array_equal(_stream(layer, x)[0], _stream(other, x)[0])
 
 
 def test_step_sees_changed_options(rng):
