@@ -20,6 +20,11 @@ from fastrnn import _core
 
 PATHS = [("float32", True), ("float32", False), ("float64", False)]
 
+# hidden sizes: under one block of 8 units per thread; and 43, where the
+# fast path's gate math takes two blocks side by side, one block and a
+# padded tail (at 1 and 2 threads)
+UNITS = [10, 43]
+
 
 @pytest.fixture
 def path(request):
@@ -44,10 +49,11 @@ def _set(layer, w_ih, w_hh=0.0, bias=0.0):
 
 @pytest.mark.parametrize("path", PATHS, indirect=True, ids=lambda p: f"{p[0]}-{'fast' if p[1] else 'portable'}")
 @pytest.mark.parametrize("v", [1e4, 3.0e38, np.inf])
-def test_lstm_gates_saturate_exactly(path, v):
+@pytest.mark.parametrize("H", UNITS)
+def test_lstm_gates_saturate_exactly(path, v, H):
     """i = f = o = sigmoid(+v) = 1 and g = tanh(+-v) = +-1 exactly: c counts
     the steps exactly (c_t = c_{t-1} + g); sigmoid(-v) = 0 gives c = h = 0."""
-    T, B, H = 5, 3, 11
+    T, B = 5, 3
     lstm = fr.LSTM(1, H, dtype=path, seed=0)
     x = np.full((T, B, 1), v, path)
     for sign in (1.0, -1.0):
@@ -71,8 +77,9 @@ def test_lstm_gates_saturate_exactly(path, v):
 
 @pytest.mark.parametrize("path", PATHS, indirect=True, ids=lambda p: f"{p[0]}-{'fast' if p[1] else 'portable'}")
 @pytest.mark.parametrize("v", [1e4, 3.0e38, np.inf])
-def test_gru_and_rnn_saturate_exactly(path, v):
-    T, B, H = 4, 2, 9
+@pytest.mark.parametrize("H", UNITS)
+def test_gru_and_rnn_saturate_exactly(path, v, H):
+    T, B = 4, 2
     rng = np.random.default_rng(0)
     h0 = rng.uniform(-0.9, 0.9, size=(1, B, H)).astype(path)
     x = np.full((T, B, 1), v, path)
@@ -95,10 +102,11 @@ def test_gru_and_rnn_saturate_exactly(path, v):
 
 @pytest.mark.parametrize("path", PATHS, indirect=True, ids=lambda p: f"{p[0]}-{'fast' if p[1] else 'portable'}")
 @pytest.mark.parametrize("cell", ["LSTM", "GRU", "RNN_TANH", "RNN_RELU"])
-def test_nan_propagates_within_its_sequence(path, cell):
+@pytest.mark.parametrize("H", UNITS)
+def test_nan_propagates_within_its_sequence(path, cell, H):
     """NaN in x[t, b] makes y[t:, b] NaN and h_n[:, b] NaN (forward direction);
     the other sequences are untouched, bit for bit; NaN in h0 likewise."""
-    T, B, I, H = 6, 4, 3, 10
+    T, B, I = 6, 4, 3
     if cell.startswith("RNN"):
         layer = fr.RNN(I, H, nonlinearity=cell[4:].lower(), dtype=path, seed=1)
     else:
