@@ -423,6 +423,9 @@ SMALL_BATCH_PATHS = [  # cell, I, H, B, T, layers, bidirectional
     ("lstm", 20, 32, 3, 50, 1, False, "equal"),
     ("gru", 7, 61, 5, 30, 2, True, "equal"),
     ("rnn_relu", 9, 100, 4, 40, 1, False, "equal"),
+    # ... 3+ rows a thread: each thread projects its own rows every step
+    ("lstm", 33, 77, 7, 20, 1, False, "equal"),
+    ("gru", 24, 61, 8, 15, 2, True, "equal"),
 ]
 
 
