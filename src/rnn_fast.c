@@ -204,6 +204,24 @@ static inline AVX2 void dot_4x1(const float *restrict h, int64_t ldh,
     DOT_FINISH(a2, h2, w, out[2 * ldo]); DOT_FINISH(a3, h3, w, out[3 * ldo]);
 }
 
+/* hsum of 8 vectors at once, lane r = hsum(a[r]) bit for bit: the same
+ * pairs added in the same order, ((l0+l4) + (l2+l6)) + ((l1+l5) + (l3+l7)),
+ * with 21 instructions instead of 8 x 6 */
+static inline AVX2 __m256 hsum8(const __m256 *a)
+{
+    __m256 q[4], c[2];
+    for (int i = 0; i < 4; i++) /* [a(2i) lo+hi | a(2i+1) lo+hi]: q0..q3 of each */
+        q[i] = _mm256_add_ps(_mm256_permute2f128_ps(a[2 * i], a[2 * i + 1], 0x20),
+                             _mm256_permute2f128_ps(a[2 * i], a[2 * i + 1], 0x31));
+    for (int i = 0; i < 2; i++) /* q0+q2, q1+q3 of rows 4i, 4i+2 | 4i+1, 4i+3 */
+        c[i] = _mm256_add_ps(_mm256_shuffle_ps(q[2 * i], q[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm256_shuffle_ps(q[2 * i], q[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    /* (q0+q2) + (q1+q3): lanes hold rows 0 2 4 6 | 1 3 5 7 */
+    const __m256 f = _mm256_add_ps(_mm256_shuffle_ps(c[0], c[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                   _mm256_shuffle_ps(c[0], c[1], _MM_SHUFFLE(3, 1, 3, 1)));
+    return _mm256_permutevar8x32_ps(f, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
 /* 1 sequence x 8 rows: 8 chains, 9 loads per 8 FMAs (batch-1 streaming) */
 static inline AVX2 void dot_1x8(const float *restrict h, const float *restrict w,
                                 int64_t ldw, int64_t K, float *restrict out)
@@ -215,6 +233,10 @@ static inline AVX2 void dot_1x8(const float *restrict h, const float *restrict w
         __m256 v = _mm256_loadu_ps(h + k);
         for (int r = 0; r < 8; r++)
             a[r] = _mm256_fmadd_ps(v, _mm256_loadu_ps(w + r * ldw + k), a[r]);
+    }
+    if (K8 == K) { /* no scalar tail: out[r] += hsum(a[r]) for all 8 at once */
+        _mm256_storeu_ps(out, _mm256_add_ps(_mm256_loadu_ps(out), hsum8(a)));
+        return;
     }
     for (int r = 0; r < 8; r++) DOT_FINISH(a[r], h, w + r * ldw, out[r]);
 }
