@@ -89,8 +89,10 @@ static inline int fr_fast_proj_mode(const fr_desc *d)
  * training, and the final states into hn, cn. Wp: SCRATCH of
  * fr_fast_pack_len(d) floats, 32-byte aligned, for W_hh packed in row panels.
  * x (T,B,In) and W (= W_ih) non-NULL: Xp holds only the bias and the loop
- * adds x W_ih^T itself, each thread for its own units (fr_fast_proj_mode
- * 1 or 2; in mode 2 Wp also holds fr_fast_ih_floats(d, In) more floats).
+ * adds x W_ih^T itself, each thread for its own units, or, when the batch
+ * is split between threads with 3+ rows each, for its own rows at each step
+ * (fr_fast_proj_mode 1 or 2; in mode 2 Wp also holds fr_fast_ih_floats(d,
+ * In) more floats).
  */
 void fr_fast_forward_f32(const fr_desc *d, int dir, const float *R, const float *bhn,
                          float *Xp, float *Gh, int h0_zero,
