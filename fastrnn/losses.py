@@ -609,10 +609,24 @@ def _decode_blank(blank, C):
     return blank
 
 
+def _label_sequence(s, name):
+    """A list of the labels of a sequence (list, tuple, str, 1-D array)."""
+    if isinstance(s, np.ndarray):
+        if s.ndim != 1:
+            raise ValueError(f"edit_distance: {name} must be 1-D, got shape {s.shape}")
+        return s.tolist()
+    if isinstance(s, (list, tuple, str, range)):
+        return list(s)
+    raise TypeError(f"edit_distance: {name} must be a sequence of labels (list, tuple, "
+                    f"str or 1-D array), got {type(s).__name__}")
+
+
 def edit_distance(a, b):
     """Levenshtein distance between two label sequences (insertions,
     deletions and substitutions cost 1): the numerator of a character error
-    rate of decoded CTC output against its reference."""
+    rate of decoded CTC output against its reference. a, b: lists, tuples,
+    strings or 1-D arrays of labels."""
+    a, b = _label_sequence(a, "a"), _label_sequence(b, "b")
     prev = list(range(len(b) + 1))
     for i, x in enumerate(a, 1):
         cur = [i] + [0] * len(b)

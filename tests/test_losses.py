@@ -650,3 +650,17 @@ def test_edit_distance():
     assert L.edit_distance([1, 3], [1, 2, 3]) == 1          # insertion
     assert L.edit_distance([1, 2, 3], [1, 4, 3]) == 1       # substitution
     assert L.edit_distance("kitten", "sitting") == 3
+    assert L.edit_distance(np.array([1, 2, 3]), (1, 4, 3)) == 1
+
+
+@pytest.mark.parametrize("bad, err, msg", [
+    (None, TypeError, "{} must be a sequence"),
+    (5, TypeError, "{} must be a sequence"),
+    ({1, 2}, TypeError, "{} must be a sequence"),
+    (np.zeros((2, 3)), ValueError, "{} must be 1-D"),
+])
+def test_edit_distance_bad_inputs(bad, err, msg):
+    with pytest.raises(err, match=msg.format("a")):
+        L.edit_distance(bad, [1, 2])
+    with pytest.raises(err, match=msg.format("b")):
+        L.edit_distance([1, 2], bad)

@@ -429,37 +429,69 @@ SMALL_BATCH_PATHS = [  # cell, I, H, B, T, layers, bidirectional
 ]
 
 
-@pytest.mark.parametrize("case", SMALL_BATCH_PATHS, ids=lambda c: "-".join(map(str, c[:5])))
-def test_parity_float32_small_batch_paths(case, helpers, restore_threads):
-    H = helpers
+def _check_against_torch(H, case, dtype, threads):
+    """case = (cell, I, H, B, T, layers, bidirectional[, "equal"]): ragged
+    lengths (or equal ones), given initial states; inference and training
+    outputs, states, dx, dh0 and every gradient against torch at each thread
+    count. Returns each thread count's results for bit comparisons."""
     cell, I, Hs, B, T, L, bd = case[:7]
     D = 2 if bd else 1
     rng = np.random.default_rng(11)
     module, layer = H.make_pair(cell, I, Hs, num_layers=L, bidirectional=bd,
-                                dtype="float32", torch_seed=5)
-    x = rng.standard_normal((T, B, I)).astype(np.float32)
+                                dtype=dtype, torch_seed=5)
+    x = rng.standard_normal((T, B, I)).astype(dtype)
     lengths = rng.integers(1, T + 1, size=B)
     lengths[0] = T
     if case[7:] == ("equal",):
         lengths = None
-    h0 = (0.5 * rng.standard_normal((L * D, B, Hs))).astype(np.float32)
-    c0 = (0.5 * rng.standard_normal((L * D, B, Hs))).astype(np.float32)
+    h0 = (0.5 * rng.standard_normal((L * D, B, Hs))).astype(dtype)
+    c0 = (0.5 * rng.standard_normal((L * D, B, Hs))).astype(dtype)
     lstm = cell == "lstm"
     state0 = (h0, c0) if lstm else h0
-    R = rng.standard_normal((T, B, D * Hs)).astype(np.float32)
-    R_h = rng.standard_normal((L * D, B, Hs)).astype(np.float32)
+    R = rng.standard_normal((T, B, D * Hs)).astype(dtype)
+    R_h = rng.standard_normal((L * D, B, Hs)).astype(dtype)
     ref = H.torch_run(module, x, state0, lengths, R=R, R_h=R_h, R_c=R_h if lstm else None)
-    for nt in (1, 2):
+    dt = np.dtype(dtype).type
+    out = []
+    for nt in threads:
         fr.set_num_threads(nt)
         layer.zero_grad()
         y_inf, _ = layer(x, state0, lengths=lengths)
         y, st = layer.forward(x, state0, lengths=lengths)
         dx, ds0 = layer.backward(R, (R_h, R_h) if lstm else R_h)
         ctx = f"{case}, {nt} thread(s)"
-        H.assert_close(y_inf, ref["y"], np.float32, f"y (inference); {ctx}")
-        H.assert_close(y, ref["y"], np.float32, f"y; {ctx}")
-        H.assert_close(_split_state(cell, st)[0], ref["h_n"], np.float32, f"h_n; {ctx}")
-        H.assert_close(dx, ref["dx"], np.float32, f"dx; {ctx}")
-        H.assert_close(_split_state(cell, ds0)[0], ref["dh0"], np.float32, f"dh0; {ctx}")
+        H.assert_close(y_inf, ref["y"], dt, f"y (inference); {ctx}")
+        H.assert_close(y, ref["y"], dt, f"y; {ctx}")
+        H.assert_close(_split_state(cell, st)[0], ref["h_n"], dt, f"h_n; {ctx}")
+        H.assert_close(dx, ref["dx"], dt, f"dx; {ctx}")
+        H.assert_close(_split_state(cell, ds0)[0], ref["dh0"], dt, f"dh0; {ctx}")
         for name, g in ref["grads"].items():
-            H.assert_close(layer.grads[name], g, np.float32, f"grads[{name}]; {ctx}")
+            H.assert_close(layer.grads[name], g, dt, f"grads[{name}]; {ctx}")
+        out.append([("y_inf", y_inf), ("y", y), ("dx", dx)]
+                   + [(k, v.copy()) for k, v in sorted(layer.grads.items())])
+    return out
+
+
+@pytest.mark.parametrize("case", SMALL_BATCH_PATHS, ids=lambda c: "-".join(map(str, c[:5])))
+def test_parity_float32_small_batch_paths(case, helpers, restore_threads):
+    _check_against_torch(helpers, case, "float32", (1, 2))
+
+
+# GEMMs of many rows (T*B), which the kernels cut into 2, 4 or 8 row chunks
+# as T*B passes 4096 and 8192 (one single-threaded BLAS call each, the
+# chunks shared among the threads): against torch, and the same bits at 1, 2
+# and 3 threads.
+LONG_GEMMS = [  # cell, I, H, B, T, layers, bidirectional
+    ("lstm", 7, 13, 32, 70, 1, False),      # T*B = 2240: 2 chunks
+    ("gru", 5, 11, 64, 70, 2, True),        # 4480: 4 chunks
+    ("rnn_tanh", 3, 9, 100, 90, 1, False),  # 9000: 8 chunks
+]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("case", LONG_GEMMS, ids=lambda c: "-".join(map(str, c[:5])))
+def test_parity_long_gemms(case, dtype, helpers, restore_threads):
+    results = _check_against_torch(helpers, case, dtype, (1, 2, 3))
+    _assert_same_bits(results[0], results[1], "1 vs 2 threads")
+    _assert_same_bits(results[0], results[2], "1 vs 3 threads")
+
