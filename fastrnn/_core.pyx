@@ -44,6 +44,7 @@ cdef extern from "fastrnn.h" nogil:
                     double alpha, const double *A, int64_t lda, const double *B, int64_t ldb,
                     double beta, double *C, int64_t ldc)
     int fr_set_fast_path(int enable)
+    int fr_set_fast_width(int width)
     int fr_num_gates(int cell)
     int fr_check_desc(const fr_desc *d)
     int64_t fr_cache_len(const fr_desc *d)
@@ -112,6 +113,14 @@ def set_fast_path(bint enable):
     """Use the AVX2/FMA float32 kernels (default where the CPU has them) or
     the portable BLAS path; returns whether the fast path is now on."""
     return bool(fr_set_fast_path(enable))
+
+
+def set_fast_width(int width):
+    """Vector width of the fast kernels: 16 (AVX-512, where the CPU has it)
+    or 8 (AVX2/FMA); a wider request than the CPU runs gets its widest.
+    Returns the width now in use (0: this CPU has no fast kernels). Both
+    widths give the same bits; the default is the widest."""
+    return fr_set_fast_width(width)
 
 
 def max_threads():

@@ -79,6 +79,12 @@ void fr_set_blas_threads_api(fr_blas_set_threads_fn set, fr_blas_get_threads_fn 
  * returns whether they are on. On by default where available. */
 int fr_set_fast_path(int enable);
 
+/* Vector width of those kernels: 16 (AVX-512 F/VL/DQ, where the CPU has
+ * it) or 8 (AVX2/FMA); a wider request than the CPU runs gets its widest.
+ * Returns the width in use (0: no fast kernels here). Both widths give the
+ * same bits; the default is the widest. */
+int fr_set_fast_width(int width);
+
 /* Largest thread count OpenMP would use here (1 when built without OpenMP). */
 int fr_max_threads(void);
 

@@ -1,6 +1,8 @@
 /*
- * Internal: the AVX2/FMA float32 time loop (rnn_fast.c), chosen at run time
- * by rnn_impl.h when the CPU has AVX2 and FMA. Not part of the public API.
+ * Internal: the fast float32 time loop (rnn_fast_kernels.h, built at 16
+ * floats a vector for AVX-512 and at 8 for AVX2/FMA; rnn_fast.c picks one),
+ * chosen at run time by rnn_impl.h when the CPU has AVX2 and FMA. Not part
+ * of the public API.
  *
  * Each OpenMP thread owns a slice of hidden units [j0, j1) for the whole
  * sequence: it computes the recurrent product for its units' gate rows of
@@ -18,7 +20,8 @@
 
 #include "fastrnn.h"
 
-/* 1 when this CPU runs the AVX2/FMA kernels (checked once). */
+/* 1 when this CPU runs the fast kernels (AVX2 and FMA at least; checked
+ * once). */
 int fr_fast_available(void);
 
 /* Sequences shorter than this use W_hh unpacked (dot-product tiles): packing
@@ -87,7 +90,7 @@ static inline int fr_fast_proj_mode(const fr_desc *d)
  *   h0_zero   the initial h is known to be zero (skip the first product)
  * Writes y rows (stride ldy, output 0 past lengths), the gate cache in
  * training, and the final states into hn, cn. Wp: SCRATCH of
- * fr_fast_pack_len(d) floats, 32-byte aligned, for W_hh packed in row panels.
+ * fr_fast_pack_len(d) floats, 64-byte aligned, for W_hh packed in row panels.
  * x (T,B,In) and W (= W_ih) non-NULL: Xp holds only the bias and the loop
  * adds x W_ih^T itself, each thread for its own units, or, when the batch
  * is split between threads with 3+ rows each, for its own rows at each step
@@ -106,7 +109,7 @@ void fr_fast_forward_f32(const fr_desc *d, int dir, const float *R, const float 
  * rnn_impl.h): fills dGx, and dGh for GRU (for LSTM/RNN pass dGh == dGx), for
  * every step; dh holds dL/dh_n on entry, dhp is a second (B,H) buffer, dc
  * (LSTM) holds dL/dc_n and ends as dL/dc0. Rp: SCRATCH of
- * fr_fast_pack_len(d) floats, 32-byte aligned, for W_hh packed in column
+ * fr_fast_pack_len(d) floats, 64-byte aligned, for W_hh packed in column
  * panels. Returns the buffer (dh or dhp) that ends holding dL/dh0.
  */
 float *fr_fast_backward_f32(const fr_desc *d, int dir, const float *R,
@@ -115,8 +118,13 @@ float *fr_fast_backward_f32(const fr_desc *d, int dir, const float *R,
                             float *dGx, float *dGh, float *dh, float *dhp, float *dc,
                             float *Rp);
 
-/* Floats of W_hh packed in 8-wide panels (G*H by H, H rounded up to 8). */
-#define fr_fast_pack_floats(d) ((int64_t)fr_num_gates((d)->cell) * (d)->H * (((d)->H + 7) / 8 * 8))
+/* Panels are 8 or 16 floats wide (the vector width); the scratch sizes
+ * below are for 16, so they serve either. */
+#define FR_FAST_PANEL_MAX 16
+#define fr_fast_round_panel(n) (((n) + FR_FAST_PANEL_MAX - 1) / FR_FAST_PANEL_MAX * FR_FAST_PANEL_MAX)
+
+/* Floats of W_hh packed in panels (G*H by H, H rounded up to a panel). */
+#define fr_fast_pack_floats(d) ((int64_t)fr_num_gates((d)->cell) * (d)->H * fr_fast_round_panel((d)->H))
 
 /* ... of which the forward loop packs only for FR_FAST_PACK_MIN_T steps or
  * more (a streaming step's scratch stays small: no allocation that large
@@ -124,19 +132,20 @@ float *fr_fast_backward_f32(const fr_desc *d, int dir, const float *R,
 #define fr_fast_fwd_pack_floats(d) ((d)->T >= FR_FAST_PACK_MIN_T ? fr_fast_pack_floats(d) : 0)
 
 /* Scratch of the fast loops: the packed W_hh, then 2*B int64 for ordering a
- * variable-length batch by length, plus 16 floats for 32-byte alignments. */
-#define fr_fast_pack_len(d) (fr_fast_pack_floats(d) + 4 * (d)->B + 16)
-#define fr_fast_fwd_pack_len(d) (fr_fast_fwd_pack_floats(d) + 4 * (d)->B + 16)
+ * variable-length batch by length, plus 32 floats for the 64-byte
+ * alignments of the panels of W_hh and of W_ih (fr_fast_ih_offset). */
+#define fr_fast_pack_len(d) (fr_fast_pack_floats(d) + 4 * (d)->B + 32)
+#define fr_fast_fwd_pack_len(d) (fr_fast_fwd_pack_floats(d) + 4 * (d)->B + 32)
 
 /* Where the packed W_ih starts in the forward scratch (projection mode 2),
- * 32-byte aligned when pack is: after W_hh and the length order. */
-#define fr_fast_ih_offset(d) (fr_fast_fwd_pack_floats(d) + (4 * (d)->B + 7) / 8 * 8)
+ * 64-byte aligned when pack is: after W_hh and the length order. */
+#define fr_fast_ih_offset(d) (fr_fast_fwd_pack_floats(d) + fr_fast_round_panel(4 * (d)->B))
 
 /* Floats of W_ih packed in panels for inputs of size In (mode 2), else 0. */
 static inline int64_t fr_fast_ih_floats(const fr_desc *d, int64_t In)
 {
     return fr_fast_proj_mode(d) == 2
-        ? (int64_t)fr_num_gates(d->cell) * ((d->H + 7) / 8 * 8) * In : 0;
+        ? (int64_t)fr_num_gates(d->cell) * fr_fast_round_panel(d->H) * In : 0;
 }
 
 #endif

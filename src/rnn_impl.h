@@ -234,7 +234,7 @@ static void FN(layer_forward)(const fr_desc *d, int dir, int64_t In,
 #if FR_REAL_IS_FLOAT
     if (fast) { /* AVX2/FMA time loop, one OpenMP region (rnn_fast.c) */
         REAL *pack = xc + (lengths ? T * B * fr_max_in(d) : 0);
-        pack = (REAL *)(((uintptr_t)pack + 31) & ~(uintptr_t)31);
+        pack = (REAL *)(((uintptr_t)pack + 63) & ~(uintptr_t)63);
         fr_fast_forward_f32(d, dir, R, bhn, Xp, Gh, h0 == NULL, hbuf, h2, cbuf,
                             hs, cs, gates, y, ldy, hn, cn, pack,
                             small ? x : NULL, In, W);
@@ -422,7 +422,7 @@ static void FN(layer_backward)(const fr_desc *d, int dir, int64_t In,
 #if FR_REAL_IS_FLOAT
     if (fast) /* AVX2/FMA reverse walk, one OpenMP region (rnn_fast.c) */
         dh = fr_fast_backward_f32(d, dir, R, gates, hs, cs, dy, ldy, dGx, dGh, dh, dhp, dc,
-                                  (REAL *)(((uintptr_t)(dc + BH) + 31) & ~(uintptr_t)31));
+                                  (REAL *)(((uintptr_t)(dc + BH) + 63) & ~(uintptr_t)63));
     else
 #endif
     for (int64_t s = T - 1; s >= 0; s--) {

@@ -1,6 +1,7 @@
-"""The AVX2/FMA float32 kernels (src/rnn_fast.c) against the portable path,
-and their bit-for-bit independence from the thread count at odd sizes (tiles
-and padded tails of 8 units)."""
+"""The fast float32 kernels (src/rnn_fast_kernels.h, built for AVX2/FMA and
+AVX-512) against the portable path, their bit-for-bit independence from the
+thread count at odd sizes (tiles and padded tails of 8 and 16 units), and the
+same bits from the AVX-512 build as from the AVX2 one."""
 import numpy as np
 import pytest
 
@@ -77,6 +78,7 @@ def _case(cell, I, H, B, T, L, bd, lens="random"):
 def fast_restored():
     yield
     _core.set_fast_path(True)
+    _core.set_fast_width(16)
     fr.set_num_threads(None)
 
 
@@ -104,6 +106,36 @@ def test_threads_do_not_change_bits(case, fast, fast_restored):
     for other in results[1:]:
         for k in results[0]:
             assert np.array_equal(results[0][k], other[k]), k
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-H{c[2]}-B{c[3]}-T{c[4]}")
+def test_avx512_equals_avx2_bit_for_bit(case, fast_restored):
+    """16-float panels and gate blocks give the bits of 8-float ones: every
+    panel output is one FMA chain over j in order, the gate math is lane by
+    lane (rnn_fast_kernels.h)."""
+    _core.set_fast_path(True)
+    if _core.set_fast_width(16) != 16:
+        pytest.skip("this CPU has no AVX-512: only the AVX2 build runs")
+    results = {}
+    for width in (8, 16):
+        assert _core.set_fast_width(width) == width
+        for n in (1, 2):
+            fr.set_num_threads(n)
+            results[width, n] = _run(*_case(*case))
+    for key, other in results.items():
+        for k in other:
+            assert np.array_equal(results[8, 1][k], other[k], equal_nan=True), (key, k)
+
+
+def test_fast_width_requests(fast_restored):
+    """A width the CPU lacks falls back to the widest it has; 8 is always
+    there with the fast path."""
+    if not _core.set_fast_path(True):
+        pytest.skip("this CPU has no AVX2/FMA")
+    top = _core.set_fast_width(64)
+    assert top in (8, 16)
+    assert _core.set_fast_width(8) == 8
+    assert _core.set_fast_width(16) == top
 
 
 def test_saturation_and_nan(fast_restored):

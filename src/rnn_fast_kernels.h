@@ -1,0 +1,1259 @@
+/*
+ * The fast float32 time loops (see rnn_fast.h), written once over a vector
+ * of VW floats and compiled twice: src/rnn_fast_avx2.c (VW = 8, AVX2 + FMA)
+ * and src/rnn_fast_avx512.c (VW = 16, AVX-512 F/VL/DQ). rnn_fast.c picks one
+ * at run time. The including file defines FR_ISA_AVX512 or FR_ISA_AVX2 and
+ * FR_SFX(name), the suffix of the two entry points.
+ *
+ * Why the two widths give the same bits: every output of a panel product is
+ * its old value followed by one FMA chain over j in order (the tile and
+ * panel widths only decide how many chains run side by side), and the gate
+ * math is lane by lane, the same instructions for every lane at either
+ * width. The dot tiles on unpacked weights (short inputs, streaming steps)
+ * sum 8-wide partial products and stay AVX2 in both builds.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#include <immintrin.h>
+#include "rnn_fast.h"
+
+#define AVX2 __attribute__((target("avx2,fma")))
+#define ACTIVE(t, b) (lengths == NULL || (t) < lengths[b])
+
+#if defined(FR_ISA_AVX512)
+#define TGT __attribute__((target("avx512f,avx512vl,avx512dq,avx2,fma")))
+#define VW 16
+typedef __m512 V;
+typedef __m512i VI;
+typedef __mmask16 VM;                     /* a lane mask */
+#define v_ld(p) _mm512_loadu_ps(p)
+#define v_lda(p) _mm512_load_ps(p)
+#define v_st(p, v) _mm512_storeu_ps(p, v)
+#define v_sta(p, v) _mm512_store_ps(p, v)
+#define v_set1(x) _mm512_set1_ps(x)
+#define v_zero() _mm512_setzero_ps()
+#define v_add _mm512_add_ps
+#define v_sub _mm512_sub_ps
+#define v_mul _mm512_mul_ps
+#define v_div _mm512_div_ps
+#define v_min _mm512_min_ps
+#define v_max _mm512_max_ps
+#define v_fmadd _mm512_fmadd_ps
+#define v_fnmadd _mm512_fnmadd_ps
+#define v_floor(x) _mm512_roundscale_ps(x, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC)
+#define v_bcast(p) _mm512_set1_ps(*(p))
+#define v_lt(a, b) _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ)
+#define v_gt(a, b) _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ)
+#define v_blend(m, a, b) _mm512_mask_blend_ps(m, a, b)       /* m ? b : a */
+#define v_keep(m, v) _mm512_maskz_mov_ps(m, v)               /* m ? v : +0 */
+#define v_zero_where(m, v) _mm512_maskz_mov_ps((VM)~(m), v)  /* m ? +0 : v */
+#define v_abs(x) _mm512_and_ps(x, _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff)))
+#define v_signof(x) _mm512_and_ps(x, v_set1(-0.0f))
+#define v_or _mm512_or_ps
+/* 2^n for integral n in float (|n| <= 127) */
+#define v_pow2n(fx) _mm512_castsi512_ps(_mm512_slli_epi32(                    \
+        _mm512_add_epi32(_mm512_cvttps_epi32(fx), _mm512_set1_epi32(127)), 23))
+/* the first n lanes (n < VW) */
+#define v_head(n) ((VM)((1u << (n)) - 1u))
+#else
+#define TGT __attribute__((target("avx2,fma")))
+#define VW 8
+typedef __m256 V;
+typedef __m256i VI;
+typedef __m256 VM;
+#define v_ld(p) _mm256_loadu_ps(p)
+#define v_lda(p) _mm256_load_ps(p)
+#define v_st(p, v) _mm256_storeu_ps(p, v)
+#define v_sta(p, v) _mm256_store_ps(p, v)
+#define v_set1(x) _mm256_set1_ps(x)
+#define v_zero() _mm256_setzero_ps()
+#define v_add _mm256_add_ps
+#define v_sub _mm256_sub_ps
+#define v_mul _mm256_mul_ps
+#define v_div _mm256_div_ps
+#define v_min _mm256_min_ps
+#define v_max _mm256_max_ps
+#define v_fmadd _mm256_fmadd_ps
+#define v_fnmadd _mm256_fnmadd_ps
+#define v_floor _mm256_floor_ps
+#define v_bcast(p) _mm256_broadcast_ss(p)
+#define v_lt(a, b) _mm256_cmp_ps(a, b, _CMP_LT_OQ)
+#define v_gt(a, b) _mm256_cmp_ps(a, b, _CMP_GT_OQ)
+#define v_blend(m, a, b) _mm256_blendv_ps(a, b, m)
+#define v_keep(m, v) _mm256_and_ps(v, m)
+#define v_zero_where(m, v) _mm256_andnot_ps(m, v)
+#define v_abs(x) _mm256_andnot_ps(v_set1(-0.0f), x)
+#define v_signof(x) _mm256_and_ps(x, v_set1(-0.0f))
+#define v_or _mm256_or_ps
+#define v_pow2n(fx) _mm256_castsi256_ps(_mm256_slli_epi32(                    \
+        _mm256_add_epi32(_mm256_cvttps_epi32(fx), _mm256_set1_epi32(127)), 23))
+#endif
+
+/* ---- vector math (VW floats) -------------------------------------------- */
+
+/* The helpers below are inlined into their callers with the count of
+ * vectors known, so the loops over k unroll and the vectors stay in
+ * registers. */
+#define INL __attribute__((always_inline))
+
+/* Most blocks of 8 units the gate math runs side by side (cells_max). */
+#define NBLK 2
+
+/* x[k] = exp(x[k]) for K vectors (K <= 4 * NBLK), every step on all K
+ * before the next: Cephes' range reduction x = n ln2 + r, degree-6
+ * polynomial for e^r, scaled by 2^n through the exponent bits. One exp is
+ * a chain of ~18 dependent instructions; on a CPU with a small FP scheduler
+ * (Zen: 36 entries) one chain at a time leaves the FMA units idle waiting
+ * for latency, while K chains interleaved in program order keep them busy
+ * (LSTM gate math, 8 units: 10.4 -> 8.6 ns a unit with two blocks side by
+ * side). Each lane gets the same instructions for any K, so the bits never
+ * depend on K. max/min keep NaN (x is the second operand, which x86 returns
+ * when either is NaN). */
+static inline INL TGT void v_exp_k(V *x, const int K)
+{
+    V fx[4 * NBLK], y[4 * NBLK], z[4 * NBLK];
+    for (int k = 0; k < K; k++) {
+        x[k] = v_min(v_set1(88.3762626647949f), x[k]);
+        x[k] = v_max(v_set1(-88.3762626647949f), x[k]);
+    }
+    for (int k = 0; k < K; k++)
+        fx[k] = v_floor(v_fmadd(x[k], v_set1(1.44269504088896341f),
+                                                v_set1(0.5f)));
+    for (int k = 0; k < K; k++) x[k] = v_fnmadd(fx[k], v_set1(0.693359375f), x[k]);
+    for (int k = 0; k < K; k++) x[k] = v_fnmadd(fx[k], v_set1(-2.12194440e-4f), x[k]);
+    for (int k = 0; k < K; k++) z[k] = v_mul(x[k], x[k]);
+    for (int k = 0; k < K; k++)
+        y[k] = v_fmadd(v_set1(1.9875691500E-4f), x[k], v_set1(1.3981999507E-3f));
+    for (int k = 0; k < K; k++) y[k] = v_fmadd(y[k], x[k], v_set1(8.3334519073E-3f));
+    for (int k = 0; k < K; k++) y[k] = v_fmadd(y[k], x[k], v_set1(4.1665795894E-2f));
+    for (int k = 0; k < K; k++) y[k] = v_fmadd(y[k], x[k], v_set1(1.6666665459E-1f));
+    for (int k = 0; k < K; k++) y[k] = v_fmadd(y[k], x[k], v_set1(5.0000001201E-1f));
+    for (int k = 0; k < K; k++) y[k] = v_fmadd(y[k], z[k], x[k]);
+    for (int k = 0; k < K; k++) y[k] = v_add(y[k], v_set1(1.0f));
+    for (int k = 0; k < K; k++) {
+        x[k] = v_mul(y[k], v_pow2n(fx[k]));
+    }
+}
+
+/* The argument of the exp that sigmoid(x) needs: -x */
+static inline INL TGT V sigmoid_arg(V x)
+{
+    return v_sub(v_zero(), x);
+}
+
+/* sigmoid(x) = 1 / (1 + e), e = exp(-x). Below -88.376 the exp is clamped
+ * to ~2.4e38 and would give ~4.2e-39, not the 0 of a saturated gate (the
+ * true value is below that): those lanes are set to exactly 0. NaN stays
+ * NaN (the comparison is false). Above +88.4 the result is exactly 1
+ * already. */
+static inline INL TGT V sigmoid_from(V x, V e)
+{
+    const V one = v_set1(1.0f);
+    V s = v_div(one, v_add(one, e));
+    return v_zero_where(v_lt(x, v_set1(-88.3762626647949f)), s);
+}
+
+/* The argument of the exp that tanh(x) needs: 2|x| */
+static inline INL TGT V tanh_arg(V x)
+{
+    V ax = v_abs(x);
+    return v_add(ax, ax);
+}
+
+/* tanh(x), e = exp(2|x|): Cephes' odd polynomial for |x| < 0.625, else
+ * sign(x) (1 - 2 / (e + 1)), which saturates to exactly +-1. */
+static inline INL TGT V tanh_from(V x, V e)
+{
+    const V one = v_set1(1.0f);
+    V ax = v_abs(x);
+    V big = v_sub(one, v_div(v_set1(2.0f), v_add(e, one)));
+    big = v_or(big, v_signof(x));
+    V z = v_mul(x, x);
+    V p = v_set1(-5.70498872745E-3f);
+    p = v_fmadd(p, z, v_set1(2.06390887954E-2f));
+    p = v_fmadd(p, z, v_set1(-5.37397155531E-2f));
+    p = v_fmadd(p, z, v_set1(1.33314422036E-1f));
+    p = v_fmadd(p, z, v_set1(-3.33332819422E-1f));
+    V small = v_fmadd(v_mul(p, z), x, x);
+    return v_blend(v_lt(ax, v_set1(0.625f)), big, small);
+}
+
+/* tanh of K vectors in place, the exps side by side */
+static inline INL TGT void v_tanh_k(V *x, const int K)
+{
+    V e[4 * NBLK];
+    for (int k = 0; k < K; k++) e[k] = tanh_arg(x[k]);
+    v_exp_k(e, K);
+    for (int k = 0; k < K; k++) x[k] = tanh_from(x[k], e[k]);
+}
+
+static inline AVX2 float hsum(__m256 s)
+{
+    __m128 q = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+    q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+    q = _mm_add_ss(q, _mm_movehdup_ps(q));
+    return _mm_cvtss_f32(q);
+}
+
+/* ---- dot products of rows, on unpacked weights ---------------------------
+ * For short inputs, where packing W would cost more than the product:
+ * out(b, r) += sum_k h[b,k] W[r,k]. Every (b, r) gets the same sequence: one
+ * 8-wide accumulator over k in order, a fixed horizontal sum, then the scalar
+ * tail in order. Tiles only decide how many such chains run side by side
+ * (for latency), so the tile shape, and so the thread slicing, never changes
+ * a bit. */
+#define DOT_FINISH(acc, hp, wp, o)                            \
+    do {                                                      \
+        float s_ = hsum(acc);                                 \
+        for (int64_t k = K8; k < K; k++) s_ = fmaf((hp)[k], (wp)[k], s_); \
+        (o) += s_;                                            \
+    } while (0)
+
+/* 4 sequences x 2 rows: 8 chains, 6 loads per 8 FMAs */
+static inline AVX2 void dot_4x2(const float *restrict h, int64_t ldh,
+                                const float *restrict w, int64_t ldw, int64_t K,
+                                float *restrict out, int64_t ldo)
+{
+    const int64_t K8 = K & ~(int64_t)7;
+    const float *h0 = h, *h1 = h + ldh, *h2 = h + 2 * ldh, *h3 = h + 3 * ldh;
+    const float *w0 = w, *w1 = w + ldw;
+    __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00;
+    __m256 a20 = a00, a21 = a00, a30 = a00, a31 = a00;
+    for (int64_t k = 0; k < K8; k += 8) {
+        __m256 x0 = _mm256_loadu_ps(w0 + k), x1 = _mm256_loadu_ps(w1 + k);
+        __m256 v = _mm256_loadu_ps(h0 + k);
+        a00 = _mm256_fmadd_ps(v, x0, a00); a01 = _mm256_fmadd_ps(v, x1, a01);
+        v = _mm256_loadu_ps(h1 + k);
+        a10 = _mm256_fmadd_ps(v, x0, a10); a11 = _mm256_fmadd_ps(v, x1, a11);
+        v = _mm256_loadu_ps(h2 + k);
+        a20 = _mm256_fmadd_ps(v, x0, a20); a21 = _mm256_fmadd_ps(v, x1, a21);
+        v = _mm256_loadu_ps(h3 + k);
+        a30 = _mm256_fmadd_ps(v, x0, a30); a31 = _mm256_fmadd_ps(v, x1, a31);
+    }
+    DOT_FINISH(a00, h0, w0, out[0]);           DOT_FINISH(a01, h0, w1, out[1]);
+    DOT_FINISH(a10, h1, w0, out[ldo]);         DOT_FINISH(a11, h1, w1, out[ldo + 1]);
+    DOT_FINISH(a20, h2, w0, out[2 * ldo]);     DOT_FINISH(a21, h2, w1, out[2 * ldo + 1]);
+    DOT_FINISH(a30, h3, w0, out[3 * ldo]);     DOT_FINISH(a31, h3, w1, out[3 * ldo + 1]);
+}
+
+/* 4 sequences x 1 row */
+static inline AVX2 void dot_4x1(const float *restrict h, int64_t ldh,
+                                const float *restrict w, int64_t K,
+                                float *restrict out, int64_t ldo)
+{
+    const int64_t K8 = K & ~(int64_t)7;
+    const float *h0 = h, *h1 = h + ldh, *h2 = h + 2 * ldh, *h3 = h + 3 * ldh;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int64_t k = 0; k < K8; k += 8) {
+        __m256 x = _mm256_loadu_ps(w + k);
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(h0 + k), x, a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(h1 + k), x, a1);
+        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(h2 + k), x, a2);
+        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(h3 + k), x, a3);
+    }
+    DOT_FINISH(a0, h0, w, out[0]);       DOT_FINISH(a1, h1, w, out[ldo]);
+    DOT_FINISH(a2, h2, w, out[2 * ldo]); DOT_FINISH(a3, h3, w, out[3 * ldo]);
+}
+
+/* hsum of 8 vectors at once, lane r = hsum(a[r]) bit for bit: the same
+ * pairs added in the same order, ((l0+l4) + (l2+l6)) + ((l1+l5) + (l3+l7)),
+ * with 21 instructions instead of 8 x 6 */
+static inline AVX2 __m256 hsum8(const __m256 *a)
+{
+    __m256 q[4], c[2];
+    for (int i = 0; i < 4; i++) /* [a(2i) lo+hi | a(2i+1) lo+hi]: q0..q3 of each */
+        q[i] = _mm256_add_ps(_mm256_permute2f128_ps(a[2 * i], a[2 * i + 1], 0x20),
+                             _mm256_permute2f128_ps(a[2 * i], a[2 * i + 1], 0x31));
+    for (int i = 0; i < 2; i++) /* q0+q2, q1+q3 of rows 4i, 4i+2 | 4i+1, 4i+3 */
+        c[i] = _mm256_add_ps(_mm256_shuffle_ps(q[2 * i], q[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm256_shuffle_ps(q[2 * i], q[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    /* (q0+q2) + (q1+q3): lanes hold rows 0 2 4 6 | 1 3 5 7 */
+    const __m256 f = _mm256_add_ps(_mm256_shuffle_ps(c[0], c[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                   _mm256_shuffle_ps(c[0], c[1], _MM_SHUFFLE(3, 1, 3, 1)));
+    return _mm256_permutevar8x32_ps(f, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+/* 1 sequence x 8 rows: 8 chains, 9 loads per 8 FMAs (batch-1 streaming) */
+static inline AVX2 void dot_1x8(const float *restrict h, const float *restrict w,
+                                int64_t ldw, int64_t K, float *restrict out)
+{
+    const int64_t K8 = K & ~(int64_t)7;
+    __m256 a[8];
+    for (int r = 0; r < 8; r++) a[r] = _mm256_setzero_ps();
+    for (int64_t k = 0; k < K8; k += 8) {
+        __m256 v = _mm256_loadu_ps(h + k);
+        for (int r = 0; r < 8; r++)
+            a[r] = _mm256_fmadd_ps(v, _mm256_loadu_ps(w + r * ldw + k), a[r]);
+    }
+    if (K8 == K) { /* no scalar tail: out[r] += hsum(a[r]) for all 8 at once */
+        _mm256_storeu_ps(out, _mm256_add_ps(_mm256_loadu_ps(out), hsum8(a)));
+        return;
+    }
+    for (int r = 0; r < 8; r++) DOT_FINISH(a[r], h, w + r * ldw, out[r]);
+}
+
+static inline AVX2 void dot_1x1(const float *restrict h, const float *restrict w,
+                                int64_t K, float *restrict out)
+{
+    const int64_t K8 = K & ~(int64_t)7;
+    __m256 a0 = _mm256_setzero_ps();
+    for (int64_t k = 0; k < K8; k += 8)
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(h + k), _mm256_loadu_ps(w + k), a0);
+    DOT_FINISH(a0, h, w, out[0]);
+}
+
+/* out(b, r) += h[b,:] . W[r,:] for b < B and r in [r0, r1); out row stride ldo.
+ * Rows in blocks of 8 (their weights stay in L1 while all of h passes). */
+static AVX2 void rows_dot(const float *h, int64_t B, int64_t K, const float *W,
+                          int64_t r0, int64_t r1, float *out, int64_t ldo)
+{
+    for (int64_t rb = r0; rb < r1; rb += 8) {
+        const int64_t re = rb + 8 < r1 ? rb + 8 : r1;
+        int64_t b = 0;
+        for (; b + 4 <= B; b += 4) {
+            int64_t r = rb;
+            for (; r + 2 <= re; r += 2)
+                dot_4x2(h + b * K, K, W + r * K, K, K, out + b * ldo + r, ldo);
+            for (; r < re; r++)
+                dot_4x1(h + b * K, K, W + r * K, K, out + b * ldo + r, ldo);
+        }
+        for (; b < B; b++) {
+            if (re - rb == 8) {
+                dot_1x8(h + b * K, W + rb * K, K, K, out + b * ldo + rb);
+                continue;
+            }
+            for (int64_t r = rb; r < re; r++) dot_1x1(h + b * K, W + r * K, K, out + b * ldo + r);
+        }
+    }
+}
+
+/* ---- the recurrent products: packed panels ------------------------------ */
+
+#if !defined(FR_ISA_AVX512)
+/* Mask of the first n (0..8) lanes. */
+static inline TGT __m256i lane_mask(int64_t n)
+{
+    const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), idx);
+}
+#endif
+
+/* Pack columns [k0, k1) of R (GX,H) into 8-column panels: panel p holds
+ * Rp[p][j][0..7] = R[j, 8p + i], zero past H, so the reverse walk streams it. */
+static TGT void pack_cols(const float *R, int64_t GX, int64_t H, int64_t k0, int64_t k1,
+                           float *Rp)
+{
+    for (int64_t kb = k0; kb < k1; kb += VW) {
+        float *P = Rp + (kb / VW) * GX * VW;
+        const int64_t n = k1 - kb < VW ? k1 - kb : VW;
+        for (int64_t j = 0; j < GX; j++) {
+            const float *r = R + j * H + kb;
+            int64_t i = 0;
+            for (; i < n; i++) P[j * VW + i] = r[i];
+            for (; i < VW; i++) P[j * VW + i] = 0;
+        }
+    }
+}
+
+/* out[b, c] += sum_j g[b, j] P(j, c) for b < B and c < n, where the columns
+ * come in 8-wide panels P + (c/8)*J*8 holding P(j, c) at [j*8 + c%8] (zero
+ * padded). Both recurrent products have this form:
+ *   forward : g = h_prev (B,H), J = H, panels of W_hh rows, out = Xp rows
+ *   backward: g = dG_h (B,G*H), J = G*H, panels of W_hh columns, out = dh_prev
+ * Tiles: 4 sequences x 2 panels, leftover sequences 1 x up to 8 panels (8
+ * FMA chains even at batch 1). rows, when given, lists the B sequence rows
+ * to use (the active ones of a variable-length batch); NULL means 0..B-1. Every output is its old value followed by one
+ * FMA chain over j in order, whatever the tile, so tiling and thread slicing
+ * never change a bit. */
+/* The accumulators of a tile: rem = columns left from p (<= 0: none). Whole
+ * panels use plain loads and stores: AMD's masked store is microcoded (over
+ * 10 cycles), which at J = 128 cost a tenth of the tile's time. */
+static inline TGT V acc_load(const float *p, int64_t rem)
+{
+#if defined(FR_ISA_AVX512)
+    return rem >= VW ? v_ld(p) : _mm512_maskz_loadu_ps(v_head(rem > 0 ? rem : 0), p);
+#else
+    return rem >= VW ? v_ld(p) : _mm256_maskload_ps(p, lane_mask(rem));
+#endif
+}
+
+static inline TGT void acc_store(float *p, int64_t rem, V v)
+{
+#if defined(FR_ISA_AVX512)
+    if (rem >= VW) v_st(p, v);
+    else _mm512_mask_storeu_ps(p, v_head(rem > 0 ? rem : 0), v);
+#else
+    if (rem >= VW) v_st(p, v);
+    else _mm256_maskstore_ps(p, lane_mask(rem), v);
+#endif
+}
+
+#define PANEL_TILE_1xN(NP)                                                        \
+    do {                                                                          \
+        V a[NP];                                                             \
+        for (int q = 0; q < NP; q++)                                              \
+            a[q] = acc_load(o + VW * (c + q), n - VW * (c + q));                    \
+        for (int64_t j = 0; j < J; j++) {                                         \
+            const V v = v_bcast(gb + j);                         \
+            for (int q = 0; q < NP; q++)                                          \
+                a[q] = v_fmadd(v, v_lda(P + (c + q) * J * VW + j * VW), a[q]); \
+        }                                                                         \
+        for (int q = 0; q < NP; q++)                                              \
+            acc_store(o + VW * (c + q), n - VW * (c + q), a[q]);                    \
+        c += NP;                                                                  \
+    } while (0)
+
+#define ROW(i) (rows ? rows[i] : (i))
+
+/* R sequences (rows b0..b0+R-1) x NP panels from panel c: the panel vectors
+ * are loaded once per j and shared by the R rows (the leftover rows of a
+ * batch that is not a multiple of 4: B = 1..3 reads W_hh once per step, not
+ * once per row). */
+#define PANEL_TILE_RxN(R, NP)                                                     \
+    do {                                                                          \
+        V a[R][NP];                                                          \
+        float *o_[R];                                                             \
+        const float *g_[R];                                                       \
+        for (int r_ = 0; r_ < R; r_++) {                                          \
+            o_[r_] = out + ROW(b0 + r_) * ldo;                                    \
+            g_[r_] = g + ROW(b0 + r_) * ldg;                                      \
+            for (int q = 0; q < NP; q++)                                          \
+                a[r_][q] = acc_load(o_[r_] + VW * (c + q), n - VW * (c + q));        \
+        }                                                                         \
+        for (int64_t j = 0; j < J; j++) {                                         \
+            V w_[NP];                                                        \
+            for (int q = 0; q < NP; q++)                                          \
+                w_[q] = v_lda(P + (c + q) * J * VW + j * VW);              \
+            for (int r_ = 0; r_ < R; r_++) {                                      \
+                const V v = v_bcast(g_[r_] + j);                 \
+                for (int q = 0; q < NP; q++)                                      \
+                    a[r_][q] = v_fmadd(v, w_[q], a[r_][q]);               \
+            }                                                                     \
+        }                                                                         \
+        for (int r_ = 0; r_ < R; r_++)                                            \
+            for (int q = 0; q < NP; q++)                                          \
+                acc_store(o_[r_] + VW * (c + q), n - VW * (c + q), a[r_][q]);        \
+        c += NP;                                                                  \
+    } while (0)
+
+static TGT void panel_axpy(const float *g, int64_t ldg, int64_t B, int64_t J,
+                            const float *P, float *out, int64_t ldo, int64_t n,
+                            const int64_t *rows)
+{
+    const int64_t np = (n + VW - 1) / VW;
+    for (int64_t c0 = 0; c0 < np; c0 += 2) {
+        const int two = c0 + 1 < np;
+        const int64_t m0 = n - VW * c0, m1 = two ? n - VW * (c0 + 1) : 0; /* columns left */
+        const float *P0 = P + c0 * J * VW, *P1 = two ? P0 + J * VW : P0; /* P0 again: unused */
+        int64_t b = 0;
+        for (; b + 4 <= B; b += 4) {
+            float *o0 = out + ROW(b) * ldo + VW * c0, *o1 = out + ROW(b + 1) * ldo + VW * c0;
+            float *o2 = out + ROW(b + 2) * ldo + VW * c0, *o3 = out + ROW(b + 3) * ldo + VW * c0;
+            const float *g0 = g + ROW(b) * ldg, *g1 = g + ROW(b + 1) * ldg;
+            const float *g2 = g + ROW(b + 2) * ldg, *g3 = g + ROW(b + 3) * ldg;
+            V a00 = acc_load(o0, m0), a01 = acc_load(o0 + VW, m1);
+            V a10 = acc_load(o1, m0), a11 = acc_load(o1 + VW, m1);
+            V a20 = acc_load(o2, m0), a21 = acc_load(o2 + VW, m1);
+            V a30 = acc_load(o3, m0), a31 = acc_load(o3 + VW, m1);
+            for (int64_t j = 0; j < J; j++) {
+                const V r0 = v_lda(P0 + j * VW), r1 = v_lda(P1 + j * VW);
+                V v = v_bcast(g0 + j);
+                a00 = v_fmadd(v, r0, a00); a01 = v_fmadd(v, r1, a01);
+                v = v_bcast(g1 + j);
+                a10 = v_fmadd(v, r0, a10); a11 = v_fmadd(v, r1, a11);
+                v = v_bcast(g2 + j);
+                a20 = v_fmadd(v, r0, a20); a21 = v_fmadd(v, r1, a21);
+                v = v_bcast(g3 + j);
+                a30 = v_fmadd(v, r0, a30); a31 = v_fmadd(v, r1, a31);
+            }
+            acc_store(o0, m0, a00); acc_store(o0 + VW, m1, a01);
+            acc_store(o1, m0, a10); acc_store(o1 + VW, m1, a11);
+            acc_store(o2, m0, a20); acc_store(o2 + VW, m1, a21);
+            acc_store(o3, m0, a30); acc_store(o3 + VW, m1, a31);
+        }
+    }
+    /* leftover sequences (B % 4 of them), over all panels at once */
+    const int64_t b0 = B - B % 4;
+    if (B % 4 == 3) {
+        int64_t c = 0;
+        while (c + 3 <= np) PANEL_TILE_RxN(3, 3);
+        while (c < np) PANEL_TILE_RxN(3, 1);
+    } else if (B % 4 == 2) {
+        int64_t c = 0;
+        while (c + 4 <= np) PANEL_TILE_RxN(2, 4);
+        while (c < np) PANEL_TILE_RxN(2, 1);
+    } else if (B % 4 == 1) {
+        float *o = out + ROW(b0) * ldo;
+        const float *gb = g + ROW(b0) * ldg;
+        int64_t c = 0;
+        while (c + 8 <= np) PANEL_TILE_1xN(8);
+        while (c + 4 <= np) PANEL_TILE_1xN(4);
+        while (c < np) PANEL_TILE_1xN(1);
+    }
+}
+
+#undef ROW
+
+/* Pack panels for panel_axpy. rows_of_W: panel p holds W[r0 + 8p + i, k] at
+ * [k*8 + i] (forward: W_hh rows r0.. , J = K = H columns); otherwise panel p
+ * holds W[j, c0 + 8p + i] at [j*8 + i] (backward: W_hh columns, J = rows).
+ * Lanes past `n` are zero. */
+/* Rows r..r+7 of W, columns k..k+7, transposed in registers: column k+c
+ * goes to o + c * ostride (8 floats, 32-byte aligned). */
+static inline AVX2 void transpose8_store(const float *w, int64_t ldw, float *o, int64_t ostride)
+{
+    __m256 a0 = _mm256_loadu_ps(w), a1 = _mm256_loadu_ps(w + ldw);
+    __m256 a2 = _mm256_loadu_ps(w + 2 * ldw), a3 = _mm256_loadu_ps(w + 3 * ldw);
+    __m256 a4 = _mm256_loadu_ps(w + 4 * ldw), a5 = _mm256_loadu_ps(w + 5 * ldw);
+    __m256 a6 = _mm256_loadu_ps(w + 6 * ldw), a7 = _mm256_loadu_ps(w + 7 * ldw);
+    __m256 t0 = _mm256_unpacklo_ps(a0, a1), t1 = _mm256_unpackhi_ps(a0, a1);
+    __m256 t2 = _mm256_unpacklo_ps(a2, a3), t3 = _mm256_unpackhi_ps(a2, a3);
+    __m256 t4 = _mm256_unpacklo_ps(a4, a5), t5 = _mm256_unpackhi_ps(a4, a5);
+    __m256 t6 = _mm256_unpacklo_ps(a6, a7), t7 = _mm256_unpackhi_ps(a6, a7);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+    __m256 u1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+    __m256 u2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+    __m256 u3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+    __m256 u4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
+    __m256 u5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
+    __m256 u6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
+    __m256 u7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+    _mm256_store_ps(o, _mm256_permute2f128_ps(u0, u4, 0x20));
+    _mm256_store_ps(o + ostride, _mm256_permute2f128_ps(u1, u5, 0x20));
+    _mm256_store_ps(o + 2 * ostride, _mm256_permute2f128_ps(u2, u6, 0x20));
+    _mm256_store_ps(o + 3 * ostride, _mm256_permute2f128_ps(u3, u7, 0x20));
+    _mm256_store_ps(o + 4 * ostride, _mm256_permute2f128_ps(u0, u4, 0x31));
+    _mm256_store_ps(o + 5 * ostride, _mm256_permute2f128_ps(u1, u5, 0x31));
+    _mm256_store_ps(o + 6 * ostride, _mm256_permute2f128_ps(u2, u6, 0x31));
+    _mm256_store_ps(o + 7 * ostride, _mm256_permute2f128_ps(u3, u7, 0x31));
+}
+
+static TGT void pack_rows(const float *W, int64_t ldw, int64_t r0, int64_t n,
+                          int64_t K, float *P)
+{
+    const int64_t K8 = K & ~(int64_t)7;
+    for (int64_t p = 0; p * VW < n; p++) {
+        float *Pp = P + p * K * VW;
+        const int64_t m = n - VW * p < VW ? n - VW * p : VW;
+        const float *w = W + (r0 + VW * p) * ldw;
+        if (m == VW) { /* 8x8 blocks transposed in registers, contiguous stores */
+            for (int64_t k = 0; k < K8; k += 8)
+                for (int h = 0; h < VW; h += 8)
+                    transpose8_store(w + h * ldw + k, ldw, Pp + k * VW + h, VW);
+            for (int64_t k = K8; k < K; k++)
+                for (int64_t i = 0; i < VW; i++) Pp[k * VW + i] = w[i * ldw + k];
+            continue;
+        }
+        for (int64_t i = 0; i < VW; i++) {
+            if (i < m) for (int64_t k = 0; k < K; k++) Pp[k * VW + i] = w[i * ldw + k];
+            else for (int64_t k = 0; k < K; k++) Pp[k * VW + i] = 0;
+        }
+    }
+}
+
+/* ---- elementwise gate math, 8 units at a time ---------------------------- */
+
+/* Gate math on NB blocks of 8 units side by side (NB <= NBLK; block b at
+ * offset 8b of every pointer, gate q at offset qH). */
+
+/* LSTM: i,f,g,o from pre; c' = f c + i g; h' = o tanh(c'). */
+static inline INL TGT void lstm_cells(float *pre, int64_t H, const float *cp, float *cx,
+                                       float *hx, float *yb, int keep, const int NB)
+{
+    V p[4 * NBLK], e[4 * NBLK], c[NBLK], tc[NBLK];
+    for (int b = 0; b < NB; b++)
+        for (int q = 0; q < 4; q++) {
+            p[4 * b + q] = v_ld(pre + q * H + VW * b);
+            e[4 * b + q] = q == 2 ? tanh_arg(p[4 * b + q]) : sigmoid_arg(p[4 * b + q]);
+        }
+    v_exp_k(e, 4 * NB);
+    for (int b = 0; b < NB; b++) {
+        V *g = p + 4 * b; /* i, f, g, o */
+        const V *eg = e + 4 * b;
+        g[0] = sigmoid_from(g[0], eg[0]);
+        g[1] = sigmoid_from(g[1], eg[1]);
+        g[2] = tanh_from(g[2], eg[2]);
+        g[3] = sigmoid_from(g[3], eg[3]);
+        c[b] = tc[b] = v_fmadd(g[1], v_ld(cp + VW * b), v_mul(g[0], g[2]));
+    }
+    v_tanh_k(tc, NB);
+    for (int b = 0; b < NB; b++) {
+        const V h = v_mul(p[4 * b + 3], tc[b]);
+        if (keep)
+            for (int q = 0; q < 4; q++) v_st(pre + q * H + VW * b, p[4 * b + q]);
+        v_st(cx + VW * b, c[b]);
+        v_st(hx + VW * b, h);
+        v_st(yb + VW * b, h);
+    }
+}
+
+/* GRU: r = s(xr+hr), z = s(xz+hz), n = tanh(xn + r (hn + b_hn)), h' = (1-z) n + z h. */
+static inline INL TGT void gru_cells(const float *pre, const float *gh, int64_t H,
+                                      const float *bhn, const float *hp, float *hx,
+                                      float *yb, float *gc, const int NB)
+{
+    const V one = v_set1(1.0f);
+    V a[2 * NBLK], e[2 * NBLK], hl[NBLK], n[NBLK];
+    for (int b = 0; b < NB; b++)
+        for (int q = 0; q < 2; q++) {
+            a[2 * b + q] = v_add(v_ld(pre + q * H + VW * b),
+                                         v_ld(gh + q * H + VW * b));
+            e[2 * b + q] = sigmoid_arg(a[2 * b + q]);
+        }
+    v_exp_k(e, 2 * NB);
+    for (int b = 0; b < NB; b++) {
+        a[2 * b] = sigmoid_from(a[2 * b], e[2 * b]);             /* r */
+        a[2 * b + 1] = sigmoid_from(a[2 * b + 1], e[2 * b + 1]); /* z */
+        hl[b] = v_ld(gh + 2 * H + VW * b);
+        if (bhn) hl[b] = v_add(hl[b], v_ld(bhn + VW * b));
+        n[b] = v_fmadd(a[2 * b], hl[b], v_ld(pre + 2 * H + VW * b));
+    }
+    v_tanh_k(n, NB);
+    for (int b = 0; b < NB; b++) {
+        const V r = a[2 * b], z = a[2 * b + 1];
+        const V h = v_fmadd(z, v_ld(hp + VW * b),
+                                         v_mul(v_sub(one, z), n[b]));
+        if (gc) {
+            v_st(gc + VW * b, r); v_st(gc + H + VW * b, z);
+            v_st(gc + 2 * H + VW * b, n[b]); v_st(gc + 3 * H + VW * b, hl[b]);
+        }
+        v_st(hx + VW * b, h);
+        v_st(yb + VW * b, h);
+    }
+}
+
+/* RNN: h' = tanh(pre) or relu(pre). */
+static inline INL TGT void rnn_cells(float *pre, int relu, float *hx, float *yb, int keep,
+                                      const int NB)
+{
+    V v[NBLK];
+    for (int b = 0; b < NB; b++) v[b] = v_ld(pre + VW * b);
+    if (relu) /* relu(NaN) = NaN, as torch: max returns its 2nd operand on NaN */
+        for (int b = 0; b < NB; b++) v[b] = v_max(v_zero(), v[b]);
+    else
+        v_tanh_k(v, NB);
+    for (int b = 0; b < NB; b++) {
+        if (keep) v_st(pre + VW * b, v[b]);
+        v_st(hx + VW * b, v[b]);
+        v_st(yb + VW * b, v[b]);
+    }
+}
+
+/* NB whole blocks of units from unit j of one sequence row */
+static inline INL TGT void cells_at(int cell, int64_t H, int64_t j, float *pre,
+                                     const float *gh, const float *bhn, const float *hp,
+                                     const float *cp, float *hx, float *cx, float *yb,
+                                     float *gc, int keep, const int NB)
+{
+    if (cell == FR_CELL_LSTM)
+        lstm_cells(pre + j, H, cp + j, cx + j, hx + j, yb + j, keep, NB);
+    else if (cell == FR_CELL_GRU)
+        gru_cells(pre + j, gh + j, H, bhn ? bhn + j : NULL, hp + j, hx + j, yb + j,
+                  gc ? gc + j : NULL, NB);
+    else
+        rnn_cells(pre + j, cell == FR_CELL_RNN_RELU, hx + j, yb + j, keep, NB);
+}
+
+/* Gate math for units [j0, j1) of one sequence row, NBLK blocks of 8 at a
+ * time, then one. j0 is a multiple of 8; a partial last block goes through
+ * padded copies so that every unit sees the same vector instructions. */
+static TGT void cell_units(int cell, int64_t H, int64_t j0, int64_t j1,
+                            float *pre, const float *gh, const float *bhn,
+                            const float *hp, const float *cp, float *hx, float *cx,
+                            float *yb, float *gc, int keep)
+{
+    int64_t j = j0;
+    for (; j + VW * NBLK <= j1; j += VW * NBLK)
+        cells_at(cell, H, j, pre, gh, bhn, hp, cp, hx, cx, yb, gc, keep, NBLK);
+    for (; j + VW <= j1; j += VW)
+        cells_at(cell, H, j, pre, gh, bhn, hp, cp, hx, cx, yb, gc, keep, 1);
+    if (j < j1) {
+        /* padded tail: 4 gate blocks of 8 with stride 8 */
+        const int64_t n = j1 - j;
+        float P[4 * VW] = {0}, GH[4 * VW] = {0}, BN[VW] = {0}, HP[VW] = {0}, CP[VW] = {0};
+        float HX[VW], CX[VW], Y[VW], GC[4 * VW];
+        const int G = fr_num_gates(cell);
+        for (int q = 0; q < G; q++)
+            for (int64_t u = 0; u < n; u++) {
+                P[q * VW + u] = pre[q * H + j + u];
+                if (gh) GH[q * VW + u] = gh[q * H + j + u];
+            }
+        for (int64_t u = 0; u < n; u++) {
+            if (bhn) BN[u] = bhn[j + u];
+            if (hp) HP[u] = hp[j + u];
+            if (cp) CP[u] = cp[j + u];
+        }
+        cells_at(cell, VW, 0, P, GH, bhn ? BN : NULL, HP, CP, HX, CX, Y, gc ? GC : NULL, keep, 1);
+        for (int64_t u = 0; u < n; u++) {
+            hx[j + u] = HX[u]; yb[j + u] = Y[u];
+            if (cx) cx[j + u] = CX[u];
+            if (keep && cell != FR_CELL_GRU)
+                for (int q = 0; q < G; q++) pre[q * H + j + u] = P[q * VW + u];
+            if (gc)
+                for (int q = 0; q < 4; q++) gc[q * H + j + u] = GC[q * VW + u];
+        }
+    }
+}
+
+
+/* Rows of a variable-length batch sorted by length, longest first (ties by
+ * index): the sequences still active at step t are then a prefix of it. */
+static int cmp_len_desc(const void *a, const void *b)
+{
+    const int64_t *x = (const int64_t *)a, *y = (const int64_t *)b;
+    if (x[0] != y[0]) return x[0] > y[0] ? -1 : 1;
+    return x[1] < y[1] ? -1 : (x[1] > y[1]);
+}
+
+/* The batch rows by length in the scratch at buf (after the packed
+ * weights), or NULL when every length is T. */
+static int64_t *rows_by_length(const fr_desc *d, float *at)
+{
+    if (d->lengths == NULL) return NULL;
+    int64_t *buf = (int64_t *)at;
+    for (int64_t b = 0; b < d->B; b++) { buf[2 * b] = d->lengths[b]; buf[2 * b + 1] = b; }
+    qsort(buf, (size_t)d->B, 2 * sizeof(int64_t), cmp_len_desc);
+    for (int64_t i = 0; i < d->B; i++) buf[i] = buf[2 * i + 1]; /* reads stay ahead of writes */
+    return buf;
+}
+
+/* Number of sequences active at step t, moving from n (its value at a
+ * neighbouring step). */
+static inline int64_t active_count(const int64_t *lengths, const int64_t *order, int64_t B,
+                                   int64_t t, int64_t n)
+{
+    while (n > 0 && lengths[order[n - 1]] <= t) n--;
+    while (n < B && lengths[order[n]] > t) n++;
+    return n;
+}
+
+/* Units [j0, j1) of thread tid among nth: blocks of VW units (one panel),
+ * so that block boundaries (and the padded tail) do not depend on the
+ * thread count. */
+static void unit_slice(int64_t H, int tid, int nth, int64_t *j0, int64_t *j1)
+{
+    const int64_t nblk = (H + VW - 1) / VW;
+    const int64_t a = nblk * tid / nth, b = nblk * (tid + 1) / nth;
+    *j0 = a * VW;
+    *j1 = b * VW < H ? b * VW : H;
+    if (*j0 > H) *j0 = H;
+}
+
+/* The units of the calling thread of the current OpenMP team. */
+static void my_units(int64_t H, int64_t *j0, int64_t *j1)
+{
+    int tid = 0, nth = 1;
+#ifdef _OPENMP
+    tid = omp_get_thread_num();
+    nth = omp_get_num_threads();
+#endif
+    unit_slice(H, tid, nth, j0, j1);
+}
+
+/* Threads worth using: below FR_FAST_MIN_WORK multiply-adds per step the
+ * barrier costs more than the work it splits. */
+static int fast_threads(const fr_desc *d)
+{
+    const int64_t work = d->B * (int64_t)fr_num_gates(d->cell) * d->H * d->H;
+    int nt = d->num_threads;
+    if (work < FR_FAST_MIN_WORK) nt = 1;
+    if (nt > (d->H + VW - 1) / VW) nt = (int)((d->H + VW - 1) / VW);
+    return nt < 1 ? 1 : nt;
+}
+
+/* Threads for a batch split between threads (fwd_rows), or 0 for the
+ * split by units. With the batch split no thread waits for another between
+ * steps and no state crosses cores, but each thread streams all of W_hh
+ * every step, so it must stay in one core's L2 (FR_FAST_ROWS_MAX_FLOATS).
+ * Used where the split by units runs on one thread (too little work per
+ * step for a meeting every step), or where its slices end inside cache
+ * lines (H not a multiple of 16: every row of h, c, y and the gates then
+ * has a line written by two threads every step; LSTM B=7 H=77: 1.5-2.2
+ * against 0.7 ms). Elsewhere the units split stays (it was faster: LSTM
+ * B=3 H=96 0.56 against 0.62 ms, B=5 H=128 0.92 against 1.00). Needs a
+ * sequence per thread, equal lengths, and enough work for a fork. */
+static int fast_by_rows(const fr_desc *d)
+{
+    int nt = d->num_threads;
+    if (nt > d->B) nt = (int)d->B;
+    if (nt < 2 || d->lengths != NULL) return 0;
+    if (fast_threads(d) > 1 && d->H % 16 == 0) return 0;
+    if (fr_fast_pack_floats(d) > FR_FAST_ROWS_MAX_FLOATS) return 0;
+    const int64_t work = d->T * d->B * (int64_t)fr_num_gates(d->cell) * d->H * (d->H + d->I_);
+    return work >= FR_FAST_ROWS_MIN_WORK ? nt : 0;
+}
+
+/* Xp[:, gate rows of units j0..j1) of every gate] += x W_ih^T for those rows:
+ * dot tiles on W_ih as it is (projection mode 1), or W_ih's rows packed into
+ * this slice's own panels of Wp (mode 2). */
+static TGT void project_units(const fr_desc *d, const float *x, int64_t In,
+                               const float *W, float *Wp, float *Xp, int64_t j0, int64_t j1)
+{
+    const int64_t H = d->H, M = d->T * d->B, nb = (H + VW - 1) / VW;
+    const int G = fr_num_gates(d->cell);
+    const int64_t GX = (int64_t)G * H;
+    for (int q = 0; q < G && j1 > j0; q++) {
+        if (fr_fast_proj_mode(d) == 1) {
+            rows_dot(x, M, In, W, q * H + j0, q * H + j1, Xp, GX);
+            continue;
+        }
+        /* one pair of panels at a time, packed into the start of this
+         * thread's slice of the scratch and used at once while it is in
+         * cache: W_ih is read once and never written back packed (db-lstm-b4
+         * packs 4 MiB per call) */
+        float *P = Wp + fr_fast_ih_offset(d) + (q * nb + j0 / VW) * In * VW;
+        for (int64_t c = j0; c < j1; c += 2 * VW) {
+            const int64_t w = j1 - c < 2 * VW ? j1 - c : 2 * VW;
+            pack_rows(W, In, q * H + c, w, In, P);
+            panel_axpy(x, In, M, In, P, Xp + q * H + c, GX, w, NULL);
+        }
+    }
+}
+
+/* What the threads of the forward time loop share (fr_fast_forward_f32's
+ * arguments and the choices it made). */
+typedef struct {
+    const fr_desc *d;
+    int dir, h0_zero, packed, by_rows, rows_project;
+    const float *R, *bhn, *x, *W;
+    float *Xp, *Gh, *h_a, *h_b, *c_buf, *hs, *cs, *gates, *y, *Wp;
+    int64_t ldy, In;
+    const int64_t *order;
+} fwd_team;
+
+/* The states step s reads (hp, cp) and writes (hx, cx), and its time t:
+ * training walks the cache's T+1 slots, inference ping-pongs h between two
+ * buffers (other threads may still read h_prev) and updates c in place. */
+static inline void step_states(const fwd_team *a, int64_t s, int64_t *t,
+                               const float **hp, const float **cp, float **hx, float **cx)
+{
+    const fr_desc *d = a->d;
+    const int64_t T = d->T, BH = d->B * d->H;
+    const int dir = a->dir, is_lstm = d->cell == FR_CELL_LSTM;
+    *t = dir ? T - 1 - s : s;
+    *cp = NULL;
+    *cx = NULL;
+    if (a->gates) {
+        const int64_t ip = dir ? *t + 1 : *t, ix = dir ? *t : *t + 1;
+        *hp = a->hs + ip * BH;
+        *hx = a->hs + ix * BH;
+        if (is_lstm) { *cp = a->cs + ip * BH; *cx = a->cs + ix * BH; }
+    } else {
+        *hp = (s % 2 == 0) ? a->h_a : a->h_b;
+        *hx = (s % 2 == 0) ? a->h_b : a->h_a;
+        if (is_lstm) *cp = *cx = a->c_buf;
+    }
+}
+
+/* The forward time loop over sequences [r0, r1), every unit (the batch
+ * split between threads): no thread reads another's state, so the steps
+ * need no meeting. Packed panels of every unit and the bias + projection
+ * rows are ready (fwd_thread's first phase). */
+static TGT void fwd_rows(const fwd_team *a, int64_t r0, int64_t r1)
+{
+    const fr_desc *d = a->d;
+    const int cell = d->cell, packed = a->packed;
+    const int64_t T = d->T, B = d->B, H = d->H, ldy = a->ldy;
+    const int64_t GX = (int64_t)fr_num_gates(cell) * H;
+    const int64_t GC = cell == FR_CELL_GRU ? 4 * H : GX;
+    const int64_t nb = (H + VW - 1) / VW, R_ = r1 - r0;
+    const int training = a->gates != NULL;
+    const int G = fr_num_gates(cell);
+    const float *R = a->R, *bhn = a->bhn;
+    float *Xp = a->Xp, *Gh = a->Gh, *gates = a->gates, *y = a->y, *Wp = a->Wp;
+    /* W_ih packed whole (rows_project), or NULL: Xp already projected */
+    const float *Pih = a->rows_project ? Wp + fr_fast_ih_offset(d) : NULL;
+    if (R_ <= 0) return;
+    for (int64_t s = 0; s < T; s++) {
+        int64_t t;
+        const float *hp, *cp;
+        float *hx, *cx;
+        step_states(a, s, &t, &hp, &cp, &hx, &cx);
+        float *xp = Xp + t * B * GX;
+        float *acc = cell == FR_CELL_GRU ? Gh : xp;
+        if (Pih) /* this step's rows of x W_ih^T, as project_units would */
+            for (int q = 0; q < G; q++)
+                panel_axpy(a->x + (t * B + r0) * a->In, a->In, R_, a->In, Pih + q * nb * a->In * VW,
+                           xp + r0 * GX + q * H, GX, H, NULL);
+        if (cell == FR_CELL_GRU)
+            memset(Gh + r0 * GX, 0, (size_t)(R_ * GX) * sizeof(float));
+        if (!(s == 0 && a->h0_zero))
+            for (int q = 0; q < G; q++) {
+                if (packed)
+                    panel_axpy(hp + r0 * H, H, R_, H, Wp + q * nb * H * VW,
+                               acc + r0 * GX + q * H, GX, H, NULL);
+                else
+                    rows_dot(hp + r0 * H, R_, H, R, q * H, q * H + H, acc + r0 * GX, GX);
+            }
+        float *yt = y + t * B * ldy;
+        for (int64_t b = r0; b < r1; b++)
+            cell_units(cell, H, 0, H, xp + b * GX,
+                       cell == FR_CELL_GRU ? Gh + b * GX : NULL, bhn,
+                       hp + b * H, cp ? cp + b * H : NULL, hx + b * H,
+                       cx ? cx + b * H : NULL, yt + b * ldy,
+                       (training && cell == FR_CELL_GRU) ? gates + (t * B + b) * GC : NULL,
+                       training);
+    }
+}
+
+/* The forward time loop of thread tid of nth: its units, every step, one
+ * barrier per step. With nth == 1 it runs outside any OpenMP region (the
+ * region alone costs about 0.5 us, a streaming step's fixed cost). */
+static TGT void fwd_thread(const fwd_team *a, int tid, int nth)
+{
+    const fr_desc *d = a->d;
+    const int cell = d->cell, h0_zero = a->h0_zero, packed = a->packed;
+    const int64_t T = d->T, B = d->B, H = d->H, ldy = a->ldy, In = a->In;
+    const int64_t GX = (int64_t)fr_num_gates(cell) * H;
+    const int64_t GC = cell == FR_CELL_GRU ? 4 * H : GX;
+    const int64_t *lengths = d->lengths, *order = a->order;
+    const int training = a->gates != NULL;
+    const int G = fr_num_gates(cell);
+    const float *R = a->R, *bhn = a->bhn, *x = a->x, *W = a->W;
+    float *Xp = a->Xp, *Gh = a->Gh, *gates = a->gates, *y = a->y, *Wp = a->Wp;
+    int64_t j0, j1, nact = B;
+    unit_slice(H, tid, nth, &j0, &j1);
+    const int64_t nb = (H + VW - 1) / VW;
+    /* this thread's gate rows of W_hh, packed in 8-row panels; only it
+     * reads them. Short sequences use the weights as they are. */
+    for (int q = 0; q < G && j1 > j0 && packed; q++)
+        pack_rows(R, H, q * H + j0, j1 - j0, H, Wp + (q * nb + j0 / VW) * H * VW);
+    /* short inputs and small batches: this thread's gate rows of the
+     * input projection too, so its slices of W_ih and W_hh stay in its
+     * own cache between calls and no thread waits for another */
+    if (a->rows_project) {
+        /* each thread projects its own rows step by step (fwd_rows), from
+         * W_ih packed whole */
+        float *P = Wp + fr_fast_ih_offset(d);
+        for (int q = 0; q < G && j1 > j0; q++)
+            pack_rows(W, In, q * H + j0, j1 - j0, In, P + (q * nb + j0 / VW) * In * VW);
+    } else if (x) {
+        project_units(d, x, In, W, Wp, Xp, j0, j1);
+    }
+    if (a->by_rows) { /* then the batch is split: every thread reads every panel */
+        if (nth > 1) {
+#pragma omp barrier
+        }
+        fwd_rows(a, B * tid / nth, B * (tid + 1) / nth);
+        return;
+    }
+    for (int64_t s = 0; s < T; s++) {
+        int64_t t;
+        const float *hp, *cp;
+        float *hx, *cx;
+        step_states(a, s, &t, &hp, &cp, &hx, &cx);
+        float *xp = Xp + t * B * GX;
+        if (order) nact = active_count(lengths, order, B, t, nact);
+        if (j1 > j0) {
+            /* recurrent product for this thread's gate rows */
+            float *acc = cell == FR_CELL_GRU ? Gh : xp;
+            if (cell == FR_CELL_GRU)
+                for (int64_t b = 0; b < B; b++)
+                    for (int q = 0; q < G; q++)
+                        memset(Gh + b * GX + q * H + j0, 0, (size_t)(j1 - j0) * sizeof(float));
+            if (!(s == 0 && h0_zero))
+                for (int q = 0; q < G; q++) {
+                    if (packed) /* finished sequences skip the product */
+                        panel_axpy(hp, H, nact, H, Wp + (q * nb + j0 / VW) * H * VW,
+                                   acc + q * H + j0, GX, j1 - j0, order);
+                    else
+                        rows_dot(hp, B, H, R, q * H + j0, q * H + j1, acc, GX);
+                }
+            /* gate math for this thread's units */
+            float *yt = y + t * B * ldy;
+            for (int64_t b = 0; b < B; b++) {
+                float *yb = yt + b * ldy;
+                const size_t nbytes = (size_t)(j1 - j0) * sizeof(float);
+                if (!ACTIVE(t, b)) {
+                    if (hx != hp) memcpy(hx + b * H + j0, hp + b * H + j0, nbytes);
+                    if (cx && cx != cp) memcpy(cx + b * H + j0, cp + b * H + j0, nbytes);
+                    memset(yb + j0, 0, nbytes);
+                    if (training)
+                        for (int q = 0; q < (cell == FR_CELL_GRU ? 4 : G); q++)
+                            memset(gates + (t * B + b) * GC + q * H + j0, 0, nbytes);
+                    continue;
+                }
+                cell_units(cell, H, j0, j1, xp + b * GX,
+                           cell == FR_CELL_GRU ? Gh + b * GX : NULL, bhn,
+                           hp + b * H, cp ? cp + b * H : NULL, hx + b * H,
+                           cx ? cx + b * H : NULL, yb,
+                           (training && cell == FR_CELL_GRU) ? gates + (t * B + b) * GC : NULL,
+                           training);
+            }
+        }
+        /* the next step reads every unit's h; after the last one the
+         * region's closing barrier is the meeting */
+        if (nth > 1 && s + 1 < T) {
+#pragma omp barrier
+        }
+    }
+}
+
+TGT void FR_SFX(fr_fast_forward_f32)(const fr_desc *d, int dir, const float *R, const float *bhn,
+                              float *Xp, float *Gh, int h0_zero,
+                              float *h_a, float *h_b, float *c_buf,
+                              float *hs, float *cs, float *gates,
+                              float *y, int64_t ldy, float *hn, float *cn, float *Wp,
+                              const float *x, int64_t In, const float *W)
+{
+    const int cell = d->cell;
+    const int64_t T = d->T, B = d->B, H = d->H, BH = B * H;
+    const int training = gates != NULL, is_lstm = cell == FR_CELL_LSTM;
+    const int by_rows = fast_by_rows(d);
+    const int nt = by_rows ? by_rows : fast_threads(d);
+    /* packing W_hh pays off over a few steps; the choice depends on T alone */
+    const int packed = T >= FR_FAST_PACK_MIN_T;
+    int64_t *order = rows_by_length(d, Wp + fr_fast_fwd_pack_floats(d));
+
+    /* a time loop too small to split (one thread) over many rows: the
+     * packed projection still runs on all the threads, each on its units
+     * (the same tiles, so the same bits), before the loop */
+    if (x && nt == 1 && d->num_threads > 1 && fr_fast_proj_mode(d) == 2) {
+        int nx = d->num_threads;
+        if (nx > (H + VW - 1) / VW) nx = (int)((H + VW - 1) / VW);
+#pragma omp parallel num_threads(nx)
+        {
+            int64_t j0, j1;
+            my_units(H, &j0, &j1);
+            project_units(d, x, In, W, Wp, Xp, j0, j1);
+        }
+        x = NULL;
+    }
+
+    /* The batch split with x projected in the loop: with three or more
+     * rows a thread, each thread projects its own rows at each step
+     * instead of its units' columns of every row before the loop: it then
+     * writes no cache line another thread writes (the units' edges cut
+     * lines when H % 16 != 0) and uses each row while it is in cache (C,
+     * 2 threads: LSTM B=7 T=64 I=33 H=77 0.85 -> 0.79 ms, B=8 H=77 0.79 ->
+     * 0.71). With fewer rows the panels of W_ih serve too few rows a step
+     * (B=3 H=64: 0.50 against 0.58). */
+    const int rows_project = by_rows && x && fr_fast_proj_mode(d) == 2 && B / by_rows >= 3;
+    const fwd_team team = {d, dir, h0_zero, packed, by_rows > 0, rows_project, R, bhn, x, W, Xp, Gh,
+                           h_a, h_b, c_buf, hs, cs, gates, y, Wp, ldy, In, order};
+    if (nt == 1) {
+        fwd_thread(&team, 0, 1);
+    } else {
+#pragma omp parallel num_threads(nt)
+        {
+            int tid = 0, nth = 1;
+#ifdef _OPENMP
+            tid = omp_get_thread_num();
+            nth = omp_get_num_threads();
+#endif
+            fwd_thread(&team, tid, nth);
+        }
+    }
+    const float *h_last, *c_last = NULL;
+    if (training) {
+        h_last = hs + (dir ? 0 : T * BH);
+        if (is_lstm) c_last = cs + (dir ? 0 : T * BH);
+    } else {
+        h_last = (T % 2 == 1) ? h_b : h_a;
+        c_last = c_buf;
+    }
+    memcpy(hn, h_last, (size_t)BH * sizeof(float));
+    if (cn && is_lstm) memcpy(cn, c_last, (size_t)BH * sizeof(float));
+}
+
+/* ---- backward ------------------------------------------------------------ */
+
+/* Gradients of the gate pre-activations of 8 units of one active row:
+ *   g = dh + dy (total gradient of h_t)
+ *   LSTM: c_t = f c + i gg, h = o tanh(c_t)
+ *   GRU : n = tanh(xn + r hl), h = (1-z) n + z h_prev
+ *   RNN : h = act(pre)
+ * gt: the row's cached activations (stride H between gates); writes dgx, dgh
+ * (GRU only) and the direct part of dL/dh_{t-1} into dhp; dc in place.
+ * LSTM: tc = tanh(c_t), from bwd_cells. */
+static inline INL TGT void bwd_cell8(int cell, int64_t H, const float *gt,
+                                      const float *dh, const float *dyb,
+                                      const float *hp, const float *cp, V tc,
+                                      float *dc, float *dgx, float *dgh, float *dhp)
+{
+    const V one = v_set1(1.0f);
+    V g = v_add(v_ld(dh), v_ld(dyb));
+    if (cell == FR_CELL_LSTM) {
+        V ig = v_ld(gt), fg = v_ld(gt + H);
+        V gg = v_ld(gt + 2 * H), og = v_ld(gt + 3 * H);
+        V dct = v_fmadd(v_mul(g, og), v_fnmadd(tc, tc, one),
+                                     v_ld(dc));
+        v_st(dgx, v_mul(v_mul(dct, gg),
+                                            v_mul(ig, v_sub(one, ig))));
+        v_st(dgx + H, v_mul(v_mul(dct, v_ld(cp)),
+                                                v_mul(fg, v_sub(one, fg))));
+        v_st(dgx + 2 * H, v_mul(v_mul(dct, ig),
+                                                    v_fnmadd(gg, gg, one)));
+        v_st(dgx + 3 * H, v_mul(v_mul(g, tc),
+                                                    v_mul(og, v_sub(one, og))));
+        v_st(dc, v_mul(dct, fg));
+        v_st(dhp, v_zero());
+    } else if (cell == FR_CELL_GRU) {
+        V r = v_ld(gt), z = v_ld(gt + H);
+        V n = v_ld(gt + 2 * H), hl = v_ld(gt + 3 * H);
+        V dnp = v_mul(v_mul(g, v_sub(one, z)), v_fnmadd(n, n, one));
+        V dzp = v_mul(v_mul(g, v_sub(v_ld(hp), n)),
+                                   v_mul(z, v_sub(one, z)));
+        V drp = v_mul(v_mul(dnp, hl), v_mul(r, v_sub(one, r)));
+        v_st(dgx, drp); v_st(dgx + H, dzp); v_st(dgx + 2 * H, dnp);
+        v_st(dgh, drp); v_st(dgh + H, dzp);
+        v_st(dgh + 2 * H, v_mul(dnp, r));
+        v_st(dhp, v_mul(g, z));
+    } else {
+        V h = v_ld(gt), d;
+        if (cell == FR_CELL_RNN_RELU)
+            d = v_keep(v_gt(h, v_zero()), g);
+        else
+            d = v_mul(g, v_fnmadd(h, h, one));
+        v_st(dgx, d);
+        v_st(dhp, v_zero());
+    }
+}
+
+/* bwd_cell8 on NB blocks of 8 units from unit j (the LSTM's tanh(c_t) of
+ * all NB blocks side by side) */
+static inline INL TGT void bwd_cells(int cell, int64_t H, int64_t j, const float *gt,
+                                      const float *dh, const float *dyb, const float *hp,
+                                      const float *cp, const float *cx, float *dc,
+                                      float *dgx, float *dgh, float *dhp, const int NB)
+{
+    V tc[NBLK];
+    for (int b = 0; b < NB; b++) tc[b] = v_zero();
+    if (cell == FR_CELL_LSTM) {
+        for (int b = 0; b < NB; b++) tc[b] = v_ld(cx + j + VW * b);
+        v_tanh_k(tc, NB);
+    }
+    for (int b = 0; b < NB; b++) {
+        const int64_t u = j + VW * b;
+        bwd_cell8(cell, H, gt + u, dh + u, dyb + u, hp ? hp + u : NULL, cp ? cp + u : NULL,
+                  tc[b], dc ? dc + u : NULL, dgx + u, dgh ? dgh + u : NULL, dhp + u);
+    }
+}
+
+/* bwd_cells over units [j0, j1) of one row; the partial last block goes
+ * through padded copies (same instructions for every unit). */
+static TGT void bwd_units(int cell, int64_t H, int64_t j0, int64_t j1,
+                           const float *gt, const float *dh, const float *dyb,
+                           const float *hp, const float *cp, const float *cx,
+                           float *dc, float *dgx, float *dgh, float *dhp)
+{
+    const int GC = cell == FR_CELL_GRU ? 4 : fr_num_gates(cell);
+    const int G = fr_num_gates(cell);
+    int64_t j = j0;
+    for (; j + VW * NBLK <= j1; j += VW * NBLK)
+        bwd_cells(cell, H, j, gt, dh, dyb, hp, cp, cx, dc, dgx, dgh, dhp, NBLK);
+    for (; j + VW <= j1; j += VW)
+        bwd_cells(cell, H, j, gt, dh, dyb, hp, cp, cx, dc, dgx, dgh, dhp, 1);
+    if (j < j1) {
+        const int64_t n = j1 - j;
+        float GT[4 * VW] = {0}, DH[VW] = {0}, DY[VW] = {0}, HP[VW] = {0}, CP[VW] = {0}, CX[VW] = {0};
+        float DC[VW] = {0}, DGX[4 * VW], DGH[4 * VW], DHP[VW];
+        for (int64_t u = 0; u < n; u++) {
+            for (int q = 0; q < GC; q++) GT[q * VW + u] = gt[q * H + j + u];
+            DH[u] = dh[j + u]; DY[u] = dyb[j + u];
+            if (hp) HP[u] = hp[j + u];
+            if (cp) { CP[u] = cp[j + u]; CX[u] = cx[j + u]; DC[u] = dc[j + u]; }
+        }
+        bwd_cells(cell, VW, 0, GT, DH, DY, HP, CP, CX, DC, DGX, DGH, DHP, 1);
+        for (int64_t u = 0; u < n; u++) {
+            for (int q = 0; q < G; q++) {
+                dgx[q * H + j + u] = DGX[q * VW + u];
+                if (dgh) dgh[q * H + j + u] = DGH[q * VW + u];
+            }
+            if (dc) dc[j + u] = DC[u];
+            dhp[j + u] = DHP[u];
+        }
+    }
+}
+
+TGT float *FR_SFX(fr_fast_backward_f32)(const fr_desc *d, int dir, const float *R,
+                                 const float *gates, const float *hs, const float *cs,
+                                 const float *dy, int64_t ldy,
+                                 float *dGx, float *dGh, float *dh, float *dhp, float *dc,
+                                 float *Rp)
+{
+    int64_t *order = rows_by_length(d, Rp + fr_fast_pack_floats(d));
+    const int cell = d->cell;
+    const int64_t T = d->T, B = d->B, H = d->H, BH = B * H;
+    const int64_t GX = (int64_t)fr_num_gates(cell) * H;
+    const int64_t GC = cell == FR_CELL_GRU ? 4 * H : GX;
+    const int64_t *lengths = d->lengths;
+    const int is_lstm = cell == FR_CELL_LSTM, is_gru = cell == FR_CELL_GRU;
+    const int by_rows = fast_by_rows(d);
+    const int nt = by_rows ? by_rows : fast_threads(d);
+
+#pragma omp parallel num_threads(nt)
+    {
+        int64_t j0, j1, nact = B;
+        my_units(H, &j0, &j1);
+        const size_t nbytes = (size_t)(j1 - j0) * sizeof(float);
+        float *cur = dh, *prev = dhp;   /* dL/dh_t and dL/dh_{t-1} */
+        if (j1 > j0) pack_cols(R, GX, H, j0, j1, Rp); /* only this thread reads them */
+        if (by_rows) {
+            /* the batch split (as forward, fast_by_rows): every thread reads
+             * every column panel, then walks its own sequences, all units,
+             * with no meeting between steps */
+            int tid = 0, nth = 1;
+#ifdef _OPENMP
+            tid = omp_get_thread_num();
+            nth = omp_get_num_threads();
+#endif
+            if (nth > 1) {
+#pragma omp barrier
+            }
+            const int64_t r0 = B * tid / nth, r1 = B * (tid + 1) / nth;
+            for (int64_t s = T - 1; s >= 0 && r1 > r0; s--) {
+                const int64_t t = dir ? T - 1 - s : s;
+                const int64_t ip = dir ? t + 1 : t, ix = dir ? t : t + 1;
+                float *dgx = dGx + t * B * GX, *dgh = dGh + t * B * GX;
+                for (int64_t b = r0; b < r1; b++)
+                    bwd_units(cell, H, 0, H, gates + (t * B + b) * GC, cur + b * H,
+                              dy + (t * B + b) * ldy, is_gru ? hs + ip * BH + b * H : NULL,
+                              is_lstm ? cs + ip * BH + b * H : NULL,
+                              is_lstm ? cs + ix * BH + b * H : NULL,
+                              is_lstm ? dc + b * H : NULL, dgx + b * GX,
+                              is_gru ? dgh + b * GX : NULL, prev + b * H);
+                panel_axpy(dgh + r0 * GX, GX, r1 - r0, GX, Rp, prev + r0 * H, H, H, NULL);
+                float *tmp = cur; cur = prev; prev = tmp;
+            }
+        } else
+        for (int64_t s = T - 1; s >= 0; s--) {
+            const int64_t t = dir ? T - 1 - s : s;
+            const int64_t ip = dir ? t + 1 : t, ix = dir ? t : t + 1;
+            float *dgx = dGx + t * B * GX, *dgh = dGh + t * B * GX;
+            /* (A) gate gradients of this thread's units */
+            for (int64_t b = 0; b < B && j1 > j0; b++) {
+                float *dgxb = dgx + b * GX, *dghb = dgh + b * GX;
+                if (!ACTIVE(t, b)) { /* the carried state passes the gradient on */
+                    memcpy(prev + b * H + j0, cur + b * H + j0, nbytes);
+                    for (int q = 0; q < fr_num_gates(cell); q++) {
+                        memset(dgxb + q * H + j0, 0, nbytes);
+                        if (is_gru) memset(dghb + q * H + j0, 0, nbytes);
+                    }
+                    continue;
+                }
+                bwd_units(cell, H, j0, j1, gates + (t * B + b) * GC, cur + b * H,
+                          dy + (t * B + b) * ldy, is_gru ? hs + ip * BH + b * H : NULL,
+                          is_lstm ? cs + ip * BH + b * H : NULL,
+                          is_lstm ? cs + ix * BH + b * H : NULL,
+                          is_lstm ? dc + b * H : NULL, dgxb, is_gru ? dghb : NULL,
+                          prev + b * H);
+            }
+#pragma omp barrier
+            /* (B) dL/dh_{t-1} += dG_h W_hh for this thread's columns */
+            /* finished sequences: dG rows are 0 and prev already holds the
+             * carried gradient, so they skip the product */
+            if (order) nact = active_count(lengths, order, B, t, nact);
+            if (j1 > j0)
+                panel_axpy(dgh, GX, nact, GX, Rp + (j0 / VW) * GX * VW, prev + j0, H, j1 - j0,
+                           order);
+            float *tmp = cur; cur = prev; prev = tmp;
+        }
+    }
+    return (T % 2 == 0) ? dh : dhp;
+}
+
