@@ -243,12 +243,13 @@ void fr_pgemm_f32(int nt, int pinned, char ta, char tb, int64_t M, int64_t N,
                   int64_t K, float alpha, const float *A, int64_t lda,
                   const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
 {
-    pgemm_f32(nt, pinned, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    /* the regularized cells run on the portable path: BLAS, as its other cells */
+    pgemm_f32(0, nt, pinned, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 void fr_pgemm_f64(int nt, int pinned, char ta, char tb, int64_t M, int64_t N,
                   int64_t K, double alpha, const double *A, int64_t lda,
                   const double *B, int64_t ldb, double beta, double *C, int64_t ldc)
 {
-    pgemm_f64(nt, pinned, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    pgemm_f64(0, nt, pinned, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }

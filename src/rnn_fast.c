@@ -34,6 +34,13 @@ float *fr_fast_backward_f32_avx512(const fr_desc *d, int dir, const float *R,
                                    float *dGx, float *dGh, float *dh, float *dhp, float *dc,
                                    float *Rp);
 
+int fr_fast_sgemm_avx2(int nt, char ta, char tb, int64_t M, int64_t N, int64_t K,
+                      const float *A, int64_t lda, const float *B, int64_t ldb,
+                      int beta, float *C, int64_t ldc);
+int fr_fast_sgemm_avx512(int nt, char ta, char tb, int64_t M, int64_t N, int64_t K,
+                        const float *A, int64_t lda, const float *B, int64_t ldb,
+                        int beta, float *C, int64_t ldc);
+
 /* Widest vector this CPU runs the loops at: 16, 8, or 0 (checked once). */
 static int widest(void)
 {
@@ -98,11 +105,29 @@ float *fr_fast_backward_f32(const fr_desc *d, int dir, const float *R,
                                      dc, Rp);
 }
 
+int fr_fast_sgemm(int nt, char ta, char tb, int64_t M, int64_t N, int64_t K,
+                  const float *A, int64_t lda, const float *B, int64_t ldb,
+                  int beta, float *C, int64_t ldc)
+{
+    if (width() == 16)
+        return fr_fast_sgemm_avx512(nt, ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc);
+    return fr_fast_sgemm_avx2(nt, ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc);
+}
+
 #else /* not x86-64 with GCC/Clang: the portable path is always used */
 
 int fr_fast_available(void) { return 0; }
 
 int fr_set_fast_width(int w) { (void)w; return 0; }
+
+int fr_fast_sgemm(int nt, char ta, char tb, int64_t M, int64_t N, int64_t K,
+                  const float *A, int64_t lda, const float *B, int64_t ldb,
+                  int beta, float *C, int64_t ldc)
+{
+    (void)nt; (void)ta; (void)tb; (void)M; (void)N; (void)K; (void)A; (void)lda; (void)B;
+    (void)ldb; (void)beta; (void)C; (void)ldc;
+    return -1;
+}
 
 void fr_fast_forward_f32(const fr_desc *d, int dir, const float *R, const float *bhn,
                          float *Xp, float *Gh, int h0_zero,

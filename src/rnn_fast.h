@@ -24,6 +24,17 @@
  * once). */
 int fr_fast_available(void);
 
+/* C(M,N) = op(A) op(B) (beta 0) or C += op(A) op(B) (beta 1), row-major,
+ * ta/tb 'N' or 'T' as in BLAS, on nt OpenMP threads, with the fast loops'
+ * packed panel tiles: the bits do not depend on nt. Returns 0, or -1 when
+ * its scratch could not be allocated (C unchanged: the caller uses BLAS). */
+int fr_fast_sgemm(int nt, char ta, char tb, int64_t M, int64_t N, int64_t K,
+                  const float *A, int64_t lda, const float *B, int64_t ldb,
+                  int beta, float *C, int64_t ldc);
+
+/* GEMMs with fewer multiply-adds than this run on one thread. */
+#define FR_FAST_GEMM_PAR_MIN 1e6
+
 /* Sequences shorter than this use W_hh unpacked (dot-product tiles): packing
  * costs about as much as one step's product. */
 #define FR_FAST_PACK_MIN_T 4

@@ -1257,3 +1257,145 @@ TGT float *FR_SFX(fr_fast_backward_f32)(const fr_desc *d, int dir, const float *
     return (T % 2 == 0) ? dh : dhp;
 }
 
+
+/* ---- GEMM on packed panels ------------------------------------------------
+ * C(M,N) (+)= op(A)(M,K) op(B)(K,N), row-major, for the kernels' float32
+ * GEMMs (input projection, weight and input gradients, the model layers):
+ * op(B) packed in VW-column panels, K in blocks of GEMM_KC, rows in tiles of
+ * up to 8 sharing each pair of panel vectors. Every output is its old value
+ * followed by one FMA chain over k in order, whatever the blocking, tiles
+ * and thread split (threads own pairs of panels), so the bits never depend
+ * on the thread count. */
+#define GEMM_KC 256
+#define GEMM_MC 240
+
+/* R rows of op(A) from A (row r at A + r*am, element k at + k*ak; at = 1
+ * means am = 1, ak = lda, else ak = 1) against NP (1, 2) panels of kc rows
+ * at P (the second at P + kc*VW), into C (row stride ldc), rem columns left
+ * from the first panel. */
+static inline INL TGT void gemm_tile(const float *A, int64_t lda, const int at,
+                                     const float *P, int64_t kc, float *C, int64_t ldc,
+                                     int64_t rem, const int R, const int NP)
+{
+    V acc[8][2];
+    for (int r = 0; r < R; r++)
+        for (int q = 0; q < NP; q++) acc[r][q] = acc_load(C + r * ldc + q * VW, rem - q * VW);
+    const float *P1 = P + kc * VW;
+    if (at) {
+        for (int64_t k = 0; k < kc; k++) {
+            const V w0 = v_lda(P + k * VW), w1 = NP > 1 ? v_lda(P1 + k * VW) : w0;
+            const float *ak = A + k * lda;
+            for (int r = 0; r < R; r++) {
+                const V a = v_bcast(ak + r);
+                acc[r][0] = v_fmadd(a, w0, acc[r][0]);
+                if (NP > 1) acc[r][1] = v_fmadd(a, w1, acc[r][1]);
+            }
+        }
+    } else {
+        for (int64_t k = 0; k < kc; k++) {
+            const V w0 = v_lda(P + k * VW), w1 = NP > 1 ? v_lda(P1 + k * VW) : w0;
+            for (int r = 0; r < R; r++) {
+                const V a = v_bcast(A + r * lda + k);
+                acc[r][0] = v_fmadd(a, w0, acc[r][0]);
+                if (NP > 1) acc[r][1] = v_fmadd(a, w1, acc[r][1]);
+            }
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int q = 0; q < NP; q++) acc_store(C + r * ldc + q * VW, rem - q * VW, acc[r][q]);
+}
+
+/* Rows of the big tile: 8 x 2 panels is 16 accumulators of AVX-512's 32
+ * registers; AVX2 has 16, so 6 x 2 (12 accumulators, 2 panel vectors, one
+ * broadcast). */
+#define GEMM_MR (VW == 16 ? 8 : 6)
+
+/* Rows [m0, m1) of C against NP panels at P: tiles of GEMM_MR, 4, then 1-3
+ * rows. */
+static TGT void gemm_rows(const float *A, int64_t lda, int at, int64_t m0, int64_t m1,
+                          const float *P, int64_t kc, float *C, int64_t ldc, int64_t rem, int NP)
+{
+#define GEMM_AT(m) (at ? A + (m) : A + (m) * lda)
+    int64_t m = m0;
+    if (NP == 2) {
+        for (; m + GEMM_MR <= m1; m += GEMM_MR)
+            gemm_tile(GEMM_AT(m), lda, at, P, kc, C + m * ldc, ldc, rem, GEMM_MR, 2);
+        for (; m + 4 <= m1; m += 4) gemm_tile(GEMM_AT(m), lda, at, P, kc, C + m * ldc, ldc, rem, 4, 2);
+        for (; m < m1; m++) gemm_tile(GEMM_AT(m), lda, at, P, kc, C + m * ldc, ldc, rem, 1, 2);
+    } else {
+        for (; m + GEMM_MR <= m1; m += GEMM_MR)
+            gemm_tile(GEMM_AT(m), lda, at, P, kc, C + m * ldc, ldc, rem, GEMM_MR, 1);
+        for (; m + 4 <= m1; m += 4) gemm_tile(GEMM_AT(m), lda, at, P, kc, C + m * ldc, ldc, rem, 4, 1);
+        for (; m < m1; m++) gemm_tile(GEMM_AT(m), lda, at, P, kc, C + m * ldc, ldc, rem, 1, 1);
+    }
+#undef GEMM_AT
+}
+
+/* Rows [k0, k0+kc) of B (K,N) row-major, columns [c0, c1), into panels of
+ * kc x VW at P (zero past c1). */
+static TGT void pack_copy(const float *B, int64_t ldb, int64_t k0, int64_t kc,
+                          int64_t c0, int64_t c1, float *P)
+{
+    for (int64_t c = c0; c < c1; c += VW) {
+        float *Pp = P + ((c - c0) / VW) * kc * VW;
+        const int64_t w = c1 - c < VW ? c1 - c : VW;
+        for (int64_t k = 0; k < kc; k++) {
+            const float *b = B + (k0 + k) * ldb + c;
+            if (w == VW) v_sta(Pp + k * VW, v_ld(b));
+            else v_sta(Pp + k * VW, acc_load(b, w));
+        }
+    }
+}
+
+/* Floats of one thread's packed block for N columns among nt threads. */
+static int64_t gemm_thread_floats(int64_t N, int nt)
+{
+    const int64_t pairs = (N + 2 * VW - 1) / (2 * VW);
+    return GEMM_KC * 2 * VW * ((pairs + nt - 1) / nt);
+}
+
+/* C = op(A) op(B) (beta 0) or C += op(A) op(B) (beta 1); ta, tb 'N' or
+ * 'T' as BLAS. Returns 0, or -1 when the scratch could not be had (C is
+ * then unchanged). */
+TGT int FR_SFX(fr_fast_sgemm)(int nt, char ta, char tb, int64_t M, int64_t N, int64_t K,
+                              const float *A, int64_t lda, const float *B, int64_t ldb,
+                              int beta, float *C, int64_t ldc)
+{
+    const int64_t pairs = (N + 2 * VW - 1) / (2 * VW);
+    if (nt > pairs) nt = (int)pairs;
+    if (nt < 1) nt = 1;
+    const int64_t per = gemm_thread_floats(N, nt);
+    float *buf = NULL;
+    if (posix_memalign((void **)&buf, 64, (size_t)(per * nt) * sizeof(float)) != 0) return -1;
+    const int at = ta == 'T' || ta == 't', bt = tb == 'T' || tb == 't';
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        int tid = 0, nth = 1;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+        nth = omp_get_num_threads();
+#endif
+        const int64_t p0 = pairs * tid / nth, p1 = pairs * (tid + 1) / nth;
+        const int64_t c0 = p0 * 2 * VW, c1 = p1 * 2 * VW < N ? p1 * 2 * VW : N;
+        float *P = buf + per * tid;
+        if (c1 > c0 && !beta)
+            for (int64_t m = 0; m < M; m++)
+                memset(C + m * ldc + c0, 0, (size_t)(c1 - c0) * sizeof(float));
+        for (int64_t kb = 0; kb < K && c1 > c0; kb += GEMM_KC) {
+            const int64_t kc = K - kb < GEMM_KC ? K - kb : GEMM_KC;
+            if (bt) pack_rows(B + kb, ldb, c0, c1 - c0, kc, P);
+            else pack_copy(B, ldb, kb, kc, c0, c1, P);
+            const float *Ak = at ? A + kb * lda : A + kb;
+            for (int64_t mb = 0; mb < M; mb += GEMM_MC) {
+                const int64_t me = M - mb < GEMM_MC ? M : mb + GEMM_MC;
+                for (int64_t c = c0; c < c1; c += 2 * VW) {
+                    const int NP = c + VW < c1 ? 2 : 1;
+                    gemm_rows(Ak, lda, at, mb, me, P + ((c - c0) / VW) * kc * VW, kc,
+                              C + c, ldc, N - c, NP);
+                }
+            }
+        }
+    }
+    free(buf);
+    return 0;
+}

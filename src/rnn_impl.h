@@ -45,10 +45,20 @@ static void FN(gemm)(char ta, char tb, int64_t M, int64_t N, int64_t K,
  * 1024 rows (the input projection of big-lstm, M = 3200, W_ih 4 MiB: 8 parts
  * 216-220 ms, 2 parts 198-209 ms); below 4096 rows only two threads share a
  * GEMM. */
-static void FN(pgemm)(int nt, int pinned, char ta, char tb, int64_t M, int64_t N,
+static void FN(pgemm)(int fast, int nt, int pinned, char ta, char tb, int64_t M, int64_t N,
                       int64_t K, REAL alpha, const REAL *A, int64_t lda,
                       const REAL *B, int64_t ldb, REAL beta, REAL *C, int64_t ldc)
 {
+#if FR_REAL_IS_FLOAT
+    /* fast: the fast kernels' own panel GEMM (AVX-512 or AVX2, whatever
+     * core type the BLAS was told to use), for the layers the fast loops
+     * run and the model layers; the cells they decline keep the BLAS, so
+     * switching the fast path never changes their bits */
+    if (fast && alpha == 1 && (beta == 0 || beta == 1) && M > 0 && N > 0 && K > 0
+        && fr_fast_sgemm((double)M * N * K >= FR_FAST_GEMM_PAR_MIN ? nt : 1, ta, tb, M, N, K,
+                         A, lda, B, ldb, beta == 1, C, ldc) == 0)
+        return;
+#endif
     /* few chunks: each one repacks the whole other operand */
     const int64_t parts = M >= 8192 ? 8 : M >= 4096 ? 4 : 2;
     int64_t chunk = ((M + parts - 1) / parts + 3) / 4 * 4;
@@ -123,12 +133,12 @@ static void FN(colsum_add)(const REAL *A, int64_t rows, int64_t cols, REAL *out,
  * place, never over one still to move). Rows past a length are left as they
  * are: nothing reads them. */
 static void FN(project)(const fr_desc *d, int64_t In, const REAL *x, const REAL *W,
-                        REAL *Xp, REAL beta, REAL *xc, int nt, int pinned)
+                        REAL *Xp, REAL beta, REAL *xc, int nt, int pinned, int fast)
 {
     const int64_t T = d->T, B = d->B, GX = (int64_t)fr_num_gates(d->cell) * d->H;
     const int64_t *lengths = d->lengths;
     if (lengths == NULL) {
-        FN(pgemm)(nt, pinned, 'N', 'T', T * B, GX, In, 1, x, In, W, In, beta, Xp, GX);
+        FN(pgemm)(fast, nt, pinned, 'N', 'T', T * B, GX, In, 1, x, In, W, In, beta, Xp, GX);
         return;
     }
     int64_t n = 0;
@@ -138,7 +148,7 @@ static void FN(project)(const fr_desc *d, int64_t In, const REAL *x, const REAL 
                 memcpy(xc + n * In, x + (t * B + b) * In, (size_t)In * sizeof(REAL));
                 n++; /* (with beta 1 every Xp row holds the same bias row) */
             }
-    FN(pgemm)(nt, pinned, 'N', 'T', n, GX, In, 1, xc, In, W, In, beta, Xp, GX);
+    FN(pgemm)(fast, nt, pinned, 'N', 'T', n, GX, In, 1, xc, In, W, In, beta, Xp, GX);
     for (int64_t t = T - 1; t >= 0; t--)
         for (int64_t b = B - 1; b >= 0; b--)
             if (t < lengths[b]) {
@@ -209,9 +219,9 @@ static void FN(layer_forward)(const fr_desc *d, int dir, int64_t In,
         }
         FN(fill_rows)(Xp, T * B, GX, row, nt);
         if (!small) /* else the fast time loop projects x itself */
-            FN(project)(d, In, x, W, Xp, 1, xc, nt, pinned);
+            FN(project)(d, In, x, W, Xp, 1, xc, nt, pinned, fast);
     } else {
-        FN(project)(d, In, x, W, Xp, 0, xc, nt, pinned);
+        FN(project)(d, In, x, W, Xp, 0, xc, nt, pinned, fast);
     }
     const REAL *bhn = (cell == FR_CELL_GRU && !lbr0 && bR) ? bR + 2 * H : NULL;
 
@@ -260,10 +270,10 @@ static void FN(layer_forward)(const fr_desc *d, int dir, int64_t In,
         const int hzero = (s == 0 && h0 == NULL);
         if (cell == FR_CELL_GRU) {
             if (hzero) memset(Gh, 0, (size_t)B * GX * sizeof(REAL));
-            else FN(pgemm)(nt, pinned, 'N', 'T', B, lbr0 ? 2 * H : GX, H, 1, hp, H, R, H,
+            else FN(pgemm)(fast, nt, pinned, 'N', 'T', B, lbr0 ? 2 * H : GX, H, 1, hp, H, R, H,
                            0, Gh, GX);
         } else if (!hzero) {
-            FN(pgemm)(nt, pinned, 'N', 'T', B, GX, H, 1, hp, H, R, H, 1, xp, GX);
+            FN(pgemm)(fast, nt, pinned, 'N', 'T', B, GX, H, 1, hp, H, R, H, 1, xp, GX);
         }
         REAL *yt = y + t * B * ldy;
         REAL *gt = training ? gates + t * B * (cell == FR_CELL_GRU ? 4 * H : GX) : NULL;
@@ -285,7 +295,7 @@ static void FN(layer_forward)(const fr_desc *d, int dir, int64_t In,
             }
             /* Gh's n block = (r*h) W_hn^T */
             if (!hzero)
-                FN(pgemm)(nt, pinned, 'N', 'T', B, H, H, 1, h2, H, R + 2 * H * H, H, 0,
+                FN(pgemm)(fast, nt, pinned, 'N', 'T', B, H, H, 1, h2, H, R + 2 * H * H, H, 0,
                           Gh + 2 * H, GX);
         }
 #pragma omp parallel for num_threads(nt) if (B * GX >= FR_PAR_MIN) schedule(static)
@@ -499,7 +509,7 @@ static void FN(layer_backward)(const fr_desc *d, int dir, int64_t In,
         }
         if (lbr0) {
             REAL *drh = dc; /* (B,H) d(r*h) = dn_pre W_hn */
-            FN(pgemm)(nt, pinned, 'N', 'N', B, H, H, 1, dgh + 2 * H, GX, R + 2 * H * H, H,
+            FN(pgemm)(fast, nt, pinned, 'N', 'N', B, H, H, 1, dgh + 2 * H, GX, R + 2 * H * H, H,
                       0, drh, H);
 #pragma omp parallel for num_threads(nt) if (B * GX >= FR_PAR_MIN) schedule(static)
             for (b = 0; b < B; b++) {
@@ -515,10 +525,10 @@ static void FN(layer_backward)(const fr_desc *d, int dir, int64_t In,
                 }
             }
             /* dh_{t-1} += dG_h[r,z] W_hh[r,z] */
-            FN(pgemm)(nt, pinned, 'N', 'N', B, H, 2 * H, 1, dgh, GX, R, H, 1, dhp, H);
+            FN(pgemm)(fast, nt, pinned, 'N', 'N', B, H, 2 * H, 1, dgh, GX, R, H, 1, dhp, H);
         } else {
             /* dh_{t-1} += dG_h W_hh */
-            FN(pgemm)(nt, pinned, 'N', 'N', B, H, GX, 1, dgh, GX, R, H, 1, dhp, H);
+            FN(pgemm)(fast, nt, pinned, 'N', 'N', B, H, GX, 1, dgh, GX, R, H, 1, dhp, H);
         }
         REAL *tmp = dh; dh = dhp; dhp = tmp;
     }
@@ -526,19 +536,19 @@ static void FN(layer_backward)(const fr_desc *d, int dir, int64_t In,
     if (dc0 && cell == FR_CELL_LSTM) memcpy(dc0, dc, (size_t)BH * sizeof(REAL));
 
     /* weight gradients over all steps at once */
-    FN(pgemm)(nt, pinned, 'T', 'N', GX, In, T * B, 1, dGx, GX, x, In, 1, dW, In);
+    FN(pgemm)(fast, nt, pinned, 'T', 'N', GX, In, T * B, 1, dGx, GX, x, In, 1, dW, In);
     if (lbr0) { /* r,z rows take h_prev, the n rows r*h_prev */
-        FN(pgemm)(nt, pinned, 'T', 'N', 2 * H, H, T * B, 1, dGh, GX, hs + (dir ? BH : 0), H,
+        FN(pgemm)(fast, nt, pinned, 'T', 'N', 2 * H, H, T * B, 1, dGh, GX, hs + (dir ? BH : 0), H,
                   1, dR, H);
-        FN(pgemm)(nt, pinned, 'T', 'N', H, H, T * B, 1, dGh + 2 * H, GX, gates + 3 * H, GC,
+        FN(pgemm)(fast, nt, pinned, 'T', 'N', H, H, T * B, 1, dGh + 2 * H, GX, gates + 3 * H, GC,
                   1, dR + 2 * H * H, H);
     } else {
-        FN(pgemm)(nt, pinned, 'T', 'N', GX, H, T * B, 1, dGh, GX, hs + (dir ? BH : 0), H, 1,
+        FN(pgemm)(fast, nt, pinned, 'T', 'N', GX, H, T * B, 1, dGh, GX, hs + (dir ? BH : 0), H, 1,
                   dR, H);
     }
     if (dbW) FN(colsum_add)(dGx, T * B, GX, dbW, nt);
     if (dbR) FN(colsum_add)(dGh, T * B, GX, dbR, nt);
-    FN(pgemm)(nt, pinned, 'N', 'N', T * B, In, GX, 1, dGx, GX, W, In, dx_beta, dx, In);
+    FN(pgemm)(fast, nt, pinned, 'N', 'N', T * B, In, GX, 1, dGx, GX, W, In, dx_beta, dx, In);
 }
 
 /* ---- whole stack ------------------------------------------------------- */
@@ -680,7 +690,8 @@ int FN(fr_gemm)(int num_threads, char ta, char tb, int64_t M, int64_t N, int64_t
         || ldc > INT_MAX)
         return FR_ETOOBIG;
     const int pinned = blas_enter();
-    FN(pgemm)(num_threads, pinned, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    FN(pgemm)(FR_REAL_IS_FLOAT && fr_use_fast > 0, num_threads, pinned, ta, tb, M, N, K, alpha,
+              A, lda, B, ldb, beta, C, ldc);
     blas_leave(pinned);
     return FR_OK;
 }

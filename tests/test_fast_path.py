@@ -157,3 +157,42 @@ def test_saturation_and_nan(fast_restored):
         y, _ = layer(x)
         assert np.all(np.isnan(y[1:, 1])), layer
         assert np.all(np.isfinite(y[:, [0, 2]])), layer
+
+
+GEMM_SHAPES = [(1, 1, 1), (3, 5, 7), (17, 33, 300), (240, 64, 256), (241, 47, 257),
+               (8, 16, 1), (1000, 31, 513), (7, 2048, 512), (64, 17, 1024), (13, 97, 1)]
+
+
+@pytest.mark.parametrize("shape", GEMM_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_panel_gemm(shape, fast_restored):
+    """The fast kernels' panel GEMM (float32 GEMMs of the layers the fast
+    loops run, and of _core.gemm) against float64 products, every op(A),
+    op(B), beta 0 and 1, a NaN-filled C with beta 0 (BLAS semantics: C is
+    not read), partial panels and K blocks; the same bits at 1-3 threads and
+    at both vector widths."""
+    if not _core.set_fast_path(True):
+        pytest.skip("this CPU has no AVX2/FMA")
+    M, N, K = shape
+    rng = np.random.default_rng(M * 1000 + N + K)
+    widths = [w for w in (8, 16) if _core.set_fast_width(w) == w]
+    for ta in (False, True):
+        for tb in (False, True):
+            A = rng.standard_normal((K, M) if ta else (M, K)).astype(np.float32)
+            B = rng.standard_normal((N, K) if tb else (K, N)).astype(np.float32)
+            ref = (A.T if ta else A).astype(np.float64) @ (B.T if tb else B).astype(np.float64)
+            for beta in (0.0, 1.0):
+                C0 = rng.standard_normal((M, N)).astype(np.float32)
+                if beta == 0:
+                    C0[:] = np.nan
+                want = ref + (C0 if beta else 0)
+                outs = []
+                for w in widths:
+                    _core.set_fast_width(w)
+                    for nt in (1, 2, 3):
+                        C = C0.copy()
+                        _core.gemm(A, B, C, ta, tb, 1.0, beta, nt)
+                        outs.append(C)
+                np.testing.assert_allclose(outs[0], want, rtol=1e-4,
+                                           atol=1e-4 * np.sqrt(K) + 1e-6)
+                for other in outs[1:]:
+                    assert np.array_equal(outs[0], other), (ta, tb, beta)
