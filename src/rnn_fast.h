@@ -56,9 +56,14 @@ int fr_fast_sgemm(int nt, char ta, char tb, int64_t M, int64_t N, int64_t K,
 #define FR_FAST_INLOOP_MAX_B 8
 
 /* ... but with fewer rows than this, packing W_ih (a read and a write of it)
- * costs more than it saves: dot tiles on W_ih as it is (db-lstm-b1, 25 rows
- * of a 16 MiB W_ih: 25 ms unpacked, 30 ms packed, 29 ms through BLAS). */
-#define FR_FAST_INLOOP_PACK_M 32
+ * costs more than it saves: dot tiles on W_ih as it is. From 16 rows the
+ * AVX-512 panels win where W_ih has at most FR_FAST_INLOOP_PACK_BIG floats
+ * (Zen 5, 2 threads: LSTM B=1 T=20 H=512 0.93 -> 0.67 ms, GRU T=25 H=700
+ * 1.60 -> 1.35), not above (db-lstm-b1, 25 rows of a 16 MiB W_ih: 5.0 ->
+ * 5.9 ms, the packed copy pushes W_hh out of L3): those keep 32. */
+#define FR_FAST_INLOOP_PACK_M 16
+#define FR_FAST_INLOOP_PACK_M_BIG 32
+#define FR_FAST_INLOOP_PACK_BIG (2 * 1024 * 1024)
 
 /* Below this many multiply-adds per step (B*G*H*H) the time loop runs on one
  * thread: the barrier costs more than the work it splits. */
@@ -86,7 +91,11 @@ static inline int fr_fast_proj_mode(const fr_desc *d)
     if (d->B * (int64_t)fr_num_gates(d->cell) * d->H * d->H < FR_FAST_MIN_WORK
         && (d->I_ < 64 || d->H < 64))
         return 0;
-    return M < FR_FAST_INLOOP_PACK_M ? 1 : 2;
+    if (M < FR_FAST_INLOOP_PACK_M) return 1;
+    if (M < FR_FAST_INLOOP_PACK_M_BIG
+        && (int64_t)fr_num_gates(d->cell) * d->H * d->I_ > FR_FAST_INLOOP_PACK_BIG)
+        return 1;
+    return 2;
 }
 
 
