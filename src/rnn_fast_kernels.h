@@ -393,35 +393,25 @@ static inline TGT void acc_store(float *p, int64_t rem, V v)
 }
 
 /* R rows of op(A) from A (row r at A + r*am, element k at + k*ak; at = 1
- * means am = 1, ak = lda, else ak = 1) against NP (1, 2) panels of kc rows
- * at P (the second at P + kc*VW), into C (row stride ldc), rem columns left
- * from the first panel. */
+ * means am = 1, ak = lda, else ak = 1) against NP (1-3) panels of kc rows
+ * at P (the next at P + kc*VW, ...), into C (row stride ldc), rem columns
+ * left from the first panel. */
 static inline INL TGT void gemm_tile(const float *A, int64_t lda, const int at,
                                      const float *P, int64_t kc, float *C, int64_t ldc,
                                      int64_t rem, const int R, const int NP)
 {
-    V acc[8][2];
+    V acc[8][3];
     for (int r = 0; r < R; r++)
         for (int q = 0; q < NP; q++) acc[r][q] = acc_load(C + r * ldc + q * VW, rem - q * VW);
-    const float *P1 = P + kc * VW;
-    if (at) {
-        for (int64_t k = 0; k < kc; k++) {
-            const V w0 = v_lda(P + k * VW), w1 = NP > 1 ? v_lda(P1 + k * VW) : w0;
-            const float *ak = A + k * lda;
-            for (int r = 0; r < R; r++) {
-                const V a = v_bcast(ak + r);
-                acc[r][0] = v_fmadd(a, w0, acc[r][0]);
-                if (NP > 1) acc[r][1] = v_fmadd(a, w1, acc[r][1]);
-            }
-        }
-    } else {
-        for (int64_t k = 0; k < kc; k++) {
-            const V w0 = v_lda(P + k * VW), w1 = NP > 1 ? v_lda(P1 + k * VW) : w0;
-            for (int r = 0; r < R; r++) {
-                const V a = v_bcast(A + r * lda + k);
-                acc[r][0] = v_fmadd(a, w0, acc[r][0]);
-                if (NP > 1) acc[r][1] = v_fmadd(a, w1, acc[r][1]);
-            }
+    const float *P1 = P + kc * VW, *P2 = P + 2 * kc * VW;
+    for (int64_t k = 0; k < kc; k++) {
+        const V w0 = v_lda(P + k * VW);
+        const V w1 = NP > 1 ? v_lda(P1 + k * VW) : w0, w2 = NP > 2 ? v_lda(P2 + k * VW) : w0;
+        for (int r = 0; r < R; r++) {
+            const V a = at ? v_bcast(A + k * lda + r) : v_bcast(A + r * lda + k);
+            acc[r][0] = v_fmadd(a, w0, acc[r][0]);
+            if (NP > 1) acc[r][1] = v_fmadd(a, w1, acc[r][1]);
+            if (NP > 2) acc[r][2] = v_fmadd(a, w2, acc[r][2]);
         }
     }
     for (int r = 0; r < R; r++)
@@ -1307,9 +1297,9 @@ TGT float *FR_SFX(fr_fast_backward_f32)(const fr_desc *d, int dir, const float *
  * C(M,N) (+)= op(A)(M,K) op(B)(K,N), row-major, for the kernels' float32
  * GEMMs (input projection, weight and input gradients, the model layers):
  * op(B) packed in VW-column panels, K in blocks of GEMM_KC, rows in tiles of
- * up to 8 sharing each pair of panel vectors. Every output is its old value
+ * up to 8 sharing each group of GEMM_NP panel vectors. Every output is its old value
  * followed by one FMA chain over k in order, whatever the blocking, tiles
- * and thread split (threads own pairs of panels), so the bits never depend
+ * and thread split (threads own groups of panels), so the bits never depend
  * on the thread count. */
 #define GEMM_KC 256
 #define GEMM_MC 240
@@ -1318,6 +1308,15 @@ TGT float *FR_SFX(fr_fast_backward_f32)(const fr_desc *d, int dir, const float *
  * registers; AVX2 has 16, so 6 x 2 (12 accumulators, 2 panel vectors, one
  * broadcast). */
 #define GEMM_MR (VW == 16 ? 8 : 6)
+
+/* Panels a tile spans: 8 rows x 3 panels is 24 accumulators, 3 panel
+ * vectors and a broadcast of AVX-512's 32 registers (11 loads per 24 FMAs,
+ * against 10 per 16 with 2 panels); AVX2 keeps 2. */
+#if defined(FR_ISA_AVX512)
+#define GEMM_NP 3
+#else
+#define GEMM_NP 2
+#endif
 
 /* Rows [0, mr) of a block of C against NP panels at P, op(A)'s block packed
  * at Ap in groups of GEMM_MR rows, k-major ([g][k][GEMM_MR]): tiles of
@@ -1328,18 +1327,23 @@ static TGT void gemm_rows(const float *Ap, int64_t mr, const float *P, int64_t k
                           float *C, int64_t ldc, int64_t rem, int NP)
 {
 #define GEMM_AP(m) (Ap + ((m) / GEMM_MR) * kc * GEMM_MR + (m) % GEMM_MR)
-    int64_t m = 0;
-    if (NP == 2) {
-        for (; m + GEMM_MR <= mr; m += GEMM_MR)
-            gemm_tile(GEMM_AP(m), GEMM_MR, 1, P, kc, C + m * ldc, ldc, rem, GEMM_MR, 2);
-        for (; m + 4 <= mr; m += 4) gemm_tile(GEMM_AP(m), GEMM_MR, 1, P, kc, C + m * ldc, ldc, rem, 4, 2);
-        for (; m < mr; m++) gemm_tile(GEMM_AP(m), GEMM_MR, 1, P, kc, C + m * ldc, ldc, rem, 1, 2);
-    } else {
-        for (; m + GEMM_MR <= mr; m += GEMM_MR)
-            gemm_tile(GEMM_AP(m), GEMM_MR, 1, P, kc, C + m * ldc, ldc, rem, GEMM_MR, 1);
-        for (; m + 4 <= mr; m += 4) gemm_tile(GEMM_AP(m), GEMM_MR, 1, P, kc, C + m * ldc, ldc, rem, 4, 1);
-        for (; m < mr; m++) gemm_tile(GEMM_AP(m), GEMM_MR, 1, P, kc, C + m * ldc, ldc, rem, 1, 1);
-    }
+#define GEMM_ROWS(NP_)                                                                       \
+    do {                                                                                     \
+        int64_t m = 0;                                                                       \
+        for (; m + GEMM_MR <= mr; m += GEMM_MR)                                              \
+            gemm_tile(GEMM_AP(m), GEMM_MR, 1, P, kc, C + m * ldc, ldc, rem, GEMM_MR, NP_);   \
+        for (; m + 4 <= mr; m += 4)                                                          \
+            gemm_tile(GEMM_AP(m), GEMM_MR, 1, P, kc, C + m * ldc, ldc, rem, 4, NP_);         \
+        for (; m < mr; m++)                                                                  \
+            gemm_tile(GEMM_AP(m), GEMM_MR, 1, P, kc, C + m * ldc, ldc, rem, 1, NP_);         \
+    } while (0)
+#if GEMM_NP > 2
+    if (NP == 3) GEMM_ROWS(3);
+    else
+#endif
+    if (NP == 2) GEMM_ROWS(2);
+    else GEMM_ROWS(1);
+#undef GEMM_ROWS
 #undef GEMM_AP
 }
 
@@ -1358,9 +1362,13 @@ static TGT void pack_a(const float *A, int64_t lda, int at, int64_t m0, int64_t 
                 for (int64_t r = 0; r < n; r++) o[k * GEMM_MR + r] = a[r];
             }
         } else {
+            int64_t k8 = 0;
+            if (n == 8 && GEMM_MR == 8) /* 8x8 blocks transposed in registers */
+                for (; k8 + 8 <= kc; k8 += 8)
+                    transpose8_store(A + r0 * lda + k0 + k8, lda, o + k8 * 8, 8);
             for (int64_t r = 0; r < n; r++) {
                 const float *a = A + (r0 + r) * lda + k0;
-                for (int64_t k = 0; k < kc; k++) o[k * GEMM_MR + r] = a[k];
+                for (int64_t k = k8; k < kc; k++) o[k * GEMM_MR + r] = a[k];
             }
         }
     }
@@ -1385,9 +1393,9 @@ static TGT void pack_copy(const float *B, int64_t ldb, int64_t k0, int64_t kc,
 /* Floats of one thread's packed block for N columns among nt threads. */
 static int64_t gemm_thread_floats(int64_t N, int nt)
 {
-    const int64_t pairs = (N + 2 * VW - 1) / (2 * VW);
+    const int64_t groups = (N + GEMM_NP * VW - 1) / (GEMM_NP * VW);
     const int64_t a = (GEMM_MC + GEMM_MR - 1) / GEMM_MR * GEMM_MR * GEMM_KC;
-    return GEMM_KC * 2 * VW * ((pairs + nt - 1) / nt) + (a + 15) / 16 * 16;
+    return GEMM_KC * GEMM_NP * VW * ((groups + nt - 1) / nt) + (a + 15) / 16 * 16;
 }
 
 /* C = op(A) op(B) (beta 0) or C += op(A) op(B) (beta 1); ta, tb 'N' or
@@ -1397,8 +1405,8 @@ TGT int FR_SFX(fr_fast_sgemm)(int nt, char ta, char tb, int64_t M, int64_t N, in
                               const float *A, int64_t lda, const float *B, int64_t ldb,
                               int beta, float *C, int64_t ldc)
 {
-    const int64_t pairs = (N + 2 * VW - 1) / (2 * VW);
-    if (nt > pairs) nt = (int)pairs;
+    const int64_t groups = (N + GEMM_NP * VW - 1) / (GEMM_NP * VW); /* of GEMM_NP panels */
+    if (nt > groups) nt = (int)groups;
     if (nt < 1) nt = 1;
     const int64_t per = gemm_thread_floats(N, nt);
     float *buf = NULL;
@@ -1411,13 +1419,14 @@ TGT int FR_SFX(fr_fast_sgemm)(int nt, char ta, char tb, int64_t M, int64_t N, in
         tid = omp_get_thread_num();
         nth = omp_get_num_threads();
 #endif
-        /* nt slices of panel pairs; a smaller team than asked takes them
+        /* nt slices of panel groups; a smaller team than asked takes them
          * in turn, each thread in its own part of the scratch */
         float *P = buf + per * tid;
-        float *Ap = P + GEMM_KC * 2 * VW * ((pairs + nt - 1) / nt); /* op(A)'s block */
+        float *Ap = P + GEMM_KC * GEMM_NP * VW * ((groups + nt - 1) / nt); /* op(A)'s block */
         for (int sl = tid; sl < nt; sl += nth) {
-            const int64_t p0 = pairs * sl / nt, p1 = pairs * (sl + 1) / nt;
-            const int64_t c0 = p0 * 2 * VW, c1 = p1 * 2 * VW < N ? p1 * 2 * VW : N;
+            const int64_t p0 = groups * sl / nt, p1 = groups * (sl + 1) / nt;
+            const int64_t c0 = p0 * GEMM_NP * VW;
+            const int64_t c1 = p1 * GEMM_NP * VW < N ? p1 * GEMM_NP * VW : N;
             if (c1 > c0 && !beta)
                 for (int64_t m = 0; m < M; m++)
                     memset(C + m * ldc + c0, 0, (size_t)(c1 - c0) * sizeof(float));
@@ -1428,8 +1437,9 @@ TGT int FR_SFX(fr_fast_sgemm)(int nt, char ta, char tb, int64_t M, int64_t N, in
                 for (int64_t mb = 0; mb < M; mb += GEMM_MC) {
                     const int64_t mr = M - mb < GEMM_MC ? M - mb : GEMM_MC;
                     pack_a(A, lda, at, mb, mr, kb, kc, Ap);
-                    for (int64_t c = c0; c < c1; c += 2 * VW) {
-                        const int NP = c + VW < c1 ? 2 : 1;
+                    for (int64_t c = c0; c < c1; c += GEMM_NP * VW) {
+                        const int64_t left = (c1 - c + VW - 1) / VW;
+                        const int NP = left < GEMM_NP ? (int)left : GEMM_NP;
                         gemm_rows(Ap, mr, P + ((c - c0) / VW) * kc * VW, kc,
                                   C + mb * ldc + c, ldc, N - c, NP);
                     }
