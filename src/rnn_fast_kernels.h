@@ -471,21 +471,44 @@ static TGT void panel_axpy(const float *g, int64_t ldg, int64_t B, int64_t J,
                             const int64_t *rows)
 {
     const int64_t np = (n + VW - 1) / VW;
+    /* leftover sequences, done over all panels at once at the end */
+    int64_t left = B % 4;
+#if VW == 16
+    /* rows in order (not a var-length batch's active list): tiles of 8
+     * rows, then the 4-7 left, over groups of 3 panels, as the GEMM's
+     * (AVX-512's 32 registers hold up to 24 accumulators); 1-3 rows left
+     * take the tiles below */
+    if (!rows) {
+        const int64_t B8 = B - B % 8, rest = B - B8;
+        for (int64_t c = 0; c < np; c += 3) {
+            const int NPc = np - c < 3 ? (int)(np - c) : 3;
+            const float *Pc = P + c * J * VW;
+            float *oc = out + VW * c;
+            const int64_t rem = n - VW * c;
+#define PAXPY_TILE(R_, b_)                                                               \
+            do {                                                                         \
+                if (NPc == 3) gemm_tile(g + (b_) * ldg, ldg, 0, Pc, J, oc + (b_) * ldo, ldo, rem, R_, 3); \
+                else if (NPc == 2) gemm_tile(g + (b_) * ldg, ldg, 0, Pc, J, oc + (b_) * ldo, ldo, rem, R_, 2); \
+                else gemm_tile(g + (b_) * ldg, ldg, 0, Pc, J, oc + (b_) * ldo, ldo, rem, R_, 1); \
+            } while (0)
+            for (int64_t b = 0; b < B8; b += 8) PAXPY_TILE(8, b);
+            switch (rest) {
+            case 7: PAXPY_TILE(7, B8); break;
+            case 6: PAXPY_TILE(6, B8); break;
+            case 5: PAXPY_TILE(5, B8); break;
+            case 4: PAXPY_TILE(4, B8); break;
+            default: break;
+            }
+#undef PAXPY_TILE
+        }
+        left = rest >= 4 ? 0 : rest;
+    } else
+#endif
     for (int64_t c0 = 0; c0 < np; c0 += 2) {
         const int two = c0 + 1 < np;
         const int64_t m0 = n - VW * c0, m1 = two ? n - VW * (c0 + 1) : 0; /* columns left */
         const float *P0 = P + c0 * J * VW, *P1 = two ? P0 + J * VW : P0; /* P0 again: unused */
-        int64_t b = 0;
-#if VW == 16
-        /* 8 sequences at a time where AVX-512's 32 registers hold the 16
-         * accumulators (rows in order; var-length batches keep 4) */
-        if (!rows)
-            for (; b + 8 <= B; b += 8) {
-                if (two) gemm_tile(g + b * ldg, ldg, 0, P0, J, out + b * ldo + VW * c0, ldo, m0, 8, 2);
-                else gemm_tile(g + b * ldg, ldg, 0, P0, J, out + b * ldo + VW * c0, ldo, m0, 8, 1);
-            }
-#endif
-        for (; b + 4 <= B; b += 4) {
+        for (int64_t b = 0; b + 4 <= B; b += 4) {
             float *o0 = out + ROW(b) * ldo + VW * c0, *o1 = out + ROW(b + 1) * ldo + VW * c0;
             float *o2 = out + ROW(b + 2) * ldo + VW * c0, *o3 = out + ROW(b + 3) * ldo + VW * c0;
             const float *g0 = g + ROW(b) * ldg, *g1 = g + ROW(b + 1) * ldg;
@@ -511,17 +534,17 @@ static TGT void panel_axpy(const float *g, int64_t ldg, int64_t B, int64_t J,
             acc_store(o3, m0, a30); acc_store(o3 + VW, m1, a31);
         }
     }
-    /* leftover sequences (B % 4 of them), over all panels at once */
-    const int64_t b0 = B - B % 4;
-    if (B % 4 == 3) {
+    /* leftover sequences (`left` of them), over all panels at once */
+    const int64_t b0 = B - left;
+    if (left == 3) {
         int64_t c = 0;
         while (c + 3 <= np) PANEL_TILE_RxN(3, 3);
         while (c < np) PANEL_TILE_RxN(3, 1);
-    } else if (B % 4 == 2) {
+    } else if (left == 2) {
         int64_t c = 0;
         while (c + 4 <= np) PANEL_TILE_RxN(2, 4);
         while (c < np) PANEL_TILE_RxN(2, 1);
-    } else if (B % 4 == 1) {
+    } else if (left == 1) {
         float *o = out + ROW(b0) * ldo;
         const float *gb = g + ROW(b0) * ldg;
         int64_t c = 0;
