@@ -59,8 +59,9 @@ int fr_fast_sgemm(int nt, char ta, char tb, int64_t M, int64_t N, int64_t K,
  * costs more than it saves: dot tiles on W_ih as it is. From 16 rows the
  * AVX-512 panels win where W_ih has at most FR_FAST_INLOOP_PACK_BIG floats
  * (Zen 5, 2 threads: LSTM B=1 T=20 H=512 0.93 -> 0.67 ms, GRU T=25 H=700
- * 1.60 -> 1.35), not above (db-lstm-b1, 25 rows of a 16 MiB W_ih: 5.0 ->
- * 5.9 ms, the packed copy pushes W_hh out of L3): those keep 32. */
+ * 1.60 -> 1.35). Above it, from 16 to 31 rows, the panel GEMM before the
+ * loop beats both (db-lstm-b1, 25 rows of a 16 MiB W_ih: minima 4.9-5.4 ms
+ * with dot tiles, 5.9 with W_ih packed whole, 3.9-4.1 with the GEMM). */
 #define FR_FAST_INLOOP_PACK_M 16
 #define FR_FAST_INLOOP_PACK_M_BIG 32
 #define FR_FAST_INLOOP_PACK_BIG (2 * 1024 * 1024)
@@ -78,7 +79,8 @@ int fr_fast_sgemm(int nt, char ta, char tb, int64_t M, int64_t N, int64_t K,
 
 /* How the fast path projects x (a function of the shape only, so never of
  * the thread count: the bits do not change with it).
- *   0: BLAS GEMM before the loop; 1: dot tiles on unpacked W_ih in the loop;
+ *   0: one GEMM before the loop (the fast kernels' panel GEMM, rnn_impl.h
+ *      pgemm); 1: dot tiles on unpacked W_ih in the loop;
  *   2: packed W_ih panels in the loop. */
 static inline int fr_fast_proj_mode(const fr_desc *d)
 {
@@ -92,9 +94,11 @@ static inline int fr_fast_proj_mode(const fr_desc *d)
         && (d->I_ < 64 || d->H < 64))
         return 0;
     if (M < FR_FAST_INLOOP_PACK_M) return 1;
+    /* a large W_ih: the panel GEMM before the loop (it packs W_ih a block at
+     * a time into a per-thread buffer that stays in cache) */
     if (M < FR_FAST_INLOOP_PACK_M_BIG
         && (int64_t)fr_num_gates(d->cell) * d->H * d->I_ > FR_FAST_INLOOP_PACK_BIG)
-        return 1;
+        return 0;
     return 2;
 }
 
