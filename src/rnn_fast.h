@@ -153,7 +153,20 @@ float *fr_fast_backward_f32(const fr_desc *d, int dir, const float *R,
 /* ... of which the forward loop packs only for FR_FAST_PACK_MIN_T steps or
  * more (a streaming step's scratch stays small: no allocation that large
  * that malloc maps and unmaps it on every call) */
-#define fr_fast_fwd_pack_floats(d) ((d)->T >= FR_FAST_PACK_MIN_T ? fr_fast_pack_floats(d) : 0)
+/* At batch 1 a W_hh of more floats than this stays as it is (dot tiles on
+ * its rows): it cannot stay in the cores' L2 anyway, and the packed copy,
+ * written every call, doubles what goes through L3. A function of the
+ * shape alone, never of the thread count. */
+#define FR_FAST_PACK_MAX_B1 (2 * 1024 * 1024)
+
+/* Does the forward loop pack W_hh (a function of the shape alone)? */
+static inline int fr_fast_fwd_packs(const fr_desc *d)
+{
+    return d->T >= FR_FAST_PACK_MIN_T
+           && !(d->B == 1 && fr_fast_pack_floats(d) > FR_FAST_PACK_MAX_B1);
+}
+
+#define fr_fast_fwd_pack_floats(d) (fr_fast_fwd_packs(d) ? fr_fast_pack_floats(d) : 0)
 
 /* Scratch of the fast loops: the packed W_hh, then 2*B int64 for ordering a
  * variable-length batch by length, plus 32 floats for the 64-byte

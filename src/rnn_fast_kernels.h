@@ -1064,7 +1064,7 @@ TGT void FR_SFX(fr_fast_forward_f32)(const fr_desc *d, int dir, const float *R, 
     const int by_rows = fast_by_rows(d);
     const int nt = by_rows ? by_rows : fast_threads(d);
     /* packing W_hh pays off over a few steps; the choice depends on T alone */
-    const int packed = T >= FR_FAST_PACK_MIN_T;
+    const int packed = fr_fast_fwd_packs(d);
     int64_t *order = rows_by_length(d, Wp + fr_fast_fwd_pack_floats(d));
 
     /* a time loop too small to split (one thread) over many rows: the

@@ -23,6 +23,9 @@ CASES = [  # cell, I, H, B, T, layers, bidirectional
     ("GRU", 19, 150, 2, 20, 1, False),
     ("GRU", 19, 150, 1, 23, 1, False),
     ("RNN_TANH", 5, 260, 1, 12, 1, False),
+    # batch 1 with a W_hh over FR_FAST_PACK_MAX_B1 floats: W_hh stays as it
+    # is (dot tiles) for any T
+    ("LSTM", 16, 724, 1, 6, 1, False),
     # a loop too small to split over threads, its packed projection split
     ("LSTM", 64, 64, 1, 40, 1, False),
     ("GRU", 70, 72, 2, 20, 2, False),
