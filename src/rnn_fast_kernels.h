@@ -1414,11 +1414,27 @@ static TGT void pack_copy(const float *B, int64_t ldb, int64_t k0, int64_t kc,
 }
 
 /* Floats of one thread's packed block for N columns among nt threads. */
-static int64_t gemm_thread_floats(int64_t N, int nt)
+/* Columns of op(B) a thread packs at a time (a multiple of both builds'
+ * groups, 48 and 16 columns): the packed block of K_C x GEMM_NC floats, 1 MiB,
+ * stays the size of an L2 however wide C is (a 100k-word output layer
+ * would otherwise pack 100 MiB at once). */
+#define GEMM_NC 1056
+
+/* Floats of a thread's packed block of op(B): K_C rows of the columns it
+ * takes at a time (a multiple of 16: op(A)'s block after it stays aligned). */
+static int64_t gemm_b_floats(int64_t N, int nt)
 {
     const int64_t groups = (N + GEMM_NP * VW - 1) / (GEMM_NP * VW);
+    int64_t cols = (groups + nt - 1) / nt * GEMM_NP * VW;
+    if (cols > GEMM_NC) cols = GEMM_NC;
+    return GEMM_KC * cols;
+}
+
+/* Floats of one thread's scratch: that block, then op(A)'s block. */
+static int64_t gemm_thread_floats(int64_t N, int nt)
+{
     const int64_t a = (GEMM_MC + GEMM_MR - 1) / GEMM_MR * GEMM_MR * GEMM_KC;
-    return GEMM_KC * GEMM_NP * VW * ((groups + nt - 1) / nt) + (a + 15) / 16 * 16;
+    return gemm_b_floats(N, nt) + (a + 15) / 16 * 16;
 }
 
 /* C = op(A) op(B) (beta 0) or C += op(A) op(B) (beta 1); ta, tb 'N' or
@@ -1445,7 +1461,7 @@ TGT int FR_SFX(fr_fast_sgemm)(int nt, char ta, char tb, int64_t M, int64_t N, in
         /* nt slices of panel groups; a smaller team than asked takes them
          * in turn, each thread in its own part of the scratch */
         float *P = buf + per * tid;
-        float *Ap = P + GEMM_KC * GEMM_NP * VW * ((groups + nt - 1) / nt); /* op(A)'s block */
+        float *Ap = P + gemm_b_floats(N, nt); /* op(A)'s block */
         for (int sl = tid; sl < nt; sl += nth) {
             const int64_t p0 = groups * sl / nt, p1 = groups * (sl + 1) / nt;
             const int64_t c0 = p0 * GEMM_NP * VW;
@@ -1453,18 +1469,21 @@ TGT int FR_SFX(fr_fast_sgemm)(int nt, char ta, char tb, int64_t M, int64_t N, in
             if (c1 > c0 && !beta)
                 for (int64_t m = 0; m < M; m++)
                     memset(C + m * ldc + c0, 0, (size_t)(c1 - c0) * sizeof(float));
-            for (int64_t kb = 0; kb < K && c1 > c0; kb += GEMM_KC) {
-                const int64_t kc = K - kb < GEMM_KC ? K - kb : GEMM_KC;
-                if (bt) pack_rows(B + kb, ldb, c0, c1 - c0, kc, P);
-                else pack_copy(B, ldb, kb, kc, c0, c1, P);
-                for (int64_t mb = 0; mb < M; mb += GEMM_MC) {
-                    const int64_t mr = M - mb < GEMM_MC ? M - mb : GEMM_MC;
-                    pack_a(A, lda, at, mb, mr, kb, kc, Ap);
-                    for (int64_t c = c0; c < c1; c += GEMM_NP * VW) {
-                        const int64_t left = (c1 - c + VW - 1) / VW;
-                        const int NP = left < GEMM_NP ? (int)left : GEMM_NP;
-                        gemm_rows(Ap, mr, P + ((c - c0) / VW) * kc * VW, kc,
-                                  C + mb * ldc + c, ldc, N - c, NP);
+            for (int64_t cc0 = c0; cc0 < c1; cc0 += GEMM_NC) {
+                const int64_t cc1 = c1 - cc0 < GEMM_NC ? c1 : cc0 + GEMM_NC;
+                for (int64_t kb = 0; kb < K; kb += GEMM_KC) {
+                    const int64_t kc = K - kb < GEMM_KC ? K - kb : GEMM_KC;
+                    if (bt) pack_rows(B + kb, ldb, cc0, cc1 - cc0, kc, P);
+                    else pack_copy(B, ldb, kb, kc, cc0, cc1, P);
+                    for (int64_t mb = 0; mb < M; mb += GEMM_MC) {
+                        const int64_t mr = M - mb < GEMM_MC ? M - mb : GEMM_MC;
+                        pack_a(A, lda, at, mb, mr, kb, kc, Ap);
+                        for (int64_t c = cc0; c < cc1; c += GEMM_NP * VW) {
+                            const int64_t left = (cc1 - c + VW - 1) / VW;
+                            const int NP = left < GEMM_NP ? (int)left : GEMM_NP;
+                            gemm_rows(Ap, mr, P + ((c - cc0) / VW) * kc * VW, kc,
+                                      C + mb * ldc + c, ldc, N - c, NP);
+                        }
                     }
                 }
             }
