@@ -1375,24 +1375,40 @@ static TGT void gemm_rows(const float *Ap, int64_t mr, const float *P, int64_t k
 static TGT void pack_a(const float *A, int64_t lda, int at, int64_t m0, int64_t mr,
                        int64_t k0, int64_t kc, float *Ap)
 {
-    for (int64_t g = 0; g * GEMM_MR < mr; g++) {
+    const int64_t ng = (mr + GEMM_MR - 1) / GEMM_MR;
+    if (at) {
+        /* op(A) = A^T: row k of A holds this block's rows side by side.
+         * Eight k at a time, every group: a group alone strides lda (8 KiB
+         * for a GEMM over 4H = 2048 gate columns) and one k for every
+         * group strides kc * GEMM_MR on the stores: either way each line
+         * met the others in one L1 set (5-9% of a training step) */
+        for (int64_t kb = 0; kb < kc; kb += 8) {
+            const int64_t ke = kc - kb < 8 ? kc : kb + 8;
+            for (int64_t g = 0; g < ng; g++) {
+                float *o = Ap + g * kc * GEMM_MR;
+                const int64_t n = mr - g * GEMM_MR < GEMM_MR ? mr - g * GEMM_MR : GEMM_MR;
+                const float *a = A + k0 * lda + m0 + g * GEMM_MR;
+                for (int64_t k = kb; k < ke; k++) {
+                    if (n == 8 && GEMM_MR == 8)
+                        _mm256_store_ps(o + k * 8, _mm256_loadu_ps(a + k * lda));
+                    else
+                        for (int64_t r = 0; r < n; r++) o[k * GEMM_MR + r] = a[k * lda + r];
+                }
+            }
+        }
+        return;
+    }
+    for (int64_t g = 0; g < ng; g++) {
         float *o = Ap + g * kc * GEMM_MR;
         const int64_t r0 = m0 + g * GEMM_MR;
         const int64_t n = mr - g * GEMM_MR < GEMM_MR ? mr - g * GEMM_MR : GEMM_MR;
-        if (at) {
-            for (int64_t k = 0; k < kc; k++) {
-                const float *a = A + (k0 + k) * lda + r0;
-                for (int64_t r = 0; r < n; r++) o[k * GEMM_MR + r] = a[r];
-            }
-        } else {
-            int64_t k8 = 0;
-            if (n == 8 && GEMM_MR == 8) /* 8x8 blocks transposed in registers */
-                for (; k8 + 8 <= kc; k8 += 8)
-                    transpose8_store(A + r0 * lda + k0 + k8, lda, o + k8 * 8, 8);
-            for (int64_t r = 0; r < n; r++) {
-                const float *a = A + (r0 + r) * lda + k0;
-                for (int64_t k = k8; k < kc; k++) o[k * GEMM_MR + r] = a[k];
-            }
+        int64_t k8 = 0;
+        if (n == 8 && GEMM_MR == 8) /* 8x8 blocks transposed in registers */
+            for (; k8 + 8 <= kc; k8 += 8)
+                transpose8_store(A + r0 * lda + k0 + k8, lda, o + k8 * 8, 8);
+        for (int64_t r = 0; r < n; r++) {
+            const float *a = A + (r0 + r) * lda + k0;
+            for (int64_t k = k8; k < kc; k++) o[k * GEMM_MR + r] = a[k];
         }
     }
 }
