@@ -36,6 +36,8 @@ CASES = [  # cell, I, H, B, T, layers, bidirectional
     ("GRU", 7, 61, 5, 30, 2, True, "equal"),
     ("RNN_RELU", 9, 100, 4, 40, 1, False, "equal"),
     ("LSTM", 64, 40, 7, 3, 1, False, "equal"),
+    # ... with a packed W_hh of 64K-128K floats (the batch split's bound)
+    ("GRU", 24, 200, 5, 12, 1, False, "equal"),
     # ... with 3+ rows a thread (2 threads) each thread projects its own rows
     # step by step (rows_project); at 3 threads its units' columns first
     ("LSTM", 33, 77, 7, 20, 1, False, "equal"),
