@@ -36,6 +36,10 @@ CASES = [  # cell, I, H, B, T, layers, bidirectional
     ("GRU", 7, 61, 5, 30, 2, True, "equal"),
     ("RNN_RELU", 9, 100, 4, 40, 1, False, "equal"),
     ("LSTM", 64, 40, 7, 3, 1, False, "equal"),
+    # a large batch in order, units split: 8-row tiles over 3 panels and
+    # the rows left (19 = 2 x 8 + 3)
+    ("LSTM", 20, 48, 19, 6, 1, False, "equal"),
+    ("GRU", 9, 64, 17, 5, 2, True, "equal"),
     # ... with a packed W_hh of 64K-128K floats (the batch split's bound)
     ("GRU", 24, 200, 5, 12, 1, False, "equal"),
     # ... with 3+ rows a thread (2 threads) each thread projects its own rows
