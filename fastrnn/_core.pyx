@@ -115,12 +115,16 @@ def set_fast_path(bint enable):
     return bool(fr_set_fast_path(enable))
 
 
-def set_fast_width(int width):
+def set_fast_width(width):
     """Vector width of the fast kernels: 16 (AVX-512, where the CPU has it)
     or 8 (AVX2/FMA); a wider request than the CPU runs gets its widest.
     Returns the width now in use (0: this CPU has no fast kernels). Both
     widths give the same bits; the default is the widest."""
-    return fr_set_fast_width(width)
+    if isinstance(width, bool) or not isinstance(width, (int, np.integer)):
+        raise TypeError(f"set_fast_width: width must be 8 or 16, got {width!r}")
+    if width not in (8, 16):
+        raise ValueError(f"set_fast_width: width must be 8 or 16, got {width}")
+    return fr_set_fast_width(int(width))
 
 
 def max_threads():

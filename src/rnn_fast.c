@@ -11,36 +11,6 @@
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 
-void fr_fast_forward_f32_avx2(const fr_desc *d, int dir, const float *R, const float *bhn,
-                              float *Xp, float *Gh, int h0_zero,
-                              float *h_a, float *h_b, float *c_buf,
-                              float *hs, float *cs, float *gates,
-                              float *y, int64_t ldy, float *hn, float *cn, float *Wp,
-                              const float *x, int64_t In, const float *W);
-void fr_fast_forward_f32_avx512(const fr_desc *d, int dir, const float *R, const float *bhn,
-                                float *Xp, float *Gh, int h0_zero,
-                                float *h_a, float *h_b, float *c_buf,
-                                float *hs, float *cs, float *gates,
-                                float *y, int64_t ldy, float *hn, float *cn, float *Wp,
-                                const float *x, int64_t In, const float *W);
-float *fr_fast_backward_f32_avx2(const fr_desc *d, int dir, const float *R,
-                                 const float *gates, const float *hs, const float *cs,
-                                 const float *dy, int64_t ldy,
-                                 float *dGx, float *dGh, float *dh, float *dhp, float *dc,
-                                 float *Rp);
-float *fr_fast_backward_f32_avx512(const fr_desc *d, int dir, const float *R,
-                                   const float *gates, const float *hs, const float *cs,
-                                   const float *dy, int64_t ldy,
-                                   float *dGx, float *dGh, float *dh, float *dhp, float *dc,
-                                   float *Rp);
-
-int fr_fast_sgemm_avx2(int nt, char ta, char tb, int64_t M, int64_t N, int64_t K,
-                      const float *A, int64_t lda, const float *B, int64_t ldb,
-                      int beta, float *C, int64_t ldc);
-int fr_fast_sgemm_avx512(int nt, char ta, char tb, int64_t M, int64_t N, int64_t K,
-                        const float *A, int64_t lda, const float *B, int64_t ldb,
-                        int beta, float *C, int64_t ldc);
-
 /* Widest vector this CPU runs the loops at: 16, 8, or 0 (checked once). */
 static int widest(void)
 {

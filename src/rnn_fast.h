@@ -24,13 +24,6 @@
  * once). */
 int fr_fast_available(void);
 
-/* C(M,N) = op(A) op(B) (beta 0) or C += op(A) op(B) (beta 1), row-major,
- * ta/tb 'N' or 'T' as in BLAS, on nt OpenMP threads, with the fast loops'
- * packed panel tiles: the bits do not depend on nt. Returns 0, or -1 when
- * its scratch could not be allocated (C unchanged: the caller uses BLAS). */
-int fr_fast_sgemm(int nt, char ta, char tb, int64_t M, int64_t N, int64_t K,
-                  const float *A, int64_t lda, const float *B, int64_t ldb,
-                  int beta, float *C, int64_t ldc);
 
 /* GEMMs with fewer multiply-adds than this run on one thread. */
 #define FR_FAST_GEMM_PAR_MIN 1e6
@@ -47,7 +40,7 @@ int fr_fast_sgemm(int nt, char ta, char tb, int64_t M, int64_t N, int64_t K,
 /* Small batches up to this many rows (T*B) and B <= FR_FAST_INLOOP_MAX_B,
  * with enough work per step (FR_FAST_MIN_WORK) or I, H >= 64, also skip BLAS
  * (which runs such products at 13-25 GFLOP/s a core):
- * each thread packs its own gate rows of W_ih in 8-row panels and projects
+ * each thread packs its own gate rows of W_ih in VW-row panels and projects
  * every step for its units before the time loop, with the same tiles as the
  * recurrent product. No thread waits for another between the projection
  * and the first step, and each one's slice of W_ih stays in its own cache
@@ -124,12 +117,7 @@ static inline int fr_fast_proj_mode(const fr_desc *d)
  * (fr_fast_proj_mode 1 or 2; in mode 2 Wp also holds fr_fast_ih_floats(d,
  * In) more floats).
  */
-void fr_fast_forward_f32(const fr_desc *d, int dir, const float *R, const float *bhn,
-                         float *Xp, float *Gh, int h0_zero,
-                         float *h_a, float *h_b, float *c_buf,
-                         float *hs, float *cs, float *gates,
-                         float *y, int64_t ldy, float *hn, float *cn, float *Wp,
-                         const float *x, int64_t In, const float *W);
+/* fr_fast_forward_f32, declared with the other entry points below. */
 
 /*
  * The reverse walk of one layer and direction, backward (layer_backward in
@@ -139,11 +127,34 @@ void fr_fast_forward_f32(const fr_desc *d, int dir, const float *R, const float 
  * fr_fast_pack_len(d) floats, 64-byte aligned, for W_hh packed in column
  * panels. Returns the buffer (dh or dhp) that ends holding dL/dh0.
  */
-float *fr_fast_backward_f32(const fr_desc *d, int dir, const float *R,
-                            const float *gates, const float *hs, const float *cs,
-                            const float *dy, int64_t ldy,
-                            float *dGx, float *dGh, float *dh, float *dhp, float *dc,
-                            float *Rp);
+/* fr_fast_backward_f32, declared below. */
+
+/* fr_fast_sgemm: C(M,N) = op(A) op(B) (beta 0) or C += op(A) op(B) (beta 1),
+ * row-major, ta/tb 'N' or 'T' as in BLAS, on nt OpenMP threads, with the
+ * fast loops' packed panel tiles: the bits do not depend on nt. Returns 0,
+ * or -1 when its scratch could not be allocated (C unchanged: the caller
+ * uses BLAS). */
+
+/* The three entry points, declared once for each name suffix S: none for
+ * rnn_fast.c's dispatchers (which rnn_impl.h calls), _avx2 and _avx512 for
+ * the two builds of rnn_fast_kernels.h (FR_SFX). */
+#define FR_FAST_ENTRY_POINTS(S)                                                          \
+    void fr_fast_forward_f32##S(const fr_desc *d, int dir, const float *R,               \
+                                const float *bhn, float *Xp, float *Gh, int h0_zero,     \
+                                float *h_a, float *h_b, float *c_buf, float *hs,         \
+                                float *cs, float *gates, float *y, int64_t ldy,          \
+                                float *hn, float *cn, float *Wp, const float *x,         \
+                                int64_t In, const float *W);                             \
+    float *fr_fast_backward_f32##S(const fr_desc *d, int dir, const float *R,            \
+                                   const float *gates, const float *hs, const float *cs, \
+                                   const float *dy, int64_t ldy, float *dGx, float *dGh, \
+                                   float *dh, float *dhp, float *dc, float *Rp);         \
+    int fr_fast_sgemm##S(int nt, char ta, char tb, int64_t M, int64_t N, int64_t K,      \
+                         const float *A, int64_t lda, const float *B, int64_t ldb,       \
+                         int beta, float *C, int64_t ldc);
+FR_FAST_ENTRY_POINTS()
+FR_FAST_ENTRY_POINTS(_avx2)
+FR_FAST_ENTRY_POINTS(_avx512)
 
 /* Panels are 8 or 16 floats wide (the vector width); the scratch sizes
  * below are for 16, so they serve either. */

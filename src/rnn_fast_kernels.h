@@ -100,7 +100,7 @@ typedef __m256 VM;
  * registers. */
 #define INL __attribute__((always_inline))
 
-/* Most blocks of 8 units the gate math runs side by side (cells_max). */
+/* Most blocks of VW units the gate math runs side by side (cells_at). */
 #define NBLK 2
 
 /* x[k] = exp(x[k]) for K vectors (K <= 4 * NBLK), every step on all K
@@ -342,25 +342,8 @@ static inline TGT __m256i lane_mask(int64_t n)
 }
 #endif
 
-/* Pack columns [k0, k1) of R (GX,H) into 8-column panels: panel p holds
- * Rp[p][j][0..7] = R[j, 8p + i], zero past H, so the reverse walk streams it. */
-static TGT void pack_cols(const float *R, int64_t GX, int64_t H, int64_t k0, int64_t k1,
-                           float *Rp)
-{
-    for (int64_t kb = k0; kb < k1; kb += VW) {
-        float *P = Rp + (kb / VW) * GX * VW;
-        const int64_t n = k1 - kb < VW ? k1 - kb : VW;
-        for (int64_t j = 0; j < GX; j++) {
-            const float *r = R + j * H + kb;
-            int64_t i = 0;
-            for (; i < n; i++) P[j * VW + i] = r[i];
-            for (; i < VW; i++) P[j * VW + i] = 0;
-        }
-    }
-}
-
 /* out[b, c] += sum_j g[b, j] P(j, c) for b < B and c < n, where the columns
- * come in 8-wide panels P + (c/8)*J*8 holding P(j, c) at [j*8 + c%8] (zero
+ * come in VW-wide panels P + (c/VW)*J*VW holding P(j, c) at [j*VW + c%VW] (zero
  * padded). Both recurrent products have this form:
  *   forward : g = h_prev (B,H), J = H, panels of W_hh rows, out = Xp rows
  *   backward: g = dG_h (B,G*H), J = G*H, panels of W_hh columns, out = dh_prev
@@ -556,10 +539,6 @@ static TGT void panel_axpy(const float *g, int64_t ldg, int64_t B, int64_t J,
 
 #undef ROW
 
-/* Pack panels for panel_axpy. rows_of_W: panel p holds W[r0 + 8p + i, k] at
- * [k*8 + i] (forward: W_hh rows r0.. , J = K = H columns); otherwise panel p
- * holds W[j, c0 + 8p + i] at [j*8 + i] (backward: W_hh columns, J = rows).
- * Lanes past `n` are zero. */
 /* Rows r..r+7 of W, columns k..k+7, transposed in registers: column k+c
  * goes to o + c * ostride (8 floats, 32-byte aligned). */
 static inline AVX2 void transpose8_store(const float *w, int64_t ldw, float *o, int64_t ostride)
@@ -590,6 +569,10 @@ static inline AVX2 void transpose8_store(const float *w, int64_t ldw, float *o, 
     _mm256_store_ps(o + 7 * ostride, _mm256_permute2f128_ps(u3, u7, 0x31));
 }
 
+/* Pack rows [r0, r0+n) of W (ldw apart), K columns, in panels for
+ * panel_axpy: panel p holds W[r0 + VW p + i, k] at [k*VW + i] (W_hh's gate
+ * rows with K = H, W_ih's with K = In, or a GEMM's op(B) = B^T); lanes past
+ * n are zero. */
 static TGT void pack_rows(const float *W, int64_t ldw, int64_t r0, int64_t n,
                           int64_t K, float *P)
 {
@@ -613,9 +596,9 @@ static TGT void pack_rows(const float *W, int64_t ldw, int64_t r0, int64_t n,
     }
 }
 
-/* ---- elementwise gate math, 8 units at a time ---------------------------- */
+/* ---- elementwise gate math, VW units at a time --------------------------- */
 
-/* Gate math on NB blocks of 8 units side by side (NB <= NBLK; block b at
+/* Gate math on NB blocks of VW units side by side (NB <= NBLK; block b at
  * offset 8b of every pointer, gate q at offset qH). */
 
 /* LSTM: i,f,g,o from pre; c' = f c + i g; h' = o tanh(c'). */
@@ -716,7 +699,7 @@ static inline INL TGT void cells_at(int cell, int64_t H, int64_t j, float *pre,
         rnn_cells(pre + j, cell == FR_CELL_RNN_RELU, hx + j, yb + j, keep, NB);
 }
 
-/* Gate math for units [j0, j1) of one sequence row, NBLK blocks of 8 at a
+/* Gate math for units [j0, j1) of one sequence row, NBLK blocks of VW at a
  * time, then one. j0 is a multiple of 8; a partial last block goes through
  * padded copies so that every unit sees the same vector instructions. */
 static TGT void cell_units(int cell, int64_t H, int64_t j0, int64_t j1,
@@ -730,7 +713,7 @@ static TGT void cell_units(int cell, int64_t H, int64_t j0, int64_t j1,
     for (; j + VW <= j1; j += VW)
         cells_at(cell, H, j, pre, gh, bhn, hp, cp, hx, cx, yb, gc, keep, 1);
     if (j < j1) {
-        /* padded tail: 4 gate blocks of 8 with stride 8 */
+        /* padded tail: 4 gate blocks of VW with stride VW */
         const int64_t n = j1 - j;
         float P[4 * VW] = {0}, GH[4 * VW] = {0}, BN[VW] = {0}, HP[VW] = {0}, CP[VW] = {0};
         float HX[VW], CX[VW], Y[VW], GC[4 * VW];
@@ -976,7 +959,7 @@ static TGT void fwd_thread(const fwd_team *a, int tid, int nth)
     int64_t j0, j1, nact = B;
     unit_slice(H, tid, nth, &j0, &j1);
     const int64_t nb = (H + VW - 1) / VW;
-    /* this thread's gate rows of W_hh, packed in 8-row panels; only it
+    /* this thread's gate rows of W_hh, packed in VW-row panels; only it
      * reads them. Short sequences use the weights as they are. */
     for (int q = 0; q < G && j1 > j0 && packed; q++)
         pack_rows(R, H, q * H + j0, j1 - j0, H, Wp + (q * nb + j0 / VW) * H * VW);
@@ -1120,7 +1103,11 @@ TGT void FR_SFX(fr_fast_forward_f32)(const fr_desc *d, int dir, const float *R, 
 
 /* ---- backward ------------------------------------------------------------ */
 
-/* Gradients of the gate pre-activations of 8 units of one active row:
+/* Columns [c0, c1) of rows [k0, k0+kc) of B into panels (with the GEMM below). */
+static TGT void pack_copy(const float *B, int64_t ldb, int64_t k0, int64_t kc,
+                          int64_t c0, int64_t c1, float *P);
+
+/* Gradients of the gate pre-activations of VW units of one active row:
  *   g = dh + dy (total gradient of h_t)
  *   LSTM: c_t = f c + i gg, h = o tanh(c_t)
  *   GRU : n = tanh(xn + r hl), h = (1-z) n + z h_prev
@@ -1172,7 +1159,7 @@ static inline INL TGT void bwd_cell8(int cell, int64_t H, const float *gt,
     }
 }
 
-/* bwd_cell8 on NB blocks of 8 units from unit j (the LSTM's tanh(c_t) of
+/* bwd_cell8 on NB blocks of VW units from unit j (the LSTM's tanh(c_t) of
  * all NB blocks side by side) */
 static inline INL TGT void bwd_cells(int cell, int64_t H, int64_t j, const float *gt,
                                       const float *dh, const float *dyb, const float *hp,
@@ -1250,7 +1237,9 @@ TGT float *FR_SFX(fr_fast_backward_f32)(const fr_desc *d, int dir, const float *
         my_units(H, &j0, &j1);
         const size_t nbytes = (size_t)(j1 - j0) * sizeof(float);
         float *cur = dh, *prev = dhp;   /* dL/dh_t and dL/dh_{t-1} */
-        if (j1 > j0) pack_cols(R, GX, H, j0, j1, Rp); /* only this thread reads them */
+        /* this thread's columns of W_hh in panels (rows of R: its GX gate
+         * rows), only it reads them: the reverse walk streams them */
+        if (j1 > j0) pack_copy(R, H, 0, GX, j0, j1, Rp + (j0 / VW) * GX * VW);
         if (by_rows) {
             /* the batch split (as forward, fast_by_rows): every thread reads
              * every column panel, then walks its own sequences, all units,
@@ -1327,9 +1316,9 @@ TGT float *FR_SFX(fr_fast_backward_f32)(const fr_desc *d, int dir, const float *
 #define GEMM_KC 256
 #define GEMM_MC 240
 
-/* Rows of the big tile: 8 x 2 panels is 16 accumulators of AVX-512's 32
- * registers; AVX2 has 16, so 6 x 2 (12 accumulators, 2 panel vectors, one
- * broadcast). */
+/* Rows of the big tile: 8 rows x 3 panels (GEMM_NP below) is 24
+ * accumulators of AVX-512's 32 registers; AVX2 has 16, so 6 x 2 (12
+ * accumulators, 2 panel vectors, one broadcast). */
 #define GEMM_MR (VW == 16 ? 8 : 6)
 
 /* Panels a tile spans: 8 rows x 3 panels is 24 accumulators, 3 panel

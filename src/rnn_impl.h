@@ -49,6 +49,7 @@ static void FN(pgemm)(int fast, int nt, int pinned, char ta, char tb, int64_t M,
                       int64_t K, REAL alpha, const REAL *A, int64_t lda,
                       const REAL *B, int64_t ldb, REAL beta, REAL *C, int64_t ldc)
 {
+    (void)fast; /* float64: always the BLAS */
 #if FR_REAL_IS_FLOAT
     /* fast: the fast kernels' own panel GEMM (AVX-512 or AVX2, whatever
      * core type the BLAS was told to use), for the layers the fast loops
@@ -242,7 +243,7 @@ static void FN(layer_forward)(const fr_desc *d, int dir, int64_t In,
     }
 
 #if FR_REAL_IS_FLOAT
-    if (fast) { /* AVX2/FMA time loop, one OpenMP region (rnn_fast.c) */
+    if (fast) { /* AVX-512 or AVX2 time loop, one OpenMP region (rnn_fast.c) */
         REAL *pack = xc + (lengths ? T * B * fr_max_in(d) : 0);
         pack = (REAL *)(((uintptr_t)pack + 63) & ~(uintptr_t)63);
         fr_fast_forward_f32(d, dir, R, bhn, Xp, Gh, h0 == NULL, hbuf, h2, cbuf,
@@ -430,7 +431,7 @@ static void FN(layer_backward)(const fr_desc *d, int dir, int64_t In,
     }
 
 #if FR_REAL_IS_FLOAT
-    if (fast) /* AVX2/FMA reverse walk, one OpenMP region (rnn_fast.c) */
+    if (fast) /* AVX-512 or AVX2 reverse walk, one OpenMP region (rnn_fast.c) */
         dh = fr_fast_backward_f32(d, dir, R, gates, hs, cs, dy, ldy, dGx, dGh, dh, dhp, dc,
                                   (REAL *)(((uintptr_t)(dc + BH) + 63) & ~(uintptr_t)63));
     else

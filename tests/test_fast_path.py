@@ -137,14 +137,22 @@ def test_avx512_equals_avx2_bit_for_bit(case, fast_restored):
 
 
 def test_fast_width_requests(fast_restored):
-    """A width the CPU lacks falls back to the widest it has; 8 is always
-    there with the fast path."""
+    """16 on a CPU without AVX-512 falls back to the widest it has; 8 is
+    always there with the fast path; other widths and non-integers are
+    refused with the argument's name."""
     if not _core.set_fast_path(True):
         pytest.skip("this CPU has no AVX2/FMA")
-    top = _core.set_fast_width(64)
+    top = _core.set_fast_width(16)
     assert top in (8, 16)
     assert _core.set_fast_width(8) == 8
     assert _core.set_fast_width(16) == top
+    for bad in (0, 4, 32, -8):
+        with pytest.raises(ValueError, match="width must be 8 or 16"):
+            _core.set_fast_width(bad)
+    for bad in (16.0, "16", None, True):
+        with pytest.raises(TypeError, match="width must be 8 or 16"):
+            _core.set_fast_width(bad)
+    assert _core.set_fast_width(16) == top  # a refused call changed nothing
 
 
 def test_saturation_and_nan(fast_restored):

@@ -426,6 +426,15 @@ SMALL_BATCH_PATHS = [  # cell, I, H, B, T, layers, bidirectional
     # ... 3+ rows a thread: each thread projects its own rows every step
     ("lstm", 33, 77, 7, 20, 1, False, "equal"),
     ("gru", 24, 61, 8, 15, 2, True, "equal"),
+    # ... a packed W_hh of 64K-128K floats (the batch split's upper range)
+    ("gru", 24, 200, 5, 12, 1, False, "equal"),
+    # batch 1 with W_hh over 2M floats (kept unpacked) and 16-31 rows of a
+    # W_ih over 2M floats (the panel GEMM before the loop)
+    ("lstm", 724, 724, 1, 20, 1, False),
+    ("gru", 840, 840, 2, 9, 1, False),     # the same projection, ragged B=2
+    # batches of 16+: 8-row AVX-512 tiles in order, 4-row tiles when ragged
+    ("lstm", 20, 48, 19, 6, 1, False, "equal"),
+    ("lstm", 20, 48, 19, 6, 1, False),
 ]
 
 
