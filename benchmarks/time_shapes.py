@@ -3,11 +3,12 @@ builds: run it with PYTHONPATH pointing at each checkout in turn, several
 times alternating, and compare the medians (the machine's noise moves single
 runs by 10-30%).
 
-    PYTHONPATH=/path/to/build python benchmarks/time_shapes.py THREADS cell:B:T:I:H:mode ...
+    PYTHONPATH=/path/to/build python benchmarks/time_shapes.py THREADS cell:B:T:I:H:mode[:var] ...
 
 mode: infer (the inference call), train (forward keeping activations plus
 backward of sum(y)) or step (T streaming step() calls carrying the state,
-reported per call in us); each shape is timed for about 2 seconds.
+reported per call in us); var: lengths 10..T as the bench's var-* shapes
+(fastrnn.bench.lengths_for); each shape is timed for about 2 seconds.
 """
 import sys
 import time
@@ -15,6 +16,7 @@ import time
 import numpy as np
 
 import fastrnn as fr
+from fastrnn.bench import Shape, lengths_for
 
 
 def main(argv):
@@ -29,18 +31,23 @@ def main(argv):
         pass
     out = []
     for spec in argv[1:]:
-        cell, B, T, I, H, mode = spec.split(":")
+        cell, B, T, I, H, mode, *var = spec.split(":")
         B, T, I, H = (int(v) for v in (B, T, I, H))
+        kw = {}
+        if var == ["var"]:
+            kw["lengths"] = lengths_for(Shape(spec, cell, B, T, I, H, mode, var=True))
+        elif var:
+            raise SystemExit(f"{spec}: the 7th field can only be 'var'")
         layer = {"lstm": fr.LSTM, "gru": fr.GRU, "rnn": fr.RNN}[cell](I, H, seed=0)
         x = np.random.default_rng(0).standard_normal((T, B, I)).astype(np.float32)
         if mode == "infer":
             def f():
-                layer(x)
+                layer(x, **kw)
         elif mode == "train":
             dy = np.ones((T, B, H), np.float32)
 
             def f():
-                layer.forward(x)
+                layer.forward(x, **kw)
                 layer.backward(dy)
         elif mode == "step":
             def f():

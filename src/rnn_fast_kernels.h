@@ -449,6 +449,48 @@ static inline INL TGT void gemm_tile(const float *A, int64_t lda, const int at,
         c += NP;                                                                  \
     } while (0)
 
+#if VW == 8
+/* AVX2: 6 sequences (rows g6[i], outputs o6[i]) x 2 panels (P0, P1; m0, m1
+ * columns left from each) over j < J, each output its old value followed by
+ * one FMA chain over j in order. Its own function, with one variable an
+ * accumulator: inlined into panel_axpy, or with the accumulators in an
+ * array, GCC kept row pointers or accumulators on the stack and touched
+ * them every j (the tile ran 15-60% slower than the 4 x 2 one). */
+static __attribute__((noinline)) TGT void tile_6x2(const float *const *g6, float *const *o6,
+                                                    const float *P0, const float *P1,
+                                                    int64_t J, int64_t m0, int64_t m1)
+{
+    const float *g0 = g6[0], *g1 = g6[1], *g2 = g6[2], *g3 = g6[3], *g4 = g6[4], *g5 = g6[5];
+    V a00 = acc_load(o6[0], m0), a01 = acc_load(o6[0] + VW, m1);
+    V a10 = acc_load(o6[1], m0), a11 = acc_load(o6[1] + VW, m1);
+    V a20 = acc_load(o6[2], m0), a21 = acc_load(o6[2] + VW, m1);
+    V a30 = acc_load(o6[3], m0), a31 = acc_load(o6[3] + VW, m1);
+    V a40 = acc_load(o6[4], m0), a41 = acc_load(o6[4] + VW, m1);
+    V a50 = acc_load(o6[5], m0), a51 = acc_load(o6[5] + VW, m1);
+    for (int64_t j = 0; j < J; j++) {
+        const V r0 = v_lda(P0 + j * VW), r1 = v_lda(P1 + j * VW);
+        V v = v_bcast(g0 + j);
+        a00 = v_fmadd(v, r0, a00); a01 = v_fmadd(v, r1, a01);
+        v = v_bcast(g1 + j);
+        a10 = v_fmadd(v, r0, a10); a11 = v_fmadd(v, r1, a11);
+        v = v_bcast(g2 + j);
+        a20 = v_fmadd(v, r0, a20); a21 = v_fmadd(v, r1, a21);
+        v = v_bcast(g3 + j);
+        a30 = v_fmadd(v, r0, a30); a31 = v_fmadd(v, r1, a31);
+        v = v_bcast(g4 + j);
+        a40 = v_fmadd(v, r0, a40); a41 = v_fmadd(v, r1, a41);
+        v = v_bcast(g5 + j);
+        a50 = v_fmadd(v, r0, a50); a51 = v_fmadd(v, r1, a51);
+    }
+    acc_store(o6[0], m0, a00); acc_store(o6[0] + VW, m1, a01);
+    acc_store(o6[1], m0, a10); acc_store(o6[1] + VW, m1, a11);
+    acc_store(o6[2], m0, a20); acc_store(o6[2] + VW, m1, a21);
+    acc_store(o6[3], m0, a30); acc_store(o6[3] + VW, m1, a31);
+    acc_store(o6[4], m0, a40); acc_store(o6[4] + VW, m1, a41);
+    acc_store(o6[5], m0, a50); acc_store(o6[5] + VW, m1, a51);
+}
+#endif
+
 static TGT void panel_axpy(const float *g, int64_t ldg, int64_t B, int64_t J,
                             const float *P, float *out, int64_t ldo, int64_t n,
                             const int64_t *rows)
@@ -487,11 +529,32 @@ static TGT void panel_axpy(const float *g, int64_t ldg, int64_t B, int64_t J,
         left = rest >= 4 ? 0 : rest;
     } else
 #endif
+    {
+#if VW == 8
+    /* AVX2: tiles of 6 sequences x 2 panels first (12 accumulators, 8 loads
+     * per 12 FMAs against 6 per 8), then 4 x 2, then the 1-3 left */
+    const int64_t B6 = B - B % 6, r6 = B - B6;
+    left = r6 >= 4 ? r6 - 4 : r6;
+#else
+    const int64_t B6 = 0;
+#endif
+    const int64_t Bt = B - left; /* rows the 6- and 4-row tiles take */
     for (int64_t c0 = 0; c0 < np; c0 += 2) {
         const int two = c0 + 1 < np;
         const int64_t m0 = n - VW * c0, m1 = two ? n - VW * (c0 + 1) : 0; /* columns left */
         const float *P0 = P + c0 * J * VW, *P1 = two ? P0 + J * VW : P0; /* P0 again: unused */
-        for (int64_t b = 0; b + 4 <= B; b += 4) {
+#if VW == 8
+        for (int64_t b = 0; b < B6; b += 6) {
+            const float *g6[6];
+            float *o6[6];
+            for (int i = 0; i < 6; i++) {
+                g6[i] = g + ROW(b + i) * ldg;
+                o6[i] = out + ROW(b + i) * ldo + VW * c0;
+            }
+            tile_6x2(g6, o6, P0, P1, J, m0, m1);
+        }
+#endif
+        for (int64_t b = B6; b + 4 <= Bt; b += 4) {
             float *o0 = out + ROW(b) * ldo + VW * c0, *o1 = out + ROW(b + 1) * ldo + VW * c0;
             float *o2 = out + ROW(b + 2) * ldo + VW * c0, *o3 = out + ROW(b + 3) * ldo + VW * c0;
             const float *g0 = g + ROW(b) * ldg, *g1 = g + ROW(b + 1) * ldg;
@@ -516,6 +579,7 @@ static TGT void panel_axpy(const float *g, int64_t ldg, int64_t B, int64_t J,
             acc_store(o2, m0, a20); acc_store(o2 + VW, m1, a21);
             acc_store(o3, m0, a30); acc_store(o3 + VW, m1, a31);
         }
+    }
     }
     /* leftover sequences (`left` of them), over all panels at once */
     const int64_t b0 = B - left;

@@ -36,10 +36,12 @@ CASES = [  # cell, I, H, B, T, layers, bidirectional
     ("GRU", 7, 61, 5, 30, 2, True, "equal"),
     ("RNN_RELU", 9, 100, 4, 40, 1, False, "equal"),
     ("LSTM", 64, 40, 7, 3, 1, False, "equal"),
-    # a large batch in order, units split: 8-row tiles over 3 panels and
-    # the rows left (19 = 2 x 8 + 3)
+    # a large batch in order, units split: the GEMM's tiles (AVX-512 8 rows
+    # x 3 panels, AVX2 6 x 2) and the rows left (19 = 2 x 8 + 3 = 3 x 6 + 1)
     ("LSTM", 20, 48, 19, 6, 1, False, "equal"),
     ("GRU", 9, 64, 17, 5, 2, True, "equal"),
+    # ... AVX2's 6-row tiles over 2 panels with 4 rows left (10 = 6 + 4)
+    ("LSTM", 13, 40, 10, 5, 1, False, "equal"),
     # ... with a packed W_hh of 64K-128K floats (the batch split's bound)
     ("GRU", 24, 200, 5, 12, 1, False, "equal"),
     # ... with 3+ rows a thread (2 threads) each thread projects its own rows
@@ -178,7 +180,8 @@ def test_saturation_and_nan(fast_restored):
 
 GEMM_SHAPES = [(1, 1, 1), (3, 5, 7), (17, 33, 300), (240, 64, 256), (241, 47, 257),
                (8, 16, 1), (1000, 31, 513), (7, 2048, 512), (64, 17, 1024), (13, 97, 1),
-               (33, 2200, 300)]  # the last: several column blocks (GEMM_NC) a thread
+               (33, 2200, 300),  # several column blocks (GEMM_NC) a thread
+               (6, 9, 8), (12, 40, 17), (4, 9, 0)]  # AVX2's 6-row groups of op(A); K = 0
 
 
 @pytest.mark.parametrize("shape", GEMM_SHAPES, ids=lambda s: "x".join(map(str, s)))

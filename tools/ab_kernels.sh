@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Before/after timing of the C kernels of two trees, in one process, calls
+# interleaved (tools/ab_kernels.c says how). Builds each tree's src/ into a
+# shared library in a temporary directory (nothing is left in the trees).
+#   tools/ab_kernels.sh TREE_A TREE_B PAIRS THREADS SPEC...
+# e.g. git worktree add /tmp/base HEAD~1; tools/ab_kernels.sh /tmp/base . 20 2 \
+#        lstm:8:50:512:512:infer gemm:3200:2048:512:N:T
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+A="$(cd "$1" && pwd)"; B="$(cd "$2" && pwd)"; shift 2
+OUT="$(mktemp -d "${TMPDIR:-/tmp}/fastrnn-ab.XXXXXX")"
+trap 'rm -rf "$OUT"' EXIT
+lib() {
+    "${CC:-gcc}" -O3 -fno-math-errno -Wno-unused-function -fopenmp -fPIC -shared -I"$1/src" \
+        "$1/src/rnn.c" "$1/src/rnn_fast.c" "$1/src/rnn_fast_avx2.c" "$1/src/rnn_fast_avx512.c" \
+        -lm -o "$2"
+}
+lib "$A" "$OUT/libA.so"
+lib "$B" "$OUT/libB.so"
+"${CC:-gcc}" -O2 -I"$ROOT/src" "$ROOT/tools/ab_kernels.c" -ldl -o "$OUT/ab"
+OMP_NUM_THREADS="${2:-2}" "$OUT/ab" "$OUT/libA.so" "$OUT/libB.so" "$@"
