@@ -378,14 +378,16 @@ static inline TGT void acc_store(float *p, int64_t rem, V v)
 /* R rows of op(A) from A (row r at A + r*am, element k at + k*ak; at = 1
  * means am = 1, ak = lda, else ak = 1) against NP (1-3) panels of kc rows
  * at P (the next at P + kc*VW, ...), into C (row stride ldc), rem columns
- * left from the first panel. */
+ * left from the first panel; zero: C's old values are taken as +0 (not
+ * read), which is what a zeroed C would give, bit for bit. */
 static inline INL TGT void gemm_tile(const float *A, int64_t lda, const int at,
                                      const float *P, int64_t kc, float *C, int64_t ldc,
-                                     int64_t rem, const int R, const int NP)
+                                     int64_t rem, const int R, const int NP, int zero)
 {
     V acc[8][3];
     for (int r = 0; r < R; r++)
-        for (int q = 0; q < NP; q++) acc[r][q] = acc_load(C + r * ldc + q * VW, rem - q * VW);
+        for (int q = 0; q < NP; q++)
+            acc[r][q] = zero ? v_zero() : acc_load(C + r * ldc + q * VW, rem - q * VW);
     const float *P1 = P + kc * VW, *P2 = P + 2 * kc * VW;
     for (int64_t k = 0; k < kc; k++) {
         const V w0 = v_lda(P + k * VW);
@@ -512,9 +514,9 @@ static TGT void panel_axpy(const float *g, int64_t ldg, int64_t B, int64_t J,
             const int64_t rem = n - VW * c;
 #define PAXPY_TILE(R_, b_)                                                               \
             do {                                                                         \
-                if (NPc == 3) gemm_tile(g + (b_) * ldg, ldg, 0, Pc, J, oc + (b_) * ldo, ldo, rem, R_, 3); \
-                else if (NPc == 2) gemm_tile(g + (b_) * ldg, ldg, 0, Pc, J, oc + (b_) * ldo, ldo, rem, R_, 2); \
-                else gemm_tile(g + (b_) * ldg, ldg, 0, Pc, J, oc + (b_) * ldo, ldo, rem, R_, 1); \
+                if (NPc == 3) gemm_tile(g + (b_) * ldg, ldg, 0, Pc, J, oc + (b_) * ldo, ldo, rem, R_, 3, 0); \
+                else if (NPc == 2) gemm_tile(g + (b_) * ldg, ldg, 0, Pc, J, oc + (b_) * ldo, ldo, rem, R_, 2, 0); \
+                else gemm_tile(g + (b_) * ldg, ldg, 0, Pc, J, oc + (b_) * ldo, ldo, rem, R_, 1, 0); \
             } while (0)
             for (int64_t b = 0; b < B8; b += 8) PAXPY_TILE(8, b);
             switch (rest) {
@@ -631,6 +633,40 @@ static inline AVX2 void transpose8_store(const float *w, int64_t ldw, float *o, 
     _mm256_store_ps(o + 5 * ostride, _mm256_permute2f128_ps(u1, u5, 0x31));
     _mm256_store_ps(o + 6 * ostride, _mm256_permute2f128_ps(u2, u6, 0x31));
     _mm256_store_ps(o + 7 * ostride, _mm256_permute2f128_ps(u3, u7, 0x31));
+}
+
+/* Rows r..r+5 of W, columns k..k+7, transposed in registers: column k+c
+ * (6 floats) goes to o + 6c. Each of the first seven stores writes 8
+ * floats, its last 2 into the next column's place, which the next store
+ * then writes: so the 8 columns go out in order and the last one writes
+ * just its 6. */
+static inline AVX2 void transpose6x8_store(const float *w, int64_t ldw, float *o)
+{
+    const __m256 z = _mm256_setzero_ps();
+    __m256 a0 = _mm256_loadu_ps(w), a1 = _mm256_loadu_ps(w + ldw);
+    __m256 a2 = _mm256_loadu_ps(w + 2 * ldw), a3 = _mm256_loadu_ps(w + 3 * ldw);
+    __m256 a4 = _mm256_loadu_ps(w + 4 * ldw), a5 = _mm256_loadu_ps(w + 5 * ldw);
+    __m256 t0 = _mm256_unpacklo_ps(a0, a1), t1 = _mm256_unpackhi_ps(a0, a1);
+    __m256 t2 = _mm256_unpacklo_ps(a2, a3), t3 = _mm256_unpackhi_ps(a2, a3);
+    __m256 t4 = _mm256_unpacklo_ps(a4, a5), t5 = _mm256_unpackhi_ps(a4, a5);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+    __m256 u1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+    __m256 u2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+    __m256 u3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+    __m256 u4 = _mm256_shuffle_ps(t4, z, _MM_SHUFFLE(1, 0, 1, 0));
+    __m256 u5 = _mm256_shuffle_ps(t4, z, _MM_SHUFFLE(3, 2, 3, 2));
+    __m256 u6 = _mm256_shuffle_ps(t5, z, _MM_SHUFFLE(1, 0, 1, 0));
+    __m256 u7 = _mm256_shuffle_ps(t5, z, _MM_SHUFFLE(3, 2, 3, 2));
+    _mm256_storeu_ps(o, _mm256_permute2f128_ps(u0, u4, 0x20));
+    _mm256_storeu_ps(o + 6, _mm256_permute2f128_ps(u1, u5, 0x20));
+    _mm256_storeu_ps(o + 12, _mm256_permute2f128_ps(u2, u6, 0x20));
+    _mm256_storeu_ps(o + 18, _mm256_permute2f128_ps(u3, u7, 0x20));
+    _mm256_storeu_ps(o + 24, _mm256_permute2f128_ps(u0, u4, 0x31));
+    _mm256_storeu_ps(o + 30, _mm256_permute2f128_ps(u1, u5, 0x31));
+    _mm256_storeu_ps(o + 36, _mm256_permute2f128_ps(u2, u6, 0x31));
+    const __m256 last = _mm256_permute2f128_ps(u3, u7, 0x31);
+    _mm_storeu_ps(o + 42, _mm256_castps256_ps128(last));
+    _mm_storel_pi((__m64 *)(o + 46), _mm256_extractf128_ps(last, 1));
 }
 
 /* Pack rows [r0, r0+n) of W (ldw apart), K columns, in panels for
@@ -1400,18 +1436,18 @@ TGT float *FR_SFX(fr_fast_backward_f32)(const fr_desc *d, int dir, const float *
  * consecutive floats a k (A unpacked, 8 rows 2 KiB apart at K = 512, met in
  * the same few L1 sets: 300 GFLOP/s against 340-410 packed). */
 static TGT void gemm_rows(const float *Ap, int64_t mr, const float *P, int64_t kc,
-                          float *C, int64_t ldc, int64_t rem, int NP)
+                          float *C, int64_t ldc, int64_t rem, int NP, int zero)
 {
 #define GEMM_AP(m) (Ap + ((m) / GEMM_MR) * kc * GEMM_MR + (m) % GEMM_MR)
 #define GEMM_ROWS(NP_)                                                                       \
     do {                                                                                     \
         int64_t m = 0;                                                                       \
         for (; m + GEMM_MR <= mr; m += GEMM_MR)                                              \
-            gemm_tile(GEMM_AP(m), GEMM_MR, 1, P, kc, C + m * ldc, ldc, rem, GEMM_MR, NP_);   \
+            gemm_tile(GEMM_AP(m), GEMM_MR, 1, P, kc, C + m * ldc, ldc, rem, GEMM_MR, NP_, zero);   \
         for (; m + 4 <= mr; m += 4)                                                          \
-            gemm_tile(GEMM_AP(m), GEMM_MR, 1, P, kc, C + m * ldc, ldc, rem, 4, NP_);         \
+            gemm_tile(GEMM_AP(m), GEMM_MR, 1, P, kc, C + m * ldc, ldc, rem, 4, NP_, zero);         \
         for (; m < mr; m++)                                                                  \
-            gemm_tile(GEMM_AP(m), GEMM_MR, 1, P, kc, C + m * ldc, ldc, rem, 1, NP_);         \
+            gemm_tile(GEMM_AP(m), GEMM_MR, 1, P, kc, C + m * ldc, ldc, rem, 1, NP_, zero);         \
     } while (0)
 #if GEMM_NP > 2
     if (NP == 3) GEMM_ROWS(3);
@@ -1444,7 +1480,11 @@ static TGT void pack_a(const float *A, int64_t lda, int at, int64_t m0, int64_t 
                 for (int64_t k = kb; k < ke; k++) {
                     if (n == 8 && GEMM_MR == 8)
                         _mm256_store_ps(o + k * 8, _mm256_loadu_ps(a + k * lda));
-                    else
+                    else if (n == 6 && GEMM_MR == 6) { /* 4 + 2 floats */
+                        _mm_storeu_ps(o + k * 6, _mm_loadu_ps(a + k * lda));
+                        _mm_storel_pi((__m64 *)(o + k * 6 + 4),
+                                      _mm_loadl_pi(_mm_setzero_ps(), (const __m64 *)(a + k * lda + 4)));
+                    } else
                         for (int64_t r = 0; r < n; r++) o[k * GEMM_MR + r] = a[k * lda + r];
                 }
             }
@@ -1459,6 +1499,9 @@ static TGT void pack_a(const float *A, int64_t lda, int at, int64_t m0, int64_t 
         if (n == 8 && GEMM_MR == 8) /* 8x8 blocks transposed in registers */
             for (; k8 + 8 <= kc; k8 += 8)
                 transpose8_store(A + r0 * lda + k0 + k8, lda, o + k8 * 8, 8);
+        if (n == 6 && GEMM_MR == 6) /* 6x8 blocks, the same way */
+            for (; k8 + 8 <= kc; k8 += 8)
+                transpose6x8_store(A + r0 * lda + k0 + k8, lda, o + k8 * 6);
         for (int64_t r = 0; r < n; r++) {
             const float *a = A + (r0 + r) * lda + k0;
             for (int64_t k = k8; k < kc; k++) o[k * GEMM_MR + r] = a[k];
@@ -1535,7 +1578,9 @@ TGT int FR_SFX(fr_fast_sgemm)(int nt, char ta, char tb, int64_t M, int64_t N, in
             const int64_t p0 = groups * sl / nt, p1 = groups * (sl + 1) / nt;
             const int64_t c0 = p0 * GEMM_NP * VW;
             const int64_t c1 = p1 * GEMM_NP * VW < N ? p1 * GEMM_NP * VW : N;
-            if (c1 > c0 && !beta)
+            /* beta 0: the first K block's tiles start from +0 instead of
+             * reading C (K = 0: nothing to read C's garbage into, so zero it) */
+            if (c1 > c0 && !beta && K == 0)
                 for (int64_t m = 0; m < M; m++)
                     memset(C + m * ldc + c0, 0, (size_t)(c1 - c0) * sizeof(float));
             for (int64_t cc0 = c0; cc0 < c1; cc0 += GEMM_NC) {
@@ -1551,7 +1596,7 @@ TGT int FR_SFX(fr_fast_sgemm)(int nt, char ta, char tb, int64_t M, int64_t N, in
                             const int64_t left = (cc1 - c + VW - 1) / VW;
                             const int NP = left < GEMM_NP ? (int)left : GEMM_NP;
                             gemm_rows(Ap, mr, P + ((c - cc0) / VW) * kc * VW, kc,
-                                      C + mb * ldc + c, ldc, N - c, NP);
+                                      C + mb * ldc + c, ldc, N - c, NP, !beta && kb == 0);
                         }
                     }
                 }
