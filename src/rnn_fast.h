@@ -73,6 +73,20 @@ int fr_fast_available(void);
 #define FR_FAST_ROWS_MAX_FLOATS (128 * 1024)
 #define FR_FAST_ROWS_MIN_WORK 200000
 
+/* ... and, whatever the size of W_hh, from this many sequences a thread
+ * (equal lengths). Each panel of W_hh then serves 16+ rows a step, so every
+ * thread streaming all of it costs little, and with no meeting between
+ * steps a thread slowed by the VM's neighbours holds up the others once a
+ * call, not once a step. AVX2 EPYC VM, 2 threads, paired medians against
+ * the units split (tools/ab_kernels.sh): LSTM B=64 T=50 H=512 infer 0.99,
+ * train 1.00, GRU 0.96 and 0.94, RNN B=32 H=256 train 0.94, LSTM B=32 H=512
+ * 0.98; against ONNX Runtime in the same process, calls alternating
+ * (ORT ms / fastrnn ms, medians of 14 pairs, three rounds each): big-lstm
+ * 0.76, 0.74, 0.93 -> 0.96, 0.97, 0.84; LSTM B=32 H=512 0.55, 0.55, 0.63
+ * -> 0.65, 0.70, 0.68. At 8 rows a thread it lost (db-lstm, B=16 H=1024,
+ * 16 MiB of W_hh a step a thread: 0.96, 0.94, 0.80 -> 0.75 each round). */
+#define FR_FAST_ROWS_MIN_ROWS 16
+
 /* How the fast path projects x (a function of the shape only, so never of
  * the thread count: the bits do not change with it).
  *   0: one GEMM before the loop (the fast kernels' panel GEMM, rnn_impl.h

@@ -915,17 +915,24 @@ static int fast_threads(const fr_desc *d)
  * lines (H not a multiple of 16: every row of h, c, y and the gates then
  * has a line written by two threads every step; LSTM B=7 H=77: 1.5-2.2
  * against 0.7 ms). Elsewhere the units split stays (it was faster: LSTM
- * B=3 H=96 0.56 against 0.62 ms, B=5 H=128 0.92 against 1.00). Needs a
- * sequence per thread, equal lengths, and enough work for a fork. */
+ * B=3 H=96 0.56 against 0.62 ms, B=5 H=128 0.92 against 1.00), but for
+ * FR_FAST_ROWS_MIN_ROWS rows a thread and more. Needs a sequence per
+ * thread, equal lengths, and enough work for a fork. */
 static int fast_by_rows(const fr_desc *d)
 {
     int nt = d->num_threads;
     if (nt > d->B) nt = (int)d->B;
     if (nt < 2 || d->lengths != NULL) return 0;
+    const int64_t work = d->T * d->B * (int64_t)fr_num_gates(d->cell) * d->H * (d->H + d->I_);
+    if (work < FR_FAST_ROWS_MIN_WORK) return 0;
+    /* many rows a thread: each panel of W_hh serves enough rows a step
+     * that streaming all of it costs little, and no meeting every step
+     * leaves a thread that its neighbours slow down holding up the other
+     * at every step (FR_FAST_ROWS_MIN_ROWS) */
+    if (d->B >= (int64_t)FR_FAST_ROWS_MIN_ROWS * nt) return nt;
     if (fast_threads(d) > 1 && d->H % 16 == 0) return 0;
     if (fr_fast_pack_floats(d) > FR_FAST_ROWS_MAX_FLOATS) return 0;
-    const int64_t work = d->T * d->B * (int64_t)fr_num_gates(d->cell) * d->H * (d->H + d->I_);
-    return work >= FR_FAST_ROWS_MIN_WORK ? nt : 0;
+    return nt;
 }
 
 /* Xp[:, gate rows of units j0..j1) of every gate] += x W_ih^T for those rows:

@@ -42,6 +42,11 @@ CASES = [  # cell, I, H, B, T, layers, bidirectional
     ("GRU", 9, 64, 17, 5, 2, True, "equal"),
     # ... AVX2's 6-row tiles over 2 panels with 4 rows left (10 = 6 + 4)
     ("LSTM", 13, 40, 10, 5, 1, False, "equal"),
+    # 16+ rows a thread (FR_FAST_ROWS_MIN_ROWS): the batch split at 2
+    # threads, the units split at 3 (33 rows), so the two splits meet
+    ("LSTM", 9, 40, 33, 6, 1, False, "equal"),
+    ("GRU", 7, 24, 32, 5, 2, True, "equal"),
+    ("RNN_TANH", 5, 48, 48, 7, 1, False, "equal"),
     # ... with a packed W_hh of 64K-128K floats (the batch split's bound)
     ("GRU", 24, 200, 5, 12, 1, False, "equal"),
     # ... with 3+ rows a thread (2 threads) each thread projects its own rows

@@ -432,9 +432,13 @@ SMALL_BATCH_PATHS = [  # cell, I, H, B, T, layers, bidirectional
     # W_ih over 2M floats (the panel GEMM before the loop)
     ("lstm", 724, 724, 1, 20, 1, False),
     ("gru", 840, 840, 2, 9, 1, False),     # the same projection, ragged B=2
-    # batches of 16+: 8-row AVX-512 tiles in order, 4-row tiles when ragged
+    # batches of 16+: the GEMM's tiles in order (AVX-512 8 rows, AVX2 6),
+    # and ragged
     ("lstm", 20, 48, 19, 6, 1, False, "equal"),
     ("lstm", 20, 48, 19, 6, 1, False),
+    # 16+ equal-length rows a thread: the batch split at 2 threads
+    ("lstm", 13, 37, 33, 7, 1, False, "equal"),
+    ("gru", 11, 64, 32, 6, 2, True, "equal"),
 ]
 
 
