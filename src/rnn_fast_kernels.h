@@ -583,34 +583,40 @@ static TGT void panel_axpy(const float *g, int64_t ldg, int64_t B, int64_t J,
 
 #undef ROW
 
+/* The 8x8 transpose in registers: r[i] holds row i on entry, column i on
+ * return. */
+static inline INL AVX2 void transpose8_regs(__m256 *r)
+{
+    const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    const __m256 u0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+    const __m256 u1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+    const __m256 u2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+    const __m256 u3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+    const __m256 u4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
+    const __m256 u5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
+    const __m256 u6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
+    const __m256 u7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+    r[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+    r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+    r[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+    r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+    r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+    r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+    r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+    r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
 /* Rows r..r+7 of W, columns k..k+7, transposed in registers: column k+c
  * goes to o + c * ostride (8 floats, 32-byte aligned). */
 static inline AVX2 void transpose8_store(const float *w, int64_t ldw, float *o, int64_t ostride)
 {
-    __m256 a0 = _mm256_loadu_ps(w), a1 = _mm256_loadu_ps(w + ldw);
-    __m256 a2 = _mm256_loadu_ps(w + 2 * ldw), a3 = _mm256_loadu_ps(w + 3 * ldw);
-    __m256 a4 = _mm256_loadu_ps(w + 4 * ldw), a5 = _mm256_loadu_ps(w + 5 * ldw);
-    __m256 a6 = _mm256_loadu_ps(w + 6 * ldw), a7 = _mm256_loadu_ps(w + 7 * ldw);
-    __m256 t0 = _mm256_unpacklo_ps(a0, a1), t1 = _mm256_unpackhi_ps(a0, a1);
-    __m256 t2 = _mm256_unpacklo_ps(a2, a3), t3 = _mm256_unpackhi_ps(a2, a3);
-    __m256 t4 = _mm256_unpacklo_ps(a4, a5), t5 = _mm256_unpackhi_ps(a4, a5);
-    __m256 t6 = _mm256_unpacklo_ps(a6, a7), t7 = _mm256_unpackhi_ps(a6, a7);
-    __m256 u0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
-    __m256 u1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
-    __m256 u2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
-    __m256 u3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
-    __m256 u4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
-    __m256 u5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
-    __m256 u6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
-    __m256 u7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
-    _mm256_store_ps(o, _mm256_permute2f128_ps(u0, u4, 0x20));
-    _mm256_store_ps(o + ostride, _mm256_permute2f128_ps(u1, u5, 0x20));
-    _mm256_store_ps(o + 2 * ostride, _mm256_permute2f128_ps(u2, u6, 0x20));
-    _mm256_store_ps(o + 3 * ostride, _mm256_permute2f128_ps(u3, u7, 0x20));
-    _mm256_store_ps(o + 4 * ostride, _mm256_permute2f128_ps(u0, u4, 0x31));
-    _mm256_store_ps(o + 5 * ostride, _mm256_permute2f128_ps(u1, u5, 0x31));
-    _mm256_store_ps(o + 6 * ostride, _mm256_permute2f128_ps(u2, u6, 0x31));
-    _mm256_store_ps(o + 7 * ostride, _mm256_permute2f128_ps(u3, u7, 0x31));
+    __m256 r[8];
+    for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(w + i * ldw);
+    transpose8_regs(r);
+    for (int i = 0; i < 8; i++) _mm256_store_ps(o + i * ostride, r[i]);
 }
 
 /* Rows r..r+5 of W, columns k..k+7, transposed in registers: column k+c
@@ -620,31 +626,13 @@ static inline AVX2 void transpose8_store(const float *w, int64_t ldw, float *o, 
  * just its 6. */
 static inline AVX2 void transpose6x8_store(const float *w, int64_t ldw, float *o)
 {
-    const __m256 z = _mm256_setzero_ps();
-    __m256 a0 = _mm256_loadu_ps(w), a1 = _mm256_loadu_ps(w + ldw);
-    __m256 a2 = _mm256_loadu_ps(w + 2 * ldw), a3 = _mm256_loadu_ps(w + 3 * ldw);
-    __m256 a4 = _mm256_loadu_ps(w + 4 * ldw), a5 = _mm256_loadu_ps(w + 5 * ldw);
-    __m256 t0 = _mm256_unpacklo_ps(a0, a1), t1 = _mm256_unpackhi_ps(a0, a1);
-    __m256 t2 = _mm256_unpacklo_ps(a2, a3), t3 = _mm256_unpackhi_ps(a2, a3);
-    __m256 t4 = _mm256_unpacklo_ps(a4, a5), t5 = _mm256_unpackhi_ps(a4, a5);
-    __m256 u0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
-    __m256 u1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
-    __m256 u2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
-    __m256 u3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
-    __m256 u4 = _mm256_shuffle_ps(t4, z, _MM_SHUFFLE(1, 0, 1, 0));
-    __m256 u5 = _mm256_shuffle_ps(t4, z, _MM_SHUFFLE(3, 2, 3, 2));
-    __m256 u6 = _mm256_shuffle_ps(t5, z, _MM_SHUFFLE(1, 0, 1, 0));
-    __m256 u7 = _mm256_shuffle_ps(t5, z, _MM_SHUFFLE(3, 2, 3, 2));
-    _mm256_storeu_ps(o, _mm256_permute2f128_ps(u0, u4, 0x20));
-    _mm256_storeu_ps(o + 6, _mm256_permute2f128_ps(u1, u5, 0x20));
-    _mm256_storeu_ps(o + 12, _mm256_permute2f128_ps(u2, u6, 0x20));
-    _mm256_storeu_ps(o + 18, _mm256_permute2f128_ps(u3, u7, 0x20));
-    _mm256_storeu_ps(o + 24, _mm256_permute2f128_ps(u0, u4, 0x31));
-    _mm256_storeu_ps(o + 30, _mm256_permute2f128_ps(u1, u5, 0x31));
-    _mm256_storeu_ps(o + 36, _mm256_permute2f128_ps(u2, u6, 0x31));
-    const __m256 last = _mm256_permute2f128_ps(u3, u7, 0x31);
-    _mm_storeu_ps(o + 42, _mm256_castps256_ps128(last));
-    _mm_storel_pi((__m64 *)(o + 46), _mm256_extractf128_ps(last, 1));
+    __m256 r[8];
+    for (int i = 0; i < 6; i++) r[i] = _mm256_loadu_ps(w + i * ldw);
+    r[6] = r[7] = _mm256_setzero_ps();
+    transpose8_regs(r);
+    for (int i = 0; i < 7; i++) _mm256_storeu_ps(o + 6 * i, r[i]);
+    _mm_storeu_ps(o + 42, _mm256_castps256_ps128(r[7]));
+    _mm_storel_pi((__m64 *)(o + 46), _mm256_extractf128_ps(r[7], 1));
 }
 
 /* Pack rows [r0, r0+n) of W (ldw apart), K columns, in panels for
