@@ -664,17 +664,26 @@ static TGT void pack_rows(const float *W, int64_t ldw, int64_t r0, int64_t n,
 
 /* ---- elementwise gate math, VW units at a time --------------------------- */
 
+/* Loads and stores of the gate math: rem units valid from p (rem >= VW:
+ * whole vectors; the callers of whole blocks pass the constant VW, so these
+ * are plain loads and stores there). A partial last block loads +0 into the
+ * lanes past rem, as padded copies would, and stores only its units: every
+ * unit sees the same instructions as in a whole block. */
+#define LDR(p) acc_load((p), rem)
+#define STR(p, v) acc_store((p), rem, (v))
+
 /* Gate math on NB blocks of VW units side by side (NB <= NBLK; block b at
  * offset 8b of every pointer, gate q at offset qH). */
 
 /* LSTM: i,f,g,o from pre; c' = f c + i g; h' = o tanh(c'). */
 static inline INL TGT void lstm_cells(float *pre, int64_t H, const float *cp, float *cx,
-                                       float *hx, float *yb, int keep, const int NB)
+                                       float *hx, float *yb, int keep, const int NB,
+                                       const int64_t rem)
 {
     V p[4 * NBLK], e[4 * NBLK], c[NBLK], tc[NBLK];
     for (int b = 0; b < NB; b++)
         for (int q = 0; q < 4; q++) {
-            p[4 * b + q] = v_ld(pre + q * H + VW * b);
+            p[4 * b + q] = LDR(pre + q * H + VW * b);
             e[4 * b + q] = q == 2 ? tanh_arg(p[4 * b + q]) : sigmoid_arg(p[4 * b + q]);
         }
     v_exp_k(e, 4 * NB);
@@ -685,89 +694,89 @@ static inline INL TGT void lstm_cells(float *pre, int64_t H, const float *cp, fl
         g[1] = sigmoid_from(g[1], eg[1]);
         g[2] = tanh_from(g[2], eg[2]);
         g[3] = sigmoid_from(g[3], eg[3]);
-        c[b] = tc[b] = v_fmadd(g[1], v_ld(cp + VW * b), v_mul(g[0], g[2]));
+        c[b] = tc[b] = v_fmadd(g[1], LDR(cp + VW * b), v_mul(g[0], g[2]));
     }
     v_tanh_k(tc, NB);
     for (int b = 0; b < NB; b++) {
         const V h = v_mul(p[4 * b + 3], tc[b]);
         if (keep)
-            for (int q = 0; q < 4; q++) v_st(pre + q * H + VW * b, p[4 * b + q]);
-        v_st(cx + VW * b, c[b]);
-        v_st(hx + VW * b, h);
-        v_st(yb + VW * b, h);
+            for (int q = 0; q < 4; q++) STR(pre + q * H + VW * b, p[4 * b + q]);
+        STR(cx + VW * b, c[b]);
+        STR(hx + VW * b, h);
+        STR(yb + VW * b, h);
     }
 }
 
 /* GRU: r = s(xr+hr), z = s(xz+hz), n = tanh(xn + r (hn + b_hn)), h' = (1-z) n + z h. */
 static inline INL TGT void gru_cells(const float *pre, const float *gh, int64_t H,
                                       const float *bhn, const float *hp, float *hx,
-                                      float *yb, float *gc, const int NB)
+                                      float *yb, float *gc, const int NB, const int64_t rem)
 {
     const V one = v_set1(1.0f);
     V a[2 * NBLK], e[2 * NBLK], hl[NBLK], n[NBLK];
     for (int b = 0; b < NB; b++)
         for (int q = 0; q < 2; q++) {
-            a[2 * b + q] = v_add(v_ld(pre + q * H + VW * b),
-                                         v_ld(gh + q * H + VW * b));
+            a[2 * b + q] = v_add(LDR(pre + q * H + VW * b),
+                                         LDR(gh + q * H + VW * b));
             e[2 * b + q] = sigmoid_arg(a[2 * b + q]);
         }
     v_exp_k(e, 2 * NB);
     for (int b = 0; b < NB; b++) {
         a[2 * b] = sigmoid_from(a[2 * b], e[2 * b]);             /* r */
         a[2 * b + 1] = sigmoid_from(a[2 * b + 1], e[2 * b + 1]); /* z */
-        hl[b] = v_ld(gh + 2 * H + VW * b);
-        if (bhn) hl[b] = v_add(hl[b], v_ld(bhn + VW * b));
-        n[b] = v_fmadd(a[2 * b], hl[b], v_ld(pre + 2 * H + VW * b));
+        hl[b] = LDR(gh + 2 * H + VW * b);
+        if (bhn) hl[b] = v_add(hl[b], LDR(bhn + VW * b));
+        n[b] = v_fmadd(a[2 * b], hl[b], LDR(pre + 2 * H + VW * b));
     }
     v_tanh_k(n, NB);
     for (int b = 0; b < NB; b++) {
         const V r = a[2 * b], z = a[2 * b + 1];
-        const V h = v_fmadd(z, v_ld(hp + VW * b),
+        const V h = v_fmadd(z, LDR(hp + VW * b),
                                          v_mul(v_sub(one, z), n[b]));
         if (gc) {
-            v_st(gc + VW * b, r); v_st(gc + H + VW * b, z);
-            v_st(gc + 2 * H + VW * b, n[b]); v_st(gc + 3 * H + VW * b, hl[b]);
+            STR(gc + VW * b, r); STR(gc + H + VW * b, z);
+            STR(gc + 2 * H + VW * b, n[b]); STR(gc + 3 * H + VW * b, hl[b]);
         }
-        v_st(hx + VW * b, h);
-        v_st(yb + VW * b, h);
+        STR(hx + VW * b, h);
+        STR(yb + VW * b, h);
     }
 }
 
 /* RNN: h' = tanh(pre) or relu(pre). */
 static inline INL TGT void rnn_cells(float *pre, int relu, float *hx, float *yb, int keep,
-                                      const int NB)
+                                      const int NB, const int64_t rem)
 {
     V v[NBLK];
-    for (int b = 0; b < NB; b++) v[b] = v_ld(pre + VW * b);
+    for (int b = 0; b < NB; b++) v[b] = LDR(pre + VW * b);
     if (relu) /* relu(NaN) = NaN, as torch: max returns its 2nd operand on NaN */
         for (int b = 0; b < NB; b++) v[b] = v_max(v_zero(), v[b]);
     else
         v_tanh_k(v, NB);
     for (int b = 0; b < NB; b++) {
-        if (keep) v_st(pre + VW * b, v[b]);
-        v_st(hx + VW * b, v[b]);
-        v_st(yb + VW * b, v[b]);
+        if (keep) STR(pre + VW * b, v[b]);
+        STR(hx + VW * b, v[b]);
+        STR(yb + VW * b, v[b]);
     }
 }
 
-/* NB whole blocks of units from unit j of one sequence row */
+/* NB blocks of units from unit j of one sequence row (rem: as LDR) */
 static inline INL TGT void cells_at(int cell, int64_t H, int64_t j, float *pre,
                                      const float *gh, const float *bhn, const float *hp,
                                      const float *cp, float *hx, float *cx, float *yb,
-                                     float *gc, int keep, const int NB)
+                                     float *gc, int keep, const int NB, const int64_t rem)
 {
     if (cell == FR_CELL_LSTM)
-        lstm_cells(pre + j, H, cp + j, cx + j, hx + j, yb + j, keep, NB);
+        lstm_cells(pre + j, H, cp + j, cx + j, hx + j, yb + j, keep, NB, rem);
     else if (cell == FR_CELL_GRU)
         gru_cells(pre + j, gh + j, H, bhn ? bhn + j : NULL, hp + j, hx + j, yb + j,
-                  gc ? gc + j : NULL, NB);
+                  gc ? gc + j : NULL, NB, rem);
     else
-        rnn_cells(pre + j, cell == FR_CELL_RNN_RELU, hx + j, yb + j, keep, NB);
+        rnn_cells(pre + j, cell == FR_CELL_RNN_RELU, hx + j, yb + j, keep, NB, rem);
 }
 
 /* Gate math for units [j0, j1) of one sequence row, NBLK blocks of VW at a
- * time, then one. j0 is a multiple of 8; a partial last block goes through
- * padded copies so that every unit sees the same vector instructions. */
+ * time, then one, then a partial last block with masked loads and stores
+ * (LDR). j0 is a multiple of 8. */
 static TGT void cell_units(int cell, int64_t H, int64_t j0, int64_t j1,
                             float *pre, const float *gh, const float *bhn,
                             const float *hp, const float *cp, float *hx, float *cx,
@@ -775,35 +784,11 @@ static TGT void cell_units(int cell, int64_t H, int64_t j0, int64_t j1,
 {
     int64_t j = j0;
     for (; j + VW * NBLK <= j1; j += VW * NBLK)
-        cells_at(cell, H, j, pre, gh, bhn, hp, cp, hx, cx, yb, gc, keep, NBLK);
+        cells_at(cell, H, j, pre, gh, bhn, hp, cp, hx, cx, yb, gc, keep, NBLK, VW);
     for (; j + VW <= j1; j += VW)
-        cells_at(cell, H, j, pre, gh, bhn, hp, cp, hx, cx, yb, gc, keep, 1);
-    if (j < j1) {
-        /* padded tail: 4 gate blocks of VW with stride VW */
-        const int64_t n = j1 - j;
-        float P[4 * VW] = {0}, GH[4 * VW] = {0}, BN[VW] = {0}, HP[VW] = {0}, CP[VW] = {0};
-        float HX[VW], CX[VW], Y[VW], GC[4 * VW];
-        const int G = fr_num_gates(cell);
-        for (int q = 0; q < G; q++)
-            for (int64_t u = 0; u < n; u++) {
-                P[q * VW + u] = pre[q * H + j + u];
-                if (gh) GH[q * VW + u] = gh[q * H + j + u];
-            }
-        for (int64_t u = 0; u < n; u++) {
-            if (bhn) BN[u] = bhn[j + u];
-            if (hp) HP[u] = hp[j + u];
-            if (cp) CP[u] = cp[j + u];
-        }
-        cells_at(cell, VW, 0, P, GH, bhn ? BN : NULL, HP, CP, HX, CX, Y, gc ? GC : NULL, keep, 1);
-        for (int64_t u = 0; u < n; u++) {
-            hx[j + u] = HX[u]; yb[j + u] = Y[u];
-            if (cx) cx[j + u] = CX[u];
-            if (keep && cell != FR_CELL_GRU)
-                for (int q = 0; q < G; q++) pre[q * H + j + u] = P[q * VW + u];
-            if (gc)
-                for (int q = 0; q < 4; q++) gc[q * H + j + u] = GC[q * VW + u];
-        }
-    }
+        cells_at(cell, H, j, pre, gh, bhn, hp, cp, hx, cx, yb, gc, keep, 1, VW);
+    if (j < j1)
+        cells_at(cell, H, j, pre, gh, bhn, hp, cp, hx, cx, yb, gc, keep, 1, j1 - j);
 }
 
 
@@ -1191,44 +1176,45 @@ static TGT void pack_copy(const float *B, int64_t ldb, int64_t k0, int64_t kc,
 static inline INL TGT void bwd_cell8(int cell, int64_t H, const float *gt,
                                       const float *dh, const float *dyb,
                                       const float *hp, const float *cp, V tc,
-                                      float *dc, float *dgx, float *dgh, float *dhp)
+                                      float *dc, float *dgx, float *dgh, float *dhp,
+                                      const int64_t rem)
 {
     const V one = v_set1(1.0f);
-    V g = v_add(v_ld(dh), v_ld(dyb));
+    V g = v_add(LDR(dh), LDR(dyb));
     if (cell == FR_CELL_LSTM) {
-        V ig = v_ld(gt), fg = v_ld(gt + H);
-        V gg = v_ld(gt + 2 * H), og = v_ld(gt + 3 * H);
+        V ig = LDR(gt), fg = LDR(gt + H);
+        V gg = LDR(gt + 2 * H), og = LDR(gt + 3 * H);
         V dct = v_fmadd(v_mul(g, og), v_fnmadd(tc, tc, one),
-                                     v_ld(dc));
-        v_st(dgx, v_mul(v_mul(dct, gg),
+                                     LDR(dc));
+        STR(dgx, v_mul(v_mul(dct, gg),
                                             v_mul(ig, v_sub(one, ig))));
-        v_st(dgx + H, v_mul(v_mul(dct, v_ld(cp)),
+        STR(dgx + H, v_mul(v_mul(dct, LDR(cp)),
                                                 v_mul(fg, v_sub(one, fg))));
-        v_st(dgx + 2 * H, v_mul(v_mul(dct, ig),
+        STR(dgx + 2 * H, v_mul(v_mul(dct, ig),
                                                     v_fnmadd(gg, gg, one)));
-        v_st(dgx + 3 * H, v_mul(v_mul(g, tc),
+        STR(dgx + 3 * H, v_mul(v_mul(g, tc),
                                                     v_mul(og, v_sub(one, og))));
-        v_st(dc, v_mul(dct, fg));
-        v_st(dhp, v_zero());
+        STR(dc, v_mul(dct, fg));
+        STR(dhp, v_zero());
     } else if (cell == FR_CELL_GRU) {
-        V r = v_ld(gt), z = v_ld(gt + H);
-        V n = v_ld(gt + 2 * H), hl = v_ld(gt + 3 * H);
+        V r = LDR(gt), z = LDR(gt + H);
+        V n = LDR(gt + 2 * H), hl = LDR(gt + 3 * H);
         V dnp = v_mul(v_mul(g, v_sub(one, z)), v_fnmadd(n, n, one));
-        V dzp = v_mul(v_mul(g, v_sub(v_ld(hp), n)),
+        V dzp = v_mul(v_mul(g, v_sub(LDR(hp), n)),
                                    v_mul(z, v_sub(one, z)));
         V drp = v_mul(v_mul(dnp, hl), v_mul(r, v_sub(one, r)));
-        v_st(dgx, drp); v_st(dgx + H, dzp); v_st(dgx + 2 * H, dnp);
-        v_st(dgh, drp); v_st(dgh + H, dzp);
-        v_st(dgh + 2 * H, v_mul(dnp, r));
-        v_st(dhp, v_mul(g, z));
+        STR(dgx, drp); STR(dgx + H, dzp); STR(dgx + 2 * H, dnp);
+        STR(dgh, drp); STR(dgh + H, dzp);
+        STR(dgh + 2 * H, v_mul(dnp, r));
+        STR(dhp, v_mul(g, z));
     } else {
-        V h = v_ld(gt), d;
+        V h = LDR(gt), d;
         if (cell == FR_CELL_RNN_RELU)
             d = v_keep(v_gt(h, v_zero()), g);
         else
             d = v_mul(g, v_fnmadd(h, h, one));
-        v_st(dgx, d);
-        v_st(dhp, v_zero());
+        STR(dgx, d);
+        STR(dhp, v_zero());
     }
 }
 
@@ -1237,55 +1223,36 @@ static inline INL TGT void bwd_cell8(int cell, int64_t H, const float *gt,
 static inline INL TGT void bwd_cells(int cell, int64_t H, int64_t j, const float *gt,
                                       const float *dh, const float *dyb, const float *hp,
                                       const float *cp, const float *cx, float *dc,
-                                      float *dgx, float *dgh, float *dhp, const int NB)
+                                      float *dgx, float *dgh, float *dhp, const int NB,
+                                      const int64_t rem)
 {
     V tc[NBLK];
     for (int b = 0; b < NB; b++) tc[b] = v_zero();
     if (cell == FR_CELL_LSTM) {
-        for (int b = 0; b < NB; b++) tc[b] = v_ld(cx + j + VW * b);
+        for (int b = 0; b < NB; b++) tc[b] = LDR(cx + j + VW * b);
         v_tanh_k(tc, NB);
     }
     for (int b = 0; b < NB; b++) {
         const int64_t u = j + VW * b;
         bwd_cell8(cell, H, gt + u, dh + u, dyb + u, hp ? hp + u : NULL, cp ? cp + u : NULL,
-                  tc[b], dc ? dc + u : NULL, dgx + u, dgh ? dgh + u : NULL, dhp + u);
+                  tc[b], dc ? dc + u : NULL, dgx + u, dgh ? dgh + u : NULL, dhp + u, rem);
     }
 }
 
-/* bwd_cells over units [j0, j1) of one row; the partial last block goes
- * through padded copies (same instructions for every unit). */
+/* bwd_cells over units [j0, j1) of one row; the partial last block with
+ * masked loads and stores (LDR: the same instructions for every unit). */
 static TGT void bwd_units(int cell, int64_t H, int64_t j0, int64_t j1,
                            const float *gt, const float *dh, const float *dyb,
                            const float *hp, const float *cp, const float *cx,
                            float *dc, float *dgx, float *dgh, float *dhp)
 {
-    const int GC = cell == FR_CELL_GRU ? 4 : fr_num_gates(cell);
-    const int G = fr_num_gates(cell);
     int64_t j = j0;
     for (; j + VW * NBLK <= j1; j += VW * NBLK)
-        bwd_cells(cell, H, j, gt, dh, dyb, hp, cp, cx, dc, dgx, dgh, dhp, NBLK);
+        bwd_cells(cell, H, j, gt, dh, dyb, hp, cp, cx, dc, dgx, dgh, dhp, NBLK, VW);
     for (; j + VW <= j1; j += VW)
-        bwd_cells(cell, H, j, gt, dh, dyb, hp, cp, cx, dc, dgx, dgh, dhp, 1);
-    if (j < j1) {
-        const int64_t n = j1 - j;
-        float GT[4 * VW] = {0}, DH[VW] = {0}, DY[VW] = {0}, HP[VW] = {0}, CP[VW] = {0}, CX[VW] = {0};
-        float DC[VW] = {0}, DGX[4 * VW], DGH[4 * VW], DHP[VW];
-        for (int64_t u = 0; u < n; u++) {
-            for (int q = 0; q < GC; q++) GT[q * VW + u] = gt[q * H + j + u];
-            DH[u] = dh[j + u]; DY[u] = dyb[j + u];
-            if (hp) HP[u] = hp[j + u];
-            if (cp) { CP[u] = cp[j + u]; CX[u] = cx[j + u]; DC[u] = dc[j + u]; }
-        }
-        bwd_cells(cell, VW, 0, GT, DH, DY, HP, CP, CX, DC, DGX, DGH, DHP, 1);
-        for (int64_t u = 0; u < n; u++) {
-            for (int q = 0; q < G; q++) {
-                dgx[q * H + j + u] = DGX[q * VW + u];
-                if (dgh) dgh[q * H + j + u] = DGH[q * VW + u];
-            }
-            if (dc) dc[j + u] = DC[u];
-            dhp[j + u] = DHP[u];
-        }
-    }
+        bwd_cells(cell, H, j, gt, dh, dyb, hp, cp, cx, dc, dgx, dgh, dhp, 1, VW);
+    if (j < j1)
+        bwd_cells(cell, H, j, gt, dh, dyb, hp, cp, cx, dc, dgx, dgh, dhp, 1, j1 - j);
 }
 
 TGT float *FR_SFX(fr_fast_backward_f32)(const fr_desc *d, int dir, const float *R,

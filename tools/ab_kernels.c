@@ -11,7 +11,9 @@
  *         var: lengths 10..T from a fixed seed, the first T)
  *         gemm:M:N:K:ta:tb        (fr_gemm_f32, beta 0; ta/tb N or T)
  * The float32 fast path needs no BLAS; the BLAS entry given to the
- * libraries exits if it is ever called. */
+ * libraries exits if it is ever called. Each shape's line ends with
+ * whether the two builds' last outputs (and gradients, in training) have
+ * the same bits. */
 #include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -103,9 +105,13 @@ int main(int argc, char **argv) {
     float *x = rnd(T * B * I, 1), *wih = rnd(G * H * I, 0.06f), *whh = rnd(G * H * H, 0.06f);
     float *bih = rnd(G * H, 0.1f), *bhh = rnd(G * H, 0.1f);
     const float *pw_ih[1] = {wih}, *pw_hh[1] = {whh}, *pb_ih[1] = {bih}, *pb_hh[1] = {bhh};
-    float *y = rnd(T * B * H, 0), *hn = rnd(B * H, 0), *cn = rnd(B * H, 0), *dy = rnd(T * B * H, 1);
-    float *dx = rnd(T * B * I, 0), *dwih = rnd(G * H * I, 0), *dwhh = rnd(G * H * H, 0), *dbih = rnd(G * H, 0), *dbhh = rnd(G * H, 0);
-    float *const pdw_ih[1] = {dwih}, *const pdw_hh[1] = {dwhh}, *const pdb_ih[1] = {dbih}, *const pdb_hh[1] = {dbhh};
+    float *dy = rnd(T * B * H, 1);
+    /* outputs per build, compared bit for bit after the timing */
+    float *y[2], *hn[2], *cn[2], *dx[2], *dwih[2], *dwhh[2], *dbih[2], *dbhh[2];
+    for (int k = 0; k < 2; k++) {
+      y[k] = rnd(T * B * H, 0); hn[k] = rnd(B * H, 0); cn[k] = rnd(B * H, 0); dx[k] = rnd(T * B * I, 0);
+      dwih[k] = rnd(G * H * I, 0); dwhh[k] = rnd(G * H * H, 0); dbih[k] = rnd(G * H, 0); dbhh[k] = rnd(G * H, 0);
+    }
     lib_t *libs[2] = {&LA, &LB};
     float *cache[2], *work[2];
     for (int k = 0; k < 2; k++) {
@@ -119,8 +125,15 @@ int main(int argc, char **argv) {
         int k = (it & 1) ? 1 - kk : kk;
         lib_t *L = libs[k];
         double t0 = now();
-        int rc = L->fwd(&d, x, pw_ih, pw_hh, pb_ih, pb_hh, NULL, NULL, NULL, y, hn, cn, train ? cache[k] : NULL, work[k]);
-        if (train && !rc) rc = L->bwd(&d, x, pw_ih, pw_hh, NULL, cache[k], dy, NULL, NULL, dx, NULL, NULL, pdw_ih, pdw_hh, pdb_ih, pdb_hh, work[k]);
+        float *const pdw_ih[1] = {dwih[k]}, *const pdw_hh[1] = {dwhh[k]}, *const pdb_ih[1] = {dbih[k]}, *const pdb_hh[1] = {dbhh[k]};
+        if (train) /* the gradients of one call (they accumulate) */
+          for (int64_t i = 0; i < G * H; i++) {
+            dbih[k][i] = dbhh[k][i] = 0;
+            for (int64_t j = 0; j < I; j++) dwih[k][i * I + j] = 0;
+            for (int64_t j = 0; j < H; j++) dwhh[k][i * H + j] = 0;
+          }
+        int rc = L->fwd(&d, x, pw_ih, pw_hh, pb_ih, pb_hh, NULL, NULL, NULL, y[k], hn[k], cn[k], train ? cache[k] : NULL, work[k]);
+        if (train && !rc) rc = L->bwd(&d, x, pw_ih, pw_hh, NULL, cache[k], dy, NULL, NULL, dx[k], NULL, NULL, pdw_ih, pdw_hh, pdb_ih, pdb_hh, work[k]);
         double el = now() - t0;
         if (rc) { fprintf(stderr, "rc %d\n", rc); return 1; }
         if (it >= 0) t[k][it] = el;
@@ -128,9 +141,15 @@ int main(int argc, char **argv) {
       if (it >= 0) ratio[it] = t[1][it] / t[0][it];
     }
     qsort(t[0], pairs, 8, cmpd); qsort(t[1], pairs, 8, cmpd); qsort(ratio, pairs, 8, cmpd);
-    printf("%-28s A min %8.3f med %8.3f | B min %8.3f med %8.3f ms | B/A paired median %.3f [p25 %.3f p75 %.3f]\n",
+    int same = !memcmp(y[0], y[1], 4 * T * B * H) && !memcmp(hn[0], hn[1], 4 * B * H)
+               && (d.cell != FR_CELL_LSTM || !memcmp(cn[0], cn[1], 4 * B * H));
+    if (train)
+      same = same && !memcmp(dx[0], dx[1], 4 * T * B * I) && !memcmp(dwih[0], dwih[1], 4 * G * H * I)
+             && !memcmp(dwhh[0], dwhh[1], 4 * G * H * H) && !memcmp(dbih[0], dbih[1], 4 * G * H)
+             && !memcmp(dbhh[0], dbhh[1], 4 * G * H);
+    printf("%-28s A min %8.3f med %8.3f | B min %8.3f med %8.3f ms | B/A paired median %.3f [p25 %.3f p75 %.3f] | %s\n",
            argv[s], t[0][0] * 1e3, t[0][pairs / 2] * 1e3, t[1][0] * 1e3, t[1][pairs / 2] * 1e3,
-           ratio[pairs / 2], ratio[pairs / 4], ratio[3 * pairs / 4]);
+           ratio[pairs / 2], ratio[pairs / 4], ratio[3 * pairs / 4], same ? "same bits" : "BITS DIFFER");
     fflush(stdout);
   }
   return 0;
