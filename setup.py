@@ -40,8 +40,26 @@ def openmp_flags():
     return [], []
 
 
+def supported(flag):
+    """[flag] when the C compiler accepts it (as an error-free compile), else []."""
+    cc = os.environ.get("CC", "cc")
+    if shutil.which(cc.split()[0]) is None:
+        return []
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "t.c")
+        with open(path, "w") as f:
+            f.write("int main(void){return 0;}\n")
+        res = subprocess.run(cc.split() + ["-Werror", flag, "-c", path, "-o",
+                                           os.path.join(tmp, "t.o")], capture_output=True)
+    return [flag] if res.returncode == 0 else []
+
+
 omp_c, omp_l = openmp_flags()
-extra_compile = ["-O3", "-fno-math-errno", "-Wno-unused-function"] + omp_c
+# Loops start on 64-byte lines: without it, code added anywhere in
+# rnn_fast_kernels.h moved the GEMM's and the tiles' loops across fetch lines
+# and made them 5-8% slower (benchmarks/RESULTS.md, 2026-12-03 second stop).
+extra_compile = (["-O3", "-fno-math-errno", "-Wno-unused-function"]
+                 + supported("-falign-loops=64") + omp_c)
 if os.environ.get("FASTRNN_SANITIZE"):  # ASan/UBSan build for the sanitizer job
     extra_compile += ["-O1", "-g", "-fno-omit-frame-pointer",
                       "-fsanitize=address,undefined"]
