@@ -900,7 +900,7 @@ static inline void meet(step_meet *m, int nth, int *my_flag)
     }
 }
 
-/* A thread enters (+1) or leaves (-1) a time loop's team. */
+/* A team of n threads that meet every step starts (n) or ends (-n). */
 static inline void loop_thread(int delta)
 {
     atomic_fetch_add_explicit(&loop_threads, delta, memory_order_relaxed);
@@ -1195,9 +1195,12 @@ TGT void FR_SFX(fr_fast_forward_f32)(const fr_desc *d, int dir, const float *R, 
     step_meet m = {0};
     const fwd_team team = {d, dir, h0_zero, packed, by_rows > 0, rows_project, R, bhn, x, W, Xp, Gh,
                            h_a, h_b, c_buf, hs, cs, gates, y, Wp, ldy, In, order, &m};
+    /* the threads that will meet every step, for meet()'s spin limit */
+    const int meeting = nt > 1 && !by_rows && T > 1 ? nt : 0;
     if (nt == 1) {
         fwd_thread(&team, 0, 1);
     } else {
+        if (meeting) loop_thread(meeting);
 #pragma omp parallel num_threads(nt)
         {
             int tid = 0, nth = 1;
@@ -1205,10 +1208,9 @@ TGT void FR_SFX(fr_fast_forward_f32)(const fr_desc *d, int dir, const float *R, 
             tid = omp_get_thread_num();
             nth = omp_get_num_threads();
 #endif
-            loop_thread(1);
             fwd_thread(&team, tid, nth);
-            loop_thread(-1);
         }
+        if (meeting) loop_thread(-meeting);
     }
     const float *h_last, *c_last = NULL;
     if (training) {
@@ -1334,6 +1336,8 @@ TGT float *FR_SFX(fr_fast_backward_f32)(const fr_desc *d, int dir, const float *
     const int by_rows = fast_by_rows(d);
     const int nt = by_rows ? by_rows : fast_threads(d);
     step_meet m = {0};
+    const int meeting = nt > 1 && !by_rows && T > 1 ? nt : 0;
+    if (meeting) loop_thread(meeting);
 
 #pragma omp parallel num_threads(nt)
     {
@@ -1342,7 +1346,7 @@ TGT float *FR_SFX(fr_fast_backward_f32)(const fr_desc *d, int dir, const float *
 #ifdef _OPENMP
         nth = omp_get_num_threads();
 #endif
-        loop_thread(1);
+
         my_units(H, &j0, &j1);
         const size_t nbytes = (size_t)(j1 - j0) * sizeof(float);
         float *cur = dh, *prev = dhp;   /* dL/dh_t and dL/dh_{t-1} */
@@ -1408,8 +1412,8 @@ TGT float *FR_SFX(fr_fast_backward_f32)(const fr_desc *d, int dir, const float *
                            order);
             float *tmp = cur; cur = prev; prev = tmp;
         }
-        loop_thread(-1);
     }
+    if (meeting) loop_thread(-meeting);
     return (T % 2 == 0) ? dh : dhp;
 }
 
