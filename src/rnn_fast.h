@@ -7,7 +7,8 @@
  * Each OpenMP thread owns a slice of hidden units [j0, j1) for the whole
  * sequence: it computes the recurrent product for its units' gate rows of
  * W_hh (which stay in its cache), then the gate math for those units, then
- * meets the others at one barrier per step. No BLAS call inside the loop.
+ * meets the others once per step (meet() in rnn_fast_kernels.h: a counter
+ * of their own, not OpenMP's barrier). No BLAS call inside the loop.
  * Small models with equal lengths split the batch instead (fast_by_rows in
  * rnn_fast.c): each thread runs every unit of its own sequences, with no
  * meeting between steps.

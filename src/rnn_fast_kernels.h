@@ -852,9 +852,10 @@ static void my_units(int64_t H, int64_t *j0, int64_t *j1)
  * flag that flips each time, in a cache line of their own. libgomp's
  * barrier took 0.45-0.58 us against 0.23 for this one on the 2-vCPU VM
  * (200,000 meetings of 2 threads), and the small models meet every 3-15
- * us. A waiting thread spins with pause (20,000 turns, some 0.4 ms), then
- * yields to the OS at every turn; with more threads in the time loops than
- * CPUs (several callers, each with a team) it yields after 16 turns, so
+ * us. A waiting thread spins with pause (20,000 turns, some 0.6 ms), then
+ * yields to the OS at every turn; with OMP_WAIT_POLICY=passive it yields
+ * from the first turn, and with more threads in the time loops than
+ * CPUs (several callers, each with a team) after 16 turns, so
  * that the threads it waits for get the cores (spinning 4,096 turns there
  * made 4 callers of 2 threads on 2 cores 3x slower than libgomp's barrier,
  * which throttles its spinning the same way). Each thread's writes before the
@@ -883,6 +884,27 @@ static int online_cpus(void)
     return n;
 }
 
+/* OMP_WAIT_POLICY=passive (any case): the caller asked for threads that do
+ * not spin while they wait; meet() then yields from the first turn. */
+static int wait_passive(void)
+{
+    static int p = -1;
+    if (p < 0) {
+        const char *e = getenv("OMP_WAIT_POLICY");
+        int v = 0;
+        if (e) {
+            const char *w = "passive";
+            v = 1;
+            for (int i = 0; i < 8; i++) {
+                const char c = e[i] >= 'A' && e[i] <= 'Z' ? (char)(e[i] - 'A' + 'a') : e[i];
+                if (c != w[i]) { v = 0; break; }
+            }
+        }
+        p = v;
+    }
+    return p;
+}
+
 static inline void meet(step_meet *m, int nth, int *my_flag)
 {
     const int f = !*my_flag;
@@ -892,7 +914,8 @@ static inline void meet(step_meet *m, int nth, int *my_flag)
         atomic_store_explicit(&m->flag, f, memory_order_release);
         return;
     }
-    const int limit = atomic_load_explicit(&loop_threads, memory_order_relaxed) > online_cpus()
+    const int limit = wait_passive() ? 0
+                      : atomic_load_explicit(&loop_threads, memory_order_relaxed) > online_cpus()
                           ? 16 : 20000;
     for (int spins = 0; atomic_load_explicit(&m->flag, memory_order_acquire) != f; spins++) {
         if (spins < limit) _mm_pause();
