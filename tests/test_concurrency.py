@@ -93,3 +93,35 @@ def test_blas_thread_count_restored():
         with pytest.raises(ValueError):
             layer(np.ones((5, 4, 3), np.float32))
         assert blas_threads() == before
+
+
+@pytest.mark.parametrize("nt", [2, 3])
+def test_threads_meeting_every_step_from_many_callers(nt, restore_threads):
+    """Shapes whose time loops split the units between threads that meet
+    every step (forward and backward), called from 6 Python threads at once:
+    more loop threads than CPUs, each team meeting on its own counter. Every
+    result has the bits of the same calls made one after another."""
+    fr.set_num_threads(nt)
+    rng = np.random.default_rng(7)
+    layers = [fr.LSTM(32, 128, seed=1), fr.GRU(32, 128, seed=2)]
+    x = rng.standard_normal((20, 5, 32)).astype(np.float32)
+    dy = rng.standard_normal((20, 5, 128)).astype(np.float32)
+    lens = np.array([20, 3, 17, 20, 9])
+
+    def job(i):
+        layer = layers[i % 2]
+        if i % 3 == 2:  # training: a copy, so callers do not share grads
+            layer = layer.__class__(32, 128, seed=1 + i % 2)
+            layer.forward(x, lengths=lens)
+            dx, _ = layer.backward(dy)
+            return dx, layer.grads["weight_hh_l0"].copy()
+        return layer(x, lengths=lens if i % 4 == 1 else None)[0], None
+
+    expected = [job(i) for i in range(12)]
+    with ThreadPoolExecutor(6) as pool:
+        for _ in range(2):
+            got = list(pool.map(job, range(12)))
+            for (e0, e1), (g0, g1) in zip(expected, got):
+                assert np.array_equal(e0, g0)
+                if e1 is not None:
+                    assert np.array_equal(e1, g1)
