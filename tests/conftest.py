@@ -242,9 +242,12 @@ def rng(request):
 
 @pytest.fixture
 def restore_threads():
-    """Restore fastrnn's thread count after a test that changes it."""
+    """Restore fastrnn's thread setting after a test that changes it: the
+    setting itself (None, OpenMP's default, stays None; restoring the count it
+    gave would pin it and hide later threadpoolctl limits from other tests)."""
     import fastrnn as fr
+    from fastrnn import _threads
 
-    before = fr.get_num_threads()
-    yield before
+    before = _threads._num_threads
+    yield fr.get_num_threads()
     fr.set_num_threads(before)
