@@ -7,7 +7,43 @@
  * rnn_fast_kernels.h); fr_set_fast_width chooses between them (tests,
  * before/after timings).
  */
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <strings.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include "rnn_fast.h"
+
+/* Threads now in teams that meet every step, over every caller. */
+static atomic_int meeting_threads;
+
+void fr_fast_meeting_threads(int delta)
+{
+    atomic_fetch_add_explicit(&meeting_threads, delta, memory_order_relaxed);
+}
+
+int fr_fast_spin_turns(void)
+{
+    static atomic_int cpus, passive = -1; /* read once */
+    int p = atomic_load_explicit(&passive, memory_order_relaxed);
+    if (p < 0) {
+        const char *e = getenv("OMP_WAIT_POLICY");
+        p = e != NULL && strcasecmp(e, "passive") == 0;
+        atomic_store_explicit(&passive, p, memory_order_relaxed);
+    }
+    if (p) return 0;
+    int n = atomic_load_explicit(&cpus, memory_order_relaxed);
+    if (n == 0) {
+        n = 1;
+#ifdef _OPENMP
+        n = omp_get_num_procs();
+#endif
+        if (n < 1) n = 1;
+        atomic_store_explicit(&cpus, n, memory_order_relaxed);
+    }
+    return atomic_load_explicit(&meeting_threads, memory_order_relaxed) > n ? 16 : 20000;
+}
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 

@@ -26,6 +26,15 @@
 int fr_fast_available(void);
 
 
+/* For the time loops' per-step meeting (meet() in rnn_fast_kernels.h),
+ * one counter for both builds of the kernels: a team of n threads that
+ * will meet every step starts (n) or ends (-n); and how many turns a
+ * waiting thread spins before it yields the CPU: 20,000 (some 0.6 ms), 16
+ * while more threads are in such teams than this process has CPUs, 0 under
+ * OMP_WAIT_POLICY=passive. */
+void fr_fast_meeting_threads(int delta);
+int fr_fast_spin_turns(void);
+
 /* GEMMs with fewer multiply-adds than this run on one thread. */
 #define FR_FAST_GEMM_PAR_MIN 1e6
 

@@ -852,58 +852,20 @@ static void my_units(int64_t H, int64_t *j0, int64_t *j1)
  * flag that flips each time, in a cache line of their own. libgomp's
  * barrier took 0.45-0.58 us against 0.23 for this one on the 2-vCPU VM
  * (200,000 meetings of 2 threads), and the small models meet every 3-15
- * us. A waiting thread spins with pause (20,000 turns, some 0.6 ms), then
- * yields to the OS at every turn; with OMP_WAIT_POLICY=passive it yields
- * from the first turn, and with more threads in the time loops than
- * CPUs (several callers, each with a team) after 16 turns, so
- * that the threads it waits for get the cores (spinning 4,096 turns there
- * made 4 callers of 2 threads on 2 cores 3x slower than libgomp's barrier,
- * which throttles its spinning the same way). Each thread's writes before the
- * meeting are seen by every thread after it: the counter's add releases
- * and acquires, the flag is stored with release and loaded with acquire. */
+ * us. A waiting thread spins with pause for fr_fast_spin_turns() turns
+ * (rnn_fast.c: 20,000, some 0.6 ms; 16 with more threads in such teams
+ * than CPUs, so that the threads it waits for get the cores: spinning
+ * 4,096 turns there made 4 callers of 2 threads on 2 cores 3x slower than
+ * libgomp's barrier, which throttles its spinning the same way; 0 under
+ * OMP_WAIT_POLICY=passive), then yields to the OS at every turn. Each
+ * thread's writes before the meeting are seen by every thread after it:
+ * the counter's add releases and acquires, the flag is stored with release
+ * and loaded with acquire. */
 typedef struct {
     _Alignas(64) atomic_int count;
     atomic_int flag;
     char pad_[56];
 } step_meet;
-
-/* Threads in the time loops' teams now, over every caller, and the CPUs
- * this process may run on (read once). */
-static atomic_int loop_threads;
-
-static int online_cpus(void)
-{
-    static int n = 0;
-    if (n == 0) {
-        int c = 1;
-#ifdef _OPENMP
-        c = omp_get_num_procs();
-#endif
-        n = c > 0 ? c : 1;
-    }
-    return n;
-}
-
-/* OMP_WAIT_POLICY=passive (any case): the caller asked for threads that do
- * not spin while they wait; meet() then yields from the first turn. */
-static int wait_passive(void)
-{
-    static int p = -1;
-    if (p < 0) {
-        const char *e = getenv("OMP_WAIT_POLICY");
-        int v = 0;
-        if (e) {
-            const char *w = "passive";
-            v = 1;
-            for (int i = 0; i < 8; i++) {
-                const char c = e[i] >= 'A' && e[i] <= 'Z' ? (char)(e[i] - 'A' + 'a') : e[i];
-                if (c != w[i]) { v = 0; break; }
-            }
-        }
-        p = v;
-    }
-    return p;
-}
 
 static inline void meet(step_meet *m, int nth, int *my_flag)
 {
@@ -914,19 +876,11 @@ static inline void meet(step_meet *m, int nth, int *my_flag)
         atomic_store_explicit(&m->flag, f, memory_order_release);
         return;
     }
-    const int limit = wait_passive() ? 0
-                      : atomic_load_explicit(&loop_threads, memory_order_relaxed) > online_cpus()
-                          ? 16 : 20000;
+    const int limit = fr_fast_spin_turns();
     for (int spins = 0; atomic_load_explicit(&m->flag, memory_order_acquire) != f; spins++) {
         if (spins < limit) _mm_pause();
         else sched_yield();
     }
-}
-
-/* A team of n threads that meet every step starts (n) or ends (-n). */
-static inline void loop_thread(int delta)
-{
-    atomic_fetch_add_explicit(&loop_threads, delta, memory_order_relaxed);
 }
 
 /* Threads worth using: below FR_FAST_MIN_WORK multiply-adds per step the
@@ -1223,7 +1177,7 @@ TGT void FR_SFX(fr_fast_forward_f32)(const fr_desc *d, int dir, const float *R, 
     if (nt == 1) {
         fwd_thread(&team, 0, 1);
     } else {
-        if (meeting) loop_thread(meeting);
+        if (meeting) fr_fast_meeting_threads(meeting);
 #pragma omp parallel num_threads(nt)
         {
             int tid = 0, nth = 1;
@@ -1233,7 +1187,7 @@ TGT void FR_SFX(fr_fast_forward_f32)(const fr_desc *d, int dir, const float *R, 
 #endif
             fwd_thread(&team, tid, nth);
         }
-        if (meeting) loop_thread(-meeting);
+        if (meeting) fr_fast_meeting_threads(-meeting);
     }
     const float *h_last, *c_last = NULL;
     if (training) {
@@ -1360,7 +1314,7 @@ TGT float *FR_SFX(fr_fast_backward_f32)(const fr_desc *d, int dir, const float *
     const int nt = by_rows ? by_rows : fast_threads(d);
     step_meet m = {0};
     const int meeting = nt > 1 && !by_rows && T > 1 ? nt : 0;
-    if (meeting) loop_thread(meeting);
+    if (meeting) fr_fast_meeting_threads(meeting);
 
 #pragma omp parallel num_threads(nt)
     {
@@ -1436,7 +1390,7 @@ TGT float *FR_SFX(fr_fast_backward_f32)(const fr_desc *d, int dir, const float *
             float *tmp = cur; cur = prev; prev = tmp;
         }
     }
-    if (meeting) loop_thread(-meeting);
+    if (meeting) fr_fast_meeting_threads(-meeting);
     return (T % 2 == 0) ? dh : dhp;
 }
 
