@@ -1,6 +1,6 @@
 """The fast float32 kernels (src/rnn_fast_kernels.h, built for AVX2/FMA and
 AVX-512) against the portable path, their bit-for-bit independence from the
-thread count at odd sizes (tiles and padded tails of 8 and 16 units), and the
+thread count at odd sizes (tiles and masked tails of 8 and 16 units), and the
 same bits from the AVX-512 build as from the AVX2 one."""
 import numpy as np
 import pytest
