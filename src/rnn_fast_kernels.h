@@ -469,6 +469,16 @@ static inline INL TGT void gemm_tile(const float *A, int64_t lda, const int at,
     v = v_bcast(g##i + j);                                                     \
     a##i##0 = v_fmadd(v, r0, a##i##0); a##i##1 = v_fmadd(v, r1, a##i##1);
 #define TILE_X2_STORE(i) acc_store(o_[i], m0, a##i##0); acc_store(o_[i] + VW, m1, a##i##1);
+#define TILE_X3_DECL(i)                                                        \
+    const float *g##i = g_[i];                                                 \
+    V a##i##0 = acc_load(o_[i], m0), a##i##1 = acc_load(o_[i] + VW, m0 - VW),  \
+      a##i##2 = acc_load(o_[i] + 2 * VW, m0 - 2 * VW);
+#define TILE_X3_FMA(i)                                                         \
+    v = v_bcast(g##i + j);                                                     \
+    a##i##0 = v_fmadd(v, r0, a##i##0); a##i##1 = v_fmadd(v, r1, a##i##1);      \
+    a##i##2 = v_fmadd(v, r2, a##i##2);
+#define TILE_X3_STORE(i) acc_store(o_[i], m0, a##i##0);                        \
+    acc_store(o_[i] + VW, m0 - VW, a##i##1); acc_store(o_[i] + 2 * VW, m0 - 2 * VW, a##i##2);
 #define TILE_ROWS4(X) X(0) X(1) X(2) X(3)
 #define TILE_ROWS5(X) TILE_ROWS4(X) X(4)
 #define TILE_ROWS6(X) TILE_ROWS5(X) X(5)
@@ -494,6 +504,20 @@ static __attribute__((noinline)) TGT void tile_5x2(const float *const *g_, float
                                                     int64_t J, int64_t m0, int64_t m1)
 {
     TILE_X2_BODY(TILE_ROWS5);
+}
+/* 4 rows x 3 panels (P0 and the next two, J apart; m0 columns left from
+ * P0's first): 12 accumulators, 7 loads per 12 FMAs */
+static __attribute__((noinline)) TGT void tile_4x3(const float *const *g_, float *const *o_,
+                                                    const float *P0, int64_t J, int64_t m0)
+{
+    TILE_ROWS4(TILE_X3_DECL)
+    const float *P1 = P0 + J * VW, *P2 = P1 + J * VW;
+    for (int64_t j = 0; j < J; j++) {
+        const V r0 = v_lda(P0 + j * VW), r1 = v_lda(P1 + j * VW), r2 = v_lda(P2 + j * VW);
+        V v;
+        TILE_ROWS4(TILE_X3_FMA)
+    }
+    TILE_ROWS4(TILE_X3_STORE)
 }
 #endif
 
@@ -550,7 +574,24 @@ static TGT void panel_axpy(const float *g, int64_t ldg, int64_t B, int64_t J,
     const int64_t B6 = 0;
 #endif
     const int64_t Bt = B - left; /* rows the 6- and 4-row tiles take */
-    for (int64_t c0 = 0; c0 < np; c0 += 2) {
+    int64_t cstart = 0;
+#if VW == 8
+    /* exactly 4 rows: 4 x 3 tiles (12 accumulators; the 4 x 2 tile's 8
+     * FMA chains are just the FMA units' latency times their width, and
+     * any late load stalls them): paired medians, 2 threads, both orders,
+     * LSTM B=4 H=512 0.92-0.95, B=4 H=256 0.95-0.97, B=4 H=128 training
+     * 0.96; one thread 0.99-1.02 */
+    if (B == 4) {
+        const float *const g4[4] = {g + ROW(0) * ldg, g + ROW(1) * ldg, g + ROW(2) * ldg,
+                                    g + ROW(3) * ldg};
+        for (; cstart + 3 <= np; cstart += 3) {
+            float *const o4[4] = {out + ROW(0) * ldo + VW * cstart, out + ROW(1) * ldo + VW * cstart,
+                                  out + ROW(2) * ldo + VW * cstart, out + ROW(3) * ldo + VW * cstart};
+            tile_4x3(g4, o4, P + cstart * J * VW, J, n - VW * cstart);
+        }
+    }
+#endif
+    for (int64_t c0 = cstart; c0 < np; c0 += 2) {
         const int two = c0 + 1 < np;
         const int64_t m0 = n - VW * c0, m1 = two ? n - VW * (c0 + 1) : 0; /* columns left */
         const float *P0 = P + c0 * J * VW, *P1 = two ? P0 + J * VW : P0; /* P0 again: unused */
