@@ -96,6 +96,23 @@ int fr_fast_spin_turns(void);
  * -> 0.65, 0.70, 0.68. At 8 rows a thread it lost (db-lstm, B=16 H=1024,
  * 16 MiB of W_hh a step a thread: 0.96, 0.94, 0.80 -> 0.75 each round). */
 #define FR_FAST_ROWS_MIN_ROWS 16
+/* ... and from 4 sequences a thread where the packed W_hh has at most
+ * FR_FAST_ROWS4_MAX_FLOATS (8 MiB): each thread then streams all of it
+ * from L3 every step, with the 4-row tiles (4 x 3) or better, but no
+ * thread waits for the other at every step, which on the AVX2 EPYC VM (two
+ * vCPUs whose speeds differ by 15-40%, and change) cost more than the
+ * second half of W_hh's traffic. Paired medians against the units split,
+ * both orders, 2 threads: LSTM B=8 H=512 0.95-0.96 (serve-lstm), B=8
+ * H=400 0.93, B=8 H=700 0.95, B=10/12 H=512 0.95-0.96, B=13 H=300 0.98,
+ * B=8 H=512 training 0.94, GRU B=8 H=512 0.98; 3 rows a thread lost (LSTM
+ * B=6 H=512 1.07), and so did W_hh of 16 MiB (B=8 H=1024 0.96-1.10). */
+#define FR_FAST_ROWS4_MAX_FLOATS (2 * 1024 * 1024)
+/* With the batch split and 3+ rows a thread, x is projected in the loop,
+ * each thread its own rows at each step, where W_ih packed has at most
+ * this many floats (1 MiB); a larger W_ih, read again every step, is
+ * projected before the loop (LSTM B=8 H=512 0.96 against 0.99, H=1024
+ * 0.96 against 1.61; H=256 0.95 in the loop against 1.01 before it). */
+#define FR_FAST_ROWS_IH_MAX_FLOATS (256 * 1024)
 
 /* How the fast path projects x (a function of the shape only, so never of
  * the thread count: the bits do not change with it).

@@ -967,7 +967,8 @@ static int fast_threads(const fr_desc *d)
  * has a line written by two threads every step; LSTM B=7 H=77: 1.5-2.2
  * against 0.7 ms). Elsewhere the units split stays (it was faster: LSTM
  * B=3 H=96 0.56 against 0.62 ms, B=5 H=128 0.92 against 1.00), but for
- * FR_FAST_ROWS_MIN_ROWS rows a thread and more. Needs a sequence per
+ * FR_FAST_ROWS_MIN_ROWS rows a thread and more, or 4 rows a thread and
+ * more with a W_hh of up to FR_FAST_ROWS4_MAX_FLOATS. Needs a sequence per
  * thread, equal lengths, and enough work for a fork. */
 static int fast_by_rows(const fr_desc *d)
 {
@@ -981,6 +982,7 @@ static int fast_by_rows(const fr_desc *d)
      * leaves a thread that its neighbours slow down holding up the other
      * at every step (FR_FAST_ROWS_MIN_ROWS) */
     if (d->B >= (int64_t)FR_FAST_ROWS_MIN_ROWS * nt) return nt;
+    if (d->B >= 4 * (int64_t)nt && fr_fast_pack_floats(d) <= FR_FAST_ROWS4_MAX_FLOATS) return nt;
     if (fast_threads(d) > 1 && d->H % 16 == 0) return 0;
     if (fr_fast_pack_floats(d) > FR_FAST_ROWS_MAX_FLOATS) return 0;
     return nt;
@@ -1230,8 +1232,10 @@ TGT void FR_SFX(fr_fast_forward_f32)(const fr_desc *d, int dir, const float *R, 
      * lines when H % 16 != 0) and uses each row while it is in cache (C,
      * 2 threads: LSTM B=7 T=64 I=33 H=77 0.85 -> 0.79 ms, B=8 H=77 0.79 ->
      * 0.71). With fewer rows the panels of W_ih serve too few rows a step
-     * (B=3 H=64: 0.50 against 0.58). */
-    const int rows_project = by_rows && x && fr_fast_proj_mode(d) == 2 && B / by_rows >= 3;
+     * (B=3 H=64: 0.50 against 0.58). A W_ih too large for one core's L2
+     * (FR_FAST_ROWS_IH_MAX_FLOATS) is projected before the loop. */
+    const int rows_project = by_rows && x && fr_fast_proj_mode(d) == 2 && B / by_rows >= 3
+                             && fr_fast_ih_floats(d, In) <= FR_FAST_ROWS_IH_MAX_FLOATS;
     step_meet m = {0};
     const fwd_team team = {d, dir, h0_zero, packed, by_rows > 0, rows_project, R, bhn, x, W, Xp, Gh,
                            h_a, h_b, c_buf, hs, cs, gates, y, Wp, ldy, In, order, &m};

@@ -53,6 +53,16 @@ CASES = [  # cell, I, H, B, T, layers, bidirectional
     # step by step (rows_project); at 3 threads its units' columns first
     ("LSTM", 33, 77, 7, 20, 1, False, "equal"),
     ("GRU", 24, 61, 8, 15, 2, True, "equal"),
+    # 4+ rows a thread with a W_hh past the L2 bound (FR_FAST_ROWS4_MAX_FLOATS):
+    # the batch split at 2 threads (units at 3), x projected in the loop
+    # where W_ih is small, before it where it is not (FR_FAST_ROWS_IH_MAX_FLOATS)
+    ("LSTM", 50, 190, 9, 7, 1, False, "equal"),
+    ("LSTM", 400, 190, 8, 6, 1, False, "equal"),
+    ("GRU", 30, 230, 8, 6, 1, False, "equal"),
+    # AVX2's 4 x 3 tiles (exactly 4 rows) and 5 x 2 tile (5 rows left)
+    ("LSTM", 20, 136, 4, 8, 1, False, "equal"),
+    ("LSTM", 20, 136, 5, 8, 1, False),
+    ("GRU", 17, 131, 11, 6, 1, False, "equal"),
 ]
 
 
