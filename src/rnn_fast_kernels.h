@@ -464,21 +464,21 @@ static inline INL TGT void gemm_tile(const float *A, int64_t lda, const int at,
  * call was 4-5% slower at B = 4-5. */
 #define TILE_X2_DECL(i)                                                        \
     const float *g##i = g_[i];                                                 \
-    V a##i##0 = acc_load(o_[i], m0), a##i##1 = acc_load(o_[i] + VW, m1);
+    V a##i##0 = acc_load(o_[i], m0), a##i##1 = acc_load(o_[i] + off1, m1);
 #define TILE_X2_FMA(i)                                                         \
     v = v_bcast(g##i + j);                                                     \
     a##i##0 = v_fmadd(v, r0, a##i##0); a##i##1 = v_fmadd(v, r1, a##i##1);
-#define TILE_X2_STORE(i) acc_store(o_[i], m0, a##i##0); acc_store(o_[i] + VW, m1, a##i##1);
+#define TILE_X2_STORE(i) acc_store(o_[i], m0, a##i##0); acc_store(o_[i] + off1, m1, a##i##1);
 #define TILE_X3_DECL(i)                                                        \
     const float *g##i = g_[i];                                                 \
-    V a##i##0 = acc_load(o_[i], m0), a##i##1 = acc_load(o_[i] + VW, m0 - VW),  \
-      a##i##2 = acc_load(o_[i] + 2 * VW, m0 - 2 * VW);
+    V a##i##0 = acc_load(o_[i], m0), a##i##1 = acc_load(o_[i] + off1, m1),     \
+      a##i##2 = acc_load(o_[i] + off2, m2);
 #define TILE_X3_FMA(i)                                                         \
     v = v_bcast(g##i + j);                                                     \
     a##i##0 = v_fmadd(v, r0, a##i##0); a##i##1 = v_fmadd(v, r1, a##i##1);      \
     a##i##2 = v_fmadd(v, r2, a##i##2);
 #define TILE_X3_STORE(i) acc_store(o_[i], m0, a##i##0);                        \
-    acc_store(o_[i] + VW, m0 - VW, a##i##1); acc_store(o_[i] + 2 * VW, m0 - 2 * VW, a##i##2);
+    acc_store(o_[i] + off1, m1, a##i##1); acc_store(o_[i] + off2, m2, a##i##2);
 #define TILE_ROWS4(X) X(0) X(1) X(2) X(3)
 #define TILE_ROWS5(X) TILE_ROWS4(X) X(4)
 #define TILE_ROWS6(X) TILE_ROWS5(X) X(5)
@@ -495,23 +495,27 @@ static inline INL TGT void gemm_tile(const float *A, int64_t lda, const int at,
 #if VW == 8
 static __attribute__((noinline)) TGT void tile_6x2(const float *const *g_, float *const *o_,
                                                     const float *P0, const float *P1,
-                                                    int64_t J, int64_t m0, int64_t m1)
+                                                    int64_t J, int64_t off1, int64_t m0,
+                                                    int64_t m1)
 {
     TILE_X2_BODY(TILE_ROWS6);
 }
 static __attribute__((noinline)) TGT void tile_5x2(const float *const *g_, float *const *o_,
                                                     const float *P0, const float *P1,
-                                                    int64_t J, int64_t m0, int64_t m1)
+                                                    int64_t J, int64_t off1, int64_t m0,
+                                                    int64_t m1)
 {
     TILE_X2_BODY(TILE_ROWS5);
 }
-/* 4 rows x 3 panels (P0 and the next two, J apart; m0 columns left from
- * P0's first): 12 accumulators, 7 loads per 12 FMAs */
+/* 4 rows x 3 panels (P0, P1, P2; outputs at o_, o_ + off1, o_ + off2; m0,
+ * m1, m2 columns left in each): 12 accumulators, 7 loads per 12 FMAs */
 static __attribute__((noinline)) TGT void tile_4x3(const float *const *g_, float *const *o_,
-                                                    const float *P0, int64_t J, int64_t m0)
+                                                    const float *P0, const float *P1,
+                                                    const float *P2, int64_t J, int64_t off1,
+                                                    int64_t off2, int64_t m0, int64_t m1,
+                                                    int64_t m2)
 {
     TILE_ROWS4(TILE_X3_DECL)
-    const float *P1 = P0 + J * VW, *P2 = P1 + J * VW;
     for (int64_t j = 0; j < J; j++) {
         const V r0 = v_lda(P0 + j * VW), r1 = v_lda(P1 + j * VW), r2 = v_lda(P2 + j * VW);
         V v;
@@ -587,7 +591,9 @@ static TGT void panel_axpy(const float *g, int64_t ldg, int64_t B, int64_t J,
         for (; cstart + 3 <= np; cstart += 3) {
             float *const o4[4] = {out + ROW(0) * ldo + VW * cstart, out + ROW(1) * ldo + VW * cstart,
                                   out + ROW(2) * ldo + VW * cstart, out + ROW(3) * ldo + VW * cstart};
-            tile_4x3(g4, o4, P + cstart * J * VW, J, n - VW * cstart);
+            const float *P0 = P + cstart * J * VW;
+            tile_4x3(g4, o4, P0, P0 + J * VW, P0 + 2 * J * VW, J, VW, 2 * VW, n - VW * cstart,
+                     n - VW * (cstart + 1), n - VW * (cstart + 2));
         }
     }
 #endif
@@ -595,6 +601,7 @@ static TGT void panel_axpy(const float *g, int64_t ldg, int64_t B, int64_t J,
         const int two = c0 + 1 < np;
         const int64_t m0 = n - VW * c0, m1 = two ? n - VW * (c0 + 1) : 0; /* columns left */
         const float *P0 = P + c0 * J * VW, *P1 = two ? P0 + J * VW : P0; /* P0 again: unused */
+        const int64_t off1 = VW;
 #if VW == 8
         for (int64_t b = 0; b < B6; b += 6) {
             const float *g6[6];
@@ -603,7 +610,7 @@ static TGT void panel_axpy(const float *g, int64_t ldg, int64_t B, int64_t J,
                 g6[i] = g + ROW(b + i) * ldg;
                 o6[i] = out + ROW(b + i) * ldo + VW * c0;
             }
-            tile_6x2(g6, o6, P0, P1, J, m0, m1);
+            tile_6x2(g6, o6, P0, P1, J, VW, m0, m1);
         }
         if (r6 == 5) {
             const float *g5[5];
@@ -612,7 +619,7 @@ static TGT void panel_axpy(const float *g, int64_t ldg, int64_t B, int64_t J,
                 g5[i] = g + ROW(B6 + i) * ldg;
                 o5[i] = out + ROW(B6 + i) * ldo + VW * c0;
             }
-            tile_5x2(g5, o5, P0, P1, J, m0, m1);
+            tile_5x2(g5, o5, P0, P1, J, VW, m0, m1);
             continue;
         }
 #endif
@@ -645,6 +652,127 @@ static TGT void panel_axpy(const float *g, int64_t ldg, int64_t B, int64_t J,
         while (c < np) PANEL_TILE_1xN(1);
     }
 }
+
+/* panel_axpy over G gates at once: gate q's n columns at out + q*ogs from
+ * its panels at P + q*pgs panels (of J*VW floats). On AVX2 the tiles run
+ * over the panels of every gate in one sequence, so a gate's partial last
+ * panel pairs with the next gate's first (per gate, H = 77 or 100 left an
+ * odd panel or a 3 x 1 tail in every gate); each output is the same FMA
+ * chain as per gate, so the bits are those of G calls of panel_axpy. */
+#if VW == 8
+#define GP(p) (P + (((p) / nbg) * pgs + (p) % nbg) * J * VW)
+#define GCOL(p) (((p) / nbg) * ogs + ((p) % nbg) * VW)
+#define GREM(p) (n - ((p) % nbg) * VW)
+#define GPANEL_TILE_RxN(R, NP)                                                    \
+    do {                                                                          \
+        V a[R][NP];                                                               \
+        float *o_[R];                                                             \
+        const float *g_[R], *Pq[NP];                                              \
+        int64_t cq[NP], mq[NP];                                                   \
+        for (int q = 0; q < NP; q++) {                                            \
+            Pq[q] = GP(c + q); cq[q] = GCOL(c + q); mq[q] = GREM(c + q);          \
+        }                                                                         \
+        for (int r_ = 0; r_ < R; r_++) {                                          \
+            o_[r_] = out + ROW(b0 + r_) * ldo;                                    \
+            g_[r_] = g + ROW(b0 + r_) * ldg;                                      \
+            for (int q = 0; q < NP; q++)                                          \
+                a[r_][q] = acc_load(o_[r_] + cq[q], mq[q]);                       \
+        }                                                                         \
+        for (int64_t j = 0; j < J; j++) {                                         \
+            V w_[NP];                                                             \
+            for (int q = 0; q < NP; q++) w_[q] = v_lda(Pq[q] + j * VW);           \
+            for (int r_ = 0; r_ < R; r_++) {                                      \
+                const V v = v_bcast(g_[r_] + j);                                  \
+                for (int q = 0; q < NP; q++)                                      \
+                    a[r_][q] = v_fmadd(v, w_[q], a[r_][q]);                       \
+            }                                                                     \
+        }                                                                         \
+        for (int r_ = 0; r_ < R; r_++)                                            \
+            for (int q = 0; q < NP; q++)                                          \
+                acc_store(o_[r_] + cq[q], mq[q], a[r_][q]);                       \
+        c += NP;                                                                  \
+    } while (0)
+#endif
+
+static TGT void panel_axpy_gates(const float *g, int64_t ldg, int64_t B, int64_t J,
+                                 const float *P, int64_t pgs, float *out, int64_t ogs,
+                                 int64_t ldo, int64_t n, int G, const int64_t *rows)
+{
+#if VW == 16
+    for (int q = 0; q < G; q++)
+        panel_axpy(g, ldg, B, J, P + q * pgs * J * VW, out + q * ogs, ldo, n, rows);
+#else
+    const int64_t nbg = (n + VW - 1) / VW, np = G * nbg;
+    const int64_t B6 = B - B % 6, r6 = B - B6;
+    const int64_t left = r6 == 5 ? 0 : r6 >= 4 ? r6 - 4 : r6;
+    const int64_t Bt = B - left; /* rows the 6-, 5- and 4-row tiles take */
+    int64_t cstart = 0;
+    if (B == 4) { /* as panel_axpy: 4 x 3 tiles */
+        const float *const g4[4] = {g + ROW(0) * ldg, g + ROW(1) * ldg, g + ROW(2) * ldg,
+                                    g + ROW(3) * ldg};
+        for (; cstart + 3 <= np; cstart += 3) {
+            const int64_t col0 = GCOL(cstart);
+            float *const o4[4] = {out + ROW(0) * ldo + col0, out + ROW(1) * ldo + col0,
+                                  out + ROW(2) * ldo + col0, out + ROW(3) * ldo + col0};
+            tile_4x3(g4, o4, GP(cstart), GP(cstart + 1), GP(cstart + 2), J,
+                     GCOL(cstart + 1) - col0, GCOL(cstart + 2) - col0, GREM(cstart),
+                     GREM(cstart + 1), GREM(cstart + 2));
+        }
+    }
+    for (int64_t c0 = cstart; c0 < np && Bt > 0; c0 += 2) {
+        const int two = c0 + 1 < np;
+        const int64_t col0 = GCOL(c0), off1 = two ? GCOL(c0 + 1) - col0 : 0;
+        const int64_t m0 = GREM(c0), m1 = two ? GREM(c0 + 1) : 0; /* columns left */
+        const float *P0 = GP(c0), *P1 = two ? GP(c0 + 1) : P0; /* P0 again: unused */
+        for (int64_t b = 0; b < B6; b += 6) {
+            const float *g6[6];
+            float *o6[6];
+            for (int i = 0; i < 6; i++) {
+                g6[i] = g + ROW(b + i) * ldg;
+                o6[i] = out + ROW(b + i) * ldo + col0;
+            }
+            tile_6x2(g6, o6, P0, P1, J, off1, m0, m1);
+        }
+        if (r6 == 5) {
+            const float *g5[5];
+            float *o5[5];
+            for (int i = 0; i < 5; i++) {
+                g5[i] = g + ROW(B6 + i) * ldg;
+                o5[i] = out + ROW(B6 + i) * ldo + col0;
+            }
+            tile_5x2(g5, o5, P0, P1, J, off1, m0, m1);
+            continue;
+        }
+        for (int64_t b = B6; b + 4 <= Bt; b += 4) {
+            const float *const g_[4] = {g + ROW(b) * ldg, g + ROW(b + 1) * ldg,
+                                        g + ROW(b + 2) * ldg, g + ROW(b + 3) * ldg};
+            float *const o_[4] = {out + ROW(b) * ldo + col0, out + ROW(b + 1) * ldo + col0,
+                                  out + ROW(b + 2) * ldo + col0, out + ROW(b + 3) * ldo + col0};
+            TILE_X2_BODY(TILE_ROWS4);
+        }
+    }
+    /* leftover sequences (`left` of them), over every gate's panels */
+    const int64_t b0 = B - left;
+    int64_t c = cstart;
+    if (left == 3) {
+        while (c + 3 <= np) GPANEL_TILE_RxN(3, 3);
+        while (c < np) GPANEL_TILE_RxN(3, 1);
+    } else if (left == 2) {
+        while (c + 4 <= np) GPANEL_TILE_RxN(2, 4);
+        while (c < np) GPANEL_TILE_RxN(2, 1);
+    } else if (left == 1) {
+        while (c + 8 <= np) GPANEL_TILE_RxN(1, 8);
+        while (c + 4 <= np) GPANEL_TILE_RxN(1, 4);
+        while (c < np) GPANEL_TILE_RxN(1, 1);
+    }
+#endif
+}
+#if VW == 8
+#undef GPANEL_TILE_RxN
+#undef GP
+#undef GCOL
+#undef GREM
+#endif
 
 #undef ROW
 
@@ -1078,19 +1206,17 @@ static TGT void fwd_rows(const fwd_team *a, int64_t r0, int64_t r1)
         float *xp = Xp + t * B * GX;
         float *acc = cell == FR_CELL_GRU ? Gh : xp;
         if (Pih) /* this step's rows of x W_ih^T, as project_units would */
-            for (int q = 0; q < G; q++)
-                panel_axpy(a->x + (t * B + r0) * a->In, a->In, R_, a->In, Pih + q * nb * a->In * VW,
-                           xp + r0 * GX + q * H, GX, H, NULL);
+            panel_axpy_gates(a->x + (t * B + r0) * a->In, a->In, R_, a->In, Pih, nb,
+                             xp + r0 * GX, H, GX, H, G, NULL);
         if (cell == FR_CELL_GRU)
             memset(Gh + r0 * GX, 0, (size_t)(R_ * GX) * sizeof(float));
-        if (!(s == 0 && a->h0_zero))
-            for (int q = 0; q < G; q++) {
-                if (packed)
-                    panel_axpy(hp + r0 * H, H, R_, H, Wp + q * nb * H * VW,
-                               acc + r0 * GX + q * H, GX, H, NULL);
-                else
+        if (!(s == 0 && a->h0_zero)) {
+            if (packed)
+                panel_axpy_gates(hp + r0 * H, H, R_, H, Wp, nb, acc + r0 * GX, H, GX, H, G, NULL);
+            else
+                for (int q = 0; q < G; q++)
                     rows_dot(hp + r0 * H, R_, H, R, q * H, q * H + H, acc + r0 * GX, GX);
-            }
+        }
         float *yt = y + t * B * ldy;
         for (int64_t b = r0; b < r1; b++)
             cell_units(cell, H, 0, H, xp + b * GX,
@@ -1158,14 +1284,14 @@ static TGT void fwd_thread(const fwd_team *a, int tid, int nth)
                 for (int64_t b = 0; b < B; b++)
                     for (int q = 0; q < G; q++)
                         memset(Gh + b * GX + q * H + j0, 0, (size_t)(j1 - j0) * sizeof(float));
-            if (!(s == 0 && h0_zero))
-                for (int q = 0; q < G; q++) {
-                    if (packed) /* finished sequences skip the product */
-                        panel_axpy(hp, H, nact, H, Wp + (q * nb + j0 / VW) * H * VW,
-                                   acc + q * H + j0, GX, j1 - j0, order);
-                    else
+            if (!(s == 0 && h0_zero)) {
+                if (packed) /* finished sequences skip the product */
+                    panel_axpy_gates(hp, H, nact, H, Wp + (j0 / VW) * H * VW, nb, acc + j0, H,
+                                     GX, j1 - j0, G, order);
+                else
+                    for (int q = 0; q < G; q++)
                         rows_dot(hp, B, H, R, q * H + j0, q * H + j1, acc, GX);
-                }
+            }
             /* gate math for this thread's units */
             float *yt = y + t * B * ldy;
             for (int64_t b = 0; b < B; b++) {
