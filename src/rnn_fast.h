@@ -9,9 +9,10 @@
  * W_hh (which stay in its cache), then the gate math for those units, then
  * meets the others once per step (meet() in rnn_fast_kernels.h: a counter
  * of their own, not OpenMP's barrier). No BLAS call inside the loop.
- * Small models with equal lengths split the batch instead (fast_by_rows in
- * rnn_fast.c): each thread runs every unit of its own sequences, with no
- * meeting between steps.
+ * Small models, and 4+ sequences a thread where W_hh has at most 8 MiB,
+ * split the batch instead when lengths are equal (fast_by_rows in
+ * rnn_fast_kernels.h): each thread runs every unit of its own sequences,
+ * with no meeting between steps.
  *
  * Every value is computed by the same instruction sequence whatever the
  * slicing, so the thread count never changes the bits of a result.
