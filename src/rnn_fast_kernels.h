@@ -1740,9 +1740,21 @@ TGT int FR_SFX(fr_fast_sgemm)(int nt, char ta, char tb, int64_t M, int64_t N, in
                               int beta, float *C, int64_t ldc)
 {
     const int64_t groups = (N + GEMM_NP * VW - 1) / (GEMM_NP * VW); /* of GEMM_NP panels */
-    if (nt > groups) nt = (int)groups;
+    const int64_t rgroups = (M + GEMM_MR - 1) / GEMM_MR;            /* of GEMM_MR rows */
+    /* Each thread packs all of the operand it does not split, and op(A)
+     * once for every GEMM_NC columns of C it covers: split the rows of C
+     * where that packs fewer floats than splitting the columns (the
+     * backward's dX = dG W and dW = dG^T x, op(A) 4x the size of op(B)) */
+    const int64_t ncol_thr = (N + nt - 1) / nt;
+    const double pack_cols = (double)M * K * nt * ((ncol_thr + GEMM_NC - 1) / GEMM_NC)
+                             + (double)K * N;
+    const double pack_rows_ = (double)M * K * ((N + GEMM_NC - 1) / GEMM_NC) + (double)K * N * nt;
+    const int by_rows = nt > 1 && rgroups >= 2 * (int64_t)nt && pack_rows_ < pack_cols;
+    const int64_t parts = by_rows ? rgroups : groups;
+    if (nt > parts) nt = (int)parts;
     if (nt < 1) nt = 1;
-    const int64_t per = gemm_thread_floats(N, nt);
+    const int bnt = by_rows ? 1 : nt; /* threads sharing op(B)'s columns */
+    const int64_t per = gemm_thread_floats(N, bnt);
     float *buf = NULL;
     if (posix_memalign((void **)&buf, 64, (size_t)(per * nt) * sizeof(float)) != 0) return -1;
     const int at = ta == 'T' || ta == 't', bt = tb == 'T' || tb == 't';
@@ -1753,27 +1765,34 @@ TGT int FR_SFX(fr_fast_sgemm)(int nt, char ta, char tb, int64_t M, int64_t N, in
         tid = omp_get_thread_num();
         nth = omp_get_num_threads();
 #endif
-        /* nt slices of panel groups; a smaller team than asked takes them
-         * in turn, each thread in its own part of the scratch */
+        /* nt slices of panel groups (or of row groups); a smaller team than
+         * asked takes them in turn, each thread in its own part of the
+         * scratch */
         float *P = buf + per * tid;
-        float *Ap = P + gemm_b_floats(N, nt); /* op(A)'s block */
+        float *Ap = P + gemm_b_floats(N, bnt); /* op(A)'s block */
         for (int sl = tid; sl < nt; sl += nth) {
-            const int64_t p0 = groups * sl / nt, p1 = groups * (sl + 1) / nt;
-            const int64_t c0 = p0 * GEMM_NP * VW;
-            const int64_t c1 = p1 * GEMM_NP * VW < N ? p1 * GEMM_NP * VW : N;
+            const int64_t p0 = parts * sl / nt, p1 = parts * (sl + 1) / nt;
+            int64_t c0 = 0, c1 = N, r0 = 0, r1 = M;
+            if (by_rows) {
+                r0 = p0 * GEMM_MR;
+                r1 = p1 * GEMM_MR < M ? p1 * GEMM_MR : M;
+            } else {
+                c0 = p0 * GEMM_NP * VW;
+                c1 = p1 * GEMM_NP * VW < N ? p1 * GEMM_NP * VW : N;
+            }
             /* beta 0: the first K block's tiles start from +0 instead of
              * reading C (K = 0: nothing to read C's garbage into, so zero it) */
             if (c1 > c0 && !beta && K == 0)
-                for (int64_t m = 0; m < M; m++)
+                for (int64_t m = r0; m < r1; m++)
                     memset(C + m * ldc + c0, 0, (size_t)(c1 - c0) * sizeof(float));
-            for (int64_t cc0 = c0; cc0 < c1; cc0 += GEMM_NC) {
+            for (int64_t cc0 = c0; cc0 < c1 && r1 > r0; cc0 += GEMM_NC) {
                 const int64_t cc1 = c1 - cc0 < GEMM_NC ? c1 : cc0 + GEMM_NC;
                 for (int64_t kb = 0; kb < K; kb += GEMM_KC) {
                     const int64_t kc = K - kb < GEMM_KC ? K - kb : GEMM_KC;
                     if (bt) pack_rows(B + kb, ldb, cc0, cc1 - cc0, kc, P);
                     else pack_copy(B, ldb, kb, kc, cc0, cc1, P);
-                    for (int64_t mb = 0; mb < M; mb += GEMM_MC) {
-                        const int64_t mr = M - mb < GEMM_MC ? M - mb : GEMM_MC;
+                    for (int64_t mb = r0; mb < r1; mb += GEMM_MC) {
+                        const int64_t mr = r1 - mb < GEMM_MC ? r1 - mb : GEMM_MC;
                         pack_a(A, lda, at, mb, mr, kb, kc, Ap);
                         for (int64_t c = cc0; c < cc1; c += GEMM_NP * VW) {
                             const int64_t left = (cc1 - c + VW - 1) / VW;

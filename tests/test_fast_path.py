@@ -196,7 +196,10 @@ def test_saturation_and_nan(fast_restored):
 GEMM_SHAPES = [(1, 1, 1), (3, 5, 7), (17, 33, 300), (240, 64, 256), (241, 47, 257),
                (8, 16, 1), (1000, 31, 513), (7, 2048, 512), (64, 17, 1024), (13, 97, 1),
                (33, 2200, 300),  # several column blocks (GEMM_NC) a thread
-               (6, 9, 8), (12, 40, 17), (4, 9, 0)]  # AVX2's 6-row groups of op(A); K = 0
+               (6, 9, 8), (12, 40, 17), (4, 9, 0),  # AVX2's 6-row groups of op(A); K = 0
+               # the split by rows of C (op(A) the larger to pack), with K = 0
+               # and with several column blocks
+               (300, 20, 0), (2300, 2200, 5)]
 
 
 @pytest.mark.parametrize("shape", GEMM_SHAPES, ids=lambda s: "x".join(map(str, s)))
