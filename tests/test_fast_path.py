@@ -63,6 +63,11 @@ CASES = [  # cell, I, H, B, T, layers, bidirectional
     ("LSTM", 20, 136, 4, 8, 1, False, "equal"),
     ("LSTM", 20, 136, 5, 8, 1, False),
     ("GRU", 17, 131, 11, 6, 1, False, "equal"),
+    # ... and 1-3 rows left after the 6-row tiles taken as 5-row tiles
+    # (50 rows = 6 x 5 + 5 x 4 at 1 thread, 25 = 5 x 5 at 2; a
+    # variable-length batch passes through every count of active rows)
+    ("LSTM", 5, 24, 50, 4, 1, False, "equal"),
+    ("GRU", 7, 40, 27, 9, 1, False),
 ]
 
 
