@@ -572,10 +572,12 @@ static TGT void panel_axpy(const float *g, int64_t ldg, int64_t B, int64_t J,
      * left as 1-3 x 2 tiles on the pair the 6-row tiles just read were
      * 3-7% slower than their own pass below), else 4 x 2, then the 1-3
      * left */
-    const int64_t B6 = B - B % 6, r6 = B - B6;
-    left = r6 == 5 ? 0 : r6 >= 4 ? r6 - 4 : r6;
+    int64_t n5 = B % 6 == 4 ? 0 : (6 - B % 6) % 6; /* as panel_axpy_gates */
+    if (5 * n5 > B) n5 = 0;
+    const int64_t B6 = B - 5 * n5 - (B - 5 * n5) % 6, r6 = B - 5 * n5 - B6;
+    left = r6 >= 4 ? r6 - 4 : r6;
 #else
-    const int64_t B6 = 0;
+    const int64_t B6 = 0, n5 = 0;
 #endif
     const int64_t Bt = B - left; /* rows the 6- and 4-row tiles take */
     int64_t cstart = 0;
@@ -612,18 +614,17 @@ static TGT void panel_axpy(const float *g, int64_t ldg, int64_t B, int64_t J,
             }
             tile_6x2(g6, o6, P0, P1, J, VW, m0, m1);
         }
-        if (r6 == 5) {
+        for (int64_t b = B6; b < B6 + 5 * n5; b += 5) {
             const float *g5[5];
             float *o5[5];
             for (int i = 0; i < 5; i++) {
-                g5[i] = g + ROW(B6 + i) * ldg;
-                o5[i] = out + ROW(B6 + i) * ldo + VW * c0;
+                g5[i] = g + ROW(b + i) * ldg;
+                o5[i] = out + ROW(b + i) * ldo + VW * c0;
             }
             tile_5x2(g5, o5, P0, P1, J, VW, m0, m1);
-            continue;
         }
 #endif
-        for (int64_t b = B6; b + 4 <= Bt; b += 4) {
+        for (int64_t b = B6 + 5 * n5; b + 4 <= Bt; b += 4) {
             const float *const g_[4] = {g + ROW(b) * ldg, g + ROW(b + 1) * ldg,
                                         g + ROW(b + 2) * ldg, g + ROW(b + 3) * ldg};
             float *const o_[4] = {out + ROW(b) * ldo + VW * c0, out + ROW(b + 1) * ldo + VW * c0,
