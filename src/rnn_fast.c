@@ -113,11 +113,11 @@ float *fr_fast_backward_f32(const fr_desc *d, int dir, const float *R,
 
 int fr_fast_sgemm(int nt, char ta, char tb, int64_t M, int64_t N, int64_t K,
                   const float *A, int64_t lda, const float *B, int64_t ldb,
-                  int beta, float *C, int64_t ldc)
+                  int beta, float *C, int64_t ldc, const float *bias)
 {
     if (width() == 16)
-        return fr_fast_sgemm_avx512(nt, ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc);
-    return fr_fast_sgemm_avx2(nt, ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc);
+        return fr_fast_sgemm_avx512(nt, ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc, bias);
+    return fr_fast_sgemm_avx2(nt, ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc, bias);
 }
 
 #else /* not x86-64 with GCC/Clang: the portable path is always used */
@@ -128,10 +128,10 @@ int fr_set_fast_width(int w) { (void)w; return 0; }
 
 int fr_fast_sgemm(int nt, char ta, char tb, int64_t M, int64_t N, int64_t K,
                   const float *A, int64_t lda, const float *B, int64_t ldb,
-                  int beta, float *C, int64_t ldc)
+                  int beta, float *C, int64_t ldc, const float *bias)
 {
     (void)nt; (void)ta; (void)tb; (void)M; (void)N; (void)K; (void)A; (void)lda; (void)B;
-    (void)ldb; (void)beta; (void)C; (void)ldc;
+    (void)ldb; (void)beta; (void)C; (void)ldc; (void)bias;
     return -1;
 }
 

@@ -173,9 +173,11 @@ static inline int fr_fast_proj_mode(const fr_desc *d)
 
 /* fr_fast_sgemm: C(M,N) = op(A) op(B) (beta 0) or C += op(A) op(B) (beta 1),
  * row-major, ta/tb 'N' or 'T' as in BLAS, on nt OpenMP threads, with the
- * fast loops' packed panel tiles: the bits do not depend on nt. Returns 0,
- * or -1 when its scratch could not be allocated (C unchanged: the caller
- * uses BLAS). */
+ * fast loops' packed panel tiles: the bits do not depend on nt. With bias
+ * (N floats, beta 0): C = bias in every row + op(A) op(B), the bits of
+ * beta 1 on a C filled with that row, without the pass that fills it.
+ * Returns 0, or -1 when its scratch could not be allocated (C unchanged:
+ * the caller uses BLAS). */
 
 /* The three entry points, declared once for each name suffix S: none for
  * rnn_fast.c's dispatchers (which rnn_impl.h calls), _avx2 and _avx512 for
@@ -193,7 +195,7 @@ static inline int fr_fast_proj_mode(const fr_desc *d)
                                    float *dh, float *dhp, float *dc, float *Rp);         \
     int fr_fast_sgemm##S(int nt, char ta, char tb, int64_t M, int64_t N, int64_t K,      \
                          const float *A, int64_t lda, const float *B, int64_t ldb,       \
-                         int beta, float *C, int64_t ldc);
+                         int beta, float *C, int64_t ldc, const float *bias);
 FR_FAST_ENTRY_POINTS()
 FR_FAST_ENTRY_POINTS(_avx2)
 FR_FAST_ENTRY_POINTS(_avx512)

@@ -381,15 +381,18 @@ static inline TGT void acc_store(float *p, int64_t rem, V v)
  * means am = 1, ak = lda, else ak = 1) against NP (1-3) panels of kc rows
  * at P (the next at P + kc*VW, ...), into C (row stride ldc), rem columns
  * left from the first panel; zero: C's old values are taken as +0 (not
- * read), which is what a zeroed C would give, bit for bit. */
+ * read), which is what a zeroed C would give, bit for bit, or, with init,
+ * as the row at init (every row's, as a C filled with that row would give). */
 static inline INL TGT void gemm_tile(const float *A, int64_t lda, const int at,
                                      const float *P, int64_t kc, float *C, int64_t ldc,
-                                     int64_t rem, const int R, const int NP, int zero)
+                                     int64_t rem, const int R, const int NP, int zero,
+                                     const float *init)
 {
     V acc[8][3];
     for (int r = 0; r < R; r++)
         for (int q = 0; q < NP; q++)
-            acc[r][q] = zero ? v_zero() : acc_load(C + r * ldc + q * VW, rem - q * VW);
+            acc[r][q] = !zero ? acc_load(C + r * ldc + q * VW, rem - q * VW)
+                        : init ? acc_load(init + q * VW, rem - q * VW) : v_zero();
     const float *P1 = P + kc * VW, *P2 = P + 2 * kc * VW;
     for (int64_t k = 0; k < kc; k++) {
         const V w0 = v_lda(P + k * VW);
@@ -546,9 +549,9 @@ static TGT void panel_axpy(const float *g, int64_t ldg, int64_t B, int64_t J,
             const int64_t rem = n - VW * c;
 #define PAXPY_TILE(R_, b_)                                                               \
             do {                                                                         \
-                if (NPc == 3) gemm_tile(g + (b_) * ldg, ldg, 0, Pc, J, oc + (b_) * ldo, ldo, rem, R_, 3, 0); \
-                else if (NPc == 2) gemm_tile(g + (b_) * ldg, ldg, 0, Pc, J, oc + (b_) * ldo, ldo, rem, R_, 2, 0); \
-                else gemm_tile(g + (b_) * ldg, ldg, 0, Pc, J, oc + (b_) * ldo, ldo, rem, R_, 1, 0); \
+                if (NPc == 3) gemm_tile(g + (b_) * ldg, ldg, 0, Pc, J, oc + (b_) * ldo, ldo, rem, R_, 3, 0, NULL); \
+                else if (NPc == 2) gemm_tile(g + (b_) * ldg, ldg, 0, Pc, J, oc + (b_) * ldo, ldo, rem, R_, 2, 0, NULL); \
+                else gemm_tile(g + (b_) * ldg, ldg, 0, Pc, J, oc + (b_) * ldo, ldo, rem, R_, 1, 0, NULL); \
             } while (0)
             for (int64_t b = 0; b < B8; b += 8) PAXPY_TILE(8, b);
             switch (rest) {
@@ -1625,18 +1628,19 @@ TGT float *FR_SFX(fr_fast_backward_f32)(const fr_desc *d, int dir, const float *
  * consecutive floats a k (A unpacked, 8 rows 2 KiB apart at K = 512, met in
  * the same few L1 sets: 300 GFLOP/s against 340-410 packed). */
 static TGT void gemm_rows(const float *Ap, int64_t mr, const float *P, int64_t kc,
-                          float *C, int64_t ldc, int64_t rem, int NP, int zero)
+                          float *C, int64_t ldc, int64_t rem, int NP, int zero,
+                          const float *init)
 {
 #define GEMM_AP(m) (Ap + ((m) / GEMM_MR) * kc * GEMM_MR + (m) % GEMM_MR)
 #define GEMM_ROWS(NP_)                                                                       \
     do {                                                                                     \
         int64_t m = 0;                                                                       \
         for (; m + GEMM_MR <= mr; m += GEMM_MR)                                              \
-            gemm_tile(GEMM_AP(m), GEMM_MR, 1, P, kc, C + m * ldc, ldc, rem, GEMM_MR, NP_, zero);   \
+            gemm_tile(GEMM_AP(m), GEMM_MR, 1, P, kc, C + m * ldc, ldc, rem, GEMM_MR, NP_, zero, init);   \
         for (; m + 4 <= mr; m += 4)                                                          \
-            gemm_tile(GEMM_AP(m), GEMM_MR, 1, P, kc, C + m * ldc, ldc, rem, 4, NP_, zero);         \
+            gemm_tile(GEMM_AP(m), GEMM_MR, 1, P, kc, C + m * ldc, ldc, rem, 4, NP_, zero, init);         \
         for (; m < mr; m++)                                                                  \
-            gemm_tile(GEMM_AP(m), GEMM_MR, 1, P, kc, C + m * ldc, ldc, rem, 1, NP_, zero);         \
+            gemm_tile(GEMM_AP(m), GEMM_MR, 1, P, kc, C + m * ldc, ldc, rem, 1, NP_, zero, init);         \
     } while (0)
 #if GEMM_NP > 2
     if (NP == 3) GEMM_ROWS(3);
@@ -1743,7 +1747,7 @@ static int64_t gemm_thread_floats(int64_t N, int nt)
  * then unchanged). */
 TGT int FR_SFX(fr_fast_sgemm)(int nt, char ta, char tb, int64_t M, int64_t N, int64_t K,
                               const float *A, int64_t lda, const float *B, int64_t ldb,
-                              int beta, float *C, int64_t ldc)
+                              int beta, float *C, int64_t ldc, const float *bias)
 {
     const int64_t groups = (N + GEMM_NP * VW - 1) / (GEMM_NP * VW); /* of GEMM_NP panels */
     const int64_t rgroups = (M + GEMM_MR - 1) / GEMM_MR;            /* of GEMM_MR rows */
@@ -1789,8 +1793,10 @@ TGT int FR_SFX(fr_fast_sgemm)(int nt, char ta, char tb, int64_t M, int64_t N, in
             /* beta 0: the first K block's tiles start from +0 instead of
              * reading C (K = 0: nothing to read C's garbage into, so zero it) */
             if (c1 > c0 && !beta && K == 0)
-                for (int64_t m = r0; m < r1; m++)
-                    memset(C + m * ldc + c0, 0, (size_t)(c1 - c0) * sizeof(float));
+                for (int64_t m = r0; m < r1; m++) {
+                    if (bias) memcpy(C + m * ldc + c0, bias + c0, (size_t)(c1 - c0) * sizeof(float));
+                    else memset(C + m * ldc + c0, 0, (size_t)(c1 - c0) * sizeof(float));
+                }
             for (int64_t cc0 = c0; cc0 < c1 && r1 > r0; cc0 += GEMM_NC) {
                 const int64_t cc1 = c1 - cc0 < GEMM_NC ? c1 : cc0 + GEMM_NC;
                 for (int64_t kb = 0; kb < K; kb += GEMM_KC) {
@@ -1804,7 +1810,8 @@ TGT int FR_SFX(fr_fast_sgemm)(int nt, char ta, char tb, int64_t M, int64_t N, in
                             const int64_t left = (cc1 - c + VW - 1) / VW;
                             const int NP = left < GEMM_NP ? (int)left : GEMM_NP;
                             gemm_rows(Ap, mr, P + ((c - cc0) / VW) * kc * VW, kc,
-                                      C + mb * ldc + c, ldc, N - c, NP, !beta && kb == 0);
+                                      C + mb * ldc + c, ldc, N - c, NP, !beta && kb == 0,
+                                      bias ? bias + c : NULL);
                         }
                     }
                 }

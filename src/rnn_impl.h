@@ -57,7 +57,7 @@ static void FN(pgemm)(int fast, int nt, int pinned, char ta, char tb, int64_t M,
      * switching the fast path never changes their bits */
     if (fast && alpha == 1 && (beta == 0 || beta == 1) && M > 0 && N > 0 && K > 0
         && fr_fast_sgemm((double)M * N * K >= FR_FAST_GEMM_PAR_MIN ? nt : 1, ta, tb, M, N, K,
-                         A, lda, B, ldb, beta == 1, C, ldc) == 0)
+                         A, lda, B, ldb, beta == 1, C, ldc, NULL) == 0)
         return;
 #endif
     /* few chunks: each one repacks the whole other operand */
@@ -218,9 +218,20 @@ static void FN(layer_forward)(const fr_desc *d, int dir, int64_t In,
             if (bR && !(cell == FR_CELL_GRU && !lbr0 && j >= 2 * H)) v += bR[j];
             row[j] = v;
         }
-        FN(fill_rows)(Xp, T * B, GX, row, nt);
-        if (!small) /* else the fast time loop projects x itself */
-            FN(project)(d, In, x, W, Xp, 1, xc, nt, pinned, fast);
+#if FR_REAL_IS_FLOAT
+        /* the fast GEMM starts every row from the bias row itself: no pass
+         * that fills Xp with it first (the same bits) */
+        const int64_t M = T * B;
+        if (fast && !small && lengths == NULL && M > 0 && In > 0
+            && fr_fast_sgemm((double)M * GX * In >= FR_FAST_GEMM_PAR_MIN ? nt : 1, 'N', 'T', M,
+                             GX, In, x, In, W, In, 0, Xp, GX, row) == 0) {
+        } else
+#endif
+        {
+            FN(fill_rows)(Xp, T * B, GX, row, nt);
+            if (!small) /* else the fast time loop projects x itself */
+                FN(project)(d, In, x, W, Xp, 1, xc, nt, pinned, fast);
+        }
     } else {
         FN(project)(d, In, x, W, Xp, 0, xc, nt, pinned, fast);
     }
