@@ -159,6 +159,47 @@ static void FN(project)(const fr_desc *d, int64_t In, const REAL *x, const REAL 
             }
 }
 
+#if FR_REAL_IS_FLOAT
+/* Xp = bias row + x W^T on the fast kernels' GEMM, which starts each row
+ * from the bias row (no pass that fills Xp with it first; the bits of
+ * fill_rows and project with beta 1). With lengths, as project: the valid
+ * rows are gathered, multiplied into the first rows of Xp and moved to
+ * their places; rows past a length are left unwritten (nothing reads them).
+ * Returns -1, Xp unwritten, when the GEMM could not run (the caller then
+ * fills and projects). */
+static int FN(project_bias)(const fr_desc *d, int64_t In, const REAL *x, const REAL *W,
+                            REAL *Xp, const REAL *bias, REAL *xc, int nt)
+{
+    const int64_t T = d->T, B = d->B, GX = (int64_t)fr_num_gates(d->cell) * d->H;
+    const int64_t *lengths = d->lengths;
+    int64_t n = T * B;
+    const REAL *xs = x;
+    if (lengths != NULL) {
+        n = 0;
+        for (int64_t t = 0; t < T; t++)
+            for (int64_t b = 0; b < B; b++)
+                if (t < lengths[b]) {
+                    memcpy(xc + n * In, x + (t * B + b) * In, (size_t)In * sizeof(REAL));
+                    n++;
+                }
+        xs = xc;
+    }
+    if (n == 0 || In == 0
+        || fr_fast_sgemm((double)n * GX * In >= FR_FAST_GEMM_PAR_MIN ? nt : 1, 'N', 'T', n, GX,
+                         In, xs, In, W, In, 0, Xp, GX, bias) != 0)
+        return -1;
+    if (lengths != NULL)
+        for (int64_t t = T - 1; t >= 0; t--)
+            for (int64_t b = B - 1; b >= 0; b--)
+                if (t < lengths[b]) {
+                    n--;
+                    if (n != t * B + b)
+                        memcpy(Xp + (t * B + b) * GX, Xp + n * GX, (size_t)GX * sizeof(REAL));
+                }
+    return 0;
+}
+#endif
+
 /*
  * Forward of one layer and direction.
  *   x     IN  (T,B,In)
@@ -221,10 +262,7 @@ static void FN(layer_forward)(const fr_desc *d, int dir, int64_t In,
 #if FR_REAL_IS_FLOAT
         /* the fast GEMM starts every row from the bias row itself: no pass
          * that fills Xp with it first (the same bits) */
-        const int64_t M = T * B;
-        if (fast && !small && lengths == NULL && M > 0 && In > 0
-            && fr_fast_sgemm((double)M * GX * In >= FR_FAST_GEMM_PAR_MIN ? nt : 1, 'N', 'T', M,
-                             GX, In, x, In, W, In, 0, Xp, GX, row) == 0) {
+        if (fast && !small && FN(project_bias)(d, In, x, W, Xp, row, xc, nt) == 0) {
         } else
 #endif
         {
