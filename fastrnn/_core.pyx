@@ -396,7 +396,10 @@ cdef class Stepper:
                     return None
         cdef fr_desc d
         d.cell, d.T, d.B, d.I_, d.H = plan.cell, 1, B, plan.input_size, H
-        d.L, d.D, d.num_threads = plan.L, 1, max(1, num_threads)
+        # 0: OpenMP's default (what fastrnn.get_num_threads() gives when no
+        # count was set), asked here rather than by the caller
+        d.L, d.D, d.num_threads = plan.L, 1, max(1, num_threads if num_threads > 0
+                                                 else fr_max_threads())
         d.lengths, d.gru_lbr, d.clip = NULL, plan.gru_lbr, plan.clip
         cdef cnp.npy_intp dims[3]
         dims[0], dims[1], dims[2] = B, H, 0
