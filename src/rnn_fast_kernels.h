@@ -408,53 +408,7 @@ static inline INL TGT void gemm_tile(const float *A, int64_t lda, const int at,
         for (int q = 0; q < NP; q++) acc_store(C + r * ldc + q * VW, rem - q * VW, acc[r][q]);
 }
 
-#define PANEL_TILE_1xN(NP)                                                        \
-    do {                                                                          \
-        V a[NP];                                                             \
-        for (int q = 0; q < NP; q++)                                              \
-            a[q] = acc_load(o + VW * (c + q), n - VW * (c + q));                    \
-        for (int64_t j = 0; j < J; j++) {                                         \
-            const V v = v_bcast(gb + j);                         \
-            for (int q = 0; q < NP; q++)                                          \
-                a[q] = v_fmadd(v, v_lda(P + (c + q) * J * VW + j * VW), a[q]); \
-        }                                                                         \
-        for (int q = 0; q < NP; q++)                                              \
-            acc_store(o + VW * (c + q), n - VW * (c + q), a[q]);                    \
-        c += NP;                                                                  \
-    } while (0)
-
 #define ROW(i) (rows ? rows[i] : (i))
-
-/* R sequences (rows b0..b0+R-1) x NP panels from panel c: the panel vectors
- * are loaded once per j and shared by the R rows (the leftover rows of a
- * batch that is not a multiple of 4: B = 1..3 reads W_hh once per step, not
- * once per row). */
-#define PANEL_TILE_RxN(R, NP)                                                     \
-    do {                                                                          \
-        V a[R][NP];                                                          \
-        float *o_[R];                                                             \
-        const float *g_[R];                                                       \
-        for (int r_ = 0; r_ < R; r_++) {                                          \
-            o_[r_] = out + ROW(b0 + r_) * ldo;                                    \
-            g_[r_] = g + ROW(b0 + r_) * ldg;                                      \
-            for (int q = 0; q < NP; q++)                                          \
-                a[r_][q] = acc_load(o_[r_] + VW * (c + q), n - VW * (c + q));        \
-        }                                                                         \
-        for (int64_t j = 0; j < J; j++) {                                         \
-            V w_[NP];                                                        \
-            for (int q = 0; q < NP; q++)                                          \
-                w_[q] = v_lda(P + (c + q) * J * VW + j * VW);              \
-            for (int r_ = 0; r_ < R; r_++) {                                      \
-                const V v = v_bcast(g_[r_] + j);                 \
-                for (int q = 0; q < NP; q++)                                      \
-                    a[r_][q] = v_fmadd(v, w_[q], a[r_][q]);               \
-            }                                                                     \
-        }                                                                         \
-        for (int r_ = 0; r_ < R; r_++)                                            \
-            for (int q = 0; q < NP; q++)                                          \
-                acc_store(o_[r_] + VW * (c + q), n - VW * (c + q), a[r_][q]);        \
-        c += NP;                                                                  \
-    } while (0)
 
 /* R sequences (rows g_[i], outputs o_[i]) x 2 panels (P0, P1; m0, m1
  * columns left from each) over j < J, each output its old value followed by
@@ -528,145 +482,18 @@ static __attribute__((noinline)) TGT void tile_4x3(const float *const *g_, float
 }
 #endif
 
-static TGT void panel_axpy(const float *g, int64_t ldg, int64_t B, int64_t J,
-                            const float *P, float *out, int64_t ldo, int64_t n,
-                            const int64_t *rows)
-{
-    const int64_t np = (n + VW - 1) / VW;
-    /* leftover sequences, done over all panels at once at the end */
-    int64_t left = B % 4;
-#if VW == 16
-    /* rows in order (not a var-length batch's active list): tiles of 8
-     * rows, then the 4-7 left, over groups of 3 panels, as the GEMM's
-     * (AVX-512's 32 registers hold up to 24 accumulators); 1-3 rows left
-     * take the tiles below */
-    if (!rows) {
-        const int64_t B8 = B - B % 8, rest = B - B8;
-        for (int64_t c = 0; c < np; c += 3) {
-            const int NPc = np - c < 3 ? (int)(np - c) : 3;
-            const float *Pc = P + c * J * VW;
-            float *oc = out + VW * c;
-            const int64_t rem = n - VW * c;
-#define PAXPY_TILE(R_, b_)                                                               \
-            do {                                                                         \
-                if (NPc == 3) gemm_tile(g + (b_) * ldg, ldg, 0, Pc, J, oc + (b_) * ldo, ldo, rem, R_, 3, 0, NULL); \
-                else if (NPc == 2) gemm_tile(g + (b_) * ldg, ldg, 0, Pc, J, oc + (b_) * ldo, ldo, rem, R_, 2, 0, NULL); \
-                else gemm_tile(g + (b_) * ldg, ldg, 0, Pc, J, oc + (b_) * ldo, ldo, rem, R_, 1, 0, NULL); \
-            } while (0)
-            for (int64_t b = 0; b < B8; b += 8) PAXPY_TILE(8, b);
-            switch (rest) {
-            case 7: PAXPY_TILE(7, B8); break;
-            case 6: PAXPY_TILE(6, B8); break;
-            case 5: PAXPY_TILE(5, B8); break;
-            case 4: PAXPY_TILE(4, B8); break;
-            default: break;
-            }
-#undef PAXPY_TILE
-        }
-        left = rest >= 4 ? 0 : rest;
-    } else
-#endif
-    {
-#if VW == 8
-    /* AVX2: tiles of 6 sequences x 2 panels first (12 accumulators, 8 loads
-     * per 12 FMAs against 6 per 8), then 5 left as one 5 x 2 tile (against
-     * 4 x 2 and a second pass over every panel for the last row: LSTM B=5
-     * H=128 0.93, H=512 0.81, GRU B=5 H=131 0.87 on one thread; 1-3 rows
-     * left as 1-3 x 2 tiles on the pair the 6-row tiles just read were
-     * 3-7% slower than their own pass below), else 4 x 2, then the 1-3
-     * left */
-    int64_t n5 = B % 6 == 4 ? 0 : (6 - B % 6) % 6; /* as panel_axpy_gates */
-    if (5 * n5 > B) n5 = 0;
-    const int64_t B6 = B - 5 * n5 - (B - 5 * n5) % 6, r6 = B - 5 * n5 - B6;
-    left = r6 >= 4 ? r6 - 4 : r6;
-#else
-    const int64_t B6 = 0, n5 = 0;
-#endif
-    const int64_t Bt = B - left; /* rows the 6- and 4-row tiles take */
-    int64_t cstart = 0;
-#if VW == 8
-    /* exactly 4 rows: 4 x 3 tiles (12 accumulators; the 4 x 2 tile's 8
-     * FMA chains are just the FMA units' latency times their width, and
-     * any late load stalls them): paired medians, 2 threads, both orders,
-     * LSTM B=4 H=512 0.92-0.95, B=4 H=256 0.95-0.97, B=4 H=128 training
-     * 0.96; one thread 0.99-1.02 */
-    if (B == 4) {
-        const float *const g4[4] = {g + ROW(0) * ldg, g + ROW(1) * ldg, g + ROW(2) * ldg,
-                                    g + ROW(3) * ldg};
-        for (; cstart + 3 <= np; cstart += 3) {
-            float *const o4[4] = {out + ROW(0) * ldo + VW * cstart, out + ROW(1) * ldo + VW * cstart,
-                                  out + ROW(2) * ldo + VW * cstart, out + ROW(3) * ldo + VW * cstart};
-            const float *P0 = P + cstart * J * VW;
-            tile_4x3(g4, o4, P0, P0 + J * VW, P0 + 2 * J * VW, J, VW, 2 * VW, n - VW * cstart,
-                     n - VW * (cstart + 1), n - VW * (cstart + 2));
-        }
-    }
-#endif
-    for (int64_t c0 = cstart; c0 < np; c0 += 2) {
-        const int two = c0 + 1 < np;
-        const int64_t m0 = n - VW * c0, m1 = two ? n - VW * (c0 + 1) : 0; /* columns left */
-        const float *P0 = P + c0 * J * VW, *P1 = two ? P0 + J * VW : P0; /* P0 again: unused */
-        const int64_t off1 = VW;
-#if VW == 8
-        for (int64_t b = 0; b < B6; b += 6) {
-            const float *g6[6];
-            float *o6[6];
-            for (int i = 0; i < 6; i++) {
-                g6[i] = g + ROW(b + i) * ldg;
-                o6[i] = out + ROW(b + i) * ldo + VW * c0;
-            }
-            tile_6x2(g6, o6, P0, P1, J, VW, m0, m1);
-        }
-        for (int64_t b = B6; b < B6 + 5 * n5; b += 5) {
-            const float *g5[5];
-            float *o5[5];
-            for (int i = 0; i < 5; i++) {
-                g5[i] = g + ROW(b + i) * ldg;
-                o5[i] = out + ROW(b + i) * ldo + VW * c0;
-            }
-            tile_5x2(g5, o5, P0, P1, J, VW, m0, m1);
-        }
-#endif
-        for (int64_t b = B6 + 5 * n5; b + 4 <= Bt; b += 4) {
-            const float *const g_[4] = {g + ROW(b) * ldg, g + ROW(b + 1) * ldg,
-                                        g + ROW(b + 2) * ldg, g + ROW(b + 3) * ldg};
-            float *const o_[4] = {out + ROW(b) * ldo + VW * c0, out + ROW(b + 1) * ldo + VW * c0,
-                                  out + ROW(b + 2) * ldo + VW * c0,
-                                  out + ROW(b + 3) * ldo + VW * c0};
-            TILE_X2_BODY(TILE_ROWS4);
-        }
-    }
-    }
-    /* leftover sequences (`left` of them), over all panels at once */
-    const int64_t b0 = B - left;
-    if (left == 3) {
-        int64_t c = 0;
-        while (c + 3 <= np) PANEL_TILE_RxN(3, 3);
-        while (c < np) PANEL_TILE_RxN(3, 1);
-    } else if (left == 2) {
-        int64_t c = 0;
-        while (c + 4 <= np) PANEL_TILE_RxN(2, 4);
-        while (c < np) PANEL_TILE_RxN(2, 1);
-    } else if (left == 1) {
-        float *o = out + ROW(b0) * ldo;
-        const float *gb = g + ROW(b0) * ldg;
-        int64_t c = 0;
-        while (c + 8 <= np) PANEL_TILE_1xN(8);
-        while (c + 4 <= np) PANEL_TILE_1xN(4);
-        while (c < np) PANEL_TILE_1xN(1);
-    }
-}
-
-/* panel_axpy over G gates at once: gate q's n columns at out + q*ogs from
- * its panels at P + q*pgs panels (of J*VW floats). On AVX2 the tiles run
- * over the panels of every gate in one sequence, so a gate's partial last
- * panel pairs with the next gate's first (per gate, H = 77 or 100 left an
- * odd panel or a 3 x 1 tail in every gate); each output is the same FMA
- * chain as per gate, so the bits are those of G calls of panel_axpy. */
-#if VW == 8
-#define GP(p) (P + (((p) / nbg) * pgs + (p) % nbg) * J * VW)
-#define GCOL(p) (((p) / nbg) * ogs + ((p) % nbg) * VW)
-#define GREM(p) (n - ((p) % nbg) * VW)
+/* Panel p of G gates' panel sequence (nbg panels a gate, pgs panels
+ * between the gates' first panels at P, ogs columns between their first
+ * outputs): its vectors, first output column and columns left. */
+#define GQ(p) (G == 1 ? 0 : (p) / nbg) /* gate of panel p (no division for one) */
+#define GK(p) (G == 1 ? (p) : (p) % nbg) /* its panel in that gate */
+#define GP(p) (P + (GQ(p) * pgs + GK(p)) * J * VW)
+#define GCOL(p) (GQ(p) * ogs + GK(p) * VW)
+#define GREM(p) (n - GK(p) * VW)
+/* R sequences (rows b0..b0+R-1) x NP panels from panel c: the panel
+ * vectors are loaded once per j and shared by the R rows (the 1-3 rows
+ * left over every panel: B = 1..3 reads W_hh once per step, not once per
+ * row) */
 #define GPANEL_TILE_RxN(R, NP)                                                    \
     do {                                                                          \
         V a[R][NP];                                                               \
@@ -696,7 +523,100 @@ static TGT void panel_axpy(const float *g, int64_t ldg, int64_t B, int64_t J,
                 acc_store(o_[r_] + cq[q], mq[q], a[r_][q]);                       \
         c += NP;                                                                  \
     } while (0)
+
+/* The `left` (1-3) rows from b0 over the panels from c to np */
+#define GPANEL_LEFTOVERS()                                                        \
+    do {                                                                          \
+        if (left == 3) {                                                          \
+            while (c + 3 <= np) GPANEL_TILE_RxN(3, 3);                            \
+            while (c < np) GPANEL_TILE_RxN(3, 1);                                 \
+        } else if (left == 2) {                                                   \
+            while (c + 4 <= np) GPANEL_TILE_RxN(2, 4);                            \
+            while (c < np) GPANEL_TILE_RxN(2, 1);                                 \
+        } else if (left == 1) {                                                   \
+            while (c + 8 <= np) GPANEL_TILE_RxN(1, 8);                            \
+            while (c + 4 <= np) GPANEL_TILE_RxN(1, 4);                            \
+            while (c < np) GPANEL_TILE_RxN(1, 1);                                 \
+        }                                                                         \
+    } while (0)
+
+static TGT void panel_axpy_gates(const float *g, int64_t ldg, int64_t B, int64_t J,
+                                 const float *P, int64_t pgs, float *out, int64_t ogs,
+                                 int64_t ldo, int64_t n, int G, const int64_t *rows);
+
+static TGT void panel_axpy(const float *g, int64_t ldg, int64_t B, int64_t J,
+                            const float *P, float *out, int64_t ldo, int64_t n,
+                            const int64_t *rows)
+{
+#if VW == 8
+    /* AVX2: one gate of panel_axpy_gates, which holds the 6-, 5- and 4-row
+     * tiles */
+    panel_axpy_gates(g, ldg, B, J, P, 0, out, 0, ldo, n, 1, rows);
+#else
+    const int64_t np = (n + VW - 1) / VW;
+    /* leftover sequences, done over all panels at once at the end */
+    int64_t left = B % 4;
+    /* rows in order (not a var-length batch's active list): tiles of 8
+     * rows, then the 4-7 left, over groups of 3 panels, as the GEMM's
+     * (AVX-512's 32 registers hold up to 24 accumulators); 1-3 rows left
+     * take the tiles below */
+    if (!rows) {
+        const int64_t B8 = B - B % 8, rest = B - B8;
+        for (int64_t c = 0; c < np; c += 3) {
+            const int NPc = np - c < 3 ? (int)(np - c) : 3;
+            const float *Pc = P + c * J * VW;
+            float *oc = out + VW * c;
+            const int64_t rem = n - VW * c;
+#define PAXPY_TILE(R_, b_)                                                               \
+            do {                                                                         \
+                if (NPc == 3) gemm_tile(g + (b_) * ldg, ldg, 0, Pc, J, oc + (b_) * ldo, ldo, rem, R_, 3, 0, NULL); \
+                else if (NPc == 2) gemm_tile(g + (b_) * ldg, ldg, 0, Pc, J, oc + (b_) * ldo, ldo, rem, R_, 2, 0, NULL); \
+                else gemm_tile(g + (b_) * ldg, ldg, 0, Pc, J, oc + (b_) * ldo, ldo, rem, R_, 1, 0, NULL); \
+            } while (0)
+            for (int64_t b = 0; b < B8; b += 8) PAXPY_TILE(8, b);
+            switch (rest) {
+            case 7: PAXPY_TILE(7, B8); break;
+            case 6: PAXPY_TILE(6, B8); break;
+            case 5: PAXPY_TILE(5, B8); break;
+            case 4: PAXPY_TILE(4, B8); break;
+            default: break;
+            }
+#undef PAXPY_TILE
+        }
+        left = rest >= 4 ? 0 : rest;
+    } else {
+        /* a var-length batch's active rows: 4-row tiles over panel pairs */
+        const int64_t Bt = B - left; /* rows the 4-row tiles take */
+        for (int64_t c0 = 0; c0 < np; c0 += 2) {
+            const int two = c0 + 1 < np;
+            const int64_t m0 = n - VW * c0, m1 = two ? n - VW * (c0 + 1) : 0; /* columns left */
+            const float *P0 = P + c0 * J * VW, *P1 = two ? P0 + J * VW : P0; /* P0 again: unused */
+            const int64_t off1 = VW;
+            for (int64_t b = 0; b + 4 <= Bt; b += 4) {
+                const float *const g_[4] = {g + ROW(b) * ldg, g + ROW(b + 1) * ldg,
+                                            g + ROW(b + 2) * ldg, g + ROW(b + 3) * ldg};
+                float *const o_[4] = {out + ROW(b) * ldo + VW * c0, out + ROW(b + 1) * ldo + VW * c0,
+                                      out + ROW(b + 2) * ldo + VW * c0,
+                                      out + ROW(b + 3) * ldo + VW * c0};
+                TILE_X2_BODY(TILE_ROWS4);
+            }
+        }
+    }
+    /* leftover sequences (`left` of them), over all panels at once */
+    const int64_t b0 = B - left, nbg = np, pgs = 0, ogs = 0; /* one gate */
+    const int G = 1;
+    int64_t c = 0;
+    GPANEL_LEFTOVERS();
+    (void)pgs; (void)ogs;
 #endif
+}
+
+/* panel_axpy over G gates at once: gate q's n columns at out + q*ogs from
+ * its panels at P + q*pgs panels (of J*VW floats). On AVX2 the tiles run
+ * over the panels of every gate in one sequence, so a gate's partial last
+ * panel pairs with the next gate's first (per gate, H = 77 or 100 left an
+ * odd panel or a 3 x 1 tail in every gate); each output is the same FMA
+ * chain as per gate, so the bits are those of G calls of panel_axpy. */
 
 static TGT void panel_axpy_gates(const float *g, int64_t ldg, int64_t B, int64_t J,
                                  const float *P, int64_t pgs, float *out, int64_t ogs,
@@ -707,7 +627,13 @@ static TGT void panel_axpy_gates(const float *g, int64_t ldg, int64_t B, int64_t
         panel_axpy(g, ldg, B, J, P + q * pgs * J * VW, out + q * ogs, ldo, n, rows);
 #else
     const int64_t nbg = (n + VW - 1) / VW, np = G * nbg;
-    /* 1-3 rows left after tiles of 6: n5 tiles of 5 rows instead, where
+    /* AVX2: tiles of 6 sequences x 2 panels first (12 accumulators, 8 loads
+     * per 12 FMAs against 6 per 8); 5 left take one 5 x 2 tile (against
+     * 4 x 2 and a second pass over every panel for the last row: LSTM B=5
+     * H=128 0.93, H=512 0.81, GRU B=5 H=131 0.87 on one thread; 1-3 rows
+     * left as 1-3 x 2 tiles on the pair the 6-row tiles just read were
+     * 3-7% slower than their own pass below).
+     * 1-3 rows left after tiles of 6: n5 tiles of 5 rows instead, where
      * that takes every row (5 n5 = -B mod 6), rather than a second pass
      * over every panel for those rows (20 rows: 4 x 5 against 3 x 6 + 2);
      * 4 left take a 4-row tile (10 rows as 5 + 5 was 1.03x slower) */
@@ -717,7 +643,12 @@ static TGT void panel_axpy_gates(const float *g, int64_t ldg, int64_t B, int64_t
     const int64_t left = r6 >= 4 ? r6 - 4 : r6;
     const int64_t Bt = B - left; /* rows the 6-, 5- and 4-row tiles take */
     int64_t cstart = 0;
-    if (B == 4) { /* as panel_axpy: 4 x 3 tiles */
+    /* exactly 4 rows: 4 x 3 tiles (12 accumulators; the 4 x 2 tile's 8
+     * FMA chains are just the FMA units' latency times their width, and
+     * any late load stalls them): paired medians, 2 threads, both orders,
+     * LSTM B=4 H=512 0.92-0.95, B=4 H=256 0.95-0.97, B=4 H=128 training
+     * 0.96; one thread 0.99-1.02 */
+    if (B == 4) {
         const float *const g4[4] = {g + ROW(0) * ldg, g + ROW(1) * ldg, g + ROW(2) * ldg,
                                     g + ROW(3) * ldg};
         for (; cstart + 3 <= np; cstart += 3) {
@@ -763,25 +694,16 @@ static TGT void panel_axpy_gates(const float *g, int64_t ldg, int64_t B, int64_t
     /* leftover sequences (`left` of them), over every gate's panels */
     const int64_t b0 = B - left;
     int64_t c = cstart;
-    if (left == 3) {
-        while (c + 3 <= np) GPANEL_TILE_RxN(3, 3);
-        while (c < np) GPANEL_TILE_RxN(3, 1);
-    } else if (left == 2) {
-        while (c + 4 <= np) GPANEL_TILE_RxN(2, 4);
-        while (c < np) GPANEL_TILE_RxN(2, 1);
-    } else if (left == 1) {
-        while (c + 8 <= np) GPANEL_TILE_RxN(1, 8);
-        while (c + 4 <= np) GPANEL_TILE_RxN(1, 4);
-        while (c < np) GPANEL_TILE_RxN(1, 1);
-    }
+    GPANEL_LEFTOVERS();
 #endif
 }
-#if VW == 8
 #undef GPANEL_TILE_RxN
+#undef GPANEL_LEFTOVERS
+#undef GQ
+#undef GK
 #undef GP
 #undef GCOL
 #undef GREM
-#endif
 
 #undef ROW
 

@@ -127,6 +127,34 @@ static void FN(colsum_add)(const REAL *A, int64_t rows, int64_t cols, REAL *out,
     }
 }
 
+/* The x rows of the valid steps (t < lengths[b]) gathered into xc in
+ * (t, b) order; returns how many. */
+static int64_t FN(gather_valid)(const fr_desc *d, int64_t In, const REAL *x, REAL *xc)
+{
+    int64_t n = 0;
+    for (int64_t t = 0; t < d->T; t++)
+        for (int64_t b = 0; b < d->B; b++)
+            if (t < d->lengths[b]) {
+                memcpy(xc + n * In, x + (t * d->B + b) * In, (size_t)In * sizeof(REAL));
+                n++;
+            }
+    return n;
+}
+
+/* The first n rows of Xp (their projections, in gather_valid's order)
+ * moved to their places, from the last one down (a row only moves to a
+ * later place, never over one still to move). */
+static void FN(scatter_valid)(const fr_desc *d, REAL *Xp, int64_t GX, int64_t n)
+{
+    for (int64_t t = d->T - 1; t >= 0; t--)
+        for (int64_t b = d->B - 1; b >= 0; b--)
+            if (t < d->lengths[b]) {
+                n--;
+                if (n != t * d->B + b)
+                    memcpy(Xp + (t * d->B + b) * GX, Xp + n * GX, (size_t)GX * sizeof(REAL));
+            }
+}
+
 /* Xp (T,B,GX) (+)= x W^T (beta 1 adds to the bias rows already there).
  * With lengths, only the valid steps are projected: their x rows are gathered
  * into xc (SCRATCH, up to T*B*In), multiplied into the first rows of Xp, then
@@ -142,21 +170,10 @@ static void FN(project)(const fr_desc *d, int64_t In, const REAL *x, const REAL 
         FN(pgemm)(fast, nt, pinned, 'N', 'T', T * B, GX, In, 1, x, In, W, In, beta, Xp, GX);
         return;
     }
-    int64_t n = 0;
-    for (int64_t t = 0; t < T; t++)
-        for (int64_t b = 0; b < B; b++)
-            if (t < lengths[b]) {
-                memcpy(xc + n * In, x + (t * B + b) * In, (size_t)In * sizeof(REAL));
-                n++; /* (with beta 1 every Xp row holds the same bias row) */
-            }
+    /* (with beta 1 every Xp row holds the same bias row) */
+    const int64_t n = FN(gather_valid)(d, In, x, xc);
     FN(pgemm)(fast, nt, pinned, 'N', 'T', n, GX, In, 1, xc, In, W, In, beta, Xp, GX);
-    for (int64_t t = T - 1; t >= 0; t--)
-        for (int64_t b = B - 1; b >= 0; b--)
-            if (t < lengths[b]) {
-                n--;
-                if (n != t * B + b)
-                    memcpy(Xp + (t * B + b) * GX, Xp + n * GX, (size_t)GX * sizeof(REAL));
-            }
+    FN(scatter_valid)(d, Xp, GX, n);
 }
 
 #if FR_REAL_IS_FLOAT
@@ -172,30 +189,12 @@ static int FN(project_bias)(const fr_desc *d, int64_t In, const REAL *x, const R
 {
     const int64_t T = d->T, B = d->B, GX = (int64_t)fr_num_gates(d->cell) * d->H;
     const int64_t *lengths = d->lengths;
-    int64_t n = T * B;
-    const REAL *xs = x;
-    if (lengths != NULL) {
-        n = 0;
-        for (int64_t t = 0; t < T; t++)
-            for (int64_t b = 0; b < B; b++)
-                if (t < lengths[b]) {
-                    memcpy(xc + n * In, x + (t * B + b) * In, (size_t)In * sizeof(REAL));
-                    n++;
-                }
-        xs = xc;
-    }
+    const int64_t n = lengths ? FN(gather_valid)(d, In, x, xc) : T * B;
     if (n == 0 || In == 0
         || fr_fast_sgemm((double)n * GX * In >= FR_FAST_GEMM_PAR_MIN ? nt : 1, 'N', 'T', n, GX,
-                         In, xs, In, W, In, 0, Xp, GX, bias) != 0)
+                         In, lengths ? xc : x, In, W, In, 0, Xp, GX, bias) != 0)
         return -1;
-    if (lengths != NULL)
-        for (int64_t t = T - 1; t >= 0; t--)
-            for (int64_t b = B - 1; b >= 0; b--)
-                if (t < lengths[b]) {
-                    n--;
-                    if (n != t * B + b)
-                        memcpy(Xp + (t * B + b) * GX, Xp + n * GX, (size_t)GX * sizeof(REAL));
-                }
+    if (lengths) FN(scatter_valid)(d, Xp, GX, n);
     return 0;
 }
 #endif
