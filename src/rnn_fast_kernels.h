@@ -482,15 +482,20 @@ static __attribute__((noinline)) TGT void tile_4x3(const float *const *g_, float
 }
 #endif
 
-/* Panel p of G gates' panel sequence (nbg panels a gate, pgs panels
- * between the gates' first panels at P, ogs columns between their first
- * outputs): its vectors, first output column and columns left. */
-#define GQ(p) (G == 1 ? 0 : (p) / nbg) /* gate of panel p (no division for one) */
-#define GK(p) (G == 1 ? (p) : (p) % nbg) /* its panel in that gate */
-#define GP(p) (P + (GQ(p) * pgs + GK(p)) * J * VW)
-#define GCOL(p) (GQ(p) * ogs + GK(p) * VW)
-#define GREM(p) (n - GK(p) * VW)
-/* R sequences (rows b0..b0+R-1) x NP panels from panel c: the panel
+/* Panel k of gate q in G gates' panel sequence (nbg panels a gate, pgs
+ * panels between the gates' first panels at P, ogs columns between their
+ * first outputs): its vectors, first output column and columns left; and
+ * the step from a panel to the next (walked, never divided out, in the
+ * loops). */
+#define GPQK(q, k) (P + ((q) * pgs + (k)) * J * VW)
+#define GCOLQK(q, k) ((q) * ogs + (k) * VW)
+#define GREMK(k) (n - (k) * VW)
+#define GNEXT(q, k)                                                               \
+    do {                                                                          \
+        if (++(k) == nbg) { (k) = 0; (q)++; }                                     \
+    } while (0)
+/* R sequences (rows b0..b0+R-1) x NP panels from panel c (gate cg,
+ * panel ck of it; all three advance past them): the panel
  * vectors are loaded once per j and shared by the R rows (the 1-3 rows
  * left over every panel: B = 1..3 reads W_hh once per step, not once per
  * row) */
@@ -501,7 +506,8 @@ static __attribute__((noinline)) TGT void tile_4x3(const float *const *g_, float
         const float *g_[R], *Pq[NP];                                              \
         int64_t cq[NP], mq[NP];                                                   \
         for (int q = 0; q < NP; q++) {                                            \
-            Pq[q] = GP(c + q); cq[q] = GCOL(c + q); mq[q] = GREM(c + q);          \
+            Pq[q] = GPQK(cg, ck); cq[q] = GCOLQK(cg, ck); mq[q] = GREMK(ck);      \
+            GNEXT(cg, ck);                                                        \
         }                                                                         \
         for (int r_ = 0; r_ < R; r_++) {                                          \
             o_[r_] = out + ROW(b0 + r_) * ldo;                                    \
@@ -524,7 +530,7 @@ static __attribute__((noinline)) TGT void tile_4x3(const float *const *g_, float
         c += NP;                                                                  \
     } while (0)
 
-/* The `left` (1-3) rows from b0 over the panels from c to np */
+/* The `left` (1-3) rows from b0 over the panels from c (cg, ck) to np */
 #define GPANEL_LEFTOVERS()                                                        \
     do {                                                                          \
         if (left == 3) {                                                          \
@@ -604,10 +610,8 @@ static TGT void panel_axpy(const float *g, int64_t ldg, int64_t B, int64_t J,
     }
     /* leftover sequences (`left` of them), over all panels at once */
     const int64_t b0 = B - left, nbg = np, pgs = 0, ogs = 0; /* one gate */
-    const int G = 1;
-    int64_t c = 0;
+    int64_t c = 0, cg = 0, ck = 0;
     GPANEL_LEFTOVERS();
-    (void)pgs; (void)ogs;
 #endif
 }
 
@@ -648,40 +652,44 @@ static TGT void panel_axpy_gates(const float *g, int64_t ldg, int64_t B, int64_t
      * any late load stalls them): paired medians, 2 threads, both orders,
      * LSTM B=4 H=512 0.92-0.95, B=4 H=256 0.95-0.97, B=4 H=128 training
      * 0.96; one thread 0.99-1.02 */
+    int64_t cg = 0, ck = 0; /* gate and panel in it of panel cstart */
     if (B == 4) {
         const float *const g4[4] = {g + ROW(0) * ldg, g + ROW(1) * ldg, g + ROW(2) * ldg,
                                     g + ROW(3) * ldg};
         for (; cstart + 3 <= np; cstart += 3) {
-            const int64_t col0 = GCOL(cstart);
+            int64_t q1 = cg, k1 = ck, q2, k2;
+            GNEXT(q1, k1);
+            q2 = q1, k2 = k1;
+            GNEXT(q2, k2);
+            const int64_t col0 = GCOLQK(cg, ck);
             float *const o4[4] = {out + ROW(0) * ldo + col0, out + ROW(1) * ldo + col0,
                                   out + ROW(2) * ldo + col0, out + ROW(3) * ldo + col0};
-            tile_4x3(g4, o4, GP(cstart), GP(cstart + 1), GP(cstart + 2), J,
-                     GCOL(cstart + 1) - col0, GCOL(cstart + 2) - col0, GREM(cstart),
-                     GREM(cstart + 1), GREM(cstart + 2));
+            tile_4x3(g4, o4, GPQK(cg, ck), GPQK(q1, k1), GPQK(q2, k2), J,
+                     GCOLQK(q1, k1) - col0, GCOLQK(q2, k2) - col0, GREMK(ck), GREMK(k1),
+                     GREMK(k2));
+            cg = q2, ck = k2;
+            GNEXT(cg, ck);
         }
     }
+    int64_t q0 = cg, k0 = ck; /* of panel c0 */
     for (int64_t c0 = cstart; c0 < np && Bt > 0; c0 += 2) {
         const int two = c0 + 1 < np;
-        const int64_t col0 = GCOL(c0), off1 = two ? GCOL(c0 + 1) - col0 : 0;
-        const int64_t m0 = GREM(c0), m1 = two ? GREM(c0 + 1) : 0; /* columns left */
-        const float *P0 = GP(c0), *P1 = two ? GP(c0 + 1) : P0; /* P0 again: unused */
-        for (int64_t b = 0; b < B6; b += 6) {
-            const float *g6[6];
-            float *o6[6];
-            for (int i = 0; i < 6; i++) {
-                g6[i] = g + ROW(b + i) * ldg;
-                o6[i] = out + ROW(b + i) * ldo + col0;
+        int64_t q1 = q0, k1 = k0;
+        GNEXT(q1, k1);
+        const int64_t col0 = GCOLQK(q0, k0), off1 = two ? GCOLQK(q1, k1) - col0 : 0;
+        const int64_t m0 = GREMK(k0), m1 = two ? GREMK(k1) : 0; /* columns left */
+        const float *P0 = GPQK(q0, k0), *P1 = two ? GPQK(q1, k1) : P0; /* P0 again: unused */
+        for (int64_t b = 0; b < B6 + 5 * n5;) { /* the 6-row tiles, then the 5-row */
+            const int R = b < B6 ? 6 : 5;
+            const float *gr[6];
+            float *orow[6];
+            for (int i = 0; i < R; i++) {
+                gr[i] = g + ROW(b + i) * ldg;
+                orow[i] = out + ROW(b + i) * ldo + col0;
             }
-            tile_6x2(g6, o6, P0, P1, J, off1, m0, m1);
-        }
-        for (int64_t b = B6; b < B6 + 5 * n5; b += 5) {
-            const float *g5[5];
-            float *o5[5];
-            for (int i = 0; i < 5; i++) {
-                g5[i] = g + ROW(b + i) * ldg;
-                o5[i] = out + ROW(b + i) * ldo + col0;
-            }
-            tile_5x2(g5, o5, P0, P1, J, off1, m0, m1);
+            if (R == 6) tile_6x2(gr, orow, P0, P1, J, off1, m0, m1);
+            else tile_5x2(gr, orow, P0, P1, J, off1, m0, m1);
+            b += R;
         }
         for (int64_t b = B6 + 5 * n5; b + 4 <= Bt; b += 4) {
             const float *const g_[4] = {g + ROW(b) * ldg, g + ROW(b + 1) * ldg,
@@ -690,6 +698,8 @@ static TGT void panel_axpy_gates(const float *g, int64_t ldg, int64_t B, int64_t
                                   out + ROW(b + 2) * ldo + col0, out + ROW(b + 3) * ldo + col0};
             TILE_X2_BODY(TILE_ROWS4);
         }
+        q0 = q1, k0 = k1;
+        GNEXT(q0, k0);
     }
     /* leftover sequences (`left` of them), over every gate's panels */
     const int64_t b0 = B - left;
@@ -699,11 +709,10 @@ static TGT void panel_axpy_gates(const float *g, int64_t ldg, int64_t B, int64_t
 }
 #undef GPANEL_TILE_RxN
 #undef GPANEL_LEFTOVERS
-#undef GQ
-#undef GK
-#undef GP
-#undef GCOL
-#undef GREM
+#undef GPQK
+#undef GCOLQK
+#undef GREMK
+#undef GNEXT
 
 #undef ROW
 

@@ -439,6 +439,27 @@ SMALL_BATCH_PATHS = [  # cell, I, H, B, T, layers, bidirectional
     # 16+ equal-length rows a thread: the batch split at 2 threads
     ("lstm", 13, 37, 33, 7, 1, False, "equal"),
     ("gru", 11, 64, 32, 6, 2, True, "equal"),
+    # 4+ equal-length rows a thread with a W_hh past one L2 (the batch
+    # split from 4 rows): x projected in the loop (small W_ih), before it
+    # (large W_ih, and B > 8: the GEMM that starts from the bias row)
+    ("gru", 30, 230, 8, 6, 1, False, "equal"),
+    ("lstm", 400, 190, 8, 6, 1, False, "equal"),
+    ("lstm", 50, 190, 9, 7, 1, False, "equal"),
+    ("lstm", 50, 190, 9, 7, 1, False),     # ragged: units split, active rows
+    # AVX2's 4 x 3 tile (exactly 4 rows), 5 x 2 tile (5 left), 5-row tiles
+    # for 1-3 left (50 = 6 x 5 + 5 x 4 on one thread, 25 = 5 x 5 on two),
+    # the backward GEMMs split by rows (T*B rows against I columns)
+    ("lstm", 20, 136, 4, 8, 1, False, "equal"),
+    ("lstm", 20, 136, 4, 8, 2, True),
+    ("lstm", 20, 136, 5, 8, 1, False),
+    ("gru", 17, 131, 11, 6, 1, False, "equal"),
+    ("lstm", 5, 24, 50, 4, 1, False, "equal"),
+    ("gru", 7, 40, 27, 9, 1, False),       # ragged, B > 8: bias in the GEMM, gathered rows
+    # every gate's panels in one sequence: H % 8 != 0 at small batches,
+    # and batch 1 with a packed W_hh past one L2
+    ("lstm", 40, 100, 6, 10, 1, False, "equal"),
+    ("rnn_tanh", 9, 77, 7, 12, 1, False, "equal"),
+    ("lstm", 30, 200, 1, 9, 1, False),
 ]
 
 
