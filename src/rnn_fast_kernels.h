@@ -102,10 +102,10 @@ typedef __m256 VM;
  * registers. */
 #define INL __attribute__((always_inline))
 
-/* Most blocks of VW units the gate math runs side by side (cells_at). */
+/* Most blocks of VW units the gate math starts side by side (cell_units). */
 #define NBLK 2
 
-/* x[k] = exp(x[k]) for K vectors (K <= 4 * NBLK), every step on all K
+/* x[k] = exp(x[k]) for K vectors (K <= 5 * NBLK), every step on all K
  * before the next: Cephes' range reduction x = n ln2 + r, degree-6
  * polynomial for e^r, scaled by 2^n through the exponent bits. One exp is
  * a chain of ~18 dependent instructions; on a CPU with a small FP scheduler
@@ -117,7 +117,7 @@ typedef __m256 VM;
  * when either is NaN). */
 static inline INL TGT void v_exp_k(V *x, const int K)
 {
-    V fx[4 * NBLK], y[4 * NBLK], z[4 * NBLK];
+    V fx[5 * NBLK], y[5 * NBLK], z[5 * NBLK];
     for (int k = 0; k < K; k++) {
         x[k] = v_min(v_set1(88.3762626647949f), x[k]);
         x[k] = v_max(v_set1(-88.3762626647949f), x[k]);
@@ -806,20 +806,39 @@ static TGT void pack_rows(const float *W, int64_t ldw, int64_t r0, int64_t n,
 #define STR(p, v) acc_store((p), rem, (v))
 
 /* Gate math on NB blocks of VW units side by side (NB <= NBLK; block b at
- * offset 8b of every pointer, gate q at offset qH). */
+ * offset VW b of every pointer, gate q at offset qH), software-pipelined:
+ * the LSTM's tanh(c') and the GRU's tanh(n) need the gates of their own
+ * block first, so run alone they would be 2 exp chains in flight where the
+ * gates had 8 (4). Each call below therefore also finishes the NBP blocks
+ * the call before it left pending (their tanh's exp joins this call's exps
+ * in one v_exp_k) and leaves its own NB blocks pending for the next. The
+ * same instructions reach every lane as without the pipeline (v_exp_k is
+ * lane by lane for any K), so the bits do not change. A call with NB = 0
+ * only finishes; with NBP = 0 it only starts. Loads and stores of the
+ * pending blocks use their own rem (remp). */
+#define LDRP(p) acc_load((p), remp)
+#define STRP(p, v) acc_store((p), remp, (v))
 
-/* LSTM: i,f,g,o from pre; c' = f c + i g; h' = o tanh(c'). */
-static inline INL TGT void lstm_cells(float *pre, int64_t H, const float *cp, float *cx,
-                                       float *hx, float *yb, int keep, const int NB,
-                                       const int64_t rem)
+/* LSTM: i,f,g,o from pre; c' = f c + i g; h' = o tanh(c'). Pending: c'
+ * and o in cq/oq, their h' to hxq and ybq. */
+static inline INL TGT void lstm_stage(float *pre, int64_t H, const float *cp, float *cx,
+                                       int keep, const int NB, const int64_t rem,
+                                       V *cq, V *oq, float *hxq, float *ybq,
+                                       const int NBP, const int64_t remp)
 {
-    V p[4 * NBLK], e[4 * NBLK], c[NBLK], tc[NBLK];
+    V p[4 * NBLK], e[5 * NBLK];
     for (int b = 0; b < NB; b++)
         for (int q = 0; q < 4; q++) {
             p[4 * b + q] = LDR(pre + q * H + VW * b);
             e[4 * b + q] = q == 2 ? tanh_arg(p[4 * b + q]) : sigmoid_arg(p[4 * b + q]);
         }
-    v_exp_k(e, 4 * NB);
+    for (int b = 0; b < NBP; b++) e[4 * NB + b] = tanh_arg(cq[b]);
+    v_exp_k(e, 4 * NB + NBP);
+    for (int b = 0; b < NBP; b++) {
+        const V h = v_mul(oq[b], tanh_from(cq[b], e[4 * NB + b]));
+        STRP(hxq + VW * b, h);
+        STRP(ybq + VW * b, h);
+    }
     for (int b = 0; b < NB; b++) {
         V *g = p + 4 * b; /* i, f, g, o */
         const V *eg = e + 4 * b;
@@ -827,59 +846,57 @@ static inline INL TGT void lstm_cells(float *pre, int64_t H, const float *cp, fl
         g[1] = sigmoid_from(g[1], eg[1]);
         g[2] = tanh_from(g[2], eg[2]);
         g[3] = sigmoid_from(g[3], eg[3]);
-        c[b] = tc[b] = v_fmadd(g[1], LDR(cp + VW * b), v_mul(g[0], g[2]));
-    }
-    v_tanh_k(tc, NB);
-    for (int b = 0; b < NB; b++) {
-        const V h = v_mul(p[4 * b + 3], tc[b]);
+        cq[b] = v_fmadd(g[1], LDR(cp + VW * b), v_mul(g[0], g[2]));
+        oq[b] = g[3];
         if (keep)
-            for (int q = 0; q < 4; q++) STR(pre + q * H + VW * b, p[4 * b + q]);
-        STR(cx + VW * b, c[b]);
-        STR(hx + VW * b, h);
-        STR(yb + VW * b, h);
+            for (int q = 0; q < 4; q++) STR(pre + q * H + VW * b, g[q]);
+        STR(cx + VW * b, cq[b]);
     }
 }
 
-/* GRU: r = s(xr+hr), z = s(xz+hz), n = tanh(xn + r (hn + b_hn)), h' = (1-z) n + z h. */
-static inline INL TGT void gru_cells(const float *pre, const float *gh, int64_t H,
-                                      const float *bhn, const float *hp, float *hx,
-                                      float *yb, float *gc, const int NB, const int64_t rem)
+/* GRU: r = s(xr+hr), z = s(xz+hz), n = tanh(xn + r (hn + b_hn)),
+ * h' = (1-z) n + z h. Pending: n's argument and z in nq/zq; h from hpq,
+ * h' to hxq and ybq, n to gcq + 2H. */
+static inline INL TGT void gru_stage(const float *pre, const float *gh, int64_t H,
+                                      const float *bhn, float *gc, const int NB,
+                                      const int64_t rem, V *nq, V *zq, const float *hpq,
+                                      float *hxq, float *ybq, float *gcq, const int NBP,
+                                      const int64_t remp)
 {
     const V one = v_set1(1.0f);
-    V a[2 * NBLK], e[2 * NBLK], hl[NBLK], n[NBLK];
+    V a[2 * NBLK], e[3 * NBLK];
     for (int b = 0; b < NB; b++)
         for (int q = 0; q < 2; q++) {
-            a[2 * b + q] = v_add(LDR(pre + q * H + VW * b),
-                                         LDR(gh + q * H + VW * b));
+            a[2 * b + q] = v_add(LDR(pre + q * H + VW * b), LDR(gh + q * H + VW * b));
             e[2 * b + q] = sigmoid_arg(a[2 * b + q]);
         }
-    v_exp_k(e, 2 * NB);
-    for (int b = 0; b < NB; b++) {
-        a[2 * b] = sigmoid_from(a[2 * b], e[2 * b]);             /* r */
-        a[2 * b + 1] = sigmoid_from(a[2 * b + 1], e[2 * b + 1]); /* z */
-        hl[b] = LDR(gh + 2 * H + VW * b);
-        if (bhn) hl[b] = v_add(hl[b], LDR(bhn + VW * b));
-        n[b] = v_fmadd(a[2 * b], hl[b], LDR(pre + 2 * H + VW * b));
+    for (int b = 0; b < NBP; b++) e[2 * NB + b] = tanh_arg(nq[b]);
+    v_exp_k(e, 2 * NB + NBP);
+    for (int b = 0; b < NBP; b++) {
+        const V n = tanh_from(nq[b], e[2 * NB + b]);
+        const V h = v_fmadd(zq[b], LDRP(hpq + VW * b), v_mul(v_sub(one, zq[b]), n));
+        if (gcq) STRP(gcq + 2 * H + VW * b, n);
+        STRP(hxq + VW * b, h);
+        STRP(ybq + VW * b, h);
     }
-    v_tanh_k(n, NB);
     for (int b = 0; b < NB; b++) {
-        const V r = a[2 * b], z = a[2 * b + 1];
-        const V h = v_fmadd(z, LDR(hp + VW * b),
-                                         v_mul(v_sub(one, z), n[b]));
+        const V r = sigmoid_from(a[2 * b], e[2 * b]);
+        zq[b] = sigmoid_from(a[2 * b + 1], e[2 * b + 1]);
+        V hl = LDR(gh + 2 * H + VW * b);
+        if (bhn) hl = v_add(hl, LDR(bhn + VW * b));
+        nq[b] = v_fmadd(r, hl, LDR(pre + 2 * H + VW * b));
         if (gc) {
-            STR(gc + VW * b, r); STR(gc + H + VW * b, z);
-            STR(gc + 2 * H + VW * b, n[b]); STR(gc + 3 * H + VW * b, hl[b]);
+            STR(gc + VW * b, r); STR(gc + H + VW * b, zq[b]); STR(gc + 3 * H + VW * b, hl);
         }
-        STR(hx + VW * b, h);
-        STR(yb + VW * b, h);
     }
 }
 
-/* RNN: h' = tanh(pre) or relu(pre). */
+/* RNN: h' = tanh(pre) or relu(pre), no dependence between the exps: NB up
+ * to 2 NBLK blocks side by side. */
 static inline INL TGT void rnn_cells(float *pre, int relu, float *hx, float *yb, int keep,
                                       const int NB, const int64_t rem)
 {
-    V v[NBLK];
+    V v[2 * NBLK];
     for (int b = 0; b < NB; b++) v[b] = LDR(pre + VW * b);
     if (relu) /* relu(NaN) = NaN, as torch: max returns its 2nd operand on NaN */
         for (int b = 0; b < NB; b++) v[b] = v_max(v_zero(), v[b]);
@@ -892,36 +909,85 @@ static inline INL TGT void rnn_cells(float *pre, int relu, float *hx, float *yb,
     }
 }
 
-/* NB blocks of units from unit j of one sequence row (rem: as LDR) */
-static inline INL TGT void cells_at(int cell, int64_t H, int64_t j, float *pre,
-                                     const float *gh, const float *bhn, const float *hp,
-                                     const float *cp, float *hx, float *cx, float *yb,
-                                     float *gc, int keep, const int NB, const int64_t rem)
+/* The pipeline over units [j0, j1): NBLK blocks at a time, then one, then
+ * a partial last block (masked loads and stores, LDR), then the finish of
+ * the last pending blocks. STAGE(j, NB, rem, NBP) is a stage call with the
+ * pending blocks at unit jq (remp units in the last). */
+#define PIPE_UNITS(STAGE)                                                      \
+    do {                                                                       \
+        int nbp_ = 0;                                                          \
+        int64_t j = j0, jq = j0, remp = VW;                                    \
+        for (; j + VW * NBLK <= j1; j += VW * NBLK) {                          \
+            if (nbp_) STAGE(j, NBLK, VW, NBLK); else STAGE(j, NBLK, VW, 0);    \
+            nbp_ = NBLK; jq = j;                                               \
+        }                                                                      \
+        for (; j < j1; j += VW) {                                              \
+            const int64_t r_ = j1 - j < VW ? j1 - j : VW;                      \
+            if (r_ == VW) {                                                    \
+                if (nbp_ == NBLK) STAGE(j, 1, VW, NBLK);                       \
+                else if (nbp_) STAGE(j, 1, VW, 1);                             \
+                else STAGE(j, 1, VW, 0);                                       \
+            } else {                                                           \
+                if (nbp_ == NBLK) STAGE(j, 1, r_, NBLK);                       \
+                else if (nbp_) STAGE(j, 1, r_, 1);                             \
+                else STAGE(j, 1, r_, 0);                                       \
+            }                                                                  \
+            nbp_ = 1; jq = j; remp = r_;                                       \
+        }                                                                      \
+        if (nbp_ == NBLK) STAGE(j, 0, VW, NBLK);                               \
+        else if (nbp_) STAGE(j, 0, VW, 1);                                     \
+    } while (0)
+
+#define LSTM_STAGE(j, NB, rem, NBP)                                            \
+    lstm_stage(pre + (j), H, cp + (j), cx + (j), keep, NB, rem, cq, oq,        \
+               hx + jq, yb + jq, NBP, remp)
+#define GRU_STAGE(j, NB, rem, NBP)                                             \
+    gru_stage(pre + (j), gh + (j), H, bhn ? bhn + (j) : NULL,                  \
+              gc ? gc + (j) : NULL, NB, rem, nq, zq, hp + jq, hx + jq,         \
+              yb + jq, gc ? gc + jq : NULL, NBP, remp)
+
+/* The pipelines of one cell type each, in functions of their own (one
+ * function for all three kept its pending vectors in memory: LSTM H=24
+ * 12.4 against 10.2 cycles a unit). */
+static __attribute__((noinline)) TGT void lstm_units(int64_t H, int64_t j0, int64_t j1,
+                                                     float *pre, const float *cp,
+                                                     float *hx, float *cx, float *yb,
+                                                     int keep)
 {
-    if (cell == FR_CELL_LSTM)
-        lstm_cells(pre + j, H, cp + j, cx + j, hx + j, yb + j, keep, NB, rem);
-    else if (cell == FR_CELL_GRU)
-        gru_cells(pre + j, gh + j, H, bhn ? bhn + j : NULL, hp + j, hx + j, yb + j,
-                  gc ? gc + j : NULL, NB, rem);
-    else
-        rnn_cells(pre + j, cell == FR_CELL_RNN_RELU, hx + j, yb + j, keep, NB, rem);
+    V cq[NBLK], oq[NBLK];
+    PIPE_UNITS(LSTM_STAGE);
 }
 
-/* Gate math for units [j0, j1) of one sequence row, NBLK blocks of VW at a
- * time, then one, then a partial last block with masked loads and stores
- * (LDR). j0 is a multiple of 8. */
+static __attribute__((noinline)) TGT void gru_units(int64_t H, int64_t j0, int64_t j1,
+                                                    const float *pre, const float *gh,
+                                                    const float *bhn, const float *hp,
+                                                    float *hx, float *yb, float *gc)
+{
+    V nq[NBLK], zq[NBLK];
+    PIPE_UNITS(GRU_STAGE);
+}
+
+/* Gate math for units [j0, j1) of one sequence row. j0 is a multiple of
+ * VW. */
 static TGT void cell_units(int cell, int64_t H, int64_t j0, int64_t j1,
                             float *pre, const float *gh, const float *bhn,
                             const float *hp, const float *cp, float *hx, float *cx,
                             float *yb, float *gc, int keep)
 {
-    int64_t j = j0;
-    for (; j + VW * NBLK <= j1; j += VW * NBLK)
-        cells_at(cell, H, j, pre, gh, bhn, hp, cp, hx, cx, yb, gc, keep, NBLK, VW);
-    for (; j + VW <= j1; j += VW)
-        cells_at(cell, H, j, pre, gh, bhn, hp, cp, hx, cx, yb, gc, keep, 1, VW);
-    if (j < j1)
-        cells_at(cell, H, j, pre, gh, bhn, hp, cp, hx, cx, yb, gc, keep, 1, j1 - j);
+    if (cell == FR_CELL_LSTM) {
+        lstm_units(H, j0, j1, pre, cp, hx, cx, yb, keep);
+    } else if (cell == FR_CELL_GRU) {
+        gru_units(H, j0, j1, pre, gh, bhn, hp, hx, yb, gc);
+    } else {
+        const int relu = cell == FR_CELL_RNN_RELU;
+        int64_t j = j0;
+        for (; j + 2 * VW * NBLK <= j1; j += 2 * VW * NBLK)
+            rnn_cells(pre + j, relu, hx + j, yb + j, keep, 2 * NBLK, VW);
+        for (; j + VW <= j1; j += VW)
+            rnn_cells(pre + j, relu, hx + j, yb + j, keep, 1, VW);
+        if (j < j1)
+            rnn_cells(pre + j, relu, hx + j, yb + j, keep, 1, j1 - j);
+    }
 }
 
 
