@@ -55,6 +55,15 @@ cdef extern from "fastrnn.h" nogil:
                        const float *const *b_ih, const float *const *b_hh,
                        const float *h0, const float *c0, const float *dropmask,
                        float *y, float *hn, float *cn, float *cache, float *work)
+    int64_t fr_packed_len_f32(const fr_desc *d, int k)
+    int fr_pack_f32(const fr_desc *d, const float *const *w_ih, const float *const *w_hh,
+                    float *const *packed)
+    int fr_forward_packed_f32(const fr_desc *d, const float *x,
+                              const float *const *w_ih, const float *const *w_hh,
+                              const float *const *b_ih, const float *const *b_hh,
+                              const float *h0, const float *c0, const float *dropmask,
+                              float *y, float *hn, float *cn, float *cache, float *work,
+                              const float *const *packed, int width)
     int fr_forward_f64(const fr_desc *d, const double *x,
                        const double *const *w_ih, const double *const *w_hh,
                        const double *const *b_ih, const double *const *b_hh,
@@ -172,6 +181,10 @@ cdef class Plan:
     cdef readonly list arrays
     cdef readonly bint has_bias
     cdef _PtrArray pw, pr, pbw, pbr
+    # the weights packed once (pack()): their buffers, pointer table, width
+    cdef list packs
+    cdef _PtrArray ppk
+    cdef readonly int packed_width
 
     def __init__(self, int cell, list w_ih, list w_hh, b_ih, b_hh, int I, int H,
                  int L, int D, bint writable=False, int gru_lbr=1, double clip=0.0):
@@ -215,6 +228,72 @@ cdef class Plan:
             if store.get(order[i]) is not self.arrays[i]:
                 return False
         return True
+
+    def pack(self):
+        """Pack the weights once for the fast float32 loops (fr_pack_f32):
+        later forward calls on this plan read them and pack nothing (the
+        same bits). The caller must not change the weights while packed
+        (fastrnn.recurrent's frozen layers keep them read-only). Returns the
+        vector width packed for, 0 where nothing needs packing (float64, no
+        fast loops here, a cell they do not run)."""
+        cdef fr_desc d
+        cdef int k, K = self.L * self.D, w
+        cdef int64_t n
+        cdef _PtrArray ptrs
+        self.unpack()
+        if self.dtype != np.float32:
+            return 0
+        d.cell = self.cell
+        d.T = 1
+        d.B = 1
+        d.I_ = self.input_size
+        d.H = self.H
+        d.L = self.L
+        d.D = self.D
+        d.num_threads = 1
+        d.lengths = NULL
+        d.gru_lbr = self.gru_lbr
+        d.clip = self.clip
+        if fr_packed_len_f32(&d, 0) <= 0:
+            return 0
+        ptrs = _PtrArray(K)
+        bufs = []
+        for k in range(K):
+            n = fr_packed_len_f32(&d, k)
+            raw = np.empty(n + 16, np.float32)
+            off = (-raw.ctypes.data % 64) // 4      # 64-byte aligned start
+            buf = raw[off:off + n]
+            bufs.append(buf)
+            ptrs.p[k] = _data(buf)
+        with nogil:
+            w = fr_pack_f32(&d, <const float *const *>self.pw.p,
+                            <const float *const *>self.pr.p, <float *const *>ptrs.p)
+        _raise_status(w if w < 0 else 0, "fr_pack_f32")
+        if w == 0:
+            return 0
+        self.packs, self.ppk, self.packed_width = bufs, ptrs, w
+        return w
+
+    def unpack(self):
+        """Drop the packed weights (forward calls pack again each time)."""
+        self.packs, self.ppk, self.packed_width = None, None, 0
+
+    @property
+    def packed(self):
+        return self.ppk is not None
+
+    def keep_read_only(self):
+        """For frozen layers, before each call: every weight array read-only
+        again, and packed again if one had been made writeable (its values
+        may have changed) or nothing is packed yet. Returns the width."""
+        changed = False
+        for a in self.arrays:
+            if a.flags.writeable:
+                a.flags.writeable = False
+                changed = True
+        if changed or self.ppk is None:
+            return self.pack()
+        return self.packed_width
 
     def same(self, list arrays):
         """True when `arrays` are the very objects this plan was made from."""
@@ -268,15 +347,21 @@ cdef int _forward_call(fr_desc *d, Plan plan, bint f32, void *px, void *ph0, voi
     cdef void **pr = plan.pr.p
     cdef void **bw = plan.pbw.p if plan.pbw is not None else NULL
     cdef void **br = plan.pbr.p if plan.pbr is not None else NULL
+    # local references: a repack by another thread (Plan.keep_read_only)
+    # cannot free these buffers while this call reads them without the GIL
+    cdef _PtrArray ppk = plan.ppk
+    cdef list packs = plan.packs
+    cdef void **pk = ppk.p if ppk is not None else NULL
+    cdef int width = plan.packed_width if ppk is not None else 0
     cdef int st
     if f32:
         with nogil:
-            st = fr_forward_f32(d, <const float *>px, <const float *const *>pw,
-                                <const float *const *>pr, <const float *const *>bw,
-                                <const float *const *>br, <const float *>ph0,
-                                <const float *>pc0, <const float *>pm, <float *>py,
-                                <float *>phn, <float *>pcn, <float *>pcache,
-                                <float *>pwork)
+            st = fr_forward_packed_f32(d, <const float *>px, <const float *const *>pw,
+                                       <const float *const *>pr, <const float *const *>bw,
+                                       <const float *const *>br, <const float *>ph0,
+                                       <const float *>pc0, <const float *>pm, <float *>py,
+                                       <float *>phn, <float *>pcn, <float *>pcache,
+                                       <float *>pwork, <const float *const *>pk, width)
     else:
         with nogil:
             st = fr_forward_f64(d, <const double *>px, <const double *const *>pw,

@@ -12,6 +12,12 @@ short run). The shapes and the peers are those of the project's benchmark spec:
 * A plain NumPy loop (LSTM inference only): the floor any compiled engine must
   clear.
 
+fastrnn infers (and steps) with a frozen copy of its layer, ``layer.freeze()``,
+made once before timing, as ONNX Runtime packs its weights once when the session
+is made: the calls then read weights packed for the fast loops instead of packing
+them each time, with the same bits. ``--per-call`` times the layer itself
+(weights packed on every call). Training uses the layer itself.
+
 Every engine runs the same weights (``fr.from_torch(module)``) on the same random
 normal inputs, with the same thread count (``--threads``, default 2). A time is
 the median over ``--repeat`` repeats, after warm-up; a repeat runs the call often
@@ -216,7 +222,7 @@ class Case:
     the same weights; ``runner(engine)`` gives a zero-argument callable that
     does one timed call."""
 
-    def __init__(self, shape, dtype="float32", threads=2):
+    def __init__(self, shape, dtype="float32", threads=2, freeze=True):
         self.shape = shape
         self.dtype = np.dtype(dtype)
         self.threads = threads
@@ -233,6 +239,10 @@ class Case:
             kw = {"nonlinearity": "tanh"} if s.cell == "rnn" else {}
             self.module = cls(s.I, s.H, **kw).to(_torch_dtype(torch, self.dtype))
         self.layer = self._fastrnn_layer()
+        # the layer that infers and steps: a frozen copy (weights packed
+        # once, made here, outside the timing), or the layer itself
+        self.infer_layer = (self.layer.freeze() if freeze and shape.mode != "train"
+                            else self.layer)
 
     # -- fastrnn ----------------------------------------------------------
     def _fastrnn_layer(self):
@@ -260,7 +270,7 @@ class Case:
         return getattr(self, "_run_" + engine)()
 
     def _run_fastrnn(self):
-        layer, x, L, s = self.layer, self.x, self.lengths, self.shape
+        layer, x, L, s = self.infer_layer, self.x, self.lengths, self.shape
         kw = {} if L is None else {"lengths": L}
         if s.mode == "step":
             x_t = np.ascontiguousarray(x[0])
@@ -612,12 +622,13 @@ def check_against_torch(case):
             pk = torch.nn.utils.rnn.pack_padded_sequence(
                 xt, torch.from_numpy(case.lengths), enforce_sorted=False)
             ref = torch.nn.utils.rnn.pad_packed_sequence(m(pk)[0], total_length=s.T)[0].numpy()
+    layer = case.infer_layer
     if s.mode == "step":
-        got = np.asarray(case.layer.step(np.ascontiguousarray(x[0]), None)[0])[None]
+        got = np.asarray(layer.step(np.ascontiguousarray(x[0]), None)[0])[None]
     elif case.lengths is None:
-        got = np.asarray(case.layer(case.x)[0])
+        got = np.asarray(layer(case.x)[0])
     else:
-        got = np.asarray(case.layer(case.x, lengths=case.lengths)[0])
+        got = np.asarray(layer(case.x, lengths=case.lengths)[0])
     return float(np.max(np.abs(got.reshape(ref.shape) - ref)))
 
 
@@ -737,8 +748,9 @@ def _first_line(e, limit=200):
     return text.splitlines()[0][:limit] if text else ""
 
 
-def run_shape(shape, engines, dtype, threads, repeat, min_time, progress, notes, skipped):
-    case = Case(shape, dtype=dtype, threads=threads)
+def run_shape(shape, engines, dtype, threads, repeat, min_time, progress, notes, skipped,
+              freeze=True):
+    case = Case(shape, dtype=dtype, threads=threads, freeze=freeze)
     try:
         diff = check_against_torch(case)
     except Exception as e:  # report, keep timing
@@ -824,6 +836,10 @@ def parse_args(argv=None):
     p.add_argument("--png", metavar="PATH", help="bar chart of speedups (needs matplotlib)")
     p.add_argument("--quick", action="store_true",
                    help="a few shapes, few repeats (well under a minute)")
+    p.add_argument("--per-call", action="store_true",
+                   help="fastrnn infers with the layer itself, packing its weights on "
+                        "every call (default: a frozen copy, layer.freeze(), weights "
+                        "packed once, as ONNX Runtime's session packs them)")
     p.add_argument("--list", action="store_true", help="list the shapes and exit")
     args = p.parse_args(argv)
     if args.threads < 1:
@@ -904,7 +920,8 @@ def main(argv=None):
             k, n, shape.name, shape.cell, shape.B, shape.T, shape.I, shape.H,
             shape.mode, " var" if shape.var else ""))
         case, ms, diff = run_shape(shape, args.engines, args.dtype, args.threads, repeat,
-                                   min_time, progress, notes, skipped)
+                                   min_time, progress, notes, skipped,
+                                   freeze=not args.per_call)
         results.append(build_result(shape, ms, diff, sgemm, case))
         del case
         gc.collect()
@@ -917,6 +934,9 @@ def main(argv=None):
     print("fastrnn bench: %s, %d thread(s), %s, median of %d repeats, %s"
           % (_cpu_name(), args.threads, args.dtype, repeat,
              ", ".join("%s %s" % kv for kv in versions.items())))
+    print("fastrnn infers with %s" % ("the layer itself (--per-call: weights packed every "
+                                      "call)" if args.per_call else
+                                      "a frozen copy (layer.freeze(): weights packed once)"))
     print("sgemm 2048^3: NumPy %.1f, fastrnn %.1f GFLOP/s; speedup = best peer ms / "
           "fastrnn ms; GFLOP/s and %% sgemm (of the faster) are fastrnn's"
           % (sgemm_numpy, sgemm_own))
@@ -930,6 +950,7 @@ def main(argv=None):
     if args.json:
         meta = {"cpu": _cpu_name(), "cores": os.cpu_count(), "threads": args.threads,
                 "dtype": args.dtype, "repeat": repeat, "quick": args.quick,
+                "fastrnn_infer": "per-call" if args.per_call else "frozen",
                 "sgemm_gflops": sgemm, "sgemm_numpy_gflops": sgemm_numpy,
                 "sgemm_fastrnn_gflops": sgemm_own, "versions": versions, "seconds": elapsed,
                 "var_length_seed": VAR_LENGTH_SEED, "input_seed": INPUT_SEED,

@@ -359,6 +359,17 @@ class Sequential:
             l.train(mode)
         return self
 
+    def freeze(self):
+        """A copy of this model for inference only (predict, evaluate,
+        __call__): its RNN/LSTM/GRU layers are their freeze() copies, whose
+        float32 weights are packed once instead of at every call; the same
+        bits as this model. fit() on the copy raises; this model stays
+        trainable."""
+        from .recurrent import copy_without_ctx
+        new = copy_without_ctx(self)
+        new.layers = [l.freeze() if hasattr(l, "freeze") else l for l in new.layers]
+        return new
+
     def eval(self):
         return self.train(False)
 

@@ -4,11 +4,13 @@
     y, state = layer.forward(x, state0, lengths=lengths)  # training forward
     dx, dstate0 = layer.backward(dy, dstate)              # gradients
     y_t, state = layer.step(x_t, state)                   # streaming
+    served = layer.freeze()                               # inference copy, packed once
 
 The arithmetic runs in the C kernels (src/), reached through fastrnn._core;
 LSTM and GRU with zoneout or recurrent_dropout > 0 run the regularized kernels
 (src/rnn_reg.c, fastrnn._reg) through fastrnn._regrun instead.
 """
+import copy
 import math
 
 import numpy as np
@@ -45,6 +47,18 @@ def _clip_value(clip):
     if not clip > 0:
         raise ValueError(f"clip: expected None or a number > 0, got {clip}")
     return None if math.isinf(clip) else clip
+
+
+def copy_without_ctx(obj):
+    """A deep copy of a layer or model without what its last training
+    forward kept for backward (``_ctx``, which may be large)."""
+    ctx = obj.__dict__.pop("_ctx", None)
+    try:
+        new = copy.deepcopy(obj)
+    finally:
+        obj._ctx = ctx
+    new._ctx = None
+    return new
 
 
 class _RNNBase(RegularizedMixin):
@@ -106,6 +120,7 @@ class _RNNBase(RegularizedMixin):
         """Draw every parameter again, in place, as torch initialises them:
         uniform in +-1/sqrt(hidden_size), in torch's parameter order, from a
         generator seeded by `seed` (which also seeds the dropout masks)."""
+        self._check_trainable("reset_parameters")
         rng = np.random.default_rng(seed)
         self._dropout_rng = np.random.default_rng(rng.integers(0, 2**63 - 1))
         k = 1.0 / math.sqrt(self.hidden_size)
@@ -196,6 +211,47 @@ class _RNNBase(RegularizedMixin):
             cfg["clip"] = self.clip
         return cfg
 
+    # ---- serving ------------------------------------------------------------
+    def freeze(self):
+        """A copy of this layer for inference only, with its float32 weights
+        packed once for the fast kernels: each call then skips packing them
+        (what ONNX Runtime does when it loads a model). The results are the
+        same bits as this layer's. The copy's parameters are read-only
+        arrays of its own (this layer and the arrays anyone holds stay as
+        they are); it runs __call__ and step() but not forward()/backward(),
+        load_state_dict() or reset_parameters(). A parameter made writeable
+        again is made read-only and packed again at the next call. Copies,
+        pickles and saved files of a frozen layer keep its parameters; a
+        file loads as a trainable layer."""
+        new = copy_without_ctx(self)
+        for a in new.params.values():
+            a.flags.writeable = False
+        new._frozen = True
+        if not new._regularized:
+            new._plan("params").keep_read_only()   # pack now, not at the first call
+        return new
+
+    def unfreeze(self):
+        """A trainable copy of a frozen layer (writeable parameters of its
+        own); of a trainable layer, a plain copy."""
+        new = copy_without_ctx(self)
+        for n, a in list(new.params.items()):
+            if not a.flags.writeable:
+                new.params[n] = a.copy()
+        new._frozen = False
+        return new
+
+    @property
+    def frozen(self):
+        """True for a copy made by freeze()."""
+        return self.__dict__.get("_frozen", False)
+
+    def _check_trainable(self, what):
+        if self.__dict__.get("_frozen", False):
+            raise RuntimeError(f"{what}: this {type(self).__name__} is frozen for inference "
+                               f"(made by freeze(), read-only parameters); call "
+                               f"unfreeze() for a trainable copy")
+
     def train(self, mode=True):
         """Training mode: forward() applies inter-layer dropout."""
         self.training = bool(mode)
@@ -228,6 +284,7 @@ class _RNNBase(RegularizedMixin):
     def load_state_dict(self, state_dict):
         """Copy parameters from a dict of arrays (NumPy or torch tensors) with
         torch's names; every name and shape is checked first."""
+        self._check_trainable("load_state_dict")
         if not hasattr(state_dict, "keys"):
             raise TypeError(f"state_dict: expected a dict of arrays, got "
                             f"{type(state_dict).__name__}")
@@ -310,6 +367,8 @@ class _RNNBase(RegularizedMixin):
         return y, ((hn, cn) if self._is_lstm else hn)
 
     def _run(self, x, state, lengths, training, state_name):
+        if training:
+            self._check_trainable("forward")
         xt, T, B = self._input(x)
         h0, c0 = self._state(state, B, state_name)
         lens = lengths_array(lengths, T, B)
@@ -324,7 +383,10 @@ class _RNNBase(RegularizedMixin):
             shape = (self.num_layers - 1, T, B, self.num_directions * self.hidden_size)
             mask = (self._dropout_rng.random(shape) < keep).astype(self.dtype)
             mask /= self.dtype.type(keep)
-        y, hn, cn, cache = _core.forward(self._plan("params"), xt, h0, c0, mask, lens,
+        plan = self._plan("params")
+        if self.__dict__.get("_frozen", False):
+            plan.keep_read_only()
+        y, hn, cn, cache = _core.forward(plan, xt, h0, c0, mask, lens,
                                          training, get_num_threads())
         return xt, h0, c0, lens, mask, y, hn, cn, cache
 

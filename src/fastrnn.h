@@ -149,6 +149,36 @@ int fr_forward_f64(const fr_desc *d, const double *x,
                    double *y, double *hn, double *cn, double *cache, double *work);
 
 /*
+ * Weights packed once, for serving (float32): the fast loops otherwise pack
+ * W_hh (and, for small batches, W_ih) into vector panels on every call.
+ *   fr_packed_len_f32(d, k)  floats of the buffer of layer/direction k
+ *                            (k = l*D + dir; only d's cell, sizes, L, D,
+ *                            gru_lbr and clip matter); 0 where the fast
+ *                            loops would not run (nothing to pack); -1 for
+ *                            an invalid d or k
+ *   fr_pack_f32(d, w_ih, w_hh, packed)  fills the L*D buffers (64-byte
+ *                            aligned); returns the vector width they were
+ *                            packed for (8 or 16), 0 when nothing was packed,
+ *                            FR_EINVAL for a NULL or misaligned pointer
+ *   fr_forward_packed_f32(..., packed, width)  fr_forward_f32 with them: the
+ *                            same bits, without the per-call packing. The
+ *                            weights must not have changed since packing (the
+ *                            caller's contract); buffers packed for another
+ *                            width than the one in use now (fr_set_fast_width,
+ *                            fr_set_fast_path) are ignored, and the call packs
+ *                            as fr_forward_f32 does.
+ */
+int64_t fr_packed_len_f32(const fr_desc *d, int k);
+int fr_pack_f32(const fr_desc *d, const float *const *w_ih, const float *const *w_hh,
+                float *const *packed);
+int fr_forward_packed_f32(const fr_desc *d, const float *x,
+                          const float *const *w_ih, const float *const *w_hh,
+                          const float *const *b_ih, const float *const *b_hh,
+                          const float *h0, const float *c0, const float *dropmask,
+                          float *y, float *hn, float *cn, float *cache, float *work,
+                          const float *const *packed, int width);
+
+/*
  * Backward through time after a training forward with the same d, x, weights
  * and dropmask, whose cache is given.
  *   dy       IN  (T,B,D*H) gradient of y (ignored past each length: y is 0 there)

@@ -218,6 +218,51 @@ int64_t fr_backward_work_len(const fr_desc *d)
 #undef GEMM_PTR
 #undef FR_REAL_IS_FLOAT
 
+/* ---- weights packed once (float32 fast loops) ---- */
+
+/* The fast loops run for d (float32 kernels on, a cell they take)? */
+static int fr_fast_runs(const fr_desc *d)
+{
+    return fr_use_fast > 0 && fr_fast_cell(d) && fr_fast_width() > 0;
+}
+
+int64_t fr_packed_len_f32(const fr_desc *d, int k)
+{
+    if (fr_check_desc(d) != FR_OK || k < 0 || k >= d->L * d->D) return -1;
+    if (!fr_fast_runs(d)) return 0;
+    return fr_fast_packed_floats(d, k < d->D ? d->I_ : (int64_t)d->D * d->H);
+}
+
+int fr_pack_f32(const fr_desc *d, const float *const *w_ih, const float *const *w_hh,
+                float *const *packed)
+{
+    if (fr_check_desc(d) != FR_OK || !w_ih || !w_hh || !packed) return FR_EINVAL;
+    if (!fr_fast_runs(d)) return 0;
+    const int K = d->L * d->D;
+    for (int k = 0; k < K; k++)
+        if (!w_ih[k] || !w_hh[k] || !packed[k] || ((uintptr_t)packed[k] & 63))
+            return FR_EINVAL;
+    for (int k = 0; k < K; k++)
+        fr_fast_pack_f32(d, w_hh[k], w_ih[k], k < d->D ? d->I_ : (int64_t)d->D * d->H,
+                         packed[k]);
+    return fr_fast_width();
+}
+
+int fr_forward_packed_f32(const fr_desc *d, const float *x,
+                          const float *const *w_ih, const float *const *w_hh,
+                          const float *const *b_ih, const float *const *b_hh,
+                          const float *h0, const float *c0, const float *dropmask,
+                          float *y, float *hn, float *cn, float *cache, float *work,
+                          const float *const *packed, int width)
+{
+    /* packed for another width than the one in use, or the fast loops do
+     * not run: the call packs as it would without them */
+    if (packed && (width <= 0 || width != fr_fast_width() || !fr_fast_runs(d)))
+        packed = NULL;
+    return forward_all_f32(d, x, w_ih, w_hh, b_ih, b_hh, h0, c0, dropmask, y, hn, cn,
+                           cache, work, packed);
+}
+
 /* ---- float64 ---- */
 #define REAL double
 #define FR_REAL_IS_FLOAT 0

@@ -88,14 +88,24 @@ void fr_fast_forward_f32(const fr_desc *d, int dir, const float *R, const float 
                          float *h_a, float *h_b, float *c_buf,
                          float *hs, float *cs, float *gates,
                          float *y, int64_t ldy, float *hn, float *cn, float *Wp,
-                         const float *x, int64_t In, const float *W)
+                         const float *x, int64_t In, const float *W, const float *pk)
 {
     if (width() == 16)
         fr_fast_forward_f32_avx512(d, dir, R, bhn, Xp, Gh, h0_zero, h_a, h_b, c_buf, hs, cs,
-                                   gates, y, ldy, hn, cn, Wp, x, In, W);
+                                   gates, y, ldy, hn, cn, Wp, x, In, W, pk);
     else
         fr_fast_forward_f32_avx2(d, dir, R, bhn, Xp, Gh, h0_zero, h_a, h_b, c_buf, hs, cs,
-                                 gates, y, ldy, hn, cn, Wp, x, In, W);
+                                 gates, y, ldy, hn, cn, Wp, x, In, W, pk);
+}
+
+int fr_fast_width(void) { return width(); }
+
+void fr_fast_pack_f32(const fr_desc *d, const float *R, const float *W, int64_t In, float *P)
+{
+    if (width() == 16)
+        fr_fast_pack_f32_avx512(d, R, W, In, P);
+    else if (width() == 8)
+        fr_fast_pack_f32_avx2(d, R, W, In, P);
 }
 
 float *fr_fast_backward_f32(const fr_desc *d, int dir, const float *R,
@@ -126,6 +136,13 @@ int fr_fast_available(void) { return 0; }
 
 int fr_set_fast_width(int w) { (void)w; return 0; }
 
+int fr_fast_width(void) { return 0; }
+
+void fr_fast_pack_f32(const fr_desc *d, const float *R, const float *W, int64_t In, float *P)
+{
+    (void)d; (void)R; (void)W; (void)In; (void)P;
+}
+
 int fr_fast_sgemm(int nt, char ta, char tb, int64_t M, int64_t N, int64_t K,
                   const float *A, int64_t lda, const float *B, int64_t ldb,
                   int beta, float *C, int64_t ldc, const float *bias)
@@ -140,9 +157,9 @@ void fr_fast_forward_f32(const fr_desc *d, int dir, const float *R, const float 
                          float *h_a, float *h_b, float *c_buf,
                          float *hs, float *cs, float *gates,
                          float *y, int64_t ldy, float *hn, float *cn, float *Wp,
-                         const float *x, int64_t In, const float *W)
+                         const float *x, int64_t In, const float *W, const float *pk)
 {
-    (void)x; (void)In; (void)W; (void)Wp; (void)d; (void)dir; (void)R; (void)bhn; (void)Xp; (void)Gh; (void)h0_zero;
+    (void)pk; (void)x; (void)In; (void)W; (void)Wp; (void)d; (void)dir; (void)R; (void)bhn; (void)Xp; (void)Gh; (void)h0_zero;
     (void)h_a; (void)h_b; (void)c_buf; (void)hs; (void)cs; (void)gates;
     (void)y; (void)ldy; (void)hn; (void)cn;
 }

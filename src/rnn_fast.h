@@ -158,6 +158,9 @@ static inline int fr_fast_proj_mode(const fr_desc *d)
  * is split between threads with 3+ rows each, for its own rows at each step
  * (fr_fast_proj_mode 1 or 2; in mode 2 Wp also holds fr_fast_ih_floats(d,
  * In) more floats).
+ * pk: NULL, or this layer and direction's weights packed once by
+ * fr_fast_pack_f32 at the width in use (fr_fast_width): the loop then reads
+ * their panels and packs nothing, with the same bits.
  */
 /* fr_fast_forward_f32, declared with the other entry points below. */
 
@@ -188,7 +191,9 @@ static inline int fr_fast_proj_mode(const fr_desc *d)
                                 float *h_a, float *h_b, float *c_buf, float *hs,         \
                                 float *cs, float *gates, float *y, int64_t ldy,          \
                                 float *hn, float *cn, float *Wp, const float *x,         \
-                                int64_t In, const float *W);                             \
+                                int64_t In, const float *W, const float *pk);            \
+    void fr_fast_pack_f32##S(const fr_desc *d, const float *R, const float *W,           \
+                             int64_t In, float *P);                                      \
     float *fr_fast_backward_f32##S(const fr_desc *d, int dir, const float *R,            \
                                    const float *gates, const float *hs, const float *cs, \
                                    const float *dy, int64_t ldy, float *dGx, float *dGh, \
@@ -235,6 +240,14 @@ static inline int fr_fast_fwd_packs(const fr_desc *d)
 /* Where the packed W_ih starts in the forward scratch (projection mode 2),
  * 64-byte aligned when pack is: after W_hh and the length order. */
 #define fr_fast_ih_offset(d) (fr_fast_fwd_pack_floats(d) + fr_fast_round_panel(4 * (d)->B))
+
+/* fr_fast_pack_f32(d, R, W, In, P): W_hh (R) and W_ih (W, (G*H, In)) of
+ * one layer and direction packed into P (fr_fast_packed_floats(d, In)
+ * floats, 64-byte aligned) at the width in use, for fr_fast_forward_f32's
+ * pk. fr_fast_width(): that width (8 or 16), 0 without fast kernels. */
+#define fr_fast_packed_floats(d, In) \
+    (fr_fast_pack_floats(d) + (int64_t)fr_num_gates((d)->cell) * fr_fast_round_panel((d)->H) * (In))
+int fr_fast_width(void);
 
 /* Floats of W_ih packed in panels for inputs of size In (mode 2), else 0. */
 static inline int64_t fr_fast_ih_floats(const fr_desc *d, int64_t In)

@@ -1124,9 +1124,12 @@ static int fast_by_rows(const fr_desc *d)
 
 /* Xp[:, gate rows of units j0..j1) of every gate] += x W_ih^T for those rows:
  * dot tiles on W_ih as it is (projection mode 1), or W_ih's rows packed into
- * this slice's own panels of Wp (mode 2). */
+ * this slice's own panels of Wp (mode 2), or, where Wi (W_ih packed whole,
+ * fr_fast_pack_f32) is given, its panels as they are: the same panels, so
+ * the same bits. */
 static TGT void project_units(const fr_desc *d, const float *x, int64_t In,
-                               const float *W, float *Wp, float *Xp, int64_t j0, int64_t j1)
+                               const float *W, float *Wp, const float *Wi, float *Xp,
+                               int64_t j0, int64_t j1)
 {
     const int64_t H = d->H, M = d->T * d->B, nb = (H + VW - 1) / VW;
     const int G = fr_num_gates(d->cell);
@@ -1143,6 +1146,11 @@ static TGT void project_units(const fr_desc *d, const float *x, int64_t In,
         float *P = Wp + fr_fast_ih_offset(d) + (q * nb + j0 / VW) * In * VW;
         for (int64_t c = j0; c < j1; c += 2 * VW) {
             const int64_t w = j1 - c < 2 * VW ? j1 - c : 2 * VW;
+            if (Wi) {
+                panel_axpy(x, In, M, In, Wi + (q * nb + c / VW) * In * VW, Xp + q * H + c,
+                           GX, w, NULL);
+                continue;
+            }
             pack_rows(W, In, q * H + c, w, In, P);
             panel_axpy(x, In, M, In, P, Xp + q * H + c, GX, w, NULL);
         }
@@ -1156,6 +1164,11 @@ typedef struct {
     int dir, h0_zero, packed, by_rows, rows_project;
     const float *R, *bhn, *x, *W;
     float *Xp, *Gh, *h_a, *h_b, *c_buf, *hs, *cs, *gates, *y, *Wp;
+    /* the panels of W_hh and of W_ih the loop reads: in Wp, packed by the
+     * threads, or the caller's (fr_fast_pack_f32; prepacked: nothing to
+     * pack) */
+    const float *Wh, *Wi;
+    int prepacked;
     int64_t ldy, In;
     const int64_t *order;
     step_meet *meet; /* the threads' meeting once a step (units split) */
@@ -1200,9 +1213,9 @@ static TGT void fwd_rows(const fwd_team *a, int64_t r0, int64_t r1)
     const int training = a->gates != NULL;
     const int G = fr_num_gates(cell);
     const float *R = a->R, *bhn = a->bhn;
-    float *Xp = a->Xp, *Gh = a->Gh, *gates = a->gates, *y = a->y, *Wp = a->Wp;
+    float *Xp = a->Xp, *Gh = a->Gh, *gates = a->gates, *y = a->y;
     /* W_ih packed whole (rows_project), or NULL: Xp already projected */
-    const float *Pih = a->rows_project ? Wp + fr_fast_ih_offset(d) : NULL;
+    const float *Pih = a->rows_project ? a->Wi : NULL;
     if (R_ <= 0) return;
     for (int64_t s = 0; s < T; s++) {
         int64_t t;
@@ -1218,7 +1231,7 @@ static TGT void fwd_rows(const fwd_team *a, int64_t r0, int64_t r1)
             memset(Gh + r0 * GX, 0, (size_t)(R_ * GX) * sizeof(float));
         if (!(s == 0 && a->h0_zero)) {
             if (packed)
-                panel_axpy_gates(hp + r0 * H, H, R_, H, Wp, nb, acc + r0 * GX, H, GX, H, G, NULL);
+                panel_axpy_gates(hp + r0 * H, H, R_, H, a->Wh, nb, acc + r0 * GX, H, GX, H, G, NULL);
             else
                 for (int q = 0; q < G; q++)
                     rows_dot(hp + r0 * H, R_, H, R, q * H, q * H + H, acc + r0 * GX, GX);
@@ -1254,7 +1267,7 @@ static TGT void fwd_thread(const fwd_team *a, int tid, int nth)
     const int64_t nb = (H + VW - 1) / VW;
     /* this thread's gate rows of W_hh, packed in VW-row panels; only it
      * reads them. Short sequences use the weights as they are. */
-    for (int q = 0; q < G && j1 > j0 && packed; q++)
+    for (int q = 0; q < G && j1 > j0 && packed && !a->prepacked; q++)
         pack_rows(R, H, q * H + j0, j1 - j0, H, Wp + (q * nb + j0 / VW) * H * VW);
     /* short inputs and small batches: this thread's gate rows of the
      * input projection too, so its slices of W_ih and W_hh stay in its
@@ -1263,10 +1276,10 @@ static TGT void fwd_thread(const fwd_team *a, int tid, int nth)
         /* each thread projects its own rows step by step (fwd_rows), from
          * W_ih packed whole */
         float *P = Wp + fr_fast_ih_offset(d);
-        for (int q = 0; q < G && j1 > j0; q++)
+        for (int q = 0; q < G && j1 > j0 && !a->prepacked; q++)
             pack_rows(W, In, q * H + j0, j1 - j0, In, P + (q * nb + j0 / VW) * In * VW);
     } else if (x) {
-        project_units(d, x, In, W, Wp, Xp, j0, j1);
+        project_units(d, x, In, W, Wp, a->prepacked ? a->Wi : NULL, Xp, j0, j1);
     }
     if (a->by_rows) { /* then the batch is split: every thread reads every panel */
         if (nth > 1) {
@@ -1292,7 +1305,7 @@ static TGT void fwd_thread(const fwd_team *a, int tid, int nth)
                         memset(Gh + b * GX + q * H + j0, 0, (size_t)(j1 - j0) * sizeof(float));
             if (!(s == 0 && h0_zero)) {
                 if (packed) /* finished sequences skip the product */
-                    panel_axpy_gates(hp, H, nact, H, Wp + (j0 / VW) * H * VW, nb, acc + j0, H,
+                    panel_axpy_gates(hp, H, nact, H, a->Wh + (j0 / VW) * H * VW, nb, acc + j0, H,
                                      GX, j1 - j0, G, order);
                 else
                     for (int q = 0; q < G; q++)
@@ -1326,12 +1339,28 @@ static TGT void fwd_thread(const fwd_team *a, int tid, int nth)
     }
 }
 
+/* W_hh (R) and W_ih (W, In columns) packed once, in the panels the
+ * forward loop would pack them into on every call (fr_fast_pack_f32 in
+ * rnn_fast.h): P then holds W_hh's panels, the same layout whatever the
+ * units split, and from fr_fast_pack_floats(d) W_ih's. */
+TGT void FR_SFX(fr_fast_pack_f32)(const fr_desc *d, const float *R, const float *W,
+                                  int64_t In, float *P)
+{
+    const int G = fr_num_gates(d->cell);
+    const int64_t H = d->H, nb = (H + VW - 1) / VW;
+    float *Pi = P + fr_fast_pack_floats(d);
+    for (int q = 0; q < G; q++) {
+        pack_rows(R, H, q * H, H, H, P + q * nb * H * VW);
+        pack_rows(W, In, q * H, H, In, Pi + q * nb * In * VW);
+    }
+}
+
 TGT void FR_SFX(fr_fast_forward_f32)(const fr_desc *d, int dir, const float *R, const float *bhn,
                               float *Xp, float *Gh, int h0_zero,
                               float *h_a, float *h_b, float *c_buf,
                               float *hs, float *cs, float *gates,
                               float *y, int64_t ldy, float *hn, float *cn, float *Wp,
-                              const float *x, int64_t In, const float *W)
+                              const float *x, int64_t In, const float *W, const float *pk)
 {
     const int cell = d->cell;
     const int64_t T = d->T, B = d->B, H = d->H, BH = B * H;
@@ -1352,7 +1381,7 @@ TGT void FR_SFX(fr_fast_forward_f32)(const fr_desc *d, int dir, const float *R, 
         {
             int64_t j0, j1;
             my_units(H, &j0, &j1);
-            project_units(d, x, In, W, Wp, Xp, j0, j1);
+            project_units(d, x, In, W, Wp, pk ? pk + fr_fast_pack_floats(d) : NULL, Xp, j0, j1);
         }
         x = NULL;
     }
@@ -1370,7 +1399,10 @@ TGT void FR_SFX(fr_fast_forward_f32)(const fr_desc *d, int dir, const float *R, 
                              && fr_fast_ih_floats(d, In) <= FR_FAST_ROWS_IH_MAX_FLOATS;
     step_meet m = {0};
     const fwd_team team = {d, dir, h0_zero, packed, by_rows > 0, rows_project, R, bhn, x, W, Xp, Gh,
-                           h_a, h_b, c_buf, hs, cs, gates, y, Wp, ldy, In, order, &m};
+                           h_a, h_b, c_buf, hs, cs, gates, y, Wp,
+                           pk ? pk : Wp,
+                           pk ? pk + fr_fast_pack_floats(d) : Wp + fr_fast_ih_offset(d),
+                           pk != NULL, ldy, In, order, &m};
     /* the threads that will meet every step, for meet()'s spin limit */
     const int meeting = nt > 1 && !by_rows && T > 1 ? nt : 0;
     if (nt == 1) {

@@ -223,8 +223,9 @@ static void FN(layer_forward)(const fr_desc *d, int dir, int64_t In,
                               const REAL *h0, const REAL *c0,
                               REAL *y, int64_t ldy, REAL *hn, REAL *cn,
                               REAL *gates, REAL *hs, REAL *cs, REAL *cmask,
-                              REAL *work, int pinned)
+                              REAL *work, int pinned, const float *pk)
 {
+    (void)pk; /* the float32 instance's fast loop only */
     const int cell = d->cell, nt = d->num_threads;
     const int64_t T = d->T, B = d->B, H = d->H;
     const int64_t *lengths = d->lengths;
@@ -296,7 +297,7 @@ static void FN(layer_forward)(const fr_desc *d, int dir, int64_t In,
         pack = (REAL *)(((uintptr_t)pack + 63) & ~(uintptr_t)63);
         fr_fast_forward_f32(d, dir, R, bhn, Xp, Gh, h0 == NULL, hbuf, h2, cbuf,
                             hs, cs, gates, y, ldy, hn, cn, pack,
-                            small ? x : NULL, In, W);
+                            small ? x : NULL, In, W, pk);
         return;
     }
 #endif
@@ -602,11 +603,14 @@ static void FN(layer_backward)(const fr_desc *d, int dir, int64_t In,
 
 /* ---- whole stack ------------------------------------------------------- */
 
-int FN(fr_forward)(const fr_desc *d, const REAL *x,
-                   const REAL *const *w_ih, const REAL *const *w_hh,
-                   const REAL *const *b_ih, const REAL *const *b_hh,
-                   const REAL *h0, const REAL *c0, const REAL *dropmask,
-                   REAL *y, REAL *hn, REAL *cn, REAL *cache, REAL *work)
+/* fr_forward, with packed: NULL, or L*D blobs of weights packed for the
+ * fast loops at the width in use (fr_pack_f32; float32 only) */
+static int FN(forward_all)(const fr_desc *d, const REAL *x,
+                           const REAL *const *w_ih, const REAL *const *w_hh,
+                           const REAL *const *b_ih, const REAL *const *b_hh,
+                           const REAL *h0, const REAL *c0, const REAL *dropmask,
+                           REAL *y, REAL *hn, REAL *cn, REAL *cache, REAL *work,
+                           const float *const *packed)
 {
     int st = fr_check_desc(d);
     if (st != FR_OK) return st;
@@ -649,7 +653,8 @@ int FN(fr_forward)(const fr_desc *d, const REAL *x,
                               b_ih ? b_ih[k] : NULL, b_hh ? b_hh[k] : NULL,
                               h0 ? h0 + k * BH : NULL, (c0 && is_lstm) ? c0 + k * BH : NULL,
                               out + dir * H, DH, hn + k * BH, is_lstm ? cn + k * BH : NULL,
-                              gates, hs, cs, cmask, layer_work, pinned);
+                              gates, hs, cs, cmask, layer_work, pinned,
+                              packed ? packed[k] : NULL);
         }
         if (training && dropmask && l < L - 1) {
             const REAL *m = dropmask + l * TBDH;
@@ -661,6 +666,16 @@ int FN(fr_forward)(const fr_desc *d, const REAL *x,
     }
     blas_leave(pinned);
     return FR_OK;
+}
+
+int FN(fr_forward)(const fr_desc *d, const REAL *x,
+                   const REAL *const *w_ih, const REAL *const *w_hh,
+                   const REAL *const *b_ih, const REAL *const *b_hh,
+                   const REAL *h0, const REAL *c0, const REAL *dropmask,
+                   REAL *y, REAL *hn, REAL *cn, REAL *cache, REAL *work)
+{
+    return FN(forward_all)(d, x, w_ih, w_hh, b_ih, b_hh, h0, c0, dropmask, y, hn, cn,
+                           cache, work, NULL);
 }
 
 int FN(fr_backward)(const fr_desc *d, const REAL *x,

@@ -1,0 +1,241 @@
+"""Frozen layers (freeze()): weights packed once for the fast float32 loops.
+They must give the very bits of the layer they were made from on every
+kernel path (the cases of test_fast_path.py), read their packed weights
+rather than the arrays, never use packs that no longer match (a parameter
+made writeable again, another vector width, the portable path), refuse
+training with a clear error, and survive copies, pickles, models and
+threads."""
+import copy
+import pickle
+import threading
+
+import numpy as np
+import pytest
+
+import fastrnn as fr
+from fastrnn import _core
+from test_fast_path import CASES, _case, _layer
+
+
+@pytest.fixture
+def restored():
+    yield
+    _core.set_fast_path(True)
+    _core.set_fast_width(16)
+    fr.set_num_threads(None)
+
+
+def _infer(layer, x, h0, lengths):
+    y, s = layer(x, h0, lengths=lengths)
+    y0, s0 = layer(x, None, lengths=lengths)
+    out = {"y": y, "y_zero_state": y0}
+    for i, a in enumerate(s if isinstance(s, tuple) else (s,)):
+        out[f"state{i}"] = a
+    for i, a in enumerate(s0 if isinstance(s0, tuple) else (s0,)):
+        out[f"state0_{i}"] = a
+    return out
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-H{c[2]}-B{c[3]}-T{c[4]}")
+def test_frozen_gives_the_same_bits(case, threads, restored):
+    fr.set_num_threads(threads)
+    layer, x, h0, lengths, _ = _case(*case)
+    frozen = layer.freeze()
+    assert frozen.frozen and not layer.frozen
+    want, got = _infer(layer, x, h0, lengths), _infer(frozen, x, h0, lengths)
+    for k in want:
+        assert np.array_equal(want[k], got[k]), k
+    if not layer.bidirectional:
+        xt = x[0]
+        s = None
+        for _ in range(3):  # streaming: T = 1 calls, W_hh as it is
+            a, s_a = layer.step(xt, s)
+            b, s_b = frozen.step(xt, s)
+            assert np.array_equal(a, b)
+            s = s_a
+
+
+# one case on each path that reads packed panels: W_hh (T >= 4), and W_ih
+# (True) where the loop projects x: packed whole (rows_project) or in
+# panels per thread (mode 2); the GEMM before the loop reads W_ih as it is
+PACK_READ = [
+    (("LSTM", 33, 77, 7, 20, 1, False, "equal"), True),   # batch split, rows_project
+    (("LSTM", 37, 131, 3, 11, 2, True), True),            # mode 2, units split
+    (("GRU", 19, 150, 2, 20, 1, False), True),            # mode 2
+    (("LSTM", 64, 64, 1, 40, 1, False), True),            # one-thread loop, split projection
+    (("GRU", 24, 200, 5, 12, 1, False, "equal"), True),   # batch split, packed W_hh
+    (("LSTM", 20, 48, 19, 6, 1, False, "equal"), False),  # units split, x by the GEMM
+]
+
+
+@pytest.mark.parametrize("case,ih", PACK_READ, ids=lambda c: f"{c[0]}-H{c[2]}-B{c[3]}-T{c[4]}"
+                         if isinstance(c, tuple) else str(c))
+def test_calls_read_the_packed_weights(case, ih, restored):
+    """Packed once, the weights the kernel reads are the packs: changing the
+    arrays behind the plan's back (what frozen layers forbid) changes
+    nothing until they are packed again."""
+    if not _core.set_fast_path(True):
+        pytest.skip("no AVX2/FMA here: nothing is packed")
+    layer, x, h0, lengths, _ = _case(*case)
+    plan = layer._plan("params")
+    assert plan.pack() in (8, 16) and plan.packed
+    before = layer(x, h0, lengths=lengths)[0]
+    for name, a in layer.params.items():
+        if name.startswith("weight_hh") or (ih and name.startswith("weight_ih")):
+            a *= 0.5
+    assert np.array_equal(layer(x, h0, lengths=lengths)[0], before)
+    plan.pack()
+    after = layer(x, h0, lengths=lengths)[0]
+    plan.unpack()
+    assert np.array_equal(layer(x, h0, lengths=lengths)[0], after)
+    assert not np.array_equal(after, before)
+
+
+def test_packs_for_another_path_are_ignored(restored):
+    """With the fast loops off after packing, a frozen layer runs the
+    portable path as an unfrozen one does (its packs are not read)."""
+    if not _core.set_fast_path(True):
+        pytest.skip("no AVX2/FMA here: nothing is packed")
+    layer, x, h0, lengths, _ = _case("LSTM", 37, 131, 3, 11, 2, True)
+    frozen = layer.freeze()
+    assert frozen._plan("params").packed_width in (8, 16)
+    _core.set_fast_path(False)
+    assert np.array_equal(frozen(x, h0, lengths=lengths)[0],
+                          layer(x, h0, lengths=lengths)[0])
+    _core.set_fast_path(True)
+    _core.set_fast_width(8)   # the AVX-512 build's packs are 16 wide
+    assert np.array_equal(frozen(x, h0, lengths=lengths)[0],
+                          layer(x, h0, lengths=lengths)[0])
+
+
+def test_a_parameter_made_writeable_is_packed_again(restored):
+    layer, x, h0, lengths, _ = _case("LSTM", 33, 77, 7, 20, 1, False, "equal")
+    frozen = layer.freeze()
+    w = frozen.params["weight_hh_l0"]
+    with pytest.raises(ValueError, match="read-only"):
+        w[0, 0] = 1.0
+    w.flags.writeable = True
+    w *= 0.5
+    layer.params["weight_hh_l0"] *= 0.5
+    assert np.array_equal(frozen(x, h0)[0], layer(x, h0)[0])
+    assert not w.flags.writeable  # read-only again, and packed from the new values
+    # a parameter replaced by another array: a new plan, packed, read-only
+    frozen.params["weight_ih_l0"] = layer.params["weight_ih_l0"] * 2
+    layer.params["weight_ih_l0"] *= 2
+    assert np.array_equal(frozen(x, h0)[0], layer(x, h0)[0])
+    assert not frozen.params["weight_ih_l0"].flags.writeable
+
+
+def test_frozen_layers_refuse_training():
+    layer = fr.GRU(5, 7, seed=1)
+    frozen = layer.freeze()
+    x = np.ones((4, 2, 5), np.float32)
+    for call in (lambda: frozen.forward(x),
+                 lambda: frozen.load_state_dict(layer.state_dict()),
+                 lambda: frozen.reset_parameters(3)):
+        with pytest.raises(RuntimeError, match="frozen"):
+            call()
+    # the layer it came from is untouched and trains; unfreeze() gives a
+    # trainable copy with the same outputs
+    assert all(a.flags.writeable for a in layer.params.values())
+    layer.forward(x)
+    layer.backward(np.ones((4, 2, 7), np.float32))
+    thawed = frozen.unfreeze()
+    assert not thawed.frozen and all(a.flags.writeable for a in thawed.params.values())
+    assert np.array_equal(thawed(x)[0], frozen(x)[0])
+    thawed.forward(x)
+    assert frozen.frozen  # unfreeze() copies
+
+
+def test_copies_and_pickles_stay_frozen():
+    layer = fr.LSTM(6, 9, num_layers=2, seed=2)
+    x = np.random.default_rng(0).standard_normal((12, 3, 6)).astype(np.float32)
+    want = layer(x)[0]
+    frozen = layer.freeze()
+    for other in (copy.deepcopy(frozen), pickle.loads(pickle.dumps(frozen))):
+        assert other.frozen
+        assert np.array_equal(other(x)[0], want)
+        assert not any(a.flags.writeable for a in other.params.values())
+        with pytest.raises(RuntimeError, match="frozen"):
+            other.forward(x)
+
+
+def test_frozen_float64_and_regularized_layers():
+    """Nothing to pack (float64; the regularized kernels): still read-only,
+    still inference only, the same bits."""
+    x64 = np.random.default_rng(1).standard_normal((10, 2, 4))
+    l64 = fr.LSTM(4, 6, dtype="float64", seed=3)
+    f64 = l64.freeze()
+    assert not f64._plan("params").packed
+    assert np.array_equal(f64(x64)[0], l64(x64)[0])
+    lz = fr.LSTM(4, 6, zoneout=0.1, seed=3)
+    fz = lz.freeze()
+    x = x64.astype(np.float32)
+    assert np.array_equal(fz(x)[0], lz(x)[0])
+    with pytest.raises(RuntimeError, match="frozen"):
+        fz.forward(x)
+
+
+def test_model_freeze_predicts_the_same_bits():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((20, 15, 8)).astype(np.float32)
+    y = rng.integers(0, 3, size=20)
+    model = fr.Sequential([fr.LSTM(8, 16, batch_first=True, seed=1), fr.LastStep(),
+                           fr.Dense(16, 3, seed=2)], seed=0)
+    model.compile("cross_entropy", optimizer="adam")
+    model.fit(x, y, epochs=1, batch_size=10, verbose=0)
+    frozen = model.freeze()
+    assert frozen.layers[0].frozen and not model.layers[0].frozen
+    assert np.array_equal(frozen.predict(x), model.predict(x))
+    with pytest.raises(RuntimeError, match="frozen"):
+        frozen.fit(x, y, epochs=1, verbose=0)
+    model.fit(x, y, epochs=1, batch_size=10, verbose=0)  # the original still trains
+
+
+def test_frozen_layer_from_many_threads_while_repacking(restored):
+    """Calls from several threads while another keeps making a parameter
+    writeable (every call that sees it repacks): no crash, and every result
+    is the one of the unchanged weights."""
+    layer, x, h0, _, _ = _case("LSTM", 33, 77, 7, 20, 1, False, "equal")
+    want = layer(x, h0)[0]
+    frozen = layer.freeze()
+    errors, stop = [], threading.Event()
+
+    def caller():
+        try:
+            for _ in range(30):
+                if not np.array_equal(frozen(x, h0)[0], want):
+                    errors.append("wrong result")
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(repr(e))
+
+    def toggler():
+        w = frozen.params["weight_hh_l0"]
+        while not stop.is_set():
+            w.flags.writeable = True  # values unchanged: only forces repacks
+
+    ts = [threading.Thread(target=caller) for _ in range(4)]
+    tg = threading.Thread(target=toggler)
+    tg.start()
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    stop.set()
+    tg.join()
+    assert errors == []
+
+
+def test_frozen_matches_torch():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(5)
+    layer = fr.LSTM(24, 77, seed=6)
+    x = rng.standard_normal((30, 8, 24)).astype(np.float32)
+    ref = torch.nn.LSTM(24, 77).double()
+    with torch.no_grad():
+        for n, p in ref.named_parameters():
+            p.copy_(torch.from_numpy(layer.params[n].astype(np.float64)))
+        y_ref, _ = ref(torch.from_numpy(x.astype(np.float64)))
+    y = layer.freeze()(x)[0]
+    np.testing.assert_allclose(y, y_ref.numpy(), rtol=1e-5, atol=2e-6)
