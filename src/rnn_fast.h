@@ -120,7 +120,15 @@ int fr_fast_spin_turns(void);
  *   0: one GEMM before the loop (the fast kernels' panel GEMM, rnn_impl.h
  *      pgemm); 1: dot tiles on unpacked W_ih in the loop;
  *   2: packed W_ih panels in the loop. */
-static inline int fr_fast_proj_mode(const fr_desc *d)
+static inline int fr_fast_proj_mode_pk(const fr_desc *d, int prepacked);
+static inline int fr_fast_proj_mode(const fr_desc *d) { return fr_fast_proj_mode_pk(d, 0); }
+
+/* ... where the weights were packed once (prepacked: fr_fast_pack_f32),
+ * the large W_ih of 16-31 rows is read from its packed panels in the loop
+ * (mode 2) instead of being packed by the GEMM, a block at a time, on every
+ * call: the same bits, as both start each output from the bias and run one
+ * FMA chain over k in order. */
+static inline int fr_fast_proj_mode_pk(const fr_desc *d, int prepacked)
 {
     const int64_t M = d->T * d->B;
     if (M <= FR_FAST_SMALL_M) return 1;
@@ -136,7 +144,7 @@ static inline int fr_fast_proj_mode(const fr_desc *d)
      * a time into a per-thread buffer that stays in cache) */
     if (M < FR_FAST_INLOOP_PACK_M_BIG
         && (int64_t)fr_num_gates(d->cell) * d->H * d->I_ > FR_FAST_INLOOP_PACK_BIG)
-        return 0;
+        return prepacked ? 2 : 0;
     return 2;
 }
 

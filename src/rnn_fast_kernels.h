@@ -1135,7 +1135,7 @@ static TGT void project_units(const fr_desc *d, const float *x, int64_t In,
     const int G = fr_num_gates(d->cell);
     const int64_t GX = (int64_t)G * H;
     for (int q = 0; q < G && j1 > j0; q++) {
-        if (fr_fast_proj_mode(d) == 1) {
+        if (fr_fast_proj_mode_pk(d, Wi != NULL) == 1) {
             rows_dot(x, M, In, W, q * H + j0, q * H + j1, Xp, GX);
             continue;
         }
@@ -1374,7 +1374,8 @@ TGT void FR_SFX(fr_fast_forward_f32)(const fr_desc *d, int dir, const float *R, 
     /* a time loop too small to split (one thread) over many rows: the
      * packed projection still runs on all the threads, each on its units
      * (the same tiles, so the same bits), before the loop */
-    if (x && nt == 1 && d->num_threads > 1 && fr_fast_proj_mode(d) == 2) {
+    const int mode = fr_fast_proj_mode_pk(d, pk != NULL);
+    if (x && nt == 1 && d->num_threads > 1 && mode == 2) {
         int nx = d->num_threads;
         if (nx > (H + VW - 1) / VW) nx = (int)((H + VW - 1) / VW);
 #pragma omp parallel num_threads(nx)
@@ -1395,8 +1396,9 @@ TGT void FR_SFX(fr_fast_forward_f32)(const fr_desc *d, int dir, const float *R, 
      * 0.71). With fewer rows the panels of W_ih serve too few rows a step
      * (B=3 H=64: 0.50 against 0.58). A W_ih too large for one core's L2
      * (FR_FAST_ROWS_IH_MAX_FLOATS) is projected before the loop. */
-    const int rows_project = by_rows && x && fr_fast_proj_mode(d) == 2 && B / by_rows >= 3
-                             && fr_fast_ih_floats(d, In) <= FR_FAST_ROWS_IH_MAX_FLOATS;
+    const int rows_project = by_rows && x && mode == 2 && B / by_rows >= 3
+                             && (int64_t)fr_num_gates(cell) * fr_fast_round_panel(H) * In
+                                <= FR_FAST_ROWS_IH_MAX_FLOATS;
     step_meet m = {0};
     const fwd_team team = {d, dir, h0_zero, packed, by_rows > 0, rows_project, R, bhn, x, W, Xp, Gh,
                            h_a, h_b, c_buf, hs, cs, gates, y, Wp,

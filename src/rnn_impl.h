@@ -251,7 +251,7 @@ static void FN(layer_forward)(const fr_desc *d, int dir, int64_t In,
 
     /* Xp = bias + X W_ih^T. torch's GRU folds only b_hr, b_hz here: b_hn stays
      * inside the reset product. */
-    const int small = fast && fr_fast_proj_mode(d) != 0; /* the loop projects x */
+    const int small = fast && fr_fast_proj_mode_pk(d, pk != NULL) != 0; /* the loop projects x */
     if (bW != NULL || bR != NULL || small) {
         REAL *row = Gh; /* borrow Gh (>= GX elements) for the bias row */
         for (int64_t j = 0; j < GX; j++) {
@@ -630,7 +630,7 @@ static int FN(forward_all)(const fr_desc *d, const REAL *x,
      * it (a get and two sets of OpenBLAS's thread count per call, which a
      * streaming step() would pay every time) */
     const int no_blas = FR_REAL_IS_FLOAT && fr_use_fast > 0 && fr_fast_cell(d)
-                        && fr_fast_proj_mode(d) != 0;
+                        && fr_fast_proj_mode_pk(d, packed != NULL) != 0;
     const int pinned = no_blas ? 0 : blas_enter();
 
     const REAL *in = x;

@@ -36,8 +36,20 @@ def _infer(layer, x, h0, lengths):
     return out
 
 
+# 16-31 rows of a W_ih past 2M floats: the panel GEMM projects x before the
+# loop, packing W_ih a block at a time; frozen, the loop reads W_ih's packed
+# panels instead (projection mode 2), with the same bits
+BIG_W_IH = [
+    ("LSTM", 1100, 512, 1, 20, 1, False),
+    ("GRU", 1500, 520, 2, 10, 1, False),
+    ("LSTM", 700, 777, 3, 7, 1, True),
+    ("LSTM", 700, 777, 2, 12, 1, False, "equal"),
+]
+
+
 @pytest.mark.parametrize("threads", [1, 2, 3])
-@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-H{c[2]}-B{c[3]}-T{c[4]}")
+@pytest.mark.parametrize("case", CASES + BIG_W_IH,
+                         ids=lambda c: f"{c[0]}-I{c[1]}-H{c[2]}-B{c[3]}-T{c[4]}")
 def test_frozen_gives_the_same_bits(case, threads, restored):
     fr.set_num_threads(threads)
     layer, x, h0, lengths, _ = _case(*case)
@@ -66,6 +78,7 @@ PACK_READ = [
     (("LSTM", 64, 64, 1, 40, 1, False), True),            # one-thread loop, split projection
     (("GRU", 24, 200, 5, 12, 1, False, "equal"), True),   # batch split, packed W_hh
     (("LSTM", 20, 48, 19, 6, 1, False, "equal"), False),  # units split, x by the GEMM
+    ((BIG_W_IH[0]), True),                                # the GEMM's rows, frozen: mode 2
 ]
 
 

@@ -2,7 +2,9 @@
  * C-level fuzzer of fastrnn's kernel entry points, under AddressSanitizer and
  * UndefinedBehaviorSanitizer: fr_check_desc, fr_cache_len,
  * fr_forward_work_len, fr_backward_work_len, fr_forward_f32/f64,
- * fr_backward_f32/f64, fr_gemm_f32/f64, fr_ctc_work_len and fr_ctc_f32/f64.
+ * fr_backward_f32/f64, fr_gemm_f32/f64, fr_ctc_work_len and fr_ctc_f32/f64,
+ * and fr_packed_len_f32, fr_pack_f32 and fr_forward_packed_f32 (the same bits
+ * as fr_forward_f32).
  *
  * Each input (a byte string) decodes into a descriptor (cell kind, T, B, I, H,
  * L, D, lengths, thread count; some of them invalid on purpose: unknown
@@ -109,7 +111,50 @@ static void *xmalloc(size_t bytes)
 static long n_ok, n_inval, n_toobig, n_ctc_ok, n_ctc_inval, n_gemm;
 
 /* ---- recurrent kernels --------------------------------------------------- */
-#define DEFINE_RUN(NAME, REAL, FWD, BWD, GEMM)                                 \
+/* float32: the same inference through weights packed once (fr_pack_f32,
+ * fr_forward_packed_f32) gives the very bits of fr_forward_f32 */
+static long n_packed;
+static void packed_check_f32(const fr_desc *d, const float *x, float **w_ih, float **w_hh,
+                             float **b_ih, float **b_hh, const float *h0, const float *c0,
+                             const float *y, const float *hn, const float *cn)
+{
+    const int64_t K = (int64_t)d->L * d->D, BH = d->B * d->H;
+    if (fr_packed_len_f32(d, 0) <= 0) return;  /* no fast loops for d here */
+    float **pk = xmalloc(K * sizeof(float *));
+    for (int64_t k = 0; k < K; k++) {
+        const int64_t n = fr_packed_len_f32(d, (int)k);
+        CHECK(n > 0, "packed length %lld", (long long)n);
+        if (posix_memalign((void **)&pk[k], 64, (size_t)n * sizeof(float)) != 0) abort();
+    }
+    const int width = fr_pack_f32(d, (const float *const *)w_ih, (const float *const *)w_hh, pk);
+    CHECK(width == 8 || width == 16, "pack width %d", width);
+    const int64_t n_y = d->T * d->B * d->D * d->H;
+    float *y2 = xmalloc(n_y * sizeof(float)), *hn2 = xmalloc(K * BH * sizeof(float));
+    float *cn2 = cn ? xmalloc(K * BH * sizeof(float)) : NULL;
+    float *work = xmalloc(fr_forward_work_len(d, 0) * sizeof(float));
+    const int st = fr_forward_packed_f32(d, x, (const float *const *)w_ih,
+                                         (const float *const *)w_hh,
+                                         (const float *const *)b_ih, (const float *const *)b_hh,
+                                         h0, c0, NULL, y2, hn2, cn2, NULL, work,
+                                         (const float *const *)pk, width);
+    CHECK(st == FR_OK, "packed forward status %d", st);
+    CHECK(memcmp(y, y2, (size_t)n_y * sizeof(float)) == 0, "packed y differs%s", "");
+    CHECK(memcmp(hn, hn2, (size_t)(K * BH) * sizeof(float)) == 0, "packed h_n differs%s", "");
+    if (cn) CHECK(memcmp(cn, cn2, (size_t)(K * BH) * sizeof(float)) == 0, "packed c_n differs%s", "");
+    n_packed++;
+    free(work); free(y2); free(hn2); free(cn2);
+    for (int64_t k = 0; k < K; k++) free(pk[k]);
+    free(pk);
+}
+static void packed_check_f64(const fr_desc *d, const double *x, double **w_ih, double **w_hh,
+                             double **b_ih, double **b_hh, const double *h0, const double *c0,
+                             const double *y, const double *hn, const double *cn)
+{
+    (void)d; (void)x; (void)w_ih; (void)w_hh; (void)b_ih; (void)b_hh; (void)h0; (void)c0;
+    (void)y; (void)hn; (void)cn;
+}
+
+#define DEFINE_RUN(NAME, REAL, FWD, BWD, GEMM, PACKED_CHECK)                   \
 static void NAME(src_t *s, const fr_desc *d, int finite_in)                    \
 {                                                                              \
     const int G = fr_num_gates(d->cell);                                       \
@@ -185,6 +230,8 @@ static void NAME(src_t *s, const fr_desc *d, int finite_in)                    \
                 else if (finite_in && d->cell != FR_CELL_RNN_RELU)             \
                     CHECK(isfinite(v) && fabs((double)v) <= 1, "y = %g", (double)v); \
             }                                                                  \
+    PACKED_CHECK(d, x, w_ih, w_hh, bias ? b_ih : NULL, bias ? b_hh : NULL, h0,   \
+                 is_lstm ? c0 : NULL, y, hn, cn);                              \
     free(work);                                                                \
     REAL *cache = xmalloc(cl * sizeof(REAL));                                  \
     work = xmalloc(fwt * sizeof(REAL));                                        \
@@ -218,15 +265,20 @@ static void NAME(src_t *s, const fr_desc *d, int finite_in)                    \
     free(w_ih); free(w_hh); free(b_ih); free(b_hh);                            \
     free(dw_ih); free(dw_hh); free(db_ih); free(db_hh);                        \
 }
-DEFINE_RUN(run_f32, float, fr_forward_f32, fr_backward_f32, fr_gemm_f32)
-DEFINE_RUN(run_f64, double, fr_forward_f64, fr_backward_f64, fr_gemm_f64)
+DEFINE_RUN(run_f32, float, fr_forward_f32, fr_backward_f32, fr_gemm_f32, packed_check_f32)
+DEFINE_RUN(run_f64, double, fr_forward_f64, fr_backward_f64, fr_gemm_f64, packed_check_f64)
 
 static void fuzz_recurrent(src_t *s)
 {
     static const int64_t huge[] = {(int64_t)1 << 31, (int64_t)1 << 40, INT64_MAX / 2, -5};
-    fr_desc d;
+    fr_desc d = {0};
     int64_t lengths[8];
     d.cell = pick(s, 31) == 0 ? 4 + pick(s, 1) * 100 : pick(s, 3);  /* 4, 104: unknown */
+    /* torch's GRU and no clip mostly (the fast loops run those), else the
+     * reset-first GRU, a clip, or a value the descriptor check refuses */
+    d.gru_lbr = pick(s, 7) == 0 ? (pick(s, 3) == 0 ? 2 : 0) : 1;
+    d.clip = pick(s, 7) != 0 ? 0.0 : pick(s, 3) == 0 ? (pick(s, 1) ? -1.0 : NAN)
+                                  : 0.25 + 4.0 * pick(s, 3);
     d.T = size(s, 6);
     d.B = size(s, 6);
     d.I_ = size(s, 5);
@@ -381,8 +433,9 @@ int main(int argc, char **argv)
         LLVMFuzzerTestOneInput(buf, n);
     }
     printf("fuzz_kernels: %ld inputs; recurrent: %ld ran (FR_OK), %ld refused FR_EINVAL, "
-           "%ld refused FR_ETOOBIG; gemm %ld; ctc: %ld ran, %ld refused; no sanitizer report\n",
-           iters, n_ok, n_inval, n_toobig, n_gemm, n_ctc_ok, n_ctc_inval);
+           "%ld refused FR_ETOOBIG; gemm %ld; packed weights %ld (same bits); ctc: %ld ran, "
+           "%ld refused; no sanitizer report\n",
+           iters, n_ok, n_inval, n_toobig, n_gemm, n_packed, n_ctc_ok, n_ctc_inval);
     return 0;
 }
 #endif
