@@ -664,6 +664,7 @@ static TGT void panel_axpy_gates(const float *g, int64_t ldg, int64_t B, int64_t
             const int64_t col0 = GCOLQK(cg, ck);
             float *const o4[4] = {out + ROW(0) * ldo + col0, out + ROW(1) * ldo + col0,
                                   out + ROW(2) * ldo + col0, out + ROW(3) * ldo + col0};
+            for (int i = 0; i < 4; i++) __builtin_prefetch(o4[i] + 3 * VW, 1, 3);
             tile_4x3(g4, o4, GPQK(cg, ck), GPQK(q1, k1), GPQK(q2, k2), J,
                      GCOLQK(q1, k1) - col0, GCOLQK(q2, k2) - col0, GREMK(ck), GREMK(k1),
                      GREMK(k2));
@@ -686,6 +687,7 @@ static TGT void panel_axpy_gates(const float *g, int64_t ldg, int64_t B, int64_t
             for (int i = 0; i < R; i++) {
                 gr[i] = g + ROW(b + i) * ldg;
                 orow[i] = out + ROW(b + i) * ldo + col0;
+                __builtin_prefetch(orow[i] + 2 * VW, 1, 3);
             }
             if (R == 6) tile_6x2(gr, orow, P0, P1, J, off1, m0, m1);
             else tile_5x2(gr, orow, P0, P1, J, off1, m0, m1);
@@ -696,6 +698,7 @@ static TGT void panel_axpy_gates(const float *g, int64_t ldg, int64_t B, int64_t
                                         g + ROW(b + 2) * ldg, g + ROW(b + 3) * ldg};
             float *const o_[4] = {out + ROW(b) * ldo + col0, out + ROW(b + 1) * ldo + col0,
                                   out + ROW(b + 2) * ldo + col0, out + ROW(b + 3) * ldo + col0};
+            for (int i = 0; i < 4; i++) __builtin_prefetch(o_[i] + 2 * VW, 1, 3);
             TILE_X2_BODY(TILE_ROWS4);
         }
         q0 = q1, k0 = k1;
