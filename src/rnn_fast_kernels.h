@@ -1670,10 +1670,11 @@ static TGT void gemm_rows(const float *Ap, int64_t mr, const float *P, int64_t k
     do {                                                                                     \
         int64_t m = 0;                                                                       \
         for (; m + GEMM_MR <= mr; m += GEMM_MR) {                                            \
-            if (!zero) /* the next tile's rows of C, from L3 past the first K block */       \
-                for (int i_ = 0; i_ < GEMM_MR && m + GEMM_MR + i_ < mr; i_++)                \
-                    for (int q_ = 0; q_ < NP_; q_ += 64 / (VW * 4) > 0 ? 64 / (VW * 4) : 1)   \
-                        __builtin_prefetch(C + (m + GEMM_MR + i_) * ldc + q_ * VW, 1, 3);     \
+            /* the next tile's lines of C: read back from L3 past the first   \
+             * K block, and new lines (write-allocated) in the first */         \
+            for (int i_ = 0; i_ < GEMM_MR && m + GEMM_MR + i_ < mr; i_++)                    \
+                for (int q_ = 0; q_ < NP_; q_ += 64 / (VW * 4) > 0 ? 64 / (VW * 4) : 1)       \
+                    __builtin_prefetch(C + (m + GEMM_MR + i_) * ldc + q_ * VW, 1, 3);         \
             gemm_tile(GEMM_AP(m), GEMM_MR, 1, P, kc, C + m * ldc, ldc, rem, GEMM_MR, NP_, zero, init);   \
         }                                                                                    \
         for (; m + 4 <= mr; m += 4)                                                          \
