@@ -2,6 +2,7 @@
 shapes, --batch, clear errors, and a small end-to-end run writing JSON."""
 import json
 
+import numpy as np
 import pytest
 
 from fastrnn import bench
@@ -55,6 +56,24 @@ def test_custom_run_writes_json(tmp_path, capsys):
     assert lstm["speedup_vs_best_peer"] == pytest.approx(
         lstm["ms"]["numpy"] / lstm["ms"]["fastrnn"])
     assert "lstm:3:12:5:7:infer" in capsys.readouterr().out
+
+
+def test_infer_layer_frozen_unless_per_call(tmp_path, capsys):
+    """Inference and steps are timed on a frozen copy (weights packed once),
+    training on the layer itself; --per-call times the layer itself."""
+    shape = bench.parse_custom("lstm:2:6:4:5:infer")
+    case = bench.Case(shape)
+    assert case.infer_layer.frozen and not case.layer.frozen
+    assert np.array_equal(case.infer_layer(case.x)[0], case.layer(case.x)[0])
+    assert bench.Case(shape, freeze=False).infer_layer is not None
+    assert not bench.Case(shape, freeze=False).infer_layer.frozen
+    assert not bench.Case(bench.parse_custom("lstm:2:6:4:5:train")).infer_layer.frozen
+    for flag, want in (([], "frozen"), (["--per-call"], "per-call")):
+        out = tmp_path / f"r{len(flag)}.json"
+        assert bench.main(["--shape", "gru:2:5:3:4:infer", "--engines", "fastrnn", "--quick",
+                           "--json", str(out)] + flag) == 0
+        assert json.loads(out.read_text())["meta"]["fastrnn_infer"] == want
+    assert "frozen copy" in capsys.readouterr().out
 
 
 def test_measure_interleaved_takes_repeats_in_turn():
