@@ -220,9 +220,9 @@ class _RNNBase(RegularizedMixin):
         arrays of its own (this layer and the arrays anyone holds stay as
         they are); it runs __call__ and step() but not forward()/backward(),
         load_state_dict() or reset_parameters(). A parameter made writeable
-        again is made read-only and packed again at the next call. Copies,
-        pickles and saved files of a frozen layer keep its parameters; a
-        file loads as a trainable layer."""
+        again is made read-only and packed again at the next call. Copies
+        and pickles of a frozen layer stay frozen; a frozen model saved with
+        model.save() loads as a trainable one."""
         new = copy_without_ctx(self)
         for a in new.params.values():
             a.flags.writeable = False

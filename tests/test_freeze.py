@@ -190,7 +190,7 @@ def test_frozen_float64_and_regularized_layers():
         fz.forward(x)
 
 
-def test_model_freeze_predicts_the_same_bits():
+def test_model_freeze_predicts_the_same_bits(tmp_path):
     rng = np.random.default_rng(4)
     x = rng.standard_normal((20, 15, 8)).astype(np.float32)
     y = rng.integers(0, 3, size=20)
@@ -203,6 +203,12 @@ def test_model_freeze_predicts_the_same_bits():
     assert np.array_equal(frozen.predict(x), model.predict(x))
     with pytest.raises(RuntimeError, match="frozen"):
         frozen.fit(x, y, epochs=1, verbose=0)
+    # saved and loaded: the same predictions, from a trainable model
+    path = tmp_path / "frozen.fastrnn"
+    frozen.save(str(path))
+    loaded = fr.load(str(path))
+    assert not loaded.layers[0].frozen
+    assert np.array_equal(loaded.predict(x), frozen.predict(x))
     model.fit(x, y, epochs=1, batch_size=10, verbose=0)  # the original still trains
 
 
