@@ -112,6 +112,24 @@ def _ctc(training):
     return lambda: loss(x, tg)
 
 
+def _frozen(training):
+    """Frozen layers (weights packed once): calls, with a repack on every one
+    (a parameter made writeable again); in the training slot, which a frozen
+    layer refuses, a new frozen copy (copies and packs) every call."""
+    layer = fr.LSTM(16, 32, num_layers=2, bidirectional=True, seed=0)
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((12, 8, 16)).astype(np.float32)
+    lengths = rng.integers(1, 13, size=8)
+    frozen = layer.freeze()
+    if training:
+        return lambda: layer.freeze()(x, lengths=lengths)
+
+    def run():
+        frozen(x, lengths=lengths)
+        frozen.params["weight_hh_l0"].flags.writeable = True
+    return run
+
+
 WORKLOADS = {
     "RNN": lambda t: _recurrent(fr.RNN, t),
     "LSTM": lambda t: _recurrent(fr.LSTM, t),
@@ -119,6 +137,7 @@ WORKLOADS = {
     "model layers": _model_layers,
     "Sequential": _sequential,
     "CTC loss": _ctc,
+    "frozen LSTM": _frozen,
 }
 
 
