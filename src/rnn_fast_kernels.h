@@ -1125,6 +1125,20 @@ static int fast_by_rows(const fr_desc *d)
     return nt;
 }
 
+/* A variable-length batch with FR_FAST_ROWS_MIN_ROWS rows a thread or more,
+ * its x projected before the loop and W_hh packed: the batch split too
+ * (fwd_rows_var), the rows dealt out in length order, instead of the units
+ * split's meeting at every step. Returns the thread count, or 0. */
+static int fwd_var_by_rows(const fr_desc *d, int packed)
+{
+    int nt = d->num_threads;
+    if (nt > d->B) nt = (int)d->B;
+    if (nt < 2 || d->lengths == NULL || !packed || fr_fast_proj_mode(d) != 0) return 0;
+    if (d->B < (int64_t)FR_FAST_ROWS_MIN_ROWS * nt) return 0;
+    const int64_t work = d->T * d->B * (int64_t)fr_num_gates(d->cell) * d->H * (d->H + d->I_);
+    return work < FR_FAST_ROWS_MIN_WORK ? 0 : nt;
+}
+
 /* Xp[:, gate rows of units j0..j1) of every gate] += x W_ih^T for those rows:
  * dot tiles on W_ih as it is (projection mode 1), or W_ih's rows packed into
  * this slice's own panels of Wp (mode 2), or, where Wi (W_ih packed whole,
@@ -1250,6 +1264,78 @@ static TGT void fwd_rows(const fwd_team *a, int64_t r0, int64_t r1)
     }
 }
 
+/* The batch split of a variable-length batch (fwd_var_by_rows): thread tid
+ * of nth takes every nth row of the batch in length order (order, longest
+ * first), so each thread's rows are in length order too and the threads
+ * get about the same work. At each step its rows still active are a prefix
+ * of its list: the product and gate math run for them, and the others
+ * carry their state to the next step with an output of 0, as the units
+ * split does for them. list: scratch of B int64 shared by the team, each
+ * thread writing its own part. Same tiles and chains as the units split:
+ * the same bits. */
+static TGT void fwd_rows_var(const fwd_team *a, int tid, int nth, int64_t *list)
+{
+    const fr_desc *d = a->d;
+    const int cell = d->cell, packed = a->packed;
+    const int64_t T = d->T, B = d->B, H = d->H, ldy = a->ldy;
+    const int64_t GX = (int64_t)fr_num_gates(cell) * H;
+    const int64_t GC = cell == FR_CELL_GRU ? 4 * H : GX;
+    const int64_t nb = (H + VW - 1) / VW;
+    const int64_t *lengths = d->lengths;
+    const int training = a->gates != NULL;
+    const int G = fr_num_gates(cell);
+    const float *R = a->R, *bhn = a->bhn;
+    float *Xp = a->Xp, *Gh = a->Gh, *gates = a->gates, *y = a->y;
+    /* this thread's rows: order[tid], order[tid + nth], ... */
+    const int64_t off = B / nth * tid + (tid < B % nth ? tid : B % nth);
+    int64_t cnt = 0;
+    for (int64_t i = tid; i < B; i += nth) list[off + cnt++] = a->order[i];
+    const int64_t *mine = list + off;
+    int64_t nact = cnt;
+    const size_t nbytes = (size_t)H * sizeof(float);
+    for (int64_t s = 0; s < T; s++) {
+        int64_t t;
+        const float *hp, *cp;
+        float *hx, *cx;
+        step_states(a, s, &t, &hp, &cp, &hx, &cx);
+        nact = active_count(lengths, mine, cnt, t, nact);
+        float *xp = Xp + t * B * GX;
+        float *acc = cell == FR_CELL_GRU ? Gh : xp;
+        if (cell == FR_CELL_GRU)
+            for (int64_t i = 0; i < nact; i++)
+                memset(Gh + mine[i] * GX, 0, (size_t)GX * sizeof(float));
+        if (!(s == 0 && a->h0_zero) && nact > 0) {
+            if (packed)
+                panel_axpy_gates(hp, H, nact, H, a->Wh, nb, acc, H, GX, H, G, mine);
+            else
+                for (int64_t i = 0; i < nact; i++)
+                    for (int q = 0; q < G; q++)
+                        rows_dot(hp + mine[i] * H, 1, H, R, q * H, q * H + H,
+                                 acc + mine[i] * GX, GX);
+        }
+        float *yt = y + t * B * ldy;
+        for (int64_t i = 0; i < cnt; i++) {
+            const int64_t b = mine[i];
+            float *yb = yt + b * ldy;
+            if (i >= nact) { /* finished: state carried, output 0 */
+                if (hx != hp) memcpy(hx + b * H, hp + b * H, nbytes);
+                if (cx && cx != cp) memcpy(cx + b * H, cp + b * H, nbytes);
+                memset(yb, 0, nbytes);
+                if (training)
+                    for (int q = 0; q < (cell == FR_CELL_GRU ? 4 : G); q++)
+                        memset(gates + (t * B + b) * GC + q * H, 0, nbytes);
+                continue;
+            }
+            cell_units(cell, H, 0, H, xp + b * GX,
+                       cell == FR_CELL_GRU ? Gh + b * GX : NULL, bhn,
+                       hp + b * H, cp ? cp + b * H : NULL, hx + b * H,
+                       cx ? cx + b * H : NULL, yb,
+                       (training && cell == FR_CELL_GRU) ? gates + (t * B + b) * GC : NULL,
+                       training);
+        }
+    }
+}
+
 /* The forward time loop of thread tid of nth: its units, every step, one
  * barrier per step. With nth == 1 it runs outside any OpenMP region (the
  * region alone costs about 0.5 us, a streaming step's fixed cost). */
@@ -1288,7 +1374,8 @@ static TGT void fwd_thread(const fwd_team *a, int tid, int nth)
         if (nth > 1) {
 #pragma omp barrier
         }
-        fwd_rows(a, B * tid / nth, B * (tid + 1) / nth);
+        if (a->order) fwd_rows_var(a, tid, nth, (int64_t *)a->order + B);
+        else fwd_rows(a, B * tid / nth, B * (tid + 1) / nth);
         return;
     }
     int my_flag = 0;
@@ -1368,10 +1455,10 @@ TGT void FR_SFX(fr_fast_forward_f32)(const fr_desc *d, int dir, const float *R, 
     const int cell = d->cell;
     const int64_t T = d->T, B = d->B, H = d->H, BH = B * H;
     const int training = gates != NULL, is_lstm = cell == FR_CELL_LSTM;
-    const int by_rows = fast_by_rows(d);
-    const int nt = by_rows ? by_rows : fast_threads(d);
     /* packing W_hh pays off over a few steps; the choice depends on T alone */
     const int packed = fr_fast_fwd_packs(d);
+    const int by_rows = fast_by_rows(d) ? fast_by_rows(d) : fwd_var_by_rows(d, packed);
+    const int nt = by_rows ? by_rows : fast_threads(d);
     int64_t *order = rows_by_length(d, Wp + fr_fast_fwd_pack_floats(d));
 
     /* a time loop too small to split (one thread) over many rows: the

@@ -460,6 +460,10 @@ SMALL_BATCH_PATHS = [  # cell, I, H, B, T, layers, bidirectional
     ("lstm", 40, 100, 6, 10, 1, False, "equal"),
     ("rnn_tanh", 9, 77, 7, 12, 1, False, "equal"),
     ("lstm", 30, 200, 1, 9, 1, False),
+    # variable lengths, 16+ rows a thread: the batch split, rows dealt in
+    # length order (fwd_rows_var), inference and training
+    ("lstm", 9, 40, 33, 12, 1, False),
+    ("gru", 7, 24, 40, 9, 2, True),
 ]
 
 
