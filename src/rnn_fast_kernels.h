@@ -1004,7 +1004,8 @@ static int cmp_len_desc(const void *a, const void *b)
 }
 
 /* The batch rows by length in the scratch at buf (after the packed
- * weights), or NULL when every length is T. */
+ * weights: 2*B int64), or NULL when every length is T. Its second B int64
+ * are free once it returns (fwd_rows_var's per-thread lists). */
 static int64_t *rows_by_length(const fr_desc *d, float *at)
 {
     if (d->lengths == NULL) return NULL;
