@@ -68,10 +68,12 @@ CASES = [  # cell, I, H, B, T, layers, bidirectional
     # variable-length batch passes through every count of active rows)
     ("LSTM", 5, 24, 50, 4, 1, False, "equal"),
     ("GRU", 7, 40, 27, 9, 1, False),
-    # variable lengths with 16+ rows a thread: the batch split too, each
-    # thread every nth row in length order (fwd_rows_var); at 3 threads
-    # B=33 and 40 fall back to the units split
+    # variable lengths with 16+ rows a thread, or 4+ with a small W_hh: the
+    # batch split too, each thread every nth row in length order
+    # (fwd_rows_var); B=12 splits 6/6 and 4/4/4
     ("LSTM", 9, 40, 33, 12, 1, False),
+    ("LSTM", 9, 40, 12, 8, 1, False),
+    ("GRU", 6, 30, 13, 10, 1, True),
     ("GRU", 7, 24, 40, 9, 2, True),
     ("RNN_TANH", 5, 48, 50, 7, 1, False),
 ]
