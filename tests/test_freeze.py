@@ -161,6 +161,25 @@ def test_frozen_layers_refuse_training():
     assert frozen.frozen  # unfreeze() copies
 
 
+def test_frozen_layers_check_their_input():
+    """A frozen layer's calls validate as the layer's do, before any kernel."""
+    frozen = fr.LSTM(5, 7, seed=1).freeze()
+    x = np.ones((4, 3, 5), np.float32)
+    bad = [
+        (lambda: frozen(np.ones((4, 3, 6), np.float32)), ValueError),        # feature size
+        (lambda: frozen(np.ones((4, 5), np.float32)), ValueError),           # ndim
+        (lambda: frozen(x, lengths=[1, 5, 2]), ValueError),                  # length > T
+        (lambda: frozen(x, lengths=[0, 1, 2]), ValueError),                  # length 0
+        (lambda: frozen(x, lengths=[1, 2]), ValueError),                     # one too few
+        (lambda: frozen(x, np.ones((1, 3, 7), np.float32)), TypeError),      # h alone for an LSTM
+        (lambda: frozen(x.astype(complex)), TypeError),                      # dtype
+        (lambda: frozen.step(np.ones((3, 4), np.float32)), ValueError),      # step's x_t
+    ]
+    for call, err in bad:
+        with pytest.raises(err):
+            call()
+
+
 def test_copies_and_pickles_stay_frozen():
     layer = fr.LSTM(6, 9, num_layers=2, seed=2)
     x = np.random.default_rng(0).standard_normal((12, 3, 6)).astype(np.float32)
@@ -246,15 +265,39 @@ def test_frozen_layer_from_many_threads_while_repacking(restored):
     assert errors == []
 
 
-def test_frozen_matches_torch():
-    torch = pytest.importorskip("torch")
-    rng = np.random.default_rng(5)
-    layer = fr.LSTM(24, 77, seed=6)
-    x = rng.standard_normal((30, 8, 24)).astype(np.float32)
-    ref = torch.nn.LSTM(24, 77).double()
-    with torch.no_grad():
-        for n, p in ref.named_parameters():
-            p.copy_(torch.from_numpy(layer.params[n].astype(np.float64)))
-        y_ref, _ = ref(torch.from_numpy(x.astype(np.float64)))
-    y = layer.freeze()(x)[0]
-    np.testing.assert_allclose(y, y_ref.numpy(), rtol=1e-5, atol=2e-6)
+# every path that reads packed weights, against torch: odd sizes (primes),
+# batch 1, variable and equal lengths, given initial states, 1 and 2 threads
+FROZEN_TORCH = [  # cell, I, H, B, T, layers, bidirectional[, "equal"]
+    ("lstm", 24, 77, 8, 30, 1, False, "equal"),   # batch split, rows_project
+    ("lstm", 37, 131, 3, 11, 2, True),            # mode 2 panels, units split
+    ("gru", 19, 150, 1, 23, 1, False),            # batch 1
+    # W_ih past 2M floats over 16-31 rows: the GEMM, frozen the loop's panels
+    ("lstm", 4200, 127, 1, 20, 1, False),
+    ("gru", 5400, 131, 2, 10, 1, True),
+    ("lstm", 7, 37, 13, 9, 1, False),             # variable-length batch split
+    ("rnn_tanh", 5, 101, 5, 12, 1, False),
+]
+
+
+@pytest.mark.parametrize("case", FROZEN_TORCH, ids=lambda c: "-".join(map(str, c[:5])))
+def test_frozen_matches_torch(case, helpers, restored):
+    pytest.importorskip("torch")
+    cell, I, H, B, T, L, bd = case[:7]
+    D = 2 if bd else 1
+    rng = np.random.default_rng(13)
+    module, layer = helpers.make_pair(cell, I, H, num_layers=L, bidirectional=bd,
+                                      dtype="float32", torch_seed=3)
+    x = rng.standard_normal((T, B, I)).astype(np.float32)
+    lengths = None if case[7:] == ("equal",) else rng.integers(1, T + 1, size=B)
+    if lengths is not None:
+        lengths[0] = T
+    h0 = (0.5 * rng.standard_normal((L * D, B, H))).astype(np.float32)
+    state0 = (h0, -h0) if cell == "lstm" else h0
+    ref = helpers.torch_run(module, x, state0, lengths)
+    frozen = layer.freeze()
+    for nt in (1, 2):
+        fr.set_num_threads(nt)
+        y, st = frozen(x, state0, lengths=lengths)
+        helpers.assert_close(y, ref["y"], np.float32, f"y, {case}, {nt} thread(s)")
+        hn = st[0] if cell == "lstm" else st
+        helpers.assert_close(hn, ref["h_n"], np.float32, f"h_n, {case}, {nt} thread(s)")

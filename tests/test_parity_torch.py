@@ -464,6 +464,11 @@ SMALL_BATCH_PATHS = [  # cell, I, H, B, T, layers, bidirectional
     # length order (fwd_rows_var), inference and training
     ("lstm", 9, 40, 33, 12, 1, False),
     ("gru", 7, 24, 40, 9, 2, True),
+    # ... from 4 rows a thread (small W_hh), odd sizes: 13 rows = 6 + 7,
+    # 11 = 5 + 6, prime H and I
+    ("lstm", 7, 37, 13, 9, 1, False),
+    ("gru", 5, 31, 11, 7, 1, True),
+    ("rnn_tanh", 3, 53, 17, 6, 2, False),
 ]
 
 
