@@ -233,11 +233,9 @@ class _RNNBase(RegularizedMixin):
 
     def unfreeze(self):
         """A trainable copy of a frozen layer (writeable parameters of its
-        own); of a trainable layer, a plain copy."""
+        own: a deep copy of an array is writeable); of a trainable layer, a
+        plain copy."""
         new = copy_without_ctx(self)
-        for n, a in list(new.params.items()):
-            if not a.flags.writeable:
-                new.params[n] = a.copy()
         new._frozen = False
         return new
 

@@ -226,11 +226,17 @@ static int fr_fast_runs(const fr_desc *d)
     return fr_use_fast > 0 && fr_fast_cell(d) && fr_fast_width() > 0;
 }
 
+/* Input size of layer/direction k: I for the first layer, D*H after it. */
+static int64_t in_of(const fr_desc *d, int k)
+{
+    return k < d->D ? d->I_ : (int64_t)d->D * d->H;
+}
+
 int64_t fr_packed_len_f32(const fr_desc *d, int k)
 {
     if (fr_check_desc(d) != FR_OK || k < 0 || k >= d->L * d->D) return -1;
     if (!fr_fast_runs(d)) return 0;
-    return fr_fast_packed_floats(d, k < d->D ? d->I_ : (int64_t)d->D * d->H);
+    return fr_fast_packed_floats(d, in_of(d, k));
 }
 
 int fr_pack_f32(const fr_desc *d, const float *const *w_ih, const float *const *w_hh,
@@ -243,8 +249,7 @@ int fr_pack_f32(const fr_desc *d, const float *const *w_ih, const float *const *
         if (!w_ih[k] || !w_hh[k] || !packed[k] || ((uintptr_t)packed[k] & 63))
             return FR_EINVAL;
     for (int k = 0; k < K; k++)
-        fr_fast_pack_f32(d, w_hh[k], w_ih[k], k < d->D ? d->I_ : (int64_t)d->D * d->H,
-                         packed[k]);
+        fr_fast_pack_f32(d, w_hh[k], w_ih[k], in_of(d, k), packed[k]);
     return fr_fast_width();
 }
 
