@@ -56,9 +56,12 @@ typedef __mmask16 VM;                     /* a lane mask */
 #define v_abs(x) _mm512_and_ps(x, _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff)))
 #define v_signof(x) _mm512_and_ps(x, v_set1(-0.0f))
 #define v_or _mm512_or_ps
-/* 2^n for integral n in float (|n| <= 127) */
-#define v_pow2n(fx) _mm512_castsi512_ps(_mm512_slli_epi32(                    \
-        _mm512_add_epi32(_mm512_cvttps_epi32(fx), _mm512_set1_epi32(127)), 23))
+#define v_blend_sign(x, a, b)                                /* x < 0 (sign bit) ? b : a */ \
+    _mm512_mask_blend_ps(_mm512_movepi32_mask(_mm512_castps_si512(x)), a, b)
+/* 2^n from t = n + 1.5 * 2^23 (-127 <= n <= 128; n = -127 gives +0): the
+ * low 9 bits of t's bits plus 127 are n + 127, shifted into the exponent */
+#define v_pow2n_t(t) _mm512_castsi512_ps(_mm512_slli_epi32(                   \
+        _mm512_add_epi32(_mm512_castps_si512(t), _mm512_set1_epi32(127)), 23))
 /* the first n lanes (n < VW) */
 #define v_head(n) ((VM)((1u << (n)) - 1u))
 #else
@@ -91,8 +94,9 @@ typedef __m256 VM;
 #define v_abs(x) _mm256_andnot_ps(v_set1(-0.0f), x)
 #define v_signof(x) _mm256_and_ps(x, v_set1(-0.0f))
 #define v_or _mm256_or_ps
-#define v_pow2n(fx) _mm256_castsi256_ps(_mm256_slli_epi32(                    \
-        _mm256_add_epi32(_mm256_cvttps_epi32(fx), _mm256_set1_epi32(127)), 23))
+#define v_blend_sign(x, a, b) _mm256_blendv_ps(a, b, x)
+#define v_pow2n_t(t) _mm256_castsi256_ps(_mm256_slli_epi32(                   \
+        _mm256_add_epi32(_mm256_castps_si256(t), _mm256_set1_epi32(127)), 23))
 #endif
 
 /* ---- vector math (VW floats) -------------------------------------------- */
@@ -106,27 +110,31 @@ typedef __m256 VM;
 #define NBLK 2
 
 /* x[k] = exp(x[k]) for K vectors (K <= 5 * NBLK), every step on all K
- * before the next: Cephes' range reduction x = n ln2 + r, degree-6
- * polynomial for e^r, scaled by 2^n through the exponent bits. One exp is
- * a chain of ~18 dependent instructions; on a CPU with a small FP scheduler
- * (Zen: 36 entries) one chain at a time leaves the FMA units idle waiting
- * for latency, while K chains interleaved in program order keep them busy
- * (LSTM gate math, 8 units: 10.4 -> 8.6 ns a unit with two blocks side by
- * side). Each lane gets the same instructions for any K, so the bits never
- * depend on K. max/min keep NaN (x is the second operand, which x86 returns
- * when either is NaN). */
-static inline INL TGT void v_exp_k(V *x, const int K)
+ * before the next. Where bit k of pos is set the arguments are >= 0
+ * (tanh's 2|x|), else <= 0 (sigmoid's -|x|); or NaN. Cephes' range
+ * reduction x = n ln2 + r, n the nearest integer to x log2(e) (the FMA
+ * that adds 1.5 * 2^23 rounds it, and leaves n in the low bits of the sum
+ * for 2^n), degree-6 polynomial p = e^r - 1, then exp = 2^n p + 2^n in one
+ * rounding. Arguments above 64 are taken as 64 (tanh is exactly 1 from
+ * 2|x| ~ 18), below -88 as -88: from about -87.7, n = -127 makes 2^n
+ * exactly 0 (the true value is below the smallest normal float). One exp
+ * is a chain of ~14 dependent instructions; on a CPU with a small FP
+ * scheduler (Zen: 36 entries) one chain at a time leaves the FMA units
+ * idle waiting for latency, while K chains interleaved in program order
+ * keep them busy. Each lane gets the same instructions for any K, so the
+ * bits never depend on K. min/max keep NaN (x is the second operand, which
+ * x86 returns when either is NaN), and a NaN reaches the result through
+ * the FMAs. */
+static inline INL TGT void v_exp_k(V *x, const int K, const unsigned pos)
 {
-    V fx[5 * NBLK], y[5 * NBLK], z[5 * NBLK];
-    for (int k = 0; k < K; k++) {
-        x[k] = v_min(v_set1(88.3762626647949f), x[k]);
-        x[k] = v_max(v_set1(-88.3762626647949f), x[k]);
-    }
+    const V magic = v_set1(12582912.0f); /* 1.5 * 2^23 */
+    V t[5 * NBLK], y[5 * NBLK], z[5 * NBLK];
     for (int k = 0; k < K; k++)
-        fx[k] = v_floor(v_fmadd(x[k], v_set1(1.44269504088896341f),
-                                                v_set1(0.5f)));
-    for (int k = 0; k < K; k++) x[k] = v_fnmadd(fx[k], v_set1(0.693359375f), x[k]);
-    for (int k = 0; k < K; k++) x[k] = v_fnmadd(fx[k], v_set1(-2.12194440e-4f), x[k]);
+        x[k] = (pos >> k) & 1u ? v_min(v_set1(64.0f), x[k]) : v_max(v_set1(-88.0f), x[k]);
+    for (int k = 0; k < K; k++) t[k] = v_fmadd(x[k], v_set1(1.44269504088896341f), magic);
+    for (int k = 0; k < K; k++) z[k] = v_sub(t[k], magic); /* n */
+    for (int k = 0; k < K; k++) x[k] = v_fnmadd(z[k], v_set1(0.693359375f), x[k]);
+    for (int k = 0; k < K; k++) x[k] = v_fnmadd(z[k], v_set1(-2.12194440e-4f), x[k]);
     for (int k = 0; k < K; k++) z[k] = v_mul(x[k], x[k]);
     for (int k = 0; k < K; k++)
         y[k] = v_fmadd(v_set1(1.9875691500E-4f), x[k], v_set1(1.3981999507E-3f));
@@ -134,29 +142,27 @@ static inline INL TGT void v_exp_k(V *x, const int K)
     for (int k = 0; k < K; k++) y[k] = v_fmadd(y[k], x[k], v_set1(4.1665795894E-2f));
     for (int k = 0; k < K; k++) y[k] = v_fmadd(y[k], x[k], v_set1(1.6666665459E-1f));
     for (int k = 0; k < K; k++) y[k] = v_fmadd(y[k], x[k], v_set1(5.0000001201E-1f));
-    for (int k = 0; k < K; k++) y[k] = v_fmadd(y[k], z[k], x[k]);
-    for (int k = 0; k < K; k++) y[k] = v_add(y[k], v_set1(1.0f));
+    for (int k = 0; k < K; k++) y[k] = v_fmadd(y[k], z[k], x[k]); /* e^r - 1 */
     for (int k = 0; k < K; k++) {
-        x[k] = v_mul(y[k], v_pow2n(fx[k]));
+        const V s = v_pow2n_t(t[k]);
+        x[k] = v_fmadd(y[k], s, s);
     }
 }
 
-/* The argument of the exp that sigmoid(x) needs: -x */
+/* The argument of the exp that sigmoid(x) needs: -|x| */
 static inline INL TGT V sigmoid_arg(V x)
 {
-    return v_sub(v_zero(), x);
+    return v_or(x, v_set1(-0.0f));
 }
 
-/* sigmoid(x) = 1 / (1 + e), e = exp(-x). Below -88.376 the exp is clamped
- * to ~2.4e38 and would give ~4.2e-39, not the 0 of a saturated gate (the
- * true value is below that): those lanes are set to exactly 0. NaN stays
- * NaN (the comparison is false). Above +88.4 the result is exactly 1
- * already. */
+/* sigmoid(x) = 1 / (1 + e) for x >= 0 and e / (1 + e) for x < 0, e =
+ * exp(-|x|) <= 1. Below about -87.7, e is exactly 0, and so is the gate
+ * (its true value is below the smallest normal float); above ~17 it is
+ * exactly 1. NaN stays NaN. */
 static inline INL TGT V sigmoid_from(V x, V e)
 {
     const V one = v_set1(1.0f);
-    V s = v_div(one, v_add(one, e));
-    return v_zero_where(v_lt(x, v_set1(-88.3762626647949f)), s);
+    return v_div(v_blend_sign(x, one, e), v_add(one, e));
 }
 
 /* The argument of the exp that tanh(x) needs: 2|x| */
@@ -189,7 +195,7 @@ static inline INL TGT void v_tanh_k(V *x, const int K)
 {
     V e[4 * NBLK];
     for (int k = 0; k < K; k++) e[k] = tanh_arg(x[k]);
-    v_exp_k(e, K);
+    v_exp_k(e, K, ~0u);
     for (int k = 0; k < K; k++) x[k] = tanh_from(x[k], e[k]);
 }
 
@@ -851,7 +857,10 @@ static inline INL TGT void lstm_stage(float *pre, int64_t H, const float *cp, fl
             e[4 * b + q] = q == 2 ? tanh_arg(p[4 * b + q]) : sigmoid_arg(p[4 * b + q]);
         }
     for (int b = 0; b < NBP; b++) e[4 * NB + b] = tanh_arg(cq[b]);
-    v_exp_k(e, 4 * NB + NBP);
+    unsigned pos = 0; /* tanh's exps (2|x| >= 0): gate g of each block, the pending */
+    for (int b = 0; b < NB; b++) pos |= 1u << (4 * b + 2);
+    for (int b = 0; b < NBP; b++) pos |= 1u << (4 * NB + b);
+    v_exp_k(e, 4 * NB + NBP, pos);
     for (int b = 0; b < NBP; b++) {
         const V h = v_mul(oq[b], tanh_from(cq[b], e[4 * NB + b]));
         STRP(hxq + VW * b, h);
@@ -889,7 +898,7 @@ static inline INL TGT void gru_stage(const float *pre, const float *gh, int64_t 
             e[2 * b + q] = sigmoid_arg(a[2 * b + q]);
         }
     for (int b = 0; b < NBP; b++) e[2 * NB + b] = tanh_arg(nq[b]);
-    v_exp_k(e, 2 * NB + NBP);
+    v_exp_k(e, 2 * NB + NBP, ((1u << NBP) - 1u) << (2 * NB)); /* tanh's exps (2|x| >= 0): the pending */
     for (int b = 0; b < NBP; b++) {
         const V n = tanh_from(nq[b], e[2 * NB + b]);
         const V h = v_fmadd(zq[b], LDRP(hpq + VW * b), v_mul(v_sub(one, zq[b]), n));

@@ -196,9 +196,10 @@ def test_torch_default_path_unchanged_by_options():
     a = fr.GRU(3, 5, seed=1)
     b = fr.GRU(3, 5, seed=1, linear_before_reset=True, clip=None)
     assert np.array_equal(a(x)[0], b(x)[0])
-    # a huge clip clamps nothing
+    # a huge clip clamps nothing (the clipped cell runs the portable loop,
+    # whose exp and tanh round differently from the fast loops': a few ulp)
     c = fr.GRU(3, 5, seed=1, clip=1e30)
-    np.testing.assert_allclose(a(x)[0], c(x)[0], rtol=1e-6)
+    np.testing.assert_allclose(a(x)[0], c(x)[0], rtol=1e-5, atol=1e-7)
 
 
 def test_step_matches_full_call_with_options():
