@@ -206,6 +206,72 @@ def test_saturation_and_nan(fast_restored):
         assert np.all(np.isfinite(y[:, [0, 2]])), layer
 
 
+def _activation_inputs():
+    """float32 inputs over every binade from 1e-30 to 100 (both signs, a
+    few thousand per binade), zeros, and the saturation edges."""
+    rng = np.random.default_rng(5)
+    mags = np.exp(rng.uniform(np.log(1e-30), np.log(100.0), 200_000))
+    edges = [0.0, 0.625, 9.0, 9.1, 17.0, 20.0, 87.0, 87.7, 88.0, 88.5, 1e4]
+    x = np.concatenate([mags, -mags, edges, np.negative(edges)]).astype(np.float32)
+    return x
+
+
+def _ulps(got, ref):
+    """|got - ref| in units of the float32 spacing at the reference; where the
+    reference is below the smallest normal float, in units of that float
+    (the kernels give 0 there: a saturated gate)."""
+    tiny = np.finfo(np.float32).tiny
+    spacing = np.spacing(np.abs(ref).astype(np.float32)).astype(np.float64)
+    spacing = np.where(np.abs(ref) < tiny, tiny, spacing)
+    return np.abs(got.astype(np.float64) - ref) / spacing
+
+
+@pytest.mark.parametrize("width", [8, 16])
+def test_activations_accuracy(width, fast_restored):
+    """The fast loops' tanh and sigmoid against float64 math: a one-unit
+    RNN gives y = tanh(x) exactly, a GRU with h0 = 1 and only its z gate fed
+    gives y = sigmoid(x) exactly (h = z * 1 + (1 - z) * tanh(0)). Within 1.5
+    ulp (tanh) and 2.5 ulp (sigmoid) over 400k inputs; exactly +-1, 0 and 1
+    where saturated; the odd symmetry of tanh holds bit for bit."""
+    if not _core.set_fast_path(True):
+        pytest.skip("this CPU has no AVX2/FMA: only the portable path exists")
+    if _core.set_fast_width(width) != width:
+        pytest.skip(f"this CPU cannot run the {width}-float kernels")
+    x = _activation_inputs()
+    x64 = x.astype(np.float64)
+    H = 9  # a whole vector block and a masked tail of 1 unit
+    rnn = fr.RNN(1, H, seed=0)
+    sd = {k: np.zeros_like(v) for k, v in rnn.state_dict().items()}
+    sd["weight_ih_l0"][:] = 1.0
+    rnn.load_state_dict(sd)
+    y, _ = rnn(x[None, :, None])
+    t = y[0]
+    assert np.all(t == t[:, :1])  # every unit, full block or tail, alike
+    t = t[:, 0]
+    ref = np.tanh(x64)
+    assert _ulps(t, ref).max() <= 1.5
+    assert np.all(t[np.abs(x) >= 9.1] == np.sign(x[np.abs(x) >= 9.1]))
+    # tanh(-x) == -tanh(x) on the random magnitudes
+    n = 200_000
+    assert np.array_equal(t[n:2 * n], -t[:n])
+
+    gru = fr.GRU(1, H, seed=0)
+    sd = {k: np.zeros_like(v) for k, v in gru.state_dict().items()}
+    sd["weight_ih_l0"][H:2 * H] = 1.0  # the z gate's rows (r, z, n)
+    gru.load_state_dict(sd)
+    y, _ = gru(x[None, :, None], np.ones((1, len(x), H), np.float32))
+    s = y[0]
+    assert np.all(s == s[:, :1])
+    s = s[:, 0]
+    with np.errstate(over="ignore"):
+        ref = 1.0 / (1.0 + np.exp(-x64))
+    err = _ulps(s, ref)
+    assert err.max() <= 2.5, (x[err.argmax()], s[err.argmax()], ref[err.argmax()])
+    assert np.all(s[x >= 17.0] == 1.0) and np.all(s[x <= -88.0] == 0.0)
+    assert np.all((s >= 0) & (s <= 1))
+    assert s[x == 0].tolist() == [0.5, 0.5]
+
+
 GEMM_SHAPES = [(1, 1, 1), (3, 5, 7), (17, 33, 300), (240, 64, 256), (241, 47, 257),
                (8, 16, 1), (1000, 31, 513), (7, 2048, 512), (64, 17, 1024), (13, 97, 1),
                (33, 2200, 300),  # several column blocks (GEMM_NC) a thread
