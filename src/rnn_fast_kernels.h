@@ -46,19 +46,17 @@ typedef __mmask16 VM;                     /* a lane mask */
 #define v_max _mm512_max_ps
 #define v_fmadd _mm512_fmadd_ps
 #define v_fnmadd _mm512_fnmadd_ps
-#define v_floor(x) _mm512_roundscale_ps(x, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC)
 #define v_bcast(p) _mm512_set1_ps(*(p))
 #define v_lt(a, b) _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ)
 #define v_gt(a, b) _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ)
 #define v_blend(m, a, b) _mm512_mask_blend_ps(m, a, b)       /* m ? b : a */
 #define v_keep(m, v) _mm512_maskz_mov_ps(m, v)               /* m ? v : +0 */
-#define v_zero_where(m, v) _mm512_maskz_mov_ps((VM)~(m), v)  /* m ? +0 : v */
 #define v_abs(x) _mm512_and_ps(x, _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff)))
 #define v_signof(x) _mm512_and_ps(x, v_set1(-0.0f))
 #define v_or _mm512_or_ps
 #define v_blend_sign(x, a, b)                                /* x < 0 (sign bit) ? b : a */ \
     _mm512_mask_blend_ps(_mm512_movepi32_mask(_mm512_castps_si512(x)), a, b)
-/* 2^n from t = n + 1.5 * 2^23 (-127 <= n <= 128; n = -127 gives +0): the
+/* 2^n from t = n + 1.5 * 2^23 (-127 <= n <= 127; n = -127 gives +0): the
  * low 9 bits of t's bits plus 127 are n + 127, shifted into the exponent */
 #define v_pow2n_t(t) _mm512_castsi512_ps(_mm512_slli_epi32(                   \
         _mm512_add_epi32(_mm512_castps_si512(t), _mm512_set1_epi32(127)), 23))
@@ -84,13 +82,11 @@ typedef __m256 VM;
 #define v_max _mm256_max_ps
 #define v_fmadd _mm256_fmadd_ps
 #define v_fnmadd _mm256_fnmadd_ps
-#define v_floor _mm256_floor_ps
 #define v_bcast(p) _mm256_broadcast_ss(p)
 #define v_lt(a, b) _mm256_cmp_ps(a, b, _CMP_LT_OQ)
 #define v_gt(a, b) _mm256_cmp_ps(a, b, _CMP_GT_OQ)
 #define v_blend(m, a, b) _mm256_blendv_ps(a, b, m)
 #define v_keep(m, v) _mm256_and_ps(v, m)
-#define v_zero_where(m, v) _mm256_andnot_ps(m, v)
 #define v_abs(x) _mm256_andnot_ps(v_set1(-0.0f), x)
 #define v_signof(x) _mm256_and_ps(x, v_set1(-0.0f))
 #define v_or _mm256_or_ps
