@@ -231,6 +231,35 @@ def test_model_freeze_predicts_the_same_bits(tmp_path):
     model.fit(x, y, epochs=1, batch_size=10, verbose=0)  # the original still trains
 
 
+def test_parameters_start_on_cache_lines(tmp_path):
+    """The recurrent layers' parameters and gradients start on 64-byte lines
+    when the layer is made, frozen, unfrozen or loaded (the dot tiles read
+    the weights as they are: a row 16 bytes into a line splits every other
+    vector load), and stay C-contiguous arrays of the layer's dtype."""
+    def on_lines(store):
+        return all(a.ctypes.data % 64 == 0 and a.flags.c_contiguous for a in store.values())
+
+    for layer in (fr.LSTM(5, 7, num_layers=2, bidirectional=True, seed=0),
+                  fr.GRU(3, 64, seed=0, dtype="float64"), fr.RNN(1, 9, seed=0),
+                  fr.LayerNormLSTM(4, 6, seed=0)):
+        assert on_lines(layer.params) and on_lines(layer.grads), layer
+        assert not any(g.any() for g in layer.grads.values())
+        frozen = layer.freeze()
+        assert on_lines(frozen.params)
+        assert not any(a.flags.writeable for a in frozen.params.values())
+        thawed = frozen.unfreeze()
+        assert on_lines(thawed.params) and on_lines(thawed.grads)
+        assert all(a.flags.writeable for a in thawed.params.values())
+        for k in layer.params:
+            assert np.array_equal(thawed.params[k], layer.params[k])
+            assert np.shares_memory(frozen.params[k], layer.params[k]) is False
+    model = fr.Sequential([fr.LSTM(8, 16, seed=1), fr.LastStep(), fr.Dense(16, 3, seed=2)])
+    path = tmp_path / "m.fastrnn"
+    model.save(str(path))
+    assert on_lines(fr.load(str(path)).layers[0].params)
+    assert on_lines(model.freeze().layers[0].params)
+
+
 def test_frozen_layer_from_many_threads_while_repacking(restored):
     """Calls from several threads while another keeps making a parameter
     writeable (every call that sees it repacks): no crash, and every result
