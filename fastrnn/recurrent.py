@@ -56,7 +56,7 @@ def _clip_value(clip):
 _ALIGN = 64
 
 
-def aligned_empty(shape, dtype):
+def _aligned_empty(shape, dtype):
     """np.empty(shape, dtype) whose data starts on a 64-byte line (a view
     into a slightly larger buffer)."""
     dtype = np.dtype(dtype)
@@ -66,9 +66,9 @@ def aligned_empty(shape, dtype):
     return buf[off:off + nbytes].view(dtype).reshape(shape)
 
 
-def aligned_copy(a):
+def _aligned_copy(a):
     """A C-contiguous copy of `a` on a 64-byte line."""
-    out = aligned_empty(a.shape, a.dtype)
+    out = _aligned_empty(a.shape, a.dtype)
     np.copyto(out, a)
     return out
 
@@ -136,10 +136,10 @@ class _RNNBase(RegularizedMixin):
 
         # torch's initialisation: every parameter uniform in +-1/sqrt(hidden_size),
         # drawn in torch's parameter order from a generator seeded by `seed`
-        self.params = {name: aligned_empty(shape, self.dtype)
+        self.params = {name: _aligned_empty(shape, self.dtype)
                        for name, shape in self._param_shapes()}
         self.reset_parameters(seed)
-        self.grads = {n: aligned_empty(p.shape, p.dtype) for n, p in self.params.items()}
+        self.grads = {n: _aligned_empty(p.shape, p.dtype) for n, p in self.params.items()}
         for g in self.grads.values():
             g.fill(0)
 
@@ -253,7 +253,7 @@ class _RNNBase(RegularizedMixin):
         new = copy_without_ctx(self)
         for name, a in new.params.items():
             # arrays of its own, on cache lines (a deep copy is not)
-            a = aligned_copy(a)
+            a = _aligned_copy(a)
             a.flags.writeable = False
             new.params[name] = a
         new._frozen = True
@@ -269,7 +269,7 @@ class _RNNBase(RegularizedMixin):
         new._frozen = False
         for store in (new.params, new.grads):
             for name, a in store.items():
-                store[name] = aligned_copy(a)
+                store[name] = _aligned_copy(a)
         return new
 
     @property
