@@ -68,12 +68,13 @@ if os.environ.get("FASTRNN_SANITIZE"):  # ASan/UBSan build for the sanitizer job
 ext = Extension(
     "fastrnn._core",
     sources=["fastrnn/_core.pyx", "src/rnn.c", "src/rnn_fast.c", "src/rnn_fast_avx2.c",
-             "src/rnn_fast_avx512.c"],
-    depends=["src/fastrnn.h", "src/rnn_impl.h", "src/rnn_fast.h", "src/rnn_fast_kernels.h"],
+             "src/rnn_fast_avx512.c", "src/rnn_team.c"],
+    depends=["src/fastrnn.h", "src/rnn_impl.h", "src/rnn_fast.h", "src/rnn_fast_kernels.h",
+             "src/rnn_team.h"],
     include_dirs=["src", numpy.get_include()],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-    extra_compile_args=extra_compile,
-    extra_link_args=omp_l,
+    extra_compile_args=extra_compile + supported("-pthread"),
+    extra_link_args=omp_l + supported("-pthread"),  # the step team's helpers (rnn_team.c)
 )
 
 # The losses' kernels (CTC): no BLAS, same flags.

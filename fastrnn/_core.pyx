@@ -16,6 +16,11 @@ from scipy.linalg.cython_blas cimport sgemm, dgemm
 
 cnp.import_array()
 
+cdef extern from "rnn_team.h" nogil:
+    int fr_team_enable(int on)
+    void fr_team_note_omp()
+    unsigned fr_team_jobs()
+
 cdef extern from "fastrnn.h" nogil:
     int FR_OK, FR_EINVAL, FR_ENOBLAS, FR_ETOOBIG
     ctypedef void (*fr_sgemm_fn)(char *, char *, int *, int *, int *, float *,
@@ -100,11 +105,14 @@ fr_set_blas(<fr_sgemm_fn>sgemm, <fr_dgemm_fn>dgemm)
 
 def _internal_api():
     """Addresses of rnn.c's fr_blas_enter, fr_blas_leave, fr_pgemm_f32 and
-    fr_pgemm_f64 (src/rnn_internal.h), for fastrnn._reg: the regularized
-    kernels use this module's GEMMs and BLAS thread pin, so the library has
-    one BLAS state."""
+    fr_pgemm_f64, and of the step team's fr_team_note_omp
+    (src/rnn_internal.h), for fastrnn._reg and fastrnn._losses: the
+    regularized kernels use this module's GEMMs and BLAS thread pin, so the
+    library has one BLAS state, and both tell the step team when their
+    OpenMP regions start."""
     return (<size_t><void *>fr_blas_enter, <size_t><void *>fr_blas_leave,
-            <size_t><void *>fr_pgemm_f32, <size_t><void *>fr_pgemm_f64)
+            <size_t><void *>fr_pgemm_f32, <size_t><void *>fr_pgemm_f64,
+            <size_t><void *>fr_team_note_omp)
 
 CELLS = {"RNN_TANH": 0, "RNN_RELU": 1, "LSTM": 2, "GRU": 3}
 
@@ -122,6 +130,18 @@ def set_fast_path(bint enable):
     """Use the AVX2/FMA float32 kernels (default where the CPU has them) or
     the portable BLAS path; returns whether the fast path is now on."""
     return bool(fr_set_fast_path(enable))
+
+
+def set_step_team(bint enable):
+    """Run one-step calls (streaming) on the step team's helper threads
+    (default; src/rnn_team.h) or on OpenMP's; returns the previous setting.
+    Both give the same bits. For tests and before/after timings."""
+    return bool(fr_team_enable(enable))
+
+
+def step_team_jobs():
+    """One-step calls the step team has run in this process (mod 2**32)."""
+    return fr_team_jobs()
 
 
 def set_fast_width(width):

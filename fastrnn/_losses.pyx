@@ -12,6 +12,8 @@ cimport numpy as cnp
 from fastrnn._arrays cimport _check, _data
 import numpy as np
 
+from fastrnn import _core
+
 cnp.import_array()
 
 cdef extern from "ctc.h" nogil:
@@ -27,6 +29,12 @@ cdef extern from "ctc.h" nogil:
                    const int64_t *input_lengths, const int64_t *targets,
                    const int64_t *target_lengths, const double *grad_scale,
                    double *losses, double *grad, double *work)
+    void fr_ctc_set_omp_note(void (*note)() noexcept nogil)
+
+# the step team (fastrnn._core, src/rnn_team.h) hears of this kernel's OpenMP
+# regions, as of every other kernel's
+cdef size_t _a_note = _core._internal_api()[4]
+fr_ctc_set_omp_note(<void (*)() noexcept nogil><void *>_a_note)
 
 
 def ctc(logits, input_lengths, targets, target_lengths, int blank,

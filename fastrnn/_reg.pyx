@@ -27,6 +27,7 @@ cdef extern from "fastrnn.h" nogil:
     int FR_OK, FR_EINVAL, FR_ENOBLAS, FR_ETOOBIG
 
 cdef extern from "rnn_internal.h" nogil:
+    ctypedef void (*fr_omp_note_fn)() noexcept nogil
     ctypedef int (*fr_blas_enter_fn)() noexcept nogil
     ctypedef void (*fr_blas_leave_fn)(int) noexcept nogil
     ctypedef void (*fr_pgemm_f32_fn)(int, int, char, char, int64_t, int64_t, int64_t,
@@ -39,7 +40,8 @@ cdef extern from "rnn_internal.h" nogil:
 cdef extern from "rnn_reg.h" nogil:
     int FRR_LSTM, FRR_GRU, FRR_LNLSTM
     int frr_set_internal(fr_blas_enter_fn enter, fr_blas_leave_fn leave,
-                         fr_pgemm_f32_fn pgemm_f32, fr_pgemm_f64_fn pgemm_f64)
+                         fr_pgemm_f32_fn pgemm_f32, fr_pgemm_f64_fn pgemm_f64,
+                         fr_omp_note_fn omp_note)
     ctypedef struct frr_desc:
         int cell
         int64_t T, B, I_, H
@@ -74,11 +76,12 @@ cdef extern from "rnn_reg.h" nogil:
                          double *dx, int dx_accumulate, double *dh0, double *dc0,
                          double *const *dw, double *work)
 
-cdef size_t _a_enter, _a_leave, _a_g32, _a_g64
-_a_enter, _a_leave, _a_g32, _a_g64 = _core._internal_api()
+cdef size_t _a_enter, _a_leave, _a_g32, _a_g64, _a_note
+_a_enter, _a_leave, _a_g32, _a_g64, _a_note = _core._internal_api()
 if frr_set_internal(<fr_blas_enter_fn><void *>_a_enter, <fr_blas_leave_fn><void *>_a_leave,
                     <fr_pgemm_f32_fn><void *>_a_g32,
-                    <fr_pgemm_f64_fn><void *>_a_g64) != FR_OK:
+                    <fr_pgemm_f64_fn><void *>_a_g64,
+                    <fr_omp_note_fn><void *>_a_note) != FR_OK:
     raise ImportError("fastrnn._reg: fastrnn._core gave NULL internal functions")
 
 CELLS = {"LSTM": FRR_LSTM, "GRU": FRR_GRU, "LNLSTM": FRR_LNLSTM}

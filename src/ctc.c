@@ -12,6 +12,17 @@
  * one thread: waking the OpenMP team would cost more than the work. */
 #define FR_CTC_PAR_MIN 20000
 
+static void (*ctc_omp_note)(void) = NULL;
+
+void fr_ctc_set_omp_note(void (*note)(void)) { ctc_omp_note = note; }
+
+/* cond, for an OpenMP region's if clause, after the note (ctc.h). */
+static inline int ctc_omp_going(int nt, int cond)
+{
+    if (nt > 1 && cond && ctc_omp_note) ctc_omp_note();
+    return cond;
+}
+
 /* log(exp(a) + exp(b)), exact for -inf operands. */
 static inline double lse2(double a, double b)
 {

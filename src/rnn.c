@@ -11,6 +11,7 @@
 #endif
 #include "fastrnn.h"
 #include "rnn_fast.h"
+#include "rnn_team.h"
 
 /* Below this many elements an elementwise pass runs on one thread: waking
  * the OpenMP team costs more than the work. */

@@ -67,7 +67,7 @@ static void FN(pgemm)(int fast, int nt, int pinned, char ta, char tb, int64_t M,
     if (!pinned || (double)M * N * K < 1e6) nt = 1;
     if (nt > nchunk) nt = (int)nchunk;
     int64_t c;
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+#pragma omp parallel for num_threads(nt) if (fr_omp_going(nt, nt > 1)) schedule(static)
     for (c = 0; c < nchunk; c++) {
         const int64_t a0 = c * chunk;
         const int64_t n = M - a0 < chunk ? M - a0 : chunk;
@@ -102,7 +102,7 @@ static void FN(fill_rows)(REAL *Xp, int64_t rows, int64_t cols, const REAL *row,
             memcpy(Xp + r * cols, row, (size_t)cols * sizeof(REAL));
         return;
     }
-#pragma omp parallel for num_threads(nt) schedule(static)
+#pragma omp parallel for num_threads(nt) if (fr_omp_going(nt, 1)) schedule(static)
     for (r = 0; r < rows; r++)
         memcpy(Xp + r * cols, row, (size_t)cols * sizeof(REAL));
 }
@@ -114,7 +114,7 @@ static void FN(colsum_add)(const REAL *A, int64_t rows, int64_t cols, REAL *out,
                            int nt)
 {
     int64_t nblk = (cols + 63) / 64, blk;
-#pragma omp parallel for num_threads(nt) if (rows * cols >= FR_PAR_MIN) schedule(static)
+#pragma omp parallel for num_threads(nt) if (fr_omp_going(nt, rows * cols >= FR_PAR_MIN)) schedule(static)
     for (blk = 0; blk < nblk; blk++) {
         int64_t c0 = blk * 64, c1 = c0 + 64 < cols ? c0 + 64 : cols;
         REAL acc[64];
@@ -330,7 +330,7 @@ static void FN(layer_forward)(const fr_desc *d, int dir, int64_t In,
         int64_t b;
         if (lbr0) {
             /* r = s(xr + hr), z = s(xz + hz) into Gh's r,z blocks; rh = r*h (h2) */
-#pragma omp parallel for num_threads(nt) if (B * GX >= FR_PAR_MIN) schedule(static)
+#pragma omp parallel for num_threads(nt) if (fr_omp_going(nt, B * GX >= FR_PAR_MIN)) schedule(static)
             for (b = 0; b < B; b++) {
                 const REAL *pre = xp + b * GX, *hpb = hp + b * H;
                 REAL *gh = Gh + b * GX, *rh = h2 + b * H;
@@ -348,7 +348,7 @@ static void FN(layer_forward)(const fr_desc *d, int dir, int64_t In,
                 FN(pgemm)(fast, nt, pinned, 'N', 'T', B, H, H, 1, h2, H, R + 2 * H * H, H, 0,
                           Gh + 2 * H, GX);
         }
-#pragma omp parallel for num_threads(nt) if (B * GX >= FR_PAR_MIN) schedule(static)
+#pragma omp parallel for num_threads(nt) if (fr_omp_going(nt, B * GX >= FR_PAR_MIN)) schedule(static)
         for (b = 0; b < B; b++) {
             const REAL *hpb = hp + b * H;
             REAL *hxb = hx + b * H, *yb = yt + b * ldy;
@@ -496,7 +496,7 @@ static void FN(layer_backward)(const fr_desc *d, int dir, int64_t In,
         const REAL *mt = cmask ? cmask + t * B * GX : NULL;
         REAL *dgx = dGx + t * B * GX, *dgh = dGh + t * B * GX;
         int64_t b;
-#pragma omp parallel for num_threads(nt) if (B * GX >= FR_PAR_MIN) schedule(static)
+#pragma omp parallel for num_threads(nt) if (fr_omp_going(nt, B * GX >= FR_PAR_MIN)) schedule(static)
         for (b = 0; b < B; b++) {
             REAL *dhb = dh + b * H, *dhpb = dhp + b * H;
             REAL *dgxb = dgx + b * GX, *dghb = dgh + b * GX;
@@ -561,7 +561,7 @@ static void FN(layer_backward)(const fr_desc *d, int dir, int64_t In,
             REAL *drh = dc; /* (B,H) d(r*h) = dn_pre W_hn */
             FN(pgemm)(fast, nt, pinned, 'N', 'N', B, H, H, 1, dgh + 2 * H, GX, R + 2 * H * H, H,
                       0, drh, H);
-#pragma omp parallel for num_threads(nt) if (B * GX >= FR_PAR_MIN) schedule(static)
+#pragma omp parallel for num_threads(nt) if (fr_omp_going(nt, B * GX >= FR_PAR_MIN)) schedule(static)
             for (b = 0; b < B; b++) {
                 if (!ACTIVE(t, b)) continue;
                 const REAL *g = gt + b * GC, *hpb = hp + b * H, *drb = drh + b * H;
@@ -659,7 +659,7 @@ static int FN(forward_all)(const fr_desc *d, const REAL *x,
         if (training && dropmask && l < L - 1) {
             const REAL *m = dropmask + l * TBDH;
             int64_t i;
-#pragma omp parallel for num_threads(d->num_threads) if (TBDH >= FR_PAR_MIN) schedule(static)
+#pragma omp parallel for num_threads(d->num_threads) if (fr_omp_going(d->num_threads, TBDH >= FR_PAR_MIN)) schedule(static)
             for (i = 0; i < TBDH; i++) out[i] *= m[i];
         }
         in = out;
@@ -726,7 +726,7 @@ int FN(fr_backward)(const fr_desc *d, const REAL *x,
         if (l > 0 && dropmask) { /* through the dropout of layer l's input */
             const REAL *m = dropmask + (l - 1) * TBDH;
             int64_t i;
-#pragma omp parallel for num_threads(d->num_threads) if (TBDH >= FR_PAR_MIN) schedule(static)
+#pragma omp parallel for num_threads(d->num_threads) if (fr_omp_going(d->num_threads, TBDH >= FR_PAR_MIN)) schedule(static)
             for (i = 0; i < TBDH; i++) dxl[i] *= m[i];
         }
         dcur = dxl;

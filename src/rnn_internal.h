@@ -7,7 +7,8 @@
  * kernels for the BLAS thread pin (two counts would restore the BLAS's thread
  * count while the other module's kernel still runs, or leave it at one), it
  * calls these functions of fastrnn._core through the pointers below, whose
- * addresses _core hands out (frr_set_internal, rnn_reg.h).
+ * addresses _core hands out (frr_set_internal, rnn_reg.h; fastrnn._losses
+ * takes fr_team_note_omp, fr_ctc_set_omp_note in ctc.h).
  */
 #ifndef FASTRNN_INTERNAL_H
 #define FASTRNN_INTERNAL_H
@@ -30,7 +31,12 @@ void fr_pgemm_f64(int nt, int pinned, char ta, char tb, int64_t M, int64_t N,
                   int64_t K, double alpha, const double *A, int64_t lda,
                   const double *B, int64_t ldb, double beta, double *C, int64_t ldc);
 
+/* The step team's note that an OpenMP region starts (rnn_team.h): one team
+ * and one quiet time for the whole library. */
+void fr_team_note_omp(void);
+
 /* The same functions as pointer types. */
+typedef void (*fr_omp_note_fn)(void);
 typedef int (*fr_blas_enter_fn)(void);
 typedef void (*fr_blas_leave_fn)(int);
 typedef void (*fr_pgemm_f32_fn)(int, int, char, char, int64_t, int64_t, int64_t, float,

@@ -21,11 +21,22 @@ static fr_blas_enter_fn frr_blas_enter = NULL;
 static fr_blas_leave_fn frr_blas_leave = NULL;
 static fr_pgemm_f32_fn frr_pgemm_f32 = NULL;
 static fr_pgemm_f64_fn frr_pgemm_f64 = NULL;
+static fr_omp_note_fn frr_omp_note = NULL;
+
+/* cond, for an OpenMP region's if clause, after telling the step team
+ * (rnn_team.h) that a region of more than one thread starts. */
+static inline int frr_omp_going(int nt, int cond)
+{
+    if (nt > 1 && cond && frr_omp_note) frr_omp_note();
+    return cond;
+}
 
 int frr_set_internal(fr_blas_enter_fn enter, fr_blas_leave_fn leave,
-                     fr_pgemm_f32_fn pgemm_f32, fr_pgemm_f64_fn pgemm_f64)
+                     fr_pgemm_f32_fn pgemm_f32, fr_pgemm_f64_fn pgemm_f64,
+                     fr_omp_note_fn omp_note)
 {
-    if (!enter || !leave || !pgemm_f32 || !pgemm_f64) return FR_EINVAL;
+    if (!enter || !leave || !pgemm_f32 || !pgemm_f64 || !omp_note) return FR_EINVAL;
+    frr_omp_note = omp_note;
     frr_blas_enter = enter;
     frr_blas_leave = leave;
     frr_pgemm_f32 = pgemm_f32;

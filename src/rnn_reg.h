@@ -82,10 +82,12 @@ typedef struct {
 
 /* Give the kernels rnn.c's GEMMs and BLAS thread pin (rnn_internal.h): one
  * BLAS state for the whole library (fastrnn._reg passes fastrnn._core's
- * functions). Until then every kernel returns FR_ENOBLAS. Call it once, before
- * any kernel runs; FR_EINVAL when a pointer is NULL. */
+ * functions), and the step team's note of OpenMP regions (rnn_team.h). Until
+ * then every kernel returns FR_ENOBLAS. Call it once, before any kernel runs;
+ * FR_EINVAL when a pointer is NULL. */
 int frr_set_internal(fr_blas_enter_fn enter, fr_blas_leave_fn leave,
-                     fr_pgemm_f32_fn pgemm_f32, fr_pgemm_f64_fn pgemm_f64);
+                     fr_pgemm_f32_fn pgemm_f32, fr_pgemm_f64_fn pgemm_f64,
+                     fr_omp_note_fn omp_note);
 
 /* FR_OK when the descriptor is usable (known cell, sizes >= 1, reverse 0/1,
  * zoneout in [0,1], lengths in 1..T, GEMM sizes within BLAS's int). */

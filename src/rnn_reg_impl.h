@@ -58,7 +58,7 @@ static inline void FN(rr_ln_back)(const REAL *g, const REAL *scale, const REAL *
 static void FN(rr_fill_rows)(REAL *X, int64_t rows, int64_t cols, const REAL *row, int nt)
 {
     int64_t r;
-#pragma omp parallel for num_threads(nt) if (rows * cols >= FRR_PAR_MIN) schedule(static)
+#pragma omp parallel for num_threads(nt) if (frr_omp_going(nt, rows * cols >= FRR_PAR_MIN)) schedule(static)
     for (r = 0; r < rows; r++) memcpy(X + r * cols, row, (size_t)cols * sizeof(REAL));
 }
 
@@ -70,7 +70,7 @@ static void FN(rr_colsum)(const REAL *A, const REAL *M, int64_t rows, int64_t co
 {
     const int64_t nblk = (cols + 63) / 64;
     int64_t blk;
-#pragma omp parallel for num_threads(nt) if (rows * cols >= FRR_PAR_MIN) schedule(static)
+#pragma omp parallel for num_threads(nt) if (frr_omp_going(nt, rows * cols >= FRR_PAR_MIN)) schedule(static)
     for (blk = 0; blk < nblk; blk++) {
         const int64_t c0 = blk * 64, c1 = c0 + 64 < cols ? c0 + 64 : cols;
         REAL acc[64];
@@ -132,7 +132,7 @@ static void FN(rr_forward)(const frr_desc *d, const REAL *x, const REAL *const *
     if (cell == FRR_LNLSTM) {
         PGEMM(nt, pinned, 'N', 'T', TB, GX, I, 1, x, I, W, I, 0, Xp, GX);
         int64_t r;
-#pragma omp parallel for num_threads(nt) if (TB * GX >= FRR_PAR_MIN) schedule(static)
+#pragma omp parallel for num_threads(nt) if (frr_omp_going(nt, TB * GX >= FRR_PAR_MIN)) schedule(static)
         for (r = 0; r < TB; r++) { /* nx = LN(x W_ih^T), in place */
             REAL *row = Xp + r * GX, m, s;
             FN(rr_ln_stats)(row, GX, &m, &s);
@@ -191,7 +191,7 @@ static void FN(rr_forward)(const frr_desc *d, const REAL *x, const REAL *const *
         REAL *yt = y + t * B * ldy;
         const REAL *zt = zmask ? zmask + t * BH : NULL;
         int64_t b;
-#pragma omp parallel for num_threads(nt) if (B * GX >= FRR_PAR_MIN) schedule(static)
+#pragma omp parallel for num_threads(nt) if (frr_omp_going(nt, B * GX >= FRR_PAR_MIN)) schedule(static)
         for (b = 0; b < B; b++) {
             const REAL *hpb = hp + b * H;
             REAL *hxb = hx + b * H, *yb = yt + b * ldy;
@@ -349,7 +349,7 @@ static void FN(rr_backward)(const frr_desc *d, const REAL *x, const REAL *const 
         const REAL *zt = zmask ? zmask + t * BH : NULL;
         REAL *dgt = dG + t * B * GX, *dg2t = dG2 + t * B * GX;
         int64_t b;
-#pragma omp parallel for num_threads(nt) if (B * GX >= FRR_PAR_MIN) schedule(static)
+#pragma omp parallel for num_threads(nt) if (frr_omp_going(nt, B * GX >= FRR_PAR_MIN)) schedule(static)
         for (b = 0; b < B; b++) {
             const int64_t row = t * B + b;
             REAL *dhb = dh + b * H, *dhdb = dhd + b * H;
@@ -447,7 +447,7 @@ static void FN(rr_backward)(const frr_desc *d, const REAL *x, const REAL *const 
     const REAL *hsrc = hs + (rev ? BH : 0), *hin = hsrc;
     if (rmask) {
         int64_t r;
-#pragma omp parallel for num_threads(nt) if (TB * H >= FRR_PAR_MIN) schedule(static)
+#pragma omp parallel for num_threads(nt) if (frr_omp_going(nt, TB * H >= FRR_PAR_MIN)) schedule(static)
         for (r = 0; r < TB; r++) {
             const REAL *src = hsrc + r * H, *m = rmask + (r % B) * H;
             REAL *dst = hdall + r * H;
@@ -464,7 +464,7 @@ static void FN(rr_backward)(const frr_desc *d, const REAL *x, const REAL *const 
         FN(rr_colsum)(dU, nc, TB, H, dw[5], nt);                  /* gamma_c */
         FN(rr_colsum)(dU, NULL, TB, H, dw[6], nt);                /* beta_c */
         int64_t r;
-#pragma omp parallel for num_threads(nt) if (TB * GX >= FRR_PAR_MIN) schedule(static)
+#pragma omp parallel for num_threads(nt) if (frr_omp_going(nt, TB * GX >= FRR_PAR_MIN)) schedule(static)
         for (r = 0; r < TB; r++) /* dG becomes d(x W_ih^T) through its layer norm */
             FN(rr_ln_back)(dG + r * GX, gih, nx + r * GX, rs[r * 3], GX, dG + r * GX);
     } else if (dw[2]) {

@@ -217,12 +217,21 @@ def random_lengths(rng, B, T, mode):
     return lengths
 
 
+def stream(layer, xs, state=None):
+    """Step a layer through the frames xs: (stacked outputs, last state)."""
+    ys = []
+    for xt in xs:
+        y, state = layer.step(xt, state)
+        ys.append(y)
+    return np.stack(ys), state
+
+
 helpers_ns = types.SimpleNamespace(
     CELLS=CELLS, GATES=GATES, PARAM_STEMS=PARAM_STEMS, is_lstm=is_lstm,
     param_names=param_names, param_shapes=param_shapes, make_fr=make_fr,
     make_torch=make_torch, make_pair=make_pair,
     torch_state_to_numpy=torch_state_to_numpy, torch_run=torch_run,
-    assert_close=assert_close, random_lengths=random_lengths,
+    assert_close=assert_close, random_lengths=random_lengths, stream=stream,
 )
 
 

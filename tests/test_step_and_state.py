@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import fastrnn as fr
+from conftest import helpers_ns
 
 CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru")
 
@@ -315,12 +316,7 @@ def test_step_reuses_its_own_state_safely():
 # what the kernel takes. Each case below must give the same answer as a fresh
 # layer would.
 
-def _stream(layer, xs, state=None):
-    ys = []
-    for xt in xs:
-        y, state = layer.step(xt, state)
-        ys.append(y)
-    return np.stack(ys), state
+_stream = helpers_ns.stream
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

@@ -11,9 +11,11 @@ A="$(cd "$1" && pwd)"; B="$(cd "$2" && pwd)"; shift 2
 OUT="$(mktemp -d "${TMPDIR:-/tmp}/fastrnn-ab.XXXXXX")"
 trap 'rm -rf "$OUT"' EXIT
 lib() {
-    "${CC:-gcc}" -O3 -falign-loops=64 -fno-math-errno -Wno-unused-function -fopenmp -fPIC -shared -I"$1/src" \
-        "$1/src/rnn.c" "$1/src/rnn_fast.c" "$1/src/rnn_fast_avx2.c" "$1/src/rnn_fast_avx512.c" \
-        -lm -o "$2"
+    local extra=()
+    [ -f "$1/src/rnn_team.c" ] && extra=("$1/src/rnn_team.c")  # trees from before the step team
+    "${CC:-gcc}" -O3 -falign-loops=64 -fno-math-errno -Wno-unused-function -fopenmp -pthread -fPIC -shared \
+        -I"$1/src" "$1/src/rnn.c" "$1/src/rnn_fast.c" "$1/src/rnn_fast_avx2.c" "$1/src/rnn_fast_avx512.c" \
+        "${extra[@]}" -lm -o "$2"
 }
 lib "$A" "$OUT/libA.so"
 lib "$B" "$OUT/libB.so"

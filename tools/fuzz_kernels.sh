@@ -9,7 +9,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="$(mktemp -d "${TMPDIR:-/tmp}/fastrnn-fuzzk.XXXXXX")"
 trap 'rm -rf "$OUT"' EXIT
 SRC=("$ROOT/tools/fuzz_kernels.c" "$ROOT/src/rnn.c" "$ROOT/src/rnn_fast.c" "$ROOT/src/rnn_fast_avx2.c"
-     "$ROOT/src/rnn_fast_avx512.c" "$ROOT/src/ctc.c")
+     "$ROOT/src/rnn_fast_avx512.c" "$ROOT/src/rnn_team.c" "$ROOT/src/ctc.c")
 if [ "${FUZZER:-}" = libfuzzer ]; then
     clang -O1 -g -fsanitize=fuzzer,address,undefined -DFR_LIBFUZZER -fopenmp -I"$ROOT/src" \
         "${SRC[@]}" -lm -o "$OUT/fk"

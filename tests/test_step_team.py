@@ -1,0 +1,169 @@
+"""The step team (src/rnn_team.h): one-step calls on helper threads of
+fastrnn's own instead of an OpenMP region. Same bits as the OpenMP path (and
+the whole-sequence call to rounding), from several Python threads at once, after the
+helpers fell asleep, and in a child after fork()."""
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+import fastrnn as fr
+from fastrnn import _core
+from conftest import helpers_ns
+
+steps = helpers_ns.stream
+
+
+@pytest.fixture
+def two_threads():
+    was = fr.get_num_threads()
+    fr.set_num_threads(2)
+    yield
+    fr.set_num_threads(was)
+
+
+QUIET_S = 0.06  # past FR_TEAM_QUIET_MS (rnn_team.h) after an OpenMP region
+
+
+def team_runs(layer, x, state):
+    """Whether a step of this layer runs on the team here (it needs the fast
+    path, two CPUs, a split of at least two slices, and no OpenMP region in
+    the last FR_TEAM_QUIET_MS)."""
+    time.sleep(QUIET_S)
+    before = _core.step_team_jobs()
+    layer.step(x, state)
+    return _core.step_team_jobs() != before
+
+
+def flat(state):
+    return np.concatenate([np.ravel(s) for s in (state if isinstance(state, tuple) else (state,))])
+
+
+# each with enough work for two slices (units split: B=1, or H a multiple
+# of 16); odd and prime sizes included
+CASES = [("LSTM", 128, 128, 1, 1), ("LSTM", 40, 256, 1, 1), ("LSTM", 7, 131, 1, 2),
+         ("LSTM", 13, 144, 3, 1), ("GRU", 1, 149, 1, 1), ("GRU", 33, 208, 2, 1),
+         ("RNN", 128, 512, 1, 1), ("RNN", 5, 257, 1, 1)]
+
+
+@pytest.mark.parametrize("cell,I,H,B,L", CASES)
+@pytest.mark.parametrize("frozen", [False, True])
+def test_team_steps_match_openmp_and_full_call(two_threads, cell, I, H, B, L, frozen):
+    layer = getattr(fr, cell)(I, H, num_layers=L, seed=5)
+    if frozen:
+        layer = layer.freeze()
+    rng = np.random.default_rng(H)
+    frames = rng.standard_normal((6, B, I)).astype(np.float32)
+    if not team_runs(layer, frames[0], None):
+        pytest.skip("the step team does not run here (no fast path, or one CPU)")
+    y_team, s_team = steps(layer, frames)
+    was = _core.set_step_team(False)
+    try:
+        before = _core.step_team_jobs()
+        y_omp, s_omp = steps(layer, frames)
+        assert _core.step_team_jobs() == before  # off means off
+    finally:
+        _core.set_step_team(was)
+    assert np.array_equal(y_team, y_omp)
+    assert np.array_equal(flat(s_team), flat(s_omp))
+    # the whole sequence takes packed panels (another summation order)
+    y_full, s_full = layer(frames)
+    np.testing.assert_allclose(y_team, y_full, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(flat(s_team), flat(s_full), rtol=1e-5, atol=1e-6)
+
+
+def test_team_wakes_sleeping_helpers(two_threads):
+    """Steps far apart: the helpers have stopped spinning and sleep; every
+    call still gives the same bits (and the caller never waits for them)."""
+    layer = fr.LSTM(64, 128, seed=1)
+    rng = np.random.default_rng(0)
+    frames = rng.standard_normal((5, 1, 64)).astype(np.float32)
+    if not team_runs(layer, frames[0], None):
+        pytest.skip("the step team does not run here")
+    expected, _ = steps(layer, frames)  # back to back: the helpers spin
+    state = None
+    for t in range(5):
+        time.sleep(0.02)  # far past the helpers' spinning (~1 ms)
+        y, state = layer.step(frames[t], state)
+        assert np.array_equal(y, expected[t])
+
+
+def test_team_from_many_python_threads(two_threads):
+    """Eight streams at once: one caller holds the team, the others take
+    OpenMP; every stream equals its own sequential run."""
+    rng = np.random.default_rng(3)
+    layers = [fr.LSTM(32, 128, seed=s) if s % 2 else fr.GRU(32, 96, seed=s) for s in range(8)]
+    frames = [rng.standard_normal((30, 1, 32)).astype(np.float32) for _ in range(8)]
+    expected = [steps(layer, f)[0] for layer, f in zip(layers, frames)]
+    with ThreadPoolExecutor(8) as pool:
+        for _ in range(3):
+            got = list(pool.map(lambda a: steps(*a)[0], zip(layers, frames)))
+            for e, g in zip(expected, got):
+                assert np.array_equal(e, g)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_team_in_a_forked_child(two_threads):
+    """The child of fork() has no helpers: it starts its own and gets the
+    parent's bits."""
+    layer = fr.LSTM(48, 128, seed=2)
+    rng = np.random.default_rng(4)
+    frames = rng.standard_normal((4, 1, 48)).astype(np.float32)
+    if not team_runs(layer, frames[0], None):
+        pytest.skip("the step team does not run here")
+    expected, _ = steps(layer, frames)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: never return into pytest
+        code = 1
+        try:
+            os.close(r)
+            before = _core.step_team_jobs()
+            got, _ = steps(layer, frames)
+            ok = np.array_equal(got, expected) and _core.step_team_jobs() != before
+            os.write(w, b"ok" if ok else b"bad")
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        answer = f.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    assert answer == b"ok"
+
+
+def test_no_team_right_after_an_openmp_region(two_threads):
+    """libgomp's threads spin for milliseconds after a region: a step then
+    runs on them, not on the team (whose helpers would leave more busy
+    threads than cores), until the quiet time has passed."""
+    layer = fr.LSTM(128, 128, seed=6)
+    big = fr.LSTM(64, 128, seed=7)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((1, 128)).astype(np.float32)
+    X = rng.standard_normal((40, 8, 64)).astype(np.float32)
+    if not team_runs(layer, x, None):
+        pytest.skip("the step team does not run here")
+    expected, state = layer.step(x, None)
+    for _ in range(3):
+        big(X)  # OpenMP regions of two threads
+        before = _core.step_team_jobs()
+        y, _ = layer.step(x, None)
+        assert _core.step_team_jobs() == before
+        assert np.array_equal(y, expected)
+    time.sleep(QUIET_S)
+    before = _core.step_team_jobs()
+    y, _ = layer.step(x, None)
+    assert _core.step_team_jobs() == before + 1
+    assert np.array_equal(y, expected)
+
+
+def test_team_off_then_on_is_reported(two_threads):
+    was = _core.set_step_team(False)
+    try:
+        assert _core.set_step_team(False) is False
+    finally:
+        _core.set_step_team(was)
+    assert _core.set_step_team(was) is was
