@@ -23,6 +23,7 @@ cdef extern from "rnn_team.h" nogil:
 
 cdef extern from "fastrnn.h" nogil:
     int FR_OK, FR_EINVAL, FR_ENOBLAS, FR_ETOOBIG
+    int FR_CELL_LSTM
     ctypedef void (*fr_sgemm_fn)(char *, char *, int *, int *, int *, float *,
                                  float *, int *, float *, int *, float *,
                                  float *, int *) noexcept nogil
@@ -453,29 +454,50 @@ cdef class Stepper:
     layers of a unidirectional plan, every check a C test and the scratch
     from the C heap (no NumPy call but the outputs' allocation).
 
-    Made by fastrnn.recurrent from a plan and the names of its arrays in the
-    layer's dict, which each call gets. A call returns None, having run
-    nothing, when anything is not exactly what the kernel takes (the store not
-    a dict, an array of it replaced, other options, x not a C-contiguous (B, input_size)
-    array of the dtype, a state that is not exact (L, B, H) arrays): the
-    caller then takes its full path, which converts or explains."""
+    Made by fastrnn.recurrent from a plan, the names of its arrays in the
+    layer's params, and fastrnn._threads' dict (its _num_threads: None for
+    OpenMP's default). Each call gets the layer's __dict__ and reads what it
+    needs from it: params, linear_before_reset, clip, zoneout and
+    recurrent_dropout. A call returns None, having run nothing, when anything
+    is not exactly what the kernel takes (params not a dict, an array of it
+    replaced, other options, zoneout or recurrent dropout on, x not a
+    C-contiguous (B, input_size) array of the dtype, a state that is not
+    exact (L, B, H) arrays): the caller then takes its full path, which
+    converts or explains."""
     cdef readonly Plan plan
     cdef list order
+    cdef dict threads
 
-    def __init__(self, Plan plan, list order):
+    def __init__(self, Plan plan, list order, dict threads):
         if plan.D != 1:
             raise ValueError("Stepper: a bidirectional plan cannot stream")
         if len(order) != len(plan.arrays):
             raise ValueError("Stepper: expected one name per array of the plan")
-        self.plan, self.order = plan, order
+        self.plan, self.order, self.threads = plan, order, threads
 
-    def run(self, store, x, state, int gru_lbr, double clip, int num_threads):
+    def run(self, layer, x, state):
         cdef Plan plan = self.plan
         cdef Py_ssize_t i, n = len(self.order)
-        cdef bint is_lstm = plan.cell == CELLS["LSTM"]
+        cdef bint is_lstm = plan.cell == FR_CELL_LSTM
         cdef int type_num = (<cnp.dtype>plan.dtype).type_num
-        if type(store) is not dict or gru_lbr != plan.gru_lbr or clip != plan.clip:
+        if type(layer) is not dict:
             return None
+        store = (<dict>layer).get("params")
+        if type(store) is not dict:
+            return None
+        zoneout = (<dict>layer).get("zoneout")
+        rdrop = (<dict>layer).get("recurrent_dropout")
+        if (zoneout is not None and zoneout) or (rdrop is not None and rdrop):
+            return None  # the regularized kernels
+        lbr = (<dict>layer).get("linear_before_reset")
+        clip_obj = (<dict>layer).get("clip")
+        if (1 if lbr else 0) != plan.gru_lbr:
+            return None
+        cdef double clip = 0.0 if clip_obj is None else <double>clip_obj
+        if clip != plan.clip:
+            return None
+        nt_obj = self.threads.get("_num_threads")
+        cdef int num_threads = 0 if nt_obj is None else <int>nt_obj
         for i in range(n):
             if (<dict>store).get(self.order[i]) is not plan.arrays[i]:
                 return None
