@@ -4,7 +4,7 @@ plus a layer-normalized LSTM and zoneout / recurrent dropout (fastrnn.regularize
 The forward and backward passes are C kernels (OpenMP threads, BLAS GEMMs from
 SciPy) compiled through Cython, under a NumPy-first API.
 """
-from ._threads import get_num_threads, set_num_threads
+from ._threads import get_num_threads, get_step_team, set_num_threads, set_step_team
 from .interop import from_torch, to_torch
 from .keras_io import from_keras, from_keras_sequential, from_keras_weights
 from .onnx_io import from_onnx
@@ -21,6 +21,7 @@ from .layers import (Activation, AttentionPooling, Dense, Dropout, Embedding, La
 __version__ = "0.1.0"
 __all__ = ["RNN", "LSTM", "GRU", "LayerNormLSTM", "from_torch", "to_torch", "from_onnx", "from_keras",
            "from_keras_sequential", "from_keras_weights", "set_num_threads", "get_num_threads",
+           "set_step_team", "get_step_team",
            "__version__", "Activation", "AttentionPooling", "Dense", "Dropout",
            "Embedding", "LastStep", "MaxPooling", "MeanPooling", "Sequential", "load",
            "pad_sequences", "losses", "optim", "Callback", "EarlyStopping", "ModelCheckpoint",

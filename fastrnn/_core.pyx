@@ -135,9 +135,14 @@ def set_fast_path(bint enable):
 
 def set_step_team(bint enable):
     """Run one-step calls (streaming) on the step team's helper threads
-    (default; src/rnn_team.h) or on OpenMP's; returns the previous setting.
-    Both give the same bits. For tests and before/after timings."""
+    (src/rnn_team.h) or on OpenMP's (default); returns the previous setting.
+    Both give the same bits (fastrnn.set_step_team says when to use it)."""
     return bool(fr_team_enable(enable))
+
+
+def step_team_enabled():
+    """Whether one-step calls take the step team now (set_step_team)."""
+    return fr_team_enable(-1) != 0
 
 
 def step_team_jobs():

@@ -840,6 +840,9 @@ def parse_args(argv=None):
                    help="fastrnn infers with the layer itself, packing its weights on "
                         "every call (default: a frozen copy, layer.freeze(), weights "
                         "packed once, as ONNX Runtime's session packs them)")
+    p.add_argument("--step-team", action="store_true",
+                   help="fastrnn's one-step calls run on its step team "
+                        "(fastrnn.set_step_team; default: OpenMP's threads)")
     p.add_argument("--list", action="store_true", help="list the shapes and exit")
     args = p.parse_args(argv)
     if args.threads < 1:
@@ -899,6 +902,8 @@ def main(argv=None):
 
     t_start = time.perf_counter()
     notes = set_threads(args.threads)
+    from . import set_step_team
+    team_was = set_step_team(args.step_team)
     skipped = {}  # (engine, reason) -> shape names
     progress("bench: sgemm 2048^3 through NumPy and fastrnn, %d thread(s) ..." % args.threads)
     gemm_dtype = np.float32 if args.dtype == "float32" else np.float64
@@ -934,9 +939,11 @@ def main(argv=None):
     print("fastrnn bench: %s, %d thread(s), %s, median of %d repeats, %s"
           % (_cpu_name(), args.threads, args.dtype, repeat,
              ", ".join("%s %s" % kv for kv in versions.items())))
-    print("fastrnn infers with %s" % ("the layer itself (--per-call: weights packed every "
-                                      "call)" if args.per_call else
-                                      "a frozen copy (layer.freeze(): weights packed once)"))
+    print("fastrnn infers with %s%s" % ("the layer itself (--per-call: weights packed every "
+                                        "call)" if args.per_call else
+                                        "a frozen copy (layer.freeze(): weights packed once)",
+                                        "; one-step calls on the step team (--step-team)"
+                                        if args.step_team else ""))
     print("sgemm 2048^3: NumPy %.1f, fastrnn %.1f GFLOP/s; speedup = best peer ms / "
           "fastrnn ms; GFLOP/s and %% sgemm (of the faster) are fastrnn's"
           % (sgemm_numpy, sgemm_own))
@@ -951,6 +958,7 @@ def main(argv=None):
         meta = {"cpu": _cpu_name(), "cores": os.cpu_count(), "threads": args.threads,
                 "dtype": args.dtype, "repeat": repeat, "quick": args.quick,
                 "fastrnn_infer": "per-call" if args.per_call else "frozen",
+                "step_team": args.step_team,
                 "sgemm_gflops": sgemm, "sgemm_numpy_gflops": sgemm_numpy,
                 "sgemm_fastrnn_gflops": sgemm_own, "versions": versions, "seconds": elapsed,
                 "var_length_seed": VAR_LENGTH_SEED, "input_seed": INPUT_SEED,
@@ -966,6 +974,7 @@ def main(argv=None):
         else:
             progress("bench: wrote %s" % args.png)
     progress("bench: done in %.1f s" % elapsed)
+    set_step_team(team_was)
     return 0
 
 

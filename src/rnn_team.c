@@ -18,6 +18,9 @@
  * slice a helper took finished (fin, release/acquire), so no helper reads
  * a job while it changes.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* sched_getcpu, sched_getaffinity */
+#endif
 #include "rnn_team.h"
 #include "rnn_fast.h"
 
@@ -44,7 +47,7 @@ typedef struct {
 } line_u64;
 
 static line_u64 claim, fin;
-static atomic_int enabled = 1;
+static atomic_int enabled = 0; /* off unless asked for (rnn_team.h) */
 static atomic_flag busy = ATOMIC_FLAG_INIT;
 static atomic_int sleepers;
 static pthread_mutex_t sleep_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -61,6 +64,22 @@ static line_u64 omp_regions;
 static _Atomic int64_t omp_last_ms = INT64_MIN / 4;
 /* when a step last took OpenMP (fr_team_run returned 0) */
 static _Atomic int64_t step_omp_last_ms = INT64_MIN / 4;
+/* the caller's wait for a helper: spins with pause (~25 ns each here)
+ * before it yields */
+#define FR_TEAM_WAIT_SPINS 1000
+/* how long a helper spins for the next job before it sleeps */
+#define FR_TEAM_HELPER_WAIT_US 5000
+/* the CPU the latest caller ran on, or -1 */
+static atomic_int caller_cpu = -1;
+
+static int this_cpu(void)
+{
+#if defined(__linux__)
+    return sched_getcpu();
+#else
+    return -2;
+#endif
+}
 
 /* A coarse monotonic clock in ms (1-4 ms steps are plenty for the quiet
  * time; the coarse clock costs a few ns). */
@@ -72,6 +91,13 @@ static int64_t now_ms(void)
 #endif
         clock_gettime(CLOCK_MONOTONIC, &t);
     return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+static int64_t now_us(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000;
 }
 
 void fr_team_note_omp(void)
@@ -95,7 +121,8 @@ static int default_spinning(void)
 
 int fr_team_enable(int on)
 {
-    return atomic_exchange_explicit(&enabled, on < 0 ? 0 : on > 2 ? 2 : on, memory_order_relaxed);
+    if (on < 0) return atomic_load_explicit(&enabled, memory_order_relaxed);
+    return atomic_exchange_explicit(&enabled, on > 2 ? 2 : on, memory_order_relaxed);
 }
 
 unsigned fr_team_jobs(void)
@@ -110,16 +137,32 @@ static void *helper(void *p)
     const uint64_t bit = (uint64_t)1 << k;
     uint32_t seen = (uint32_t)(atomic_load_explicit(&claim.word, memory_order_relaxed) >> 32);
     for (;;) {
-        const int limit = fr_fast_spin_turns();
+        /* 16 turns when more threads meet every step than there are CPUs
+         * (fr_fast_spin_turns): then no spinning at all */
+        const int polite = fr_fast_spin_turns() < 1000;
         const uint64_t regions = atomic_load_explicit(&omp_regions.word, memory_order_relaxed);
-        int spins = 0;
+        int spins = 0, shared_cpu = 0;
+        int64_t since = -1;
         while ((uint32_t)(atomic_load_explicit(&claim.word, memory_order_relaxed) >> 32) == seen) {
-            /* an OpenMP region started: its threads need the cores */
-            if (spins++ < limit
-                && atomic_load_explicit(&omp_regions.word, memory_order_relaxed) == regions) {
-                CPU_RELAX();
+            /* Spin for FR_TEAM_HELPER_WAIT_US, as libgomp's threads do for
+             * 4.5-9 ms: with pause, but with yields while on the CPU of the
+             * latest caller (the kernel likes to wake a thread on its
+             * waker's CPU: spinning there, it kept that caller from the CPU
+             * it waited for, 590 us a step after torch's OpenMP). Stop at
+             * once when an OpenMP region starts: its threads need the
+             * cores. */
+            if (!polite && atomic_load_explicit(&omp_regions.word, memory_order_relaxed) == regions) {
+                if ((spins++ & 63) == 0) {
+                    const int64_t t = now_us();
+                    if (since < 0) since = t;
+                    if (t - since >= FR_TEAM_HELPER_WAIT_US) goto sleep;
+                    shared_cpu = this_cpu() == atomic_load_explicit(&caller_cpu, memory_order_relaxed);
+                }
+                if (shared_cpu) sched_yield();
+                else CPU_RELAX();
                 continue;
             }
+        sleep:
             /* asleep until a caller publishes a job: it reads `sleepers`
              * after storing the claim word, this thread reads the claim word
              * after counting itself (both sequentially consistent), so one
@@ -235,6 +278,7 @@ int fr_team_run(int n, fr_team_fn fn, void *arg)
     job_fn = fn;
     job_arg = arg;
     job_n = n;
+    atomic_store_explicit(&caller_cpu, this_cpu(), memory_order_relaxed);
     atomic_store_explicit(&fin.word, 0, memory_order_relaxed);
     const uint32_t taken = (uint32_t)(~(uint64_t)0 << n) | 1u; /* no slice n.., 0 is mine */
     generation++;
@@ -256,10 +300,13 @@ int fr_team_run(int n, fr_team_fn fn, void *arg)
         }
         fn(arg, s, n);
     }
-    const int limit = fr_fast_spin_turns();
+    /* A helper still on its slice: normally a fraction of a slice's time
+     * behind. Spin a little, then give the CPU away at every turn: a helper
+     * woken onto this very CPU (the kernel likes the waker's CPU) runs only
+     * when this thread yields. */
     for (int spins = 0;
          (atomic_load_explicit(&fin.word, memory_order_acquire) & theirs) != theirs; spins++) {
-        if (spins < limit) CPU_RELAX();
+        if (spins < FR_TEAM_WAIT_SPINS) CPU_RELAX();
         else sched_yield();
     }
     atomic_flag_clear_explicit(&busy, memory_order_release);

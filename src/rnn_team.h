@@ -44,9 +44,12 @@ typedef void (*fr_team_fn)(void *arg, int slice, int nslices);
  * threads could not be started. */
 int fr_team_run(int n, fr_team_fn fn, void *arg);
 
-/* 1 (default) uses the team, 0 turns it off (the OpenMP path runs), 2 uses
- * it without the quiet times below (a stress test's setting); returns the
- * previous setting. For tests and before/after timings. */
+/* 1 uses the team, 0 (default) leaves one-step calls to OpenMP, 2 uses it
+ * without the quiet times above (a stress test's setting); returns the
+ * previous setting (a negative `on` only reads it). Off by default: other libraries' OpenMP work between
+ * steps (torch shares libgomp's threads, which spin 4.5-9 ms after each of
+ * its calls) is not noted, and the helpers are then threads too many
+ * (steps 1.4-2x as long; 0.86-0.97x in a process that streams alone). */
 int fr_team_enable(int on);
 
 /* Where an OpenMP region of more than one thread starts: libgomp's threads

@@ -76,6 +76,20 @@ def test_infer_layer_frozen_unless_per_call(tmp_path, capsys):
     assert "frozen copy" in capsys.readouterr().out
 
 
+def test_step_team_flag(tmp_path, capsys):
+    """--step-team runs fastrnn's steps on the step team for the run only;
+    the JSON says which."""
+    import fastrnn as fr
+    was = fr.get_step_team()
+    for flag, want in (([], False), (["--step-team"], True)):
+        out = tmp_path / f"t{len(flag)}.json"
+        assert bench.main(["--shape", "lstm:1:1:128:128:step", "--engines", "fastrnn",
+                           "--quick", "--json", str(out)] + flag) == 0
+        assert json.loads(out.read_text())["meta"]["step_team"] is want
+        assert fr.get_step_team() is was
+    assert "step team (--step-team)" in capsys.readouterr().out
+
+
 def test_measure_interleaved_takes_repeats_in_turn():
     """After each engine's warm-up, repeat r of every engine runs before
     repeat r + 1 of any; an engine that fails is left out with its error."""

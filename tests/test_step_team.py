@@ -18,9 +18,12 @@ steps = helpers_ns.stream
 
 @pytest.fixture
 def two_threads():
+    """Two threads and the step team on (it is off by default)."""
     was = fr.get_num_threads()
     fr.set_num_threads(2)
+    team_was = fr.set_step_team(True)
     yield
+    fr.set_step_team(team_was)
     fr.set_num_threads(was)
 
 
@@ -59,13 +62,11 @@ def test_team_steps_match_openmp_and_full_call(two_threads, cell, I, H, B, L, fr
     if not team_runs(layer, frames[0], None):
         pytest.skip("the step team does not run here (no fast path, or one CPU)")
     y_team, s_team = steps(layer, frames)
-    was = _core.set_step_team(False)
+    fr.set_step_team(False)
     try:
-        before = _core.step_team_jobs()
         y_omp, s_omp = steps(layer, frames)
-        assert _core.step_team_jobs() == before  # off means off
     finally:
-        _core.set_step_team(was)
+        fr.set_step_team(True)
     assert np.array_equal(y_team, y_omp)
     assert np.array_equal(flat(s_team), flat(s_omp))
     # the whole sequence takes packed panels (another summation order)
@@ -160,10 +161,37 @@ def test_no_team_right_after_an_openmp_region(two_threads):
     assert np.array_equal(y, expected)
 
 
-def test_team_off_then_on_is_reported(two_threads):
-    was = _core.set_step_team(False)
+def test_team_off_by_default_and_reported():
+    """Off in a fresh process; set_step_team returns the previous setting,
+    get_step_team the current one, and only booleans are taken."""
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-c", "import fastrnn as fr; print(fr.get_step_team())"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "False"
+    was = fr.set_step_team(True)
     try:
-        assert _core.set_step_team(False) is False
+        assert fr.get_step_team() is True
+        assert fr.set_step_team(False) is True
+        assert fr.get_step_team() is False
+        for bad in ("yes", 2, None, 1.0):
+            with pytest.raises(TypeError, match="set_step_team"):
+                fr.set_step_team(bad)
     finally:
-        _core.set_step_team(was)
-    assert _core.set_step_team(was) is was
+        fr.set_step_team(was)
+    assert fr.get_step_team() is was
+
+
+def test_team_off_runs_nothing_on_it():
+    """With the team off (the default), a step never takes it."""
+    layer = fr.LSTM(128, 128, seed=8)
+    x = np.ones((1, 128), np.float32)
+    was = fr.set_step_team(False)
+    try:
+        time.sleep(QUIET_S)
+        before = _core.step_team_jobs()
+        layer.step(x)
+        layer.step(x)
+        assert _core.step_team_jobs() == before
+    finally:
+        fr.set_step_team(was)
