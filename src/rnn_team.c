@@ -102,6 +102,9 @@ static int64_t now_us(void)
 
 void fr_team_note_omp(void)
 {
+    /* nothing to tell while the team is off (fr_team_enable starts it with
+     * a quiet time instead) */
+    if (!atomic_load_explicit(&enabled, memory_order_relaxed)) return;
     atomic_fetch_add_explicit(&omp_regions.word, 1, memory_order_relaxed);
     atomic_store_explicit(&omp_last_ms, now_ms(), memory_order_relaxed);
 }
@@ -122,6 +125,9 @@ static int default_spinning(void)
 int fr_team_enable(int on)
 {
     if (on < 0) return atomic_load_explicit(&enabled, memory_order_relaxed);
+    /* while it was off no region was noted: libgomp's threads may be
+     * spinning, so the first FR_TEAM_QUIET_MS run every slice on the caller */
+    if (on) atomic_store_explicit(&step_omp_last_ms, now_ms(), memory_order_relaxed);
     return atomic_exchange_explicit(&enabled, on > 2 ? 2 : on, memory_order_relaxed);
 }
 
@@ -255,7 +261,8 @@ static int to_openmp(void)
 int fr_team_run(int n, fr_team_fn fn, void *arg)
 {
     const int on = atomic_load_explicit(&enabled, memory_order_relaxed);
-    if (n < 2 || n > FR_TEAM_MAX || n > cpus() || !on || !default_spinning())
+    if (!on) return 0; /* the default: OpenMP, nothing to note */
+    if (n < 2 || n > FR_TEAM_MAX || n > cpus() || !default_spinning())
         return to_openmp();
     if (on == 1) { /* 2: no quiet times */
         const int64_t now = now_ms();

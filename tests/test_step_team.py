@@ -75,6 +75,48 @@ def test_team_steps_match_openmp_and_full_call(two_threads, cell, I, H, B, L, fr
     np.testing.assert_allclose(flat(s_team), flat(s_full), rtol=1e-5, atol=1e-6)
 
 
+# one-step calls of the whole API (inference and the training forward with
+# T = 1) on the team, against torch: cell, I, H, B, lengths given
+TORCH_CASES = [("lstm", 7, 131, 1, False), ("gru", 13, 149, 1, True),
+               ("rnn_tanh", 5, 257, 1, False), ("lstm", 3, 144, 3, True),
+               ("gru", 11, 208, 2, False)]
+
+
+@pytest.mark.parametrize("cell,I,H,B,with_lengths", TORCH_CASES)
+def test_team_one_step_calls_against_torch(two_threads, helpers, cell, I, H, B, with_lengths):
+    """Inference and training of one time step on the team, from given
+    states (and lengths of 1 where given): outputs, states, dx, dh0 and every
+    gradient against torch; the team ran each forward."""
+    rng = np.random.default_rng(H)
+    module, layer = helpers.make_pair(cell, I, H, torch_seed=3)
+    x = rng.standard_normal((1, B, I)).astype(np.float32)
+    lengths = np.ones(B, np.int64) if with_lengths else None
+    h0 = (0.5 * rng.standard_normal((1, B, H))).astype(np.float32)
+    c0 = (0.5 * rng.standard_normal((1, B, H))).astype(np.float32)
+    lstm = cell == "lstm"
+    state0 = (h0, c0) if lstm else h0
+    R = rng.standard_normal((1, B, H)).astype(np.float32)
+    R_h = rng.standard_normal((1, B, H)).astype(np.float32)
+    ref = helpers.torch_run(module, x, state0, lengths, R=R, R_h=R_h, R_c=R_h if lstm else None)
+    time.sleep(QUIET_S)
+    before = _core.step_team_jobs()
+    y_inf, _ = layer(x, state0, lengths=lengths)
+    y, st = layer.forward(x, state0, lengths=lengths)
+    if _core.step_team_jobs() - before != 2:
+        pytest.skip("the step team does not run here")
+    dx, ds0 = layer.backward(R, (R_h, R_h) if lstm else R_h)
+    f32 = np.float32
+    helpers.assert_close(y_inf, ref["y"], f32, "y (inference)")
+    helpers.assert_close(y, ref["y"], f32, "y")
+    helpers.assert_close(st[0] if lstm else st, ref["h_n"], f32, "h_n")
+    if lstm:
+        helpers.assert_close(st[1], ref["c_n"], f32, "c_n")
+    helpers.assert_close(dx, ref["dx"], f32, "dx")
+    helpers.assert_close(ds0[0] if lstm else ds0, ref["dh0"], f32, "dh0")
+    for name, g in ref["grads"].items():
+        helpers.assert_close(layer.grads[name], g, f32, f"grads[{name}]")
+
+
 def test_team_wakes_sleeping_helpers(two_threads):
     """Steps far apart: the helpers have stopped spinning and sleep; every
     call still gives the same bits (and the caller never waits for them)."""
