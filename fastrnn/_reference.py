@@ -46,20 +46,18 @@ multiplied into the input of layer l (l >= 1).
 
 import numpy as np
 
+from ._cells import GATES
+
 __all__ = ["MODES", "num_gates", "param_names", "reference_forward",
            "reference_backward"]
 
 MODES = ("RNN_TANH", "RNN_RELU", "LSTM", "GRU")
 
-_GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
-
-
 def num_gates(mode):
-    """Number of gates G of a cell kind."""
-    try:
-        return _GATES[mode]
-    except KeyError:
-        raise ValueError("mode must be one of %s, got %r" % (MODES, mode)) from None
+    """Number of gates G of a cell kind the reference implements."""
+    if mode not in MODES:
+        raise ValueError("mode must be one of %s, got %r" % (MODES, mode))
+    return GATES[mode]
 
 
 def param_names(num_layers=1, bidirectional=False, bias=True):

@@ -52,9 +52,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._cells import num_gates
+
 ENGINES = ("fastrnn", "torch", "ort", "numpy")
 PEERS = ("torch", "ort", "numpy")
-GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+CELLS = ("lstm", "gru", "rnn")
 VAR_LENGTH_SEED = 1234
 INPUT_SEED = 0
 
@@ -120,7 +122,7 @@ def parse_custom(spec):
         raise ValueError("--shape %r: expected cell:B:T:I:H:mode[:var], e.g. "
                          "lstm:3:77:40:96:infer" % spec)
     cell, mode = parts[0], parts[5]
-    if cell not in GATES:
+    if cell not in CELLS:
         raise ValueError("--shape %r: cell must be one of lstm, gru, rnn" % spec)
     if mode not in ("step", "infer", "train"):
         raise ValueError("--shape %r: mode must be step, infer or train" % spec)
@@ -168,7 +170,7 @@ def flops(shape):
     """Flops of one call: 2*G*H*(I+H) per valid (step, sequence), x3 to train."""
     lengths = lengths_for(shape)
     steps = int(lengths.sum()) if lengths is not None else shape.T * shape.B
-    f = 2.0 * GATES[shape.cell] * shape.H * (shape.I + shape.H) * steps
+    f = 2.0 * num_gates(shape.cell) * shape.H * (shape.I + shape.H) * steps
     return 3.0 * f if shape.mode == "train" else f
 
 
@@ -876,7 +878,7 @@ def parse_args(argv=None):
         p.error(str(e))
     if args.cell:
         cells = [c.strip().lower() for c in args.cell.split(",") if c.strip()]
-        bad = [c for c in cells if c not in GATES]
+        bad = [c for c in cells if c not in CELLS]
         if bad:
             p.error("unknown cell(s) %s; known: lstm, gru, rnn" % ", ".join(bad))
         args.shape_list = [s for s in args.shape_list if s.cell in cells]
