@@ -2,28 +2,28 @@
 plus a layer-normalized LSTM and zoneout / recurrent dropout (fastrnn.regularized).
 
 The forward and backward passes are C kernels (OpenMP threads, BLAS GEMMs from
-SciPy) compiled through Cython, under a NumPy-first API.
+SciPy) compiled through Cython, under a NumPy-first API. docs/architecture.md
+maps the package: backends (the kernels) <- layers <- model <- formats.
 """
+from ._version import __version__
 from ._threads import get_num_threads, get_step_team, set_num_threads, set_step_team
-from .interop import from_torch, to_torch
-from .keras_io import from_keras, from_keras_sequential, from_keras_weights
-from .onnx_io import from_onnx
-from .recurrent import GRU, LSTM, RNN
-from . import losses, optim
-from .io import load
+from .recurrent import GRU, LSTM, RNN, RNNBase
+from . import backends, losses, optim
 from .model import (Callback, EarlyStopping, History, LearningRateScheduler,
                     ModelCheckpoint, Sequential, pad_sequences)
 from .losses import ctc_beam_decode, ctc_greedy_decode, edit_distance
 from .regularized import LayerNormLSTM
 from .layers import (Activation, AttentionPooling, Dense, Dropout, Embedding, LastStep,
-                     MaxPooling, MeanPooling)
+                     Layer, MaxPooling, MeanPooling)
+from . import formats
+from .formats import (from_keras, from_keras_sequential, from_keras_weights, from_onnx,
+                      from_torch, load, save, to_onnx, to_torch)
 
-__version__ = "0.1.0"
-__all__ = ["RNN", "LSTM", "GRU", "LayerNormLSTM", "from_torch", "to_torch", "from_onnx", "from_keras",
-           "from_keras_sequential", "from_keras_weights", "set_num_threads", "get_num_threads",
-           "set_step_team", "get_step_team",
+__all__ = ["RNN", "LSTM", "GRU", "RNNBase", "LayerNormLSTM", "Layer", "from_torch", "to_torch",
+           "from_onnx", "to_onnx", "from_keras", "from_keras_sequential", "from_keras_weights",
+           "set_num_threads", "get_num_threads", "set_step_team", "get_step_team",
            "__version__", "Activation", "AttentionPooling", "Dense", "Dropout",
-           "Embedding", "LastStep", "MaxPooling", "MeanPooling", "Sequential", "load",
-           "pad_sequences", "losses", "optim", "Callback", "EarlyStopping", "ModelCheckpoint",
-           "LearningRateScheduler", "History", "ctc_greedy_decode", "ctc_beam_decode",
-           "edit_distance"]
+           "Embedding", "LastStep", "MaxPooling", "MeanPooling", "Sequential", "load", "save",
+           "pad_sequences", "losses", "optim", "backends", "formats", "Callback",
+           "EarlyStopping", "ModelCheckpoint", "LearningRateScheduler", "History",
+           "ctc_greedy_decode", "ctc_beam_decode", "edit_distance"]

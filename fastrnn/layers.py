@@ -1,12 +1,17 @@
-"""Model layers around the recurrent ones: Embedding, Dense, Activation,
-Dropout, and the poolings LastStep, MeanPooling, MaxPooling, AttentionPooling.
+"""The Layer protocol, and the model layers around the recurrent ones:
+Embedding, Dense, Activation, Dropout, and the poolings LastStep, MeanPooling,
+MaxPooling, AttentionPooling.
 
-Every layer follows the recurrent layers' protocol, batch-first:
+Every layer (the recurrent ones of fastrnn.recurrent too) is a Layer:
 
     y = layer(x, lengths=None)           # inference, keeps nothing
     y = layer.forward(x, lengths=None)   # training forward, keeps what backward needs
     dx = layer.backward(dy)              # accumulates into layer.grads, returns d x
     layer.params, layer.grads            # dicts of arrays (torch names where torch has the layer)
+
+and a model runs every layer the same way, batch-first (Layer.apply,
+apply_backward, step); a recurrent layer's sequence state travels through
+them (carries_state), a pooling layer ends the sequence (reduces_sequence).
 
 Sequences are (B, T, F) with `lengths` (B,) ints in 1..T: steps t >= lengths[b]
 are padding. Layers that act per step (Dense, Activation, Dropout) give exact
@@ -14,8 +19,10 @@ zeros at padding and let no gradient through it; the poolings read only the
 valid steps. GEMMs go through fastrnn._core.gemm, whose bits do not depend on
 the thread count, so training is reproducible bit for bit.
 """
+import copy
 import inspect
 import math
+import sys
 
 import numpy as np
 
@@ -58,12 +65,36 @@ def check_seed(seed):
     return seed
 
 
+def copy_without_ctx(obj):
+    """A deep copy of a layer or model without what its last training
+    forward kept for backward (``_ctx``, which may be large)."""
+    ctx = obj.__dict__.pop("_ctx", None)
+    try:
+        new = copy.deepcopy(obj)
+    finally:
+        obj._ctx = ctx
+    new._ctx = None
+    return new
+
+
+def delegate(name):
+    """fastrnn.<name>, the public function of fastrnn.formats that a
+    delegate method (model.save, layer.to_onnx, ...) hands its call to. It
+    is looked up when called, in the package's namespace: the formats are
+    built on the core and import it, never the reverse."""
+    return getattr(sys.modules["fastrnn"], name)
+
+
 class Layer:
-    """Base of the model layers: parameters, gradients, mode, config."""
+    """Base of every layer: parameters, gradients, mode, config, and the
+    protocol a model runs layers through (apply, apply_backward, step)."""
 
     has_params = False
     #: a pooling layer turns a sequence (B, T, F) into one vector per sample (B, F)
     reduces_sequence = False
+    #: a recurrent layer: a state flows from step to step (apply takes and
+    #: returns it; a model's step() carries it between calls)
+    carries_state = False
 
     def __init__(self, dtype="float32"):
         self.dtype = as_dtype(dtype)
@@ -151,6 +182,43 @@ class Layer:
     def output_shape(self, input_shape):
         """Shape of the output for an input shape (None for unknown sizes)."""
         return input_shape
+
+    # ---- the model protocol (what Sequential and the formats call) ------------
+    def apply(self, x, lengths=None, state=None, training=False):
+        """The layer as a model runs it, batch-first: (y, final state), the
+        state None for layers without one. training keeps what
+        apply_backward needs."""
+        return (self.forward(x, lengths) if training else self(x, lengths)), None
+
+    def apply_backward(self, dy):
+        """Backward of apply(training=True): accumulates parameter gradients,
+        returns d x (None when x has no gradient, as for ids)."""
+        return self.backward(dy)
+
+    def step(self, x_t, state=None):
+        """One time step inside a streaming model: x_t (B, ...) -> (y_t,
+        state). Per-step layers apply to x_t as it is."""
+        return self(x_t), None
+
+    def describe_output(self):
+        """The output's shape in words, for model.summary()."""
+        return "same as input"
+
+    def freeze(self):
+        """A copy of this layer for inference only (recurrent layers also
+        prepare their weights once; see RNNBase.freeze)."""
+        return copy_without_ctx(self)
+
+    def reseed(self, weight_seed, dropout_seed, weights=True):
+        """Draw the initial weights again from weight_seed (when `weights`,
+        the layer has parameters and was built without a seed) and restart
+        its dropout masks from dropout_seed (fit(seed=...) calls this)."""
+        if weights and self.has_params and getattr(self, "seed", None) is None:
+            self.reset_parameters(weight_seed)
+        self._reseed_dropout(dropout_seed)
+
+    def _reseed_dropout(self, seed):
+        """Restart the random masks (layers that draw them override this)."""
 
     def _lengths(self, lengths, x):
         if lengths is None:
@@ -290,6 +358,9 @@ class Dense(Layer):
     def output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.out_features,)
 
+    def describe_output(self):
+        return f"(..., {self.out_features})"
+
     def _run(self, x, lengths, training):
         x = real_array(x, "x", self.dtype)
         _features(x, "x", self.in_features, "in_features")
@@ -346,6 +417,9 @@ class Dropout(Layer):
     def reset_parameters(self, seed=None):
         self.rng = np.random.default_rng(seed)
 
+    def _reseed_dropout(self, seed):
+        self.rng = np.random.default_rng(seed)
+
     def _run(self, x, lengths, training):
         x = real_array(x, "x", self.dtype)
         if not (training and self.training) or self.p == 0.0:
@@ -399,6 +473,9 @@ class Embedding(Layer):
 
     def output_shape(self, input_shape):
         return tuple(input_shape) + (self.embedding_dim,)
+
+    def describe_output(self):
+        return f"(B, T, {self.embedding_dim})"
 
     def ids(self, x):
         """x as an int64 array of ids in 0..num_embeddings-1, checked."""
@@ -469,6 +546,9 @@ class _Pooling(Layer):
 
     def output_shape(self, input_shape):
         return (input_shape[0], input_shape[-1])
+
+    def describe_output(self):
+        return "(B, F)"
 
 
 class LastStep(_Pooling):

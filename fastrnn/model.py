@@ -29,13 +29,8 @@ import numpy as np
 from . import losses as _losses
 from . import optim as _optim
 from ._validate import lengths_array, positive_int, real_array, to_numpy
-from .layers import Embedding, Layer, check_seed, step_mask, zero_padding
-
-
-def is_recurrent(layer):
-    """A recurrent layer: forward(x, state0, lengths) -> (y, state)."""
-    return hasattr(layer, "hidden_size") and hasattr(layer, "num_directions") \
-        and hasattr(layer, "step")
+from .layers import (Embedding, Layer, check_seed, copy_without_ctx, delegate, step_mask,
+                     zero_padding)
 
 
 def pad_sequences(sequences, dtype=None, value=0):
@@ -281,7 +276,7 @@ class Sequential:
         if not layers:
             raise ValueError("layers: expected at least one layer")
         for i, l in enumerate(layers):
-            if not (isinstance(l, Layer) or is_recurrent(l)):
+            if not isinstance(l, Layer):
                 raise TypeError(f"layers[{i}]: expected a fastrnn layer, got {type(l).__name__}")
         dtypes = {np.dtype(l.dtype).name for l in layers}
         if len(dtypes) > 1:
@@ -298,9 +293,9 @@ class Sequential:
         self._ctx = None
         seen = False
         for l in layers:
-            if getattr(l, "reduces_sequence", False):
+            if l.reduces_sequence:
                 seen = True
-            elif seen and is_recurrent(l):
+            elif seen and l.carries_state:
                 raise ValueError(f"layers: {type(l).__name__} after a pooling layer has no "
                                  "sequence to run over")
         if seed is not None:
@@ -310,7 +305,7 @@ class Sequential:
     @property
     def sequence_output(self):
         """True when the model outputs one vector per step (no pooling)."""
-        return not any(getattr(l, "reduces_sequence", False) for l in self.layers)
+        return not any(l.reduces_sequence for l in self.layers)
 
     def parameters(self):
         """(name, parameter, gradient) triples, names '{layer index}.{param}'
@@ -365,9 +360,8 @@ class Sequential:
         float32 weights are packed once instead of at every call; the same
         bits as this model. fit() on the copy raises; this model stays
         trainable."""
-        from .recurrent import copy_without_ctx
         new = copy_without_ctx(self)
-        new.layers = [l.freeze() if hasattr(l, "freeze") else l for l in new.layers]
+        new.layers = [l.freeze() for l in new.layers]
         return new
 
     def eval(self):
@@ -378,16 +372,7 @@ class Sequential:
         drawn from `seed`, one independent stream per layer."""
         streams = np.random.SeedSequence(seed).spawn(2 * len(self.layers))
         for i, l in enumerate(self.layers):
-            wseed, dseed = streams[2 * i], streams[2 * i + 1]
-            if weights and getattr(l, "seed", None) is None and hasattr(l, "reset_parameters"):
-                if isinstance(l, Layer) and not l.has_params:
-                    pass
-                else:
-                    l.reset_parameters(wseed)
-            if hasattr(l, "_dropout_rng"):
-                l._dropout_rng = np.random.default_rng(dseed)
-            if hasattr(l, "rng") and isinstance(l, Layer):
-                l.rng = np.random.default_rng(dseed)
+            l.reseed(streams[2 * i], streams[2 * i + 1], weights)
 
     # ---- running ---------------------------------------------------------------
     def _input(self, x, lengths):
@@ -412,29 +397,19 @@ class Sequential:
         return x, lengths
 
     def _run(self, x, lengths, training, states=None):
-        """All layers; returns the output and the recurrent layers' final states."""
-        ctx, finals = [], []
+        """All layers; returns the output and the final states of the layers
+        that carry one (in layer order)."""
+        finals = []
         seq = x.ndim >= 2 if isinstance(self.layers[0], Embedding) else x.ndim >= 3
-        r = 0
         for l in self.layers:
-            if is_recurrent(l):
-                if not seq:
-                    raise ValueError(f"{type(l).__name__}: needs a sequence (B, T, F), got "
-                                     f"shape {x.shape}")
-                s0 = None if states is None else states[r]
-                xin = x if l.batch_first else np.ascontiguousarray(x.transpose(1, 0, 2))
-                if training:
-                    y, st = l.forward(xin, s0, lengths=lengths)
-                else:
-                    y, st = l(xin, s0, lengths=lengths)
-                x = y if l.batch_first else np.ascontiguousarray(y.transpose(1, 0, 2))
+            s0 = None
+            if l.carries_state and states is not None:
+                s0 = states[len(finals)]
+            x, st = l.apply(x, lengths if seq else None, s0, training)
+            if l.carries_state:
                 finals.append(st)
-                r += 1
-            else:
-                lens = lengths if seq else None
-                x = l.forward(x, lens) if training else l(x, lens)
-                if getattr(l, "reduces_sequence", False):
-                    seq = False
+            if l.reduces_sequence:
+                seq = False
         return x, finals
 
     def __call__(self, x, lengths=None):
@@ -458,12 +433,7 @@ class Sequential:
         self._ctx = None
         d = dout
         for l in reversed(self.layers):
-            if is_recurrent(l):
-                dy = d if l.batch_first else np.ascontiguousarray(d.transpose(1, 0, 2))
-                dx, _ = l.backward(dy)
-                d = dx if l.batch_first else np.ascontiguousarray(dx.transpose(1, 0, 2))
-            else:
-                d = l.backward(d)
+            d = l.apply_backward(d)
             if d is None:
                 break
         return d
@@ -472,7 +442,7 @@ class Sequential:
     def step(self, x_t, states=None):
         """One time step through all layers: x_t (B,) ids or (B, F) -> (out (B, ...),
         states); pass the states back in on the next call."""
-        if any(getattr(l, "reduces_sequence", False) for l in self.layers):
+        if any(l.reduces_sequence for l in self.layers):
             raise ValueError("step: a model with a pooling layer needs whole sequences")
         if isinstance(self.layers[0], Embedding):
             x = self.layers[0].ids(x_t)
@@ -480,20 +450,17 @@ class Sequential:
                 raise ValueError(f"x_t: expected ids of shape (B,), got {x.shape}")
         else:
             x = real_array(x_t, "x_t", self.dtype)
-        rec = [l for l in self.layers if is_recurrent(l)]
+        n = sum(l.carries_state for l in self.layers)
         if states is None:
-            states = [None] * len(rec)
-        if len(states) != len(rec):
-            raise ValueError(f"states: expected {len(rec)} states (one per recurrent "
+            states = [None] * n
+        if len(states) != n:
+            raise ValueError(f"states: expected {n} states (one per recurrent "
                              f"layer), got {len(states)}")
-        new, r = [], 0
+        new = []
         for l in self.layers:
-            if is_recurrent(l):
-                x, st = l.step(x, states[r])
+            x, st = l.step(x, states[len(new)] if l.carries_state else None)
+            if l.carries_state:
                 new.append(st)
-                r += 1
-            else:
-                x = l(x)
         return x, new
 
     def generate(self, prompt, length, temperature=1.0, top_k=None, seed=None):
@@ -801,17 +768,7 @@ class Sequential:
         for i, l in enumerate(self.layers):
             count = sum(p.size for _, p, _ in l.parameters())
             total += count
-            if is_recurrent(l):
-                outf = l.num_directions * l.hidden_size
-                desc = f"(B, T, {outf})"
-            elif isinstance(l, Embedding):
-                desc = f"(B, T, {l.embedding_dim})"
-            elif hasattr(l, "out_features"):
-                desc = f"(..., {l.out_features})"
-            elif getattr(l, "reduces_sequence", False):
-                desc = "(B, F)"
-            else:
-                desc = "same as input"
+            desc = l.describe_output()
             rows.append((str(i), repr(l) if len(repr(l)) < 60 else type(l).__name__,
                          desc, f"{count:,}"))
         widths = [max(len(r[c]) for r in rows) for c in range(4)]
@@ -828,19 +785,19 @@ class Sequential:
         return out
 
     def save(self, path, include_optimizer=True):
-        """Write the model (config, weights and optionally the optimizer state)
-        to one data-only file; fr.load reads it back."""
-        from .io import save_model
-        save_model(self, path, include_optimizer=include_optimizer)
+        """fr.save(self, path, include_optimizer): write the model (config,
+        weights and optionally the optimizer state) to one data-only file;
+        fr.load reads it back (fastrnn.formats.native)."""
+        delegate("save")(self, path, include_optimizer=include_optimizer)
 
     def to_onnx(self, path=None, lengths=True, opset=17):
         """Export the model (inference) to ONNX (needs the onnx package):
         inputs "x" ((N, T) int64 ids after an Embedding, else (N, T, F)) and,
         with lengths=True, "lengths" (N,) int64; output "y", what
         model(x, lengths) returns. Written to `path` when given; returns the
-        onnx.ModelProto. See fastrnn.onnx_io.export_sequential."""
-        from .onnx_io import export_sequential
-        return export_sequential(self, path, lengths=lengths, opset=opset)
+        onnx.ModelProto. fr.to_onnx(self, ...) is the same call
+        (fastrnn.formats.onnx.export_sequential)."""
+        return delegate("to_onnx")(self, path, lengths=lengths, opset=opset)
 
     def __repr__(self):
         inner = ",\n  ".join(repr(l) for l in self.layers)

@@ -6,23 +6,25 @@
     y_t, state = layer.step(x_t, state)                   # streaming
     served = layer.freeze()                               # inference copy, packed once
 
-The arithmetic runs in the C kernels (src/), reached through fastrnn._core;
-LSTM and GRU with zoneout or recurrent_dropout > 0 run the regularized kernels
-(src/rnn_reg.c, fastrnn._reg) through fastrnn._regrun instead.
+Recurrent layers are Layers (fastrnn.layers) with a sequence state: inside a
+model they run through the Layer protocol's apply / apply_backward / step,
+batch-first, carrying their state. The arithmetic runs in the kernels of the
+layer's backend (fastrnn.backends); LSTM and GRU with zoneout or
+recurrent_dropout > 0 run the regularized kernels through fastrnn._regrun.
 """
-import copy
 import math
 
 import numpy as np
 
 from . import _core
+from ._cells import num_gates
 from ._regrun import RegularizedMixin, _RegCtx
 from . import _threads
 from ._threads import get_num_threads
-from ._validate import (as_dtype, lengths_array, positive_int, real_array,
+from ._validate import (lengths_array, positive_int, real_array,
                         state_array, to_numpy)
+from .layers import Layer, copy_without_ctx, delegate
 
-_GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
 _MAX_ROWS = 2**31 - 1  # T*B rows of the kernels' GEMMs (fr_check_desc's limit)
 
 
@@ -73,29 +75,27 @@ def _aligned_copy(a):
     return out
 
 
-def copy_without_ctx(obj):
-    """A deep copy of a layer or model without what its last training
-    forward kept for backward (``_ctx``, which may be large)."""
-    ctx = obj.__dict__.pop("_ctx", None)
-    try:
-        new = copy.deepcopy(obj)
-    finally:
-        obj._ctx = ctx
-    new._ctx = None
-    return new
+class RNNBase(RegularizedMixin, Layer):
+    """Common machinery of RNN, LSTM and GRU (and LayerNormLSTM): a Layer
+    with a sequence state. Parameters live in `params` (torch names and
+    shapes), gradients in `grads` (same keys).
 
-
-class _RNNBase(RegularizedMixin):
-    """Common machinery of RNN, LSTM and GRU. Parameters live in `params`
-    (torch names and shapes), gradients in `grads` (same keys).
+    Its own calls are time-major unless batch_first (torch's protocol):
+    __call__(x, state, lengths) -> (y, state), forward(x, state0, lengths),
+    backward(dy, dstate) -> (dx, dstate0), step(x_t, state). Inside a model
+    it runs through the Layer protocol (apply, apply_backward), batch-first.
 
     zoneout / recurrent_dropout (LSTM, GRU, LayerNormLSTM): see
     fastrnn._regrun; when both are 0 the plain torch-parity kernels run."""
+
+    has_params = True
+    carries_state = True
 
     def __init__(self, mode, input_size, hidden_size, num_layers=1, bias=True,
                  batch_first=False, dropout=0.0, bidirectional=False,
                  dtype="float32", seed=None, zoneout=0.0, recurrent_dropout=0.0,
                  clip=None, linear_before_reset=True):
+        Layer.__init__(self, dtype)
         self.mode = mode
         self.input_size = positive_int(input_size, "input_size")
         self.hidden_size = positive_int(hidden_size, "hidden_size")
@@ -115,7 +115,6 @@ class _RNNBase(RegularizedMixin):
         self.dropout = dropout
         self.zoneout = _probability(zoneout, "zoneout")
         self.recurrent_dropout = _probability(recurrent_dropout, "recurrent_dropout")
-        self.dtype = as_dtype(dtype)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
             raise TypeError(f"seed: expected an int or None, got {seed!r}")
         self.seed = seed
@@ -131,8 +130,6 @@ class _RNNBase(RegularizedMixin):
                              "implement torch's cells only)")
         self.num_directions = 2 if self.bidirectional else 1
         self._cell = _core.CELLS.get(mode)  # None: a regularized-only cell
-        self.training = True
-        self._ctx = None
 
         # torch's initialisation: every parameter uniform in +-1/sqrt(hidden_size),
         # drawn in torch's parameter order from a generator seeded by `seed`
@@ -156,7 +153,7 @@ class _RNNBase(RegularizedMixin):
 
     # ---- structure --------------------------------------------------------
     def _param_shapes(self):
-        G, H = _GATES[self.mode], self.hidden_size
+        G, H = num_gates(self.mode), self.hidden_size
         out = []
         for l in range(self.num_layers):
             In = self.input_size if l == 0 else self.num_directions * H
@@ -283,14 +280,6 @@ class _RNNBase(RegularizedMixin):
                                f"(made by freeze(), read-only parameters); call "
                                f"unfreeze() for a trainable copy")
 
-    def train(self, mode=True):
-        """Training mode: forward() applies inter-layer dropout."""
-        self.training = bool(mode)
-        return self
-
-    def eval(self):
-        return self.train(False)
-
     def __repr__(self):
         extra = ""
         if self.mode.startswith("RNN"):
@@ -308,47 +297,11 @@ class _RNNBase(RegularizedMixin):
                 f"bidirectional={self.bidirectional}, dtype={self.dtype.name!r}{extra})")
 
     # ---- parameters ---------------------------------------------------------
-    def state_dict(self):
-        """Parameters as a dict of NumPy arrays with torch's names and shapes."""
-        return {n: p.copy() for n, p in self.params.items()}
-
     def load_state_dict(self, state_dict):
         """Copy parameters from a dict of arrays (NumPy or torch tensors) with
         torch's names; every name and shape is checked first."""
         self._check_trainable("load_state_dict")
-        if not hasattr(state_dict, "keys"):
-            raise TypeError(f"state_dict: expected a dict of arrays, got "
-                            f"{type(state_dict).__name__}")
-        expected = dict(self._param_shapes())
-        given = set(state_dict.keys())
-        missing = [n for n in expected if n not in given]
-        extra = sorted(str(n) for n in given if n not in expected)
-        new, bad = {}, []
-        for n, shape in expected.items():
-            if n in given:
-                arr = real_array(state_dict[n], f"state_dict[{n!r}]", self.dtype)
-                if arr.shape != shape:
-                    bad.append(f"{n}: expected {shape}, got {arr.shape}")
-                new[n] = arr
-        if missing or extra or bad:
-            parts = []
-            if missing:
-                parts.append("missing keys: " + ", ".join(missing))
-            if extra:
-                parts.append("unexpected keys: " + ", ".join(extra))
-            if bad:
-                parts.append("wrong shapes: " + "; ".join(bad))
-            raise ValueError(f"load_state_dict for {type(self).__name__}: " + "; ".join(parts))
-        for n, arr in new.items():
-            np.copyto(self.params[n], arr)
-
-    def zero_grad(self):
-        for g in self.grads.values():
-            g.fill(0)
-
-    def parameters(self):
-        """(name, parameter, gradient) triples, for optimizers."""
-        return [(n, self.params[n], self.grads[n]) for n in self.params]
+        Layer.load_state_dict(self, state_dict)
 
     # ---- argument handling ----------------------------------------------------
     def _input(self, x):
@@ -488,6 +441,35 @@ class _RNNBase(RegularizedMixin):
             return dx, None
         return dx, ((dh0, dc0) if self._is_lstm else dh0)
 
+    # ---- the Layer protocol (inside a model: batch-first) -----------------------
+    def apply(self, x, lengths=None, state=None, training=False):
+        """The layer on a batch-first sequence (B, T, input_size), as a model
+        runs it: (y (B, T, D*hidden_size), final state). A layer built with
+        batch_first=False gets the sequence transposed for it."""
+        if getattr(x, "ndim", 0) != 3:
+            raise ValueError(f"{type(self).__name__}: needs a sequence (B, T, F), got shape "
+                             f"{getattr(x, 'shape', None)}")
+        xin = x if self.batch_first else np.ascontiguousarray(x.transpose(1, 0, 2))
+        if training:
+            y, st = self.forward(xin, state, lengths=lengths)
+        else:
+            y, st = self(xin, state, lengths=lengths)
+        return (y if self.batch_first else np.ascontiguousarray(y.transpose(1, 0, 2))), st
+
+    def apply_backward(self, dy):
+        """Backward of apply(training=True): d x, batch-first (the gradient of
+        the initial state is not needed inside a model)."""
+        if not self.batch_first:
+            dy = np.ascontiguousarray(dy.transpose(1, 0, 2))
+        dx, _ = self.backward(dy)
+        return dx if self.batch_first else np.ascontiguousarray(dx.transpose(1, 0, 2))
+
+    def describe_output(self):
+        return f"(B, T, {self.num_directions * self.hidden_size})"
+
+    def _reseed_dropout(self, seed):
+        self._dropout_rng = np.random.default_rng(seed)
+
     def step(self, x_t, state=None):
         """One time step of all layers for streaming: x_t (B, input_size) ->
         (y_t (B, hidden_size), state), exactly the full call's outputs."""
@@ -545,16 +527,15 @@ class _RNNBase(RegularizedMixin):
         """Export to ONNX (needs the onnx package): one ONNX RNN/LSTM/GRU node
         per layer. Inputs "input" [, "lengths" (B,) int64] [, "h0"[, "c0"]],
         outputs "output", "h_n"[, "c_n"]; written to `path` when given.
-        Returns the onnx.ModelProto. See fastrnn.onnx_io.export_layer."""
-        from .onnx_io import export_layer
-        return export_layer(self, path, lengths=lengths, initial_state=initial_state,
-                            opset=opset)
+        Returns the onnx.ModelProto. fr.to_onnx(self, ...) is the same call
+        (fastrnn.formats.onnx.export_layer)."""
+        return delegate("to_onnx")(self, path, lengths=lengths,
+                                   initial_state=initial_state, opset=opset)
 
     def to_torch(self):
         """The equivalent torch.nn.RNN/LSTM/GRU with the weights copied (needs
-        torch). See fastrnn.interop.to_torch."""
-        from .interop import to_torch
-        return to_torch(self)
+        torch). fr.to_torch(self) is the same call (fastrnn.formats.torch)."""
+        return delegate("to_torch")(self)
 
     def _state_ok(self, state, B):
         """Cheap test that a state is already exactly what the kernel takes
@@ -572,7 +553,7 @@ class _RNNBase(RegularizedMixin):
         return True
 
 
-class RNN(_RNNBase):
+class RNN(RNNBase):
     """Elman RNN, h' = act(W_ih x + b_ih + W_hh h + b_hh), act tanh or relu.
 
     clip: None, or a bound c > 0: the pre-activation is clamped to [-c, c]
@@ -589,7 +570,7 @@ class RNN(_RNNBase):
                          dropout, bidirectional, dtype, seed, clip=clip)
 
 
-class LSTM(_RNNBase):
+class LSTM(RNNBase):
     """LSTM with torch's gates i, f, g, o.
 
     clip: None, or a bound c > 0: the four gate pre-activations are clamped to
@@ -611,7 +592,7 @@ class LSTM(_RNNBase):
                          zoneout=zoneout, recurrent_dropout=recurrent_dropout, clip=clip)
 
 
-class GRU(_RNNBase):
+class GRU(RNNBase):
     """GRU with torch's gates r, z, n.
 
     linear_before_reset=True (torch, the default): n = tanh(W_in x + b_in +

@@ -32,12 +32,12 @@ fastrnn._regrun. The time loop of every layer and direction runs in C
 (src/rnn_reg.c); layers and directions are looped here.
 """
 from ._regrun import RegularizedMixin
-from .recurrent import GRU, LSTM, _RNNBase
+from .recurrent import GRU, LSTM, RNNBase
 
 __all__ = ["LayerNormLSTM", "LSTM", "GRU", "RegularizedMixin"]
 
 
-class LayerNormLSTM(_RNNBase):
+class LayerNormLSTM(RNNBase):
     """Layer-normalized LSTM with zoneout and recurrent dropout (see the
     module docstring). Same public protocol as fr.LSTM: __call__, forward,
     backward, step, grads, zero_grad, parameters, state_dict,

@@ -370,7 +370,7 @@ def test_export_lstm_clip_and_float64_round_trip():
 
 def test_emit_recurrent_chains_layers():
     """The node-emitting helpers compose: two layers in one graph."""
-    from fastrnn.onnx_io import GraphBuilder, emit_recurrent
+    from fastrnn.formats.onnx import GraphBuilder, emit_recurrent
     a = fr.LSTM(3, 4, batch_first=True, bidirectional=True, seed=1)
     b = fr.GRU(8, 2, batch_first=True, seed=2)
     g = GraphBuilder(opset=17)
@@ -394,7 +394,7 @@ def test_export_argument_errors():
         layer.to_onnx(lengths=1)
     with pytest.raises(ValueError, match="opset"):
         layer.to_onnx(opset=9)
-    from fastrnn.onnx_io import export_layer
+    from fastrnn.formats.onnx import export_layer
     with pytest.raises(TypeError, match="RNN, LSTM or GRU"):
         export_layer(object())
 

@@ -1,4 +1,4 @@
-"""fr.Sequential.to_onnx (fastrnn.onnx_io.export_sequential) against ONNX
+"""fr.Sequential.to_onnx (fastrnn.formats.onnx.export_sequential) against ONNX
 Runtime and fr.from_onnx: every layer kind, with and without lengths, batch
 sizes 1 and 5, sequence lengths other than any seen before export, and the
 layers that cannot be exported. float32: rtol 1e-5 (atol 1e-6 near 0).
@@ -184,4 +184,4 @@ def test_refused_layers():
     with pytest.raises(ValueError, match="opset"):
         rnn_relu_mean().to_onnx(opset=9)
     with pytest.raises(TypeError, match="Sequential"):
-        fr.onnx_io.export_sequential(fr.LSTM(3, 4))
+        fr.formats.onnx.export_sequential(fr.LSTM(3, 4))

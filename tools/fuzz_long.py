@@ -41,7 +41,8 @@ def main():
     import numpy as np
 
     import fastrnn as fr
-    from fastrnn import io as fio, layers, losses, model, optim, recurrent
+    from fastrnn import layers, losses, model, optim, recurrent
+    from fastrnn.formats import native as fio
     import test_fuzz
 
     warnings.simplefilter("ignore", RuntimeWarning)  # NaN inputs, on purpose
@@ -67,7 +68,7 @@ def main():
         return wrapper
 
     targets = [
-        (recurrent._RNNBase, ["__call__", "forward", "backward", "step"], "recurrent."),
+        (recurrent.RNNBase, ["__call__", "forward", "backward", "step"], "recurrent."),
         (layers.Layer, ["__call__", "forward", "backward"], "layer."),
         (model.Sequential, ["fit", "predict", "evaluate", "compile"], "Sequential."),
         (losses.Loss, ["forward", "backward"], "loss."),

@@ -43,7 +43,10 @@ import zipfile
 
 import numpy as np
 
-from .recurrent import GRU, LSTM, RNN
+from .._cells import num_gates
+from ..layers import Activation, Dense, Dropout, Embedding, LastStep
+from ..model import Sequential
+from ..recurrent import GRU, LSTM, RNN
 
 __all__ = ["from_keras", "from_keras_weights", "from_keras_sequential"]
 
@@ -80,7 +83,7 @@ def _direction_params(kind, kernel, recurrent_kernel, bias, reset_after, where):
     """torch-layout (weight_ih, weight_hh, bias_ih, bias_hh) of one direction."""
     kernel = _arr(kernel, f"{where}kernel")
     rk = _arr(recurrent_kernel, f"{where}recurrent_kernel")
-    G = {"LSTM": 4, "GRU": 3, "SimpleRNN": 1}[kind]
+    G = num_gates(kind)
     if rk.ndim != 2 or rk.shape[1] != G * rk.shape[0]:
         raise ValueError(f"{where}recurrent_kernel: expected shape (units, {G}*units) for "
                          f"{kind}, got {rk.shape}")
@@ -410,8 +413,6 @@ def from_keras_sequential(model):
     backward half is its final state rather than a step of the output, and
     activations fastrnn does not have.)
     """
-    from .layers import Activation, Dense, Dropout, Embedding, LastStep
-    from .model import Sequential
     if not _is_keras(model) or not hasattr(model, "layers"):
         raise TypeError(f"from_keras_sequential: expected a live Keras model, got "
                         f"{type(model).__name__}")

@@ -27,6 +27,15 @@ import zlib
 
 import numpy as np
 
+from .._cells import num_gates
+from .._version import __version__
+from ..layers import (Activation, AttentionPooling, Dense, Dropout, Embedding, LastStep,
+                      MaxPooling, MeanPooling)
+from .. import losses, optim
+from ..model import Sequential
+from ..recurrent import GRU, LSTM, RNN
+from ..regularized import LayerNormLSTM
+
 FORMAT = "fastrnn-model"
 FORMAT_VERSION = 1
 _MAX_CONFIG = 16 << 20          # bytes of config.json
@@ -42,25 +51,10 @@ _ARCHIVE_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError,
                    NotImplementedError, RecursionError, zlib.error, struct.error)
 
 
-def _registry():
-    from . import layers, recurrent
-    table = {c.__name__: c for c in (
-        recurrent.RNN, recurrent.LSTM, recurrent.GRU, layers.Embedding, layers.Dense,
-        layers.Activation, layers.Dropout, layers.LastStep, layers.MeanPooling,
-        layers.MaxPooling, layers.AttentionPooling)}
-    try:
-        from . import regularized
-        table["LayerNormLSTM"] = regularized.LayerNormLSTM
-    except ImportError:
-        pass
-    return table
-
-
-def _layer_config(layer):
-    if hasattr(layer, "get_config"):
-        return layer.get_config()
-    from .layers import layer_config
-    return layer_config(layer)
+# The layer classes a file may name (never an import from the file).
+_LAYERS = {c.__name__: c for c in (
+    RNN, LSTM, GRU, LayerNormLSTM, Embedding, Dense, Activation, Dropout, LastStep,
+    MeanPooling, MaxPooling, AttentionPooling)}
 
 
 def _npy_bytes(arr):
@@ -69,20 +63,21 @@ def _npy_bytes(arr):
     return buf.getvalue()
 
 
-def save_model(model, path, include_optimizer=True):
-    """Write `model` (a Sequential) to `path` (see the module docstring)."""
-    from . import __version__
-    from .model import Sequential
+def save(model, path, include_optimizer=True):
+    """Write `model` (an fr.Sequential: config, weights and, with
+    include_optimizer, the optimizer state) to `path` as one data-only file
+    (see the module docstring); fr.load reads it back. model.save(path) is
+    the same call."""
     if not isinstance(model, Sequential):
         raise TypeError(f"model: expected an fr.Sequential, got {type(model).__name__}")
-    table = _registry()
+    table = _LAYERS
     layers_cfg = []
     for i, l in enumerate(model.layers):
         name = type(l).__name__
         if table.get(name) is not type(l):
             raise TypeError(f"layer {i}: {name} is not a fastrnn layer class that files "
                             "can hold")
-        layers_cfg.append({"class": name, "config": _layer_config(l)})
+        layers_cfg.append({"class": name, "config": l.get_config()})
     arrays = {f"model/{n}": p for n, p in model.state_dict().items()}
     compile_cfg = None
     if model.loss is not None:
@@ -160,7 +155,6 @@ def _read_array(zf, info, spec, path):
 
 def _read_archive(src, shown):
     """(config, arrays) of a model file, every member checked (see load)."""
-    from . import __version__
     try:
         zf = zipfile.ZipFile(src, "r")
     except (zipfile.BadZipFile, OSError, EOFError) as e:
@@ -238,7 +232,7 @@ def _min_params(cls_name, cfg):
                    (("input_size", None), ("hidden_size", None), ("num_layers", 1)))
         if I is None or H is None or L is None or min(I, H, L) < 1:
             return None
-        G = {"RNN": 1, "GRU": 3}.get(cls_name, 4)
+        G = num_gates(cls_name)
         D = 2 if cfg.get("bidirectional") is True else 1
         # weight_ih of layer 0, weight_ih of layers above, weight_hh of all
         return D * G * H * (I + (L - 1) * D * H + L * H)
@@ -277,11 +271,9 @@ def _check_sizes(layers_cfg, arrays, shown):
 
 
 def load(path):
-    """Read a model written by model.save(); returns an fr.Sequential with its
+    """Read a model written by fr.save (or model.save); returns an fr.Sequential with its
     weights (and, when saved, its loss, optimizer state, clipping and metrics).
     Never runs code from the file; a corrupt or hostile file gets a ValueError."""
-    from . import losses, optim
-    from .model import Sequential
     if isinstance(path, (bytes, bytearray)):
         src, shown = io.BytesIO(bytes(path)), "<bytes>"
     else:
@@ -295,7 +287,7 @@ def load(path):
     layers_cfg = config["layers"]
     _check_sizes(layers_cfg, arrays, shown)
 
-    table = _registry()
+    table = _LAYERS
     layers = []
     for i, item in enumerate(layers_cfg):
         if not isinstance(item, dict) or not isinstance(item.get("config"), dict):

@@ -14,11 +14,15 @@ layers run through pack_padded_sequence when lengths are given, per-step
 layers are zeroed past each length, and the poolings (LastStep, MeanPooling,
 MaxPooling, AttentionPooling) read only the valid steps, as fastrnn's do.
 
-ONNX is in fastrnn.onnx_io, Keras in fastrnn.keras_io.
+ONNX is in fastrnn.formats.onnx, Keras in fastrnn.formats.keras, fastrnn's
+own files in fastrnn.formats.native.
 """
 import numpy as np
 
-from .recurrent import GRU, LSTM, RNN, _RNNBase
+from ..layers import (Activation, AttentionPooling, Dense, Dropout, Embedding, LastStep,
+                      MaxPooling, MeanPooling)
+from ..model import Sequential
+from ..recurrent import GRU, LSTM, RNN, RNNBase
 
 
 def _torch_state_dict(module):
@@ -72,10 +76,9 @@ def to_torch(layer):
         import torch
     except ImportError as e:
         raise ImportError("to_torch needs PyTorch: pip install torch") from e
-    from .model import Sequential
     if isinstance(layer, Sequential):
         return to_torch_sequential(layer)
-    if not isinstance(layer, _RNNBase):
+    if not isinstance(layer, RNNBase):
         raise TypeError(f"to_torch: expected a fastrnn RNN, LSTM or GRU, got "
                         f"{type(layer).__name__}")
     if layer.mode == "LNLSTM":
@@ -147,8 +150,6 @@ def from_torch_sequential(modules):
     nn.LSTM inside nn.Sequential returns a tuple; here its output sequence
     flows on to the next layer. Unmapped modules raise TypeError naming them.
     """
-    from .layers import Activation, Dense, Dropout, Embedding
-    from .model import Sequential
     where = "from_torch"
     items = _flatten_modules(list(modules.children()) if hasattr(modules, "children")
                              else list(modules), "modules")
@@ -319,9 +320,6 @@ def to_torch_sequential(model):
     LayerNormLSTM and zoneout layers raise ValueError."""
     import torch
     from torch import nn
-    from .layers import (Activation, AttentionPooling, Dense, Dropout, Embedding, LastStep,
-                         MaxPooling, MeanPooling)
-    from .model import is_recurrent
     C = _classes()
     tdtype = torch.float64 if np.dtype(model.dtype) == np.float64 else torch.float32
 
@@ -331,7 +329,7 @@ def to_torch_sequential(model):
 
     layers, kinds = [], []
     for i, l in enumerate(model.layers):
-        if is_recurrent(l):
+        if isinstance(l, RNNBase):
             layers.append(to_torch(l))
             kinds.append("recurrent")
         elif isinstance(l, Embedding):

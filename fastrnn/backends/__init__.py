@@ -1,0 +1,132 @@
+"""Backends: the kernels under the layers, one object per device.
+
+The layers, models and losses never call a compiled module themselves: they
+ask for the backend that owns their arrays and call its entry points,
+
+    backend = backends.of(layer.params["weight_hh_l0"])   # NumPy -> "cpu"
+    w = backend.rnn_weights(cell, w_ih, w_hh, b_ih, b_hh, I, H, L, D)
+    y, h_n, c_n, cache = backend.rnn_forward(w, x, h0, c0, None, lengths, False)
+
+so a second backend (the CuPy one of the GPU issue) plugs in beside the CPU
+one without touching layers, models or formats. The contract every backend
+keeps is Backend below; docs/architecture.md draws where it sits.
+
+Backends are found by name ("cpu", "cuda") through `get`, or by an array's
+type through `of`; a backend's module is imported the first time it is
+asked for, so CuPy is imported only when a CUDA array or device is used.
+"""
+import importlib
+import threading
+
+import numpy as np
+
+__all__ = ["Backend", "get", "of", "register", "available"]
+
+
+class Backend:
+    """What a backend provides. Arrays are the backend's own (NumPy for "cpu",
+    CuPy for "cuda"); shapes use the letters of src/include/fastrnn.h:
+    T steps, B batch, I input size, H hidden size, L layers, D directions,
+    G gates (fastrnn._cells). Sequences are time-major (T, B, .) and
+    C-contiguous here: the layers have converted and checked them first.
+    Every call raises a Python error for what it cannot run, never returns a
+    wrong result.
+
+    name                 "cpu", "cuda", ...
+    owns(a)              whether `a` is one of this backend's arrays
+
+    Recurrent layers with torch's cells (RNN tanh/relu, LSTM, GRU):
+    rnn_weights(cell, w_ih, w_hh, b_ih, b_hh, I, H, L, D, writable=False,
+                gru_lbr=1, clip=0.0)
+        a handle on the L*D lists of weight arrays (or of their gradients,
+        writable=True), checked once. cell: one of CELLS' values. Its
+        methods: matches(store, names, gru_lbr, clip) (still the arrays
+        store[names[i]] and these options?), keep_read_only() (serving:
+        weights read-only and prepared once; returns what was prepared).
+    rnn_forward(w, x, h0, c0, dropmask, lengths, training)
+        -> (y (T,B,D*H), h_n (L*D,B,H), c_n or None, cache or None)
+    rnn_backward(w, grads, x, dropmask, lengths, cache, dy, dh_n, dc_n,
+                 want_dstate0)
+        -> (dx, dh0 or None, dc0 or None); accumulates into grads' arrays
+    rnn_stepper(w, params, names)
+        the fast path of step(): .run(x_t, state) -> (y_t, state) or None
+        (None: not exactly what the kernel takes; the layer's checked path
+        then runs), .refresh(params, gru_lbr, clip, active) when the layer's
+        options change.
+
+    Regularized cells (zoneout, recurrent dropout, layer norm), one layer
+    and one direction: reg_forward(...), reg_backward(...), REG_CELLS,
+    reg_param_shapes(cell, I, H) (fastrnn._regrun says the arguments).
+
+    Dense algebra and losses:
+    gemm(a, b, c, trans_a, trans_b, alpha, beta)
+        c = alpha op(a) op(b) + beta c in place, bits independent of the
+        thread count
+    ctc(logits, input_lengths, targets, target_lengths, blank, zero_infinity,
+        grad_scale, want_grad) -> (losses (B,) float64, grad or None)
+
+    Threads: num_threads() (what the next call uses).
+    """
+
+    name = None
+    CELLS = {}
+    REG_CELLS = {}
+
+    def owns(self, array):
+        raise NotImplementedError
+
+    def __repr__(self):
+        return f"<fastrnn backend {self.name!r}>"
+
+
+# name -> module whose `backend` attribute is the Backend instance
+_MODULES = {"cpu": "fastrnn.backends.cpu"}
+_LOADED = {}
+_LOCK = threading.Lock()
+
+
+def register(name, module):
+    """Make backend `name` available from `module` (a dotted path whose
+    `backend` attribute is a Backend), imported when first asked for."""
+    if not isinstance(name, str) or not isinstance(module, str):
+        raise TypeError("register: name and module are strings")
+    with _LOCK:
+        _MODULES[name] = module
+        _LOADED.pop(name, None)
+
+
+def available():
+    """Names of the backends that can be asked for."""
+    return sorted(_MODULES)
+
+
+def get(name="cpu"):
+    """The backend called `name`."""
+    b = _LOADED.get(name)
+    if b is not None:
+        return b
+    if name not in _MODULES:
+        raise ValueError(f"unknown backend {name!r}; available: {available()}")
+    with _LOCK:
+        b = _LOADED.get(name)
+        if b is None:
+            try:
+                b = importlib.import_module(_MODULES[name]).backend
+            except ImportError as e:
+                raise ImportError(f"the {name!r} backend cannot be loaded here: {e}") from e
+            _LOADED[name] = b
+    return b
+
+
+def of(array):
+    """The backend that owns `array`: "cpu" for NumPy arrays (and None, for
+    layers without parameters), "cuda" for CuPy arrays."""
+    if array is None or type(array) is np.ndarray or isinstance(array, np.ndarray):
+        return get("cpu")
+    module = type(array).__module__.split(".")[0]
+    if module == "cupy":
+        if "cuda" not in _MODULES:
+            raise TypeError("got a CuPy (GPU) array, and this fastrnn has no CUDA backend; "
+                            "the CPU layers take NumPy arrays (use .get())")
+        return get("cuda")
+    return get("cpu")

@@ -1,0 +1,61 @@
+"""ONNX interchange: run ONNX graphs of recurrent models on fastrnn, and export
+fastrnn recurrent layers to ONNX.
+
+    m = fr.from_onnx("model.onnx")         # a path, an onnx.ModelProto or bytes
+    out = m.run(None, {"ids": ids})        # ONNX Runtime's calling convention
+    m.input_names, m.output_names, m.layers
+
+    fr.to_onnx(layer_or_model, "model.onnx")   # or layer.to_onnx(...), model.to_onnx(...)
+
+from_onnx checks the model with onnx.checker, then executes its graph node by
+node: the ONNX RNN, LSTM and GRU nodes on fastrnn layers built once from their
+attributes and constant weights, every other node as NumPy (the ops that
+torch.onnx.export emits around embeddings, recurrent layers and dense heads;
+see OPS). Nothing in a file is ever executed as code: an unknown operator, a
+custom domain or a sub-graph raises NotImplementedError naming it.
+
+How the ONNX recurrent operators map onto fastrnn (one ONNX node is one layer
+of one or two directions):
+    W [D, G*H, I], R [D, G*H, H]     -> weight_ih_l0{sfx}, weight_hh_l0{sfx}
+    B [D, 2*G*H] = [Wb, Rb]          -> bias_ih_l0{sfx}, bias_hh_l0{sfx}
+    gate blocks: LSTM i,o,f,c -> torch i,f,g,o; GRU z,r,h -> torch r,z,n
+    GRU linear_before_reset=1        -> torch's GRU (b_hn inside the reset)
+    GRU linear_before_reset=0        -> fr.GRU(linear_before_reset=False)
+    clip                             -> the layers' clip= (gate pre-activations)
+    RNN activations ["Relu"]         -> fr.RNN(nonlinearity="relu")
+    direction "bidirectional"        -> bidirectional=True
+    direction "reverse"              -> a forward layer fed each sequence
+                                        reversed within its length (and its
+                                        output reversed back)
+    layout 1 ([B, T, .])             -> batch_first=True
+    sequence_lens                    -> lengths (0 allowed: zero outputs and
+                                        zero final states, as ONNX Runtime)
+    outputs Y [T, D, B, H] (layout 1: [B, T, D, H]), Y_h / Y_c [D, B, H]
+    (layout 1: [B, D, H]), zero past each sequence's length.
+Not supported (NotImplementedError): other activation functions, non-zero
+peepholes P, input_forget=1, float16 weights, weights computed from graph
+inputs.
+
+Export: GraphBuilder collects nodes, initializers, inputs and outputs;
+emit_recurrent(g, layer, x, ...) appends the nodes of one fastrnn recurrent
+layer (one ONNX node per layer, a Transpose/Reshape between layers) and
+returns the names of its outputs, so a whole model's exporter can chain it
+with its own nodes. export_layer() is the single-layer graph behind
+fr.to_onnx(layer); export_sequential() the whole-model graph behind
+fr.to_onnx(model) (inputs "x" [, "lengths"], output "y").
+
+The onnx package is optional: without it these functions raise ImportError
+saying `pip install onnx`.
+
+The package's parts: reader.py (loading, checking, the recurrent nodes and
+OnnxModel), runtime.py (the NumPy implementations of the other operators,
+OPS), export.py (GraphBuilder, emit_recurrent, export_layer,
+export_sequential), _common.py (what reader and export share: the gate
+orders and the onnx import).
+"""
+from .export import GraphBuilder, emit_recurrent, export_layer, export_sequential, to_onnx
+from .reader import OnnxModel, from_onnx
+from .runtime import OPS
+
+__all__ = ["from_onnx", "OnnxModel", "GraphBuilder", "emit_recurrent", "export_layer",
+           "export_sequential", "to_onnx", "OPS"]
