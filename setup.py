@@ -55,9 +55,8 @@ def supported(flag):
 
 
 omp_c, omp_l = openmp_flags()
-# Loops start on 64-byte lines: without it, code added anywhere in
-# rnn_fast_kernels.h moved the GEMM's and the tiles' loops across fetch lines
-# and made them 5-8% slower (benchmarks/RESULTS.md, 2026-12-03 second stop).
+# Loops start on 64-byte lines, so that code added elsewhere in a file never
+# moves a hot loop across fetch lines (docs/tuning.md, "-falign-loops=64").
 extra_compile = (["-O3", "-fno-math-errno", "-Wno-unused-function"]
                  + supported("-falign-loops=64") + omp_c)
 if os.environ.get("FASTRNN_SANITIZE"):  # ASan/UBSan build for the sanitizer job

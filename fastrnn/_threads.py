@@ -38,14 +38,14 @@ def get_num_threads():
 def set_step_team(enabled):
     """Run one-step calls (step() of a layer or model, any call with T = 1)
     on a team of fastrnn's own helper threads instead of OpenMP's (default:
-    off). The team hands a step's slices out in ~0.12 us against 0.65-1.5
-    for an OpenMP region: a streaming LSTM step of 128 units took 0.86-0.97x
-    the time (README: Threads). Leave it off when other libraries in the
-    process run OpenMP work between the steps (torch shares fastrnn's
-    OpenMP threads, which spin for milliseconds after each of its calls;
-    the team's helpers are then threads too many: steps took 1.4-2x as
-    long). After fastrnn's own OpenMP work the team stands aside by itself
-    for 30 ms. Same bits either way. Returns the previous setting."""
+    off): handing a step's slices out through one atomic word costs less
+    than starting an OpenMP region (README: Threads; docs/tuning.md, "The
+    step team"). Leave it off when other libraries in the process run
+    OpenMP work between the steps (torch shares fastrnn's OpenMP threads,
+    which spin for milliseconds after each of its calls, and the team's
+    helpers are then threads too many). After fastrnn's own OpenMP work the
+    team stands aside by itself for a while. Same bits either way. Returns
+    the previous setting."""
     if not isinstance(enabled, (bool, int)) or enabled not in (0, 1):
         raise TypeError(f"set_step_team: expected True or False, got {enabled!r}")
     return _core.set_step_team(bool(enabled))

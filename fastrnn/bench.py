@@ -555,8 +555,8 @@ def measure_interleaved(fns, repeat=11, min_time=0.02, warmup_time=0.05, settle=
     sleeps `settle` seconds: the engine that ran last leaves its thread pool
     spinning for a while (OpenMP's and ORT's wait policies; OpenBLAS's idle
     threads yield-spin for about 0.1 s), which would otherwise take the cores
-    from the next one (with 20 ms, serve-lstm ran at half speed after the
-    NumPy loop's OpenBLAS calls). An engine whose call raises
+    from the next one (docs/tuning.md, "The bench's pause between
+    engines"). An engine whose call raises
     is left out of the result and its error given back:
     returns (medians, {name: exception})."""
     numbers, errors = {}, {}

@@ -51,10 +51,9 @@ def _clip_value(clip):
     return None if math.isinf(clip) else clip
 
 
-# The kernels read the weights' rows with 32- and 64-byte vector loads, and
-# the streaming step's dot tiles read them as they are: a row that starts
-# 16 bytes into a cache line (NumPy's allocator aligns to 16) splits every
-# other load across two lines (a streaming step 4-6% slower, paired).
+# Parameters start on 64-byte cache lines: the kernels' vector loads of a
+# weight row then never straddle two lines (NumPy aligns to 16 bytes only;
+# docs/tuning.md, "Parameters on cache lines").
 _ALIGN = 64
 
 
