@@ -67,11 +67,11 @@ if os.environ.get("FASTRNN_SANITIZE"):  # ASan/UBSan build for the sanitizer job
 
 ext = Extension(
     "fastrnn._core",
-    sources=["fastrnn/_core.pyx", "src/rnn.c", "src/rnn_fast.c", "src/rnn_fast_avx2.c",
-             "src/rnn_fast_avx512.c", "src/rnn_team.c"],
-    depends=["src/fastrnn.h", "src/rnn_impl.h", "src/rnn_fast.h", "src/rnn_fast_kernels.h",
-             "src/rnn_team.h"],
-    include_dirs=["src", numpy.get_include()],
+    sources=["fastrnn/_core.pyx", "src/portable/rnn.c", "src/fast/dispatch.c",
+             "src/fast/kernels_avx2.c", "src/fast/kernels_avx512.c", "src/runtime/team.c"],
+    depends=["src/include/fastrnn.h", "src/portable/rnn_impl.h", "src/fast/fast.h",
+             "src/fast/kernels.h", "src/runtime/team.h"],
+    include_dirs=["src/include", "src", numpy.get_include()],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     extra_compile_args=extra_compile + supported("-pthread"),
     extra_link_args=omp_l + supported("-pthread"),  # the step team's helpers (rnn_team.c)
@@ -80,9 +80,9 @@ ext = Extension(
 # The losses' kernels (CTC): no BLAS, same flags.
 ext_losses = Extension(
     "fastrnn._losses",
-    sources=["fastrnn/_losses.pyx", "src/ctc.c"],
-    depends=["src/fastrnn.h", "src/ctc.h", "src/ctc_impl.h"],
-    include_dirs=["src", numpy.get_include()],
+    sources=["fastrnn/_losses.pyx", "src/portable/ctc.c"],
+    depends=["src/include/fastrnn.h", "src/include/fastrnn_ctc.h", "src/portable/ctc_impl.h"],
+    include_dirs=["src/include", "src", numpy.get_include()],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     extra_compile_args=extra_compile,
     extra_link_args=omp_l,
@@ -93,10 +93,10 @@ ext_losses = Extension(
 # pointers it takes from fastrnn._core at import (src/rnn_internal.h).
 ext_reg = Extension(
     "fastrnn._reg",
-    sources=["fastrnn/_reg.pyx", "src/rnn_reg.c"],
-    depends=["src/fastrnn.h", "src/rnn_reg.h", "src/rnn_reg_impl.h",
-             "src/rnn_internal.h"],
-    include_dirs=["src", numpy.get_include()],
+    sources=["fastrnn/_reg.pyx", "src/portable/reg.c"],
+    depends=["src/include/fastrnn.h", "src/include/fastrnn_reg.h", "src/portable/reg_impl.h",
+             "src/runtime/runtime.h"],
+    include_dirs=["src/include", "src", numpy.get_include()],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     extra_compile_args=extra_compile,
     extra_link_args=omp_l,

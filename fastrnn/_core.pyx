@@ -16,7 +16,7 @@ from scipy.linalg.cython_blas cimport sgemm, dgemm
 
 cnp.import_array()
 
-cdef extern from "rnn_team.h" nogil:
+cdef extern from "runtime/team.h" nogil:
     int fr_team_enable(int on)
     void fr_team_note_omp()
     unsigned fr_team_jobs()
@@ -90,7 +90,7 @@ cdef extern from "fastrnn.h" nogil:
                         double *const *dw_ih, double *const *dw_hh,
                         double *const *db_ih, double *const *db_hh, double *work)
 
-cdef extern from "rnn_internal.h" nogil:
+cdef extern from "runtime/runtime.h" nogil:
     int fr_blas_enter()
     void fr_blas_leave(int pinned)
     void fr_pgemm_f32(int nt, int pinned, char ta, char tb, int64_t M, int64_t N,

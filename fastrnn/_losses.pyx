@@ -16,7 +16,7 @@ from fastrnn import _core
 
 cnp.import_array()
 
-cdef extern from "ctc.h" nogil:
+cdef extern from "fastrnn_ctc.h" nogil:
     int FR_OK, FR_EINVAL, FR_ETOOBIG
     int64_t fr_ctc_work_len(int64_t T, int64_t C, int64_t S, int num_threads)
     int fr_ctc_f32(int64_t B, int64_t T, int64_t C, int64_t S, int blank,

@@ -26,7 +26,7 @@ cnp.import_array()
 cdef extern from "fastrnn.h" nogil:
     int FR_OK, FR_EINVAL, FR_ENOBLAS, FR_ETOOBIG
 
-cdef extern from "rnn_internal.h" nogil:
+cdef extern from "runtime/runtime.h" nogil:
     ctypedef void (*fr_omp_note_fn)() noexcept nogil
     ctypedef int (*fr_blas_enter_fn)() noexcept nogil
     ctypedef void (*fr_blas_leave_fn)(int) noexcept nogil
@@ -37,7 +37,7 @@ cdef extern from "rnn_internal.h" nogil:
                                      double, const double *, int64_t, const double *,
                                      int64_t, double, double *, int64_t) noexcept nogil
 
-cdef extern from "rnn_reg.h" nogil:
+cdef extern from "fastrnn_reg.h" nogil:
     int FRR_LSTM, FRR_GRU, FRR_LNLSTM
     int frr_set_internal(fr_blas_enter_fn enter, fr_blas_leave_fn leave,
                          fr_pgemm_f32_fn pgemm_f32, fr_pgemm_f64_fn pgemm_f64,

@@ -13,7 +13,7 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
-#include "rnn_fast.h"
+#include "fast/fast.h"
 
 /* Threads now in teams that meet every step, over every caller. */
 static atomic_int meeting_threads;

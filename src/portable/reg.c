@@ -11,7 +11,7 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
-#include "rnn_reg.h"
+#include "fastrnn_reg.h"
 
 /* Below this many elements a parallel pass runs on one thread: waking the
  * OpenMP team costs more than the work. */
@@ -129,7 +129,7 @@ int64_t frr_backward_work_len(const frr_desc *d)
 #define TANH tanhf
 #define SQRT sqrtf
 #define PGEMM frr_pgemm_f32
-#include "rnn_reg_impl.h"
+#include "portable/reg_impl.h"
 #undef REAL
 #undef FN
 #undef EXP
@@ -144,7 +144,7 @@ int64_t frr_backward_work_len(const frr_desc *d)
 #define TANH tanh
 #define SQRT sqrt
 #define PGEMM frr_pgemm_f64
-#include "rnn_reg_impl.h"
+#include "portable/reg_impl.h"
 #undef REAL
 #undef FN
 #undef EXP

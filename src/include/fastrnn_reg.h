@@ -57,7 +57,7 @@
 
 #include <stdint.h>
 #include "fastrnn.h"
-#include "rnn_internal.h"
+#include "runtime/runtime.h"
 
 #ifdef __cplusplus
 extern "C" {

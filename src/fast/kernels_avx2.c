@@ -4,5 +4,5 @@
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define FR_ISA_AVX2 1
 #define FR_SFX(name) name##_avx2
-#include "rnn_fast_kernels.h"
+#include "fast/kernels.h"
 #endif

@@ -21,8 +21,8 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* sched_getcpu, sched_getaffinity */
 #endif
-#include "rnn_team.h"
-#include "rnn_fast.h"
+#include "runtime/team.h"
+#include "fast/fast.h"
 
 #if defined(__unix__) || defined(__APPLE__)
 

@@ -21,8 +21,8 @@
 #include <immintrin.h>
 #include <sched.h>
 #include <stdatomic.h>
-#include "rnn_fast.h"
-#include "rnn_team.h"
+#include "fast/fast.h"
+#include "runtime/team.h"
 
 #define AVX2 __attribute__((target("avx2,fma")))
 #define ACTIVE(t, b) (lengths == NULL || (t) < lengths[b])

@@ -10,8 +10,8 @@
 #include <omp.h>
 #endif
 #include "fastrnn.h"
-#include "rnn_fast.h"
-#include "rnn_team.h"
+#include "fast/fast.h"
+#include "runtime/team.h"
 
 /* Below this many elements an elementwise pass runs on one thread: waking
  * the OpenMP team costs more than the work. */
@@ -211,7 +211,7 @@ int64_t fr_backward_work_len(const fr_desc *d)
 #define EXP expf
 #define TANH tanhf
 #define GEMM_PTR fr_sgemm
-#include "rnn_impl.h"
+#include "portable/rnn_impl.h"
 #undef REAL
 #undef FN
 #undef EXP
@@ -276,7 +276,7 @@ int fr_forward_packed_f32(const fr_desc *d, const float *x,
 #define EXP exp
 #define TANH tanh
 #define GEMM_PTR fr_dgemm
-#include "rnn_impl.h"
+#include "portable/rnn_impl.h"
 #undef REAL
 #undef FN
 #undef EXP
@@ -285,7 +285,7 @@ int fr_forward_packed_f32(const fr_desc *d, const float *x,
 #undef FR_REAL_IS_FLOAT
 
 /* ---- internal helpers for sibling kernel files (rnn_internal.h) ---- */
-#include "rnn_internal.h"
+#include "runtime/runtime.h"
 
 int fr_blas_enter(void) { return blas_enter(); }
 void fr_blas_leave(int pinned) { blas_leave(pinned); }

@@ -6,7 +6,7 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
-#include "ctc.h"
+#include "fastrnn_ctc.h"
 
 /* Below this many alpha cells (sum over samples of T*(2S+1)) the batch runs on
  * one thread: waking the OpenMP team would cost more than the work. */
@@ -81,12 +81,12 @@ static int check_args(int64_t B, int64_t T, int64_t C, int64_t S, int blank,
 
 #define REAL float
 #define FN(name) name##_f32
-#include "ctc_impl.h"
+#include "portable/ctc_impl.h"
 #undef REAL
 #undef FN
 
 #define REAL double
 #define FN(name) name##_f64
-#include "ctc_impl.h"
+#include "portable/ctc_impl.h"
 #undef REAL
 #undef FN
