@@ -10,15 +10,15 @@ TGT float *FR_SFX(fr_fast_backward_f32)(const fr_desc *d, int dir, const float *
                                  float *dGx, float *dGh, float *dh, float *dhp, float *dc,
                                  float *Rp)
 {
-    int64_t *order = rows_by_length(d, Rp + fr_fast_pack_floats(d));
+    int64_t *order = fr_fast_rows_by_length(d, Rp + fr_fast_pack_floats(d));
     const int cell = d->cell;
     const int64_t T = d->T, B = d->B, H = d->H, BH = B * H;
     const int64_t GX = (int64_t)fr_num_gates(cell) * H;
     const int64_t GC = cell == FR_CELL_GRU ? 4 * H : GX;
     const int64_t *lengths = d->lengths;
     const int is_lstm = cell == FR_CELL_LSTM, is_gru = cell == FR_CELL_GRU;
-    const int by_rows = fast_by_rows(d);
-    const int nt = by_rows ? by_rows : fast_threads(d);
+    const int by_rows = fr_fast_by_rows(d, VW);
+    const int nt = by_rows ? by_rows : fr_fast_threads(d, VW);
     step_meet m = {0};
     const int meeting = nt > 1 && !by_rows && T > 1 ? nt : 0;
     if (meeting) fr_fast_meeting_threads(meeting);
@@ -38,7 +38,7 @@ TGT float *FR_SFX(fr_fast_backward_f32)(const fr_desc *d, int dir, const float *
          * rows), only it reads them: the reverse walk streams them */
         if (j1 > j0) pack_copy(R, H, 0, GX, j0, j1, Rp + (j0 / VW) * GX * VW);
         if (by_rows) {
-            /* the batch split (as forward, fast_by_rows): every thread reads
+            /* the batch split (as forward, fr_fast_by_rows): every thread reads
              * every column panel, then walks its own sequences, all units,
              * with no meeting between steps */
             int tid = 0;

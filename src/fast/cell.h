@@ -15,7 +15,7 @@
 #define LDR(p) acc_load((p), rem)
 #define STR(p, v) acc_store((p), rem, (v))
 
-/* Gate math on NB blocks of VW units side by side (NB <= NBLK; block b at
+/* Gate math on NB blocks of VW units side by side (NB <= FR_FAST_NBLK; block b at
  * offset VW b of every pointer, gate q at offset qH), software-pipelined:
  * the LSTM's tanh(c') and the GRU's tanh(n) need the gates of their own
  * block first, so run alone they would be 2 exp chains in flight where the
@@ -36,7 +36,7 @@ static inline INL TGT void lstm_stage(float *pre, int64_t H, const float *cp, fl
                                        V *cq, V *oq, float *hxq, float *ybq,
                                        const int NBP, const int64_t remp)
 {
-    V p[4 * NBLK], e[5 * NBLK];
+    V p[4 * FR_FAST_NBLK], e[5 * FR_FAST_NBLK];
     for (int b = 0; b < NB; b++)
         for (int q = 0; q < 4; q++) {
             p[4 * b + q] = LDR(pre + q * H + VW * b);
@@ -77,7 +77,7 @@ static inline INL TGT void gru_stage(const float *pre, const float *gh, int64_t 
                                       const int64_t remp)
 {
     const V one = v_set1(1.0f);
-    V a[2 * NBLK], e[3 * NBLK];
+    V a[2 * FR_FAST_NBLK], e[3 * FR_FAST_NBLK];
     for (int b = 0; b < NB; b++)
         for (int q = 0; q < 2; q++) {
             a[2 * b + q] = v_add(LDR(pre + q * H + VW * b), LDR(gh + q * H + VW * b));
@@ -105,11 +105,11 @@ static inline INL TGT void gru_stage(const float *pre, const float *gh, int64_t 
 }
 
 /* RNN: h' = tanh(pre) or relu(pre), no dependence between the exps: NB up
- * to 2 NBLK blocks side by side. */
+ * to 2 FR_FAST_NBLK blocks side by side. */
 static inline INL TGT void rnn_cells(float *pre, int relu, float *hx, float *yb, int keep,
                                       const int NB, const int64_t rem)
 {
-    V v[2 * NBLK];
+    V v[2 * FR_FAST_NBLK];
     for (int b = 0; b < NB; b++) v[b] = LDR(pre + VW * b);
     if (relu) /* relu(NaN) = NaN, as torch: max returns its 2nd operand on NaN */
         for (int b = 0; b < NB; b++) v[b] = v_max(v_zero(), v[b]);
@@ -122,7 +122,7 @@ static inline INL TGT void rnn_cells(float *pre, int relu, float *hx, float *yb,
     }
 }
 
-/* The pipeline over units [j0, j1): NBLK blocks at a time, then one, then
+/* The pipeline over units [j0, j1): FR_FAST_NBLK blocks at a time, then one, then
  * a partial last block (masked loads and stores, LDR), then the finish of
  * the last pending blocks. STAGE(j, NB, rem, NBP) is a stage call with the
  * pending blocks at unit jq (remp units in the last). */
@@ -130,24 +130,24 @@ static inline INL TGT void rnn_cells(float *pre, int relu, float *hx, float *yb,
     do {                                                                       \
         int nbp_ = 0;                                                          \
         int64_t j = j0, jq = j0, remp = VW;                                    \
-        for (; j + VW * NBLK <= j1; j += VW * NBLK) {                          \
-            if (nbp_) STAGE(j, NBLK, VW, NBLK); else STAGE(j, NBLK, VW, 0);    \
-            nbp_ = NBLK; jq = j;                                               \
+        for (; j + VW * FR_FAST_NBLK <= j1; j += VW * FR_FAST_NBLK) {          \
+            if (nbp_) STAGE(j, FR_FAST_NBLK, VW, FR_FAST_NBLK); else STAGE(j, FR_FAST_NBLK, VW, 0); \
+            nbp_ = FR_FAST_NBLK; jq = j;                                       \
         }                                                                      \
         for (; j < j1; j += VW) {                                              \
             const int64_t r_ = j1 - j < VW ? j1 - j : VW;                      \
             if (r_ == VW) {                                                    \
-                if (nbp_ == NBLK) STAGE(j, 1, VW, NBLK);                       \
+                if (nbp_ == FR_FAST_NBLK) STAGE(j, 1, VW, FR_FAST_NBLK);       \
                 else if (nbp_) STAGE(j, 1, VW, 1);                             \
                 else STAGE(j, 1, VW, 0);                                       \
             } else {                                                           \
-                if (nbp_ == NBLK) STAGE(j, 1, r_, NBLK);                       \
+                if (nbp_ == FR_FAST_NBLK) STAGE(j, 1, r_, FR_FAST_NBLK);       \
                 else if (nbp_) STAGE(j, 1, r_, 1);                             \
                 else STAGE(j, 1, r_, 0);                                       \
             }                                                                  \
             nbp_ = 1; jq = j; remp = r_;                                       \
         }                                                                      \
-        if (nbp_ == NBLK) STAGE(j, 0, VW, NBLK);                               \
+        if (nbp_ == FR_FAST_NBLK) STAGE(j, 0, VW, FR_FAST_NBLK);               \
         else if (nbp_) STAGE(j, 0, VW, 1);                                     \
     } while (0)
 
@@ -167,7 +167,7 @@ static __attribute__((noinline)) TGT void lstm_units(int64_t H, int64_t j0, int6
                                                      float *hx, float *cx, float *yb,
                                                      int keep)
 {
-    V cq[NBLK], oq[NBLK];
+    V cq[FR_FAST_NBLK], oq[FR_FAST_NBLK];
     PIPE_UNITS(LSTM_STAGE);
 }
 
@@ -176,7 +176,7 @@ static __attribute__((noinline)) TGT void gru_units(int64_t H, int64_t j0, int64
                                                     const float *bhn, const float *hp,
                                                     float *hx, float *yb, float *gc)
 {
-    V nq[NBLK], zq[NBLK];
+    V nq[FR_FAST_NBLK], zq[FR_FAST_NBLK];
     PIPE_UNITS(GRU_STAGE);
 }
 
@@ -194,8 +194,8 @@ static TGT void cell_units(int cell, int64_t H, int64_t j0, int64_t j1,
     } else {
         const int relu = cell == FR_CELL_RNN_RELU;
         int64_t j = j0;
-        for (; j + 2 * VW * NBLK <= j1; j += 2 * VW * NBLK)
-            rnn_cells(pre + j, relu, hx + j, yb + j, keep, 2 * NBLK, VW);
+        for (; j + 2 * VW * FR_FAST_NBLK <= j1; j += 2 * VW * FR_FAST_NBLK)
+            rnn_cells(pre + j, relu, hx + j, yb + j, keep, 2 * FR_FAST_NBLK, VW);
         for (; j + VW <= j1; j += VW)
             rnn_cells(pre + j, relu, hx + j, yb + j, keep, 1, VW);
         if (j < j1)
@@ -266,7 +266,7 @@ static inline INL TGT void bwd_cells(int cell, int64_t H, int64_t j, const float
                                       float *dgx, float *dgh, float *dhp, const int NB,
                                       const int64_t rem)
 {
-    V tc[NBLK];
+    V tc[FR_FAST_NBLK];
     for (int b = 0; b < NB; b++) tc[b] = v_zero();
     if (cell == FR_CELL_LSTM) {
         for (int b = 0; b < NB; b++) tc[b] = LDR(cx + j + VW * b);
@@ -287,8 +287,8 @@ static TGT void bwd_units(int cell, int64_t H, int64_t j0, int64_t j1,
                            float *dc, float *dgx, float *dgh, float *dhp)
 {
     int64_t j = j0;
-    for (; j + VW * NBLK <= j1; j += VW * NBLK)
-        bwd_cells(cell, H, j, gt, dh, dyb, hp, cp, cx, dc, dgx, dgh, dhp, NBLK, VW);
+    for (; j + VW * FR_FAST_NBLK <= j1; j += VW * FR_FAST_NBLK)
+        bwd_cells(cell, H, j, gt, dh, dyb, hp, cp, cx, dc, dgx, dgh, dhp, FR_FAST_NBLK, VW);
     for (; j + VW <= j1; j += VW)
         bwd_cells(cell, H, j, gt, dh, dyb, hp, cp, cx, dc, dgx, dgh, dhp, 1, VW);
     if (j < j1)

@@ -6,49 +6,9 @@
  * dot.h, panels.h and cell.h.
  */
 
-/* Rows of a variable-length batch sorted by length, longest first (ties by
- * index): the sequences still active at step t are then a prefix of it. */
-static int cmp_len_desc(const void *a, const void *b)
-{
-    const int64_t *x = (const int64_t *)a, *y = (const int64_t *)b;
-    if (x[0] != y[0]) return x[0] > y[0] ? -1 : 1;
-    return x[1] < y[1] ? -1 : (x[1] > y[1]);
-}
-
-/* The batch rows by length in the scratch at buf (after the packed
- * weights: 2*B int64), or NULL when every length is T. Its second B int64
- * are free once it returns (fwd_rows_var's per-thread lists). */
-static int64_t *rows_by_length(const fr_desc *d, float *at)
-{
-    if (d->lengths == NULL) return NULL;
-    int64_t *buf = (int64_t *)at;
-    for (int64_t b = 0; b < d->B; b++) { buf[2 * b] = d->lengths[b]; buf[2 * b + 1] = b; }
-    qsort(buf, (size_t)d->B, 2 * sizeof(int64_t), cmp_len_desc);
-    for (int64_t i = 0; i < d->B; i++) buf[i] = buf[2 * i + 1]; /* reads stay ahead of writes */
-    return buf;
-}
-
-/* Number of sequences active at step t, moving from n (its value at a
- * neighbouring step). */
-static inline int64_t active_count(const int64_t *lengths, const int64_t *order, int64_t B,
-                                   int64_t t, int64_t n)
-{
-    while (n > 0 && lengths[order[n - 1]] <= t) n--;
-    while (n < B && lengths[order[n]] > t) n++;
-    return n;
-}
-
-/* Units [j0, j1) of thread tid among nth: blocks of VW units (one panel),
- * so that block boundaries (and the padded tail) do not depend on the
- * thread count. */
-static void unit_slice(int64_t H, int tid, int nth, int64_t *j0, int64_t *j1)
-{
-    const int64_t nblk = (H + VW - 1) / VW;
-    const int64_t a = nblk * tid / nth, b = nblk * (tid + 1) / nth;
-    *j0 = a * VW;
-    *j1 = b * VW < H ? b * VW : H;
-    if (*j0 > H) *j0 = H;
-}
+/* Is step t of sequence b inside its length (a local `lengths`, NULL:
+ * every length is T)? */
+#define ACTIVE(t, b) (lengths == NULL || (t) < lengths[b])
 
 /* The units of the calling thread of the current OpenMP team. */
 static void my_units(int64_t H, int64_t *j0, int64_t *j1)
@@ -58,104 +18,7 @@ static void my_units(int64_t H, int64_t *j0, int64_t *j1)
     tid = omp_get_thread_num();
     nth = omp_get_num_threads();
 #endif
-    unit_slice(H, tid, nth, j0, j1);
-}
-
-/* The meeting of the time loops' threads once a step: a counter and a
- * flag that flips each time, in a cache line of their own. libgomp's
- * barrier took 0.45-0.58 us against 0.23 for this one on the 2-vCPU VM
- * (200,000 meetings of 2 threads), and the small models meet every 3-15
- * us. A waiting thread spins with pause for fr_fast_spin_turns() turns
- * (rnn_fast.c: 20,000, some 0.6 ms; 16 with more threads in such teams
- * than CPUs, so that the threads it waits for get the cores: spinning
- * 4,096 turns there made 4 callers of 2 threads on 2 cores 3x slower than
- * libgomp's barrier, which throttles its spinning the same way; 0 under
- * OMP_WAIT_POLICY=passive), then yields to the OS at every turn. Each
- * thread's writes before the meeting are seen by every thread after it:
- * the counter's add releases and acquires, the flag is stored with release
- * and loaded with acquire. */
-typedef struct {
-    _Alignas(64) atomic_int count;
-    atomic_int flag;
-    char pad_[56];
-} step_meet;
-
-static inline void meet(step_meet *m, int nth, int *my_flag)
-{
-    const int f = !*my_flag;
-    *my_flag = f;
-    if (atomic_fetch_add_explicit(&m->count, 1, memory_order_acq_rel) == nth - 1) {
-        atomic_store_explicit(&m->count, 0, memory_order_relaxed);
-        atomic_store_explicit(&m->flag, f, memory_order_release);
-        return;
-    }
-    const int limit = fr_fast_spin_turns();
-    for (int spins = 0; atomic_load_explicit(&m->flag, memory_order_acquire) != f; spins++) {
-        if (spins < limit) _mm_pause();
-        else sched_yield();
-    }
-}
-
-/* Threads worth using: below FR_FAST_MIN_WORK multiply-adds per step the
- * barrier costs more than the work it splits. */
-static int fast_threads(const fr_desc *d)
-{
-    const int64_t work = d->B * (int64_t)fr_num_gates(d->cell) * d->H * d->H;
-    int nt = d->num_threads;
-    if (work < FR_FAST_MIN_WORK) nt = 1;
-    if (nt > (d->H + VW - 1) / VW) nt = (int)((d->H + VW - 1) / VW);
-    return nt < 1 ? 1 : nt;
-}
-
-/* Threads for a batch split between threads (fwd_rows), or 0 for the
- * split by units. With the batch split no thread waits for another between
- * steps and no state crosses cores, but each thread streams all of W_hh
- * every step, so it must stay in one core's L2 (FR_FAST_ROWS_MAX_FLOATS).
- * Used where the split by units runs on one thread (too little work per
- * step for a meeting every step), or where its slices end inside cache
- * lines (H not a multiple of 16: every row of h, c, y and the gates then
- * has a line written by two threads every step; LSTM B=7 H=77: 1.5-2.2
- * against 0.7 ms). Elsewhere the units split stays (it was faster: LSTM
- * B=3 H=96 0.56 against 0.62 ms, B=5 H=128 0.92 against 1.00), but for
- * FR_FAST_ROWS_MIN_ROWS rows a thread and more, or 4 rows a thread and
- * more with a W_hh of up to FR_FAST_ROWS4_MAX_FLOATS. Needs a sequence per
- * thread, equal lengths, and enough work for a fork. */
-static int fast_by_rows(const fr_desc *d)
-{
-    int nt = d->num_threads;
-    if (nt > d->B) nt = (int)d->B;
-    if (nt < 2 || d->lengths != NULL) return 0;
-    const int64_t work = d->T * d->B * (int64_t)fr_num_gates(d->cell) * d->H * (d->H + d->I_);
-    if (work < FR_FAST_ROWS_MIN_WORK) return 0;
-    /* many rows a thread: each panel of W_hh serves enough rows a step
-     * that streaming all of it costs little, and no meeting every step
-     * leaves a thread that its neighbours slow down holding up the other
-     * at every step (FR_FAST_ROWS_MIN_ROWS) */
-    if (d->B >= (int64_t)FR_FAST_ROWS_MIN_ROWS * nt) return nt;
-    if (d->B >= 4 * (int64_t)nt && fr_fast_pack_floats(d) <= FR_FAST_ROWS4_MAX_FLOATS) return nt;
-    if (fast_threads(d) > 1 && d->H % 16 == 0) return 0;
-    if (fr_fast_pack_floats(d) > FR_FAST_ROWS_MAX_FLOATS) return 0;
-    return nt;
-}
-
-/* A variable-length batch with x projected before the loop and W_hh packed,
- * and FR_FAST_ROWS_MIN_ROWS rows a thread or more, or 4 or more with W_hh
- * of at most FR_FAST_ROWS4_MAX_FLOATS (as fast_by_rows for equal lengths):
- * the batch split too (fwd_rows_var), the rows dealt out in length order,
- * instead of the units split's meeting at every step (paired, both orders:
- * LSTM B=24 H=128 0.86/0.94, GRU B=12 H=256 0.885/0.99, GRU B=10 H=100
- * 0.73, LSTM B=16 H=256 0.93/1.02, B=10 H=512 1.01/0.99). Returns the
- * thread count, or 0. */
-static int fwd_var_by_rows(const fr_desc *d, int packed)
-{
-    int nt = d->num_threads;
-    if (nt > d->B) nt = (int)d->B;
-    if (nt < 2 || d->lengths == NULL || !packed || fr_fast_proj_mode(d) != 0) return 0;
-    if (d->B < (int64_t)FR_FAST_ROWS_MIN_ROWS * nt
-        && !(d->B >= 4 * (int64_t)nt && fr_fast_pack_floats(d) <= FR_FAST_ROWS4_MAX_FLOATS))
-        return 0;
-    const int64_t work = d->T * d->B * (int64_t)fr_num_gates(d->cell) * d->H * (d->H + d->I_);
-    return work < FR_FAST_ROWS_MIN_WORK ? 0 : nt;
+    fr_fast_unit_slice(H, VW, tid, nth, j0, j1);
 }
 
 /* Xp[:, gate rows of units j0..j1) of every gate] += x W_ih^T for those rows:
@@ -372,7 +235,7 @@ static TGT void fwd_thread(const fwd_team *a, int tid, int nth)
     const float *R = a->R, *bhn = a->bhn, *x = a->x, *W = a->W;
     float *Xp = a->Xp, *Gh = a->Gh, *gates = a->gates, *y = a->y, *Wp = a->Wp;
     int64_t j0, j1, nact = B;
-    unit_slice(H, tid, nth, &j0, &j1);
+    fr_fast_unit_slice(H, VW, tid, nth, &j0, &j1);
     const int64_t nb = (H + VW - 1) / VW;
     /* this thread's gate rows of W_hh, packed in VW-row panels; only it
      * reads them. Short sequences use the weights as they are. */
@@ -483,9 +346,10 @@ TGT void FR_SFX(fr_fast_forward_f32)(const fr_desc *d, int dir, const float *R, 
     const int training = gates != NULL, is_lstm = cell == FR_CELL_LSTM;
     /* packing W_hh pays off over a few steps; the choice depends on T alone */
     const int packed = fr_fast_fwd_packs(d);
-    const int by_rows = fast_by_rows(d) ? fast_by_rows(d) : fwd_var_by_rows(d, packed);
-    const int nt = by_rows ? by_rows : fast_threads(d);
-    int64_t *order = rows_by_length(d, Wp + fr_fast_fwd_pack_floats(d));
+    int by_rows = fr_fast_by_rows(d, VW);
+    if (!by_rows) by_rows = fr_fast_var_by_rows(d, packed);
+    const int nt = by_rows ? by_rows : fr_fast_threads(d, VW);
+    int64_t *order = fr_fast_rows_by_length(d, Wp + fr_fast_fwd_pack_floats(d));
 
     /* a time loop too small to split (one thread) over many rows: the
      * packed projection still runs on all the threads, each on its units
@@ -503,18 +367,9 @@ TGT void FR_SFX(fr_fast_forward_f32)(const fr_desc *d, int dir, const float *R, 
         x = NULL;
     }
 
-    /* The batch split with x projected in the loop: with three or more
-     * rows a thread, each thread projects its own rows at each step
-     * instead of its units' columns of every row before the loop: it then
-     * writes no cache line another thread writes (the units' edges cut
-     * lines when H % 16 != 0) and uses each row while it is in cache (C,
-     * 2 threads: LSTM B=7 T=64 I=33 H=77 0.85 -> 0.79 ms, B=8 H=77 0.79 ->
-     * 0.71). With fewer rows the panels of W_ih serve too few rows a step
-     * (B=3 H=64: 0.50 against 0.58). A W_ih too large for one core's L2
-     * (FR_FAST_ROWS_IH_MAX_FLOATS) is projected before the loop. */
-    const int rows_project = by_rows && x && mode == 2 && B / by_rows >= 3
-                             && (int64_t)fr_num_gates(cell) * fr_fast_round_panel(H) * In
-                                <= FR_FAST_ROWS_IH_MAX_FLOATS;
+    /* the batch split with x projected in the loop: each thread its own
+     * rows at each step, from W_ih packed whole, or x before the loop */
+    const int rows_project = x && fr_fast_rows_project(d, by_rows, mode, In);
     step_meet m = {0};
     const fwd_team team = {d, dir, h0_zero, packed, by_rows > 0, rows_project, R, bhn, x, W, Xp, Gh,
                            h_a, h_b, c_buf, hs, cs, gates, y, Wp,

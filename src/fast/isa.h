@@ -24,10 +24,10 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include "fast/fast.h"
+#include "fast/tuning.h"
 #include "runtime/team.h"
 
 #define AVX2 __attribute__((target("avx2,fma")))
-#define ACTIVE(t, b) (lengths == NULL || (t) < lengths[b])
 
 #if defined(FR_ISA_AVX512)
 #define TGT __attribute__((target("avx512f,avx512vl,avx512dq,avx2,fma")))

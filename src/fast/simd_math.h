@@ -5,10 +5,7 @@
  * the number of vectors in flight changes a bit.
  */
 
-/* Most blocks of VW units the gate math starts side by side (cell_units). */
-#define NBLK 2
-
-/* x[k] = exp(x[k]) for K vectors (K <= 5 * NBLK), every step on all K
+/* x[k] = exp(x[k]) for K vectors (K <= 5 * FR_FAST_NBLK), every step on all K
  * before the next. Where bit k of pos is set the arguments are >= 0
  * (tanh's 2|x|), else <= 0 (sigmoid's -|x|); or NaN. Cephes' range
  * reduction x = n ln2 + r, n the nearest integer to x log2(e) (the FMA
@@ -27,7 +24,7 @@
 static inline INL TGT void v_exp_k(V *x, const int K, const unsigned pos)
 {
     const V magic = v_set1(12582912.0f); /* 1.5 * 2^23 */
-    V t[5 * NBLK], y[5 * NBLK], z[5 * NBLK];
+    V t[5 * FR_FAST_NBLK], y[5 * FR_FAST_NBLK], z[5 * FR_FAST_NBLK];
     for (int k = 0; k < K; k++)
         x[k] = (pos >> k) & 1u ? v_min(v_set1(64.0f), x[k]) : v_max(v_set1(-88.0f), x[k]);
     for (int k = 0; k < K; k++) t[k] = v_fmadd(x[k], v_set1(1.44269504088896341f), magic);
@@ -92,7 +89,7 @@ static inline INL TGT V tanh_from(V x, V e)
 /* tanh of K vectors in place, the exps side by side */
 static inline INL TGT void v_tanh_k(V *x, const int K)
 {
-    V e[4 * NBLK];
+    V e[4 * FR_FAST_NBLK];
     for (int k = 0; k < K; k++) e[k] = tanh_arg(x[k]);
     v_exp_k(e, K, ~0u);
     for (int k = 0; k < K; k++) x[k] = tanh_from(x[k], e[k]);

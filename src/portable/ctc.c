@@ -7,10 +7,7 @@
 #include <omp.h>
 #endif
 #include "fastrnn_ctc.h"
-
-/* Below this many alpha cells (sum over samples of T*(2S+1)) the batch runs on
- * one thread: waking the OpenMP team would cost more than the work. */
-#define FR_CTC_PAR_MIN 20000
+#include "fast/tuning.h"
 
 static void (*ctc_omp_note)(void) = NULL;
 

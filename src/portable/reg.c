@@ -12,10 +12,7 @@
 #include <omp.h>
 #endif
 #include "fastrnn_reg.h"
-
-/* Below this many elements a parallel pass runs on one thread: waking the
- * OpenMP team costs more than the work. */
-#define FRR_PAR_MIN 16384
+#include "fast/tuning.h"
 
 static fr_blas_enter_fn frr_blas_enter = NULL;
 static fr_blas_leave_fn frr_blas_leave = NULL;

@@ -68,12 +68,12 @@ static void FN(rr_fill_rows)(REAL *X, int64_t rows, int64_t cols, const REAL *ro
 static void FN(rr_colsum)(const REAL *A, const REAL *M, int64_t rows, int64_t cols,
                           REAL *out, int nt)
 {
-    const int64_t nblk = (cols + 63) / 64;
+    const int64_t nblk = (cols + FR_COLSUM_COLS - 1) / FR_COLSUM_COLS;
     int64_t blk;
 #pragma omp parallel for num_threads(nt) if (frr_omp_going(nt, rows * cols >= FRR_PAR_MIN)) schedule(static)
     for (blk = 0; blk < nblk; blk++) {
-        const int64_t c0 = blk * 64, c1 = c0 + 64 < cols ? c0 + 64 : cols;
-        REAL acc[64];
+        const int64_t c0 = blk * FR_COLSUM_COLS, c1 = c0 + FR_COLSUM_COLS < cols ? c0 + FR_COLSUM_COLS : cols;
+        REAL acc[FR_COLSUM_COLS];
         for (int64_t c = c0; c < c1; c++) acc[c - c0] = 0;
         for (int64_t r = 0; r < rows; r++) {
             const REAL *a = A + r * cols;

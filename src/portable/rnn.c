@@ -11,11 +11,8 @@
 #endif
 #include "fastrnn.h"
 #include "fast/fast.h"
+#include "fast/tuning.h"
 #include "runtime/team.h"
-
-/* Below this many elements an elementwise pass runs on one thread: waking
- * the OpenMP team costs more than the work. */
-#define FR_PAR_MIN 16384
 
 /* The forward scratch's buffers each start on a 64-byte line: up to 16
  * elements skipped before each of the 6 (rnn_impl.h, layer_forward). */

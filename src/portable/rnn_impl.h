@@ -61,10 +61,10 @@ static void FN(pgemm)(int fast, int nt, int pinned, char ta, char tb, int64_t M,
         return;
 #endif
     /* few chunks: each one repacks the whole other operand */
-    const int64_t parts = M >= 8192 ? 8 : M >= 4096 ? 4 : 2;
+    const int64_t parts = M >= 8 * FR_PGEMM_PART_ROWS ? 8 : M >= 4 * FR_PGEMM_PART_ROWS ? 4 : 2;
     int64_t chunk = ((M + parts - 1) / parts + 3) / 4 * 4;
     const int64_t nchunk = (M + chunk - 1) / chunk;
-    if (!pinned || (double)M * N * K < 1e6) nt = 1;
+    if (!pinned || (double)M * N * K < FR_PGEMM_PAR_MIN) nt = 1;
     if (nt > nchunk) nt = (int)nchunk;
     int64_t c;
 #pragma omp parallel for num_threads(nt) if (fr_omp_going(nt, nt > 1)) schedule(static)
@@ -113,11 +113,11 @@ static void FN(fill_rows)(REAL *Xp, int64_t rows, int64_t cols, const REAL *row,
 static void FN(colsum_add)(const REAL *A, int64_t rows, int64_t cols, REAL *out,
                            int nt)
 {
-    int64_t nblk = (cols + 63) / 64, blk;
+    int64_t nblk = (cols + FR_COLSUM_COLS - 1) / FR_COLSUM_COLS, blk;
 #pragma omp parallel for num_threads(nt) if (fr_omp_going(nt, rows * cols >= FR_PAR_MIN)) schedule(static)
     for (blk = 0; blk < nblk; blk++) {
-        int64_t c0 = blk * 64, c1 = c0 + 64 < cols ? c0 + 64 : cols;
-        REAL acc[64];
+        int64_t c0 = blk * FR_COLSUM_COLS, c1 = c0 + FR_COLSUM_COLS < cols ? c0 + FR_COLSUM_COLS : cols;
+        REAL acc[FR_COLSUM_COLS];
         for (int64_t c = c0; c < c1; c++) acc[c - c0] = 0;
         for (int64_t r = 0; r < rows; r++) {
             const REAL *a = A + r * cols;

@@ -22,7 +22,8 @@
 #define _GNU_SOURCE /* sched_getcpu, sched_getaffinity */
 #endif
 #include "runtime/team.h"
-#include "fast/fast.h"
+#include "fast/schedule.h"
+#include "fast/tuning.h"
 
 #if defined(__unix__) || defined(__APPLE__)
 
@@ -64,11 +65,6 @@ static line_u64 omp_regions;
 static _Atomic int64_t omp_last_ms = INT64_MIN / 4;
 /* when a step last took OpenMP (fr_team_run returned 0) */
 static _Atomic int64_t step_omp_last_ms = INT64_MIN / 4;
-/* the caller's wait for a helper: spins with pause (~25 ns each here)
- * before it yields */
-#define FR_TEAM_WAIT_SPINS 1000
-/* how long a helper spins for the next job before it sleeps */
-#define FR_TEAM_HELPER_WAIT_US 5000
 /* the CPU the latest caller ran on, or -1 */
 static atomic_int caller_cpu = -1;
 
@@ -145,7 +141,7 @@ static void *helper(void *p)
     for (;;) {
         /* 16 turns when more threads meet every step than there are CPUs
          * (fr_fast_spin_turns): then no spinning at all */
-        const int polite = fr_fast_spin_turns() < 1000;
+        const int polite = fr_fast_spin_turns() < FR_TEAM_POLITE_TURNS;
         const uint64_t regions = atomic_load_explicit(&omp_regions.word, memory_order_relaxed);
         int spins = 0, shared_cpu = 0;
         int64_t since = -1;
@@ -158,7 +154,7 @@ static void *helper(void *p)
              * once when an OpenMP region starts: its threads need the
              * cores. */
             if (!polite && atomic_load_explicit(&omp_regions.word, memory_order_relaxed) == regions) {
-                if ((spins++ & 63) == 0) {
+                if ((spins++ & (FR_TEAM_CLOCK_EVERY - 1)) == 0) { /* a power of 2 */
                     const int64_t t = now_us();
                     if (since < 0) since = t;
                     if (t - since >= FR_TEAM_HELPER_WAIT_US) goto sleep;

@@ -27,8 +27,7 @@
 #ifndef FASTRNN_TEAM_H
 #define FASTRNN_TEAM_H
 
-/* The most slices (threads) one call hands out; more run elsewhere. */
-#define FR_TEAM_MAX 16
+#include "fast/tuning.h" /* FR_TEAM_MAX, FR_TEAM_QUIET_MS */
 
 /* One slice of a job: fn(arg, slice, nslices); every slice exactly once,
  * on any thread, in any order, concurrently. */
@@ -61,7 +60,6 @@ int fr_team_enable(int on);
  * extension modules (_reg, _losses) reach it through a pointer
  * (rnn_internal.h). */
 void fr_team_note_omp(void);
-#define FR_TEAM_QUIET_MS 30
 
 /* cond, for an OpenMP region's if clause, after noting the region
  * (fr_team_note_omp) when it will start more than one thread. */
