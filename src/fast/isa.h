@@ -25,7 +25,7 @@
 #include <stdatomic.h>
 #include "fast/fast.h"
 #include "fast/tuning.h"
-#include "runtime/team.h"
+#include "runtime/runtime.h"
 
 #define AVX2 __attribute__((target("avx2,fma")))
 

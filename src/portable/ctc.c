@@ -1,5 +1,6 @@
 /* fastrnn CTC kernel: shared helpers, then the float32 and float64 kernels
- * instantiated from one source (ctc_impl.h). Equations and conventions: ctc.h. */
+ * instantiated from one source (ctc_impl.h). Equations and conventions:
+ * fastrnn_ctc.h. */
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -8,17 +9,7 @@
 #endif
 #include "fastrnn_ctc.h"
 #include "fast/tuning.h"
-
-static void (*ctc_omp_note)(void) = NULL;
-
-void fr_ctc_set_omp_note(void (*note)(void)) { ctc_omp_note = note; }
-
-/* cond, for an OpenMP region's if clause, after the note (ctc.h). */
-static inline int ctc_omp_going(int nt, int cond)
-{
-    if (nt > 1 && cond && ctc_omp_note) ctc_omp_note();
-    return cond;
-}
+#include "runtime/runtime.h"
 
 /* log(exp(a) + exp(b)), exact for -inf operands. */
 static inline double lse2(double a, double b)

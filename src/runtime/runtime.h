@@ -1,49 +1,40 @@
 /*
- * Internal: helpers of rnn.c shared with the sibling kernel file rnn_reg.c
- * (regularized cells). Not part of the public API; nothing here knows Python.
- *
- * fastrnn._reg (rnn_reg.c) is a separate extension module: rather than a second
- * copy of rnn.c, with its own BLAS pointers and its own count of running
- * kernels for the BLAS thread pin (two counts would restore the BLAS's thread
- * count while the other module's kernel still runs, or leave it at one), it
- * calls these functions of fastrnn._core through the pointers below, whose
- * addresses _core hands out (frr_set_internal, rnn_reg.h; fastrnn._losses
- * takes fr_team_note_omp, fr_ctc_set_omp_note in ctc.h).
+ * Internal: what every kernel of the library shares, held once in C: the
+ * BLAS given to fr_set_blas and its thread pin (blas.c), the fast-path
+ * switch (settings.c), and the step team's note of OpenMP regions
+ * (team.c). Not part of the public API; nothing here knows Python.
  */
-#ifndef FASTRNN_INTERNAL_H
-#define FASTRNN_INTERNAL_H
+#ifndef FASTRNN_RUNTIME_H
+#define FASTRNN_RUNTIME_H
 
-#include <stdint.h>
 #include "fastrnn.h"
+#include "runtime/team.h"
 
-/* Hold the BLAS at one thread while a kernel runs (see fr_set_blas_threads_api);
- * fr_blas_enter returns the `pinned` flag to pass to the GEMMs and to leave. */
+/* The GEMMs given to fr_set_blas; NULL until then (kernels return
+ * FR_ENOBLAS). */
+extern fr_sgemm_fn fr_blas_sgemm;
+extern fr_dgemm_fn fr_blas_dgemm;
+
+/* Hold the BLAS at one thread while a kernel runs (fr_set_blas_threads_api):
+ * fr_blas_enter returns the `pinned` flag to pass to the GEMMs and to
+ * fr_blas_leave. Calls nest and overlap across threads: the BLAS's own
+ * count comes back when the last one leaves. */
 int fr_blas_enter(void);
 void fr_blas_leave(int pinned);
 
-/* Row-major C(M,N) = alpha op(A) op(B) + beta C, cut into row chunks that
- * depend on M alone (so the bits never depend on nt), the chunks shared among
- * nt OpenMP threads when pinned. Never call it inside an OpenMP region. */
-void fr_pgemm_f32(int nt, int pinned, char ta, char tb, int64_t M, int64_t N,
-                  int64_t K, float alpha, const float *A, int64_t lda,
-                  const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
-void fr_pgemm_f64(int nt, int pinned, char ta, char tb, int64_t M, int64_t N,
-                  int64_t K, double alpha, const double *A, int64_t lda,
-                  const double *B, int64_t ldb, double beta, double *C, int64_t ldc);
+/* Is the fast float32 path on (fr_set_fast_path)? Until chosen it is off,
+ * and fr_set_blas turns it on where the CPU runs it
+ * (fr_fast_path_default). */
+int fr_fast_path_on(void);
+void fr_fast_path_default(void);
 
-/* The step team's note that an OpenMP region starts (rnn_team.h): one team
- * and one quiet time for the whole library. */
-void fr_team_note_omp(void);
+/* cond, for an OpenMP region's if clause, after noting the region for the
+ * step team (fr_team_note_omp) when it will start more than one thread.
+ * Every OpenMP region of the library goes through it. */
+static inline int fr_omp_going(int nt, int cond)
+{
+    if (nt > 1 && cond) fr_team_note_omp();
+    return cond;
+}
 
-/* The same functions as pointer types. */
-typedef void (*fr_omp_note_fn)(void);
-typedef int (*fr_blas_enter_fn)(void);
-typedef void (*fr_blas_leave_fn)(int);
-typedef void (*fr_pgemm_f32_fn)(int, int, char, char, int64_t, int64_t, int64_t, float,
-                                const float *, int64_t, const float *, int64_t, float,
-                                float *, int64_t);
-typedef void (*fr_pgemm_f64_fn)(int, int, char, char, int64_t, int64_t, int64_t, double,
-                                const double *, int64_t, const double *, int64_t, double,
-                                double *, int64_t);
-
-#endif /* FASTRNN_INTERNAL_H */
+#endif /* FASTRNN_RUNTIME_H */

@@ -2,11 +2,10 @@
  * Internal: a small team of helper threads for single time steps (the
  * streaming step). Not part of the public API.
  *
- * An OpenMP region costs 0.65-1.5 us to start and end on a 2-vCPU VM (two
- * futex wakes and two cache-line round trips through libgomp's barriers);
- * a streaming LSTM step of 128 units takes ~5 us in C, so that is 10-25% of
- * it. The team hands out a step's slices (one per thread, each a slice of
- * units) through one atomic word, for a round trip of ~0.12 us.
+ * Starting and ending an OpenMP region costs two futex wakes and two
+ * cache-line round trips through libgomp's barriers, a sizeable part of a
+ * streaming step of a small model. The team hands out a step's slices (one
+ * per thread, each a slice of units) through one atomic word instead.
  *
  * A slice is owned by one thread: helper k runs slice k, so that the
  * weights of its units stay in its core's cache between steps. The caller
@@ -17,12 +16,13 @@
  * finished. The slices must therefore be independent (no barrier between
  * them): the time loop of one step, whose threads never meet.
  *
- * Helpers wait for work spinning fr_fast_spin_turns() turns (with pause),
- * then sleep on a condition variable; a caller wakes sleepers when it
- * hands out work. One caller at a time: a second caller (another thread)
- * gets 0 from fr_team_run and takes its own path (OpenMP). After fork()
- * the child starts a team of its own on first use. Helpers block every
- * signal, and never touch Python.
+ * Helpers wait for work spinning with pause for up to
+ * FR_TEAM_HELPER_WAIT_US (not at all while the CPUs are crowded), then
+ * sleep on a condition variable; a caller wakes sleepers when it hands out
+ * work. One caller at a time: a second caller (another thread) gets 0 from
+ * fr_team_run and takes its own path (OpenMP). After fork() the child
+ * starts a team of its own on first use. Helpers block every signal, and
+ * never touch Python. The constants are in fast/tuning.h.
  */
 #ifndef FASTRNN_TEAM_H
 #define FASTRNN_TEAM_H
@@ -45,32 +45,23 @@ int fr_team_run(int n, fr_team_fn fn, void *arg);
 
 /* 1 uses the team, 0 (default) leaves one-step calls to OpenMP, 2 uses it
  * without the quiet times above (a stress test's setting); returns the
- * previous setting (a negative `on` only reads it). Off by default: other libraries' OpenMP work between
- * steps (torch shares libgomp's threads, which spin 4.5-9 ms after each of
- * its calls) is not noted, and the helpers are then threads too many
- * (steps 1.4-2x as long; 0.86-0.97x in a process that streams alone). */
+ * previous setting (a negative `on` only reads it). Off by default: other
+ * libraries' OpenMP work between steps (torch shares libgomp's threads,
+ * which spin for a while after each of its calls) is not noted, and the
+ * helpers are then threads too many. */
 int fr_team_enable(int on);
 
-/* Where an OpenMP region of more than one thread starts: libgomp's threads
- * go on spinning 4.5-9 ms after a region (300,000 pauses), and helpers
- * spinning beside them would leave more busy threads than cores (forward
- * then one step on 2 vCPUs: 530 us a step against 18). So the helpers stop
- * spinning at once (they sleep), and for FR_TEAM_QUIET_MS after the latest
- * region no call takes the team (OpenMP's warm threads run it). The other
- * extension modules (_reg, _losses) reach it through a pointer
- * (rnn_internal.h). */
+/* Where an OpenMP region of more than one thread starts (fr_omp_going,
+ * runtime.h, in every region's if clause): libgomp's threads go on
+ * spinning for a while after a region, and helpers spinning beside them
+ * would leave more busy threads than cores. So the helpers stop spinning
+ * at once (they sleep), and for FR_TEAM_QUIET_MS after the latest region
+ * no call takes the team (OpenMP's warm threads run it). Nothing to note
+ * while the team is off. */
 void fr_team_note_omp(void);
-
-/* cond, for an OpenMP region's if clause, after noting the region
- * (fr_team_note_omp) when it will start more than one thread. */
-static inline int fr_omp_going(int nt, int cond)
-{
-    if (nt > 1 && cond) fr_team_note_omp();
-    return cond;
-}
 
 /* Jobs the team has run in this process (mod 2^32): tests check that a
  * call took the team. */
 unsigned fr_team_jobs(void);
 
-#endif
+#endif /* FASTRNN_TEAM_H */

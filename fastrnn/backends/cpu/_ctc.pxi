@@ -13,10 +13,6 @@ cdef extern from "fastrnn_ctc.h" nogil:
                    const int64_t *input_lengths, const int64_t *targets,
                    const int64_t *target_lengths, const double *grad_scale,
                    double *losses, double *grad, double *work)
-    void fr_ctc_set_omp_note(void (*note)() noexcept nogil)
-
-# the step team hears of this kernel's OpenMP regions, as of every other kernel's
-fr_ctc_set_omp_note(fr_team_note_omp)
 
 
 def ctc(logits, input_lengths, targets, target_lengths, int blank,

@@ -3,32 +3,8 @@
 # layer-normalized LSTM. Python names carry a reg_ prefix (REG_CELLS,
 # reg_forward, ...) beside the plain recurrent layers' (_rnn.pxi).
 
-cdef extern from "runtime/runtime.h" nogil:
-    int fr_blas_enter()
-    void fr_blas_leave(int pinned)
-    void fr_pgemm_f32(int nt, int pinned, char ta, char tb, int64_t M, int64_t N,
-                      int64_t K, float alpha, const float *A, int64_t lda,
-                      const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
-    void fr_pgemm_f64(int nt, int pinned, char ta, char tb, int64_t M, int64_t N,
-                      int64_t K, double alpha, const double *A, int64_t lda,
-                      const double *B, int64_t ldb, double beta, double *C, int64_t ldc)
-
-cdef extern from "runtime/runtime.h" nogil:
-    ctypedef void (*fr_omp_note_fn)() noexcept nogil
-    ctypedef int (*fr_blas_enter_fn)() noexcept nogil
-    ctypedef void (*fr_blas_leave_fn)(int) noexcept nogil
-    ctypedef void (*fr_pgemm_f32_fn)(int, int, char, char, int64_t, int64_t, int64_t,
-                                     float, const float *, int64_t, const float *,
-                                     int64_t, float, float *, int64_t) noexcept nogil
-    ctypedef void (*fr_pgemm_f64_fn)(int, int, char, char, int64_t, int64_t, int64_t,
-                                     double, const double *, int64_t, const double *,
-                                     int64_t, double, double *, int64_t) noexcept nogil
-
 cdef extern from "fastrnn_reg.h" nogil:
     int FRR_LSTM, FRR_GRU, FRR_LNLSTM
-    int frr_set_internal(fr_blas_enter_fn enter, fr_blas_leave_fn leave,
-                         fr_pgemm_f32_fn pgemm_f32, fr_pgemm_f64_fn pgemm_f64,
-                         fr_omp_note_fn omp_note)
     ctypedef struct frr_desc:
         int cell
         int64_t T, B, I_, H
@@ -62,11 +38,6 @@ cdef extern from "fastrnn_reg.h" nogil:
                          const double *dy, int64_t ldy, const double *dhn, const double *dcn,
                          double *dx, int dx_accumulate, double *dh0, double *dc0,
                          double *const *dw, double *work)
-
-# the kernels use the library's GEMMs, BLAS thread pin and step team
-if frr_set_internal(fr_blas_enter, fr_blas_leave, fr_pgemm_f32, fr_pgemm_f64,
-                    fr_team_note_omp) != FR_OK:
-    raise ImportError("fastrnn: frr_set_internal refused the library's functions")
 
 REG_CELLS = {"LSTM": FRR_LSTM, "GRU": FRR_GRU, "LNLSTM": FRR_LNLSTM}
 

@@ -4,7 +4,6 @@
 
 cdef extern from "runtime/team.h" nogil:
     int fr_team_enable(int on)
-    void fr_team_note_omp()
     unsigned fr_team_jobs()
 
 cdef extern from "fastrnn.h" nogil:
