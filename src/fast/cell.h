@@ -131,7 +131,8 @@ static inline INL TGT void rnn_cells(float *pre, int relu, float *hx, float *yb,
         int nbp_ = 0;                                                          \
         int64_t j = j0, jq = j0, remp = VW;                                    \
         for (; j + VW * FR_FAST_NBLK <= j1; j += VW * FR_FAST_NBLK) {          \
-            if (nbp_) STAGE(j, FR_FAST_NBLK, VW, FR_FAST_NBLK); else STAGE(j, FR_FAST_NBLK, VW, 0); \
+            if (nbp_) STAGE(j, FR_FAST_NBLK, VW, FR_FAST_NBLK);                \
+            else STAGE(j, FR_FAST_NBLK, VW, 0);                                \
             nbp_ = FR_FAST_NBLK; jq = j;                                       \
         }                                                                      \
         for (; j < j1; j += VW) {                                              \
@@ -159,9 +160,9 @@ static inline INL TGT void rnn_cells(float *pre, int relu, float *hx, float *yb,
               gc ? gc + (j) : NULL, NB, rem, nq, zq, hp + jq, hx + jq,         \
               yb + jq, gc ? gc + jq : NULL, NBP, remp)
 
-/* The pipelines of one cell type each, in functions of their own (one
- * function for all three kept its pending vectors in memory: LSTM H=24
- * 12.4 against 10.2 cycles a unit). */
+/* The pipelines of one cell type each, in functions of their own: one
+ * function for all three kept its pending vectors in memory
+ * (docs/tuning.md, "gate math"). */
 static __attribute__((noinline)) TGT void lstm_units(int64_t H, int64_t j0, int64_t j1,
                                                      float *pre, const float *cp,
                                                      float *hx, float *cx, float *yb,

@@ -92,8 +92,8 @@ static inline AVX2 __m256 hsum8(const __m256 *a)
 
 /* 1 sequence x 8 rows: 8 chains, 9 loads per 8 FMAs (batch-1 streaming).
  * The accumulators are named values, not an array: an array's zeroing was
- * a `rep stos` to the stack on every call (8% of the streaming step's dot
- * time at K = 128) and its sums went through memory. */
+ * a `rep stos` to the stack on every call and its sums went through memory
+ * (docs/tuning.md). */
 static inline AVX2 void dot_1x8(const float *restrict h, const float *restrict w,
                                 int64_t ldw, int64_t K, float *restrict out)
 {

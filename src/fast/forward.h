@@ -41,8 +41,7 @@ static TGT void project_units(const fr_desc *d, const float *x, int64_t In,
         }
         /* one pair of panels at a time, packed into the start of this
          * thread's slice of the scratch and used at once while it is in
-         * cache: W_ih is read once and never written back packed (db-lstm-b4
-         * packs 4 MiB per call) */
+         * cache: W_ih is read once and never written back packed */
         float *P = Wp + fr_fast_ih_offset(d) + (q * nb + j0 / VW) * In * VW;
         for (int64_t c = j0; c < j1; c += 2 * VW) {
             const int64_t w = j1 - c < 2 * VW ? j1 - c : 2 * VW;
@@ -147,8 +146,8 @@ static TGT void fwd_rows(const fwd_team *a, int64_t r0, int64_t r1)
     }
 }
 
-/* The batch split of a variable-length batch (fwd_var_by_rows): thread tid
- * of nth takes every nth row of the batch in length order (order, longest
+/* The batch split of a variable-length batch (fr_fast_var_by_rows): thread
+ * tid of nth takes every nth row of the batch in length order (order, longest
  * first), so each thread's rows are in length order too and the threads
  * get about the same work. At each step its rows still active are a prefix
  * of its list: the product and gate math run for them, and the others
@@ -221,7 +220,7 @@ static TGT void fwd_rows_var(const fwd_team *a, int tid, int nth, int64_t *list)
 
 /* The forward time loop of thread tid of nth: its units, every step, one
  * barrier per step. With nth == 1 it runs outside any OpenMP region (the
- * region alone costs about 0.5 us, a streaming step's fixed cost). */
+ * region alone would be a streaming step's largest fixed cost). */
 static TGT void fwd_thread(const fwd_team *a, int tid, int nth)
 {
     const fr_desc *d = a->d;
@@ -312,7 +311,7 @@ static TGT void fwd_thread(const fwd_team *a, int tid, int nth)
     }
 }
 
-/* A slice of units of a one-step call, for the step team (rnn_team.h). */
+/* A slice of units of a one-step call, for the step team (runtime/team.h). */
 static void fwd_slice(void *a, int slice, int nslices)
 {
     fwd_thread((const fwd_team *)a, slice, nslices);
@@ -320,7 +319,7 @@ static void fwd_slice(void *a, int slice, int nslices)
 
 /* W_hh (R) and W_ih (W, In columns) packed once, in the panels the
  * forward loop would pack them into on every call (fr_fast_pack_f32 in
- * rnn_fast.h): P then holds W_hh's panels, the same layout whatever the
+ * fast.h): P then holds W_hh's panels, the same layout whatever the
  * units split, and from fr_fast_pack_floats(d) W_ih's. */
 TGT void FR_SFX(fr_fast_pack_f32)(const fr_desc *d, const float *R, const float *W,
                                   int64_t In, float *P)
@@ -379,8 +378,8 @@ TGT void FR_SFX(fr_fast_forward_f32)(const fr_desc *d, int dir, const float *R, 
     /* the threads that will meet every step, for meet()'s spin limit */
     const int meeting = nt > 1 && !by_rows && T > 1 ? nt : 0;
     /* one step (streaming): its slices of units are independent, and the
-     * step team starts and ends them in ~0.12 us against 0.65-1.5 for an
-     * OpenMP region (rnn_team.h); when it declines, it has noted the region */
+     * step team starts and ends them for less than an OpenMP region
+     * (runtime/team.h); when it declines, it has noted the region */
     const int step = nt > 1 && T == 1 && !by_rows;
     if (nt == 1) {
         fwd_thread(&team, 0, 1);

@@ -15,8 +15,8 @@
 /* Rows [0, mr) of a block of C against NP panels at P, op(A)'s block packed
  * at Ap in groups of FR_GEMM_MR rows, k-major ([g][k][FR_GEMM_MR]): tiles of
  * FR_GEMM_MR, 4, then 1-3 rows, each inside one group, reading FR_GEMM_MR
- * consecutive floats a k (A unpacked, 8 rows 2 KiB apart at K = 512, met in
- * the same few L1 sets: 300 GFLOP/s against 340-410 packed). */
+ * consecutive floats a k (A unpacked, 8 rows 2 KiB apart at K = 512 meet
+ * in the same few L1 sets; docs/tuning.md, "packed op(A)"). */
 static TGT void gemm_rows(const float *Ap, int64_t mr, const float *P, int64_t kc,
                           float *C, int64_t ldc, int64_t rem, int NP, int zero,
                           const float *init)
@@ -60,12 +60,13 @@ static TGT void pack_a(const float *A, int64_t lda, int at, int64_t m0, int64_t 
          * Eight k at a time, every group: a group alone strides lda (8 KiB
          * for a GEMM over 4H = 2048 gate columns) and one k for every
          * group strides kc * FR_GEMM_MR on the stores: either way each line
-         * met the others in one L1 set (5-9% of a training step) */
+         * met the others in one L1 set */
         for (int64_t kb = 0; kb < kc; kb += 8) {
             const int64_t ke = kc - kb < 8 ? kc : kb + 8;
             for (int64_t g = 0; g < ng; g++) {
                 float *o = Ap + g * kc * FR_GEMM_MR;
-                const int64_t n = mr - g * FR_GEMM_MR < FR_GEMM_MR ? mr - g * FR_GEMM_MR : FR_GEMM_MR;
+                const int64_t n =
+                    mr - g * FR_GEMM_MR < FR_GEMM_MR ? mr - g * FR_GEMM_MR : FR_GEMM_MR;
                 const float *a = A + k0 * lda + m0 + g * FR_GEMM_MR;
                 for (int64_t k = kb; k < ke; k++) {
                     if (n == 8 && FR_GEMM_MR == 8)
@@ -133,7 +134,8 @@ TGT int FR_SFX(fr_fast_sgemm)(int nt, char ta, char tb, int64_t M, int64_t N, in
     const int64_t ncol_thr = (N + nt - 1) / nt;
     const double pack_cols = (double)M * K * nt * ((ncol_thr + FR_GEMM_NC - 1) / FR_GEMM_NC)
                              + (double)K * N;
-    const double pack_rows_ = (double)M * K * ((N + FR_GEMM_NC - 1) / FR_GEMM_NC) + (double)K * N * nt;
+    const double pack_rows_ =
+        (double)M * K * ((N + FR_GEMM_NC - 1) / FR_GEMM_NC) + (double)K * N * nt;
     const int by_rows = nt > 1 && rgroups >= 2 * (int64_t)nt && pack_rows_ < pack_cols;
     const int64_t parts = by_rows ? rgroups : groups;
     if (nt > parts) nt = (int)parts;

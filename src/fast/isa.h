@@ -34,7 +34,7 @@
 #define VW 16
 typedef __m512 V;
 typedef __m512i VI;
-typedef __mmask16 VM;                     /* a lane mask */
+typedef __mmask16 VMASK;                  /* a lane mask */
 #define v_ld(p) _mm512_loadu_ps(p)
 #define v_lda(p) _mm512_load_ps(p)
 #define v_st(p, v) _mm512_storeu_ps(p, v)
@@ -64,13 +64,13 @@ typedef __mmask16 VM;                     /* a lane mask */
 #define v_pow2n_t(t) _mm512_castsi512_ps(_mm512_slli_epi32(                   \
         _mm512_add_epi32(_mm512_castps_si512(t), _mm512_set1_epi32(127)), 23))
 /* the first n lanes (n < VW) */
-#define v_head(n) ((VM)((1u << (n)) - 1u))
+#define v_head(n) ((VMASK)((1u << (n)) - 1u))
 #else
 #define TGT __attribute__((target("avx2,fma")))
 #define VW 8
 typedef __m256 V;
 typedef __m256i VI;
-typedef __m256 VM;
+typedef __m256 VMASK;
 #define v_ld(p) _mm256_loadu_ps(p)
 #define v_lda(p) _mm256_load_ps(p)
 #define v_st(p, v) _mm256_storeu_ps(p, v)

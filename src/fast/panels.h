@@ -23,12 +23,13 @@ static inline TGT __m256i lane_mask(int64_t n)
  *   backward: g = dG_h (B,G*H), J = G*H, panels of W_hh columns, out = dh_prev
  * Tiles: 4 sequences x 2 panels, leftover sequences 1 x up to 8 panels (8
  * FMA chains even at batch 1). rows, when given, lists the B sequence rows
- * to use (the active ones of a variable-length batch); NULL means 0..B-1. Every output is its old value followed by one
- * FMA chain over j in order, whatever the tile, so tiling and thread slicing
- * never change a bit. */
+ * to use (the active ones of a variable-length batch); NULL means 0..B-1.
+ * Every output is its old value followed by one FMA chain over j in order,
+ * whatever the tile, so tiling and thread slicing never change a bit. */
+
 /* The accumulators of a tile: rem = columns left from p (<= 0: none). Whole
- * panels use plain loads and stores: AMD's masked store is microcoded (over
- * 10 cycles), which at J = 128 cost a tenth of the tile's time. */
+ * panels use plain loads and stores: AMD's masked store is microcoded, and
+ * costs a sizeable part of a short tile (docs/tuning.md). */
 static inline TGT V acc_load(const float *p, int64_t rem)
 {
 #if defined(FR_ISA_AVX512)
@@ -89,8 +90,8 @@ static inline INL TGT void gemm_tile(const float *A, int64_t lda, const int at,
  * registers, 8 loads per 12 FMAs against 6 per 8) in tile_6x2, a function
  * of its own: inlined into panel_axpy, or with its accumulators in an
  * array, GCC kept row pointers or accumulators on the stack and touched
- * them every j (15-60% slower than the 4-row tile); the 4-row tile as a
- * call was 4-5% slower at B = 4-5. */
+ * them every j; the 4-row tile stays inline, where it was faster than as
+ * a call (docs/tuning.md, "panel tiles"). */
 #define TILE_X2_DECL(i)                                                        \
     const float *g##i = g_[i];                                                 \
     V a##i##0 = acc_load(o_[i], m0), a##i##1 = acc_load(o_[i] + off1, m1);
@@ -304,15 +305,15 @@ static TGT void panel_axpy_gates(const float *g, int64_t ldg, int64_t B, int64_t
 #else
     const int64_t nbg = (n + VW - 1) / VW, np = G * nbg;
     /* AVX2: tiles of 6 sequences x 2 panels first (12 accumulators, 8 loads
-     * per 12 FMAs against 6 per 8); 5 left take one 5 x 2 tile (against
-     * 4 x 2 and a second pass over every panel for the last row: LSTM B=5
-     * H=128 0.93, H=512 0.81, GRU B=5 H=131 0.87 on one thread; 1-3 rows
-     * left as 1-3 x 2 tiles on the pair the 6-row tiles just read were
-     * 3-7% slower than their own pass below).
+     * per 12 FMAs against 6 per 8); 5 left take one 5 x 2 tile rather than
+     * 4 x 2 and a second pass over every panel for the last row; 1-3 rows
+     * left take their own pass below rather than 1-3 x 2 tiles on the pair
+     * the 6-row tiles just read.
      * 1-3 rows left after tiles of 6: n5 tiles of 5 rows instead, where
      * that takes every row (5 n5 = -B mod 6), rather than a second pass
      * over every panel for those rows (20 rows: 4 x 5 against 3 x 6 + 2);
-     * 4 left take a 4-row tile (10 rows as 5 + 5 was 1.03x slower) */
+     * 4 left take a 4-row tile (not 5 + 5 for 10 rows). The figures:
+     * docs/tuning.md, "panel tiles". */
     int64_t n5 = B % 6 == 4 ? 0 : (6 - B % 6) % 6;
     if (5 * n5 > B) n5 = 0;
     const int64_t B6 = B - 5 * n5 - (B - 5 * n5) % 6, r6 = B - 5 * n5 - B6;
@@ -321,9 +322,7 @@ static TGT void panel_axpy_gates(const float *g, int64_t ldg, int64_t B, int64_t
     int64_t cstart = 0;
     /* exactly 4 rows: 4 x 3 tiles (12 accumulators; the 4 x 2 tile's 8
      * FMA chains are just the FMA units' latency times their width, and
-     * any late load stalls them): paired medians, 2 threads, both orders,
-     * LSTM B=4 H=512 0.92-0.95, B=4 H=256 0.95-0.97, B=4 H=128 training
-     * 0.96; one thread 0.99-1.02 */
+     * any late load stalls them) */
     int64_t cg = 0, ck = 0; /* gate and panel in it of panel cstart */
     if (B == 4) {
         const float *const g4[4] = {g + ROW(0) * ldg, g + ROW(1) * ldg, g + ROW(2) * ldg,

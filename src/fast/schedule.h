@@ -34,7 +34,8 @@
 /* Panels are 8 or 16 floats wide (the vector width); the scratch sizes
  * below are for 16, so they serve either. */
 #define FR_FAST_PANEL_MAX 16
-#define fr_fast_round_panel(n) (((n) + FR_FAST_PANEL_MAX - 1) / FR_FAST_PANEL_MAX * FR_FAST_PANEL_MAX)
+#define fr_fast_round_panel(n) \
+    (((n) + FR_FAST_PANEL_MAX - 1) / FR_FAST_PANEL_MAX * FR_FAST_PANEL_MAX)
 
 /* Floats of W_hh packed in panels (G*H by H, H rounded up to a panel). */
 int64_t fr_fast_pack_floats(const fr_desc *d);

@@ -15,8 +15,8 @@
  * 2|x| ~ 18), below -88 as -88: from about -87.7, n = -127 makes 2^n
  * exactly 0 (the true value is below the smallest normal float). One exp
  * is a chain of ~14 dependent instructions; on a CPU with a small FP
- * scheduler (Zen: 36 entries) one chain at a time leaves the FMA units
- * idle waiting for latency, while K chains interleaved in program order
+ * scheduler one chain at a time leaves the FMA units idle waiting for
+ * latency, while K chains interleaved in program order
  * keep them busy. Each lane gets the same instructions for any K, so the
  * bits never depend on K. min/max keep NaN (x is the second operand, which
  * x86 returns when either is NaN), and a NaN reaches the result through

@@ -1,6 +1,6 @@
 /*
  * Body of the CTC kernels, included twice by ctc.c: once with REAL=float
- * (FN suffix _f32) and once with REAL=double (_f64). Equations: ctc.h.
+ * (FN suffix _f32) and once with REAL=double (_f64). Equations: fastrnn_ctc.h.
  */
 
 /* One sample. x (T,C) logits, L valid frames, lab the tl target labels.

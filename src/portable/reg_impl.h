@@ -1,5 +1,5 @@
 /*
- * Body of the regularized kernels (rnn_reg.h), included twice by rnn_reg.c:
+ * Body of the regularized kernels (fastrnn_reg.h), included twice by reg.c:
  * REAL=float (FN suffix _f32) and REAL=double (_f64).
  * Needs: REAL, FN(name), EXP, TANH, SQRT, PGEMM (the chunked BLAS GEMM of
  * that type, gemm.h, without the fast path), GEMM_PTR (the BLAS routine,
@@ -73,7 +73,8 @@ static void FN(rr_colsum)(const REAL *A, const REAL *M, int64_t rows, int64_t co
     int64_t blk;
 #pragma omp parallel for num_threads(nt) if (fr_omp_going(nt, rows * cols >= FRR_PAR_MIN)) schedule(static)
     for (blk = 0; blk < nblk; blk++) {
-        const int64_t c0 = blk * FR_COLSUM_COLS, c1 = c0 + FR_COLSUM_COLS < cols ? c0 + FR_COLSUM_COLS : cols;
+        const int64_t c0 = blk * FR_COLSUM_COLS;
+        const int64_t c1 = c0 + FR_COLSUM_COLS < cols ? c0 + FR_COLSUM_COLS : cols;
         REAL acc[FR_COLSUM_COLS];
         for (int64_t c = c0; c < c1; c++) acc[c - c0] = 0;
         for (int64_t r = 0; r < rows; r++) {

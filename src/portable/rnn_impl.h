@@ -36,7 +36,7 @@ static void FN(fill_rows)(REAL *Xp, int64_t rows, int64_t cols, const REAL *row,
                           int nt)
 {
     int64_t r;
-    if (nt == 1 || rows * cols < FR_PAR_MIN) { /* no OpenMP region: ~0.5 us each */
+    if (nt == 1 || rows * cols < FR_PAR_MIN) { /* no OpenMP region (its fixed cost) */
         for (r = 0; r < rows; r++)
             memcpy(Xp + r * cols, row, (size_t)cols * sizeof(REAL));
         return;
@@ -55,7 +55,8 @@ static void FN(colsum_add)(const REAL *A, int64_t rows, int64_t cols, REAL *out,
     int64_t nblk = (cols + FR_COLSUM_COLS - 1) / FR_COLSUM_COLS, blk;
 #pragma omp parallel for num_threads(nt) if (fr_omp_going(nt, rows * cols >= FR_PAR_MIN)) schedule(static)
     for (blk = 0; blk < nblk; blk++) {
-        int64_t c0 = blk * FR_COLSUM_COLS, c1 = c0 + FR_COLSUM_COLS < cols ? c0 + FR_COLSUM_COLS : cols;
+        int64_t c0 = blk * FR_COLSUM_COLS;
+        int64_t c1 = c0 + FR_COLSUM_COLS < cols ? c0 + FR_COLSUM_COLS : cols;
         REAL acc[FR_COLSUM_COLS];
         for (int64_t c = c0; c < c1; c++) acc[c - c0] = 0;
         for (int64_t r = 0; r < rows; r++) {
@@ -180,7 +181,7 @@ static void FN(layer_forward)(const fr_desc *d, int dir, int64_t In,
      * training Xp is the gate cache itself (overwritten by the activations). */
     /* each buffer on a cache line of its own (FR_WORK_ALIGN_PAD): threads
      * that write neighbouring units or rows then share no line by accident
-     * (LSTM B=3 H=64: 10% either way) */
+     * (docs/tuning.md) */
     REAL *Gh = FR_LINE_ALIGN(REAL, work);               /* GRU: (B, 3H) recurrent product */
     REAL *hbuf = FR_LINE_ALIGN(REAL, Gh + B * GX);      /* inference state h (B,H) */
     REAL *cbuf = FR_LINE_ALIGN(REAL, hbuf + BH);        /* inference state c (B,H) */
@@ -231,7 +232,7 @@ static void FN(layer_forward)(const fr_desc *d, int dir, int64_t In,
     }
 
 #if FR_REAL_IS_FLOAT
-    if (fast) { /* AVX-512 or AVX2 time loop, one OpenMP region (rnn_fast.c) */
+    if (fast) { /* AVX-512 or AVX2 time loop, one OpenMP region (fast/fast.h) */
         REAL *pack = xc + (lengths ? T * B * fr_max_in(d) : 0);
         pack = (REAL *)(((uintptr_t)pack + 63) & ~(uintptr_t)63);
         fr_fast_forward_f32(d, dir, R, bhn, Xp, Gh, h0 == NULL, hbuf, h2, cbuf,
@@ -419,7 +420,7 @@ static void FN(layer_backward)(const fr_desc *d, int dir, int64_t In,
     }
 
 #if FR_REAL_IS_FLOAT
-    if (fast) /* AVX-512 or AVX2 reverse walk, one OpenMP region (rnn_fast.c) */
+    if (fast) /* AVX-512 or AVX2 reverse walk, one OpenMP region (fast/fast.h) */
         dh = fr_fast_backward_f32(d, dir, R, gates, hs, cs, dy, ldy, dGx, dGh, dh, dhp, dc,
                                   (REAL *)(((uintptr_t)(dc + BH) + 63) & ~(uintptr_t)63));
     else

@@ -43,9 +43,9 @@ typedef void (*fr_team_fn)(void *arg, int slice, int nslices);
  * threads could not be started. */
 int fr_team_run(int n, fr_team_fn fn, void *arg);
 
-/* 1 uses the team, 0 (default) leaves one-step calls to OpenMP, 2 uses it
- * without the quiet times above (a stress test's setting); returns the
- * previous setting (a negative `on` only reads it). Off by default: other
+/* on = 1: one-step calls take the team; 0 (default): they take OpenMP;
+ * 2: the team without the quiet times above (a stress test's setting).
+ * Returns the previous setting (a negative `on` only reads it). Off by default: other
  * libraries' OpenMP work between steps (torch shares libgomp's threads,
  * which spin for a while after each of its calls) is not noted, and the
  * helpers are then threads too many. */
