@@ -1,5 +1,5 @@
-"""Build of fastrnn's C kernels (src/) and Cython boundaries (fastrnn/_core.pyx,
-fastrnn/_losses.pyx, fastrnn/_reg.pyx).
+"""Build of fastrnn's C kernels (src/) and their Cython boundary, one extension
+module (fastrnn/backends/cpu/_ext.pyx and the .pxi parts it includes).
 
 BLAS is not linked: the kernels call the sgemm/dgemm that SciPy exports through
 scipy.linalg.cython_blas. OpenMP is used when the compiler supports it; without
@@ -64,42 +64,23 @@ if os.environ.get("FASTRNN_SANITIZE"):  # ASan/UBSan build for the sanitizer job
                       "-fsanitize=address,undefined"]
     omp_l = omp_l + ["-fsanitize=address,undefined"]
 
+# One extension module, fastrnn.backends.cpu._ext: the Cython boundary
+# (_ext.pyx and the .pxi parts it includes) and every C file of src/, so that
+# the library's C state (the BLAS and its thread pin, the step team, the fast
+# path's switch and width) exists once.
+C_SOURCES = sorted(os.path.join(d, f) for d, _, fs in os.walk("src") for f in fs
+                   if f.endswith(".c"))
+C_HEADERS = sorted(os.path.join(d, f) for d, _, fs in os.walk("src") for f in fs
+                   if f.endswith(".h"))
+CPU = "fastrnn/backends/cpu"
 ext = Extension(
-    "fastrnn._core",
-    sources=["fastrnn/_core.pyx", "src/rnn.c", "src/rnn_fast.c", "src/rnn_fast_avx2.c",
-             "src/rnn_fast_avx512.c", "src/rnn_team.c"],
-    depends=["src/fastrnn.h", "src/rnn_impl.h", "src/rnn_fast.h", "src/rnn_fast_kernels.h",
-             "src/rnn_team.h"],
-    include_dirs=["src", numpy.get_include()],
+    "fastrnn.backends.cpu._ext",
+    sources=[f"{CPU}/_ext.pyx"] + C_SOURCES,
+    depends=C_HEADERS + sorted(f"{CPU}/{f}" for f in os.listdir(CPU) if f.endswith(".pxi")),
+    include_dirs=["src/include", "src", numpy.get_include()],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     extra_compile_args=extra_compile + supported("-pthread"),
-    extra_link_args=omp_l + supported("-pthread"),  # the step team's helpers (rnn_team.c)
+    extra_link_args=omp_l + supported("-pthread"),  # the step team's helpers (runtime/team.c)
 )
 
-# The losses' kernels (CTC): no BLAS, same flags.
-ext_losses = Extension(
-    "fastrnn._losses",
-    sources=["fastrnn/_losses.pyx", "src/ctc.c"],
-    depends=["src/fastrnn.h", "src/ctc.h", "src/ctc_impl.h"],
-    include_dirs=["src", numpy.get_include()],
-    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-    extra_compile_args=extra_compile,
-    extra_link_args=omp_l,
-)
-
-# Regularized cells (zoneout, recurrent dropout, layer-normalized LSTM): a
-# separate module whose kernels call _core's GEMMs and BLAS thread pin through
-# pointers it takes from fastrnn._core at import (src/rnn_internal.h).
-ext_reg = Extension(
-    "fastrnn._reg",
-    sources=["fastrnn/_reg.pyx", "src/rnn_reg.c"],
-    depends=["src/fastrnn.h", "src/rnn_reg.h", "src/rnn_reg_impl.h",
-             "src/rnn_internal.h"],
-    include_dirs=["src", numpy.get_include()],
-    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-    extra_compile_args=extra_compile,
-    extra_link_args=omp_l,
-)
-
-setup(ext_modules=cythonize([ext, ext_losses, ext_reg],
-                            compiler_directives={"language_level": 3}))
+setup(ext_modules=cythonize([ext], compiler_directives={"language_level": 3}))

@@ -1,6 +1,6 @@
 """Layers, directions and masks around the regularized one-layer kernels
-(fastrnn._reg, src/rnn_reg.h): zoneout and recurrent dropout for LSTM and GRU,
-and the layer-normalized LSTM.
+(fastrnn.backends.cpu._ext, src/include/fastrnn_reg.h): zoneout and recurrent
+dropout for LSTM and GRU, and the layer-normalized LSTM.
 
 The time loop of each layer and direction runs in C; this module only loops
 over layers and directions, draws the masks and keeps what backward needs.
@@ -22,7 +22,7 @@ backward() works in eval mode too.
 """
 import numpy as np
 
-from . import _reg
+from .backends.cpu import _ext
 from ._threads import get_num_threads
 
 
@@ -76,7 +76,7 @@ class RegularizedMixin:
         (L*D,B,H) or None. Returns (y, h_n, c_n or None, _RegCtx or None)."""
         T, B = xt.shape[0], xt.shape[1]
         L, D, H, dt = self.num_layers, self.num_directions, self.hidden_size, self.dtype
-        cell = _reg.CELLS[self._reg_kind]
+        cell = _ext.REG_CELLS[self._reg_kind]
         has_c = self._is_lstm
         nt = get_num_threads()
         hn = np.empty((L * D, B, H), dtype=dt)
@@ -90,7 +90,7 @@ class RegularizedMixin:
             for d in range(D):
                 k = l * D + d
                 zm, rm = self._reg_masks(T, B, training)
-                hk, ck, cache = _reg.forward(
+                hk, ck, cache = _ext.reg_forward(
                     cell, inp, self._reg_weights(self.params, l, d),
                     None if h0 is None else h0[k], None if c0 is None else c0[k],
                     zm, rm, y, d * H, lens, d == 1, self.zoneout, training, nt)
@@ -117,7 +117,7 @@ class RegularizedMixin:
         """Backward after _reg_forward(training=True): accumulates into grads,
         returns (dx, dh0 or None, dc0 or None), dy (T,B,D*H) contiguous."""
         L, D, H, dt = self.num_layers, self.num_directions, self.hidden_size, self.dtype
-        cell = _reg.CELLS[self._reg_kind]
+        cell = _ext.REG_CELLS[self._reg_kind]
         has_c = self._is_lstm
         nt = get_num_threads()
         B = dy.shape[1]
@@ -129,7 +129,7 @@ class RegularizedMixin:
             dx = None
             for d in range(D):
                 k = l * D + d
-                dx, dhk, dck = _reg.backward(
+                dx, dhk, dck = _ext.reg_backward(
                     cell, inp, self._reg_weights(self.params, l, d),
                     self._reg_weights(self.grads, l, d), ctx.zmasks[k], ctx.rmasks[k],
                     ctx.lengths, d == 1, ctx.caches[k], dcur, d * H,

@@ -16,7 +16,7 @@ with the BLAS's own threads.
 import ctypes
 import os
 
-from . import _core
+from .backends.cpu import _ext
 from ._validate import positive_int
 
 _num_threads = None
@@ -32,7 +32,7 @@ def get_num_threads():
     """Threads the next kernel call will use."""
     if _num_threads is not None:
         return _num_threads
-    return max(1, _core.max_threads())
+    return max(1, _ext.max_threads())
 
 
 def set_step_team(enabled):
@@ -48,12 +48,12 @@ def set_step_team(enabled):
     the previous setting."""
     if not isinstance(enabled, (bool, int)) or enabled not in (0, 1):
         raise TypeError(f"set_step_team: expected True or False, got {enabled!r}")
-    return _core.set_step_team(bool(enabled))
+    return _ext.set_step_team(bool(enabled))
 
 
 def get_step_team():
     """Whether one-step calls run on the step team (set_step_team)."""
-    return _core.step_team_enabled()
+    return _ext.step_team_enabled()
 
 
 def _scipy_openblas():
@@ -92,7 +92,7 @@ def _setup_blas_threads():
     found = _scipy_openblas()
     if found is None:
         return False
-    _core.register_blas_threads(*found)
+    _ext.register_blas_threads(*found)
     return True
 
 

@@ -16,8 +16,8 @@ them (carries_state), a pooling layer ends the sequence (reduces_sequence).
 Sequences are (B, T, F) with `lengths` (B,) ints in 1..T: steps t >= lengths[b]
 are padding. Layers that act per step (Dense, Activation, Dropout) give exact
 zeros at padding and let no gradient through it; the poolings read only the
-valid steps. GEMMs go through fastrnn._core.gemm, whose bits do not depend on
-the thread count, so training is reproducible bit for bit.
+valid steps. GEMMs go through fastrnn.backends.cpu._ext.gemm, whose bits do
+not depend on the thread count, so training is reproducible bit for bit.
 """
 import copy
 import inspect
@@ -26,7 +26,7 @@ import sys
 
 import numpy as np
 
-from . import _core
+from .backends.cpu import _ext
 from ._threads import get_num_threads
 from ._validate import as_dtype, lengths_array, positive_int, real_array, to_numpy
 
@@ -40,7 +40,7 @@ def _matmul(a, b, trans_b=False, out=None, beta=0.0, trans_a=False):
     if out is None:
         out = np.empty((M, N), dtype=a.dtype)
         beta = 0.0
-    _core.gemm(a, b, out, trans_a, trans_b, 1.0, beta, get_num_threads())
+    _ext.gemm(a, b, out, trans_a, trans_b, 1.0, beta, get_num_threads())
     return out
 
 

@@ -533,9 +533,9 @@ class CTC(Loss):
         return np.ascontiguousarray(x), il, tg, tl
 
     def _run(self, x, il, tg, tl, scale, want_grad):
-        from . import _losses
-        return _losses.ctc(x, il, tg, tl, self.blank, self.zero_infinity, scale,
-                           want_grad, _threads.get_num_threads())
+        from .backends.cpu import _ext
+        return _ext.ctc(x, il, tg, tl, self.blank, self.zero_infinity, scale,
+                        want_grad, _threads.get_num_threads())
 
     def _compute(self, output, target, lengths, want_grad, target_lengths=None):
         x, il, tg, tl = self._inputs(output, target, lengths, target_lengths)

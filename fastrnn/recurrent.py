@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from . import _core
+from .backends.cpu import _ext
 from ._cells import num_gates
 from ._regrun import RegularizedMixin, _RegCtx
 from . import _threads
@@ -128,7 +128,7 @@ class RNNBase(RegularizedMixin, Layer):
                              "zoneout, recurrent_dropout or LayerNormLSTM (their kernels "
                              "implement torch's cells only)")
         self.num_directions = 2 if self.bidirectional else 1
-        self._cell = _core.CELLS.get(mode)  # None: a regularized-only cell
+        self._cell = _ext.CELLS.get(mode)  # None: a regularized-only cell
 
         # torch's initialisation: every parameter uniform in +-1/sqrt(hidden_size),
         # drawn in torch's parameter order from a generator seeded by `seed`
@@ -200,7 +200,7 @@ class RNNBase(RegularizedMixin, Layer):
         clip = self.clip or 0.0
         if plan is None or not plan.matches(store, order, lbr, clip):
             w_ih, w_hh, b_ih, b_hh = self._lists(store)
-            plan = _core.Plan(self._cell, w_ih, w_hh, b_ih, b_hh, self.input_size,
+            plan = _ext.Plan(self._cell, w_ih, w_hh, b_ih, b_hh, self.input_size,
                               self.hidden_size, self.num_layers, self.num_directions,
                               which == "grads", lbr, clip)
             plans[which] = plan
@@ -369,7 +369,7 @@ class RNNBase(RegularizedMixin, Layer):
         plan = self._plan("params")
         if self.__dict__.get("_frozen", False):
             plan.keep_read_only()
-        y, hn, cn, cache = _core.forward(plan, xt, h0, c0, mask, lens,
+        y, hn, cn, cache = _ext.forward(plan, xt, h0, c0, mask, lens,
                                          training, get_num_threads())
         return xt, h0, c0, lens, mask, y, hn, cn, cache
 
@@ -429,7 +429,7 @@ class RNNBase(RegularizedMixin, Layer):
         if isinstance(ctx["cache"], _RegCtx):
             dx, dh0, dc0 = self._reg_backward(ctx["cache"], dy, dhn, dcn, ctx["has_state"])
         else:
-            dx, dh0, dc0 = _core.backward(
+            dx, dh0, dc0 = _ext.backward(
                 self._plan("params"), self._plan("grads"), ctx["x"], ctx["mask"],
                 ctx["lengths"], ctx["cache"], dy, dhn, dcn, ctx["has_state"],
                 get_num_threads())
@@ -513,12 +513,12 @@ class RNNBase(RegularizedMixin, Layer):
         if self._regularized:
             return self._reg_step(xt, h0, c0)
         plan = self._plan("params")
-        y, hn, cn, _ = _core.forward(plan, xt, h0, c0, None, None, False,
+        y, hn, cn, _ = _ext.forward(plan, xt, h0, c0, None, None, False,
                                      get_num_threads())
         out = (hn, cn) if is_lstm else hn
         stepper = self.__dict__.get("_stepper")
         if stepper is None or stepper.plan is not plan:
-            self._stepper = _core.Stepper(plan, self._plan_order, vars(_threads))
+            self._stepper = _ext.Stepper(plan, self._plan_order, vars(_threads))
         return y[0], out
 
     # ---- interchange ----------------------------------------------------------

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import fastrnn as fr
-from fastrnn import _core
+from fastrnn.backends.cpu import _ext
 from fastrnn._reference import reference_backward, reference_forward
 
 MODES = ["RNN_TANH", "RNN_RELU", "LSTM", "GRU"]
@@ -175,15 +175,15 @@ def test_float32_threads_and_fast_path_do_not_change_bits(mode):
         state = (h0.astype(np.float32), c0.astype(np.float32)) if mode == "LSTM" \
             else h0.astype(np.float32)
         results = []
-        was = _core.set_fast_path(True)
+        was = _ext.set_fast_path(True)
         try:
             for fast, threads in ((True, 1), (True, 2), (False, 1)):
-                _core.set_fast_path(fast)
+                _ext.set_fast_path(fast)
                 fr.set_num_threads(threads)
                 y, st, dx, dst0, grads = run_layer(layer, x, state, lengths, dy, None)
                 results.append([y, dx] + [grads[k] for k in sorted(grads)])
         finally:
-            _core.set_fast_path(was)
+            _ext.set_fast_path(was)
             fr.set_num_threads(None)
         for other in results[1:]:
             for a, b in zip(results[0], other):

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 
 import fastrnn as fr
-from fastrnn import _core
+from fastrnn.backends.cpu import _ext
 
 
 @pytest.mark.parametrize("fast", [True, False])
 @pytest.mark.parametrize("cell", ["LSTM", "GRU", "RNN"])
 def test_eight_threads_one_layer_inference(cell, fast):
-    _core.set_fast_path(fast)
+    _ext.set_fast_path(fast)
     try:
         layer = getattr(fr, cell)(24, 40, num_layers=2, bidirectional=True, seed=3)
         rng = np.random.default_rng(0)
@@ -26,7 +26,7 @@ def test_eight_threads_one_layer_inference(cell, fast):
                 for e, g in zip(expected, got):
                     assert np.array_equal(e, g)
     finally:
-        _core.set_fast_path(True)
+        _ext.set_fast_path(True)
 
 
 def test_parallel_training_of_different_layers():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import fastrnn as fr
-from fastrnn import _core
+from fastrnn.backends.cpu import _ext
 
 CASES = [  # cell, I, H, B, T, layers, bidirectional
     ("LSTM", 3, 13, 5, 7, 1, False),
@@ -116,18 +116,18 @@ def _case(cell, I, H, B, T, L, bd, lens="random"):
 @pytest.fixture
 def fast_restored():
     yield
-    _core.set_fast_path(True)
-    _core.set_fast_width(16)
+    _ext.set_fast_path(True)
+    _ext.set_fast_width(16)
     fr.set_num_threads(None)
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-H{c[2]}-B{c[3]}-T{c[4]}")
 def test_fast_equals_portable(case, fast_restored):
-    if not _core.set_fast_path(True):
+    if not _ext.set_fast_path(True):
         pytest.skip("this CPU has no AVX2/FMA: only the portable path exists")
     layer, x, h0, lengths, dy = _case(*case)
     fast = _run(layer, x, h0, lengths, dy)
-    _core.set_fast_path(False)
+    _ext.set_fast_path(False)
     portable = _run(layer, x, h0, lengths, dy)
     for k in fast:
         np.testing.assert_allclose(fast[k], portable[k], rtol=2e-4, atol=2e-5, err_msg=k)
@@ -136,7 +136,7 @@ def test_fast_equals_portable(case, fast_restored):
 @pytest.mark.parametrize("fast", [True, False])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-H{c[2]}-B{c[3]}-T{c[4]}")
 def test_threads_do_not_change_bits(case, fast, fast_restored):
-    _core.set_fast_path(fast)
+    _ext.set_fast_path(fast)
     results = []
     for n in (1, 2, 3):
         fr.set_num_threads(n)
@@ -152,12 +152,12 @@ def test_avx512_equals_avx2_bit_for_bit(case, fast_restored):
     """16-float panels and gate blocks give the bits of 8-float ones: every
     panel output is one FMA chain over j in order, the gate math is lane by
     lane (rnn_fast_kernels.h)."""
-    _core.set_fast_path(True)
-    if _core.set_fast_width(16) != 16:
+    _ext.set_fast_path(True)
+    if _ext.set_fast_width(16) != 16:
         pytest.skip("this CPU has no AVX-512: only the AVX2 build runs")
     results = {}
     for width in (8, 16):
-        assert _core.set_fast_width(width) == width
+        assert _ext.set_fast_width(width) == width
         for n in (1, 2):
             fr.set_num_threads(n)
             results[width, n] = _run(*_case(*case))
@@ -170,25 +170,25 @@ def test_fast_width_requests(fast_restored):
     """16 on a CPU without AVX-512 falls back to the widest it has; 8 is
     always there with the fast path; other widths and non-integers are
     refused with the argument's name."""
-    if not _core.set_fast_path(True):
+    if not _ext.set_fast_path(True):
         pytest.skip("this CPU has no AVX2/FMA")
-    top = _core.set_fast_width(16)
+    top = _ext.set_fast_width(16)
     assert top in (8, 16)
-    assert _core.set_fast_width(8) == 8
-    assert _core.set_fast_width(16) == top
+    assert _ext.set_fast_width(8) == 8
+    assert _ext.set_fast_width(16) == top
     for bad in (0, 4, 32, -8):
         with pytest.raises(ValueError, match="width must be 8 or 16"):
-            _core.set_fast_width(bad)
+            _ext.set_fast_width(bad)
     for bad in (16.0, "16", None, True):
         with pytest.raises(TypeError, match="width must be 8 or 16"):
-            _core.set_fast_width(bad)
-    assert _core.set_fast_width(16) == top  # a refused call changed nothing
+            _ext.set_fast_width(bad)
+    assert _ext.set_fast_width(16) == top  # a refused call changed nothing
 
 
 def test_saturation_and_nan(fast_restored):
     """Gates saturate to exactly 0/1 and +-1 at extreme inputs; NaN in the
     input propagates to the outputs of its own sequence only."""
-    _core.set_fast_path(True)
+    _ext.set_fast_path(True)
     lstm = fr.LSTM(1, 8, seed=0)
     big = np.full((3, 2, 1), 1e4, dtype=np.float32)
     big[:, 1] = -1e4
@@ -233,9 +233,9 @@ def test_activations_accuracy(width, fast_restored):
     gives y = sigmoid(x) exactly (h = z * 1 + (1 - z) * tanh(0)). Within 1.5
     ulp (tanh) and 2.5 ulp (sigmoid) over 400k inputs; exactly +-1, 0 and 1
     where saturated; the odd symmetry of tanh holds bit for bit."""
-    if not _core.set_fast_path(True):
+    if not _ext.set_fast_path(True):
         pytest.skip("this CPU has no AVX2/FMA: only the portable path exists")
-    if _core.set_fast_width(width) != width:
+    if _ext.set_fast_width(width) != width:
         pytest.skip(f"this CPU cannot run the {width}-float kernels")
     x = _activation_inputs()
     x64 = x.astype(np.float64)
@@ -284,15 +284,15 @@ GEMM_SHAPES = [(1, 1, 1), (3, 5, 7), (17, 33, 300), (240, 64, 256), (241, 47, 25
 @pytest.mark.parametrize("shape", GEMM_SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_panel_gemm(shape, fast_restored):
     """The fast kernels' panel GEMM (float32 GEMMs of the layers the fast
-    loops run, and of _core.gemm) against float64 products, every op(A),
+    loops run, and of _ext.gemm) against float64 products, every op(A),
     op(B), beta 0 and 1, a NaN-filled C with beta 0 (BLAS semantics: C is
     not read), partial panels and K blocks; the same bits at 1-3 threads and
     at both vector widths."""
-    if not _core.set_fast_path(True):
+    if not _ext.set_fast_path(True):
         pytest.skip("this CPU has no AVX2/FMA")
     M, N, K = shape
     rng = np.random.default_rng(M * 1000 + N + K)
-    widths = [w for w in (8, 16) if _core.set_fast_width(w) == w]
+    widths = [w for w in (8, 16) if _ext.set_fast_width(w) == w]
     for ta in (False, True):
         for tb in (False, True):
             A = rng.standard_normal((K, M) if ta else (M, K)).astype(np.float32)
@@ -305,10 +305,10 @@ def test_panel_gemm(shape, fast_restored):
                 want = ref + (C0 if beta else 0)
                 outs = []
                 for w in widths:
-                    _core.set_fast_width(w)
+                    _ext.set_fast_width(w)
                     for nt in (1, 2, 3):
                         C = C0.copy()
-                        _core.gemm(A, B, C, ta, tb, 1.0, beta, nt)
+                        _ext.gemm(A, B, C, ta, tb, 1.0, beta, nt)
                         outs.append(C)
                 np.testing.assert_allclose(outs[0], want, rtol=1e-4,
                                            atol=1e-4 * np.sqrt(K) + 1e-6)

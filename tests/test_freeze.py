@@ -13,15 +13,15 @@ import numpy as np
 import pytest
 
 import fastrnn as fr
-from fastrnn import _core
+from fastrnn.backends.cpu import _ext
 from test_fast_path import CASES, _case, _layer
 
 
 @pytest.fixture
 def restored():
     yield
-    _core.set_fast_path(True)
-    _core.set_fast_width(16)
+    _ext.set_fast_path(True)
+    _ext.set_fast_width(16)
     fr.set_num_threads(None)
 
 
@@ -88,7 +88,7 @@ def test_calls_read_the_packed_weights(case, ih, restored):
     """Packed once, the weights the kernel reads are the packs: changing the
     arrays behind the plan's back (what frozen layers forbid) changes
     nothing until they are packed again."""
-    if not _core.set_fast_path(True):
+    if not _ext.set_fast_path(True):
         pytest.skip("no AVX2/FMA here: nothing is packed")
     layer, x, h0, lengths, _ = _case(*case)
     plan = layer._plan("params")
@@ -108,16 +108,16 @@ def test_calls_read_the_packed_weights(case, ih, restored):
 def test_packs_for_another_path_are_ignored(restored):
     """With the fast loops off after packing, a frozen layer runs the
     portable path as an unfrozen one does (its packs are not read)."""
-    if not _core.set_fast_path(True):
+    if not _ext.set_fast_path(True):
         pytest.skip("no AVX2/FMA here: nothing is packed")
     layer, x, h0, lengths, _ = _case("LSTM", 37, 131, 3, 11, 2, True)
     frozen = layer.freeze()
     assert frozen._plan("params").packed_width in (8, 16)
-    _core.set_fast_path(False)
+    _ext.set_fast_path(False)
     assert np.array_equal(frozen(x, h0, lengths=lengths)[0],
                           layer(x, h0, lengths=lengths)[0])
-    _core.set_fast_path(True)
-    _core.set_fast_width(8)   # the AVX-512 build's packs are 16 wide
+    _ext.set_fast_path(True)
+    _ext.set_fast_width(8)   # the AVX-512 build's packs are 16 wide
     assert np.array_equal(frozen(x, h0, lengths=lengths)[0],
                           layer(x, h0, lengths=lengths)[0])
 

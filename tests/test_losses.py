@@ -425,29 +425,29 @@ def test_ctc_thread_count_invariance(rng, restore_threads):
 
 
 def test_ctc_kernel_rejects_bad_arguments():
-    from fastrnn import _losses
+    from fastrnn.backends.cpu import _ext
 
     x = np.zeros((1, 3, 4))
     ok = dict(input_lengths=np.array([3]), targets=np.array([[1, 2]]),
               target_lengths=np.array([2]))
-    losses, grad = _losses.ctc(x, ok["input_lengths"], ok["targets"], ok["target_lengths"],
-                               0, False, None, True, 1)
+    losses, grad = _ext.ctc(x, ok["input_lengths"], ok["targets"], ok["target_lengths"],
+                            0, False, None, True, 1)
     assert np.isfinite(losses[0]) and grad.shape == x.shape
     with pytest.raises(ValueError, match="status"):
-        _losses.ctc(x, None, np.array([[1, 0]]), np.array([2]), 0, False, None, True, 1)
+        _ext.ctc(x, None, np.array([[1, 0]]), np.array([2]), 0, False, None, True, 1)
     with pytest.raises(ValueError, match="status"):
-        _losses.ctc(x, np.array([4]), np.array([[1, 2]]), np.array([2]), 0, False, None,
-                    False, 1)
+        _ext.ctc(x, np.array([4]), np.array([[1, 2]]), np.array([2]), 0, False, None,
+                 False, 1)
     with pytest.raises(ValueError, match="status"):
-        _losses.ctc(x, None, np.array([[1, 2]]), np.array([3]), 0, False, None, True, 1)
+        _ext.ctc(x, None, np.array([[1, 2]]), np.array([3]), 0, False, None, True, 1)
     with pytest.raises(ValueError, match="status"):
-        _losses.ctc(x, None, np.array([[1, 2]]), np.array([2]), 4, False, None, True, 1)
+        _ext.ctc(x, None, np.array([[1, 2]]), np.array([2]), 4, False, None, True, 1)
     with pytest.raises(TypeError, match="targets"):
-        _losses.ctc(x, None, np.array([[1, 2]], dtype=np.int32), np.array([2]), 0, False,
-                    None, True, 1)
+        _ext.ctc(x, None, np.array([[1, 2]], dtype=np.int32), np.array([2]), 0, False,
+                 None, True, 1)
     with pytest.raises(ValueError, match="C-contiguous"):
-        _losses.ctc(np.zeros((1, 4, 3)).transpose(0, 2, 1), None, np.array([[1, 2]]),
-                    np.array([2]), 0, False, None, True, 1)
+        _ext.ctc(np.zeros((1, 4, 3)).transpose(0, 2, 1), None, np.array([[1, 2]]),
+                 np.array([2]), 0, False, None, True, 1)
 
 
 @pytest.mark.parametrize("target,kw,exc,match", [

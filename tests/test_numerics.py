@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import fastrnn as fr
-from fastrnn import _core
+from fastrnn.backends.cpu import _ext
 
 PATHS = [("float32", True), ("float32", False), ("float64", False)]
 
@@ -29,11 +29,11 @@ UNITS = [10, 43]
 @pytest.fixture
 def path(request):
     dtype, fast = request.param
-    on = _core.set_fast_path(fast)
+    on = _ext.set_fast_path(fast)
     if fast and not on:
         pytest.skip("no AVX2/FMA on this CPU")
     yield dtype
-    _core.set_fast_path(True)
+    _ext.set_fast_path(True)
 
 
 def _set(layer, w_ih, w_hh=0.0, bias=0.0):

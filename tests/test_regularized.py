@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 import fastrnn as fr
-from fastrnn import _reg
+from fastrnn.backends.cpu import _ext
 
 EPS_LN = 1e-5
 
@@ -689,39 +689,40 @@ def test_kernel_boundary_checks():
          np.ones(H), np.zeros(H)]
     x = np.zeros((2, 2, I))
     y = np.zeros((2, 2, H))
-    lnl, gru = _reg.CELLS["LNLSTM"], _reg.CELLS["GRU"]
-    hn, cn, cache = _reg.forward(lnl, x, w, None, None, None, None, y, 0, None,
-                                 False, 0.0, True, 1)
+    lnl, gru = _ext.REG_CELLS["LNLSTM"], _ext.REG_CELLS["GRU"]
+    hn, cn, cache = _ext.reg_forward(lnl, x, w, None, None, None, None, y, 0, None,
+                                     False, 0.0, True, 1)
     assert hn.shape == (2, H) and cache.ndim == 1
     with pytest.raises(TypeError, match="dtype"):
-        _reg.forward(lnl, x.astype(np.float32), w, None, None, None, None, y, 0, None,
-                     False, 0.0, False, 1)
+        _ext.reg_forward(lnl, x.astype(np.float32), w, None, None, None, None, y, 0, None,
+                         False, 0.0, False, 1)
     with pytest.raises(ValueError, match="w\\[3\\]: required"):
-        _reg.forward(lnl, x, w[:3] + [None] + w[4:], None, None, None, None, y, 0, None,
-                     False, 0.0, False, 1)
+        _ext.reg_forward(lnl, x, w[:3] + [None] + w[4:], None, None, None, None, y, 0, None,
+                         False, 0.0, False, 1)
     with pytest.raises(ValueError, match="columns"):
-        _reg.forward(lnl, x, w, None, None, None, None, y, 2, None, False, 0.0, False, 1)
+        _ext.reg_forward(lnl, x, w, None, None, None, None, y, 2, None, False, 0.0, False, 1)
     with pytest.raises(ValueError, match="training"):
-        _reg.forward(lnl, x, w, None, None, np.zeros((2, 2, H)), None, y, 0, None,
-                     False, 0.0, False, 1)
+        _ext.reg_forward(lnl, x, w, None, None, np.zeros((2, 2, H)), None, y, 0, None,
+                         False, 0.0, False, 1)
     with pytest.raises(ValueError, match="zoneout"):
-        _reg.forward(lnl, x, w, None, None, None, None, y, 0, None, False, 1.5, False, 1)
+        _ext.reg_forward(lnl, x, w, None, None, None, None, y, 0, None, False, 1.5, False, 1)
     with pytest.raises(ValueError, match="lengths"):
-        _reg.forward(lnl, x, w, None, None, None, None, y, 0, np.array([3, 1]),
-                     False, 0.0, False, 1)
+        _ext.reg_forward(lnl, x, w, None, None, None, None, y, 0, np.array([3, 1]),
+                         False, 0.0, False, 1)
     gw = [np.zeros((12, I)), np.zeros((12, H)), np.zeros(12), None]
     with pytest.raises(ValueError, match="both biases"):
-        _reg.forward(gru, x, gw, None, None, None, None, y, 0, None, False, 0.0, False, 1)
+        _ext.reg_forward(gru, x, gw, None, None, None, None, y, 0, None, False, 0.0, False, 1)
     with pytest.raises(ValueError, match="cache"):
         dw = [np.zeros_like(a) if a is not None else None for a in w]
-        _reg.backward(lnl, x, w, dw, None, None, None, False, cache[:-1], y, 0,
-                      None, None, None, False, False, 1)
+        _ext.reg_backward(lnl, x, w, dw, None, None, None, False, cache[:-1], y, 0,
+                          None, None, None, False, False, 1)
 
 
 def test_threads_mixing_plain_and_regularized_layers():
-    """_reg runs on _core's GEMMs and BLAS thread pin: plain and regularized
-    kernels in parallel Python threads give the bits of a serial run and leave
-    the BLAS's thread count as it was."""
+    """The regularized kernels run on the plain ones' GEMMs and BLAS thread
+    pin (one module, one BLAS state): plain and regularized kernels in
+    parallel Python threads give the bits of a serial run and leave the
+    BLAS's thread count as it was."""
     from concurrent.futures import ThreadPoolExecutor
     threadpoolctl = pytest.importorskip("threadpoolctl")
     from fastrnn import _threads

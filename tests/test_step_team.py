@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import fastrnn as fr
-from fastrnn import _core
+from fastrnn.backends.cpu import _ext
 from conftest import helpers_ns
 
 steps = helpers_ns.stream
@@ -35,9 +35,9 @@ def team_runs(layer, x, state):
     path, two CPUs, a split of at least two slices, and no OpenMP region in
     the last FR_TEAM_QUIET_MS)."""
     time.sleep(QUIET_S)
-    before = _core.step_team_jobs()
+    before = _ext.step_team_jobs()
     layer.step(x, state)
-    return _core.step_team_jobs() != before
+    return _ext.step_team_jobs() != before
 
 
 def flat(state):
@@ -99,10 +99,10 @@ def test_team_one_step_calls_against_torch(two_threads, helpers, cell, I, H, B, 
     R_h = rng.standard_normal((1, B, H)).astype(np.float32)
     ref = helpers.torch_run(module, x, state0, lengths, R=R, R_h=R_h, R_c=R_h if lstm else None)
     time.sleep(QUIET_S)
-    before = _core.step_team_jobs()
+    before = _ext.step_team_jobs()
     y_inf, _ = layer(x, state0, lengths=lengths)
     y, st = layer.forward(x, state0, lengths=lengths)
-    if _core.step_team_jobs() - before != 2:
+    if _ext.step_team_jobs() - before != 2:
         pytest.skip("the step team does not run here")
     dx, ds0 = layer.backward(R, (R_h, R_h) if lstm else R_h)
     f32 = np.float32
@@ -163,9 +163,9 @@ def test_team_in_a_forked_child(two_threads):
         code = 1
         try:
             os.close(r)
-            before = _core.step_team_jobs()
+            before = _ext.step_team_jobs()
             got, _ = steps(layer, frames)
-            ok = np.array_equal(got, expected) and _core.step_team_jobs() != before
+            ok = np.array_equal(got, expected) and _ext.step_team_jobs() != before
             os.write(w, b"ok" if ok else b"bad")
             code = 0
         finally:
@@ -192,14 +192,14 @@ def test_no_team_right_after_an_openmp_region(two_threads):
     expected, state = layer.step(x, None)
     for _ in range(3):
         big(X)  # OpenMP regions of two threads
-        before = _core.step_team_jobs()
+        before = _ext.step_team_jobs()
         y, _ = layer.step(x, None)
-        assert _core.step_team_jobs() == before
+        assert _ext.step_team_jobs() == before
         assert np.array_equal(y, expected)
     time.sleep(QUIET_S)
-    before = _core.step_team_jobs()
+    before = _ext.step_team_jobs()
     y, _ = layer.step(x, None)
-    assert _core.step_team_jobs() == before + 1
+    assert _ext.step_team_jobs() == before + 1
     assert np.array_equal(y, expected)
 
 
@@ -231,9 +231,9 @@ def test_team_off_runs_nothing_on_it():
     was = fr.set_step_team(False)
     try:
         time.sleep(QUIET_S)
-        before = _core.step_team_jobs()
+        before = _ext.step_team_jobs()
         layer.step(x)
         layer.step(x)
-        assert _core.step_team_jobs() == before
+        assert _ext.step_team_jobs() == before
     finally:
         fr.set_step_team(was)

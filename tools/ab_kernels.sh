@@ -11,13 +11,20 @@ A="$(cd "$1" && pwd)"; B="$(cd "$2" && pwd)"; shift 2
 OUT="$(mktemp -d "${TMPDIR:-/tmp}/fastrnn-ab.XXXXXX")"
 trap 'rm -rf "$OUT"' EXIT
 lib() {
-    local extra=()
-    [ -f "$1/src/rnn_team.c" ] && extra=("$1/src/rnn_team.c")  # trees from before the step team
+    local srcs=() incs=()
+    if [ -d "$1/src/fast" ]; then  # src/ by concern: include/, runtime/, portable/, fast/
+        srcs=($(find "$1/src" -name '*.c' | sort))
+        incs=(-I"$1/src/include" -I"$1/src")
+    else                           # the flat src/ of older trees
+        srcs=("$1/src/rnn.c" "$1/src/rnn_fast.c" "$1/src/rnn_fast_avx2.c" "$1/src/rnn_fast_avx512.c")
+        [ -f "$1/src/rnn_team.c" ] && srcs+=("$1/src/rnn_team.c")  # trees from before the step team
+        incs=(-I"$1/src")
+    fi
     "${CC:-gcc}" -O3 -falign-loops=64 -fno-math-errno -Wno-unused-function -fopenmp -pthread -fPIC -shared \
-        -I"$1/src" "$1/src/rnn.c" "$1/src/rnn_fast.c" "$1/src/rnn_fast_avx2.c" "$1/src/rnn_fast_avx512.c" \
-        "${extra[@]}" -lm -o "$2"
+        "${incs[@]}" "${srcs[@]}" -lm -o "$2"
 }
 lib "$A" "$OUT/libA.so"
 lib "$B" "$OUT/libB.so"
-"${CC:-gcc}" -O2 -I"$ROOT/src" "$ROOT/tools/ab_kernels.c" -ldl -o "$OUT/ab"
+AB_INC="$ROOT/src/include"; [ -d "$AB_INC" ] || AB_INC="$ROOT/src"
+"${CC:-gcc}" -O2 -I"$AB_INC" "$ROOT/tools/ab_kernels.c" -ldl -o "$OUT/ab"
 OMP_NUM_THREADS="${2:-2}" "$OUT/ab" "$OUT/libA.so" "$OUT/libB.so" "$@"

@@ -24,12 +24,12 @@
  *
  * Standalone (gcc, random inputs from a seeded generator):
  *   gcc -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
- *       -fno-sanitize-recover=undefined -fopenmp -Isrc tools/fuzz_kernels.c \
- *       src/rnn.c src/rnn_fast.c src/rnn_fast_avx2.c src/rnn_fast_avx512.c src/rnn_team.c src/ctc.c -lm -o /tmp/fuzz_kernels
+ *       -fno-sanitize-recover=undefined -fopenmp -Isrc/include -Isrc \
+ *       tools/fuzz_kernels.c $(find src -name '*.c') -lm -o /tmp/fuzz_kernels
  *   /tmp/fuzz_kernels 100000 1        # iterations, seed
  * Coverage-guided with libFuzzer (clang):
  *   clang -O1 -g -fsanitize=fuzzer,address,undefined -DFR_LIBFUZZER -fopenmp \
- *       -Isrc tools/fuzz_kernels.c src/rnn.c src/rnn_fast.c src/rnn_fast_avx2.c src/rnn_fast_avx512.c src/rnn_team.c src/ctc.c -lm -o /tmp/fk
+ *       -Isrc/include -Isrc tools/fuzz_kernels.c $(find src -name '*.c') -lm -o /tmp/fk
  *   /tmp/fk -max_total_time=600
  * (tools/fuzz_kernels.sh builds and runs the standalone one.)
  */
@@ -40,7 +40,7 @@
 #include <string.h>
 
 #include "fastrnn.h"
-#include "ctc.h"
+#include "fastrnn_ctc.h"
 
 #define CHECK(cond, ...)                                                       \
     do {                                                                       \

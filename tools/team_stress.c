@@ -1,4 +1,4 @@
-/* Stress test of the step team's protocol (src/rnn_team.c), built with
+/* Stress test of the step team's protocol (src/runtime/team.c), built with
  * ThreadSanitizer by tools/team_stress.sh. Several caller threads hand out
  * jobs at once, with pauses long enough for the helpers to fall asleep, and
  * OpenMP-region notes in between; every job checks that each of its slices
@@ -12,10 +12,10 @@
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
-#include "rnn_team.h"
+#include "runtime/team.h"
 
-/* rnn_fast.c's spin limit (20,000 turns, ~0.6 ms), shorter here so that the
- * helpers fall asleep often */
+/* fast/schedule.c's spin limit (FR_FAST_SPIN_TURNS), shorter here so that
+ * the helpers fall asleep often */
 int fr_fast_spin_turns(void) { return 2000; }
 
 typedef struct {

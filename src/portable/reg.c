@@ -1,8 +1,8 @@
 /* fastrnn regularized kernels (zoneout, recurrent dropout, layer-normalized
  * LSTM): shared helpers, then the float32 and float64 kernels instantiated
- * from one source (rnn_reg_impl.h). See rnn_reg.h for the API and equations.
- * The GEMMs and the BLAS thread pinning are rnn.c's (rnn_internal.h), called
- * through the pointers frr_set_internal receives. */
+ * from one source (reg_impl.h). See fastrnn_reg.h for the API and
+ * equations. The GEMMs are the portable path's (gemm.h, BLAS), the thread
+ * pin and the step team's note the library's (runtime.h). */
 #include <limits.h>
 #include <math.h>
 #include <stddef.h>
@@ -11,38 +11,10 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
-#include "rnn_reg.h"
-
-/* Below this many elements a parallel pass runs on one thread: waking the
- * OpenMP team costs more than the work. */
-#define FRR_PAR_MIN 16384
-
-static fr_blas_enter_fn frr_blas_enter = NULL;
-static fr_blas_leave_fn frr_blas_leave = NULL;
-static fr_pgemm_f32_fn frr_pgemm_f32 = NULL;
-static fr_pgemm_f64_fn frr_pgemm_f64 = NULL;
-static fr_omp_note_fn frr_omp_note = NULL;
-
-/* cond, for an OpenMP region's if clause, after telling the step team
- * (rnn_team.h) that a region of more than one thread starts. */
-static inline int frr_omp_going(int nt, int cond)
-{
-    if (nt > 1 && cond && frr_omp_note) frr_omp_note();
-    return cond;
-}
-
-int frr_set_internal(fr_blas_enter_fn enter, fr_blas_leave_fn leave,
-                     fr_pgemm_f32_fn pgemm_f32, fr_pgemm_f64_fn pgemm_f64,
-                     fr_omp_note_fn omp_note)
-{
-    if (!enter || !leave || !pgemm_f32 || !pgemm_f64 || !omp_note) return FR_EINVAL;
-    frr_omp_note = omp_note;
-    frr_blas_enter = enter;
-    frr_blas_leave = leave;
-    frr_pgemm_f32 = pgemm_f32;
-    frr_pgemm_f64 = pgemm_f64;
-    return FR_OK;
-}
+#include "fastrnn_reg.h"
+#include "fast/tuning.h"
+#include "portable/gemm.h"
+#include "runtime/runtime.h"
 
 int frr_num_gates(int cell)
 {
@@ -128,14 +100,16 @@ int64_t frr_backward_work_len(const frr_desc *d)
 #define EXP expf
 #define TANH tanhf
 #define SQRT sqrtf
-#define PGEMM frr_pgemm_f32
-#include "rnn_reg_impl.h"
+#define PGEMM(...) fr_pgemm_f32(0, __VA_ARGS__) /* BLAS, as the portable path */
+#define GEMM_PTR fr_blas_sgemm
+#include "portable/reg_impl.h"
 #undef REAL
 #undef FN
 #undef EXP
 #undef TANH
 #undef SQRT
 #undef PGEMM
+#undef GEMM_PTR
 
 /* ---- float64 ---- */
 #define REAL double
@@ -143,11 +117,13 @@ int64_t frr_backward_work_len(const frr_desc *d)
 #define EXP exp
 #define TANH tanh
 #define SQRT sqrt
-#define PGEMM frr_pgemm_f64
-#include "rnn_reg_impl.h"
+#define PGEMM(...) fr_pgemm_f64(0, __VA_ARGS__)
+#define GEMM_PTR fr_blas_dgemm
+#include "portable/reg_impl.h"
 #undef REAL
 #undef FN
 #undef EXP
 #undef TANH
 #undef SQRT
 #undef PGEMM
+#undef GEMM_PTR

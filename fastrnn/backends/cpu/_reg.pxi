@@ -1,47 +1,10 @@
-# cython: language_level=3, boundscheck=False, wraparound=False
-"""The boundary between Python and the regularized kernels (src/rnn_reg.h):
-one layer and one direction of an LSTM or GRU with zoneout and recurrent
-dropout, or of a layer-normalized LSTM.
+# Regularized cells (src/include/fastrnn_reg.h): one layer and one direction
+# of an LSTM or GRU with zoneout and recurrent dropout, or of a
+# layer-normalized LSTM. Python names carry a reg_ prefix (REG_CELLS,
+# reg_forward, ...) beside the plain recurrent layers' (_rnn.pxi).
 
-It checks what the kernels assume (dtypes, C-contiguity, shapes), allocates
-outputs, caches and scratch, releases the GIL once around a whole call and maps
-status codes to exceptions. Users never call it: fastrnn's layers validate
-their input first and loop over layers and directions.
-
-This is a separate extension module; its kernels call fastrnn._core's GEMMs
-and BLAS thread pin (rnn.c, src/rnn_internal.h), whose addresses it takes from
-_core at import, so the BLAS registration and the thread pin (set up by
-fastrnn._threads) are those of _core: one BLAS state for the library.
-"""
-from libc.stdint cimport int64_t
-cimport numpy as cnp
-from fastrnn._arrays cimport _check, _data, _raise_status
-from fastrnn._core cimport _PtrArray
-import numpy as np
-
-from . import _core
-
-cnp.import_array()
-
-cdef extern from "fastrnn.h" nogil:
-    int FR_OK, FR_EINVAL, FR_ENOBLAS, FR_ETOOBIG
-
-cdef extern from "rnn_internal.h" nogil:
-    ctypedef void (*fr_omp_note_fn)() noexcept nogil
-    ctypedef int (*fr_blas_enter_fn)() noexcept nogil
-    ctypedef void (*fr_blas_leave_fn)(int) noexcept nogil
-    ctypedef void (*fr_pgemm_f32_fn)(int, int, char, char, int64_t, int64_t, int64_t,
-                                     float, const float *, int64_t, const float *,
-                                     int64_t, float, float *, int64_t) noexcept nogil
-    ctypedef void (*fr_pgemm_f64_fn)(int, int, char, char, int64_t, int64_t, int64_t,
-                                     double, const double *, int64_t, const double *,
-                                     int64_t, double, double *, int64_t) noexcept nogil
-
-cdef extern from "rnn_reg.h" nogil:
+cdef extern from "fastrnn_reg.h" nogil:
     int FRR_LSTM, FRR_GRU, FRR_LNLSTM
-    int frr_set_internal(fr_blas_enter_fn enter, fr_blas_leave_fn leave,
-                         fr_pgemm_f32_fn pgemm_f32, fr_pgemm_f64_fn pgemm_f64,
-                         fr_omp_note_fn omp_note)
     ctypedef struct frr_desc:
         int cell
         int64_t T, B, I_, H
@@ -76,23 +39,15 @@ cdef extern from "rnn_reg.h" nogil:
                          double *dx, int dx_accumulate, double *dh0, double *dc0,
                          double *const *dw, double *work)
 
-cdef size_t _a_enter, _a_leave, _a_g32, _a_g64, _a_note
-_a_enter, _a_leave, _a_g32, _a_g64, _a_note = _core._internal_api()
-if frr_set_internal(<fr_blas_enter_fn><void *>_a_enter, <fr_blas_leave_fn><void *>_a_leave,
-                    <fr_pgemm_f32_fn><void *>_a_g32,
-                    <fr_pgemm_f64_fn><void *>_a_g64,
-                    <fr_omp_note_fn><void *>_a_note) != FR_OK:
-    raise ImportError("fastrnn._reg: fastrnn._core gave NULL internal functions")
-
-CELLS = {"LSTM": FRR_LSTM, "GRU": FRR_GRU, "LNLSTM": FRR_LNLSTM}
+REG_CELLS = {"LSTM": FRR_LSTM, "GRU": FRR_GRU, "LNLSTM": FRR_LNLSTM}
 
 
-def num_params(int cell):
+def reg_num_params(int cell):
     """Length of the parameter list of a cell kind (4, or 7 for LNLSTM)."""
     return frr_num_params(cell)
 
 
-def param_shapes(int cell, int I, int H):
+def reg_param_shapes(int cell, int I, int H):
     """Shapes of the kernel's parameter list, in its order (see rnn_reg.h)."""
     G = frr_num_gates(cell)
     if G == 0:
@@ -105,11 +60,11 @@ def param_shapes(int cell, int I, int H):
     return out
 
 
-cdef _PtrArray _params(int cell, list w, str name, object dtype, int I, int H,
+cdef _PtrArray _reg_params(int cell, list w, str name, object dtype, int I, int H,
                        bint writable):
     """Pointer table of a parameter list; bias entries (index 2, and 3 except
     for LNLSTM) may be None, together for LSTM/GRU."""
-    shapes = param_shapes(cell, I, H)
+    shapes = reg_param_shapes(cell, I, H)
     if len(w) != len(shapes):
         raise ValueError(f"{name}: expected {len(shapes)} arrays, got {len(w)}")
     optional = [2] if cell == FRR_LNLSTM else [2, 3]
@@ -130,7 +85,7 @@ cdef _PtrArray _params(int cell, list w, str name, object dtype, int I, int H,
     return out
 
 
-cdef frr_desc _desc(int cell, object x, int H, object lengths, bint reverse,
+cdef frr_desc _reg_desc(int cell, object x, int H, object lengths, bint reverse,
                     double zoneout, int num_threads) except *:
     cdef frr_desc d
     if frr_num_gates(cell) == 0:
@@ -157,7 +112,7 @@ cdef frr_desc _desc(int cell, object x, int H, object lengths, bint reverse,
     return d
 
 
-cdef _check_y(object y, str name, object dt, int64_t T, int64_t B, int64_t H, int col):
+cdef _reg_check_y(object y, str name, object dt, int64_t T, int64_t B, int64_t H, int col):
     """y (T,B,ldy) C-contiguous, columns [col, col+H) inside a row."""
     if not isinstance(y, np.ndarray) or y.ndim != 3:
         raise ValueError(f"{name}: expected a 3-D (T, B, width) array")
@@ -167,7 +122,7 @@ cdef _check_y(object y, str name, object dt, int64_t T, int64_t B, int64_t H, in
                          f"{y.shape[2]}")
 
 
-def forward(int cell, x, list w, h0, c0, zmask, rmask, y, int col, lengths,
+def reg_forward(int cell, x, list w, h0, c0, zmask, rmask, y, int col, lengths,
             bint reverse, double zoneout, bint training, int num_threads):
     """One layer and direction. Writes its output into columns [col, col+H)
     of y (T,B,width), which the caller allocates (both directions of a
@@ -185,9 +140,9 @@ def forward(int cell, x, list w, h0, c0, zmask, rmask, y, int col, lengths,
     cdef int H = w[1].shape[1] if isinstance(w[1], np.ndarray) and w[1].ndim == 2 else 0
     if H < 1:
         raise ValueError("w[1]: expected W_hh of shape (G*H, H)")
-    cdef frr_desc d = _desc(cell, x, H, lengths, reverse, zoneout, num_threads)
+    cdef frr_desc d = _reg_desc(cell, x, H, lengths, reverse, zoneout, num_threads)
     _check(x, "x", dt, (d.T, d.B, d.I_))
-    cdef _PtrArray pw = _params(cell, w, "w", dt, <int>d.I_, H, False)
+    cdef _PtrArray pw = _reg_params(cell, w, "w", dt, <int>d.I_, H, False)
     cdef int64_t T = d.T, B = d.B
     st_shape = (B, H)
     has_c = cell != FRR_GRU
@@ -203,7 +158,7 @@ def forward(int cell, x, list w, h0, c0, zmask, rmask, y, int col, lengths,
         _check(zmask, "zmask", dt, (T, B, H))
     if rmask is not None:
         _check(rmask, "rmask", dt, st_shape)
-    _check_y(y, "y", dt, T, B, H, col)
+    _reg_check_y(y, "y", dt, T, B, H, col)
     if not y.flags.writeable:
         raise ValueError("y: array is read-only")
 
@@ -242,10 +197,10 @@ def forward(int cell, x, list w, h0, c0, zmask, rmask, y, int col, lengths,
     return hn, cn, cache
 
 
-def backward(int cell, x, list w, list dw, zmask, rmask, lengths, bint reverse,
+def reg_backward(int cell, x, list w, list dw, zmask, rmask, lengths, bint reverse,
              cache, dy, int col, dhn, dcn, dx, bint dx_accumulate,
              bint want_dstate0, int num_threads):
-    """Backward through time after forward(..., training=True) with the same
+    """Backward through time after reg_forward(..., training=True) with the same
     cell, x, w, masks, lengths and direction. dy: the gradient of the y the
     forward wrote, read at columns [col, col+H). Accumulates into the arrays of
     dw (same layout as w). dx: None (allocated) or a (T,B,I) array written, or
@@ -259,17 +214,17 @@ def backward(int cell, x, list w, list dw, zmask, rmask, lengths, bint reverse,
     cdef int H = w[1].shape[1] if isinstance(w[1], np.ndarray) and w[1].ndim == 2 else 0
     if H < 1:
         raise ValueError("w[1]: expected W_hh of shape (G*H, H)")
-    cdef frr_desc d = _desc(cell, x, H, lengths, reverse, 0.0, num_threads)
+    cdef frr_desc d = _reg_desc(cell, x, H, lengths, reverse, 0.0, num_threads)
     _check(x, "x", dt, (d.T, d.B, d.I_))
-    cdef _PtrArray pw = _params(cell, w, "w", dt, <int>d.I_, H, False)
-    cdef _PtrArray pdw = _params(cell, dw, "dw", dt, <int>d.I_, H, True)
+    cdef _PtrArray pw = _reg_params(cell, w, "w", dt, <int>d.I_, H, False)
+    cdef _PtrArray pdw = _reg_params(cell, dw, "dw", dt, <int>d.I_, H, True)
     if (w[2] is None) != (dw[2] is None):
         raise ValueError("dw: bias gradients must match the weights' biases")
     cdef int64_t T = d.T, B = d.B
     st_shape = (B, H)
     has_c = cell != FRR_GRU
     _check(cache, "cache", dt, (frr_cache_len(&d),))
-    _check_y(dy, "dy", dt, T, B, H, col)
+    _reg_check_y(dy, "dy", dt, T, B, H, col)
     if zmask is not None:
         _check(zmask, "zmask", dt, (T, B, H))
     if rmask is not None:

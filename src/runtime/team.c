@@ -1,5 +1,5 @@
 /*
- * The step team (rnn_team.h): helper threads that run the slices of one
+ * The step team (team.h): helper threads that run the slices of one
  * time step.
  *
  * Two words, each in a cache line of its own:
@@ -21,8 +21,9 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* sched_getcpu, sched_getaffinity */
 #endif
-#include "rnn_team.h"
-#include "rnn_fast.h"
+#include "runtime/team.h"
+#include "fast/schedule.h"
+#include "fast/tuning.h"
 
 #if defined(__unix__) || defined(__APPLE__)
 
@@ -47,7 +48,7 @@ typedef struct {
 } line_u64;
 
 static line_u64 claim, fin;
-static atomic_int enabled = 0; /* off unless asked for (rnn_team.h) */
+static atomic_int enabled = 0; /* off unless asked for (team.h) */
 static atomic_flag busy = ATOMIC_FLAG_INIT;
 static atomic_int sleepers;
 static pthread_mutex_t sleep_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -64,11 +65,6 @@ static line_u64 omp_regions;
 static _Atomic int64_t omp_last_ms = INT64_MIN / 4;
 /* when a step last took OpenMP (fr_team_run returned 0) */
 static _Atomic int64_t step_omp_last_ms = INT64_MIN / 4;
-/* the caller's wait for a helper: spins with pause (~25 ns each here)
- * before it yields */
-#define FR_TEAM_WAIT_SPINS 1000
-/* how long a helper spins for the next job before it sleeps */
-#define FR_TEAM_HELPER_WAIT_US 5000
 /* the CPU the latest caller ran on, or -1 */
 static atomic_int caller_cpu = -1;
 
@@ -81,8 +77,8 @@ static int this_cpu(void)
 #endif
 }
 
-/* A coarse monotonic clock in ms (1-4 ms steps are plenty for the quiet
- * time; the coarse clock costs a few ns). */
+/* A coarse monotonic clock in ms: its resolution is plenty for the quiet
+ * time, and it is much cheaper to read than the fine one. */
 static int64_t now_ms(void)
 {
     struct timespec t;
@@ -143,22 +139,21 @@ static void *helper(void *p)
     const uint64_t bit = (uint64_t)1 << k;
     uint32_t seen = (uint32_t)(atomic_load_explicit(&claim.word, memory_order_relaxed) >> 32);
     for (;;) {
-        /* 16 turns when more threads meet every step than there are CPUs
-         * (fr_fast_spin_turns): then no spinning at all */
-        const int polite = fr_fast_spin_turns() < 1000;
+        /* crowded CPUs (more threads meet every step than there are CPUs,
+         * fr_fast_spin_turns) or a passive wait policy: no spinning at all */
+        const int polite = fr_fast_spin_turns() < FR_TEAM_POLITE_TURNS;
         const uint64_t regions = atomic_load_explicit(&omp_regions.word, memory_order_relaxed);
         int spins = 0, shared_cpu = 0;
         int64_t since = -1;
         while ((uint32_t)(atomic_load_explicit(&claim.word, memory_order_relaxed) >> 32) == seen) {
-            /* Spin for FR_TEAM_HELPER_WAIT_US, as libgomp's threads do for
-             * 4.5-9 ms: with pause, but with yields while on the CPU of the
+            /* Spin for FR_TEAM_HELPER_WAIT_US, as libgomp's threads do after
+             * a region: with pause, but with yields while on the CPU of the
              * latest caller (the kernel likes to wake a thread on its
-             * waker's CPU: spinning there, it kept that caller from the CPU
-             * it waited for, 590 us a step after torch's OpenMP). Stop at
-             * once when an OpenMP region starts: its threads need the
-             * cores. */
+             * waker's CPU: spinning there keeps that caller from the CPU it
+             * waits for). Stop at once when an OpenMP region starts: its
+             * threads need the cores. */
             if (!polite && atomic_load_explicit(&omp_regions.word, memory_order_relaxed) == regions) {
-                if ((spins++ & 63) == 0) {
+                if ((spins++ & (FR_TEAM_CLOCK_EVERY - 1)) == 0) { /* a power of 2 */
                     const int64_t t = now_us();
                     if (since < 0) since = t;
                     if (t - since >= FR_TEAM_HELPER_WAIT_US) goto sleep;

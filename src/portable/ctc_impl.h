@@ -1,6 +1,6 @@
 /*
  * Body of the CTC kernels, included twice by ctc.c: once with REAL=float
- * (FN suffix _f32) and once with REAL=double (_f64). Equations: ctc.h.
+ * (FN suffix _f32) and once with REAL=double (_f64). Equations: fastrnn_ctc.h.
  */
 
 /* One sample. x (T,C) logits, L valid frames, lab the tl target labels.
@@ -122,7 +122,7 @@ int FN(fr_ctc)(int64_t B, int64_t T, int64_t C, int64_t S, int blank,
     /* dynamic: samples differ in length; each sample's loss and gradient rows
      * are written by the one thread that computes it, in the same order
      * whatever the thread, so the bits never depend on the schedule. */
-#pragma omp parallel for num_threads(nt) if (ctc_omp_going(nt, nt > 1)) schedule(dynamic, 1)
+#pragma omp parallel for num_threads(nt) if (fr_omp_going(nt, nt > 1)) schedule(dynamic, 1)
     for (b = 0; b < B; b++) {
 #ifdef _OPENMP
         const int tid = omp_get_thread_num();

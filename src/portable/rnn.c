@@ -1,8 +1,8 @@
-/* fastrnn kernels: shared helpers, then the float32 and float64 kernels
- * instantiated from one source (rnn_impl.h). See fastrnn.h for the API. */
+/* fastrnn's recurrent kernels: shared helpers, then the float32 and float64
+ * kernels instantiated from one source (rnn_impl.h). See fastrnn.h for the
+ * API. */
 #include <limits.h>
 #include <stdint.h>
-#include <pthread.h>
 #include <math.h>
 #include <stddef.h>
 #include <string.h>
@@ -10,86 +10,15 @@
 #include <omp.h>
 #endif
 #include "fastrnn.h"
-#include "rnn_fast.h"
-#include "rnn_team.h"
-
-/* Below this many elements an elementwise pass runs on one thread: waking
- * the OpenMP team costs more than the work. */
-#define FR_PAR_MIN 16384
+#include "fast/fast.h"
+#include "fast/tuning.h"
+#include "portable/gemm.h"
+#include "runtime/runtime.h"
 
 /* The forward scratch's buffers each start on a 64-byte line: up to 16
  * elements skipped before each of the 6 (rnn_impl.h, layer_forward). */
 #define FR_WORK_ALIGN_PAD 96
 #define FR_LINE_ALIGN(T, p) ((T *)(((uintptr_t)(p) + 63) & ~(uintptr_t)63))
-
-/* Use the AVX2/FMA float32 time loop: on when the CPU has it, unless turned
- * off with fr_set_fast_path(0) (tests run both paths). */
-static int fr_use_fast = -1;
-
-int fr_set_fast_path(int enable)
-{
-    fr_use_fast = enable && fr_fast_available();
-    return fr_use_fast;
-}
-
-static fr_sgemm_fn fr_sgemm = NULL;
-static fr_dgemm_fn fr_dgemm = NULL;
-
-void fr_set_blas(fr_sgemm_fn sgemm, fr_dgemm_fn dgemm)
-{
-    fr_sgemm = sgemm;
-    fr_dgemm = dgemm;
-    if (fr_use_fast < 0) fr_use_fast = fr_fast_available();
-}
-
-/* BLAS thread pinning (see fastrnn.h): a count of kernel calls under way;
- * the first one in saves the BLAS's thread count and sets 1, the last one
- * out restores it. */
-static fr_blas_set_threads_fn fr_blas_set = NULL;
-static fr_blas_get_threads_fn fr_blas_get = NULL;
-static pthread_mutex_t fr_blas_lock = PTHREAD_MUTEX_INITIALIZER;
-static int fr_blas_users = 0, fr_blas_saved = 1;
-
-void fr_set_blas_threads_api(fr_blas_set_threads_fn set, fr_blas_get_threads_fn get)
-{
-    pthread_mutex_lock(&fr_blas_lock);
-    if (fr_blas_users == 0) {
-        fr_blas_set = (set && get) ? set : NULL;
-        fr_blas_get = (set && get) ? get : NULL;
-    }
-    pthread_mutex_unlock(&fr_blas_lock);
-}
-
-/* Returns 1 when the BLAS is held at one thread until blas_leave(). */
-static int blas_enter(void)
-{
-    int pinned;
-    pthread_mutex_lock(&fr_blas_lock);
-    pinned = fr_blas_set != NULL;
-    if (pinned && fr_blas_users++ == 0) {
-        fr_blas_saved = fr_blas_get();
-        if (fr_blas_saved != 1) fr_blas_set(1);
-    }
-    pthread_mutex_unlock(&fr_blas_lock);
-    return pinned;
-}
-
-static void blas_leave(int pinned)
-{
-    if (!pinned) return;
-    pthread_mutex_lock(&fr_blas_lock);
-    if (--fr_blas_users == 0 && fr_blas_saved != 1) fr_blas_set(fr_blas_saved);
-    pthread_mutex_unlock(&fr_blas_lock);
-}
-
-int fr_max_threads(void)
-{
-#ifdef _OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
-}
 
 int fr_num_gates(int cell)
 {
@@ -210,8 +139,8 @@ int64_t fr_backward_work_len(const fr_desc *d)
 #define FN(name) name##_f32
 #define EXP expf
 #define TANH tanhf
-#define GEMM_PTR fr_sgemm
-#include "rnn_impl.h"
+#define GEMM_PTR fr_blas_sgemm
+#include "portable/rnn_impl.h"
 #undef REAL
 #undef FN
 #undef EXP
@@ -224,7 +153,7 @@ int64_t fr_backward_work_len(const fr_desc *d)
 /* The fast loops run for d (float32 kernels on, a cell they take)? */
 static int fr_fast_runs(const fr_desc *d)
 {
-    return fr_use_fast > 0 && fr_fast_cell(d) && fr_fast_width() > 0;
+    return fr_fast_path_on() && fr_fast_cell(d) && fr_fast_width() > 0;
 }
 
 /* Input size of layer/direction k: I for the first layer, D*H after it. */
@@ -275,32 +204,11 @@ int fr_forward_packed_f32(const fr_desc *d, const float *x,
 #define FN(name) name##_f64
 #define EXP exp
 #define TANH tanh
-#define GEMM_PTR fr_dgemm
-#include "rnn_impl.h"
+#define GEMM_PTR fr_blas_dgemm
+#include "portable/rnn_impl.h"
 #undef REAL
 #undef FN
 #undef EXP
 #undef TANH
 #undef GEMM_PTR
 #undef FR_REAL_IS_FLOAT
-
-/* ---- internal helpers for sibling kernel files (rnn_internal.h) ---- */
-#include "rnn_internal.h"
-
-int fr_blas_enter(void) { return blas_enter(); }
-void fr_blas_leave(int pinned) { blas_leave(pinned); }
-
-void fr_pgemm_f32(int nt, int pinned, char ta, char tb, int64_t M, int64_t N,
-                  int64_t K, float alpha, const float *A, int64_t lda,
-                  const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
-{
-    /* the regularized cells run on the portable path: BLAS, as its other cells */
-    pgemm_f32(0, nt, pinned, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-}
-
-void fr_pgemm_f64(int nt, int pinned, char ta, char tb, int64_t M, int64_t N,
-                  int64_t K, double alpha, const double *A, int64_t lda,
-                  const double *B, int64_t ldb, double beta, double *C, int64_t ldc)
-{
-    pgemm_f64(0, nt, pinned, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-}

@@ -1,49 +1,13 @@
 /*
- * The fast float32 time loops (see rnn_fast.h): which build of
- * rnn_fast_kernels.h runs. rnn_fast_avx512.c (16 floats a vector) where the
- * CPU has AVX-512 F/VL/DQ, rnn_fast_avx2.c (8 floats) where it has AVX2 and
- * FMA; on other CPUs and targets fr_fast_available() is 0 and the portable
- * path (rnn_impl.h) runs. Both builds give the same bits (see the head of
- * rnn_fast_kernels.h); fr_set_fast_width chooses between them (tests,
- * before/after timings).
+ * The fast float32 loops (fast.h): which build of the kernels runs, one
+ * choice for the whole process. kernels_avx512.c (16 floats a vector)
+ * where the CPU has AVX-512 F/VL/DQ, kernels_avx2.c (8 floats) where it
+ * has AVX2 and FMA; on other CPUs and targets fr_fast_available() is 0 and
+ * the portable path (portable/rnn_impl.h) runs. Both builds give the same
+ * bits (see the head of isa.h); fr_set_fast_width chooses between them
+ * (tests, before/after timings).
  */
-#include <stdatomic.h>
-#include <stdlib.h>
-#include <strings.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-#include "rnn_fast.h"
-
-/* Threads now in teams that meet every step, over every caller. */
-static atomic_int meeting_threads;
-
-void fr_fast_meeting_threads(int delta)
-{
-    atomic_fetch_add_explicit(&meeting_threads, delta, memory_order_relaxed);
-}
-
-int fr_fast_spin_turns(void)
-{
-    static atomic_int cpus, passive = -1; /* read once */
-    int p = atomic_load_explicit(&passive, memory_order_relaxed);
-    if (p < 0) {
-        const char *e = getenv("OMP_WAIT_POLICY");
-        p = e != NULL && strcasecmp(e, "passive") == 0;
-        atomic_store_explicit(&passive, p, memory_order_relaxed);
-    }
-    if (p) return 0;
-    int n = atomic_load_explicit(&cpus, memory_order_relaxed);
-    if (n == 0) {
-        n = 1;
-#ifdef _OPENMP
-        n = omp_get_num_procs();
-#endif
-        if (n < 1) n = 1;
-        atomic_store_explicit(&cpus, n, memory_order_relaxed);
-    }
-    return atomic_load_explicit(&meeting_threads, memory_order_relaxed) > n ? 16 : 20000;
-}
+#include "fast/fast.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 

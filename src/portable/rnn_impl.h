@@ -1,7 +1,8 @@
 /*
  * Body of the recurrent kernels, included twice by rnn.c: once with
  * REAL=float (SUFFIX f32) and once with REAL=double (SUFFIX f64).
- * Needs: REAL, FN(name) (name with type suffix), EXP, TANH, GEMM_PTR.
+ * Needs: REAL, FN(name) (name with type suffix), EXP, TANH, GEMM_PTR (the
+ * BLAS routine of that type, runtime.h), FR_REAL_IS_FLOAT.
  * Shape letters and buffer conventions: see fastrnn.h.
  *
  * One layer and direction, forward (haste's plan):
@@ -13,68 +14,6 @@
  * gate pre-activations) for all steps, then does dW_ih, dW_hh and dx as big
  * GEMMs over all T*B rows after the loop.
  */
-
-/* ---- row-major GEMM through the Fortran (column-major) routine -------- */
-/* C(M,N) = alpha * op(A)(M,K) op(B)(K,N) + beta * C, all row-major. A
- * row-major matrix is its transpose in column-major, so we compute
- * C^T = op(B)^T op(A)^T by swapping the operands. */
-static void FN(gemm)(char ta, char tb, int64_t M, int64_t N, int64_t K,
-                     REAL alpha, const REAL *A, int64_t lda,
-                     const REAL *B, int64_t ldb, REAL beta, REAL *C, int64_t ldc)
-{
-    int m = (int)N, n = (int)M, k = (int)K;
-    int la = (int)ldb, lb = (int)lda, lc = (int)ldc;
-    if (M == 0 || N == 0) return;
-    if (K == 0) { /* BLAS would be fine, but keep the degenerate case explicit */
-        for (int64_t i = 0; i < M; i++)
-            for (int64_t j = 0; j < N; j++)
-                C[i * ldc + j] = beta == 0 ? 0 : beta * C[i * ldc + j];
-        return;
-    }
-    GEMM_PTR(&tb, &ta, &m, &n, &k, &alpha, (REAL *)B, &la, (REAL *)A, &lb,
-             &beta, C, &lc);
-}
-
-/* The same GEMM cut into chunks of rows of C (contiguous blocks; column
- * blocks of a row-major C run several times slower in OpenBLAS), one
- * single-threaded BLAS call per chunk, the chunks shared among nt OpenMP
- * threads when the BLAS is held at one thread (pinned). OpenBLAS's bits depend
- * on how a product is partitioned, so the chunk size depends on M alone, never
- * on the thread count: M split in 2, 4 or 8 parts (multiples of 4 rows) as M
- * grows. Every chunk repacks the whole other operand, so a part has at least
- * 1024 rows (the input projection of big-lstm, M = 3200, W_ih 4 MiB: 8 parts
- * 216-220 ms, 2 parts 198-209 ms); below 4096 rows only two threads share a
- * GEMM. */
-static void FN(pgemm)(int fast, int nt, int pinned, char ta, char tb, int64_t M, int64_t N,
-                      int64_t K, REAL alpha, const REAL *A, int64_t lda,
-                      const REAL *B, int64_t ldb, REAL beta, REAL *C, int64_t ldc)
-{
-    (void)fast; /* float64: always the BLAS */
-#if FR_REAL_IS_FLOAT
-    /* fast: the fast kernels' own panel GEMM (AVX-512 or AVX2, whatever
-     * core type the BLAS was told to use), for the layers the fast loops
-     * run and the model layers; the cells they decline keep the BLAS, so
-     * switching the fast path never changes their bits */
-    if (fast && alpha == 1 && (beta == 0 || beta == 1) && M > 0 && N > 0 && K > 0
-        && fr_fast_sgemm((double)M * N * K >= FR_FAST_GEMM_PAR_MIN ? nt : 1, ta, tb, M, N, K,
-                         A, lda, B, ldb, beta == 1, C, ldc, NULL) == 0)
-        return;
-#endif
-    /* few chunks: each one repacks the whole other operand */
-    const int64_t parts = M >= 8192 ? 8 : M >= 4096 ? 4 : 2;
-    int64_t chunk = ((M + parts - 1) / parts + 3) / 4 * 4;
-    const int64_t nchunk = (M + chunk - 1) / chunk;
-    if (!pinned || (double)M * N * K < 1e6) nt = 1;
-    if (nt > nchunk) nt = (int)nchunk;
-    int64_t c;
-#pragma omp parallel for num_threads(nt) if (fr_omp_going(nt, nt > 1)) schedule(static)
-    for (c = 0; c < nchunk; c++) {
-        const int64_t a0 = c * chunk;
-        const int64_t n = M - a0 < chunk ? M - a0 : chunk;
-        FN(gemm)(ta, tb, n, N, K, alpha, ta == 'N' ? A + a0 * lda : A + a0,
-                 lda, B, ldb, beta, C + a0 * ldc, ldc);
-    }
-}
 
 static inline REAL FN(sigmoid)(REAL v) { return (REAL)1 / ((REAL)1 + EXP(-v)); }
 
@@ -97,7 +36,7 @@ static void FN(fill_rows)(REAL *Xp, int64_t rows, int64_t cols, const REAL *row,
                           int nt)
 {
     int64_t r;
-    if (nt == 1 || rows * cols < FR_PAR_MIN) { /* no OpenMP region: ~0.5 us each */
+    if (nt == 1 || rows * cols < FR_PAR_MIN) { /* no OpenMP region (its fixed cost) */
         for (r = 0; r < rows; r++)
             memcpy(Xp + r * cols, row, (size_t)cols * sizeof(REAL));
         return;
@@ -113,11 +52,12 @@ static void FN(fill_rows)(REAL *Xp, int64_t rows, int64_t cols, const REAL *row,
 static void FN(colsum_add)(const REAL *A, int64_t rows, int64_t cols, REAL *out,
                            int nt)
 {
-    int64_t nblk = (cols + 63) / 64, blk;
+    int64_t nblk = (cols + FR_COLSUM_COLS - 1) / FR_COLSUM_COLS, blk;
 #pragma omp parallel for num_threads(nt) if (fr_omp_going(nt, rows * cols >= FR_PAR_MIN)) schedule(static)
     for (blk = 0; blk < nblk; blk++) {
-        int64_t c0 = blk * 64, c1 = c0 + 64 < cols ? c0 + 64 : cols;
-        REAL acc[64];
+        int64_t c0 = blk * FR_COLSUM_COLS;
+        int64_t c1 = c0 + FR_COLSUM_COLS < cols ? c0 + FR_COLSUM_COLS : cols;
+        REAL acc[FR_COLSUM_COLS];
         for (int64_t c = c0; c < c1; c++) acc[c - c0] = 0;
         for (int64_t r = 0; r < rows; r++) {
             const REAL *a = A + r * cols;
@@ -167,12 +107,12 @@ static void FN(project)(const fr_desc *d, int64_t In, const REAL *x, const REAL 
     const int64_t T = d->T, B = d->B, GX = (int64_t)fr_num_gates(d->cell) * d->H;
     const int64_t *lengths = d->lengths;
     if (lengths == NULL) {
-        FN(pgemm)(fast, nt, pinned, 'N', 'T', T * B, GX, In, 1, x, In, W, In, beta, Xp, GX);
+        FN(fr_pgemm)(fast, nt, pinned, 'N', 'T', T * B, GX, In, 1, x, In, W, In, beta, Xp, GX);
         return;
     }
     /* (with beta 1 every Xp row holds the same bias row) */
     const int64_t n = FN(gather_valid)(d, In, x, xc);
-    FN(pgemm)(fast, nt, pinned, 'N', 'T', n, GX, In, 1, xc, In, W, In, beta, Xp, GX);
+    FN(fr_pgemm)(fast, nt, pinned, 'N', 'T', n, GX, In, 1, xc, In, W, In, beta, Xp, GX);
     FN(scatter_valid)(d, Xp, GX, n);
 }
 
@@ -235,13 +175,13 @@ static void FN(layer_forward)(const fr_desc *d, int dir, int64_t In,
     const int64_t BH = B * H;
     const int lbr0 = cell == FR_CELL_GRU && !d->gru_lbr;   /* reset first */
     const REAL clip = fr_clipping(d) ? (REAL)d->clip : 0;
-    const int fast = FR_REAL_IS_FLOAT && fr_use_fast > 0 && fr_fast_cell(d);
+    const int fast = FR_REAL_IS_FLOAT && fr_fast_path_on() && fr_fast_cell(d);
 
     /* LSTM and RNN accumulate the recurrent product straight into Xp; in
      * training Xp is the gate cache itself (overwritten by the activations). */
     /* each buffer on a cache line of its own (FR_WORK_ALIGN_PAD): threads
      * that write neighbouring units or rows then share no line by accident
-     * (LSTM B=3 H=64: 10% either way) */
+     * (docs/tuning.md) */
     REAL *Gh = FR_LINE_ALIGN(REAL, work);               /* GRU: (B, 3H) recurrent product */
     REAL *hbuf = FR_LINE_ALIGN(REAL, Gh + B * GX);      /* inference state h (B,H) */
     REAL *cbuf = FR_LINE_ALIGN(REAL, hbuf + BH);        /* inference state c (B,H) */
@@ -292,7 +232,7 @@ static void FN(layer_forward)(const fr_desc *d, int dir, int64_t In,
     }
 
 #if FR_REAL_IS_FLOAT
-    if (fast) { /* AVX-512 or AVX2 time loop, one OpenMP region (rnn_fast.c) */
+    if (fast) { /* AVX-512 or AVX2 time loop, one OpenMP region (fast/fast.h) */
         REAL *pack = xc + (lengths ? T * B * fr_max_in(d) : 0);
         pack = (REAL *)(((uintptr_t)pack + 63) & ~(uintptr_t)63);
         fr_fast_forward_f32(d, dir, R, bhn, Xp, Gh, h0 == NULL, hbuf, h2, cbuf,
@@ -320,10 +260,10 @@ static void FN(layer_forward)(const fr_desc *d, int dir, int64_t In,
         const int hzero = (s == 0 && h0 == NULL);
         if (cell == FR_CELL_GRU) {
             if (hzero) memset(Gh, 0, (size_t)B * GX * sizeof(REAL));
-            else FN(pgemm)(fast, nt, pinned, 'N', 'T', B, lbr0 ? 2 * H : GX, H, 1, hp, H, R, H,
+            else FN(fr_pgemm)(fast, nt, pinned, 'N', 'T', B, lbr0 ? 2 * H : GX, H, 1, hp, H, R, H,
                            0, Gh, GX);
         } else if (!hzero) {
-            FN(pgemm)(fast, nt, pinned, 'N', 'T', B, GX, H, 1, hp, H, R, H, 1, xp, GX);
+            FN(fr_pgemm)(fast, nt, pinned, 'N', 'T', B, GX, H, 1, hp, H, R, H, 1, xp, GX);
         }
         REAL *yt = y + t * B * ldy;
         REAL *gt = training ? gates + t * B * (cell == FR_CELL_GRU ? 4 * H : GX) : NULL;
@@ -345,7 +285,7 @@ static void FN(layer_forward)(const fr_desc *d, int dir, int64_t In,
             }
             /* Gh's n block = (r*h) W_hn^T */
             if (!hzero)
-                FN(pgemm)(fast, nt, pinned, 'N', 'T', B, H, H, 1, h2, H, R + 2 * H * H, H, 0,
+                FN(fr_pgemm)(fast, nt, pinned, 'N', 'T', B, H, H, 1, h2, H, R + 2 * H * H, H, 0,
                           Gh + 2 * H, GX);
         }
 #pragma omp parallel for num_threads(nt) if (fr_omp_going(nt, B * GX >= FR_PAR_MIN)) schedule(static)
@@ -463,7 +403,7 @@ static void FN(layer_backward)(const fr_desc *d, int dir, int64_t In,
     const int64_t GC = cell == FR_CELL_GRU ? 4 * H : GX;
     const int64_t BH = B * H;
     const int lbr0 = cell == FR_CELL_GRU && !d->gru_lbr;
-    const int fast = FR_REAL_IS_FLOAT && fr_use_fast > 0 && fr_fast_cell(d);
+    const int fast = FR_REAL_IS_FLOAT && fr_fast_path_on() && fr_fast_cell(d);
     (void)fast; /* used by the float32 instance only */
 
     REAL *dGx = work;                                   /* (T,B,GX) d pre-activation, input side */
@@ -480,7 +420,7 @@ static void FN(layer_backward)(const fr_desc *d, int dir, int64_t In,
     }
 
 #if FR_REAL_IS_FLOAT
-    if (fast) /* AVX-512 or AVX2 reverse walk, one OpenMP region (rnn_fast.c) */
+    if (fast) /* AVX-512 or AVX2 reverse walk, one OpenMP region (fast/fast.h) */
         dh = fr_fast_backward_f32(d, dir, R, gates, hs, cs, dy, ldy, dGx, dGh, dh, dhp, dc,
                                   (REAL *)(((uintptr_t)(dc + BH) + 63) & ~(uintptr_t)63));
     else
@@ -559,7 +499,7 @@ static void FN(layer_backward)(const fr_desc *d, int dir, int64_t In,
         }
         if (lbr0) {
             REAL *drh = dc; /* (B,H) d(r*h) = dn_pre W_hn */
-            FN(pgemm)(fast, nt, pinned, 'N', 'N', B, H, H, 1, dgh + 2 * H, GX, R + 2 * H * H, H,
+            FN(fr_pgemm)(fast, nt, pinned, 'N', 'N', B, H, H, 1, dgh + 2 * H, GX, R + 2 * H * H, H,
                       0, drh, H);
 #pragma omp parallel for num_threads(nt) if (fr_omp_going(nt, B * GX >= FR_PAR_MIN)) schedule(static)
             for (b = 0; b < B; b++) {
@@ -575,10 +515,10 @@ static void FN(layer_backward)(const fr_desc *d, int dir, int64_t In,
                 }
             }
             /* dh_{t-1} += dG_h[r,z] W_hh[r,z] */
-            FN(pgemm)(fast, nt, pinned, 'N', 'N', B, H, 2 * H, 1, dgh, GX, R, H, 1, dhp, H);
+            FN(fr_pgemm)(fast, nt, pinned, 'N', 'N', B, H, 2 * H, 1, dgh, GX, R, H, 1, dhp, H);
         } else {
             /* dh_{t-1} += dG_h W_hh */
-            FN(pgemm)(fast, nt, pinned, 'N', 'N', B, H, GX, 1, dgh, GX, R, H, 1, dhp, H);
+            FN(fr_pgemm)(fast, nt, pinned, 'N', 'N', B, H, GX, 1, dgh, GX, R, H, 1, dhp, H);
         }
         REAL *tmp = dh; dh = dhp; dhp = tmp;
     }
@@ -586,19 +526,19 @@ static void FN(layer_backward)(const fr_desc *d, int dir, int64_t In,
     if (dc0 && cell == FR_CELL_LSTM) memcpy(dc0, dc, (size_t)BH * sizeof(REAL));
 
     /* weight gradients over all steps at once */
-    FN(pgemm)(fast, nt, pinned, 'T', 'N', GX, In, T * B, 1, dGx, GX, x, In, 1, dW, In);
+    FN(fr_pgemm)(fast, nt, pinned, 'T', 'N', GX, In, T * B, 1, dGx, GX, x, In, 1, dW, In);
     if (lbr0) { /* r,z rows take h_prev, the n rows r*h_prev */
-        FN(pgemm)(fast, nt, pinned, 'T', 'N', 2 * H, H, T * B, 1, dGh, GX, hs + (dir ? BH : 0), H,
+        FN(fr_pgemm)(fast, nt, pinned, 'T', 'N', 2 * H, H, T * B, 1, dGh, GX, hs + (dir ? BH : 0), H,
                   1, dR, H);
-        FN(pgemm)(fast, nt, pinned, 'T', 'N', H, H, T * B, 1, dGh + 2 * H, GX, gates + 3 * H, GC,
+        FN(fr_pgemm)(fast, nt, pinned, 'T', 'N', H, H, T * B, 1, dGh + 2 * H, GX, gates + 3 * H, GC,
                   1, dR + 2 * H * H, H);
     } else {
-        FN(pgemm)(fast, nt, pinned, 'T', 'N', GX, H, T * B, 1, dGh, GX, hs + (dir ? BH : 0), H, 1,
+        FN(fr_pgemm)(fast, nt, pinned, 'T', 'N', GX, H, T * B, 1, dGh, GX, hs + (dir ? BH : 0), H, 1,
                   dR, H);
     }
     if (dbW) FN(colsum_add)(dGx, T * B, GX, dbW, nt);
     if (dbR) FN(colsum_add)(dGh, T * B, GX, dbR, nt);
-    FN(pgemm)(fast, nt, pinned, 'N', 'N', T * B, In, GX, 1, dGx, GX, W, In, dx_beta, dx, In);
+    FN(fr_pgemm)(fast, nt, pinned, 'N', 'N', T * B, In, GX, 1, dGx, GX, W, In, dx_beta, dx, In);
 }
 
 /* ---- whole stack ------------------------------------------------------- */
@@ -629,9 +569,9 @@ static int FN(forward_all)(const fr_desc *d, const REAL *x,
     /* the fast loops that project x themselves call no BLAS: no need to pin
      * it (a get and two sets of OpenBLAS's thread count per call, which a
      * streaming step() would pay every time) */
-    const int no_blas = FR_REAL_IS_FLOAT && fr_use_fast > 0 && fr_fast_cell(d)
+    const int no_blas = FR_REAL_IS_FLOAT && fr_fast_path_on() && fr_fast_cell(d)
                         && fr_fast_proj_mode_pk(d, packed != NULL) != 0;
-    const int pinned = no_blas ? 0 : blas_enter();
+    const int pinned = no_blas ? 0 : fr_blas_enter();
 
     const REAL *in = x;
     for (int64_t l = 0; l < L; l++) {
@@ -664,7 +604,7 @@ static int FN(forward_all)(const fr_desc *d, const REAL *x,
         }
         in = out;
     }
-    blas_leave(pinned);
+    fr_blas_leave(pinned);
     return FR_OK;
 }
 
@@ -699,7 +639,7 @@ int FN(fr_backward)(const fr_desc *d, const REAL *x,
     const int clipping = fr_clipping(d);
     REAL *layer_work = work;
     REAL *pp0 = work + fr_layer_bwork_len(d), *pp1 = pp0 + TBDH;
-    const int pinned = blas_enter();
+    const int pinned = fr_blas_enter();
 
     const REAL *dcur = dy; /* gradient of this layer's output (T,B,DH) */
     for (int64_t l = L - 1; l >= 0; l--) {
@@ -731,31 +671,8 @@ int FN(fr_backward)(const fr_desc *d, const REAL *x,
         }
         dcur = dxl;
     }
-    blas_leave(pinned);
+    fr_blas_leave(pinned);
     return FR_OK;
 }
 
 #undef ACTIVE
-
-/* ---- a plain GEMM for the model layers (Dense, attention) ------------- */
-/* C(M,N) = alpha op(A) op(B) + beta C, row-major, through the same chunked
- * GEMM as the recurrent kernels: its bits depend on the shapes alone, never
- * on the thread count (the layers above rely on that for reproducible
- * training). */
-int FN(fr_gemm)(int num_threads, char ta, char tb, int64_t M, int64_t N, int64_t K,
-                REAL alpha, const REAL *A, int64_t lda, const REAL *B, int64_t ldb,
-                REAL beta, REAL *C, int64_t ldc)
-{
-    if (GEMM_PTR == NULL) return FR_ENOBLAS;
-    if (M < 0 || N < 0 || K < 0 || num_threads < 1 || !C || (K > 0 && (!A || !B)))
-        return FR_EINVAL;
-    if ((ta != 'N' && ta != 'T') || (tb != 'N' && tb != 'T')) return FR_EINVAL;
-    if (M > INT_MAX || N > INT_MAX || K > INT_MAX || lda > INT_MAX || ldb > INT_MAX
-        || ldc > INT_MAX)
-        return FR_ETOOBIG;
-    const int pinned = blas_enter();
-    FN(pgemm)(FR_REAL_IS_FLOAT && fr_use_fast > 0, num_threads, pinned, ta, tb, M, N, K, alpha,
-              A, lda, B, ldb, beta, C, ldc);
-    blas_leave(pinned);
-    return FR_OK;
-}

@@ -1,8 +1,9 @@
-# Array checks and allocations shared by the Cython boundaries (_core, _reg,
-# _losses): inline C-level helpers, compiled into each module that cimports
-# them. The kernels take exact dtype, C order and shape; everything else is
+# Array checks, allocations and pointer tables of the boundary (_ext.pyx).
+# The kernels take exact dtype, C order and shape; everything else is
 # refused here with a Python error before any C code runs.
-cimport numpy as cnp
+
+cdef extern from "fastrnn.h" nogil:
+    int FR_OK, FR_EINVAL, FR_ENOBLAS, FR_ETOOBIG
 
 
 cdef inline bint _fits(object a, object dtype, tuple shape):
@@ -58,10 +59,6 @@ cdef inline cnp.ndarray _empty(tuple shape, object dtype):
     return cnp.PyArray_EMPTY(nd, dims, (<cnp.dtype>dtype).type_num, 0)
 
 
-cdef extern from "fastrnn.h" nogil:
-    int FR_OK, FR_ENOBLAS, FR_ETOOBIG
-
-
 cdef inline _raise_status(int st, str kernel):
     """A kernel's FR_* status as a Python error (`kernel` names it)."""
     if st == FR_OK:
@@ -72,3 +69,29 @@ cdef inline _raise_status(int st, str kernel):
     if st == FR_ENOBLAS:
         raise RuntimeError(f"{kernel}: BLAS routines were not registered")
     raise ValueError(f"{kernel} rejected its arguments (status {st})")
+
+
+cdef class _PtrArray:
+    """A C array of data pointers of NumPy arrays, freed with the object."""
+    cdef void **p
+    cdef Py_ssize_t n
+
+    def __cinit__(self, Py_ssize_t n):
+        self.n = n
+        self.p = <void **>malloc(max(n, 1) * sizeof(void *))
+        if self.p == NULL:
+            raise MemoryError()
+
+    def __dealloc__(self):
+        free(self.p)
+
+
+cdef _PtrArray _ptrs(list arrays, str name, object dtype, list shapes, bint writable):
+    cdef _PtrArray out = _PtrArray(len(arrays))
+    cdef Py_ssize_t i
+    for i in range(len(arrays)):
+        _check(arrays[i], f"{name}[{i}]", dtype, shapes[i])
+        if writable and not arrays[i].flags.writeable:
+            raise ValueError(f"{name}[{i}]: array is read-only")
+        out.p[i] = _data(arrays[i])
+    return out

@@ -1,27 +1,15 @@
 /* fastrnn CTC kernel: shared helpers, then the float32 and float64 kernels
- * instantiated from one source (ctc_impl.h). Equations and conventions: ctc.h. */
+ * instantiated from one source (ctc_impl.h). Equations and conventions:
+ * fastrnn_ctc.h. */
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
-#include "ctc.h"
-
-/* Below this many alpha cells (sum over samples of T*(2S+1)) the batch runs on
- * one thread: waking the OpenMP team would cost more than the work. */
-#define FR_CTC_PAR_MIN 20000
-
-static void (*ctc_omp_note)(void) = NULL;
-
-void fr_ctc_set_omp_note(void (*note)(void)) { ctc_omp_note = note; }
-
-/* cond, for an OpenMP region's if clause, after the note (ctc.h). */
-static inline int ctc_omp_going(int nt, int cond)
-{
-    if (nt > 1 && cond && ctc_omp_note) ctc_omp_note();
-    return cond;
-}
+#include "fastrnn_ctc.h"
+#include "fast/tuning.h"
+#include "runtime/runtime.h"
 
 /* log(exp(a) + exp(b)), exact for -inf operands. */
 static inline double lse2(double a, double b)
@@ -81,12 +69,12 @@ static int check_args(int64_t B, int64_t T, int64_t C, int64_t S, int blank,
 
 #define REAL float
 #define FN(name) name##_f32
-#include "ctc_impl.h"
+#include "portable/ctc_impl.h"
 #undef REAL
 #undef FN
 
 #define REAL double
 #define FN(name) name##_f64
-#include "ctc_impl.h"
+#include "portable/ctc_impl.h"
 #undef REAL
 #undef FN

@@ -1,8 +1,9 @@
 /*
- * Body of the regularized kernels (rnn_reg.h), included twice by rnn_reg.c:
+ * Body of the regularized kernels (fastrnn_reg.h), included twice by reg.c:
  * REAL=float (FN suffix _f32) and REAL=double (_f64).
- * Needs: REAL, FN(name), EXP, TANH, SQRT, PGEMM (pointer to rnn.c's
- * row-chunked GEMM), frr_blas_enter / frr_blas_leave (pointers, rnn_reg.c). Equations, shapes and buffer layouts: see rnn_reg.h.
+ * Needs: REAL, FN(name), EXP, TANH, SQRT, PGEMM (the chunked BLAS GEMM of
+ * that type, gemm.h, without the fast path), GEMM_PTR (the BLAS routine,
+ * runtime.h). Equations, shapes and buffer layouts: see fastrnn_reg.h.
  *
  * Forward (haste's plan): Xp = bias + x W_ih^T as one GEMM over all T*B rows
  * (LNLSTM: Xp = LN(x W_ih^T), normalized row by row), then per step one
@@ -58,7 +59,7 @@ static inline void FN(rr_ln_back)(const REAL *g, const REAL *scale, const REAL *
 static void FN(rr_fill_rows)(REAL *X, int64_t rows, int64_t cols, const REAL *row, int nt)
 {
     int64_t r;
-#pragma omp parallel for num_threads(nt) if (frr_omp_going(nt, rows * cols >= FRR_PAR_MIN)) schedule(static)
+#pragma omp parallel for num_threads(nt) if (fr_omp_going(nt, rows * cols >= FRR_PAR_MIN)) schedule(static)
     for (r = 0; r < rows; r++) memcpy(X + r * cols, row, (size_t)cols * sizeof(REAL));
 }
 
@@ -68,12 +69,13 @@ static void FN(rr_fill_rows)(REAL *X, int64_t rows, int64_t cols, const REAL *ro
 static void FN(rr_colsum)(const REAL *A, const REAL *M, int64_t rows, int64_t cols,
                           REAL *out, int nt)
 {
-    const int64_t nblk = (cols + 63) / 64;
+    const int64_t nblk = (cols + FR_COLSUM_COLS - 1) / FR_COLSUM_COLS;
     int64_t blk;
-#pragma omp parallel for num_threads(nt) if (frr_omp_going(nt, rows * cols >= FRR_PAR_MIN)) schedule(static)
+#pragma omp parallel for num_threads(nt) if (fr_omp_going(nt, rows * cols >= FRR_PAR_MIN)) schedule(static)
     for (blk = 0; blk < nblk; blk++) {
-        const int64_t c0 = blk * 64, c1 = c0 + 64 < cols ? c0 + 64 : cols;
-        REAL acc[64];
+        const int64_t c0 = blk * FR_COLSUM_COLS;
+        const int64_t c1 = c0 + FR_COLSUM_COLS < cols ? c0 + FR_COLSUM_COLS : cols;
+        REAL acc[FR_COLSUM_COLS];
         for (int64_t c = c0; c < c1; c++) acc[c - c0] = 0;
         for (int64_t r = 0; r < rows; r++) {
             const REAL *a = A + r * cols;
@@ -132,7 +134,7 @@ static void FN(rr_forward)(const frr_desc *d, const REAL *x, const REAL *const *
     if (cell == FRR_LNLSTM) {
         PGEMM(nt, pinned, 'N', 'T', TB, GX, I, 1, x, I, W, I, 0, Xp, GX);
         int64_t r;
-#pragma omp parallel for num_threads(nt) if (frr_omp_going(nt, TB * GX >= FRR_PAR_MIN)) schedule(static)
+#pragma omp parallel for num_threads(nt) if (fr_omp_going(nt, TB * GX >= FRR_PAR_MIN)) schedule(static)
         for (r = 0; r < TB; r++) { /* nx = LN(x W_ih^T), in place */
             REAL *row = Xp + r * GX, m, s;
             FN(rr_ln_stats)(row, GX, &m, &s);
@@ -191,7 +193,7 @@ static void FN(rr_forward)(const frr_desc *d, const REAL *x, const REAL *const *
         REAL *yt = y + t * B * ldy;
         const REAL *zt = zmask ? zmask + t * BH : NULL;
         int64_t b;
-#pragma omp parallel for num_threads(nt) if (frr_omp_going(nt, B * GX >= FRR_PAR_MIN)) schedule(static)
+#pragma omp parallel for num_threads(nt) if (fr_omp_going(nt, B * GX >= FRR_PAR_MIN)) schedule(static)
         for (b = 0; b < B; b++) {
             const REAL *hpb = hp + b * H;
             REAL *hxb = hx + b * H, *yb = yt + b * ldy;
@@ -349,7 +351,7 @@ static void FN(rr_backward)(const frr_desc *d, const REAL *x, const REAL *const 
         const REAL *zt = zmask ? zmask + t * BH : NULL;
         REAL *dgt = dG + t * B * GX, *dg2t = dG2 + t * B * GX;
         int64_t b;
-#pragma omp parallel for num_threads(nt) if (frr_omp_going(nt, B * GX >= FRR_PAR_MIN)) schedule(static)
+#pragma omp parallel for num_threads(nt) if (fr_omp_going(nt, B * GX >= FRR_PAR_MIN)) schedule(static)
         for (b = 0; b < B; b++) {
             const int64_t row = t * B + b;
             REAL *dhb = dh + b * H, *dhdb = dhd + b * H;
@@ -447,7 +449,7 @@ static void FN(rr_backward)(const frr_desc *d, const REAL *x, const REAL *const 
     const REAL *hsrc = hs + (rev ? BH : 0), *hin = hsrc;
     if (rmask) {
         int64_t r;
-#pragma omp parallel for num_threads(nt) if (frr_omp_going(nt, TB * H >= FRR_PAR_MIN)) schedule(static)
+#pragma omp parallel for num_threads(nt) if (fr_omp_going(nt, TB * H >= FRR_PAR_MIN)) schedule(static)
         for (r = 0; r < TB; r++) {
             const REAL *src = hsrc + r * H, *m = rmask + (r % B) * H;
             REAL *dst = hdall + r * H;
@@ -464,7 +466,7 @@ static void FN(rr_backward)(const frr_desc *d, const REAL *x, const REAL *const 
         FN(rr_colsum)(dU, nc, TB, H, dw[5], nt);                  /* gamma_c */
         FN(rr_colsum)(dU, NULL, TB, H, dw[6], nt);                /* beta_c */
         int64_t r;
-#pragma omp parallel for num_threads(nt) if (frr_omp_going(nt, TB * GX >= FRR_PAR_MIN)) schedule(static)
+#pragma omp parallel for num_threads(nt) if (fr_omp_going(nt, TB * GX >= FRR_PAR_MIN)) schedule(static)
         for (r = 0; r < TB; r++) /* dG becomes d(x W_ih^T) through its layer norm */
             FN(rr_ln_back)(dG + r * GX, gih, nx + r * GX, rs[r * 3], GX, dG + r * GX);
     } else if (dw[2]) {
@@ -498,15 +500,15 @@ int FN(frr_forward)(const frr_desc *d, const REAL *x, const REAL *const *w,
 {
     int st = frr_check_desc(d);
     if (st != FR_OK) return st;
-    if (PGEMM == NULL || frr_blas_enter == NULL) return FR_ENOBLAS;
+    if (GEMM_PTR == NULL) return FR_ENOBLAS;
     if (!x || !y || !hn || !work || ldy < d->H) return FR_EINVAL;
     if ((st = FN(rr_check_params)(d, w)) != FR_OK) return st;
     if (d->cell != FRR_GRU && !cn) return FR_EINVAL;
     if (!cache && (zmask || rmask)) return FR_EINVAL; /* masks are for training */
-    const int pinned = frr_blas_enter();
+    const int pinned = fr_blas_enter();
     FN(rr_forward)(d, x, w, h0, d->cell == FRR_GRU ? NULL : c0, zmask, rmask,
                    y, ldy, hn, cn, cache, work, pinned);
-    frr_blas_leave(pinned);
+    fr_blas_leave(pinned);
     return FR_OK;
 }
 
@@ -518,16 +520,16 @@ int FN(frr_backward)(const frr_desc *d, const REAL *x, const REAL *const *w,
 {
     int st = frr_check_desc(d);
     if (st != FR_OK) return st;
-    if (PGEMM == NULL || frr_blas_enter == NULL) return FR_ENOBLAS;
+    if (GEMM_PTR == NULL) return FR_ENOBLAS;
     if (!x || !cache || !dy || !dx || !work || ldy < d->H) return FR_EINVAL;
     if ((st = FN(rr_check_params)(d, w)) != FR_OK) return st;
     if ((st = FN(rr_check_params)(d, (const REAL *const *)dw)) != FR_OK) return st;
     if ((w[2] == NULL) != (dw[2] == NULL)) return FR_EINVAL;
-    const int pinned = frr_blas_enter();
+    const int pinned = fr_blas_enter();
     FN(rr_backward)(d, x, w, zmask, rmask, cache, dy, ldy, dhn,
                     d->cell == FRR_GRU ? NULL : dcn, dx, dx_accumulate, dh0,
                     d->cell == FRR_GRU ? NULL : dc0, dw, work, pinned);
-    frr_blas_leave(pinned);
+    fr_blas_leave(pinned);
     return FR_OK;
 }
 

@@ -1,8 +1,8 @@
 /*
  * fastrnn regularized recurrent kernels: one layer, one direction, float32
- * and float64, plain C + OpenMP + BLAS GEMM (the GEMMs of rnn.c, reached
- * through rnn_internal.h and frr_set_internal). Forward inference, forward training (keeping a
- * cache) and backward through time for three cells:
+ * and float64, plain C + OpenMP + BLAS GEMM (the library's BLAS, registered
+ * once with fr_set_blas, fastrnn.h). Forward inference, forward training
+ * (keeping a cache) and backward through time for three cells:
  *
  *   FRR_LSTM    torch's LSTM (gates i,f,g,o)
  *   FRR_GRU     torch's GRU (gates r,z,n, b_hn inside the reset product)
@@ -57,7 +57,6 @@
 
 #include <stdint.h>
 #include "fastrnn.h"
-#include "rnn_internal.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -79,15 +78,6 @@ typedef struct {
     double zoneout;           /* inference zoneout probability p in [0, 1] */
     const int64_t *lengths;   /* IN (B) values in 1..T, or NULL: all T */
 } frr_desc;
-
-/* Give the kernels rnn.c's GEMMs and BLAS thread pin (rnn_internal.h): one
- * BLAS state for the whole library (fastrnn._reg passes fastrnn._core's
- * functions), and the step team's note of OpenMP regions (rnn_team.h). Until
- * then every kernel returns FR_ENOBLAS. Call it once, before any kernel runs;
- * FR_EINVAL when a pointer is NULL. */
-int frr_set_internal(fr_blas_enter_fn enter, fr_blas_leave_fn leave,
-                     fr_pgemm_f32_fn pgemm_f32, fr_pgemm_f64_fn pgemm_f64,
-                     fr_omp_note_fn omp_note);
 
 /* FR_OK when the descriptor is usable (known cell, sizes >= 1, reverse 0/1,
  * zoneout in [0,1], lengths in 1..T, GEMM sizes within BLAS's int). */

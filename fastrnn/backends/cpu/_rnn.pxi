@@ -1,35 +1,9 @@
-# cython: language_level=3, boundscheck=False, wraparound=False
-"""The boundary between Python and the C kernels (src/fastrnn.h).
-
-It checks what the kernels assume (dtypes, C-contiguity, shapes), allocates
-outputs, caches and scratch, releases the GIL once around a whole call and maps
-status codes to exceptions. Users never call it: fastrnn.recurrent validates
-their input first and gives the user-facing messages; the checks here guard the
-C code against any caller.
-"""
-from libc.stdint cimport int64_t
-from libc.stdlib cimport malloc, free
-cimport numpy as cnp
-from fastrnn._arrays cimport _check, _data, _raise_status, _empty
-import numpy as np
-from scipy.linalg.cython_blas cimport sgemm, dgemm
-
-cnp.import_array()
-
-cdef extern from "rnn_team.h" nogil:
-    int fr_team_enable(int on)
-    void fr_team_note_omp()
-    unsigned fr_team_jobs()
+# Recurrent layers (vanilla RNN, LSTM, GRU; src/include/fastrnn.h): the
+# weights' Plan, forward, backward, the streaming Stepper, and the model
+# layers' GEMM.
 
 cdef extern from "fastrnn.h" nogil:
-    int FR_OK, FR_EINVAL, FR_ENOBLAS, FR_ETOOBIG
     int FR_CELL_LSTM
-    ctypedef void (*fr_sgemm_fn)(char *, char *, int *, int *, int *, float *,
-                                 float *, int *, float *, int *, float *,
-                                 float *, int *) noexcept nogil
-    ctypedef void (*fr_dgemm_fn)(char *, char *, int *, int *, int *, double *,
-                                 double *, int *, double *, int *, double *,
-                                 double *, int *) noexcept nogil
     ctypedef struct fr_desc:
         int cell
         int64_t T, B, I_, H
@@ -38,19 +12,12 @@ cdef extern from "fastrnn.h" nogil:
         const int64_t *lengths
         int gru_lbr
         double clip
-    void fr_set_blas(fr_sgemm_fn s, fr_dgemm_fn d)
-    ctypedef void (*fr_blas_set_threads_fn)(int) noexcept nogil
-    ctypedef int (*fr_blas_get_threads_fn)() noexcept nogil
-    void fr_set_blas_threads_api(fr_blas_set_threads_fn set, fr_blas_get_threads_fn get)
-    int fr_max_threads()
     int fr_gemm_f32(int nt, char ta, char tb, int64_t M, int64_t N, int64_t K,
                     float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
                     float beta, float *C, int64_t ldc)
     int fr_gemm_f64(int nt, char ta, char tb, int64_t M, int64_t N, int64_t K,
                     double alpha, const double *A, int64_t lda, const double *B, int64_t ldb,
                     double beta, double *C, int64_t ldc)
-    int fr_set_fast_path(int enable)
-    int fr_set_fast_width(int width)
     int fr_num_gates(int cell)
     int fr_check_desc(const fr_desc *d)
     int64_t fr_cache_len(const fr_desc *d)
@@ -90,106 +57,7 @@ cdef extern from "fastrnn.h" nogil:
                         double *const *dw_ih, double *const *dw_hh,
                         double *const *db_ih, double *const *db_hh, double *work)
 
-cdef extern from "rnn_internal.h" nogil:
-    int fr_blas_enter()
-    void fr_blas_leave(int pinned)
-    void fr_pgemm_f32(int nt, int pinned, char ta, char tb, int64_t M, int64_t N,
-                      int64_t K, float alpha, const float *A, int64_t lda,
-                      const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
-    void fr_pgemm_f64(int nt, int pinned, char ta, char tb, int64_t M, int64_t N,
-                      int64_t K, double alpha, const double *A, int64_t lda,
-                      const double *B, int64_t ldb, double beta, double *C, int64_t ldc)
-
-# BLAS comes from SciPy's own library, so threadpoolctl governs the same one.
-fr_set_blas(<fr_sgemm_fn>sgemm, <fr_dgemm_fn>dgemm)
-
-
-def _internal_api():
-    """Addresses of rnn.c's fr_blas_enter, fr_blas_leave, fr_pgemm_f32 and
-    fr_pgemm_f64, and of the step team's fr_team_note_omp
-    (src/rnn_internal.h), for fastrnn._reg and fastrnn._losses: the
-    regularized kernels use this module's GEMMs and BLAS thread pin, so the
-    library has one BLAS state, and both tell the step team when their
-    OpenMP regions start."""
-    return (<size_t><void *>fr_blas_enter, <size_t><void *>fr_blas_leave,
-            <size_t><void *>fr_pgemm_f32, <size_t><void *>fr_pgemm_f64,
-            <size_t><void *>fr_team_note_omp)
-
 CELLS = {"RNN_TANH": 0, "RNN_RELU": 1, "LSTM": 2, "GRU": 3}
-
-
-def register_blas_threads(size_t set_addr, size_t get_addr):
-    """Give the kernels the BLAS's thread-count setter and getter (addresses
-    of C functions void(int) and int(void)); 0, 0 unregisters."""
-    if (set_addr == 0) != (get_addr == 0):
-        raise ValueError("register_blas_threads: give both addresses or neither")
-    fr_set_blas_threads_api(<fr_blas_set_threads_fn>set_addr,
-                            <fr_blas_get_threads_fn>get_addr)
-
-
-def set_fast_path(bint enable):
-    """Use the AVX2/FMA float32 kernels (default where the CPU has them) or
-    the portable BLAS path; returns whether the fast path is now on."""
-    return bool(fr_set_fast_path(enable))
-
-
-def set_step_team(bint enable):
-    """Run one-step calls (streaming) on the step team's helper threads
-    (src/rnn_team.h) or on OpenMP's (default); returns the previous setting.
-    Both give the same bits (fastrnn.set_step_team says when to use it)."""
-    return bool(fr_team_enable(enable))
-
-
-def step_team_enabled():
-    """Whether one-step calls take the step team now (set_step_team)."""
-    return fr_team_enable(-1) != 0
-
-
-def step_team_jobs():
-    """One-step calls the step team has run in this process (mod 2**32)."""
-    return fr_team_jobs()
-
-
-def set_fast_width(width):
-    """Vector width of the fast kernels: 16 (AVX-512, where the CPU has it)
-    or 8 (AVX2/FMA); a wider request than the CPU runs gets its widest.
-    Returns the width now in use (0: this CPU has no fast kernels). Both
-    widths give the same bits; the default is the widest."""
-    if isinstance(width, bool) or not isinstance(width, (int, np.integer)):
-        raise TypeError(f"set_fast_width: width must be 8 or 16, got {width!r}")
-    if width not in (8, 16):
-        raise ValueError(f"set_fast_width: width must be 8 or 16, got {width}")
-    return fr_set_fast_width(int(width))
-
-
-def max_threads():
-    """Threads OpenMP would use by default (OMP_NUM_THREADS, threadpoolctl)."""
-    return fr_max_threads()
-
-
-cdef class _PtrArray:
-    """A C array of data pointers of NumPy arrays, freed with the object
-    (attributes declared in _core.pxd)."""
-
-    def __cinit__(self, Py_ssize_t n):
-        self.n = n
-        self.p = <void **>malloc(max(n, 1) * sizeof(void *))
-        if self.p == NULL:
-            raise MemoryError()
-
-    def __dealloc__(self):
-        free(self.p)
-
-
-cdef _PtrArray _ptrs(list arrays, str name, object dtype, list shapes, bint writable):
-    cdef _PtrArray out = _PtrArray(len(arrays))
-    cdef Py_ssize_t i
-    for i in range(len(arrays)):
-        _check(arrays[i], f"{name}[{i}]", dtype, shapes[i])
-        if writable and not arrays[i].flags.writeable:
-            raise ValueError(f"{name}[{i}]: array is read-only")
-        out.p[i] = _data(arrays[i])
-    return out
 
 
 cdef class Plan:

@@ -43,11 +43,6 @@
 extern "C" {
 #endif
 
-/* The step team's note that an OpenMP region starts (fr_team_note_omp in
- * rnn_team.h, fastrnn._core's): fastrnn._losses passes it at import. NULL:
- * no note. */
-void fr_ctc_set_omp_note(void (*note)(void));
-
 /* Number of doubles of the caller-owned scratch of fr_ctc_* for these sizes
  * and thread count; -1 for invalid sizes (B, T, C, num_threads < 1, S < 0) or
  * a workspace that would not fit in int64. */

@@ -1,23 +1,7 @@
-# cython: language_level=3, boundscheck=False, wraparound=False
-"""The boundary between Python and the CTC kernel (src/ctc.h).
+# The CTC loss (src/include/fastrnn_ctc.h): per-sample losses and gradients
+# with respect to the logits.
 
-It checks what the kernel assumes (dtypes, C-contiguity, shapes), allocates the
-outputs and the scratch, releases the GIL once around the whole batch and maps
-status codes to exceptions. Users never call it: fastrnn.losses validates
-their input first and gives the user-facing messages; the checks here guard the
-C code against any caller.
-"""
-from libc.stdint cimport int64_t
-cimport numpy as cnp
-from fastrnn._arrays cimport _check, _data
-import numpy as np
-
-from fastrnn import _core
-
-cnp.import_array()
-
-cdef extern from "ctc.h" nogil:
-    int FR_OK, FR_EINVAL, FR_ETOOBIG
+cdef extern from "fastrnn_ctc.h" nogil:
     int64_t fr_ctc_work_len(int64_t T, int64_t C, int64_t S, int num_threads)
     int fr_ctc_f32(int64_t B, int64_t T, int64_t C, int64_t S, int blank,
                    int zero_infinity, int num_threads, const float *logits,
@@ -29,12 +13,6 @@ cdef extern from "ctc.h" nogil:
                    const int64_t *input_lengths, const int64_t *targets,
                    const int64_t *target_lengths, const double *grad_scale,
                    double *losses, double *grad, double *work)
-    void fr_ctc_set_omp_note(void (*note)() noexcept nogil)
-
-# the step team (fastrnn._core, src/rnn_team.h) hears of this kernel's OpenMP
-# regions, as of every other kernel's
-cdef size_t _a_note = _core._internal_api()[4]
-fr_ctc_set_omp_note(<void (*)() noexcept nogil><void *>_a_note)
 
 
 def ctc(logits, input_lengths, targets, target_lengths, int blank,
@@ -43,7 +21,7 @@ def ctc(logits, input_lengths, targets, target_lengths, int blank,
     want_grad, grad_scale[b] * d loss_b / d logits (logits' dtype, (B,T,C));
     else None. logits (B,T,C) float32/float64; input_lengths (B,) int64 or
     None; targets (B,S) int64; target_lengths (B,) int64; grad_scale (B,)
-    float64 or None. See src/ctc.h."""
+    float64 or None. See src/include/fastrnn_ctc.h."""
     if not isinstance(logits, np.ndarray) or logits.ndim != 3:
         raise ValueError("logits: expected a 3-D numpy.ndarray (B, T, C)")
     dtype = logits.dtype

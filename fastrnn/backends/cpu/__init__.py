@@ -1,0 +1,1 @@
+"""The CPU backend: the C kernels of src/ behind one extension module, _ext."""

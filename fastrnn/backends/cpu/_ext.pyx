@@ -1,0 +1,35 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""The boundary between Python and the C kernels (src/include/fastrnn.h,
+fastrnn_reg.h, fastrnn_ctc.h), one extension module for the whole library,
+so that the C state (the registered BLAS and its thread pin, the step team,
+the fast path's switch and vector width) exists once.
+
+It checks what the kernels assume (dtypes, C-contiguity, shapes), allocates
+outputs, caches and scratch, releases the GIL once around a whole call and maps
+status codes to exceptions. Users never call it: fastrnn's layers and losses
+validate their input first and give the user-facing messages; the checks here
+guard the C code against any caller.
+
+Parts (included .pxi files of this folder):
+  _arrays.pxi   array checks, allocation, pointer tables, status codes
+  _runtime.pxi  BLAS registration and thread pin, threads, the step team,
+                the fast path's switches
+  _rnn.pxi      recurrent layers: Plan, forward, backward, Stepper; gemm
+  _reg.pxi      regularized cells (zoneout, recurrent dropout, LayerNormLSTM):
+                reg_forward, reg_backward, REG_CELLS, reg_num_params,
+                reg_param_shapes
+  _ctc.pxi      the CTC loss: ctc
+"""
+from libc.stdint cimport int64_t
+from libc.stdlib cimport malloc, free
+cimport numpy as cnp
+import numpy as np
+from scipy.linalg.cython_blas cimport sgemm, dgemm
+
+cnp.import_array()
+
+include "_arrays.pxi"
+include "_runtime.pxi"
+include "_rnn.pxi"
+include "_reg.pxi"
+include "_ctc.pxi"

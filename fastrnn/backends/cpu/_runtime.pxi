@@ -1,0 +1,74 @@
+# Runtime settings of the library, held once in C (src/runtime/, src/fast/
+# dispatch.c): the BLAS and its thread pin, OpenMP's thread count, the step
+# team, the fast path's switch and vector width.
+
+cdef extern from "runtime/team.h" nogil:
+    int fr_team_enable(int on)
+    unsigned fr_team_jobs()
+
+cdef extern from "fastrnn.h" nogil:
+    ctypedef void (*fr_sgemm_fn)(char *, char *, int *, int *, int *, float *,
+                                 float *, int *, float *, int *, float *,
+                                 float *, int *) noexcept nogil
+    ctypedef void (*fr_dgemm_fn)(char *, char *, int *, int *, int *, double *,
+                                 double *, int *, double *, int *, double *,
+                                 double *, int *) noexcept nogil
+    void fr_set_blas(fr_sgemm_fn s, fr_dgemm_fn d)
+    ctypedef void (*fr_blas_set_threads_fn)(int) noexcept nogil
+    ctypedef int (*fr_blas_get_threads_fn)() noexcept nogil
+    void fr_set_blas_threads_api(fr_blas_set_threads_fn set, fr_blas_get_threads_fn get)
+    int fr_max_threads()
+    int fr_set_fast_path(int enable)
+    int fr_set_fast_width(int width)
+
+# BLAS comes from SciPy's own library, so threadpoolctl governs the same one.
+fr_set_blas(<fr_sgemm_fn>sgemm, <fr_dgemm_fn>dgemm)
+
+
+def register_blas_threads(size_t set_addr, size_t get_addr):
+    """Give the kernels the BLAS's thread-count setter and getter (addresses
+    of C functions void(int) and int(void)); 0, 0 unregisters."""
+    if (set_addr == 0) != (get_addr == 0):
+        raise ValueError("register_blas_threads: give both addresses or neither")
+    fr_set_blas_threads_api(<fr_blas_set_threads_fn>set_addr,
+                            <fr_blas_get_threads_fn>get_addr)
+
+
+def set_fast_path(bint enable):
+    """Use the AVX2/FMA float32 kernels (default where the CPU has them) or
+    the portable BLAS path; returns whether the fast path is now on."""
+    return bool(fr_set_fast_path(enable))
+
+
+def set_step_team(bint enable):
+    """Run one-step calls (streaming) on the step team's helper threads
+    (src/runtime/team.h) or on OpenMP's (default); returns the previous setting.
+    Both give the same bits (fastrnn.set_step_team says when to use it)."""
+    return bool(fr_team_enable(enable))
+
+
+def step_team_enabled():
+    """Whether one-step calls take the step team now (set_step_team)."""
+    return fr_team_enable(-1) != 0
+
+
+def step_team_jobs():
+    """One-step calls the step team has run in this process (mod 2**32)."""
+    return fr_team_jobs()
+
+
+def set_fast_width(width):
+    """Vector width of the fast kernels: 16 (AVX-512, where the CPU has it)
+    or 8 (AVX2/FMA); a wider request than the CPU runs gets its widest.
+    Returns the width now in use (0: this CPU has no fast kernels). Both
+    widths give the same bits; the default is the widest."""
+    if isinstance(width, bool) or not isinstance(width, (int, np.integer)):
+        raise TypeError(f"set_fast_width: width must be 8 or 16, got {width!r}")
+    if width not in (8, 16):
+        raise ValueError(f"set_fast_width: width must be 8 or 16, got {width}")
+    return fr_set_fast_width(int(width))
+
+
+def max_threads():
+    """Threads OpenMP would use by default (OMP_NUM_THREADS, threadpoolctl)."""
+    return fr_max_threads()

@@ -1,8 +1,0 @@
-/* The fast float32 time loops at 8 floats a vector (AVX2 + FMA): the body
- * is rnn_fast_kernels.h; rnn_fast.c calls these only on a CPU with AVX2 and
- * FMA. */
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define FR_ISA_AVX2 1
-#define FR_SFX(name) name##_avx2
-#include "rnn_fast_kernels.h"
-#endif
