@@ -243,10 +243,16 @@ def helpers():
 
 @pytest.fixture
 def rng(request):
-    """A NumPy Generator seeded from the test's node id (stable across runs)."""
+    """A NumPy Generator seeded from the test's node id (stable across runs).
+
+    The id is taken as it was before the files moved into folders
+    (tests/core/test_x.py::t -> tests/test_x.py::t), so every test still
+    draws the numbers it always drew."""
     import zlib
 
-    return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
+    path, sep, rest = request.node.nodeid.partition("::")
+    nodeid = "tests/" + path.rsplit("/", 1)[-1] + sep + rest
+    return np.random.default_rng(zlib.crc32(nodeid.encode()))
 
 
 @pytest.fixture
