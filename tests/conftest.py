@@ -74,8 +74,9 @@ def make_fr(cell, input_size, hidden_size, **kw):
 def make_torch(cell, input_size, hidden_size, num_layers=1, bias=True,
                batch_first=False, bidirectional=False, dropout=0.0,
                torch_seed=0, double=False):
-    """Construct the torch module of the given cell kind (default torch init)."""
-    import torch
+    """Construct the torch module of the given cell kind (default torch init);
+    skips the test where torch is not installed."""
+    torch = pytest.importorskip("torch")
 
     torch.manual_seed(torch_seed)
     kw = dict(num_layers=num_layers, bias=bias, batch_first=batch_first,
@@ -243,10 +244,16 @@ def helpers():
 
 @pytest.fixture
 def rng(request):
-    """A NumPy Generator seeded from the test's node id (stable across runs)."""
+    """A NumPy Generator seeded from the test's node id (stable across runs).
+
+    The id is taken as it was before the files moved into folders
+    (tests/core/test_x.py::t -> tests/test_x.py::t), so every test still
+    draws the numbers it always drew."""
     import zlib
 
-    return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
+    path, sep, rest = request.node.nodeid.partition("::")
+    nodeid = "tests/" + path.rsplit("/", 1)[-1] + sep + rest
+    return np.random.default_rng(zlib.crc32(nodeid.encode()))
 
 
 @pytest.fixture
@@ -260,3 +267,163 @@ def restore_threads():
     before = _threads._num_threads
     yield fr.get_num_threads()
     fr.set_num_threads(before)
+
+
+# ---------------------------------------------------------------------------
+# Markers: registered in pyproject.toml, explained in tests/README.md, and
+# assigned here (by folder, by file, by test) so that the test files need no
+# edits. Paths are relative to tests/; a test is "file::function" (every
+# parametrization) or "file::function[id]" (one of them).
+
+from pathlib import Path  # noqa: E402
+
+TESTS_DIR = Path(__file__).resolve().parent
+
+# every test in these folders
+FOLDER_MARKS = {
+    "stress": ("slow",),     # leaks, threads, fuzzing, the step team
+    "examples": ("slow",),   # example smoke runs and the bench CLI
+}
+
+# every test in these files (each skips as a whole without its package)
+FILE_MARKS = {
+    "parity/test_parity_torch.py": ("torch",),
+    "parity/test_torch_interop.py": ("torch",),
+    "parity/test_torch_sequential.py": ("torch",),
+    "formats/test_onnx_io.py": ("onnx",),
+    "formats/test_sequential_onnx.py": ("onnx",),
+    # keras 3 runs on its torch backend here (KERAS_BACKEND=torch)
+    "formats/test_keras_sequential.py": ("keras", "torch"),
+}
+
+# single tests, by marker: the tests of other files that need the package for
+# all or part of what they check (they skip where it is missing), and the
+# tests of core/, parity/ and formats/ that take about 0.5 s or more
+TEST_MARKS = {
+    "torch": [
+        "core/test_errors.py::test_from_torch_rejects_other_things",
+        "core/test_errors.py::test_torch_tensor_input_accepted",
+        "core/test_freeze.py::test_frozen_matches_torch",
+        "core/test_layers.py::test_attention_pooling_matches_torch",
+        "core/test_layers.py::test_dense_and_embedding_match_torch",
+        "core/test_losses.py::test_bce_matches_torch",
+        "core/test_losses.py::test_cross_entropy_matches_torch",
+        "core/test_losses.py::test_ctc_empty_targets_all_forms",
+        "core/test_losses.py::test_ctc_infeasible_targets",
+        "core/test_losses.py::test_ctc_long_sequences_float32_against_float64_truth",
+        "core/test_losses.py::test_ctc_matches_torch",
+        "core/test_losses.py::test_mse_matches_torch",
+        "core/test_model.py::test_sequential_gradients_match_torch",
+        "core/test_optim.py::test_adam_with_step_schedule_matches_torch",
+        "core/test_optim.py::test_changing_lr_matches_torch",
+        "core/test_optim.py::test_clip_grad_norm_matches_torch",
+        "core/test_optim.py::test_clip_grad_value",
+        "core/test_optim.py::test_linear_warmup_is_torch_linear_lr",
+        "core/test_optim.py::test_optimizer_matches_torch",
+        "core/test_optim.py::test_plateau_matches_torch",
+        "core/test_optim.py::test_schedule_matches_torch",
+        "core/test_reference.py::test_dropmasks_match_stacked_torch_layers",
+        "core/test_reference.py::test_matches_torch",
+        "core/test_reference.py::test_matches_torch_random_configs",
+        "core/test_regularized.py::test_layernorm_lstm_float32_close_to_torch",
+        "core/test_regularized.py::test_values_and_gradients_match_torch",
+        "examples/test_examples_seq.py::test_co2_torch_twin_same_start",
+        "examples/test_examples_seq.py::test_vowels_torch_twin_same_start",
+        "examples/test_examples_text.py::test_cross_entropy_plain_path_same_bits",
+        "formats/test_keras_io.py::test_live_bidirectional",
+        "formats/test_keras_io.py::test_live_layers",
+        "formats/test_keras_io.py::test_live_layers_that_do_not_map",
+        "formats/test_keras_io.py::test_saved_file_read_without_keras_and_h5py_hint",
+        "formats/test_keras_io.py::test_saved_functional_model_and_recurrent_only",
+        "formats/test_keras_io.py::test_saved_keras_file_of_stacked_layers",
+        "formats/test_keras_io.py::test_truncated_keras_file",
+        "formats/test_onnx_io.py::test_initializers_listed_as_inputs",
+        "formats/test_onnx_io.py::test_torch_export_dynamo_live",
+        "formats/test_onnx_io.py::test_torch_export_torchscript",
+        "stress/test_fuzz.py::test_wrong_device_and_foreign_arrays",
+        "stress/test_step_team.py::test_team_one_step_calls_against_torch",
+    ],
+    "onnx": [
+        "core/test_cell_options.py::test_gru_matches_onnxruntime_node",
+    ],
+    "keras": [  # keras 3 itself, or only h5py (reading .keras files)
+        "formats/test_keras_io.py::test_bad_sources",
+        "formats/test_keras_io.py::test_live_bidirectional",
+        "formats/test_keras_io.py::test_live_layers",
+        "formats/test_keras_io.py::test_live_layers_that_do_not_map",
+        "formats/test_keras_io.py::test_saved_file_read_without_keras_and_h5py_hint",
+        "formats/test_keras_io.py::test_saved_functional_model_and_recurrent_only",
+        "formats/test_keras_io.py::test_saved_keras_file_of_stacked_layers",
+        "formats/test_keras_io.py::test_truncated_keras_file",
+    ],
+    "slow": [  # --durations=0, 2 threads: 0.4-2.6 s each
+        "core/test_fast_path.py::test_panel_gemm[2300x2200x5]",
+        "core/test_fast_path.py::test_activations_accuracy[8]",
+        "core/test_limits.py::test_impossible_workspace_gives_memory_error",
+        "formats/test_io.py::test_every_config_value_replaced_gives_value_error",
+        "formats/test_keras_io.py::test_saved_file_read_without_keras_and_h5py_hint",
+        "formats/test_onnx_io.py::test_import_error_without_onnx",
+        "parity/test_parity_torch.py::test_parity_float32_small_batch_paths[lstm-724-724-1-20]",
+        "parity/test_parity_torch.py::test_parity_long_gemms[gru-5-11-64-70-float64]",
+    ],
+}
+
+
+def _split(test):
+    """'file::function[id]' -> (file, function, id or None)."""
+    rel, name = test.split("::")
+    func, _, param = name.partition("[")
+    return rel, func, (param[:-1] if param else None)
+
+
+_TEST_MARKS = [(name, _split(t)) for name, tests in TEST_MARKS.items() for t in tests]
+
+
+def _marks_of(rel, func, param):
+    """The marker names of one test: rel (its file under tests/), function, id."""
+    names = [*FOLDER_MARKS.get(rel.split("/")[0], ()), *FILE_MARKS.get(rel, ())]
+    names += [name for name, (r, f, p) in _TEST_MARKS
+              if (r, f) == (rel, func) and p in (None, param)]
+    return dict.fromkeys(names)  # once each, in order
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by them
+def pytest_collection_modifyitems(config, items):
+    rel_of = {}   # item.path -> its path under tests/ (None: elsewhere)
+    seen = {}     # (file, function) -> (module, the parametrization ids collected)
+    for item in items:
+        if item.path not in rel_of:
+            try:
+                rel_of[item.path] = item.path.resolve().relative_to(TESTS_DIR).as_posix()
+            except ValueError:  # not under tests/ (pytest tests benchmarks)
+                rel_of[item.path] = None
+        rel = rel_of[item.path]
+        if rel is None:
+            continue
+        func = getattr(item, "originalname", None) or item.name.split("[")[0]
+        callspec = getattr(item, "callspec", None)
+        param = callspec.id if callspec is not None else None
+        seen.setdefault((rel, func), (getattr(item, "module", None), set()))[1].add(param)
+        for name in _marks_of(rel, func, param):
+            item.add_marker(name)
+    _check_mark_tables(config, seen)
+
+
+def _check_mark_tables(config, seen):
+    """Stop on table entries that name no file or no test (renamed or moved),
+    so that a marker cannot silently stop applying."""
+    stale = [f for f in [*FOLDER_MARKS, *FILE_MARKS] if not (TESTS_DIR / f).exists()]
+    modules = {rel: mod for (rel, _), (mod, _) in seen.items()}
+    # with node ids on the command line only those parametrizations are collected
+    every_id = not any("::" in str(a) for a in config.args)
+    for name, (rel, func, param) in _TEST_MARKS:
+        entry = f"{rel}::{func}" + (f"[{param}]" if param else "")
+        if not (TESTS_DIR / rel).exists():
+            stale.append(entry)
+        elif modules.get(rel) is not None and not hasattr(modules[rel], func):
+            stale.append(entry)
+        elif param and every_id and (rel, func) in seen and param not in seen[rel, func][1]:
+            stale.append(entry)
+    if stale:
+        raise pytest.UsageError("tests/conftest.py: marker tables name tests that do not "
+                                "exist (renamed or moved?): " + ", ".join(sorted(set(stale))))

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
-"""The long fuzz run: every property of tests/test_fuzz.py with many random
-examples, counting each call of a public entry point and how it ended.
+"""The long fuzz run: every property of tests/stress/test_fuzz.py with many
+random examples, counting each call of a public entry point and how it ended.
 
     python tools/fuzz_long.py                    # 600 examples per property
     python tools/fuzz_long.py --examples 2000 --seed 7
@@ -33,7 +33,7 @@ def main():
     ap.add_argument("--min-calls", type=int, default=10_000)
     args = ap.parse_args()
     os.environ["FASTRNN_FUZZ_EXAMPLES"] = str(args.examples)
-    sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
+    sys.path[:0] = [ROOT, os.path.join(ROOT, "tests"), os.path.join(ROOT, "tests", "stress")]
 
     import warnings
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
-"""RSS over many calls of each workload of tests/test_leaks.py (inference and
-training of RNN, LSTM, GRU, the model layers, a Sequential's predict and fit,
-the CTC loss): prints RSS after the warm-up, after the calls, and the growth
-per call. Linux only (/proc/self/statm).
+"""RSS over many calls of each workload of tests/stress/test_leaks.py
+(inference and training of RNN, LSTM, GRU, the model layers, a Sequential's
+predict and fit, the CTC loss): prints RSS after the warm-up, after the calls,
+and the growth per call. Linux only (/proc/self/statm).
 
     python tools/leak_check.py               # 10,000 calls per workload
     python tools/leak_check.py --calls 50000
@@ -23,7 +23,7 @@ def main():
     ap.add_argument("--warmup", type=int, default=500)
     ap.add_argument("--bound", type=float, default=8.0, help="MiB of growth allowed")
     args = ap.parse_args()
-    sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
+    sys.path[:0] = [ROOT, os.path.join(ROOT, "tests"), os.path.join(ROOT, "tests", "stress")]
     import fastrnn as fr
     import test_leaks
 

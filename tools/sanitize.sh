@@ -17,7 +17,7 @@
 # unless KEEP=1.
 #
 # Usage:  tools/sanitize.sh [pytest args...]      (default: the whole tests/ suite)
-#         PYTHON=/path/to/python tools/sanitize.sh tests/test_fuzz.py
+#         PYTHON=/path/to/python tools/sanitize.sh tests/stress/test_fuzz.py
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -19,7 +19,7 @@ import pytest
 
 import fastrnn as fr
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.mark.parametrize("batch_first", [False, True])

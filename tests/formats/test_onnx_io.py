@@ -246,7 +246,7 @@ def test_torch_export_torchscript(kind, batch_first, bidirectional, layers, tmp_
         close(got, ort_run(str(path), {"ids": ids2.numpy()})[0], f"ORT {kind}")
 
 
-DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "data")
 
 
 @pytest.mark.parametrize("name,layers", [("dynamo_lstm_gru_rnn", ["LSTM", "LSTM", "GRU"]),

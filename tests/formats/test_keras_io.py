@@ -278,7 +278,7 @@ def test_saved_file_read_without_keras_and_h5py_hint(tmp_path):
             "try:\n    fr.from_keras(" + repr(path) + ")\n"
             "except ImportError as e:\n    print('IMPORTERROR', e)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120, cwd=os.path.dirname(os.path.dirname(__file__)))
+                         timeout=120, cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
     assert "LOADED 1 False" in out.stdout, out.stdout + out.stderr
     assert "IMPORTERROR" in out.stdout and "pip install h5py" in out.stdout, out.stdout
 

@@ -19,7 +19,7 @@ def _load_reference():
         from fastrnn import _reference
         return _reference
     except ImportError:
-        path = os.path.join(os.path.dirname(__file__), os.pardir, "fastrnn", "_reference.py")
+        path = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "fastrnn", "_reference.py")
         spec = importlib.util.spec_from_file_location("_fastrnn_reference", path)
         mod = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(mod)
