@@ -6,7 +6,8 @@ SciPy) compiled through Cython, under a NumPy-first API. docs/architecture.md
 maps the package: backends (the kernels) <- layers <- model <- formats.
 """
 from ._version import __version__
-from ._threads import get_num_threads, get_step_team, set_num_threads, set_step_team
+from .backends.cpu.threads import (get_num_threads, get_step_team, set_num_threads,
+                                   set_step_team)
 from .recurrent import GRU, LSTM, RNN, RNNBase
 from . import backends, losses, optim
 from .model import (Callback, EarlyStopping, History, LearningRateScheduler,

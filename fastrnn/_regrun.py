@@ -1,5 +1,6 @@
 """Layers, directions and masks around the regularized one-layer kernels
-(fastrnn.backends.cpu._ext, src/include/fastrnn_reg.h): zoneout and recurrent
+(the backend's reg_forward / reg_backward; on the CPU
+src/include/fastrnn_reg.h): zoneout and recurrent
 dropout for LSTM and GRU, and the layer-normalized LSTM.
 
 The time loop of each layer and direction runs in C; this module only loops
@@ -21,9 +22,6 @@ mode passes the kernel a zoneout "mask" full of p, which is the same mix, so
 backward() works in eval mode too.
 """
 import numpy as np
-
-from .backends.cpu import _ext
-from ._threads import get_num_threads
 
 
 class _RegCtx:
@@ -76,9 +74,8 @@ class RegularizedMixin:
         (L*D,B,H) or None. Returns (y, h_n, c_n or None, _RegCtx or None)."""
         T, B = xt.shape[0], xt.shape[1]
         L, D, H, dt = self.num_layers, self.num_directions, self.hidden_size, self.dtype
-        cell = _ext.REG_CELLS[self._reg_kind]
+        cell, backend = self._reg_kind, self.backend
         has_c = self._is_lstm
-        nt = get_num_threads()
         hn = np.empty((L * D, B, H), dtype=dt)
         cn = np.empty((L * D, B, H), dtype=dt) if has_c else None
         ctx = _RegCtx() if training else None
@@ -90,10 +87,10 @@ class RegularizedMixin:
             for d in range(D):
                 k = l * D + d
                 zm, rm = self._reg_masks(T, B, training)
-                hk, ck, cache = _ext.reg_forward(
+                hk, ck, cache = backend.reg_forward(
                     cell, inp, self._reg_weights(self.params, l, d),
                     None if h0 is None else h0[k], None if c0 is None else c0[k],
-                    zm, rm, y, d * H, lens, d == 1, self.zoneout, training, nt)
+                    zm, rm, y, d * H, lens, d == 1, self.zoneout, training)
                 hn[k] = hk
                 if has_c:
                     cn[k] = ck
@@ -117,9 +114,8 @@ class RegularizedMixin:
         """Backward after _reg_forward(training=True): accumulates into grads,
         returns (dx, dh0 or None, dc0 or None), dy (T,B,D*H) contiguous."""
         L, D, H, dt = self.num_layers, self.num_directions, self.hidden_size, self.dtype
-        cell = _ext.REG_CELLS[self._reg_kind]
+        cell, backend = self._reg_kind, self.backend
         has_c = self._is_lstm
-        nt = get_num_threads()
         B = dy.shape[1]
         dh0 = np.empty((L * D, B, H), dtype=dt) if want_dstate0 else None
         dc0 = np.empty((L * D, B, H), dtype=dt) if (want_dstate0 and has_c) else None
@@ -129,12 +125,12 @@ class RegularizedMixin:
             dx = None
             for d in range(D):
                 k = l * D + d
-                dx, dhk, dck = _ext.reg_backward(
+                dx, dhk, dck = backend.reg_backward(
                     cell, inp, self._reg_weights(self.params, l, d),
                     self._reg_weights(self.grads, l, d), ctx.zmasks[k], ctx.rmasks[k],
                     ctx.lengths, d == 1, ctx.caches[k], dcur, d * H,
                     None if dhn is None else dhn[k], None if dcn is None else dcn[k],
-                    dx, d > 0, want_dstate0, nt)
+                    dx, d > 0, want_dstate0)
                 if want_dstate0:
                     dh0[k] = dhk
                     if has_c:

@@ -581,9 +581,9 @@ def measure_interleaved(fns, repeat=11, min_time=0.02, warmup_time=0.05, settle=
 
 def sgemm_gflops(n=2048, repeat=5, dtype=np.float32, threads=None):
     """GFLOP/s of an n^3 matrix product (median of repeats) through NumPy,
-    or, with threads given, through fastrnn's own GEMM
-    (fastrnn.backends.cpu._ext.gemm, the kernels' packed-panel GEMM for
-    float32 where the CPU runs the fast path)."""
+    or, with threads given, through fastrnn's own GEMM (the CPU backend's
+    gemm on fastrnn.get_num_threads() threads: the kernels' packed-panel
+    GEMM for float32 where the CPU runs the fast path)."""
     rng = np.random.default_rng(0)
     a = rng.standard_normal((n, n)).astype(dtype)
     b = rng.standard_normal((n, n)).astype(dtype)
@@ -592,10 +592,10 @@ def sgemm_gflops(n=2048, repeat=5, dtype=np.float32, threads=None):
         def f():
             np.matmul(a, b, out=c)
     else:
-        from fastrnn.backends.cpu import _ext
+        from fastrnn import backends
 
         def f():
-            _ext.gemm(a, b, c, False, False, 1.0, 0.0, threads)
+            backends.get("cpu").gemm(a, b, c, False, False, 1.0, 0.0)
     f()
     samples = []
     for _ in range(repeat):

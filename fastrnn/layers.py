@@ -16,7 +16,7 @@ them (carries_state), a pooling layer ends the sequence (reduces_sequence).
 Sequences are (B, T, F) with `lengths` (B,) ints in 1..T: steps t >= lengths[b]
 are padding. Layers that act per step (Dense, Activation, Dropout) give exact
 zeros at padding and let no gradient through it; the poolings read only the
-valid steps. GEMMs go through fastrnn.backends.cpu._ext.gemm, whose bits do
+valid steps. GEMMs go through the backend's gemm (fastrnn.backends), whose bits do
 not depend on the thread count, so training is reproducible bit for bit.
 """
 import copy
@@ -26,8 +26,7 @@ import sys
 
 import numpy as np
 
-from .backends.cpu import _ext
-from ._threads import get_num_threads
+from . import backends
 from ._validate import as_dtype, lengths_array, positive_int, real_array, to_numpy
 
 
@@ -40,7 +39,7 @@ def _matmul(a, b, trans_b=False, out=None, beta=0.0, trans_a=False):
     if out is None:
         out = np.empty((M, N), dtype=a.dtype)
         beta = 0.0
-    _ext.gemm(a, b, out, trans_a, trans_b, 1.0, beta, get_num_threads())
+    backends.of(a).gemm(a, b, out, trans_a, trans_b, 1.0, beta)
     return out
 
 
@@ -203,6 +202,14 @@ class Layer:
     def describe_output(self):
         """The output's shape in words, for model.summary()."""
         return "same as input"
+
+    @property
+    def backend(self):
+        """The backend whose kernels run this layer: the one that owns its
+        parameters (fastrnn.backends.of; NumPy arrays: "cpu")."""
+        for p in self.params.values():
+            return backends.of(p)
+        return backends.get("cpu")
 
     def freeze(self):
         """A copy of this layer for inference only (recurrent layers also

@@ -47,7 +47,7 @@ import numbers
 
 import numpy as np
 
-from . import _threads
+from . import backends
 from ._validate import lengths_array, to_numpy
 
 __all__ = ["Loss", "CrossEntropy", "BinaryCrossEntropy", "MSE", "CTC", "get",
@@ -533,9 +533,8 @@ class CTC(Loss):
         return np.ascontiguousarray(x), il, tg, tl
 
     def _run(self, x, il, tg, tl, scale, want_grad):
-        from .backends.cpu import _ext
-        return _ext.ctc(x, il, tg, tl, self.blank, self.zero_infinity, scale,
-                        want_grad, _threads.get_num_threads())
+        return backends.of(x).ctc(x, il, tg, tl, self.blank, self.zero_infinity, scale,
+                                  want_grad)
 
     def _compute(self, output, target, lengths, want_grad, target_lengths=None):
         x, il, tg, tl = self._inputs(output, target, lengths, target_lengths)

@@ -16,11 +16,8 @@ import math
 
 import numpy as np
 
-from .backends.cpu import _ext
 from ._cells import num_gates
 from ._regrun import RegularizedMixin, _RegCtx
-from . import _threads
-from ._threads import get_num_threads
 from ._validate import (lengths_array, positive_int, real_array,
                         state_array, to_numpy)
 from .layers import Layer, copy_without_ctx, delegate
@@ -128,7 +125,6 @@ class RNNBase(RegularizedMixin, Layer):
                              "zoneout, recurrent_dropout or LayerNormLSTM (their kernels "
                              "implement torch's cells only)")
         self.num_directions = 2 if self.bidirectional else 1
-        self._cell = _ext.CELLS.get(mode)  # None: a regularized-only cell
 
         # torch's initialisation: every parameter uniform in +-1/sqrt(hidden_size),
         # drawn in torch's parameter order from a generator seeded by `seed`
@@ -175,6 +171,23 @@ class RNNBase(RegularizedMixin, Layer):
         return (w_ih, w_hh, [store[f"bias_ih_{n}"] for n in names],
                 [store[f"bias_hh_{n}"] for n in names])
 
+    # what step()'s stepper keeps a copy of (a C struct of options and the
+    # params dict): setting one of these refreshes it
+    _STEP_OPTIONS = frozenset(("params", "zoneout", "recurrent_dropout",
+                               "linear_before_reset", "clip"))
+
+    def __setattr__(self, name, value):
+        object.__setattr__(self, name, value)
+        if name in RNNBase._STEP_OPTIONS:
+            stepper = self.__dict__.get("_stepper")
+            if stepper is None:
+                return
+            if type(self.params) is not dict:
+                del self._stepper  # the checked path explains at the next step
+                return
+            stepper.refresh(self.params, int(self.linear_before_reset), self.clip or 0.0,
+                            not self._regularized)
+
     def __getstate__(self):
         """Copies and pickles leave out the kernel plans and step()'s stepper
         (C pointer tables into this object's own arrays, rebuilt on the next
@@ -200,9 +213,10 @@ class RNNBase(RegularizedMixin, Layer):
         clip = self.clip or 0.0
         if plan is None or not plan.matches(store, order, lbr, clip):
             w_ih, w_hh, b_ih, b_hh = self._lists(store)
-            plan = _ext.Plan(self._cell, w_ih, w_hh, b_ih, b_hh, self.input_size,
-                              self.hidden_size, self.num_layers, self.num_directions,
-                              which == "grads", lbr, clip)
+            plan = self.backend.rnn_weights(self.mode, w_ih, w_hh, b_ih, b_hh,
+                                            self.input_size, self.hidden_size,
+                                            self.num_layers, self.num_directions,
+                                            which == "grads", lbr, clip)
             plans[which] = plan
         return plan
 
@@ -369,8 +383,7 @@ class RNNBase(RegularizedMixin, Layer):
         plan = self._plan("params")
         if self.__dict__.get("_frozen", False):
             plan.keep_read_only()
-        y, hn, cn, cache = _ext.forward(plan, xt, h0, c0, mask, lens,
-                                         training, get_num_threads())
+        y, hn, cn, cache = self.backend.rnn_forward(plan, xt, h0, c0, mask, lens, training)
         return xt, h0, c0, lens, mask, y, hn, cn, cache
 
     # ---- public calls -------------------------------------------------------
@@ -429,10 +442,9 @@ class RNNBase(RegularizedMixin, Layer):
         if isinstance(ctx["cache"], _RegCtx):
             dx, dh0, dc0 = self._reg_backward(ctx["cache"], dy, dhn, dcn, ctx["has_state"])
         else:
-            dx, dh0, dc0 = _ext.backward(
+            dx, dh0, dc0 = self.backend.rnn_backward(
                 self._plan("params"), self._plan("grads"), ctx["x"], ctx["mask"],
-                ctx["lengths"], ctx["cache"], dy, dhn, dcn, ctx["has_state"],
-                get_num_threads())
+                ctx["lengths"], ctx["cache"], dy, dhn, dcn, ctx["has_state"])
         self._ctx = None
         if self.batch_first:
             dx = np.ascontiguousarray(dx.transpose(1, 0, 2))
@@ -472,15 +484,13 @@ class RNNBase(RegularizedMixin, Layer):
     def step(self, x_t, state=None):
         """One time step of all layers for streaming: x_t (B, input_size) ->
         (y_t (B, hidden_size), state), exactly the full call's outputs."""
-        # the per-call path: the stepper made by the first call reads the
-        # layer's options and arrays from its dict and checks (in C) that
-        # everything is exactly what the kernel takes, else returns None
-        # (each attribute read here cost 0.03-0.1 us of a ~1.5 us call of a
-        # small layer)
-        d = self.__dict__
-        stepper = d.get("_stepper")
+        # the per-call path: the backend's stepper, made by the first call,
+        # holds the layer's options (refreshed by __setattr__ when they
+        # change) and checks in C that everything is exactly what the kernel
+        # takes, else returns None; no attribute of the layer is read here
+        stepper = self.__dict__.get("_stepper")
         if stepper is not None:
-            out = stepper.run(d, x_t, state)
+            out = stepper.run(x_t, state)
             if out is not None:
                 return out
         return self._step_checked(x_t, state)
@@ -513,12 +523,12 @@ class RNNBase(RegularizedMixin, Layer):
         if self._regularized:
             return self._reg_step(xt, h0, c0)
         plan = self._plan("params")
-        y, hn, cn, _ = _ext.forward(plan, xt, h0, c0, None, None, False,
-                                     get_num_threads())
+        backend = self.backend
+        y, hn, cn, _ = backend.rnn_forward(plan, xt, h0, c0, None, None, False)
         out = (hn, cn) if is_lstm else hn
         stepper = self.__dict__.get("_stepper")
-        if stepper is None or stepper.plan is not plan:
-            self._stepper = _ext.Stepper(plan, self._plan_order, vars(_threads))
+        if (stepper is None or stepper.plan is not plan) and type(self.params) is dict:
+            self._stepper = backend.rnn_stepper(plan, self.params, self._plan_order)
         return y[0], out
 
     # ---- interchange ----------------------------------------------------------

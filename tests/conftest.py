@@ -262,9 +262,9 @@ def restore_threads():
     setting itself (None, OpenMP's default, stays None; restoring the count it
     gave would pin it and hide later threadpoolctl limits from other tests)."""
     import fastrnn as fr
-    from fastrnn import _threads
+    from fastrnn.backends.cpu import threads as _threads
 
-    before = _threads._num_threads
+    before = _threads.num_threads_setting()
     yield fr.get_num_threads()
     fr.set_num_threads(before)
 

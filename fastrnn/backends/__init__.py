@@ -39,10 +39,11 @@ class Backend:
     rnn_weights(cell, w_ih, w_hh, b_ih, b_hh, I, H, L, D, writable=False,
                 gru_lbr=1, clip=0.0)
         a handle on the L*D lists of weight arrays (or of their gradients,
-        writable=True), checked once. cell: one of CELLS' values. Its
-        methods: matches(store, names, gru_lbr, clip) (still the arrays
-        store[names[i]] and these options?), keep_read_only() (serving:
-        weights read-only and prepared once; returns what was prepared).
+        writable=True), checked once. cell: "RNN_TANH", "RNN_RELU", "LSTM"
+        or "GRU" (fastrnn._cells). Its methods: matches(store, names,
+        gru_lbr, clip) (still the arrays store[names[i]] and these options?),
+        keep_read_only() (serving: weights read-only and prepared once;
+        returns what was prepared).
     rnn_forward(w, x, h0, c0, dropmask, lengths, training)
         -> (y (T,B,D*H), h_n (L*D,B,H), c_n or None, cache or None)
     rnn_backward(w, grads, x, dropmask, lengths, cache, dy, dh_n, dc_n,
@@ -55,8 +56,9 @@ class Backend:
         options change.
 
     Regularized cells (zoneout, recurrent dropout, layer norm), one layer
-    and one direction: reg_forward(...), reg_backward(...), REG_CELLS,
-    reg_param_shapes(cell, I, H) (fastrnn._regrun says the arguments).
+    and one direction, cell "LSTM", "GRU" or "LNLSTM": reg_forward(...),
+    reg_backward(...), reg_param_shapes(cell, I, H) (fastrnn._regrun says
+    the arguments).
 
     Dense algebra and losses:
     gemm(a, b, c, trans_a, trans_b, alpha, beta)
@@ -69,8 +71,6 @@ class Backend:
     """
 
     name = None
-    CELLS = {}
-    REG_CELLS = {}
 
     def owns(self, array):
         raise NotImplementedError

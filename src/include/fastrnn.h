@@ -88,6 +88,16 @@ int fr_set_fast_width(int width);
 /* Largest thread count OpenMP would use here (1 when built without OpenMP). */
 int fr_max_threads(void);
 
+/* fastrnn's own thread count, held once for the library: n >= 1 fixes it,
+ * 0 goes back to OpenMP's default (fr_max_threads, which follows
+ * OMP_NUM_THREADS and threadpoolctl). Returns the previous setting, or
+ * FR_EINVAL for n < 0. fr_num_threads_setting() is the setting (0: the
+ * default), fr_num_threads() the count the next call uses (>= 1). The
+ * callers pass that count in fr_desc.num_threads; a kernel never reads it. */
+int fr_set_num_threads(int n);
+int fr_num_threads_setting(void);
+int fr_num_threads(void);
+
 /* C(M,N) = alpha op(A) op(B) + beta C, row-major; op is 'N' or 'T'. Same
  * chunked GEMM as the kernels: bits independent of num_threads. IN: A, B;
  * IN/OUT: C. Used by the model layers (Dense, attention pooling). */

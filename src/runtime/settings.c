@@ -1,8 +1,9 @@
 /*
  * Runtime settings of the whole library (fastrnn.h): the fast float32 path
- * on or off, and OpenMP's thread count. The fast path's vector width is
- * fast/dispatch.c's (fr_set_fast_width).
+ * on or off, and the thread count of the kernels. The fast path's vector
+ * width is fast/dispatch.c's (fr_set_fast_width).
  */
+#include <stdatomic.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -33,4 +34,27 @@ int fr_max_threads(void)
 #else
     return 1;
 #endif
+}
+
+/* The thread count set for fastrnn alone; 0: OpenMP's default. Atomic:
+ * callers on other threads read it while one sets it. */
+static atomic_int fr_threads_set = 0;
+
+int fr_set_num_threads(int n)
+{
+    if (n < 0) return FR_EINVAL;
+    return atomic_exchange_explicit(&fr_threads_set, n, memory_order_relaxed);
+}
+
+int fr_num_threads_setting(void)
+{
+    return atomic_load_explicit(&fr_threads_set, memory_order_relaxed);
+}
+
+int fr_num_threads(void)
+{
+    const int n = fr_num_threads_setting();
+    if (n > 0) return n;
+    const int m = fr_max_threads();
+    return m > 1 ? m : 1;
 }

@@ -725,7 +725,7 @@ def test_threads_mixing_plain_and_regularized_layers():
     BLAS's thread count as it was."""
     from concurrent.futures import ThreadPoolExecutor
     threadpoolctl = pytest.importorskip("threadpoolctl")
-    from fastrnn import _threads
+    from fastrnn.backends.cpu import threads as _threads
 
     def blas_threads():
         return [i["num_threads"] for i in threadpoolctl.threadpool_info()

@@ -74,7 +74,7 @@ def test_step_from_threads_matches_sequential():
 def test_blas_thread_count_restored():
     """fastrnn holds SciPy's BLAS at one thread only while its kernels run."""
     threadpoolctl = pytest.importorskip("threadpoolctl")
-    from fastrnn import _threads
+    from fastrnn.backends.cpu import threads as _threads
     if not _threads.BLAS_PINNED:
         pytest.skip("SciPy's BLAS is not an OpenBLAS found by threadpoolctl")
 

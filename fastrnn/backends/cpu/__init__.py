@@ -1,1 +1,65 @@
-"""The CPU backend: the C kernels of src/ behind one extension module, _ext."""
+"""The CPU backend: fastrnn's C kernels (src/) behind the one compiled
+extension _ext, on NumPy arrays. Its entry points are those of
+fastrnn.backends.Backend; thread settings are in threads.py."""
+import numpy as np
+
+from .. import Backend
+from . import _ext, threads  # noqa: F401  (threads pins OpenBLAS at import)
+
+
+class CPUBackend(Backend):
+    """The C kernels on NumPy arrays; every call runs on
+    threads.get_num_threads() OpenMP threads (bits independent of that)."""
+
+    name = "cpu"
+
+    def owns(self, array):
+        return isinstance(array, np.ndarray)
+
+    def num_threads(self):
+        return _ext.num_threads()
+
+    # ---- recurrent layers (torch's cells) ---------------------------------------
+    def rnn_weights(self, cell, w_ih, w_hh, b_ih, b_hh, input_size, hidden_size, num_layers,
+                    num_directions, writable=False, gru_lbr=1, clip=0.0):
+        return _ext.Plan(_ext.CELLS[cell], w_ih, w_hh, b_ih, b_hh, input_size, hidden_size,
+                         num_layers, num_directions, writable, gru_lbr, clip)
+
+    def rnn_forward(self, weights, x, h0, c0, dropmask, lengths, training):
+        return _ext.forward(weights, x, h0, c0, dropmask, lengths, training,
+                            _ext.num_threads())
+
+    def rnn_backward(self, weights, grads, x, dropmask, lengths, cache, dy, dhn, dcn,
+                     want_dstate0):
+        return _ext.backward(weights, grads, x, dropmask, lengths, cache, dy, dhn, dcn,
+                             want_dstate0, _ext.num_threads())
+
+    def rnn_stepper(self, weights, params, names):
+        return _ext.Stepper(weights, params, names)
+
+    # ---- regularized cells, one layer and direction ------------------------------
+    def reg_param_shapes(self, cell, input_size, hidden_size):
+        return _ext.reg_param_shapes(_ext.REG_CELLS[cell], input_size, hidden_size)
+
+    def reg_forward(self, cell, x, w, h0, c0, zmask, rmask, y, col, lengths, reverse,
+                    zoneout, training):
+        return _ext.reg_forward(_ext.REG_CELLS[cell], x, w, h0, c0, zmask, rmask, y, col,
+                                lengths, reverse, zoneout, training, _ext.num_threads())
+
+    def reg_backward(self, cell, x, w, dw, zmask, rmask, lengths, reverse, cache, dy, col,
+                     dhn, dcn, dx, dx_accumulate, want_dstate0):
+        return _ext.reg_backward(_ext.REG_CELLS[cell], x, w, dw, zmask, rmask, lengths,
+                                 reverse, cache, dy, col, dhn, dcn, dx, dx_accumulate,
+                                 want_dstate0, _ext.num_threads())
+
+    # ---- dense algebra and losses ------------------------------------------------
+    def gemm(self, a, b, c, trans_a, trans_b, alpha, beta):
+        _ext.gemm(a, b, c, trans_a, trans_b, alpha, beta, _ext.num_threads())
+
+    def ctc(self, logits, input_lengths, targets, target_lengths, blank, zero_infinity,
+            grad_scale, want_grad):
+        return _ext.ctc(logits, input_lengths, targets, target_lengths, blank, zero_infinity,
+                        grad_scale, want_grad, _ext.num_threads())
+
+
+backend = CPUBackend()

@@ -322,57 +322,64 @@ cdef inline bint _is_exact(object a, int type_num, int nd, cnp.npy_intp d0,
     return dims[0] == d0 and dims[1] == d1 and (nd == 2 or dims[2] == d2)
 
 
+cdef struct StepOptions:
+    # the layer's options as the step last saw them (Stepper.refresh)
+    bint active        # 0: the layer needs another path (zoneout or recurrent
+                       # dropout on, or options other than the plan's)
+    int gru_lbr        # GRU: 1 torch's cell, 0 reset first
+    double clip        # 0: no clamp
+
+
 cdef class Stepper:
     """The per-call path of a layer's streaming step(): one time step of all
     layers of a unidirectional plan, every check a C test and the scratch
     from the C heap (no NumPy call but the outputs' allocation).
 
-    Made by fastrnn.recurrent from a plan, the names of its arrays in the
-    layer's params, and fastrnn._threads' dict (its _num_threads: None for
-    OpenMP's default). Each call gets the layer's __dict__ and reads what it
-    needs from it: params, linear_before_reset, clip, zoneout and
-    recurrent_dropout. A call returns None, having run nothing, when anything
-    is not exactly what the kernel takes (params not a dict, an array of it
-    replaced, other options, zoneout or recurrent dropout on, x not a
+    Made by fastrnn.recurrent from a plan, the layer's params dict and the
+    names of the plan's arrays in it. The layer's options live in a C struct
+    (StepOptions) that the layer refreshes (refresh()) whenever one of them
+    changes, so a call reads nothing of the layer but its params dict; the
+    thread count is the runtime's (fr_num_threads). A call returns None,
+    having run nothing, when anything is not exactly what the kernel takes
+    (options that need another path, an array of params replaced, x not a
     C-contiguous (B, input_size) array of the dtype, a state that is not
     exact (L, B, H) arrays): the caller then takes its full path, which
     converts or explains."""
     cdef readonly Plan plan
-    cdef list order
-    cdef dict threads
+    cdef list names
+    cdef dict params
+    cdef StepOptions opts
 
-    def __init__(self, Plan plan, list order, dict threads):
+    def __init__(self, Plan plan, dict params, list names):
         if plan.D != 1:
             raise ValueError("Stepper: a bidirectional plan cannot stream")
-        if len(order) != len(plan.arrays):
+        if len(names) != len(plan.arrays):
             raise ValueError("Stepper: expected one name per array of the plan")
-        self.plan, self.order, self.threads = plan, order, threads
+        self.plan, self.names = plan, names
+        self.refresh(params, plan.gru_lbr, plan.clip, True)
 
-    def run(self, layer, x, state):
+    def refresh(self, dict params, int gru_lbr, double clip, bint active):
+        """The layer's params dict and options now: active False when the
+        plain kernels do not run the layer (zoneout, recurrent dropout)."""
+        self.params = params
+        self.opts.gru_lbr = gru_lbr
+        self.opts.clip = clip
+        self.opts.active = active and gru_lbr == self.plan.gru_lbr and clip == self.plan.clip
+
+    @property
+    def active(self):
+        return bool(self.opts.active)
+
+    def run(self, x, state):
         cdef Plan plan = self.plan
-        cdef Py_ssize_t i, n = len(self.order)
+        cdef Py_ssize_t i, n = len(self.names)
         cdef bint is_lstm = plan.cell == FR_CELL_LSTM
         cdef int type_num = (<cnp.dtype>plan.dtype).type_num
-        if type(layer) is not dict:
+        if not self.opts.active:
             return None
-        store = (<dict>layer).get("params")
-        if type(store) is not dict:
-            return None
-        zoneout = (<dict>layer).get("zoneout")
-        rdrop = (<dict>layer).get("recurrent_dropout")
-        if (zoneout is not None and zoneout) or (rdrop is not None and rdrop):
-            return None  # the regularized kernels
-        lbr = (<dict>layer).get("linear_before_reset")
-        clip_obj = (<dict>layer).get("clip")
-        if (1 if lbr else 0) != plan.gru_lbr:
-            return None
-        cdef double clip = 0.0 if clip_obj is None else <double>clip_obj
-        if clip != plan.clip:
-            return None
-        nt_obj = self.threads.get("_num_threads")
-        cdef int num_threads = 0 if nt_obj is None else <int>nt_obj
+        cdef dict store = self.params
         for i in range(n):
-            if (<dict>store).get(self.order[i]) is not plan.arrays[i]:
+            if store.get(self.names[i]) is not plan.arrays[i]:
                 return None
         if not cnp.PyArray_Check(x) or cnp.PyArray_NDIM(<cnp.ndarray>x) != 2:
             return None
@@ -396,11 +403,8 @@ cdef class Stepper:
                     return None
         cdef fr_desc d
         d.cell, d.T, d.B, d.I_, d.H = plan.cell, 1, B, plan.input_size, H
-        # 0: OpenMP's default (what fastrnn.get_num_threads() gives when no
-        # count was set), asked here rather than by the caller
-        d.L, d.D, d.num_threads = plan.L, 1, max(1, num_threads if num_threads > 0
-                                                 else fr_max_threads())
-        d.lengths, d.gru_lbr, d.clip = NULL, plan.gru_lbr, plan.clip
+        d.L, d.D, d.num_threads = plan.L, 1, fr_num_threads()
+        d.lengths, d.gru_lbr, d.clip = NULL, self.opts.gru_lbr, self.opts.clip
         cdef cnp.npy_intp dims[3]
         dims[0], dims[1], dims[2] = B, H, 0
         y = cnp.PyArray_EMPTY(2, dims, type_num, 0)

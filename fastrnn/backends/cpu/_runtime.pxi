@@ -18,6 +18,9 @@ cdef extern from "fastrnn.h" nogil:
     ctypedef int (*fr_blas_get_threads_fn)() noexcept nogil
     void fr_set_blas_threads_api(fr_blas_set_threads_fn set, fr_blas_get_threads_fn get)
     int fr_max_threads()
+    int fr_set_num_threads(int n)
+    int fr_num_threads_setting()
+    int fr_num_threads()
     int fr_set_fast_path(int enable)
     int fr_set_fast_width(int width)
 
@@ -72,3 +75,21 @@ def set_fast_width(width):
 def max_threads():
     """Threads OpenMP would use by default (OMP_NUM_THREADS, threadpoolctl)."""
     return fr_max_threads()
+
+
+def set_num_threads(int n):
+    """fastrnn's own thread count (src/runtime/settings.c): n >= 1, or 0 for
+    OpenMP's default. Returns the previous setting (0: the default)."""
+    if n < 0:
+        raise ValueError(f"set_num_threads: expected n >= 0 (0: OpenMP's default), got {n}")
+    return fr_set_num_threads(n)
+
+
+def num_threads_setting():
+    """The count set with set_num_threads, 0 for OpenMP's default."""
+    return fr_num_threads_setting()
+
+
+def num_threads():
+    """The thread count the next kernel call uses (>= 1)."""
+    return fr_num_threads()

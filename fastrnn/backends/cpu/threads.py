@@ -1,8 +1,9 @@
-"""Thread count of fastrnn's kernels.
+"""Threads of the CPU backend's kernels (fr.set_num_threads, fr.set_step_team).
 
 fastrnn's own parallel passes run on OpenMP threads. By default they use as many
 as OpenMP would (honouring OMP_NUM_THREADS and threadpoolctl limits on the
-OpenMP runtime); set_num_threads(n) fixes the count for fastrnn alone.
+OpenMP runtime); set_num_threads(n) fixes the count for fastrnn alone. The
+setting lives in C (src/runtime/settings.c), once for the library.
 
 The GEMMs go to the BLAS that SciPy ships (OpenBLAS). While a fastrnn kernel
 runs, it holds that BLAS at one thread and splits its GEMMs over its own
@@ -16,23 +17,23 @@ with the BLAS's own threads.
 import ctypes
 import os
 
-from .backends.cpu import _ext
-from ._validate import positive_int
-
-_num_threads = None
+from ..._validate import positive_int
+from . import _ext
 
 
 def set_num_threads(n):
     """Use n OpenMP threads in fastrnn's kernels (None: the OpenMP default)."""
-    global _num_threads
-    _num_threads = None if n is None else positive_int(n, "n")
+    _ext.set_num_threads(0 if n is None else positive_int(n, "n"))
 
 
 def get_num_threads():
     """Threads the next kernel call will use."""
-    if _num_threads is not None:
-        return _num_threads
-    return max(1, _ext.max_threads())
+    return _ext.num_threads()
+
+
+def num_threads_setting():
+    """The count set_num_threads fixed, or None for OpenMP's default."""
+    return _ext.num_threads_setting() or None
 
 
 def set_step_team(enabled):
