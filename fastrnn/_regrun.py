@@ -44,7 +44,7 @@ class RegularizedMixin:
         return self.mode  # "LSTM" or "GRU"; LayerNormLSTM: "LNLSTM"
 
     def _reg_weights(self, store, l, d):
-        """Parameters of layer l, direction d in the kernel's order (rnn_reg.h):
+        """Parameters of layer l, direction d in the kernel's order (fastrnn_reg.h):
         W_ih, W_hh, b_ih, b_hh (biases None without bias)."""
         n = f"l{l}{'_reverse' if d else ''}"
         if self.bias:

@@ -29,7 +29,7 @@ Parameters (torch-style names; `_reverse` suffix for the backward direction):
 
 Zoneout, recurrent dropout, mask order and eval-mode behaviour: see
 fastrnn._regrun. The time loop of every layer and direction runs in C
-(src/rnn_reg.c); layers and directions are looped here.
+(src/portable/reg.c); layers and directions are looped here.
 """
 from ._regrun import RegularizedMixin
 from .recurrent import GRU, LSTM, RNNBase

@@ -1,4 +1,4 @@
-"""The fast float32 kernels (src/rnn_fast_kernels.h, built for AVX2/FMA and
+"""The fast float32 kernels (src/fast/, built for AVX2/FMA and
 AVX-512) against the portable path, their bit-for-bit independence from the
 thread count at odd sizes (tiles and masked tails of 8 and 16 units), and the
 same bits from the AVX-512 build as from the AVX2 one."""
@@ -151,7 +151,7 @@ def test_threads_do_not_change_bits(case, fast, fast_restored):
 def test_avx512_equals_avx2_bit_for_bit(case, fast_restored):
     """16-float panels and gate blocks give the bits of 8-float ones: every
     panel output is one FMA chain over j in order, the gate math is lane by
-    lane (rnn_fast_kernels.h)."""
+    lane (src/fast/panels.h, cell.h)."""
     _ext.set_fast_path(True)
     if _ext.set_fast_width(16) != 16:
         pytest.skip("this CPU has no AVX-512: only the AVX2 build runs")

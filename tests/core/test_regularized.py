@@ -1,5 +1,5 @@
 """Zoneout, recurrent dropout and the layer-normalized LSTM (fastrnn.regularized,
-fastrnn._regrun, src/rnn_reg.c).
+fastrnn._regrun, src/portable/reg.c).
 
 1. A NumPy reference of every cell (LSTM and GRU with zoneout and recurrent
    dropout, LayerNormLSTM) and of the layer stack, masks replayed from the
@@ -89,7 +89,7 @@ def np_ln(v):
 
 
 def np_layer(kind, x, w, h0, c0, zm, rm, lengths, reverse, pz):
-    """NumPy reference of one layer and direction (rnn_reg.h's equations)."""
+    """NumPy reference of one layer and direction (src/include/fastrnn_reg.h's equations)."""
     T, B, _ = x.shape
     H = w[1].shape[1]
     h = h0.copy()

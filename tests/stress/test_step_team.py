@@ -1,4 +1,4 @@
-"""The step team (src/rnn_team.h): one-step calls on helper threads of
+"""The step team (src/runtime/team.h): one-step calls on helper threads of
 fastrnn's own instead of an OpenMP region. Same bits as the OpenMP path (and
 the whole-sequence call to rounding), from several Python threads at once, after the
 helpers fell asleep, and in a child after fork()."""
@@ -27,7 +27,7 @@ def two_threads():
     fr.set_num_threads(was)
 
 
-QUIET_S = 0.06  # past FR_TEAM_QUIET_MS (rnn_team.h) after an OpenMP region
+QUIET_S = 0.06  # past FR_TEAM_QUIET_MS (src/fast/tuning.h) after an OpenMP region
 
 
 def team_runs(layer, x, state):
