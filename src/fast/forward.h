@@ -18,7 +18,9 @@ static void my_units(int64_t H, int64_t *j0, int64_t *j1)
     tid = omp_get_thread_num();
     nth = omp_get_num_threads();
 #endif
-    fr_fast_unit_slice(H, VW, tid, nth, j0, j1);
+    const fr_fast_units u = fr_fast_unit_slice(H, VW, tid, nth);
+    *j0 = u.j0;
+    *j1 = u.j1;
 }
 
 /* Xp[:, gate rows of units j0..j1) of every gate] += x W_ih^T for those rows:
@@ -233,8 +235,9 @@ static TGT void fwd_thread(const fwd_team *a, int tid, int nth)
     const int G = fr_num_gates(cell);
     const float *R = a->R, *bhn = a->bhn, *x = a->x, *W = a->W;
     float *Xp = a->Xp, *Gh = a->Gh, *gates = a->gates, *y = a->y, *Wp = a->Wp;
-    int64_t j0, j1, nact = B;
-    fr_fast_unit_slice(H, VW, tid, nth, &j0, &j1);
+    const fr_fast_units u = fr_fast_unit_slice(H, VW, tid, nth);
+    const int64_t j0 = u.j0, j1 = u.j1;
+    int64_t nact = B;
     const int64_t nb = (H + VW - 1) / VW;
     /* this thread's gate rows of W_hh, packed in VW-row panels; only it
      * reads them. Short sequences use the weights as they are. */

@@ -148,13 +148,15 @@ int fr_fast_rows_project(const fr_desc *d, int by_rows, int mode, int64_t In)
                   <= FR_FAST_ROWS_IH_MAX_FLOATS;
 }
 
-void fr_fast_unit_slice(int64_t H, int vw, int tid, int nth, int64_t *j0, int64_t *j1)
+fr_fast_units fr_fast_unit_slice(int64_t H, int vw, int tid, int nth)
 {
     const int64_t nblk = (H + vw - 1) / vw;
     const int64_t a = nblk * tid / nth, b = nblk * (tid + 1) / nth;
-    *j0 = a * vw;
-    *j1 = b * vw < H ? b * vw : H;
-    if (*j0 > H) *j0 = H;
+    fr_fast_units u;
+    u.j0 = a * vw;
+    u.j1 = b * vw < H ? b * vw : H;
+    if (u.j0 > H) u.j0 = H;
+    return u;
 }
 
 /* ---- variable lengths ------------------------------------------------------ */

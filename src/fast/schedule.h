@@ -102,8 +102,12 @@ int fr_fast_rows_project(const fr_desc *d, int by_rows, int mode, int64_t In);
 
 /* Units [j0, j1) of thread tid among nth: blocks of vw units (one panel),
  * so that block boundaries (and the padded tail) do not depend on the
- * thread count. */
-void fr_fast_unit_slice(int64_t H, int vw, int tid, int nth, int64_t *j0, int64_t *j1);
+ * thread count. Returned by value: the callers' j0 and j1 then stay in
+ * registers through their time loops (no address of them escapes). */
+typedef struct {
+    int64_t j0, j1;
+} fr_fast_units;
+fr_fast_units fr_fast_unit_slice(int64_t H, int vw, int tid, int nth);
 
 /* ---- variable lengths ------------------------------------------------------ */
 
