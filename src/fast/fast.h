@@ -25,6 +25,10 @@
 #include "fastrnn.h"
 #include "fast/schedule.h"
 
+/* Internal to the library: hidden symbols, so that calls between its files
+ * are direct (no PLT) and calls within a file may be inlined. */
+#pragma GCC visibility push(hidden)
+
 /* 1 when this CPU runs the fast kernels (AVX2 and FMA at least; checked
  * once). */
 int fr_fast_available(void);
@@ -100,5 +104,7 @@ int fr_fast_width(void);
 FR_FAST_ENTRY_POINTS()
 FR_FAST_ENTRY_POINTS(_avx2)
 FR_FAST_ENTRY_POINTS(_avx512)
+
+#pragma GCC visibility pop
 
 #endif /* FASTRNN_FAST_H */

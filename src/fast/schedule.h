@@ -29,6 +29,10 @@
 #include "fastrnn.h"
 #include "fast/tuning.h"
 
+/* Internal to the library: hidden symbols, so that calls between its files
+ * are direct (no PLT) and calls within a file may be inlined. */
+#pragma GCC visibility push(hidden)
+
 /* ---- packed weights and scratch ------------------------------------------ */
 
 /* Panels are 8 or 16 floats wide (the vector width); the scratch sizes
@@ -167,5 +171,7 @@ static inline void meet(step_meet *m, int nth, int *my_flag)
         else sched_yield();
     }
 }
+
+#pragma GCC visibility pop
 
 #endif /* FASTRNN_FAST_SCHEDULE_H */

@@ -8,6 +8,10 @@
 
 #include <stdint.h>
 
+/* Internal to the library: hidden symbols, so that calls between its files
+ * are direct (no PLT) and calls within a file may be inlined. */
+#pragma GCC visibility push(hidden)
+
 /* Row-major C(M,N) = alpha op(A) op(B) + beta C, op 'N' or 'T', cut into
  * row chunks that depend on M alone (so the bits never depend on nt), the
  * chunks shared among nt OpenMP threads when pinned (fr_blas_enter). fast
@@ -20,5 +24,7 @@ void fr_pgemm_f32(int fast, int nt, int pinned, char ta, char tb, int64_t M, int
 void fr_pgemm_f64(int fast, int nt, int pinned, char ta, char tb, int64_t M, int64_t N,
                   int64_t K, double alpha, const double *A, int64_t lda,
                   const double *B, int64_t ldb, double beta, double *C, int64_t ldc);
+
+#pragma GCC visibility pop
 
 #endif /* FASTRNN_PORTABLE_GEMM_H */

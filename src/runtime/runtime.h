@@ -10,6 +10,10 @@
 #include "fastrnn.h"
 #include "runtime/team.h"
 
+/* Internal to the library: hidden symbols, so that calls between its files
+ * are direct (no PLT) and calls within a file may be inlined. */
+#pragma GCC visibility push(hidden)
+
 /* The GEMMs given to fr_set_blas; NULL until then (kernels return
  * FR_ENOBLAS). */
 extern fr_sgemm_fn fr_blas_sgemm;
@@ -36,5 +40,7 @@ static inline int fr_omp_going(int nt, int cond)
     if (nt > 1 && cond) fr_team_note_omp();
     return cond;
 }
+
+#pragma GCC visibility pop
 
 #endif /* FASTRNN_RUNTIME_H */

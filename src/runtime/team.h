@@ -29,6 +29,10 @@
 
 #include "fast/tuning.h" /* FR_TEAM_MAX, FR_TEAM_QUIET_MS */
 
+/* Internal to the library: hidden symbols, so that calls between its files
+ * are direct (no PLT) and calls within a file may be inlined. */
+#pragma GCC visibility push(hidden)
+
 /* One slice of a job: fn(arg, slice, nslices); every slice exactly once,
  * on any thread, in any order, concurrently. */
 typedef void (*fr_team_fn)(void *arg, int slice, int nslices);
@@ -63,5 +67,7 @@ void fr_team_note_omp(void);
 /* Jobs the team has run in this process (mod 2^32): tests check that a
  * call took the team. */
 unsigned fr_team_jobs(void);
+
+#pragma GCC visibility pop
 
 #endif /* FASTRNN_TEAM_H */
