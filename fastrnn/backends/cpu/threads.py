@@ -41,12 +41,12 @@ def set_step_team(enabled):
     on a team of fastrnn's own helper threads instead of OpenMP's (default:
     off): handing a step's slices out through one atomic word costs less
     than starting an OpenMP region (README: Threads; docs/tuning.md, "The
-    step team"). Leave it off when other libraries in the process run
-    OpenMP work between the steps (torch shares fastrnn's OpenMP threads,
-    which spin for milliseconds after each of its calls, and the team's
-    helpers are then threads too many). After fastrnn's own OpenMP work the
-    team stands aside by itself for a while. Same bits either way. Returns
-    the previous setting."""
+    step team, from Python"). Leave it off when other libraries in the
+    process run OpenMP work between the steps (torch shares fastrnn's
+    OpenMP threads, which spin for milliseconds after each of its calls,
+    and the team's helpers are then threads too many). After fastrnn's own
+    OpenMP work the team stands aside by itself for a while. Same bits
+    either way. Returns the previous setting."""
     if not isinstance(enabled, (bool, int)) or enabled not in (0, 1):
         raise TypeError(f"set_step_team: expected True or False, got {enabled!r}")
     return _ext.set_step_team(bool(enabled))
