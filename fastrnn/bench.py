@@ -729,6 +729,24 @@ def _cpu_name():
     return platform.processor() or platform.machine()
 
 
+def _isa():
+    """The vector extensions that matter to the kernels and the peers, as
+    this CPU reports them (recorded with every figure), and the width
+    fastrnn's fast loops run at."""
+    flags = set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    break
+    except OSError:
+        pass
+    names = [n for n in ("avx2", "fma", "avx512f", "avx512vl", "avx512dq", "avx512bw",
+                         "avx512_vnni", "avx512_bf16", "amx_tile") if n in flags]
+    return " ".join(names) or platform.machine()
+
+
 def _versions():
     v = {"python": platform.python_version(), "numpy": np.__version__}
     for name in ("fastrnn", "torch", "onnxruntime", "onnx"):
@@ -938,8 +956,8 @@ def main(argv=None):
             engine, reason, "every shape" if len(names) == n else ", ".join(names)))
 
     versions = _versions()
-    print("fastrnn bench: %s, %d thread(s), %s, median of %d repeats, %s"
-          % (_cpu_name(), args.threads, args.dtype, repeat,
+    print("fastrnn bench: %s (%s), %d thread(s), %s, median of %d repeats, %s"
+          % (_cpu_name(), _isa(), args.threads, args.dtype, repeat,
              ", ".join("%s %s" % kv for kv in versions.items())))
     print("fastrnn infers with %s%s" % ("the layer itself (--per-call: weights packed every "
                                         "call)" if args.per_call else
@@ -957,7 +975,9 @@ def main(argv=None):
             print("note: " + note)
 
     if args.json:
-        meta = {"cpu": _cpu_name(), "cores": os.cpu_count(), "threads": args.threads,
+        meta = {"cpu": _cpu_name(), "isa": _isa(),
+                "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
+                "cores": os.cpu_count(), "threads": args.threads,
                 "dtype": args.dtype, "repeat": repeat, "quick": args.quick,
                 "fastrnn_infer": "per-call" if args.per_call else "frozen",
                 "step_team": args.step_team,
