@@ -731,8 +731,7 @@ def _cpu_name():
 
 def _isa():
     """The vector extensions that matter to the kernels and the peers, as
-    this CPU reports them (recorded with every figure), and the width
-    fastrnn's fast loops run at."""
+    this CPU reports them (recorded with every figure)."""
     flags = set()
     try:
         with open("/proc/cpuinfo") as f:

@@ -33,7 +33,6 @@ class Backend:
     wrong result.
 
     name                 "cpu", "cuda", ...
-    owns(a)              whether `a` is one of this backend's arrays
 
     Recurrent layers with torch's cells (RNN tanh/relu, LSTM, GRU):
     rnn_weights(cell, w_ih, w_hh, b_ih, b_hh, I, H, L, D, writable=False,
@@ -57,8 +56,7 @@ class Backend:
 
     Regularized cells (zoneout, recurrent dropout, layer norm), one layer
     and one direction, cell "LSTM", "GRU" or "LNLSTM": reg_forward(...),
-    reg_backward(...), reg_param_shapes(cell, I, H) (fastrnn._regrun says
-    the arguments).
+    reg_backward(...) (fastrnn._regrun says the arguments).
 
     Dense algebra and losses:
     gemm(a, b, c, trans_a, trans_b, alpha, beta)
@@ -71,9 +69,6 @@ class Backend:
     """
 
     name = None
-
-    def owns(self, array):
-        raise NotImplementedError
 
     def __repr__(self):
         return f"<fastrnn backend {self.name!r}>"

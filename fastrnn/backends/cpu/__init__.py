@@ -1,8 +1,6 @@
 """The CPU backend: fastrnn's C kernels (src/) behind the one compiled
 extension _ext, on NumPy arrays. Its entry points are those of
 fastrnn.backends.Backend; thread settings are in threads.py."""
-import numpy as np
-
 from .. import Backend
 from . import _ext, threads  # noqa: F401  (threads pins OpenBLAS at import)
 
@@ -12,9 +10,6 @@ class CPUBackend(Backend):
     threads.get_num_threads() OpenMP threads (bits independent of that)."""
 
     name = "cpu"
-
-    def owns(self, array):
-        return isinstance(array, np.ndarray)
 
     def num_threads(self):
         return _ext.num_threads()
@@ -38,9 +33,6 @@ class CPUBackend(Backend):
         return _ext.Stepper(weights, params, names)
 
     # ---- regularized cells, one layer and direction ------------------------------
-    def reg_param_shapes(self, cell, input_size, hidden_size):
-        return _ext.reg_param_shapes(_ext.REG_CELLS[cell], input_size, hidden_size)
-
     def reg_forward(self, cell, x, w, h0, c0, zmask, rmask, y, col, lengths, reverse,
                     zoneout, training):
         return _ext.reg_forward(_ext.REG_CELLS[cell], x, w, h0, c0, zmask, rmask, y, col,
