@@ -356,7 +356,9 @@ TEST_MARKS = {
         "formats/test_keras_io.py::test_saved_keras_file_of_stacked_layers",
         "formats/test_keras_io.py::test_truncated_keras_file",
     ],
-    "slow": [  # --durations=0, 2 threads: 0.4-2.6 s each
+    "slow": [  # --durations=0, 2 threads: 0.4-2.6 s each (the docs build: 10-20 s)
+        "docs/test_sphinx_build.py::test_sphinx_html_build_has_no_warnings",
+        "docs/test_doctests.py::test_markdown_python_blocks[README.md]",
         "core/test_fast_path.py::test_panel_gemm[2300x2200x5]",
         "core/test_fast_path.py::test_activations_accuracy[8]",
         "core/test_limits.py::test_impossible_workspace_gives_memory_error",
