@@ -1,11 +1,13 @@
 """Losses with their gradients, and CTC decoding.
 
-Every loss is an object with
+Every loss is an object with::
+
     value = loss.forward(output, target, lengths=None)  # keeps what backward needs
     doutput = loss.backward()                           # d value / d output
     value = loss(output, target, lengths=None)          # value only, keeps nothing
     probs = loss.output_activation(output)              # what predict() returns
     config = loss.get_config()                          # get(loss.name, **config) rebuilds it
+
 `output` is what the model's last layer produced (logits for the classifying
 losses); the value is a Python float, the gradient has output's shape and dtype
 (float32 and float64 outputs keep their dtype; other real dtypes are computed
@@ -18,7 +20,8 @@ to outputs with a time axis, i.e. of 3 or more dimensions; a per-sample output
 ((B, C) or (B,)) has no steps to mask and lengths are then ignored (a model
 passes them with every batch).
 
-Equations (x logits, lsm = log_softmax(x) over the last axis, p = softmax(x)):
+Equations (x logits, lsm = log_softmax(x) over the last axis, p = softmax(x))::
+
   CrossEntropy    items i (samples, or valid steps) whose target y_i is not
                   ignore_index, with class weights w (1 by default), eps the
                   label smoothing, C classes, W = sum_i w[y_i]:
@@ -124,8 +127,11 @@ def _check_int(value, name):
 
 # ---------------------------------------------------------------- base class
 class Loss:
-    """Base class: subclasses implement _compute(output, target, lengths,
-    want_grad, **extra) -> (value, gradient or None)."""
+    """Base class of the losses: a value from a model's output and its gradient.
+
+    Subclasses implement ``_compute(output, target, lengths, want_grad, **extra)``
+    returning ``(value, gradient or None)``.
+    """
 
     name = "loss"
 
@@ -136,13 +142,41 @@ class Loss:
         raise NotImplementedError
 
     def forward(self, output, target, lengths=None):
-        """Mean loss as a Python float; keeps the gradient for backward()."""
+        """Compute the mean loss and keep its gradient for `backward`.
+
+        Parameters
+        ----------
+        output : array_like
+            What the model's last layer produced: (B, ...) per sample or
+            (B, T, ...) per step (logits for the classifying losses).
+        target : array_like
+            The targets; their shape depends on the loss (see the class).
+        lengths : array_like of int, optional
+            (B,) valid steps of each sequence, in 1..T; padding steps add nothing.
+            Ignored for outputs without a time axis.
+
+        Returns
+        -------
+        float
+            The loss value.
+        """
         value, self._grad = self._compute(output, target, lengths, True)
         return value
 
     def backward(self):
-        """d(loss value)/d(output) of the last forward(): output's shape and
-        dtype. The array belongs to the loss until the next forward()."""
+        """Return the gradient of the last `forward`'s value with respect to its output.
+
+        Returns
+        -------
+        numpy.ndarray
+            d(value)/d(output), of output's shape and dtype; it belongs to the loss
+            until the next `forward`.
+
+        Raises
+        ------
+        RuntimeError
+            If `forward` was not called first.
+        """
         if self._grad is None:
             raise RuntimeError(f"{type(self).__name__}.backward: call forward() first")
         return self._grad
@@ -152,11 +186,28 @@ class Loss:
         return self._compute(output, target, lengths, False)[0]
 
     def output_activation(self, output):
-        """What predict() returns for this loss's output."""
+        """Map a model's output to what `Sequential.predict` returns for this loss.
+
+        Parameters
+        ----------
+        output : array_like
+            The raw output of the model.
+
+        Returns
+        -------
+        numpy.ndarray
+            Probabilities for the classifying losses, the output itself otherwise.
+        """
         return _float_output(output)
 
     def get_config(self):
-        """JSON-able constructor arguments: get(self.name, **config) rebuilds it."""
+        """Return the constructor arguments as a JSON-able dict.
+
+        Returns
+        -------
+        dict
+            ``fr.losses.get(loss.name, **config)`` rebuilds the loss.
+        """
         return {}
 
     def __repr__(self):
@@ -166,11 +217,33 @@ class Loss:
 
 # ---------------------------------------------------------------- cross entropy
 class CrossEntropy(Loss):
-    """Softmax cross entropy from logits: output (B, C) with target (B,)
-    class ids, or output (B, T, C) with target (B, T) per step (lengths masks
-    the steps). torch.nn.functional.cross_entropy(reduction="mean") semantics,
-    with ignore_index, class_weights (C,) and label_smoothing in [0, 1]. A
-    batch with no counted item gives 0.0 and a zero gradient (torch: nan)."""
+    """Softmax cross entropy from logits, per sample or per step.
+
+    Output (B, C) with target (B,) class ids, or output (B, T, C) with target
+    (B, T) per step (``lengths`` masks the steps).
+    ``torch.nn.functional.cross_entropy(reduction="mean")`` semantics. A batch
+    with no counted item gives 0.0 and a zero gradient (torch: nan).
+
+    Parameters
+    ----------
+    ignore_index : int, default -100
+        Targets equal to it are not counted.
+    class_weights : array_like, optional
+        (C,) weight of each class.
+    label_smoothing : float, default 0.0
+        In [0, 1]: the share of the target mass spread over all classes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastrnn as fr
+    >>> loss = fr.losses.CrossEntropy()
+    >>> logits = np.array([[2.0, 0.0], [0.0, 2.0]], dtype=np.float32)
+    >>> round(loss.forward(logits, np.array([0, 1])), 4)
+    0.1269
+    >>> loss.backward().shape
+    (2, 2)
+    """
 
     name = "cross_entropy"
 
@@ -275,11 +348,18 @@ class CrossEntropy(Loss):
 
 # ---------------------------------------------------------------- binary cross entropy
 class BinaryCrossEntropy(Loss):
-    """Sigmoid + binary cross entropy from logits, stable, as
-    torch.nn.functional.binary_cross_entropy_with_logits(reduction="mean"):
-    target has output's shape, values in [0, 1]; pos_weight (a number, or an
-    array broadcast against output, e.g. (K,) for output (..., K)) weights the
-    positive term. Sequences (B, T, ...) are masked by lengths."""
+    """Sigmoid and binary cross entropy from logits, numerically stable.
+
+    As ``torch.nn.functional.binary_cross_entropy_with_logits(reduction="mean")``:
+    target has output's shape, values in [0, 1]. Sequences (B, T, ...) are
+    masked by ``lengths``.
+
+    Parameters
+    ----------
+    pos_weight : float or array_like, optional
+        Weight of the positive term: a number, or an array broadcast against
+        output (e.g. (K,) for output (..., K)).
+    """
 
     name = "binary_cross_entropy"
 
@@ -346,8 +426,11 @@ class BinaryCrossEntropy(Loss):
 
 # ---------------------------------------------------------------- mean squared error
 class MSE(Loss):
-    """Mean squared error, target of output's shape; sequences (B, T, ...)
-    are masked by lengths (the mean is over valid elements only)."""
+    """Mean squared error; target of output's shape.
+
+    Sequences (B, T, ...) are masked by ``lengths`` (the mean is over the valid
+    elements only).
+    """
 
     name = "mse"
 
@@ -470,17 +553,28 @@ def _check_labels(tg, tl, C, blank):
 
 
 class CTC(Loss):
-    """Connectionist temporal classification loss on logits (B, T, C),
-    batch-first; log_softmax is applied inside. lengths: input lengths (B,)
-    in 1..T (None: all T). target: (B, S) ints padded with -1, a list of B
-    int sequences, or (with target_lengths) torch's 1-D concatenation; labels
-    in 0..C-1 other than blank; empty targets are allowed. reduction "mean"
-    (each loss over its target length, at least 1, then the batch mean) or
-    "sum". A sample with no feasible alignment (input too short for its
-    target, counting a blank between repeats) has loss inf and a NaN gradient
-    on its valid frames, or 0 and a zero gradient with zero_infinity=True, as
-    torch.nn.functional.ctc_loss. Computed by a C kernel over OpenMP threads
-    (fastrnn.set_num_threads), bit-identical for any thread count."""
+    """Connectionist temporal classification loss on logits (B, T, C), batch-first.
+
+    log_softmax is applied inside. ``lengths`` are the input lengths (B,) in
+    1..T (None: all T). target: (B, S) ints padded with -1, a list of B int
+    sequences, or (with ``target_lengths``) torch's 1-D concatenation; labels in
+    0..C-1 other than blank; empty targets are allowed. A sample with no
+    feasible alignment (input too short for its target, counting a blank between
+    repeats) has loss inf and a NaN gradient on its valid frames, or 0 and a
+    zero gradient with ``zero_infinity=True``, as
+    ``torch.nn.functional.ctc_loss``. Computed by a C kernel over OpenMP
+    threads, bit-identical for any thread count.
+
+    Parameters
+    ----------
+    blank : int, default 0
+        The class index of the blank.
+    reduction : {"mean", "sum"}, default "mean"
+        "mean": each sample's loss over its target length (at least 1), then the
+        batch mean; "sum": their sum.
+    zero_infinity : bool, default False
+        Give infeasible samples loss 0 and a zero gradient.
+    """
 
     name = "ctc"
 
@@ -504,6 +598,25 @@ class CTC(Loss):
         return _softmax(_float_output(output))
 
     def forward(self, output, target, lengths=None, target_lengths=None):
+        """Compute the CTC loss and keep its gradient for `backward`.
+
+        Parameters
+        ----------
+        output : array_like
+            (B, T, C) logits.
+        target : array_like or list
+            (B, S) labels padded with -1, a list of B label sequences, or with
+            `target_lengths` the 1-D concatenation of all targets.
+        lengths : array_like of int, optional
+            (B,) input lengths in 1..T; None: all T.
+        target_lengths : array_like of int, optional
+            (B,) target lengths, for a 1-D concatenated `target`.
+
+        Returns
+        -------
+        float
+            The reduced loss.
+        """
         value, self._grad = self._compute(output, target, lengths, True,
                                           target_lengths=target_lengths)
         return value
@@ -513,8 +626,24 @@ class CTC(Loss):
                              target_lengths=target_lengths)[0]
 
     def losses(self, output, target, lengths=None, target_lengths=None):
-        """Per-sample negative log likelihoods (B,) float64, unreduced
-        (0 for infeasible samples with zero_infinity)."""
+        """Return the per-sample negative log likelihoods, unreduced.
+
+        Parameters
+        ----------
+        output : array_like
+            (B, T, C) logits.
+        target : array_like or list
+            As for `forward`.
+        lengths : array_like of int, optional
+            (B,) input lengths; None: all T.
+        target_lengths : array_like of int, optional
+            (B,) target lengths, for a 1-D concatenated `target`.
+
+        Returns
+        -------
+        numpy.ndarray
+            (B,) float64 losses (0 for infeasible samples with ``zero_infinity``).
+        """
         x, il, tg, tl = self._inputs(output, target, lengths, target_lengths)
         return self._run(x, il, tg, tl, None, False)[0]
 
@@ -567,9 +696,29 @@ _ALIASES = {
 
 
 def get(name_or_loss, **kwargs):
-    """A Loss from its name ("cross_entropy", "binary_cross_entropy", "mse",
-    "ctc"; a few Keras-style aliases) and constructor arguments; a Loss
-    instance is returned as it is, a Loss subclass is instantiated."""
+    """Return a Loss from its name, class or instance.
+
+    Parameters
+    ----------
+    name_or_loss : str, Loss or type
+        "cross_entropy", "binary_cross_entropy", "mse", "ctc" (or a Keras-style
+        alias); a Loss instance is returned as it is, a Loss subclass is
+        instantiated.
+    **kwargs
+        Constructor arguments of the loss.
+
+    Returns
+    -------
+    Loss
+        The loss object.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name.
+    TypeError
+        For anything else than a name or a Loss.
+    """
     if isinstance(name_or_loss, Loss):
         if kwargs:
             raise TypeError("get: constructor arguments given with a Loss instance: "
@@ -621,10 +770,27 @@ def _label_sequence(s, name):
 
 
 def edit_distance(a, b):
-    """Levenshtein distance between two label sequences (insertions,
-    deletions and substitutions cost 1): the numerator of a character error
-    rate of decoded CTC output against its reference. a, b: lists, tuples,
-    strings or 1-D arrays of labels."""
+    """Return the Levenshtein distance between two label sequences.
+
+    Insertions, deletions and substitutions cost 1: the numerator of a
+    character error rate of decoded CTC output against its reference.
+
+    Parameters
+    ----------
+    a, b : list, tuple, str or numpy.ndarray
+        The label sequences (1-D).
+
+    Returns
+    -------
+    int
+        The edit distance.
+
+    Examples
+    --------
+    >>> import fastrnn as fr
+    >>> fr.edit_distance("kitten", "sitting")
+    3
+    """
     a, b = _label_sequence(a, "a"), _label_sequence(b, "b")
     prev = list(range(len(b) + 1))
     for i, x in enumerate(a, 1):
@@ -636,9 +802,31 @@ def edit_distance(a, b):
 
 
 def ctc_greedy_decode(output, lengths=None, blank=0):
-    """Best-path decoding: the most likely class of each valid frame, repeats
-    merged, then blanks dropped. output (B, T, C): logits, log-probabilities or
-    probabilities (the argmax is the same). Returns B lists of ints."""
+    """Decode CTC output by best path: argmax per frame, repeats merged, blanks dropped.
+
+    Parameters
+    ----------
+    output : array_like
+        (B, T, C) logits, log-probabilities or probabilities (the argmax is the
+        same).
+    lengths : array_like of int, optional
+        (B,) valid frames of each sample; None: all T.
+    blank : int, default 0
+        The blank's class index.
+
+    Returns
+    -------
+    list of list of int
+        B label sequences.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastrnn as fr
+    >>> frames = np.eye(3)[[1, 1, 0, 1, 2, 2, 0]]    # (T=7, C=3) one-hot, blank 0
+    >>> fr.ctc_greedy_decode(frames[None])
+    [[1, 1, 2]]
+    """
     x, il = _decode_inputs(output, lengths)
     blank = _decode_blank(blank, x.shape[2])
     best = np.argmax(x, axis=-1)
@@ -661,25 +849,56 @@ def _looks_like_probs(x):
 
 def ctc_beam_decode(output, lengths=None, beam_width=8, blank=0, probs=None,
                     return_scores=False):
-    """Prefix beam search (Hannun et al. 2014) in log space.
+    """Decode CTC output by prefix beam search (Hannun et al. 2014) in log space.
 
-    output (B, T, C): logits or log-probabilities (log_softmax is applied,
-    which leaves log-probabilities unchanged), or probabilities (their log is
-    taken); probs=None tells them apart (valid rows in [0, 1] summing to 1
-    are probabilities; rows past lengths, such as the zeros predict() gives
-    there, are not looked at), True/False says which. Each prefix keeps two
-    log scores, ending in blank (pb) and not (pnb); per frame t with log-probabilities lp:
+    Each prefix keeps two log scores, ending in blank (pb) and not (pnb); per
+    frame t with log-probabilities lp::
+
         same prefix:      pb'  = lse(pb, pnb) + lp[blank]
                           pnb' = pnb + lp[last label]       (repeat collapses)
         prefix + (c,):    pnb' = lse(pb, pnb) + lp[c],  or pb + lp[c] when c
                           repeats the prefix's last label (needs a blank between)
-    the contributions reaching the same prefix are summed, and the beam_width
-    prefixes of highest lse(pb', pnb') are kept (ties broken by order of
-    generation, so the result is deterministic). With a beam wide enough to
-    keep every prefix this is exact: the labelling of highest total
-    probability over all its alignments. Returns B lists of ints, and with
-    return_scores=True also the B log-probabilities of those labellings as
-    the beam computed them (exact when nothing was pruned).
+
+    the contributions reaching the same prefix are summed, and the
+    `beam_width` prefixes of highest lse(pb', pnb') are kept (ties broken by
+    order of generation, so the result is deterministic). With a beam wide
+    enough to keep every prefix this is exact: the labelling of highest total
+    probability over all its alignments.
+
+    Parameters
+    ----------
+    output : array_like
+        (B, T, C) logits or log-probabilities (log_softmax is applied, which
+        leaves log-probabilities unchanged), or probabilities (their log is
+        taken).
+    lengths : array_like of int, optional
+        (B,) valid frames of each sample; None: all T.
+    beam_width : int, default 8
+        Prefixes kept per frame.
+    blank : int, default 0
+        The blank's class index.
+    probs : bool, optional
+        Whether `output` holds probabilities; None tells them apart (valid rows
+        in [0, 1] summing to 1 are probabilities; frames past `lengths` are not
+        looked at).
+    return_scores : bool, default False
+        Also return the log-probability of each labelling.
+
+    Returns
+    -------
+    labels : list of list of int
+        B label sequences.
+    scores : list of float
+        Only with ``return_scores=True``: the B log-probabilities of those
+        labellings as the beam computed them (exact when nothing was pruned).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastrnn as fr
+    >>> frames = np.eye(3)[[1, 0, 1, 2]] * 0.9 + 0.1 / 3     # probabilities
+    >>> fr.ctc_beam_decode(frames[None], beam_width=4)
+    [[1, 1, 2]]
     """
     x, il = _decode_inputs(output, lengths)
     B, T, C = x.shape
