@@ -1,5 +1,7 @@
 """Optimizers, learning-rate schedules and gradient clipping (torch.optim semantics).
 
+In short::
+
     opt = fr.optim.Adam(lr=1e-3)
     opt.attach(layer.parameters())   # (name, param, grad) triples
     ... forward / backward fill the grads ...
@@ -19,24 +21,24 @@ Gradients are read, never modified, by step(). Scalars enter the array
 arithmetic the way they enter torch's: a Python float is rounded to the array
 dtype first (NumPy >= 2 "weak" scalars do this too).
 
-Updates, with g the gradient, p the parameter, t the step count (from 1):
+Updates, with g the gradient, p the parameter, t the step count (from 1)::
 
-SGD(lr, momentum=mu, dampening=tau, nesterov, weight_decay=wd)
-    d = g + wd*p
-    b = d (t == 1),  b = mu*b + (1-tau)*d (t > 1)       [when mu != 0]
-    d = d + mu*b (nesterov)  or  d = b                  [when mu != 0]
-    p = p - lr*d
-Adam(lr, betas=(b1, b2), eps, weight_decay=wd, amsgrad); AdamW = decoupled decay
-    Adam:  d = g + wd*p          AdamW: p = p*(1 - lr*wd), d = g
-    m = lerp(m, d, 1-b1)         (= b1*m + (1-b1)*d)
-    v = b2*v + (1-b2)*d*d
-    vmax = max(vmax, v); v~ = vmax (amsgrad) or v
-    p = p - (lr/(1-b1^t)) * m / (sqrt(v~)/sqrt(1-b2^t) + eps)
-RMSprop(lr, alpha=a, eps, weight_decay=wd, momentum=mu, centered)
-    d = g + wd*p
-    s = a*s + (1-a)*d*d
-    r = lerp(r, d, 1-a); den = sqrt(s - r*r) + eps (centered)  or  sqrt(s) + eps
-    b = mu*b + d/den; p = p - lr*b (mu > 0)  or  p = p - lr*d/den
+  SGD(lr, momentum=mu, dampening=tau, nesterov, weight_decay=wd)
+      d = g + wd*p
+      b = d (t == 1),  b = mu*b + (1-tau)*d (t > 1)       [when mu != 0]
+      d = d + mu*b (nesterov)  or  d = b                  [when mu != 0]
+      p = p - lr*d
+  Adam(lr, betas=(b1, b2), eps, weight_decay=wd, amsgrad); AdamW = decoupled decay
+      Adam:  d = g + wd*p          AdamW: p = p*(1 - lr*wd), d = g
+      m = lerp(m, d, 1-b1)         (= b1*m + (1-b1)*d)
+      v = b2*v + (1-b2)*d*d
+      vmax = max(vmax, v); v~ = vmax (amsgrad) or v
+      p = p - (lr/(1-b1^t)) * m / (sqrt(v~)/sqrt(1-b2^t) + eps)
+  RMSprop(lr, alpha=a, eps, weight_decay=wd, momentum=mu, centered)
+      d = g + wd*p
+      s = a*s + (1-a)*d*d
+      r = lerp(r, d, 1-a); den = sqrt(s - r*r) + eps (centered)  or  sqrt(s) + eps
+      b = mu*b + d/den; p = p - lr*b (mu > 0)  or  p = p - lr*d/den
 
 Learning-rate schedules (torch.optim.lr_scheduler semantics, stepped once per
 epoch after that epoch's optimizer steps; each reads the optimizer's lr at
@@ -44,7 +46,7 @@ construction as its base lr and uses torch's recursive formulas, so the lr
 sequence is torch's): StepLR, ExponentialLR, CosineAnnealingLR, LinearLR /
 LinearWarmup, LambdaLR, ReduceLROnPlateau (.step(metric)).
 
-Clipping: clip_grad_norm (global norm as torch.nn.utils.clip_grad_norm_, the
+Clipping: clip_grad_norm (global norm as ``torch.nn.utils.clip_grad_norm_``, the
 norm in float64 in a fixed order) and clip_grad_value.
 """
 import math
@@ -110,12 +112,21 @@ def _check_array(arr, what):
 
 # ---- optimizers -----------------------------------------------------------------
 class Optimizer:
-    """Base class: holds the (name, param, grad) triples and per-parameter state.
+    """Base class of the optimizers: (name, param, grad) triples and per-parameter state.
 
-    Subclasses define `_config_names` (constructor arguments besides params),
-    `_buffer_names()` (state arrays, allocated with zeros at a parameter's first
-    step) and `_update(p, g, state, a, b)` (one step of one parameter; a and b
+    Subclasses define ``_config_names`` (constructor arguments besides params),
+    ``_buffer_names()`` (state arrays, allocated with zeros at a parameter's first
+    step) and ``_update(p, g, state, a, b)`` (one step of one parameter; a and b
     are scratch arrays of p's shape and dtype, shared by all parameters).
+
+    Parameters
+    ----------
+    lr : float
+        The learning rate (>= 0).
+    params : list of (str, numpy.ndarray, numpy.ndarray), optional
+        The (name, param, grad) triples to update (``layer.parameters()``, or an
+        object with a ``parameters()`` method); or call `attach` later
+        (``Sequential.compile`` does).
     """
 
     _config_names = ("lr",)
@@ -150,8 +161,14 @@ class Optimizer:
         return list(self._params)
 
     def get_config(self):
-        """Constructor arguments (current values, lr included) as a JSON-able dict;
-        ``type(opt)(**opt.get_config())`` or ``get(name, **config)`` rebuilds it."""
+        """Return the constructor arguments (current values, lr included).
+
+        Returns
+        -------
+        dict
+            JSON-able; ``type(opt)(**opt.get_config())`` or
+            ``fr.optim.get(name, **config)`` rebuilds the optimizer.
+        """
         cfg = {}
         for k in self._config_names:
             v = getattr(self, "_" + k)
@@ -164,11 +181,24 @@ class Optimizer:
 
     # ---- parameters ----------------------------------------------------------
     def attach(self, params):
-        """Set the parameters to update: (name, param, grad) triples (what
-        ``layer.parameters()`` returns; an object with a parameters() method is
-        accepted too). Replaces any earlier set. State (moments, step counts) is
-        kept for a position whose name, shape and dtype are unchanged, and
-        dropped for every other position; call reset() to drop all of it."""
+        """Set the parameters to update, replacing any earlier set.
+
+        State (moments, step counts) is kept for a position whose name, shape and
+        dtype are unchanged, and dropped for every other position; call `reset` to
+        drop all of it.
+
+        Parameters
+        ----------
+        params : list of (str, numpy.ndarray, numpy.ndarray) or object
+            (name, param, grad) triples (what ``layer.parameters()`` returns), or an
+            object with a ``parameters()`` method. Params and grads are writable
+            float32/float64 arrays of equal shape and dtype, sharing no memory.
+
+        Raises
+        ------
+        TypeError, ValueError
+            For anything else, naming the offending entry.
+        """
         if hasattr(params, "parameters") and callable(params.parameters):
             params = params.parameters()
         if isinstance(params, np.ndarray) or not hasattr(params, "__iter__"):
@@ -251,9 +281,16 @@ class Optimizer:
 
     # ---- checkpoints ----------------------------------------------------------
     def state_dict(self):
-        """(config, arrays): config is JSON-able (class name, constructor arguments,
-        step count, and per attached parameter its name, shape, dtype and step),
-        arrays maps "<position>.<name>.<buffer>" to a copy of each state array."""
+        """Return the optimizer's hyper-parameters and state, for a checkpoint.
+
+        Returns
+        -------
+        config : dict
+            JSON-able: class name, constructor arguments, step count, and per
+            attached parameter its name, shape, dtype and step.
+        arrays : dict of str to numpy.ndarray
+            ``"<position>.<name>.<buffer>"`` to a copy of each state array.
+        """
         params, arrays = [], {}
         for i, ((name, p, _), st) in enumerate(zip(self._params, self._state)):
             params.append({"name": name, "shape": list(p.shape), "dtype": p.dtype.name,
@@ -266,10 +303,25 @@ class Optimizer:
         return config, arrays
 
     def load_state_dict(self, config, arrays):
-        """Restore what state_dict() returned (hyper-parameters, lr included, and
-        state) into this optimizer, whose attached parameters must have the
-        saved names, shapes and dtypes, in the same order. Checks everything
-        before changing anything; ValueError says what does not match."""
+        """Restore what `state_dict` returned into this optimizer.
+
+        The attached parameters must have the saved names, shapes and dtypes, in the
+        same order. Everything is checked before anything changes.
+
+        Parameters
+        ----------
+        config : dict
+            The first item `state_dict` returned.
+        arrays : dict of str to numpy.ndarray
+            The second item `state_dict` returned.
+
+        Raises
+        ------
+        ValueError
+            Saying what does not match.
+        TypeError
+            If config or arrays is not a dict.
+        """
         if not isinstance(config, dict) or not isinstance(arrays, dict):
             raise TypeError("load_state_dict: expected (config: dict, arrays: dict) as "
                             "returned by state_dict()")
@@ -326,8 +378,36 @@ class Optimizer:
 
 
 class SGD(Optimizer):
-    """Stochastic gradient descent with optional (Nesterov) momentum and L2 weight
-    decay, as torch.optim.SGD."""
+    """Stochastic gradient descent with optional (Nesterov) momentum and L2 weight decay.
+
+    As ``torch.optim.SGD``; the update is in this module's docstring.
+
+    Parameters
+    ----------
+    lr : float, default 0.01
+        Learning rate.
+    momentum : float, default 0.0
+        Momentum factor.
+    dampening : float, default 0.0
+        Dampening of the momentum.
+    nesterov : bool, default False
+        Nesterov momentum (needs momentum > 0 and dampening 0).
+    weight_decay : float, default 0.0
+        L2 penalty added to the gradient.
+    params : list of (str, numpy.ndarray, numpy.ndarray), optional
+        The (name, param, grad) triples to update (``layer.parameters()``, or an
+        object with a ``parameters()`` method); or call `attach` later
+        (``Sequential.compile`` does).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastrnn as fr
+    >>> p, g = np.ones(3, np.float32), np.full(3, 0.5, np.float32)
+    >>> fr.optim.SGD(lr=0.1, params=[("w", p, g)]).step()
+    >>> p
+    array([0.95, 0.95, 0.95], dtype=float32)
+    """
 
     _config_names = ("lr", "momentum", "dampening", "nesterov", "weight_decay")
 
@@ -372,8 +452,25 @@ class SGD(Optimizer):
 
 
 class Adam(Optimizer):
-    """Adam (L2 weight decay added to the gradient; optional AMSGrad), as
-    torch.optim.Adam."""
+    """Adam (L2 weight decay added to the gradient; optional AMSGrad), as ``torch.optim.Adam``.
+
+    Parameters
+    ----------
+    lr : float, default 1e-3
+        Learning rate.
+    betas : tuple of float, default (0.9, 0.999)
+        Decay rates of the first and second moment estimates, in [0, 1).
+    eps : float, default 1e-8
+        Added to the denominator.
+    weight_decay : float, default 0.0
+        L2 penalty added to the gradient.
+    amsgrad : bool, default False
+        Use the maximum of the second moments so far (AMSGrad).
+    params : list of (str, numpy.ndarray, numpy.ndarray), optional
+        The (name, param, grad) triples to update (``layer.parameters()``, or an
+        object with a ``parameters()`` method); or call `attach` later
+        (``Sequential.compile`` does).
+    """
 
     _config_names = ("lr", "betas", "eps", "weight_decay", "amsgrad")
     _decoupled = False
@@ -429,8 +526,27 @@ class Adam(Optimizer):
 
 
 class AdamW(Adam):
-    """Adam with decoupled weight decay (p *= 1 - lr*weight_decay before the
-    Adam step), as torch.optim.AdamW."""
+    """Adam with decoupled weight decay, as ``torch.optim.AdamW``.
+
+    ``p *= 1 - lr*weight_decay`` before the Adam step.
+
+    Parameters
+    ----------
+    lr : float, default 1e-3
+        Learning rate.
+    betas : tuple of float, default (0.9, 0.999)
+        Decay rates of the first and second moment estimates, in [0, 1).
+    eps : float, default 1e-8
+        Added to the denominator.
+    weight_decay : float, default 0.01
+        Decoupled weight decay.
+    amsgrad : bool, default False
+        Use the maximum of the second moments so far (AMSGrad).
+    params : list of (str, numpy.ndarray, numpy.ndarray), optional
+        The (name, param, grad) triples to update (``layer.parameters()``, or an
+        object with a ``parameters()`` method); or call `attach` later
+        (``Sequential.compile`` does).
+    """
 
     _decoupled = True
 
@@ -441,8 +557,27 @@ class AdamW(Adam):
 
 
 class RMSprop(Optimizer):
-    """RMSprop (optionally centered, with momentum and L2 weight decay), as
-    torch.optim.RMSprop."""
+    """RMSprop (optionally centered, with momentum and L2 weight decay), as ``torch.optim.RMSprop``.
+
+    Parameters
+    ----------
+    lr : float, default 0.01
+        Learning rate.
+    alpha : float, default 0.99
+        Smoothing constant of the squared-gradient average, in [0, 1].
+    eps : float, default 1e-8
+        Added to the denominator.
+    weight_decay : float, default 0.0
+        L2 penalty added to the gradient.
+    momentum : float, default 0.0
+        Momentum factor.
+    centered : bool, default False
+        Normalize by the estimated variance of the gradient.
+    params : list of (str, numpy.ndarray, numpy.ndarray), optional
+        The (name, param, grad) triples to update (``layer.parameters()``, or an
+        object with a ``parameters()`` method); or call `attach` later
+        (``Sequential.compile`` does).
+    """
 
     _config_names = ("lr", "alpha", "eps", "weight_decay", "momentum", "centered")
 
@@ -516,8 +651,28 @@ _OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop}
 
 
 def get(optimizer, **config):
-    """An optimizer from its name ("sgd", "adam", "adamw", "rmsprop", any case) and
-    constructor arguments; an Optimizer instance passes through unchanged."""
+    """Return an optimizer from its name and constructor arguments.
+
+    Parameters
+    ----------
+    optimizer : str or Optimizer
+        "sgd", "adam", "adamw", "rmsprop" (any case); an Optimizer instance
+        passes through unchanged.
+    **config
+        Constructor arguments (not allowed with an instance).
+
+    Returns
+    -------
+    Optimizer
+        The optimizer.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name.
+    TypeError
+        For anything else, or arguments given with an instance.
+    """
     if isinstance(optimizer, Optimizer):
         if config:
             raise TypeError("get: constructor arguments given with an Optimizer "
@@ -544,9 +699,18 @@ def _decode(v):
 
 
 class LRSchedule:
-    """Base class of the epoch-based schedules. At construction the schedule
-    reads optimizer.lr as its base lr and (like torch's initial step) may set
-    the lr for epoch 0; each step() advances one epoch and sets optimizer.lr."""
+    """Base class of the epoch-based learning-rate schedules.
+
+    At construction the schedule reads ``optimizer.lr`` as its base lr and (like
+    torch's initial step) may set the lr for epoch 0; each `step` advances one
+    epoch and sets ``optimizer.lr``. Pass a schedule in ``Sequential.fit``'s
+    callbacks to step it once per epoch.
+
+    Parameters
+    ----------
+    optimizer : Optimizer
+        The optimizer whose lr it sets.
+    """
 
     _config_names = ()
 
@@ -567,29 +731,66 @@ class LRSchedule:
         raise NotImplementedError
 
     def step(self):
-        """Advance one epoch; sets and returns the optimizer's new lr."""
+        """Advance one epoch and set the optimizer's lr.
+
+        Returns
+        -------
+        float
+            The new lr.
+        """
         self.last_epoch += 1
         self.optimizer.lr = self._next_lr()
         self._last_lr = self.optimizer.lr
         return self._last_lr
 
     def get_last_lr(self):
-        """The lr this schedule set last."""
+        """Return the lr this schedule set last.
+
+        Returns
+        -------
+        float
+            The lr.
+        """
         return self._last_lr
 
     def get_config(self):
-        """Constructor arguments besides the optimizer."""
+        """Return the constructor arguments besides the optimizer.
+
+        Returns
+        -------
+        dict
+            Argument name to value.
+        """
         return {k: getattr(self, k) for k in self._config_names}
 
     def state_dict(self):
-        """A JSON-able dict: class name, config and progress. Restore by building
-        the schedule on the (fresh) optimizer, then loading this and the
-        optimizer's state (the optimizer's state holds the current lr)."""
+        """Return the schedule's progress, for a checkpoint.
+
+        Restore by building the schedule on the (fresh) optimizer, then loading this
+        and the optimizer's state (the optimizer's state holds the current lr).
+
+        Returns
+        -------
+        dict
+            JSON-able: class name, config and progress.
+        """
         return {"class": type(self).__name__, "config": self.get_config(),
                 "base_lr": self.base_lr, "last_epoch": self.last_epoch,
                 "last_lr": self._last_lr}
 
     def load_state_dict(self, state):
+        """Restore what `state_dict` returned.
+
+        Parameters
+        ----------
+        state : dict
+            A `state_dict` of a schedule of this class and config.
+
+        Raises
+        ------
+        ValueError
+            If the class or config differ.
+        """
         if not isinstance(state, dict) or state.get("class") != type(self).__name__:
             got = state.get("class") if isinstance(state, dict) else type(state).__name__
             raise ValueError(f"state: expected the state_dict() of a "
@@ -608,7 +809,17 @@ class LRSchedule:
 
 
 class StepLR(LRSchedule):
-    """lr *= gamma every step_size epochs (torch.optim.lr_scheduler.StepLR)."""
+    """Multiply the lr by gamma every step_size epochs (``torch.optim.lr_scheduler.StepLR``).
+
+    Parameters
+    ----------
+    optimizer : Optimizer
+        The optimizer whose lr it sets.
+    step_size : int
+        Epochs between reductions.
+    gamma : float, default 0.1
+        The factor.
+    """
 
     _config_names = ("step_size", "gamma")
 
@@ -624,7 +835,15 @@ class StepLR(LRSchedule):
 
 
 class ExponentialLR(LRSchedule):
-    """lr *= gamma every epoch (torch.optim.lr_scheduler.ExponentialLR)."""
+    """Multiply the lr by gamma every epoch (``torch.optim.lr_scheduler.ExponentialLR``).
+
+    Parameters
+    ----------
+    optimizer : Optimizer
+        The optimizer whose lr it sets.
+    gamma : float
+        The factor.
+    """
 
     _config_names = ("gamma",)
 
@@ -637,9 +856,20 @@ class ExponentialLR(LRSchedule):
 
 
 class CosineAnnealingLR(LRSchedule):
-    """Cosine annealing from the base lr to eta_min over T_max epochs (then back
-    up, periodically, as torch does), by torch's recursive formula:
-    lr_t = eta_min + (lr_{t-1} - eta_min) * (1 + cos(pi t/T)) / (1 + cos(pi (t-1)/T))."""
+    """Anneal the lr from the base lr to eta_min over T_max epochs along a cosine.
+
+    Then back up, periodically, as torch does, by torch's recursive formula:
+    lr_t = eta_min + (lr_{t-1} - eta_min) * (1 + cos(pi t/T)) / (1 + cos(pi (t-1)/T)).
+
+    Parameters
+    ----------
+    optimizer : Optimizer
+        The optimizer whose lr it sets.
+    T_max : int
+        Epochs of a half period.
+    eta_min : float, default 0.0
+        The lowest lr.
+    """
 
     _config_names = ("T_max", "eta_min")
 
@@ -657,9 +887,22 @@ class CosineAnnealingLR(LRSchedule):
 
 
 class LinearLR(LRSchedule):
-    """Linear ramp of the lr factor from start_factor (epoch 0, set at
-    construction) to end_factor (epoch total_iters), as
-    torch.optim.lr_scheduler.LinearLR (recursive form)."""
+    """Ramp the lr factor linearly from start_factor to end_factor.
+
+    Epoch 0 (set at construction) has start_factor, epoch total_iters and later
+    end_factor, as ``torch.optim.lr_scheduler.LinearLR`` (recursive form).
+
+    Parameters
+    ----------
+    optimizer : Optimizer
+        The optimizer whose lr it sets.
+    start_factor : float, default 1/3
+        The factor of the base lr at epoch 0.
+    end_factor : float, default 1.0
+        The factor from epoch total_iters on.
+    total_iters : int, default 5
+        Epochs of the ramp.
+    """
 
     _config_names = ("start_factor", "end_factor", "total_iters")
 
@@ -682,8 +925,19 @@ class LinearLR(LRSchedule):
 
 
 class LinearWarmup(LinearLR):
-    """Warm-up: the lr rises linearly from start_factor*lr to lr over
-    warmup_epochs epochs, then stays (LinearLR with end_factor=1)."""
+    """Warm the lr up linearly from start_factor*lr to lr over warmup_epochs epochs, then keep it.
+
+    LinearLR with end_factor=1.
+
+    Parameters
+    ----------
+    optimizer : Optimizer
+        The optimizer whose lr it sets.
+    warmup_epochs : int
+        Epochs of the warm-up.
+    start_factor : float, default 0.1
+        The factor of the lr at epoch 0.
+    """
 
     _config_names = ("warmup_epochs", "start_factor")
 
@@ -694,10 +948,18 @@ class LinearWarmup(LinearLR):
 
 
 class LambdaLR(LRSchedule):
-    """lr = base_lr * lr_lambda(epoch), epoch 0 included (set at construction),
-    as torch.optim.lr_scheduler.LambdaLR. The function is not part of
-    state_dict()/get_config() output that must be JSON-able: get_config()
-    returns it, state_dict() leaves it out."""
+    """Set lr = base_lr * lr_lambda(epoch), epoch 0 included (set at construction).
+
+    As ``torch.optim.lr_scheduler.LambdaLR``. The function is not JSON-able:
+    `get_config` returns it, `state_dict` leaves it out.
+
+    Parameters
+    ----------
+    optimizer : Optimizer
+        The optimizer whose lr it sets.
+    lr_lambda : callable
+        epoch (int) -> factor (float).
+    """
 
     def __init__(self, optimizer, lr_lambda):
         if not callable(lr_lambda):
@@ -731,14 +993,34 @@ class LambdaLR(LRSchedule):
 
 
 class ReduceLROnPlateau(LRSchedule):
-    """Multiply the lr by factor when the metric has not improved for more than
-    patience epochs (torch.optim.lr_scheduler.ReduceLROnPlateau): call
-    .step(metric) once per epoch. Improvement: metric < best*(1-threshold)
-    ("min", "rel"), < best - threshold ("min", "abs"), > best*(1+threshold)
-    ("max", "rel"), > best + threshold ("max", "abs"). After a reduction,
-    cooldown epochs pass with bad epochs not counted. The lr never goes below
-    min_lr, and a reduction smaller than eps is skipped. A NaN metric is never
-    an improvement."""
+    """Multiply the lr by factor when a metric has stopped improving.
+
+    As ``torch.optim.lr_scheduler.ReduceLROnPlateau``: call ``.step(metric)`` once
+    per epoch. Improvement: metric < best*(1-threshold) ("min", "rel"),
+    < best - threshold ("min", "abs"), > best*(1+threshold) ("max", "rel"),
+    > best + threshold ("max", "abs"). A NaN metric is never an improvement.
+
+    Parameters
+    ----------
+    optimizer : Optimizer
+        The optimizer whose lr it sets.
+    mode : {"min", "max"}, default "min"
+        Whether lower or higher metrics are better.
+    factor : float, default 0.1
+        The factor of a reduction, in [0, 1).
+    patience : int, default 10
+        Epochs without improvement tolerated before a reduction.
+    threshold : float, default 1e-4
+        The least change that counts as an improvement.
+    threshold_mode : {"rel", "abs"}, default "rel"
+        Whether threshold is relative to the best value or absolute.
+    cooldown : int, default 0
+        Epochs after a reduction in which bad epochs are not counted.
+    min_lr : float, default 0.0
+        The lr never goes below it.
+    eps : float, default 1e-8
+        A reduction smaller than eps is skipped.
+    """
 
     _config_names = ("mode", "factor", "patience", "threshold", "threshold_mode",
                      "cooldown", "min_lr", "eps")
@@ -776,7 +1058,23 @@ class ReduceLROnPlateau(LRSchedule):
                     else best + self.threshold)
 
     def step(self, metric):
-        """Record this epoch's metric; may reduce and returns the optimizer's lr."""
+        """Record this epoch's metric; reduce the lr if it has stopped improving.
+
+        Parameters
+        ----------
+        metric : float
+            The monitored value of this epoch (e.g. the validation loss).
+
+        Returns
+        -------
+        float
+            The optimizer's lr.
+
+        Raises
+        ------
+        TypeError
+            If metric is not a real number.
+        """
         if isinstance(metric, (bool, np.bool_)):
             raise TypeError(f"metric: expected a real number, got {metric!r}")
         try:
@@ -822,9 +1120,30 @@ _SCHEDULES = {"step": StepLR, "exponential": ExponentialLR, "cosine": CosineAnne
 
 
 def get_schedule(schedule, optimizer, **config):
-    """A schedule from its name ("step", "exponential", "cosine", "linear",
-    "warmup", "plateau", or a class name such as "StepLR") and constructor
-    arguments, bound to optimizer; an LRSchedule instance passes through."""
+    """Return a schedule from its name and constructor arguments, bound to an optimizer.
+
+    Parameters
+    ----------
+    schedule : str or LRSchedule
+        "step", "exponential", "cosine", "linear", "warmup", "plateau", or a
+        class name such as "StepLR"; an LRSchedule instance passes through.
+    optimizer : Optimizer
+        The optimizer whose lr it sets.
+    **config
+        Constructor arguments besides the optimizer.
+
+    Returns
+    -------
+    LRSchedule
+        The schedule.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name.
+    TypeError
+        For anything else, or arguments given with an instance.
+    """
     if isinstance(schedule, LRSchedule):
         if config:
             raise TypeError("get_schedule: constructor arguments given with a schedule "
@@ -868,11 +1187,25 @@ def _norm_type(norm_type):
 
 
 def grad_norm(grads, norm_type=2.0):
-    """The norm of all gradients as if concatenated into one vector, as a Python
-    float: (sum |g|^p)^(1/p), or max |g| for norm_type inf. Computed in float64,
-    block by block in a fixed order (NumPy's pairwise sums within a block, blocks
-    in sequence), so the same gradients give the same bits whatever the thread
-    count. NaN in a gradient gives NaN; inf gives inf (or NaN)."""
+    """Return the norm of all gradients as if concatenated into one vector.
+
+    (sum |g|^p)^(1/p), or max |g| for norm_type inf. Computed in float64,
+    block by block in a fixed order, so the same gradients give the same bits
+    whatever the thread count. NaN in a gradient gives NaN; inf gives inf (or NaN).
+
+    Parameters
+    ----------
+    grads : list of numpy.ndarray or list of (str, numpy.ndarray, numpy.ndarray)
+        The gradient arrays, or (name, param, grad) triples (``layer.parameters()``,
+        ``optimizer.params``).
+    norm_type : float or "inf", default 2.0
+        The order p of the norm (> 0).
+
+    Returns
+    -------
+    float
+        The norm.
+    """
     p = _norm_type(norm_type)
     grads = _grad_list(grads)
     if p == math.inf:
@@ -902,17 +1235,37 @@ def grad_norm(grads, norm_type=2.0):
 
 
 def clip_grad_norm(grads, max_norm, norm_type=2.0, error_if_nonfinite=False):
-    """Scale all gradients in place so their global norm is at most max_norm,
-    as torch.nn.utils.clip_grad_norm_: with total = grad_norm(grads, norm_type)
-    and coef = max_norm/(total + 1e-6), every gradient is multiplied by coef
-    when coef < 1 (which, as in torch, includes totals within 1e-6 below
-    max_norm) and left alone otherwise. Returns total (the norm before
-    clipping) as a float.
+    """Scale all gradients in place so that their global norm is at most max_norm.
 
-    Non-finite total (a NaN or inf in some gradient): the gradients are left
-    untouched and the non-finite total is returned, so the caller can skip the
-    step; with error_if_nonfinite=True a FloatingPointError is raised instead.
-    (torch would multiply every gradient by coef = 0 or NaN.)"""
+    As ``torch.nn.utils.clip_grad_norm_``: with total = grad_norm(grads,
+    norm_type) and coef = max_norm/(total + 1e-6), every gradient is multiplied by
+    coef when coef < 1 (which, as in torch, includes totals within 1e-6 below
+    max_norm) and left alone otherwise. A non-finite total (a NaN or inf in some
+    gradient) leaves the gradients untouched and is returned, so the caller can
+    skip the step (torch would multiply every gradient by 0 or NaN).
+
+    Parameters
+    ----------
+    grads : list of numpy.ndarray or list of (str, numpy.ndarray, numpy.ndarray)
+        The gradient arrays, or (name, param, grad) triples (``layer.parameters()``,
+        ``optimizer.params``).
+    max_norm : float
+        The largest norm allowed.
+    norm_type : float or "inf", default 2.0
+        The order of the norm.
+    error_if_nonfinite : bool, default False
+        Raise instead of returning a non-finite total.
+
+    Returns
+    -------
+    float
+        The total norm before clipping.
+
+    Raises
+    ------
+    FloatingPointError
+        With ``error_if_nonfinite=True``, when the total is not finite.
+    """
     max_norm = _real(max_norm, "max_norm", lo=0.0, finite=False)
     _bool(error_if_nonfinite, "error_if_nonfinite")
     grads = _grad_list(grads)
@@ -931,8 +1284,18 @@ def clip_grad_norm(grads, max_norm, norm_type=2.0, error_if_nonfinite=False):
 
 
 def clip_grad_value(grads, clip_value):
-    """Clamp every gradient element into [-clip_value, clip_value], in place
-    (torch.nn.utils.clip_grad_value_). NaN elements stay NaN."""
+    """Clamp every gradient element into [-clip_value, clip_value], in place.
+
+    As ``torch.nn.utils.clip_grad_value_``. NaN elements stay NaN.
+
+    Parameters
+    ----------
+    grads : list of numpy.ndarray or list of (str, numpy.ndarray, numpy.ndarray)
+        The gradient arrays, or (name, param, grad) triples (``layer.parameters()``,
+        ``optimizer.params``).
+    clip_value : float
+        The bound (>= 0).
+    """
     c = _real(clip_value, "clip_value", lo=0.0, finite=False)
     for g in _grad_list(grads):
         np.clip(g, -c, c, out=g)
