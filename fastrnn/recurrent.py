@@ -72,17 +72,55 @@ def _aligned_copy(a):
 
 
 class RNNBase(RegularizedMixin, Layer):
-    """Common machinery of RNN, LSTM and GRU (and LayerNormLSTM): a Layer
-    with a sequence state. Parameters live in `params` (torch names and
-    shapes), gradients in `grads` (same keys).
+    """Common machinery of RNN, LSTM and GRU (and LayerNormLSTM): a Layer with a sequence state.
 
-    Its own calls are time-major unless batch_first (torch's protocol):
-    __call__(x, state, lengths) -> (y, state), forward(x, state0, lengths),
-    backward(dy, dstate) -> (dx, dstate0), step(x_t, state). Inside a model
-    it runs through the Layer protocol (apply, apply_backward), batch-first.
+    Parameters live in ``params`` (torch names and shapes), gradients in ``grads``
+    (same keys). Its own calls are time-major unless batch_first (torch's
+    protocol): ``__call__(x, state, lengths) -> (y, state)``,
+    ``forward(x, state0, lengths)``, ``backward(dy, dstate) -> (dx, dstate0)``,
+    ``step(x_t, state)``. Inside a model it runs through the Layer protocol
+    (`apply`, `apply_backward`), batch-first. With zoneout and
+    recurrent_dropout both 0 the plain torch-parity kernels run. The subclasses'
+    docstrings give the shapes.
 
-    zoneout / recurrent_dropout (LSTM, GRU, LayerNormLSTM): see
-    fastrnn._regrun; when both are 0 the plain torch-parity kernels run."""
+    Parameters
+    ----------
+    mode : {"RNN_TANH", "RNN_RELU", "LSTM", "GRU", "LNLSTM"}
+        The cell.
+    input_size : int
+        I, the number of features of each step of x.
+    hidden_size : int
+        H, the number of units of the hidden state h (and of c for the LSTM).
+    num_layers : int, default 1
+        L, stacked layers; layer l > 0 reads the D*H outputs of layer l-1.
+    bias : bool, default True
+        Whether the layers have the biases b_ih and b_hh.
+    batch_first : bool, default False
+        Take and return x and y as (B, T, ...) instead of (T, B, ...); the states
+        are (D*L, B, H) either way, as in torch.
+    dropout : float, default 0.0
+        In [0, 1): dropout on the outputs of each layer but the last, in
+        training (`forward`) only.
+    bidirectional : bool, default False
+        Run a second direction over the reversed sequences: D = 2.
+    dtype : {"float32", "float64"}, default "float32"
+        The dtype of the parameters, the inputs and the outputs.
+    seed : int, optional
+        Seeds the initial weights (torch's uniform(-1/sqrt(H), 1/sqrt(H))) and
+        the dropout masks; None draws fresh ones.
+    zoneout : float, default 0.0
+        In [0, 1): in training each unit of h keeps its previous value with
+        probability p at each step; in inference h_t = p h_{t-1} + (1-p) h~_t.
+    recurrent_dropout : float, default 0.0
+        In [0, 1): in training one mask per (sequence, unit), fixed over time,
+        multiplies h_{t-1} before W_hh, scaled by 1/(1-p).
+    clip : float, optional
+        A bound c > 0: the gate pre-activations are clamped to [-c, c] (ONNX's
+        ``clip`` attribute); None: no clamping.
+    linear_before_reset : bool, default True
+        GRU only: torch's candidate (True) or ONNX's linear_before_reset=0 /
+        Keras's reset_after=False (False).
+    """
 
     has_params = True
     carries_state = True
@@ -136,9 +174,20 @@ class RNNBase(RegularizedMixin, Layer):
             g.fill(0)
 
     def reset_parameters(self, seed=None):
-        """Draw every parameter again, in place, as torch initialises them:
-        uniform in +-1/sqrt(hidden_size), in torch's parameter order, from a
-        generator seeded by `seed` (which also seeds the dropout masks)."""
+        """Draw every parameter again, in place, as torch initialises them.
+
+        Uniform in +-1/sqrt(hidden_size), in torch's parameter order.
+
+        Parameters
+        ----------
+        seed : int, optional
+            Seeds the generator (which also seeds the dropout masks).
+
+        Raises
+        ------
+        RuntimeError
+            On a frozen layer.
+        """
         self._check_trainable("reset_parameters")
         rng = np.random.default_rng(seed)
         self._dropout_rng = np.random.default_rng(rng.integers(0, 2**63 - 1))
@@ -230,8 +279,13 @@ class RNNBase(RegularizedMixin, Layer):
         return self.zoneout > 0 or self.recurrent_dropout > 0
 
     def get_config(self):
-        """The constructor's arguments as a JSON-able dict:
-        type(layer)(**layer.get_config()) builds the same layer."""
+        """Return the constructor's arguments as a JSON-able dict.
+
+        Returns
+        -------
+        dict
+            ``type(layer)(**layer.get_config())`` builds the same layer.
+        """
         cfg = dict(input_size=self.input_size, hidden_size=self.hidden_size,
                    num_layers=self.num_layers, bias=self.bias,
                    batch_first=self.batch_first, dropout=self.dropout,
@@ -250,16 +304,20 @@ class RNNBase(RegularizedMixin, Layer):
 
     # ---- serving ------------------------------------------------------------
     def freeze(self):
-        """A copy of this layer for inference only, with its float32 weights
-        packed once for the fast kernels: each call then skips packing them
-        (what ONNX Runtime does when it loads a model). The results are the
-        same bits as this layer's. The copy's parameters are read-only
-        arrays of its own (this layer and the arrays anyone holds stay as
-        they are); it runs __call__ and step() but not forward()/backward(),
-        load_state_dict() or reset_parameters(). A parameter made writeable
-        again is made read-only and packed again at the next call. Copies
-        and pickles of a frozen layer stay frozen; a frozen model saved with
-        model.save() loads as a trainable one."""
+        """Return a copy of this layer for inference only, its float32 weights packed once.
+
+        Each call then skips packing them (what ONNX Runtime does when it loads a
+        model); the results are the same bits as this layer's. The copy's parameters
+        are read-only arrays of its own; it runs calls and `step` but not
+        `forward`/`backward`, `load_state_dict` or `reset_parameters`. Copies and
+        pickles of a frozen layer stay frozen; a frozen model saved with
+        ``model.save()`` loads as a trainable one.
+
+        Returns
+        -------
+        RNNBase
+            The frozen copy.
+        """
         new = copy_without_ctx(self)
         for name, a in new.params.items():
             # arrays of its own, on cache lines (a deep copy is not)
@@ -272,9 +330,13 @@ class RNNBase(RegularizedMixin, Layer):
         return new
 
     def unfreeze(self):
-        """A trainable copy of a frozen layer (writeable parameters of its
-        own: a deep copy of an array is writeable); of a trainable layer, a
-        plain copy."""
+        """Return a trainable copy of a frozen layer (of a trainable layer, a plain copy).
+
+        Returns
+        -------
+        RNNBase
+            A copy with writeable parameters of its own.
+        """
         new = copy_without_ctx(self)
         new._frozen = False
         for store in (new.params, new.grads):
@@ -311,8 +373,22 @@ class RNNBase(RegularizedMixin, Layer):
 
     # ---- parameters ---------------------------------------------------------
     def load_state_dict(self, state_dict):
-        """Copy parameters from a dict of arrays (NumPy or torch tensors) with
-        torch's names; every name and shape is checked first."""
+        """Copy parameters from a dict of arrays with torch's names.
+
+        Every name and shape is checked before anything is copied.
+
+        Parameters
+        ----------
+        state_dict : dict of str to array_like
+            NumPy arrays or torch tensors, named and shaped as ``layer.params``.
+
+        Raises
+        ------
+        ValueError
+            Listing missing, unexpected and mis-shaped entries.
+        RuntimeError
+            On a frozen layer.
+        """
         self._check_trainable("load_state_dict")
         Layer.load_state_dict(self, state_dict)
 
@@ -393,7 +469,26 @@ class RNNBase(RegularizedMixin, Layer):
         return self._output(y, hn, cn)
 
     def forward(self, x, state0=None, lengths=None):
-        """Training forward: keeps what backward() needs."""
+        """Run the layer for training: keeps what `backward` needs, applies dropout.
+
+        Parameters
+        ----------
+        x : array_like
+            (T, B, input_size), or (B, T, input_size) with batch_first.
+        state0 : numpy.ndarray or tuple of numpy.ndarray, optional
+            The initial state, (D*num_layers, B, hidden_size); (h0, c0) for an LSTM.
+            None: zeros.
+        lengths : array_like of int, optional
+            (B,) valid steps of each sequence, in 1..T.
+
+        Returns
+        -------
+        y : numpy.ndarray
+            (T, B, D*hidden_size), or (B, T, D*hidden_size) with batch_first; 0 past
+            each length.
+        state : numpy.ndarray or tuple of numpy.ndarray
+            h_n, or (h_n, c_n) for an LSTM: (D*num_layers, B, hidden_size).
+        """
         xt, h0, c0, lens, mask, y, hn, cn, cache = self._run(
             x, state0, lengths, True, "state0")
         if xt is x or not xt.flags.owndata:
@@ -409,9 +504,30 @@ class RNNBase(RegularizedMixin, Layer):
         return self._output(y, hn, cn)
 
     def backward(self, dy, dstate=None):
-        """Gradients after the latest forward(): accumulates parameter gradients
-        into `grads`, returns (dx, dstate0) shaped like x and state0 (dstate0 is
-        None when forward() got no initial state)."""
+        """Backpropagate through the latest `forward`.
+
+        Parameter gradients are accumulated into ``layer.grads`` (call
+        `zero_grad` between steps). Each `forward` allows one backward.
+
+        Parameters
+        ----------
+        dy : array_like
+            d(loss)/dy, of y's shape.
+        dstate : numpy.ndarray or tuple of numpy.ndarray, optional
+            d(loss)/d(final state), shaped as the state (dh_n, dc_n for an LSTM).
+
+        Returns
+        -------
+        dx : numpy.ndarray
+            d(loss)/dx, of x's shape.
+        dstate0 : numpy.ndarray or tuple of numpy.ndarray or None
+            d(loss)/d(initial state), None when `forward` got no initial state.
+
+        Raises
+        ------
+        RuntimeError
+            Without a preceding `forward`.
+        """
         ctx = self._ctx
         if ctx is None:
             raise RuntimeError("backward() needs a preceding forward() (each forward "
@@ -454,9 +570,28 @@ class RNNBase(RegularizedMixin, Layer):
 
     # ---- the Layer protocol (inside a model: batch-first) -----------------------
     def apply(self, x, lengths=None, state=None, training=False):
-        """The layer on a batch-first sequence (B, T, input_size), as a model
-        runs it: (y (B, T, D*hidden_size), final state). A layer built with
-        batch_first=False gets the sequence transposed for it."""
+        """Run the layer on a batch-first sequence, as a model runs it.
+
+        A layer built with batch_first=False gets the sequence transposed for it.
+
+        Parameters
+        ----------
+        x : numpy.ndarray
+            (B, T, input_size).
+        lengths : numpy.ndarray, optional
+            (B,) valid steps of each sequence.
+        state : numpy.ndarray or tuple of numpy.ndarray, optional
+            The initial state; None: zeros.
+        training : bool, default False
+            Run `forward` (keeps what backward needs) instead of inference.
+
+        Returns
+        -------
+        y : numpy.ndarray
+            (B, T, D*hidden_size).
+        state : numpy.ndarray or tuple of numpy.ndarray
+            The final state.
+        """
         if getattr(x, "ndim", 0) != 3:
             raise ValueError(f"{type(self).__name__}: needs a sequence (B, T, F), got shape "
                              f"{getattr(x, 'shape', None)}")
@@ -468,22 +603,57 @@ class RNNBase(RegularizedMixin, Layer):
         return (y if self.batch_first else np.ascontiguousarray(y.transpose(1, 0, 2))), st
 
     def apply_backward(self, dy):
-        """Backward of apply(training=True): d x, batch-first (the gradient of
-        the initial state is not needed inside a model)."""
+        """Backpropagate through `apply` (training=True).
+
+        Parameters
+        ----------
+        dy : numpy.ndarray
+            (B, T, D*hidden_size) gradient of apply's output.
+
+        Returns
+        -------
+        numpy.ndarray
+            (B, T, input_size) gradient of its input (the initial state's gradient
+            is not needed inside a model).
+        """
         if not self.batch_first:
             dy = np.ascontiguousarray(dy.transpose(1, 0, 2))
         dx, _ = self.backward(dy)
         return dx if self.batch_first else np.ascontiguousarray(dx.transpose(1, 0, 2))
 
     def describe_output(self):
+        """Describe the output for ``Sequential.summary``.
+
+        Returns
+        -------
+        str
+            "(B, T, D*hidden_size)" with the number filled in.
+        """
         return f"(B, T, {self.num_directions * self.hidden_size})"
 
     def _reseed_dropout(self, seed):
         self._dropout_rng = np.random.default_rng(seed)
 
     def step(self, x_t, state=None):
-        """One time step of all layers for streaming: x_t (B, input_size) ->
-        (y_t (B, hidden_size), state), exactly the full call's outputs."""
+        """Run one time step of all layers, for streaming.
+
+        Step by step it gives the full-sequence call's outputs to float rounding.
+
+        Parameters
+        ----------
+        x_t : array_like
+            (B, input_size), the inputs of one step.
+        state : numpy.ndarray or tuple of numpy.ndarray, optional
+            The state returned by the previous step, (D*num_layers, B, hidden_size)
+            ((h, c) for an LSTM); None starts from zeros.
+
+        Returns
+        -------
+        y_t : numpy.ndarray
+            (B, D*hidden_size), the last layer's output.
+        state : numpy.ndarray or tuple of numpy.ndarray
+            The new state, to pass to the next step.
+        """
         # the per-call path: the backend's stepper, made by the first call,
         # holds the layer's options (refreshed by __setattr__ when they
         # change) and checks in C that everything is exactly what the kernel
@@ -533,17 +703,37 @@ class RNNBase(RegularizedMixin, Layer):
 
     # ---- interchange ----------------------------------------------------------
     def to_onnx(self, path=None, lengths=False, initial_state=False, opset=17):
-        """Export to ONNX (needs the onnx package): one ONNX RNN/LSTM/GRU node
-        per layer. Inputs "input" [, "lengths" (B,) int64] [, "h0"[, "c0"]],
-        outputs "output", "h_n"[, "c_n"]; written to `path` when given.
-        Returns the onnx.ModelProto. fr.to_onnx(self, ...) is the same call
-        (fastrnn.formats.onnx.export_layer)."""
+        """Export to ONNX as one RNN/LSTM/GRU node (needs the onnx package).
+
+        ``fr.to_onnx(self, ...)`` is the same call.
+
+        Parameters
+        ----------
+        path : str or os.PathLike, optional
+            Where to write the model; None: only return it.
+        lengths : bool, default False
+            Add a ``sequence_lens`` input.
+        initial_state : bool, default False
+            Add initial-state inputs.
+        opset : int, default 17
+            The ONNX opset.
+
+        Returns
+        -------
+        onnx.ModelProto
+            The model.
+        """
         return delegate("to_onnx")(self, path, lengths=lengths,
                                    initial_state=initial_state, opset=opset)
 
     def to_torch(self):
-        """The equivalent torch.nn.RNN/LSTM/GRU with the weights copied (needs
-        torch). fr.to_torch(self) is the same call (fastrnn.formats.torch)."""
+        """Return the equivalent torch.nn.RNN/LSTM/GRU with the weights copied (needs torch).
+
+        Returns
+        -------
+        torch.nn.Module
+            The torch module.
+        """
         return delegate("to_torch")(self)
 
     def _state_ok(self, state, B):
@@ -563,10 +753,75 @@ class RNNBase(RegularizedMixin, Layer):
 
 
 class RNN(RNNBase):
-    """Elman RNN, h' = act(W_ih x + b_ih + W_hh h + b_hh), act tanh or relu.
+    """Elman RNN: h' = act(W_ih x + b_ih + W_hh h + b_hh), act tanh or relu.
 
-    clip: None, or a bound c > 0: the pre-activation is clamped to [-c, c]
-    first (ONNX's `clip` attribute)."""
+    Calling the layer::
+
+        y, h_n = layer(x, h_0=None, lengths=None)      # inference
+        y, h_n = layer.forward(x, h_0=None, lengths=None)  # training
+        dx, dstate0 = layer.backward(dy)                 # after forward
+        y_t, h_n = layer.step(x_t, state=None)           # one streaming step
+
+    Shapes, with T steps, B sequences, I = input_size, H = hidden_size,
+    D = 2 if bidirectional else 1, L = num_layers:
+
+    - x: (T, B, I), or (B, T, I) with ``batch_first=True``; any array-like
+      (lists, torch CPU tensors) of a real dtype.
+    - y: (T, B, D*H), or (B, T, D*H): the last layer's h at every step, both
+      directions concatenated.
+    - h_0, h_n: (D*L, B, H), in torch's order (layer 0 forward, layer 0
+      reverse, layer 1 forward, ...); h_n is the state after the last step
+      (of each sequence's length).
+    - lengths: (B,) ints in 1..T, the valid steps of each sequence (padding at
+      the end). Outputs past a sequence's length are exactly 0 and its final
+      state is the one at its last valid step, as torch gives with
+      ``pack_padded_sequence``. None: every sequence has T steps.
+    - The initial state defaults to zeros; a given state is never modified.
+
+    `forward` keeps what `backward` needs and applies dropout; `backward`
+    accumulates the parameter gradients into ``layer.grads`` (torch's names and
+    shapes). Parameters are ``layer.params``: ``weight_ih_l{k}`` (1*H, I or
+    D*H), ``weight_hh_l{k}`` (1*H, H), ``bias_ih_l{k}``, ``bias_hh_l{k}``
+    (1*H,), with ``_reverse`` for the second direction.
+
+    Parameters
+    ----------
+    input_size : int
+        I, the number of features of each step of x.
+    hidden_size : int
+        H, the number of units of the hidden state h (and of c for the LSTM).
+    num_layers : int, default 1
+        L, stacked layers; layer l > 0 reads the D*H outputs of layer l-1.
+    nonlinearity : {"tanh", "relu"}, default "tanh"
+        The activation.
+    bias : bool, default True
+        Whether the layers have the biases b_ih and b_hh.
+    batch_first : bool, default False
+        Take and return x and y as (B, T, ...) instead of (T, B, ...); the states
+        are (D*L, B, H) either way, as in torch.
+    dropout : float, default 0.0
+        In [0, 1): dropout on the outputs of each layer but the last, in
+        training (`forward`) only.
+    bidirectional : bool, default False
+        Run a second direction over the reversed sequences: D = 2.
+    dtype : {"float32", "float64"}, default "float32"
+        The dtype of the parameters, the inputs and the outputs.
+    seed : int, optional
+        Seeds the initial weights (torch's uniform(-1/sqrt(H), 1/sqrt(H))) and
+        the dropout masks; None draws fresh ones.
+    clip : float, optional
+        A bound c > 0: the gate pre-activations are clamped to [-c, c] (ONNX's
+        ``clip`` attribute); None: no clamping.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastrnn as fr
+    >>> rnn = fr.RNN(3, 5, num_layers=2, nonlinearity="relu", seed=0)
+    >>> y, h_n = rnn(np.ones((7, 2, 3), np.float32))
+    >>> y.shape, h_n.shape
+    ((7, 2, 5), (2, 2, 5))
+    """
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh",
                  bias=True, batch_first=False, dropout=0.0, bidirectional=False,
@@ -580,17 +835,88 @@ class RNN(RNNBase):
 
 
 class LSTM(RNNBase):
-    """LSTM with torch's gates i, f, g, o.
+    """LSTM with torch's gates i, f, g, o, on NumPy arrays.
 
-    clip: None, or a bound c > 0: the four gate pre-activations are clamped to
-    [-c, c] before their sigmoid/tanh (ONNX's `clip`; the cell state is not).
+    Same equations, weights and results as ``torch.nn.LSTM``.
 
-    zoneout (p): in training each unit of h keeps its previous value with
-    probability p at each step (h_t = m*h_{t-1} + (1-m)*h~_t, m ~ Bernoulli(p), c unaffected);
-    in inference h_t = p*h_{t-1} + (1-p)*h~_t. recurrent_dropout (p): in
-    training one mask per (sequence, unit), fixed over time, multiplies h_{t-1}
-    before W_hh, scaled by 1/(1-p); none in inference. Both 0 (default): torch's
-    LSTM exactly. The masks come from the layer's seeded generator.
+    Calling the layer::
+
+        y, (h_n, c_n) = layer(x, (h_0, c_0)=None, lengths=None)      # inference
+        y, (h_n, c_n) = layer.forward(x, (h_0, c_0)=None, lengths=None)  # training
+        dx, dstate0 = layer.backward(dy)                 # after forward
+        y_t, (h_n, c_n) = layer.step(x_t, state=None)           # one streaming step
+
+    Shapes, with T steps, B sequences, I = input_size, H = hidden_size,
+    D = 2 if bidirectional else 1, L = num_layers:
+
+    - x: (T, B, I), or (B, T, I) with ``batch_first=True``; any array-like
+      (lists, torch CPU tensors) of a real dtype.
+    - y: (T, B, D*H), or (B, T, D*H): the last layer's h at every step, both
+      directions concatenated.
+    - h_0, h_n: (D*L, B, H), in torch's order (layer 0 forward, layer 0
+      reverse, layer 1 forward, ...); h_n is the state after the last step
+      (of each sequence's length).
+    - c_0, c_n: the cell states, shaped as h_0 and h_n.
+    - lengths: (B,) ints in 1..T, the valid steps of each sequence (padding at
+      the end). Outputs past a sequence's length are exactly 0 and its final
+      state is the one at its last valid step, as torch gives with
+      ``pack_padded_sequence``. None: every sequence has T steps.
+    - The initial state defaults to zeros; a given state is never modified.
+
+    `forward` keeps what `backward` needs and applies dropout; `backward`
+    accumulates the parameter gradients into ``layer.grads`` (torch's names and
+    shapes). Parameters are ``layer.params``: ``weight_ih_l{k}`` (4*H, I or
+    D*H), ``weight_hh_l{k}`` (4*H, H), ``bias_ih_l{k}``, ``bias_hh_l{k}``
+    (4*H,), with ``_reverse`` for the second direction.
+
+    Parameters
+    ----------
+    input_size : int
+        I, the number of features of each step of x.
+    hidden_size : int
+        H, the number of units of the hidden state h (and of c for the LSTM).
+    num_layers : int, default 1
+        L, stacked layers; layer l > 0 reads the D*H outputs of layer l-1.
+    bias : bool, default True
+        Whether the layers have the biases b_ih and b_hh.
+    batch_first : bool, default False
+        Take and return x and y as (B, T, ...) instead of (T, B, ...); the states
+        are (D*L, B, H) either way, as in torch.
+    dropout : float, default 0.0
+        In [0, 1): dropout on the outputs of each layer but the last, in
+        training (`forward`) only.
+    bidirectional : bool, default False
+        Run a second direction over the reversed sequences: D = 2.
+    dtype : {"float32", "float64"}, default "float32"
+        The dtype of the parameters, the inputs and the outputs.
+    seed : int, optional
+        Seeds the initial weights (torch's uniform(-1/sqrt(H), 1/sqrt(H))) and
+        the dropout masks; None draws fresh ones.
+    zoneout : float, default 0.0
+        In [0, 1): in training each unit of h keeps its previous value with
+        probability p at each step; in inference h_t = p h_{t-1} + (1-p) h~_t.
+    recurrent_dropout : float, default 0.0
+        In [0, 1): in training one mask per (sequence, unit), fixed over time,
+        multiplies h_{t-1} before W_hh, scaled by 1/(1-p).
+    clip : float, optional
+        A bound c > 0: the gate pre-activations are clamped to [-c, c] (ONNX's
+        ``clip`` attribute); None: no clamping.
+
+    See Also
+    --------
+    GRU, RNN, LayerNormLSTM
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastrnn as fr
+    >>> lstm = fr.LSTM(input_size=8, hidden_size=16, seed=0)
+    >>> x = np.random.default_rng(0).standard_normal((5, 3, 8)).astype(np.float32)
+    >>> y, (h_n, c_n) = lstm(x, lengths=[5, 2, 4])     # x: (T=5, B=3, I=8)
+    >>> y.shape, h_n.shape, c_n.shape
+    ((5, 3, 16), (1, 3, 16), (1, 3, 16))
+    >>> bool(np.all(y[2:, 1] == 0)), bool(np.array_equal(h_n[0, 1], y[1, 1]))
+    (True, True)
     """
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True,
@@ -602,20 +928,85 @@ class LSTM(RNNBase):
 
 
 class GRU(RNNBase):
-    """GRU with torch's gates r, z, n.
+    """GRU with torch's gates r, z, n, on NumPy arrays.
 
-    linear_before_reset=True (torch, the default): n = tanh(W_in x + b_in +
-    r * (W_hn h + b_hn)). False (ONNX linear_before_reset=0, Keras
-    reset_after=False): n = tanh(W_in x + b_in + W_hn (r * h) + b_hn); this
-    variant runs in the portable kernels (not the AVX2 fast path).
-    clip: None, or a bound c > 0 for the gate pre-activations (ONNX `clip`).
+    Same equations, weights and results as ``torch.nn.GRU``. With
+    ``linear_before_reset=False`` (ONNX linear_before_reset=0, Keras
+    reset_after=False) the candidate is n = tanh(W_in x + b_in + W_hn (r * h) +
+    b_hn), run by the portable kernels.
 
-    zoneout (p): in training each unit of h keeps its previous value with
-    probability p at each step (h_t = m*h_{t-1} + (1-m)*h~_t, m ~ Bernoulli(p));
-    in inference h_t = p*h_{t-1} + (1-p)*h~_t. recurrent_dropout (p): in
-    training one mask per (sequence, unit), fixed over time, multiplies h_{t-1}
-    before W_hh, scaled by 1/(1-p); none in inference. Both 0 (default): torch's
-    GRU exactly. The masks come from the layer's seeded generator.
+    Calling the layer::
+
+        y, h_n = layer(x, h_0=None, lengths=None)      # inference
+        y, h_n = layer.forward(x, h_0=None, lengths=None)  # training
+        dx, dstate0 = layer.backward(dy)                 # after forward
+        y_t, h_n = layer.step(x_t, state=None)           # one streaming step
+
+    Shapes, with T steps, B sequences, I = input_size, H = hidden_size,
+    D = 2 if bidirectional else 1, L = num_layers:
+
+    - x: (T, B, I), or (B, T, I) with ``batch_first=True``; any array-like
+      (lists, torch CPU tensors) of a real dtype.
+    - y: (T, B, D*H), or (B, T, D*H): the last layer's h at every step, both
+      directions concatenated.
+    - h_0, h_n: (D*L, B, H), in torch's order (layer 0 forward, layer 0
+      reverse, layer 1 forward, ...); h_n is the state after the last step
+      (of each sequence's length).
+    - lengths: (B,) ints in 1..T, the valid steps of each sequence (padding at
+      the end). Outputs past a sequence's length are exactly 0 and its final
+      state is the one at its last valid step, as torch gives with
+      ``pack_padded_sequence``. None: every sequence has T steps.
+    - The initial state defaults to zeros; a given state is never modified.
+
+    `forward` keeps what `backward` needs and applies dropout; `backward`
+    accumulates the parameter gradients into ``layer.grads`` (torch's names and
+    shapes). Parameters are ``layer.params``: ``weight_ih_l{k}`` (3*H, I or
+    D*H), ``weight_hh_l{k}`` (3*H, H), ``bias_ih_l{k}``, ``bias_hh_l{k}``
+    (3*H,), with ``_reverse`` for the second direction.
+
+    Parameters
+    ----------
+    input_size : int
+        I, the number of features of each step of x.
+    hidden_size : int
+        H, the number of units of the hidden state h (and of c for the LSTM).
+    num_layers : int, default 1
+        L, stacked layers; layer l > 0 reads the D*H outputs of layer l-1.
+    bias : bool, default True
+        Whether the layers have the biases b_ih and b_hh.
+    batch_first : bool, default False
+        Take and return x and y as (B, T, ...) instead of (T, B, ...); the states
+        are (D*L, B, H) either way, as in torch.
+    dropout : float, default 0.0
+        In [0, 1): dropout on the outputs of each layer but the last, in
+        training (`forward`) only.
+    bidirectional : bool, default False
+        Run a second direction over the reversed sequences: D = 2.
+    dtype : {"float32", "float64"}, default "float32"
+        The dtype of the parameters, the inputs and the outputs.
+    seed : int, optional
+        Seeds the initial weights (torch's uniform(-1/sqrt(H), 1/sqrt(H))) and
+        the dropout masks; None draws fresh ones.
+    zoneout : float, default 0.0
+        In [0, 1): in training each unit of h keeps its previous value with
+        probability p at each step; in inference h_t = p h_{t-1} + (1-p) h~_t.
+    recurrent_dropout : float, default 0.0
+        In [0, 1): in training one mask per (sequence, unit), fixed over time,
+        multiplies h_{t-1} before W_hh, scaled by 1/(1-p).
+    linear_before_reset : bool, default True
+        True: torch's n = tanh(W_in x + b_in + r * (W_hn h + b_hn)).
+    clip : float, optional
+        A bound c > 0: the gate pre-activations are clamped to [-c, c] (ONNX's
+        ``clip`` attribute); None: no clamping.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastrnn as fr
+    >>> gru = fr.GRU(4, 6, bidirectional=True, batch_first=True, seed=0)
+    >>> y, h_n = gru(np.zeros((2, 9, 4), np.float32))  # x: (B=2, T=9, I=4)
+    >>> y.shape, h_n.shape                              # D=2: y has 2*6 features
+    ((2, 9, 12), (2, 2, 6))
     """
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True,
