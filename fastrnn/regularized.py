@@ -38,10 +38,49 @@ __all__ = ["LayerNormLSTM", "LSTM", "GRU", "RegularizedMixin"]
 
 
 class LayerNormLSTM(RNNBase):
-    """Layer-normalized LSTM with zoneout and recurrent dropout (see the
-    module docstring). Same public protocol as fr.LSTM: __call__, forward,
-    backward, step, grads, zero_grad, parameters, state_dict,
-    load_state_dict, train/eval, get_config."""
+    """Layer-normalized LSTM (haste's, in torch's gate order) with zoneout and recurrent dropout.
+
+    Same protocol and shapes as `fastrnn.LSTM`: ``y, (h_n, c_n) = layer(x,
+    (h_0, c_0), lengths)``, `forward`, `backward`, `step`; x is (T, B, I) (or
+    (B, T, I) with batch_first), y (T, B, D*H), h_n and c_n (D*L, B, H). Its
+    parameters are ``weight_ih_l0``, ``weight_hh_l0``, ``bias_l0``,
+    ``ln_ih_weight_l0``, ``ln_hh_weight_l0``, ``ln_cell_weight_l0``,
+    ``ln_cell_bias_l0`` (equations in the module docstring).
+
+    Parameters
+    ----------
+    input_size : int
+        I, the number of features of each step of x.
+    hidden_size : int
+        H, the number of units of h and c.
+    num_layers : int, default 1
+        L, stacked layers.
+    bias : bool, default True
+        Whether the layers have a bias.
+    batch_first : bool, default False
+        x and y as (B, T, ...) instead of (T, B, ...).
+    dropout : float, default 0.0
+        Dropout between layers, in training.
+    bidirectional : bool, default False
+        Run a reverse direction too: D = 2.
+    zoneout : float, default 0.0
+        Zoneout probability of h, in [0, 1).
+    recurrent_dropout : float, default 0.0
+        Recurrent dropout probability on h_{t-1}, in [0, 1).
+    dtype : {"float32", "float64"}, default "float32"
+        The dtype of parameters, inputs and outputs.
+    seed : int, optional
+        Seeds the initial weights and the masks.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastrnn as fr
+    >>> layer = fr.LayerNormLSTM(4, 8, zoneout=0.1, seed=0)
+    >>> y, (h_n, c_n) = layer(np.ones((6, 2, 4), np.float32))
+    >>> y.shape, h_n.shape, c_n.shape
+    ((6, 2, 8), (1, 2, 8), (1, 2, 8))
+    """
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True,
                  batch_first=False, dropout=0.0, bidirectional=False,
@@ -51,8 +90,13 @@ class LayerNormLSTM(RNNBase):
                          zoneout=zoneout, recurrent_dropout=recurrent_dropout)
 
     def reset_parameters(self, seed=None):
-        """Weights and bias as torch's LSTM (uniform +-1/sqrt(hidden_size));
-        layer-norm gains 1 and shifts 0."""
+        """Draw the weights and biases as torch's LSTM does; layer-norm gains 1 and shifts 0.
+
+        Parameters
+        ----------
+        seed : int, optional
+            Seeds the generator (uniform in +-1/sqrt(hidden_size)).
+        """
         super().reset_parameters(seed)
         for name, p in self.params.items():
             if name.startswith("ln_"):

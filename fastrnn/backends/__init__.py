@@ -81,8 +81,20 @@ _LOCK = threading.Lock()
 
 
 def register(name, module):
-    """Make backend `name` available from `module` (a dotted path whose
-    `backend` attribute is a Backend), imported when first asked for."""
+    """Make a backend available by name, from a module imported when first asked for.
+
+    Parameters
+    ----------
+    name : str
+        The backend's name ("cuda", ...).
+    module : str
+        A dotted module path whose ``backend`` attribute is a Backend.
+
+    Raises
+    ------
+    TypeError
+        If name or module is not a string.
+    """
     if not isinstance(name, str) or not isinstance(module, str):
         raise TypeError("register: name and module are strings")
     with _LOCK:
@@ -91,12 +103,36 @@ def register(name, module):
 
 
 def available():
-    """Names of the backends that can be asked for."""
+    """Return the names of the backends that can be asked for.
+
+    Returns
+    -------
+    list of str
+        Sorted names ("cpu", ...).
+    """
     return sorted(_MODULES)
 
 
 def get(name="cpu"):
-    """The backend called `name`."""
+    """Return the backend called `name`, importing its module the first time.
+
+    Parameters
+    ----------
+    name : str, default "cpu"
+        A name of `available`.
+
+    Returns
+    -------
+    Backend
+        The backend object.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name.
+    ImportError
+        If the backend's module cannot be loaded here.
+    """
     b = _LOADED.get(name)
     if b is not None:
         return b
@@ -114,8 +150,24 @@ def get(name="cpu"):
 
 
 def of(array):
-    """The backend that owns `array`: "cpu" for NumPy arrays (and None, for
-    layers without parameters), "cuda" for CuPy arrays."""
+    """Return the backend that owns an array.
+
+    Parameters
+    ----------
+    array : array_like or None
+        A NumPy array (or None, for layers without parameters): "cpu"; a CuPy
+        array: "cuda".
+
+    Returns
+    -------
+    Backend
+        The backend object.
+
+    Raises
+    ------
+    TypeError
+        For a CuPy array when no CUDA backend is registered.
+    """
     if array is None or type(array) is np.ndarray or isinstance(array, np.ndarray):
         return get("cpu")
     module = type(array).__module__.split(".")[0]

@@ -24,9 +24,26 @@ _limit = LOAD_LIMIT_DEFAULT
 
 
 def set_load_limit(nbytes):
-    """Set the default cap (bytes) on what one load may allocate; returns the
-    previous cap. fr.load, fr.from_onnx and fr.from_keras refuse a file that
-    needs more, before allocating it, unless called with max_bytes=."""
+    """Set the default cap on the bytes one load may allocate.
+
+    ``fr.load``, ``fr.from_onnx`` and ``fr.from_keras`` refuse a file that needs
+    more, before allocating it, unless called with ``max_bytes=``.
+
+    Parameters
+    ----------
+    nbytes : int
+        The cap in bytes (>= 1).
+
+    Returns
+    -------
+    int
+        The previous cap.
+
+    Raises
+    ------
+    ValueError
+        If nbytes is not a positive int.
+    """
     global _limit
     prev = _limit
     _limit = _check_limit(nbytes, "set_load_limit")
@@ -34,7 +51,13 @@ def set_load_limit(nbytes):
 
 
 def get_load_limit():
-    """The default cap (bytes) on what one load may allocate."""
+    """Return the default cap on the bytes one load may allocate.
+
+    Returns
+    -------
+    int
+        The cap in bytes (1 GiB unless `set_load_limit` changed it).
+    """
     return _limit
 
 

@@ -30,10 +30,37 @@ def _torch_state_dict(module):
 
 
 def from_torch(module):
-    """The fastrnn layer equivalent to a torch.nn.RNN, LSTM or GRU, with its
-    weights copied (float64 modules give float64 layers, others float32);
-    or, for an nn.Sequential or a list of modules, the fr.Sequential (see
-    the module docstring and from_torch_sequential)."""
+    """Return the fastrnn equivalent of a torch recurrent module or sequential model.
+
+    Parameters
+    ----------
+    module : torch.nn.Module or list of torch.nn.Module
+        A ``torch.nn.RNN``, ``LSTM`` or ``GRU`` (its weights copied; float64
+        modules give float64 layers, others float32); or an ``nn.Sequential`` or a
+        list of modules of embeddings, linear layers, activations and recurrent
+        layers (see `from_torch_sequential`).
+
+    Returns
+    -------
+    RNNBase or Sequential
+        The layer, or the model for a sequence of modules.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For modules that have no fastrnn equivalent (e.g. an LSTM with proj_size).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastrnn as fr
+    >>> torch = __import__("pytest").importorskip("torch")
+    >>> m = torch.nn.GRU(3, 4, batch_first=True)
+    >>> layer = fr.from_torch(m)
+    >>> x = np.ones((2, 5, 3), np.float32)
+    >>> bool(np.allclose(layer(x)[0], m(torch.from_numpy(x))[0].detach().numpy(), atol=1e-6))
+    True
+    """
     if isinstance(module, (list, tuple)) or (
             type(module).__name__ in ("Sequential", "ModuleList")
             and hasattr(module, "children")):
@@ -67,11 +94,33 @@ def _from_torch_recurrent(module):
 
 
 def to_torch(layer):
-    """The torch.nn.RNN, LSTM or GRU equivalent to a fastrnn layer, with its
-    weights copied (same dtype, batch_first, dropout, train/eval mode); for
-    an fr.Sequential, a FastrnnSequential module (to_torch_sequential).
-    Layers torch cannot express raise ValueError: a GRU with
-    linear_before_reset=False, and clip."""
+    """Return the torch equivalent of a fastrnn layer or model, with its weights copied.
+
+    Parameters
+    ----------
+    layer : RNNBase or Sequential
+        An RNN, LSTM or GRU (same dtype, batch_first, dropout, train/eval mode
+        in torch), or an ``fr.Sequential`` (a FastrnnSequential module, see
+        `to_torch_sequential`).
+
+    Returns
+    -------
+    torch.nn.Module
+        The torch module.
+
+    Raises
+    ------
+    ValueError
+        For layers torch cannot express: a GRU with linear_before_reset=False,
+        and clip.
+
+    Examples
+    --------
+    >>> import fastrnn as fr
+    >>> torch = __import__("pytest").importorskip("torch")
+    >>> fr.to_torch(fr.LSTM(3, 4, num_layers=2))
+    LSTM(3, 4, num_layers=2)
+    """
     try:
         import torch
     except ImportError as e:

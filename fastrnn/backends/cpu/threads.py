@@ -22,12 +22,42 @@ from . import _ext
 
 
 def set_num_threads(n):
-    """Use n OpenMP threads in fastrnn's kernels (None: the OpenMP default)."""
+    """Use n OpenMP threads in fastrnn's kernels.
+
+    The thread count never changes a result's bits. While a kernel runs it
+    holds SciPy's OpenBLAS at one thread and shares its GEMMs among its own.
+
+    Parameters
+    ----------
+    n : int or None
+        The number of threads (>= 1); None goes back to OpenMP's default, which
+        honours ``OMP_NUM_THREADS``.
+
+    Examples
+    --------
+    >>> import fastrnn as fr
+    >>> fr.set_num_threads(1)
+    >>> fr.get_num_threads()
+    1
+    >>> fr.set_num_threads(None)
+    """
     _ext.set_num_threads(0 if n is None else positive_int(n, "n"))
 
 
 def get_num_threads():
-    """Threads the next kernel call will use."""
+    """Return the number of threads the next kernel call will use.
+
+    Returns
+    -------
+    int
+        The thread count.
+
+    Examples
+    --------
+    >>> import fastrnn as fr
+    >>> fr.get_num_threads() >= 1
+    True
+    """
     return _ext.num_threads()
 
 
@@ -37,23 +67,58 @@ def num_threads_setting():
 
 
 def set_step_team(enabled):
-    """Run one-step calls (step() of a layer or model, any call with T = 1)
-    on a team of fastrnn's own helper threads instead of OpenMP's (default:
-    off): handing a step's slices out through one atomic word costs less
-    than starting an OpenMP region (README: Threads; docs/tuning.md, "The
-    step team, from Python"). Leave it off when other libraries in the
-    process run OpenMP work between the steps (torch shares fastrnn's
-    OpenMP threads, which spin for milliseconds after each of its calls,
-    and the team's helpers are then threads too many). After fastrnn's own
-    OpenMP work the team stands aside by itself for a while. Same bits
-    either way. Returns the previous setting."""
+    """Run one-step calls on fastrnn's own helper threads instead of OpenMP's (default: off).
+
+    One-step calls are ``step()`` of a layer or model and any call with T = 1:
+    handing a step's slices out through one atomic word costs less than
+    starting an OpenMP region (docs/performance.md). Leave it off when other
+    libraries in the process run OpenMP work between the steps (torch shares
+    fastrnn's OpenMP threads, which spin for milliseconds after each of its
+    calls). After fastrnn's own OpenMP work the team stands aside by itself for
+    a while. Same bits either way.
+
+    Parameters
+    ----------
+    enabled : bool
+        Turn the team on or off.
+
+    Returns
+    -------
+    bool
+        The previous setting.
+
+    Raises
+    ------
+    TypeError
+        If enabled is not True or False.
+
+    Examples
+    --------
+    >>> import fastrnn as fr
+    >>> previous = fr.set_step_team(True)
+    >>> fr.get_step_team()
+    True
+    >>> _ = fr.set_step_team(previous)
+    """
     if not isinstance(enabled, (bool, int)) or enabled not in (0, 1):
         raise TypeError(f"set_step_team: expected True or False, got {enabled!r}")
     return _ext.set_step_team(bool(enabled))
 
 
 def get_step_team():
-    """Whether one-step calls run on the step team (set_step_team)."""
+    """Return whether one-step calls run on the step team (`set_step_team`).
+
+    Returns
+    -------
+    bool
+        The setting.
+
+    Examples
+    --------
+    >>> import fastrnn as fr
+    >>> fr.get_step_team() in (True, False)
+    True
+    """
     return _ext.step_team_enabled()
 
 
