@@ -85,8 +85,27 @@ def delegate(name):
 
 
 class Layer:
-    """Base of every layer: parameters, gradients, mode, config, and the
-    protocol a model runs layers through (apply, apply_backward, step)."""
+    """Base of every layer: parameters, gradients, mode, config, and the model protocol.
+
+    A model runs its layers batch-first through `apply`, `apply_backward` and
+    `step`. A subclass with its own ``_run(x, lengths, training)`` and
+    ``_backward(dy)`` in NumPy runs inside a `Sequential` too.
+    Capabilities: ``carries_state`` (recurrent layers), ``reduces_sequence``
+    (poolings: the sequence ends there).
+
+    Parameters
+    ----------
+    dtype : {"float32", "float64"}, default "float32"
+        The dtype of inputs, outputs and parameters.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastrnn as fr
+    >>> layer = fr.Dense(3, 2, seed=0)
+    >>> isinstance(layer, fr.Layer), [n for n, p, g in layer.parameters()]
+    (True, ['weight', 'bias'])
+    """
 
     has_params = False
     #: a pooling layer turns a sequence (B, T, F) into one vector per sample (B, F)
@@ -107,19 +126,43 @@ class Layer:
         self.grads = {n: np.zeros_like(p) for n, p in self.params.items()}
 
     def parameters(self):
-        """(name, parameter, gradient) triples, for optimizers."""
+        """Return the (name, parameter, gradient) triples, for optimizers.
+
+        Returns
+        -------
+        list of (str, numpy.ndarray, numpy.ndarray)
+            The parameter and gradient arrays themselves (updated in place).
+        """
         return [(n, self.params[n], self.grads[n]) for n in self.params]
 
     def zero_grad(self):
+        """Fill every gradient with 0, in place."""
         for g in self.grads.values():
             g.fill(0)
 
     def state_dict(self):
+        """Return copies of the parameters.
+
+        Returns
+        -------
+        dict of str to numpy.ndarray
+            Parameter name to a copy of its array.
+        """
         return {n: p.copy() for n, p in self.params.items()}
 
     def load_state_dict(self, state_dict):
-        """Copy parameters in place from a dict of arrays; names and shapes are
-        checked first and every problem is reported."""
+        """Copy parameters in place from a dict of arrays; names and shapes are checked first.
+
+        Parameters
+        ----------
+        state_dict : dict of str to array_like
+            NumPy arrays or torch tensors, named and shaped as ``layer.params``.
+
+        Raises
+        ------
+        ValueError
+            Listing missing, unexpected and mis-shaped entries.
+        """
         if not hasattr(state_dict, "keys"):
             raise TypeError(f"state_dict: expected a dict of arrays, got "
                             f"{type(state_dict).__name__}")
@@ -142,17 +185,48 @@ class Layer:
             np.copyto(self.params[n], arr)
 
     def reset_parameters(self, seed=None):
-        """Draw the parameters again from `seed` (in place)."""
+        """Draw the parameters again, in place.
+
+        Parameters
+        ----------
+        seed : int, optional
+            Seeds the generator.
+        """
 
     def train(self, mode=True):
+        """Set training mode (dropout on) or inference mode.
+
+        Parameters
+        ----------
+        mode : bool, default True
+            True: training; False: inference.
+
+        Returns
+        -------
+        Layer
+            The layer itself.
+        """
         self.training = bool(mode)
         return self
 
     def eval(self):
+        """Set inference mode: ``train(False)``.
+
+        Returns
+        -------
+        Layer
+            The layer itself.
+        """
         return self.train(False)
 
     def get_config(self):
-        """The constructor arguments, JSON-able (save/load uses them)."""
+        """Return the constructor arguments, JSON-able (save and load use them).
+
+        Returns
+        -------
+        dict
+            ``type(layer)(**layer.get_config())`` builds the same layer.
+        """
         return layer_config(self)
 
     def __repr__(self):
@@ -164,9 +238,41 @@ class Layer:
         return self._run(x, lengths, training=False)
 
     def forward(self, x, lengths=None):
+        """Run the layer for training: keeps what `backward` needs.
+
+        Parameters
+        ----------
+        x : array_like
+            The input, batch-first.
+        lengths : array_like of int, optional
+            (B,) valid steps of each sequence of a (B, T, ...) input; padding steps
+            are zero in the output and get no gradient.
+
+        Returns
+        -------
+        numpy.ndarray
+            The output.
+        """
         return self._run(x, lengths, training=True)
 
     def backward(self, dy):
+        """Backpropagate through the latest `forward`, accumulating parameter gradients.
+
+        Parameters
+        ----------
+        dy : array_like
+            The gradient of the output, of its shape.
+
+        Returns
+        -------
+        numpy.ndarray or None
+            The gradient of x (None where x has none, as for ids).
+
+        Raises
+        ------
+        RuntimeError
+            Without a preceding `forward`.
+        """
         ctx = self._ctx
         if ctx is None:
             raise RuntimeError(f"{type(self).__name__}.backward() needs a preceding "
@@ -179,28 +285,87 @@ class Layer:
         return self._backward(ctx, dy)
 
     def output_shape(self, input_shape):
-        """Shape of the output for an input shape (None for unknown sizes)."""
+        """Return the output's shape for an input shape.
+
+        Parameters
+        ----------
+        input_shape : tuple
+            The input's shape; None for sizes not known.
+
+        Returns
+        -------
+        tuple
+            The output's shape (None for unknown sizes).
+        """
         return input_shape
 
     # ---- the model protocol (what Sequential and the formats call) ------------
     def apply(self, x, lengths=None, state=None, training=False):
-        """The layer as a model runs it, batch-first: (y, final state), the
-        state None for layers without one. training keeps what
-        apply_backward needs."""
+        """Run the layer as a model runs it, batch-first.
+
+        Parameters
+        ----------
+        x : numpy.ndarray
+            The input, batch-first: (B, T, ...) sequences or (B, ...) samples.
+        lengths : array_like of int, optional
+            (B,) valid steps of each sequence of a (B, T, ...) input; padding steps
+            are zero in the output and get no gradient.
+        state : object, optional
+            The initial state of a layer that carries one; ignored otherwise.
+        training : bool, default False
+            Keep what `apply_backward` needs (and apply dropout).
+
+        Returns
+        -------
+        y : numpy.ndarray
+            The output.
+        state : object or None
+            The final state, None for layers without one.
+        """
         return (self.forward(x, lengths) if training else self(x, lengths)), None
 
     def apply_backward(self, dy):
-        """Backward of apply(training=True): accumulates parameter gradients,
-        returns d x (None when x has no gradient, as for ids)."""
+        """Backpropagate through `apply` (training=True), accumulating parameter gradients.
+
+        Parameters
+        ----------
+        dy : numpy.ndarray
+            The gradient of apply's output.
+
+        Returns
+        -------
+        numpy.ndarray or None
+            The gradient of x (None when x has none, as for ids).
+        """
         return self.backward(dy)
 
     def step(self, x_t, state=None):
-        """One time step inside a streaming model: x_t (B, ...) -> (y_t,
-        state). Per-step layers apply to x_t as it is."""
+        """Run one time step inside a streaming model; per-step layers apply to x_t as it is.
+
+        Parameters
+        ----------
+        x_t : numpy.ndarray
+            (B, ...) the inputs of one step.
+        state : object, optional
+            The state of the previous step (recurrent layers).
+
+        Returns
+        -------
+        y_t : numpy.ndarray
+            The outputs of the step.
+        state : object or None
+            The new state.
+        """
         return self(x_t), None
 
     def describe_output(self):
-        """The output's shape in words, for model.summary()."""
+        """Describe the output's shape in words, for ``Sequential.summary``.
+
+        Returns
+        -------
+        str
+            E.g. "(B, T, 64)".
+        """
         return "same as input"
 
     @property
@@ -212,14 +377,30 @@ class Layer:
         return backends.get("cpu")
 
     def freeze(self):
-        """A copy of this layer for inference only (recurrent layers also
-        prepare their weights once; see RNNBase.freeze)."""
+        """Return a copy of this layer for inference only.
+
+        Recurrent layers also pack their weights once (`RNNBase.freeze`).
+
+        Returns
+        -------
+        Layer
+            The copy.
+        """
         return copy_without_ctx(self)
 
     def reseed(self, weight_seed, dropout_seed, weights=True):
-        """Draw the initial weights again from weight_seed (when `weights`,
-        the layer has parameters and was built without a seed) and restart
-        its dropout masks from dropout_seed (fit(seed=...) calls this)."""
+        """Draw the initial weights again and restart the dropout masks (``fit(seed=...)`` calls this).
+
+        Parameters
+        ----------
+        weight_seed : int or numpy.random.SeedSequence
+            Seeds the weights when `weights` is true, the layer has parameters and
+            was built without a seed.
+        dropout_seed : int or numpy.random.SeedSequence
+            Seeds the dropout masks.
+        weights : bool, default True
+            Whether the weights may be drawn again.
+        """
         if weights and self.has_params and getattr(self, "seed", None) is None:
             self.reset_parameters(weight_seed)
         self._reseed_dropout(dropout_seed)
@@ -303,8 +484,22 @@ def _activation(name):
 
 
 class Activation(Layer):
-    """Elementwise activation: 'relu', 'tanh', 'sigmoid', 'elu', 'leaky_relu',
-    'linear'. Zero at padded steps."""
+    """Elementwise activation, zero at padded steps.
+
+    Parameters
+    ----------
+    activation : {"relu", "tanh", "sigmoid", "elu", "leaky_relu", "linear"}
+        The function.
+    dtype : {"float32", "float64"}, default "float32"
+        The dtype of inputs, outputs and parameters.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastrnn as fr
+    >>> fr.Activation("relu")(np.array([[-1.0, 2.0]], np.float32))
+    array([[0., 2.]], dtype=float32)
+    """
 
     def __init__(self, activation, dtype="float32"):
         super().__init__(dtype)
@@ -333,9 +528,34 @@ class Activation(Layer):
 
 
 class Dense(Layer):
-    """Fully connected layer, y = act(x W^T + b), torch.nn.Linear's parameters
-    ("weight" (out, in), "bias" (out,)) and initialisation. On a sequence
-    (B, T, in) it applies per step (zero at padded steps); on (B, in) per sample."""
+    """Fully connected layer, y = act(x W^T + b), with ``torch.nn.Linear``'s parameters and initialisation.
+
+    Parameters ``weight`` (out, in) and ``bias`` (out,). On a sequence
+    (B, T, in) it applies per step (zero at padded steps); on (B, in) per sample.
+
+    Parameters
+    ----------
+    in_features : int
+        The input's last dimension.
+    out_features : int
+        The output's last dimension.
+    activation : str, optional
+        One of `Activation`'s names; None: linear.
+    bias : bool, default True
+        Whether there is a bias.
+    dtype : {"float32", "float64"}, default "float32"
+        The dtype of inputs, outputs and parameters.
+    seed : int, optional
+        Seeds the initial weights (and masks); None draws fresh ones.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastrnn as fr
+    >>> dense = fr.Dense(4, 2, seed=0)
+    >>> dense(np.ones((3, 4), np.float32)).shape, dense(np.ones((3, 5, 4), np.float32)).shape
+    ((3, 2), (3, 5, 2))
+    """
 
     has_params = True
 
@@ -408,8 +628,28 @@ class Dense(Layer):
 
 
 class Dropout(Layer):
-    """Inverted dropout (torch.nn.Dropout): in training, each element is zeroed
-    with probability p and the rest scaled by 1/(1-p); identity in inference."""
+    """Inverted dropout (``torch.nn.Dropout``).
+
+    In training each element is zeroed with probability p and the rest scaled
+    by 1/(1-p); identity in inference.
+
+    Parameters
+    ----------
+    p : float, default 0.5
+        The drop probability, in [0, 1).
+    dtype : {"float32", "float64"}, default "float32"
+        The dtype of inputs, outputs and parameters.
+    seed : int, optional
+        Seeds the initial weights (and masks); None draws fresh ones.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastrnn as fr
+    >>> x = np.ones((2, 3), np.float32)
+    >>> bool(np.array_equal(fr.Dropout(0.5)(x), x))     # inference: identity
+    True
+    """
 
     def __init__(self, p=0.5, dtype="float32", seed=None):
         super().__init__(dtype)
@@ -445,9 +685,33 @@ class Dropout(Layer):
 
 
 class Embedding(Layer):
-    """Lookup table, torch.nn.Embedding: int ids of any shape (B, T) -> (B, T, dim).
+    """Lookup table (``torch.nn.Embedding``): int ids (B, T) -> (B, T, embedding_dim).
+
     Initialised N(0, 1) as torch; the row of `padding_idx` is zero and gets no
-    gradient. Ids at padded steps (t >= lengths[b]) get no gradient either."""
+    gradient. Ids at padded steps (t >= lengths[b]) get no gradient either.
+
+    Parameters
+    ----------
+    num_embeddings : int
+        The number of ids (the vocabulary size).
+    embedding_dim : int
+        The size of each vector.
+    padding_idx : int, optional
+        An id whose vector stays zero.
+    dtype : {"float32", "float64"}, default "float32"
+        The dtype of inputs, outputs and parameters.
+    seed : int, optional
+        Seeds the initial weights (and masks); None draws fresh ones.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastrnn as fr
+    >>> emb = fr.Embedding(10, 3, padding_idx=0, seed=0)
+    >>> out = emb(np.array([[1, 2, 0]]))
+    >>> out.shape, bool(np.all(out[0, 2] == 0))
+    ((1, 3, 3), True)
+    """
 
     has_params = True
 
@@ -485,7 +749,25 @@ class Embedding(Layer):
         return f"(B, T, {self.embedding_dim})"
 
     def ids(self, x):
-        """x as an int64 array of ids in 0..num_embeddings-1, checked."""
+        """Return x as a checked int64 array of ids in 0..num_embeddings-1.
+
+        Parameters
+        ----------
+        x : array_like
+            Integer ids (whole-number floats are accepted).
+
+        Returns
+        -------
+        numpy.ndarray
+            int64 ids of x's shape.
+
+        Raises
+        ------
+        TypeError
+            For non-integer input.
+        ValueError
+            For ids out of range.
+        """
         arr = to_numpy(x, "x")
         if arr.dtype.kind == "f":
             if arr.size and not np.all(np.isfinite(arr) & (arr == np.round(arr))):
@@ -559,9 +841,24 @@ class _Pooling(Layer):
 
 
 class LastStep(_Pooling):
-    """The output at each sequence's last valid step: (B, T, F) -> (B, F).
-    (For a bidirectional layer this is the forward direction's final state
-    beside the reverse direction's first step, as torch's output[len-1].)"""
+    """Take the output at each sequence's last valid step: (B, T, F) -> (B, F).
+
+    For a bidirectional layer this is the forward direction's final state
+    beside the reverse direction's first step, as torch's output[len-1].
+
+    Parameters
+    ----------
+    dtype : {"float32", "float64"}, default "float32"
+        The dtype of inputs, outputs and parameters.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastrnn as fr
+    >>> x = np.arange(6, dtype=np.float32).reshape(1, 3, 2)
+    >>> fr.LastStep()(x, lengths=[2])
+    array([[2., 3.]], dtype=float32)
+    """
 
     def __init__(self, dtype="float32"):
         super().__init__(dtype)
@@ -580,7 +877,21 @@ class LastStep(_Pooling):
 
 
 class MeanPooling(_Pooling):
-    """Mean over each sequence's valid steps: (B, T, F) -> (B, F)."""
+    """Average over each sequence's valid steps: (B, T, F) -> (B, F).
+
+    Parameters
+    ----------
+    dtype : {"float32", "float64"}, default "float32"
+        The dtype of inputs, outputs and parameters.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastrnn as fr
+    >>> x = np.arange(6, dtype=np.float32).reshape(1, 3, 2)
+    >>> fr.MeanPooling()(x, lengths=[2])
+    array([[1., 2.]], dtype=float32)
+    """
 
     def __init__(self, dtype="float32"):
         super().__init__(dtype)
@@ -600,8 +911,23 @@ class MeanPooling(_Pooling):
 
 
 class MaxPooling(_Pooling):
-    """Maximum over each sequence's valid steps: (B, T, F) -> (B, F); the
-    gradient goes to the first step holding the maximum."""
+    """Take the maximum over each sequence's valid steps: (B, T, F) -> (B, F).
+
+    The gradient goes to the first step holding the maximum.
+
+    Parameters
+    ----------
+    dtype : {"float32", "float64"}, default "float32"
+        The dtype of inputs, outputs and parameters.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastrnn as fr
+    >>> x = np.arange(6, dtype=np.float32).reshape(1, 3, 2)
+    >>> fr.MaxPooling()(x, lengths=[2])
+    array([[2., 3.]], dtype=float32)
+    """
 
     def __init__(self, dtype="float32"):
         super().__init__(dtype)
@@ -623,15 +949,37 @@ class MaxPooling(_Pooling):
 
 
 class AttentionPooling(_Pooling):
-    """Additive attention over the valid steps of each sequence (Bahdanau;
-    Yang et al. 2016): (B, T, F) -> (B, F).
+    """Pool by additive attention over the valid steps of each sequence: (B, T, F) -> (B, F).
+
+    Bahdanau; Yang et al. 2016::
 
         u_t = tanh(W h_t + b)          W (A, F), b (A,)
         s_t = v . u_t                  v (A,)
         a   = softmax over valid t of s_t   (padding gets weight exactly 0)
         out = sum_t a_t h_t
 
-    `attention_weights` keeps the latest a (B, T) for inspection."""
+    ``attention_weights`` keeps the latest a (B, T) for inspection.
+
+    Parameters
+    ----------
+    input_size : int
+        F, the features of each step.
+    attention_size : int, optional
+        A, the size of the attention layer; None: F.
+    dtype : {"float32", "float64"}, default "float32"
+        The dtype of inputs, outputs and parameters.
+    seed : int, optional
+        Seeds the initial weights (and masks); None draws fresh ones.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastrnn as fr
+    >>> pool = fr.AttentionPooling(4, seed=0)
+    >>> out = pool(np.ones((2, 5, 4), np.float32), lengths=[5, 3])
+    >>> out.shape, pool.attention_weights.shape
+    ((2, 4), (2, 5))
+    """
 
     has_params = True
 
