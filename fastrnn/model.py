@@ -34,8 +34,41 @@ from .layers import (Embedding, Layer, check_seed, copy_without_ctx, delegate, s
 
 
 def pad_sequences(sequences, dtype=None, value=0):
-    """A list of N arrays (T_i, ...) (or lists of ids) -> (padded (N, T_max, ...),
-    lengths (N,) int64), padded at the end with `value`."""
+    """Pad a list of variable-length sequences at the end into one array.
+
+    Parameters
+    ----------
+    sequences : list of array_like
+        N arrays (T_i, ...) or lists of ids, all with the same trailing shape.
+    dtype : numpy.dtype, optional
+        The dtype of the result; None: the sequences' common dtype.
+    value : scalar, default 0
+        The padding value.
+
+    Returns
+    -------
+    padded : numpy.ndarray
+        (N, T_max, ...).
+    lengths : numpy.ndarray
+        (N,) int64, the length of each sequence.
+
+    Raises
+    ------
+    ValueError
+        For an empty list, an empty sequence or mismatched trailing shapes.
+    TypeError
+        For one array instead of a list.
+
+    Examples
+    --------
+    >>> import fastrnn as fr
+    >>> padded, lengths = fr.pad_sequences([[1, 2, 3], [4]])
+    >>> padded
+    array([[1, 2, 3],
+           [4, 0, 0]])
+    >>> lengths
+    array([3, 1])
+    """
     if isinstance(sequences, np.ndarray):
         raise TypeError("pad_sequences: expected a list of sequences, got one array")
     seqs = [to_numpy(s, f"sequences[{i}]") for i, s in enumerate(sequences)]
@@ -56,8 +89,22 @@ def pad_sequences(sequences, dtype=None, value=0):
 
 
 class History:
-    """What fit() returns: `history` {name: [value per epoch]}, `epoch` list,
-    `stopped_by` (None, 'early_stopping', 'interrupted' or a callback name)."""
+    """What ``Sequential.fit`` returns: the logged values of every epoch.
+
+    Attributes: ``history`` {name: [value per epoch]} with "loss", each metric,
+    "val_loss" and "val_<metric>" with validation data, and "lr"; ``epoch``,
+    the epoch indices run; ``stopped_by``: None, "interrupted" (Ctrl-C) or the
+    class name of the callback that stopped training. ``history["loss"]``
+    reads an entry.
+
+    Examples
+    --------
+    >>> import fastrnn as fr
+    >>> h = fr.History()
+    >>> h.append(0, {"loss": 0.5})
+    >>> h["loss"], h.epoch
+    ([0.5], [0])
+    """
 
     def __init__(self):
         self.history = {}
@@ -65,6 +112,15 @@ class History:
         self.stopped_by = None
 
     def append(self, epoch, logs):
+        """Record the logs of one epoch.
+
+        Parameters
+        ----------
+        epoch : int
+            The epoch's index.
+        logs : dict of str to float
+            The values logged.
+        """
         self.epoch.append(epoch)
         for k, v in logs.items():
             self.history.setdefault(k, []).append(v)
@@ -136,15 +192,58 @@ _METRICS = {"accuracy": _metric_accuracy, "acc": _metric_accuracy,
 
 # ---- callbacks -----------------------------------------------------------------
 class Callback:
-    """Hook into fit(): on_epoch_end returns True to stop training."""
+    """Base class of the hooks into ``Sequential.fit``.
+
+    Override any of `on_train_begin`, `on_epoch_end` (return True to stop
+    training) and `on_train_end`.
+
+    Examples
+    --------
+    >>> import fastrnn as fr
+    >>> class StopAtLoss(fr.Callback):
+    ...     def on_epoch_end(self, model, epoch, logs):
+    ...         return logs["loss"] < 0.1
+    >>> StopAtLoss().on_epoch_end(None, 0, {"loss": 0.05})
+    True
+    """
 
     def on_train_begin(self, model):
+        """Run before the first epoch.
+
+        Parameters
+        ----------
+        model : Sequential
+            The model being trained.
+        """
         pass
 
     def on_epoch_end(self, model, epoch, logs):
+        """Run after each epoch.
+
+        Parameters
+        ----------
+        model : Sequential
+            The model being trained.
+        epoch : int
+            The epoch's index, from 0.
+        logs : dict of str to float
+            This epoch's values: "loss", metrics, "val_*", "lr".
+
+        Returns
+        -------
+        bool
+            True to stop training.
+        """
         return False
 
     def on_train_end(self, model):
+        """Run after training, also when it was stopped or interrupted.
+
+        Parameters
+        ----------
+        model : Sequential
+            The model being trained.
+        """
         pass
 
 
@@ -163,8 +262,29 @@ def _mode(mode, monitor):
 
 
 class EarlyStopping(Callback):
-    """Stop when `monitor` has not improved by min_delta for `patience` epochs;
-    restore_best_weights puts the best epoch's weights back at the end."""
+    """Stop training when a monitored value has stopped improving.
+
+    Parameters
+    ----------
+    monitor : str, default "val_loss"
+        A key of the epoch's logs ("val_*" needs validation data).
+    patience : int, default 5
+        Epochs without an improvement of at least min_delta before stopping.
+    min_delta : float, default 0.0
+        The least change that counts as an improvement.
+    mode : {"auto", "min", "max"}, default "auto"
+        Whether lower or higher is better; "auto": higher for accuracies.
+    restore_best_weights : bool, default True
+        Put the best epoch's weights back when training ends.
+
+    Examples
+    --------
+    >>> import fastrnn as fr
+    >>> stop = fr.EarlyStopping(monitor="loss", patience=1, restore_best_weights=False)
+    >>> stop.on_train_begin(None)
+    >>> [stop.on_epoch_end(None, e, {"loss": v}) for e, v in enumerate([1.0, 0.5, 0.6])]
+    [False, False, True]
+    """
 
     def __init__(self, monitor="val_loss", patience=5, min_delta=0.0, mode="auto",
                  restore_best_weights=True):
@@ -196,8 +316,26 @@ class EarlyStopping(Callback):
 
 
 class ModelCheckpoint(Callback):
-    """Save the model to `path` after each epoch (or only when `monitor`
-    improves, save_best_only=True). `path` may hold '{epoch}'."""
+    """Save the model after each epoch, or only when a monitored value improves.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to write (``fr.save``); may hold "{epoch}" (from 1).
+    monitor : str, default "val_loss"
+        A key of the epoch's logs.
+    save_best_only : bool, default True
+        Save only when `monitor` improves.
+    mode : {"auto", "min", "max"}, default "auto"
+        Whether lower or higher is better; "auto": higher for accuracies.
+
+    Examples
+    --------
+    >>> import fastrnn as fr
+    >>> ckpt = fr.ModelCheckpoint("best-{epoch}.fastrnn", monitor="loss")
+    >>> ckpt.save_best_only
+    True
+    """
 
     def __init__(self, path, monitor="val_loss", save_best_only=True, mode="auto"):
         self.path = str(path)
@@ -219,8 +357,26 @@ class ModelCheckpoint(Callback):
 
 
 class LearningRateScheduler(Callback):
-    """Step a schedule of fr.optim once per epoch (ReduceLROnPlateau with the
-    monitored value). A schedule passed directly in callbacks is wrapped so."""
+    """Step a schedule of ``fr.optim`` once per epoch.
+
+    A ReduceLROnPlateau is stepped with the monitored value. A schedule passed
+    directly in fit's callbacks is wrapped so.
+
+    Parameters
+    ----------
+    schedule : fastrnn.optim.LRSchedule
+        The schedule.
+    monitor : str, default "val_loss"
+        The value given to a ReduceLROnPlateau ("loss" when it is not logged).
+
+    Examples
+    --------
+    >>> import fastrnn as fr
+    >>> opt = fr.optim.SGD(lr=1.0)
+    >>> cb = fr.LearningRateScheduler(fr.optim.StepLR(opt, step_size=1, gamma=0.5))
+    >>> cb.on_epoch_end(None, 0, {"loss": 1.0}), opt.lr
+    (False, 0.5)
+    """
 
     def __init__(self, schedule, monitor="val_loss"):
         self.schedule = schedule
@@ -267,7 +423,51 @@ class _Progress:
 
 
 class Sequential:
-    """A stack of layers run in order, batch-first (see the module docstring)."""
+    """A stack of layers run in order, batch-first, with Keras's compile / fit / evaluate / predict.
+
+    Inputs are (N, T) ids, (N, T, F) features or a list of variable-length
+    sequences (padded here), with ``lengths`` (N,) that travel with each batch
+    through the layers, so padding never reaches pooling, losses or metrics. A
+    recurrent layer built with batch_first=False gets its input transposed for
+    it. Each batch is cut to its longest sequence. Calling the model,
+    ``model(x, lengths)``, is inference on one batch and returns the raw
+    outputs (logits for classifiers).
+
+    ``fit(seed=s)`` draws the shuffling and every dropout mask from s (and the
+    initial weights of layers built without a seed); all arithmetic is
+    deterministic, so the same seed and data give the same weights, bit for bit,
+    at any thread count.
+
+    Parameters
+    ----------
+    layers : list of Layer
+        The layers, all of one dtype; a recurrent layer may not follow a pooling
+        layer.
+    seed : int, optional
+        Seeds the initial weights of layers built without a seed and the
+        dropout masks.
+
+    Raises
+    ------
+    TypeError
+        For anything but a list of fastrnn layers.
+    ValueError
+        For an empty list, mixed dtypes, or a recurrent layer after a pooling.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastrnn as fr
+    >>> model = fr.Sequential([fr.Embedding(20, 8), fr.LSTM(8, 16, batch_first=True),
+    ...                        fr.MeanPooling(), fr.Dense(16, 3)], seed=0)
+    >>> _ = model.compile(loss="cross_entropy", optimizer="adam", metrics=["accuracy"])
+    >>> x = np.random.default_rng(0).integers(1, 20, size=(32, 7))   # (N, T) ids
+    >>> y = x[:, 0] % 3                                             # (N,) classes
+    >>> history = model.fit(x, y, lengths=np.full(32, 7), epochs=2, batch_size=8,
+    ...                     seed=0, verbose=0)
+    >>> sorted(history.history), model.predict(x).shape
+    (['accuracy', 'loss', 'lr'], (32, 3))
+    """
 
     def __init__(self, layers, seed=None):
         if isinstance(layers, (Layer,)) or not hasattr(layers, "__iter__"):
@@ -308,8 +508,13 @@ class Sequential:
         return not any(l.reduces_sequence for l in self.layers)
 
     def parameters(self):
-        """(name, parameter, gradient) triples, names '{layer index}.{param}'
-        as torch's nn.Sequential names them."""
+        """Return the (name, parameter, gradient) triples of every layer.
+
+        Returns
+        -------
+        list of (str, numpy.ndarray, numpy.ndarray)
+            Names "{layer index}.{param}", as torch's nn.Sequential names them.
+        """
         out = []
         for i, l in enumerate(self.layers):
             for n, p, g in l.parameters():
@@ -317,9 +522,30 @@ class Sequential:
         return out
 
     def state_dict(self):
+        """Return copies of every parameter.
+
+        Returns
+        -------
+        dict of str to numpy.ndarray
+            "{layer index}.{param}" to a copy of the array.
+        """
         return {n: p.copy() for n, p, _ in self.parameters()}
 
     def load_state_dict(self, state_dict):
+        """Copy parameters into the layers from a `state_dict`-like dict.
+
+        Parameters
+        ----------
+        state_dict : dict of str to array_like
+            "{layer index}.{param}" to arrays (NumPy or torch tensors).
+
+        Raises
+        ------
+        ValueError
+            For unexpected keys or a layer's missing or mis-shaped entries.
+        TypeError
+            If state_dict is not a dict.
+        """
         if not hasattr(state_dict, "keys"):
             raise TypeError(f"state_dict: expected a dict of arrays, got "
                             f"{type(state_dict).__name__}")
@@ -345,26 +571,52 @@ class Sequential:
         self._trained = True
 
     def zero_grad(self):
+        """Fill every layer's gradients with 0."""
         for l in self.layers:
             l.zero_grad()
 
     def train(self, mode=True):
+        """Set training mode (dropout on) or inference mode in every layer.
+
+        Parameters
+        ----------
+        mode : bool, default True
+            True: training; False: inference.
+
+        Returns
+        -------
+        Sequential
+            The model itself.
+        """
         self.training = bool(mode)
         for l in self.layers:
             l.train(mode)
         return self
 
     def freeze(self):
-        """A copy of this model for inference only (predict, evaluate,
-        __call__): its RNN/LSTM/GRU layers are their freeze() copies, whose
-        float32 weights are packed once instead of at every call; the same
-        bits as this model. fit() on the copy raises; this model stays
-        trainable."""
+        """Return a copy of this model for inference only.
+
+        Its RNN/LSTM/GRU layers are their `freeze` copies, whose float32 weights are
+        packed once instead of at every call; the same bits as this model. fit on
+        the copy raises; this model stays trainable.
+
+        Returns
+        -------
+        Sequential
+            The frozen copy.
+        """
         new = copy_without_ctx(self)
         new.layers = [l.freeze() for l in new.layers]
         return new
 
     def eval(self):
+        """Set inference mode: ``train(False)``.
+
+        Returns
+        -------
+        Sequential
+            The model itself.
+        """
         return self.train(False)
 
     def _seed_layers(self, seed, weights):
@@ -418,7 +670,25 @@ class Sequential:
         return self._run(x, lengths, False)[0]
 
     def forward(self, x, lengths=None, states=None):
-        """Training forward on one batch; keeps what backward() needs."""
+        """Run a training forward pass on one batch, keeping what `backward` needs.
+
+        Parameters
+        ----------
+        x : array_like or list
+            Batch-first: (N, T) int ids when the first layer is an Embedding,
+            (N, T, F) features, (N, F) per-sample features, or a list of N
+            variable-length sequences (padded here; then no `lengths`).
+        lengths : array_like of int, optional
+            (N,) valid steps of each sequence of x, in 1..T (padding at the end);
+            None: every sequence has T steps.
+        states : list, optional
+            Initial states of the recurrent layers, in layer order.
+
+        Returns
+        -------
+        numpy.ndarray
+            The raw outputs: (N, T, ...) per step, or (N, ...) after a pooling.
+        """
         x, lengths = self._input(x, lengths)
         out, finals = self._run(x, lengths, True, states)
         self._final_states = finals
@@ -426,8 +696,23 @@ class Sequential:
         return out
 
     def backward(self, dout):
-        """Gradients of every layer from d(loss)/d(output); returns d x
-        (None when the first layer is an Embedding)."""
+        """Backpropagate through every layer from the gradient of the outputs.
+
+        Parameters
+        ----------
+        dout : numpy.ndarray
+            d(loss)/d(output), of the output's shape.
+
+        Returns
+        -------
+        numpy.ndarray or None
+            d(loss)/dx; None when the first layer is an Embedding.
+
+        Raises
+        ------
+        RuntimeError
+            Without a preceding `forward`.
+        """
         if self._ctx is None:
             raise RuntimeError("backward() needs a preceding forward()")
         self._ctx = None
@@ -440,8 +725,28 @@ class Sequential:
 
     # ---- streaming and generation --------------------------------------------------
     def step(self, x_t, states=None):
-        """One time step through all layers: x_t (B,) ids or (B, F) -> (out (B, ...),
-        states); pass the states back in on the next call."""
+        """Run one time step through all layers, for streaming.
+
+        Parameters
+        ----------
+        x_t : array_like
+            (B,) ids after an Embedding, else (B, F).
+        states : list, optional
+            The states returned by the previous step (one per recurrent layer);
+            None starts from zeros.
+
+        Returns
+        -------
+        out : numpy.ndarray
+            (B, ...) the outputs of the step.
+        states : list
+            The new states, to pass back in on the next call.
+
+        Raises
+        ------
+        ValueError
+            For a model with a pooling layer.
+        """
         if any(l.reduces_sequence for l in self.layers):
             raise ValueError("step: a model with a pooling layer needs whole sequences")
         if isinstance(self.layers[0], Embedding):
@@ -464,9 +769,29 @@ class Sequential:
         return x, new
 
     def generate(self, prompt, length, temperature=1.0, top_k=None, seed=None):
-        """Sample `length` ids after `prompt` (a sequence of ids) from a language
-        model (Embedding ... Dense(vocab)): softmax(logits / temperature),
-        restricted to the top_k most likely ids when given. Returns the new ids."""
+        """Sample ids after a prompt from a language model (Embedding ... Dense(vocab)).
+
+        Each id is drawn from softmax(logits / temperature), restricted to the
+        top_k most likely ids when given.
+
+        Parameters
+        ----------
+        prompt : array_like of int
+            A 1-D sequence of ids.
+        length : int
+            How many ids to generate.
+        temperature : float, default 1.0
+            > 0; lower is greedier.
+        top_k : int, optional
+            Sample among the top_k most likely ids only.
+        seed : int, optional
+            Seeds the sampling.
+
+        Returns
+        -------
+        numpy.ndarray
+            (length,) int64, the new ids.
+        """
         if not isinstance(self.layers[0], Embedding):
             raise ValueError("generate: the model must start with an Embedding")
         length = positive_int(length, "length", minimum=0)
@@ -497,9 +822,27 @@ class Sequential:
 
     # ---- training ---------------------------------------------------------------
     def compile(self, loss, optimizer="adam", clip_norm=None, metrics=None, **loss_kwargs):
-        """Choose the loss (name or fr.losses object), optimizer (name or
-        fr.optim object), global-norm gradient clipping and metrics
-        ('accuracy', 'mae', 'mse', 'cer')."""
+        """Choose the loss, the optimizer, gradient clipping and metrics.
+
+        Parameters
+        ----------
+        loss : str or fastrnn.losses.Loss
+            "cross_entropy", "binary_cross_entropy", "mse", "ctc", or a loss object.
+        optimizer : str or fastrnn.optim.Optimizer, default "adam"
+            A name ("sgd", "adam", "adamw", "rmsprop") or an optimizer object.
+        clip_norm : float, optional
+            Clip the global gradient norm to this value before each step; a
+            non-finite norm skips the step.
+        metrics : list of str, optional
+            Among "accuracy", "mae", "mse", "cer".
+        **loss_kwargs
+            Constructor arguments of a loss given by name.
+
+        Returns
+        -------
+        Sequential
+            The model itself.
+        """
         self.loss = _losses.get(loss, **loss_kwargs)
         self.optimizer = _optim.get(optimizer) if isinstance(optimizer, str) else optimizer
         if not hasattr(self.optimizer, "step") or not hasattr(self.optimizer, "attach"):
@@ -614,11 +957,59 @@ class Sequential:
 
     def fit(self, x, y, lengths=None, epochs=1, batch_size=32, validation_data=None,
             shuffle=True, seed=None, verbose=1, callbacks=None, bptt=None):
-        """Train; returns a History. `validation_data` is (x, y) or (x, y, lengths).
-        `bptt`: truncated backpropagation through time in windows of that many
-        steps, states carried across windows. Ctrl-C stops after the current
-        batch and returns the history so far (history.stopped_by='interrupted');
-        the model stays usable."""
+        """Train the model on (x, y) for a number of epochs.
+
+        Parameters
+        ----------
+        x : array_like or list
+            Batch-first: (N, T) int ids when the first layer is an Embedding,
+            (N, T, F) features, (N, F) per-sample features, or a list of N
+            variable-length sequences (padded here; then no `lengths`).
+        y : array_like
+            Targets, one per sample of x: (N,) class ids or (N, K) values for a
+            per-sample output (after a pooling layer), (N, T) class ids or
+            (N, T, K) values for a per-step output; for CTC, (N, S) labels padded
+            with -1 or a list of N label sequences.
+        lengths : array_like of int, optional
+            (N,) valid steps of each sequence of x, in 1..T (padding at the end);
+            None: every sequence has T steps.
+        epochs : int, default 1
+            Passes over the data.
+        batch_size : int, default 32
+            Samples per gradient step.
+        validation_data : tuple, optional
+            (x, y) or (x, y, lengths) evaluated after each epoch; logged as
+            "val_loss" and "val_<metric>".
+        shuffle : bool, default True
+            Shuffle the samples each epoch.
+        seed : int, optional
+            Seeds the shuffling, the dropout masks and the initial weights of
+            layers built without a seed: the same seed gives the same weights, bit
+            for bit.
+        verbose : {0, 1, 2}, default 1
+            0: silent; 1: a progress bar and a line per epoch; 2: a line per epoch.
+        callbacks : list, optional
+            `Callback` objects (`EarlyStopping`, `ModelCheckpoint`, ...) and
+            ``fr.optim`` schedules (stepped once per epoch).
+        bptt : int, optional
+            Truncated backpropagation through time in windows of that many steps,
+            the recurrent states carried across windows.
+
+        Returns
+        -------
+        History
+            ``history.history`` maps "loss", each metric, "val_*" and "lr" to their
+            values per epoch; ``history.stopped_by`` says why training stopped
+            early. Ctrl-C stops after the current batch and returns the history so
+            far (stopped_by "interrupted"); the model stays usable.
+
+        Raises
+        ------
+        RuntimeError
+            If the model is not compiled.
+        ValueError, TypeError
+            For bad arguments, naming them.
+        """
         self._check_compiled()
         epochs = positive_int(epochs, "epochs", minimum=0)
         batch_size = positive_int(batch_size, "batch_size")
@@ -729,7 +1120,27 @@ class Sequential:
         return logs
 
     def evaluate(self, x, y, lengths=None, batch_size=256):
-        """{"loss": ..., metric: ...} over the whole data, in inference mode."""
+        """Compute the loss and metrics over the whole data, in inference mode.
+
+        Parameters
+        ----------
+        x : array_like or list
+            Batch-first: (N, T) int ids when the first layer is an Embedding,
+            (N, T, F) features, (N, F) per-sample features, or a list of N
+            variable-length sequences (padded here; then no `lengths`).
+        y : array_like
+            Targets, as for `fit`.
+        lengths : array_like of int, optional
+            (N,) valid steps of each sequence of x, in 1..T (padding at the end);
+            None: every sequence has T steps.
+        batch_size : int, default 256
+            Samples per batch.
+
+        Returns
+        -------
+        dict of str to float
+            {"loss": ..., metric: ...}.
+        """
         self._check_compiled()
         batch_size = positive_int(batch_size, "batch_size")
         x, lengths = self._input(x, lengths)
@@ -737,9 +1148,28 @@ class Sequential:
         return self._evaluate(x, y, lengths, batch_size)
 
     def predict(self, x, lengths=None, batch_size=256):
-        """Outputs through the loss's output activation (class probabilities for
-        cross-entropy and CTC, sigmoid for binary cross-entropy, raw values for
-        MSE or before compile). Sequence outputs are (N, T, ...), zero at padding."""
+        """Return the model's outputs through the loss's output activation.
+
+        Class probabilities for cross-entropy and CTC, sigmoid for binary
+        cross-entropy, raw values for MSE or before compile.
+
+        Parameters
+        ----------
+        x : array_like or list
+            Batch-first: (N, T) int ids when the first layer is an Embedding,
+            (N, T, F) features, (N, F) per-sample features, or a list of N
+            variable-length sequences (padded here; then no `lengths`).
+        lengths : array_like of int, optional
+            (N,) valid steps of each sequence of x, in 1..T (padding at the end);
+            None: every sequence has T steps.
+        batch_size : int, default 256
+            Samples per batch.
+
+        Returns
+        -------
+        numpy.ndarray
+            (N, ...) per sample, or (N, T, ...) per step, zero at padding.
+        """
         batch_size = positive_int(batch_size, "batch_size")
         x, lengths = self._input(x, lengths)
         # inference through _run(..., training=False): the model's mode is
@@ -761,8 +1191,18 @@ class Sequential:
 
     # ---- description and files ---------------------------------------------------------
     def summary(self, print_fn=print):
-        """A table of layers, their output sizes and parameter counts; printed
-        and returned."""
+        """Describe the layers, their output sizes and parameter counts in a table.
+
+        Parameters
+        ----------
+        print_fn : callable or None, default print
+            Called with the table; None prints nothing.
+
+        Returns
+        -------
+        str
+            The table.
+        """
         rows = [("#", "layer", "output (features)", "params")]
         total = 0
         for i, l in enumerate(self.layers):
@@ -785,18 +1225,38 @@ class Sequential:
         return out
 
     def save(self, path, include_optimizer=True):
-        """fr.save(self, path, include_optimizer): write the model (config,
-        weights and optionally the optimizer state) to one data-only file;
-        fr.load reads it back (fastrnn.formats.native)."""
+        """Write the model to one data-only file: ``fr.save(self, path, include_optimizer)``.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file to write; ``fr.load`` reads it back.
+        include_optimizer : bool, default True
+            Also save the optimizer's state.
+        """
         delegate("save")(self, path, include_optimizer=include_optimizer)
 
     def to_onnx(self, path=None, lengths=True, opset=17):
-        """Export the model (inference) to ONNX (needs the onnx package):
-        inputs "x" ((N, T) int64 ids after an Embedding, else (N, T, F)) and,
-        with lengths=True, "lengths" (N,) int64; output "y", what
-        model(x, lengths) returns. Written to `path` when given; returns the
-        onnx.ModelProto. fr.to_onnx(self, ...) is the same call
-        (fastrnn.formats.onnx.export_sequential)."""
+        """Export the model (inference) to ONNX (needs the onnx package).
+
+        Inputs "x" ((N, T) int64 ids after an Embedding, else (N, T, F)) and, with
+        lengths=True, "lengths" (N,) int64; output "y", what ``model(x, lengths)``
+        returns. ``fr.to_onnx(self, ...)`` is the same call.
+
+        Parameters
+        ----------
+        path : str or os.PathLike, optional
+            Where to write it; None: only return it.
+        lengths : bool, default True
+            Add the "lengths" input.
+        opset : int, default 17
+            The ONNX opset.
+
+        Returns
+        -------
+        onnx.ModelProto
+            The model.
+        """
         return delegate("to_onnx")(self, path, lengths=lengths, opset=opset)
 
     def __repr__(self):
