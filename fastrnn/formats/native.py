@@ -64,10 +64,29 @@ def _npy_bytes(arr):
 
 
 def save(model, path, include_optimizer=True):
-    """Write `model` (an fr.Sequential: config, weights and, with
-    include_optimizer, the optimizer state) to `path` as one data-only file
-    (see the module docstring); fr.load reads it back. model.save(path) is
-    the same call."""
+    """Write a model to one data-only file: config, weights and optionally the optimizer state.
+
+    A ZIP of ``config.json`` and ``.npy`` arrays (see the module docstring);
+    `load` reads it back. ``model.save(path)`` is the same call.
+
+    Parameters
+    ----------
+    model : Sequential
+        The model.
+    path : str or os.PathLike
+        The file to write (replaced atomically).
+    include_optimizer : bool, default True
+        Also save the optimizer's state (and the loss, clipping and metrics).
+
+    Examples
+    --------
+    >>> import fastrnn as fr
+    >>> model = fr.Sequential([fr.GRU(3, 4, batch_first=True), fr.Dense(4, 2)], seed=0)
+    >>> fr.save(model, "gru.fastrnn")
+    >>> loaded = fr.load("gru.fastrnn")
+    >>> [type(l).__name__ for l in loaded.layers]
+    ['GRU', 'Dense']
+    """
     if not isinstance(model, Sequential):
         raise TypeError(f"model: expected an fr.Sequential, got {type(model).__name__}")
     table = _LAYERS
@@ -271,9 +290,33 @@ def _check_sizes(layers_cfg, arrays, shown):
 
 
 def load(path):
-    """Read a model written by fr.save (or model.save); returns an fr.Sequential with its
-    weights (and, when saved, its loss, optimizer state, clipping and metrics).
-    Never runs code from the file; a corrupt or hostile file gets a ValueError."""
+    """Read a model written by `save` (or ``model.save``).
+
+    Never runs code from the file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file.
+
+    Returns
+    -------
+    Sequential
+        The model with its weights (and, when saved, its loss, optimizer state,
+        clipping and metrics).
+
+    Raises
+    ------
+    ValueError
+        For a truncated, oversized, pickled, path-tricked or mismatched file.
+
+    Examples
+    --------
+    >>> import fastrnn as fr
+    >>> fr.save(fr.Sequential([fr.Dense(2, 1)]), "dense.fastrnn")
+    >>> fr.load("dense.fastrnn").layers[0].params["weight"].shape
+    (1, 2)
+    """
     if isinstance(path, (bytes, bytearray)):
         src, shown = io.BytesIO(bytes(path)), "<bytes>"
     else:
