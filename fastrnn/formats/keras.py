@@ -129,18 +129,44 @@ def _check_activations(kind, activation, recurrent_activation, where):
 def from_keras_weights(kind, kernel, recurrent_kernel, bias=None, *, reset_after=True,
                        activation="tanh", recurrent_activation="sigmoid", backward=None,
                        dtype=None):
-    """A fastrnn layer (batch_first=True) from Keras weight arrays.
+    """Build a fastrnn layer (batch_first=True) from Keras weight arrays.
 
-    kind               "LSTM", "GRU" or "SimpleRNN"
-    kernel             (input_size, G*units)   (G = 4, 3, 1)
-    recurrent_kernel   (units, G*units)
-    bias               (G*units,), for a GRU with reset_after=True (2, 3*units),
-                       or None (use_bias=False)
-    reset_after        GRU only: Keras's reset_after (True = torch's GRU)
-    backward           for a Bidirectional layer: (kernel, recurrent_kernel,
-                       bias) of the backward direction
-    dtype              the layer dtype; default: float64 if the kernel is
-                       float64, else float32
+    Parameters
+    ----------
+    kind : {"LSTM", "GRU", "SimpleRNN"}
+        The Keras layer type.
+    kernel : array_like
+        (input_size, G*units), G = 4, 3, 1.
+    recurrent_kernel : array_like
+        (units, G*units).
+    bias : array_like, optional
+        (G*units,), or (2, 3*units) for a GRU with reset_after=True; None for
+        use_bias=False.
+    reset_after : bool, default True
+        GRU only: Keras's reset_after (True = torch's GRU).
+    activation : str, default "tanh"
+        The cell activation (only tanh, and relu for SimpleRNN, map).
+    recurrent_activation : str, default "sigmoid"
+        The gate activation (only sigmoid maps).
+    backward : tuple, optional
+        For a Bidirectional layer: (kernel, recurrent_kernel, bias) of the
+        backward direction.
+    dtype : str, optional
+        The layer dtype; None: float64 if the kernel is float64, else float32.
+
+    Returns
+    -------
+    RNNBase
+        The layer.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastrnn as fr
+    >>> k, rk, b = np.zeros((3, 8)), np.zeros((2, 8)), np.zeros(8)
+    >>> fr.from_keras_weights("LSTM", k.astype(np.float32), rk.astype(np.float32),
+    ...                       b.astype(np.float32)).hidden_size
+    2
     """
     kind = _kind(kind)
     if not isinstance(reset_after, (bool, np.bool_)):
@@ -393,8 +419,9 @@ def _keras_act(name, where):
 
 
 def from_keras_sequential(model):
-    """An fr.Sequential (float32, batch-first, inference mode) computing a live
-    Keras model made of a chain of
+    """Build an fr.Sequential (float32, batch-first, inference mode) computing a live Keras model.
+
+    The model is a chain of::
 
         InputLayer, Dropout (and the other noise layers)  -> nothing / fr.Dropout
         Embedding(mask_zero=False)     -> fr.Embedding (weight = embeddings)
@@ -407,11 +434,27 @@ def from_keras_sequential(model):
                                        -> the layer and fr.LastStep()
 
     Only exact mappings are made: a Keras model sees no lengths, so the output
-    equals model(x) on full sequences. (Keras's masking, mask_zero=True, picks
-    each sequence's last unmasked step instead; it is refused, as are
-    return_state=True, a Bidirectional with return_sequences=False, whose
-    backward half is its final state rather than a step of the output, and
-    activations fastrnn does not have.)
+    equals model(x) on full sequences. Keras's masking (mask_zero=True),
+    return_state=True, a Bidirectional with return_sequences=False and
+    activations fastrnn does not have are refused.
+
+    Parameters
+    ----------
+    model : keras.Model
+        A live Keras Sequential or functional chain.
+
+    Returns
+    -------
+    Sequential
+        The model.
+
+    Examples
+    --------
+    >>> import fastrnn as fr
+    >>> keras = __import__("pytest").importorskip("keras")
+    >>> m = keras.Sequential([keras.Input((5, 3)), keras.layers.GRU(4), keras.layers.Dense(2)])
+    >>> [type(l).__name__ for l in fr.from_keras_sequential(m).layers]
+    ['GRU', 'LastStep', 'Dense']
     """
     if not _is_keras(model) or not hasattr(model, "layers"):
         raise TypeError(f"from_keras_sequential: expected a live Keras model, got "
@@ -472,18 +515,45 @@ def from_keras_sequential(model):
 
 
 def from_keras(source, recurrent_only=False, sequential=False):
-    """fastrnn layers from Keras 3.
+    """Build fastrnn layers from Keras 3 layers, models or saved ``.keras`` files.
 
-    source   a live Keras LSTM/GRU/SimpleRNN/Bidirectional layer -> one layer;
-             a live Keras model -> the list of its recurrent layers;
-             a path to a saved .keras file -> the list of its recurrent layers
-             (read as data: config.json and model.weights.h5, without keras).
-    recurrent_only  models only: skip layers that are not recurrent (Embedding,
-             Dense, ...) instead of raising NotImplementedError for them.
-    sequential  live models only: return the whole model as an fr.Sequential
-             (Embedding, Dense, recurrent layers ...; see from_keras_sequential).
     The layers are batch_first=True, in inference mode, and carry
-    `keras_config` (name, return_sequences, return_state).
+    ``keras_config`` (name, return_sequences, return_state).
+
+    Parameters
+    ----------
+    source : keras.layers.Layer, keras.Model, str or os.PathLike
+        A live Keras LSTM/GRU/SimpleRNN/Bidirectional layer (one layer); a live
+        Keras model (the list of its recurrent layers); a path to a saved
+        ``.keras`` file (the list of its recurrent layers, read as data with
+        h5py, without keras).
+    recurrent_only : bool, default False
+        Models only: skip layers that are not recurrent (Embedding, Dense, ...)
+        instead of raising NotImplementedError for them.
+    sequential : bool, default False
+        Live models only: return the whole model as an fr.Sequential (see
+        `from_keras_sequential`).
+
+    Returns
+    -------
+    RNNBase or list of RNNBase or Sequential
+        The layer, the layers, or the model.
+
+    Raises
+    ------
+    NotImplementedError
+        For layers or options that do not map exactly.
+    ValueError
+        For a corrupt or oversized file.
+
+    Examples
+    --------
+    >>> import fastrnn as fr
+    >>> keras = __import__("pytest").importorskip("keras")
+    >>> layer = keras.layers.LSTM(4, return_sequences=True)
+    >>> _ = layer(keras.ops.zeros((1, 5, 3)))
+    >>> fr.from_keras(layer).hidden_size
+    4
     """
     if sequential:
         return from_keras_sequential(source)
