@@ -441,11 +441,41 @@ class OnnxModel:
 
 
 def from_onnx(source):
-    """Load an ONNX model (a path, an onnx.ModelProto, serialized bytes or a
-    binary file object) as an OnnxModel that runs its graph with fastrnn
-    layers for the RNN/LSTM/GRU nodes. The model is checked with
-    onnx.checker first; invalid files raise ValueError, unsupported operators
-    or attributes NotImplementedError."""
+    """Load an ONNX model that runs its graph with fastrnn layers for the RNN/LSTM/GRU nodes.
+
+    The returned model follows ONNX Runtime's calling convention,
+    ``m.run(None, {"x": x})``; its recurrent layers are ``m.layers``, the ops
+    around them run in NumPy. The model is checked with ``onnx.checker`` first.
+
+    Parameters
+    ----------
+    source : str, os.PathLike, bytes, file or onnx.ModelProto
+        A path, serialized bytes, a binary file object or a ModelProto.
+
+    Returns
+    -------
+    OnnxModel
+        The runnable model.
+
+    Raises
+    ------
+    ValueError
+        For an invalid file.
+    NotImplementedError
+        For unsupported operators or attributes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastrnn as fr
+    >>> _ = __import__("pytest").importorskip("onnx")
+    >>> lstm = fr.LSTM(3, 4, seed=0)
+    >>> m = fr.from_onnx(fr.to_onnx(lstm))
+    >>> x = np.ones((5, 2, 3), np.float32)
+    >>> y = m.run(None, {m.input_names[0]: x})[0]
+    >>> y.shape                       # y: (T, B, H), as the layer gives
+    (5, 2, 4)
+    """
     return OnnxModel(_load(source))
 
 
