@@ -441,10 +441,33 @@ def export_sequential(model, path=None, lengths=True, opset=17):
 
 
 def to_onnx(obj, path=None, **kwargs):
-    """Export a fastrnn recurrent layer (export_layer: lengths=False,
-    initial_state=False, opset=17) or an fr.Sequential (export_sequential:
-    lengths=True, opset=17) to ONNX; written to `path` when given. Returns
-    the onnx.ModelProto."""
+    """Export a fastrnn recurrent layer or a Sequential to ONNX.
+
+    Parameters
+    ----------
+    obj : RNNBase or Sequential
+        A layer (one ONNX RNN/LSTM/GRU node; `export_layer`) or a model
+        (`export_sequential`).
+    path : str or os.PathLike, optional
+        Where to write the model; None: only return it.
+    **kwargs
+        For a layer: ``lengths=False`` (a ``sequence_lens`` input),
+        ``initial_state=False``, ``opset=17``; for a model: ``lengths=True`` (a
+        "lengths" input), ``opset=17``.
+
+    Returns
+    -------
+    onnx.ModelProto
+        The model.
+
+    Examples
+    --------
+    >>> import fastrnn as fr
+    >>> _ = __import__("pytest").importorskip("onnx")
+    >>> proto = fr.to_onnx(fr.GRU(3, 4, seed=0), lengths=True)
+    >>> [n.op_type for n in proto.graph.node if n.op_type == "GRU"]
+    ['GRU']
+    """
     if isinstance(obj, Sequential):
         return export_sequential(obj, path, **kwargs)
     if isinstance(obj, RNNBase):
