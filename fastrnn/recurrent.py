@@ -120,6 +120,12 @@ class RNNBase(RegularizedMixin, Layer):
     linear_before_reset : bool, default True
         GRU only: torch's candidate (True) or ONNX's linear_before_reset=0 /
         Keras's reset_after=False (False).
+
+    Examples
+    --------
+    >>> import fastrnn as fr
+    >>> all(issubclass(c, fr.RNNBase) for c in (fr.RNN, fr.LSTM, fr.GRU, fr.LayerNormLSTM))
+    True
     """
 
     has_params = True
