@@ -1189,7 +1189,7 @@ def _norm_type(norm_type):
 def grad_norm(grads, norm_type=2.0):
     """Return the norm of all gradients as if concatenated into one vector.
 
-    (sum |g|^p)^(1/p), or max |g| for norm_type inf. Computed in float64,
+    ``(sum |g|^p)^(1/p)``, or ``max |g|`` for norm_type inf. Computed in float64,
     block by block in a fixed order, so the same gradients give the same bits
     whatever the thread count. NaN in a gradient gives NaN; inf gives inf (or NaN).
 

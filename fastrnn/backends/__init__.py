@@ -24,7 +24,9 @@ __all__ = ["Backend", "get", "of", "register", "available"]
 
 
 class Backend:
-    """What a backend provides. Arrays are the backend's own (NumPy for "cpu",
+    """What a backend provides: the entry points the layers, losses and models call.
+
+    Arrays are the backend's own (NumPy for "cpu",
     CuPy for "cuda"); shapes use the letters of src/include/fastrnn.h:
     T steps, B batch, I input size, H hidden size, L layers, D directions,
     G gates (fastrnn._cells). Sequences are time-major (T, B, .) and
@@ -32,40 +34,42 @@ class Backend:
     Every call raises a Python error for what it cannot run, never returns a
     wrong result.
 
-    name                 "cpu", "cuda", ...
+    The entry points::
 
-    Recurrent layers with torch's cells (RNN tanh/relu, LSTM, GRU):
-    rnn_weights(cell, w_ih, w_hh, b_ih, b_hh, I, H, L, D, writable=False,
-                gru_lbr=1, clip=0.0)
-        a handle on the L*D lists of weight arrays (or of their gradients,
-        writable=True), checked once. cell: "RNN_TANH", "RNN_RELU", "LSTM"
-        or "GRU" (fastrnn._cells). Its methods: matches(store, names,
-        gru_lbr, clip) (still the arrays store[names[i]] and these options?),
-        keep_read_only() (serving: weights read-only and prepared once;
-        returns what was prepared).
-    rnn_forward(w, x, h0, c0, dropmask, lengths, training)
-        -> (y (T,B,D*H), h_n (L*D,B,H), c_n or None, cache or None)
-    rnn_backward(w, grads, x, dropmask, lengths, cache, dy, dh_n, dc_n,
-                 want_dstate0)
-        -> (dx, dh0 or None, dc0 or None); accumulates into grads' arrays
-    rnn_stepper(w, params, names)
-        the fast path of step(): .run(x_t, state) -> (y_t, state) or None
-        (None: not exactly what the kernel takes; the layer's checked path
-        then runs), .refresh(params, gru_lbr, clip, active) when the layer's
-        options change.
+        name                 "cpu", "cuda", ...
 
-    Regularized cells (zoneout, recurrent dropout, layer norm), one layer
-    and one direction, cell "LSTM", "GRU" or "LNLSTM": reg_forward(...),
-    reg_backward(...) (fastrnn._regrun says the arguments).
+        Recurrent layers with torch's cells (RNN tanh/relu, LSTM, GRU):
+        rnn_weights(cell, w_ih, w_hh, b_ih, b_hh, I, H, L, D, writable=False,
+                    gru_lbr=1, clip=0.0)
+            a handle on the L*D lists of weight arrays (or of their gradients,
+            writable=True), checked once. cell: "RNN_TANH", "RNN_RELU", "LSTM"
+            or "GRU" (fastrnn._cells). Its methods: matches(store, names,
+            gru_lbr, clip) (still the arrays store[names[i]] and these options?),
+            keep_read_only() (serving: weights read-only and prepared once;
+            returns what was prepared).
+        rnn_forward(w, x, h0, c0, dropmask, lengths, training)
+            -> (y (T,B,D*H), h_n (L*D,B,H), c_n or None, cache or None)
+        rnn_backward(w, grads, x, dropmask, lengths, cache, dy, dh_n, dc_n,
+                     want_dstate0)
+            -> (dx, dh0 or None, dc0 or None); accumulates into grads' arrays
+        rnn_stepper(w, params, names)
+            the fast path of step(): .run(x_t, state) -> (y_t, state) or None
+            (None: not exactly what the kernel takes; the layer's checked path
+            then runs), .refresh(params, gru_lbr, clip, active) when the layer's
+            options change.
 
-    Dense algebra and losses:
-    gemm(a, b, c, trans_a, trans_b, alpha, beta)
-        c = alpha op(a) op(b) + beta c in place, bits independent of the
-        thread count
-    ctc(logits, input_lengths, targets, target_lengths, blank, zero_infinity,
-        grad_scale, want_grad) -> (losses (B,) float64, grad or None)
+        Regularized cells (zoneout, recurrent dropout, layer norm), one layer
+        and one direction, cell "LSTM", "GRU" or "LNLSTM": reg_forward(...),
+        reg_backward(...) (fastrnn._regrun says the arguments).
 
-    Threads: num_threads() (what the next call uses).
+        Dense algebra and losses:
+        gemm(a, b, c, trans_a, trans_b, alpha, beta)
+            c = alpha op(a) op(b) + beta c in place, bits independent of the
+            thread count
+        ctc(logits, input_lengths, targets, target_lengths, blank, zero_infinity,
+            grad_scale, want_grad) -> (losses (B,) float64, grad or None)
+
+        Threads: num_threads() (what the next call uses).
     """
 
     name = None
