@@ -347,6 +347,7 @@ TEST_MARKS = {
         "core/test_cell_options.py::test_gru_matches_onnxruntime_node",
     ],
     "keras": [  # keras 3 itself, or only h5py (reading .keras files)
+        "docs/test_doctests.py::test_module_doctests[fastrnn.formats.keras]",
         "formats/test_keras_io.py::test_bad_sources",
         "formats/test_keras_io.py::test_live_bidirectional",
         "formats/test_keras_io.py::test_live_layers",
@@ -359,6 +360,7 @@ TEST_MARKS = {
     "slow": [  # --durations=0, 2 threads: 0.4-2.6 s each (the docs build: 10-20 s)
         "docs/test_sphinx_build.py::test_sphinx_html_build_has_no_warnings",
         "docs/test_doctests.py::test_markdown_python_blocks[README.md]",
+        "docs/test_doctests.py::test_module_doctests[fastrnn.formats.keras]",
         "core/test_fast_path.py::test_panel_gemm[2300x2200x5]",
         "core/test_fast_path.py::test_activations_accuracy[8]",
         "core/test_limits.py::test_impossible_workspace_gives_memory_error",
