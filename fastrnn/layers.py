@@ -495,12 +495,15 @@ class Embedding(Layer):
             raise TypeError(f"x: Embedding takes integer ids, got dtype {arr.dtype}")
         if arr.ndim == 0 or arr.size == 0:
             raise ValueError(f"x: expected a non-empty array of ids, got shape {arr.shape}")
-        arr = arr.astype(np.int64, copy=False)
-        lo, hi = int(arr.min()), int(arr.max())
+        # the range is checked on the values as given: a cast first would turn
+        # 1e30 or 2**64-1 into some int64 and report that instead
+        lo, hi = arr.min(), arr.max()
         if lo < 0 or hi >= self.num_embeddings:
+            lo, hi = (v.item() for v in (lo, hi))
             raise ValueError(f"x: ids must lie in 0..{self.num_embeddings - 1} "
-                             f"(num_embeddings={self.num_embeddings}), got min {lo} and max {hi}")
-        return arr
+                             f"(num_embeddings={self.num_embeddings}), got min {lo!r} and "
+                             f"max {hi!r}")
+        return arr.astype(np.int64, copy=False)
 
     def _run(self, x, lengths, training):
         ids = self.ids(x)
