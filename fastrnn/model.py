@@ -30,7 +30,7 @@ import numpy as np
 
 from . import losses as _losses
 from . import optim as _optim
-from ._validate import lengths_array, positive_int, real_array, to_numpy
+from ._validate import lengths_array, numeric_array, positive_int, real_array, to_numpy
 from .layers import (Embedding, Layer, check_seed, copy_without_ctx, delegate, step_mask,
                      zero_padding)
 
@@ -508,7 +508,7 @@ class Sequential:
             if x.ndim != 1:
                 raise ValueError(f"x_t: expected ids of shape (B,), got {x.shape}")
         else:
-            x = real_array(x_t, "x_t", self.dtype)
+            x = numeric_array(x_t, "x_t")   # each layer's step converts it, after its checks
         n = sum(l.carries_state for l in self.layers)
         if states is None:
             states = [None] * n
