@@ -269,6 +269,24 @@ def restore_threads():
     fr.set_num_threads(before)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_temp_folder(tmp_path_factory):
+    """tempfile's folder is a fresh one for the run (tests write under
+    tmp_path): a file a test leaves there through tempfile fails the
+    session, by name, instead of staying in the shared /tmp. Folders
+    (libraries' caches) are let be."""
+    import tempfile
+
+    folder = tmp_path_factory.mktemp("tempfile")
+    before = tempfile.tempdir
+    tempfile.tempdir = str(folder)
+    yield
+    tempfile.tempdir = before
+    left = sorted(p.name for p in folder.iterdir() if not p.is_dir())
+    if left:
+        pytest.fail(f"tests left files in the temp folder: {left}", pytrace=False)
+
+
 # ---------------------------------------------------------------------------
 # Markers: registered in pyproject.toml, explained in tests/README.md, and
 # assigned here (by folder, by file, by test) so that the test files need no

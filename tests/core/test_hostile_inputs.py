@@ -202,3 +202,24 @@ def test_embedding_ids_in_range_still_work():
     e = fr.Embedding(10, 2)
     for ids in (np.array([[0.0, 9.0]]), np.array([[0, 9]], np.uint64), [[True, False]]):
         assert e(ids).shape == (1, 2, 2)
+
+
+# ---- item 8: tests leave nothing in the system temp folder ---------------------------
+def test_no_test_writes_a_fixed_name_in_the_temp_folder():
+    """Tests write under pytest's tmp_path (removed by pytest, never shared by
+    two runs); a fixed name in /tmp collides between concurrent runs and is
+    left behind. conftest.py also redirects tempfile's folder for the run and
+    fails the session if a test leaves a file there."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    me = os.path.abspath(__file__)
+    found = []
+    for folder, _, files in os.walk(root):
+        for name in files:
+            path = os.path.join(folder, name)
+            if not name.endswith(".py") or path == me:
+                continue
+            with open(path, encoding="utf-8") as f:
+                for i, line in enumerate(f, 1):
+                    if any(s in line for s in ('"/tmp', "'/tmp", "gettempdir(")):
+                        found.append(f"{os.path.relpath(path, root)}:{i}: {line.strip()}")
+    assert not found, "use tmp_path / tmp_path_factory:\n" + "\n".join(found)
