@@ -86,6 +86,7 @@ class RNNBase(RegularizedMixin, Layer):
 
     has_params = True
     carries_state = True
+    _params_contiguous = True   # the kernels read C-contiguous weights only
 
     def __init__(self, mode, input_size, hidden_size, num_layers=1, bias=True,
                  batch_first=False, dropout=0.0, bidirectional=False,
@@ -220,34 +221,6 @@ class RNNBase(RegularizedMixin, Layer):
                                             which == "grads", lbr, clip)
             plans[which] = plan
         return plan
-
-    def _check_arrays(self, which):
-        """Every array of params or grads checked to be what the kernels take,
-        errors naming the user's key (params['weight_hh_l0']): the kernels'
-        own checks only know their argument positions."""
-        store = self.params if which == "params" else self.grads
-        if not isinstance(store, dict):
-            raise TypeError(f"{which}: expected a dict of arrays, got {type(store).__name__}")
-        shapes = self._param_shapes()
-        for name, shape in shapes:
-            a = store.get(name)
-            key = f"{which}[{name!r}]"
-            if a is None:
-                raise ValueError(f"{key} is missing (this {type(self).__name__} has "
-                                 f"{[n for n, _ in shapes]})")
-            if not isinstance(a, np.ndarray):
-                raise TypeError(f"{key}: expected a NumPy array of dtype {self.dtype.name} "
-                                f"and shape {shape}, got {type(a).__name__}")
-            if a.dtype != self.dtype:
-                raise TypeError(f"{key}: expected dtype {self.dtype.name} (the layer's), "
-                                f"got {a.dtype}")
-            if a.shape != shape:
-                raise ValueError(f"{key}: expected shape {shape}, got {a.shape}")
-            if not a.flags.c_contiguous:
-                raise ValueError(f"{key}: expected a C-contiguous array "
-                                 "(np.ascontiguousarray), got a strided view")
-            if which == "grads" and not a.flags.writeable:
-                raise ValueError(f"{key}: is read-only; gradients are written in place")
 
     @property
     def _is_lstm(self):

@@ -223,3 +223,34 @@ def test_no_test_writes_a_fixed_name_in_the_temp_folder():
                     if any(s in line for s in ('"/tmp', "'/tmp", "gettempdir(")):
                         found.append(f"{os.path.relpath(path, root)}:{i}: {line.strip()}")
     assert not found, "use tmp_path / tmp_path_factory:\n" + "\n".join(found)
+
+
+# ---- item 7: the same for the other layers with parameters ---------------------------
+@pytest.mark.parametrize("make, key, bad, kind, says", [
+    (lambda: fr.Dense(3, 4), "weight", np.zeros((5, 5), np.float32), ValueError, "(4, 3)"),
+    (lambda: fr.Dense(3, 4), "weight", np.zeros((4, 3), np.float64), TypeError, "float64"),
+    (lambda: fr.Dense(3, 4), "bias", np.zeros((5,), np.float32), ValueError, "(4,)"),
+    (lambda: fr.Embedding(10, 4), "weight", np.zeros((5, 5), np.float32), ValueError, "(10, 4)"),
+    (lambda: fr.AttentionPooling(3, 2), "context", np.zeros((3,), np.float32), ValueError,
+     "(2,)"),
+    (lambda: fr.AttentionPooling(3, 2), "weight", None, ValueError, "missing"),
+])
+def test_replaced_parameter_of_other_layers_reported_by_name(make, key, bad, kind, says):
+    layer = make()
+    if bad is None:
+        del layer.params[key]
+    else:
+        layer.params[key] = bad
+    x = (np.array([[1, 2]]) if isinstance(layer, fr.Embedding)
+         else np.zeros((2, 3, 3), np.float32))
+    with pytest.raises(kind, match=rf"params\['{key}'\]") as e:
+        layer(x)
+    assert says in str(e.value)
+
+
+def test_dense_weight_of_any_layout_still_runs():
+    d = fr.Dense(3, 4)
+    x = np.ones((2, 3), np.float32)
+    y0 = d(x)
+    d.params["weight"] = np.asfortranarray(d.params["weight"])
+    np.testing.assert_array_equal(d(x), y0)
