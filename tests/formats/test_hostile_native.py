@@ -176,9 +176,9 @@ def test_declared_total_checked_against_the_cap(tmp_path):
     with zipfile.ZipFile(path) as zf:
         assert max(i.file_size for i in zf.infolist()) < 20_000
     assert isinstance(fr.load(path, max_bytes=60_000), fr.Sequential)
-    with pytest.raises(ValueError, match=r"fr.load\('.*m.fastrnn'\): the file \(config.json and the "
-                                         r"6 arrays it declares\) needs \d+ bytes, more than "
-                                         r"the load cap of 20000 bytes"):
+    says = (r"fr.load\('.*m.fastrnn'\): the file \(config.json and the 6 arrays it "
+            r"declares\) needs \d+ bytes, more than the load cap of 20000 bytes")
+    with pytest.raises(ValueError, match=says):
         fr.load(path, max_bytes=20_000)
 
 
