@@ -377,7 +377,10 @@ TEST_MARKS = {
     "slow": [  # --durations=0, 2 threads: 0.4-2.6 s each
         "core/test_fast_path.py::test_panel_gemm[2300x2200x5]",
         "core/test_fast_path.py::test_activations_accuracy[8]",
+        "core/test_hostile_inputs.py::test_step_refuses_too_many_rows_before_copying",
         "core/test_limits.py::test_impossible_workspace_gives_memory_error",
+        "formats/test_hostile_native.py::test_save_past_the_file_size_limit_leaves_old_file",
+        "formats/test_hostile_native.py::test_zip_bomb_refused_before_reading",
         "formats/test_io.py::test_every_config_value_replaced_gives_value_error",
         "formats/test_keras_io.py::test_saved_file_read_without_keras_and_h5py_hint",
         "formats/test_onnx_io.py::test_import_error_without_onnx",
