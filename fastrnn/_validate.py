@@ -51,13 +51,19 @@ def to_numpy(value, name):
     return arr
 
 
-def real_array(value, name, dtype):
-    """A real-valued array converted to `dtype` (copy only when needed)."""
+def numeric_array(value, name):
+    """A real-valued array as given, not yet converted: callers check its
+    shape first when the conversion (a copy) could be huge."""
     arr = to_numpy(value, name)
     if arr.dtype.kind not in "fiu":
         raise TypeError(f"{name}: expected a real numeric array (float or int), "
                         f"got dtype {arr.dtype}")
-    return arr.astype(dtype, copy=False)
+    return arr
+
+
+def real_array(value, name, dtype):
+    """A real-valued array converted to `dtype` (copy only when needed)."""
+    return numeric_array(value, name).astype(dtype, copy=False)
 
 
 def positive_int(value, name, minimum=1):

@@ -121,7 +121,45 @@ class Layer:
         self.training = True
         self._ctx = None
 
+    #: parameters must be C-contiguous (layers whose kernels take no other)
+    _params_contiguous = False
+
     # ---- parameters ---------------------------------------------------------
+    def _param_shapes(self):
+        """[(name, shape)] of the parameters, in order; None: not checked."""
+        return None
+
+    def _check_arrays(self, which):
+        """Every array of params or grads checked to be what the layer takes,
+        errors naming the user's key (params['weight']): a replaced array
+        would otherwise fail deep inside (gemm: b, w_hh[0]) or run silently
+        with the wrong width."""
+        shapes = self._param_shapes()
+        if shapes is None:
+            return
+        store = self.params if which == "params" else self.grads
+        if not isinstance(store, dict):
+            raise TypeError(f"{which}: expected a dict of arrays, got {type(store).__name__}")
+        for name, shape in shapes:
+            a = store.get(name)
+            key = f"{which}[{name!r}]"
+            if a is None:
+                raise ValueError(f"{key} is missing (this {type(self).__name__} has "
+                                 f"{[n for n, _ in shapes]})")
+            if not isinstance(a, np.ndarray):
+                raise TypeError(f"{key}: expected a NumPy array of dtype {self.dtype.name} "
+                                f"and shape {shape}, got {type(a).__name__}")
+            if a.dtype != self.dtype:
+                raise TypeError(f"{key}: expected dtype {self.dtype.name} (the layer's), "
+                                f"got {a.dtype}")
+            if a.shape != shape:
+                raise ValueError(f"{key}: expected shape {shape}, got {a.shape}")
+            if self._params_contiguous and not a.flags.c_contiguous:
+                raise ValueError(f"{key}: expected a C-contiguous array "
+                                 "(np.ascontiguousarray), got a strided view")
+            if which == "grads" and not a.flags.writeable:
+                raise ValueError(f"{key}: is read-only; gradients are written in place")
+
     def _init_grads(self):
         self.grads = {n: np.zeros_like(p) for n, p in self.params.items()}
 
@@ -575,6 +613,10 @@ class Dense(Layer):
         self.reset_parameters(seed)
         self._init_grads()
 
+    def _param_shapes(self):
+        return [("weight", (self.out_features, self.in_features))] + \
+            ([("bias", (self.out_features,))] if self.bias else [])
+
     def reset_parameters(self, seed=None):
         # torch.nn.Linear: kaiming_uniform(a=sqrt(5)) = U(+-1/sqrt(in)), bias the same
         rng = np.random.default_rng(seed)
@@ -589,6 +631,7 @@ class Dense(Layer):
         return f"(..., {self.out_features})"
 
     def _run(self, x, lengths, training):
+        self._check_arrays("params")
         x = real_array(x, "x", self.dtype)
         _features(x, "x", self.in_features, "in_features")
         lens = self._lengths(lengths, x)
@@ -612,6 +655,7 @@ class Dense(Layer):
         return y
 
     def _backward(self, ctx, dy):
+        self._check_arrays("grads")
         if ctx["mask"] is not None:
             dy = zero_padding(dy, ctx["mask"])
         dz = np.ascontiguousarray(dy.reshape(-1, self.out_features))
@@ -735,6 +779,9 @@ class Embedding(Layer):
         self.reset_parameters(seed)
         self._init_grads()
 
+    def _param_shapes(self):
+        return [("weight", (self.num_embeddings, self.embedding_dim))]
+
     def reset_parameters(self, seed=None):
         rng = np.random.default_rng(seed)
         w = self.params["weight"]
@@ -777,14 +824,18 @@ class Embedding(Layer):
             raise TypeError(f"x: Embedding takes integer ids, got dtype {arr.dtype}")
         if arr.ndim == 0 or arr.size == 0:
             raise ValueError(f"x: expected a non-empty array of ids, got shape {arr.shape}")
-        arr = arr.astype(np.int64, copy=False)
-        lo, hi = int(arr.min()), int(arr.max())
+        # the range is checked on the values as given: a cast first would turn
+        # 1e30 or 2**64-1 into some int64 and report that instead
+        lo, hi = arr.min(), arr.max()
         if lo < 0 or hi >= self.num_embeddings:
+            lo, hi = (v.item() for v in (lo, hi))
             raise ValueError(f"x: ids must lie in 0..{self.num_embeddings - 1} "
-                             f"(num_embeddings={self.num_embeddings}), got min {lo} and max {hi}")
-        return arr
+                             f"(num_embeddings={self.num_embeddings}), got min {lo!r} and "
+                             f"max {hi!r}")
+        return arr.astype(np.int64, copy=False)
 
     def _run(self, x, lengths, training):
+        self._check_arrays("params")
         ids = self.ids(x)
         lens = None
         if lengths is not None:
@@ -800,6 +851,7 @@ class Embedding(Layer):
         return y
 
     def _backward(self, ctx, dy):
+        self._check_arrays("grads")
         ids, lens = ctx["ids"], ctx["lengths"]
         E = self.embedding_dim
         rows = dy.reshape(-1, E)
@@ -997,6 +1049,10 @@ class AttentionPooling(_Pooling):
         self._init_grads()
         self.attention_weights = None
 
+    def _param_shapes(self):
+        A, F = self.attention_size, self.input_size
+        return [("weight", (A, F)), ("bias", (A,)), ("context", (A,))]
+
     def reset_parameters(self, seed=None):
         rng = np.random.default_rng(seed)
         kf = 1.0 / math.sqrt(self.input_size)
@@ -1006,6 +1062,7 @@ class AttentionPooling(_Pooling):
         self.params["context"][...] = rng.uniform(-ka, ka, self.params["context"].shape)
 
     def _run(self, x, lengths, training):
+        self._check_arrays("params")
         x, lens = self._seq(x, lengths)
         if x.shape[2] != self.input_size:
             raise ValueError(f"x: expected last dimension input_size={self.input_size}, "
@@ -1032,6 +1089,7 @@ class AttentionPooling(_Pooling):
         return y
 
     def _backward(self, ctx, dy):
+        self._check_arrays("grads")
         x, x2, u, a = ctx["x"], ctx["x2"], ctx["u"], ctx["a"]
         B, T, F = x.shape
         A = self.attention_size

@@ -21,6 +21,8 @@ whose bits do not depend on the thread count), so the same seed and data give
 the same weights, bit for bit, with 1 thread or many.
 """
 import math
+import os
+import string
 import sys
 import time
 
@@ -28,7 +30,7 @@ import numpy as np
 
 from . import losses as _losses
 from . import optim as _optim
-from ._validate import lengths_array, positive_int, real_array, to_numpy
+from ._validate import lengths_array, numeric_array, positive_int, real_array, to_numpy
 from .layers import (Embedding, Layer, check_seed, copy_without_ctx, delegate, step_mask,
                      zero_padding)
 
@@ -254,6 +256,9 @@ def _improved(mode, value, best, min_delta):
 
 
 def _mode(mode, monitor):
+    if not isinstance(monitor, str):
+        raise TypeError(f"monitor: expected the name of a logged value (a str such as "
+                        f"'val_loss'), got {type(monitor).__name__} {monitor!r}")
     if mode == "auto":
         return "max" if ("acc" in monitor) else "min"
     if mode not in ("min", "max"):
@@ -315,19 +320,67 @@ class EarlyStopping(Callback):
             model.load_state_dict(self.best_weights)
 
 
+def _checkpoint_fields(path):
+    """The named fields of a ModelCheckpoint path pattern, each checked to
+    format: {epoch} (an int, e.g. {epoch:03d}) or the name of a logged value
+    (a float, e.g. {val_loss:.4f}). Positional fields, attribute and index
+    lookups ({epoch.real}, {x[0]}) and nested specs are refused: the pattern
+    is filled by str.format, which would otherwise fail or reach into objects
+    after a whole epoch of training."""
+    hint = ("use {epoch} (formats as an int, e.g. {epoch:03d}) or the name of a logged "
+            "value (loss, val_loss, a metric, lr; e.g. {val_loss:.4f}), and {{ }} for "
+            "literal braces")
+    try:
+        parsed = list(string.Formatter().parse(path))
+    except ValueError as e:
+        raise ValueError(f"ModelCheckpoint: path {path!r} is not a valid format pattern "
+                         f"({e}); {hint}") from None
+    fields = []
+    for _, name, spec, conv in parsed:
+        if name is None:
+            continue
+        shown = "{" + name + (f"!{conv}" if conv else "") + (f":{spec}" if spec else "") + "}"
+        if not name.isidentifier():
+            raise ValueError(f"ModelCheckpoint: path field {shown} in {path!r} is not a "
+                             f"name; {hint}")
+        sample = 1 if name == "epoch" else 1.0
+        try:
+            if "{" in spec or "}" in spec:
+                raise ValueError("nested fields are not supported")
+            if conv not in (None, "r", "s", "a"):
+                raise ValueError(f"unknown conversion !{conv}")
+            format(sample if conv is None else str(sample), spec)
+        except ValueError as e:
+            raise ValueError(f"ModelCheckpoint: path field {shown} in {path!r} cannot "
+                             f"format {'an int' if name == 'epoch' else 'a float'} "
+                             f"({e}); {hint}") from None
+        fields.append(name)
+    return fields
+
+
 class ModelCheckpoint(Callback):
     """Save the model after each epoch, or only when a monitored value improves.
 
     Parameters
     ----------
     path : str or os.PathLike
-        The file to write (``fr.save``); may hold "{epoch}" (from 1).
+        The file to write (``fr.save``). It may hold "{epoch}" (1-based, with a
+        format spec such as "{epoch:03d}") and the names of logged values
+        ("{val_loss:.4f}", any key of fit's history). The pattern is checked
+        when the callback is built, the names against the logs at the first
+        epoch's end.
     monitor : str, default "val_loss"
         A key of the epoch's logs.
     save_best_only : bool, default True
         Save only when `monitor` improves.
     mode : {"auto", "min", "max"}, default "auto"
         Whether lower or higher is better; "auto": higher for accuracies.
+
+    Raises
+    ------
+    ValueError
+        A path pattern with positional, attribute or index fields, or a
+        format spec that cannot format its value.
 
     Examples
     --------
@@ -338,13 +391,24 @@ class ModelCheckpoint(Callback):
     """
 
     def __init__(self, path, monitor="val_loss", save_best_only=True, mode="auto"):
-        self.path = str(path)
+        try:
+            path = os.fspath(path)
+        except TypeError:
+            raise TypeError(f"ModelCheckpoint: path: expected a file path (str or "
+                            f"os.PathLike), got {type(path).__name__} {path!r}") from None
+        self.path = os.fsdecode(path)
+        self._fields = _checkpoint_fields(self.path)
         self.monitor = monitor
         self.save_best_only = bool(save_best_only)
         self.mode = _mode(mode, monitor)
         self.best = None
 
     def on_epoch_end(self, model, epoch, logs):
+        unknown = [f for f in self._fields if f != "epoch" and f not in logs]
+        if unknown:
+            raise ValueError(f"ModelCheckpoint: path field {{{unknown[0]}}} of "
+                             f"{self.path!r} is not among the logged values "
+                             f"{sorted(logs)} (or 'epoch')")
         if self.save_best_only:
             if self.monitor not in logs:
                 raise ValueError(f"ModelCheckpoint: monitor {self.monitor!r} is not among "
@@ -352,7 +416,8 @@ class ModelCheckpoint(Callback):
             if not _improved(self.mode, logs[self.monitor], self.best, 0.0):
                 return False
             self.best = logs[self.monitor]
-        model.save(self.path.format(epoch=epoch + 1))
+        values = {k: v for k, v in logs.items() if k in self._fields}
+        model.save(self.path.format(**values, epoch=epoch + 1))
         return False
 
 
@@ -754,7 +819,7 @@ class Sequential:
             if x.ndim != 1:
                 raise ValueError(f"x_t: expected ids of shape (B,), got {x.shape}")
         else:
-            x = real_array(x_t, "x_t", self.dtype)
+            x = numeric_array(x_t, "x_t")   # each layer's step converts it, after its checks
         n = sum(l.carries_state for l in self.layers)
         if states is None:
             states = [None] * n

@@ -18,7 +18,7 @@ import numpy as np
 
 from ._cells import num_gates
 from ._regrun import RegularizedMixin, _RegCtx
-from ._validate import (lengths_array, positive_int, real_array,
+from ._validate import (lengths_array, numeric_array, positive_int, real_array,
                         state_array, to_numpy)
 from .layers import Layer, copy_without_ctx, delegate
 
@@ -130,6 +130,7 @@ class RNNBase(RegularizedMixin, Layer):
 
     has_params = True
     carries_state = True
+    _params_contiguous = True   # the kernels read C-contiguous weights only
 
     def __init__(self, mode, input_size, hidden_size, num_layers=1, bias=True,
                  batch_first=False, dropout=0.0, bidirectional=False,
@@ -260,13 +261,14 @@ class RNNBase(RegularizedMixin, Layer):
         order = self.__dict__.get("_plan_order")
         if order is None:
             # parameter names in the order Plan.arrays keeps them
-            w_ih, w_hh, b_ih, b_hh = self._lists({n: n for n in store})
+            w_ih, w_hh, b_ih, b_hh = self._lists({n: n for n, _ in self._param_shapes()})
             order = w_ih + w_hh + (b_ih + b_hh if self.bias else [])
             self._plan_order = order
         plan = plans.get(which)
         lbr = int(self.linear_before_reset)
         clip = self.clip or 0.0
         if plan is None or not plan.matches(store, order, lbr, clip):
+            self._check_arrays(which)   # a replaced array is explained by its own name
             w_ih, w_hh, b_ih, b_hh = self._lists(store)
             plan = self.backend.rnn_weights(self.mode, w_ih, w_hh, b_ih, b_hh,
                                             self.input_size, self.hidden_size,
@@ -401,7 +403,7 @@ class RNNBase(RegularizedMixin, Layer):
     # ---- argument handling ----------------------------------------------------
     def _input(self, x):
         """x as a time-major C-contiguous array of the layer dtype, plus T, B."""
-        arr = real_array(x, "x", self.dtype)
+        arr = numeric_array(x, "x")   # converted below, once its size is checked
         layout = "(B, T, input_size)" if self.batch_first else "(T, B, input_size)"
         if arr.ndim != 3:
             raise ValueError(f"x: expected a 3-D array {layout} with input_size="
@@ -419,7 +421,7 @@ class RNNBase(RegularizedMixin, Layer):
             raise ValueError(f"x: T*B = {T}*{B} = {T * B} rows exceed {_MAX_ROWS}, the "
                              "most one kernel call takes (BLAS's 32-bit row count); "
                              "split the batch or the sequence")
-        return np.ascontiguousarray(arr), T, B
+        return np.ascontiguousarray(arr, dtype=self.dtype), T, B
 
     def _state(self, state, B, name):
         """(h0, c0) from the user's state: None, an array, or an LSTM tuple."""
@@ -454,6 +456,7 @@ class RNNBase(RegularizedMixin, Layer):
         if lens is not None and bool(np.all(lens == T)):
             lens = None  # same semantics, no masking work
         if self._regularized:
+            self._check_arrays("params")
             y, hn, cn, cache = self._reg_forward(xt, h0, c0, lens, training)
             return xt, h0, c0, lens, None, y, hn, cn, cache
         mask = None
@@ -562,6 +565,8 @@ class RNNBase(RegularizedMixin, Layer):
                                     f"{type(self).__name__}")
                 dhn = state_array(dstate, "dstate", shape, self.dtype)
         if isinstance(ctx["cache"], _RegCtx):
+            self._check_arrays("params")
+            self._check_arrays("grads")
             dx, dh0, dc0 = self._reg_backward(ctx["cache"], dy, dhn, dcn, ctx["has_state"])
         else:
             dx, dh0, dc0 = self.backend.rnn_backward(
@@ -677,15 +682,21 @@ class RNNBase(RegularizedMixin, Layer):
             raise ValueError("step: a bidirectional layer cannot stream (its reverse "
                              "direction needs the whole sequence)")
         arr = x_t
-        if not (type(arr) is np.ndarray and arr.dtype == self.dtype and arr.ndim == 2
-                and arr.flags.c_contiguous):
-            arr = np.ascontiguousarray(real_array(x_t, "x_t", self.dtype))
+        exact = (type(arr) is np.ndarray and arr.dtype == self.dtype and arr.ndim == 2
+                 and arr.flags.c_contiguous)
+        if not exact:
+            arr = numeric_array(x_t, "x_t")   # converted below, once its size is checked
         if arr.ndim != 2 or arr.shape[1] != self.input_size:
             raise ValueError(f"x_t: expected shape (B, input_size={self.input_size}), "
                              f"got {arr.shape}")
         B = arr.shape[0]
         if B == 0:
             raise ValueError("x_t: expected at least one sequence (B >= 1)")
+        if B > _MAX_ROWS:  # as __call__ refuses it, before a copy that could be huge
+            raise ValueError(f"x_t: B = {B} rows exceed {_MAX_ROWS}, the most one kernel "
+                             "call takes (BLAS's 32-bit row count); split the batch")
+        if not exact:
+            arr = np.ascontiguousarray(arr, dtype=self.dtype)
         xt = arr.reshape(1, B, self.input_size)  # a view: arr is C-contiguous
         is_lstm = self._is_lstm
         if not self._state_ok(state, B):
@@ -697,6 +708,7 @@ class RNNBase(RegularizedMixin, Layer):
         else:
             h0, c0 = state, None
         if self._regularized:
+            self._check_arrays("params")
             return self._reg_step(xt, h0, c0)
         plan = self._plan("params")
         backend = self.backend

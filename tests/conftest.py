@@ -269,6 +269,24 @@ def restore_threads():
     fr.set_num_threads(before)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_temp_folder(tmp_path_factory):
+    """tempfile's folder is a fresh one for the run (tests write under
+    tmp_path): a file a test leaves there through tempfile fails the
+    session, by name, instead of staying in the shared /tmp. Folders
+    (libraries' caches) are let be."""
+    import tempfile
+
+    folder = tmp_path_factory.mktemp("tempfile")
+    before = tempfile.tempdir
+    tempfile.tempdir = str(folder)
+    yield
+    tempfile.tempdir = before
+    left = sorted(p.name for p in folder.iterdir() if not p.is_dir())
+    if left:
+        pytest.fail(f"tests left files in the temp folder: {left}", pytrace=False)
+
+
 # ---------------------------------------------------------------------------
 # Markers: registered in pyproject.toml, explained in tests/README.md, and
 # assigned here (by folder, by file, by test) so that the test files need no
@@ -363,7 +381,10 @@ TEST_MARKS = {
         "docs/test_doctests.py::test_module_doctests[fastrnn.formats.keras]",
         "core/test_fast_path.py::test_panel_gemm[2300x2200x5]",
         "core/test_fast_path.py::test_activations_accuracy[8]",
+        "core/test_hostile_inputs.py::test_step_refuses_too_many_rows_before_copying",
         "core/test_limits.py::test_impossible_workspace_gives_memory_error",
+        "formats/test_hostile_native.py::test_save_past_the_file_size_limit_leaves_old_file",
+        "formats/test_hostile_native.py::test_zip_bomb_refused_before_reading",
         "formats/test_io.py::test_every_config_value_replaced_gives_value_error",
         "formats/test_keras_io.py::test_saved_file_read_without_keras_and_h5py_hint",
         "formats/test_onnx_io.py::test_import_error_without_onnx",

@@ -9,17 +9,22 @@ A model file is a ZIP archive holding
 
 fr.load reads it without running anything from it: layer classes come from a
 fixed table of fastrnn classes, arrays are parsed from their .npy headers with
-a dtype whitelist (no object arrays, no pickles), every member is size-checked
-before it is read (no zip bombs), names, shapes and dtypes must agree with
-the config, and no layer is built whose config asks for more parameters than
+a dtype whitelist (no object arrays, no pickles), names, shapes and dtypes
+must agree with the config, and no layer is built whose config asks for more parameters than
 the file holds (a few bytes of JSON cannot make it allocate gigabytes).
+No zip bombs: every member's size in the archive, then the total the config
+declares, is checked against the load cap (max_bytes=, else
+fr.formats.get_load_limit(), 1 GiB) before any array is read; a large member
+that inflates more than _MAX_RATIO times is refused; no read goes past a
+declared size, and each array is read once, into its own buffer.
+fr.save writes through an exclusive temporary file renamed into place: a
+failed save leaves nothing behind and an existing file as it was.
 Anything else, a damaged archive included, gets a ValueError saying what is
 wrong.
 """
 import io
 import json
 import math
-import os
 import re
 import struct
 import zipfile
@@ -35,11 +40,20 @@ from .. import losses, optim
 from ..model import Sequential
 from ..recurrent import GRU, LSTM, RNN
 from ..regularized import LayerNormLSTM
+from ._files import atomic_write, check_bytes, max_bytes as _max_bytes, open_source
 
 FORMAT = "fastrnn-model"
 FORMAT_VERSION = 1
 _MAX_CONFIG = 16 << 20          # bytes of config.json
 _MAX_MEMBERS = 100_000
+_NPY_HEADER = 4096              # bytes a member may hold beyond its array data
+# fr.save stores members uncompressed and trained weights barely deflate; only
+# long runs of one byte near deflate's 1032:1 ceiling inflate this much, so a
+# large member past this ratio is a zip bomb (the cap alone would still let
+# it cost max_bytes)
+_MAX_RATIO = 200
+_RATIO_FLOOR = 16 << 20         # members smaller than this skip the ratio check
+_CHUNK = 1 << 20                # bytes per read into an array (no second copy)
 _DTYPES = {"float32", "float64", "int64", "int32", "bool"}
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,200}$")
 # What a damaged archive raises from zipfile/json besides ValueError: a bad CRC
@@ -121,59 +135,85 @@ def save(model, path, include_optimizer=True):
         "arrays": {k: {"dtype": np.asarray(v).dtype.name, "shape": list(np.shape(v))}
                    for k, v in arrays.items()},
     }
-    path = os.fspath(path)
-    tmp = path + ".tmp"
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
-        zf.writestr("config.json", json.dumps(config, indent=1, allow_nan=True))
-        for k, v in arrays.items():
-            zf.writestr(f"arrays/{k}.npy", _npy_bytes(v))
-    os.replace(tmp, path)  # a crash mid-write never leaves a half file at `path`
+    # a unique exclusive temporary file renamed over `path` when complete: a
+    # failed save (full disk, a directory at `path`) leaves nothing behind and
+    # the old file intact, and a planted PATH.tmp symlink is never followed
+    with atomic_write(path, "fr.save") as f:
+        with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as zf:
+            zf.writestr("config.json", json.dumps(config, indent=1, allow_nan=True))
+            for k, v in arrays.items():
+                zf.writestr(f"arrays/{k}.npy", _npy_bytes(v))
 
 
 def _fail(path, why):
     raise ValueError(f"fr.load({path!r}): {why}")
 
 
-def _read_array(zf, info, spec, path):
-    """Parse one .npy member checked against its spec, without pickles."""
+def _spec_bytes(name, spec, path):
+    """(dtype, shape, data bytes) of one array spec of the config, checked."""
+    if not isinstance(spec, dict):
+        _fail(path, f"array spec of {name!r} is not an object")
     dtype, shape = spec.get("dtype"), spec.get("shape")
     if not isinstance(dtype, str) or dtype not in _DTYPES or not isinstance(shape, list) or \
             not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**40
                     for s in shape):
-        _fail(path, f"{info.filename}: bad dtype/shape in config ({dtype!r}, {shape!r})")
-    count = math.prod(shape)
-    nbytes = count * np.dtype(dtype).itemsize
-    if info.file_size > nbytes + 4096:
+        _fail(path, f"arrays/{name}.npy: bad dtype/shape in config ({dtype!r}, {shape!r})")
+    return dtype, shape, math.prod(shape) * np.dtype(dtype).itemsize
+
+
+def _read_array(zf, info, dtype, shape, nbytes, path):
+    """Parse one .npy member checked against its spec, without pickles,
+    reading no more than the header and the declared data."""
+    if info.file_size > nbytes + _NPY_HEADER:
         _fail(path, f"{info.filename}: {info.file_size} bytes, more than a {dtype} array "
                     f"of shape {tuple(shape)} needs")
     with zf.open(info) as f:
-        raw = f.read(nbytes + 4097)
-    if len(raw) > nbytes + 4096:
-        _fail(path, f"{info.filename}: larger than its header says")
-    buf = io.BytesIO(raw)
-    try:
-        version = np.lib.format.read_magic(buf)
-        if version == (1, 0):
-            hshape, fortran, hdtype = np.lib.format.read_array_header_1_0(buf)
-        elif version in ((2, 0), (3, 0)):
-            hshape, fortran, hdtype = np.lib.format.read_array_header_2_0(buf)
-        else:
-            raise ValueError(f"npy version {version}")
-    except Exception as e:  # noqa: BLE001 - any malformed header is refused alike
-        _fail(path, f"{info.filename}: not a valid .npy array ({e})")
-    if hdtype.hasobject or hdtype.name not in _DTYPES:
-        _fail(path, f"{info.filename}: dtype {hdtype} is not allowed")
-    if hdtype.name != dtype or list(hshape) != shape or fortran:
-        _fail(path, f"{info.filename}: array is {hdtype.name} {tuple(hshape)}"
-                    f"{' (Fortran order)' if fortran else ''}, config says {dtype} {tuple(shape)}")
-    data = raw[buf.tell():]
-    if len(data) != nbytes:
-        _fail(path, f"{info.filename}: truncated ({len(data)} of {nbytes} data bytes)")
-    return np.frombuffer(data, dtype=hdtype).reshape(shape).copy()
+        try:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                hshape, fortran, hdtype = np.lib.format.read_array_header_1_0(f)
+            elif version in ((2, 0), (3, 0)):
+                hshape, fortran, hdtype = np.lib.format.read_array_header_2_0(f)
+            else:
+                raise ValueError(f"npy version {version}")
+        except _ARCHIVE_ERRORS:
+            raise  # a damaged archive: load reports it as such
+        except Exception as e:  # noqa: BLE001 - any malformed header is refused alike
+            _fail(path, f"{info.filename}: not a valid .npy array ({e})")
+        if hdtype.hasobject or hdtype.name not in _DTYPES:
+            _fail(path, f"{info.filename}: dtype {hdtype} is not allowed")
+        if hdtype.name != dtype or list(hshape) != shape or fortran:
+            _fail(path, f"{info.filename}: array is {hdtype.name} {tuple(hshape)}"
+                        f"{' (Fortran order)' if fortran else ''}, config says {dtype} "
+                        f"{tuple(shape)}")
+        out = np.empty(shape, dtype=hdtype)
+        view = memoryview(out.reshape(-1).view(np.uint8))
+        got = 0
+        while got < nbytes:
+            n = f.readinto(view[got:got + _CHUNK])
+            if not n:
+                _fail(path, f"{info.filename}: truncated ({got} of {nbytes} data bytes)")
+            got += n
+        if f.read(1):
+            _fail(path, f"{info.filename}: larger than its header says")
+    return out
 
 
-def _read_archive(src, shown):
-    """(config, arrays) of a model file, every member checked (see load)."""
+def _check_member(info, cap, who, path):
+    """A member's own sizes from the central directory, before it is opened."""
+    check_bytes(info.file_size, cap, f"member {info.filename}", who)
+    if info.file_size > _RATIO_FLOOR and \
+            info.file_size > _MAX_RATIO * max(info.compress_size, 1):
+        _fail(path, f"member {info.filename} is compressed {info.file_size} bytes into "
+                    f"{info.compress_size} (more than {_MAX_RATIO} times over): a zip "
+                    "bomb, not a model file (fr.save stores members uncompressed)")
+
+
+def _read_archive(src, shown, cap):
+    """(config, arrays) of a model file, every member checked (see load):
+    each member's size against the cap, then the config read, then the total
+    it declares against the cap, all before any array is read."""
+    who = f"fr.load({shown!r})"
     try:
         zf = zipfile.ZipFile(src, "r")
     except (zipfile.BadZipFile, OSError, EOFError) as e:
@@ -192,18 +232,20 @@ def _read_archive(src, shown):
                 _fail(shown, f"unexpected member {n!r} (only config.json and arrays/*.npy)")
             if info.flag_bits & 0x1:
                 _fail(shown, f"member {n!r} is encrypted")
+            _check_member(info, cap, who, shown)
             by_name[n] = info
         if "config.json" not in by_name:
             _fail(shown, "no config.json inside (not a fastrnn model file)")
         cinfo = by_name["config.json"]
         if cinfo.file_size > _MAX_CONFIG:
             _fail(shown, f"config.json is {cinfo.file_size} bytes, more than {_MAX_CONFIG}")
+        with zf.open(cinfo) as f:
+            raw = f.read(cinfo.file_size + 1)   # never past the size it declares
+        if len(raw) > cinfo.file_size:
+            _fail(shown, "config.json is larger than the archive says")
         try:
-            with zf.open(cinfo) as f:
-                raw = f.read(_MAX_CONFIG + 1)
             config = json.loads(raw.decode("utf-8"))
-        except (ValueError, UnicodeDecodeError, RecursionError, zipfile.BadZipFile,
-                EOFError, OSError) as e:
+        except (ValueError, UnicodeDecodeError, RecursionError) as e:
             _fail(shown, f"config.json is not valid JSON ({type(e).__name__}: {e})")
         if not isinstance(config, dict) or config.get("format") != FORMAT:
             _fail(shown, "config.json does not describe a fastrnn model")
@@ -224,11 +266,14 @@ def _read_archive(src, shown):
             extra = sorted(members - expected)
             _fail(shown, "arrays do not match the config"
                   + (f"; missing {miss}" if miss else "") + (f"; unexpected {extra}" if extra else ""))
+        checked = {k: _spec_bytes(k, spec, shown) for k, spec in specs.items()}
+        total = cinfo.file_size + sum(nbytes for _, _, nbytes in checked.values())
+        check_bytes(total, cap, f"the file (config.json and the {len(checked)} arrays "
+                                f"it declares)", who)
         arrays = {}
-        for k, spec in specs.items():
-            if not isinstance(spec, dict):
-                _fail(shown, f"array spec of {k!r} is not an object")
-            arrays[k] = _read_array(zf, by_name[f"arrays/{k}.npy"], spec, shown)
+        for k, (dtype, shape, nbytes) in checked.items():
+            arrays[k] = _read_array(zf, by_name[f"arrays/{k}.npy"], dtype, shape, nbytes,
+                                    shown)
     return config, arrays
 
 
@@ -289,15 +334,93 @@ def _check_sizes(layers_cfg, arrays, shown):
                          f"{need} parameters, the file holds {held.get(i, 0)}")
 
 
-def load(path):
+def _fields(value, field, keys, required, shown):
+    """`value` checked to be a dict with only `keys`, `required` among them."""
+    if not isinstance(value, dict):
+        _fail(shown, f"{field}: expected an object, got {type(value).__name__} {value!r:.80}")
+    extra = sorted(str(k) for k in value if k not in keys)
+    if extra:
+        _fail(shown, f"{field}: unexpected entries {extra} (known: {sorted(keys)})")
+    for k in required:
+        if k not in value:
+            _fail(shown, f"{field}.{k}: missing")
+    return value
+
+
+def _kwargs(value, field, shown):
+    """A constructor's keyword arguments from the file: an object of names."""
+    if not isinstance(value, dict):
+        _fail(shown, f"{field}: expected an object of arguments, got "
+                     f"{type(value).__name__} {value!r:.80}")
+    bad = [k for k in value if not (isinstance(k, str) and k.isidentifier())]
+    if bad:
+        _fail(shown, f"{field}: bad argument names {bad[:5]!r}")
+    return value
+
+
+def _compile(model, comp, arrays, shown):
+    """Compile `model` as the file's compile section says, each field checked
+    for its structure first, so that an error names the field."""
+    _fields(comp, "compile", ("loss", "clip_norm", "metrics", "optimizer"), ("loss",), shown)
+    lcfg = _fields(comp["loss"], "compile.loss", ("name", "config"), ("name",), shown)
+    if not isinstance(lcfg["name"], str):
+        _fail(shown, f"compile.loss.name: expected a string, got {lcfg['name']!r:.80}")
+    lkw = _kwargs(lcfg.get("config", {}), "compile.loss.config", shown)
+    clip = comp.get("clip_norm")
+    if clip is not None and (isinstance(clip, bool) or not isinstance(clip, (int, float))):
+        _fail(shown, f"compile.clip_norm: expected a number or null, got {clip!r:.80}")
+    metrics = comp.get("metrics")
+    if metrics is None:
+        metrics = []
+    if not isinstance(metrics, list) or not all(isinstance(m, str) for m in metrics):
+        _fail(shown, f"compile.metrics: expected a list of names, got {metrics!r:.80}")
+    ocfg = comp.get("optimizer")
+    if ocfg is not None:
+        _fields(ocfg, "compile.optimizer", ("class", "config", "state"), ("class", "config"),
+                shown)
+        if not isinstance(ocfg["class"], str):
+            _fail(shown, f"compile.optimizer.class: expected a string, got "
+                         f"{ocfg['class']!r:.80}")
+        okw = _kwargs(ocfg["config"], "compile.optimizer.config", shown)
+        if ocfg.get("state") is not None and not isinstance(ocfg["state"], dict):
+            _fail(shown, f"compile.optimizer.state: expected an object or null, got "
+                         f"{ocfg['state']!r:.80}")
+    try:
+        loss = losses.get(lcfg["name"], **lkw)
+    except (TypeError, ValueError) as e:
+        _fail(shown, f"compile.loss: {e}")
+    opt = "adam"
+    if ocfg is not None:
+        try:
+            opt = optim.get(ocfg["class"].lower(), **okw)
+        except (TypeError, ValueError) as e:
+            _fail(shown, f"compile.optimizer: {e}")
+    try:
+        model.compile(loss=loss, optimizer=opt, clip_norm=clip, metrics=metrics)
+    except (TypeError, ValueError) as e:
+        _fail(shown, f"compile: {e}")
+    if ocfg is not None and ocfg.get("state") is not None:
+        oarr = {k[len("optimizer/"):]: v for k, v in arrays.items()
+                if k.startswith("optimizer/")}
+        try:
+            model.optimizer.load_state_dict(ocfg["state"], oarr)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            _fail(shown, f"compile.optimizer.state: {type(e).__name__}: {e}")
+
+
+def load(path, max_bytes=None):
     """Read a model written by `save` (or ``model.save``).
 
     Never runs code from the file.
 
     Parameters
     ----------
-    path : str or os.PathLike
-        The file.
+    path : str, os.PathLike or bytes
+        The file, or its bytes.
+    max_bytes : int, optional
+        The most bytes the load may allocate (default
+        ``fr.formats.get_load_limit()``, 1 GiB); a file that needs more is
+        refused before its arrays are read.
 
     Returns
     -------
@@ -308,7 +431,10 @@ def load(path):
     Raises
     ------
     ValueError
-        For a truncated, oversized, pickled, path-tricked or mismatched file.
+        For a truncated, oversized, pickled, path-tricked or mismatched file,
+        or a path that names a directory, FIFO or device.
+    FileNotFoundError
+        When `path` does not exist.
 
     Examples
     --------
@@ -317,14 +443,10 @@ def load(path):
     >>> fr.load("dense.fastrnn").layers[0].params["weight"].shape
     (1, 2)
     """
-    if isinstance(path, (bytes, bytearray)):
-        src, shown = io.BytesIO(bytes(path)), "<bytes>"
-    else:
-        src = shown = os.fspath(path)
-        if not os.path.isfile(src):
-            raise FileNotFoundError(f"fr.load: no such file: {src!r}")
+    cap = _max_bytes(max_bytes, "fr.load: max_bytes")
+    src, shown, _ = open_source(path, "fr.load")
     try:
-        config, arrays = _read_archive(src, shown)
+        config, arrays = _read_archive(src, shown, cap)
     except _ARCHIVE_ERRORS as e:
         _fail(shown, f"damaged archive ({type(e).__name__}: {e})")
     layers_cfg = config["layers"]
@@ -358,19 +480,6 @@ def load(path):
         _fail(shown, f"weights do not fit the layers: {e}")
     comp = config.get("compile")
     if comp is not None:
-        try:
-            loss = losses.get(comp["loss"]["name"], **comp["loss"]["config"])
-            ocfg = comp.get("optimizer")
-            opt = "adam"
-            if ocfg is not None:
-                opt = optim.get(str(ocfg["class"]).lower(), **ocfg["config"])
-            model.compile(loss=loss, optimizer=opt, clip_norm=comp.get("clip_norm"),
-                          metrics=comp.get("metrics") or [])
-            if ocfg is not None and ocfg.get("state") is not None:
-                oarr = {k[len("optimizer/"):]: v for k, v in arrays.items()
-                        if k.startswith("optimizer/")}
-                model.optimizer.load_state_dict(ocfg["state"], oarr)
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
-            _fail(shown, f"bad compile settings: {e}")
+        _compile(model, comp, arrays, shown)
     return model
 

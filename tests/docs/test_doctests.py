@@ -19,6 +19,10 @@ import pytest
 
 import fastrnn
 
+# Keras 3 runs on its torch backend in this suite (as tests/formats/ does);
+# set before any example imports keras, whatever order the tests run in.
+os.environ.setdefault("KERAS_BACKEND", "torch")
+
 ROOT = Path(__file__).resolve().parents[2]
 FLAGS = doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS
 

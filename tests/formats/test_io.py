@@ -74,13 +74,11 @@ def test_every_layer_kind_round_trips(tmp_path):
         np.testing.assert_array_equal(fr.load(tmp_path / "b.fastrnn")(x), s(x))
 
 
-def _saved_bytes():
+def _saved_bytes(folder):
     m, *_ = trained_model()
-    buf = io.BytesIO()
-    path = "/tmp/_fastrnn_io_test.fastrnn"
+    path = folder / "m.fastrnn"
     m.save(path)
-    with open(path, "rb") as f:
-        return f.read()
+    return path.read_bytes()
 
 
 def _rewrite(data, edit):
@@ -96,8 +94,8 @@ def _rewrite(data, edit):
 
 
 @pytest.fixture(scope="module")
-def good():
-    return _saved_bytes()
+def good(tmp_path_factory):
+    return _saved_bytes(tmp_path_factory.mktemp("good"))
 
 
 def test_load_from_bytes(good):

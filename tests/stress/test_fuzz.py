@@ -18,6 +18,7 @@ import io
 import itertools
 import json
 import os
+import tempfile
 import zipfile
 
 import numpy as np
@@ -834,11 +835,11 @@ def model_file():
         m.compile(loss="cross_entropy", optimizer="adam", clip_norm=1.0)
         X = np.random.default_rng(0).integers(0, 6, size=(6, 4))
         m.fit(X, np.arange(6) % 2, epochs=1, batch_size=3, verbose=0, seed=0)
-        path = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"_fuzz_{os.getpid()}.fastrnn")
-        m.save(path)
-        with open(path, "rb") as f:
-            _MODEL_FILE.append((f.read(), X))
-        os.remove(path)
+        with tempfile.TemporaryDirectory() as folder:   # a cache, not a fixture: no tmp_path
+            path = os.path.join(folder, "m.fastrnn")
+            m.save(path)
+            with open(path, "rb") as f:
+                _MODEL_FILE.append((f.read(), X))
     return _MODEL_FILE[0]
 
 
