@@ -365,6 +365,16 @@ TEST_MARKS = {
         "formats/test_onnx_io.py::test_import_error_without_onnx",
         "parity/test_parity_torch.py::test_parity_float32_small_batch_paths[lstm-724-724-1-20]",
         "parity/test_parity_torch.py::test_parity_long_gemms[gru-5-11-64-70-float64]",
+        # loky's two worker processes start and import numpy, sklearn, fastrnn: 5-13 s
+        "core/test_sklearn.py::test_pipeline_and_grid_search_in_two_processes",
+        "core/test_sklearn.py::test_import_fastrnn_does_not_import_sklearn",
+        "core/test_sklearn.py::test_learns_the_blobs_of_check_classifiers_train",
+        "core/test_sklearn.py::test_docs_example_runs",
+        "core/test_sklearn.py::test_sklearn_estimator_checks[RNNRegressor(epochs=50,"
+        "hidden_size=8,learning_rate=0.01)-check_regressor_data_not_an_array]",
+        "core/test_sklearn.py::test_sklearn_estimator_checks[RNNRegressor(epochs=50,"
+        "hidden_size=8,learning_rate=0.01)-check_regressors_train(readonly_memmap=True,"
+        "X_dtype=float32)]",
     ],
 }
 
