@@ -370,11 +370,8 @@ TEST_MARKS = {
         "core/test_sklearn.py::test_import_fastrnn_does_not_import_sklearn",
         "core/test_sklearn.py::test_learns_the_blobs_of_check_classifiers_train",
         "core/test_sklearn.py::test_docs_example_runs",
-        "core/test_sklearn.py::test_sklearn_estimator_checks[RNNRegressor(epochs=50,"
-        "hidden_size=8,learning_rate=0.01)-check_regressor_data_not_an_array]",
-        "core/test_sklearn.py::test_sklearn_estimator_checks[RNNRegressor(epochs=50,"
-        "hidden_size=8,learning_rate=0.01)-check_regressors_train(readonly_memmap=True,"
-        "X_dtype=float32)]",
+        # (scikit-learn's estimator checks stay quick, and unnamed here: their
+        # ids hold the estimator's repr and scikit-learn's check names)
     ],
 }
 
