@@ -219,6 +219,8 @@ def test_seeded_fits_are_identical(rng):
     assert not np.array_equal(_weights(a)["0.weight_hh_l0"], _weights(c)["0.weight_hh_l0"])
     # fit again on the same estimator: the same bits (no warm start)
     _same_weights(a.fit(seqs, y > 0), b)
+    fr.set_num_threads(2)  # and on two threads (the fixture puts the setting back)
+    _same_weights(_quick(RNNClassifier, **kw).fit(seqs, y > 0), b)
 
 
 def test_pickle_round_trip_and_clone(rng):
