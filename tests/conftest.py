@@ -390,6 +390,13 @@ TEST_MARKS = {
         "formats/test_onnx_io.py::test_import_error_without_onnx",
         "parity/test_parity_torch.py::test_parity_float32_small_batch_paths[lstm-724-724-1-20]",
         "parity/test_parity_torch.py::test_parity_long_gemms[gru-5-11-64-70-float64]",
+        # loky's two worker processes start and import numpy, sklearn, fastrnn: 5-13 s
+        "core/test_sklearn.py::test_pipeline_and_grid_search_in_two_processes",
+        "core/test_sklearn.py::test_import_fastrnn_does_not_import_sklearn",
+        "core/test_sklearn.py::test_learns_the_blobs_of_check_classifiers_train",
+        "core/test_sklearn.py::test_docs_example_runs",
+        # (scikit-learn's estimator checks stay quick, and unnamed here: their
+        # ids hold the estimator's repr and scikit-learn's check names)
     ],
 }
 
