@@ -10,6 +10,7 @@ for the public names of that group (see ``_api_lines``), walked from
 ``fastrnn.__all__``, so a new public name appears without editing the pages;
 a name of no group lands on docs/api/other.rst.
 """
+import importlib
 import inspect
 import os
 import sys
@@ -51,7 +52,10 @@ GROUPS = {
     "optim": ["fastrnn.optim"],
     "formats": ["fastrnn.formats"],
     "runtime": ["fastrnn.backends", "fastrnn._version"],
+    "sklearn": ["fastrnn.sklearn"],
 }
+# Public modules `import fastrnn` does not import (optional packages).
+OPTIONAL_MODULES = ["fastrnn.sklearn"]
 
 
 def _group(modname):
@@ -80,6 +84,11 @@ def _entries():
             submodules.append(obj)
         elif inspect.isclass(obj) or callable(obj):
             add(f"fastrnn.{name}", obj, obj.__module__)
+    for modname in OPTIONAL_MODULES:
+        try:
+            submodules.append(importlib.import_module(modname))
+        except ImportError:
+            pass
     for mod in submodules:
         add(mod.__name__, mod, mod.__name__)
         for name in getattr(mod, "__all__", []):
@@ -116,5 +125,14 @@ def _fill_api(app, docname, source):
     source[0] = "\n".join(out) + "\n"
 
 
+def _skip_member(app, what, name, obj, skip, options):
+    """scikit-learn generates set_*_request methods on every estimator (metadata
+    routing); they are sklearn's API, documented there, not fastrnn's."""
+    if name.startswith("set_") and name.endswith("_request"):
+        return True
+    return None
+
+
 def setup(app):
     app.connect("source-read", _fill_api)
+    app.connect("autodoc-skip-member", _skip_member)

@@ -1,5 +1,7 @@
 """Estimators for scikit-learn over fastrnn models: RNNClassifier, RNNRegressor.
 
+::
+
     from fastrnn.sklearn import RNNClassifier
     clf = RNNClassifier(cell="gru", hidden_size=32, pooling="mean", epochs=30,
                         random_state=0).fit(X, y)

@@ -75,6 +75,11 @@ def _seen_in(cls, klass):
     return seen
 
 
+# Public modules that `import fastrnn` does not import (their packages are
+# optional); walked when importable.
+OPTIONAL_MODULES = ("fastrnn.sklearn",)
+
+
 def public_objects(package=fr):
     """[(import path, object, kind)] of the public API; kind is one of
     "module", "class", "function", "method" (properties included)."""
@@ -100,6 +105,12 @@ def public_objects(package=fr):
     add(package.__name__, package, "module")
     for name in package.__all__:
         add_name(package.__name__, name, getattr(package, name))
+    for modname in OPTIONAL_MODULES if package is fr else ():
+        try:
+            mod = importlib.import_module(modname)
+        except ImportError:
+            continue
+        add_name(package.__name__, modname.rsplit(".", 1)[1], mod)
     return sorted(found.values(), key=lambda t: t[0])
 
 
