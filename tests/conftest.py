@@ -310,6 +310,7 @@ FILE_MARKS = {
     "parity/test_torch_sequential.py": ("torch",),
     "formats/test_onnx_io.py": ("onnx",),
     "formats/test_sequential_onnx.py": ("onnx",),
+    "formats/test_hostile_onnx.py": ("onnx",),
     # keras 3 runs on its torch backend here (KERAS_BACKEND=torch)
     "formats/test_keras_sequential.py": ("keras", "torch"),
 }
@@ -388,6 +389,9 @@ TEST_MARKS = {
         "formats/test_io.py::test_every_config_value_replaced_gives_value_error",
         "formats/test_keras_io.py::test_saved_file_read_without_keras_and_h5py_hint",
         "formats/test_onnx_io.py::test_import_error_without_onnx",
+        "formats/test_hostile_onnx.py::test_constant_of_shape_bomb_refused",
+        "formats/test_hostile_onnx.py::test_file_object_read_is_capped",
+        "formats/test_hostile_onnx.py::test_to_onnx_failure_keeps_the_old_file",
         "parity/test_parity_torch.py::test_parity_float32_small_batch_paths[lstm-724-724-1-20]",
         "parity/test_parity_torch.py::test_parity_long_gemms[gru-5-11-64-70-float64]",
         # loky's two worker processes start and import numpy, sklearn, fastrnn: 5-13 s

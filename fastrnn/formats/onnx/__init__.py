@@ -14,6 +14,14 @@ torch.onnx.export emits around embeddings, recurrent layers and dense heads;
 see OPS). Nothing in a file is ever executed as code: an unknown operator, a
 custom domain or a sub-graph raises NotImplementedError naming it.
 
+Hostile files are bounded (reader.py): the model's bytes, the external data
+it reads and the arrays the load builds (initializers, attribute tensors,
+folded constants) are each checked against max_bytes= (default
+fr.formats.get_load_limit(), 1 GiB) before they are read or computed;
+external data is read only from regular files inside a path's folder (never
+for bytes, file objects or ModelProtos); every refusal names the initializer
+or the node, its op and attribute. fr.to_onnx(obj, path) writes atomically.
+
 How the ONNX recurrent operators map onto fastrnn (one ONNX node is one layer
 of one or two directions):
     W [D, G*H, I], R [D, G*H, H]     -> weight_ih_l0{sfx}, weight_hh_l0{sfx}

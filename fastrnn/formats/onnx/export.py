@@ -2,15 +2,23 @@
 (one fastrnn recurrent layer as ONNX nodes), export_layer (behind
 fr.to_onnx(layer) and layer.to_onnx) and export_sequential (behind
 fr.to_onnx(model) and model.to_onnx)."""
-import os
-
 import numpy as np
 
 from ...layers import (Activation, AttentionPooling, Dense, Dropout, Embedding, LastStep,
                        MaxPooling, MeanPooling)
 from ...model import Sequential
 from ...recurrent import RNNBase
+from .._files import atomic_write
 from ._common import _TO_ONNX, _block_perm, _require_onnx
+
+
+def _write(model, path):
+    """Write `model` to `path` atomically: serialized first, then a new file
+    renamed over `path` (atomic_write), so a failure leaves the old file and
+    no temporary one, and a symlink at `path` is replaced, not written through."""
+    data = model.SerializeToString()
+    with atomic_write(path, "to_onnx") as f:
+        f.write(data)
 
 
 # ---- export -------------------------------------------------------------------------
@@ -218,7 +226,7 @@ def export_layer(layer, path=None, lengths=False, initial_state=False, opset=17)
         g.output(c_n, "c_n", dt, [K, "B", H])
     model = g.build(type(layer).__name__.lower())
     if path is not None:
-        _require_onnx().save(model, os.fspath(path))
+        _write(model, path)
     return model
 
 
@@ -435,7 +443,7 @@ def export_sequential(model, path=None, lengths=True, opset=17):
     g.output(cur, "y", dt, shape)
     m = g.build("sequential")
     if path is not None:
-        onnx.save(m, os.fspath(path))
+        _write(m, path)
     return m
 
 

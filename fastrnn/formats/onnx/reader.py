@@ -1,52 +1,239 @@
 """Reading ONNX models: loading and checking a file, the RNN/LSTM/GRU nodes as
 fastrnn layers, and OnnxModel, which runs a graph node by node (the other
-operators in NumPy, runtime.OPS). See the package docstring for the mapping."""
+operators in NumPy, runtime.OPS). See the package docstring for the mapping.
+
+What a file can ask for is bounded (the rules of _files.py): the model's
+bytes, the external data it reads and the arrays a load builds (initializers,
+attribute tensors and lists, folded results) are each checked against the
+load cap before they are read or computed; external data is read only from
+regular files inside the model's folder."""
+import math
 import os
+import re
+import stat
 
 import numpy as np
 
 from ..._cells import num_gates
 from ...recurrent import GRU, LSTM, RNN
+from .._files import check_bytes, open_source, regular_file
+from .._files import max_bytes as _max_bytes_of
 from ._common import _DEFAULT_ACTS, _TO_TORCH, _block_perm, _require_onnx
-from .runtime import OPS, _RECURRENT, _np_dtype
+from .runtime import OPS, _MAX_DIMS, _RECURRENT, SIZED_BY_VALUES, _np_dtype, out_bytes
+
+_WHO = "from_onnx"
+_PY_ITEM = 36  # bytes a list element costs as a Python object: an 8-byte slot + an int or float
+
+# ONNX types packed below a byte: bits per element
+_PACKED_BITS = {"INT4": 4, "UINT4": 4, "FLOAT4E2M1": 4, "INT2": 2, "UINT2": 2,
+                "FLOAT6E2M3": 6, "FLOAT6E3M2": 6}
+
+
+def _max_bytes(value):
+    return _max_bytes_of(value, "from_onnx: max_bytes")
+
+
+class _Budget:
+    """What one load has taken so far against its cap (bytes)."""
+
+    def __init__(self, cap):
+        self.cap, self.used = cap, 0
+
+    def fits(self, nbytes, what):
+        """Refuse `what` when nbytes more would pass the cap."""
+        total = self.used + nbytes
+        if self.used:
+            what = f"{what} ({nbytes} bytes) with the {self.used} bytes loaded before it"
+        check_bytes(total, self.cap, what, _WHO)
+
+    def take(self, nbytes, what):
+        self.fits(nbytes, what)
+        self.used += nbytes
 
 
 # ---- loading -----------------------------------------------------------------
 
-def _load(source):
-    """An onnx.ModelProto from a path, file object, bytes or ModelProto,
-    checked by onnx.checker; ValueError for what is not a valid model."""
+def _load(source, cap):
+    """(onnx.ModelProto, the source's name, its folder or None) from a path,
+    file object, bytes or ModelProto, with its external data read in (from
+    the model's folder only) and checked by onnx.checker; ValueError for what
+    is not a valid model or asks for more than `cap` bytes."""
     onnx = _require_onnx()
-    what = None
-    try:
-        if isinstance(source, onnx.ModelProto):
-            model, what = source, "the given ModelProto"
-        elif isinstance(source, (bytes, bytearray, memoryview)):
+    folder = None
+    if isinstance(source, onnx.ModelProto):
+        model, what = source, "the given ModelProto"
+    else:
+        if isinstance(source, (bytes, bytearray, memoryview)):
             what = "the given bytes"
-            model = onnx.load_model_from_string(bytes(source))
+            data = bytes(source)
+            check_bytes(len(data), cap, what, _WHO)
         elif isinstance(source, (str, os.PathLike)):
-            what = os.fspath(source)
-            if not os.path.isfile(what):
-                raise FileNotFoundError(f"from_onnx: no such file: {what!r}")
-            model = onnx.load(what)
+            path = os.fspath(source)
+            path = os.fsdecode(path) if isinstance(path, bytes) else path
+            _, what, folder = open_source(path, _WHO)
+            data = _read_regular(path, what, 0, None, cap, f"the model file {what!r}")
         elif hasattr(source, "read"):
             what = "the given file object"
-            model = onnx.load(source)
+            data = source.read(cap + 1)
+            if not isinstance(data, (bytes, bytearray, memoryview)):
+                raise TypeError(f"{_WHO}: the file object must be opened in binary mode, "
+                                f"it gave {type(data).__name__}")
+            if len(data) > cap:
+                raise ValueError(f"{_WHO}: {what} holds more than the load cap of {cap} bytes "
+                                 "(pass max_bytes= or fr.formats.set_load_limit to allow more)")
+            data = bytes(data)
         else:
-            raise TypeError("from_onnx: expected a path, an onnx.ModelProto, bytes or a "
+            raise TypeError(f"{_WHO}: expected a path, an onnx.ModelProto, bytes or a "
                             f"binary file object, got {type(source).__name__}")
-    except (FileNotFoundError, TypeError):
-        raise
-    except Exception as e:  # protobuf DecodeError, truncated files, bad external data
-        raise ValueError(f"from_onnx: {what} is not a readable ONNX model "
-                         f"({type(e).__name__}: {e})") from None
+        try:
+            model = onnx.load_model_from_string(data)
+        except Exception as e:  # protobuf DecodeError, truncated files
+            raise ValueError(f"{_WHO}: {what} is not a readable ONNX model "
+                             f"({type(e).__name__}: {e})") from None
+        del data
+    _read_external(model, folder, what, _Budget(cap))
     try:
         _check(model)
     except Exception as e:
-        raise ValueError(f"from_onnx: {what} is not a valid ONNX model "
+        raise ValueError(f"{_WHO}: {what} is not a valid ONNX model "
                          f"(onnx.checker: {str(e).strip().splitlines()[0] if str(e) else e})"
                          ) from None
-    return model
+    return model, what, folder
+
+
+def _read_regular(path, shown, offset, length, cap, what):
+    """`length` bytes (None: the rest) from `offset` of regular file `path`,
+    checked against its size and `cap` before reading. Opened without
+    blocking, so that a FIFO swapped in after the check cannot hang the load."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as e:
+        raise ValueError(f"{_WHO}: cannot read {shown!r} ({e.strerror or e})") from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError(f"{_WHO}: {shown!r} is not a regular file")
+        if offset > st.st_size:
+            raise ValueError(f"{_WHO}: {what}: offset {offset} is past the end of {shown!r} "
+                             f"({st.st_size} bytes)")
+        n = st.st_size - offset if length is None else length
+        check_bytes(n, cap, what, _WHO)
+        f.seek(offset)
+        data = f.read(n)
+    if len(data) != n:
+        raise ValueError(f"{_WHO}: {shown!r} changed while it was read ({what})")
+    return data
+
+
+def _tensor_layout(t, what):
+    """(dtype, dims, bytes of the stored data, bytes of the array, whether it
+    is packed below a byte) that TensorProto `t` declares, checked: a known
+    type that is not a string, at most 64 dims, none negative."""
+    onnx = _require_onnx()
+    if t.data_type == onnx.TensorProto.STRING:
+        raise NotImplementedError(f"{_WHO}: {what} is a string tensor; string tensors are "
+                                  "not supported")
+    dtype = _np_dtype(t.data_type, f"{_WHO}: {what}: data type")
+    if len(t.dims) > _MAX_DIMS:
+        raise ValueError(f"{_WHO}: {what} has {len(t.dims)} dims, more than NumPy's "
+                         f"{_MAX_DIMS}")
+    dims = [int(d) for d in t.dims]
+    if any(d < 0 for d in dims):
+        raise ValueError(f"{_WHO}: {what}: dims {dims} has a negative dimension")
+    n = math.prod(dims)
+    bits = next((b for name, b in _PACKED_BITS.items()
+                 if getattr(onnx.TensorProto, name, None) == t.data_type), None)
+    stored = -(-n * bits // 8) if bits else n * dtype.itemsize
+    return dtype, dims, stored, n * dtype.itemsize, bool(bits)
+
+
+def _tensors_of(graph):
+    """(TensorProto, description) of every tensor of `graph`: initializers
+    and node attributes, sub-graphs included."""
+    for t in graph.initializer:
+        yield t, f"initializer {t.name!r}"
+    for node in graph.node:
+        for a in node.attribute:
+            at = f"{node.op_type} node {node.name or '<unnamed>'!r}, attribute {a.name!r}"
+            if a.HasField("t"):
+                yield a.t, at
+            for t in a.tensors:
+                yield t, at
+            if a.HasField("g"):
+                yield from _tensors_of(a.g)
+            for g in a.graphs:
+                yield from _tensors_of(g)
+
+
+def _read_external(model, folder, what, budget):
+    """Move the external data of `model`'s tensors into the model: each
+    location must name a regular file inside `folder` (no absolute path, no
+    '..', no symlink leading out), its offset and length must lie within the
+    file and match the tensor's dims; without a folder (bytes, file objects,
+    ModelProtos) there is nothing to read and the model is refused."""
+    onnx = _require_onnx()
+    for t, at in _tensors_of(model.graph):
+        if t.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        info = {e.key: e.value for e in t.external_data}
+        loc = info.get("location", "")
+        if folder is None:
+            raise ValueError(f"{_WHO}: {at} keeps its data in the external file {loc!r}, but "
+                             f"{what} has no model folder to read it from (give from_onnx "
+                             "the model's path)")
+        dtype, dims, need, _, _ = _tensor_layout(t, at)
+        full = _external_path(loc, folder, at)
+        offset, length = (_external_int(info, k, at) for k in ("offset", "length"))
+        offset = offset or 0
+        if length is not None and length != need:
+            raise ValueError(f"{_WHO}: {at}: external data length {length} does not match "
+                             f"the tensor: dims {dims} of {dtype} need {need} bytes")
+        size = os.stat(full).st_size
+        if length is not None and offset + length > size:
+            raise ValueError(f"{_WHO}: {at}: external data offset {offset} + length {length} "
+                             f"runs past the end of {loc!r} ({size} bytes)")
+        if offset <= size < offset + need:
+            raise ValueError(f"{_WHO}: {at}: the external file {loc!r} ({size} bytes) holds "
+                             f"{size - offset} bytes from offset {offset}; dims {dims} of "
+                             f"{dtype} need {need}")
+        budget.take(need, at)
+        data = _read_regular(full, loc, offset, need, budget.cap, at)
+        del t.external_data[:]
+        t.data_location = onnx.TensorProto.DEFAULT
+        t.raw_data = data
+
+
+def _external_int(info, key, at):
+    v = info.get(key)
+    if v is None or v == "":
+        return None
+    try:
+        n = int(v)
+    except ValueError:
+        raise ValueError(f"{_WHO}: {at}: external data {key} {v!r} is not an integer") from None
+    if n < 0:
+        raise ValueError(f"{_WHO}: {at}: external data {key} {n} is negative")
+    return n
+
+
+def _external_path(loc, folder, at):
+    """The path of external data location `loc`, which must stay in `folder`."""
+    bad = None
+    if not loc or "\0" in loc:
+        bad = "is empty" if not loc else "holds a NUL character"
+    elif os.path.isabs(loc) or loc.startswith("\\"):
+        bad = "is an absolute path"
+    elif ".." in re.split(r"[/\\]", loc):
+        bad = "climbs out with '..'"
+    else:
+        full = os.path.join(folder, loc)
+        base, real = os.path.realpath(folder), os.path.realpath(full)
+        if os.path.commonpath([base, real]) != base:
+            bad = f"leads out through a symlink (to {real!r})"
+    if bad:
+        raise ValueError(f"{_WHO}: {at}: external data location {loc!r} {bad}; it must name "
+                         f"a file inside the model's folder {folder!r}")
+    return regular_file(full, f"{_WHO}: {at}: external data")
 
 
 def _check(model):
@@ -72,26 +259,64 @@ def _check(model):
     onnx.checker.check_model(copy)
 
 
-def _attrs(node):
-    """A node's attributes as Python values (strings decoded, tensors as
-    NumPy arrays); graph-valued attributes are refused."""
+def _tensor(t, what, budget):
+    """TensorProto `t` as a NumPy array, its declared size taken from
+    `budget` first and its stored data checked against its dims."""
     onnx = _require_onnx()
     from onnx import numpy_helper
+    if t.data_location == onnx.TensorProto.EXTERNAL:
+        loc = {e.key: e.value for e in t.external_data}.get("location", "")
+        raise ValueError(f"{_WHO}: {what} keeps its data in the external file {loc!r}, but "
+                         "a ModelProto given to OnnxModel has no model folder to read it "
+                         "from (load the model with fr.from_onnx(path))")
+    if t.HasField("segment"):
+        raise NotImplementedError(f"{_WHO}: {what} is a segment of a tensor; segments are "
+                                  "not supported")
+    dtype, dims, stored, nbytes, packed = _tensor_layout(t, what)
+    budget.take(nbytes, what)
+    if t.HasField("raw_data"):
+        got = len(t.raw_data)
+        if got != stored:
+            raise ValueError(f"{_WHO}: {what}: raw_data holds {got} bytes; dims {dims} of "
+                             f"{dtype.name} need {stored}")
+    elif not packed:
+        field = onnx.helper.tensor_dtype_to_field(t.data_type)
+        n = len(getattr(t, field))
+        want = math.prod(dims) * (2 if dtype.kind == "c" else 1)
+        if n != want:
+            raise ValueError(f"{_WHO}: {what}: {field} holds {n} values; dims {dims} need "
+                             f"{want}")
+    try:
+        return numpy_helper.to_array(t)
+    except Exception as e:
+        raise ValueError(f"{_WHO}: {what} cannot be read ({type(e).__name__}: {e})") from None
+
+
+def _attrs(node, budget):
+    """A node's attributes as Python values (strings decoded, tensors as
+    NumPy arrays), what they build counted in `budget`; graph-valued
+    attributes are refused."""
+    onnx = _require_onnx()
     out = {}
     for a in node.attribute:
+        at = f"{node.op_type} node {node.name or '<unnamed>'!r}, attribute {a.name!r}"
         if a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS):
             raise NotImplementedError(
-                f"from_onnx: node {node.name!r} ({node.op_type}) holds a sub-graph "
+                f"{_WHO}: node {node.name!r} ({node.op_type}) holds a sub-graph "
                 f"(attribute {a.name!r}); control flow is not supported")
+        if a.type == onnx.AttributeProto.TENSOR:
+            out[a.name] = _tensor(a.t, at, budget)
+            continue
+        if a.type == onnx.AttributeProto.TENSORS:
+            out[a.name] = [_tensor(t, at, budget) for t in a.tensors]
+            continue
+        n = len(a.ints) + len(a.floats) + len(a.strings)
+        budget.take(n * _PY_ITEM + len(a.s) + sum(len(x) for x in a.strings), at)
         v = onnx.helper.get_attribute_value(a)
         if isinstance(v, bytes):
             v = v.decode("utf-8", "replace")
-        elif isinstance(v, onnx.TensorProto):
-            v = numpy_helper.to_array(v)
         elif isinstance(v, (list, tuple)):
-            v = [x.decode("utf-8", "replace") if isinstance(x, bytes) else
-                 (numpy_helper.to_array(x) if isinstance(x, onnx.TensorProto) else x)
-                 for x in v]
+            v = [x.decode("utf-8", "replace") if isinstance(x, bytes) else x for x in v]
         out[a.name] = v
     return out
 
@@ -99,33 +324,53 @@ def _attrs(node):
 class _Node:
     __slots__ = ("op", "name", "inputs", "outputs", "attrs", "rnn")
 
-    def __init__(self, proto):
+    def __init__(self, proto, budget):
         self.op = proto.op_type
         self.name = proto.name or f"<unnamed {proto.op_type}>"
         self.inputs = list(proto.input)
         self.outputs = list(proto.output)
-        self.attrs = _attrs(proto)
+        self.attrs = _attrs(proto, budget)
         self.rnn = None  # _RecurrentNode for RNN/LSTM/GRU
 
 
 # ---- the recurrent nodes -------------------------------------------------------
 
+_KINDS = {int: "an int", float: "a float", str: "a string", list: "a list of strings"}
+
+
+def _attr(node, name, kind, default):
+    """Attribute `name` of `node` checked to be of `kind` (an int, float, str,
+    or a list of strings); `default` when absent."""
+    v = node.attrs.get(name)
+    if v is None:
+        return default
+    if kind is float and isinstance(v, int) and not isinstance(v, bool):
+        v = float(v)
+    ok = isinstance(v, kind) and not isinstance(v, bool)
+    if kind is list:
+        ok = ok and all(isinstance(x, str) for x in v)
+    if not ok:
+        raise ValueError(f"{_WHO}: {node.op} node {node.name!r}: attribute {name!r} must be "
+                         f"{_KINDS[kind]}, got {v!r}")
+    return v
+
+
 class _RecurrentNode:
     """A fastrnn layer configured from one ONNX RNN/LSTM/GRU node."""
 
     def __init__(self, node, consts):
-        op, a, where = node.op, node.attrs, f"from_onnx: {node.op} node {node.name!r}"
+        op, where = node.op, f"{_WHO}: {node.op} node {node.name!r}"
         self.op = op
         G = num_gates(op)
-        direction = a.get("direction", "forward")
+        direction = _attr(node, "direction", str, "forward")
         if direction not in ("forward", "reverse", "bidirectional"):
-            raise ValueError(f"{where}: direction {direction!r} is not forward, reverse "
-                             "or bidirectional")
+            raise ValueError(f"{where}: attribute 'direction' is {direction!r}, not forward, "
+                             "reverse or bidirectional")
         D = 2 if direction == "bidirectional" else 1
         self.reverse = direction == "reverse"
-        self.layout = int(a.get("layout", 0))
+        self.layout = _attr(node, "layout", int, 0)
         if self.layout not in (0, 1):
-            raise ValueError(f"{where}: layout {self.layout} is not 0 or 1")
+            raise ValueError(f"{where}: attribute 'layout' is {self.layout}, not 0 or 1")
         ins = node.inputs + [""] * (8 - len(node.inputs))
 
         def const(i, what):
@@ -144,34 +389,53 @@ class _RecurrentNode:
         if W.dtype not in (np.float32, np.float64):
             raise NotImplementedError(f"{where}: weights of dtype {W.dtype} are not supported "
                                       "(float32 and float64 are)")
-        H = a.get("hidden_size")
-        H = int(H) if H is not None else (R.shape[-1] if R.ndim == 3 else -1)
+        H = _attr(node, "hidden_size", int, None)
+        if H is None:
+            H = R.shape[-1] if R.ndim == 3 else 0
+            if H < 1:
+                raise ValueError(f"{where}: without attribute 'hidden_size' it is read off R's "
+                                 f"last dimension, but R has shape {R.shape}")
+            hs = f"hidden_size {H} read off R"
+        elif H < 1:
+            raise ValueError(f"{where}: attribute 'hidden_size' must be an int >= 1, got {H}")
+        else:
+            hs = f"attribute 'hidden_size' {H}"
         if W.ndim != 3 or W.shape[0] != D or W.shape[1] != G * H:
-            raise ValueError(f"{where}: W has shape {W.shape}, expected "
-                             f"[{D}, {G * H}, input_size] (directions, {G}*hidden_size)")
+            raise ValueError(f"{where}: W has shape {W.shape}, expected [{D}, {G * H}, "
+                             f"input_size] ({D} direction(s), {G} x {hs})")
         I = W.shape[2]
+        if I < 1:
+            raise ValueError(f"{where}: W has shape {W.shape}: input_size 0; it must be >= 1")
         if R.shape != (D, G * H, H):
-            raise ValueError(f"{where}: R has shape {R.shape}, expected {(D, G * H, H)}")
+            raise ValueError(f"{where}: R has shape {R.shape}, expected {(D, G * H, H)} "
+                             f"({hs})")
         if B is not None and B.shape != (D, 2 * G * H):
-            raise ValueError(f"{where}: B has shape {B.shape}, expected {(D, 2 * G * H)}")
-        acts = [str(s).lower() for s in a.get("activations", [])]
+            raise ValueError(f"{where}: B has shape {B.shape}, expected {(D, 2 * G * H)} "
+                             f"({hs})")
+        given = _attr(node, "activations", list, [])
+        acts = [str(x).lower() for x in given]
         nonlinearity = "tanh"
         if acts:
             n = len(_DEFAULT_ACTS[op])
             chunks = [acts[i:i + n] for i in range(0, len(acts), n)]
             if len(acts) != n * D:
-                raise ValueError(f"{where}: {len(acts)} activations given, expected {n * D}")
+                raise ValueError(f"{where}: attribute 'activations' lists {len(acts)} "
+                                 f"functions, expected {n * D} ({n} per direction)")
             if op == "RNN" and all(c == chunks[0] for c in chunks) and \
                     chunks[0][0] in ("tanh", "relu"):
                 nonlinearity = chunks[0][0]
             elif any(c != _DEFAULT_ACTS[op] for c in chunks):
                 raise NotImplementedError(
-                    f"{where}: activations {a['activations']} are not supported; fastrnn "
+                    f"{where}: attribute 'activations' {given} is not supported; fastrnn "
                     f"runs the defaults {_DEFAULT_ACTS[op]}"
                     + (" (and Relu for RNN, the same in both directions)" if op == "RNN" else ""))
-        if op == "LSTM" and int(a.get("input_forget", 0)) != 0:
-            raise NotImplementedError(f"{where}: input_forget=1 (coupled input and forget "
-                                      "gates) is not supported")
+        if op == "LSTM":
+            forget = _attr(node, "input_forget", int, 0)
+            if forget not in (0, 1):
+                raise ValueError(f"{where}: attribute 'input_forget' is {forget}, not 0 or 1")
+            if forget:
+                raise NotImplementedError(f"{where}: attribute 'input_forget' = 1 (coupled "
+                                          "input and forget gates) is not supported")
         self.P_name = None
         if op == "LSTM" and ins[7]:
             if ins[7] in consts:
@@ -180,18 +444,23 @@ class _RecurrentNode:
                                               "(only all-zero P)")
             else:
                 self.P_name = ins[7]  # checked at run time
-        clip = a.get("clip")
-        if clip is not None and not float(clip) > 0:
-            raise ValueError(f"{where}: clip must be > 0, got {clip}")
+        clip = _attr(node, "clip", float, None)
+        if clip is not None and not clip > 0:
+            raise ValueError(f"{where}: attribute 'clip' must be > 0, got {clip}")
+        lbr = _attr(node, "linear_before_reset", int, 0) if op == "GRU" else 0
+        if lbr not in (0, 1):
+            raise ValueError(f"{where}: attribute 'linear_before_reset' is {lbr}, not 0 or 1")
         kw = dict(bias=B is not None, batch_first=self.layout == 1, bidirectional=D == 2,
-                  dtype=W.dtype.name, clip=None if clip is None else float(clip))
-        if op == "LSTM":
-            layer = LSTM(I, H, **kw)
-        elif op == "GRU":
-            layer = GRU(I, H, linear_before_reset=bool(int(a.get("linear_before_reset", 0))),
-                        **kw)
-        else:
-            layer = RNN(I, H, nonlinearity=nonlinearity, **kw)
+                  dtype=W.dtype.name, clip=clip)
+        try:
+            if op == "LSTM":
+                layer = LSTM(I, H, **kw)
+            elif op == "GRU":
+                layer = GRU(I, H, linear_before_reset=bool(lbr), **kw)
+            else:
+                layer = RNN(I, H, nonlinearity=nonlinearity, **kw)
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"{where}: {e}") from None
         perm = _block_perm(_TO_TORCH[op], H)
         sd = {}
         for d in range(D):
@@ -290,20 +559,23 @@ class OnnxModel:
     outputs. layers: the fastrnn layers built for its RNN/LSTM/GRU nodes, in
     node order (a "reverse" node's layer is a forward layer fed reversed
     sequences); layer_nodes: the names of those nodes.
+
+    max_bytes caps what the load builds (initializers, attribute tensors and
+    lists, folded constants, together) and what one operator sized by a
+    tensor's values (ConstantOfShape, Expand, Tile, Range) builds at run time;
+    None: fr.formats.get_load_limit(). OnnxModel reads no files: external
+    data is read by from_onnx, from the model's folder.
     """
 
-    def __init__(self, model):
-        from onnx import numpy_helper
+    def __init__(self, model, max_bytes=None):
         g = model.graph
+        self.max_bytes = _max_bytes(max_bytes)
+        budget = _Budget(self.max_bytes)
         self.opset = max([o.version for o in model.opset_import
                           if o.domain in ("", "ai.onnx")] or [1])
         consts = {}
         for t in g.initializer:
-            try:
-                consts[t.name] = numpy_helper.to_array(t)
-            except Exception as e:
-                raise ValueError(f"from_onnx: initializer {t.name!r} cannot be read "
-                                 f"({type(e).__name__}: {e})") from None
+            consts[t.name] = _tensor(t, f"initializer {t.name!r}", budget)
         if len(g.sparse_initializer):
             raise NotImplementedError("from_onnx: sparse initializers are not supported")
         self._defaults = {i.name for i in g.input if i.name in consts}
@@ -316,7 +588,9 @@ class OnnxModel:
                 raise NotImplementedError(f"from_onnx: graph input {i.name!r} is not a tensor")
             dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim] \
                 if tt.HasField("shape") else None
-            self._inputs[i.name] = (_np_dtype(tt.elem_type), dims)
+            self._inputs[i.name] = (_np_dtype(tt.elem_type,
+                                              f"{_WHO}: graph input {i.name!r}: elem_type"),
+                                    dims)
         nodes = []
         unsupported = []
         for p in g.node:
@@ -326,7 +600,7 @@ class OnnxModel:
             if p.op_type not in OPS and p.op_type not in _RECURRENT:
                 unsupported.append(f"{p.op_type} (node {p.name!r})")
                 continue
-            nodes.append(_Node(p))
+            nodes.append(_Node(p, budget))
         if unsupported:
             raise NotImplementedError(
                 "from_onnx: operator(s) not supported by fastrnn's ONNX runner: "
@@ -346,8 +620,14 @@ class OnnxModel:
                 self._frozen.update(x for x in n.inputs[1:4] + n.inputs[7:8]
                                     if x in self._defaults)
             elif all((not x) or x in consts for x in n.inputs):
-                for name, v in zip(n.outputs, self._exec(n, [consts[x] if x else None
-                                                             for x in n.inputs], consts)):
+                ins = [consts[x] if x else None for x in n.inputs]
+                what = f"{n.op} node {n.name!r}"
+                budget.fits(self._guard(n, out_bytes, n, ins), what)
+                outs = self._exec(n, ins, consts)
+                known = [np.asarray(v) for v in ins if v is not None]
+                budget.take(sum(np.asarray(v).nbytes for v in outs  # new memory only
+                                if not any(np.may_share_memory(v, k) for k in known)), what)
+                for name, v in zip(n.outputs, outs):
                     if name:
                         consts[name] = v
                 self._frozen.update(x for x in n.inputs if x in self._defaults)
@@ -362,10 +642,17 @@ class OnnxModel:
             raise ValueError(f"from_onnx: graph outputs {missing} are produced by no node")
 
     def _exec(self, n, ins, values):
+        if n.rnn is not None:
+            return self._guard(n, n.rnn.run, ins, values)
+        if n.op in SIZED_BY_VALUES:
+            check_bytes(self._guard(n, out_bytes, n, ins), self.max_bytes,
+                        f"{n.op} node {n.name!r}", _WHO)
+        return self._guard(n, OPS[n.op], n, ins, self.opset)
+
+    def _guard(self, n, fn, *args):
+        """fn(*args), its errors turned into ones that name node n."""
         try:
-            if n.rnn is not None:
-                return n.rnn.run(ins, values)
-            return OPS[n.op](n, ins, self.opset)
+            return fn(*args)
         except (NotImplementedError, MemoryError):
             raise
         except Exception as e:
@@ -440,17 +727,25 @@ class OnnxModel:
                 f"layers={len(self.layers)}, opset={self.opset})")
 
 
-def from_onnx(source):
+def from_onnx(source, max_bytes=None):
     """Load an ONNX model that runs its graph with fastrnn layers for the RNN/LSTM/GRU nodes.
 
     The returned model follows ONNX Runtime's calling convention,
     ``m.run(None, {"x": x})``; its recurrent layers are ``m.layers``, the ops
     around them run in NumPy. The model is checked with ``onnx.checker`` first.
+    External data (tensors stored in other files) is read only from a path's
+    folder: regular files inside it, never through '..', an absolute
+    location or a symlink leading out.
 
     Parameters
     ----------
     source : str, os.PathLike, bytes, file or onnx.ModelProto
         A path, serialized bytes, a binary file object or a ModelProto.
+    max_bytes : int, optional
+        Caps, each on its own, the bytes read (the model, then its external
+        data) and the arrays the load builds (default
+        ``fr.formats.get_load_limit()``, 1 GiB); a file asking for more is
+        refused before the allocation.
 
     Returns
     -------
@@ -460,7 +755,8 @@ def from_onnx(source):
     Raises
     ------
     ValueError
-        For an invalid file.
+        For an invalid or oversized file, external data outside the model's
+        folder, or a path that names a directory, FIFO or device.
     NotImplementedError
         For unsupported operators or attributes.
 
@@ -476,6 +772,8 @@ def from_onnx(source):
     >>> y.shape                       # y: (T, B, H), as the layer gives
     (5, 2, 4)
     """
-    return OnnxModel(_load(source))
+    cap = _max_bytes(max_bytes)
+    model, _, _ = _load(source, cap)
+    return OnnxModel(model, max_bytes=cap)
 
 

@@ -2,30 +2,57 @@
 in exported models (OPS: operator name -> fn(node, inputs, opset) -> outputs),
 for OnnxModel (reader.py). Each is written from the ONNX operator spec."""
 import functools
+import math
 
 import numpy as np
 
 from ._common import _require_onnx
 
+_MAX_DIMS = 64  # NumPy's limit on an array's dimensions: longer shape lists are hostile
+
+
+def _where(node):
+    return f"from_onnx: {node.op} node {node.name!r}"
+
 
 # ---- NumPy implementations of the other operators --------------------------------
 
-def _ints(a):
-    return [int(v) for v in np.asarray(a).reshape(-1)]
+def _ints(a, node, what, limit=_MAX_DIMS):
+    """The values of a small int tensor (shape, axes, repeats...) as Python
+    ints; ValueError past `limit` entries, before building the list."""
+    a = np.asarray(a)
+    if a.size > limit:
+        raise ValueError(f"{_where(node)}: {what} has {a.size} entries, more than the "
+                         f"{limit} it can use")
+    return [int(v) for v in a.reshape(-1)]
 
 
 def _axes(node, ins, opset, since, idx=1):
     """Axes of Squeeze/Unsqueeze/Reduce*/Split: an attribute before `since`,
     an optional input from it on."""
     if opset >= since:
-        return None if len(ins) <= idx or ins[idx] is None else _ints(ins[idx])
+        return None if len(ins) <= idx or ins[idx] is None else _ints(ins[idx], node, "axes")
     v = node.attrs.get("axes")
     return None if v is None else [int(x) for x in v]
 
 
-def _np_dtype(elem):
+def _iattr(node, name, default):
+    """Int attribute `name` of `node` (`default` when absent); ValueError
+    naming the node and the attribute for anything else."""
+    v = node.attrs.get(name, default)
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+        raise ValueError(f"{_where(node)}: attribute {name!r} must be an int, got {v!r}")
+    return int(v)
+
+
+def _np_dtype(elem, where="from_onnx: data type"):
+    """The NumPy dtype of ONNX type number `elem`; ValueError naming `where`
+    for a number ONNX does not define."""
     onnx = _require_onnx()
-    return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(int(elem)))
+    try:
+        return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(int(elem)))
+    except (KeyError, ValueError, TypeError):
+        raise ValueError(f"{where} is {elem!r}, not an ONNX data type") from None
 
 
 def _op_constant(node, ins, opset):
@@ -107,7 +134,7 @@ def _unsqueeze(node, ins, opset):
 
 def _reshape(node, ins, opset):
     x = np.asarray(ins[0])
-    shape = _ints(ins[1])
+    shape = _ints(ins[1], node, "shape")
     if not node.attrs.get("allowzero", 0):
         shape = [x.shape[i] if s == 0 else s for i, s in enumerate(shape)]
     return [x.reshape(shape)]
@@ -115,22 +142,26 @@ def _reshape(node, ins, opset):
 
 def _flatten(node, ins, opset):
     x = np.asarray(ins[0])
-    axis = int(node.attrs.get("axis", 1))
+    axis = _iattr(node, "axis", 1)
     axis = axis % x.ndim if x.ndim and axis < 0 else axis
     return [x.reshape(int(np.prod(x.shape[:axis], dtype=np.int64)), -1)]
 
 
 def _split(node, ins, opset):
     x = np.asarray(ins[0])
-    axis = int(node.attrs.get("axis", 0))
+    axis = _iattr(node, "axis", 0)
     n = len(node.outputs)
     if opset >= 13:
-        sizes = _ints(ins[1]) if len(ins) > 1 and ins[1] is not None else None
+        sizes = _ints(ins[1], node, "split", limit=len(node.outputs)) \
+            if len(ins) > 1 and ins[1] is not None else None
     else:
         sizes = node.attrs.get("split")
     if sizes is None:
         dim = x.shape[axis]
-        n = int(node.attrs.get("num_outputs", n))
+        n = _iattr(node, "num_outputs", n)
+        if not 1 <= n <= len(node.outputs):  # each part is an output
+            raise ValueError(f"{_where(node)}: attribute 'num_outputs' is {n}; the node has "
+                             f"{len(node.outputs)} outputs")
         step = -(-dim // n)  # ceil: the last part may be smaller (opset 18)
         sizes = [min(step, dim - i * step) for i in range(n)]
     cuts = np.cumsum(sizes)[:-1]
@@ -140,9 +171,11 @@ def _split(node, ins, opset):
 def _slice(node, ins, opset):
     x = np.asarray(ins[0])
     if opset >= 10:
-        starts, ends = _ints(ins[1]), _ints(ins[2])
-        axes = _ints(ins[3]) if len(ins) > 3 and ins[3] is not None else list(range(len(starts)))
-        steps = _ints(ins[4]) if len(ins) > 4 and ins[4] is not None else [1] * len(starts)
+        starts, ends = _ints(ins[1], node, "starts"), _ints(ins[2], node, "ends")
+        axes = _ints(ins[3], node, "axes") if len(ins) > 3 and ins[3] is not None \
+            else list(range(len(starts)))
+        steps = _ints(ins[4], node, "steps") if len(ins) > 4 and ins[4] is not None \
+            else [1] * len(starts)
     else:
         starts, ends = node.attrs["starts"], node.attrs["ends"]
         axes = node.attrs.get("axes", list(range(len(starts))))
@@ -173,7 +206,7 @@ def _gemm(node, ins, opset):
 
 def _concat(node, ins, opset):
     return [np.concatenate([np.asarray(v) for v in ins if v is not None],
-                           axis=int(node.attrs["axis"]))]
+                           axis=_iattr(node, "axis", 0))]
 
 
 def _clip_op(node, ins, opset):
@@ -193,7 +226,7 @@ def _clip_op(node, ins, opset):
 def _arg(fn):
     def op(node, ins, opset):
         x = np.asarray(ins[0])
-        axis = int(node.attrs.get("axis", 0))
+        axis = _iattr(node, "axis", 0)
         keep = bool(node.attrs.get("keepdims", 1))
         if node.attrs.get("select_last_index", 0):
             flip = np.flip(x, axis)
@@ -207,7 +240,7 @@ def _arg(fn):
 
 def _layer_norm(node, ins, opset):
     x = np.asarray(ins[0])
-    axis = int(node.attrs.get("axis", -1)) % x.ndim
+    axis = _iattr(node, "axis", -1) % x.ndim
     eps = x.dtype.type(node.attrs.get("epsilon", 1e-5))
     axes = tuple(range(axis, x.ndim))
     mean = x.mean(axis=axes, keepdims=True)
@@ -277,21 +310,45 @@ def _attr_unary(fn):
 
 def _shape(node, ins, opset):
     s = np.asarray(ins[0]).shape
-    start = int(node.attrs.get("start", 0))
+    start = _iattr(node, "start", 0)
     end = node.attrs.get("end")
     return [np.array(s[start:None if end is None else int(end)], np.int64)]
 
 
-def _constant_of_shape(node, ins, opset):
+def _dims(node, v, what):
+    """A shape-like input (shape, repeats) as ints >= 0."""
+    dims = _ints(v, node, what)
+    if any(d < 0 for d in dims):
+        raise ValueError(f"{_where(node)}: {what} {dims} has a negative dimension")
+    return dims
+
+
+def _fill_value(node):
     v = node.attrs.get("value")
-    v = np.zeros(1, np.float32) if v is None else np.asarray(v).reshape(-1)
-    return [np.full(_ints(ins[0]), v[0], dtype=v.dtype)]
+    return np.zeros(1, np.float32) if v is None else np.asarray(v).reshape(-1)
+
+
+def _constant_of_shape(node, ins, opset):
+    v = _fill_value(node)
+    return [np.full(_dims(node, ins[0], "shape"), v[0], dtype=v.dtype)]
 
 
 def _expand(node, ins, opset):
     x = np.asarray(ins[0])
-    shape = np.broadcast_shapes(x.shape, tuple(_ints(ins[1])))
+    shape = np.broadcast_shapes(x.shape, tuple(_dims(node, ins[1], "shape")))
     return [np.array(np.broadcast_to(x, shape))]
+
+
+def _tile(node, ins, opset):
+    return [np.tile(np.asarray(ins[0]), _dims(node, ins[1], "repeats"))]
+
+
+def _cast(node, ins, opset):
+    return [np.asarray(ins[0]).astype(_cast_type(node))]
+
+
+def _cast_type(node):
+    return _np_dtype(node.attrs["to"], f"{_where(node)}: attribute 'to'")
 
 
 def _dropout(node, ins, opset):  # inference: identity, mask of ones
@@ -301,20 +358,159 @@ def _dropout(node, ins, opset):  # inference: identity, mask of ones
 
 def _range(node, ins, opset):
     start = np.asarray(ins[0])
+    _range_count(node, ins)
     return [np.arange(start, ins[1], ins[2]).astype(start.dtype)]
+
+
+def _range_count(node, ins):
+    """The number of values Range gives: ceil((limit - start) / delta), at
+    least 0; ValueError for a zero delta or bounds that are not finite."""
+    vals = []
+    for v, what in zip(ins[:3], ("start", "limit", "delta")):
+        a = np.asarray(v)
+        if a.size != 1:
+            raise ValueError(f"{_where(node)}: {what} must be a scalar, got shape {a.shape}")
+        x = a.reshape(-1)[0].item()
+        if isinstance(x, float) and not math.isfinite(x):
+            raise ValueError(f"{_where(node)}: {what} {x} is not finite")
+        vals.append(x)
+    start, limit, delta = vals
+    if delta == 0:
+        raise ValueError(f"{_where(node)}: delta is 0")
+    if all(isinstance(x, int) for x in vals):
+        return max(-(-(limit - start) // delta), 0)
+    n = (limit - start) / delta
+    if not math.isfinite(n):
+        raise ValueError(f"{_where(node)}: (limit - start) / delta = {n} is not finite")
+    return max(math.ceil(n), 0)
+
+
+# ---- what an operator allocates, before it runs ----------------------------------------
+# Folding runs nodes on constants from the file at load time, and a few
+# operators take their output size from a tensor's values: each is bounded
+# here, from shapes and those values alone, so that the load cap is checked
+# before the allocation happens.
+
+def _prod(dims):
+    return math.prod(int(d) for d in dims)
+
+
+def _broadcast(shapes):
+    """NumPy's broadcast of `shapes` (None when they do not broadcast)."""
+    nd = max((len(s) for s in shapes), default=0)
+    out = []
+    for dims in zip(*[(1,) * (nd - len(s)) + tuple(s) for s in shapes]):
+        big = {d for d in dims if d != 1}
+        if len(big) > 1:
+            return None
+        out.append(big.pop() if big else 1)
+    return out
+
+
+def _itemsize(arrs):
+    return max((a.itemsize for a in arrs), default=8)
+
+
+def _elementwise_bytes(node, arrs):
+    shape = _broadcast([a.shape for a in arrs])
+    n = max((a.size for a in arrs), default=0) if shape is None else _prod(shape)
+    return n * _itemsize(arrs) * max(len(node.outputs), 1)
+
+
+def _gather_bytes(node, arrs):
+    x, idx = arrs[0], arrs[1]
+    if x.ndim == 0:
+        return 0
+    ax = _iattr(node, "axis", 0) % x.ndim
+    return idx.size * _prod(x.shape[:ax] + x.shape[ax + 1:]) * x.itemsize
+
+
+def _matmul_bytes(node, arrs):
+    a, b = arrs[0], arrs[1]
+    if a.ndim == 0 or b.ndim == 0:
+        return 0
+    sa = a.shape if a.ndim > 1 else (1,) + a.shape
+    sb = b.shape if b.ndim > 1 else b.shape + (1,)
+    batch = _broadcast([sa[:-2], sb[:-2]])
+    return 0 if batch is None else _prod(batch) * sa[-2] * sb[-1] * _itemsize(arrs[:2])
+
+
+def _gemm_bytes(node, arrs):
+    a, b = arrs[0], arrs[1]
+    if a.ndim != 2 or b.ndim != 2:
+        return 0
+    m = a.shape[1] if node.attrs.get("transA", 0) else a.shape[0]
+    n = b.shape[0] if node.attrs.get("transB", 0) else b.shape[1]
+    shape = [m, n] if len(arrs) < 3 else (_broadcast([(m, n), arrs[2].shape]) or [m, n])
+    return _prod(shape) * _itemsize(arrs)
+
+
+def _view_bytes(node, arrs):  # reshapes copy only what is not contiguous
+    x = arrs[0]
+    return 0 if x.flags.c_contiguous else x.nbytes
+
+
+_SIZES = {
+    "ConstantOfShape": lambda n, a: _prod(_dims(n, a[0], "shape")) * _fill_value(n).itemsize,
+    "Expand": lambda n, a: _prod(_broadcast([a[0].shape, _dims(n, a[1], "shape")]) or [0])
+    * a[0].itemsize,
+    "Tile": lambda n, a: a[0].size * _prod(_dims(n, a[1], "repeats")) * a[0].itemsize,
+    "Range": lambda n, a: _range_count(n, a) * a[0].itemsize,
+    "Concat": lambda n, a: sum(x.size for x in a) * _itemsize(a),
+    "MatMul": _matmul_bytes,
+    "Gemm": _gemm_bytes,
+    "Gather": _gather_bytes,
+    "GatherElements": lambda n, a: a[1].size * a[0].itemsize,
+    "Cast": lambda n, a: a[0].size * _cast_type(n).itemsize,
+    "CastLike": lambda n, a: a[0].size * a[1].itemsize,
+    "ArgMax": lambda n, a: a[0].size * 8,
+    "ArgMin": lambda n, a: a[0].size * 8,
+    "Shape": lambda n, a: _MAX_DIMS * 8,
+    "Size": lambda n, a: 8,
+    "Constant": lambda n, a: 0,   # its attribute, counted when read
+    "Identity": lambda n, a: 0,
+    "Transpose": lambda n, a: 0,
+    "Squeeze": lambda n, a: 0,
+    "Unsqueeze": lambda n, a: 0,
+    "Slice": lambda n, a: 0,
+    "Split": lambda n, a: 0,
+    "Reshape": _view_bytes,
+    "Flatten": _view_bytes,
+    "BatchNormalization": lambda n, a: a[0].nbytes,
+    "Dropout": lambda n, a: a[0].nbytes + a[0].size,
+    "ReduceMean": lambda n, a: a[0].nbytes,
+    "ReduceSum": lambda n, a: a[0].nbytes,
+    "ReduceMax": lambda n, a: a[0].nbytes,
+    "ReduceMin": lambda n, a: a[0].nbytes,
+    "ReduceProd": lambda n, a: a[0].nbytes,
+}
+
+# operators whose output size comes from a tensor's values, not its shape:
+# checked against the cap at run time too
+SIZED_BY_VALUES = ("ConstantOfShape", "Expand", "Tile", "Range")
+
+
+def out_bytes(node, ins):
+    """An upper bound on the bytes `node`'s outputs take, from its inputs'
+    shapes and the values that set sizes, computed before it runs; ValueError
+    (naming the node) for negative dimensions and impossible ranges."""
+    arrs = [np.asarray(v) for v in ins if v is not None]
+    if not arrs and node.op != "Constant":
+        return 0
+    return _SIZES.get(node.op, _elementwise_bytes)(node, arrs)
 
 
 OPS = {
     "Identity": lambda n, i, o: [np.asarray(i[0])],
     "Constant": _op_constant,
-    "Cast": lambda n, i, o: [np.asarray(i[0]).astype(_np_dtype(n.attrs["to"]))],
+    "Cast": _cast,
     "CastLike": lambda n, i, o: [np.asarray(i[0]).astype(np.asarray(i[1]).dtype)],
     "Shape": _shape,
     "Size": lambda n, i, o: [np.array(np.asarray(i[0]).size, np.int64)],
     "Gather": lambda n, i, o: [np.take(np.asarray(i[0]), np.asarray(i[1]),
-                                       axis=int(n.attrs.get("axis", 0)))],
+                                       axis=_iattr(n, "axis", 0))],
     "GatherElements": lambda n, i, o: [np.take_along_axis(
-        np.asarray(i[0]), np.asarray(i[1]), axis=int(n.attrs.get("axis", 0)))],
+        np.asarray(i[0]), np.asarray(i[1]), axis=_iattr(n, "axis", 0))],
     "MatMul": _binary(np.matmul),
     "Gemm": _gemm,
     "Add": _binary(np.add),
@@ -344,9 +540,9 @@ OPS = {
     "HardSigmoid": _attr_unary(lambda x, a: np.clip(
         a.get("alpha", 0.2) * x + a.get("beta", 0.5), 0, 1)),
     "Gelu": _gelu,
-    "Softmax": lambda n, i, o: [_softmax(i[0], int(n.attrs.get("axis", -1 if o >= 13 else 1)),
+    "Softmax": lambda n, i, o: [_softmax(i[0], _iattr(n, "axis", -1 if o >= 13 else 1),
                                          False, o).astype(np.asarray(i[0]).dtype)],
-    "LogSoftmax": lambda n, i, o: [_softmax(i[0], int(n.attrs.get("axis", -1 if o >= 13 else 1)),
+    "LogSoftmax": lambda n, i, o: [_softmax(i[0], _iattr(n, "axis", -1 if o >= 13 else 1),
                                             True, o).astype(np.asarray(i[0]).dtype)],
     "Transpose": lambda n, i, o: [np.transpose(np.asarray(i[0]), n.attrs.get("perm"))],
     "Squeeze": _squeeze,
@@ -358,7 +554,7 @@ OPS = {
     "Slice": _slice,
     "ConstantOfShape": _constant_of_shape,
     "Expand": _expand,
-    "Tile": lambda n, i, o: [np.tile(np.asarray(i[0]), _ints(i[1]))],
+    "Tile": _tile,
     "Where": lambda n, i, o: [np.where(np.asarray(i[0]), i[1], i[2])],
     "Equal": _binary(np.equal),
     "Less": _binary(np.less),
