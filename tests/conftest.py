@@ -355,6 +355,12 @@ TEST_MARKS = {
         "formats/test_keras_io.py::test_saved_functional_model_and_recurrent_only",
         "formats/test_keras_io.py::test_saved_keras_file_of_stacked_layers",
         "formats/test_keras_io.py::test_truncated_keras_file",
+        "formats/test_hostile_keras.py::test_hand_built_file_loads",
+        "formats/test_hostile_keras.py::test_units_of_the_wrong_type",
+        "formats/test_hostile_keras.py::test_other_fields_of_the_wrong_type",
+        "formats/test_hostile_keras.py::test_nested_config_fields",
+        "formats/test_hostile_keras.py::test_null_activation_is_keras_linear",
+        "formats/test_hostile_keras.py::test_bidirectional_of_a_backwards_layer",
     ],
     "slow": [  # --durations=0, 2 threads: 0.4-2.6 s each
         "core/test_fast_path.py::test_panel_gemm[2300x2200x5]",

@@ -37,6 +37,7 @@ name, return_sequences, return_state).
 """
 import io
 import json
+import numbers
 import os
 import re
 import zipfile
@@ -181,48 +182,142 @@ def from_keras_weights(kind, kernel, recurrent_kernel, bias=None, *, reset_after
     return layer
 
 
-# ---- one layer from its class name, config and weight arrays -------------------
+# ---- config fields, each checked before it is used --------------------------------
 
-def _from_parts(class_name, config, weights, where):
-    """weights: for LSTM/GRU/SimpleRNN [kernel, recurrent_kernel(, bias)]; for
-    Bidirectional {"forward": [...], "backward": [...]}."""
+def _show(value, n=60):
+    """repr(value), shortened: a hostile config may hold megabytes in a field."""
+    r = repr(value)
+    return r if len(r) <= n else r[:n - 3] + "..."
+
+
+def _is_int(v):
+    return isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
+
+
+_FIELD_KINDS = {
+    # kind: (test, what the message says it must be)
+    "bool": (lambda v: isinstance(v, (bool, np.bool_)), "true or false"),
+    "units": (lambda v: _is_int(v) and v >= 1, "a positive int"),
+    "str": (lambda v: isinstance(v, str), "a string"),
+    "str_or_none": (lambda v: v is None or isinstance(v, str), "a string or null"),
+    "dict": (lambda v: isinstance(v, dict), "an object"),
+    "dict_or_none": (lambda v: v is None or isinstance(v, dict), "an object or null"),
+    # Keras serializes an activation as its name, a custom one as an object
+    "activation": (lambda v: v is None or isinstance(v, (str, dict)), "an activation name"),
+    "list": (lambda v: isinstance(v, list), "a list"),
+    "rate": (lambda v: isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
+             and 0 <= v < 1, "a number in [0, 1)"),
+}
+
+
+def _field(cfg, key, kind, default, where, of=""):
+    """cfg[key] checked to be of `kind` (_FIELD_KINDS); `default` when absent.
+    The error names the field, and `where` names the file and layer."""
+    if key not in cfg:
+        return default
+    v = cfg[key]
+    test, want = _FIELD_KINDS[kind]
+    if not test(v):
+        raise ValueError(f"{where}: config field {key!r}{of} must be {want}, got {_show(v)}")
+    return int(v) if kind == "units" else bool(v) if kind == "bool" else v
+
+
+def _required(cfg, key, kind, where, of=""):
+    """cfg[key] checked as _field does; its absence is an error too."""
+    if key not in cfg:
+        raise ValueError(f"{where}: config has no field {key!r}{of}")
+    return _field(cfg, key, kind, None, where, of)
+
+
+def _rnn_spec(cls, cfg, where, of=""):
+    """The checked settings of one LSTM/GRU/SimpleRNN config."""
+    kw = dict(where=where, of=of)
+    act = _field(cfg, "activation", "activation", "tanh", **kw)
+    ract = _field(cfg, "recurrent_activation", "activation", "sigmoid", **kw)
+    return {
+        "kind": _kind(cls),
+        "units": _field(cfg, "units", "units", None, **kw),
+        "use_bias": _field(cfg, "use_bias", "bool", True, **kw),
+        "reset_after": _field(cfg, "reset_after", "bool", True, **kw),
+        # null is Keras's linear activation, not the default
+        "activation": "linear" if act is None else act,
+        "recurrent_activation": "linear" if ract is None else ract,
+        "go_backwards": _field(cfg, "go_backwards", "bool", False, **kw),
+        "return_sequences": _field(cfg, "return_sequences", "bool", False, **kw),
+        "return_state": _field(cfg, "return_state", "bool", False, **kw),
+    }
+
+
+def _layer_spec(class_name, config, where):
+    """(specs, keras_config) of a recurrent layer's config, every field used
+    checked: specs holds one _rnn_spec per direction (two for Bidirectional)."""
+    name = _field(config, "name", "str", None, where)
     if class_name == "Bidirectional":
-        merge = config.get("merge_mode", "concat")
+        merge = _field(config, "merge_mode", "str_or_none", "concat", where)
         if merge != "concat":
             raise NotImplementedError(f"{where}: Bidirectional merge_mode={merge!r} is not "
                                       "supported (fastrnn concatenates the directions, "
                                       "merge_mode='concat')")
-        inner = config.get("layer") or {}
-        icls, icfg = inner.get("class_name"), inner.get("config", {})
+        inner = _required(config, "layer", "dict", where)
+        icls = _required(inner, "class_name", "str", where, " of 'layer'")
         if icls not in ("LSTM", "GRU", "SimpleRNN"):
-            raise NotImplementedError(f"{where}: Bidirectional of {icls} is not supported")
-        bcfg = (config.get("backward_layer") or {}).get("config", icfg)
+            raise NotImplementedError(f"{where}: Bidirectional of {_show(icls)} is not "
+                                      "supported")
+        fw = _rnn_spec(icls, _field(inner, "config", "dict", {}, where, " of 'layer'"),
+                       where, " of 'layer'")
+        if fw["go_backwards"]:
+            raise NotImplementedError(f"{where}: a Bidirectional whose forward layer has "
+                                      "go_backwards=True is not supported")
+        outer = _field(config, "backward_layer", "dict_or_none", None, where)
+        bw = fw
+        if outer is not None:
+            of = " of 'backward_layer'"
+            bcls = _field(outer, "class_name", "str", icls, where, of)
+            if bcls != icls:
+                raise NotImplementedError(f"{where}: the backward layer is a {_show(bcls)}, "
+                                          f"the forward layer a {icls}; fastrnn needs them "
+                                          "equal")
+            bw = _rnn_spec(bcls, _field(outer, "config", "dict", {}, where, of), where, of)
         for key in ("units", "use_bias", "activation", "recurrent_activation", "reset_after"):
-            if key in bcfg and key in icfg and bcfg[key] != icfg[key]:
+            if bw[key] != fw[key] and None not in (bw[key], fw[key]):
                 raise NotImplementedError(f"{where}: the backward layer's {key} differs from "
                                           "the forward layer's; fastrnn needs them equal")
-        fw, bw = weights["forward"], weights["backward"]
-        layer = _single(icls, icfg, fw, where, backward=bw)
-        keras_cfg = {"name": config.get("name"),
-                     "return_sequences": bool(icfg.get("return_sequences", False)),
-                     "return_state": bool(icfg.get("return_state", False))}
-        layer.keras_config = keras_cfg
-        return layer
-    if class_name not in ("LSTM", "GRU", "SimpleRNN"):
-        raise NotImplementedError(f"{where}: Keras layer {class_name} is not a recurrent "
-                                  "layer fastrnn maps (LSTM, GRU, SimpleRNN, Bidirectional)")
-    if config.get("go_backwards", False):
-        raise NotImplementedError(f"{where}: go_backwards=True outside Bidirectional is not "
-                                  "supported (feed the reversed sequence to a forward layer)")
-    layer = _single(class_name, config, weights, where)
-    layer.keras_config = {"name": config.get("name"),
-                          "return_sequences": bool(config.get("return_sequences", False)),
-                          "return_state": bool(config.get("return_state", False))}
+        specs = [fw, bw]
+    elif class_name in ("LSTM", "GRU", "SimpleRNN"):
+        specs = [_rnn_spec(class_name, config, where)]
+        if specs[0]["go_backwards"]:
+            raise NotImplementedError(f"{where}: go_backwards=True outside Bidirectional is "
+                                      "not supported (feed the reversed sequence to a "
+                                      "forward layer)")
+    else:
+        raise NotImplementedError(f"{where}: Keras layer {_show(class_name)} is not a "
+                                  "recurrent layer fastrnn maps (LSTM, GRU, SimpleRNN, "
+                                  "Bidirectional)")
+    keras_cfg = {"name": name, "return_sequences": specs[0]["return_sequences"],
+                 "return_state": specs[0]["return_state"]}
+    return specs, keras_cfg
+
+
+# ---- one layer from its checked config and weight arrays ----------------------------
+
+def _from_parts(class_name, config, weights, where):
+    """weights: for LSTM/GRU/SimpleRNN [kernel, recurrent_kernel(, bias)]; for
+    Bidirectional {"forward": [...], "backward": [...]}."""
+    return _build(_layer_spec(class_name, config, where), weights, where)
+
+
+def _build(spec, weights, where):
+    specs, keras_cfg = spec
+    if len(specs) == 2:
+        layer = _single(specs[0], weights["forward"], where, backward=weights["backward"])
+    else:
+        layer = _single(specs[0], weights, where)
+    layer.keras_config = keras_cfg
     return layer
 
 
-def _single(cls, cfg, w, where, backward=None):
-    use_bias = bool(cfg.get("use_bias", True))
+def _single(spec, w, where, backward=None):
+    use_bias = spec["use_bias"]
     n = 3 if use_bias else 2
     for name, ws in (("weights", w), ("backward weights", backward)):
         if ws is not None and len(ws) != n:
@@ -230,15 +325,14 @@ def _single(cls, cfg, w, where, backward=None):
                              f"{', bias' if use_bias else ''}), got {len(ws)}")
     try:
         layer = from_keras_weights(
-            cls, w[0], w[1], w[2] if use_bias else None,
-            reset_after=bool(cfg.get("reset_after", True)),
-            activation=cfg.get("activation", "tanh"),
-            recurrent_activation=cfg.get("recurrent_activation", "sigmoid"),
+            spec["kind"], w[0], w[1], w[2] if use_bias else None,
+            reset_after=spec["reset_after"], activation=spec["activation"],
+            recurrent_activation=spec["recurrent_activation"],
             backward=None if backward is None else tuple(backward))
     except (ValueError, TypeError, NotImplementedError) as e:
         raise type(e)(f"{where}: {e}") from None
-    units = cfg.get("units")
-    if units is not None and int(units) != layer.hidden_size:
+    units = spec["units"]
+    if units is not None and units != layer.hidden_size:
         raise ValueError(f"{where}: config says units={units}, the weights have "
                          f"{layer.hidden_size}")
     return layer
@@ -253,7 +347,9 @@ def _is_keras(obj):
 def _live_layer(layer):
     cls = type(layer).__name__
     cfg = layer.get_config()
-    where = f"from_keras: layer {layer.name!r} ({cls})"
+    where = f"from_keras: layer {_show(layer.name)} ({cls})"
+    if not isinstance(cfg, dict):
+        raise TypeError(f"{where}: get_config() gave a {type(cfg).__name__}, not a dict")
     if cls == "Bidirectional":
         w = {"forward": layer.forward_layer.get_weights(),
              "backward": layer.backward_layer.get_weights()}
@@ -340,7 +436,8 @@ def _from_file(path, recurrent_only):
     where = f"from_keras: {os.fspath(path)!r}"
     if not isinstance(config, dict):
         raise ValueError(f"{where}: config.json is not a JSON object")
-    top_cls, top = config.get("class_name"), config.get("config", {})
+    top_cls = _required(config, "class_name", "str", where)
+    top = _field(config, "config", "dict", {}, where)
     try:
         h5 = h5py.File(io.BytesIO(weights), "r")
     except Exception as e:
@@ -352,19 +449,19 @@ def _from_file(path, recurrent_only):
         if top_cls not in ("Sequential", "Functional", "Model"):
             raise NotImplementedError(f"{where}: a saved {top_cls} is not supported "
                                       "(Sequential, functional models and recurrent layers are)")
-        layers = top.get("layers")
-        if not isinstance(layers, list):
-            raise ValueError(f"{where}: config.json lists no layers")
+        layers = _required(top, "layers", "list", where)
         counts, entries = {}, []
         for entry in layers:
             if not isinstance(entry, dict):
                 raise ValueError(f"{where}: a layer entry of config.json is not an object")
-            cls, cfg = entry.get("class_name"), entry.get("config", {})
-            snake = _snake(str(cls))
+            at = f"{where} layer {len(entries)}"
+            cls = _required(entry, "class_name", "str", at)
+            cfg = _field(entry, "config", "dict", {}, at)
+            snake = _snake(cls)
             k = counts.get(snake)
             counts[snake] = 0 if k is None else k + 1
             group = f"layers/{snake}" + ("" if k is None else f"_{k + 1}")
-            lname = cfg.get("name", group)
+            lname = _field(cfg, "name", "str", group, f"{at} ({group!r})")
             entries.append((cls, lname, lambda cls=cls, cfg=cfg, group=group, lname=lname:
                             _from_file_layer(h5, cls, cfg, group, f"{where} layer {lname!r}")))
         return _pick(entries, recurrent_only, where)
@@ -390,6 +487,14 @@ def _keras_act(name, where):
         raise NotImplementedError(f"{where}: activation {name!r} is not mapped (linear, relu, "
                                   "tanh, sigmoid and elu are)")
     return _KERAS_ACTS[name]
+
+
+def _live_weights(kl, n, where):
+    """The `n` float32 weight arrays of live Keras layer `kl`."""
+    ws = kl.get_weights()
+    if len(ws) != n:
+        raise ValueError(f"{where}: expected {n} weight arrays, got {len(ws)}")
+    return [_arr(w, f"{where}: weight {i}").astype(np.float32) for i, w in enumerate(ws)]
 
 
 def from_keras_sequential(model):
@@ -420,34 +525,43 @@ def from_keras_sequential(model):
     for kl in model.layers:
         cls = type(kl).__name__
         cfg = kl.get_config()
-        where = f"from_keras: layer {kl.name!r} ({cls})"
+        where = f"from_keras: layer {_show(getattr(kl, 'name', None))} ({cls})"
+        if not isinstance(cfg, dict):
+            raise TypeError(f"{where}: get_config() gave a {type(cfg).__name__}, not a dict")
         if cls == "InputLayer":
             continue
         if cls in _PASSIVE:
             if cls == "Dropout":
-                out.append(Dropout(float(cfg.get("rate", 0.0))))
+                out.append(Dropout(float(_field(cfg, "rate", "rate", 0.0, where))))
             continue
         if cls == "Embedding":
-            if cfg.get("mask_zero"):
+            if _field(cfg, "mask_zero", "bool", False, where):
                 raise NotImplementedError(f"{where}: mask_zero=True (Keras masking) is not "
                                           "mapped; fastrnn takes explicit lengths instead")
-            w = np.asarray(kl.get_weights()[0], np.float32)
+            w = _live_weights(kl, 1, where)[0]
+            if w.ndim != 2:
+                raise ValueError(f"{where}: embeddings of shape {w.shape}, expected "
+                                 "(input_dim, output_dim)")
             e = Embedding(w.shape[0], w.shape[1])
             e.load_state_dict({"weight": w})
             out.append(e)
         elif cls == "Dense":
-            ws = kl.get_weights()
-            kernel = np.asarray(ws[0], np.float32)
-            d = Dense(kernel.shape[0], kernel.shape[1],
-                      activation=_keras_act(cfg.get("activation"), where),
-                      bias=bool(cfg.get("use_bias", True)))
+            use_bias = _field(cfg, "use_bias", "bool", True, where)
+            act = _keras_act(_field(cfg, "activation", "str_or_none", None, where), where)
+            ws = _live_weights(kl, 2 if use_bias else 1, where)
+            kernel = ws[0]
+            if kernel.ndim != 2:
+                raise ValueError(f"{where}: kernel of shape {kernel.shape}, expected "
+                                 "(in_features, units)")
+            d = Dense(kernel.shape[0], kernel.shape[1], activation=act, bias=use_bias)
             sd = {"weight": kernel.T}
             if d.bias:
-                sd["bias"] = np.asarray(ws[1], np.float32)
+                sd["bias"] = ws[1]
             d.load_state_dict(sd)
             out.append(d)
         elif cls == "Activation":
-            out.append(Activation(_keras_act(cfg.get("activation"), where)))
+            out.append(Activation(_keras_act(_field(cfg, "activation", "str_or_none", None,
+                                                    where), where)))
         elif cls in _RECURRENT:
             layer = _live_layer(kl)
             kc = layer.keras_config
