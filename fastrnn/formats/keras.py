@@ -48,6 +48,7 @@ from .._cells import num_gates
 from ..layers import Activation, Dense, Dropout, Embedding, LastStep
 from ..model import Sequential
 from ..recurrent import GRU, LSTM, RNN
+from . import _files
 
 __all__ = ["from_keras", "from_keras_weights", "from_keras_sequential"]
 
@@ -57,7 +58,11 @@ _RECURRENT = ("LSTM", "GRU", "SimpleRNN", "Bidirectional")
 # layers of a model that carry no computation at inference
 _PASSIVE = ("InputLayer", "Dropout", "SpatialDropout1D", "GaussianDropout", "GaussianNoise",
             "ActivityRegularization")
-_MAX_CONFIG_BYTES = 64 << 20
+_MAX_CONFIG_BYTES = 64 << 20   # the JSON of a model of thousands of layers is far less
+# A member larger than _RATIO_FLOOR that deflates more than _MAX_RATIO:1 is
+# refused before it is inflated: HDF5 headers deflate ~15:1, float weights ~1:1.
+_MAX_RATIO = 200
+_RATIO_FLOOR = 1 << 20
 
 
 def _kind(kind):
@@ -392,29 +397,50 @@ def _snake(name):
     return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
-def _read_keras_file(path):
-    import h5py  # noqa: F401  (ImportError below when absent)
+def _read_member(zf, name, cap, shown):
+    """The bytes of zip member `name`: its declared size checked against the
+    caps and its compression ratio before it is inflated, and no more than the
+    declared size read (zipfile checks the CRC at the end)."""
+    infos = [i for i in zf.infolist() if i.filename == name]
+    if not infos:
+        raise ValueError(f"from_keras: {shown!r} has no {name}; is it a Keras 3 .keras file?")
+    if len(infos) > 1:
+        raise ValueError(f"from_keras: {shown!r} holds {len(infos)} members named {name}; "
+                         "a .keras file holds one")
+    info = infos[0]
+    if name == "config.json" and info.file_size > _MAX_CONFIG_BYTES:
+        raise ValueError(f"from_keras: config.json of {shown!r} is too large "
+                         f"({info.file_size} bytes, more than {_MAX_CONFIG_BYTES})")
+    _files.check_bytes(info.file_size, cap, f"{name} of {shown!r}", "from_keras")
+    if info.file_size > _RATIO_FLOOR and info.file_size > _MAX_RATIO * info.compress_size:
+        raise ValueError(f"from_keras: {name} of {shown!r} inflates {info.compress_size} "
+                         f"bytes to {info.file_size}, a compression ratio over {_MAX_RATIO}:1 "
+                         "that no Keras weights reach (a zip bomb?)")
     try:
-        zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as e:
-        raise ValueError(f"from_keras: {path!r} is not a .keras file (a zip archive): {e}") \
-            from None
+        with zf.open(info) as f:
+            data = f.read(info.file_size)
+            if len(data) != info.file_size:
+                raise EOFError(f"{len(data)} of {info.file_size} bytes")
+    except Exception as e:  # zipfile, zlib, bz2, lzma: any damage is the file's
+        raise ValueError(f"from_keras: {name} of {shown!r} is damaged "
+                         f"({type(e).__name__}: {e})") from None
+    return data
+
+
+def _read_keras_file(readable, shown, cap):
+    try:
+        zf = zipfile.ZipFile(readable)
+    except Exception as e:  # BadZipFile, OSError, and whatever a damaged directory gives
+        raise ValueError(f"from_keras: {shown!r} is not a .keras file (a zip archive): "
+                         f"{type(e).__name__}: {e}") from None
     with zf:
-        names = set(zf.namelist())
-        for need in ("config.json", "model.weights.h5"):
-            if need not in names:
-                raise ValueError(f"from_keras: {path!r} has no {need}; is it a Keras 3 "
-                                 ".keras file?")
-        info = zf.getinfo("config.json")
-        if info.file_size > _MAX_CONFIG_BYTES:
-            raise ValueError(f"from_keras: config.json of {path!r} is too large "
-                             f"({info.file_size} bytes)")
+        text = _read_member(zf, "config.json", cap, shown)
         try:
-            config = json.loads(zf.read("config.json").decode("utf-8"))
-            weights = zf.read("model.weights.h5")
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError, RuntimeError) as e:
-            raise ValueError(f"from_keras: {path!r} is damaged: {type(e).__name__}: {e}") \
-                from None
+            config = json.loads(text.decode("utf-8"))
+        except (ValueError, RecursionError) as e:   # bad UTF-8 or JSON, nesting too deep
+            raise ValueError(f"from_keras: config.json of {shown!r} is not JSON "
+                             f"({type(e).__name__}: {e})") from None
+        weights = _read_member(zf, "model.weights.h5", cap, shown)
     return config, weights
 
 
@@ -430,10 +456,10 @@ def _h5_arrays(h5, group, where):
     return [np.asarray(v[k][()]) for k in keys]
 
 
-def _from_file(path, recurrent_only):
+def _from_file(readable, shown, recurrent_only, cap):
     import h5py
-    config, weights = _read_keras_file(path)
-    where = f"from_keras: {os.fspath(path)!r}"
+    config, weights = _read_keras_file(readable, shown, cap)
+    where = f"from_keras: {shown!r}"
     if not isinstance(config, dict):
         raise ValueError(f"{where}: config.json is not a JSON object")
     top_cls = _required(config, "class_name", "str", where)
@@ -443,28 +469,35 @@ def _from_file(path, recurrent_only):
     except Exception as e:
         raise ValueError(f"{where}: model.weights.h5 is not a readable HDF5 file "
                          f"({type(e).__name__}: {e})") from None
-    with h5:
+    try:
+        reader = h5
         if top_cls in _RECURRENT:  # a single saved layer
-            return [_from_file_layer(h5, top_cls, top, "", where)]
+            return [_from_file_layer(reader, top_cls, top, "", where)]
         if top_cls not in ("Sequential", "Functional", "Model"):
-            raise NotImplementedError(f"{where}: a saved {top_cls} is not supported "
+            raise NotImplementedError(f"{where}: a saved {_show(top_cls)} is not supported "
                                       "(Sequential, functional models and recurrent layers are)")
         layers = _required(top, "layers", "list", where)
         counts, entries = {}, []
-        for entry in layers:
+        for n, entry in enumerate(layers):
             if not isinstance(entry, dict):
-                raise ValueError(f"{where}: a layer entry of config.json is not an object")
-            at = f"{where} layer {len(entries)}"
+                raise ValueError(f"{where}: layer entry {n} of config.json is not an object")
+            at = f"{where} layer {n}"
             cls = _required(entry, "class_name", "str", at)
             cfg = _field(entry, "config", "dict", {}, at)
-            snake = _snake(cls)
+            snake = _snake(str(cls))
             k = counts.get(snake)
             counts[snake] = 0 if k is None else k + 1
             group = f"layers/{snake}" + ("" if k is None else f"_{k + 1}")
             lname = _field(cfg, "name", "str", group, f"{at} ({group!r})")
             entries.append((cls, lname, lambda cls=cls, cfg=cfg, group=group, lname=lname:
-                            _from_file_layer(h5, cls, cfg, group, f"{where} layer {lname!r}")))
+                            _from_file_layer(reader, cls, cfg, group,
+                                             f"{where} layer {_show(lname)}")))
         return _pick(entries, recurrent_only, where)
+    finally:
+        try:
+            h5.close()
+        except Exception:  # noqa: BLE001 - closing a damaged file must not hide the answer
+            pass
 
 
 def _from_file_layer(h5, cls, cfg, group, where):
@@ -585,31 +618,38 @@ def from_keras_sequential(model):
     return Sequential(out).eval()
 
 
-def from_keras(source, recurrent_only=False, sequential=False):
+def from_keras(source, recurrent_only=False, sequential=False, *, max_bytes=None):
     """fastrnn layers from Keras 3.
 
     source   a live Keras LSTM/GRU/SimpleRNN/Bidirectional layer -> one layer;
              a live Keras model -> the list of its recurrent layers;
-             a path to a saved .keras file -> the list of its recurrent layers
-             (read as data: config.json and model.weights.h5, without keras).
+             a path to a saved .keras file, or its bytes -> the list of its
+             recurrent layers (read as data: config.json and model.weights.h5,
+             without keras).
     recurrent_only  models only: skip layers that are not recurrent (Embedding,
              Dense, ...) instead of raising NotImplementedError for them.
     sequential  live models only: return the whole model as an fr.Sequential
              (Embedding, Dense, recurrent layers ...; see from_keras_sequential).
+    max_bytes  files only: the cap on what the load may allocate (the
+             config.json and model.weights.h5 members each); default
+             fr.formats.get_load_limit().
     The layers are batch_first=True, in inference mode, and carry
     `keras_config` (name, return_sequences, return_state).
+
+    A file is refused with a ValueError naming it (and the layer and field)
+    when it is damaged, when a config field has the wrong type or when a
+    member would inflate beyond the cap.
     """
+    cap = _files.max_bytes(max_bytes, "from_keras: max_bytes")
     if sequential:
         return from_keras_sequential(source)
-    if isinstance(source, (str, os.PathLike)):
-        path = os.fspath(source)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"from_keras: no such file: {path!r}")
+    if isinstance(source, (str, os.PathLike, bytes, bytearray, memoryview)):
+        readable, shown, _ = _files.open_source(source, "from_keras")
         try:
             import h5py  # noqa: F401
         except ImportError as e:
             raise ImportError("from_keras on a .keras file needs h5py: pip install h5py") from e
-        return _from_file(path, recurrent_only)
+        return _from_file(readable, shown, recurrent_only, cap)
     if not _is_keras(source):
         raise TypeError(f"from_keras: expected a Keras layer or model or a .keras path, got "
                         f"{type(source).__name__}")

@@ -9,6 +9,7 @@ nothing may be read from outside the given file or allocated beyond the cap.
 """
 import io
 import json
+import os
 import zipfile
 
 import numpy as np
@@ -201,6 +202,148 @@ def test_bidirectional_of_a_backwards_layer(tmp_path):
     with pytest.raises(NotImplementedError, match="go_backwards") as e:
         fr.from_keras(path)
     assert path in str(e.value)
+
+
+# ---- 9. bit flips ----------------------------------------------------------------
+
+def test_bit_flips_in_the_zip_give_value_error(tmp_path, good):
+    h5py_mod()
+    data = open(good, "rb").read()
+    rng = np.random.default_rng(28)
+    path = str(tmp_path / "zflip.keras")
+    for pos in rng.choice(len(data), 60, replace=False):
+        b = bytearray(data)
+        b[pos] ^= 1 << int(rng.integers(8))
+        with open(path, "wb") as f:
+            f.write(b)
+        try:
+            fr.from_keras(path)
+        except ValueError as e:
+            assert path in str(e), f"byte {pos}: {e}"
+        except Exception as e:  # noqa: BLE001
+            pytest.fail(f"byte {pos}: {type(e).__name__}: {e}")
+
+
+def test_max_bytes_caps_the_weights(good):
+    h5py_mod()
+    assert len(fr.from_keras(good, max_bytes=1 << 20)) == 2
+    with pytest.raises(ValueError, match="load cap") as e:
+        fr.from_keras(good, max_bytes=10_000)    # the h5 member is ~18 KB, its arrays ~2 KB
+    assert good in str(e.value)
+    with pytest.raises(ValueError, match="max_bytes"):
+        fr.from_keras(good, max_bytes=0)
+
+
+@pytest.fixture
+def small_limit():
+    prev = fr.formats.set_load_limit(3000)
+    yield
+    fr.formats.set_load_limit(prev)
+
+
+def test_default_limit_applies(good, small_limit):
+    h5py_mod()
+    with pytest.raises(ValueError, match="load cap") as e:
+        fr.from_keras(good)
+    assert good in str(e.value)
+
+
+# ---- 12. the zip's members -------------------------------------------------------
+
+def test_weights_member_bomb_refused_by_ratio(tmp_path):
+    """A weights member padded with 4 MiB of zeros: deflated more than 200:1."""
+    h5 = h5_bytes() + b"\0" * (4 << 20)
+    path = write_keras(tmp_path / "bomb.keras", weights=h5, compression=zipfile.ZIP_DEFLATED)
+    assert os.path.getsize(path) < 100_000
+    with pytest.raises(ValueError, match="ratio") as e:
+        fr.from_keras(path)
+    assert path in str(e.value) and "model.weights.h5" in str(e.value)
+
+
+def test_config_member_over_the_cap(tmp_path):
+    cfg = good_config()
+    cfg["config"]["padding"] = "x" * 20_000
+    path = write_keras(tmp_path / "c.keras", cfg)
+    assert len(fr.from_keras(path, max_bytes=1 << 20)) == 2
+    with pytest.raises(ValueError, match="load cap") as e:
+        fr.from_keras(path, max_bytes=12_000)
+    assert "config.json" in str(e.value) and path in str(e.value)
+
+
+def test_duplicate_members(tmp_path):
+    """Two model.weights.h5 members: readers would differ on which is meant."""
+    h5py_mod()
+    path = str(tmp_path / "dup.keras")
+    with pytest.warns(UserWarning, match="Duplicate name"):
+        write_keras(path, extra=[("model.weights.h5", h5_bytes(good_arrays(seed=1)))])
+    with pytest.raises(ValueError, match="2 members named model.weights.h5") as e:
+        fr.from_keras(path)
+    assert path in str(e.value)
+
+
+def _patch_method(data, name, method):
+    """The zip bytes with member `name`'s compression method set to `method`
+    in its local and central headers."""
+    b = bytearray(data)
+    for sig, off in ((b"PK\x03\x04", 8), (b"PK\x01\x02", 10)):
+        i = 0
+        while (i := b.find(sig, i)) >= 0:
+            nlen_at = 26 if sig == b"PK\x03\x04" else 28
+            nstart = 30 if sig == b"PK\x03\x04" else 46
+            n = int.from_bytes(b[i + nlen_at:i + nlen_at + 2], "little")
+            if bytes(b[i + nstart:i + nstart + n]) == name.encode():
+                b[i + off:i + off + 2] = method.to_bytes(2, "little")
+            i += 4
+    return bytes(b)
+
+
+def test_unknown_compression_method(tmp_path, good):
+    h5py_mod()
+    path = tmp_path / "m.keras"
+    path.write_bytes(_patch_method(open(good, "rb").read(), "model.weights.h5", 99))
+    with pytest.raises(ValueError) as e:
+        fr.from_keras(str(path))
+    assert str(path) in str(e.value) and "model.weights.h5" in str(e.value)
+
+
+def test_corrupt_deflate_stream(tmp_path):
+    h5py_mod()
+    path = write_keras(tmp_path / "d.keras", compression=zipfile.ZIP_DEFLATED)
+    data = bytearray(open(path, "rb").read())
+    i = data.find(b"PK\x03\x04", data.find(b"model.weights.h5") - 40)
+    start = i + 30 + len("model.weights.h5")
+    data[start:start + 64] = b"\xff" * 64     # not a deflate stream
+    open(path, "wb").write(data)
+    with pytest.raises(ValueError) as e:
+        fr.from_keras(path)
+    assert path in str(e.value)
+
+
+# ---- sources ---------------------------------------------------------------------
+
+def test_sources_that_are_not_files(tmp_path):
+    h5py_mod()
+    with pytest.raises(ValueError, match="directory") as e:
+        fr.from_keras(str(tmp_path))
+    assert str(tmp_path) in str(e.value)
+    fifo = tmp_path / "fifo.keras"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match="FIFO"):
+        fr.from_keras(str(fifo))
+    link = tmp_path / "zero.keras"
+    os.symlink("/dev/zero", link)
+    with pytest.raises(ValueError, match="device"):
+        fr.from_keras(link)
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        fr.from_keras(str(tmp_path / "missing.keras"))
+
+
+def test_bytes_source(good):
+    h5py_mod()
+    data = open(good, "rb").read()
+    assert len(fr.from_keras(data)) == 2
+    with pytest.raises(ValueError, match="<bytes>"):
+        fr.from_keras(data[:100])
 
 
 # ---- the live path: the same config checks ------------------------------------------
