@@ -444,16 +444,137 @@ def _read_keras_file(readable, shown, cap):
     return config, weights
 
 
-def _h5_arrays(h5, group, where):
-    """The arrays vars/0, vars/1, ... of an h5 group, in order."""
-    if group not in h5:
-        raise ValueError(f"{where}: the weights file has no group {group!r}")
-    g = h5[group]
-    if "vars" not in g:
-        return []
-    v = g["vars"]
-    keys = sorted(v.keys(), key=lambda k: int(k) if k.isdigit() else 1 << 30)
-    return [np.asarray(v[k][()]) for k in keys]
+class _Weights:
+    """The arrays of an open model.weights.h5, read as data from that file
+    alone: every h5py call is guarded (any error is the file's damage, a
+    ValueError naming it), paths are followed through hard links only, and
+    each dataset's layout, dtype, shape and size are checked before it is read.
+    """
+
+    def __init__(self, h5, shown, cap):
+        self.h5, self.shown, self.cap, self.total = h5, shown, cap, 0
+
+    def _call(self, fn, path):
+        try:
+            return fn()
+        except Exception as e:  # h5py raises KeyError, OSError, RuntimeError, ... on damage
+            raise ValueError(f"from_keras: model.weights.h5 of {self.shown!r} is damaged at "
+                             f"{path!r} ({type(e).__name__}: {e})") from None
+
+    def node(self, path, where, want):
+        """The group or dataset (`want`) at `path`, reached through hard links:
+        an external link reads another file and a soft link another object,
+        and Keras writes neither."""
+        import h5py
+        from h5py import h5l
+        obj, parts = self.h5, path.split("/")
+        for k, part in enumerate(parts):
+            here = "/".join(parts[:k + 1])
+            if not isinstance(obj, h5py.Group):
+                raise ValueError(f"{where}: {'/'.join(parts[:k])!r} in model.weights.h5 is "
+                                 "not a group")
+            links, key = obj.id.links, part.encode()
+            info = self._call(lambda: links.get_info(key) if links.exists(key) else None, here)
+            if info is None:
+                raise ValueError(f"{where}: model.weights.h5 has no {here!r}")
+            if info.type == h5l.TYPE_EXTERNAL:
+                target = self._call(lambda: links.get_val(key), here)
+                raise ValueError(f"{where}: {here!r} in model.weights.h5 is an external link "
+                                 f"(to {_show(target)}); nothing is read from other files")
+            if info.type == h5l.TYPE_SOFT:
+                target = self._call(lambda: links.get_val(key), here)
+                raise ValueError(f"{where}: {here!r} in model.weights.h5 is a soft link "
+                                 f"(to {_show(target)}); Keras writes none")
+            if info.type != h5l.TYPE_HARD:
+                raise ValueError(f"{where}: {here!r} in model.weights.h5 is a link of type "
+                                 f"{info.type}; only plain groups and datasets are read")
+            parent = obj
+            obj = self._call(lambda: parent[part], here)
+        cls = h5py.Group if want == "group" else h5py.Dataset
+        if not isinstance(obj, cls):
+            raise ValueError(f"{where}: {path!r} in model.weights.h5 is a "
+                             f"{type(obj).__name__.lower()}, expected a {want}")
+        return obj
+
+    def _checked(self, d, path, where):
+        """(shape, dtype) of dataset `d`, refused if reading it could touch
+        anything but this file's own bytes or inflate without bound."""
+        from h5py import h5d
+        dcpl = self._call(d.id.get_create_plist, path)
+        layout = self._call(dcpl.get_layout, path)
+        if layout == h5d.VIRTUAL:
+            raise ValueError(f"{where}: {path!r} in model.weights.h5 is a virtual dataset "
+                             "(its data lie in other files); nothing is read from other files")
+        if self._call(dcpl.get_external_count, path):
+            raise ValueError(f"{where}: {path!r} in model.weights.h5 has external storage "
+                             "(its data lie in other files); nothing is read from other files")
+        if layout not in (h5d.COMPACT, h5d.CONTIGUOUS, h5d.CHUNKED):
+            raise ValueError(f"{where}: {path!r} in model.weights.h5 has an unknown layout "
+                             f"({layout})")
+        if self._call(dcpl.get_nfilters, path):
+            # HDF5 inflates a filtered chunk with no bound on its size
+            raise ValueError(f"{where}: {path!r} in model.weights.h5 is stored through a "
+                             "filter (compression); Keras writes weights unfiltered, and "
+                             "filtered chunks are not read")
+        shape, dtype = self._call(lambda: (d.shape, d.dtype), path)
+        if dtype.kind != "f" or dtype.itemsize not in (2, 4, 8):
+            raise ValueError(f"{where}: {path!r} in model.weights.h5 has dtype {dtype}, "
+                             "expected float16, float32 or float64")
+        return shape, dtype
+
+    def arrays(self, groups, specs, where):
+        """The arrays of each group's vars/0..n-1 (groups: one cell per
+        direction, specs: their _rnn_spec), checked against the config and the
+        cap before any is read."""
+        found, I = [], None
+        for group, spec in zip(groups, specs):
+            vpath = f"{group}/vars"
+            v = self.node(vpath, where, "group")
+            n = 3 if spec["use_bias"] else 2
+            count = self._call(lambda: len(v), vpath)
+            if count != n:
+                raise ValueError(f"{where}: {vpath!r} in model.weights.h5 holds {count} "
+                                 f"entries, expected {n} (kernel, recurrent_kernel"
+                                 f"{', bias' if n == 3 else ''})")
+            G, H = num_gates(spec["kind"]), spec["units"]
+            for i in range(n):
+                path = f"{vpath}/{i}"
+                d = self.node(path, where, "dataset")
+                shape, dtype = self._checked(d, path, where)
+                if H is None:   # units read from the kernel when the config omits it
+                    if not (isinstance(shape, tuple) and len(shape) == 2 and shape[1] >= G
+                            and shape[1] % G == 0):
+                        raise ValueError(f"{where}: {path!r} in model.weights.h5 (kernel) has "
+                                         f"shape {shape}, expected (input_size, {G}*units) "
+                                         f"for a {spec['kind']}")
+                    H = shape[1] // G
+                want = [(I, G * H), (H, G * H),
+                        (2, G * H) if spec["kind"] == "GRU" and spec["reset_after"]
+                        else (G * H,)][i]
+                ok = isinstance(shape, tuple) and len(shape) == len(want) and \
+                    all(s == w if w is not None else s >= 1 for s, w in zip(shape, want))
+                if not ok:
+                    role = ("kernel", "recurrent_kernel", "bias")[i]
+                    shown = str(want).replace("None", "input_size")
+                    raise ValueError(f"{where}: {path!r} in model.weights.h5 ({role}) has "
+                                     f"shape {shape}, expected {shown} for a {spec['kind']} "
+                                     f"with units={H}")
+                if i == 0:
+                    I = shape[0]
+                self.total += int(np.prod(shape, dtype=object)) * dtype.itemsize
+                _files.check_bytes(self.total, self.cap,
+                                   f"model.weights.h5's {path!r} (with the arrays before it)",
+                                   where)
+                found.append((path, d, shape))
+        out = []
+        for path, d, shape in found:
+            a = self._call(lambda: d[()], path)
+            if not isinstance(a, np.ndarray) or a.shape != shape:
+                raise ValueError(f"from_keras: model.weights.h5 of {self.shown!r} is damaged "
+                                 f"at {path!r} (read {type(a).__name__}, not a {shape} array)")
+            out.append(a)
+        k = len(out) // len(groups)
+        return [out[j * k:(j + 1) * k] for j in range(len(groups))]
 
 
 def _from_file(readable, shown, recurrent_only, cap):
@@ -470,7 +591,7 @@ def _from_file(readable, shown, recurrent_only, cap):
         raise ValueError(f"{where}: model.weights.h5 is not a readable HDF5 file "
                          f"({type(e).__name__}: {e})") from None
     try:
-        reader = h5
+        reader = _Weights(h5, shown, cap)
         if top_cls in _RECURRENT:  # a single saved layer
             return [_from_file_layer(reader, top_cls, top, "", where)]
         if top_cls not in ("Sequential", "Functional", "Model"):
@@ -500,14 +621,16 @@ def _from_file(readable, shown, recurrent_only, cap):
             pass
 
 
-def _from_file_layer(h5, cls, cfg, group, where):
+def _from_file_layer(reader, cls, cfg, group, where):
+    spec = _layer_spec(cls, cfg, where)
     join = (lambda *p: "/".join(x for x in (group,) + p if x))
-    if cls == "Bidirectional":
-        w = {"forward": _h5_arrays(h5, join("forward_layer", "cell"), where),
-             "backward": _h5_arrays(h5, join("backward_layer", "cell"), where)}
+    if len(spec[0]) == 2:
+        fw, bw = reader.arrays([join("forward_layer", "cell"), join("backward_layer", "cell")],
+                               spec[0], where)
+        w = {"forward": fw, "backward": bw}
     else:
-        w = _h5_arrays(h5, join("cell"), where)
-    return _from_parts(cls, cfg, w, where)
+        w = reader.arrays([join("cell")], spec[0], where)[0]
+    return _build(spec, w, where)
 
 
 # Keras activation name -> fastrnn's (Keras 3's leaky_relu has slope 0.2: not mapped)
@@ -631,14 +754,16 @@ def from_keras(source, recurrent_only=False, sequential=False, *, max_bytes=None
     sequential  live models only: return the whole model as an fr.Sequential
              (Embedding, Dense, recurrent layers ...; see from_keras_sequential).
     max_bytes  files only: the cap on what the load may allocate (the
-             config.json and model.weights.h5 members each); default
-             fr.formats.get_load_limit().
+             config.json and model.weights.h5 members each, and the weight
+             arrays together); default fr.formats.get_load_limit().
     The layers are batch_first=True, in inference mode, and carry
     `keras_config` (name, return_sequences, return_state).
 
     A file is refused with a ValueError naming it (and the layer and field)
-    when it is damaged, when a config field has the wrong type or when a
-    member would inflate beyond the cap.
+    when it is damaged, when a config field has the wrong type, when a weight
+    dataset has the wrong dtype or a shape the config does not give, when it
+    would read outside the file (external links or storage, virtual datasets)
+    or when it would allocate more than the cap.
     """
     cap = _files.max_bytes(max_bytes, "from_keras: max_bytes")
     if sequential:

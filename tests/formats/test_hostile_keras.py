@@ -10,13 +10,17 @@ nothing may be read from outside the given file or allocated beyond the cap.
 import io
 import json
 import os
+import subprocess
+import sys
 import zipfile
+import zlib
 
 import numpy as np
 import pytest
 
 import fastrnn as fr
 
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 I, H = 3, 4   # input size and units of the hand-built LSTM: kernel (3, 16) is 192 bytes
 
 
@@ -206,6 +210,39 @@ def test_bidirectional_of_a_backwards_layer(tmp_path):
 
 # ---- 9. bit flips ----------------------------------------------------------------
 
+def _metadata_positions(weights):
+    """Byte offsets of model.weights.h5 that are not array data: flips there
+    damage the file's structure (flips in the data only change weights)."""
+    h5py = h5py_mod()
+    data = np.ones(len(weights), bool)
+    with h5py.File(io.BytesIO(weights), "r") as f:
+        for path, a in good_arrays().items():
+            off = f[path].id.get_offset()
+            data[off:off + a.nbytes] = False
+    return np.flatnonzero(data)
+
+
+def test_bit_flips_in_weights_give_value_error(tmp_path):
+    weights = h5_bytes()
+    meta = _metadata_positions(weights)
+    rng = np.random.default_rng(27)
+    path = str(tmp_path / "flip.keras")
+    outcomes = {"ok": 0, "ValueError": 0}
+    for pos in rng.choice(meta, 150, replace=False):
+        b = bytearray(weights)
+        b[pos] ^= 1 << int(rng.integers(8))
+        write_keras(path, weights=bytes(b))
+        try:
+            fr.from_keras(path)
+            outcomes["ok"] += 1
+        except ValueError as e:
+            assert path in str(e), f"byte {pos}: {e}"
+            outcomes["ValueError"] += 1
+        except Exception as e:  # noqa: BLE001 - the point of the test
+            pytest.fail(f"byte {pos}: {type(e).__name__}: {e}")
+    assert outcomes["ValueError"] > 20, outcomes
+
+
 def test_bit_flips_in_the_zip_give_value_error(tmp_path, good):
     h5py_mod()
     data = open(good, "rb").read()
@@ -222,6 +259,158 @@ def test_bit_flips_in_the_zip_give_value_error(tmp_path, good):
             assert path in str(e), f"byte {pos}: {e}"
         except Exception as e:  # noqa: BLE001
             pytest.fail(f"byte {pos}: {type(e).__name__}: {e}")
+
+
+# ---- 10. nothing read from outside the file -------------------------------------
+
+@pytest.fixture
+def secret(tmp_path):
+    p = tmp_path / "secret.bin"
+    p.write_bytes(np.full(I * 4 * H, 7.0, "f4").tobytes())   # 192 bytes
+    return str(p)
+
+
+def _one_lstm(tmp_path, edit, name="x.keras"):
+    cfg = model_cfg({"class_name": "LSTM", "config": lstm_cfg()})
+    arrays = {k: v for k, v in good_arrays().items() if k.startswith("layers/lstm/")}
+    return write_keras(tmp_path / name, cfg, h5_bytes(arrays, edit))
+
+
+def test_external_storage_refused(tmp_path, secret):
+    path = _one_lstm(tmp_path, lambda f: replace(
+        f, "layers/lstm/cell/vars/0", shape=(I, 4 * H), dtype="f4",
+        external=[(secret, 0, I * 4 * H * 4)]))
+    with pytest.raises(ValueError, match="external") as e:
+        fr.from_keras(path)
+    assert path in str(e.value) and "'lstm'" in str(e.value)
+
+
+def test_virtual_dataset_refused(tmp_path, secret):
+    h5py = h5py_mod()
+    src = str(tmp_path / "src.h5")
+    with h5py.File(src, "w") as f:
+        f.create_dataset("data", data=np.full((I, 4 * H), 7.0, "f4"))
+
+    def edit(f):
+        del f["layers/lstm/cell/vars/0"]
+        layout = h5py.VirtualLayout(shape=(I, 4 * H), dtype="f4")
+        layout[...] = h5py.VirtualSource(src, "data", shape=(I, 4 * H))
+        f.create_virtual_dataset("layers/lstm/cell/vars/0", layout)
+
+    path = _one_lstm(tmp_path, edit)
+    with pytest.raises(ValueError, match="virtual") as e:
+        fr.from_keras(path)
+    assert path in str(e.value)
+
+
+@pytest.mark.parametrize("where", ["layers/lstm/cell/vars/0", "layers/lstm/cell/vars",
+                                   "layers/lstm/cell", "layers/lstm", "layers"])
+def test_external_links_refused(tmp_path, where):
+    h5py = h5py_mod()
+    other = str(tmp_path / "other.h5")
+    with h5py.File(other, "w") as f:    # the same weights, in another file
+        for k, v in good_arrays().items():
+            if k.startswith("layers/lstm/"):
+                f.create_dataset(k, data=np.full_like(v, 7.0))
+
+    def edit(f):
+        del f[where]
+        f[where] = h5py.ExternalLink(other, "/" + where)
+
+    path = _one_lstm(tmp_path, edit)
+    with pytest.raises(ValueError, match="external link") as e:
+        fr.from_keras(path)
+    assert path in str(e.value) and where in str(e.value)
+
+
+def test_soft_links_refused(tmp_path):
+    h5py = h5py_mod()
+
+    def edit(f):
+        f.create_dataset("elsewhere", data=f["layers/lstm/cell/vars/1"][()])
+        del f["layers/lstm/cell/vars/1"]
+        f["layers/lstm/cell/vars/1"] = h5py.SoftLink("/elsewhere")
+
+    path = _one_lstm(tmp_path, edit)
+    with pytest.raises(ValueError, match="soft link") as e:
+        fr.from_keras(path)
+    assert path in str(e.value)
+
+
+def test_compressed_datasets_refused(tmp_path):
+    """A gzip chunk of a 16-float bias that inflates to 16 MiB: HDF5 inflates a
+    chunk without bound, so filtered datasets are refused before reading."""
+    def edit(f):
+        d = replace(f, "layers/lstm/cell/vars/2", shape=(4 * H,), dtype="f4", chunks=(4 * H,),
+                    compression="gzip")
+        d.id.write_direct_chunk((0,), zlib.compress(b"\0" * (16 << 20), 9), 0)
+
+    path = _one_lstm(tmp_path, edit)
+    assert os.path.getsize(path) < 200_000
+    with pytest.raises(ValueError, match="filter") as e:
+        fr.from_keras(path)
+    assert path in str(e.value) and "'lstm'" in str(e.value)
+
+
+# ---- 11. shapes, dtypes and the cap checked before reading -----------------------
+
+_HUGE = (24576, 32768)   # float32: 3 GiB, never written
+
+
+def _huge_kernel(tmp_path, units):
+    def edit(f):
+        replace(f, "layers/lstm/cell/vars/0", shape=_HUGE, dtype="f4", chunks=(1024, 1024))
+    cfg = model_cfg({"class_name": "LSTM", "config": lstm_cfg(units=units)})
+    arrays = {k: v for k, v in good_arrays().items() if k.startswith("layers/lstm/")}
+    return write_keras(tmp_path / f"huge{units}.keras", cfg, h5_bytes(arrays, edit))
+
+
+_RUN_CAPPED = """
+import resource, sys
+sys.path.insert(0, {root!r})
+import fastrnn as fr
+vm = int([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmSize')][0]) << 10
+resource.setrlimit(resource.RLIMIT_AS, (vm + (768 << 20),) * 2)
+try:
+    fr.from_keras({path!r})
+    print('LOADED')
+except Exception as e:
+    print('RAISED', type(e).__name__, e)
+"""
+
+
+@pytest.mark.parametrize("units", [H, 8192])
+def test_unwritten_huge_dataset_refused_before_reading(tmp_path, units):
+    """The 3 GiB kernel of a small file: refused by shape (units=4) or by the
+    cap (units=8192 makes the shape right); run under an address-space limit
+    of 768 MiB above what the process holds, so reading it could not pass."""
+    h5py_mod()
+    path = _huge_kernel(tmp_path, units)
+    assert os.path.getsize(path) < 20_000
+    out = subprocess.run([sys.executable, "-c", _RUN_CAPPED.format(root=ROOT, path=path)],
+                         capture_output=True, text=True, timeout=120,
+                         env=dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1"))
+    assert "RAISED ValueError" in out.stdout, out.stdout + out.stderr
+    assert path in out.stdout
+    assert ("shape" if units == H else "load cap") in out.stdout, out.stdout
+
+
+@pytest.mark.parametrize("what,make", [
+    ("int", lambda: np.zeros((I, 4 * H), "i4")),
+    ("bool", lambda: np.zeros((I, 4 * H), bool)),
+    ("complex", lambda: np.zeros((I, 4 * H), "c8")),
+    ("string", lambda: np.array([b"abc"] * 3)),
+    ("compound", lambda: np.zeros(3, [("a", "f4"), ("b", "f4")])),
+    ("scalar", lambda: np.float32(1.0)),
+    ("3-d", lambda: np.zeros((1, I, 4 * H), "f4")),
+    ("wrong width", lambda: np.zeros((I, 4 * H + 1), "f4")),
+])
+def test_kernel_dtype_and_shape_checked(tmp_path, what, make):
+    path = _one_lstm(tmp_path, lambda f: replace(f, "layers/lstm/cell/vars/0", data=make()))
+    with pytest.raises(ValueError) as e:
+        fr.from_keras(path)
+    msg = str(e.value)
+    assert path in msg and "'lstm'" in msg and "vars/0" in msg, msg
 
 
 def test_max_bytes_caps_the_weights(good):
@@ -246,6 +435,18 @@ def test_default_limit_applies(good, small_limit):
     with pytest.raises(ValueError, match="load cap") as e:
         fr.from_keras(good)
     assert good in str(e.value)
+
+
+def test_arrays_counted_against_the_cap(tmp_path):
+    """An unwritten kernel of 1.28 MB in a member of a few KB."""
+    path = _one_lstm(tmp_path, lambda f: replace(f, "layers/lstm/cell/vars/0",
+                                                 shape=(20000, 4 * H), dtype="f4",
+                                                 chunks=(1000, 4 * H)))
+    assert os.path.getsize(path) < 20_000
+    assert len(fr.from_keras(path, max_bytes=4 << 20)) == 1
+    with pytest.raises(ValueError, match="load cap") as e:
+        fr.from_keras(path, max_bytes=1 << 20)
+    assert "vars/0" in str(e.value) and path in str(e.value)
 
 
 # ---- 12. the zip's members -------------------------------------------------------
@@ -317,6 +518,29 @@ def test_corrupt_deflate_stream(tmp_path):
     with pytest.raises(ValueError) as e:
         fr.from_keras(path)
     assert path in str(e.value)
+
+
+# ---- 13. node types ------------------------------------------------------------------
+
+@pytest.mark.parametrize("edit,match", [
+    (lambda f: (f.__delitem__("layers/lstm/cell/vars"),
+                f.create_dataset("layers/lstm/cell/vars", data=np.zeros(3))), "vars"),
+    (lambda f: (f.__delitem__("layers/lstm/cell/vars/1"),
+                f.create_group("layers/lstm/cell/vars/1")), "vars/1"),
+    (lambda f: (f.__delitem__("layers/lstm/cell"),
+                f.create_dataset("layers/lstm/cell", data=np.zeros(3))), "cell"),
+    (lambda f: f.__delitem__("layers/lstm"), "layers/lstm"),
+    (lambda f: f.__delitem__("layers/lstm/cell/vars/2"), "vars"),
+    (lambda f: f.create_dataset("layers/lstm/cell/vars/3", data=np.zeros(3, "f4")), "vars"),
+    (lambda f: f.move("layers/lstm/cell/vars/2", "layers/lstm/cell/vars/\u00b2"), "vars"),
+    (lambda f: f.move("layers/lstm/cell/vars/0", "layers/lstm/cell/vars/00"), "vars"),
+], ids=["vars-dataset", "var-group", "cell-dataset", "no-layer", "too-few", "too-many",
+        "superscript-2", "name-00"])
+def test_node_types_checked(tmp_path, edit, match):
+    path = _one_lstm(tmp_path, edit)
+    with pytest.raises(ValueError, match=match) as e:
+        fr.from_keras(path)
+    assert path in str(e.value) and "'lstm'" in str(e.value), str(e.value)
 
 
 # ---- sources ---------------------------------------------------------------------
