@@ -37,6 +37,7 @@ name, return_sequences, return_state).
 """
 import io
 import json
+import numbers
 import os
 import re
 import zipfile
@@ -47,6 +48,7 @@ from .._cells import num_gates
 from ..layers import Activation, Dense, Dropout, Embedding, LastStep
 from ..model import Sequential
 from ..recurrent import GRU, LSTM, RNN
+from . import _files
 
 __all__ = ["from_keras", "from_keras_weights", "from_keras_sequential"]
 
@@ -56,7 +58,11 @@ _RECURRENT = ("LSTM", "GRU", "SimpleRNN", "Bidirectional")
 # layers of a model that carry no computation at inference
 _PASSIVE = ("InputLayer", "Dropout", "SpatialDropout1D", "GaussianDropout", "GaussianNoise",
             "ActivityRegularization")
-_MAX_CONFIG_BYTES = 64 << 20
+_MAX_CONFIG_BYTES = 64 << 20   # the JSON of a model of thousands of layers is far less
+# A member larger than _RATIO_FLOOR that deflates more than _MAX_RATIO:1 is
+# refused before it is inflated: HDF5 headers deflate ~15:1, float weights ~1:1.
+_MAX_RATIO = 200
+_RATIO_FLOOR = 1 << 20
 
 
 def _kind(kind):
@@ -207,48 +213,142 @@ def from_keras_weights(kind, kernel, recurrent_kernel, bias=None, *, reset_after
     return layer
 
 
-# ---- one layer from its class name, config and weight arrays -------------------
+# ---- config fields, each checked before it is used --------------------------------
 
-def _from_parts(class_name, config, weights, where):
-    """weights: for LSTM/GRU/SimpleRNN [kernel, recurrent_kernel(, bias)]; for
-    Bidirectional {"forward": [...], "backward": [...]}."""
+def _show(value, n=60):
+    """repr(value), shortened: a hostile config may hold megabytes in a field."""
+    r = repr(value)
+    return r if len(r) <= n else r[:n - 3] + "..."
+
+
+def _is_int(v):
+    return isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
+
+
+_FIELD_KINDS = {
+    # kind: (test, what the message says it must be)
+    "bool": (lambda v: isinstance(v, (bool, np.bool_)), "true or false"),
+    "units": (lambda v: _is_int(v) and v >= 1, "a positive int"),
+    "str": (lambda v: isinstance(v, str), "a string"),
+    "str_or_none": (lambda v: v is None or isinstance(v, str), "a string or null"),
+    "dict": (lambda v: isinstance(v, dict), "an object"),
+    "dict_or_none": (lambda v: v is None or isinstance(v, dict), "an object or null"),
+    # Keras serializes an activation as its name, a custom one as an object
+    "activation": (lambda v: v is None or isinstance(v, (str, dict)), "an activation name"),
+    "list": (lambda v: isinstance(v, list), "a list"),
+    "rate": (lambda v: isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
+             and 0 <= v < 1, "a number in [0, 1)"),
+}
+
+
+def _field(cfg, key, kind, default, where, of=""):
+    """cfg[key] checked to be of `kind` (_FIELD_KINDS); `default` when absent.
+    The error names the field, and `where` names the file and layer."""
+    if key not in cfg:
+        return default
+    v = cfg[key]
+    test, want = _FIELD_KINDS[kind]
+    if not test(v):
+        raise ValueError(f"{where}: config field {key!r}{of} must be {want}, got {_show(v)}")
+    return int(v) if kind == "units" else bool(v) if kind == "bool" else v
+
+
+def _required(cfg, key, kind, where, of=""):
+    """cfg[key] checked as _field does; its absence is an error too."""
+    if key not in cfg:
+        raise ValueError(f"{where}: config has no field {key!r}{of}")
+    return _field(cfg, key, kind, None, where, of)
+
+
+def _rnn_spec(cls, cfg, where, of=""):
+    """The checked settings of one LSTM/GRU/SimpleRNN config."""
+    kw = dict(where=where, of=of)
+    act = _field(cfg, "activation", "activation", "tanh", **kw)
+    ract = _field(cfg, "recurrent_activation", "activation", "sigmoid", **kw)
+    return {
+        "kind": _kind(cls),
+        "units": _field(cfg, "units", "units", None, **kw),
+        "use_bias": _field(cfg, "use_bias", "bool", True, **kw),
+        "reset_after": _field(cfg, "reset_after", "bool", True, **kw),
+        # null is Keras's linear activation, not the default
+        "activation": "linear" if act is None else act,
+        "recurrent_activation": "linear" if ract is None else ract,
+        "go_backwards": _field(cfg, "go_backwards", "bool", False, **kw),
+        "return_sequences": _field(cfg, "return_sequences", "bool", False, **kw),
+        "return_state": _field(cfg, "return_state", "bool", False, **kw),
+    }
+
+
+def _layer_spec(class_name, config, where):
+    """(specs, keras_config) of a recurrent layer's config, every field used
+    checked: specs holds one _rnn_spec per direction (two for Bidirectional)."""
+    name = _field(config, "name", "str", None, where)
     if class_name == "Bidirectional":
-        merge = config.get("merge_mode", "concat")
+        merge = _field(config, "merge_mode", "str_or_none", "concat", where)
         if merge != "concat":
             raise NotImplementedError(f"{where}: Bidirectional merge_mode={merge!r} is not "
                                       "supported (fastrnn concatenates the directions, "
                                       "merge_mode='concat')")
-        inner = config.get("layer") or {}
-        icls, icfg = inner.get("class_name"), inner.get("config", {})
+        inner = _required(config, "layer", "dict", where)
+        icls = _required(inner, "class_name", "str", where, " of 'layer'")
         if icls not in ("LSTM", "GRU", "SimpleRNN"):
-            raise NotImplementedError(f"{where}: Bidirectional of {icls} is not supported")
-        bcfg = (config.get("backward_layer") or {}).get("config", icfg)
+            raise NotImplementedError(f"{where}: Bidirectional of {_show(icls)} is not "
+                                      "supported")
+        fw = _rnn_spec(icls, _field(inner, "config", "dict", {}, where, " of 'layer'"),
+                       where, " of 'layer'")
+        if fw["go_backwards"]:
+            raise NotImplementedError(f"{where}: a Bidirectional whose forward layer has "
+                                      "go_backwards=True is not supported")
+        outer = _field(config, "backward_layer", "dict_or_none", None, where)
+        bw = fw
+        if outer is not None:
+            of = " of 'backward_layer'"
+            bcls = _field(outer, "class_name", "str", icls, where, of)
+            if bcls != icls:
+                raise NotImplementedError(f"{where}: the backward layer is a {_show(bcls)}, "
+                                          f"the forward layer a {icls}; fastrnn needs them "
+                                          "equal")
+            bw = _rnn_spec(bcls, _field(outer, "config", "dict", {}, where, of), where, of)
         for key in ("units", "use_bias", "activation", "recurrent_activation", "reset_after"):
-            if key in bcfg and key in icfg and bcfg[key] != icfg[key]:
+            if bw[key] != fw[key] and None not in (bw[key], fw[key]):
                 raise NotImplementedError(f"{where}: the backward layer's {key} differs from "
                                           "the forward layer's; fastrnn needs them equal")
-        fw, bw = weights["forward"], weights["backward"]
-        layer = _single(icls, icfg, fw, where, backward=bw)
-        keras_cfg = {"name": config.get("name"),
-                     "return_sequences": bool(icfg.get("return_sequences", False)),
-                     "return_state": bool(icfg.get("return_state", False))}
-        layer.keras_config = keras_cfg
-        return layer
-    if class_name not in ("LSTM", "GRU", "SimpleRNN"):
-        raise NotImplementedError(f"{where}: Keras layer {class_name} is not a recurrent "
-                                  "layer fastrnn maps (LSTM, GRU, SimpleRNN, Bidirectional)")
-    if config.get("go_backwards", False):
-        raise NotImplementedError(f"{where}: go_backwards=True outside Bidirectional is not "
-                                  "supported (feed the reversed sequence to a forward layer)")
-    layer = _single(class_name, config, weights, where)
-    layer.keras_config = {"name": config.get("name"),
-                          "return_sequences": bool(config.get("return_sequences", False)),
-                          "return_state": bool(config.get("return_state", False))}
+        specs = [fw, bw]
+    elif class_name in ("LSTM", "GRU", "SimpleRNN"):
+        specs = [_rnn_spec(class_name, config, where)]
+        if specs[0]["go_backwards"]:
+            raise NotImplementedError(f"{where}: go_backwards=True outside Bidirectional is "
+                                      "not supported (feed the reversed sequence to a "
+                                      "forward layer)")
+    else:
+        raise NotImplementedError(f"{where}: Keras layer {_show(class_name)} is not a "
+                                  "recurrent layer fastrnn maps (LSTM, GRU, SimpleRNN, "
+                                  "Bidirectional)")
+    keras_cfg = {"name": name, "return_sequences": specs[0]["return_sequences"],
+                 "return_state": specs[0]["return_state"]}
+    return specs, keras_cfg
+
+
+# ---- one layer from its checked config and weight arrays ----------------------------
+
+def _from_parts(class_name, config, weights, where):
+    """weights: for LSTM/GRU/SimpleRNN [kernel, recurrent_kernel(, bias)]; for
+    Bidirectional {"forward": [...], "backward": [...]}."""
+    return _build(_layer_spec(class_name, config, where), weights, where)
+
+
+def _build(spec, weights, where):
+    specs, keras_cfg = spec
+    if len(specs) == 2:
+        layer = _single(specs[0], weights["forward"], where, backward=weights["backward"])
+    else:
+        layer = _single(specs[0], weights, where)
+    layer.keras_config = keras_cfg
     return layer
 
 
-def _single(cls, cfg, w, where, backward=None):
-    use_bias = bool(cfg.get("use_bias", True))
+def _single(spec, w, where, backward=None):
+    use_bias = spec["use_bias"]
     n = 3 if use_bias else 2
     for name, ws in (("weights", w), ("backward weights", backward)):
         if ws is not None and len(ws) != n:
@@ -256,15 +356,14 @@ def _single(cls, cfg, w, where, backward=None):
                              f"{', bias' if use_bias else ''}), got {len(ws)}")
     try:
         layer = from_keras_weights(
-            cls, w[0], w[1], w[2] if use_bias else None,
-            reset_after=bool(cfg.get("reset_after", True)),
-            activation=cfg.get("activation", "tanh"),
-            recurrent_activation=cfg.get("recurrent_activation", "sigmoid"),
+            spec["kind"], w[0], w[1], w[2] if use_bias else None,
+            reset_after=spec["reset_after"], activation=spec["activation"],
+            recurrent_activation=spec["recurrent_activation"],
             backward=None if backward is None else tuple(backward))
     except (ValueError, TypeError, NotImplementedError) as e:
         raise type(e)(f"{where}: {e}") from None
-    units = cfg.get("units")
-    if units is not None and int(units) != layer.hidden_size:
+    units = spec["units"]
+    if units is not None and units != layer.hidden_size:
         raise ValueError(f"{where}: config says units={units}, the weights have "
                          f"{layer.hidden_size}")
     return layer
@@ -279,7 +378,9 @@ def _is_keras(obj):
 def _live_layer(layer):
     cls = type(layer).__name__
     cfg = layer.get_config()
-    where = f"from_keras: layer {layer.name!r} ({cls})"
+    where = f"from_keras: layer {_show(layer.name)} ({cls})"
+    if not isinstance(cfg, dict):
+        raise TypeError(f"{where}: get_config() gave a {type(cfg).__name__}, not a dict")
     if cls == "Bidirectional":
         w = {"forward": layer.forward_layer.get_weights(),
              "backward": layer.backward_layer.get_weights()}
@@ -322,88 +423,240 @@ def _snake(name):
     return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
-def _read_keras_file(path):
-    import h5py  # noqa: F401  (ImportError below when absent)
+def _read_member(zf, name, cap, shown):
+    """The bytes of zip member `name`: its declared size checked against the
+    caps and its compression ratio before it is inflated, and no more than the
+    declared size read (zipfile checks the CRC at the end)."""
+    infos = [i for i in zf.infolist() if i.filename == name]
+    if not infos:
+        raise ValueError(f"from_keras: {shown!r} has no {name}; is it a Keras 3 .keras file?")
+    if len(infos) > 1:
+        raise ValueError(f"from_keras: {shown!r} holds {len(infos)} members named {name}; "
+                         "a .keras file holds one")
+    info = infos[0]
+    if name == "config.json" and info.file_size > _MAX_CONFIG_BYTES:
+        raise ValueError(f"from_keras: config.json of {shown!r} is too large "
+                         f"({info.file_size} bytes, more than {_MAX_CONFIG_BYTES})")
+    _files.check_bytes(info.file_size, cap, f"{name} of {shown!r}", "from_keras")
+    if info.file_size > _RATIO_FLOOR and info.file_size > _MAX_RATIO * info.compress_size:
+        raise ValueError(f"from_keras: {name} of {shown!r} inflates {info.compress_size} "
+                         f"bytes to {info.file_size}, a compression ratio over {_MAX_RATIO}:1 "
+                         "that no Keras weights reach (a zip bomb?)")
     try:
-        zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as e:
-        raise ValueError(f"from_keras: {path!r} is not a .keras file (a zip archive): {e}") \
-            from None
+        with zf.open(info) as f:
+            data = f.read(info.file_size)
+            if len(data) != info.file_size:
+                raise EOFError(f"{len(data)} of {info.file_size} bytes")
+    except Exception as e:  # zipfile, zlib, bz2, lzma: any damage is the file's
+        raise ValueError(f"from_keras: {name} of {shown!r} is damaged "
+                         f"({type(e).__name__}: {e})") from None
+    return data
+
+
+def _read_keras_file(readable, shown, cap):
+    try:
+        zf = zipfile.ZipFile(readable)
+    except Exception as e:  # BadZipFile, OSError, and whatever a damaged directory gives
+        raise ValueError(f"from_keras: {shown!r} is not a .keras file (a zip archive): "
+                         f"{type(e).__name__}: {e}") from None
     with zf:
-        names = set(zf.namelist())
-        for need in ("config.json", "model.weights.h5"):
-            if need not in names:
-                raise ValueError(f"from_keras: {path!r} has no {need}; is it a Keras 3 "
-                                 ".keras file?")
-        info = zf.getinfo("config.json")
-        if info.file_size > _MAX_CONFIG_BYTES:
-            raise ValueError(f"from_keras: config.json of {path!r} is too large "
-                             f"({info.file_size} bytes)")
+        text = _read_member(zf, "config.json", cap, shown)
         try:
-            config = json.loads(zf.read("config.json").decode("utf-8"))
-            weights = zf.read("model.weights.h5")
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError, RuntimeError) as e:
-            raise ValueError(f"from_keras: {path!r} is damaged: {type(e).__name__}: {e}") \
-                from None
+            config = json.loads(text.decode("utf-8"))
+        except (ValueError, RecursionError) as e:   # bad UTF-8 or JSON, nesting too deep
+            raise ValueError(f"from_keras: config.json of {shown!r} is not JSON "
+                             f"({type(e).__name__}: {e})") from None
+        weights = _read_member(zf, "model.weights.h5", cap, shown)
     return config, weights
 
 
-def _h5_arrays(h5, group, where):
-    """The arrays vars/0, vars/1, ... of an h5 group, in order."""
-    if group not in h5:
-        raise ValueError(f"{where}: the weights file has no group {group!r}")
-    g = h5[group]
-    if "vars" not in g:
-        return []
-    v = g["vars"]
-    keys = sorted(v.keys(), key=lambda k: int(k) if k.isdigit() else 1 << 30)
-    return [np.asarray(v[k][()]) for k in keys]
+class _Weights:
+    """The arrays of an open model.weights.h5, read as data from that file
+    alone: every h5py call is guarded (any error is the file's damage, a
+    ValueError naming it), paths are followed through hard links only, and
+    each dataset's layout, dtype, shape and size are checked before it is read.
+    """
+
+    def __init__(self, h5, shown, cap):
+        self.h5, self.shown, self.cap, self.total = h5, shown, cap, 0
+
+    def _call(self, fn, path):
+        try:
+            return fn()
+        except Exception as e:  # h5py raises KeyError, OSError, RuntimeError, ... on damage
+            raise ValueError(f"from_keras: model.weights.h5 of {self.shown!r} is damaged at "
+                             f"{path!r} ({type(e).__name__}: {e})") from None
+
+    def node(self, path, where, want):
+        """The group or dataset (`want`) at `path`, reached through hard links:
+        an external link reads another file and a soft link another object,
+        and Keras writes neither."""
+        import h5py
+        from h5py import h5l
+        obj, parts = self.h5, path.split("/")
+        for k, part in enumerate(parts):
+            here = "/".join(parts[:k + 1])
+            if not isinstance(obj, h5py.Group):
+                raise ValueError(f"{where}: {'/'.join(parts[:k])!r} in model.weights.h5 is "
+                                 "not a group")
+            links, key = obj.id.links, part.encode()
+            info = self._call(lambda: links.get_info(key) if links.exists(key) else None, here)
+            if info is None:
+                raise ValueError(f"{where}: model.weights.h5 has no {here!r}")
+            if info.type == h5l.TYPE_EXTERNAL:
+                target = self._call(lambda: links.get_val(key), here)
+                raise ValueError(f"{where}: {here!r} in model.weights.h5 is an external link "
+                                 f"(to {_show(target)}); nothing is read from other files")
+            if info.type == h5l.TYPE_SOFT:
+                target = self._call(lambda: links.get_val(key), here)
+                raise ValueError(f"{where}: {here!r} in model.weights.h5 is a soft link "
+                                 f"(to {_show(target)}); Keras writes none")
+            if info.type != h5l.TYPE_HARD:
+                raise ValueError(f"{where}: {here!r} in model.weights.h5 is a link of type "
+                                 f"{info.type}; only plain groups and datasets are read")
+            parent = obj
+            obj = self._call(lambda: parent[part], here)
+        cls = h5py.Group if want == "group" else h5py.Dataset
+        if not isinstance(obj, cls):
+            raise ValueError(f"{where}: {path!r} in model.weights.h5 is a "
+                             f"{type(obj).__name__.lower()}, expected a {want}")
+        return obj
+
+    def _checked(self, d, path, where):
+        """(shape, dtype) of dataset `d`, refused if reading it could touch
+        anything but this file's own bytes or inflate without bound."""
+        from h5py import h5d
+        dcpl = self._call(d.id.get_create_plist, path)
+        layout = self._call(dcpl.get_layout, path)
+        if layout == h5d.VIRTUAL:
+            raise ValueError(f"{where}: {path!r} in model.weights.h5 is a virtual dataset "
+                             "(its data lie in other files); nothing is read from other files")
+        if self._call(dcpl.get_external_count, path):
+            raise ValueError(f"{where}: {path!r} in model.weights.h5 has external storage "
+                             "(its data lie in other files); nothing is read from other files")
+        if layout not in (h5d.COMPACT, h5d.CONTIGUOUS, h5d.CHUNKED):
+            raise ValueError(f"{where}: {path!r} in model.weights.h5 has an unknown layout "
+                             f"({layout})")
+        if self._call(dcpl.get_nfilters, path):
+            # HDF5 inflates a filtered chunk with no bound on its size
+            raise ValueError(f"{where}: {path!r} in model.weights.h5 is stored through a "
+                             "filter (compression); Keras writes weights unfiltered, and "
+                             "filtered chunks are not read")
+        shape, dtype = self._call(lambda: (d.shape, d.dtype), path)
+        if dtype.kind != "f" or dtype.itemsize not in (2, 4, 8):
+            raise ValueError(f"{where}: {path!r} in model.weights.h5 has dtype {dtype}, "
+                             "expected float16, float32 or float64")
+        return shape, dtype
+
+    def arrays(self, groups, specs, where):
+        """The arrays of each group's vars/0..n-1 (groups: one cell per
+        direction, specs: their _rnn_spec), checked against the config and the
+        cap before any is read."""
+        found, I = [], None
+        for group, spec in zip(groups, specs):
+            vpath = f"{group}/vars"
+            v = self.node(vpath, where, "group")
+            n = 3 if spec["use_bias"] else 2
+            count = self._call(lambda: len(v), vpath)
+            if count != n:
+                raise ValueError(f"{where}: {vpath!r} in model.weights.h5 holds {count} "
+                                 f"entries, expected {n} (kernel, recurrent_kernel"
+                                 f"{', bias' if n == 3 else ''})")
+            G, H = num_gates(spec["kind"]), spec["units"]
+            for i in range(n):
+                path = f"{vpath}/{i}"
+                d = self.node(path, where, "dataset")
+                shape, dtype = self._checked(d, path, where)
+                if H is None:   # units read from the kernel when the config omits it
+                    if not (isinstance(shape, tuple) and len(shape) == 2 and shape[1] >= G
+                            and shape[1] % G == 0):
+                        raise ValueError(f"{where}: {path!r} in model.weights.h5 (kernel) has "
+                                         f"shape {shape}, expected (input_size, {G}*units) "
+                                         f"for a {spec['kind']}")
+                    H = shape[1] // G
+                want = [(I, G * H), (H, G * H),
+                        (2, G * H) if spec["kind"] == "GRU" and spec["reset_after"]
+                        else (G * H,)][i]
+                ok = isinstance(shape, tuple) and len(shape) == len(want) and \
+                    all(s == w if w is not None else s >= 1 for s, w in zip(shape, want))
+                if not ok:
+                    role = ("kernel", "recurrent_kernel", "bias")[i]
+                    shown = str(want).replace("None", "input_size")
+                    raise ValueError(f"{where}: {path!r} in model.weights.h5 ({role}) has "
+                                     f"shape {shape}, expected {shown} for a {spec['kind']} "
+                                     f"with units={H}")
+                if i == 0:
+                    I = shape[0]
+                self.total += int(np.prod(shape, dtype=object)) * dtype.itemsize
+                _files.check_bytes(self.total, self.cap,
+                                   f"model.weights.h5's {path!r} (with the arrays before it)",
+                                   where)
+                found.append((path, d, shape))
+        out = []
+        for path, d, shape in found:
+            a = self._call(lambda: d[()], path)
+            if not isinstance(a, np.ndarray) or a.shape != shape:
+                raise ValueError(f"from_keras: model.weights.h5 of {self.shown!r} is damaged "
+                                 f"at {path!r} (read {type(a).__name__}, not a {shape} array)")
+            out.append(a)
+        k = len(out) // len(groups)
+        return [out[j * k:(j + 1) * k] for j in range(len(groups))]
 
 
-def _from_file(path, recurrent_only):
+def _from_file(readable, shown, recurrent_only, cap):
     import h5py
-    config, weights = _read_keras_file(path)
-    where = f"from_keras: {os.fspath(path)!r}"
+    config, weights = _read_keras_file(readable, shown, cap)
+    where = f"from_keras: {shown!r}"
     if not isinstance(config, dict):
         raise ValueError(f"{where}: config.json is not a JSON object")
-    top_cls, top = config.get("class_name"), config.get("config", {})
+    top_cls = _required(config, "class_name", "str", where)
+    top = _field(config, "config", "dict", {}, where)
     try:
         h5 = h5py.File(io.BytesIO(weights), "r")
     except Exception as e:
         raise ValueError(f"{where}: model.weights.h5 is not a readable HDF5 file "
                          f"({type(e).__name__}: {e})") from None
-    with h5:
+    try:
+        reader = _Weights(h5, shown, cap)
         if top_cls in _RECURRENT:  # a single saved layer
-            return [_from_file_layer(h5, top_cls, top, "", where)]
+            return [_from_file_layer(reader, top_cls, top, "", where)]
         if top_cls not in ("Sequential", "Functional", "Model"):
-            raise NotImplementedError(f"{where}: a saved {top_cls} is not supported "
+            raise NotImplementedError(f"{where}: a saved {_show(top_cls)} is not supported "
                                       "(Sequential, functional models and recurrent layers are)")
-        layers = top.get("layers")
-        if not isinstance(layers, list):
-            raise ValueError(f"{where}: config.json lists no layers")
+        layers = _required(top, "layers", "list", where)
         counts, entries = {}, []
-        for entry in layers:
+        for n, entry in enumerate(layers):
             if not isinstance(entry, dict):
-                raise ValueError(f"{where}: a layer entry of config.json is not an object")
-            cls, cfg = entry.get("class_name"), entry.get("config", {})
+                raise ValueError(f"{where}: layer entry {n} of config.json is not an object")
+            at = f"{where} layer {n}"
+            cls = _required(entry, "class_name", "str", at)
+            cfg = _field(entry, "config", "dict", {}, at)
             snake = _snake(str(cls))
             k = counts.get(snake)
             counts[snake] = 0 if k is None else k + 1
             group = f"layers/{snake}" + ("" if k is None else f"_{k + 1}")
-            lname = cfg.get("name", group)
+            lname = _field(cfg, "name", "str", group, f"{at} ({group!r})")
             entries.append((cls, lname, lambda cls=cls, cfg=cfg, group=group, lname=lname:
-                            _from_file_layer(h5, cls, cfg, group, f"{where} layer {lname!r}")))
+                            _from_file_layer(reader, cls, cfg, group,
+                                             f"{where} layer {_show(lname)}")))
         return _pick(entries, recurrent_only, where)
+    finally:
+        try:
+            h5.close()
+        except Exception:  # noqa: BLE001 - closing a damaged file must not hide the answer
+            pass
 
 
-def _from_file_layer(h5, cls, cfg, group, where):
+def _from_file_layer(reader, cls, cfg, group, where):
+    spec = _layer_spec(cls, cfg, where)
     join = (lambda *p: "/".join(x for x in (group,) + p if x))
-    if cls == "Bidirectional":
-        w = {"forward": _h5_arrays(h5, join("forward_layer", "cell"), where),
-             "backward": _h5_arrays(h5, join("backward_layer", "cell"), where)}
+    if len(spec[0]) == 2:
+        fw, bw = reader.arrays([join("forward_layer", "cell"), join("backward_layer", "cell")],
+                               spec[0], where)
+        w = {"forward": fw, "backward": bw}
     else:
-        w = _h5_arrays(h5, join("cell"), where)
-    return _from_parts(cls, cfg, w, where)
+        w = reader.arrays([join("cell")], spec[0], where)[0]
+    return _build(spec, w, where)
 
 
 # Keras activation name -> fastrnn's (Keras 3's leaky_relu has slope 0.2: not mapped)
@@ -416,6 +669,14 @@ def _keras_act(name, where):
         raise NotImplementedError(f"{where}: activation {name!r} is not mapped (linear, relu, "
                                   "tanh, sigmoid and elu are)")
     return _KERAS_ACTS[name]
+
+
+def _live_weights(kl, n, where):
+    """The `n` float32 weight arrays of live Keras layer `kl`."""
+    ws = kl.get_weights()
+    if len(ws) != n:
+        raise ValueError(f"{where}: expected {n} weight arrays, got {len(ws)}")
+    return [_arr(w, f"{where}: weight {i}").astype(np.float32) for i, w in enumerate(ws)]
 
 
 def from_keras_sequential(model):
@@ -463,34 +724,43 @@ def from_keras_sequential(model):
     for kl in model.layers:
         cls = type(kl).__name__
         cfg = kl.get_config()
-        where = f"from_keras: layer {kl.name!r} ({cls})"
+        where = f"from_keras: layer {_show(getattr(kl, 'name', None))} ({cls})"
+        if not isinstance(cfg, dict):
+            raise TypeError(f"{where}: get_config() gave a {type(cfg).__name__}, not a dict")
         if cls == "InputLayer":
             continue
         if cls in _PASSIVE:
             if cls == "Dropout":
-                out.append(Dropout(float(cfg.get("rate", 0.0))))
+                out.append(Dropout(float(_field(cfg, "rate", "rate", 0.0, where))))
             continue
         if cls == "Embedding":
-            if cfg.get("mask_zero"):
+            if _field(cfg, "mask_zero", "bool", False, where):
                 raise NotImplementedError(f"{where}: mask_zero=True (Keras masking) is not "
                                           "mapped; fastrnn takes explicit lengths instead")
-            w = np.asarray(kl.get_weights()[0], np.float32)
+            w = _live_weights(kl, 1, where)[0]
+            if w.ndim != 2:
+                raise ValueError(f"{where}: embeddings of shape {w.shape}, expected "
+                                 "(input_dim, output_dim)")
             e = Embedding(w.shape[0], w.shape[1])
             e.load_state_dict({"weight": w})
             out.append(e)
         elif cls == "Dense":
-            ws = kl.get_weights()
-            kernel = np.asarray(ws[0], np.float32)
-            d = Dense(kernel.shape[0], kernel.shape[1],
-                      activation=_keras_act(cfg.get("activation"), where),
-                      bias=bool(cfg.get("use_bias", True)))
+            use_bias = _field(cfg, "use_bias", "bool", True, where)
+            act = _keras_act(_field(cfg, "activation", "str_or_none", None, where), where)
+            ws = _live_weights(kl, 2 if use_bias else 1, where)
+            kernel = ws[0]
+            if kernel.ndim != 2:
+                raise ValueError(f"{where}: kernel of shape {kernel.shape}, expected "
+                                 "(in_features, units)")
+            d = Dense(kernel.shape[0], kernel.shape[1], activation=act, bias=use_bias)
             sd = {"weight": kernel.T}
             if d.bias:
-                sd["bias"] = np.asarray(ws[1], np.float32)
+                sd["bias"] = ws[1]
             d.load_state_dict(sd)
             out.append(d)
         elif cls == "Activation":
-            out.append(Activation(_keras_act(cfg.get("activation"), where)))
+            out.append(Activation(_keras_act(_field(cfg, "activation", "str_or_none", None,
+                                                    where), where)))
         elif cls in _RECURRENT:
             layer = _live_layer(kl)
             kc = layer.keras_config
@@ -514,7 +784,7 @@ def from_keras_sequential(model):
     return Sequential(out).eval()
 
 
-def from_keras(source, recurrent_only=False, sequential=False):
+def from_keras(source, recurrent_only=False, sequential=False, *, max_bytes=None):
     """Build fastrnn layers from Keras 3 layers, models or saved ``.keras`` files.
 
     The layers are batch_first=True, in inference mode, and carry
@@ -522,17 +792,21 @@ def from_keras(source, recurrent_only=False, sequential=False):
 
     Parameters
     ----------
-    source : keras.layers.Layer, keras.Model, str or os.PathLike
+    source : keras.layers.Layer, keras.Model, str, os.PathLike or bytes
         A live Keras LSTM/GRU/SimpleRNN/Bidirectional layer (one layer); a live
         Keras model (the list of its recurrent layers); a path to a saved
-        ``.keras`` file (the list of its recurrent layers, read as data with
-        h5py, without keras).
+        ``.keras`` file, or its bytes (the list of its recurrent layers, read
+        as data with h5py, without keras).
     recurrent_only : bool, default False
         Models only: skip layers that are not recurrent (Embedding, Dense, ...)
         instead of raising NotImplementedError for them.
     sequential : bool, default False
         Live models only: return the whole model as an fr.Sequential (see
         `from_keras_sequential`).
+    max_bytes : int, optional
+        Files only: the cap on what the load may allocate (the config.json
+        and model.weights.h5 members each, and the weight arrays together);
+        default ``fr.formats.get_load_limit()``, 1 GiB.
 
     Returns
     -------
@@ -544,7 +818,10 @@ def from_keras(source, recurrent_only=False, sequential=False):
     NotImplementedError
         For layers or options that do not map exactly.
     ValueError
-        For a corrupt or oversized file.
+        A file that is damaged, has a config field of the wrong type, a weight
+        dataset of the wrong dtype or shape, would read outside the file
+        (external links or storage, virtual datasets) or allocate more than
+        the cap; the message names the file, the layer and the field.
 
     Examples
     --------
@@ -555,17 +832,16 @@ def from_keras(source, recurrent_only=False, sequential=False):
     >>> fr.from_keras(layer).hidden_size
     4
     """
+    cap = _files.max_bytes(max_bytes, "from_keras: max_bytes")
     if sequential:
         return from_keras_sequential(source)
-    if isinstance(source, (str, os.PathLike)):
-        path = os.fspath(source)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"from_keras: no such file: {path!r}")
+    if isinstance(source, (str, os.PathLike, bytes, bytearray, memoryview)):
+        readable, shown, _ = _files.open_source(source, "from_keras")
         try:
             import h5py  # noqa: F401
         except ImportError as e:
             raise ImportError("from_keras on a .keras file needs h5py: pip install h5py") from e
-        return _from_file(path, recurrent_only)
+        return _from_file(readable, shown, recurrent_only, cap)
     if not _is_keras(source):
         raise TypeError(f"from_keras: expected a Keras layer or model or a .keras path, got "
                         f"{type(source).__name__}")
