@@ -20,7 +20,7 @@ from ._cells import num_gates
 from ._regrun import RegularizedMixin, _RegCtx
 from ._validate import (lengths_array, positive_int, real_array,
                         state_array, to_numpy)
-from .layers import Layer, copy_without_ctx, delegate
+from .layers import Layer, register_builtin, copy_without_ctx, delegate
 
 _MAX_ROWS = 2**31 - 1  # T*B rows of the kernels' GEMMs (fr_check_desc's limit)
 
@@ -626,3 +626,6 @@ class GRU(RNNBase):
                          batch_first, dropout, bidirectional, dtype, seed,
                          zoneout=zoneout, recurrent_dropout=recurrent_dropout, clip=clip,
                          linear_before_reset=linear_before_reset)
+
+
+register_builtin(RNN, LSTM, GRU)

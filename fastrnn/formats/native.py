@@ -29,12 +29,10 @@ import numpy as np
 
 from .._cells import num_gates
 from .._version import __version__
-from ..layers import (Activation, AttentionPooling, Dense, Dropout, Embedding, LastStep,
-                      MaxPooling, MeanPooling)
+from ..layers import layer_classes
 from .. import losses, optim
+from .. import regularized  # noqa: F401 - its layers (and recurrent's) register on import
 from ..model import Sequential
-from ..recurrent import GRU, LSTM, RNN
-from ..regularized import LayerNormLSTM
 
 FORMAT = "fastrnn-model"
 FORMAT_VERSION = 1
@@ -51,10 +49,10 @@ _ARCHIVE_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError,
                    NotImplementedError, RecursionError, zlib.error, struct.error)
 
 
-# The layer classes a file may name (never an import from the file).
-_LAYERS = {c.__name__: c for c in (
-    RNN, LSTM, GRU, LayerNormLSTM, Embedding, Dense, Activation, Dropout, LastStep,
-    MeanPooling, MaxPooling, AttentionPooling)}
+# The layer classes a file may name (never an import from the file): a live
+# view of the core's table, fastrnn's own layers and those given to
+# fr.register_layer in this process (fastrnn.layers.register_layer).
+_LAYERS = layer_classes()
 
 
 def _npy_bytes(arr):
@@ -76,7 +74,7 @@ def save(model, path, include_optimizer=True):
         name = type(l).__name__
         if table.get(name) is not type(l):
             raise TypeError(f"layer {i}: {name} is not a fastrnn layer class that files "
-                            "can hold")
+                            f"can hold (register it first: fr.register_layer({name}))")
         layers_cfg.append({"class": name, "config": l.get_config()})
     arrays = {f"model/{n}": p for n, p in model.state_dict().items()}
     compile_cfg = None
@@ -295,8 +293,10 @@ def load(path):
         name = item.get("class")
         cls = table.get(name) if isinstance(name, str) else None
         if cls is None:
-            _fail(shown, f"layer {i}: unknown layer class {item.get('class')!r} "
-                         f"(known: {sorted(table)})")
+            _fail(shown, f"layer {i}: unknown layer class {item.get('class')!r}: not "
+                         "registered in this process (import the module that defines it "
+                         "and call fr.register_layer on the class before fr.load; "
+                         f"known: {sorted(table)})")
         cfg = item["config"]
         if not all(isinstance(k, str) and k.isidentifier() for k in cfg):
             _fail(shown, f"layer {i}: bad argument names in its config")
