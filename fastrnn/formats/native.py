@@ -8,7 +8,8 @@ A model file is a ZIP archive holding
                            arrays/optimizer/...), written without pickles
 
 fr.load reads it without running anything from it: layer classes come from a
-fixed table of fastrnn classes, arrays are parsed from their .npy headers with
+table of fastrnn's classes and those registered in this process with
+fr.register_layer (by name; never an import from the file), arrays are parsed from their .npy headers with
 a dtype whitelist (no object arrays, no pickles), every member is size-checked
 before it is read (no zip bombs), names, shapes and dtypes must agree with
 the config, and no layer is built whose config asks for more parameters than
