@@ -15,7 +15,8 @@ from .model import (Callback, EarlyStopping, History, LearningRateScheduler,
 from .losses import ctc_beam_decode, ctc_greedy_decode, edit_distance
 from .regularized import LayerNormLSTM
 from .layers import (Activation, AttentionPooling, Dense, Dropout, Embedding, LastStep,
-                     Layer, MaxPooling, MeanPooling)
+                     Layer, MaxPooling, MeanPooling, register_layer)
+from .gradcheck import GradientCheckError, GradientReport, check_gradients
 from . import formats
 from .formats import (from_keras, from_keras_sequential, from_keras_weights, from_onnx,
                       from_torch, load, save, to_onnx, to_torch)
@@ -27,4 +28,5 @@ __all__ = ["RNN", "LSTM", "GRU", "RNNBase", "LayerNormLSTM", "Layer", "from_torc
            "Embedding", "LastStep", "MaxPooling", "MeanPooling", "Sequential", "load", "save",
            "pad_sequences", "losses", "optim", "backends", "formats", "Callback",
            "EarlyStopping", "ModelCheckpoint", "LearningRateScheduler", "History",
-           "ctc_greedy_decode", "ctc_beam_decode", "edit_distance"]
+           "ctc_greedy_decode", "ctc_beam_decode", "edit_distance", "register_layer",
+           "check_gradients", "GradientReport", "GradientCheckError"]

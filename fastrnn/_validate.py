@@ -5,10 +5,29 @@ runs, and raises TypeError (wrong kind or dtype) or ValueError (wrong shape or
 value) naming the argument, what it got and what it expected.
 """
 import numbers
+import os
+import sys
+import warnings
 
 import numpy as np
 
 _DTYPES = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64)}
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+# the arguments that carry a user's data into a layer or model: a float64
+# array cast to a float32 layer there deserves a warning (gradients, states
+# and weights are cast without one)
+_DATA_ARGS = ("x", "x_t")
+
+
+def warn_user(message):
+    """A UserWarning reported at the first caller outside the fastrnn
+    package, so Python's default filter shows it once per call site of the
+    user's code (a loop warns once)."""
+    level, frame = 2, sys._getframe(1)  # stacklevel 2: warn_user's caller
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame = frame.f_back
+        level += 1
+    warnings.warn(message, UserWarning, stacklevel=level)
 
 
 def as_dtype(dtype):
@@ -33,6 +52,11 @@ def to_numpy(value, name):
     if hasattr(value, "detach") and hasattr(value, "cpu") and hasattr(value, "numpy"):
         # a torch tensor, maybe requiring grad, maybe on another device
         device = getattr(getattr(value, "device", None), "type", "cpu")
+        if getattr(value, "requires_grad", False) is True:
+            warn_user(f"{name}: a torch tensor with requires_grad=True was turned into a NumPy "
+                      "array; fastrnn runs outside torch's autograd, so no gradient flows "
+                      f"back to it. Pass {name}.detach() to say that this is intended "
+                      "(and silence this warning)")
         try:
             t = value.detach().cpu()
             if str(t.dtype) == "torch.bfloat16":  # NumPy has no bfloat16
@@ -61,9 +85,21 @@ def numeric_array(value, name):
     return arr
 
 
+def warn_lossy_cast(arr, name, dtype):
+    """Warn (once per call site) when float64 data `x`/`x_t` is about to be
+    cast to a float32 layer: precision is lost without a word otherwise."""
+    if arr.dtype == np.float64 and np.dtype(dtype) == np.float32 and name in _DATA_ARGS:
+        warn_user(f"{name}: float64 input cast to float32, the layer's dtype (precision is "
+                  f"lost; the cast copies the array at each call). Pass "
+                  f"{name}.astype(np.float32), or build the layers with dtype='float64' to "
+                  "compute in float64")
+
+
 def real_array(value, name, dtype):
     """A real-valued array converted to `dtype` (copy only when needed)."""
-    return numeric_array(value, name).astype(dtype, copy=False)
+    arr = numeric_array(value, name)
+    warn_lossy_cast(arr, name, dtype)
+    return arr.astype(dtype, copy=False)
 
 
 def positive_int(value, name, minimum=1):

@@ -23,6 +23,7 @@ import copy
 import inspect
 import math
 import sys
+import types
 
 import numpy as np
 
@@ -84,14 +85,114 @@ def delegate(name):
     return getattr(sys.modules["fastrnn"], name)
 
 
+# ---- the layer classes a model file may name ------------------------------------
+_LAYER_CLASSES = {}     # class name -> class: built-in and registered layers
+_BUILTIN_NAMES = set()  # fastrnn's own; no registered class may take these names
+
+
+def register_builtin(*classes):
+    """Enter fastrnn's own layer classes (each module registers its own)."""
+    for cls in classes:
+        _LAYER_CLASSES[cls.__name__] = cls
+        _BUILTIN_NAMES.add(cls.__name__)
+    return classes[0] if len(classes) == 1 else classes
+
+
+def layer_classes():
+    """A read-only, live view {class name: class} of the layer classes that
+    model files may name: fastrnn's own and those given to register_layer
+    (fastrnn.formats.native builds layers from this table only)."""
+    return types.MappingProxyType(_LAYER_CLASSES)
+
+
+def register_layer(layer_class):
+    """Let model files hold layers of the class `layer_class`, by its name.
+
+    fr.save stores a layer as its class name, its get_config() (JSON) and its
+    parameter arrays; fr.load rebuilds it as ``layer_class(**config)`` only when a
+    class of that name is registered in the loading process. No code is ever
+    read from a file: the process that loads must import the module that
+    defines the class (which registers it) first. Usable as a decorator.
+
+    Parameters
+    ----------
+    layer_class : type
+        A subclass of fr.Layer. Its name must not be the name of a built-in
+        layer (Dense, LSTM, ...), and its get_config() must return the
+        constructor's arguments as JSON values.
+
+    Returns
+    -------
+    type
+        `layer_class` itself, so that ``@fr.register_layer`` decorates a class.
+
+    Raises
+    ------
+    TypeError
+        `layer_class` is not a subclass of fr.Layer.
+    ValueError
+        Its name is a built-in layer's, or another class of that name (from
+        another module) is registered already.
+
+    Examples
+    --------
+    >>> import fastrnn as fr
+    >>> @fr.register_layer
+    ... class TimesFactor(fr.Layer):
+    ...     def __init__(self, factor=2.0, dtype="float32"):
+    ...         super().__init__(dtype)
+    ...         self.factor = factor
+    ...     def forward(self, x, training=False):
+    ...         return x * self.factor
+    ...     def backward(self, dy):
+    ...         return dy * self.factor
+    >>> fr.Sequential([TimesFactor(3.0)])(np.ones((1, 2), "float32"))
+    array([[3., 3.]], dtype=float32)
+    """
+    cls = layer_class
+    if not (isinstance(cls, type) and issubclass(cls, Layer)):
+        raise TypeError(f"register_layer: layer_class: expected a subclass of fr.Layer, got {cls!r}")
+    name = cls.__name__
+    if name in _BUILTIN_NAMES:
+        raise ValueError(f"register_layer: layer_class: {name!r} is the name of a built-in fastrnn "
+                         f"layer (fr.{name}); a model file naming it means fastrnn's own. "
+                         "Give your class another name")
+    old = _LAYER_CLASSES.get(name)
+    if old is not None and old is not cls and \
+            (old.__module__, old.__qualname__) != (cls.__module__, cls.__qualname__):
+        raise ValueError(f"register_layer: layer_class: a layer class named {name!r} is registered "
+                         f"already ({old.__module__}.{old.__qualname__}); model files name "
+                         "layers by class name, so two classes cannot share one")
+    # the same class again, or a new version of it (its module re-run): replace
+    _LAYER_CLASSES[name] = cls
+    return cls
+
+
 class Layer:
     """Base of every layer: parameters, gradients, mode, config, and the model protocol.
 
     A model runs its layers batch-first through `apply`, `apply_backward` and
-    `step`. A subclass with its own ``_run(x, lengths, training)`` and
-    ``_backward(dy)`` in NumPy runs inside a `Sequential` too.
-    Capabilities: ``carries_state`` (recurrent layers), ``reduces_sequence``
-    (poolings: the sequence ends there).
+    `step`. Capabilities: ``carries_state`` (recurrent layers),
+    ``reduces_sequence`` (poolings: the sequence ends there).
+
+    Subclass it to write a layer in NumPy (docs/custom_layers.md). Implement
+
+    - ``__init__(self, ..., dtype="float32")``: call ``super().__init__(dtype)``,
+      keep each constructor argument in an attribute of the same name (that
+      is what get_config() returns, and save/load rebuild the layer from it)
+      and put the parameter arrays, of ``self.dtype``, in ``self.params``;
+    - ``forward(self, x, training=False) -> y``: x is (B, F) or batch-first
+      (B, T, F); keep on ``self`` what backward needs;
+    - ``backward(self, dy) -> dx``: add each parameter's gradient into
+      ``self.grads[name] += ...`` (in place: optimizers hold these arrays)
+      and return d loss / d x of x's shape.
+
+    The base class runs them inside a model: it converts x to the layer's
+    dtype, sets padded steps (t >= lengths[b]) of x, y, dy and dx to zero,
+    makes the gradient arrays, and checks what backward returns. A forward
+    that takes a ``lengths`` argument gets the (B,) valid lengths (None when
+    every step is valid). `register_layer` lets model files hold the layer;
+    `check_gradients` tests backward against finite differences.
 
     Parameters
     ----------
@@ -113,6 +214,20 @@ class Layer:
     #: a recurrent layer: a state flows from step to step (apply takes and
     #: returns it; a model's step() carries it between calls)
     carries_state = False
+    #: the layer is written as forward(x, training) / backward(dy) in NumPy
+    #: (set for subclasses that define forward() and no _run())
+    _numpy_api = False
+    _forward_args = ()
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "forward" in cls.__dict__ and not hasattr(cls, "_run"):
+            cls._numpy_api = True
+            try:
+                sig = inspect.signature(cls.forward).parameters
+            except (TypeError, ValueError):
+                sig = {}
+            cls._forward_args = tuple(a for a in ("training", "lengths") if a in sig)
 
     def __init__(self, dtype="float32"):
         self.dtype = as_dtype(dtype)
@@ -163,6 +278,13 @@ class Layer:
     def _init_grads(self):
         self.grads = {n: np.zeros_like(p) for n, p in self.params.items()}
 
+    def _grad(self, n):
+        """The gradient array of parameter n, made (zeros) if missing."""
+        g = self.grads.get(n)
+        if g is None or g.shape != self.params[n].shape:
+            g = self.grads[n] = np.zeros_like(self.params[n])
+        return g
+
     def parameters(self):
         """Return the (name, parameter, gradient) triples, for optimizers.
 
@@ -171,10 +293,12 @@ class Layer:
         list of (str, numpy.ndarray, numpy.ndarray)
             The parameter and gradient arrays themselves (updated in place).
         """
-        return [(n, self.params[n], self.grads[n]) for n in self.params]
+        return [(n, self.params[n], self._grad(n)) for n in self.params]
 
     def zero_grad(self):
-        """Fill every gradient with 0, in place."""
+        """Fill every gradient with 0, in place (made first where missing)."""
+        for n in self.params:
+            self._grad(n)
         for g in self.grads.values():
             g.fill(0)
 
@@ -273,6 +397,8 @@ class Layer:
 
     # ---- calls --------------------------------------------------------------
     def __call__(self, x, lengths=None):
+        if self._numpy_api:
+            return self._numpy_apply(x, lengths, False)
         return self._run(x, lengths, training=False)
 
     def forward(self, x, lengths=None):
@@ -360,6 +486,8 @@ class Layer:
         state : object or None
             The final state, None for layers without one.
         """
+        if self._numpy_api:
+            return self._numpy_apply(x, lengths, training), None
         return (self.forward(x, lengths) if training else self(x, lengths)), None
 
     def apply_backward(self, dy):
@@ -375,7 +503,72 @@ class Layer:
         numpy.ndarray or None
             The gradient of x (None when x has none, as for ids).
         """
+        if self._numpy_api:
+            return self._numpy_backward(dy)
         return self.backward(dy)
+
+    # ---- a layer written as forward(x, training) / backward(dy) ----------------
+    def _numpy_apply(self, x, lengths, training):
+        name = type(self).__name__
+        x = real_array(x, "x", self.dtype)
+        lens = self._lengths(lengths, x)
+        mask = None
+        if lens is not None:
+            mask = step_mask(lens, x.shape[0], x.shape[1], self.dtype)
+            x = zero_padding(x, mask)  # padding content never reaches forward
+        kwargs = {}
+        if "training" in self._forward_args:
+            kwargs["training"] = bool(training)
+        if "lengths" in self._forward_args:
+            kwargs["lengths"] = lens
+        if training:
+            grads = {n: self._grad(n) for n in self.params}
+        y = self.forward(x, **kwargs)
+        if not isinstance(y, np.ndarray):
+            raise TypeError(f"{name}.forward: expected it to return a NumPy array, got "
+                            f"{type(y).__name__}")
+        y = y.astype(self.dtype, copy=False)
+        ymask = mask if (mask is not None and y.ndim >= 2 and
+                         y.shape[:2] == x.shape[:2]) else None
+        if ymask is not None:
+            y = zero_padding(y, ymask)
+        if training:
+            self._ctx = dict(x_shape=x.shape, y_shape=y.shape, mask=mask, ymask=ymask,
+                             grads=grads)
+        return y
+
+    def _numpy_backward(self, dy):
+        name = type(self).__name__
+        if type(self).backward is Layer.backward:
+            raise NotImplementedError(f"{name} defines forward() but no backward(dy): it "
+                                      "can run inference, not train")
+        ctx = self._ctx
+        if ctx is None:
+            raise RuntimeError(f"{name}: backward needs a preceding training forward "
+                               "(apply(..., training=True)); each allows one backward")
+        self._ctx = None
+        dy = real_array(dy, "dy", self.dtype)
+        if dy.shape != ctx["y_shape"]:
+            raise ValueError(f"dy: expected the shape of the output, {ctx['y_shape']}, "
+                             f"got {dy.shape}")
+        if ctx["ymask"] is not None:
+            dy = zero_padding(dy, ctx["ymask"])
+        dx = self.backward(dy)
+        for n, g in ctx["grads"].items():
+            if self.grads.get(n) is not g:
+                raise RuntimeError(f"{name}.backward replaced the array self.grads[{n!r}]; "
+                                   f"add into it in place instead (self.grads[{n!r}] += ...): "
+                                   "optimizers hold the original arrays")
+        if dx is None:
+            return None
+        if not isinstance(dx, np.ndarray) or dx.shape != ctx["x_shape"]:
+            got = dx.shape if isinstance(dx, np.ndarray) else type(dx).__name__
+            raise ValueError(f"{name}.backward: expected d x, an array of the input's shape "
+                             f"{ctx['x_shape']}, got {got}")
+        dx = np.ascontiguousarray(dx, dtype=self.dtype)
+        if ctx["mask"] is not None:
+            dx = zero_padding(dx, ctx["mask"])
+        return dx
 
     def step(self, x_t, state=None):
         """Run one time step inside a streaming model; per-step layers apply to x_t as it is.
@@ -1108,3 +1301,7 @@ class AttentionPooling(_Pooling):
         g["bias"] += dz.sum(axis=0)
         dx += _matmul(dz, self.params["weight"]).reshape(B, T, F)
         return dx
+
+
+register_builtin(Activation, Dense, Dropout, Embedding, LastStep, MeanPooling, MaxPooling,
+                  AttentionPooling)

@@ -91,26 +91,42 @@ def pad_sequences(sequences, dtype=None, value=0):
 
 
 class History:
-    """What ``Sequential.fit`` returns: the logged values of every epoch.
+    """What ``Sequential.fit`` returns: the logged values of every epoch, named as Keras names them.
 
-    Attributes: ``history`` {name: [value per epoch]} with "loss", each metric,
-    "val_loss" and "val_<metric>" with validation data, and "lr"; ``epoch``,
-    the epoch indices run; ``stopped_by``: None, "interrupted" (Ctrl-C) or the
-    class name of the callback that stopped training. ``history["loss"]``
-    reads an entry.
+    ``history["loss"]`` reads an entry of ``history.history``.
+
+    Parameters
+    ----------
+    params : dict, optional
+        fit()'s settings, kept as the ``params`` attribute.
+
+    Attributes
+    ----------
+    history : dict
+        {name: [one float per epoch]}: 'loss', each metric under its name
+        ('accuracy', 'mae', ...), 'val_loss' and 'val_<metric>' with
+        validation data or validation_split, and 'lr'.
+    epoch : list of int
+        The epochs run (from 0).
+    params : dict
+        fit()'s settings: 'epochs', 'steps' (batches per epoch), 'verbose'.
+    stopped_by : str or None
+        None, 'interrupted' (Ctrl-C) or the name of the callback that stopped
+        training ('EarlyStopping', ...).
 
     Examples
     --------
     >>> import fastrnn as fr
     >>> h = fr.History()
     >>> h.append(0, {"loss": 0.5})
-    >>> h["loss"], h.epoch
-    ([0.5], [0])
+    >>> h["loss"], h.history, h.epoch
+    ([0.5], {'loss': [0.5]}, [0])
     """
 
-    def __init__(self):
+    def __init__(self, params=None):
         self.history = {}
         self.epoch = []
+        self.params = dict(params or {})
         self.stopped_by = None
 
     def append(self, epoch, logs):
@@ -305,7 +321,8 @@ class EarlyStopping(Callback):
     def on_epoch_end(self, model, epoch, logs):
         if self.monitor not in logs:
             raise ValueError(f"EarlyStopping: monitor {self.monitor!r} is not among the "
-                             f"logged values {sorted(logs)} (pass validation_data for val_*)")
+                             f"logged values {sorted(logs)} (pass validation_data or "
+                             "validation_split for val_*)")
         v = logs[self.monitor]
         if _improved(self.mode, v, self.best, self.min_delta):
             self.best, self.wait, self.best_epoch = v, 0, epoch
@@ -505,19 +522,19 @@ class Sequential:
 
     Parameters
     ----------
-    layers : list of Layer
-        The layers, all of one dtype; a recurrent layer may not follow a pooling
-        layer.
+    layers : list of fr.Layer, optional
+        The layers, first to last. Leave it out to start empty and add them
+        with add().
     seed : int, optional
-        Seeds the initial weights of layers built without a seed and the
-        dropout masks.
+        Seeds the initial weights of the layers built without a seed, and
+        their dropout masks.
 
     Raises
     ------
     TypeError
-        For anything but a list of fastrnn layers.
+        `layers` is not a list of fastrnn layers.
     ValueError
-        For an empty list, mixed dtypes, or a recurrent layer after a pooling.
+        The layers' dtypes differ, or a recurrent layer follows a pooling one.
 
     Examples
     --------
@@ -534,20 +551,20 @@ class Sequential:
     (['accuracy', 'loss', 'lr'], (32, 3))
     """
 
-    def __init__(self, layers, seed=None):
+    def __init__(self, layers=None, seed=None):
+        if layers is None:
+            layers = []
         if isinstance(layers, (Layer,)) or not hasattr(layers, "__iter__"):
             raise TypeError("layers: expected a list of layers")
         layers = list(layers)
-        if not layers:
-            raise ValueError("layers: expected at least one layer")
         for i, l in enumerate(layers):
             if not isinstance(l, Layer):
                 raise TypeError(f"layers[{i}]: expected a fastrnn layer, got {type(l).__name__}")
         dtypes = {np.dtype(l.dtype).name for l in layers}
         if len(dtypes) > 1:
             raise ValueError(f"layers: all layers need one dtype, got {sorted(dtypes)}")
-        self.layers = layers
-        self.dtype = np.dtype(layers[0].dtype)
+        self.layers = []
+        self.dtype = None
         self.seed = check_seed(seed)
         self.training = True
         self.loss = None
@@ -557,14 +574,75 @@ class Sequential:
         self._trained = False
         self._ctx = None
         seen = False
-        for l in layers:
+        for l in layers:  # checked before any layer is reseeded
             if l.reduces_sequence:
                 seen = True
             elif seen and l.carries_state:
                 raise ValueError(f"layers: {type(l).__name__} after a pooling layer has no "
                                  "sequence to run over")
+        for l in layers:
+            self._append(l, "layers", reseed=False)
         if seed is not None:
             self._seed_layers(seed, weights=True)
+
+    def add(self, layer):
+        """Append a layer (Keras' model.add).
+
+        Parameters
+        ----------
+        layer : fr.Layer
+            The next layer; its dtype must be the model's.
+
+        Returns
+        -------
+        Sequential
+            The model itself.
+
+        Raises
+        ------
+        TypeError
+            `layer` is not a fastrnn layer.
+        ValueError
+            Its dtype differs from the other layers', or it is a recurrent
+            layer after a pooling one.
+        RuntimeError
+            The model is compiled already (add every layer before compile()).
+
+        Examples
+        --------
+        >>> import fastrnn as fr
+        >>> model = fr.Sequential(seed=0)
+        >>> _ = model.add(fr.LSTM(3, 8, batch_first=True)).add(fr.LastStep())
+        >>> [type(l).__name__ for l in model.add(fr.Dense(8, 2)).layers]
+        ['LSTM', 'LastStep', 'Dense']
+        """
+        if not isinstance(layer, Layer):
+            raise TypeError(f"layer: expected a fastrnn layer, got {type(layer).__name__}")
+        if self.optimizer is not None:
+            raise RuntimeError("add: this model is compiled already; add every layer "
+                               "before compile() (its optimizer holds the parameters it had)")
+        if self.dtype is not None and np.dtype(layer.dtype) != self.dtype:
+            raise ValueError(f"layer: dtype {np.dtype(layer.dtype).name} differs from the "
+                             f"model's {self.dtype.name} (all layers need one dtype)")
+        self._append(layer, "layer")
+        return self
+
+    def _append(self, layer, name, reseed=True):
+        if layer.carries_state and any(l.reduces_sequence for l in self.layers):
+            raise ValueError(f"{name}: {type(layer).__name__} after a pooling layer has no "
+                             "sequence to run over")
+        i = len(self.layers)
+        self.layers.append(layer)
+        if self.dtype is None:
+            self.dtype = np.dtype(layer.dtype)
+        if reseed and self.seed is not None:  # the streams _seed_layers gives layer i
+            streams = np.random.SeedSequence(self.seed).spawn(2 * i + 2)
+            layer.reseed(streams[2 * i], streams[2 * i + 1], True)
+
+    def _check_layers(self):
+        if not self.layers:
+            raise ValueError("this Sequential has no layers: add them with model.add(layer) "
+                             "or Sequential([...])")
 
     # ---- structure ---------------------------------------------------------
     @property
@@ -694,6 +772,7 @@ class Sequential:
     # ---- running ---------------------------------------------------------------
     def _input(self, x, lengths):
         """(x, lengths) checked: ids for an Embedding first, floats otherwise."""
+        self._check_layers()
         if isinstance(x, (list, tuple)) and x and hasattr(x[0], "__len__") and \
                 len({len(s) for s in x}) > 1:
             if lengths is not None:
@@ -812,6 +891,7 @@ class Sequential:
         ValueError
             For a model with a pooling layer.
         """
+        self._check_layers()
         if any(l.reduces_sequence for l in self.layers):
             raise ValueError("step: a model with a pooling layer needs whole sequences")
         if isinstance(self.layers[0], Embedding):
@@ -857,6 +937,7 @@ class Sequential:
         numpy.ndarray
             (length,) int64, the new ids.
         """
+        self._check_layers()
         if not isinstance(self.layers[0], Embedding):
             raise ValueError("generate: the model must start with an Embedding")
         length = positive_int(length, "length", minimum=0)
@@ -908,6 +989,7 @@ class Sequential:
         Sequential
             The model itself.
         """
+        self._check_layers()
         self.loss = _losses.get(loss, **loss_kwargs)
         self.optimizer = _optim.get(optimizer) if isinstance(optimizer, str) else optimizer
         if not hasattr(self.optimizer, "step") or not hasattr(self.optimizer, "attach"):
@@ -1021,7 +1103,8 @@ class Sequential:
         return total / weight, (np.concatenate(outs, axis=1) if outs else None)
 
     def fit(self, x, y, lengths=None, epochs=1, batch_size=32, validation_data=None,
-            shuffle=True, seed=None, verbose=1, callbacks=None, bptt=None):
+            shuffle=True, seed=None, verbose=1, callbacks=None, bptt=None,
+            validation_split=0.0):
         """Train the model on (x, y) for a number of epochs.
 
         Parameters
@@ -1059,6 +1142,10 @@ class Sequential:
         bptt : int, optional
             Truncated backpropagation through time in windows of that many steps,
             the recurrent states carried across windows.
+        validation_split : float, default 0.0
+            In [0, 1): hold out the last fraction of the samples, as given and
+            before any shuffling (as Keras does), for validation instead of
+            `validation_data` (not both).
 
         Returns
         -------
@@ -1076,6 +1163,15 @@ class Sequential:
             For bad arguments, naming them.
         """
         self._check_compiled()
+        if isinstance(validation_split, bool) or \
+                not isinstance(validation_split, (int, float, np.integer, np.floating)) or \
+                not 0.0 <= float(validation_split) < 1.0:
+            raise ValueError(f"validation_split: expected a float in [0, 1), got "
+                             f"{validation_split!r}")
+        validation_split = float(validation_split)
+        if validation_split and validation_data is not None:
+            raise ValueError("validation_split: given with validation_data; pass one of "
+                             "them (validation_data wins in Keras, here it is an error)")
         epochs = positive_int(epochs, "epochs", minimum=0)
         batch_size = positive_int(batch_size, "batch_size")
         if verbose not in (0, 1, 2):
@@ -1086,6 +1182,17 @@ class Sequential:
         x, lengths = self._input(x, lengths)
         y = self._targets(y, x.shape[0])
         val = None
+        if validation_split:
+            n_all = x.shape[0]
+            split = int(n_all * (1.0 - validation_split))  # Keras' split point
+            if split < 1 or split >= n_all:
+                raise ValueError(f"validation_split: {validation_split} of {n_all} samples "
+                                 f"leaves {split} for training and {n_all - split} for "
+                                 "validation; both need at least one")
+            vl = None if lengths is None else lengths[split:]
+            val = (x[split:], y[split:], vl)
+            x, y = x[:split], y[:split]
+            lengths = None if lengths is None else lengths[:split]
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
                 raise TypeError("validation_data: expected (x, y) or (x, y, lengths)")
@@ -1109,7 +1216,7 @@ class Sequential:
         n = x.shape[0]
         steps = math.ceil(n / batch_size)
         progress = _Progress(verbose, epochs, steps)
-        history = History()
+        history = History({"epochs": epochs, "steps": steps, "verbose": verbose})
         self._trained = True
         self.train()
         for cb in cbs:

@@ -19,8 +19,8 @@ import numpy as np
 from ._cells import num_gates
 from ._regrun import RegularizedMixin, _RegCtx
 from ._validate import (lengths_array, numeric_array, positive_int, real_array,
-                        state_array, to_numpy)
-from .layers import Layer, copy_without_ctx, delegate
+                        state_array, to_numpy, warn_lossy_cast)
+from .layers import Layer, register_builtin, copy_without_ctx, delegate
 
 _MAX_ROWS = 2**31 - 1  # T*B rows of the kernels' GEMMs (fr_check_desc's limit)
 
@@ -421,6 +421,7 @@ class RNNBase(RegularizedMixin, Layer):
             raise ValueError(f"x: T*B = {T}*{B} = {T * B} rows exceed {_MAX_ROWS}, the "
                              "most one kernel call takes (BLAS's 32-bit row count); "
                              "split the batch or the sequence")
+        warn_lossy_cast(arr, "x", self.dtype)
         return np.ascontiguousarray(arr, dtype=self.dtype), T, B
 
     def _state(self, state, B, name):
@@ -696,6 +697,7 @@ class RNNBase(RegularizedMixin, Layer):
             raise ValueError(f"x_t: B = {B} rows exceed {_MAX_ROWS}, the most one kernel "
                              "call takes (BLAS's 32-bit row count); split the batch")
         if not exact:
+            warn_lossy_cast(arr, "x_t", self.dtype)
             arr = np.ascontiguousarray(arr, dtype=self.dtype)
         xt = arr.reshape(1, B, self.input_size)  # a view: arr is C-contiguous
         is_lstm = self._is_lstm
@@ -1035,3 +1037,6 @@ class GRU(RNNBase):
                          batch_first, dropout, bidirectional, dtype, seed,
                          zoneout=zoneout, recurrent_dropout=recurrent_dropout, clip=clip,
                          linear_before_reset=linear_before_reset)
+
+
+register_builtin(RNN, LSTM, GRU)

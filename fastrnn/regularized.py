@@ -32,6 +32,7 @@ fastrnn._regrun. The time loop of every layer and direction runs in C
 (src/portable/reg.c); layers and directions are looped here.
 """
 from ._regrun import RegularizedMixin
+from .layers import register_builtin
 from .recurrent import GRU, LSTM, RNNBase
 
 __all__ = ["LayerNormLSTM", "LSTM", "GRU", "RegularizedMixin"]
@@ -143,3 +144,6 @@ class LayerNormLSTM(RNNBase):
                 f"batch_first={self.batch_first}, dropout={self.dropout}, "
                 f"bidirectional={self.bidirectional}, zoneout={self.zoneout}, "
                 f"recurrent_dropout={self.recurrent_dropout}, dtype={self.dtype.name!r})")
+
+
+register_builtin(LayerNormLSTM)

@@ -323,6 +323,7 @@ TEST_MARKS = {
         "core/test_errors.py::test_from_torch_rejects_other_things",
         "core/test_errors.py::test_torch_tensor_input_accepted",
         "core/test_freeze.py::test_frozen_matches_torch",
+        "core/test_keras_habits.py::test_real_torch_tensor_requiring_grad_warns",
         "core/test_layers.py::test_attention_pooling_matches_torch",
         "core/test_layers.py::test_dense_and_embedding_match_torch",
         "core/test_losses.py::test_bce_matches_torch",

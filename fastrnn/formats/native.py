@@ -8,9 +8,11 @@ A model file is a ZIP archive holding
                            arrays/optimizer/...), written without pickles
 
 fr.load reads it without running anything from it: layer classes come from a
-fixed table of fastrnn classes, arrays are parsed from their .npy headers with
-a dtype whitelist (no object arrays, no pickles), names, shapes and dtypes
-must agree with the config, and no layer is built whose config asks for more parameters than
+table of fastrnn's classes and those registered in this process with
+fr.register_layer (by name; never an import from the file), arrays are parsed
+from their .npy headers with a dtype whitelist (no object arrays, no
+pickles), names, shapes and dtypes must agree with the config, and no layer
+is built whose config asks for more parameters than
 the file holds (a few bytes of JSON cannot make it allocate gigabytes).
 No zip bombs: every member's size in the archive, then the total the config
 declares, is checked against the load cap (max_bytes=, else
@@ -34,12 +36,10 @@ import numpy as np
 
 from .._cells import num_gates
 from .._version import __version__
-from ..layers import (Activation, AttentionPooling, Dense, Dropout, Embedding, LastStep,
-                      MaxPooling, MeanPooling)
+from ..layers import layer_classes
 from .. import losses, optim
+from .. import regularized  # noqa: F401 - its layers (and recurrent's) register on import
 from ..model import Sequential
-from ..recurrent import GRU, LSTM, RNN
-from ..regularized import LayerNormLSTM
 from ._files import atomic_write, check_bytes, max_bytes as _max_bytes, open_source
 
 FORMAT = "fastrnn-model"
@@ -65,10 +65,10 @@ _ARCHIVE_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError,
                    NotImplementedError, RecursionError, zlib.error, struct.error)
 
 
-# The layer classes a file may name (never an import from the file).
-_LAYERS = {c.__name__: c for c in (
-    RNN, LSTM, GRU, LayerNormLSTM, Embedding, Dense, Activation, Dropout, LastStep,
-    MeanPooling, MaxPooling, AttentionPooling)}
+# The layer classes a file may name (never an import from the file): a live
+# view of the core's table, fastrnn's own layers and those given to
+# fr.register_layer in this process (fastrnn.layers.register_layer).
+_LAYERS = layer_classes()
 
 
 def _npy_bytes(arr):
@@ -109,7 +109,7 @@ def save(model, path, include_optimizer=True):
         name = type(l).__name__
         if table.get(name) is not type(l):
             raise TypeError(f"layer {i}: {name} is not a fastrnn layer class that files "
-                            "can hold")
+                            f"can hold (register it first: fr.register_layer({name}))")
         layers_cfg.append({"class": name, "config": l.get_config()})
     arrays = {f"model/{n}": p for n, p in model.state_dict().items()}
     compile_cfg = None
@@ -460,8 +460,10 @@ def load(path, max_bytes=None):
         name = item.get("class")
         cls = table.get(name) if isinstance(name, str) else None
         if cls is None:
-            _fail(shown, f"layer {i}: unknown layer class {item.get('class')!r} "
-                         f"(known: {sorted(table)})")
+            _fail(shown, f"layer {i}: unknown layer class {item.get('class')!r}: not "
+                         "registered in this process (import the module that defines it "
+                         "and call fr.register_layer on the class before fr.load; "
+                         f"known: {sorted(table)})")
         cfg = item["config"]
         if not all(isinstance(k, str) and k.isidentifier() for k in cfg):
             _fail(shown, f"layer {i}: bad argument names in its config")

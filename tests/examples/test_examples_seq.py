@@ -1,5 +1,6 @@
 """Smoke tests of the sequence examples (vowels, co2): --quick runs that must
-learn something (the training loss falls), the .ts reader, and the torch twin
+learn something (the training loss falls, and the test metric beats the
+trivial baseline: the majority class, the naive forecasts), the .ts reader, and the torch twin
 starting from the same point as fastrnn."""
 import importlib.util
 import json
@@ -46,9 +47,11 @@ def test_vowels_quick_learns(tmp_path):
     need_package("sktime")
     from fastrnn.examples import vowels
     vowels.main(["--quick", "--out", str(tmp_path), "--threads", "1"])
-    r = results(tmp_path, "vowels")["fastrnn"]
+    res = results(tmp_path, "vowels")
+    r = res["fastrnn"]
     assert r["loss_last"] < r["loss_first"]
     assert 0.0 <= r["accuracy"] <= 1.0
+    assert r["accuracy"] > res["majority class"]["accuracy"] + 0.3  # 9 classes
     try:
         import matplotlib  # noqa: F401
     except ImportError:
@@ -62,8 +65,9 @@ def test_vowels_italy_quick_learns(tmp_path):
     from fastrnn.examples import vowels
     vowels.main(["--quick", "--dataset", "ItalyPowerDemand", "--out", str(tmp_path),
                  "--threads", "1", "--cell", "lstm"])
-    r = results(tmp_path, "vowels")["fastrnn"]
-    assert r["loss_last"] < r["loss_first"]
+    res = results(tmp_path, "vowels")
+    assert res["fastrnn"]["loss_last"] < res["fastrnn"]["loss_first"]
+    assert res["fastrnn"]["accuracy"] > res["majority class"]["accuracy"] + 0.05
 
 
 def test_vowels_torch_twin_same_start(tmp_path):
@@ -96,6 +100,9 @@ def test_co2_quick_learns(tmp_path):
     assert r["fastrnn"]["loss_last"] < r["fastrnn"]["loss_first"]
     for name in ("fastrnn", "last value", "seasonal naive"):
         assert np.isfinite(r[name]["rmse"]) and r[name]["mae"] <= r[name]["rmse"]
+    # the quick run beats the naive forecasts, not only its own first epoch
+    assert r["fastrnn"]["rmse"] < r["last value"]["rmse"]
+    assert r["fastrnn"]["rmse"] < r["seasonal naive"]["rmse"]
     if importlib.util.find_spec("matplotlib") is not None:
         assert (tmp_path / "co2_forecast.png").stat().st_size > 0
 

