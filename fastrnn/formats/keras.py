@@ -841,7 +841,10 @@ def from_keras(source, recurrent_only=False, sequential=False, *, max_bytes=None
             import h5py  # noqa: F401
         except ImportError as e:
             raise ImportError("from_keras on a .keras file needs h5py: pip install h5py") from e
-        return _from_file(readable, shown, recurrent_only, cap)
+        if isinstance(readable, str):
+            readable = _files.open_regular(readable, "from_keras")  # checked on the open file
+        with readable:
+            return _from_file(readable, shown, recurrent_only, cap)
     if not _is_keras(source):
         raise TypeError(f"from_keras: expected a Keras layer or model or a .keras path, got "
                         f"{type(source).__name__}")

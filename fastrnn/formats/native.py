@@ -40,7 +40,8 @@ from ..layers import layer_classes
 from .. import losses, optim
 from .. import regularized  # noqa: F401 - its layers (and recurrent's) register on import
 from ..model import Sequential
-from ._files import atomic_write, check_bytes, max_bytes as _max_bytes, open_source
+from ._files import (atomic_write, check_bytes, max_bytes as _max_bytes, open_regular,
+                     open_source)
 
 FORMAT = "fastrnn-model"
 FORMAT_VERSION = 1
@@ -445,8 +446,11 @@ def load(path, max_bytes=None):
     """
     cap = _max_bytes(max_bytes, "fr.load: max_bytes")
     src, shown, _ = open_source(path, "fr.load")
+    if isinstance(src, str):
+        src = open_regular(src, "fr.load")   # checked again on the open file
     try:
-        config, arrays = _read_archive(src, shown, cap)
+        with src:
+            config, arrays = _read_archive(src, shown, cap)
     except _ARCHIVE_ERRORS as e:
         _fail(shown, f"damaged archive ({type(e).__name__}: {e})")
     layers_cfg = config["layers"]

@@ -354,3 +354,35 @@ def test_bad_compile_settings_name_the_field(good, edit, field):
 def test_good_compile_settings_still_load(good):
     m = fr.load(good)
     assert m.loss.name == "cross_entropy" and m.clip_norm == 1.0 and m.metrics == ["accuracy"]
+
+
+@pytest.mark.parametrize("loader", ["native", "keras"])
+def test_fifo_swapped_in_after_the_check_is_refused_not_read(tmp_path, monkeypatch, loader):
+    """A path checked as a regular file and then replaced by a FIFO (the race
+    between check and open) is refused on the opened descriptor; a blocking
+    open would hang here, so an alarm turns a hang into a failure."""
+    import signal
+
+    from fastrnn.formats import keras as fk, native as fn
+
+    fifo = tmp_path / "swapped"
+    os.mkfifo(fifo)
+    if loader == "native":
+        monkeypatch.setattr(fn, "open_source", lambda p, who: (str(fifo), str(fifo), None))
+    else:
+        monkeypatch.setattr(fk._files, "open_source",
+                            lambda p, who: (str(fifo), str(fifo), None))
+    call = (lambda: fr.load(str(fifo))) if loader == "native" else \
+        (lambda: fr.from_keras(str(fifo)))
+
+    def hang(signum, frame):
+        raise TimeoutError("the load blocked on a FIFO")
+
+    old = signal.signal(signal.SIGALRM, hang)
+    signal.alarm(5)
+    try:
+        with pytest.raises(ValueError, match="FIFO"):
+            call()
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
