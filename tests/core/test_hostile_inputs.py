@@ -254,3 +254,26 @@ def test_dense_weight_of_any_layout_still_runs():
     y0 = d(x)
     d.params["weight"] = np.asfortranarray(d.params["weight"])
     np.testing.assert_array_equal(d(x), y0)
+
+
+def test_step_fast_path_allocates_nothing_past_the_row_limit():
+    """An exact float32 C-contiguous x_t of 2**31 rows (untouched virtual
+    memory) takes the stepper's fast path; it must hand over to the checked
+    path, which refuses it, before allocating outputs of that many rows."""
+    import tracemalloc
+
+    try:
+        x = np.empty((2**31, 1), np.float32)   # pages never touched
+    except MemoryError:
+        pytest.skip("no 8 GiB of address space for the untouched input")
+    gru = fr.GRU(1, 1, seed=0).eval()
+    gru.step(np.zeros((1, 1), np.float32))   # the first call makes the stepper
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match="rows"):
+            gru.step(x)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    del x
+    assert peak < 64 << 20, f"step allocated {peak} bytes before refusing"

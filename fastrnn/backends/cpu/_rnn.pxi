@@ -385,8 +385,8 @@ cdef class Stepper:
             return None
         cdef cnp.npy_intp B = cnp.PyArray_DIMS(<cnp.ndarray>x)[0]
         cdef cnp.npy_intp L = plan.L, H = plan.H
-        if B < 1 or not _is_exact(x, type_num, 2, B, plan.input_size, 0):
-            return None
+        if B < 1 or B > 2147483647 or not _is_exact(x, type_num, 2, B, plan.input_size, 0):
+            return None   # B past int rows: the checked path refuses it before allocating
         h0 = c0 = None
         if state is not None:
             if is_lstm:
