@@ -17,6 +17,7 @@ from .regularized import LayerNormLSTM
 from .layers import (Activation, AttentionPooling, Dense, Dropout, Embedding, LastStep,
                      Layer, MaxPooling, MeanPooling, register_layer)
 from .gradcheck import GradientCheckError, GradientReport, check_gradients
+from .streaming import StreamSession
 from . import formats
 from .formats import (from_keras, from_keras_sequential, from_keras_weights, from_onnx,
                       from_torch, load, save, to_onnx, to_torch)
@@ -29,4 +30,5 @@ __all__ = ["RNN", "LSTM", "GRU", "RNNBase", "LayerNormLSTM", "Layer", "from_torc
            "pad_sequences", "losses", "optim", "backends", "formats", "Callback",
            "EarlyStopping", "ModelCheckpoint", "LearningRateScheduler", "History",
            "ctc_greedy_decode", "ctc_beam_decode", "edit_distance", "register_layer",
-           "check_gradients", "GradientReport", "GradientCheckError"]
+           "check_gradients", "GradientReport", "GradientCheckError",
+           "StreamSession"]

@@ -119,3 +119,18 @@ def test_measure_interleaved_takes_repeats_in_turn():
         repeat=4, min_time=0.0, warmup_time=0.0, settle=0.0)
     assert set(medians) == {"a"} and isinstance(errors["b"], RuntimeError)
     assert log.count("a") == 2 + 4
+
+
+def test_stream_session_bench_runs(capsys):
+    """benchmarks/stream_session.py: session and loop both timed, on a tiny case."""
+    import os
+    import runpy
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks",
+                        "stream_session.py")
+    main = runpy.run_path(path)["main"]
+    assert main(["--quick", "--streams", "5", "--input", "3", "--hidden", "7",
+                 "--repeat", "1", "--threads", "1", "--cell", "gru"]) == 0
+    out = capsys.readouterr().out
+    assert "session" in out and "loop" in out and "loop / session" in out
+    with pytest.raises(SystemExit):
+        main(["--fraction", "0"])
