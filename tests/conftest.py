@@ -329,6 +329,7 @@ TEST_MARKS = {
         "core/test_regularized.py::test_values_and_gradients_match_torch",
         "examples/test_bench_cli.py::test_check_passes_and_reports_every_quantity",
         "examples/test_bench_cli.py::test_planted_wrong_result_fails_the_row",
+        "examples/test_examples_ctc.py::test_torch_twin_same_start",
         "examples/test_examples_seq.py::test_co2_torch_twin_same_start",
         "examples/test_examples_seq.py::test_vowels_torch_twin_same_start",
         "examples/test_examples_text.py::test_cross_entropy_plain_path_same_bits",
