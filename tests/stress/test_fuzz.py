@@ -518,12 +518,18 @@ FAST = settings(FUZZ, max_examples=_LONG or 3)
 @FAST
 @given(data=st.data())
 def test_recurrent_fast_paths(regime, data, restore_threads):
-    """Every fast-path schedule, at shapes drawn within its thresholds and
-    1-3 threads: float32 results and gradients within the suite's claim of
-    the float64 oracle."""
-    if not fr.backends.cpu._ext.set_fast_path(True):
+    """Every fast-path schedule, at shapes drawn within its thresholds, 1-3
+    threads, the AVX2 (8-float) or AVX-512 (16-float) build where the CPU
+    runs it: float32 results and gradients within the suite's claim of the
+    float64 oracle."""
+    ext = fr.backends.cpu._ext
+    if not ext.set_fast_path(True):
         pytest.skip("this CPU has no AVX2/FMA: only the portable path exists")
-    check_fast_case(**draw_fast_case(data, regime))
+    ext.set_fast_width(data.draw(st.sampled_from([8, 16]), label="width"))
+    try:
+        check_fast_case(**draw_fast_case(data, regime))
+    finally:
+        ext.set_fast_width(16)  # the default: the widest this CPU runs
 
 
 @pytest.mark.parametrize("plant", ["gate", "scale"])
