@@ -424,6 +424,9 @@ FAST_REGIMES = {
     "b1_big_whh": (("LSTM",), (8, 16), (724, 736), (1, 1), (5, 6), "none", (1, 2)),
     # T < FR_FAST_PACK_MIN_T with a batch over 8: BLAS projection, W_hh unpacked
     "short_t": (CELLS, (5, 20), (16, 48), (9, 14), (1, 3), "any", (1, 3)),
+    # ... and the batch split on that unpacked W_hh (16+ rows a thread)
+    "short_t_batch_split": (("LSTM", "GRU"), (16, 24), (40, 48), (32, 40), (2, 3), "none",
+                            (2, 2)),
     # a large batch in order at 1 thread: the GEMM's row tiles and the rows left
     "gemm_tiles": (CELLS, (5, 24), (24, 64), (17, 50), (4, 6), "none", (1, 1)),
     # equal lengths, FR_FAST_ROWS_MIN_ROWS (16) rows a thread and at least
@@ -432,6 +435,9 @@ FAST_REGIMES = {
     # FR_FAST_ROWS4_MIN_ROWS (4) rows a thread, small W_hh, variable lengths:
     # rows dealt out in length order (var_by_rows)
     "batch_split_var": (("LSTM", "GRU"), (5, 24), (32, 40), (14, 20), (8, 10), "random", (2, 3)),
+    # 4+ rows a thread with a packed W_hh past FR_FAST_ROWS_MAX_FLOATS (within
+    # FR_FAST_ROWS4_MAX_FLOATS): the batch split decided by the 4-row rule
+    "rows4_big_whh": (("LSTM",), (20, 50), (190, 230), (8, 12), (6, 8), "none", (2, 2)),
     # the batch split (7-8 rows, a W_hh under FR_FAST_ROWS_MAX_FLOATS) with
     # 3+ rows a thread and mode 2: each thread projects its own rows
     "rows_project": (("LSTM", "GRU"), (24, 40), (61, 80), (7, 8), (15, 20), "none", (2, 2)),
@@ -441,8 +447,9 @@ FAST_REGIMES = {
 }
 
 
-def check_fast_case(cell, I, H, B, T, bd, lens_kind, threads, seed, plant=None):
-    """One float32 layer on the fast path: inference, training forward and
+def check_fast_case(cell, I, H, B, T, bd, lens_kind, threads, seed, frozen=False, plant=None):
+    """One float32 layer on the fast path: inference (also through a frozen
+    copy, weights packed once, when `frozen`), training forward and
     backward against the float64 oracle at the suite's claim (rtol 2e-4,
     atol 1e-5 of the largest value). `plant` plants a defect the check must
     catch: "gate" runs the kernels with an LSTM/GRU's first two gates'
@@ -484,6 +491,10 @@ def check_fast_case(cell, I, H, B, T, bd, lens_kind, threads, seed, plant=None):
     close(off(hn), eh, "float32", "h_n (inference)")
     if cn is not None:
         close(off(cn), ec, "float32", "c_n (inference)")
+    if frozen:
+        y, st_n = layer.freeze()(x, state, lengths=lengths)
+        close(off(y), ey, "float32", "y (frozen)")
+        close(off(state_parts(layer, st_n)[0]), eh, "float32", "h_n (frozen)")
     layer.zero_grad()
     y, _ = layer.forward(x, state, lengths=lengths)
     close(off(y), ey, "float32", "y (training)")
@@ -508,6 +519,7 @@ def draw_fast_case(data, regime):
                 lens_kind=(data.draw(st.sampled_from(["none", "full", "random"]))
                            if lens_kind == "any" else lens_kind),
                 threads=data.draw(st.integers(*threads), label="threads"),
+                frozen=data.draw(st.booleans(), label="frozen"),
                 seed=data.draw(st.integers(0, 999), label="seed"))
 
 
