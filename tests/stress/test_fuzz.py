@@ -420,6 +420,9 @@ FAST_REGIMES = {
     "inloop_dot": (CELLS, (64, 80), (64, 80), (2, 2), (5, 7), "any", (1, 3)),
     # 16-1024 rows, B <= FR_FAST_INLOOP_MAX_B: W_ih packed in panels (mode 2)
     "inloop_panels": (CELLS, (64, 90), (64, 100), (1, 3), (16, 20), "any", (1, 3)),
+    # ... with a loop too small to split (B*G*H*H < FR_FAST_MIN_WORK) but 2-3
+    # threads: the packed projection alone is split between them
+    "split_projection": (CELLS, (64, 70), (64, 72), (1, 1), (32, 40), "none", (2, 3)),
     # B = 1 and W_hh over FR_FAST_PACK_MAX_B1 floats: W_hh unpacked for any T
     "b1_big_whh": (("LSTM",), (8, 16), (724, 736), (1, 1), (5, 6), "none", (1, 2)),
     # T < FR_FAST_PACK_MIN_T with a batch over 8: BLAS projection, W_hh unpacked
