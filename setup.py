@@ -59,10 +59,25 @@ omp_c, omp_l = openmp_flags()
 # moves a hot loop across fetch lines (docs/tuning.md, "-falign-loops=64").
 extra_compile = (["-O3", "-fno-math-errno", "-Wno-unused-function"]
                  + supported("-falign-loops=64") + omp_c)
+plant_macros = []
 if os.environ.get("FASTRNN_SANITIZE"):  # ASan/UBSan build for the sanitizer job
-    extra_compile += ["-O1", "-g", "-fno-omit-frame-pointer",
-                      "-fsanitize=address,undefined"]
-    omp_l = omp_l + ["-fsanitize=address,undefined"]
+    # -fno-sanitize-recover: a UBSan report stops the process (by default UBSan
+    # prints and goes on, and pytest drops a passing test's output).
+    # -fno-wrapv: Python's CFLAGS carry -fwrapv, which defines signed overflow
+    # as wrapping, so UBSan could not report one
+    extra_compile += ["-O1", "-g", "-fno-omit-frame-pointer", "-fno-wrapv",
+                      "-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
+    omp_l = omp_l + ["-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
+    # tools/sanitize.sh's self-test: a defect planted on every kernel call
+    # (src/portable/rnn.c, fr_check_desc) that the run must be stopped by
+    plant = os.environ.get("FASTRNN_PLANT", "")
+    if plant not in ("", "ub", "asan"):
+        sys.exit(f"FASTRNN_PLANT={plant!r}: expected ub or asan")
+    if plant:
+        plant_macros = [("FR_PLANT_" + plant.upper(), "1")]
+elif os.environ.get("FASTRNN_PLANT"):
+    sys.exit("FASTRNN_PLANT needs FASTRNN_SANITIZE=1 (a planted defect is never built "
+             "into a normal extension)")
 
 # One extension module, fastrnn.backends.cpu._ext: the Cython boundary
 # (_ext.pyx and the .pxi parts it includes) and every C file of src/, so that
@@ -78,7 +93,7 @@ ext = Extension(
     sources=[f"{CPU}/_ext.pyx"] + C_SOURCES,
     depends=C_HEADERS + sorted(f"{CPU}/{f}" for f in os.listdir(CPU) if f.endswith(".pxi")),
     include_dirs=["src/include", "src", numpy.get_include()],
-    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")] + plant_macros,
     extra_compile_args=extra_compile + supported("-pthread"),
     extra_link_args=omp_l + supported("-pthread"),  # the step team's helpers (runtime/team.c)
 )

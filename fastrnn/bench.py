@@ -26,6 +26,12 @@ The engines' repeats of a shape are taken in turn (one repeat of each, then
 the next), so that a shared machine whose load changes during a run slows
 every engine alike and the ratios hold. Nothing here asserts a time.
 
+Before a shape is timed, fastrnn's results are checked against torch's on the
+row's own call: y and the final states, and for training rows dx and every
+weight gradient of sum(y), at the test suite's float32 parity claim (rtol 2e-4,
+atol 1e-5 of the largest value). A row that fails is not timed: FAIL in the
+table and the JSON, a note naming what differs, and exit status 1.
+
 GFLOP/s counts 2*B*G*H*(I+H) flops per step and sequence (G = 4 LSTM, 3 GRU,
 1 RNN; summed over the valid steps only when lengths vary), x3 for training; the
 share is of the sgemm rate measured in the same run (the faster of NumPy's
@@ -608,30 +614,97 @@ def sgemm_gflops(n=2048, repeat=5, dtype=np.float32, threads=None):
 # ---------------------------------------------------------------------------
 # correctness check (a benchmark of two engines that disagree means nothing)
 
+# The suite's float32 parity claim with torch (tests/conftest.py assert_close):
+# rtol 2e-4 and atol 1e-5 of the largest |reference| (a sum of many O(scale)
+# terms resolves only to a few float32 ulps of that scale); float64 likewise.
+CHECK_TOL = {"float32": (2e-4, 1e-5), "float64": (1e-9, 1e-10)}
+
+
+class CheckFailed(Exception):
+    """fastrnn's results differ from torch's on a shape: its row gets no time."""
+
+
+def _compare(name, got, ref, dtype, out):
+    """Add name's max abs difference to `out`; return the name when it is
+    outside CHECK_TOL."""
+    got, ref = np.asarray(got, np.float64), np.asarray(ref, np.float64)
+    if got.shape != ref.shape:
+        out[name] = float("inf")
+        return name
+    rtol, atol = CHECK_TOL[np.dtype(dtype).name]
+    scale = max(1.0, float(np.max(np.abs(ref)))) if ref.size else 1.0
+    out[name] = float(np.max(np.abs(got - ref))) if ref.size else 0.0
+    ok = np.allclose(got, ref, rtol=rtol, atol=atol * scale, equal_nan=False)
+    return None if ok else name
+
+
 def check_against_torch(case):
-    """Max abs difference of fastrnn's output from torch's on this case, or
-    None where there is nothing to compare (training, no torch)."""
+    """fastrnn against torch on this case, the row's own call: the outputs
+    and final states (step, infer), and for training also dx and every
+    weight gradient of sum(y). Returns {quantity: max abs difference}, or
+    None without torch; raises CheckFailed naming each quantity outside
+    CHECK_TOL."""
     s, torch = case.shape, case.torch
-    if torch is None or s.mode == "train":
+    if torch is None:
         return None
-    m = case.module.eval()
-    x = case.x[:1] if s.mode == "step" else case.x
-    with torch.inference_mode():
-        xt = torch.from_numpy(np.ascontiguousarray(x))
-        if case.lengths is None:
-            ref = m(xt)[0].numpy()
+    m = case.module
+    pack = torch.nn.utils.rnn.pack_padded_sequence
+    unpack = torch.nn.utils.rnn.pad_packed_sequence
+    x = np.ascontiguousarray(case.x[:1] if s.mode == "step" else case.x)
+    L = case.lengths
+    xt = torch.from_numpy(x.copy())
+
+    def torch_call():
+        if L is None:
+            y, st = m(xt)
         else:
-            pk = torch.nn.utils.rnn.pack_padded_sequence(
-                xt, torch.from_numpy(case.lengths), enforce_sorted=False)
-            ref = torch.nn.utils.rnn.pad_packed_sequence(m(pk)[0], total_length=s.T)[0].numpy()
-    layer = case.infer_layer
-    if s.mode == "step":
-        got = np.asarray(layer.step(np.ascontiguousarray(x[0]), None)[0])[None]
-    elif case.lengths is None:
-        got = np.asarray(layer(case.x)[0])
+            y, st = m(pack(xt, torch.from_numpy(L), enforce_sorted=False))
+            y = unpack(y, total_length=s.T)[0]
+        return y, (st if isinstance(st, tuple) else (st,))
+
+    kw = {} if L is None else {"lengths": L}
+    got, ref = {}, {}
+    if s.mode == "train":
+        m.train()
+        m.zero_grad(set_to_none=True)
+        xt.requires_grad_(True)
+        y, st = torch_call()
+        y.sum().backward()
+        ref["y"] = y.detach().numpy()
+        ref.update({"state%d" % i: a.detach().numpy() for i, a in enumerate(st)})
+        ref["dx"] = xt.grad.numpy()
+        ref.update({"d" + k: p.grad.numpy().copy() for k, p in m.named_parameters()})
+        m.zero_grad(set_to_none=True)
+        layer = case.layer
+        layer.zero_grad()
+        yf, stf = layer.forward(x, **kw)
+        dx, _ = layer.backward(np.ones_like(yf))
+        got["y"], got["dx"] = yf, dx
+        got.update({"d" + k: g.copy() for k, g in layer.grads.items()})
+        layer.zero_grad()  # (in place: hence the copies above)
     else:
-        got = np.asarray(layer(case.x, lengths=case.lengths)[0])
-    return float(np.max(np.abs(got.reshape(ref.shape) - ref)))
+        m.eval()
+        with torch.inference_mode():
+            y, st = torch_call()
+        ref["y"] = y.numpy()
+        ref.update({"state%d" % i: a.numpy() for i, a in enumerate(st)})
+        layer = case.infer_layer
+        if s.mode == "step":
+            yf, stf = layer.step(np.ascontiguousarray(x[0]), None)
+            yf = np.asarray(yf)[None]
+        else:
+            yf, stf = layer(x, **kw)
+        got["y"] = yf
+    got.update({"state%d" % i: a for i, a in
+                enumerate(stf if isinstance(stf, tuple) else (stf,))})
+    diffs = {}
+    bad = [n for n in ref if _compare(n, got.get(n, np.empty(0)), ref[n], case.dtype, diffs)]
+    if bad:
+        raise CheckFailed("fastrnn differs from torch beyond rtol %g, atol %g x scale in %s "
+                          "(max abs difference %s)" % (
+                              CHECK_TOL[case.dtype.name] + (", ".join(bad),
+                              ", ".join("%.3g" % diffs[n] for n in bad))))
+    return diffs
 
 
 # ---------------------------------------------------------------------------
@@ -659,6 +732,10 @@ def format_table(results, sgemm):
         ms = r["ms"]
         mode = r["mode"] + (" var" if r["lengths"] is not None else "")
         sp = r["speedup_vs_best_peer"]
+        if r.get("check") == "FAIL":
+            rows.append([r["name"], r["cell"], mode, "FAIL", "-", "-", "-",
+                         "check failed", "-", "-"])
+            continue
         rows.append([
             r["name"], r["cell"], mode,
             _fmt_ms(ms.get("fastrnn")), _fmt_ms(ms.get("torch")),
@@ -770,16 +847,16 @@ def _first_line(e, limit=200):
 def run_shape(shape, engines, dtype, threads, repeat, min_time, progress, notes, skipped,
               freeze=True):
     case = Case(shape, dtype=dtype, threads=threads, freeze=freeze)
+    # a benchmark of two engines that disagree means nothing: a row whose
+    # check fails (or cannot run) is not timed, and is reported as FAIL
     try:
-        diff = check_against_torch(case)
-    except Exception as e:  # report, keep timing
-        diff = None
-        notes.append("%s: output check failed: %s: %s" % (shape.name, type(e).__name__, e))
-    if diff is not None:
-        tol = 1e-3 if case.dtype == np.float32 else 1e-8
-        if diff > tol:
-            notes.append("%s: fastrnn output differs from torch by %.3g (tolerance %g)"
-                         % (shape.name, diff, tol))
+        diffs = check_against_torch(case)
+    except Exception as e:
+        reason = "%s: %s" % (type(e).__name__, _first_line(e, 400))
+        notes.append("%s: FAIL, not timed: %s" % (shape.name, reason))
+        progress("    FAIL: %s" % reason)
+        return case, {}, {"failed": reason}
+    diff = None if diffs is None else {"max_abs_diff": max(diffs.values()), "per": diffs}
     fns = {}
     for engine in engines:
         if not applicable(shape, engine):
@@ -825,7 +902,10 @@ def build_result(shape, ms, diff, sgemm, case):
         "speedup": {p: peers[p] / f for p in peers} if f else {},
         "gflops": gflops,
         "sgemm_share": (gflops / sgemm) if (gflops and sgemm) else None,
-        "max_abs_diff_vs_torch": diff,
+        "check": ("FAIL" if diff and "failed" in diff else
+                  "not run (no torch)" if diff is None else "ok"),
+        "check_detail": diff,  # {"max_abs_diff", "per"} or {"failed"}
+        "max_abs_diff_vs_torch": (diff or {}).get("max_abs_diff"),
     }
 
 
@@ -996,6 +1076,11 @@ def main(argv=None):
             progress("bench: wrote %s" % args.png)
     progress("bench: done in %.1f s" % elapsed)
     set_step_team(team_was)
+    failed = [r["name"] for r in results if r["check"] == "FAIL"]
+    if failed:
+        print("FAIL: fastrnn differs from torch on %s (not timed; see the notes)"
+              % ", ".join(failed))
+        return 1
     return 0
 
 

@@ -66,6 +66,31 @@ def need_torch():
     return torch
 
 
+def warm_up(*runs):
+    """Run each engine's warm-up, untimed, before any timed fit.
+
+    Each run trains a throwaway copy of one engine's model on one batch
+    (same code path, same thread count), so the one-time start-up of each
+    engine -- thread pools, kernel selection, first allocations -- is
+    paid here by both alike and stays out of both fit times; the models
+    that are timed are not touched."""
+    for run in runs:
+        if run is not None:
+            run()
+
+
+def fit_copy(model, *args, **kw):
+    """A fastrnn warm-up run for warm_up: fit a deep copy of `model` (the
+    model itself keeps its weights, optimizer state and seed)."""
+    import copy
+    return lambda: copy.deepcopy(model).fit(*args, verbose=0, **kw)
+
+
+def with_epochs(args, epochs):
+    """A copy of the parsed options with another epoch count (warm-ups run 1)."""
+    return argparse.Namespace(**{**vars(args), "epochs": epochs, "verbose": 0})
+
+
 class Timer:
     def __enter__(self):
         self.t0 = time.perf_counter()

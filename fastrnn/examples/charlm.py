@@ -23,6 +23,7 @@ samples text with model.generate(prompt, length, temperature=..., top_k=...).
 weights on the same windows in the same order (state carried and detached at
 window boundaries), with the same Adam settings and clipping.
 """
+import copy
 import math
 import os
 
@@ -188,6 +189,11 @@ def main(argv=None):
         model.summary()
     net = torch_twin(model) if args.compare_torch else None   # same start
     before = model.evaluate(xv, yv)["loss"]
+    w = (slice(None), slice(0, args.bptt))  # one window: each engine's start-up, untimed
+    C.warm_up(C.fit_copy(model, x[w], y[w], epochs=1, batch_size=args.batch_size,
+                         shuffle=False, bptt=args.bptt, seed=args.seed),
+              None if net is None else lambda: train_torch(
+                  copy.deepcopy(net), x[w], y[w], C.with_epochs(args, 1)))
     with _text.Clock() as t:
         history = model.fit(x, y, epochs=args.epochs, batch_size=args.batch_size,
                             shuffle=False, bptt=args.bptt, seed=args.seed,

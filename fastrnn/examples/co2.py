@@ -31,6 +31,7 @@ A PNG of the forecasts made a year apart across the test period is written to
 --out. With --compare-torch the same network is trained in PyTorch from the
 same initial weights, on the same batches in the same order.
 """
+import copy
 import csv
 import os
 import warnings
@@ -233,6 +234,11 @@ def main(argv=None):
         model = build_model(args, seed)
         model.compile(loss="mse", optimizer=fr.optim.Adam(lr=args.lr))
         net = torch_twin(model, args) if torch is not None else None
+        if seed == args.seed:  # each engine's start-up, untimed, on throwaway copies
+            n = min(args.batch_size, len(x_tr))
+            C.warm_up(C.fit_copy(model, x_tr[:n], t_tr[:n], epochs=1, batch_size=n, seed=seed),
+                      None if net is None else lambda: train_torch(
+                          copy.deepcopy(net), x_tr[:n], t_tr[:n], seed, C.with_epochs(args, 1)))
         with C.Timer() as t:
             hist = model.fit(x_tr, t_tr, epochs=args.epochs, batch_size=args.batch_size,
                              seed=seed, verbose=args.verbose)

@@ -16,16 +16,21 @@ Model: a 2-layer bidirectional LSTM and a Dense layer per step to 11 classes
 (character) error rate -- edit distance over reference length -- of greedy
 (best-path) and prefix-beam decoding on the held-out speakers, and the share
 of utterances decoded exactly. --compare-torch trains the same network in
-PyTorch (nn.LSTM on packed sequences, nn.Linear, nn.CTCLoss) with the same
-data, batch order, initialisation scheme, optimizer, clipping and epochs.
+PyTorch (nn.LSTM on packed sequences, nn.Linear, nn.CTCLoss) from fastrnn's
+initial weights, with the same data, batch order, optimizer, clipping and
+epochs; both engines train a throwaway copy on one batch, untimed, before
+their timed fits (_common.warm_up).
 """
+import copy
 import os
 
 import numpy as np
 
 import fastrnn as fr
 from fastrnn.examples import _audio
-from fastrnn.examples._common import Timer, need_torch, parser, pin_threads, report
+from fastrnn.examples import _text
+from fastrnn.examples._common import (Timer, fit_copy, need_torch, parser, pin_threads,
+                                        report, warm_up, with_epochs)
 
 N_CLASSES = 11  # blank + 10 digits
 
@@ -76,14 +81,17 @@ def batch_orders(n, epochs, seed):
     return [rng.permutation(n) for _ in range(epochs)]
 
 
-def run_fastrnn(args, train, test):
-    Xtr, Ytr, Ltr = train
-    F = Xtr.shape[2]
+def build_model(args, F):
     model = fr.Sequential([
         fr.LSTM(F, args.hidden, num_layers=args.layers, batch_first=True, bidirectional=True),
         fr.Dense(2 * args.hidden, N_CLASSES),
     ], seed=args.seed)
     model.compile(loss="ctc", optimizer=fr.optim.Adam(lr=args.lr), clip_norm=args.clip)
+    return model
+
+
+def run_fastrnn(args, model, train, test):
+    Xtr, Ytr, Ltr = train
     with Timer() as t:
         hist = model.fit(Xtr, Ytr, lengths=Ltr, epochs=args.epochs, batch_size=args.batch_size,
                          seed=args.seed, verbose=args.verbose)
@@ -97,19 +105,19 @@ def run_fastrnn(args, train, test):
     return res
 
 
-def run_torch(args, train, test):
+def torch_twin(model):
+    """The same network in PyTorch, starting from `model`'s initial weights
+    (so the two runs differ by float32 rounding only, not by their start)."""
     torch = need_torch()
     nn = torch.nn
-    Xtr, Ytr, Ltr = train
-    F = Xtr.shape[2]
-    torch.manual_seed(args.seed)
+    lstm, dense = model.layers
 
     class Net(nn.Module):
         def __init__(self):
             super().__init__()
-            self.lstm = nn.LSTM(F, args.hidden, num_layers=args.layers, batch_first=True,
-                                bidirectional=True)
-            self.fc = nn.Linear(2 * args.hidden, N_CLASSES)
+            self.lstm = nn.LSTM(lstm.input_size, lstm.hidden_size, num_layers=lstm.num_layers,
+                                batch_first=True, bidirectional=True)
+            self.fc = nn.Linear(dense.in_features, dense.out_features)
 
         def forward(self, x, lengths):
             packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True,
@@ -120,32 +128,54 @@ def run_torch(args, train, test):
             return self.fc(y)
 
     net = Net()
+    _text.copy_rnn_weights(lstm, net.lstm)
+    _text.copy_linear(dense.params, net.fc)
+    return net
+
+
+def train_torch(net, args, train, orders):
+    """Adam + CTC + global-norm clipping on the batches of `orders`;
+    returns the per-epoch mean training losses."""
+    torch = need_torch()
+    nn = torch.nn
+    Xtr, Ytr, Ltr = train
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
     ctc = nn.CTCLoss(blank=0, reduction="mean")
     losses = []
+    net.train()
+    for order in orders:
+        total = 0.0
+        for i in range(0, len(order), args.batch_size):
+            idx = order[i:i + args.batch_size]
+            T = int(Ltr[idx].max())  # cut the batch to its longest sequence, as fit() does
+            x = torch.from_numpy(Xtr[idx, :T])
+            lens = torch.from_numpy(Ltr[idx])
+            y = torch.from_numpy(np.maximum(Ytr[idx], 0))
+            ylens = torch.from_numpy((Ytr[idx] >= 0).sum(axis=1))
+            opt.zero_grad()
+            logp = net(x, lens).log_softmax(-1).transpose(0, 1)
+            loss = ctc(logp, y, lens, ylens)
+            loss.backward()
+            if args.clip:
+                nn.utils.clip_grad_norm_(net.parameters(), args.clip)
+            opt.step()
+            total += loss.item() * len(idx)
+        losses.append(total / len(order))
+        if args.verbose:
+            print(f"torch epoch {len(losses)}/{len(orders)}: loss {losses[-1]:.4f}", flush=True)
+    return losses
+
+
+def run_torch(args, net, train, test):
+    torch = need_torch()
+    nn = torch.nn
+    Xtr = train[0]
+    torch.manual_seed(args.seed)
     with Timer() as t:
-        for order in batch_orders(len(Xtr), args.epochs, args.seed):
-            total = 0.0
-            for i in range(0, len(order), args.batch_size):
-                idx = order[i:i + args.batch_size]
-                T = int(Ltr[idx].max())  # cut the batch to its longest sequence, as fit() does
-                x = torch.from_numpy(Xtr[idx, :T])
-                lens = torch.from_numpy(Ltr[idx])
-                y = torch.from_numpy(np.maximum(Ytr[idx], 0))
-                ylens = torch.from_numpy((Ytr[idx] >= 0).sum(axis=1))
-                opt.zero_grad()
-                logp = net(x, lens).log_softmax(-1).transpose(0, 1)
-                loss = ctc(logp, y, lens, ylens)
-                loss.backward()
-                if args.clip:
-                    nn.utils.clip_grad_norm_(net.parameters(), args.clip)
-                opt.step()
-                total += loss.item() * len(idx)
-            losses.append(total / len(order))
-            if args.verbose:
-                print(f"torch epoch {len(losses)}/{args.epochs}: loss {losses[-1]:.4f}", flush=True)
+        losses = train_torch(net, args, train, batch_orders(len(Xtr), args.epochs, args.seed))
     Xte, Yte, Lte = test
     net.eval()
+    ctc = nn.CTCLoss(blank=0, reduction="mean")
     with Timer() as te, torch.no_grad():
         logits = net(torch.from_numpy(Xte), torch.from_numpy(Lte))
         probs = logits.softmax(-1).numpy()
@@ -186,12 +216,19 @@ def main(argv=None):
     train, test = load_data(args)
     print(f"train {len(train[0])} utterances, test {len(test[0])} (held-out speakers); "
           f"{train[0].shape[2]} features per step, up to {train[0].shape[1]} steps")
+    model = build_model(args, train[0].shape[2])
+    net = torch_twin(model) if args.compare_torch else None  # same start
+    n = min(args.batch_size, len(train[0]))  # warm-ups: one batch each, untimed
+    one = tuple(a[:n] for a in train)
+    warm_up(fit_copy(model, *one[:2], lengths=one[2], epochs=1, batch_size=n, seed=args.seed),
+            None if net is None else lambda: train_torch(
+                copy.deepcopy(net), with_epochs(args, 1), one, [np.arange(n)]))
     # the trivial baseline: blank at every step (the most frequent frame label) decodes
     # to nothing, a digit error rate of 1.0
-    results = {"fastrnn": run_fastrnn(args, train, test),
+    results = {"fastrnn": run_fastrnn(args, model, train, test),
                "always blank": {"cer_greedy": 1.0, "cer_beam": 1.0}}
-    if args.compare_torch:
-        results["torch"] = run_torch(args, train, test)
+    if net is not None:
+        results["torch"] = run_torch(args, net, train, test)
     report("digits_ctc", args, results)
     return results
 

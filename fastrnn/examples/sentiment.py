@@ -24,6 +24,7 @@ settings and clipping; both fit() wall times are printed.
 """
 import bz2
 import collections
+import copy
 import csv
 import os
 import re
@@ -208,6 +209,12 @@ def main(argv=None):
         model.summary()
     net = torch_twin(model, args) if args.compare_torch else None  # same start
     before = model.evaluate(xt, yt, lengths=lengths_t)["loss"]
+    n = min(args.batch_size, len(x))  # each engine's start-up, untimed, on throwaway copies
+    C.warm_up(C.fit_copy(model, x[:n], y[:n], lengths=lengths[:n], epochs=1, batch_size=n,
+                         seed=args.seed),
+              None if net is None else lambda: train_torch(
+                  copy.deepcopy(net), x[:n], y[:n], lengths[:n], xt[:n], lengths_t[:n],
+                  C.with_epochs(args, 1)))
 
     with _text.Clock() as t:
         history = model.fit(x, y, lengths=lengths, epochs=args.epochs,

@@ -25,6 +25,7 @@ With --compare-torch the same network is trained in PyTorch (nn.GRU with
 pack_padded_sequence) from the same initial weights, on the same batches in the
 same order, with the same Adam settings; both fit() wall times are printed.
 """
+import copy
 import os
 
 import numpy as np
@@ -217,6 +218,13 @@ def main(argv=None):
         model.compile(loss="cross_entropy", optimizer=fr.optim.Adam(lr=args.lr),
                       metrics=["accuracy"])
         net = torch_twin(model, args) if torch is not None else None
+        if seed == args.seed:  # each engine's start-up, untimed, on throwaway copies
+            n = min(args.batch_size, len(X))
+            C.warm_up(C.fit_copy(model, X[:n], y_tr[:n], lengths=L[:n], epochs=1,
+                                 batch_size=n, seed=seed),
+                      None if net is None else lambda: train_torch(
+                          copy.deepcopy(net), X[:n], y_tr[:n], L[:n], seed,
+                          C.with_epochs(args, 1)))
         with C.Timer() as t:
             hist = model.fit(X, y_tr, lengths=L, epochs=args.epochs,
                              batch_size=args.batch_size, seed=seed, verbose=args.verbose)

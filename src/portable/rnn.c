@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <math.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -36,6 +37,21 @@ int fr_num_gates(int cell)
 int fr_check_desc(const fr_desc *d)
 {
     if (d == NULL) return FR_EINVAL;
+#ifdef FR_PLANT_UB
+    /* tools/sanitize.sh's self-test only (setup.py, FASTRNN_PLANT=ub): a
+     * signed overflow on every kernel call, which UBSan must stop the run on */
+    { volatile int big = INT_MAX, one = 1; big += one; (void)big; }
+#endif
+#ifdef FR_PLANT_ASAN
+    /* ... (FASTRNN_PLANT=asan): a one-byte heap overflow ASan must stop on
+     * (a size known only at run time, so UBSan's object-size check, which
+     * would stop it first, cannot see it) */
+    {
+        const size_t n = 8 + (size_t)(d->T < 0);
+        volatile char *p = malloc(n);
+        if (p) { p[n] = 1; free((void *)p); }
+    }
+#endif
     const int G = fr_num_gates(d->cell);
     if (G == 0) return FR_EINVAL;
     if (d->T < 1 || d->B < 1 || d->I_ < 1 || d->H < 1 || d->L < 1) return FR_EINVAL;

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import fastrnn as fr
+from fastrnn import _reference
 from fastrnn.backends.cpu import _ext
 
 CASES = [  # cell, I, H, B, T, layers, bidirectional
@@ -185,18 +186,59 @@ def test_fast_width_requests(fast_restored):
     assert _ext.set_fast_width(16) == top  # a refused call changed nothing
 
 
-def test_saturation_and_nan(fast_restored):
-    """Gates saturate to exactly 0/1 and +-1 at extreme inputs; NaN in the
-    input propagates to the outputs of its own sequence only."""
+def _saturating(scale):
+    """(layer, x) for an LSTM, a GRU and a tanh RNN whose input weights are
+    +-0.5 and biases 0, fed x = +-scale. At scale 1e4 every gate's
+    pre-activation is +-5000 plus a recurrent part below 3: far past where
+    sigmoid and tanh round to exactly 0, 1 or +-1, in float32 and float64."""
+    rng = np.random.default_rng(3)
+    x = np.where(rng.random((6, 3, 1)) < 0.5, -scale, scale).astype(np.float32)
+    for layer in (fr.LSTM(1, 8, seed=0), fr.GRU(1, 8, seed=0), fr.RNN(1, 8, seed=0)):
+        w = layer.params["weight_ih_l0"]
+        w[...] = np.where(rng.random(w.shape) < 0.5, -0.5, 0.5)
+        layer.params["bias_ih_l0"][...] = 0
+        layer.params["bias_hh_l0"][...] = 0
+        yield layer, x
+
+
+def _assert_saturated(layer, x):
+    """The layer's outputs are those of exactly saturated gates: the float64
+    oracle's (whose gates are exactly 0, 1 and +-1 there). GRU and RNN
+    outputs are then exactly -1, 0 or 1 (h = (1-z) n + z h_prev with z in
+    {0, 1}, n = +-1) and must equal the oracle's bit for bit; an LSTM's
+    cell state counts steps (integers, bit for bit) and h = o tanh(c) is
+    exactly 0 where o is 0 and within the fast tanh's 2 ulp elsewhere."""
+    params = {k: v.astype(np.float64) for k, v in layer.params.items()}
+    ey, eh, ec, _ = _reference.reference_forward(layer.mode, params, x.astype(np.float64))
+    y, state = layer(x)
+    if layer.mode == "LSTM":
+        h, c = state
+        assert np.array_equal(ec, np.round(ec)), "the oracle's cell state is not integral"
+        assert np.array_equal(c, ec.astype(np.float32)), "c_n is not the exact step count"
+        assert np.array_equal(y == 0, ey == 0), "an output gate is not exactly 0"
+        np.testing.assert_array_max_ulp(y, ey.astype(np.float32), maxulp=2)
+    else:
+        assert set(np.unique(ey)) <= {-1.0, 0.0, 1.0}, "the oracle is not saturated"
+        assert np.array_equal(y, ey.astype(np.float32)), f"{layer.mode}: not exactly 0/+-1"
+        assert np.array_equal(np.asarray(state), eh.astype(np.float32))
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "portable"])
+def test_saturation_exact(fast, fast_restored):
+    """Gates saturate to exactly 0/1 and +-1 at extreme inputs, on the fast
+    loops and the portable path; the same check fails where the inputs do
+    not saturate (it tells saturated from merely bounded outputs)."""
+    _ext.set_fast_path(fast)
+    for layer, x in _saturating(1e4):
+        _assert_saturated(layer, x)
+    for layer, x in _saturating(1.0):
+        with pytest.raises(AssertionError):
+            _assert_saturated(layer, x)
+
+
+def test_nan_stays_in_its_sequence(fast_restored):
+    """NaN in the input propagates to the outputs of its own sequence only."""
     _ext.set_fast_path(True)
-    lstm = fr.LSTM(1, 8, seed=0)
-    big = np.full((3, 2, 1), 1e4, dtype=np.float32)
-    big[:, 1] = -1e4
-    y, (h, c) = lstm(big)
-    assert np.all(np.isfinite(y)) and np.all(np.abs(y) <= 1.0)
-    gru = fr.GRU(1, 8, seed=0)
-    y, h = gru(big)
-    assert np.all(np.isfinite(y)) and np.all(np.abs(y) <= 1.0)
     x = np.random.default_rng(0).standard_normal((4, 3, 1)).astype(np.float32)
     x[1, 1, 0] = np.nan
     for layer in (fr.LSTM(1, 9, seed=0), fr.GRU(1, 9, seed=0), fr.RNN(1, 9, seed=0),

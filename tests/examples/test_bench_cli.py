@@ -134,3 +134,55 @@ def test_stream_session_bench_runs(capsys):
     assert "session" in out and "loop" in out and "loop / session" in out
     with pytest.raises(SystemExit):
         main(["--fraction", "0"])
+
+
+def test_check_passes_and_reports_every_quantity():
+    """The bench's check compares fastrnn with torch on y and the final
+    states, and for training rows on dx and every weight gradient too."""
+    pytest.importorskip("torch")
+    infer = bench.check_against_torch(bench.Case(bench.parse_custom("lstm:3:12:5:7:infer:var")))
+    assert set(infer) == {"y", "state0", "state1"}
+    train = bench.check_against_torch(bench.Case(bench.parse_custom("gru:3:12:5:7:train")))
+    assert set(train) == {"y", "state0", "dx", "dweight_ih_l0", "dweight_hh_l0",
+                          "dbias_ih_l0", "dbias_hh_l0"}
+
+
+@pytest.mark.parametrize("plant, spec, names", [
+    # the input biases off by 1e-2 (the claim's rtol is 2e-4): outputs and states
+    ("weight", "lstm:3:12:5:7:infer", "y, state0, state1"),
+    ("weight", "gru:2:1:3:5:step", "y, state0"),
+    # the forward right, one weight gradient 1e-3 too large
+    ("gradient", "lstm:3:12:5:7:train:var", "dweight_hh_l0"),
+])
+def test_planted_wrong_result_fails_the_row(plant, spec, names, monkeypatch, tmp_path, capsys):
+    """A row whose fastrnn results differ from torch's beyond the float32
+    parity claim is not timed: FAIL in the table and the JSON, a note
+    naming the quantities, exit status 1."""
+    pytest.importorskip("torch")
+    import fastrnn as fr
+    if plant == "weight":
+        make = bench.Case._fastrnn_layer
+
+        def wrong_layer(self):
+            layer = make(self)
+            layer.params["bias_ih_l0"][...] += 1e-2
+            return layer
+        monkeypatch.setattr(bench.Case, "_fastrnn_layer", wrong_layer)
+    else:
+        backward = fr.LSTM.backward
+
+        def wrong_backward(self, *a, **kw):
+            out = backward(self, *a, **kw)
+            self.grads["weight_hh_l0"] *= 1 + 1e-3
+            return out
+        monkeypatch.setattr(fr.LSTM, "backward", wrong_backward)
+    out = tmp_path / "r.json"
+    assert bench.main(["--shape", spec, "--engines", "fastrnn,torch", "--quick",
+                       "--json", str(out)]) == 1
+    row = json.loads(out.read_text())["results"][0]
+    assert row["check"] == "FAIL" and row["ms"] == {} and row["speedup_vs_best_peer"] is None
+    text = capsys.readouterr().out
+    assert f"FAIL: fastrnn differs from torch on {spec}" in text
+    assert f"beyond rtol 0.0002, atol 1e-05 x scale in {names} (" in text
+    table_row = next(line for line in text.splitlines() if line.startswith(spec))
+    assert "FAIL" in table_row and "check failed" in table_row

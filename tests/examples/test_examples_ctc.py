@@ -111,3 +111,23 @@ def test_beam_decode_reads_padded_probabilities_as_probabilities():
     want = fr.ctc_beam_decode(x, lengths, beam_width=10 ** 6)
     assert fr.ctc_beam_decode(p, lengths, beam_width=10 ** 6) == want
     assert fr.ctc_beam_decode(p, lengths, beam_width=10 ** 6, probs=True) == want
+
+
+def test_torch_twin_same_start():
+    """--compare-torch's torch network starts from fastrnn's initial weights
+    (it drew its own before, so the two CERs did not compare like for like):
+    the same per-step outputs from the same padded batch."""
+    torch = pytest.importorskip("torch")
+    import argparse
+    from fastrnn.examples import digits_ctc
+    args = argparse.Namespace(hidden=8, layers=2, lr=1e-2, clip=5.0, seed=3)
+    model = digits_ctc.build_model(args, 6)
+    net = digits_ctc.torch_twin(model)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 7, 6)).astype(np.float32)
+    L = np.array([7, 4, 2])
+    got = model(x, lengths=L)
+    with torch.no_grad():
+        ref = net(torch.from_numpy(x), torch.from_numpy(L)).numpy()
+    for b, n in enumerate(L):  # padded steps: fastrnn zeros, torch its bias
+        np.testing.assert_allclose(got[b, :n], ref[b, :n], rtol=2e-4, atol=1e-5)

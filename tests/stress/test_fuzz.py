@@ -93,8 +93,8 @@ def close(actual, expected, dtype, what, scale=None):
     assert np.array_equal(actual[~fin & ~nan_e], expected[~fin & ~nan_e]), f"{what}: inf differs"
     if scale is None:
         scale = max(1.0, float(np.max(np.abs(expected[fin]), initial=0.0)))
-    if np.dtype(dtype) == np.float32:
-        rtol, atol = 2e-3, 2e-4 * scale
+    if np.dtype(dtype) == np.float32:  # the suite's claim (conftest.assert_close)
+        rtol, atol = 2e-4, 1e-5 * scale
     else:
         rtol, atol = 1e-8, 1e-9 * scale
     np.testing.assert_allclose(actual[fin], expected[fin], rtol=rtol, atol=atol, err_msg=what)
@@ -404,6 +404,161 @@ def test_recurrent_step(data):
     for a, b in zip(state_parts(layer, state), state_parts(layer, full_state)):
         if b is not None:
             close(a, b, layer.dtype, "state")
+
+
+# ---------------------------------------------------------------- the fast paths
+# Shapes that reach each of the fast float32 loops' schedules (src/fast/
+# schedule.c; thresholds in src/fast/tuning.h, figures in docs/tuning.md):
+# name -> (cells, I, H, B, T, lengths, threads), ranges inclusive; lengths
+# "none" (equal lengths, given as None), "random", or "any" of those and an
+# array of all T. The
+# property draws within each, so a tuning change that moves a threshold
+# keeps the regime's name but may need its ranges moved.
+FAST_REGIMES = {
+    # T*B <= FR_FAST_SMALL_M (8): dot tiles project x in the loop (mode 1)
+    "small_m": (CELLS, (3, 20), (8, 40), (1, 2), (1, 4), "any", (1, 2)),
+    # 9-15 rows, B <= 8, I and H >= FR_FAST_INLOOP_MIN_SIZE: mode 1, more rows
+    "inloop_dot": (CELLS, (64, 80), (64, 80), (2, 2), (5, 7), "any", (1, 3)),
+    # 16-1024 rows, B <= FR_FAST_INLOOP_MAX_B: W_ih packed in panels (mode 2)
+    "inloop_panels": (CELLS, (64, 90), (64, 100), (1, 3), (16, 20), "any", (1, 3)),
+    # ... with a loop too small to split (B*G*H*H < FR_FAST_MIN_WORK) but 2-3
+    # threads: the packed projection alone is split between them
+    "split_projection": (CELLS, (64, 70), (64, 72), (1, 1), (32, 40), "none", (2, 3)),
+    # B = 1 and W_hh over FR_FAST_PACK_MAX_B1 floats: W_hh unpacked for any T
+    "b1_big_whh": (("LSTM",), (8, 16), (724, 736), (1, 1), (5, 6), "none", (1, 2)),
+    # T < FR_FAST_PACK_MIN_T with a batch over 8: BLAS projection, W_hh unpacked
+    "short_t": (CELLS, (5, 20), (16, 48), (9, 14), (1, 3), "any", (1, 3)),
+    # ... and the batch split on that unpacked W_hh (16+ rows a thread)
+    "short_t_batch_split": (("LSTM", "GRU"), (16, 24), (40, 48), (32, 40), (2, 3), "none",
+                            (2, 2)),
+    # a large batch in order at 1 thread: the GEMM's row tiles and the rows left
+    "gemm_tiles": (CELLS, (5, 24), (24, 64), (17, 50), (4, 6), "none", (1, 1)),
+    # equal lengths, FR_FAST_ROWS_MIN_ROWS (16) rows a thread and at least
+    # FR_FAST_ROWS_MIN_WORK multiply-adds: the batch split
+    "batch_split": (CELLS, (5, 24), (32, 48), (32, 40), (6, 8), "none", (2, 2)),
+    # FR_FAST_ROWS4_MIN_ROWS (4) rows a thread, small W_hh, variable lengths:
+    # rows dealt out in length order (var_by_rows)
+    "batch_split_var": (("LSTM", "GRU"), (5, 24), (32, 40), (14, 20), (8, 10), "random", (2, 3)),
+    # 4+ rows a thread with a packed W_hh past FR_FAST_ROWS_MAX_FLOATS (within
+    # FR_FAST_ROWS4_MAX_FLOATS): the batch split decided by the 4-row rule
+    "rows4_big_whh": (("LSTM",), (20, 50), (190, 230), (8, 12), (6, 8), "none", (2, 2)),
+    # the batch split (7-8 rows, a W_hh under FR_FAST_ROWS_MAX_FLOATS) with
+    # 3+ rows a thread and mode 2: each thread projects its own rows
+    "rows_project": (("LSTM", "GRU"), (24, 40), (61, 80), (7, 8), (15, 20), "none", (2, 2)),
+    # variable lengths, fewer than 4 rows a thread, B*G*H*H >= FR_FAST_MIN_WORK:
+    # the units split, threads meeting every step
+    "units_split": (("LSTM", "GRU"), (64, 72), (96, 136), (3, 7), (6, 10), "random", (2, 3)),
+}
+
+
+def check_fast_case(cell, I, H, B, T, bd, lens_kind, threads, seed, frozen=False, plant=None):
+    """One float32 layer on the fast path: inference (also through a frozen
+    copy, weights packed once, when `frozen`), training forward and
+    backward against the float64 oracle at the suite's claim (rtol 2e-4,
+    atol 1e-5 of the largest value). `plant` plants a defect the check must
+    catch: "gate" runs the kernels with an LSTM/GRU's first two gates'
+    recurrent biases swapped (an RNN's negated); "scale" makes every result
+    1e-3 off (relative), the size of error the old 2e-3 tolerance passed."""
+    fr.set_num_threads(threads)
+    rng = np.random.default_rng(seed)
+    kw = dict(bidirectional=bd, seed=seed)
+    layer = (fr.RNN(I, H, nonlinearity="tanh" if cell == "RNN_TANH" else "relu", **kw)
+             if cell.startswith("RNN") else getattr(fr, cell)(I, H, **kw))
+    D = 2 if bd else 1
+    x = rng.uniform(-2, 2, (T, B, I)).astype(np.float32)
+    h0 = rng.uniform(-1, 1, (D, B, H)).astype(np.float32)
+    c0 = rng.uniform(-1, 1, (D, B, H)).astype(np.float32)
+    # no lengths is what the kernels call equal lengths; an array of all T
+    # ("full") takes the variable-length paths
+    lengths = {"none": None, "full": np.full(B, T),
+               "random": rng.integers(1, T + 1, size=B)}[lens_kind]
+    dy = rng.uniform(-1, 1, (T, B, D * H))
+    dh = rng.uniform(-1, 1, (D, B, H))
+    dc = rng.uniform(-1, 1, (D, B, H)) if cell == "LSTM" else None
+    params = {k: v.astype(np.float64) for k, v in layer.params.items()}
+    if plant == "gate":
+        for k, b in layer.params.items():
+            if k.startswith("bias_hh"):
+                if cell.startswith("RNN"):
+                    b[...] = -b
+                else:
+                    b[:2 * H] = np.concatenate([b[H:2 * H], b[:H]])
+    state = (h0, c0) if cell == "LSTM" else h0
+    off = (lambda a: a * (1 + 1e-3)) if plant == "scale" else (lambda a: a)
+    ey, eh, ec, ctx = _reference.reference_forward(
+        layer.mode, params, x.astype(np.float64), h0=h0.astype(np.float64),
+        c0=c0.astype(np.float64) if cell == "LSTM" else None, lengths=lengths,
+        bidirectional=bd)
+    y, st_n = layer(x, state, lengths=lengths)
+    hn, cn = state_parts(layer, st_n)
+    close(off(y), ey, "float32", "y (inference)")
+    close(off(hn), eh, "float32", "h_n (inference)")
+    if cn is not None:
+        close(off(cn), ec, "float32", "c_n (inference)")
+    if frozen:
+        y, st_n = layer.freeze()(x, state, lengths=lengths)
+        close(off(y), ey, "float32", "y (frozen)")
+        close(off(state_parts(layer, st_n)[0]), eh, "float32", "h_n (frozen)")
+    layer.zero_grad()
+    y, _ = layer.forward(x, state, lengths=lengths)
+    close(off(y), ey, "float32", "y (training)")
+    dx, ds0 = layer.backward(dy.astype(np.float32), (dh.astype(np.float32), dc.astype(np.float32))
+                             if cell == "LSTM" else dh.astype(np.float32))
+    edx, edh0, edc0, egrads = _reference.reference_backward(ctx, dy, dh, dc)
+    close(off(dx), edx, "float32", "dx")
+    dh0, dc0 = state_parts(layer, ds0)
+    close(off(dh0), edh0, "float32", "dh0")
+    if dc0 is not None:
+        close(off(dc0), edc0, "float32", "dc0")
+    for k, g in layer.grads.items():
+        close(off(g), egrads[k], "float32", k)
+
+
+def draw_fast_case(data, regime):
+    cells, I, H, B, T, lens_kind, threads = FAST_REGIMES[regime]
+    return dict(cell=data.draw(st.sampled_from(cells), label="cell"),
+                I=data.draw(st.integers(*I), label="I"), H=data.draw(st.integers(*H), label="H"),
+                B=data.draw(st.integers(*B), label="B"), T=data.draw(st.integers(*T), label="T"),
+                bd=data.draw(st.booleans(), label="bidirectional"),
+                lens_kind=(data.draw(st.sampled_from(["none", "full", "random"]))
+                           if lens_kind == "any" else lens_kind),
+                threads=data.draw(st.integers(*threads), label="threads"),
+                frozen=data.draw(st.booleans(), label="frozen"),
+                seed=data.draw(st.integers(0, 999), label="seed"))
+
+
+FAST = settings(FUZZ, max_examples=_LONG or 3)
+
+
+@pytest.mark.parametrize("regime", sorted(FAST_REGIMES))
+@FAST
+@given(data=st.data())
+def test_recurrent_fast_paths(regime, data, restore_threads):
+    """Every fast-path schedule, at shapes drawn within its thresholds, 1-3
+    threads, the AVX2 (8-float) or AVX-512 (16-float) build where the CPU
+    runs it: float32 results and gradients within the suite's claim of the
+    float64 oracle."""
+    ext = fr.backends.cpu._ext
+    if not ext.set_fast_path(True):
+        pytest.skip("this CPU has no AVX2/FMA: only the portable path exists")
+    ext.set_fast_width(data.draw(st.sampled_from([8, 16]), label="width"))
+    try:
+        check_fast_case(**draw_fast_case(data, regime))
+    finally:
+        ext.set_fast_width(16)  # the default: the widest this CPU runs
+
+
+@pytest.mark.parametrize("plant", ["gate", "scale"])
+@pytest.mark.parametrize("regime", ["inloop_panels", "batch_split_var", "units_split"])
+def test_fast_paths_catch_planted_defects(regime, plant, restore_threads):
+    """check_fast_case fails on a wrong gate and on a 1e-3 relative error
+    (which the old 2e-3 tolerance let through), on shapes of three of the
+    schedules."""
+    cells, I, H, B, T, lens_kind, threads = FAST_REGIMES[regime]
+    with pytest.raises(AssertionError):
+        check_fast_case(cells[-1], I[0], H[0], B[1], T[1], False,
+                        "random" if lens_kind == "any" else lens_kind, threads[1], seed=1,
+                        plant=plant)
 
 
 # ---------------------------------------------------------------- model layers

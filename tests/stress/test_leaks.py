@@ -1,31 +1,69 @@
-"""Memory stays flat: the resident set size (RSS) after many inference and
-training calls of each layer kind and of a Sequential (fit and predict) is
-what it was after a warm-up, within a generous bound. Every call allocates
-outputs, caches and kernel workspaces of tens of kilobytes, so a leak of any
-of them, or of the C pointer tables, would show as megabytes.
+"""Memory stays flat: after a warm-up, many more inference and training
+calls of each layer kind, of a Sequential (fit and predict), of the CTC loss
+and of frozen layers leave the C heap and Python's traced memory where they
+were, to within a quarter of one state-sized array (B*H float32) a call.
 
-CI runs FASTRNN_LEAK_CALLS=300 calls per workload (the default; a
-quarter of that for Sequential, whose call is a whole fit or predict);
-tools/leak_check.py runs 10,000 and prints the measured figures.
-Linux only (RSS from /proc/self/statm).
+Two exact counters, not RSS (pages, allocator caches: a 4 KiB-a-call leak
+hid in RSS noise under the old 8 MiB bound):
+
+- the C heap: glibc's mallinfo2() bytes in use (uordblks + hblkhd), which
+  counts every malloc of the kernels, of Cython's boundary and of NumPy's
+  array data, exactly and across all arenas;
+- Python's memory: tracemalloc's traced bytes (Python objects, and NumPy's
+  array data, which NumPy reports to tracemalloc).
+
+The bound: LEAK_UNIT = 8*32*4 bytes, the h_n of one layer-direction of the
+recurrent workloads (B=8, H=32, float32); a workload fails when either
+counter grows by LEAK_UNIT/4 a call or more over CALLS calls. Clean runs
+grow by 0 bytes of C heap and at most a few hundred bytes of traced memory
+in all, except the frozen workload's new copy every call (caches that fill
+and stop: about 100 bytes a call at first, fewer later), so the bound is
+more than twice the largest clean growth and a quarter of the smallest leak
+it must catch. test_planted_leak_is_caught plants such a leak on every
+recurrent call, in Python (an array kept in a list) and in C (a malloc
+never freed), and checks the test catches each; FASTRNN_LEAK_PLANT=python
+or =c plants it in every test here (they must then fail).
+
+CI runs FASTRNN_LEAK_CALLS=200 calls per workload (a quarter of that for
+Sequential, whose call is a whole fit or predict); tools/leak_check.py runs
+10,000 and prints RSS. Linux with glibc 2.33+ only (mallinfo2).
 """
+import ctypes
 import gc
 import os
+import tracemalloc
 
 import numpy as np
 import pytest
 
 import fastrnn as fr
 
-CALLS = int(os.environ.get("FASTRNN_LEAK_CALLS", "300"))
+CALLS = int(os.environ.get("FASTRNN_LEAK_CALLS", "200"))
 WARMUP = 50
-# RSS growth allowed over the measured calls: 8 MiB in all, i.e. at most
-# ~27 KiB a call at 300 calls. The workloads allocate ~40-300 KiB per call.
-BOUND = 8 << 20
+# One state-sized array (B=8, H=32, float32) a call is the smallest leak the
+# test must catch; a quarter of it a call is allowed (see the docstring).
+LEAK_UNIT = 8 * 32 * 4
+PER_CALL_BOUND = LEAK_UNIT // 4
+PLANT = os.environ.get("FASTRNN_LEAK_PLANT", "")
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+        "uordblks", "fordblks", "keepcost")]
+
+
+try:
+    _LIBC = ctypes.CDLL(None)
+    _LIBC.mallinfo2.restype = _MallInfo2
+    _LIBC.malloc.restype = ctypes.c_void_p
+    _LIBC.malloc.argtypes = [ctypes.c_size_t]
+except (OSError, AttributeError):  # not glibc, or glibc before 2.33
+    _LIBC = None
 
 pytestmark = [
     pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="RSS read from /proc (Linux)"),
-    # AddressSanitizer holds freed memory in its quarantine: RSS grows by design
+    # AddressSanitizer holds freed memory in its quarantine and replaces malloc
     pytest.mark.skipif(bool(os.environ.get("FASTRNN_SANITIZED")), reason="under ASan (quarantine)"),
 ]
 
@@ -33,6 +71,32 @@ pytestmark = [
 def rss():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def heap():
+    """Bytes of C heap in use (malloc'ed and not freed), all arenas."""
+    m = _LIBC.mallinfo2()
+    return m.uordblks + m.hblkhd
+
+
+_KEPT = []  # the planted Python-side leak's list
+
+
+def plant_leak(monkeypatch, kind):
+    """Make every recurrent call of the CPU backend leak LEAK_UNIT bytes:
+    kind "python" keeps an array in a module list, kind "c" mallocs and
+    never frees."""
+    from fastrnn import backends
+    be = backends.get("cpu")
+    forward = be.rnn_forward
+
+    def leaky(*args, **kw):
+        if kind == "python":
+            _KEPT.append(np.empty(LEAK_UNIT // 4, np.float32))
+        else:
+            _LIBC.malloc(LEAK_UNIT)
+        return forward(*args, **kw)
+    monkeypatch.setattr(be, "rnn_forward", leaky)
 
 
 def _recurrent(cls, training, **kw):
@@ -142,7 +206,8 @@ WORKLOADS = {
 
 
 def measure(name, training, calls=CALLS, warmup=WARMUP):
-    """(RSS after warm-up, RSS after `calls` more calls) in bytes."""
+    """(RSS after warm-up, RSS after `calls` more calls) in bytes
+    (tools/leak_check.py)."""
     run = WORKLOADS[name](training)
     for _ in range(warmup):
         run()
@@ -154,10 +219,66 @@ def measure(name, training, calls=CALLS, warmup=WARMUP):
     return before, rss()
 
 
+def growth(run, calls, warmup=WARMUP):
+    """(C heap growth, traced Python memory growth) in bytes over `calls`
+    calls after `warmup` calls. Two passes: tracemalloc's own bookkeeping is
+    malloc'ed, so the heap is counted without it."""
+    for _ in range(warmup):
+        run()
+    gc.collect()
+    before = heap()
+    for _ in range(calls):
+        run()
+    gc.collect()
+    c_heap = heap() - before
+    tracemalloc.start()
+    try:
+        for _ in range(5):  # tracemalloc's first traces of each site
+            run()
+        gc.collect()
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(calls):
+            run()
+        gc.collect()
+        traced = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    return c_heap, traced
+
+
+def check_flat(name, training, calls):
+    """Raise AssertionError when either counter grew by PER_CALL_BOUND
+    bytes a call or more."""
+    c_heap, traced = growth(WORKLOADS[name](training), calls)
+    what = f"{name} ({'training' if training else 'inference'}), {calls} calls"
+    bound = calls * PER_CALL_BOUND
+    grew = [f"{counter} grew by {n} bytes" for counter, n in
+            (("C heap", c_heap), ("traced Python memory", traced)) if n >= bound]
+    assert not grew, f"{what}: {'; '.join(grew)} (bound {bound})"
+
+
+needs_mallinfo2 = pytest.mark.skipif(_LIBC is None, reason="needs glibc's mallinfo2")
+
+
+@needs_mallinfo2
 @pytest.mark.parametrize("training", [False, True], ids=["inference", "training"])
 @pytest.mark.parametrize("name", sorted(WORKLOADS))
-def test_rss_flat(name, training):
-    before, after = measure(name, training, calls=CALLS if name != "Sequential" else CALLS // 4)
-    assert after - before < BOUND, (
-        f"{name} ({'training' if training else 'inference'}): RSS grew by "
-        f"{(after - before) / 2**20:.1f} MiB over {CALLS} calls")
+def test_memory_flat(name, training, monkeypatch):
+    if PLANT:  # FASTRNN_LEAK_PLANT: every test here must fail
+        plant_leak(monkeypatch, PLANT)
+    check_flat(name, training, CALLS if name != "Sequential" else CALLS // 4)
+
+
+@needs_mallinfo2
+@pytest.mark.parametrize("kind, counter", [("python", "traced Python memory"),
+                                           ("c", "C heap")])
+def test_planted_leak_is_caught(kind, counter, monkeypatch):
+    """One state-sized array a call, leaked in Python or in C, fails
+    check_flat on the counter that sees it (the RNN workload: the cheapest
+    with that state)."""
+    plant_leak(monkeypatch, kind)
+    try:
+        with pytest.raises(AssertionError, match=counter):
+            check_flat("RNN", False, CALLS)
+    finally:
+        _KEPT.clear()
