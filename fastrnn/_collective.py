@@ -52,9 +52,28 @@ class Collective:
         self.size = int(comm.Get_size())
 
     def exchange(self, payload, where, error=None):
-        """Every rank's `payload` (a uint8 array, the same size on every rank),
-        as a (size, len(payload)) uint8 array. `error`: this rank failed with
-        that message; it still exchanges, then every rank raises."""
+        """Gather every rank's payload to every rank (MPI_Iallgather, with the timeout).
+
+        Parameters
+        ----------
+        payload : numpy.ndarray
+            uint8 bytes, the same size on every rank.
+        where : str
+            Where fit is ("at epoch 1, batch 3"), for the messages.
+        error : str, optional
+            This rank failed with that message: it still exchanges, then
+            every rank raises.
+
+        Returns
+        -------
+        numpy.ndarray
+            (size, len(payload)) uint8, row r from rank r.
+
+        Raises
+        ------
+        RankFailed
+            A rank reported a failure.
+        """
         payload = np.ascontiguousarray(payload, np.uint8).reshape(-1)
         send = np.zeros(HEADER + payload.size, np.uint8)
         if error is not None:
