@@ -53,9 +53,10 @@ GROUPS = {
     "formats": ["fastrnn.formats"],
     "runtime": ["fastrnn.backends", "fastrnn._version"],
     "sklearn": ["fastrnn.sklearn"],
+    "distributed": ["fastrnn.distributed"],
 }
 # Public modules `import fastrnn` does not import (optional packages).
-OPTIONAL_MODULES = ["fastrnn.sklearn"]
+OPTIONAL_MODULES = ["fastrnn.sklearn", "fastrnn.distributed"]
 
 
 def _group(modname):

@@ -125,6 +125,15 @@ def _check_int(value, name):
     return int(value)
 
 
+def _elements(target, lengths):
+    """Valid elements of a target of output's shape: steps masked for (B, T, ...)."""
+    y = np.asarray(target)
+    if y.ndim < 3 or lengths is None:
+        return float(y.size)
+    steps = int(np.sum(np.minimum(np.asarray(lengths), y.shape[1])))
+    return float(steps * int(np.prod(y.shape[2:])))
+
+
 # ---------------------------------------------------------------- base class
 class Loss:
     """Base class of the losses: a value from a model's output and its gradient.
@@ -180,6 +189,13 @@ class Loss:
         if self._grad is None:
             raise RuntimeError(f"{type(self).__name__}.backward: call forward() first")
         return self._grad
+
+    def _weight(self, target, lengths):
+        """What this loss divides its sum by for one batch, from the targets
+        alone (no output needed: fit(shards=K) weighs each shard's mean by
+        weight_k / sum of the weights); None for a loss that sums. A loss
+        without it cannot train with shards > 1."""
+        raise NotImplementedError
 
     def __call__(self, output, target, lengths=None):
         """The loss value only; keeps nothing."""
@@ -325,6 +341,17 @@ class CrossEntropy(Loss):
             grad.reshape(-1, C)[idx] = g
         return float(value), grad
 
+    def _weight(self, target, lengths):
+        # target (B,) for logits (B, C); (B, T) for (B, T, C): steps masked
+        y = np.asarray(target)
+        counted = y != self.ignore_index
+        if y.ndim >= 2 and lengths is not None:
+            counted &= np.arange(y.shape[1])[None, :] < np.asarray(lengths)[:, None]
+        if self.class_weights is None:
+            return float(np.count_nonzero(counted))
+        ys = y[counted].astype(np.intp)
+        return float(np.sum(self.class_weights[np.clip(ys, 0, len(self.class_weights) - 1)]))
+
     @staticmethod
     def _plain(x, y, want_grad):
         """The common case (every item counted, no class weights, no smoothing)
@@ -385,6 +412,9 @@ class BinaryCrossEntropy(Loss):
     def output_activation(self, output):
         return _sigmoid(_float_output(output))
 
+    def _weight(self, target, lengths):
+        return _elements(target, lengths)
+
     def _compute(self, output, target, lengths, want_grad):
         x = _float_output(output)
         y = to_numpy(target, "target")
@@ -433,6 +463,9 @@ class MSE(Loss):
     """
 
     name = "mse"
+
+    def _weight(self, target, lengths):
+        return _elements(target, lengths)
 
     def _compute(self, output, target, lengths, want_grad):
         x = _float_output(output)
@@ -664,6 +697,12 @@ class CTC(Loss):
     def _run(self, x, il, tg, tl, scale, want_grad):
         return backends.of(x).ctc(x, il, tg, tl, self.blank, self.zero_infinity, scale,
                                   want_grad)
+
+    def _weight(self, target, lengths):
+        # "mean": the batch mean of per-sample values; "sum": a plain sum
+        if self.reduction == "sum":
+            return None
+        return float(len(target))
 
     def _compute(self, output, target, lengths, want_grad, target_lengths=None):
         x, il, tg, tl = self._inputs(output, target, lengths, target_lengths)

@@ -20,6 +20,7 @@ weights from s. All arithmetic is deterministic (fixed-order reductions, GEMMs
 whose bits do not depend on the thread count), so the same seed and data give
 the same weights, bit for bit, with 1 thread or many.
 """
+import hashlib
 import math
 import os
 import string
@@ -28,6 +29,7 @@ import time
 
 import numpy as np
 
+from . import _collective
 from . import losses as _losses
 from . import optim as _optim
 from ._validate import lengths_array, numeric_array, positive_int, real_array, to_numpy
@@ -433,6 +435,8 @@ class ModelCheckpoint(Callback):
             if not _improved(self.mode, logs[self.monitor], self.best, 0.0):
                 return False
             self.best = logs[self.monitor]
+        if getattr(model, "_rank", 0) != 0:
+            return False  # data-parallel fit: rank 0 writes, the others hold the same bits
         values = {k: v for k, v in logs.items() if k in self._fields}
         model.save(self.path.format(**values, epoch=epoch + 1))
         return False
@@ -573,6 +577,7 @@ class Sequential:
         self.metrics = []
         self._trained = False
         self._ctx = None
+        self.sharding = None  # {"shards", "batch_size"} of the last fit(shards > 1)
         seen = False
         for l in layers:  # checked before any layer is reseeded
             if l.reduces_sequence:
@@ -1104,7 +1109,7 @@ class Sequential:
 
     def fit(self, x, y, lengths=None, epochs=1, batch_size=32, validation_data=None,
             shuffle=True, seed=None, verbose=1, callbacks=None, bptt=None,
-            validation_split=0.0):
+            validation_split=0.0, shards=None, comm=None):
         """Train the model on (x, y) for a number of epochs.
 
         Parameters
@@ -1146,6 +1151,23 @@ class Sequential:
             In [0, 1): hold out the last fraction of the samples, as given and
             before any shuffling (as Keras does), for validation instead of
             `validation_data` (not both).
+        shards : int, optional
+            Compute every batch as this many fixed shards (contiguous slices,
+            sizes differing by at most one) whose gradients are summed in
+            shard order, each shard with its own dropout masks drawn from
+            (seed, epoch, batch, shard): the same weights, bit for bit, in one
+            process as over any rank count that divides it. 1 (the default
+            for a model never trained with shards) is today's single pass.
+            Kept in ``model.sharding`` (and saved with the model); resuming
+            with another count or batch_size raises unless that is set to None.
+        comm : mpi4py.MPI.Intracomm or fastrnn.distributed.MPIComm, optional
+            Data-parallel training (docs/distributed.md): every rank passes the
+            same arguments and computes its shards of every batch; the shard
+            gradients are gathered with MPI and summed in shard order on every
+            rank, so every rank takes the same optimizer steps. The rank count
+            must divide `shards`. A rank that fails stops every rank with an
+            error naming it; one that stops answering aborts the job after the
+            MPIComm timeout. Only rank 0 prints and writes checkpoints.
 
         Returns
         -------
@@ -1158,9 +1180,10 @@ class Sequential:
         Raises
         ------
         RuntimeError
-            If the model is not compiled.
+            If the model is not compiled, or (with `comm`) another rank failed.
         ValueError, TypeError
-            For bad arguments, naming them.
+            For bad arguments, naming them (with `comm`: arguments that differ
+            between ranks).
         """
         self._check_compiled()
         if isinstance(validation_split, bool) or \
@@ -1179,6 +1202,7 @@ class Sequential:
         if bptt is not None:
             bptt = positive_int(bptt, "bptt")
         seed = check_seed(seed)
+        shards, comm = self._sharding_args(shards, comm, batch_size, bptt)
         x, lengths = self._input(x, lengths)
         y = self._targets(y, x.shape[0])
         val = None
@@ -1200,8 +1224,16 @@ class Sequential:
             vl = validation_data[2] if len(validation_data) == 3 else None
             vx, vl = self._input(vx, vl)
             val = (vx, self._targets(vy, vx.shape[0]), vl)
+        if comm is not None and seed is None:
+            seed = self._common_seed(comm)  # every rank must draw the same masks
         if seed is not None:
             self._seed_layers(seed, weights=not self._trained and self.seed is None)
+        if comm is not None:
+            self._check_same_everywhere(comm, x, y, lengths, val, (
+                epochs, batch_size, bool(shuffle), seed, shards, validation_split))
+        # shard dropout streams: (entropy, epoch, batch, shard) -> one per layer
+        shard_entropy = seed if seed is not None else \
+            np.random.SeedSequence().entropy
         rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0]
                                     if seed is not None else None)
         cbs = []
@@ -1215,9 +1247,12 @@ class Sequential:
                                 f"got {type(cb).__name__}")
         n = x.shape[0]
         steps = math.ceil(n / batch_size)
-        progress = _Progress(verbose, epochs, steps)
+        progress = _Progress(verbose if comm is None or comm.rank == 0 else 0, epochs, steps)
         history = History({"epochs": epochs, "steps": steps, "verbose": verbose})
         self._trained = True
+        if shards > 1:
+            self.sharding = {"shards": shards, "batch_size": batch_size}
+        self._rank = 0 if comm is None else comm.rank
         self.train()
         for cb in cbs:
             cb.on_train_begin(self)
@@ -1228,14 +1263,20 @@ class Sequential:
                 order = rng.permutation(n) if shuffle else np.arange(n)
                 sums = {}
                 for i, (xb, yb, lb) in enumerate(self._batches(x, y, lengths, batch_size, order)):
-                    value, out = self._train_batch(xb, yb, lb, bptt)
+                    if shards > 1:
+                        value, msums = self._train_shards(
+                            xb, yb, lb, shards, comm, (shard_entropy, epoch, i),
+                            f"at epoch {epoch + 1}, batch {i + 1}")
+                    else:
+                        value, out = self._train_batch(xb, yb, lb, bptt)
+                        msums = [_METRICS[m](self.loss, out, yb, self._loss_lengths(lb))
+                                 for m in self.metrics]
                     if not math.isfinite(value):
                         sums.setdefault("nonfinite", 0)
                     nb = xb.shape[0]
                     sums["loss"] = sums.get("loss", 0.0) + value * nb
                     sums["_n"] = sums.get("_n", 0) + nb
-                    for m in self.metrics:
-                        s, c = _METRICS[m](self.loss, out, yb, self._loss_lengths(lb))
+                    for m, (s, c) in zip(self.metrics, msums):
                         a, b = sums.get(m, (0.0, 0.0))
                         sums[m] = (a + s, b + c)
                     progress.batch(epoch, i, sums["loss"] / sums["_n"])
@@ -1249,11 +1290,7 @@ class Sequential:
                 logs["lr"] = float(self.optimizer.lr)
                 history.append(epoch, logs)
                 progress.epoch_end(epoch, logs, time.perf_counter() - t0)
-                stop = False
-                for cb in cbs:
-                    if cb.on_epoch_end(self, epoch, logs):
-                        stop = True
-                        history.stopped_by = type(cb).__name__
+                stop = self._epoch_callbacks(cbs, epoch, logs, history, comm)
                 if stop:
                     break
         except KeyboardInterrupt:
@@ -1263,12 +1300,197 @@ class Sequential:
                                  "last finished batch\n")
         finally:
             self._ctx = None
+            self._rank = 0
             for l in self.layers:
                 l._ctx = None
             for cb in cbs:
                 cb.on_train_end(self)
             self.eval()
         return history
+
+    # ---- sharded and data-parallel steps (fit(shards=K, comm=...)) ----------------
+    def _sharding_args(self, shards, comm, batch_size, bptt):
+        """(shards, Collective or None), checked against the model's recorded
+        division: resuming with another one would not give the same bits."""
+        recorded = getattr(self, "sharding", None)
+        if shards is None:
+            shards = recorded["shards"] if recorded else 1
+        shards = positive_int(shards, "shards")
+        if recorded and (recorded["shards"], recorded["batch_size"]) != (shards, batch_size):
+            raise ValueError(
+                f"shards: this model was trained with shards={recorded['shards']}, "
+                f"batch_size={recorded['batch_size']} (model.sharding); shards={shards}, "
+                f"batch_size={batch_size} would divide every batch differently, so the "
+                "bits would differ from an uninterrupted run. Pass the same values, or "
+                "set model.sharding = None to divide anew")
+        if comm is not None:
+            comm = _collective.wrap(comm)
+            if shards % comm.size:
+                raise ValueError(f"shards: {comm.size} ranks need shards to be a multiple "
+                                 f"of {comm.size} (each rank computes shards/ranks of "
+                                 f"every batch), got shards={shards}")
+            if comm.size == 1:
+                comm = None
+        if shards > 1:
+            if bptt:
+                raise ValueError("bptt: truncated backpropagation through time is not "
+                                 "supported with shards > 1")
+            if type(self.loss)._weight is _losses.Loss._weight:
+                raise TypeError(f"shards: the loss {type(self.loss).__name__} does not say "
+                                "what it divides by (Loss._weight), which shards > 1 need")
+        return shards, comm
+
+    def _common_seed(self, comm):
+        """Rank 0's fresh random seed, on every rank."""
+        mine = np.frombuffer(np.random.SeedSequence().generate_state(2, np.uint32).tobytes(),
+                             np.uint8)
+        rows = comm.exchange(mine, "choosing a seed")
+        return int(rows[0].copy().view(np.uint64)[0] >> np.uint64(1))
+
+    def _check_same_everywhere(self, comm, x, y, lengths, val, args):
+        """ValueError on every rank when the ranks' data, arguments, weights or
+        optimizer state differ (data-parallel training needs them equal)."""
+        def digest(*arrays):
+            h = hashlib.blake2b(digest_size=8)
+            for a in arrays:
+                if a is None:
+                    h.update(b"none")
+                    continue
+                a = np.ascontiguousarray(a)
+                h.update(f"{a.dtype.str}{a.shape}".encode())
+                h.update(a.view(np.uint8).reshape(-1) if a.dtype != object else
+                         repr(a.tolist()).encode())
+            return h.digest()
+        ocfg, oarr = self.optimizer.state_dict()
+        parts = [("x", digest(x)), ("y", digest(y)), ("lengths", digest(lengths)),
+                 ("validation data", digest(*(val or (None,)))),
+                 ("the arguments (epochs, batch_size, shuffle, seed, shards, "
+                  "validation_split)", hashlib.blake2b(repr(args).encode(),
+                                                       digest_size=8).digest()),
+                 ("the weights", digest(*[p for _, p, _ in self.parameters()])),
+                 ("the optimizer state", digest(
+                     np.frombuffer(repr(sorted(ocfg.items())).encode(), np.uint8),
+                     *[oarr[k] for k in sorted(oarr)]))]
+        payload = np.frombuffer(b"".join(d for _, d in parts), np.uint8)
+        rows = comm.exchange(payload, "checking that every rank has the same arguments")
+        for r in range(1, comm.size):
+            for j, (name, _) in enumerate(parts):
+                if bytes(rows[r, 8 * j:8 * j + 8]) != bytes(rows[0, 8 * j:8 * j + 8]):
+                    raise ValueError(f"comm: rank {r}'s {name} differ from rank 0's; every "
+                                     "rank must pass the same arguments to fit (and start "
+                                     "from the same weights: give a seed, or load one file)")
+
+    def _cut(self, xb, yb, lb):
+        """A batch (or shard) cut to its longest sequence."""
+        if lb is not None and lb.size:
+            T = int(lb.max())
+            if T < xb.shape[1]:
+                if yb is not None and self.sequence_output and \
+                        not isinstance(self.loss, _losses.CTC) and \
+                        yb.ndim >= 2 and yb.shape[1] == xb.shape[1]:
+                    yb = yb[:, :T]
+                xb = xb[:, :T]
+        return xb, yb, lb
+
+    def _train_shards(self, xb, yb, lb, K, comm, key, where):
+        """One optimizer step over K fixed shards of the batch: each shard's
+        gradient (its mean loss weighted by its share of the loss's divisor),
+        then their sum in shard order, on every rank the same. Returns the
+        batch's loss and the metrics' (sum, count) pairs."""
+        nb = xb.shape[0]
+        bounds = [k * nb // K for k in range(K + 1)]
+        parts = [self._cut(xb[a:b], yb[a:b], None if lb is None else lb[a:b])
+                 for a, b in zip(bounds, bounds[1:])]
+        weights = [0.0 if xs.shape[0] == 0 else
+                   self.loss._weight(ys, self._loss_lengths(ls)) for xs, ys, ls in parts]
+        total_w = 0.0
+        for w in weights:
+            total_w += 0.0 if w is None else w
+        scales = [1.0 if w is None else (w / total_w if total_w else 0.0) for w in weights]
+        rank, size = (0, 1) if comm is None else (comm.rank, comm.size)
+        mine = range(rank * K // size, (rank + 1) * K // size)
+        params = self.parameters()
+        P = sum(g.size for _, _, g in params)
+        nstat = 1 + 2 * len(self.metrics)
+        grads = np.zeros((len(mine), P), self.dtype)   # one row per shard of this rank
+        stats = np.zeros((len(mine), nstat))           # loss share, then (sum, count) per metric
+        error = None
+        try:
+            for row, k in enumerate(mine):
+                xs, ys, ls = parts[k]
+                if xs.shape[0] == 0:
+                    continue  # a batch smaller than K: an empty shard adds zeros
+                streams = np.random.SeedSequence(key[0], spawn_key=(0xD15, *key[1:], k))
+                for l, st in zip(self.layers, streams.spawn(len(self.layers))):
+                    l._reseed_dropout(st)
+                self.zero_grad()
+                out = self.forward(xs, ls)
+                value = self.loss.forward(out, ys, lengths=self._loss_lengths(ls))
+                d = self.loss.backward()
+                self.backward(d * d.dtype.type(scales[k]))
+                off = 0
+                for _, _, g in params:
+                    grads[row, off:off + g.size] = g.reshape(-1)
+                    off += g.size
+                stats[row, 0] = scales[k] * value
+                for j, m in enumerate(self.metrics):
+                    stats[row, 1 + 2 * j:3 + 2 * j] = _METRICS[m](
+                        self.loss, out, ys, self._loss_lengths(ls))
+        except Exception as e:  # noqa: BLE001 - told to the other ranks, then raised
+            if comm is None:
+                raise
+            error, failure = f"{type(e).__name__}: {e}", e
+        if comm is not None:
+            payload = np.concatenate([stats.view(np.uint8).reshape(-1),
+                                      grads.view(np.uint8).reshape(-1)])
+            try:
+                rows = comm.exchange(payload, where, error)
+            except _collective.RankFailed:
+                if error is not None:
+                    raise failure
+                raise
+            nsb = stats.nbytes
+            stats = rows[:, :nsb].copy().view(np.float64).reshape(K, nstat)
+            grads = rows[:, nsb:].copy().view(self.dtype).reshape(K, P)
+        summed = grads[0].copy()
+        for k in range(1, K):  # the fixed order that makes the bits rank-count free
+            summed += grads[k]
+        off = 0
+        for _, _, g in params:
+            g[...] = summed[off:off + g.size].reshape(g.shape)
+            off += g.size
+        self._update()
+        value = 0.0
+        msums = [(0.0, 0.0)] * len(self.metrics)
+        for k in range(K):
+            value += float(stats[k, 0])
+            msums = [(a + float(stats[k, 1 + 2 * j]), b + float(stats[k, 2 + 2 * j]))
+                     for j, (a, b) in enumerate(msums)]
+        return value, msums
+
+    def _epoch_callbacks(self, cbs, epoch, logs, history, comm):
+        """The callbacks at an epoch's end; with `comm` every rank learns
+        whether any failed or asked to stop. Returns whether to stop."""
+        stop, error = False, None
+        try:
+            for cb in cbs:
+                if cb.on_epoch_end(self, epoch, logs):
+                    stop = True
+                    history.stopped_by = type(cb).__name__
+        except Exception as e:  # noqa: BLE001 - told to the other ranks, then raised
+            if comm is None:
+                raise
+            error, failure = f"{type(e).__name__}: {e}", e
+        if comm is not None:
+            try:
+                rows = comm.exchange(np.array([stop], np.uint8),
+                                     f"in the callbacks after epoch {epoch + 1}", error)
+            except _collective.RankFailed:
+                if error is not None:
+                    raise failure
+                raise
+            stop = bool(rows[:, 0].any())
+        return stop
 
     def _evaluate(self, x, y, lengths, batch_size):
         sums, n = {"loss": 0.0}, 0

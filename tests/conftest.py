@@ -301,6 +301,7 @@ TESTS_DIR = Path(__file__).resolve().parent
 FOLDER_MARKS = {
     "stress": ("slow",),     # leaks, threads, fuzzing, the step team
     "examples": ("slow",),   # example smoke runs and the bench CLI
+    "distributed": ("slow", "distributed"),  # mpiexec, Dask and Ray clusters
 }
 
 # every test in these files (each skips as a whole without its package)
@@ -407,6 +408,7 @@ TEST_MARKS = {
         "formats/test_hostile_keras.py::test_node_types_checked",
     ],
     "slow": [  # --durations=0, 2 threads: 0.4-2.6 s each (the docs build: 10-20 s)
+        "core/test_shards.py::test_comm_of_the_wrong_kind_is_refused",
         "docs/test_sphinx_build.py::test_sphinx_html_build_has_no_warnings",
         "docs/test_doctests.py::test_markdown_python_blocks[README.md]",
         "docs/test_doctests.py::test_module_doctests[fastrnn.formats.keras]",

@@ -117,6 +117,8 @@ def save(model, path, include_optimizer=True):
     if model.loss is not None:
         compile_cfg = {"loss": {"name": model.loss.name, "config": model.loss.get_config()},
                        "clip_norm": model.clip_norm, "metrics": list(model.metrics)}
+        if getattr(model, "sharding", None):  # fit(shards=K): resume with the same K
+            compile_cfg["sharding"] = dict(model.sharding)
         opt = model.optimizer
         if opt is not None:
             compile_cfg["optimizer"] = {"class": type(opt).__name__,
@@ -362,7 +364,8 @@ def _kwargs(value, field, shown):
 def _compile(model, comp, arrays, shown):
     """Compile `model` as the file's compile section says, each field checked
     for its structure first, so that an error names the field."""
-    _fields(comp, "compile", ("loss", "clip_norm", "metrics", "optimizer"), ("loss",), shown)
+    _fields(comp, "compile", ("loss", "clip_norm", "metrics", "optimizer", "sharding"),
+            ("loss",), shown)
     lcfg = _fields(comp["loss"], "compile.loss", ("name", "config"), ("name",), shown)
     if not isinstance(lcfg["name"], str):
         _fail(shown, f"compile.loss.name: expected a string, got {lcfg['name']!r:.80}")
@@ -386,6 +389,13 @@ def _compile(model, comp, arrays, shown):
         if ocfg.get("state") is not None and not isinstance(ocfg["state"], dict):
             _fail(shown, f"compile.optimizer.state: expected an object or null, got "
                          f"{ocfg['state']!r:.80}")
+    sharding = comp.get("sharding")
+    if sharding is not None:
+        _fields(sharding, "compile.sharding", ("shards", "batch_size"),
+                ("shards", "batch_size"), shown)
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1
+                   for v in sharding.values()):
+            _fail(shown, f"compile.sharding: expected ints >= 1, got {sharding!r:.80}")
     try:
         loss = losses.get(lcfg["name"], **lkw)
     except (TypeError, ValueError) as e:
@@ -400,6 +410,8 @@ def _compile(model, comp, arrays, shown):
         model.compile(loss=loss, optimizer=opt, clip_norm=clip, metrics=metrics)
     except (TypeError, ValueError) as e:
         _fail(shown, f"compile: {e}")
+    if sharding is not None:
+        model.sharding = {"shards": sharding["shards"], "batch_size": sharding["batch_size"]}
     if ocfg is not None and ocfg.get("state") is not None:
         oarr = {k[len("optimizer/"):]: v for k, v in arrays.items()
                 if k.startswith("optimizer/")}

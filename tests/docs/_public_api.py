@@ -77,7 +77,7 @@ def _seen_in(cls, klass):
 
 # Public modules that `import fastrnn` does not import (their packages are
 # optional); walked when importable.
-OPTIONAL_MODULES = ("fastrnn.sklearn",)
+OPTIONAL_MODULES = ("fastrnn.sklearn", "fastrnn.distributed")
 
 
 def public_objects(package=fr):
