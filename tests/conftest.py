@@ -308,6 +308,7 @@ FILE_MARKS = {
     "parity/test_parity_torch.py": ("torch",),
     "parity/test_torch_interop.py": ("torch",),
     "parity/test_torch_sequential.py": ("torch",),
+    "parity/test_proj_torch.py": ("torch",),
     "formats/test_onnx_io.py": ("onnx",),
     "formats/test_sequential_onnx.py": ("onnx",),
     "formats/test_hostile_onnx.py": ("onnx",),
