@@ -423,6 +423,7 @@ TEST_MARKS = {
         "core/test_variants.py::test_gradients_central_differences[primes-lstm-peep]",
         "core/test_variants.py::test_gradients_central_differences[primes-lstm-ifg]",
         "core/test_variants.py::test_gradients_central_differences[primes-lstm-proj]",
+        "core/test_variants.py::test_resets_and_states_gradients_central_differences",
         "formats/test_hostile_native.py::test_save_past_the_file_size_limit_leaves_old_file",
         "formats/test_hostile_native.py::test_zip_bomb_refused_before_reading",
         "formats/test_io.py::test_every_config_value_replaced_gives_value_error",
