@@ -369,6 +369,8 @@ TEST_MARKS = {
         "core/test_cell_options.py::test_gru_matches_onnxruntime_node",
         "core/test_variants.py::test_activation_matches_onnxruntime",
         "core/test_variants.py::test_activation_defaults_are_onnx_defaults",
+        "core/test_variants.py::test_to_onnx_writes_the_options",
+        "core/test_variants.py::test_to_onnx_refuses_projection_and_carry",
         "core/test_variants.py::test_lstm_options_match_onnxruntime",
         "core/test_variants.py::test_gru_rnn_activations_bidirectional_match_onnxruntime",
     ],

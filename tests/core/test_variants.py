@@ -737,3 +737,41 @@ def test_return_states_equal_layer_by_layer_runs(cell, kw, dtype, rng):
                             _close(c_all[l, t, :, d * H:(d + 1) * H], sd[1][d], dtype, "c")
                 inp, _ = one(inp)
             _close(h_all[-1], y, dtype, "h_all[-1] == y")
+
+
+# ---- ONNX export ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("cell,kw", [
+    ("LSTM", dict(peepholes=True, input_forget=True, num_layers=2, bidirectional=True,
+                  activations=["HardSigmoid", "Elu", "Softsign"],
+                  activation_alpha=[0.3, 0.6, None], activation_beta=[0.45, None, None])),
+    ("GRU", dict(activations=["Sigmoid", "Affine", "Softplus", "Tanh"], bidirectional=True,
+                 activation_alpha=[None, 0.7, None, None], activation_beta=[None, 0.2, None, None])),
+    ("RNN", dict(activations=["ScaledTanh"], activation_alpha=[0.9], activation_beta=[1.1])),
+])
+def test_to_onnx_writes_the_options(cell, kw, rng):
+    ort = pytest.importorskip("onnxruntime")
+    layer = _layer(cell, 4, 5, seed=1, **kw)
+    model = fr.to_onnx(layer, lengths=True, initial_state=True)
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    T, B = 6, 3
+    LD = layer.num_layers * layer.num_directions
+    x = rng.standard_normal((T, B, 4)).astype(np.float32)
+    lens = np.array([6, 2, 4], np.int64)
+    feeds = {"input": x, "lengths": lens, "h0": rng.standard_normal((LD, B, 5)).astype(np.float32)}
+    if cell == "LSTM":
+        feeds["c0"] = rng.standard_normal((LD, B, 5)).astype(np.float32)
+    st = (feeds["h0"], feeds["c0"]) if cell == "LSTM" else feeds["h0"]
+    got = sess.run(None, feeds)
+    y, s = layer(x, st, lengths=lens)
+    _close(got[0], y, np.float32, "y")
+    for a, b in zip(got[1:], s if cell == "LSTM" else (s,)):
+        _close(a, b, np.float32, "state")
+
+
+def test_to_onnx_refuses_projection_and_carry():
+    pytest.importorskip("onnx")
+    with pytest.raises(ValueError, match="proj_size=2"):
+        fr.to_onnx(fr.LSTM(3, 4, proj_size=2))
+    with pytest.raises(ValueError, match="padding='carry'"):
+        fr.to_onnx(fr.GRU(3, 4, padding="carry"))
