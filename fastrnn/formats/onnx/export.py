@@ -4,6 +4,7 @@ fr.to_onnx(layer) and layer.to_onnx) and export_sequential (behind
 fr.to_onnx(model) and model.to_onnx)."""
 import numpy as np
 
+from ... import _generic
 from ...layers import (Activation, AttentionPooling, Dense, Dropout, Embedding, LastStep,
                        MaxPooling, MeanPooling)
 from ...model import Sequential
@@ -138,6 +139,22 @@ def emit_recurrent(g, layer, x, lengths=None, h0=None, c0=None):
         attrs["linear_before_reset"] = int(layer.linear_before_reset)
     if op == "RNN" and mode == "RNN_RELU":
         attrs["activations"] = ["Relu"] * D
+    if layer.activations is not None:
+        # ONNX lists one per slot and direction; alpha/beta consumed in order
+        names = list(layer.activations)
+        alphas, betas = layer.activation_alpha, layer.activation_beta
+        if len(names) == _generic.SLOTS[mode] and D == 2:
+            names = names * 2
+            alphas = None if alphas is None else list(alphas) * 2
+            betas = None if betas is None else list(betas) * 2
+        attrs["activations"] = names
+        oa, ob = _generic.onnx_alpha_beta(names, alphas, betas)
+        if oa:
+            attrs["activation_alpha"] = [float(v) for v in oa]
+        if ob:
+            attrs["activation_beta"] = [float(v) for v in ob]
+    if op == "LSTM" and layer.input_forget:
+        attrs["input_forget"] = 1
     if layer.clip is not None:
         attrs["clip"] = float(layer.clip)
     p = layer.params
@@ -170,6 +187,11 @@ def emit_recurrent(g, layer, x, lengths=None, h0=None, c0=None):
         ins.append(part(h0, "h0"))
         if op == "LSTM":
             ins.append(part(c0, "c0"))
+            if layer.peepholes:
+                # ours (i, f, o) blocks, ONNX's P (i, o, f)
+                pp = [p[f"peephole_l{l}{s}"] for s in sfxs]
+                P = np.stack([np.concatenate([v[:H], v[2 * H:], v[H:2 * H]]) for v in pp])
+                ins.append(g.constant(P, f"{prefix}_l{l}_P"))
         outs = g.node(op, ins, 3 if op == "LSTM" else 2, base=f"{prefix}_l{l}", **attrs)
         Y, Yh = outs[0], outs[1]
         hs.append(Yh)
@@ -245,6 +267,12 @@ def _check_exportable(layer, who):
     if getattr(layer, "mode", None) == "LNLSTM":
         raise ValueError(f"{who}: LayerNormLSTM has no ONNX operator (the layer norms sit "
                          "inside the recurrence); it cannot be exported")
+    if getattr(layer, "proj_size", 0):
+        raise ValueError(f"{who}: LSTM with proj_size={layer.proj_size} cannot be exported: "
+                         "ONNX's LSTM has no projection of h")
+    if getattr(layer, "padding", "zeros") != "zeros":
+        raise ValueError(f"{who}: padding={layer.padding!r} cannot be exported: ONNX's "
+                         "recurrent operators give 0 past each length (padding='zeros')")
     if getattr(layer, "zoneout", 0):
         raise ValueError(f"{who}: {type(layer).__name__} with zoneout={layer.zoneout} cannot "
                          "be exported: its inference step h_t = p*h_{t-1} + (1-p)*h~_t has no "
