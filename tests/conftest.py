@@ -322,6 +322,7 @@ FILE_MARKS = {
 # tests of core/, parity/ and formats/ that take about 0.5 s or more
 TEST_MARKS = {
     "torch": [
+        "core/test_batch_invariance.py::test_invariant_forward_matches_torch",
         "core/test_errors.py::test_from_torch_rejects_other_things",
         "core/test_errors.py::test_torch_tensor_input_accepted",
         "core/test_freeze.py::test_frozen_matches_torch",
@@ -418,6 +419,9 @@ TEST_MARKS = {
     ],
     "slow": [  # --durations=0, 2 threads: 0.4-2.6 s each (the docs build: 10-20 s)
         "core/test_shards.py::test_comm_of_the_wrong_kind_is_refused",
+        "core/test_batch_invariance.py::test_wide_and_long_batches",
+        "core/test_batch_invariance.py::test_batch1_large_w_hh",
+        "core/test_batch_invariance.py::test_row_alone_equals_row_in_any_batch[lstm-float32-2]",
         "docs/test_sphinx_build.py::test_sphinx_html_build_has_no_warnings",
         "docs/test_doctests.py::test_markdown_python_blocks[README.md]",
         "docs/test_doctests.py::test_module_doctests[fastrnn.formats.keras]",

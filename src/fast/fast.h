@@ -105,6 +105,16 @@ FR_FAST_ENTRY_POINTS()
 FR_FAST_ENTRY_POINTS(_avx2)
 FR_FAST_ENTRY_POINTS(_avx512)
 
+/* fr_fast_dgemm (dgemm.c): the float64 GEMM of batch-invariant inference,
+ * fr_fast_sgemm's contract in float64 (beta 0 or 1, bias), each output one
+ * FMA chain over k in order from its init, so a row of C depends on its row
+ * of op(A) alone; AVX2 + FMA, built once. Returns -1 (C unchanged) without
+ * AVX2/FMA or its scratch: the caller then runs the scalar chain (the same
+ * bits). */
+int fr_fast_dgemm(int nt, char ta, char tb, int64_t M, int64_t N, int64_t K,
+                  const double *A, int64_t lda, const double *B, int64_t ldb,
+                  int beta, double *C, int64_t ldc, const double *bias);
+
 #pragma GCC visibility pop
 
 #endif /* FASTRNN_FAST_H */

@@ -20,6 +20,10 @@ int64_t fr_fast_pack_floats(const fr_desc *d)
 
 int fr_fast_fwd_packs(const fr_desc *d)
 {
+    /* batch-invariant: always the panels' order (one FMA chain over j from
+     * the old value), never the dot tiles' (8-wide partial sums), whatever
+     * T and B */
+    if (d->batch_invariant) return 1;
     return d->T >= FR_FAST_PACK_MIN_T
            && !(d->B == 1 && fr_fast_pack_floats(d) > FR_FAST_PACK_MAX_B1);
 }
@@ -58,7 +62,18 @@ int64_t fr_fast_packed_floats(const fr_desc *d, int64_t In)
 
 /* ---- the input projection ------------------------------------------------- */
 
+static int proj_mode(const fr_desc *d, int prepacked);
+
+
 int fr_fast_proj_mode_pk(const fr_desc *d, int prepacked)
+{
+    const int m = proj_mode(d, prepacked);
+    /* batch-invariant: never the dot tiles (mode 1); modes 0 and 2 give the
+     * same bits (the bias, then one FMA chain over k in order) */
+    return m == 1 && d->batch_invariant ? 2 : m;
+}
+
+static int proj_mode(const fr_desc *d, int prepacked)
 {
     const int64_t M = d->T * d->B;
     if (M <= FR_FAST_SMALL_M) return 1;

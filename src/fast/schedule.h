@@ -45,7 +45,9 @@
 int64_t fr_fast_pack_floats(const fr_desc *d);
 
 /* Does the forward loop pack W_hh? From FR_FAST_PACK_MIN_T steps, but not
- * at batch 1 with a W_hh of more than FR_FAST_PACK_MAX_B1 floats. */
+ * at batch 1 with a W_hh of more than FR_FAST_PACK_MAX_B1 floats; always
+ * when batch-invariant (d->batch_invariant: the panels' order whatever T
+ * and B). */
 int fr_fast_fwd_packs(const fr_desc *d);
 
 /* Floats of W_hh the forward packs: fr_fast_pack_floats, or 0. */
@@ -80,7 +82,9 @@ int64_t fr_fast_packed_floats(const fr_desc *d, int64_t In);
  * large W_ih of FR_FAST_INLOOP_PACK_M to FR_FAST_INLOOP_PACK_M_BIG rows
  * is read from its panels in the loop (mode 2) instead of being packed by
  * the GEMM on every call: the same bits, as both start each output from
- * the bias and run one FMA chain over k in order. */
+ * the bias and run one FMA chain over k in order. Batch-invariant
+ * (d->batch_invariant): 2 where it would be 1, so that no row's order
+ * depends on T*B or B. */
 int fr_fast_proj_mode_pk(const fr_desc *d, int prepacked);
 int fr_fast_proj_mode(const fr_desc *d); /* not prepacked */
 

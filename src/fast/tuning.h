@@ -169,4 +169,13 @@
 #define FR_GEMM_MR (VW == 16 ? 8 : 6)
 #define FR_GEMM_NP (VW == 16 ? 3 : 2)
 
+/* ---- the float64 fixed-order GEMM (fast/dgemm.c) --------------------------- */
+
+/* Rows of op(B) packed at a time: its block of FR_DGEMM_KC x FR_DGEMM_NC
+ * doubles stays in L2 while every row of op(A) passes. */
+#define FR_DGEMM_KC 256
+
+/* Columns of op(B) packed at a time, a multiple of a tile's 12 columns. */
+#define FR_DGEMM_NC 240
+
 #endif /* FASTRNN_TUNING_H */

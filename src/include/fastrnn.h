@@ -98,9 +98,23 @@ int fr_set_num_threads(int n);
 int fr_num_threads_setting(void);
 int fr_num_threads(void);
 
+/* Batch-invariant inference, held once for the library (off until set):
+ * with it on, a row of a result is the same bits whatever the other rows
+ * (a sequence alone or in any batch, any padding T, any thread count),
+ * because every output element is reduced in one fixed order: one FMA
+ * chain over k in order, from its bias or old value (fixed-order GEMMs
+ * instead of the BLAS, packed panels instead of the dot tiles). Returns
+ * the previous setting. As with the thread count, the callers pass it in
+ * fr_desc.batch_invariant (frr_desc too); fr_gemm_f32/f64 read it
+ * themselves. */
+int fr_set_batch_invariant(int on);
+int fr_batch_invariant(void);
+
 /* C(M,N) = alpha op(A) op(B) + beta C, row-major; op is 'N' or 'T'. Same
- * chunked GEMM as the kernels: bits independent of num_threads. IN: A, B;
- * IN/OUT: C. Used by the model layers (Dense, attention pooling). */
+ * chunked GEMM as the kernels: bits independent of num_threads; with
+ * fr_batch_invariant() on, a row of C depends on its row of op(A) alone.
+ * IN: A, B; IN/OUT: C. Used by the model layers (Dense, attention
+ * pooling). */
 int fr_gemm_f32(int num_threads, char ta, char tb, int64_t M, int64_t N, int64_t K,
                 float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
                 float beta, float *C, int64_t ldc);
@@ -117,6 +131,10 @@ typedef struct {
     int gru_lbr;              /* GRU: 1 torch (linear before reset), 0 reset first */
     double clip;              /* > 0: clamp gate pre-activations to [-clip, clip];
                                  0 or +inf: no clamp */
+    int batch_invariant;      /* 1: the forward gives each sequence the same bits
+                                 whatever the rest of the batch, B, T and the
+                                 threads (see fr_set_batch_invariant); 0: the
+                                 fastest split. The backward ignores it */
 } fr_desc;
 
 /* FR_OK when the descriptor is usable: known cell, sizes >= 1, D in {1,2},

@@ -77,6 +77,9 @@ typedef struct {
     int num_threads;          /* OpenMP threads, >= 1 */
     double zoneout;           /* inference zoneout probability p in [0, 1] */
     const int64_t *lengths;   /* IN (B) values in 1..T, or NULL: all T */
+    int batch_invariant;      /* 1: the forward's GEMMs in a fixed order, so each
+                                 sequence's bits do not depend on the batch
+                                 (fastrnn.h, fr_set_batch_invariant) */
 } frr_desc;
 
 /* FR_OK when the descriptor is usable (known cell, sizes >= 1, reverse 0/1,

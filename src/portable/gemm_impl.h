@@ -1,8 +1,8 @@
 /*
- * Body of the chunked BLAS GEMM (gemm.h), included twice by gemm.c:
- * REAL=float (FN suffix _f32) and REAL=double (_f64). Needs: REAL,
- * FN(name), GEMM_PTR (the BLAS routine of that type, runtime.h),
- * FR_REAL_IS_FLOAT.
+ * Body of the chunked BLAS GEMM and of the fixed-order GEMM (gemm.h),
+ * included twice by gemm.c: REAL=float (FN suffix _f32) and REAL=double
+ * (_f64). Needs: REAL, FN(name), GEMM_PTR (the BLAS routine of that type,
+ * runtime.h), FMA (fmaf or fma), FR_REAL_IS_FLOAT.
  */
 
 /* ---- row-major GEMM through the Fortran (column-major) routine -------- */
@@ -35,11 +35,51 @@ static void FN(gemm)(char ta, char tb, int64_t M, int64_t N, int64_t K,
  * alone, never on the thread count: M split in 2, 4 or 8 parts (multiples
  * of 4 rows) as it reaches 2, 4 and 8 times FR_PGEMM_PART_ROWS (every chunk
  * repacks the whole other operand). */
+/* The reference order of fr_igemm: every output init, then one fma over
+ * k in order. The fast kernels' vector FMAs are this, lane by lane. */
+static void FN(chain_gemm)(char ta, char tb, int64_t M, int64_t N, int64_t K, REAL alpha,
+                           const REAL *A, int64_t lda, const REAL *B, int64_t ldb, REAL beta,
+                           REAL *C, int64_t ldc, const REAL *bias)
+{
+    const int at = ta == 'T' || ta == 't', bt = tb == 'T' || tb == 't';
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t n = 0; n < N; n++) {
+            REAL acc = beta == 0 ? (bias ? bias[n] : 0)
+                       : beta == 1 ? C[m * ldc + n] : beta * C[m * ldc + n];
+            for (int64_t k = 0; k < K; k++)
+                acc = FMA(alpha * (at ? A[k * lda + m] : A[m * lda + k]),
+                          bt ? B[n * ldb + k] : B[k * ldb + n], acc);
+            C[m * ldc + n] = acc;
+        }
+}
+
+void FN(fr_igemm)(int nt, char ta, char tb, int64_t M, int64_t N, int64_t K, REAL alpha,
+                  const REAL *A, int64_t lda, const REAL *B, int64_t ldb, REAL beta,
+                  REAL *C, int64_t ldc, const REAL *bias)
+{
+    if (M <= 0 || N <= 0) return;
+    if (alpha == 1 && (beta == 0 || beta == 1)) {
+        const int n = (double)M * N * K >= FR_FAST_GEMM_PAR_MIN ? nt : 1;
+#if FR_REAL_IS_FLOAT
+        if (fr_fast_width() > 0
+            && fr_fast_sgemm(n, ta, tb, M, N, K, A, lda, B, ldb, beta == 1, C, ldc, bias) == 0)
+            return;
+#else
+        if (fr_fast_dgemm(n, ta, tb, M, N, K, A, lda, B, ldb, beta == 1, C, ldc, bias) == 0)
+            return;
+#endif
+    }
+    FN(chain_gemm)(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bias);
+}
+
 void FN(fr_pgemm)(int fast, int nt, int pinned, char ta, char tb, int64_t M, int64_t N,
                   int64_t K, REAL alpha, const REAL *A, int64_t lda,
                   const REAL *B, int64_t ldb, REAL beta, REAL *C, int64_t ldc)
 {
-    (void)fast; /* float64: always the BLAS */
+    if (fast == FR_GEMM_FIXED) {
+        FN(fr_igemm)(nt, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL);
+        return;
+    }
 #if FR_REAL_IS_FLOAT
     /* fast: the fast kernels' own panel GEMM (AVX-512 or AVX2, whatever
      * core type the BLAS was told to use), for the layers the fast loops
@@ -82,6 +122,10 @@ int FN(fr_gemm)(int num_threads, char ta, char tb, int64_t M, int64_t N, int64_t
     if (M > INT_MAX || N > INT_MAX || K > INT_MAX || lda > INT_MAX || ldb > INT_MAX
         || ldc > INT_MAX)
         return FR_ETOOBIG;
+    if (fr_batch_invariant()) { /* no BLAS: no pin */
+        FN(fr_igemm)(num_threads, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL);
+        return FR_OK;
+    }
     const int pinned = fr_blas_enter();
     FN(fr_pgemm)(FR_REAL_IS_FLOAT && fr_fast_path_on(), num_threads, pinned, ta, tb, M, N, K,
                  alpha, A, lda, B, ldb, beta, C, ldc);

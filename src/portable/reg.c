@@ -100,7 +100,8 @@ int64_t frr_backward_work_len(const frr_desc *d)
 #define EXP expf
 #define TANH tanhf
 #define SQRT sqrtf
-#define PGEMM(...) fr_pgemm_f32(0, __VA_ARGS__) /* BLAS, as the portable path */
+#define PGEMM_MODE fr_pgemm_f32 /* its first argument: FR_GEMM_BLAS or _FIXED */
+#define PGEMM(...) PGEMM_MODE(FR_GEMM_BLAS, __VA_ARGS__) /* BLAS, as the portable path */
 #define GEMM_PTR fr_blas_sgemm
 #include "portable/reg_impl.h"
 #undef REAL
@@ -109,6 +110,7 @@ int64_t frr_backward_work_len(const frr_desc *d)
 #undef TANH
 #undef SQRT
 #undef PGEMM
+#undef PGEMM_MODE
 #undef GEMM_PTR
 
 /* ---- float64 ---- */
@@ -117,7 +119,8 @@ int64_t frr_backward_work_len(const frr_desc *d)
 #define EXP exp
 #define TANH tanh
 #define SQRT sqrt
-#define PGEMM(...) fr_pgemm_f64(0, __VA_ARGS__)
+#define PGEMM_MODE fr_pgemm_f64
+#define PGEMM(...) PGEMM_MODE(FR_GEMM_BLAS, __VA_ARGS__)
 #define GEMM_PTR fr_blas_dgemm
 #include "portable/reg_impl.h"
 #undef REAL
@@ -126,4 +129,5 @@ int64_t frr_backward_work_len(const frr_desc *d)
 #undef TANH
 #undef SQRT
 #undef PGEMM
+#undef PGEMM_MODE
 #undef GEMM_PTR

@@ -2,7 +2,9 @@
  * Body of the regularized kernels (fastrnn_reg.h), included twice by reg.c:
  * REAL=float (FN suffix _f32) and REAL=double (_f64).
  * Needs: REAL, FN(name), EXP, TANH, SQRT, PGEMM (the chunked BLAS GEMM of
- * that type, gemm.h, without the fast path), GEMM_PTR (the BLAS routine,
+ * that type, gemm.h, without the fast path), PGEMM_MODE (the same with its
+ * FR_GEMM_* mode first: the forward's GEMMs are fixed-order ones when
+ * batch-invariant), GEMM_PTR (the BLAS routine,
  * runtime.h). Equations, shapes and buffer layouts: see fastrnn_reg.h.
  *
  * Forward (haste's plan): Xp = bias + x W_ih^T as one GEMM over all T*B rows
@@ -110,6 +112,9 @@ static void FN(rr_forward)(const frr_desc *d, const REAL *x, const REAL *const *
     if (cell == FRR_LNLSTM) { gih = w[3]; ghh = w[4]; gc = w[5]; bc = w[6]; }
     /* inference zoneout mixes with p; training uses the mask (or nothing) */
     const int zinf = !training && d->zoneout > 0;
+    /* batch-invariant: every GEMM in a fixed order per output (fr_igemm) */
+    const int gm = d->batch_invariant ? FR_GEMM_FIXED : FR_GEMM_BLAS;
+#define FGEMM(...) PGEMM_MODE(gm, __VA_ARGS__)
     const REAL pz = (REAL)d->zoneout;
 
     /* cache (training) */
@@ -132,7 +137,7 @@ static void FN(rr_forward)(const frr_desc *d, const REAL *x, const REAL *const *
 
     /* input projection over all T*B rows */
     if (cell == FRR_LNLSTM) {
-        PGEMM(nt, pinned, 'N', 'T', TB, GX, I, 1, x, I, W, I, 0, Xp, GX);
+        FGEMM(nt, pinned, 'N', 'T', TB, GX, I, 1, x, I, W, I, 0, Xp, GX);
         int64_t r;
 #pragma omp parallel for num_threads(nt) if (fr_omp_going(nt, TB * GX >= FRR_PAR_MIN)) schedule(static)
         for (r = 0; r < TB; r++) { /* nx = LN(x W_ih^T), in place */
@@ -149,9 +154,9 @@ static void FN(rr_forward)(const frr_desc *d, const REAL *x, const REAL *const *
             Gh[j] = v;
         }
         FN(rr_fill_rows)(Xp, TB, GX, Gh, nt);
-        PGEMM(nt, pinned, 'N', 'T', TB, GX, I, 1, x, I, W, I, 1, Xp, GX);
+        FGEMM(nt, pinned, 'N', 'T', TB, GX, I, 1, x, I, W, I, 1, Xp, GX);
     } else {
-        PGEMM(nt, pinned, 'N', 'T', TB, GX, I, 1, x, I, W, I, 0, Xp, GX);
+        FGEMM(nt, pinned, 'N', 'T', TB, GX, I, 1, x, I, W, I, 0, Xp, GX);
     }
     const REAL *bhn = (cell == FRR_GRU && bR) ? bR + 2 * H : NULL;
 
@@ -184,11 +189,11 @@ static void FN(rr_forward)(const frr_desc *d, const REAL *x, const REAL *const *
         /* recurrent product; skipped when the state is known to be zero */
         const int hzero = (s == 0 && h0 == NULL);
         if (cell == FRR_LSTM) {
-            if (!hzero) PGEMM(nt, pinned, 'N', 'T', B, GX, H, 1, hin, H, R, H, 1, xp, GX);
+            if (!hzero) FGEMM(nt, pinned, 'N', 'T', B, GX, H, 1, hin, H, R, H, 1, xp, GX);
         } else if (hzero) {
             memset(Gh, 0, (size_t)(B * GX) * sizeof(REAL));
         } else {
-            PGEMM(nt, pinned, 'N', 'T', B, GX, H, 1, hin, H, R, H, 0, Gh, GX);
+            FGEMM(nt, pinned, 'N', 'T', B, GX, H, 1, hin, H, R, H, 0, Gh, GX);
         }
         REAL *yt = y + t * B * ldy;
         const REAL *zt = zmask ? zmask + t * BH : NULL;
@@ -295,6 +300,7 @@ static void FN(rr_forward)(const frr_desc *d, const REAL *x, const REAL *const *
         const REAL *c_last = training ? cs + (rev ? 0 : T * BH) : cbuf;
         memcpy(cn, c_last, (size_t)BH * sizeof(REAL));
     }
+#undef FGEMM
 }
 
 /* ---- backward ----------------------------------------------------------- */
@@ -505,7 +511,7 @@ int FN(frr_forward)(const frr_desc *d, const REAL *x, const REAL *const *w,
     if ((st = FN(rr_check_params)(d, w)) != FR_OK) return st;
     if (d->cell != FRR_GRU && !cn) return FR_EINVAL;
     if (!cache && (zmask || rmask)) return FR_EINVAL; /* masks are for training */
-    const int pinned = fr_blas_enter();
+    const int pinned = d->batch_invariant ? 0 : fr_blas_enter(); /* no BLAS then */
     FN(rr_forward)(d, x, w, h0, d->cell == FRR_GRU ? NULL : c0, zmask, rmask,
                    y, ldy, hn, cn, cache, work, pinned);
     fr_blas_leave(pinned);

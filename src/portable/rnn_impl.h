@@ -95,24 +95,25 @@ static void FN(scatter_valid)(const fr_desc *d, REAL *Xp, int64_t GX, int64_t n)
             }
 }
 
-/* Xp (T,B,GX) (+)= x W^T (beta 1 adds to the bias rows already there).
+/* Xp (T,B,GX) (+)= x W^T (beta 1 adds to the bias rows already there), by
+ * fr_pgemm in mode gm (FR_GEMM_*).
  * With lengths, only the valid steps are projected: their x rows are gathered
  * into xc (SCRATCH, up to T*B*In), multiplied into the first rows of Xp, then
  * moved to their places from the last one down (a row only moves to a later
  * place, never over one still to move). Rows past a length are left as they
  * are: nothing reads them. */
 static void FN(project)(const fr_desc *d, int64_t In, const REAL *x, const REAL *W,
-                        REAL *Xp, REAL beta, REAL *xc, int nt, int pinned, int fast)
+                        REAL *Xp, REAL beta, REAL *xc, int nt, int pinned, int gm)
 {
     const int64_t T = d->T, B = d->B, GX = (int64_t)fr_num_gates(d->cell) * d->H;
     const int64_t *lengths = d->lengths;
     if (lengths == NULL) {
-        FN(fr_pgemm)(fast, nt, pinned, 'N', 'T', T * B, GX, In, 1, x, In, W, In, beta, Xp, GX);
+        FN(fr_pgemm)(gm, nt, pinned, 'N', 'T', T * B, GX, In, 1, x, In, W, In, beta, Xp, GX);
         return;
     }
     /* (with beta 1 every Xp row holds the same bias row) */
     const int64_t n = FN(gather_valid)(d, In, x, xc);
-    FN(fr_pgemm)(fast, nt, pinned, 'N', 'T', n, GX, In, 1, xc, In, W, In, beta, Xp, GX);
+    FN(fr_pgemm)(gm, nt, pinned, 'N', 'T', n, GX, In, 1, xc, In, W, In, beta, Xp, GX);
     FN(scatter_valid)(d, Xp, GX, n);
 }
 
@@ -176,6 +177,9 @@ static void FN(layer_forward)(const fr_desc *d, int dir, int64_t In,
     const int lbr0 = cell == FR_CELL_GRU && !d->gru_lbr;   /* reset first */
     const REAL clip = fr_clipping(d) ? (REAL)d->clip : 0;
     const int fast = FR_REAL_IS_FLOAT && fr_fast_path_on() && fr_fast_cell(d);
+    /* the GEMMs: batch-invariant, a fixed order per output (fr_igemm);
+     * else the fast kernels' where the fast loops run, or the BLAS */
+    const int gm = d->batch_invariant ? FR_GEMM_FIXED : fast;
 
     /* LSTM and RNN accumulate the recurrent product straight into Xp; in
      * training Xp is the gate cache itself (overwritten by the activations). */
@@ -208,10 +212,10 @@ static void FN(layer_forward)(const fr_desc *d, int dir, int64_t In,
         {
             FN(fill_rows)(Xp, T * B, GX, row, nt);
             if (!small) /* else the fast time loop projects x itself */
-                FN(project)(d, In, x, W, Xp, 1, xc, nt, pinned, fast);
+                FN(project)(d, In, x, W, Xp, 1, xc, nt, pinned, gm);
         }
     } else {
-        FN(project)(d, In, x, W, Xp, 0, xc, nt, pinned, fast);
+        FN(project)(d, In, x, W, Xp, 0, xc, nt, pinned, gm);
     }
     const REAL *bhn = (cell == FR_CELL_GRU && !lbr0 && bR) ? bR + 2 * H : NULL;
 
@@ -260,10 +264,10 @@ static void FN(layer_forward)(const fr_desc *d, int dir, int64_t In,
         const int hzero = (s == 0 && h0 == NULL);
         if (cell == FR_CELL_GRU) {
             if (hzero) memset(Gh, 0, (size_t)B * GX * sizeof(REAL));
-            else FN(fr_pgemm)(fast, nt, pinned, 'N', 'T', B, lbr0 ? 2 * H : GX, H, 1, hp, H, R, H,
+            else FN(fr_pgemm)(gm, nt, pinned, 'N', 'T', B, lbr0 ? 2 * H : GX, H, 1, hp, H, R, H,
                            0, Gh, GX);
         } else if (!hzero) {
-            FN(fr_pgemm)(fast, nt, pinned, 'N', 'T', B, GX, H, 1, hp, H, R, H, 1, xp, GX);
+            FN(fr_pgemm)(gm, nt, pinned, 'N', 'T', B, GX, H, 1, hp, H, R, H, 1, xp, GX);
         }
         REAL *yt = y + t * B * ldy;
         REAL *gt = training ? gates + t * B * (cell == FR_CELL_GRU ? 4 * H : GX) : NULL;
@@ -285,7 +289,7 @@ static void FN(layer_forward)(const fr_desc *d, int dir, int64_t In,
             }
             /* Gh's n block = (r*h) W_hn^T */
             if (!hzero)
-                FN(fr_pgemm)(fast, nt, pinned, 'N', 'T', B, H, H, 1, h2, H, R + 2 * H * H, H, 0,
+                FN(fr_pgemm)(gm, nt, pinned, 'N', 'T', B, H, H, 1, h2, H, R + 2 * H * H, H, 0,
                           Gh + 2 * H, GX);
         }
 #pragma omp parallel for num_threads(nt) if (fr_omp_going(nt, B * GX >= FR_PAR_MIN)) schedule(static)
@@ -569,8 +573,9 @@ static int FN(forward_all)(const fr_desc *d, const REAL *x,
     /* the fast loops that project x themselves call no BLAS: no need to pin
      * it (a get and two sets of OpenBLAS's thread count per call, which a
      * streaming step() would pay every time) */
-    const int no_blas = FR_REAL_IS_FLOAT && fr_fast_path_on() && fr_fast_cell(d)
-                        && fr_fast_proj_mode_pk(d, packed != NULL) != 0;
+    const int no_blas = d->batch_invariant /* fixed-order GEMMs only */
+                        || (FR_REAL_IS_FLOAT && fr_fast_path_on() && fr_fast_cell(d)
+                            && fr_fast_proj_mode_pk(d, packed != NULL) != 0);
     const int pinned = no_blas ? 0 : fr_blas_enter();
 
     const REAL *in = x;

@@ -1,6 +1,6 @@
 /*
  * Runtime settings of the whole library (fastrnn.h): the fast float32 path
- * on or off, and the thread count of the kernels. The fast path's vector
+ * on or off, the thread count of the kernels, batch-invariant inference. The fast path's vector
  * width is fast/dispatch.c's (fr_set_fast_width).
  */
 #include <stdatomic.h>
@@ -26,6 +26,20 @@ void fr_fast_path_default(void)
 }
 
 int fr_fast_path_on(void) { return fr_use_fast > 0; }
+
+/* Batch-invariant inference (fr_set_batch_invariant); atomic as the
+ * thread count: callers on other threads read it while one sets it. */
+static atomic_int fr_invariant = 0;
+
+int fr_set_batch_invariant(int on)
+{
+    return atomic_exchange_explicit(&fr_invariant, on != 0, memory_order_relaxed);
+}
+
+int fr_batch_invariant(void)
+{
+    return atomic_load_explicit(&fr_invariant, memory_order_relaxed);
+}
 
 int fr_max_threads(void)
 {

@@ -12,6 +12,7 @@ cdef extern from "fastrnn_reg.h" nogil:
         int num_threads
         double zoneout
         const int64_t *lengths
+        int batch_invariant
     int frr_check_desc(const frr_desc *d)
     int frr_num_gates(int cell)
     int frr_num_params(int cell)
@@ -103,6 +104,7 @@ cdef frr_desc _reg_desc(int cell, object x, int H, object lengths, bint reverse,
     d.num_threads = max(1, num_threads)
     d.zoneout = zoneout
     d.lengths = NULL
+    d.batch_invariant = 0   # the forward sets it (fr_batch_invariant)
     if lengths is not None:
         _check(lengths, "lengths", np.dtype(np.int64), (d.B,))
         if d.B and (lengths.min() < 1 or lengths.max() > d.T):
@@ -141,6 +143,7 @@ def reg_forward(int cell, x, list w, h0, c0, zmask, rmask, y, int col, lengths,
     if H < 1:
         raise ValueError("w[1]: expected W_hh of shape (G*H, H)")
     cdef frr_desc d = _reg_desc(cell, x, H, lengths, reverse, zoneout, num_threads)
+    d.batch_invariant = fr_batch_invariant()
     _check(x, "x", dt, (d.T, d.B, d.I_))
     cdef _PtrArray pw = _reg_params(cell, w, "w", dt, <int>d.I_, H, False)
     cdef int64_t T = d.T, B = d.B

@@ -12,6 +12,7 @@ cdef extern from "fastrnn.h" nogil:
         const int64_t *lengths
         int gru_lbr
         double clip
+        int batch_invariant
     int fr_gemm_f32(int nt, char ta, char tb, int64_t M, int64_t N, int64_t K,
                     float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
                     float beta, float *C, int64_t ldc)
@@ -148,6 +149,7 @@ cdef class Plan:
         d.lengths = NULL
         d.gru_lbr = self.gru_lbr
         d.clip = self.clip
+        d.batch_invariant = 0
         if fr_packed_len_f32(&d, 0) <= 0:
             return 0
         ptrs = _PtrArray(K)
@@ -218,6 +220,7 @@ cdef fr_desc _desc(int cell, object x, int L, int D, int H, object lengths,
     d.lengths = NULL
     d.gru_lbr = gru_lbr
     d.clip = clip
+    d.batch_invariant = 0   # the forward sets it (fr_batch_invariant)
     if lengths is not None:
         _check(lengths, "lengths", np.dtype(np.int64), (d.B,))
         d.lengths = <const int64_t *>_data(lengths)
@@ -279,6 +282,8 @@ def forward(Plan plan, x, h0, c0, dropmask, lengths, bint training, int num_thre
     _check(x, "x", dt, (x.shape[0], x.shape[1], plan.input_size))
     cdef fr_desc d = _desc(plan.cell, x, plan.L, plan.D, plan.H, lengths, num_threads,
                               plan.gru_lbr, plan.clip)
+    # read once: the scratch below is sized for it (fastrnn.h)
+    d.batch_invariant = fr_batch_invariant()
     cdef int64_t T = d.T, B = d.B, H = d.H, K = d.L * d.D
     st_shape = (K, B, H)
     if h0 is not None:
@@ -405,6 +410,7 @@ cdef class Stepper:
         d.cell, d.T, d.B, d.I_, d.H = plan.cell, 1, B, plan.input_size, H
         d.L, d.D, d.num_threads = plan.L, 1, fr_num_threads()
         d.lengths, d.gru_lbr, d.clip = NULL, self.opts.gru_lbr, self.opts.clip
+        d.batch_invariant = fr_batch_invariant()
         cdef cnp.npy_intp dims[3]
         dims[0], dims[1], dims[2] = B, H, 0
         y = cnp.PyArray_EMPTY(2, dims, type_num, 0)

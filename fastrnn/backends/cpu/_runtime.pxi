@@ -1,6 +1,6 @@
 # Runtime settings of the library, held once in C (src/runtime/, src/fast/
 # dispatch.c): the BLAS and its thread pin, OpenMP's thread count, the step
-# team, the fast path's switch and vector width.
+# team, the fast path's switch and vector width, batch invariance.
 
 cdef extern from "runtime/team.h" nogil:
     int fr_team_enable(int on)
@@ -23,6 +23,8 @@ cdef extern from "fastrnn.h" nogil:
     int fr_num_threads()
     int fr_set_fast_path(int enable)
     int fr_set_fast_width(int width)
+    int fr_set_batch_invariant(int on)
+    int fr_batch_invariant()
 
 # BLAS comes from SciPy's own library, so threadpoolctl governs the same one.
 fr_set_blas(<fr_sgemm_fn>sgemm, <fr_dgemm_fn>dgemm)
@@ -70,6 +72,17 @@ def set_fast_width(width):
     if width not in (8, 16):
         raise ValueError(f"set_fast_width: width must be 8 or 16, got {width}")
     return fr_set_fast_width(int(width))
+
+
+def set_batch_invariant(bint on):
+    """Batch-invariant forward calls (fastrnn.h, fr_set_batch_invariant) on or
+    off; returns the previous setting."""
+    return bool(fr_set_batch_invariant(on))
+
+
+def batch_invariant():
+    """Whether forward calls are batch-invariant now (set_batch_invariant)."""
+    return fr_batch_invariant() != 0
 
 
 def max_threads():

@@ -122,6 +122,62 @@ def get_step_team():
     return _ext.step_team_enabled()
 
 
+def set_batch_invariant(enabled):
+    """Make inference give a sequence the same bits whatever batch it is in.
+
+    With it on, the outputs and final states of a sequence (``layer(x)``,
+    ``layer.step``, ``model.predict``, Dense and attention layers) are the
+    same bits whether it runs alone or inside any batch, with any padding of
+    T and on any thread count: every output element is reduced in one fixed
+    order (one FMA chain over the inputs, from its bias), so predictions do
+    not depend on how rows were split into batches (docs/tuning.md, "batch
+    invariance"). Training's backward pass is not affected.
+
+    Parameters
+    ----------
+    enabled : bool
+        Turn it on or off.
+
+    Returns
+    -------
+    bool
+        The previous setting.
+
+    Raises
+    ------
+    TypeError
+        If enabled is not True or False.
+
+    Examples
+    --------
+    >>> import fastrnn as fr
+    >>> previous = fr.set_batch_invariant(True)
+    >>> fr.get_batch_invariant()
+    True
+    >>> _ = fr.set_batch_invariant(previous)
+    """
+    if not isinstance(enabled, (bool, int)) or enabled not in (0, 1):
+        raise TypeError(f"set_batch_invariant: expected True or False, got {enabled!r}")
+    return _ext.set_batch_invariant(bool(enabled))
+
+
+def get_batch_invariant():
+    """Return whether inference is batch-invariant (`set_batch_invariant`).
+
+    Returns
+    -------
+    bool
+        The setting.
+
+    Examples
+    --------
+    >>> import fastrnn as fr
+    >>> fr.get_batch_invariant() in (True, False)
+    True
+    """
+    return _ext.batch_invariant()
+
+
 def _scipy_openblas():
     """(set, get) addresses of the thread-count functions of the OpenBLAS
     behind scipy.linalg.cython_blas, or None when it cannot be found."""
