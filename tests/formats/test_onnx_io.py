@@ -43,21 +43,23 @@ def close(a, b, what=""):
 
 def rnn_model(op, T, B, I, H, direction="forward", layout=0, seq=False, init_h=False,
               init_c=False, lbr=None, clip=None, acts=None, bias=True, peep=None,
-              outputs=("Y", "Y_h", "Y_c"), seed=0, opset=14):
-    """A graph with one recurrent node; returns (model, feeds)."""
+              outputs=("Y", "Y_h", "Y_c"), seed=0, opset=14, dtype=np.float32):
+    """A graph with one recurrent node; returns (model, feeds). dtype: ONNX's
+    T (X, the weights, the states and the outputs)."""
     rng = np.random.default_rng(seed)
     D = 2 if direction == "bidirectional" else 1
     g = G[op]
-    inits = [numpy_helper.from_array(rng.uniform(-.6, .6, (D, g * H, I)).astype(np.float32), "W"),
-             numpy_helper.from_array(rng.uniform(-.6, .6, (D, g * H, H)).astype(np.float32), "R")]
+    FT = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    inits = [numpy_helper.from_array(rng.uniform(-.6, .6, (D, g * H, I)).astype(dtype), "W"),
+             numpy_helper.from_array(rng.uniform(-.6, .6, (D, g * H, H)).astype(dtype), "R")]
     if bias:
         inits.append(numpy_helper.from_array(
-            rng.uniform(-.5, .5, (D, 2 * g * H)).astype(np.float32), "B"))
+            rng.uniform(-.5, .5, (D, 2 * g * H)).astype(dtype), "B"))
     xs = (B, T, I) if layout else (T, B, I)
     st = (B, D, H) if layout else (D, B, H)
-    feeds = {"X": (rng.standard_normal(xs) * 1.5).astype(np.float32)}
+    feeds = {"X": (rng.standard_normal(xs) * 1.5).astype(dtype)}
     ins = ["X", "W", "R", "B" if bias else "", "", "", "", ""]
-    graph_in = [helper.make_tensor_value_info("X", TensorProto.FLOAT, list(xs))]
+    graph_in = [helper.make_tensor_value_info("X", FT, list(xs))]
     if seq:
         lens = rng.integers(0, T + 1, size=B).astype(np.int32)
         lens[0] = T
@@ -68,11 +70,11 @@ def rnn_model(op, T, B, I, H, direction="forward", layout=0, seq=False, init_h=F
         graph_in.append(helper.make_tensor_value_info("seq", TensorProto.INT32, [B]))
     for flag, name, idx in ((init_h, "h0", 5), (init_c and op == "LSTM", "c0", 6)):
         if flag:
-            feeds[name] = rng.standard_normal(st).astype(np.float32)
+            feeds[name] = rng.standard_normal(st).astype(dtype)
             ins[idx] = name
-            graph_in.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, list(st)))
+            graph_in.append(helper.make_tensor_value_info(name, FT, list(st)))
     if peep is not None:
-        inits.append(numpy_helper.from_array(peep.astype(np.float32), "P"))
+        inits.append(numpy_helper.from_array(peep.astype(dtype), "P"))
         ins[7] = "P"
     while ins and not ins[-1]:
         ins.pop()
@@ -91,7 +93,7 @@ def rnn_model(op, T, B, I, H, direction="forward", layout=0, seq=False, init_h=F
         attrs["activations"] = acts
     node = helper.make_node(op, ins, node_outs, name=f"{op.lower()}_node", **attrs)
     graph = helper.make_graph([node], "g", graph_in,
-                              [helper.make_tensor_value_info(o, TensorProto.FLOAT, None)
+                              [helper.make_tensor_value_info(o, FT, None)
                                for o in outs], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     return model, feeds
@@ -522,14 +524,93 @@ def test_run_argument_errors():
         np.testing.assert_array_equal(a, b)
 
 
-def test_weights_from_graph_inputs_refused():
-    model, _ = rnn_model("RNN", 3, 2, 3, 4)
-    w = model.graph.initializer[0]
-    model.graph.input.append(helper.make_tensor_value_info("Wdyn", TensorProto.FLOAT,
-                                                           list(w.dims)))
-    model.graph.node[0].input[1] = "Wdyn"
-    with pytest.raises(NotImplementedError, match="constants"):
-        fr.from_onnx(model)
+def weights_as_inputs(model, names, free_dims=False):
+    """The model with initializers `names` made graph inputs without
+    defaults (free_dims: their dims and X's named, not numbers); returns
+    (model, {name: array})."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    fed, keep = {}, []
+    for t in m.graph.initializer:
+        if t.name not in names:
+            keep.append(t)
+            continue
+        fed[t.name] = numpy_helper.to_array(t).copy()
+        dims = [f"{t.name}{i}" for i in range(len(t.dims))] if free_dims else list(t.dims)
+        m.graph.input.append(helper.make_tensor_value_info(t.name, t.data_type, dims))
+    del m.graph.initializer[:]
+    m.graph.initializer.extend(keep)
+    if free_dims:
+        for i, d in enumerate(m.graph.input[0].type.tensor_type.shape.dim):
+            d.dim_param = f"X{i}"
+    return m, fed
+
+
+@pytest.mark.parametrize("op", ["RNN", "LSTM", "GRU"])
+@pytest.mark.parametrize("direction", ["forward", "reverse", "bidirectional"])
+def test_weights_fed_as_graph_inputs(op, direction):
+    for i, names in enumerate([("W",), ("R", "B"), ("W", "R", "B")]):
+        model, feeds = rnn_model(op, 5, 4, 3, 4, direction=direction, seq=True, init_h=True,
+                                 init_c=True, seed=i, lbr=1 if op == "GRU" else None)
+        want = ort_run(model, feeds)
+        dyn, fed = weights_as_inputs(model, names)
+        m = fr.from_onnx(dyn)
+        assert m.layers == [None], "no layer before the weights are fed"
+        assert set(names) <= set(m.input_names)
+        got = m.run(None, {**feeds, **fed})
+        assert len(got) == len(want)
+        for name, a, b in zip(m.output_names, got, want):
+            close(a, b, f"{op} {direction} {names} {name}")
+
+
+def test_fed_weights_build_a_layer_per_content():
+    """The layer is kept while the fed weights hold the same values, built
+    again when they change (in place too), for any shape the node allows."""
+    model, feeds = rnn_model("LSTM", 5, 3, 3, 4, direction="bidirectional", seq=True,
+                             init_h=True, init_c=True)
+    dyn, fed = weights_as_inputs(model, ("W", "R", "B"), free_dims=True)
+    m = fr.from_onnx(dyn)
+
+    def check(feeds):
+        got = m.run(None, feeds)
+        for name, a, b in zip(m.output_names, got, ort_run(dyn, feeds)):
+            close(a, b, name)
+
+    check({**feeds, **fed})
+    layer = m.layers[0]
+    check({**feeds, **fed})
+    assert m.layers[0] is layer, "the same arrays fed again: the layer is kept"
+    check({**feeds, **{k: v.copy() for k, v in fed.items()}})
+    assert m.layers[0] is layer, "equal arrays fed: the layer is kept"
+    fed["R"] *= 0.5  # in place
+    check({**feeds, **fed})
+    assert m.layers[0] is not layer
+    layer = m.layers[0]
+    rng = np.random.default_rng(1)  # input size 5, then back to 3
+    wide = dict(fed, W=rng.uniform(-.6, .6, (2, 16, 5)).astype(np.float32),
+                X=rng.standard_normal((5, 3, 5)).astype(np.float32))
+    check({**feeds, **wide})
+    assert m.layers[0].input_size == 5
+    check({**feeds, **fed})
+    assert m.layers[0].input_size == 3
+    with pytest.raises(ValueError, match="W has shape"):
+        m.run(None, {**feeds, **dict(fed, W=fed["W"][:, :5])})
+
+
+def test_fed_default_is_folded_again():
+    """A graph input with an initializer default that a folded node reads:
+    feeding it folds that node again, and the layer follows."""
+    model, feeds = rnn_model("GRU", 5, 3, 3, 4, seq=True, lbr=1)
+    g = model.graph
+    W = numpy_helper.to_array(g.initializer[0])
+    g.initializer[0].CopyFrom(numpy_helper.from_array(W.transpose(0, 2, 1).copy(), "Wt"))
+    g.input.append(helper.make_tensor_value_info("Wt", TensorProto.FLOAT, [1, 3, 12]))
+    g.node.insert(0, helper.make_node("Transpose", ["Wt"], ["W"], perm=[0, 2, 1]))
+    m = fr.from_onnx(model)
+    assert m.input_names == ["X", "seq"] and m.layers[0] is not None
+    for f in (feeds, dict(feeds, Wt=W.transpose(0, 2, 1) * 0.5), feeds):
+        for name, a, b in zip(m.output_names, m.run(None, f), ort_run(model, f)):
+            close(a, b, name)
 
 
 def test_import_error_without_onnx():
@@ -545,7 +626,7 @@ def test_import_error_without_onnx():
     assert "pip install onnx" in out.stdout
 
 
-def test_float16_weights_refused_and_hidden_size_inferred():
+def test_hidden_size_inferred():
     model, feeds = rnn_model("GRU", 3, 2, 3, 4, lbr=1)
     want = ort_run(model, feeds)[0]  # ONNX Runtime needs hidden_size; fastrnn reads it off R
     node = model.graph.node[0]
@@ -555,15 +636,33 @@ def test_float16_weights_refused_and_hidden_size_inferred():
     m = fr.from_onnx(model)
     assert m.layers[0].hidden_size == 4
     close(m.run(None, feeds)[0], want)
-    for t in model.graph.initializer:
-        t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float16), t.name))
-    with pytest.raises(NotImplementedError, match="float16"):
-        fr.from_onnx(model)
+
+
+@pytest.mark.parametrize("op", ["RNN", "LSTM", "GRU"])
+def test_float16_computes_in_float32(op):
+    """T = float16 (X, weights, states): computed in float32 and given back
+    as float16, as ONNX Runtime's CPU provider does (it casts around its
+    float kernels); the weights as initializers or fed."""
+    model, feeds = rnn_model(op, 6, 4, 3, 5, direction="bidirectional", seq=True,
+                             init_h=True, init_c=True, dtype=np.float16,
+                             lbr=0 if op == "GRU" else None)
+    want = ort_run(model, feeds)
+    m = fr.from_onnx(model)
+    assert m.layers[0].dtype == np.float32
+    dyn, fed = weights_as_inputs(model, ("W", "R", "B"))
+    for got in (m.run(None, feeds), fr.from_onnx(dyn).run(None, {**feeds, **fed})):
+        assert len(got) == len(want)
+        for name, a, b in zip(m.output_names, got, want):
+            assert a.dtype == np.float16, name
+            # one float16 step apart at most: float32 sums in another order
+            np.testing.assert_allclose(a.astype(np.float32), b.astype(np.float32),
+                                       rtol=1e-3, atol=1e-3, err_msg=name)
 
 
 def test_initializers_listed_as_inputs(tmp_path):
     """keep_initializers_as_inputs=True (older exporters): weights are graph
-    inputs with defaults; they load, and feeding them is refused clearly."""
+    inputs with defaults; they load, and feeding one overrides its default,
+    as in ONNX Runtime."""
     torch = pytest.importorskip("torch")
     net = _Net.make("GRU", True, True, 1)
     ids = torch.randint(0, 30, (2, 5))
@@ -575,7 +674,12 @@ def test_initializers_listed_as_inputs(tmp_path):
     with torch.no_grad():
         want = net(ids).numpy()
     close(m.run(None, {"ids": ids.numpy()})[0], want)
-    w = [i.name for i in onnx.load(path).graph.input if i.name != "ids"]
-    gru_w = [n for n in w if n in m._frozen][0]
-    with pytest.raises(ValueError, match="cannot be fed"):
-        m.run(None, {"ids": ids.numpy(), gru_w: np.zeros(1)})
+    model = onnx.load(path)
+    gru = [n for n in model.graph.node if n.op_type == "GRU"][0]
+    defaults = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    for name in (gru.input[2], gru.input[1]):  # R and W, defaults the GRU node reads
+        if name not in defaults:
+            continue
+        feeds = {"ids": ids.numpy(), name: defaults[name] * 0.5}
+        close(m.run(None, feeds)[0], ort_run(path, feeds)[0], name)
+    close(m.run(None, {"ids": ids.numpy()})[0], want)
