@@ -366,6 +366,7 @@ TEST_MARKS = {
     ],
     "onnx": [
         "core/test_cell_options.py::test_gru_matches_onnxruntime_node",
+        "docs/test_doctests.py::test_markdown_python_blocks[docs/onnx.md]",
     ],
     "keras": [  # keras 3 itself, or only h5py (reading .keras files)
         "docs/test_doctests.py::test_module_doctests[fastrnn.formats.keras]",

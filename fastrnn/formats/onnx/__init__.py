@@ -8,8 +8,8 @@ fastrnn recurrent layers to ONNX.
     fr.to_onnx(layer_or_model, "model.onnx")   # or layer.to_onnx(...), model.to_onnx(...)
 
 from_onnx checks the model with onnx.checker, then executes its graph node by
-node: the ONNX RNN, LSTM and GRU nodes on fastrnn layers built once from their
-attributes and constant weights, every other node as NumPy (the ops that
+node: the ONNX RNN, LSTM and GRU nodes on fastrnn layers built from their
+attributes and weights, every other node as NumPy (the ops that
 torch.onnx.export emits around embeddings, recurrent layers and dense heads;
 see OPS). Nothing in a file is ever executed as code: an unknown operator, a
 custom domain or a sub-graph raises NotImplementedError naming it.
@@ -40,9 +40,19 @@ of one or two directions):
                                         zero final states, as ONNX Runtime)
     outputs Y [T, D, B, H] (layout 1: [B, T, D, H]), Y_h / Y_c [D, B, H]
     (layout 1: [B, D, H]), zero past each sequence's length.
+    T float16                        -> computed in float32, outputs float16
+                                        (as ONNX Runtime's CPU provider)
+Weights W, R, B, P may be constants (initializers, Constant nodes, what
+folds from them: the layer is built once, at load) or graph inputs and
+anything computed from them at run time. The rule for those: a node keeps
+the layer it built last while each weight array is equal to the copy kept of
+it (dtype, shape, every value: a comparison as long as the weights, each
+run, so arrays changed in place count as changed), and builds a new one,
+which OnnxModel.layers then holds, when any differs. A graph input with an
+initializer default may be fed, as in ONNX Runtime: the nodes folded from
+it at load run again.
 Not supported (NotImplementedError): other activation functions, non-zero
-peepholes P, input_forget=1, float16 weights, weights computed from graph
-inputs.
+peepholes P, input_forget=1.
 
 Export: GraphBuilder collects nodes, initializers, inputs and outputs;
 emit_recurrent(g, layer, x, ...) appends the nodes of one fastrnn recurrent

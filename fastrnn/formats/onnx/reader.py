@@ -598,7 +598,14 @@ class OnnxModel:
     input_names / output_names: the graph's inputs (without initializers) and
     outputs. layers: the fastrnn layers built for its RNN/LSTM/GRU nodes, in
     node order (a "reverse" node's layer is a forward layer fed reversed
-    sequences); layer_nodes: the names of those nodes.
+    sequences; None for a node whose weights come from graph inputs until it
+    has run, then the layer of its last run); layer_nodes: the names of those
+    nodes.
+
+    Weights fed at run time: a node keeps its layer while its W, R, B, P equal
+    (dtype, shape, values) those it was built from, and builds a new one when
+    they differ. Graph inputs with initializer defaults may be fed; the nodes
+    folded from them at load then run again.
 
     max_bytes caps what the load builds (initializers, attribute tensors and
     lists, folded constants, together) and what one operator sized by a
