@@ -43,7 +43,8 @@ def close(a, b, what=""):
 
 def rnn_model(op, T, B, I, H, direction="forward", layout=0, seq=False, init_h=False,
               init_c=False, lbr=None, clip=None, acts=None, bias=True, peep=None,
-              outputs=("Y", "Y_h", "Y_c"), seed=0, opset=14, dtype=np.float32):
+              outputs=("Y", "Y_h", "Y_c"), seed=0, opset=14, dtype=np.float32,
+              alpha=None, beta=None, input_forget=None):
     """A graph with one recurrent node; returns (model, feeds). dtype: ONNX's
     T (X, the weights, the states and the outputs)."""
     rng = np.random.default_rng(seed)
@@ -91,6 +92,10 @@ def rnn_model(op, T, B, I, H, direction="forward", layout=0, seq=False, init_h=F
         attrs["clip"] = clip
     if acts is not None:
         attrs["activations"] = acts
+    for name, v in (("activation_alpha", alpha), ("activation_beta", beta),
+                    ("input_forget", input_forget)):
+        if v is not None:
+            attrs[name] = v
     node = helper.make_node(op, ins, node_outs, name=f"{op.lower()}_node", **attrs)
     graph = helper.make_graph([node], "g", graph_in,
                               [helper.make_tensor_value_info(o, FT, None)
@@ -99,7 +104,9 @@ def rnn_model(op, T, B, I, H, direction="forward", layout=0, seq=False, init_h=F
     return model, feeds
 
 
-def check_node(op, T=5, B=4, I=3, H=4, **kw):
+def check_node(op, T=5, B=4, I=3, H=4, tol=None, **kw):
+    """The node of rnn_model(op, ...) run by fastrnn and ONNX Runtime; tol:
+    rtol = atol (None: RTOL, ATOL)."""
     model, feeds = rnn_model(op, T, B, I, H, **kw)
     if kw.get("layout", 0) == 1:
         # ONNX Runtime runs only layout 0: the same node (same weights) with
@@ -116,7 +123,10 @@ def check_node(op, T=5, B=4, I=3, H=4, **kw):
     assert len(got) == len(want)
     for name, a, b in zip(m.output_names, got, want):
         assert a.shape == b.shape, (name, a.shape, b.shape)
-        close(a, b, f"{op} {kw} {name}")
+        if tol is None:
+            close(a, b, f"{op} {kw} {name}")
+        else:
+            np.testing.assert_allclose(a, b, rtol=tol, atol=tol, err_msg=f"{op} {kw} {name}")
     return m
 
 
@@ -157,10 +167,23 @@ def test_default_gru_is_linear_before_reset_0():
     assert m.layers[0].linear_before_reset is True
 
 
-def test_all_zero_peepholes_accepted_others_refused():
-    check_node("LSTM", peep=np.zeros((1, 12)), H=4)
-    with pytest.raises(NotImplementedError, match="peephole"):
-        fr.from_onnx(rnn_model("LSTM", 3, 2, 3, 4, peep=np.ones((1, 12)))[0])
+def test_peepholes_zero_and_not():
+    """All-zero P is the plain cell (the C path); other P, ONNX's blocks
+    (i, o, f), become the layer's peephole_l0 blocks (i, f, o)."""
+    m = check_node("LSTM", peep=np.zeros((1, 12)), H=4)
+    assert m.layers[0].peepholes is False
+    rng = np.random.default_rng(3)
+    P = rng.uniform(-.8, .8, (2, 12))
+    m = check_node("LSTM", peep=P, H=4, direction="bidirectional", seq=True, init_h=True,
+                   init_c=True, tol=1e-4)
+    layer = m.layers[0]
+    assert layer.peepholes is True
+    for d, sfx in enumerate(("", "_reverse")):
+        i, o, f = P[d].reshape(3, 4).astype(np.float32)
+        np.testing.assert_array_equal(layer.params[f"peephole_l0{sfx}"],
+                                      np.concatenate([i, f, o]))
+    with pytest.raises(ValueError, match="P has shape"):
+        fr.from_onnx(rnn_model("LSTM", 3, 2, 3, 4, peep=np.ones((1, 9)))[0])
 
 
 def test_single_sequence_and_single_step():
@@ -168,19 +191,86 @@ def test_single_sequence_and_single_step():
     check_node("GRU", T=1, B=3, lbr=1, seq=True)
 
 
-@pytest.mark.parametrize("acts,op", [(["Sigmoid", "Relu"], "GRU"),
-                                     (["HardSigmoid", "Tanh", "Tanh"], "LSTM"),
-                                     (["Elu"], "RNN")])
-def test_non_default_activations_refused(acts, op):
-    model, _ = rnn_model(op, 3, 2, 3, 4, acts=acts)
-    with pytest.raises(NotImplementedError, match="activations"):
-        fr.from_onnx(model)
+# activation sets per direction, with ONNX's packed alpha and beta (each value
+# taken by the next activation that uses it; None: ONNX Runtime's defaults)
+ACTS = {
+    "LSTM": [(["HardSigmoid", "LeakyRelu", "Softsign"], [0.25, 0.05], [0.45]),
+             (["Sigmoid", "Elu", "Tanh"], None, None),
+             (["Sigmoid", "ScaledTanh", "Affine"], [0.9, 1.1], [1.2, 0.1]),
+             (["Sigmoid", "Softplus", "ThresholdedRelu"], [0.2], None)],
+    "GRU": [(["HardSigmoid", "Softsign"], [0.3], [0.4]),
+            (["Sigmoid", "ThresholdedRelu"], [0.1], None),
+            (["HardSigmoid", "Affine"], None, [0.2, 0.3]),
+            (["Sigmoid", "Relu"], None, None)],
+    "RNN": [([a], al, be) for a, al, be in [
+        ("Sigmoid", None, None), ("Tanh", None, None), ("Relu", None, None),
+        ("Affine", [0.7], [0.1]), ("LeakyRelu", [0.2], None), ("LeakyRelu", None, None),
+        ("ThresholdedRelu", [0.3], None), ("ScaledTanh", [1.2], [0.8]),
+        ("HardSigmoid", [0.3], [0.4]), ("HardSigmoid", None, None), ("Elu", [0.5], None),
+        ("Elu", None, None), ("Softsign", None, None), ("Softplus", None, None)]],
+}
 
 
-def test_input_forget_refused():
-    model, _ = rnn_model("LSTM", 3, 2, 3, 4)
-    model.graph.node[0].attribute.append(helper.make_attribute("input_forget", 1))
-    with pytest.raises(NotImplementedError, match="input_forget"):
+def _pack(fwd, rev):
+    """ONNX's one alpha (or beta) list for both directions: forward's values,
+    then reverse's. Where forward's run on defaults (None), reverse's would be
+    taken by forward's activations: both directions then use defaults."""
+    return None if fwd is None else fwd + (rev or [])
+
+
+def _act_sets(op, D):
+    """[(activations, activation_alpha, activation_beta)] for D directions:
+    every set once, forward and reverse different when D == 2."""
+    sets = ACTS[op]
+    if D == 1:
+        return list(sets)
+    out = []
+    for k, (names, al, be) in enumerate(sets):
+        n2, a2, b2 = sets[(k + 1) % len(sets)]
+        out.append((names + n2, _pack(al, a2), _pack(be, b2)))
+    return out
+
+
+@pytest.mark.parametrize("direction", ["forward", "reverse", "bidirectional"])
+def test_lstm_every_attribute_combination(direction):
+    """peepholes (none, zero, not) x input_forget x activations (default and
+    each set) x clip, with sequence_lens and initial states: ONNX Runtime at 1e-4."""
+    D = 2 if direction == "bidirectional" else 1
+    rng = np.random.default_rng(7)
+    acts = [(None, None, None)] + _act_sets("LSTM", D)
+    peeps = [None, np.zeros((D, 12)), rng.uniform(-.8, .8, (D, 12))]
+    for i, (peep, forget, (names, al, be), clip) in enumerate(itertools.product(
+            peeps, [0, 1], acts, [None, 0.9])):
+        m = check_node("LSTM", H=4, direction=direction, peep=peep, input_forget=forget,
+                       acts=names, alpha=al, beta=be, clip=clip, seq=i % 2 == 0,
+                       init_h=i % 3 != 0, init_c=i % 3 == 2, seed=i, tol=1e-4)
+        layer = m.layers[0]
+        assert layer.input_forget is bool(forget)
+        assert layer.peepholes is (peep is not None and bool(np.any(peep)))
+
+
+@pytest.mark.parametrize("direction", ["forward", "reverse", "bidirectional"])
+def test_gru_and_rnn_activations(direction):
+    D = 2 if direction == "bidirectional" else 1
+    for i, ((names, al, be), lbr) in enumerate(itertools.product(_act_sets("GRU", D),
+                                                                 [0, 1])):
+        check_node("GRU", direction=direction, acts=names, alpha=al, beta=be, lbr=lbr,
+                   seq=i % 2 == 0, init_h=i % 3 != 0, seed=i, tol=1e-4)
+    for i, (names, al, be) in enumerate(_act_sets("RNN", D)):
+        check_node("RNN", direction=direction, acts=names, alpha=al, beta=be,
+                   seq=i % 2 == 0, init_h=i % 3 != 0, clip=[None, 1.5][i % 2], seed=i,
+                   tol=1e-4)
+
+
+def test_activation_names_and_counts_checked():
+    for op, acts, what in [("GRU", ["Sigmoid", "Swish"], "unknown function 'Swish'"),
+                           ("LSTM", ["Sigmoid", "Tanh"], "expected 3"),
+                           ("RNN", ["Tanh"] * 3, "expected 1")]:
+        model, _ = rnn_model(op, 3, 2, 3, 4, acts=acts)
+        with pytest.raises(ValueError, match=what):
+            fr.from_onnx(model)
+    model, _ = rnn_model("LSTM", 3, 2, 3, 4, input_forget=2)
+    with pytest.raises(ValueError, match="input_forget"):
         fr.from_onnx(model)
 
 
@@ -368,6 +458,62 @@ def test_export_lstm_clip_and_float64_round_trip():
     y64, h64 = layer64(x64, lengths=np.array([5, 2]))
     np.testing.assert_allclose(Y, y64, rtol=1e-12)
     np.testing.assert_allclose(H, h64, rtol=1e-12)
+
+
+EXPORT_VARIANTS = [
+    ("LSTM", dict(peepholes=True)),
+    ("LSTM", dict(input_forget=True, peepholes=True, clip=0.9)),
+    ("LSTM", dict(activations=["HardSigmoid", "Affine", "ScaledTanh"])),  # ONNX defaults
+    ("LSTM", dict(activations=["Sigmoid", "LeakyRelu", "Softsign"] + ["Elu", "Tanh", "Tanh"],
+                  activation_alpha=[None, 0.2, None, 0.5, None, None], peepholes=True)),
+    ("GRU", dict(activations=["Sigmoid", "ThresholdedRelu"], linear_before_reset=False)),
+    ("GRU", dict(activations=["HardSigmoid", "Softplus"], activation_alpha=[0.3, None],
+                 activation_beta=[0.4, None])),
+    ("RNN", dict(activations=["Affine"], activation_alpha=[0.6], activation_beta=[0.1])),
+    ("RNN", dict(activations=["Elu"])),
+]
+
+
+@pytest.mark.parametrize("mode,kw", EXPORT_VARIANTS)
+@pytest.mark.parametrize("bd", [False, True])
+def test_export_variants_run_in_onnxruntime(mode, kw, bd):
+    """peepholes (P, blocks back to ONNX's i, o, f), input_forget and the
+    activations (every alpha and beta written out) of 2-layer layers:
+    ONNX Runtime and fastrnn's runner at 1e-4, with lengths and states."""
+    I, H, T, B, L = 4, 5, 6, 3, 2
+    D = 2 if bd else 1
+    kw = dict(kw)
+    if not bd and kw.get("activations") and len(kw["activations"]) > (3 if mode == "LSTM"
+                                                                       else 2):
+        n = 3 if mode == "LSTM" else 2
+        kw = {k: (v[:n] if k.startswith("activation") and v else v) for k, v in kw.items()}
+    layer = getattr(fr, mode)(I, H, num_layers=L, bidirectional=bd, seed=3, **kw)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((T, B, I)).astype(np.float32)
+    lengths = np.array([6, 2, 4], np.int64)
+    h0 = rng.standard_normal((L * D, B, H)).astype(np.float32)
+    c0 = rng.standard_normal((L * D, B, H)).astype(np.float32)
+    feeds = {"input": x, "lengths": lengths, "h0": h0}
+    state = h0
+    if mode == "LSTM":
+        feeds["c0"], state = c0, (h0, c0)
+    y, st = layer(x, state, lengths=lengths)
+    want = [y] + (list(st) if mode == "LSTM" else [st])
+    model = layer.to_onnx(lengths=True, initial_state=True)
+    for who, got in (("ORT", ort_run(model, feeds)),
+                     ("from_onnx", fr.from_onnx(model).run(None, feeds))):
+        for a, b in zip(got, want):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4, err_msg=f"{who} {kw}")
+
+
+def test_export_refuses_projection_and_carried_padding():
+    with pytest.raises(ValueError, match="proj_size"):
+        fr.LSTM(3, 4, proj_size=2).to_onnx()
+    layer = fr.GRU(3, 4, padding="carry", seed=0)
+    with pytest.raises(ValueError, match="carry"):
+        layer.to_onnx(lengths=True)
+    x = np.random.default_rng(0).standard_normal((5, 2, 3)).astype(np.float32)
+    close(ort_run(layer.to_onnx(), {"input": x})[0], layer(x)[0])  # without lengths: the same
 
 
 def test_emit_recurrent_chains_layers():

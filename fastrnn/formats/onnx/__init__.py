@@ -31,6 +31,16 @@ of one or two directions):
     GRU linear_before_reset=0        -> fr.GRU(linear_before_reset=False)
     clip                             -> the layers' clip= (gate pre-activations)
     RNN activations ["Relu"]         -> fr.RNN(nonlinearity="relu")
+    other activations, activation_alpha, activation_beta
+                                     -> activations=, activation_alpha=,
+                                        activation_beta= (ONNX's packed lists
+                                        aligned with the functions; where a
+                                        list runs out, ONNX Runtime's defaults:
+                                        0 for Affine, ScaledTanh and
+                                        ThresholdedRelu)
+    LSTM P [D, 3*H] (i, o, f)        -> peepholes=True, peephole_l0{sfx}
+                                        (i, f, o); an all-zero P: no peepholes
+    LSTM input_forget=1              -> input_forget=True
     direction "bidirectional"        -> bidirectional=True
     direction "reverse"              -> a forward layer fed each sequence
                                         reversed within its length (and its
@@ -51,8 +61,15 @@ run, so arrays changed in place count as changed), and builds a new one,
 which OnnxModel.layers then holds, when any differs. A graph input with an
 initializer default may be fed, as in ONNX Runtime: the nodes folded from
 it at load run again.
-Not supported (NotImplementedError): other activation functions, non-zero
-peepholes P, input_forget=1.
+What ONNX Runtime refuses is refused too (ValueError naming the node):
+activation lists of the wrong length or with unknown names, shapes that do
+not match, sequence_lens outside 0..T; and clip <= 0 (ORT refuses it for
+LSTM and GRU, and runs it for RNN).
+
+Export writes the same attributes back (P with ONNX's block order, every
+alpha and beta written out); an LSTM with proj_size (ONNX has no projection)
+and padding="carry" with lengths (ONNX gives zeros past a length) are
+refused with ValueError.
 
 Export: GraphBuilder collects nodes, initializers, inputs and outputs;
 emit_recurrent(g, layer, x, ...) appends the nodes of one fastrnn recurrent

@@ -335,7 +335,8 @@ class _Node:
 
 # ---- the recurrent nodes -------------------------------------------------------
 
-_KINDS = {int: "an int", float: "a float", str: "a string", list: "a list of strings"}
+_KINDS = {int: "an int", float: "a float", str: "a string", list: "a list of strings",
+          "floats": "a list of floats"}
 
 
 def _attr(node, name, kind, default):
@@ -346,7 +347,13 @@ def _attr(node, name, kind, default):
         return default
     if kind is float and isinstance(v, int) and not isinstance(v, bool):
         v = float(v)
-    ok = isinstance(v, kind) and not isinstance(v, bool)
+    if kind == "floats":
+        ok = isinstance(v, list) and all(isinstance(x, (int, float)) and
+                                         not isinstance(x, bool) for x in v)
+        if ok:
+            v = [float(x) for x in v]
+    else:
+        ok = isinstance(v, kind) and not isinstance(v, bool)
     if kind is list:
         ok = ok and all(isinstance(x, str) for x in v)
     if not ok:
@@ -354,6 +361,16 @@ def _attr(node, name, kind, default):
                          f"{_KINDS[kind]}, got {v!r}")
     return v
 
+
+# ONNX's activation functions as ONNX Runtime reads them: lower-case name ->
+# (canonical name, default alpha, default beta); None: takes no such value
+_ORT_ACTS = {"sigmoid": ("Sigmoid", None, None), "tanh": ("Tanh", None, None),
+             "relu": ("Relu", None, None), "affine": ("Affine", 0.0, 0.0),
+             "leakyrelu": ("LeakyRelu", 0.01, None),
+             "thresholdedrelu": ("ThresholdedRelu", 0.0, None),
+             "scaledtanh": ("ScaledTanh", 0.0, 0.0), "hardsigmoid": ("HardSigmoid", 0.2, 0.5),
+             "elu": ("Elu", 1.0, None), "softsign": ("Softsign", None, None),
+             "softplus": ("Softplus", None, None)}
 
 # the node inputs a layer is built from: (index, ONNX name)
 _WEIGHTS = ((1, "W"), (2, "R"), (3, "B"), (7, "P"))
@@ -401,30 +418,14 @@ class _RecurrentNode:
         if H is not None and H < 1:
             raise ValueError(f"{where}: attribute 'hidden_size' must be an int >= 1, got {H}")
         self.hidden_size = H
-        given = _attr(node, "activations", list, [])
-        acts = [str(x).lower() for x in given]
-        self.nonlinearity = "tanh"
-        if acts:
-            n = len(_DEFAULT_ACTS[op])
-            chunks = [acts[i:i + n] for i in range(0, len(acts), n)]
-            if len(acts) != n * D:
-                raise ValueError(f"{where}: attribute 'activations' lists {len(acts)} "
-                                 f"functions, expected {n * D} ({n} per direction)")
-            if op == "RNN" and all(c == chunks[0] for c in chunks) and \
-                    chunks[0][0] in ("tanh", "relu"):
-                self.nonlinearity = chunks[0][0]
-            elif any(c != _DEFAULT_ACTS[op] for c in chunks):
-                raise NotImplementedError(
-                    f"{where}: attribute 'activations' {given} is not supported; fastrnn "
-                    f"runs the defaults {_DEFAULT_ACTS[op]}"
-                    + (" (and Relu for RNN, the same in both directions)" if op == "RNN" else ""))
+        self.nonlinearity, self.acts = "tanh", {}
+        self._activations(node, D)
+        self.input_forget = False
         if op == "LSTM":
             forget = _attr(node, "input_forget", int, 0)
             if forget not in (0, 1):
                 raise ValueError(f"{where}: attribute 'input_forget' is {forget}, not 0 or 1")
-            if forget:
-                raise NotImplementedError(f"{where}: attribute 'input_forget' = 1 (coupled "
-                                          "input and forget gates) is not supported")
+            self.input_forget = bool(forget)
         self.clip = _attr(node, "clip", float, None)
         if self.clip is not None and not self.clip > 0:
             raise ValueError(f"{where}: attribute 'clip' must be > 0, got {self.clip}")
@@ -436,6 +437,53 @@ class _RecurrentNode:
         names = [self.ins[i] for i, _ in _WEIGHTS]
         if all(not x or x in consts for x in names):
             self.layer_for([consts[x] if x else None for x in names])
+
+    def _activations(self, node, D):
+        """activations, activation_alpha, activation_beta as the layer's
+        options (self.acts; empty: the cell's own; RNN Relu in both
+        directions: nonlinearity="relu", both on the C path). ONNX's alpha and
+        beta lists are consumed in order by the activations that take them;
+        where a list runs out, ONNX Runtime's value applies (its defaults:
+        LeakyRelu 0.01, HardSigmoid 0.2 and 0.5, Elu 1.0, any other 0, which
+        for Affine, ScaledTanh and ThresholdedRelu are not the ONNX operators'
+        defaults): written out, so that the layer computes what ORT does."""
+        op, where = self.op, self.where
+        given = _attr(node, "activations", list, [])
+        alphas = _attr(node, "activation_alpha", "floats", [])
+        betas = _attr(node, "activation_beta", "floats", [])
+        if not given:
+            return
+        n = len(_DEFAULT_ACTS[op])
+        if len(given) != n * D:
+            raise ValueError(f"{where}: attribute 'activations' lists {len(given)} "
+                             f"functions, expected {n * D} ({n} per direction)")
+        names, al, be = [], [], []
+        ia = ib = 0
+        for a in given:
+            spec = _ORT_ACTS.get(a.lower())
+            if spec is None:
+                raise ValueError(f"{where}: attribute 'activations': unknown function {a!r}; "
+                                 f"ONNX's are {sorted(v[0] for v in _ORT_ACTS.values())}")
+            name, da, db = spec
+            names.append(name)
+            if da is None:
+                al.append(None)
+            else:
+                al.append(alphas[ia] if ia < len(alphas) else da)
+                ia += 1
+            if db is None:
+                be.append(None)
+            else:
+                be.append(betas[ib] if ib < len(betas) else db)
+                ib += 1
+        lower = [x.lower() for x in names]
+        chunks = [lower[i:i + n] for i in range(0, len(lower), n)]
+        if all(c == _DEFAULT_ACTS[op] for c in chunks):
+            return
+        if op == "RNN" and all(c == ["relu"] for c in chunks):
+            self.nonlinearity = "relu"
+            return
+        self.acts = dict(activations=names, activation_alpha=al, activation_beta=be)
 
     def layer_for(self, weights):
         """The layer for weights [W, R, B, P] (None for an input the node does
@@ -485,18 +533,14 @@ class _RecurrentNode:
         if B is not None and B.shape != (D, 2 * G * H):
             raise ValueError(f"{where}: B has shape {B.shape}, expected {(D, 2 * G * H)} "
                              f"({hs})")
-        if P is not None:
-            if P.shape != (D, 3 * H):
-                raise ValueError(f"{where}: P has shape {P.shape}, expected {(D, 3 * H)} "
-                                 f"({hs})")
-            if np.any(P != 0):
-                raise NotImplementedError(f"{where}: peephole weights P are not supported "
-                                          "(only all-zero P)")
+        if P is not None and P.shape != (D, 3 * H):
+            raise ValueError(f"{where}: P has shape {P.shape}, expected {(D, 3 * H)} ({hs})")
+        peep = P is not None and bool(np.any(P != 0))  # all-zero P: the plain cell
         kw = dict(bias=B is not None, batch_first=self.layout == 1, bidirectional=D == 2,
-                  dtype=dtype.name, clip=self.clip)
+                  dtype=dtype.name, clip=self.clip, **self.acts)
         try:
             if op == "LSTM":
-                layer = LSTM(I, H, **kw)
+                layer = LSTM(I, H, peepholes=peep, input_forget=self.input_forget, **kw)
             elif op == "GRU":
                 layer = GRU(I, H, linear_before_reset=bool(self.lbr), **kw)
             else:
@@ -512,6 +556,8 @@ class _RecurrentNode:
             if B is not None:
                 sd[f"bias_ih_l0{sfx}"] = B[d, :G * H][perm].astype(dtype)
                 sd[f"bias_hh_l0{sfx}"] = B[d, G * H:][perm].astype(dtype)
+            if peep:  # ONNX's blocks (i, o, f) -> the layer's (i, f, o)
+                sd[f"peephole_l0{sfx}"] = P[d].reshape(3, H)[[0, 2, 1]].reshape(-1).astype(dtype)
         layer.load_state_dict(sd)
         layer.eval()
         self.out_dtype = W.dtype  # ONNX's T: the outputs' dtype
