@@ -262,6 +262,21 @@ def test_gru_and_rnn_activations(direction):
                    tol=1e-4)
 
 
+@pytest.mark.parametrize("T,B,I,H", [(1, 1, 1, 1), (7, 1, 5, 3), (3, 5, 2, 7)])
+def test_attribute_nodes_at_edge_sizes(T, B, I, H):
+    """Size 1, batch 1 and primes, every option on, both directions."""
+    rng = np.random.default_rng(T * 100 + H)
+    names, al, be = _act_sets("LSTM", 2)[0]
+    check_node("LSTM", T=T, B=B, I=I, H=H, direction="bidirectional", seq=True,
+               init_h=True, init_c=True, peep=rng.uniform(-.8, .8, (2, 3 * H)),
+               input_forget=1, acts=names, alpha=al, beta=be, clip=1.5, tol=1e-4)
+    names, al, be = _act_sets("GRU", 2)[0]
+    check_node("GRU", T=T, B=B, I=I, H=H, direction="bidirectional", seq=True,
+               init_h=True, acts=names, alpha=al, beta=be, lbr=1, tol=1e-4)
+    check_node("RNN", T=T, B=B, I=I, H=H, direction="reverse", seq=True,
+               acts=["LeakyRelu"], alpha=[0.3], tol=1e-4)
+
+
 def test_activation_names_and_counts_checked():
     for op, acts, what in [("GRU", ["Sigmoid", "Swish"], "unknown function 'Swish'"),
                            ("LSTM", ["Sigmoid", "Tanh"], "expected 3"),
