@@ -298,8 +298,12 @@ def _min_params(cls_name, cfg):
             return None
         G = num_gates(cls_name)
         D = 2 if cfg.get("bidirectional") is True else 1
-        # weight_ih of layer 0, weight_ih of layers above, weight_hh of all
-        return D * G * H * (I + (L - 1) * D * H + L * H)
+        # an LSTM with proj_size P: h has P units (a bad P is the constructor's to refuse)
+        P = _size_arg(cfg, "proj_size", 0)
+        P = P if P is not None and 0 < P < H else 0
+        Hr = P or H
+        # weight_ih of layer 0, weight_ih of layers above, weight_hh of all, weight_hr
+        return D * (G * H * (I + (L - 1) * D * Hr + L * Hr) + L * P * H)
     sizes = {"Dense": ("in_features", "out_features"),
              "Embedding": ("num_embeddings", "embedding_dim"),
              "AttentionPooling": ("input_size", "attention_size")}.get(cls_name)

@@ -48,7 +48,7 @@ def from_torch(module):
     Raises
     ------
     TypeError, ValueError
-        For modules that have no fastrnn equivalent (e.g. an LSTM with proj_size).
+        For modules that have no fastrnn equivalent.
 
     Examples
     --------
@@ -73,16 +73,14 @@ def _from_torch_recurrent(module):
     cls_name = type(module).__name__
     if mode not in ("LSTM", "GRU", "RNN_TANH", "RNN_RELU") or not hasattr(module, "state_dict"):
         raise TypeError(f"from_torch: expected a torch.nn.RNN, LSTM or GRU, got {cls_name}")
-    if getattr(module, "proj_size", 0):
-        raise ValueError(f"from_torch: LSTM with proj_size={module.proj_size} (projections of "
-                         "h) is not supported; fastrnn's LSTM has no projection")
     sd = _torch_state_dict(module)
     dtype = "float64" if any(str(v.dtype) == "float64" for v in sd.values()) else "float32"
     kw = dict(num_layers=module.num_layers, bias=bool(module.bias),
               batch_first=bool(module.batch_first), dropout=float(module.dropout),
               bidirectional=bool(module.bidirectional), dtype=dtype)
     if mode == "LSTM":
-        layer = LSTM(module.input_size, module.hidden_size, **kw)
+        layer = LSTM(module.input_size, module.hidden_size,
+                     proj_size=int(getattr(module, "proj_size", 0) or 0), **kw)
     elif mode == "GRU":
         layer = GRU(module.input_size, module.hidden_size, **kw)
     else:
@@ -112,7 +110,7 @@ def to_torch(layer):
     ------
     ValueError
         For layers torch cannot express: a GRU with linear_before_reset=False,
-        and clip.
+        clip, peepholes, input_forget, activations and padding="carry".
 
     Examples
     --------
@@ -141,11 +139,17 @@ def to_torch(layer):
     if layer.mode == "GRU" and not layer.linear_before_reset:
         raise ValueError("to_torch: a GRU with linear_before_reset=False (reset before the "
                          "recurrent product) has no torch.nn.GRU equivalent")
+    no_torch = [k for k in ("peepholes", "input_forget", "activations", "padding")
+                if k in layer._variant_config()]
+    if no_torch:
+        raise ValueError(f"to_torch: {', '.join(no_torch)}: torch.nn."
+                         f"{type(layer).__name__} has no such option")
     dtype = torch.float64 if layer.dtype == np.float64 else torch.float32
     kw = dict(num_layers=layer.num_layers, bias=layer.bias, batch_first=layer.batch_first,
               dropout=layer.dropout, bidirectional=layer.bidirectional, dtype=dtype)
     if layer.mode == "LSTM":
-        module = torch.nn.LSTM(layer.input_size, layer.hidden_size, **kw)
+        module = torch.nn.LSTM(layer.input_size, layer.hidden_size,
+                               proj_size=layer.proj_size, **kw)
     elif layer.mode == "GRU":
         module = torch.nn.GRU(layer.input_size, layer.hidden_size, **kw)
     else:

@@ -624,3 +624,154 @@ def test_bad_call_arguments_name_the_argument(rng):
         p(x.transpose(1, 0, 2), (np.zeros((1, 2, 4)), np.zeros((1, 2, 4))))
     with pytest.raises(ValueError, match=r"state\[1\] \(c\): expected shape \(1, 2, 4\)"):
         p(x.transpose(1, 0, 2), (np.zeros((1, 2, 2)), np.zeros((1, 2, 2))))
+
+
+# ---- resets ------------------------------------------------------------------------
+
+def _pieces_oracle(layer, x, st, resets, valid):
+    """Each sequence cut where resets[t] is True and every piece run alone
+    (batch 1) from the initial state: y pieces joined; the final state of
+    the forward direction from the last piece, of the reverse one from the
+    first."""
+    T, B, _ = x.shape
+    lstm = isinstance(st, tuple)
+    rev = np.arange(layer.num_layers * layer.num_directions) % layer.num_directions == 1
+    ys, hs, cs = [], [], []
+    for b in range(B):
+        cuts = [0] + [t for t in range(1, T) if resets[t, b]] + [T]
+        sb = (st[0][:, b:b + 1], st[1][:, b:b + 1]) if lstm else st[:, b:b + 1]
+        parts, states = [], []
+        for a, e in zip(cuts[:-1], cuts[1:]):
+            m = None if valid is None else valid[a:e, b:b + 1]
+            y, s = layer(x[a:e, b:b + 1], sb, mask=m)
+            parts.append(y)
+            states.append(s if lstm else (s,))
+        ys.append(np.concatenate(parts, axis=0))
+        fin = [np.where(rev[:, None, None], f, la) for f, la in zip(states[0], states[-1])]
+        hs.append(fin[0])
+        if lstm:
+            cs.append(fin[1])
+    y = np.concatenate(ys, axis=1)
+    h = np.concatenate(hs, axis=1)
+    return y, ((h, np.concatenate(cs, axis=1)) if lstm else h)
+
+
+@pytest.mark.parametrize("cell,kw", [("LSTM", dict()), ("LSTM", dict(proj_size=2, peepholes=True)),
+                                     ("GRU", dict(padding="carry")), ("RNN", dict())])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_resets_equal_pieces_run_separately(cell, kw, dtype, rng):
+    for (T, B, I, H) in [(1, 1, 1, 3), (9, 3, 5, 7), (6, 1, 2, 3)]:
+        for extra in (dict(), dict(num_layers=2, bidirectional=True)):
+            layer = _layer(cell, I, H, dtype=dtype, seed=6, **kw, **extra)
+            x = rng.standard_normal((T, B, I)).astype(dtype)
+            LD, Hr = layer.num_layers * layer.num_directions, layer._out_size
+            h0 = rng.standard_normal((LD, B, Hr)).astype(dtype)
+            st = (h0, rng.standard_normal((LD, B, H)).astype(dtype)) if cell == "LSTM" else h0
+            resets = rng.random((T, B)) < 0.3
+            for valid in (None, rng.random((T, B)) < 0.7):
+                ey, es = _pieces_oracle(layer, x, st, resets, valid)
+                y, s = layer(x, st, resets=resets, mask=valid)
+                _close(y, ey, dtype, "y")
+                for a, b in zip(s if cell == "LSTM" else (s,), es if cell == "LSTM" else (es,)):
+                    _close(a, b, dtype, "state")
+
+
+@pytest.mark.parametrize("cell,kw", [("LSTM", dict(proj_size=2, peepholes=True)),
+                                     ("GRU", dict(padding="carry")), ("RNN", dict())])
+def test_resets_and_states_gradients_central_differences(cell, kw, rng):
+    T, B, I, H = 6, 3, 4, 5
+    layer = _layer(cell, I, H, dtype="float64", seed=8, num_layers=2, bidirectional=True,
+                   **kw)
+    x = rng.standard_normal((T, B, I))
+    LD, Hr = layer.num_layers * layer.num_directions, layer._out_size
+    h0 = rng.standard_normal((LD, B, Hr))
+    st = (h0, rng.standard_normal((LD, B, H))) if cell == "LSTM" else h0
+    resets = rng.random((T, B)) < 0.3
+    resets[0] = True
+    mask = rng.random((T, B)) < 0.75
+    _numeric_check(layer, x, st, mask=mask, resets=resets, return_states=True, rng=rng)
+    _numeric_check(layer, x, st, lengths=[6, 1, 4], return_states=True, rng=rng)
+
+
+# ---- return_states ------------------------------------------------------------------
+
+def _single(layer, l):
+    """Layer l of a stack as a layer of its own, bidirectional as the stack."""
+    kw = layer.get_config()
+    kw.update(num_layers=1, batch_first=False, dropout=0.0,
+              input_size=layer.input_size if l == 0 else layer.num_directions * layer._out_size)
+    one = type(layer)(**kw)
+    one.load_state_dict({k.replace(f"_l{l}", "_l0"): v for k, v in layer.params.items()
+                         if f"_l{l}" in k})
+    return one
+
+
+@pytest.mark.parametrize("cell,kw", [("LSTM", dict()), ("LSTM", dict(proj_size=2)),
+                                     ("GRU", dict()), ("RNN", dict(nonlinearity="relu"))])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_return_states_equal_layer_by_layer_runs(cell, kw, dtype, rng):
+    """h_all[l][t] (and c_all) against single layers run with the plain API:
+    the forward direction's final state on x[:t+1], the reverse one's on x[t:]."""
+    for (T, B, I, H) in [(1, 1, 1, 3), (5, 3, 7, 4), (4, 1, 2, 5)]:
+        for extra in (dict(), dict(num_layers=3, bidirectional=True), dict(batch_first=True)):
+            layer = _layer(cell, I, H, dtype=dtype, seed=9, **kw, **extra)
+            x = rng.standard_normal((T, B, I)).astype(dtype)
+            xin = x.transpose(1, 0, 2) if layer.batch_first else x
+            y, s, states = layer(xin, return_states=True)
+            h_all, c_all = states if cell == "LSTM" else (states, None)
+            if layer.batch_first:
+                y = y.transpose(1, 0, 2)
+                h_all = h_all.transpose(0, 2, 1, 3)
+                c_all = None if c_all is None else c_all.transpose(0, 2, 1, 3)
+            D, Hr = layer.num_directions, layer._out_size
+            inp = x
+            for l in range(layer.num_layers):
+                one = _single(layer, l)
+                for t in range(T):
+                    _, sf = one(inp[:t + 1])
+                    _, sr = one(inp[t:])
+                    for d, sd in ((0, sf), (1, sr))[:D]:
+                        h = sd[0] if cell == "LSTM" else sd
+                        _close(h_all[l, t, :, d * Hr:(d + 1) * Hr], h[d], dtype, f"h {l} {t}")
+                        if cell == "LSTM":
+                            _close(c_all[l, t, :, d * H:(d + 1) * H], sd[1][d], dtype, "c")
+                inp, _ = one(inp)
+            _close(h_all[-1], y, dtype, "h_all[-1] == y")
+
+
+# ---- ONNX export ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("cell,kw", [
+    ("LSTM", dict(peepholes=True, input_forget=True, num_layers=2, bidirectional=True,
+                  activations=["HardSigmoid", "Elu", "Softsign"],
+                  activation_alpha=[0.3, 0.6, None], activation_beta=[0.45, None, None])),
+    ("GRU", dict(activations=["Sigmoid", "Affine", "Softplus", "Tanh"], bidirectional=True,
+                 activation_alpha=[None, 0.7, None, None], activation_beta=[None, 0.2, None, None])),
+    ("RNN", dict(activations=["ScaledTanh"], activation_alpha=[0.9], activation_beta=[1.1])),
+])
+def test_to_onnx_writes_the_options(cell, kw, rng):
+    ort = pytest.importorskip("onnxruntime")
+    layer = _layer(cell, 4, 5, seed=1, **kw)
+    model = fr.to_onnx(layer, lengths=True, initial_state=True)
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    T, B = 6, 3
+    LD = layer.num_layers * layer.num_directions
+    x = rng.standard_normal((T, B, 4)).astype(np.float32)
+    lens = np.array([6, 2, 4], np.int64)
+    feeds = {"input": x, "lengths": lens, "h0": rng.standard_normal((LD, B, 5)).astype(np.float32)}
+    if cell == "LSTM":
+        feeds["c0"] = rng.standard_normal((LD, B, 5)).astype(np.float32)
+    st = (feeds["h0"], feeds["c0"]) if cell == "LSTM" else feeds["h0"]
+    got = sess.run(None, feeds)
+    y, s = layer(x, st, lengths=lens)
+    _close(got[0], y, np.float32, "y")
+    for a, b in zip(got[1:], s if cell == "LSTM" else (s,)):
+        _close(a, b, np.float32, "state")
+
+
+def test_to_onnx_refuses_projection_and_carry():
+    pytest.importorskip("onnx")
+    with pytest.raises(ValueError, match="proj_size=2"):
+        fr.to_onnx(fr.LSTM(3, 4, proj_size=2))
+    with pytest.raises(ValueError, match="padding='carry'"):
+        fr.to_onnx(fr.GRU(3, 4, padding="carry"))

@@ -524,11 +524,9 @@ def test_export_variants_run_in_onnxruntime(mode, kw, bd):
 def test_export_refuses_projection_and_carried_padding():
     with pytest.raises(ValueError, match="proj_size"):
         fr.LSTM(3, 4, proj_size=2).to_onnx()
-    layer = fr.GRU(3, 4, padding="carry", seed=0)
-    with pytest.raises(ValueError, match="carry"):
-        layer.to_onnx(lengths=True)
-    x = np.random.default_rng(0).standard_normal((5, 2, 3)).astype(np.float32)
-    close(ort_run(layer.to_onnx(), {"input": x})[0], layer(x)[0])  # without lengths: the same
+    for lengths in (False, True):
+        with pytest.raises(ValueError, match="carry"):
+            fr.GRU(3, 4, padding="carry", seed=0).to_onnx(lengths=lengths)
 
 
 def test_emit_recurrent_chains_layers():

@@ -55,6 +55,8 @@ def test_to_torch_refuses_what_torch_lacks():
         fr.to_torch(torch.nn.LSTM(3, 4))
 
 
-def test_from_torch_proj_size_message():
-    with pytest.raises(ValueError, match="proj_size=2"):
-        fr.from_torch(torch.nn.LSTM(3, 4, proj_size=2))
+def test_to_torch_refuses_what_torch_lacks():
+    for kw in (dict(peepholes=True), dict(input_forget=True), dict(padding="carry"),
+               dict(activations=["HardSigmoid", "Tanh", "Tanh"])):
+        with pytest.raises(ValueError, match=list(kw)[0]):
+            fr.LSTM(3, 4, **kw).to_torch()

@@ -68,8 +68,8 @@ LSTM and GRU, and runs it for RNN).
 
 Export writes the same attributes back (P with ONNX's block order, every
 alpha and beta written out); an LSTM with proj_size (ONNX has no projection)
-and padding="carry" with lengths (ONNX gives zeros past a length) are
-refused with ValueError.
+and padding="carry" (ONNX gives zeros past a length) are refused with
+ValueError.
 
 Export: GraphBuilder collects nodes, initializers, inputs and outputs;
 emit_recurrent(g, layer, x, ...) appends the nodes of one fastrnn recurrent

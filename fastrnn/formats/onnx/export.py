@@ -4,10 +4,10 @@ fr.to_onnx(layer) and layer.to_onnx) and export_sequential (behind
 fr.to_onnx(model) and model.to_onnx)."""
 import numpy as np
 
+from ... import _generic
 from ...layers import (Activation, AttentionPooling, Dense, Dropout, Embedding, LastStep,
                        MaxPooling, MeanPooling)
 from ...model import Sequential
-from ..._generic import resolve_activations
 from ...recurrent import RNNBase
 from .._files import atomic_write
 from ._common import _TO_ONNX, _block_perm, _require_onnx
@@ -129,10 +129,6 @@ def emit_recurrent(g, layer, x, lengths=None, h0=None, c0=None):
         raise TypeError(f"emit_recurrent: expected a fastrnn RNN, LSTM or GRU, got "
                         f"{type(layer).__name__}")
     _check_exportable(layer, "emit_recurrent")
-    if layer.padding == "carry" and lengths:
-        raise ValueError("emit_recurrent: a layer with padding='carry' repeats each "
-                         "sequence's last output past its length; ONNX's nodes give zeros "
-                         "there: export it without lengths, or with padding='zeros'")
     mode = layer.mode
     op = "RNN" if mode.startswith("RNN") else mode
     L, D, H = layer.num_layers, layer.num_directions, layer.hidden_size
@@ -141,7 +137,22 @@ def emit_recurrent(g, layer, x, lengths=None, h0=None, c0=None):
     attrs = dict(hidden_size=H, direction="bidirectional" if D == 2 else "forward")
     if op == "GRU":
         attrs["linear_before_reset"] = int(layer.linear_before_reset)
-    attrs.update(_activation_attrs(layer))
+    if op == "RNN" and mode == "RNN_RELU":
+        attrs["activations"] = ["Relu"] * D
+    if layer.activations is not None:
+        # ONNX lists one per slot and direction; alpha/beta consumed in order
+        names = list(layer.activations)
+        alphas, betas = layer.activation_alpha, layer.activation_beta
+        if len(names) == _generic.SLOTS[mode] and D == 2:
+            names = names * 2
+            alphas = None if alphas is None else list(alphas) * 2
+            betas = None if betas is None else list(betas) * 2
+        attrs["activations"] = names
+        oa, ob = _generic.onnx_alpha_beta(names, alphas, betas)
+        if oa:
+            attrs["activation_alpha"] = [float(v) for v in oa]
+        if ob:
+            attrs["activation_beta"] = [float(v) for v in ob]
     if op == "LSTM" and layer.input_forget:
         attrs["input_forget"] = 1
     if layer.clip is not None:
@@ -176,9 +187,10 @@ def emit_recurrent(g, layer, x, lengths=None, h0=None, c0=None):
         ins.append(part(h0, "h0"))
         if op == "LSTM":
             ins.append(part(c0, "c0"))
-            if layer.peepholes:  # the layer's blocks (i, f, o) -> ONNX's (i, o, f)
-                P = np.stack([p[f"peephole_l{l}{s}"].reshape(3, H)[[0, 2, 1]].reshape(-1)
-                              for s in sfxs])
+            if layer.peepholes:
+                # ours (i, f, o) blocks, ONNX's P (i, o, f)
+                pp = [p[f"peephole_l{l}{s}"] for s in sfxs]
+                P = np.stack([np.concatenate([v[:H], v[2 * H:], v[H:2 * H]]) for v in pp])
                 ins.append(g.constant(P, f"{prefix}_l{l}_P"))
         outs = g.node(op, ins, 3 if op == "LSTM" else 2, base=f"{prefix}_l{l}", **attrs)
         Y, Yh = outs[0], outs[1]
@@ -247,46 +259,20 @@ _ACT_OPS = {"relu": ("Relu", {}), "tanh": ("Tanh", {}), "sigmoid": ("Sigmoid", {
             "elu": ("Elu", {"alpha": 1.0}), "leaky_relu": ("LeakyRelu", {"alpha": 0.01})}
 
 
-def _activation_attrs(layer):
-    """The activations, activation_alpha and activation_beta attributes of
-    `layer`'s nodes: none for the cell's own functions; else one function per
-    slot and direction, and every alpha and beta written out (ONNX Runtime's
-    defaults are not always the ONNX operators': Affine, ScaledTanh and
-    ThresholdedRelu), in ONNX's packed order: each value taken by the next
-    function that uses it."""
-    mode, D = layer.mode, layer.num_directions
-    if mode == "RNN_RELU" and layer.activations is None:
-        return {"activations": ["Relu"] * D}
-    if layer.activations is None:
-        return {}
-    rows = resolve_activations(mode, tuple(layer.activations),
-                               None if layer.activation_alpha is None
-                               else tuple(layer.activation_alpha),
-                               None if layer.activation_beta is None
-                               else tuple(layer.activation_beta), D)
-    flat = [slot for row in rows for slot in row]
-    out = {"activations": [name for name, _, _ in flat]}
-    alphas = [a for _, a, _ in flat if a is not None]
-    betas = [b for _, _, b in flat if b is not None]
-    if alphas:
-        out["activation_alpha"] = alphas
-    if betas:
-        out["activation_beta"] = betas
-    return out
-
-
 def _check_exportable(layer, who):
     """ValueError for recurrent layers that one ONNX RNN/LSTM/GRU node cannot
-    compute: the layer-normalized LSTM, an LSTM's projection (proj_size), and
-    zoneout (its inference mix h_t = p*h_{t-1} + (1-p)*h~_t needs a custom
-    loop). Recurrent dropout alone is fine: it is off in inference, which is
-    then the plain cell."""
+    compute: the layer-normalized LSTM, and zoneout (its inference mix
+    h_t = p*h_{t-1} + (1-p)*h~_t needs a custom loop). Recurrent dropout alone
+    is fine: it is off in inference, which is then the plain cell."""
     if getattr(layer, "mode", None) == "LNLSTM":
         raise ValueError(f"{who}: LayerNormLSTM has no ONNX operator (the layer norms sit "
                          "inside the recurrence); it cannot be exported")
     if getattr(layer, "proj_size", 0):
         raise ValueError(f"{who}: LSTM with proj_size={layer.proj_size} cannot be exported: "
                          "ONNX's LSTM has no projection of h")
+    if getattr(layer, "padding", "zeros") != "zeros":
+        raise ValueError(f"{who}: padding={layer.padding!r} cannot be exported: ONNX's "
+                         "recurrent operators give 0 past each length (padding='zeros')")
     if getattr(layer, "zoneout", 0):
         raise ValueError(f"{who}: {type(layer).__name__} with zoneout={layer.zoneout} cannot "
                          "be exported: its inference step h_t = p*h_{t-1} + (1-p)*h~_t has no "
