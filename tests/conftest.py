@@ -313,6 +313,7 @@ FILE_MARKS = {
     "formats/test_onnx_io.py": ("onnx",),
     "formats/test_sequential_onnx.py": ("onnx",),
     "formats/test_hostile_onnx.py": ("onnx",),
+    "formats/test_onnx_node_tests.py": ("onnx",),
     # keras 3 runs on its torch backend here (KERAS_BACKEND=torch)
     "formats/test_keras_sequential.py": ("keras", "torch"),
 }
@@ -378,6 +379,7 @@ TEST_MARKS = {
         "core/test_variants.py::test_to_onnx_refuses_projection_and_carry",
         "core/test_variants.py::test_lstm_options_match_onnxruntime",
         "core/test_variants.py::test_gru_rnn_activations_bidirectional_match_onnxruntime",
+        "docs/test_doctests.py::test_markdown_python_blocks[docs/onnx.md]",
     ],
     "keras": [  # keras 3 itself, or only h5py (reading .keras files)
         "core/test_variants.py::test_carry_matches_keras_masked_lstm",
@@ -445,6 +447,8 @@ TEST_MARKS = {
         "formats/test_hostile_onnx.py::test_constant_of_shape_bomb_refused",
         "formats/test_hostile_onnx.py::test_file_object_read_is_capped",
         "formats/test_hostile_onnx.py::test_to_onnx_failure_keeps_the_old_file",
+        # builds all of ONNX's node test cases, once a session (5-8 s)
+        "formats/test_onnx_node_tests.py::test_the_selection_is_the_18_recurrent_cases",
         "parity/test_parity_torch.py::test_parity_float32_small_batch_paths[lstm-724-724-1-20]",
         "parity/test_parity_torch.py::test_parity_long_gemms[gru-5-11-64-70-float64]",
         # loky's two worker processes start and import numpy, sklearn, fastrnn: 5-13 s

@@ -494,10 +494,9 @@ def lstm_model(op="LSTM", H=4, D=1, R_shape=None, **attrs):
     ("LSTM", "layout", 2, ValueError),
     ("LSTM", "direction", "sideways", ValueError),
     ("LSTM", "activations", ["Sigmoid", "Tanh"], ValueError),
-    ("LSTM", "activations", ["Affine", "Tanh", "Tanh"], NotImplementedError),
+    ("LSTM", "activations", ["Swish", "Tanh", "Tanh"], ValueError),
     ("RNN", "activations", ["Relu", "Tanh"], ValueError),
     ("LSTM", "clip", -1.0, ValueError),
-    ("LSTM", "input_forget", 1, NotImplementedError),
     ("LSTM", "input_forget", 3, ValueError),
     ("GRU", "linear_before_reset", 2, ValueError),
 ])

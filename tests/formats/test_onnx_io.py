@@ -43,21 +43,24 @@ def close(a, b, what=""):
 
 def rnn_model(op, T, B, I, H, direction="forward", layout=0, seq=False, init_h=False,
               init_c=False, lbr=None, clip=None, acts=None, bias=True, peep=None,
-              outputs=("Y", "Y_h", "Y_c"), seed=0, opset=14):
-    """A graph with one recurrent node; returns (model, feeds)."""
+              outputs=("Y", "Y_h", "Y_c"), seed=0, opset=14, dtype=np.float32,
+              alpha=None, beta=None, input_forget=None):
+    """A graph with one recurrent node; returns (model, feeds). dtype: ONNX's
+    T (X, the weights, the states and the outputs)."""
     rng = np.random.default_rng(seed)
     D = 2 if direction == "bidirectional" else 1
     g = G[op]
-    inits = [numpy_helper.from_array(rng.uniform(-.6, .6, (D, g * H, I)).astype(np.float32), "W"),
-             numpy_helper.from_array(rng.uniform(-.6, .6, (D, g * H, H)).astype(np.float32), "R")]
+    FT = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    inits = [numpy_helper.from_array(rng.uniform(-.6, .6, (D, g * H, I)).astype(dtype), "W"),
+             numpy_helper.from_array(rng.uniform(-.6, .6, (D, g * H, H)).astype(dtype), "R")]
     if bias:
         inits.append(numpy_helper.from_array(
-            rng.uniform(-.5, .5, (D, 2 * g * H)).astype(np.float32), "B"))
+            rng.uniform(-.5, .5, (D, 2 * g * H)).astype(dtype), "B"))
     xs = (B, T, I) if layout else (T, B, I)
     st = (B, D, H) if layout else (D, B, H)
-    feeds = {"X": (rng.standard_normal(xs) * 1.5).astype(np.float32)}
+    feeds = {"X": (rng.standard_normal(xs) * 1.5).astype(dtype)}
     ins = ["X", "W", "R", "B" if bias else "", "", "", "", ""]
-    graph_in = [helper.make_tensor_value_info("X", TensorProto.FLOAT, list(xs))]
+    graph_in = [helper.make_tensor_value_info("X", FT, list(xs))]
     if seq:
         lens = rng.integers(0, T + 1, size=B).astype(np.int32)
         lens[0] = T
@@ -68,11 +71,11 @@ def rnn_model(op, T, B, I, H, direction="forward", layout=0, seq=False, init_h=F
         graph_in.append(helper.make_tensor_value_info("seq", TensorProto.INT32, [B]))
     for flag, name, idx in ((init_h, "h0", 5), (init_c and op == "LSTM", "c0", 6)):
         if flag:
-            feeds[name] = rng.standard_normal(st).astype(np.float32)
+            feeds[name] = rng.standard_normal(st).astype(dtype)
             ins[idx] = name
-            graph_in.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, list(st)))
+            graph_in.append(helper.make_tensor_value_info(name, FT, list(st)))
     if peep is not None:
-        inits.append(numpy_helper.from_array(peep.astype(np.float32), "P"))
+        inits.append(numpy_helper.from_array(peep.astype(dtype), "P"))
         ins[7] = "P"
     while ins and not ins[-1]:
         ins.pop()
@@ -89,15 +92,21 @@ def rnn_model(op, T, B, I, H, direction="forward", layout=0, seq=False, init_h=F
         attrs["clip"] = clip
     if acts is not None:
         attrs["activations"] = acts
+    for name, v in (("activation_alpha", alpha), ("activation_beta", beta),
+                    ("input_forget", input_forget)):
+        if v is not None:
+            attrs[name] = v
     node = helper.make_node(op, ins, node_outs, name=f"{op.lower()}_node", **attrs)
     graph = helper.make_graph([node], "g", graph_in,
-                              [helper.make_tensor_value_info(o, TensorProto.FLOAT, None)
+                              [helper.make_tensor_value_info(o, FT, None)
                                for o in outs], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     return model, feeds
 
 
-def check_node(op, T=5, B=4, I=3, H=4, **kw):
+def check_node(op, T=5, B=4, I=3, H=4, tol=None, **kw):
+    """The node of rnn_model(op, ...) run by fastrnn and ONNX Runtime; tol:
+    rtol = atol (None: RTOL, ATOL)."""
     model, feeds = rnn_model(op, T, B, I, H, **kw)
     if kw.get("layout", 0) == 1:
         # ONNX Runtime runs only layout 0: the same node (same weights) with
@@ -114,7 +123,10 @@ def check_node(op, T=5, B=4, I=3, H=4, **kw):
     assert len(got) == len(want)
     for name, a, b in zip(m.output_names, got, want):
         assert a.shape == b.shape, (name, a.shape, b.shape)
-        close(a, b, f"{op} {kw} {name}")
+        if tol is None:
+            close(a, b, f"{op} {kw} {name}")
+        else:
+            np.testing.assert_allclose(a, b, rtol=tol, atol=tol, err_msg=f"{op} {kw} {name}")
     return m
 
 
@@ -155,10 +167,23 @@ def test_default_gru_is_linear_before_reset_0():
     assert m.layers[0].linear_before_reset is True
 
 
-def test_all_zero_peepholes_accepted_others_refused():
-    check_node("LSTM", peep=np.zeros((1, 12)), H=4)
-    with pytest.raises(NotImplementedError, match="peephole"):
-        fr.from_onnx(rnn_model("LSTM", 3, 2, 3, 4, peep=np.ones((1, 12)))[0])
+def test_peepholes_zero_and_not():
+    """All-zero P is the plain cell (the C path); other P, ONNX's blocks
+    (i, o, f), become the layer's peephole_l0 blocks (i, f, o)."""
+    m = check_node("LSTM", peep=np.zeros((1, 12)), H=4)
+    assert m.layers[0].peepholes is False
+    rng = np.random.default_rng(3)
+    P = rng.uniform(-.8, .8, (2, 12))
+    m = check_node("LSTM", peep=P, H=4, direction="bidirectional", seq=True, init_h=True,
+                   init_c=True, tol=1e-4)
+    layer = m.layers[0]
+    assert layer.peepholes is True
+    for d, sfx in enumerate(("", "_reverse")):
+        i, o, f = P[d].reshape(3, 4).astype(np.float32)
+        np.testing.assert_array_equal(layer.params[f"peephole_l0{sfx}"],
+                                      np.concatenate([i, f, o]))
+    with pytest.raises(ValueError, match="P has shape"):
+        fr.from_onnx(rnn_model("LSTM", 3, 2, 3, 4, peep=np.ones((1, 9)))[0])
 
 
 def test_single_sequence_and_single_step():
@@ -166,19 +191,101 @@ def test_single_sequence_and_single_step():
     check_node("GRU", T=1, B=3, lbr=1, seq=True)
 
 
-@pytest.mark.parametrize("acts,op", [(["Sigmoid", "Relu"], "GRU"),
-                                     (["HardSigmoid", "Tanh", "Tanh"], "LSTM"),
-                                     (["Elu"], "RNN")])
-def test_non_default_activations_refused(acts, op):
-    model, _ = rnn_model(op, 3, 2, 3, 4, acts=acts)
-    with pytest.raises(NotImplementedError, match="activations"):
-        fr.from_onnx(model)
+# activation sets per direction, with ONNX's packed alpha and beta (each value
+# taken by the next activation that uses it; None: ONNX Runtime's defaults)
+ACTS = {
+    "LSTM": [(["HardSigmoid", "LeakyRelu", "Softsign"], [0.25, 0.05], [0.45]),
+             (["Sigmoid", "Elu", "Tanh"], None, None),
+             (["Sigmoid", "ScaledTanh", "Affine"], [0.9, 1.1], [1.2, 0.1]),
+             (["Sigmoid", "Softplus", "ThresholdedRelu"], [0.2], None)],
+    "GRU": [(["HardSigmoid", "Softsign"], [0.3], [0.4]),
+            (["Sigmoid", "ThresholdedRelu"], [0.1], None),
+            (["HardSigmoid", "Affine"], None, [0.2, 0.3]),
+            (["Sigmoid", "Relu"], None, None)],
+    "RNN": [([a], al, be) for a, al, be in [
+        ("Sigmoid", None, None), ("Tanh", None, None), ("Relu", None, None),
+        ("Affine", [0.7], [0.1]), ("LeakyRelu", [0.2], None), ("LeakyRelu", None, None),
+        ("ThresholdedRelu", [0.3], None), ("ScaledTanh", [1.2], [0.8]),
+        ("HardSigmoid", [0.3], [0.4]), ("HardSigmoid", None, None), ("Elu", [0.5], None),
+        ("Elu", None, None), ("Softsign", None, None), ("Softplus", None, None)]],
+}
 
 
-def test_input_forget_refused():
-    model, _ = rnn_model("LSTM", 3, 2, 3, 4)
-    model.graph.node[0].attribute.append(helper.make_attribute("input_forget", 1))
-    with pytest.raises(NotImplementedError, match="input_forget"):
+def _pack(fwd, rev):
+    """ONNX's one alpha (or beta) list for both directions: forward's values,
+    then reverse's. Where forward's run on defaults (None), reverse's would be
+    taken by forward's activations: both directions then use defaults."""
+    return None if fwd is None else fwd + (rev or [])
+
+
+def _act_sets(op, D):
+    """[(activations, activation_alpha, activation_beta)] for D directions:
+    every set once, forward and reverse different when D == 2."""
+    sets = ACTS[op]
+    if D == 1:
+        return list(sets)
+    out = []
+    for k, (names, al, be) in enumerate(sets):
+        n2, a2, b2 = sets[(k + 1) % len(sets)]
+        out.append((names + n2, _pack(al, a2), _pack(be, b2)))
+    return out
+
+
+@pytest.mark.parametrize("direction", ["forward", "reverse", "bidirectional"])
+def test_lstm_every_attribute_combination(direction):
+    """peepholes (none, zero, not) x input_forget x activations (default and
+    each set) x clip, with sequence_lens and initial states: ONNX Runtime at 1e-4."""
+    D = 2 if direction == "bidirectional" else 1
+    rng = np.random.default_rng(7)
+    acts = [(None, None, None)] + _act_sets("LSTM", D)
+    peeps = [None, np.zeros((D, 12)), rng.uniform(-.8, .8, (D, 12))]
+    for i, (peep, forget, (names, al, be), clip) in enumerate(itertools.product(
+            peeps, [0, 1], acts, [None, 0.9])):
+        m = check_node("LSTM", H=4, direction=direction, peep=peep, input_forget=forget,
+                       acts=names, alpha=al, beta=be, clip=clip, seq=i % 2 == 0,
+                       init_h=i % 3 != 0, init_c=i % 3 == 2, seed=i, tol=1e-4)
+        layer = m.layers[0]
+        assert layer.input_forget is bool(forget)
+        assert layer.peepholes is (peep is not None and bool(np.any(peep)))
+
+
+@pytest.mark.parametrize("direction", ["forward", "reverse", "bidirectional"])
+def test_gru_and_rnn_activations(direction):
+    D = 2 if direction == "bidirectional" else 1
+    for i, ((names, al, be), lbr) in enumerate(itertools.product(_act_sets("GRU", D),
+                                                                 [0, 1])):
+        check_node("GRU", direction=direction, acts=names, alpha=al, beta=be, lbr=lbr,
+                   seq=i % 2 == 0, init_h=i % 3 != 0, seed=i, tol=1e-4)
+    for i, (names, al, be) in enumerate(_act_sets("RNN", D)):
+        check_node("RNN", direction=direction, acts=names, alpha=al, beta=be,
+                   seq=i % 2 == 0, init_h=i % 3 != 0, clip=[None, 1.5][i % 2], seed=i,
+                   tol=1e-4)
+
+
+@pytest.mark.parametrize("T,B,I,H", [(1, 1, 1, 1), (7, 1, 5, 3), (3, 5, 2, 7)])
+def test_attribute_nodes_at_edge_sizes(T, B, I, H):
+    """Size 1, batch 1 and primes, every option on, both directions."""
+    rng = np.random.default_rng(T * 100 + H)
+    names, al, be = _act_sets("LSTM", 2)[0]
+    check_node("LSTM", T=T, B=B, I=I, H=H, direction="bidirectional", seq=True,
+               init_h=True, init_c=True, peep=rng.uniform(-.8, .8, (2, 3 * H)),
+               input_forget=1, acts=names, alpha=al, beta=be, clip=1.5, tol=1e-4)
+    names, al, be = _act_sets("GRU", 2)[0]
+    check_node("GRU", T=T, B=B, I=I, H=H, direction="bidirectional", seq=True,
+               init_h=True, acts=names, alpha=al, beta=be, lbr=1, tol=1e-4)
+    check_node("RNN", T=T, B=B, I=I, H=H, direction="reverse", seq=True,
+               acts=["LeakyRelu"], alpha=[0.3], tol=1e-4)
+
+
+def test_activation_names_and_counts_checked():
+    for op, acts, what in [("GRU", ["Sigmoid", "Swish"], "unknown function 'Swish'"),
+                           ("LSTM", ["Sigmoid", "Tanh"], "expected 3"),
+                           ("RNN", ["Tanh"] * 3, "expected 1")]:
+        model, _ = rnn_model(op, 3, 2, 3, 4, acts=acts)
+        with pytest.raises(ValueError, match=what):
+            fr.from_onnx(model)
+    model, _ = rnn_model("LSTM", 3, 2, 3, 4, input_forget=2)
+    with pytest.raises(ValueError, match="input_forget"):
         fr.from_onnx(model)
 
 
@@ -368,6 +475,60 @@ def test_export_lstm_clip_and_float64_round_trip():
     np.testing.assert_allclose(H, h64, rtol=1e-12)
 
 
+EXPORT_VARIANTS = [
+    ("LSTM", dict(peepholes=True)),
+    ("LSTM", dict(input_forget=True, peepholes=True, clip=0.9)),
+    ("LSTM", dict(activations=["HardSigmoid", "Affine", "ScaledTanh"])),  # ONNX defaults
+    ("LSTM", dict(activations=["Sigmoid", "LeakyRelu", "Softsign"] + ["Elu", "Tanh", "Tanh"],
+                  activation_alpha=[None, 0.2, None, 0.5, None, None], peepholes=True)),
+    ("GRU", dict(activations=["Sigmoid", "ThresholdedRelu"], linear_before_reset=False)),
+    ("GRU", dict(activations=["HardSigmoid", "Softplus"], activation_alpha=[0.3, None],
+                 activation_beta=[0.4, None])),
+    ("RNN", dict(activations=["Affine"], activation_alpha=[0.6], activation_beta=[0.1])),
+    ("RNN", dict(activations=["Elu"])),
+]
+
+
+@pytest.mark.parametrize("mode,kw", EXPORT_VARIANTS)
+@pytest.mark.parametrize("bd", [False, True])
+def test_export_variants_run_in_onnxruntime(mode, kw, bd):
+    """peepholes (P, blocks back to ONNX's i, o, f), input_forget and the
+    activations (every alpha and beta written out) of 2-layer layers:
+    ONNX Runtime and fastrnn's runner at 1e-4, with lengths and states."""
+    I, H, T, B, L = 4, 5, 6, 3, 2
+    D = 2 if bd else 1
+    kw = dict(kw)
+    if not bd and kw.get("activations") and len(kw["activations"]) > (3 if mode == "LSTM"
+                                                                       else 2):
+        n = 3 if mode == "LSTM" else 2
+        kw = {k: (v[:n] if k.startswith("activation") and v else v) for k, v in kw.items()}
+    layer = getattr(fr, mode)(I, H, num_layers=L, bidirectional=bd, seed=3, **kw)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((T, B, I)).astype(np.float32)
+    lengths = np.array([6, 2, 4], np.int64)
+    h0 = rng.standard_normal((L * D, B, H)).astype(np.float32)
+    c0 = rng.standard_normal((L * D, B, H)).astype(np.float32)
+    feeds = {"input": x, "lengths": lengths, "h0": h0}
+    state = h0
+    if mode == "LSTM":
+        feeds["c0"], state = c0, (h0, c0)
+    y, st = layer(x, state, lengths=lengths)
+    want = [y] + (list(st) if mode == "LSTM" else [st])
+    model = layer.to_onnx(lengths=True, initial_state=True)
+    for who, got in (("ORT", ort_run(model, feeds)),
+                     ("from_onnx", fr.from_onnx(model).run(None, feeds))):
+        for a, b in zip(got, want):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4, err_msg=f"{who} {kw}")
+
+
+def test_export_refuses_projection_and_carried_padding():
+    with pytest.raises(ValueError, match="proj_size"):
+        fr.LSTM(3, 4, proj_size=2).to_onnx()
+    for lengths in (False, True):
+        with pytest.raises(ValueError, match="carry"):
+            fr.GRU(3, 4, padding="carry", seed=0).to_onnx(lengths=lengths)
+
+
 def test_emit_recurrent_chains_layers():
     """The node-emitting helpers compose: two layers in one graph."""
     from fastrnn.formats.onnx import GraphBuilder, emit_recurrent
@@ -522,14 +683,93 @@ def test_run_argument_errors():
         np.testing.assert_array_equal(a, b)
 
 
-def test_weights_from_graph_inputs_refused():
-    model, _ = rnn_model("RNN", 3, 2, 3, 4)
-    w = model.graph.initializer[0]
-    model.graph.input.append(helper.make_tensor_value_info("Wdyn", TensorProto.FLOAT,
-                                                           list(w.dims)))
-    model.graph.node[0].input[1] = "Wdyn"
-    with pytest.raises(NotImplementedError, match="constants"):
-        fr.from_onnx(model)
+def weights_as_inputs(model, names, free_dims=False):
+    """The model with initializers `names` made graph inputs without
+    defaults (free_dims: their dims and X's named, not numbers); returns
+    (model, {name: array})."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    fed, keep = {}, []
+    for t in m.graph.initializer:
+        if t.name not in names:
+            keep.append(t)
+            continue
+        fed[t.name] = numpy_helper.to_array(t).copy()
+        dims = [f"{t.name}{i}" for i in range(len(t.dims))] if free_dims else list(t.dims)
+        m.graph.input.append(helper.make_tensor_value_info(t.name, t.data_type, dims))
+    del m.graph.initializer[:]
+    m.graph.initializer.extend(keep)
+    if free_dims:
+        for i, d in enumerate(m.graph.input[0].type.tensor_type.shape.dim):
+            d.dim_param = f"X{i}"
+    return m, fed
+
+
+@pytest.mark.parametrize("op", ["RNN", "LSTM", "GRU"])
+@pytest.mark.parametrize("direction", ["forward", "reverse", "bidirectional"])
+def test_weights_fed_as_graph_inputs(op, direction):
+    for i, names in enumerate([("W",), ("R", "B"), ("W", "R", "B")]):
+        model, feeds = rnn_model(op, 5, 4, 3, 4, direction=direction, seq=True, init_h=True,
+                                 init_c=True, seed=i, lbr=1 if op == "GRU" else None)
+        want = ort_run(model, feeds)
+        dyn, fed = weights_as_inputs(model, names)
+        m = fr.from_onnx(dyn)
+        assert m.layers == [None], "no layer before the weights are fed"
+        assert set(names) <= set(m.input_names)
+        got = m.run(None, {**feeds, **fed})
+        assert len(got) == len(want)
+        for name, a, b in zip(m.output_names, got, want):
+            close(a, b, f"{op} {direction} {names} {name}")
+
+
+def test_fed_weights_build_a_layer_per_content():
+    """The layer is kept while the fed weights hold the same values, built
+    again when they change (in place too), for any shape the node allows."""
+    model, feeds = rnn_model("LSTM", 5, 3, 3, 4, direction="bidirectional", seq=True,
+                             init_h=True, init_c=True)
+    dyn, fed = weights_as_inputs(model, ("W", "R", "B"), free_dims=True)
+    m = fr.from_onnx(dyn)
+
+    def check(feeds):
+        got = m.run(None, feeds)
+        for name, a, b in zip(m.output_names, got, ort_run(dyn, feeds)):
+            close(a, b, name)
+
+    check({**feeds, **fed})
+    layer = m.layers[0]
+    check({**feeds, **fed})
+    assert m.layers[0] is layer, "the same arrays fed again: the layer is kept"
+    check({**feeds, **{k: v.copy() for k, v in fed.items()}})
+    assert m.layers[0] is layer, "equal arrays fed: the layer is kept"
+    fed["R"] *= 0.5  # in place
+    check({**feeds, **fed})
+    assert m.layers[0] is not layer
+    layer = m.layers[0]
+    rng = np.random.default_rng(1)  # input size 5, then back to 3
+    wide = dict(fed, W=rng.uniform(-.6, .6, (2, 16, 5)).astype(np.float32),
+                X=rng.standard_normal((5, 3, 5)).astype(np.float32))
+    check({**feeds, **wide})
+    assert m.layers[0].input_size == 5
+    check({**feeds, **fed})
+    assert m.layers[0].input_size == 3
+    with pytest.raises(ValueError, match="W has shape"):
+        m.run(None, {**feeds, **dict(fed, W=fed["W"][:, :5])})
+
+
+def test_fed_default_is_folded_again():
+    """A graph input with an initializer default that a folded node reads:
+    feeding it folds that node again, and the layer follows."""
+    model, feeds = rnn_model("GRU", 5, 3, 3, 4, seq=True, lbr=1)
+    g = model.graph
+    W = numpy_helper.to_array(g.initializer[0])
+    g.initializer[0].CopyFrom(numpy_helper.from_array(W.transpose(0, 2, 1).copy(), "Wt"))
+    g.input.append(helper.make_tensor_value_info("Wt", TensorProto.FLOAT, [1, 3, 12]))
+    g.node.insert(0, helper.make_node("Transpose", ["Wt"], ["W"], perm=[0, 2, 1]))
+    m = fr.from_onnx(model)
+    assert m.input_names == ["X", "seq"] and m.layers[0] is not None
+    for f in (feeds, dict(feeds, Wt=W.transpose(0, 2, 1) * 0.5), feeds):
+        for name, a, b in zip(m.output_names, m.run(None, f), ort_run(model, f)):
+            close(a, b, name)
 
 
 def test_import_error_without_onnx():
@@ -545,7 +785,7 @@ def test_import_error_without_onnx():
     assert "pip install onnx" in out.stdout
 
 
-def test_float16_weights_refused_and_hidden_size_inferred():
+def test_hidden_size_inferred():
     model, feeds = rnn_model("GRU", 3, 2, 3, 4, lbr=1)
     want = ort_run(model, feeds)[0]  # ONNX Runtime needs hidden_size; fastrnn reads it off R
     node = model.graph.node[0]
@@ -555,15 +795,33 @@ def test_float16_weights_refused_and_hidden_size_inferred():
     m = fr.from_onnx(model)
     assert m.layers[0].hidden_size == 4
     close(m.run(None, feeds)[0], want)
-    for t in model.graph.initializer:
-        t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float16), t.name))
-    with pytest.raises(NotImplementedError, match="float16"):
-        fr.from_onnx(model)
+
+
+@pytest.mark.parametrize("op", ["RNN", "LSTM", "GRU"])
+def test_float16_computes_in_float32(op):
+    """T = float16 (X, weights, states): computed in float32 and given back
+    as float16, as ONNX Runtime's CPU provider does (it casts around its
+    float kernels); the weights as initializers or fed."""
+    model, feeds = rnn_model(op, 6, 4, 3, 5, direction="bidirectional", seq=True,
+                             init_h=True, init_c=True, dtype=np.float16,
+                             lbr=0 if op == "GRU" else None)
+    want = ort_run(model, feeds)
+    m = fr.from_onnx(model)
+    assert m.layers[0].dtype == np.float32
+    dyn, fed = weights_as_inputs(model, ("W", "R", "B"))
+    for got in (m.run(None, feeds), fr.from_onnx(dyn).run(None, {**feeds, **fed})):
+        assert len(got) == len(want)
+        for name, a, b in zip(m.output_names, got, want):
+            assert a.dtype == np.float16, name
+            # one float16 step apart at most: float32 sums in another order
+            np.testing.assert_allclose(a.astype(np.float32), b.astype(np.float32),
+                                       rtol=1e-3, atol=1e-3, err_msg=name)
 
 
 def test_initializers_listed_as_inputs(tmp_path):
     """keep_initializers_as_inputs=True (older exporters): weights are graph
-    inputs with defaults; they load, and feeding them is refused clearly."""
+    inputs with defaults; they load, and feeding one overrides its default,
+    as in ONNX Runtime."""
     torch = pytest.importorskip("torch")
     net = _Net.make("GRU", True, True, 1)
     ids = torch.randint(0, 30, (2, 5))
@@ -575,7 +833,12 @@ def test_initializers_listed_as_inputs(tmp_path):
     with torch.no_grad():
         want = net(ids).numpy()
     close(m.run(None, {"ids": ids.numpy()})[0], want)
-    w = [i.name for i in onnx.load(path).graph.input if i.name != "ids"]
-    gru_w = [n for n in w if n in m._frozen][0]
-    with pytest.raises(ValueError, match="cannot be fed"):
-        m.run(None, {"ids": ids.numpy(), gru_w: np.zeros(1)})
+    model = onnx.load(path)
+    gru = [n for n in model.graph.node if n.op_type == "GRU"][0]
+    defaults = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    for name in (gru.input[2], gru.input[1]):  # R and W, defaults the GRU node reads
+        if name not in defaults:
+            continue
+        feeds = {"ids": ids.numpy(), name: defaults[name] * 0.5}
+        close(m.run(None, feeds)[0], ort_run(path, feeds)[0], name)
+    close(m.run(None, {"ids": ids.numpy()})[0], want)

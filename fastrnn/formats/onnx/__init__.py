@@ -8,8 +8,8 @@ fastrnn recurrent layers to ONNX.
     fr.to_onnx(layer_or_model, "model.onnx")   # or layer.to_onnx(...), model.to_onnx(...)
 
 from_onnx checks the model with onnx.checker, then executes its graph node by
-node: the ONNX RNN, LSTM and GRU nodes on fastrnn layers built once from their
-attributes and constant weights, every other node as NumPy (the ops that
+node: the ONNX RNN, LSTM and GRU nodes on fastrnn layers built from their
+attributes and weights, every other node as NumPy (the ops that
 torch.onnx.export emits around embeddings, recurrent layers and dense heads;
 see OPS). Nothing in a file is ever executed as code: an unknown operator, a
 custom domain or a sub-graph raises NotImplementedError naming it.
@@ -31,6 +31,16 @@ of one or two directions):
     GRU linear_before_reset=0        -> fr.GRU(linear_before_reset=False)
     clip                             -> the layers' clip= (gate pre-activations)
     RNN activations ["Relu"]         -> fr.RNN(nonlinearity="relu")
+    other activations, activation_alpha, activation_beta
+                                     -> activations=, activation_alpha=,
+                                        activation_beta= (ONNX's packed lists
+                                        aligned with the functions; where a
+                                        list runs out, ONNX Runtime's defaults:
+                                        0 for Affine, ScaledTanh and
+                                        ThresholdedRelu)
+    LSTM P [D, 3*H] (i, o, f)        -> peepholes=True, peephole_l0{sfx}
+                                        (i, f, o); an all-zero P: no peepholes
+    LSTM input_forget=1              -> input_forget=True
     direction "bidirectional"        -> bidirectional=True
     direction "reverse"              -> a forward layer fed each sequence
                                         reversed within its length (and its
@@ -40,9 +50,26 @@ of one or two directions):
                                         zero final states, as ONNX Runtime)
     outputs Y [T, D, B, H] (layout 1: [B, T, D, H]), Y_h / Y_c [D, B, H]
     (layout 1: [B, D, H]), zero past each sequence's length.
-Not supported (NotImplementedError): other activation functions, non-zero
-peepholes P, input_forget=1, float16 weights, weights computed from graph
-inputs.
+    T float16                        -> computed in float32, outputs float16
+                                        (as ONNX Runtime's CPU provider)
+Weights W, R, B, P may be constants (initializers, Constant nodes, what
+folds from them: the layer is built once, at load) or graph inputs and
+anything computed from them at run time. The rule for those: a node keeps
+the layer it built last while each weight array is equal to the copy kept of
+it (dtype, shape, every value: a comparison as long as the weights, each
+run, so arrays changed in place count as changed), and builds a new one,
+which OnnxModel.layers then holds, when any differs. A graph input with an
+initializer default may be fed, as in ONNX Runtime: the nodes folded from
+it at load run again.
+What ONNX Runtime refuses is refused too (ValueError naming the node):
+activation lists of the wrong length or with unknown names, shapes that do
+not match, sequence_lens outside 0..T; and clip <= 0 (ORT refuses it for
+LSTM and GRU, and runs it for RNN).
+
+Export writes the same attributes back (P with ONNX's block order, every
+alpha and beta written out); an LSTM with proj_size (ONNX has no projection)
+and padding="carry" (ONNX gives zeros past a length) are refused with
+ValueError.
 
 Export: GraphBuilder collects nodes, initializers, inputs and outputs;
 emit_recurrent(g, layer, x, ...) appends the nodes of one fastrnn recurrent

@@ -335,7 +335,8 @@ class _Node:
 
 # ---- the recurrent nodes -------------------------------------------------------
 
-_KINDS = {int: "an int", float: "a float", str: "a string", list: "a list of strings"}
+_KINDS = {int: "an int", float: "a float", str: "a string", list: "a list of strings",
+          "floats": "a list of floats"}
 
 
 def _attr(node, name, kind, default):
@@ -346,7 +347,13 @@ def _attr(node, name, kind, default):
         return default
     if kind is float and isinstance(v, int) and not isinstance(v, bool):
         v = float(v)
-    ok = isinstance(v, kind) and not isinstance(v, bool)
+    if kind == "floats":
+        ok = isinstance(v, list) and all(isinstance(x, (int, float)) and
+                                         not isinstance(x, bool) for x in v)
+        if ok:
+            v = [float(x) for x in v]
+    else:
+        ok = isinstance(v, kind) and not isinstance(v, bool)
     if kind is list:
         ok = ok and all(isinstance(x, str) for x in v)
     if not ok:
@@ -355,49 +362,163 @@ def _attr(node, name, kind, default):
     return v
 
 
+# ONNX's activation functions as ONNX Runtime reads them: lower-case name ->
+# (canonical name, default alpha, default beta); None: takes no such value
+_ORT_ACTS = {"sigmoid": ("Sigmoid", None, None), "tanh": ("Tanh", None, None),
+             "relu": ("Relu", None, None), "affine": ("Affine", 0.0, 0.0),
+             "leakyrelu": ("LeakyRelu", 0.01, None),
+             "thresholdedrelu": ("ThresholdedRelu", 0.0, None),
+             "scaledtanh": ("ScaledTanh", 0.0, 0.0), "hardsigmoid": ("HardSigmoid", 0.2, 0.5),
+             "elu": ("Elu", 1.0, None), "softsign": ("Softsign", None, None),
+             "softplus": ("Softplus", None, None)}
+
+# the node inputs a layer is built from: (index, ONNX name)
+_WEIGHTS = ((1, "W"), (2, "R"), (3, "B"), (7, "P"))
+# ONNX's T: the dtype a layer computes in for weights of each dtype (float16:
+# float32, its outputs cast back to float16, as ONNX Runtime's CPU provider does)
+_COMPUTE = {np.dtype(np.float16): np.dtype(np.float32), np.dtype(np.float32):
+            np.dtype(np.float32), np.dtype(np.float64): np.dtype(np.float64)}
+
+
+def _same(a, kept):
+    """Whether array `a` is the array `kept` or equal to it in dtype, shape
+    and every value (NaN never equal: such weights build a new layer)."""
+    if a is None or kept is None:
+        return a is kept
+    return a is kept or (a.dtype == kept.dtype and a.shape == kept.shape
+                         and np.array_equal(a, kept))
+
+
 class _RecurrentNode:
-    """A fastrnn layer configured from one ONNX RNN/LSTM/GRU node."""
+    """A fastrnn layer configured from one ONNX RNN/LSTM/GRU node.
+
+    The attributes are read and checked once, at load. The layer is built
+    from the node's weights W, R, B, P (layer_for): at load when they are
+    constants; else at the first run, and again at any run whose weights
+    differ from those it was built from."""
 
     def __init__(self, node, consts):
         op, where = node.op, f"{_WHO}: {node.op} node {node.name!r}"
-        self.op = op
-        G = num_gates(op)
+        self.op, self.where, self._consts = op, where, consts
         direction = _attr(node, "direction", str, "forward")
         if direction not in ("forward", "reverse", "bidirectional"):
             raise ValueError(f"{where}: attribute 'direction' is {direction!r}, not forward, "
                              "reverse or bidirectional")
-        D = 2 if direction == "bidirectional" else 1
+        self.D = D = 2 if direction == "bidirectional" else 1
         self.reverse = direction == "reverse"
         self.layout = _attr(node, "layout", int, 0)
         if self.layout not in (0, 1):
             raise ValueError(f"{where}: attribute 'layout' is {self.layout}, not 0 or 1")
-        ins = node.inputs + [""] * (8 - len(node.inputs))
-
-        def const(i, what):
-            name = ins[i]
-            if not name:
-                return None
-            if name not in consts:
-                raise NotImplementedError(
-                    f"{where}: its {what} ({name!r}) is computed from graph inputs; fastrnn "
-                    "needs the weights as constants (initializers or Constant nodes)")
-            return np.asarray(consts[name])
-
-        W, R, B = const(1, "W"), const(2, "R"), const(3, "B")
-        if W is None or R is None:
+        self.ins = node.inputs + [""] * (8 - len(node.inputs))
+        if not self.ins[1] or not self.ins[2]:
             raise ValueError(f"{where}: inputs W and R are required")
-        if W.dtype not in (np.float32, np.float64):
-            raise NotImplementedError(f"{where}: weights of dtype {W.dtype} are not supported "
-                                      "(float32 and float64 are)")
+        if op != "LSTM":
+            self.ins[7] = ""  # P is an LSTM input only
         H = _attr(node, "hidden_size", int, None)
+        if H is not None and H < 1:
+            raise ValueError(f"{where}: attribute 'hidden_size' must be an int >= 1, got {H}")
+        self.hidden_size = H
+        self.nonlinearity, self.acts = "tanh", {}
+        self._activations(node, D)
+        self.input_forget = False
+        if op == "LSTM":
+            forget = _attr(node, "input_forget", int, 0)
+            if forget not in (0, 1):
+                raise ValueError(f"{where}: attribute 'input_forget' is {forget}, not 0 or 1")
+            self.input_forget = bool(forget)
+        self.clip = _attr(node, "clip", float, None)
+        if self.clip is not None and not self.clip > 0:
+            raise ValueError(f"{where}: attribute 'clip' must be > 0, got {self.clip}")
+        self.lbr = _attr(node, "linear_before_reset", int, 0) if op == "GRU" else 0
+        if self.lbr not in (0, 1):
+            raise ValueError(f"{where}: attribute 'linear_before_reset' is {self.lbr}, not "
+                             "0 or 1")
+        self.layer, self._kept = None, None
+        names = [self.ins[i] for i, _ in _WEIGHTS]
+        if all(not x or x in consts for x in names):
+            self.layer_for([consts[x] if x else None for x in names])
+
+    def _activations(self, node, D):
+        """activations, activation_alpha, activation_beta as the layer's
+        options (self.acts; empty: the cell's own; RNN Relu in both
+        directions: nonlinearity="relu", both on the C path). ONNX's alpha and
+        beta lists are consumed in order by the activations that take them;
+        where a list runs out, ONNX Runtime's value applies (its defaults:
+        LeakyRelu 0.01, HardSigmoid 0.2 and 0.5, Elu 1.0, any other 0, which
+        for Affine, ScaledTanh and ThresholdedRelu are not the ONNX operators'
+        defaults): written out, so that the layer computes what ORT does."""
+        op, where = self.op, self.where
+        given = _attr(node, "activations", list, [])
+        alphas = _attr(node, "activation_alpha", "floats", [])
+        betas = _attr(node, "activation_beta", "floats", [])
+        if not given:
+            return
+        n = len(_DEFAULT_ACTS[op])
+        if len(given) != n * D:
+            raise ValueError(f"{where}: attribute 'activations' lists {len(given)} "
+                             f"functions, expected {n * D} ({n} per direction)")
+        names, al, be = [], [], []
+        ia = ib = 0
+        for a in given:
+            spec = _ORT_ACTS.get(a.lower())
+            if spec is None:
+                raise ValueError(f"{where}: attribute 'activations': unknown function {a!r}; "
+                                 f"ONNX's are {sorted(v[0] for v in _ORT_ACTS.values())}")
+            name, da, db = spec
+            names.append(name)
+            if da is None:
+                al.append(None)
+            else:
+                al.append(alphas[ia] if ia < len(alphas) else da)
+                ia += 1
+            if db is None:
+                be.append(None)
+            else:
+                be.append(betas[ib] if ib < len(betas) else db)
+                ib += 1
+        lower = [x.lower() for x in names]
+        chunks = [lower[i:i + n] for i in range(0, len(lower), n)]
+        if all(c == _DEFAULT_ACTS[op] for c in chunks):
+            return
+        if op == "RNN" and all(c == ["relu"] for c in chunks):
+            self.nonlinearity = "relu"
+            return
+        self.acts = dict(activations=names, activation_alpha=al, activation_beta=be)
+
+    def layer_for(self, weights):
+        """The layer for weights [W, R, B, P] (None for an input the node does
+        not have). The rule: the layer built last is kept when each array is
+        the one it was built from (one of the model's own constants) or, for
+        an array fed or computed at run time, equal to the copy kept of it in
+        dtype, shape and every value (a comparison as long as the weights, at
+        each run); otherwise a new layer is built and becomes the kept one."""
+        weights = [None if a is None else np.asarray(a) for a in weights]
+        if self._kept is not None and all(map(_same, weights, self._kept)):
+            return self.layer
+        self.layer = self._build(*weights)
+        owned = [self._consts.get(self.ins[i]) if self.ins[i] else None for i, _ in _WEIGHTS]
+        self._kept = [a if a is None or a is o else np.array(a, copy=True)
+                      for a, o in zip(weights, owned)]
+        return self.layer
+
+    def _build(self, W, R, B, P):
+        op, where, D = self.op, self.where, self.D
+        G = num_gates(op)
+        if W.dtype not in _COMPUTE:
+            raise NotImplementedError(f"{where}: weights of dtype {W.dtype} are not supported "
+                                      "(float16, float32 and float64 are)")
+        dtype = _COMPUTE[W.dtype]
+        for name, a in (("R", R), ("B", B), ("P", P)):
+            if a is not None and a.dtype != W.dtype:
+                raise ValueError(f"{where}: {name} is {a.dtype}, W is {W.dtype}; ONNX gives "
+                                 "them one type T")
+        H = self.hidden_size
         if H is None:
             H = R.shape[-1] if R.ndim == 3 else 0
             if H < 1:
                 raise ValueError(f"{where}: without attribute 'hidden_size' it is read off R's "
                                  f"last dimension, but R has shape {R.shape}")
             hs = f"hidden_size {H} read off R"
-        elif H < 1:
-            raise ValueError(f"{where}: attribute 'hidden_size' must be an int >= 1, got {H}")
         else:
             hs = f"attribute 'hidden_size' {H}"
         if W.ndim != 3 or W.shape[0] != D or W.shape[1] != G * H:
@@ -412,79 +533,47 @@ class _RecurrentNode:
         if B is not None and B.shape != (D, 2 * G * H):
             raise ValueError(f"{where}: B has shape {B.shape}, expected {(D, 2 * G * H)} "
                              f"({hs})")
-        given = _attr(node, "activations", list, [])
-        acts = [str(x).lower() for x in given]
-        nonlinearity = "tanh"
-        if acts:
-            n = len(_DEFAULT_ACTS[op])
-            chunks = [acts[i:i + n] for i in range(0, len(acts), n)]
-            if len(acts) != n * D:
-                raise ValueError(f"{where}: attribute 'activations' lists {len(acts)} "
-                                 f"functions, expected {n * D} ({n} per direction)")
-            if op == "RNN" and all(c == chunks[0] for c in chunks) and \
-                    chunks[0][0] in ("tanh", "relu"):
-                nonlinearity = chunks[0][0]
-            elif any(c != _DEFAULT_ACTS[op] for c in chunks):
-                raise NotImplementedError(
-                    f"{where}: attribute 'activations' {given} is not supported; fastrnn "
-                    f"runs the defaults {_DEFAULT_ACTS[op]}"
-                    + (" (and Relu for RNN, the same in both directions)" if op == "RNN" else ""))
-        if op == "LSTM":
-            forget = _attr(node, "input_forget", int, 0)
-            if forget not in (0, 1):
-                raise ValueError(f"{where}: attribute 'input_forget' is {forget}, not 0 or 1")
-            if forget:
-                raise NotImplementedError(f"{where}: attribute 'input_forget' = 1 (coupled "
-                                          "input and forget gates) is not supported")
-        self.P_name = None
-        if op == "LSTM" and ins[7]:
-            if ins[7] in consts:
-                if np.any(np.asarray(consts[ins[7]]) != 0):
-                    raise NotImplementedError(f"{where}: peephole weights P are not supported "
-                                              "(only all-zero P)")
-            else:
-                self.P_name = ins[7]  # checked at run time
-        clip = _attr(node, "clip", float, None)
-        if clip is not None and not clip > 0:
-            raise ValueError(f"{where}: attribute 'clip' must be > 0, got {clip}")
-        lbr = _attr(node, "linear_before_reset", int, 0) if op == "GRU" else 0
-        if lbr not in (0, 1):
-            raise ValueError(f"{where}: attribute 'linear_before_reset' is {lbr}, not 0 or 1")
+        if P is not None and P.shape != (D, 3 * H):
+            raise ValueError(f"{where}: P has shape {P.shape}, expected {(D, 3 * H)} ({hs})")
+        peep = P is not None and bool(np.any(P != 0))  # all-zero P: the plain cell
         kw = dict(bias=B is not None, batch_first=self.layout == 1, bidirectional=D == 2,
-                  dtype=W.dtype.name, clip=clip)
+                  dtype=dtype.name, clip=self.clip, **self.acts)
         try:
             if op == "LSTM":
-                layer = LSTM(I, H, **kw)
+                layer = LSTM(I, H, peepholes=peep, input_forget=self.input_forget, **kw)
             elif op == "GRU":
-                layer = GRU(I, H, linear_before_reset=bool(lbr), **kw)
+                layer = GRU(I, H, linear_before_reset=bool(self.lbr), **kw)
             else:
-                layer = RNN(I, H, nonlinearity=nonlinearity, **kw)
+                layer = RNN(I, H, nonlinearity=self.nonlinearity, **kw)
         except (ValueError, TypeError) as e:
             raise ValueError(f"{where}: {e}") from None
         perm = _block_perm(_TO_TORCH[op], H)
         sd = {}
         for d in range(D):
             sfx = "_reverse" if d else ""
-            sd[f"weight_ih_l0{sfx}"] = W[d][perm]
-            sd[f"weight_hh_l0{sfx}"] = R[d][perm]
+            sd[f"weight_ih_l0{sfx}"] = W[d][perm].astype(dtype)
+            sd[f"weight_hh_l0{sfx}"] = R[d][perm].astype(dtype)
             if B is not None:
-                sd[f"bias_ih_l0{sfx}"] = B[d, :G * H][perm]
-                sd[f"bias_hh_l0{sfx}"] = B[d, G * H:][perm]
+                sd[f"bias_ih_l0{sfx}"] = B[d, :G * H][perm].astype(dtype)
+                sd[f"bias_hh_l0{sfx}"] = B[d, G * H:][perm].astype(dtype)
+            if peep:  # ONNX's blocks (i, o, f) -> the layer's (i, f, o)
+                sd[f"peephole_l0{sfx}"] = P[d].reshape(3, H)[[0, 2, 1]].reshape(-1).astype(dtype)
         layer.load_state_dict(sd)
         layer.eval()
-        self.layer, self.D, self.H, self.I, self.where = layer, D, H, I, where
+        self.out_dtype = W.dtype  # ONNX's T: the outputs' dtype
+        return layer
 
     def run(self, ins, values):
         ins = list(ins) + [None] * (8 - len(ins))
+        layer = self.layer_for([ins[i] if self.ins[i] else None for i, _ in _WEIGHTS])
         X, seq, h0, c0 = ins[0], ins[4], ins[5], ins[6] if self.op == "LSTM" else None
-        where, D, H, layer = self.where, self.D, self.H, self.layer
-        if self.P_name is not None and np.any(np.asarray(values[self.P_name]) != 0):
-            raise NotImplementedError(f"{where}: peephole weights P are not supported "
-                                      "(only all-zero P)")
+        where, D, H, I = self.where, self.D, layer.hidden_size, layer.input_size
         X = np.asarray(X)
-        if X.ndim != 3 or X.shape[2] != self.I:
+        if X.ndim != 3 or X.shape[2] != I:
             raise ValueError(f"{where}: X has shape {X.shape}, expected 3-D with input_size "
-                             f"{self.I} last")
+                             f"{I} last")
+        if X.dtype.kind == "f":  # float16 X computes in float32, as its weights
+            X = X.astype(layer.dtype, copy=False)
         x = X.transpose(1, 0, 2) if self.layout == 1 else X  # time-major view
         T, B = x.shape[0], x.shape[1]
 
@@ -497,7 +586,7 @@ class _RecurrentNode:
             if s.shape != (D, B, H):
                 raise ValueError(f"{where}: {name} has shape {np.asarray(s).shape}, expected "
                                  f"{(B, D, H) if self.layout == 1 else (D, B, H)}")
-            return s
+            return s.astype(layer.dtype, copy=False) if s.dtype.kind == "f" else s
 
         h0, c0 = state(h0, "initial_h"), state(c0, "initial_c")
         if self.op == "LSTM" and (h0 is None) != (c0 is None):
@@ -542,11 +631,8 @@ class _RecurrentNode:
         if self.layout == 1:
             hn = hn.transpose(1, 0, 2)
             cn = None if cn is None else cn.transpose(1, 0, 2)
-        out = [np.ascontiguousarray(Y), np.ascontiguousarray(hn)]
-        if self.op == "LSTM":
-            out.append(np.ascontiguousarray(cn))
-        return out
-
+        out = [Y, hn] + ([cn] if self.op == "LSTM" else [])
+        return [np.ascontiguousarray(a, dtype=self.out_dtype) for a in out]
 
 
 # ---- the model ------------------------------------------------------------------
@@ -558,7 +644,14 @@ class OnnxModel:
     input_names / output_names: the graph's inputs (without initializers) and
     outputs. layers: the fastrnn layers built for its RNN/LSTM/GRU nodes, in
     node order (a "reverse" node's layer is a forward layer fed reversed
-    sequences); layer_nodes: the names of those nodes.
+    sequences; None for a node whose weights come from graph inputs until it
+    has run, then the layer of its last run); layer_nodes: the names of those
+    nodes.
+
+    Weights fed at run time: a node keeps its layer while its W, R, B, P equal
+    (dtype, shape, values) those it was built from, and builds a new one when
+    they differ. Graph inputs with initializer defaults may be fed; the nodes
+    folded from them at load then run again.
 
     max_bytes caps what the load builds (initializers, attribute tensors and
     lists, folded constants, together) and what one operator sized by a
@@ -606,19 +699,16 @@ class OnnxModel:
                 "from_onnx: operator(s) not supported by fastrnn's ONNX runner: "
                 + ", ".join(unsupported[:10]) + (" ..." if len(unsupported) > 10 else ""))
         # fold what depends on constants only, once; build the recurrent layers
-        # (graph inputs with an initializer as default, which old exporters
-        # write for every weight, count as constants here; feeding them later
-        # is refused once they were used)
-        self.layers, self.layer_nodes, self._nodes = [], [], []
-        self._frozen = set()
+        # whose weights are constants (graph inputs with an initializer as
+        # default, which old exporters write for every weight, count as
+        # constants here: a run that feeds one folds again what depends on it)
+        self.layer_nodes, self._nodes, self._rnn, self._folded = [], [], [], []
         for n in nodes:
             if n.op in _RECURRENT:
                 n.rnn = _RecurrentNode(n, consts)
-                self.layers.append(n.rnn.layer)
+                self._rnn.append(n.rnn)
                 self.layer_nodes.append(n.name)
                 self._nodes.append(n)
-                self._frozen.update(x for x in n.inputs[1:4] + n.inputs[7:8]
-                                    if x in self._defaults)
             elif all((not x) or x in consts for x in n.inputs):
                 ins = [consts[x] if x else None for x in n.inputs]
                 what = f"{n.op} node {n.name!r}"
@@ -630,7 +720,7 @@ class OnnxModel:
                 for name, v in zip(n.outputs, outs):
                     if name:
                         consts[name] = v
-                self._frozen.update(x for x in n.inputs if x in self._defaults)
+                self._folded.append(n)
             else:
                 self._nodes.append(n)
         self._consts = consts
@@ -640,6 +730,12 @@ class OnnxModel:
         missing = [o for o in self.output_names if o not in produced]
         if missing:
             raise ValueError(f"from_onnx: graph outputs {missing} are produced by no node")
+
+    @property
+    def layers(self):
+        """The fastrnn layers of the recurrent nodes, in node order (None for a
+        node whose weights are graph inputs and that has not run yet)."""
+        return [r.layer for r in self._rnn]
 
     def _exec(self, n, ins, values):
         if n.rnn is not None:
@@ -701,14 +797,19 @@ class OnnxModel:
         missing = [k for k in self.input_names if k not in input_feed]
         if missing:
             raise ValueError(f"run: missing input(s) {missing}")
-        frozen = [k for k in input_feed if k in self._frozen]
-        if frozen:
-            raise ValueError(f"run: input(s) {frozen} have initializer defaults that "
-                             "fastrnn built into its layers or folded at load time; they "
-                             "cannot be fed")
         vals = dict(self._consts)
         for k, v in input_feed.items():
             vals[k] = self._feed(k, v)
+        # inputs fed over their initializer defaults: fold again what was
+        # folded from them at load, in node order
+        changed = {k for k in input_feed if k in self._defaults}
+        for n in self._folded if changed else ():
+            if any(x in changed for x in n.inputs if x):
+                res = self._exec(n, [vals[x] if x else None for x in n.inputs], vals)
+                for name, v in zip(n.outputs, res):
+                    if name:
+                        vals[name] = v
+                        changed.add(name)
         # only the nodes the requested outputs need
         need, live = set(names), []
         for n in reversed(self._nodes):
