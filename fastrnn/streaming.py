@@ -7,11 +7,13 @@ allocated once, one row per stream slot, and steps the streams of a push as
 one batch: it gathers their rows, runs one ``step`` through the layers and
 scatters the new states back. docs/streaming.md walks through it.
 """
+import contextlib
 import numbers
 import threading
 
 import numpy as np
 
+from . import batch_invariant as _batch_invariant
 from ._validate import numeric_array, positive_int, real_array, to_numpy
 from .layers import Dense, Embedding, Layer
 from .model import Sequential
@@ -95,6 +97,11 @@ class StreamSession:
     capacity : int
         The most streams open at once (>= 1); the state arrays are allocated
         for this many.
+    batch_invariant : bool, default True
+        Run each push inside ``fr.batch_invariant()``: a stream's outputs are
+        then the same bits whichever other streams share its push, and the
+        same as its own batch-1 ``step`` run with the setting on
+        (docs/streaming.md). False keeps the process's setting.
 
     Raises
     ------
@@ -122,7 +129,10 @@ class StreamSession:
     (2, 4)
     """
 
-    def __init__(self, model, capacity):
+    def __init__(self, model, capacity, batch_invariant=True):
+        if not isinstance(batch_invariant, bool):
+            raise TypeError(f"batch_invariant: expected True or False, got {batch_invariant!r}")
+        self.batch_invariant = batch_invariant
         self._capacity = positive_int(capacity, "capacity")
         self._layers = _stack_of(model)
         # per recurrent layer: (index in the stack, layer, [h] or [h, c])
@@ -243,7 +253,8 @@ class StreamSession:
             For ids that are not ints, or `x_t` that is not real numbers
             (integers for an Embedding).
         """
-        with self._lock:
+        scope = _batch_invariant() if self.batch_invariant else contextlib.nullcontext()
+        with self._lock, scope:
             slots = self._slots(ids)
             x = self._input(x_t, len(slots))
             new = []

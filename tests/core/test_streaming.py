@@ -2,13 +2,10 @@
 alone (the layer's or model's step with batch 1), over random interleavings of
 opens, closes, resets, pushes and state moves; its errors; its lock.
 
-BATCH_INVARIANT below switches the comparison with each stream run alone from
-a tolerance to bit-for-bit equality. It is off because the step kernels are
-not batch-invariant today (docs/streaming.md, "Bits"): a row's result depends
-on how many rows its batch has. Where they are known to be (float32, the cells
-of the fast loops, pushes of at most 8 streams), test_bitwise_small_pushes
-asserts the bits already; test_bitwise_any_batch is the bit-for-bit test of
-every case, expected to fail until the kernels change.
+A session pushes inside fr.batch_invariant() (its default), so every
+comparison with each stream run alone (its batch-1 step, with the setting on
+too) is bit for bit. test_session_without_batch_invariance checks that the
+switch is what gives those bits, and the tolerance that holds without it.
 """
 import io
 import threading
@@ -18,9 +15,8 @@ import pytest
 
 import fastrnn as fr
 
-# switch on once the step kernels give a row the same bits in any batch
-# (branch wt-invar26): every comparison below then becomes bit for bit
-BATCH_INVARIANT = False
+# the session runs its pushes batch-invariant: every comparison is bit for bit
+BATCH_INVARIANT = True
 
 # what the kernels guarantee today between a batched step and batch 1: a few
 # float roundings a step, through the recurrence of a few dozen steps
@@ -33,7 +29,12 @@ SMALL_PUSH = 8
 
 
 def _ref_step(model, x_row, state):
-    """One stream alone: its step with batch 1."""
+    """One stream alone: its step with batch 1 (batch-invariant, as the session)."""
+    with fr.batch_invariant():
+        return _ref_step_plain(model, x_row, state)
+
+
+def _ref_step_plain(model, x_row, state):
     x = np.asarray(x_row)[None]
     if isinstance(model, (list, tuple)):
         new, k = [], 0
@@ -59,13 +60,15 @@ def _check(pairs, dtype, exact):
             np.testing.assert_allclose(got, want, rtol=TOL[dtype], atol=TOL[dtype])
 
 
-def _drive(model, capacity, make_x, rng, n_ops=50, max_push=None, move_to=None):
+def _drive(model, capacity, make_x, rng, n_ops=50, max_push=None, move_to=None,
+           invariant=True):
     """Random opens/closes/resets/pushes/exports on a session of `model`; returns
     (session output row, the same stream alone) pairs and the largest push.
     move_to: a model of the same weights; some streams are exported, closed and
     continued in a session of it (as in another process)."""
-    s = fr.StreamSession(model, capacity)
-    other = fr.StreamSession(move_to, capacity) if move_to is not None else None
+    s = fr.StreamSession(model, capacity, batch_invariant=invariant)
+    other = (fr.StreamSession(move_to, capacity, batch_invariant=invariant)
+             if move_to is not None else None)
     ref = {}       # (session, id) -> the stream's state run alone
     for _ in range(capacity * 3 // 4):   # enough streams for pushes past SMALL_PUSH
         ref[(s, s.open())] = None
@@ -108,7 +111,8 @@ def _drive(model, capacity, make_x, rng, n_ops=50, max_push=None, move_to=None):
                 biggest = max(biggest, n)
                 for k, key in enumerate(pick):
                     m = model if sess is s else move_to
-                    want, ref[key] = _ref_step(m, x[k], ref[key])
+                    step = _ref_step if invariant else _ref_step_plain
+                    want, ref[key] = step(m, x[k], ref[key])
                     pairs.append((y[k], want))
     return pairs, biggest
 
@@ -160,8 +164,6 @@ def test_bitwise_small_pushes(cell, dtype, rng):
         _check(pairs, dtype, BATCH_INVARIANT or dtype == np.float32)
 
 
-@pytest.mark.xfail(not BATCH_INVARIANT, strict=False,
-                   reason="the step kernels are not batch-invariant yet (docs/streaming.md)")
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 def test_bitwise_any_batch(dtype, rng):
     """Every cell, pushes of any size, bit for bit: what BATCH_INVARIANT turns on."""
@@ -169,6 +171,46 @@ def test_bitwise_any_batch(dtype, rng):
         layer = CELLS[cell](33, 64, 2, dtype)
         pairs, _ = _drive(layer, 20, _floats(rng, 33, dtype), rng, n_ops=30)
         _check(pairs, dtype, True)
+
+
+def test_session_without_batch_invariance(rng):
+    """batch_invariant=False: pushes of more than 8 float32 streams differ from
+    each stream alone in the last bits (the kernels' row-count paths), within
+    TOL; the default session (the other tests) gives the bits exactly. Also
+    the setting is restored after a push."""
+    assert fr.get_batch_invariant() is False
+    layer = CELLS["lstm"](13, 37, 2, np.float32)
+    pairs, biggest = _drive(layer, 16, _floats(rng, 13, np.float32), rng, invariant=False)
+    assert biggest > SMALL_PUSH
+    _check(pairs, np.float32, False)
+    assert any(g.tobytes() != w.tobytes() for g, w in pairs)
+    assert fr.get_batch_invariant() is False
+    with pytest.raises(TypeError, match="batch_invariant"):
+        fr.StreamSession(layer, 2, batch_invariant=1)
+
+
+def test_batch_invariant_blocks_nest_and_restore():
+    """fr.batch_invariant() blocks are counted across threads and nesting; a
+    set_batch_invariant inside one sets what the last block restores."""
+    assert fr.get_batch_invariant() is False
+    with fr.batch_invariant():
+        with fr.batch_invariant():
+            assert fr.get_batch_invariant() is True
+        assert fr.get_batch_invariant() is True
+        assert fr.set_batch_invariant(True) is False   # what it goes back to
+    assert fr.get_batch_invariant() is True
+    fr.set_batch_invariant(False)
+    seen = []
+
+    def worker():
+        with fr.batch_invariant():
+            seen.append(fr.get_batch_invariant())
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert seen == [True] * 8 and fr.get_batch_invariant() is False
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
@@ -326,8 +368,9 @@ def test_lock_serializes_pushes_of_one_stream():
     for t in threads:
         t.join()
     st = None
-    for _ in range(160):
-        _, st = layer.step(x, st)
+    with fr.batch_invariant():   # as the session's pushes
+        for _ in range(160):
+            _, st = layer.step(x, st)
     assert s.export(a)["state0_h"].tobytes() == st[:, 0].tobytes()
 
 

@@ -19,7 +19,10 @@ import fastrnn.distributed as frd  # noqa: E402
 
 # Bit-identity with one model.predict over all rows, whatever the partitions,
 # needs batch-invariant kernels (issue 26 item 4): switch on when they land.
-BATCH_INVARIANT = os.environ.get("FASTRNN_BATCH_INVARIANT") == "1"
+def _predict_invariant(model, *a, **kw):
+    """model.predict over all the data, batch-invariant as the workers score."""
+    with fr.batch_invariant():
+        return model.predict(*a, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -44,10 +47,14 @@ def _model(dtype, per_step, extra=()):
     return m
 
 
-def _by_parts(model, x, lengths, chunks):
+def _by_parts(model, x, lengths, chunks, invariant=True):
+    """model.predict partition by partition, as the workers run it."""
     out, a = [], 0
     for n in chunks:
-        out.append(model.predict(x[a:a + n], lengths=lengths[a:a + n]))
+        part = (x[a:a + n],)
+        kw = {"lengths": lengths[a:a + n]}
+        out.append(_predict_invariant(model, *part, **kw) if invariant
+                   else model.predict(*part, **kw))
         a += n
     return np.concatenate(out)
 
@@ -65,8 +72,11 @@ def test_array_scoring_matches_predict_on_the_same_partitions(client, dtype, per
     assert np.array_equal(got, _by_parts(model, x, L, chunks))
     np.testing.assert_allclose(got, model.predict(x, lengths=L),
                                rtol=2e-4 if dtype == "float32" else 1e-9, atol=1e-6)
-    if BATCH_INVARIANT:
-        assert np.array_equal(got, model.predict(x, lengths=L))
+    assert np.array_equal(got, _predict_invariant(model, x, lengths=L))
+    # without the switch: the bits of predict on the same partitions only
+    plain = frd.predict_dask(model, da.from_array(x, chunks=(chunks, 7, 3)), lengths=L,
+                             batch_invariant=False).compute()
+    assert np.array_equal(plain, _by_parts(model, x, L, chunks, invariant=False))
 
 
 def test_bag_of_sequences_matches_predict_on_the_same_partitions(client, rng):
@@ -79,17 +89,17 @@ def test_bag_of_sequences_matches_predict_on_the_same_partitions(client, rng):
     assert len(got) == len(seqs)
     for part in range(bag.npartitions):
         idx = list(range(part * 4, min(len(seqs), part * 4 + 4)))
-        ref = model.predict([seqs[i] for i in idx]) if len({len(seqs[i]) for i in idx}) > 1 \
-            else model.predict(np.stack([seqs[i] for i in idx]))
+        ref = _predict_invariant(model, [seqs[i] for i in idx]) \
+            if len({len(seqs[i]) for i in idx}) > 1 \
+            else _predict_invariant(model, np.stack([seqs[i] for i in idx]))
         for j, i in enumerate(idx):
             assert np.array_equal(got[i], ref[j, :len(seqs[i])])
     one = frd.predict_dask(model, db.from_sequence(seqs[:3], npartitions=3)).compute()
     for s, o in zip(seqs, one):
-        assert np.array_equal(o, model.predict(s[None])[0])
-    if BATCH_INVARIANT:
-        full = model.predict(seqs)
-        assert all(np.array_equal(g, full[i, :len(s)]) for i, (g, s) in
-                   enumerate(zip(got, seqs)))
+        assert np.array_equal(o, _predict_invariant(model, s[None])[0])
+    full = _predict_invariant(model, seqs)
+    assert all(np.array_equal(g, full[i, :len(s)]) for i, (g, s) in
+               enumerate(zip(got, seqs)))
 
 
 def test_dead_worker_is_retried_without_lost_or_doubled_rows(client, rng, tmp_path):

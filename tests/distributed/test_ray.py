@@ -31,5 +31,5 @@ def test_ray_map_batches_matches_predict_on_the_same_batches(rng):
     np.testing.assert_allclose(got, ref, rtol=2e-4, atol=1e-6)
     # Ray may regroup rows into other batches than these: bitwise equality
     # needs batch-invariant kernels (issue 26 item 4); switch on when they land
-    if os.environ.get("FASTRNN_BATCH_INVARIANT") == "1":
+    with fr.batch_invariant():
         assert np.array_equal(got, model.predict(x, lengths=L))

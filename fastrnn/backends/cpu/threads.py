@@ -14,8 +14,10 @@ call SciPy's BLAS during a fastrnn call run it single-threaded meanwhile.
 When SciPy's BLAS is not an OpenBLAS found here, every GEMM is one BLAS call
 with the BLAS's own threads.
 """
+import contextlib
 import ctypes
 import os
+import threading
 
 from ..._validate import positive_int
 from . import _ext
@@ -158,7 +160,52 @@ def set_batch_invariant(enabled):
     """
     if not isinstance(enabled, (bool, int)) or enabled not in (0, 1):
         raise TypeError(f"set_batch_invariant: expected True or False, got {enabled!r}")
-    return _ext.set_batch_invariant(bool(enabled))
+    global _saved
+    with _scope_lock:
+        if _scopes:   # a batch_invariant() block is open: it stays on until the last ends
+            prev, _saved = _saved, bool(enabled)
+            return prev
+        return _ext.set_batch_invariant(bool(enabled))
+
+
+_scope_lock = threading.Lock()
+_scopes = 0        # open batch_invariant() blocks, in every thread
+_saved = False     # the setting to restore when the last block ends
+
+
+@contextlib.contextmanager
+def batch_invariant():
+    """Run the block with batch-invariant inference (`set_batch_invariant`).
+
+    Blocks in several threads and nested blocks are counted: the setting is on
+    from the first block's start to the last block's end, then goes back to
+    what it was (a `set_batch_invariant` call meanwhile sets what it goes
+    back to). fastrnn's StreamSession and distributed scoring run inside one.
+
+    Yields
+    ------
+    None
+        The block runs with the setting on.
+
+    Examples
+    --------
+    >>> import fastrnn as fr
+    >>> with fr.batch_invariant():
+    ...     fr.get_batch_invariant()
+    True
+    """
+    global _scopes, _saved
+    with _scope_lock:
+        if _scopes == 0:
+            _saved = _ext.set_batch_invariant(True)
+        _scopes += 1
+    try:
+        yield
+    finally:
+        with _scope_lock:
+            _scopes -= 1
+            if _scopes == 0:
+                _ext.set_batch_invariant(_saved)
 
 
 def get_batch_invariant():
