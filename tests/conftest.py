@@ -313,6 +313,7 @@ FILE_MARKS = {
     "formats/test_hostile_onnx.py": ("onnx",),
     # keras 3 runs on its torch backend here (KERAS_BACKEND=torch)
     "formats/test_keras_sequential.py": ("keras", "torch"),
+    "formats/test_keras_models.py": ("keras", "torch"),
 }
 
 # single tests, by marker: the tests of other files that need the package for

@@ -785,12 +785,12 @@ def _check_chain(top, where):
         name = _field(cfg, "name", "str", name, where)
         nodes = entry.get("inbound_nodes", [])
         sources = []
-        for node in nodes if isinstance(nodes, list) else [None]:
+        for node in nodes if isinstance(nodes, (list, tuple)) else [None]:
             args = node.get("args") if isinstance(node, dict) else None
-            for a in args if isinstance(args, list) else [None]:
+            for a in args if isinstance(args, (list, tuple)) else [None]:
                 hist = (a.get("config") or {}).get("keras_history") \
                     if isinstance(a, dict) and isinstance(a.get("config"), dict) else None
-                if not (isinstance(hist, list) and hist and isinstance(hist[0], str)):
+                if not (isinstance(hist, (list, tuple)) and hist and isinstance(hist[0], str)):
                     raise NotImplementedError(f"{where}: layer {_show(name)} has inputs that "
                                               "are not one layer's output; sequential=True "
                                               "takes a chain of layers")
