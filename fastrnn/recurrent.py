@@ -16,6 +16,7 @@ import math
 
 import numpy as np
 
+from . import _generic
 from ._cells import num_gates
 from ._regrun import RegularizedMixin, _RegCtx
 from ._validate import (lengths_array, numeric_array, positive_int, real_array,
@@ -23,6 +24,16 @@ from ._validate import (lengths_array, numeric_array, positive_int, real_array,
 from .layers import Layer, register_builtin, copy_without_ctx, delegate
 
 _MAX_ROWS = 2**31 - 1  # T*B rows of the kernels' GEMMs (fr_check_desc's limit)
+
+
+def _flag(v, name):
+    if not isinstance(v, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected a bool, got {type(v).__name__} {v!r}")
+    return bool(v)
+
+
+def _tuple(v):
+    return None if v is None else tuple(v)
 
 
 def _probability(value, name):
@@ -120,6 +131,25 @@ class RNNBase(RegularizedMixin, Layer):
     linear_before_reset : bool, default True
         GRU only: torch's candidate (True) or ONNX's linear_before_reset=0 /
         Keras's reset_after=False (False).
+    proj_size : int, default 0
+        torch's proj_size: 0 < P < hidden_size projects h = W_hr (o * tanh(c)),
+        so h, y and the layers above have P features (c keeps hidden_size).
+    peepholes : bool, default False
+        Peephole weights ``peephole_l{k}`` (3*H,), blocks (i, f, o): the gates
+        i, f see c_{t-1}, o sees c_t (ONNX's P, whose blocks are (i, o, f)).
+    input_forget : bool, default False
+        Couple the gates: f = 1 - i (ONNX input_forget=1).
+    activations : list of str, optional
+        ONNX's activation functions by name (any case: "Sigmoid", "Tanh",
+        "Relu", "Affine", "LeakyRelu", "ThresholdedRelu", "ScaledTanh",
+        "HardSigmoid", "Elu", "Softsign", "Softplus"), one per ONNX slot
+        (LSTM f, g, h; GRU f, g; RNN f), or twice that for a bidirectional layer (forward then
+        reverse); None: the cell's own. docs/variants.md.
+    activation_alpha, activation_beta : list of float, optional
+        Aligned with activations (None entries: ONNX's defaults).
+    padding : {"zeros", "carry"}, default "zeros"
+        Outputs at invalid steps (past a length, or masked out): 0, or the
+        last valid output ("carry", as Keras; 0 before the first valid step).
 
     Examples
     --------
@@ -135,7 +165,9 @@ class RNNBase(RegularizedMixin, Layer):
     def __init__(self, mode, input_size, hidden_size, num_layers=1, bias=True,
                  batch_first=False, dropout=0.0, bidirectional=False,
                  dtype="float32", seed=None, zoneout=0.0, recurrent_dropout=0.0,
-                 clip=None, linear_before_reset=True):
+                 clip=None, linear_before_reset=True, proj_size=0, peepholes=False,
+                 input_forget=False, activations=None, activation_alpha=None,
+                 activation_beta=None, padding="zeros"):
         Layer.__init__(self, dtype)
         self.mode = mode
         self.input_size = positive_int(input_size, "input_size")
@@ -170,6 +202,8 @@ class RNNBase(RegularizedMixin, Layer):
                              "zoneout, recurrent_dropout or LayerNormLSTM (their kernels "
                              "implement torch's cells only)")
         self.num_directions = 2 if self.bidirectional else 1
+        self._init_variants(proj_size, peepholes, input_forget, activations,
+                            activation_alpha, activation_beta, padding)
 
         # torch's initialisation: every parameter uniform in +-1/sqrt(hidden_size),
         # drawn in torch's parameter order from a generator seeded by `seed`
@@ -202,18 +236,94 @@ class RNNBase(RegularizedMixin, Layer):
         for name, shape in self._param_shapes():
             self.params[name][...] = rng.uniform(-k, k, size=shape)
 
+    def _init_variants(self, proj_size, peepholes, input_forget, activations,
+                       activation_alpha, activation_beta, padding):
+        """Check and keep the options the NumPy engine (fastrnn._generic) runs."""
+        lstm = self.mode == "LSTM"
+        self.proj_size = positive_int(proj_size, "proj_size", minimum=0)
+        if self.proj_size and not lstm:
+            raise ValueError(f"proj_size: only LSTM layers project h (torch's proj_size), "
+                             f"this is a {type(self).__name__}")
+        if self.proj_size >= self.hidden_size:
+            raise ValueError(f"proj_size: expected 0 <= proj_size < hidden_size="
+                             f"{self.hidden_size}, got {self.proj_size}")
+        for name, v in (("peepholes", peepholes), ("input_forget", input_forget)):
+            if not isinstance(v, (bool, np.bool_)):
+                raise TypeError(f"{name}: expected a bool, got {type(v).__name__} {v!r}")
+            if v and not lstm:
+                raise ValueError(f"{name}: only LSTM layers have {name}, this is a "
+                                 f"{type(self).__name__}")
+        self.peepholes = bool(peepholes)
+        self.input_forget = bool(input_forget)
+        if self.mode == "LNLSTM" and activations is not None:
+            raise ValueError("activations: not available with LayerNormLSTM")
+        slots_mode = self.mode if self.mode in _generic.SLOTS else "LSTM"
+        acts, alphas, betas = _generic.normalize_activations(
+            slots_mode, activations, activation_alpha, activation_beta, self.num_directions)
+        self.activations = None if acts is None else list(acts)
+        self.activation_alpha = None if alphas is None else list(alphas)
+        self.activation_beta = None if betas is None else list(betas)
+        if padding not in ("zeros", "carry"):
+            raise ValueError(f"padding: expected 'zeros' or 'carry', got {padding!r}")
+        self.padding = padding
+        on = [n for n, v in (("proj_size", self.proj_size), ("peepholes", self.peepholes),
+                             ("input_forget", self.input_forget),
+                             ("activations", self.activations is not None),
+                             ("padding='carry'", padding == "carry")) if v]
+        if on and (self._regularized or self.mode == "LNLSTM"):
+            raise ValueError(f"{', '.join(on)}: not available with zoneout, recurrent_dropout "
+                             f"or LayerNormLSTM (their kernels implement torch's cells only)")
+
+    @property
+    def _variant(self):
+        """The layer's own options need the NumPy engine (fastrnn._generic)."""
+        d = self.__dict__
+        if d.get("proj_size") or d.get("peepholes") or d.get("input_forget"):
+            return True
+        acts = d.get("activations")
+        return acts is not None and self.mode in _generic.SLOTS and \
+            not _generic.is_default_activations(self.mode, tuple(acts),
+                                                _tuple(d.get("activation_alpha")),
+                                                _tuple(d.get("activation_beta")),
+                                                self.num_directions)
+
+    @property
+    def _out_size(self):
+        """Hr: the width of h and of each direction's output (proj_size or H)."""
+        return self.__dict__.get("proj_size") or self.hidden_size
+
+    def _spec(self):
+        """The engine's view of this layer (fastrnn._generic.Spec)."""
+        mode = self.mode
+        return _generic.Spec(
+            mode=mode, H=self.hidden_size, P=self.proj_size, L=self.num_layers,
+            D=self.num_directions, bias=self.bias, lbr=self.linear_before_reset,
+            clip=self.clip, peepholes=self.peepholes, input_forget=self.input_forget,
+            acts=_generic.resolve_activations(mode, _tuple(self.activations),
+                                              _tuple(self.activation_alpha),
+                                              _tuple(self.activation_beta),
+                                              self.num_directions),
+            carry=self.padding == "carry")
+
     # ---- structure --------------------------------------------------------
     def _param_shapes(self):
         G, H = num_gates(self.mode), self.hidden_size
+        Hr = self._out_size
+        P = self.__dict__.get("proj_size", 0)
+        peep = self.__dict__.get("peepholes", False)
         out = []
         for l in range(self.num_layers):
-            In = self.input_size if l == 0 else self.num_directions * H
+            In = self.input_size if l == 0 else self.num_directions * Hr
             for sfx in ("", "_reverse")[: self.num_directions]:
                 out.append((f"weight_ih_l{l}{sfx}", (G * H, In)))
-                out.append((f"weight_hh_l{l}{sfx}", (G * H, H)))
+                out.append((f"weight_hh_l{l}{sfx}", (G * H, Hr)))
                 if self.bias:
                     out.append((f"bias_ih_l{l}{sfx}", (G * H,)))
                     out.append((f"bias_hh_l{l}{sfx}", (G * H,)))
+                if P:   # torch's name and place
+                    out.append((f"weight_hr_l{l}{sfx}", (P, H)))
+                if peep:  # (i, f, o) blocks of H
+                    out.append((f"peephole_l{l}{sfx}", (3 * H,)))
         return out
 
     def _lists(self, store):
@@ -308,6 +418,24 @@ class RNNBase(RegularizedMixin, Layer):
             cfg["linear_before_reset"] = self.linear_before_reset
         if self.clip is not None:
             cfg["clip"] = self.clip
+        cfg.update(self._variant_config())
+        return cfg
+
+    def _variant_config(self):
+        """The variants' constructor options that differ from their defaults."""
+        d = self.__dict__
+        cfg = {}
+        if d.get("proj_size"):
+            cfg["proj_size"] = self.proj_size
+        if d.get("peepholes"):
+            cfg["peepholes"] = True
+        if d.get("input_forget"):
+            cfg["input_forget"] = True
+        for k in ("activations", "activation_alpha", "activation_beta"):
+            if d.get(k) is not None:
+                cfg[k] = list(d[k])
+        if d.get("padding", "zeros") != "zeros":
+            cfg["padding"] = self.padding
         return cfg
 
     # ---- serving ------------------------------------------------------------
@@ -333,7 +461,7 @@ class RNNBase(RegularizedMixin, Layer):
             a.flags.writeable = False
             new.params[name] = a
         new._frozen = True
-        if not new._regularized:
+        if not new._regularized and not new._variant:
             new._plan("params").keep_read_only()   # pack now, not at the first call
         return new
 
@@ -374,6 +502,7 @@ class RNNBase(RegularizedMixin, Layer):
             extra += ", linear_before_reset=False"
         if self.clip is not None:
             extra += f", clip={self.clip!r}"
+        extra += "".join(f", {k}={v!r}" for k, v in self._variant_config().items())
         return (f"{type(self).__name__}({self.input_size}, {self.hidden_size}, "
                 f"num_layers={self.num_layers}, bias={self.bias}, "
                 f"batch_first={self.batch_first}, dropout={self.dropout}, "
@@ -428,7 +557,8 @@ class RNNBase(RegularizedMixin, Layer):
         """(h0, c0) from the user's state: None, an array, or an LSTM tuple."""
         if state is None:
             return None, None
-        shape = (self.num_layers * self.num_directions, B, self.hidden_size)
+        shape = (self.num_layers * self.num_directions, B, self._out_size)
+        cshape = (self.num_layers * self.num_directions, B, self.hidden_size)
         if self._is_lstm:
             if not isinstance(state, (tuple, list)) or len(state) != 2:
                 raise TypeError(f"{name}: an LSTM state is a tuple (h, c) of two arrays "
@@ -437,29 +567,71 @@ class RNNBase(RegularizedMixin, Layer):
             if h is None or c is None:
                 raise TypeError(f"{name}: an LSTM state needs both h and c (or pass None)")
             return (state_array(h, f"{name}[0] (h)", shape, self.dtype),
-                    state_array(c, f"{name}[1] (c)", shape, self.dtype))
+                    state_array(c, f"{name}[1] (c)", cshape, self.dtype))
         if isinstance(state, (tuple, list)):
             raise TypeError(f"{name}: a {type(self).__name__} state is one array of shape "
                             f"{shape}, got a {type(state).__name__}")
         return state_array(state, name, shape, self.dtype), None
 
-    def _output(self, y, hn, cn):
+    def _output(self, y, hn, cn, states=None):
         if self.batch_first:
             y = np.ascontiguousarray(y.transpose(1, 0, 2))
-        return y, ((hn, cn) if self._is_lstm else hn)
+        out = (y, ((hn, cn) if self._is_lstm else hn))
+        if states is None:
+            return out
+        h_all, c_all = states
+        if self.batch_first:   # (L, T, B, F) -> (L, B, T, F)
+            h_all = np.ascontiguousarray(h_all.transpose(0, 2, 1, 3))
+            if c_all is not None:
+                c_all = np.ascontiguousarray(c_all.transpose(0, 2, 1, 3))
+        return out + (((h_all, c_all) if self._is_lstm else h_all),)
 
-    def _run(self, x, state, lengths, training, state_name):
+    def _steps_array(self, value, name, T, B):
+        """mask / resets: booleans in x's leading layout, as (T, B) bool."""
+        if value is None:
+            return None
+        arr = to_numpy(value, name)
+        if arr.dtype != np.bool_:
+            raise TypeError(f"{name}: expected booleans (dtype bool), got dtype {arr.dtype}")
+        shape = (B, T) if self.batch_first else (T, B)
+        if arr.shape != shape:
+            layout = "(B, T)" if self.batch_first else "(T, B)"
+            raise ValueError(f"{name}: expected shape {shape}, x's leading {layout}, "
+                             f"got {arr.shape}")
+        if self.batch_first:
+            arr = arr.T
+        return np.ascontiguousarray(arr)
+
+    def _run(self, x, state, lengths, training, state_name, mask=None, resets=None,
+             want_states=False):
         if training:
             self._check_trainable("forward")
         xt, T, B = self._input(x)
         h0, c0 = self._state(state, B, state_name)
         lens = lengths_array(lengths, T, B)
+        valid = self._steps_array(mask, "mask", T, B)
+        rs = self._steps_array(resets, "resets", T, B)
+        if valid is not None and lens is not None:
+            raise ValueError("mask, lengths: give one of them (a mask covers lengths: "
+                             "mask[t, b] = t < lengths[b])")
         if lens is not None and bool(np.all(lens == T)):
             lens = None  # same semantics, no masking work
+        if valid is not None and bool(valid.all()):
+            valid = None
+        if rs is not None and not rs.any():
+            rs = None
+        extra = (mask is not None or resets is not None or want_states)
+        if extra and (self._regularized or self.mode == "LNLSTM"):
+            raise ValueError("mask, resets, return_states: not available with zoneout, "
+                             "recurrent_dropout or LayerNormLSTM")
+        if self._variant or extra or (self.padding == "carry" and lens is not None):
+            if valid is None and lens is not None:
+                valid = np.arange(T)[:, None] < lens[None, :]
+            return self._generic_run(xt, h0, c0, valid, rs, training, want_states)
         if self._regularized:
             self._check_arrays("params")
             y, hn, cn, cache = self._reg_forward(xt, h0, c0, lens, training)
-            return xt, h0, c0, lens, None, y, hn, cn, cache
+            return xt, h0, c0, lens, None, y, hn, cn, cache, None
         mask = None
         if training and self.training and self.dropout > 0 and self.num_layers > 1:
             keep = 1.0 - self.dropout
@@ -470,15 +642,35 @@ class RNNBase(RegularizedMixin, Layer):
         if self.__dict__.get("_frozen", False):
             plan.keep_read_only()
         y, hn, cn, cache = self.backend.rnn_forward(plan, xt, h0, c0, mask, lens, training)
-        return xt, h0, c0, lens, mask, y, hn, cn, cache
+        return xt, h0, c0, lens, mask, y, hn, cn, cache, None
+
+    def _generic_run(self, xt, h0, c0, valid, resets, training, want_states):
+        """The variants' path: fastrnn._generic's NumPy engine."""
+        self._check_arrays("params")
+        T, B = xt.shape[0], xt.shape[1]
+        mask = None
+        if training and self.training and self.dropout > 0 and self.num_layers > 1:
+            keep = 1.0 - self.dropout   # the same draws as the kernels' path
+            shape = (self.num_layers - 1, T, B, self.num_directions * self._out_size)
+            mask = (self._dropout_rng.random(shape) < keep).astype(self.dtype)
+            mask /= self.dtype.type(keep)
+        y, hn, cn, states, cache = _generic.forward(
+            self._spec(), self.params, xt, h0, c0, valid, resets, mask, training, want_states)
+        return xt, h0, c0, None, mask, y, hn, cn, cache, states
 
     # ---- public calls -------------------------------------------------------
-    def __call__(self, x, state=None, lengths=None):
-        """Inference: keeps nothing for backward, applies no dropout."""
-        _, _, _, _, _, y, hn, cn, _ = self._run(x, state, lengths, False, "state")
-        return self._output(y, hn, cn)
+    def __call__(self, x, state=None, lengths=None, *, mask=None, resets=None,
+                 return_states=False):
+        """Inference: keeps nothing for backward, applies no dropout.
 
-    def forward(self, x, state0=None, lengths=None):
+        Takes `forward`'s arguments and returns what it returns.
+        """
+        *_, y, hn, cn, _, states = self._run(x, state, lengths, False, "state", mask, resets,
+                                             _flag(return_states, "return_states"))
+        return self._output(y, hn, cn, states)
+
+    def forward(self, x, state0=None, lengths=None, *, mask=None, resets=None,
+                return_states=False):
         """Run the layer for training: keeps what `backward` needs, applies dropout.
 
         Parameters
@@ -486,21 +678,41 @@ class RNNBase(RegularizedMixin, Layer):
         x : array_like
             (T, B, input_size), or (B, T, input_size) with batch_first.
         state0 : numpy.ndarray or tuple of numpy.ndarray, optional
-            The initial state, (D*num_layers, B, hidden_size); (h0, c0) for an LSTM.
+            The initial state, (D*num_layers, B, Hr) with Hr = proj_size or
+            hidden_size; (h0, c0) for an LSTM, c0 (D*num_layers, B, hidden_size).
             None: zeros.
         lengths : array_like of int, optional
             (B,) valid steps of each sequence, in 1..T.
+        mask : array_like of bool, optional
+            (T, B), or (B, T) with batch_first: True where a step is valid. A
+            masked-out step holds the state; its output is 0 (padding="zeros")
+            or the last valid output (padding="carry"). Not with lengths.
+        resets : array_like of bool, optional
+            Shaped as mask: where True, that sequence's state restarts from the
+            initial state before the step.
+        return_states : bool, default False
+            Also return the state after every step of every layer.
 
         Returns
         -------
         y : numpy.ndarray
-            (T, B, D*hidden_size), or (B, T, D*hidden_size) with batch_first; 0 past
-            each length.
+            (T, B, D*Hr), or (B, T, D*Hr) with batch_first; 0 past each length.
         state : numpy.ndarray or tuple of numpy.ndarray
-            h_n, or (h_n, c_n) for an LSTM: (D*num_layers, B, hidden_size).
+            h_n, or (h_n, c_n) for an LSTM: (D*num_layers, B, Hr) and
+            (D*num_layers, B, hidden_size).
+        states : numpy.ndarray or tuple of numpy.ndarray
+            Only with return_states: h_all, or (h_all, c_all) for an LSTM;
+            h_all (L, T, B, D*Hr), or (L, B, T, D*Hr) with batch_first, c_all
+            the same with hidden_size.
         """
-        xt, h0, c0, lens, mask, y, hn, cn, cache = self._run(
-            x, state0, lengths, True, "state0")
+        want = _flag(return_states, "return_states")
+        xt, h0, c0, lens, mask, y, hn, cn, cache, states = self._run(
+            x, state0, lengths, True, "state0", mask, resets, want)
+        if isinstance(cache, _generic.Cache):
+            # the engine keeps its own zero-padded copy of x
+            self._ctx = dict(cache=cache, y_shape=y.shape, has_state=h0 is not None,
+                             want_states=want)
+            return self._output(y, hn, cn, states)
         if xt is x or not xt.flags.owndata:
             xt = xt.copy()  # the caller's memory: it may change before backward()
             if isinstance(cache, _RegCtx):
@@ -513,7 +725,10 @@ class RNNBase(RegularizedMixin, Layer):
                          y_shape=y.shape, has_state=h0 is not None)
         return self._output(y, hn, cn)
 
-    def backward(self, dy, dstate=None):
+    def _grad_state(self, value, name, shape):
+        return None if value is None else state_array(value, name, shape, self.dtype)
+
+    def backward(self, dy, dstate=None, dstates=None):
         """Backpropagate through the latest `forward`.
 
         Parameter gradients are accumulated into ``layer.grads`` (call
@@ -525,6 +740,9 @@ class RNNBase(RegularizedMixin, Layer):
             d(loss)/dy, of y's shape.
         dstate : numpy.ndarray or tuple of numpy.ndarray, optional
             d(loss)/d(final state), shaped as the state (dh_n, dc_n for an LSTM).
+        dstates : numpy.ndarray or tuple of numpy.ndarray, optional
+            d(loss)/d(states) after a forward with return_states: d(h_all), or
+            (d(h_all), d(c_all)) for an LSTM (either may be None).
 
         Returns
         -------
@@ -550,35 +768,76 @@ class RNNBase(RegularizedMixin, Layer):
         if self.batch_first:
             dy = dy.transpose(1, 0, 2)
         dy = np.ascontiguousarray(dy)
+        LD = self.num_layers * self.num_directions
+        shape, cshape = (LD, B, self._out_size), (LD, B, self.hidden_size)
         dhn = dcn = None
         if dstate is not None:
-            shape = (self.num_layers * self.num_directions, B, self.hidden_size)
             if self._is_lstm:
                 if not isinstance(dstate, (tuple, list)) or len(dstate) != 2:
                     raise TypeError("dstate: for an LSTM, a tuple (dh_n, dc_n) "
                                     "(either may be None)")
-                dh, dc = dstate
-                dhn = None if dh is None else state_array(dh, "dstate[0] (dh_n)", shape, self.dtype)
-                dcn = None if dc is None else state_array(dc, "dstate[1] (dc_n)", shape, self.dtype)
+                dhn = self._grad_state(dstate[0], "dstate[0] (dh_n)", shape)
+                dcn = self._grad_state(dstate[1], "dstate[1] (dc_n)", cshape)
             else:
                 if isinstance(dstate, (tuple, list)):
                     raise TypeError(f"dstate: one array of shape {shape} for "
                                     f"{type(self).__name__}")
                 dhn = state_array(dstate, "dstate", shape, self.dtype)
-        if isinstance(ctx["cache"], _RegCtx):
+        dh_all = dc_all = None
+        if dstates is not None:
+            if not ctx.get("want_states"):
+                raise ValueError("dstates: the preceding forward() returned no states "
+                                 "(call it with return_states=True)")
+            dh_all, dc_all = self._grad_states(dstates, T, B)
+        cache = ctx["cache"]
+        if isinstance(cache, _generic.Cache):
             self._check_arrays("params")
             self._check_arrays("grads")
-            dx, dh0, dc0 = self._reg_backward(ctx["cache"], dy, dhn, dcn, ctx["has_state"])
+            dx, dh0, dc0 = _generic.backward(self._spec(), self.params, self.grads, cache, dy,
+                                             dhn, dcn, dh_all, dc_all, ctx["has_state"])
+        elif isinstance(cache, _RegCtx):
+            self._check_arrays("params")
+            self._check_arrays("grads")
+            dx, dh0, dc0 = self._reg_backward(cache, dy, dhn, dcn, ctx["has_state"])
         else:
             dx, dh0, dc0 = self.backend.rnn_backward(
                 self._plan("params"), self._plan("grads"), ctx["x"], ctx["mask"],
-                ctx["lengths"], ctx["cache"], dy, dhn, dcn, ctx["has_state"])
+                ctx["lengths"], cache, dy, dhn, dcn, ctx["has_state"])
         self._ctx = None
         if self.batch_first:
             dx = np.ascontiguousarray(dx.transpose(1, 0, 2))
         if not ctx["has_state"]:
             return dx, None
         return dx, ((dh0, dc0) if self._is_lstm else dh0)
+
+    def _grad_states(self, dstates, T, B):
+        """dstates as time-major (L, T, B, F) arrays (dh_all, dc_all or None)."""
+        L, D = self.num_layers, self.num_directions
+        lead = (L, B, T) if self.batch_first else (L, T, B)
+        hshape, cshape = lead + (D * self._out_size,), lead + (D * self.hidden_size,)
+        if self._is_lstm:
+            if not isinstance(dstates, (tuple, list)) or len(dstates) != 2:
+                raise TypeError("dstates: for an LSTM, a tuple (dh_all, dc_all) "
+                                "(either may be None)")
+            dh, dc = dstates
+        else:
+            if isinstance(dstates, (tuple, list)):
+                raise TypeError(f"dstates: one array of shape {hshape} for "
+                                f"{type(self).__name__}")
+            dh, dc = dstates, None
+        out = []
+        for v, name, shp in ((dh, "dstates (dh_all)", hshape), (dc, "dstates (dc_all)", cshape)):
+            if v is None:
+                out.append(None)
+                continue
+            a = real_array(v, name, self.dtype)
+            if a.shape != shp:
+                raise ValueError(f"{name}: expected the shape of the states, {shp}, "
+                                 f"got {a.shape}")
+            if self.batch_first:
+                a = a.transpose(0, 2, 1, 3)
+            out.append(np.ascontiguousarray(a))
+        return out[0], out[1]
 
     # ---- the Layer protocol (inside a model: batch-first) -----------------------
     def apply(self, x, lengths=None, state=None, training=False):
@@ -641,7 +900,7 @@ class RNNBase(RegularizedMixin, Layer):
         str
             "(B, T, D*hidden_size)" with the number filled in.
         """
-        return f"(B, T, {self.num_directions * self.hidden_size})"
+        return f"(B, T, {self.num_directions * self._out_size})"
 
     def _reseed_dropout(self, seed):
         self._dropout_rng = np.random.default_rng(seed)
@@ -712,6 +971,9 @@ class RNNBase(RegularizedMixin, Layer):
         if self._regularized:
             self._check_arrays("params")
             return self._reg_step(xt, h0, c0)
+        if self._variant:
+            *_, y, hn, cn, _, _ = self._generic_run(xt, h0, c0, None, None, False, False)
+            return y[0], ((hn, cn) if is_lstm else hn)
         plan = self._plan("params")
         backend = self.backend
         y, hn, cn, _ = backend.rnn_forward(plan, xt, h0, c0, None, None, False)
@@ -761,11 +1023,12 @@ class RNNBase(RegularizedMixin, Layer):
         (as step() returns it), so streaming skips the full conversion."""
         if state is None:
             return True
-        shape = (self.num_layers * self.num_directions, B, self.hidden_size)
+        LD = self.num_layers * self.num_directions
+        shapes = ((LD, B, self._out_size), (LD, B, self.hidden_size))
         parts = state if self._is_lstm else (state,)
         if self._is_lstm and (type(state) is not tuple or len(state) != 2):
             return False
-        for a in parts:
+        for a, shape in zip(parts, shapes):
             if not (type(a) is np.ndarray and a.dtype == self.dtype and a.shape == shape
                     and a.flags.c_contiguous):
                 return False
@@ -832,6 +1095,17 @@ class RNN(RNNBase):
     clip : float, optional
         A bound c > 0: the gate pre-activations are clamped to [-c, c] (ONNX's
         ``clip`` attribute); None: no clamping.
+    activations : list of str, optional
+        ONNX's activation functions by name (any case: "Sigmoid", "Tanh",
+        "Relu", "Affine", "LeakyRelu", "ThresholdedRelu", "ScaledTanh",
+        "HardSigmoid", "Elu", "Softsign", "Softplus"), one per ONNX slot
+        (f), or twice that for a bidirectional layer (forward then
+        reverse); None: the cell's own. docs/variants.md.
+    activation_alpha, activation_beta : list of float, optional
+        Aligned with activations (None entries: ONNX's defaults).
+    padding : {"zeros", "carry"}, default "zeros"
+        Outputs at invalid steps (past a length, or masked out): 0, or the
+        last valid output ("carry", as Keras; 0 before the first valid step).
 
     Examples
     --------
@@ -845,13 +1119,19 @@ class RNN(RNNBase):
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh",
                  bias=True, batch_first=False, dropout=0.0, bidirectional=False,
-                 dtype="float32", seed=None, clip=None):
+                 dtype="float32", seed=None, clip=None, activations=None,
+                 activation_alpha=None, activation_beta=None, padding="zeros"):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity: expected 'tanh' or 'relu', got {nonlinearity!r}")
+        if nonlinearity != "tanh" and activations is not None:
+            raise ValueError("nonlinearity, activations: give one of them (activations "
+                             "replaces the nonlinearity)")
         self.nonlinearity = nonlinearity
         super().__init__("RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU",
                          input_size, hidden_size, num_layers, bias, batch_first,
-                         dropout, bidirectional, dtype, seed, clip=clip)
+                         dropout, bidirectional, dtype, seed, clip=clip,
+                         activations=activations, activation_alpha=activation_alpha,
+                         activation_beta=activation_beta, padding=padding)
 
 
 class LSTM(RNNBase):
@@ -921,6 +1201,25 @@ class LSTM(RNNBase):
     clip : float, optional
         A bound c > 0: the gate pre-activations are clamped to [-c, c] (ONNX's
         ``clip`` attribute); None: no clamping.
+    proj_size : int, default 0
+        torch's proj_size: 0 < P < hidden_size projects h = W_hr (o * tanh(c)),
+        so h, y and the layers above have P features (c keeps hidden_size).
+    peepholes : bool, default False
+        Peephole weights ``peephole_l{k}`` (3*H,), blocks (i, f, o): the gates
+        i, f see c_{t-1}, o sees c_t (ONNX's P, whose blocks are (i, o, f)).
+    input_forget : bool, default False
+        Couple the gates: f = 1 - i (ONNX input_forget=1).
+    activations : list of str, optional
+        ONNX's activation functions by name (any case: "Sigmoid", "Tanh",
+        "Relu", "Affine", "LeakyRelu", "ThresholdedRelu", "ScaledTanh",
+        "HardSigmoid", "Elu", "Softsign", "Softplus"), one per ONNX slot
+        (f, g, h), or twice that for a bidirectional layer (forward then
+        reverse); None: the cell's own. docs/variants.md.
+    activation_alpha, activation_beta : list of float, optional
+        Aligned with activations (None entries: ONNX's defaults).
+    padding : {"zeros", "carry"}, default "zeros"
+        Outputs at invalid steps (past a length, or masked out): 0, or the
+        last valid output ("carry", as Keras; 0 before the first valid step).
 
     See Also
     --------
@@ -941,10 +1240,15 @@ class LSTM(RNNBase):
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True,
                  batch_first=False, dropout=0.0, bidirectional=False,
-                 dtype="float32", seed=None, zoneout=0.0, recurrent_dropout=0.0, clip=None):
+                 dtype="float32", seed=None, zoneout=0.0, recurrent_dropout=0.0, clip=None,
+                 proj_size=0, peepholes=False, input_forget=False, activations=None,
+                 activation_alpha=None, activation_beta=None, padding="zeros"):
         super().__init__("LSTM", input_size, hidden_size, num_layers, bias,
                          batch_first, dropout, bidirectional, dtype, seed,
-                         zoneout=zoneout, recurrent_dropout=recurrent_dropout, clip=clip)
+                         zoneout=zoneout, recurrent_dropout=recurrent_dropout, clip=clip,
+                         proj_size=proj_size, peepholes=peepholes, input_forget=input_forget,
+                         activations=activations, activation_alpha=activation_alpha,
+                         activation_beta=activation_beta, padding=padding)
 
 
 class GRU(RNNBase):
@@ -1018,6 +1322,17 @@ class GRU(RNNBase):
     clip : float, optional
         A bound c > 0: the gate pre-activations are clamped to [-c, c] (ONNX's
         ``clip`` attribute); None: no clamping.
+    activations : list of str, optional
+        ONNX's activation functions by name (any case: "Sigmoid", "Tanh",
+        "Relu", "Affine", "LeakyRelu", "ThresholdedRelu", "ScaledTanh",
+        "HardSigmoid", "Elu", "Softsign", "Softplus"), one per ONNX slot
+        (f, g), or twice that for a bidirectional layer (forward then
+        reverse); None: the cell's own. docs/variants.md.
+    activation_alpha, activation_beta : list of float, optional
+        Aligned with activations (None entries: ONNX's defaults).
+    padding : {"zeros", "carry"}, default "zeros"
+        Outputs at invalid steps (past a length, or masked out): 0, or the
+        last valid output ("carry", as Keras; 0 before the first valid step).
 
     Examples
     --------
@@ -1032,11 +1347,14 @@ class GRU(RNNBase):
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True,
                  batch_first=False, dropout=0.0, bidirectional=False,
                  dtype="float32", seed=None, zoneout=0.0, recurrent_dropout=0.0,
-                 linear_before_reset=True, clip=None):
+                 linear_before_reset=True, clip=None, activations=None,
+                 activation_alpha=None, activation_beta=None, padding="zeros"):
         super().__init__("GRU", input_size, hidden_size, num_layers, bias,
                          batch_first, dropout, bidirectional, dtype, seed,
                          zoneout=zoneout, recurrent_dropout=recurrent_dropout, clip=clip,
-                         linear_before_reset=linear_before_reset)
+                         linear_before_reset=linear_before_reset, activations=activations,
+                         activation_alpha=activation_alpha, activation_beta=activation_beta,
+                         padding=padding)
 
 
 register_builtin(RNN, LSTM, GRU)
