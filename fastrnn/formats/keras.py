@@ -121,19 +121,42 @@ def _direction_params(kind, kernel, recurrent_kernel, bias, reset_after, where):
     return kernel.shape[0], H, (w_ih, w_hh, b_ih, b_hh)
 
 
-def _check_activations(kind, activation, recurrent_activation, where):
-    act = str(activation).lower() if activation is not None else "tanh"
-    ok = ("tanh", "relu") if kind == "SimpleRNN" else ("tanh",)
-    if act not in ok:
-        raise NotImplementedError(f"{where}activation={activation!r} is not supported "
-                                  f"(fastrnn's {kind} uses {' or '.join(ok)})")
-    if kind != "SimpleRNN":
-        ract = str(recurrent_activation).lower() if recurrent_activation is not None \
-            else "sigmoid"
-        if ract != "sigmoid":
-            raise NotImplementedError(f"{where}recurrent_activation={recurrent_activation!r} "
-                                      "is not supported (fastrnn's gates use sigmoid)")
-    return act
+# Keras activation -> ONNX's (name, alpha, beta), the layers' `activations=`
+# (docs/variants.md); Keras 3's hard_sigmoid is relu6(x + 3) / 6, its
+# leaky_relu has slope 0.2, linear is Affine(1, 0)
+_RNN_ACTS = {"sigmoid": ("Sigmoid", None, None), "tanh": ("Tanh", None, None),
+             "relu": ("Relu", None, None), "linear": ("Affine", 1.0, 0.0),
+             "hard_sigmoid": ("HardSigmoid", 1.0 / 6.0, 0.5), "elu": ("Elu", 1.0, None),
+             "softsign": ("Softsign", None, None), "softplus": ("Softplus", None, None),
+             "leaky_relu": ("LeakyRelu", 0.2, None)}
+
+
+def _rnn_act(value, field, where):
+    name = "linear" if value is None else value
+    if not isinstance(name, str) or name.lower() not in _RNN_ACTS:
+        raise NotImplementedError(f"{where}{field}={_show(value)} is not supported (fastrnn "
+                                  f"maps {', '.join(sorted(_RNN_ACTS))})")
+    return _RNN_ACTS[name.lower()]
+
+
+def _check_activations(kind, activation, recurrent_activation, where, directions=1):
+    """(nonlinearity, layer options) of Keras's activations: none for the
+    cell's own (the C kernels run), else `activations=` with ONNX's names in
+    ONNX's slots (LSTM f, g, h; GRU f, g; RNN f), per direction."""
+    act = _rnn_act(activation, "activation", where)
+    if kind == "SimpleRNN":
+        if act[0] in ("Tanh", "Relu"):
+            return act[0].lower(), {}
+        slots = [act]
+    else:
+        ract = _rnn_act(recurrent_activation, "recurrent_activation", where)
+        if (ract[0], act[0]) == ("Sigmoid", "Tanh"):
+            return "tanh", {}
+        slots = [ract, act, act] if kind == "LSTM" else [ract, act]
+    slots = slots * directions
+    return "tanh", {"activations": [n for n, _, _ in slots],
+                    "activation_alpha": [a for _, a, _ in slots],
+                    "activation_beta": [b for _, _, b in slots]}
 
 
 def from_keras_weights(kind, kernel, recurrent_kernel, bias=None, *, reset_after=True,
@@ -155,9 +178,12 @@ def from_keras_weights(kind, kernel, recurrent_kernel, bias=None, *, reset_after
     reset_after : bool, default True
         GRU only: Keras's reset_after (True = torch's GRU).
     activation : str, default "tanh"
-        The cell activation (only tanh, and relu for SimpleRNN, map).
+        Keras's cell activation: sigmoid, tanh, relu, linear (or None),
+        hard_sigmoid, elu, softsign, softplus or leaky_relu. Other than tanh
+        (and relu for a SimpleRNN) the layer gets ``activations=`` and runs
+        on fastrnn's NumPy engine (docs/variants.md).
     recurrent_activation : str, default "sigmoid"
-        The gate activation (only sigmoid maps).
+        Keras's gate activation (LSTM, GRU), from the same list.
     backward : tuple, optional
         For a Bidirectional layer: (kernel, recurrent_kernel, bias) of the
         backward direction.
@@ -187,7 +213,7 @@ def _weights_layer(kind, kernel, recurrent_kernel, bias, reset_after, activation
     kind = _kind(kind)
     if not isinstance(reset_after, (bool, np.bool_)):
         raise TypeError(f"reset_after: expected a bool, got {reset_after!r}")
-    act = _check_activations(kind, activation, recurrent_activation, "")
+    _check_activations(kind, activation, recurrent_activation, "")
     I, H, fwd = _direction_params(kind, kernel, recurrent_kernel, bias, reset_after, "")
     dirs = [fwd]
     if backward is not None:
@@ -204,8 +230,9 @@ def _weights_layer(kind, kernel, recurrent_kernel, bias, reset_after, activation
         dirs.append(bwd)
     if dtype is None:
         dtype = "float64" if np.asarray(fwd[0]).dtype == np.float64 else "float32"
+    act, act_kw = _check_activations(kind, activation, recurrent_activation, "", len(dirs))
     kw = dict(bias=bias is not None, batch_first=True, bidirectional=len(dirs) == 2,
-              dtype=dtype, **layer_kw)
+              dtype=dtype, **act_kw, **layer_kw)
     if kind == "LSTM":
         layer = LSTM(I, H, **kw)
     elif kind == "GRU":

@@ -248,3 +248,168 @@ def test_mask_layers_refuse_a_plain_sequential_and_save_load(tmp_path):
     np.testing.assert_array_equal(KerasSequential(loaded.layers)(ids), model(ids))
     with pytest.raises(ValueError, match="whole sequences"):
         model.step(np.array([1]))
+
+
+# ---- (c) Keras activations through the layers' activations= -------------------------
+
+ACTS = ["sigmoid", "tanh", "relu", "linear", "hard_sigmoid", "elu", "softsign", "softplus",
+        "leaky_relu"]
+
+
+def close_scaled(got, want, what=""):
+    """rtol 1e-5 of the output's scale: unbounded activations (linear, relu)
+    give outputs far from 1, where float32 rounding scales with them."""
+    scale = max(1.0, float(np.abs(want).max()))
+    np.testing.assert_allclose(got, want, rtol=RTOL, atol=RTOL * scale, err_msg=what)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_keras_activations(kind, tmp_path):
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((3, 5, 2)).astype(np.float32)
+    pairs = [(a, "sigmoid") for a in ACTS] + [("tanh", r) for r in ACTS] + \
+        [("softsign", "hard_sigmoid"), ("elu", "linear")]
+    if kind == "SimpleRNN":
+        pairs = [(a, None) for a in ACTS]
+    for i, (act, ract) in enumerate(pairs):
+        kw = {"activation": act} if ract is None else {"activation": act,
+                                                       "recurrent_activation": ract}
+        inner = getattr(keras.layers, kind)(3 if i % 2 else 1, return_sequences=True, **kw)
+        km = keras.Sequential([keras.Input((5, 2)), keras.layers.Bidirectional(inner)
+                               if i % 3 == 0 else inner])
+        randomize(km, rng)
+        want = km.predict(x, verbose=0)
+        live, saved = both(km, tmp_path, f"act{i}")
+        for model in (live, saved):
+            close_scaled(model(x), want, f"{kind} {act} {ract}")
+        layer = live.layers[0]
+        default = act in ("tanh", "relu" if kind == "SimpleRNN" else "tanh") and \
+            ract in (None, "sigmoid")
+        assert (layer.activations is None) == default, (act, ract)
+
+
+def test_keras_activations_float64_equations():
+    """from_keras_weights with hard_sigmoid gates and a linear cell against a
+    float64 NumPy transcription of Keras's LSTM (1e-9)."""
+    rng = np.random.default_rng(10)
+    I, H = 3, 2
+    k, r, b = (rng.uniform(-.5, .5, s) for s in ((I, 4 * H), (H, 4 * H), (4 * H,)))
+    x = rng.standard_normal((2, 4, I))
+    layer = fr.from_keras_weights("LSTM", k, r, b, activation="linear",
+                                  recurrent_activation="hard_sigmoid", dtype="float64")
+    hs = lambda v: np.clip(v / 6 + 0.5, 0, 1)   # noqa: E731 - Keras 3's relu6(x+3)/6
+    h, c, ys = np.zeros((2, H)), np.zeros((2, H)), []
+    for t in range(4):
+        z = x[:, t] @ k + h @ r + b
+        i, f, g, o = (z[:, j * H:(j + 1) * H] for j in range(4))
+        c = hs(f) * c + hs(i) * g
+        h = hs(o) * c
+        ys.append(h)
+    np.testing.assert_allclose(layer(x)[0], np.stack(ys, 1), rtol=1e-9, atol=1e-12)
+
+
+# ---- (d) masks --------------------------------------------------------------------------
+
+IDS = np.array([[3, 4, 5, 0, 0, 0],     # right padding
+                [0, 0, 1, 2, 3, 4],     # left padding
+                [1, 0, 2, 0, 3, 0],     # holes
+                [0, 0, 0, 0, 0, 0],     # nothing valid
+                [5, 4, 3, 2, 1, 6]])    # full
+
+
+def masked_cases(kind):
+    rec = lambda **kw: getattr(keras.layers, kind)(3, **kw)   # noqa: E731
+    return {
+        "carry-seq-dense": [rec(return_sequences=True), keras.layers.Dense(2)],
+        "last": [rec(), keras.layers.Dense(2, activation="sigmoid")],
+        "zero-output": [rec(return_sequences=True, zero_output_for_mask=True)],
+        "zero-output-last": [rec(zero_output_for_mask=True)],
+        "backwards-seq": [rec(return_sequences=True, go_backwards=True)],
+        "backwards-last": [rec(go_backwards=True)],
+        "bidi-seq": [keras.layers.Bidirectional(rec(return_sequences=True))],
+        "bidi-last-ave": [keras.layers.Bidirectional(rec(), merge_mode="ave")],
+        "bidi-none": [keras.layers.Bidirectional(rec(return_sequences=True),
+                                                 merge_mode=None)],
+        "stack-softmax": [rec(return_sequences=True), rec(return_sequences=True,
+                                                          activation="softsign"),
+                          keras.layers.Dense(4, activation="softmax")],
+    }
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_embedding_mask_zero(kind, tmp_path):
+    rng = np.random.default_rng(11)
+    for name, layers in masked_cases(kind).items():
+        km = keras.Sequential([keras.Input((None,), dtype="int32"),
+                               keras.layers.Embedding(7, 4, mask_zero=True)] + layers)
+        randomize(km, rng)
+        model = check(km, IDS, tmp_path, f"{kind}-{name}")
+        assert isinstance(model, KerasSequential)
+        pads = [l.padding for l in model.layers if isinstance(l, fr.RNNBase)]
+        if name in ("carry-seq-dense", "last", "backwards-seq", "backwards-last",
+                    "stack-softmax"):
+            assert set(pads) == {"carry"}, name
+        else:
+            assert set(pads) == {"zeros"}, name
+        for B in (1, 2):   # batch 1 and a batch of right-padded rows (lengths)
+            close(model(IDS[:B]), km.predict(IDS[:B], verbose=0), f"{name} B={B}")
+
+
+def test_masking_layer_stacked(tmp_path):
+    rng = np.random.default_rng(12)
+    km = keras.Sequential([keras.Input((6, 2)), keras.layers.Masking(-1.0),
+                           keras.layers.LSTM(3, return_sequences=True),
+                           keras.layers.Bidirectional(keras.layers.GRU(2, return_sequences=True)),
+                           keras.layers.SimpleRNN(5), keras.layers.Dense(3, activation="softmax")])
+    randomize(km, rng)
+    x = rng.standard_normal((4, 6, 2)).astype(np.float32)
+    x[0, 4:] = -1
+    x[1, :2] = -1
+    x[2, 3] = -1
+    x[3] = -1
+    check(km, x, tmp_path, "masking")
+
+
+def test_masked_model_trains_through_the_mask():
+    """A KerasSequential's forward/backward runs the masked layers; the
+    gradients of a masked model with holes match float64 central differences
+    (fr.check_gradients on the model's recurrent layer with its mask)."""
+    rng = np.random.default_rng(13)
+    km = keras.Sequential([keras.Input((None,), dtype="int32"),
+                           keras.layers.Embedding(7, 3, mask_zero=True),
+                           keras.layers.GRU(2, return_sequences=True), keras.layers.Dense(2)])
+    randomize(km, rng)
+    model = fr.from_keras(km, sequential=True)
+    out = model.forward(IDS)
+    close(out, km.predict(IDS, verbose=0))
+    model.zero_grad()
+    model.backward(np.ones_like(out))
+    g = model.layers[1].grads["weight_hh_l0"]
+    assert np.all(np.isfinite(g)) and np.abs(g).sum() > 0
+    # the embedding rows of masked ids (0) get no gradient through the GRU,
+    # only through nothing else: the Dense reads the carried outputs
+    emb_grad = model.layers[0].grads["weight"]
+    assert np.all(np.isfinite(emb_grad))
+
+
+def test_recurrent_only_masked_model_maps_the_mask(tmp_path):
+    rng = np.random.default_rng(14)
+    km = keras.Sequential([keras.Input((None,), dtype="int32"),
+                           keras.layers.Embedding(7, 4, mask_zero=True),
+                           keras.layers.LSTM(3, return_sequences=True),
+                           keras.layers.GRU(2, return_sequences=True)])
+    randomize(km, rng)
+    path = str(tmp_path / "rec.keras")
+    km.save(path)
+    want = km.predict(IDS, verbose=0)
+    emb = km.layers[0].get_weights()[0][IDS]
+    mask = IDS != 0
+    for source in (km, path):
+        with pytest.warns(UserWarning, match="mask"):
+            layers = fr.from_keras(source, recurrent_only=True)
+        assert [l.padding for l in layers] == ["carry", "carry"]
+        assert all(l.keras_config["masked"] for l in layers)
+        h = emb
+        for layer in layers:
+            h, _ = layer(h, mask=mask)
+        close(h, want, "recurrent layers given the mask")
