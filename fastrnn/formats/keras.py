@@ -4,6 +4,7 @@ Bidirectional layers, live or saved.
     layer = fr.from_keras(keras_layer)              # a live Keras layer
     layers = fr.from_keras(keras_model)             # a model: list of layers
     layers = fr.from_keras("model.keras")           # a saved .keras file
+    model = fr.from_keras("model.keras", sequential=True)   # the whole model
     layer = fr.from_keras_weights("GRU", kernel, recurrent_kernel, bias,
                                   reset_after=False)
 
@@ -21,19 +22,32 @@ Weight mapping (Keras stores x @ kernel, fastrnn/torch W_ih @ x):
            reset_after=False: bias (3H,) -> bias_ih, bias_hh = 0;
                              fr.GRU(linear_before_reset=False)
     SimpleRNN  activation tanh or relu -> fr.RNN(nonlinearity=...)
-    Bidirectional(merge_mode="concat") -> bidirectional=True (backward layer's
-                             weights -> the *_reverse parameters)
+    Bidirectional          -> bidirectional=True (backward layer's weights ->
+                             the *_reverse parameters)
 Keras's h' = z*h + (1-z)*hh is torch's h' = (1-z)*n + z*h.
 
-What does not map raises an error naming it: activation other than tanh
-(relu for SimpleRNN), recurrent_activation other than sigmoid, merge modes
-other than concat, go_backwards=True outside Bidirectional. Training-only
-settings (dropout, recurrent_dropout) do not affect inference and are not
-carried. return_sequences / return_state do not change the layer: a fastrnn
-layer returns the whole sequence and the final states (the last step of a
-return_sequences=False layer is y[:, -1] or h_n); each returned layer keeps
-the Keras settings that matter to a model in `layer.keras_config` (a dict:
-name, return_sequences, return_state).
+Other activations (hard_sigmoid, linear, elu, softsign, softplus,
+leaky_relu, and sigmoid/tanh/relu in other places) map to the layers'
+activations= option with ONNX's names and Keras's alpha/beta.
+
+A whole model (sequential=True, live or from a file) maps layer by layer,
+with the Keras semantics the core layers lack as the small layers of
+keras_layers.py: merge modes (KerasMerge), go_backwards (KerasReverse),
+a Bidirectional's final outputs (KerasBidirectionalLast), softmax heads
+(KerasSoftmax), and masks (KerasEmbedding, KerasMasking, carried by a
+KerasSequential to recurrent layers built with Keras's padding semantics).
+docs/keras.md has the table. A lone layer (or the list of a model's
+recurrent layers) keeps go_backwards and merge_mode in keras_config and
+warns that the caller applies them; recurrent_only=True on a masked model
+builds the layers with Keras's padding and warns that each call needs the
+mask. What does not map raises an error naming the layer and the field.
+Training-only settings (dropout, recurrent_dropout) do not affect
+inference and are not carried. return_sequences / return_state do not
+change a lone layer: it returns the whole sequence and the final states;
+each returned layer keeps the Keras settings that matter in
+`layer.keras_config` (a dict: name, return_sequences, return_state,
+go_backwards, zero_output_for_mask, masked, and merge_mode for a
+Bidirectional).
 """
 import io
 import json
