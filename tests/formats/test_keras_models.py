@@ -233,6 +233,17 @@ def test_mask_layers_refuse_a_plain_sequential_and_save_load(tmp_path):
     ids = np.array([[1, 2, 0], [0, 3, 4]])
     np.testing.assert_array_equal(emb.mask_of(ids), ids != 0)
     masking = KerasMasking(0.5)
+    # values and gradient of Masking (as Keras: where(mask, x, 0), so a masked
+    # step passes no gradient)
+    x = np.random.default_rng(15).standard_normal((2, 4, 3))
+    x[0, 1] = 0.5
+    x[1, 3] = 0.5
+    m64 = KerasMasking(0.5, dtype="float64")
+    y, mask = m64._keras_apply(x, None, True)
+    np.testing.assert_array_equal(mask, [[1, 0, 1, 1], [1, 1, 1, 0]])
+    np.testing.assert_array_equal(y, np.where(mask[..., None], x, 0))
+    dy = np.random.default_rng(16).standard_normal(y.shape)
+    np.testing.assert_array_equal(m64.apply_backward(dy), np.where(mask[..., None], dy, 0))
     with pytest.raises(RuntimeError, match="KerasSequential"):
         fr.Sequential([emb])(ids)
     with pytest.raises(RuntimeError, match="KerasSequential"):
@@ -371,25 +382,43 @@ def test_masking_layer_stacked(tmp_path):
 
 
 def test_masked_model_trains_through_the_mask():
-    """A KerasSequential's forward/backward runs the masked layers; the
-    gradients of a masked model with holes match float64 central differences
-    (fr.check_gradients on the model's recurrent layer with its mask)."""
+    """A KerasSequential's forward/backward runs the recurrent layers with the
+    mask (holes, left padding, an empty row): its float32 training forward
+    equals Keras's predict, and in float64 the gradients of the weights and
+    of the embeddings equal central differences (1e-6 relative)."""
     rng = np.random.default_rng(13)
     km = keras.Sequential([keras.Input((None,), dtype="int32"),
                            keras.layers.Embedding(7, 3, mask_zero=True),
                            keras.layers.GRU(2, return_sequences=True), keras.layers.Dense(2)])
     randomize(km, rng)
-    model = fr.from_keras(km, sequential=True)
-    out = model.forward(IDS)
+    out = fr.from_keras(km, sequential=True).forward(IDS)
     close(out, km.predict(IDS, verbose=0))
-    model.zero_grad()
-    model.backward(np.ones_like(out))
-    g = model.layers[1].grads["weight_hh_l0"]
-    assert np.all(np.isfinite(g)) and np.abs(g).sum() > 0
-    # the embedding rows of masked ids (0) get no gradient through the GRU,
-    # only through nothing else: the Dense reads the carried outputs
-    emb_grad = model.layers[0].grads["weight"]
-    assert np.all(np.isfinite(emb_grad))
+    for kind in ("LSTM", "GRU"):
+        model = KerasSequential([
+            KerasEmbedding(7, 3, dtype="float64", seed=1),
+            getattr(fr, kind)(3, 2, batch_first=True, padding="carry", dtype="float64",
+                              seed=2),
+            getattr(fr, kind)(2, 3, batch_first=True, bidirectional=True, dtype="float64",
+                              seed=3),
+            fr.Dense(6, 2, dtype="float64", seed=4)])
+        w = rng.standard_normal((5, 6, 2))
+        loss = lambda: float((model(IDS) * w).sum())   # noqa: E731
+        model.zero_grad()
+        out = model.forward(IDS)
+        np.testing.assert_allclose(out, model(IDS), rtol=1e-12)
+        model.backward(w)
+        for layer, name in ((model.layers[1], "weight_hh_l0"), (model.layers[2], "weight_ih_l0"),
+                            (model.layers[0], "weight")):
+            p, g = layer.params[name], layer.grads[name]
+            for idx in list(np.ndindex(p.shape))[:6]:
+                keep = p[idx]
+                p[idx] = keep + 1e-6
+                up = loss()
+                p[idx] = keep - 1e-6
+                down = loss()
+                p[idx] = keep
+                np.testing.assert_allclose(g[idx], (up - down) / 2e-6, rtol=1e-6, atol=1e-8,
+                                           err_msg=f"{kind} {name}{idx}")
 
 
 def test_recurrent_only_masked_model_maps_the_mask(tmp_path):
