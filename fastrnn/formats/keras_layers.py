@@ -121,6 +121,16 @@ class KerasMerge(Layer):
             df, db = dy * ctx["b"], dy * ctx["f"]
         return np.ascontiguousarray(np.concatenate([df, db], axis=-1), dtype=self.dtype)
 
+    def describe_output(self):
+        """Describe the output for ``Sequential.summary``.
+
+        Returns
+        -------
+        str
+            "(..., H)", half the input's features; mode None: the input's.
+        """
+        return "same as input" if self.mode is None else "(..., H)"
+
     def output_shape(self, input_shape):
         if self.mode is None:
             return input_shape
