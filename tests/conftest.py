@@ -316,6 +316,7 @@ FILE_MARKS = {
     "formats/test_onnx_node_tests.py": ("onnx",),
     # keras 3 runs on its torch backend here (KERAS_BACKEND=torch)
     "formats/test_keras_sequential.py": ("keras", "torch"),
+    "formats/test_keras_models.py": ("keras", "torch"),
 }
 
 # single tests, by marker: the tests of other files that need the package for
@@ -441,6 +442,9 @@ TEST_MARKS = {
         "formats/test_hostile_native.py::test_zip_bomb_refused_before_reading",
         "formats/test_io.py::test_every_config_value_replaced_gives_value_error",
         "formats/test_keras_io.py::test_saved_file_read_without_keras_and_h5py_hint",
+        "formats/test_keras_models.py::test_embedding_mask_zero",
+        "formats/test_keras_models.py::test_keras_activations",
+        "formats/test_keras_models.py::test_recurrent_only_masked_model_maps_the_mask",
         "formats/test_hostile_keras.py::test_bit_flips_in_weights_give_value_error",
         "formats/test_hostile_keras.py::test_unwritten_huge_dataset_refused_before_reading",
         "formats/test_onnx_io.py::test_import_error_without_onnx",

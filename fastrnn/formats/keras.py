@@ -4,6 +4,7 @@ Bidirectional layers, live or saved.
     layer = fr.from_keras(keras_layer)              # a live Keras layer
     layers = fr.from_keras(keras_model)             # a model: list of layers
     layers = fr.from_keras("model.keras")           # a saved .keras file
+    model = fr.from_keras("model.keras", sequential=True)   # the whole model
     layer = fr.from_keras_weights("GRU", kernel, recurrent_kernel, bias,
                                   reset_after=False)
 
@@ -21,19 +22,32 @@ Weight mapping (Keras stores x @ kernel, fastrnn/torch W_ih @ x):
            reset_after=False: bias (3H,) -> bias_ih, bias_hh = 0;
                              fr.GRU(linear_before_reset=False)
     SimpleRNN  activation tanh or relu -> fr.RNN(nonlinearity=...)
-    Bidirectional(merge_mode="concat") -> bidirectional=True (backward layer's
-                             weights -> the *_reverse parameters)
+    Bidirectional          -> bidirectional=True (backward layer's weights ->
+                             the *_reverse parameters)
 Keras's h' = z*h + (1-z)*hh is torch's h' = (1-z)*n + z*h.
 
-What does not map raises an error naming it: activation other than tanh
-(relu for SimpleRNN), recurrent_activation other than sigmoid, merge modes
-other than concat, go_backwards=True outside Bidirectional. Training-only
-settings (dropout, recurrent_dropout) do not affect inference and are not
-carried. return_sequences / return_state do not change the layer: a fastrnn
-layer returns the whole sequence and the final states (the last step of a
-return_sequences=False layer is y[:, -1] or h_n); each returned layer keeps
-the Keras settings that matter to a model in `layer.keras_config` (a dict:
-name, return_sequences, return_state).
+Other activations (hard_sigmoid, linear, elu, softsign, softplus,
+leaky_relu, and sigmoid/tanh/relu in other places) map to the layers'
+activations= option with ONNX's names and Keras's alpha/beta.
+
+A whole model (sequential=True, live or from a file) maps layer by layer,
+with the Keras semantics the core layers lack as the small layers of
+keras_layers.py: merge modes (KerasMerge), go_backwards (KerasReverse),
+a Bidirectional's final outputs (KerasBidirectionalLast), softmax heads
+(KerasSoftmax), and masks (KerasEmbedding, KerasMasking, carried by a
+KerasSequential to recurrent layers built with Keras's padding semantics).
+docs/keras.md has the table. A lone layer (or the list of a model's
+recurrent layers) keeps go_backwards and merge_mode in keras_config and
+warns that the caller applies them; recurrent_only=True on a masked model
+builds the layers with Keras's padding and warns that each call needs the
+mask. What does not map raises an error naming the layer and the field.
+Training-only settings (dropout, recurrent_dropout) do not affect
+inference and are not carried. return_sequences / return_state do not
+change a lone layer: it returns the whole sequence and the final states;
+each returned layer keeps the Keras settings that matter in
+`layer.keras_config` (a dict: name, return_sequences, return_state,
+go_backwards, zero_output_for_mask, masked, and merge_mode for a
+Bidirectional).
 """
 import io
 import json
@@ -45,16 +59,20 @@ import zipfile
 import numpy as np
 
 from .._cells import num_gates
+from .._validate import warn_user
 from ..layers import Activation, Dense, Dropout, Embedding, LastStep
 from ..model import Sequential
 from ..recurrent import GRU, LSTM, RNN
 from . import _files
+from .keras_layers import (KerasBidirectionalLast, KerasEmbedding, KerasMasking, KerasMerge,
+                           KerasReverse, KerasSequential, KerasSoftmax)
 
 __all__ = ["from_keras", "from_keras_weights", "from_keras_sequential"]
 
 _KINDS = {"lstm": "LSTM", "gru": "GRU", "simplernn": "SimpleRNN", "simple_rnn": "SimpleRNN",
           "rnn": "SimpleRNN"}
 _RECURRENT = ("LSTM", "GRU", "SimpleRNN", "Bidirectional")
+_MERGE_MODES = ("concat", "sum", "ave", "mul", None)
 # layers of a model that carry no computation at inference
 _PASSIVE = ("InputLayer", "Dropout", "SpatialDropout1D", "GaussianDropout", "GaussianNoise",
             "ActivityRegularization")
@@ -117,19 +135,42 @@ def _direction_params(kind, kernel, recurrent_kernel, bias, reset_after, where):
     return kernel.shape[0], H, (w_ih, w_hh, b_ih, b_hh)
 
 
-def _check_activations(kind, activation, recurrent_activation, where):
-    act = str(activation).lower() if activation is not None else "tanh"
-    ok = ("tanh", "relu") if kind == "SimpleRNN" else ("tanh",)
-    if act not in ok:
-        raise NotImplementedError(f"{where}activation={activation!r} is not supported "
-                                  f"(fastrnn's {kind} uses {' or '.join(ok)})")
-    if kind != "SimpleRNN":
-        ract = str(recurrent_activation).lower() if recurrent_activation is not None \
-            else "sigmoid"
-        if ract != "sigmoid":
-            raise NotImplementedError(f"{where}recurrent_activation={recurrent_activation!r} "
-                                      "is not supported (fastrnn's gates use sigmoid)")
-    return act
+# Keras activation -> ONNX's (name, alpha, beta), the layers' `activations=`
+# (docs/variants.md); Keras 3's hard_sigmoid is relu6(x + 3) / 6, its
+# leaky_relu has slope 0.2, linear is Affine(1, 0)
+_RNN_ACTS = {"sigmoid": ("Sigmoid", None, None), "tanh": ("Tanh", None, None),
+             "relu": ("Relu", None, None), "linear": ("Affine", 1.0, 0.0),
+             "hard_sigmoid": ("HardSigmoid", 1.0 / 6.0, 0.5), "elu": ("Elu", 1.0, None),
+             "softsign": ("Softsign", None, None), "softplus": ("Softplus", None, None),
+             "leaky_relu": ("LeakyRelu", 0.2, None)}
+
+
+def _rnn_act(value, field, where):
+    name = "linear" if value is None else value
+    if not isinstance(name, str) or name.lower() not in _RNN_ACTS:
+        raise NotImplementedError(f"{where}{field}={_show(value)} is not supported (fastrnn "
+                                  f"maps {', '.join(sorted(_RNN_ACTS))})")
+    return _RNN_ACTS[name.lower()]
+
+
+def _check_activations(kind, activation, recurrent_activation, where, directions=1):
+    """(nonlinearity, layer options) of Keras's activations: none for the
+    cell's own (the C kernels run), else `activations=` with ONNX's names in
+    ONNX's slots (LSTM f, g, h; GRU f, g; RNN f), per direction."""
+    act = _rnn_act(activation, "activation", where)
+    if kind == "SimpleRNN":
+        if act[0] in ("Tanh", "Relu"):
+            return act[0].lower(), {}
+        slots = [act]
+    else:
+        ract = _rnn_act(recurrent_activation, "recurrent_activation", where)
+        if (ract[0], act[0]) == ("Sigmoid", "Tanh"):
+            return "tanh", {}
+        slots = [ract, act, act] if kind == "LSTM" else [ract, act]
+    slots = slots * directions
+    return "tanh", {"activations": [n for n, _, _ in slots],
+                    "activation_alpha": [a for _, a, _ in slots],
+                    "activation_beta": [b for _, _, b in slots]}
 
 
 def from_keras_weights(kind, kernel, recurrent_kernel, bias=None, *, reset_after=True,
@@ -151,9 +192,12 @@ def from_keras_weights(kind, kernel, recurrent_kernel, bias=None, *, reset_after
     reset_after : bool, default True
         GRU only: Keras's reset_after (True = torch's GRU).
     activation : str, default "tanh"
-        The cell activation (only tanh, and relu for SimpleRNN, map).
+        Keras's cell activation: sigmoid, tanh, relu, linear (or None),
+        hard_sigmoid, elu, softsign, softplus or leaky_relu. Other than tanh
+        (and relu for a SimpleRNN) the layer gets ``activations=`` and runs
+        on fastrnn's NumPy engine (docs/variants.md).
     recurrent_activation : str, default "sigmoid"
-        The gate activation (only sigmoid maps).
+        Keras's gate activation (LSTM, GRU), from the same list.
     backward : tuple, optional
         For a Bidirectional layer: (kernel, recurrent_kernel, bias) of the
         backward direction.
@@ -174,10 +218,16 @@ def from_keras_weights(kind, kernel, recurrent_kernel, bias=None, *, reset_after
     ...                       b.astype(np.float32)).hidden_size
     2
     """
+    return _weights_layer(kind, kernel, recurrent_kernel, bias, reset_after, activation,
+                          recurrent_activation, backward, dtype, {})
+
+
+def _weights_layer(kind, kernel, recurrent_kernel, bias, reset_after, activation,
+                   recurrent_activation, backward, dtype, layer_kw):
     kind = _kind(kind)
     if not isinstance(reset_after, (bool, np.bool_)):
         raise TypeError(f"reset_after: expected a bool, got {reset_after!r}")
-    act = _check_activations(kind, activation, recurrent_activation, "")
+    _check_activations(kind, activation, recurrent_activation, "")
     I, H, fwd = _direction_params(kind, kernel, recurrent_kernel, bias, reset_after, "")
     dirs = [fwd]
     if backward is not None:
@@ -194,8 +244,9 @@ def from_keras_weights(kind, kernel, recurrent_kernel, bias=None, *, reset_after
         dirs.append(bwd)
     if dtype is None:
         dtype = "float64" if np.asarray(fwd[0]).dtype == np.float64 else "float32"
+    act, act_kw = _check_activations(kind, activation, recurrent_activation, "", len(dirs))
     kw = dict(bias=bias is not None, batch_first=True, bidirectional=len(dirs) == 2,
-              dtype=dtype)
+              dtype=dtype, **act_kw, **layer_kw)
     if kind == "LSTM":
         layer = LSTM(I, H, **kw)
     elif kind == "GRU":
@@ -236,6 +287,9 @@ _FIELD_KINDS = {
     # Keras serializes an activation as its name, a custom one as an object
     "activation": (lambda v: v is None or isinstance(v, (str, dict)), "an activation name"),
     "list": (lambda v: isinstance(v, list), "a list"),
+    "number": (lambda v: isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)),
+               "a number"),
+    "axis": (lambda v: _is_int(v), "an int"),
     "rate": (lambda v: isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
              and 0 <= v < 1, "a number in [0, 1)"),
 }
@@ -276,6 +330,8 @@ def _rnn_spec(cls, cfg, where, of=""):
         "go_backwards": _field(cfg, "go_backwards", "bool", False, **kw),
         "return_sequences": _field(cfg, "return_sequences", "bool", False, **kw),
         "return_state": _field(cfg, "return_state", "bool", False, **kw),
+        "zero_output_for_mask": _field(cfg, "zero_output_for_mask", "bool", False, **kw),
+        "stateful": _field(cfg, "stateful", "bool", False, **kw),
     }
 
 
@@ -285,10 +341,9 @@ def _layer_spec(class_name, config, where):
     name = _field(config, "name", "str", None, where)
     if class_name == "Bidirectional":
         merge = _field(config, "merge_mode", "str_or_none", "concat", where)
-        if merge != "concat":
-            raise NotImplementedError(f"{where}: Bidirectional merge_mode={merge!r} is not "
-                                      "supported (fastrnn concatenates the directions, "
-                                      "merge_mode='concat')")
+        if merge not in _MERGE_MODES:
+            raise ValueError(f"{where}: config field 'merge_mode' must be one of "
+                             f"{list(_MERGE_MODES)}, got {_show(merge)}")
         inner = _required(config, "layer", "dict", where)
         icls = _required(inner, "class_name", "str", where, " of 'layer'")
         if icls not in ("LSTM", "GRU", "SimpleRNN"):
@@ -316,38 +371,46 @@ def _layer_spec(class_name, config, where):
         specs = [fw, bw]
     elif class_name in ("LSTM", "GRU", "SimpleRNN"):
         specs = [_rnn_spec(class_name, config, where)]
-        if specs[0]["go_backwards"]:
-            raise NotImplementedError(f"{where}: go_backwards=True outside Bidirectional is "
-                                      "not supported (feed the reversed sequence to a "
-                                      "forward layer)")
     else:
         raise NotImplementedError(f"{where}: Keras layer {_show(class_name)} is not a "
                                   "recurrent layer fastrnn maps (LSTM, GRU, SimpleRNN, "
                                   "Bidirectional)")
-    keras_cfg = {"name": name, "return_sequences": specs[0]["return_sequences"],
-                 "return_state": specs[0]["return_state"]}
+    first = specs[0]
+    keras_cfg = {"name": name, "return_sequences": first["return_sequences"],
+                 "return_state": first["return_state"], "go_backwards": first["go_backwards"],
+                 # Keras's Bidirectional forces zero outputs at masked steps of sequences
+                 "zero_output_for_mask": first["zero_output_for_mask"] or (
+                     len(specs) == 2 and first["return_sequences"])}
+    if len(specs) == 2:
+        keras_cfg["merge_mode"] = merge
+    if first["stateful"]:
+        warn_user(f"{where}: stateful=True: Keras carries the state from one batch to the "
+                  "next; the fastrnn layer starts from zeros unless given the state "
+                  "(layer(x, state) or model.step)")
     return specs, keras_cfg
 
 
 # ---- one layer from its checked config and weight arrays ----------------------------
 
-def _from_parts(class_name, config, weights, where):
+def _from_parts(class_name, config, weights, where, layer_kw=None):
     """weights: for LSTM/GRU/SimpleRNN [kernel, recurrent_kernel(, bias)]; for
-    Bidirectional {"forward": [...], "backward": [...]}."""
-    return _build(_layer_spec(class_name, config, where), weights, where)
+    Bidirectional {"forward": [...], "backward": [...]}; layer_kw: more
+    constructor options of the fastrnn layer (padding)."""
+    return _build(_layer_spec(class_name, config, where), weights, where, layer_kw or {})
 
 
-def _build(spec, weights, where):
+def _build(spec, weights, where, layer_kw):
     specs, keras_cfg = spec
     if len(specs) == 2:
-        layer = _single(specs[0], weights["forward"], where, backward=weights["backward"])
+        layer = _single(specs[0], weights["forward"], where, layer_kw,
+                        backward=weights["backward"])
     else:
-        layer = _single(specs[0], weights, where)
+        layer = _single(specs[0], weights, where, layer_kw)
     layer.keras_config = keras_cfg
     return layer
 
 
-def _single(spec, w, where, backward=None):
+def _single(spec, w, where, layer_kw, backward=None):
     use_bias = spec["use_bias"]
     n = 3 if use_bias else 2
     for name, ws in (("weights", w), ("backward weights", backward)):
@@ -355,11 +418,10 @@ def _single(spec, w, where, backward=None):
             raise ValueError(f"{where}: expected {n} {name} arrays (kernel, recurrent_kernel"
                              f"{', bias' if use_bias else ''}), got {len(ws)}")
     try:
-        layer = from_keras_weights(
-            spec["kind"], w[0], w[1], w[2] if use_bias else None,
-            reset_after=spec["reset_after"], activation=spec["activation"],
-            recurrent_activation=spec["recurrent_activation"],
-            backward=None if backward is None else tuple(backward))
+        layer = _weights_layer(
+            spec["kind"], w[0], w[1], w[2] if use_bias else None, spec["reset_after"],
+            spec["activation"], spec["recurrent_activation"],
+            None if backward is None else tuple(backward), None, layer_kw)
     except (ValueError, TypeError, NotImplementedError) as e:
         raise type(e)(f"{where}: {e}") from None
     units = spec["units"]
@@ -369,13 +431,27 @@ def _single(spec, w, where, backward=None):
     return layer
 
 
-# ---- live Keras objects -----------------------------------------------------------
+def _warn_unapplied(layer, where):
+    """A lone recurrent layer cannot apply what Keras applies around its
+    cell (go_backwards, a merge other than concat): say so."""
+    kc = layer.keras_config
+    if kc["go_backwards"]:
+        warn_user(f"{where}: go_backwards=True: Keras reads the input last step first and "
+                  "returns the outputs in that order; give this layer x[:, ::-1] (and the "
+                  "mask reversed), or convert the model with sequential=True")
+    if kc.get("merge_mode", "concat") != "concat":
+        warn_user(f"{where}: merge_mode={kc['merge_mode']!r}: the layer returns the two "
+                  "directions concatenated, (..., 2*units); merge them with "
+                  "fr.formats.keras.KerasMerge, or convert the model with sequential=True")
+
+
+# ---- live Keras objects and models as a list of entries ------------------------------
 
 def _is_keras(obj):
     return any(c.__module__.startswith("keras") for c in type(obj).__mro__)
 
 
-def _live_layer(layer):
+def _live_layer(layer, layer_kw=None):
     cls = type(layer).__name__
     cfg = layer.get_config()
     where = f"from_keras: layer {_show(layer.name)} ({cls})"
@@ -389,27 +465,87 @@ def _live_layer(layer):
                         "config": layer.forward_layer.get_config()}
         cfg["backward_layer"] = {"class_name": type(layer.backward_layer).__name__,
                                  "config": layer.backward_layer.get_config()}
-        return _from_parts(cls, cfg, w, where)
-    return _from_parts(cls, cfg, layer.get_weights(), where)
+        return _from_parts(cls, cfg, w, where, layer_kw)
+    return _from_parts(cls, cfg, layer.get_weights(), where, layer_kw)
+
+
+class _Entry:
+    """One layer of a Keras model, live or from a file: its class name,
+    checked config, where (for messages), weights(n) -> its n arrays and
+    recurrent(layer_kw) -> the fastrnn recurrent layer."""
+
+    def __init__(self, cls, cfg, name, where, weights, recurrent):
+        self.cls, self.cfg, self.name, self.where = cls, cfg, name, where
+        self.weights, self.recurrent = weights, recurrent
+
+
+def _live_entries(model):
+    out = []
+    for kl in model.layers:
+        cls = type(kl).__name__
+        cfg = kl.get_config()
+        where = f"from_keras: layer {_show(getattr(kl, 'name', None))} ({cls})"
+        if not isinstance(cfg, dict):
+            raise TypeError(f"{where}: get_config() gave a {type(cfg).__name__}, not a dict")
+        out.append(_Entry(cls, cfg, getattr(kl, "name", None), where,
+                          lambda n, kl=kl, where=where: _live_weights(kl, n, where),
+                          lambda kw, kl=kl: _live_layer(kl, kw)))
+    return out
+
+
+def _makes_mask(entry):
+    """The Keras layers that make a mask from their input."""
+    if entry.cls == "Embedding":
+        return _field(entry.cfg, "mask_zero", "bool", False, entry.where)
+    return entry.cls == "Masking"
+
+
+def _masked_padding(cls, cfg, where):
+    """The fastrnn padding of a recurrent layer that gets a Keras mask:
+    'carry' where Keras repeats the last valid output at a masked step,
+    'zeros' where it gives zeros (zero_output_for_mask=True, and both
+    directions of a Bidirectional returning sequences)."""
+    if cls == "Bidirectional":
+        return "zeros"
+    return "zeros" if _field(cfg, "zero_output_for_mask", "bool", False, where) else "carry"
 
 
 def _pick(entries, recurrent_only, where):
-    """entries: (class_name, name, build) in model order; builds the layers."""
-    out, skipped = [], []
-    for cls, name, build in entries:
-        if cls in _RECURRENT:
-            out.append(build())
-        elif cls in _PASSIVE:
+    """The recurrent layers of a model's entries. Layers that get Keras's mask
+    are built with its padding semantics, and a warning says that each call
+    needs the mask (lengths= or mask=)."""
+    out, skipped, masked, makers = [], [], False, []
+    for e in entries:
+        if e.cls in _RECURRENT:
+            kw = {}
+            if masked:
+                kw["padding"] = _masked_padding(e.cls, e.cfg, e.where)
+            layer = e.recurrent(kw)
+            _warn_unapplied(layer, e.where)
+            layer.keras_config["masked"] = masked
+            out.append(layer)
+            if not layer.keras_config["return_sequences"]:
+                masked = False
+        elif e.cls in _PASSIVE:
             continue
         else:
-            skipped.append(f"{name} ({cls})")
+            if _makes_mask(e):
+                masked = True
+                makers.append(f"{e.name} ({e.cls})")
+            skipped.append(f"{e.name} ({e.cls})")
     if skipped and not recurrent_only:
         raise NotImplementedError(
             f"{where}: layers {skipped} are not recurrent layers; pass recurrent_only=True "
-            "to get the list of the model's recurrent layers alone")
+            "to get the list of the model's recurrent layers alone (or sequential=True "
+            "for the whole model)")
     if not out:
         raise ValueError(f"{where}: the model holds no LSTM, GRU, SimpleRNN or "
                          "Bidirectional layer")
+    if makers and any(l.keras_config["masked"] for l in out):
+        warn_user(f"{where}: {', '.join(makers)} mask the input; the recurrent layers that "
+                  "get the mask (keras_config['masked']) have Keras's padding semantics, and "
+                  "each call needs the mask: lengths= (right padding) or mask= (B, T) "
+                  "booleans; sequential=True builds a model that makes the mask itself")
     return out
 
 
@@ -548,6 +684,33 @@ class _Weights:
                              "expected float16, float32 or float64")
         return shape, dtype
 
+    def plain(self, group, n, where):
+        """The n float arrays group/vars/0..n-1 of a non-recurrent layer
+        (Dense, Embedding), checked and counted against the cap."""
+        vpath = f"{group}/vars"
+        v = self.node(vpath, where, "group")
+        count = self._call(lambda: len(v), vpath)
+        if count != n:
+            raise ValueError(f"{where}: {vpath!r} in model.weights.h5 holds {count} entries, "
+                             f"expected {n}")
+        found = []
+        for i in range(n):
+            path = f"{vpath}/{i}"
+            d = self.node(path, where, "dataset")
+            shape, dtype = self._checked(d, path, where)
+            self.total += int(np.prod(shape, dtype=object)) * dtype.itemsize
+            _files.check_bytes(self.total, self.cap,
+                               f"model.weights.h5's {path!r} (with the arrays before it)", where)
+            found.append((path, d, shape))
+        return [self._read(path, d, shape) for path, d, shape in found]
+
+    def _read(self, path, d, shape):
+        a = self._call(lambda: d[()], path)
+        if not isinstance(a, np.ndarray) or a.shape != shape:
+            raise ValueError(f"from_keras: model.weights.h5 of {self.shown!r} is damaged "
+                             f"at {path!r} (read {type(a).__name__}, not a {shape} array)")
+        return a
+
     def arrays(self, groups, specs, where):
         """The arrays of each group's vars/0..n-1 (groups: one cell per
         direction, specs: their _rnn_spec), checked against the config and the
@@ -592,18 +755,12 @@ class _Weights:
                                    f"model.weights.h5's {path!r} (with the arrays before it)",
                                    where)
                 found.append((path, d, shape))
-        out = []
-        for path, d, shape in found:
-            a = self._call(lambda: d[()], path)
-            if not isinstance(a, np.ndarray) or a.shape != shape:
-                raise ValueError(f"from_keras: model.weights.h5 of {self.shown!r} is damaged "
-                                 f"at {path!r} (read {type(a).__name__}, not a {shape} array)")
-            out.append(a)
+        out = [self._read(path, d, shape) for path, d, shape in found]
         k = len(out) // len(groups)
         return [out[j * k:(j + 1) * k] for j in range(len(groups))]
 
 
-def _from_file(readable, shown, recurrent_only, cap):
+def _from_file(readable, shown, recurrent_only, cap, sequential=False):
     import h5py
     config, weights = _read_keras_file(readable, shown, cap)
     where = f"from_keras: {shown!r}"
@@ -618,8 +775,10 @@ def _from_file(readable, shown, recurrent_only, cap):
                          f"({type(e).__name__}: {e})") from None
     try:
         reader = _Weights(h5, shown, cap)
-        if top_cls in _RECURRENT:  # a single saved layer
-            return [_from_file_layer(reader, top_cls, top, "", where)]
+        if top_cls in _RECURRENT and not sequential:  # a single saved layer
+            layer = _from_file_layer(reader, top_cls, top, "", where, {})
+            _warn_unapplied(layer, where)
+            return [layer]
         if top_cls not in ("Sequential", "Functional", "Model"):
             raise NotImplementedError(f"{where}: a saved {_show(top_cls)} is not supported "
                                       "(Sequential, functional models and recurrent layers are)")
@@ -636,9 +795,16 @@ def _from_file(readable, shown, recurrent_only, cap):
             counts[snake] = 0 if k is None else k + 1
             group = f"layers/{snake}" + ("" if k is None else f"_{k + 1}")
             lname = _field(cfg, "name", "str", group, f"{at} ({group!r})")
-            entries.append((cls, lname, lambda cls=cls, cfg=cfg, group=group, lname=lname:
-                            _from_file_layer(reader, cls, cfg, group,
-                                             f"{where} layer {_show(lname)}")))
+            lwhere = f"{where} layer {_show(lname)}"
+            entries.append(_Entry(
+                cls, cfg, lname, lwhere,
+                lambda n, group=group, lwhere=lwhere: reader.plain(group, n, lwhere),
+                lambda kw, cls=cls, cfg=cfg, group=group, lwhere=lwhere:
+                    _from_file_layer(reader, cls, cfg, group, lwhere, kw)))
+        if sequential:
+            if top_cls != "Sequential":
+                _check_chain(top, where)
+            return _to_sequential(entries, where)
         return _pick(entries, recurrent_only, where)
     finally:
         try:
@@ -647,7 +813,37 @@ def _from_file(readable, shown, recurrent_only, cap):
             pass
 
 
-def _from_file_layer(reader, cls, cfg, group, where):
+def _check_chain(top, where):
+    """A functional model's config must be a chain (each layer fed by the one
+    before it, one input, one output) to run as a Sequential."""
+    layers = _required(top, "layers", "list", where)
+    prev = None
+    for n, entry in enumerate(layers):
+        if not isinstance(entry, dict):
+            raise ValueError(f"{where}: layer entry {n} of config.json is not an object")
+        cfg = _field(entry, "config", "dict", {}, where)
+        name = _field(entry, "name", "str", None, where)
+        name = _field(cfg, "name", "str", name, where)
+        nodes = entry.get("inbound_nodes", [])
+        sources = []
+        for node in nodes if isinstance(nodes, (list, tuple)) else [None]:
+            args = node.get("args") if isinstance(node, dict) else None
+            for a in args if isinstance(args, (list, tuple)) else [None]:
+                hist = (a.get("config") or {}).get("keras_history") \
+                    if isinstance(a, dict) and isinstance(a.get("config"), dict) else None
+                if not (isinstance(hist, (list, tuple)) and hist and isinstance(hist[0], str)):
+                    raise NotImplementedError(f"{where}: layer {_show(name)} has inputs that "
+                                              "are not one layer's output; sequential=True "
+                                              "takes a chain of layers")
+                sources.append(hist[0])
+        if (prev is None and sources) or (prev is not None and sources != [prev]):
+            raise NotImplementedError(f"{where}: layer {_show(name)} is fed by {sources}, not "
+                                      "by the layer before it; sequential=True takes a "
+                                      "chain of layers")
+        prev = name
+
+
+def _from_file_layer(reader, cls, cfg, group, where, layer_kw):
     spec = _layer_spec(cls, cfg, where)
     join = (lambda *p: "/".join(x for x in (group,) + p if x))
     if len(spec[0]) == 2:
@@ -656,7 +852,7 @@ def _from_file_layer(reader, cls, cfg, group, where):
         w = {"forward": fw, "backward": bw}
     else:
         w = reader.arrays([join("cell")], spec[0], where)[0]
-    return _build(spec, w, where)
+    return _build(spec, w, where, layer_kw)
 
 
 # Keras activation name -> fastrnn's (Keras 3's leaky_relu has slope 0.2: not mapped)
@@ -679,25 +875,145 @@ def _live_weights(kl, n, where):
     return [_arr(w, f"{where}: weight {i}").astype(np.float32) for i, w in enumerate(ws)]
 
 
+def _dense_layers(e):
+    """fr.Dense (and a KerasSoftmax for activation="softmax") of a Keras Dense entry."""
+    use_bias = _field(e.cfg, "use_bias", "bool", True, e.where)
+    name = _field(e.cfg, "activation", "str_or_none", None, e.where)
+    softmax = name == "softmax"
+    act = "linear" if softmax else _keras_act(name, e.where)
+    ws = [_arr(w, f"{e.where}: weight {i}").astype(np.float32)
+          for i, w in enumerate(e.weights(2 if use_bias else 1))]
+    kernel = ws[0]
+    if kernel.ndim != 2:
+        raise ValueError(f"{e.where}: kernel of shape {kernel.shape}, expected "
+                         "(in_features, units)")
+    units = _field(e.cfg, "units", "units", kernel.shape[1], e.where)
+    if units != kernel.shape[1] or (use_bias and ws[1].shape != (units,)):
+        raise ValueError(f"{e.where}: config says units={units}, the weights have shapes "
+                         f"{[w.shape for w in ws]}")
+    d = Dense(kernel.shape[0], kernel.shape[1], activation=act, bias=use_bias)
+    sd = {"weight": kernel.T}
+    if d.bias:
+        sd["bias"] = ws[1]
+    d.load_state_dict(sd)
+    return [d, KerasSoftmax()] if softmax else [d]
+
+
+def _embedding_layer(e, mask_zero):
+    w = _arr(e.weights(1)[0], f"{e.where}: embeddings").astype(np.float32)
+    if w.ndim != 2:
+        raise ValueError(f"{e.where}: embeddings of shape {w.shape}, expected "
+                         "(input_dim, output_dim)")
+    dims = (_field(e.cfg, "input_dim", "units", w.shape[0], e.where),
+            _field(e.cfg, "output_dim", "units", w.shape[1], e.where))
+    if dims != w.shape:
+        raise ValueError(f"{e.where}: config says (input_dim, output_dim)={dims}, the "
+                         f"embeddings have shape {w.shape}")
+    emb = KerasEmbedding(w.shape[0], w.shape[1], mask_zero=True) if mask_zero else \
+        Embedding(w.shape[0], w.shape[1])
+    emb.load_state_dict({"weight": w})
+    return emb
+
+
+def _to_sequential(entries, where):
+    """The fastrnn model computing a chain of Keras layers: an fr.Sequential,
+    or a KerasSequential where a mask must travel or the output is Keras's
+    list of two (merge_mode=None)."""
+    out, masked, keras_model, n = [], False, False, len(entries)
+    for i, e in enumerate(entries):
+        cls, cfg, at = e.cls, e.cfg, e.where
+        if cls in _PASSIVE:
+            if cls == "Dropout":
+                out.append(Dropout(float(_field(cfg, "rate", "rate", 0.0, at))))
+            continue
+        if cls == "Embedding":
+            mask_zero = _field(cfg, "mask_zero", "bool", False, at)
+            if out:
+                raise NotImplementedError(f"{at}: an Embedding after other layers is not "
+                                          "mapped (it takes the model's ids)")
+            out.append(_embedding_layer(e, mask_zero))
+            masked = masked or mask_zero
+            keras_model = keras_model or mask_zero
+        elif cls == "Masking":
+            value = _field(cfg, "mask_value", "number", 0.0, at)
+            out.append(KerasMasking(value))
+            masked = keras_model = True
+        elif cls == "Dense":
+            out.extend(_dense_layers(e))
+        elif cls == "Activation":
+            name = _field(cfg, "activation", "str_or_none", None, at)
+            out.append(KerasSoftmax() if name == "softmax" else Activation(_keras_act(name, at)))
+        elif cls == "Softmax":
+            axis = _field(cfg, "axis", "axis", -1, at)
+            if axis != -1:
+                raise NotImplementedError(f"{at}: Softmax over axis {axis} is not mapped "
+                                          "(the last axis, -1, is)")
+            if masked:
+                raise NotImplementedError(f"{at}: a Softmax layer given Keras's (B, T) mask "
+                                          "applies it to the classes axis; not mapped")
+            out.append(KerasSoftmax())
+        elif cls in _RECURRENT:
+            kw = {"padding": _masked_padding(cls, cfg, at)} if masked else {}
+            layer = e.recurrent(kw)
+            kc = layer.keras_config
+            kc["masked"] = masked
+            if kc["return_state"]:
+                raise NotImplementedError(f"{at}: return_state=True has no place in a "
+                                          "Sequential")
+            bidi = cls == "Bidirectional"
+            if kc["go_backwards"]:
+                out.append(KerasReverse())   # its outputs stay in the reversed order
+            out.append(layer)
+            if not kc["return_sequences"]:
+                # with a mask the layer carries (or zeroes) its outputs as Keras's loop
+                # does, so Keras's last output is the last step's
+                out.append(KerasBidirectionalLast() if bidi else LastStep())
+                masked = False
+            merge = kc.get("merge_mode", "concat")
+            if merge is None:
+                if i != n - 1:
+                    raise NotImplementedError(f"{at}: merge_mode=None (a list of the two "
+                                              "directions' outputs) is mapped for the last "
+                                              "layer of a model only")
+                keras_model = True
+            if merge != "concat":
+                out.append(KerasMerge(merge))
+        else:
+            raise NotImplementedError(f"{at}: not mapped to a fastrnn layer (Embedding, "
+                                      "Masking, Dense, Activation, Softmax, Dropout, LSTM, "
+                                      "GRU, SimpleRNN and Bidirectional are)")
+    if not out:
+        raise ValueError(f"{where}: the model has no layers to map")
+    return (KerasSequential if keras_model else Sequential)(out).eval()
+
+
 def from_keras_sequential(model):
     """Build an fr.Sequential (float32, batch-first, inference mode) computing a live Keras model.
 
     The model is a chain of::
 
         InputLayer, Dropout (and the other noise layers)  -> nothing / fr.Dropout
-        Embedding(mask_zero=False)     -> fr.Embedding (weight = embeddings)
+        Embedding                      -> fr.Embedding (weight = embeddings);
+                                          mask_zero=True: KerasEmbedding
+        Masking                        -> KerasMasking
         Dense(activation)              -> fr.Dense (weight = kernel.T), per step
-                                          on sequences
-        Activation                     -> fr.Activation
-        LSTM / GRU / SimpleRNN / Bidirectional(concat), return_sequences=True
-                                       -> the recurrent layer
-        LSTM / GRU / SimpleRNN, return_sequences=False
-                                       -> the layer and fr.LastStep()
+                                          on sequences; softmax: + KerasSoftmax
+        Activation, Softmax            -> fr.Activation, KerasSoftmax
+        LSTM / GRU / SimpleRNN         -> the recurrent layer;
+                                          go_backwards: KerasReverse before it
+                                          return_sequences=False: + fr.LastStep
+        Bidirectional(merge_mode)      -> the bidirectional layer;
+                                          return_sequences=False:
+                                          + KerasBidirectionalLast;
+                                          sum, ave, mul, None: + KerasMerge
 
-    Only exact mappings are made: a Keras model sees no lengths, so the output
-    equals model(x) on full sequences. Keras's masking (mask_zero=True),
-    return_state=True, a Bidirectional with return_sequences=False and
-    activations fastrnn does not have are refused.
+    The output equals the Keras model's. A model with a mask (Embedding
+    mask_zero=True, Masking) or a last merge_mode=None becomes a
+    `fastrnn.formats.keras.KerasSequential`, which makes the mask from the
+    input as Keras does and carries it to the recurrent layers (built with
+    Keras's padding semantics: padding="carry" where Keras repeats the last
+    valid output, "zeros" where it gives zeros). return_state=True and
+    activations fastrnn does not have are refused (docs/keras.md).
 
     Parameters
     ----------
@@ -707,7 +1023,7 @@ def from_keras_sequential(model):
     Returns
     -------
     Sequential
-        The model.
+        The model (a KerasSequential where a mask travels).
 
     Examples
     --------
@@ -720,68 +1036,12 @@ def from_keras_sequential(model):
     if not _is_keras(model) or not hasattr(model, "layers"):
         raise TypeError(f"from_keras_sequential: expected a live Keras model, got "
                         f"{type(model).__name__}")
-    out = []
-    for kl in model.layers:
-        cls = type(kl).__name__
-        cfg = kl.get_config()
-        where = f"from_keras: layer {_show(getattr(kl, 'name', None))} ({cls})"
-        if not isinstance(cfg, dict):
-            raise TypeError(f"{where}: get_config() gave a {type(cfg).__name__}, not a dict")
-        if cls == "InputLayer":
-            continue
-        if cls in _PASSIVE:
-            if cls == "Dropout":
-                out.append(Dropout(float(_field(cfg, "rate", "rate", 0.0, where))))
-            continue
-        if cls == "Embedding":
-            if _field(cfg, "mask_zero", "bool", False, where):
-                raise NotImplementedError(f"{where}: mask_zero=True (Keras masking) is not "
-                                          "mapped; fastrnn takes explicit lengths instead")
-            w = _live_weights(kl, 1, where)[0]
-            if w.ndim != 2:
-                raise ValueError(f"{where}: embeddings of shape {w.shape}, expected "
-                                 "(input_dim, output_dim)")
-            e = Embedding(w.shape[0], w.shape[1])
-            e.load_state_dict({"weight": w})
-            out.append(e)
-        elif cls == "Dense":
-            use_bias = _field(cfg, "use_bias", "bool", True, where)
-            act = _keras_act(_field(cfg, "activation", "str_or_none", None, where), where)
-            ws = _live_weights(kl, 2 if use_bias else 1, where)
-            kernel = ws[0]
-            if kernel.ndim != 2:
-                raise ValueError(f"{where}: kernel of shape {kernel.shape}, expected "
-                                 "(in_features, units)")
-            d = Dense(kernel.shape[0], kernel.shape[1], activation=act, bias=use_bias)
-            sd = {"weight": kernel.T}
-            if d.bias:
-                sd["bias"] = ws[1]
-            d.load_state_dict(sd)
-            out.append(d)
-        elif cls == "Activation":
-            out.append(Activation(_keras_act(_field(cfg, "activation", "str_or_none", None,
-                                                    where), where)))
-        elif cls in _RECURRENT:
-            layer = _live_layer(kl)
-            kc = layer.keras_config
-            if kc["return_state"]:
-                raise NotImplementedError(f"{where}: return_state=True has no place in a "
-                                          "Sequential")
-            out.append(layer)
-            if not kc["return_sequences"]:
-                if cls == "Bidirectional":
-                    raise NotImplementedError(
-                        f"{where}: a Bidirectional with return_sequences=False outputs the "
-                        "backward direction's final state, which no fastrnn layer picks; "
-                        "use return_sequences=True and a pooling")
-                out.append(LastStep())
-        else:
-            raise NotImplementedError(f"{where}: not mapped to a fastrnn layer (Embedding, "
-                                      "Dense, Activation, Dropout, LSTM, GRU, SimpleRNN and "
-                                      "Bidirectional are)")
-    if not out:
-        raise ValueError("from_keras_sequential: the model has no layers to map")
-    return Sequential(out).eval()
+    where = f"from_keras: model {_show(getattr(model, 'name', ''))}"
+    if type(model).__name__ != "Sequential":
+        cfg = model.get_config()
+        if isinstance(cfg, dict) and "layers" in cfg:
+            _check_chain(cfg, where)
+    return _to_sequential(_live_entries(model), where)
 
 
 def from_keras(source, recurrent_only=False, sequential=False, *, max_bytes=None):
@@ -801,7 +1061,8 @@ def from_keras(source, recurrent_only=False, sequential=False, *, max_bytes=None
         Models only: skip layers that are not recurrent (Embedding, Dense, ...)
         instead of raising NotImplementedError for them.
     sequential : bool, default False
-        Live models only: return the whole model as an fr.Sequential (see
+        Models, live or saved: return the whole model as an fr.Sequential
+        (a KerasSequential where Keras's mask travels; see
         `from_keras_sequential`).
     max_bytes : int, optional
         Files only: the cap on what the load may allocate (the config.json
@@ -833,8 +1094,6 @@ def from_keras(source, recurrent_only=False, sequential=False, *, max_bytes=None
     4
     """
     cap = _files.max_bytes(max_bytes, "from_keras: max_bytes")
-    if sequential:
-        return from_keras_sequential(source)
     if isinstance(source, (str, os.PathLike, bytes, bytearray, memoryview)):
         readable, shown, _ = _files.open_source(source, "from_keras")
         try:
@@ -844,16 +1103,18 @@ def from_keras(source, recurrent_only=False, sequential=False, *, max_bytes=None
         if isinstance(readable, str):
             readable = _files.open_regular(readable, "from_keras")  # checked on the open file
         with readable:
-            return _from_file(readable, shown, recurrent_only, cap)
+            return _from_file(readable, shown, recurrent_only, cap, bool(sequential))
+    if sequential:
+        return from_keras_sequential(source)
     if not _is_keras(source):
         raise TypeError(f"from_keras: expected a Keras layer or model or a .keras path, got "
                         f"{type(source).__name__}")
     if hasattr(source, "layers") and type(source).__name__ not in _RECURRENT:
-        where = f"from_keras: model {getattr(source, 'name', '')!r}"
-        entries = [(type(l).__name__, l.name, (lambda l=l: _live_layer(l)))
-                   for l in source.layers]
-        return _pick(entries, recurrent_only, where)
+        where = f"from_keras: model {_show(getattr(source, 'name', ''))}"
+        return _pick(_live_entries(source), recurrent_only, where)
     if not getattr(source, "built", True) or not source.get_weights():
         raise ValueError(f"from_keras: layer {source.name!r} has no weights yet (build it or "
                          "call it once first)")
-    return _live_layer(source)
+    layer = _live_layer(source)
+    _warn_unapplied(layer, f"from_keras: layer {_show(source.name)}")
+    return layer

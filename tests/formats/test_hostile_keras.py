@@ -187,12 +187,18 @@ def test_nested_config_fields(tmp_path, config, field):
 
 
 def test_null_activation_is_keras_linear(tmp_path):
-    """Keras reads activation null as linear, which fastrnn does not have."""
+    """Keras reads activation null as linear: ONNX's Affine(1, 0) in the cell's
+    slots; an unknown name is refused naming the file."""
     h5py_mod()
     cfg = model_cfg({"class_name": "LSTM", "config": lstm_cfg(activation=None)})
     arrays = {k: v for k, v in good_arrays().items() if k.startswith("layers/lstm/")}
     path = write_keras(tmp_path / "a.keras", cfg, h5_bytes(arrays))
-    with pytest.raises(NotImplementedError, match="activation='linear'") as e:
+    layer = fr.from_keras(path)[0]
+    assert layer.activations == ["Sigmoid", "Affine", "Affine"]
+    assert layer.activation_alpha[1:] == [1.0, 1.0] and layer.activation_beta[1:] == [0.0, 0.0]
+    cfg = model_cfg({"class_name": "LSTM", "config": lstm_cfg(activation="selu")})
+    path = write_keras(tmp_path / "b.keras", cfg, h5_bytes(arrays))
+    with pytest.raises(NotImplementedError, match="activation='selu'") as e:
         fr.from_keras(path)
     assert path in str(e.value)
 
