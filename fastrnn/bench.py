@@ -942,6 +942,10 @@ def parse_args(argv=None):
     p.add_argument("--step-team", action="store_true",
                    help="fastrnn's one-step calls run on its step team "
                         "(fastrnn.set_step_team; default: OpenMP's threads)")
+    p.add_argument("--batch-invariant", action="store_true",
+                   help="fastrnn runs with fastrnn.set_batch_invariant(True) (a sequence's "
+                        "bits independent of its batch); compare with a run without it "
+                        "for the switch's cost")
     p.add_argument("--list", action="store_true", help="list the shapes and exit")
     args = p.parse_args(argv)
     if args.threads < 1:
@@ -1001,8 +1005,9 @@ def main(argv=None):
 
     t_start = time.perf_counter()
     notes = set_threads(args.threads)
-    from . import set_step_team
+    from . import set_batch_invariant, set_step_team
     team_was = set_step_team(args.step_team)
+    invariant_was = set_batch_invariant(args.batch_invariant)
     skipped = {}  # (engine, reason) -> shape names
     progress("bench: sgemm 2048^3 through NumPy and fastrnn, %d thread(s) ..." % args.threads)
     gemm_dtype = np.float32 if args.dtype == "float32" else np.float64
@@ -1042,7 +1047,8 @@ def main(argv=None):
                                         "call)" if args.per_call else
                                         "a frozen copy (layer.freeze(): weights packed once)",
                                         "; one-step calls on the step team (--step-team)"
-                                        if args.step_team else ""))
+                                        if args.step_team else "") +
+          ("; batch-invariant (--batch-invariant)" if args.batch_invariant else ""))
     print("sgemm 2048^3: NumPy %.1f, fastrnn %.1f GFLOP/s; speedup = best peer ms / "
           "fastrnn ms; GFLOP/s and %% sgemm (of the faster) are fastrnn's"
           % (sgemm_numpy, sgemm_own))
@@ -1059,7 +1065,7 @@ def main(argv=None):
                 "cores": os.cpu_count(), "threads": args.threads,
                 "dtype": args.dtype, "repeat": repeat, "quick": args.quick,
                 "fastrnn_infer": "per-call" if args.per_call else "frozen",
-                "step_team": args.step_team,
+                "step_team": args.step_team, "batch_invariant": args.batch_invariant,
                 "sgemm_gflops": sgemm, "sgemm_numpy_gflops": sgemm_numpy,
                 "sgemm_fastrnn_gflops": sgemm_own, "versions": versions, "seconds": elapsed,
                 "var_length_seed": VAR_LENGTH_SEED, "input_seed": INPUT_SEED,
@@ -1076,6 +1082,7 @@ def main(argv=None):
             progress("bench: wrote %s" % args.png)
     progress("bench: done in %.1f s" % elapsed)
     set_step_team(team_was)
+    set_batch_invariant(invariant_was)
     failed = [r["name"] for r in results if r["check"] == "FAIL"]
     if failed:
         print("FAIL: fastrnn differs from torch on %s (not timed; see the notes)"

@@ -90,6 +90,28 @@ def test_step_team_flag(tmp_path, capsys):
     assert "step team (--step-team)" in capsys.readouterr().out
 
 
+def test_batch_invariant_flag(tmp_path, capsys, monkeypatch):
+    """--batch-invariant runs fastrnn batch-invariant for the run only (the
+    setting seen by the timed calls); the JSON says which."""
+    import fastrnn as fr
+    seen = []
+    measure = bench.measure_interleaved
+
+    def spy(*a, **kw):
+        seen.append(fr.get_batch_invariant())
+        return measure(*a, **kw)
+    monkeypatch.setattr(bench, "measure_interleaved", spy)
+    for flag, want in (([], False), (["--batch-invariant"], True)):
+        seen.clear()
+        out = tmp_path / f"b{len(flag)}.json"
+        assert bench.main(["--shape", "gru:3:4:5:7:infer", "--engines", "fastrnn",
+                           "--quick", "--json", str(out)] + flag) == 0
+        assert json.loads(out.read_text())["meta"]["batch_invariant"] is want
+        assert seen and set(seen) == {want}
+        assert fr.get_batch_invariant() is False
+    assert "batch-invariant (--batch-invariant)" in capsys.readouterr().out
+
+
 def test_measure_interleaved_takes_repeats_in_turn():
     """After each engine's warm-up, repeat r of every engine runs before
     repeat r + 1 of any; an engine that fails is left out with its error."""
