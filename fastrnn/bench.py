@@ -370,7 +370,7 @@ class Case:
             raise Unavailable("onnxruntime: %s" % _first_line(e, 120))
         if s.mode == "step":
             x1 = np.ascontiguousarray(self.x[:1])
-            zeros = np.zeros((1, 1, s.H), dtype=self.dtype)
+            zeros = np.zeros((1, s.B, s.H), dtype=self.dtype)
             feeds = {"x": x1, "h0": zeros}
             if s.cell == "lstm":
                 feeds["c0"] = zeros
@@ -400,7 +400,7 @@ class Case:
         m = self.module.eval()
         x = torch.from_numpy(self.x[:1] if s.mode == "step" else self.x)
         if s.mode == "step":
-            h0 = torch.zeros(1, 1, s.H, dtype=x.dtype)
+            h0 = torch.zeros(1, s.B, s.H, dtype=x.dtype)
             if s.cell == "lstm":
                 wrapped, args = _state_wrappers()["lstm"](m), (x, h0, h0.clone())
                 names, outs = ["x", "h0", "c0"], ["y", "h", "c"]
