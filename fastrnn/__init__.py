@@ -19,6 +19,7 @@ from .layers import (Activation, AttentionPooling, Dense, Dropout, Embedding, La
                      Layer, MaxPooling, MeanPooling, register_layer)
 from .gradcheck import GradientCheckError, GradientReport, check_gradients
 from .streaming import StreamSession
+from .quantization import quantization_report
 from . import formats
 from .formats import (from_keras, from_keras_sequential, from_keras_weights, from_onnx,
                       from_torch, load, save, to_onnx, to_torch)
@@ -33,4 +34,4 @@ __all__ = ["RNN", "LSTM", "GRU", "RNNBase", "LayerNormLSTM", "Layer", "from_torc
            "EarlyStopping", "ModelCheckpoint", "LearningRateScheduler", "History",
            "ctc_greedy_decode", "ctc_beam_decode", "edit_distance", "register_layer",
            "check_gradients", "GradientReport", "GradientCheckError",
-           "StreamSession"]
+           "StreamSession", "quantization_report"]

@@ -741,20 +741,52 @@ class Sequential:
             l.train(mode)
         return self
 
-    def freeze(self):
+    def freeze(self, weights="float32"):
         """Return a copy of this model for inference only.
 
-        Its RNN/LSTM/GRU layers are their `freeze` copies, whose float32 weights are
-        packed once instead of at every call; the same bits as this model. fit on
-        the copy raises; this model stays trainable.
+        Its RNN/LSTM/GRU layers are their `freeze` copies, whose weights are packed
+        once instead of at every call; with ``weights="float32"`` the same bits as
+        this model. ``"int8"`` or ``"bf16"`` narrow the recurrent layers' weights
+        (docs/quantization.md; Dense and Embedding stay float32). fit on the copy
+        raises; this model stays trainable.
+
+        Parameters
+        ----------
+        weights : {"float32", "int8", "bf16"}, default "float32"
+            The precision of the recurrent layers' frozen weights.
 
         Returns
         -------
         Sequential
             The frozen copy.
+
+        Raises
+        ------
+        ValueError
+            For int8 or bf16 when a recurrent layer cannot run them (its
+            `freeze` says why), or an unknown `weights`.
+        TypeError
+            For a `weights` that is not a string.
         """
+        if not isinstance(weights, str):
+            raise TypeError(f"weights: expected 'float32', 'int8' or 'bf16', got "
+                            f"{type(weights).__name__} {weights!r}")
+        if weights not in ("float32", "int8", "bf16"):
+            raise ValueError(f"weights: expected 'float32', 'int8' or 'bf16', got {weights!r}")
         new = copy_without_ctx(self)
-        new.layers = [l.freeze() for l in new.layers]
+        out = []
+        for i, l in enumerate(new.layers):
+            if weights == "float32" or not getattr(l, "carries_state", False):
+                out.append(l.freeze())
+                continue
+            try:
+                out.append(l.freeze(weights=weights))
+            except TypeError as e:
+                raise ValueError(f"layer {i} ({type(l).__name__}): cannot freeze with "
+                                 f"weights={weights!r}: {e}") from None
+            except ValueError as e:
+                raise ValueError(f"layer {i} ({type(l).__name__}): {e}") from None
+        new.layers = out
         return new
 
     def eval(self):

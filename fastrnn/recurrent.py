@@ -17,6 +17,7 @@ import math
 import numpy as np
 
 from . import _generic
+from . import _precision
 from ._cells import num_gates
 from ._regrun import RegularizedMixin, _RegCtx
 from ._validate import (lengths_array, numeric_array, positive_int, real_array,
@@ -361,6 +362,7 @@ class RNNBase(RegularizedMixin, Layer):
         state = self.__dict__.copy()
         state.pop("_plans", None)
         state.pop("_stepper", None)
+        state.pop("_qplan", None)
         return state
 
     def _plan(self, which):
@@ -439,31 +441,149 @@ class RNNBase(RegularizedMixin, Layer):
         return cfg
 
     # ---- serving ------------------------------------------------------------
-    def freeze(self):
-        """Return a copy of this layer for inference only, its float32 weights packed once.
+    def freeze(self, weights="float32"):
+        """Return a copy of this layer for inference only, its weights packed once.
 
         Each call then skips packing them (what ONNX Runtime does when it loads a
-        model); the results are the same bits as this layer's. The copy's parameters
-        are read-only arrays of its own; it runs calls and `step` but not
-        `forward`/`backward`, `load_state_dict` or `reset_parameters`. Copies and
-        pickles of a frozen layer stay frozen; a frozen model saved with
-        ``model.save()`` loads as a trainable one.
+        model). With ``weights="float32"`` the results are the same bits as this
+        layer's. ``"int8"`` and ``"bf16"`` keep narrower weights and run the
+        reduced-precision kernels (docs/quantization.md): int8 weights with one
+        scale per output row and activations quantized per row at run time, or
+        bfloat16 weights with float32 arithmetic; gates, biases and states stay
+        float32. The copy's parameters are read-only arrays of its own (for int8
+        and bf16, the float32 values of the narrow weights); it runs calls, `step`
+        and lengths/states but not `forward`/`backward`, `load_state_dict` or
+        `reset_parameters`. Copies and pickles of a frozen layer stay frozen; a
+        frozen model saved with ``model.save()`` loads as a trainable one (int8
+        and bf16: as a frozen one of the same precision).
+
+        Parameters
+        ----------
+        weights : {"float32", "int8", "bf16"}, default "float32"
+            The precision of the frozen weights (``weights_precision``).
 
         Returns
         -------
         RNNBase
             The frozen copy.
+
+        Raises
+        ------
+        ValueError
+            For int8 or bf16 on a layer the reduced-precision kernels do not run
+            (float64, zoneout, recurrent_dropout, LayerNormLSTM, clip,
+            linear_before_reset=False or the NumPy engine's variants), or an
+            unknown `weights`.
+        TypeError
+            For a `weights` that is not a string.
+
+        Examples
+        --------
+        >>> import numpy as np, fastrnn as fr
+        >>> lstm = fr.LSTM(8, 16, seed=0, batch_first=True)
+        >>> q = lstm.freeze(weights="int8")
+        >>> q.weights_precision
+        'int8'
+        >>> x = np.random.default_rng(0).standard_normal((2, 5, 8)).astype(np.float32)
+        >>> y, _ = q(x)
+        >>> bool(np.abs(y - lstm(x)[0]).max() < 0.05)
+        True
         """
+        precision = _precision.check_precision(weights)
+        if precision != "float32":
+            why = self._quant_refusal()
+            if why:
+                raise ValueError(f"weights={precision!r}: the {precision} kernels run the "
+                                 f"plain float32 {type(self).__name__} only; {why}")
+        q = self._quantize(precision) if precision != "float32" else None
+        return self._freeze_narrow(precision, q)
+
+    def _freeze_narrow(self, precision, q):
+        """The frozen copy with narrow weights `q` (names as in params, int8
+        row scales under NAME.scale), as freeze made them or fr.load read them."""
         new = copy_without_ctx(self)
+        new.__dict__.pop("_qweights", None)
+        new.__dict__.pop("_qplan", None)
+        if precision != "float32":
+            if precision == "int8":
+                for n, a in q.items():
+                    if not n.endswith(".scale") and a.size and int(np.abs(
+                            a.astype(np.int16)).max()) > 127:
+                        raise ValueError(f"{n}: int8 weights must lie in [-127, 127]")
+            new._qweights = dict(q)
+            for n, a in q.items():
+                if not n.endswith(".scale"):
+                    new.params[n] = _precision.dequantize(precision, a, q.get(n + ".scale"))
         for name, a in new.params.items():
             # arrays of its own, on cache lines (a deep copy is not)
             a = _aligned_copy(a)
             a.flags.writeable = False
             new.params[name] = a
         new._frozen = True
-        if not new._regularized and not new._variant:
+        new._precision = precision
+        if precision != "float32":
+            new._get_qplan()                      # pack now, not at the first call
+        elif not new._regularized and not new._variant:
             new._plan("params").keep_read_only()   # pack now, not at the first call
         return new
+
+    def _quant_refusal(self):
+        """Why the int8/bf16 kernels cannot run this layer ('' when they can)."""
+        if self.mode == "LNLSTM":
+            return "LayerNormLSTM is not available"
+        if self.dtype != np.float32:
+            return f"this layer is {self.dtype.name}"
+        if self._regularized:
+            return "zoneout and recurrent_dropout are not available"
+        if self.clip is not None:
+            return "clip is not available"
+        if not self.linear_before_reset:
+            return "linear_before_reset=False is not available"
+        if self._variant or self.__dict__.get("padding", "zeros") != "zeros":
+            return ("proj_size, peepholes, input_forget, activations and padding='carry' "
+                    "are not available")
+        return ""
+
+    def _quantize(self, precision):
+        """The narrow weights (what the kernels and fr.save take): params'
+        names, and int8's row scales under NAME.scale."""
+        q = {}
+        for name, a in self.params.items():
+            if not name.startswith("weight_"):
+                continue
+            if precision == "int8":
+                q[name], q[name + ".scale"] = _precision.quantize_int8(a)
+            else:
+                q[name] = _precision.to_bf16(a)
+        return q
+
+    def _get_qplan(self):
+        """The kernels' handle on the narrow weights (rebuilt after a copy)."""
+        plan = self.__dict__.get("_qplan")
+        if plan is None:
+            q, prec = self._qweights, self._precision
+            names = [f"l{l}{sfx}" for l in range(self.num_layers)
+                     for sfx in ("", "_reverse")[: self.num_directions]]
+            scales = prec == "int8"
+            plan = self.backend.rnn_qweights(
+                self.mode, prec, [q[f"weight_ih_{n}"] for n in names],
+                [q[f"weight_hh_{n}"] for n in names],
+                [q[f"weight_ih_{n}.scale"] for n in names] if scales else None,
+                [q[f"weight_hh_{n}.scale"] for n in names] if scales else None,
+                [self.params[f"bias_ih_{n}"] for n in names] if self.bias else None,
+                [self.params[f"bias_hh_{n}"] for n in names] if self.bias else None,
+                self.input_size, self.hidden_size, self.num_layers, self.num_directions)
+            self._qplan = plan
+        return plan
+
+    @property
+    def weights_precision(self):
+        """"int8" or "bf16" on a copy frozen with them, else "float32"."""
+        return self.__dict__.get("_precision", "float32")
+
+    @property
+    def _quantized(self):
+        return self.__dict__.get("_precision", "float32") != "float32"
 
     def unfreeze(self):
         """Return a trainable copy of a frozen layer (of a trainable layer, a plain copy).
@@ -475,6 +595,8 @@ class RNNBase(RegularizedMixin, Layer):
         """
         new = copy_without_ctx(self)
         new._frozen = False
+        for k in ("_precision", "_qweights", "_qplan"):
+            new.__dict__.pop(k, None)
         for store in (new.params, new.grads):
             for name, a in store.items():
                 store[name] = _aligned_copy(a)
@@ -621,6 +743,12 @@ class RNNBase(RegularizedMixin, Layer):
         if rs is not None and not rs.any():
             rs = None
         extra = (mask is not None or resets is not None or want_states)
+        if extra and self._quantized:
+            raise ValueError(f"mask, resets, return_states: not available on a "
+                             f"{self.weights_precision} frozen layer (lengths are)")
+        if self._quantized:
+            y, hn, cn = self.backend.rnn_qforward(self._get_qplan(), xt, h0, c0, lens)
+            return xt, h0, c0, lens, None, y, hn, cn, None, None
         if extra and (self._regularized or self.mode == "LNLSTM"):
             raise ValueError("mask, resets, return_states: not available with zoneout, "
                              "recurrent_dropout or LayerNormLSTM")
@@ -973,6 +1101,9 @@ class RNNBase(RegularizedMixin, Layer):
             return self._reg_step(xt, h0, c0)
         if self._variant:
             *_, y, hn, cn, _, _ = self._generic_run(xt, h0, c0, None, None, False, False)
+            return y[0], ((hn, cn) if is_lstm else hn)
+        if self._quantized:   # one step of the sequence kernels: the same bits
+            y, hn, cn = self.backend.rnn_qforward(self._get_qplan(), xt, h0, c0, None)
             return y[0], ((hn, cn) if is_lstm else hn)
         plan = self._plan("params")
         backend = self.backend

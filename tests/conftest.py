@@ -421,6 +421,8 @@ TEST_MARKS = {
         "formats/test_hostile_keras.py::test_node_types_checked",
     ],
     "slow": [  # --durations=0, 2 threads: 0.4-2.6 s each (the docs build: 10-20 s)
+        "core/test_quantization.py::test_isa_builds_give_the_portable_bits[lstm-int8]",
+        "core/test_quantization.py::test_isa_builds_give_the_portable_bits[lstm-bf16]",
         "core/test_shards.py::test_comm_of_the_wrong_kind_is_refused",
         "core/test_batch_invariance.py::test_wide_and_long_batches",
         "core/test_batch_invariance.py::test_batch1_large_w_hh",

@@ -58,6 +58,16 @@ class Backend:
             then runs), .refresh(params, gru_lbr, clip, active) when the layer's
             options change.
 
+        Reduced-precision inference (frozen layers, docs/quantization.md):
+        rnn_qweights(cell, precision, w_ih, w_hh, s_ih, s_hh, b_ih, b_hh, I, H, L, D)
+            a handle on L*D int8 (precision "int8": int8 values, float32 row
+            scales s_ih/s_hh) or bf16 ("bf16": uint16 bit patterns, scales
+            None) weight arrays, packed once (a copy).
+        rnn_qforward(qw, x, h0, c0, lengths)
+            -> (y (T,B,D*H), h_n (L*D,B,H), c_n or None), float32
+        quant_kernels(precision) -> the ISA the next call runs ("avx512",
+            "avx2" or "portable").
+
         Regularized cells (zoneout, recurrent dropout, layer norm), one layer
         and one direction, cell "LSTM", "GRU" or "LNLSTM": reg_forward(...),
         reg_backward(...) (fastrnn._regrun says the arguments).

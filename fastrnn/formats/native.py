@@ -55,7 +55,8 @@ _NPY_HEADER = 4096              # bytes a member may hold beyond its array data
 _MAX_RATIO = 200
 _RATIO_FLOOR = 16 << 20         # members smaller than this skip the ratio check
 _CHUNK = 1 << 20                # bytes per read into an array (no second copy)
-_DTYPES = {"float32", "float64", "int64", "int32", "bool"}
+# int8 and uint16: the weights of int8 and bf16 frozen layers
+_DTYPES = {"float32", "float64", "int64", "int32", "bool", "int8", "uint16"}
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,200}$")
 # What a damaged archive raises from zipfile/json besides ValueError: a bad CRC
 # or local header (BadZipFile), a member cut short (EOFError), a flipped
@@ -111,8 +112,17 @@ def save(model, path, include_optimizer=True):
         if table.get(name) is not type(l):
             raise TypeError(f"layer {i}: {name} is not a fastrnn layer class that files "
                             f"can hold (register it first: fr.register_layer({name}))")
-        layers_cfg.append({"class": name, "config": l.get_config()})
+        item = {"class": name, "config": l.get_config()}
+        if getattr(l, "weights_precision", "float32") != "float32":
+            item["weights"] = l.weights_precision
+        layers_cfg.append(item)
     arrays = {f"model/{n}": p for n, p in model.state_dict().items()}
+    for i, l in enumerate(model.layers):
+        # a frozen int8/bf16 layer: its narrow weights (and int8 row scales) in
+        # place of their float32 values, "model/{i}.weight_..." as int8/uint16
+        if getattr(l, "weights_precision", "float32") != "float32":
+            for n, a in l._qweights.items():
+                arrays[f"model/{i}.{n}"] = a
     compile_cfg = None
     if model.loss is not None:
         compile_cfg = {"loss": {"name": model.loss.name, "config": model.loss.get_config()},
@@ -425,6 +435,53 @@ def _compile(model, comp, arrays, shown):
             _fail(shown, f"compile.optimizer.state: {type(e).__name__}: {e}")
 
 
+def _narrow_weights(layers_cfg, layers, weights, shown):
+    """{layer index: (precision, narrow arrays)} of the int8/bf16 frozen layers,
+    taken out of `weights` (which gets their float32 values in their place,
+    so that load_state_dict checks every name and shape as usual)."""
+    out = {}
+    for i, item in enumerate(layers_cfg):
+        precision = item.get("weights", "float32")
+        if precision == "float32":
+            continue
+        if precision not in ("int8", "bf16"):
+            _fail(shown, f"layer {i}: unknown weights precision {precision!r} "
+                         f"(expected 'int8' or 'bf16')")
+        if not hasattr(layers[i], "_freeze_narrow"):
+            _fail(shown, f"layer {i} ({type(layers[i]).__name__}): {precision} weights "
+                         f"are only for RNN, LSTM and GRU layers")
+        want = np.dtype(np.int8) if precision == "int8" else np.dtype(np.uint16)
+        q = {}
+        for key in [k for k in weights if k.startswith(f"{i}.weight_")]:
+            name = key[len(f"{i}."):]
+            a = weights.pop(key)
+            if name.endswith(".scale"):
+                if precision != "int8" or a.dtype != np.float32 or a.ndim != 1 \
+                        or not np.all(np.isfinite(a)) or np.any(a < 0):
+                    _fail(shown, f"layer {i}: {name}: expected finite float32 row "
+                                 f"scales >= 0 of an int8 layer")
+                q[name] = a
+                continue
+            if a.dtype != want or a.ndim != 2:
+                _fail(shown, f"layer {i}: {name}: expected a 2-D {want.name} array of a "
+                             f"{precision} layer, got {a.dtype.name} {a.shape}")
+            q[name] = a
+        for name in [n for n in q if not n.endswith(".scale")]:
+            scale = q.get(name + ".scale")
+            if precision == "int8" and (scale is None or scale.shape != (q[name].shape[0],)):
+                _fail(shown, f"layer {i}: {name}: its row scales are missing or mis-shaped")
+            weights[f"{i}.{name}"] = _dequantize(precision, q[name], scale)
+        out[i] = (precision, q)
+    return out
+
+
+def _dequantize(precision, q, scale):
+    """float32 values of narrow weights (fastrnn._precision's rule)."""
+    if precision == "int8":
+        return (q.astype(np.float32) * scale[:, None]).astype(np.float32)
+    return (q.astype(np.uint32) << 16).view(np.float32)
+
+
 def load(path, max_bytes=None):
     """Read a model written by `save` (or ``model.save``).
 
@@ -496,10 +553,16 @@ def load(path, max_bytes=None):
     except (TypeError, ValueError) as e:
         _fail(shown, f"bad model: {e}")
     weights = {k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")}
+    narrow = _narrow_weights(layers_cfg, layers, weights, shown)
     try:
         model.load_state_dict(weights)
     except (TypeError, ValueError) as e:
         _fail(shown, f"weights do not fit the layers: {e}")
+    for i, (precision, q) in narrow.items():
+        try:
+            model.layers[i] = model.layers[i]._freeze_narrow(precision, q)
+        except (TypeError, ValueError) as e:
+            _fail(shown, f"layer {i}: cannot freeze with its {precision} weights: {e}")
     comp = config.get("compile")
     if comp is not None:
         _compile(model, comp, arrays, shown)

@@ -32,6 +32,18 @@ class CPUBackend(Backend):
     def rnn_stepper(self, weights, params, names):
         return _ext.Stepper(weights, params, names)
 
+    # ---- reduced-precision inference (int8, bf16) ---------------------------------
+    def rnn_qweights(self, cell, precision, w_ih, w_hh, s_ih, s_hh, b_ih, b_hh, input_size,
+                     hidden_size, num_layers, num_directions):
+        return _ext.QPlan(_ext.CELLS[cell], precision, w_ih, w_hh, s_ih, s_hh, b_ih, b_hh,
+                          input_size, hidden_size, num_layers, num_directions)
+
+    def rnn_qforward(self, weights, x, h0, c0, lengths):
+        return _ext.qforward(weights, x, h0, c0, lengths, _ext.num_threads())
+
+    def quant_kernels(self, precision):
+        return {16: "avx512", 8: "avx2", 0: "portable"}[_ext.quant_isa(precision)]
+
     # ---- regularized cells, one layer and direction ------------------------------
     def reg_forward(self, cell, x, w, h0, c0, zmask, rmask, y, col, lengths, reverse,
                     zoneout, training):

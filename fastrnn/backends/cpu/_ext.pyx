@@ -15,6 +15,7 @@ Parts (included .pxi files of this folder):
   _runtime.pxi  BLAS registration and thread pin, threads, the step team,
                 the fast path's switches
   _rnn.pxi      recurrent layers: Plan, forward, backward, Stepper; gemm
+  _quant.pxi    reduced-precision inference: QPlan, qforward (int8, bf16)
   _reg.pxi      regularized cells (zoneout, recurrent dropout, LayerNormLSTM):
                 reg_forward, reg_backward, REG_CELLS, reg_num_params,
                 reg_param_shapes
@@ -31,5 +32,6 @@ cnp.import_array()
 include "_arrays.pxi"
 include "_runtime.pxi"
 include "_rnn.pxi"
+include "_quant.pxi"
 include "_reg.pxi"
 include "_ctc.pxi"

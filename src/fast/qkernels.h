@@ -1,0 +1,116 @@
+/*
+ * The reduced-precision loops (portable/quant_impl.h) at one vector width,
+ * included once per build after isa.h and simd_math.h: qkernels_avx2.c
+ * (VW = 8) and qkernels_avx512.c (VW = 16). Each output is the portable
+ * loops' operations (portable/quant_ref.c) in their order: exact int32
+ * sums, then the same FMA epilogue; the bf16 FMA chain over k in order;
+ * simd_math.h's gate math lane by lane. So both builds give its bits.
+ */
+#include "portable/quant_impl.h"
+
+/* out[m*ldo + o..o+15] = fmaf(acc (16 int32 in two or one vectors, as
+ * floats), sa * sw[o..], bias[o..]) */
+static inline INL TGT void q_epilogue(const int32_t *acc, float sa, const float *sw,
+                                      const float *bias, float *out)
+{
+    for (int v = 0; v < FRQ_BLK / VW; v++) {
+        V a;
+#if VW == 16
+        a = _mm512_cvtepi32_ps(_mm512_loadu_si512(acc));
+#else
+        a = _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)(acc + 8 * v)));
+#endif
+        v_st(out + v * VW, v_fmadd(a, v_mul(v_set1(sa), v_ld(sw + v * VW)),
+                                   v_ld(bias + v * VW)));
+    }
+}
+
+/* bf16 rows of W widened to float: 16 rows of one k */
+static void FR_SFX(mm_bf16)(int64_t M, int64_t K, const float *A, int64_t lda,
+                            const uint16_t *W, const float *bias, int64_t p0, int64_t p1,
+                            float *out, int64_t ldo) TGT;
+static void FR_SFX(mm_bf16)(int64_t M, int64_t K, const float *A, int64_t lda,
+                            const uint16_t *W, const float *bias, int64_t p0, int64_t p1,
+                            float *out, int64_t ldo)
+{
+    enum { NV = FRQ_BLK / VW, MB = 2, PB = VW == 16 ? 4 : 2 };
+    for (int64_t m0 = 0; m0 < M; m0 += MB) {
+        const int mb = M - m0 < MB ? (int)(M - m0) : MB;
+        for (int64_t pa = p0; pa < p1; pa += PB) {
+            const int pb = p1 - pa < PB ? (int)(p1 - pa) : PB;
+            V acc[MB][PB][NV];
+            for (int i = 0; i < mb; i++)
+                for (int q = 0; q < pb; q++)
+                    for (int v = 0; v < NV; v++)
+                        acc[i][q][v] = v_ld(bias + (pa + q) * FRQ_BLK + v * VW);
+            for (int64_t k = 0; k < K; k++) {
+                V w[PB][NV];
+                for (int q = 0; q < pb; q++)
+                    for (int v = 0; v < NV; v++) {
+                        const uint16_t *src = W + ((pa + q) * K + k) * FRQ_BLK + v * VW;
+#if VW == 16
+                        w[q][v] = _mm512_castsi512_ps(_mm512_slli_epi32(
+                            _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)src)), 16));
+#else
+                        w[q][v] = _mm256_castsi256_ps(_mm256_slli_epi32(
+                            _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)src)), 16));
+#endif
+                    }
+                for (int i = 0; i < mb; i++) {
+                    const V a = v_set1(A[(m0 + i) * lda + k]);
+                    for (int q = 0; q < pb; q++)
+                        for (int v = 0; v < NV; v++)
+                            acc[i][q][v] = v_fmadd(a, w[q][v], acc[i][q][v]);
+                }
+            }
+            for (int i = 0; i < mb; i++)
+                for (int q = 0; q < pb; q++)
+                    for (int v = 0; v < NV; v++)
+                        v_st(out + (m0 + i) * ldo + (pa + q) * FRQ_BLK + v * VW, acc[i][q][v]);
+        }
+    }
+}
+
+static inline INL TGT V q_sigmoid(V x)
+{
+    V e = sigmoid_arg(x);
+    v_exp_k(&e, 1, 0u);
+    return sigmoid_from(x, e);
+}
+
+static inline INL TGT V q_tanh(V x)
+{
+    v_tanh_k(&x, 1);
+    return x;
+}
+
+static void FR_SFX(qcell)(int cell, int64_t u0, int64_t u1, const float *gx, const float *gh,
+                          const float *h, float *hn, float *c) TGT;
+static void FR_SFX(qcell)(int cell, int64_t u0, int64_t u1, const float *gx, const float *gh,
+                          const float *h, float *hn, float *c)
+{
+    const int G = fr_num_gates(cell);
+    for (int64_t u = u0; u < u1; u++) {
+        const float *x = gx + u * G * FRQ_BLK, *r = gh + u * G * FRQ_BLK;
+        for (int v = 0; v < FRQ_BLK; v += VW) {
+            const int64_t j = u * FRQ_BLK + v;
+            if (cell == FR_CELL_LSTM) {
+                const V ig = q_sigmoid(v_add(v_ld(x + v), v_ld(r + v)));
+                const V fg = q_sigmoid(v_add(v_ld(x + 16 + v), v_ld(r + 16 + v)));
+                const V gg = q_tanh(v_add(v_ld(x + 32 + v), v_ld(r + 32 + v)));
+                const V og = q_sigmoid(v_add(v_ld(x + 48 + v), v_ld(r + 48 + v)));
+                const V cn = v_fmadd(fg, v_ld(c + j), v_mul(ig, gg));
+                v_st(c + j, cn);
+                v_st(hn + j, v_mul(og, q_tanh(cn)));
+            } else if (cell == FR_CELL_GRU) {
+                const V rg = q_sigmoid(v_add(v_ld(x + v), v_ld(r + v)));
+                const V zg = q_sigmoid(v_add(v_ld(x + 16 + v), v_ld(r + 16 + v)));
+                const V ng = q_tanh(v_fmadd(rg, v_ld(r + 32 + v), v_ld(x + 32 + v)));
+                v_st(hn + j, v_fmadd(zg, v_sub(v_ld(h + j), ng), ng));
+            } else {
+                const V s = v_add(v_ld(x + v), v_ld(r + v));
+                v_st(hn + j, cell == FR_CELL_RNN_TANH ? q_tanh(s) : v_max(v_zero(), s));
+            }
+        }
+    }
+}

@@ -1,0 +1,59 @@
+/*
+ * Internal: the reduced-precision kernels' shared layout and the table of
+ * one ISA's loops (fastrnn_q.h). The driver (portable/quant.c) owns the
+ * layers, directions, time loop, threads and activation quantization; a
+ * table (portable: quant_ref.c; AVX2 and AVX-512: fast/qkernels.h) owns the
+ * products and the gate math, each the same operations in the same order.
+ *
+ * Packed layout of one matrix (K = In or H), rows grouped in panels of 16:
+ * panel p = u*G + g holds gate g's rows for units u*16 .. u*16+15 (rows
+ * past H are zero), so a product's output for unit block u is G*16 floats
+ * side by side, gate by gate (Np = ceil(H/16)*G*16 outputs a row).
+ *   int8: W [Np/16][Kp/4][16][4] (Kp = K rounded up to 4, zero padded),
+ *         rowsum [Np] int32 (sum_k of the row: VNNI's u8 offset), scale
+ *         [Np], bias [Np]
+ *   bf16: W [Np/16][K][16] uint16, bias [Np]
+ * each section 64-byte aligned; the ih matrix, then the hh matrix.
+ */
+#ifndef FASTRNN_QUANT_IMPL_H
+#define FASTRNN_QUANT_IMPL_H
+
+#include <stdint.h>
+#include "fastrnn_q.h"
+
+#pragma GCC visibility push(hidden)
+
+#define FRQ_BLK 16   /* units per block, rows per panel */
+
+static inline int64_t frq_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
+
+/*
+ * One ISA's loops.
+ * mm_i8: for m < M and panels p0 <= p < p1, output o = p*16 + i:
+ *   out[m*ldo + o] = fmaf((float)sum_k A[m*Kp + k] W[o][k], sa[m] * sw[o], bias[o])
+ *   A (M, Kp) int8 zero padded; scratch: 16 * Kp bytes, 64-byte aligned.
+ * mm_bf16: out[m*ldo + o] = the FMA chain over k < K of A[m*lda + k] and
+ *   W[o][k] (bf16 widened), from bias[o].
+ * cell: unit blocks u0 <= u < u1 of one sequence: gates gx, gh (G*16 a
+ *   block, as the products leave them), h (read), hn (written), c (LSTM,
+ *   updated); every lane of a block is computed (rows past H are zero and
+ *   leave h and c at 0 there).
+ */
+typedef struct {
+    void (*mm_i8)(int64_t M, int64_t Kp, const int8_t *A, const float *sa, const int8_t *W,
+                  const int32_t *rowsum, const float *sw, const float *bias, int64_t p0,
+                  int64_t p1, float *out, int64_t ldo, void *scratch);
+    void (*mm_bf16)(int64_t M, int64_t K, const float *A, int64_t lda, const uint16_t *W,
+                    const float *bias, int64_t p0, int64_t p1, float *out, int64_t ldo);
+    void (*cell)(int cell, int64_t u0, int64_t u1, const float *gx, const float *gh,
+                 const float *h, float *hn, float *c);
+} frq_kernels;
+
+extern const frq_kernels frq_kernels_ref;
+/* NULL where the build or the CPU lacks them */
+const frq_kernels *frq_kernels_avx2(void);
+const frq_kernels *frq_kernels_avx512(int prec);
+
+#pragma GCC visibility pop
+
+#endif /* FASTRNN_QUANT_IMPL_H */
