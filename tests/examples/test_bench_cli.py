@@ -249,6 +249,14 @@ def test_precision_refused_clearly(monkeypatch, capsys):
     assert bench.precision_refused("bf16") == \
         "fastrnn refuses it: weights='bf16' needs AVX-512 (not on this CPU)"
 
+    def ignoring(self, weights="float32"):   # takes the argument, keeps float32
+        return plain(self)
+    monkeypatch.setattr(RNNBase, "freeze", ignoring)
+    assert bench.precision_refused("int8") == \
+        "layer.freeze(weights='int8') gave weights_precision 'float32'"
+    monkeypatch.setattr(RNNBase, "freeze", plain)
+    assert bench.precision_refused("int8") is None
+
 
 def test_reduced_peers_are_what_torch_and_ort_quantize():
     """torch's quantize_dynamic swaps LSTM and GRU for its quantized modules

@@ -113,3 +113,23 @@ def test_quick_run_scores_each_precision(name, data, key, loose, extra, tmp_path
         change = abs(row[key] - base) / (base if key == "rmse" else 1.0)
         assert change <= loose, (prec, row)
         assert isinstance(row["within_target"], bool)
+
+
+def test_frozen_copies_have_the_asked_weights():
+    """float32 first (the model's own bits), then one copy per --precision whose
+    recurrent layers hold those weights; the model itself stays trainable."""
+    import numpy as np
+    import fastrnn as fr
+    model = fr.Sequential([fr.GRU(3, 5, batch_first=True), fr.MeanPooling(),
+                           fr.Dense(5, 2)], seed=0)
+    args = C.parser("x", epochs=1, batch_size=2).parse_args(
+        ["--precision", ",".join(precisions_here())])
+    copies = C.frozen_at_precisions(model, args)
+    assert [p for p, _ in copies] == ["float32"] + precisions_here()
+    x = np.random.default_rng(0).standard_normal((4, 6, 3)).astype(np.float32)
+    for p, m in copies:
+        assert m.layers[0].weights_precision == p
+        y = m.predict(x)
+        assert (np.array_equal(y, model.predict(x)) if p == "float32"
+                else 0 < np.abs(y - model.predict(x)).max() < 0.05)
+    assert not model.layers[0].frozen
