@@ -47,11 +47,20 @@ def precision_list(text):
 def check_precisions(args):
     """Refuse --precision before any training when this fastrnn cannot
     freeze a model with those weights (SystemExit naming the reason)."""
-    from fastrnn.bench import precision_refused
+    import fastrnn as fr
     for p in args.precision:
-        why = precision_refused(p)
-        if why:
-            raise SystemExit(f"--precision {p}: {why}")
+        try:
+            got = fr.LSTM(3, 4, seed=0).freeze(weights=p).weights_precision
+        except TypeError as e:
+            if "weights" not in str(e):
+                raise
+            raise SystemExit(f"--precision {p}: this fastrnn has no layer.freeze(weights=...) "
+                             "(reduced-precision inference is not built in)") from None
+        except (ValueError, NotImplementedError) as e:
+            raise SystemExit(f"--precision {p}: fastrnn refuses it: {e}") from None
+        if got != p:
+            raise SystemExit(f"--precision {p}: layer.freeze(weights={p!r}) gave "
+                             f"weights_precision {got!r}")
 
 
 def frozen_at_precisions(model, args):
