@@ -100,7 +100,7 @@ def report_precisions(name, metric, kind, per_precision, results):
         print(p.ljust(12) + f"{v:.4f}".rjust(14) + ("-" if p == "float32" else shown).rjust(12)
               + ("" if p == "float32" else "  " + ("ok" if ok else "MISSED")))
         if p != "float32":
-            results[f"fastrnn {p}"] = {metric: v, f"{metric}_change": change,
+            results[f"fastrnn {p}"] = {metric: v, "change": change,
                                        "within_target": bool(ok)}
 
 

@@ -113,7 +113,7 @@ def test_quick_run_scores_each_precision(name, data, key, loose, extra, tmp_path
     base = res["fastrnn"][key]
     for prec in precisions_here():
         row = res[f"fastrnn {prec}"]
-        assert math.isfinite(row[key]) and row[f"{key}_change"] == pytest.approx(row[key] - base)
+        assert math.isfinite(row[key]) and row["change"] == pytest.approx(row[key] - base)
         change = abs(row[key] - base) / (base if key == "rmse" else 1.0)
         assert change <= loose, (prec, row)
         assert isinstance(row["within_target"], bool)
