@@ -32,6 +32,28 @@ weight gradient of sum(y), at the test suite's float32 parity claim (rtol 2e-4,
 atol 1e-5 of the largest value). A row that fails is not timed: FAIL in the
 table and the JSON, a note naming what differs, and exit status 1.
 
+``--precision int8|bf16`` adds, in the same run and the same turns, fastrnn frozen
+with reduced-precision weights (``layer.freeze(weights=P)``) and the peers'
+reduced-precision models, where they exist (inference and steps only):
+
+* int8: torch's ``torch.ao.quantization.quantize_dynamic(..., dtype=torch.qint8)``
+  (LSTM and GRU; torch has no quantized RNN) and ONNX Runtime's
+  ``onnxruntime.quantization.quantize_dynamic`` of the exported model, its
+  defaults (DynamicQuantizeLSTM; it leaves GRU and RNN nodes in float32, so
+  they have no int8 ORT peer).
+* bf16: torch's ``quantize_dynamic`` with float16 weights (LSTM, GRU) and the
+  torch module cast to bfloat16 (weights and activations).
+
+The table then gives each one's time, fastrnn's reduced-precision speedup
+against the best float32 peer and against the best peer of its precision, and
+its largest difference from fastrnn's float32 results. Each row checks those
+results (outputs and final states of the row's call) against float32 at a
+tolerance for the precision (``LOW_TOL``: largest and mean |difference| as a
+fraction of the quantity's largest |value|, at least 1): a row outside it is
+not timed, FAIL, exit status 1. The peers' differences go in the JSON, not
+judged. Where this fastrnn cannot freeze with those weights the option is
+refused (exit status 2).
+
 GFLOP/s counts 2*B*G*H*(I+H) flops per step and sequence (G = 4 LSTM, 3 GRU,
 1 RNN; summed over the valid steps only when lengths vary), x3 for training; the
 share is of the sgemm rate measured in the same run (the faster of NumPy's
@@ -62,6 +84,19 @@ from ._cells import num_gates
 
 ENGINES = ("fastrnn", "torch", "ort", "numpy")
 PEERS = ("torch", "ort", "numpy")
+# --precision P: fastrnn's frozen copy with P weights (layer.freeze(weights=P))
+# and the peers that keep their weights in fewer bits, timed in the same run
+# as the float32 engines; an engine's family (before the '-') selects it in
+# --engines too
+PRECISIONS = ("int8", "bf16")
+LOW_ENGINES = {
+    "int8": ("fastrnn-int8", "torch-qint8", "ort-qint8"),
+    "bf16": ("fastrnn-bf16", "torch-fp16", "torch-bf16"),
+}
+LOW_LABELS = {"fastrnn-int8": "fastrnn int8", "fastrnn-bf16": "fastrnn bf16",
+              "torch-qint8": "torch qint8", "ort-qint8": "ORT qint8",
+              "torch-fp16": "torch fp16", "torch-bf16": "torch bf16"}
+ALL_ENGINES = ENGINES + tuple(e for p in PRECISIONS for e in LOW_ENGINES[p])
 CELLS = ("lstm", "gru", "rnn")
 VAR_LENGTH_SEED = 1234
 INPUT_SEED = 0
@@ -153,7 +188,10 @@ def with_batch(shape, B):
 
 def applicable(shape, engine):
     """Whether an engine is meant to run this shape at all (independent of what
-    is installed): ORT only infers, the NumPy floor is LSTM inference only."""
+    is installed): ORT only infers, the NumPy floor is LSTM inference only,
+    reduced precision is for inference only (frozen copies)."""
+    if engine in ALL_ENGINES[len(ENGINES):]:
+        return shape.mode != "train"
     if engine == "ort":
         return shape.mode != "train"
     if engine == "numpy":
@@ -230,10 +268,14 @@ class Case:
     the same weights; ``runner(engine)`` gives a zero-argument callable that
     does one timed call."""
 
-    def __init__(self, shape, dtype="float32", threads=2, freeze=True):
+    def __init__(self, shape, dtype="float32", threads=2, freeze=True, precision=None):
         self.shape = shape
         self.dtype = np.dtype(dtype)
         self.threads = threads
+        self.precision = precision
+        # engine -> (y, states) of the engine's first call, float64 arrays,
+        # recorded while its runner is made (the --precision check reads them)
+        self.first = {}
         s = shape
         rng = np.random.default_rng(INPUT_SEED)
         self.x = rng.standard_normal((s.T, s.B, s.I)).astype(self.dtype)
@@ -275,19 +317,44 @@ class Case:
         if not applicable(self.shape, engine):
             raise Unavailable("%s does not run %s shapes of %s"
                               % (engine, self.shape.mode, self.shape.cell))
-        return getattr(self, "_run_" + engine)()
+        if engine in ENGINES:
+            return getattr(self, "_run_" + engine)()
+        if engine.startswith("fastrnn-"):
+            return self._run_fastrnn(self.low_layer(), engine)
+        if engine == "ort-qint8":
+            return self._run_ort(self._ort_qint8(), engine)
+        return self._run_torch(*self._torch_low(engine.split("-")[1]), engine=engine)
 
-    def _run_fastrnn(self):
-        layer, x, L, s = self.infer_layer, self.x, self.lengths, self.shape
+    def low_layer(self):
+        """The fastrnn layer frozen with --precision weights, made once."""
+        if getattr(self, "_low", None) is None:
+            self._low = self.layer.freeze(weights=self.precision)
+        return self._low
+
+    def _record(self, engine, y, states):
+        """Keep an engine's first (y, states) as float64 NumPy arrays."""
+        def arr(a):
+            if hasattr(a, "detach"):
+                a = a.detach().float().numpy()
+            return np.asarray(a, np.float64)
+        states = states if isinstance(states, (tuple, list)) else (states,)
+        self.first[engine] = (arr(y), tuple(arr(a) for a in states))
+
+    def _run_fastrnn(self, layer=None, engine="fastrnn"):
+        layer = self.infer_layer if layer is None else layer
+        x, L, s = self.x, self.lengths, self.shape
         kw = {} if L is None else {"lengths": L}
         if s.mode == "step":
             x_t = np.ascontiguousarray(x[0])
-            state = [layer.step(x_t, None)[1]]
+            y, st = layer.step(x_t, None)
+            self._record(engine, np.asarray(y)[None], st)
+            state = [st]
 
             def run():
                 _, state[0] = layer.step(x_t, state[0])
             return run
         if s.mode == "infer":
+            self._record(engine, *layer(x, **kw))
             return lambda: layer(x, **kw)
         # train: dy of sum(y) is all ones, made once (torch's sum backward
         # makes no array either: it expands a scalar).
@@ -305,17 +372,49 @@ class Case:
             raise Unavailable("torch not installed")
         return self.torch
 
-    def _run_torch(self):
+    def _torch_low(self, kind):
+        """(module, input dtype) of a torch reduced-precision peer: 'qint8' and
+        'fp16' are torch.ao.quantization.quantize_dynamic's LSTM/GRU (int8
+        weights with activations quantized per call, or float16 weights);
+        'bf16' is the module cast to bfloat16 (weights and activations)."""
         torch = self._need_torch()
-        m, s = self.module, self.shape
+        m = self.module.eval()
+        if kind == "bf16":
+            import copy
+            return copy.deepcopy(m).to(torch.bfloat16), torch.bfloat16
+        from torch.ao.quantization import quantize_dynamic
+
+        class Holder(torch.nn.Module):  # quantize_dynamic swaps children only
+            def __init__(self, m):
+                super().__init__()
+                self.m = m
+        dtype = {"qint8": torch.qint8, "fp16": torch.float16}[kind]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            q = quantize_dynamic(Holder(m), {type(m)}, dtype=dtype).m
+        if not type(q).__module__.startswith("torch.ao.nn.quantized"):
+            raise Unavailable("torch's quantize_dynamic has no %s %s module (left float32)"
+                              % (kind, type(m).__name__))
+        return q, None
+
+    def _run_torch(self, m=None, cast=None, engine="torch"):
+        torch = self._need_torch()
+        m = self.module if m is None else m
+        s = self.shape
         pack = torch.nn.utils.rnn.pack_padded_sequence
         unpack = torch.nn.utils.rnn.pad_packed_sequence
         L = None if self.lengths is None else torch.from_numpy(self.lengths)
+
+        def tensor(a):
+            t = torch.from_numpy(np.ascontiguousarray(a))
+            return t if cast is None else t.to(cast)
         if s.mode == "step":
             m.eval()
-            x1 = torch.from_numpy(np.ascontiguousarray(self.x[:1]))
+            x1 = tensor(self.x[:1])
             with torch.inference_mode():
-                state = [m(x1)[1]]
+                y, st = m(x1)
+            self._record(engine, y, st)
+            state = [st]
 
             def run():
                 with torch.inference_mode():
@@ -323,7 +422,7 @@ class Case:
             return run
         if s.mode == "infer":
             m.eval()
-            xt = torch.from_numpy(self.x)
+            xt = tensor(self.x)
             if L is None:
                 def run():
                     with torch.inference_mode():
@@ -333,6 +432,7 @@ class Case:
                     with torch.inference_mode():
                         y, st = m(pack(xt, L, enforce_sorted=False))
                         return unpack(y, total_length=s.T)[0], st
+            self._record(engine, *run())
             return run
         m.train()
         xt = torch.from_numpy(self.x.copy()).requires_grad_(True)
@@ -348,7 +448,7 @@ class Case:
         return run
 
     # -- ONNX Runtime -----------------------------------------------------
-    def _run_ort(self):
+    def _need_ort(self):
         self._need_torch()
         ort = _try_import("onnxruntime")
         if ort is None:
@@ -356,8 +456,44 @@ class Case:
         ort.set_default_logger_severity(4)  # failures are reported here, once
         if _try_import("onnx") is None:
             raise Unavailable("onnx not installed")
-        s = self.shape
+        return ort
+
+    def _ort_qint8(self):
+        """The exported model through onnxruntime.quantization.quantize_dynamic
+        (its defaults: int8 weights, one scale per tensor, activations uint8
+        per call): LSTM becomes DynamicQuantizeLSTM; GRU and RNN nodes it
+        leaves float32, and then there is no such peer."""
+        self._need_ort()
+        import logging
+        import tempfile
+        import onnx
+        try:
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+        except ImportError as e:
+            raise Unavailable("onnxruntime.quantization: %s" % _first_line(e))
         model = self._export_onnx()
+        root = logging.getLogger()
+        level = root.level
+        with tempfile.TemporaryDirectory() as d:
+            src, dst = os.path.join(d, "f32.onnx"), os.path.join(d, "qint8.onnx")
+            with open(src, "wb") as f:
+                f.write(model)
+            root.setLevel(logging.ERROR)  # its advice to pre-process, every call
+            try:
+                quantize_dynamic(src, dst, weight_type=QuantType.QInt8)
+            finally:
+                root.setLevel(level)
+            proto = onnx.load(dst)
+        ops = {n.op_type for n in proto.graph.node}
+        if not any(op.startswith("DynamicQuantize") for op in ops):
+            raise Unavailable("onnxruntime's quantize_dynamic leaves %s in float32 "
+                              "(it quantizes LSTM only)" % self.shape.cell.upper())
+        return proto.SerializeToString()
+
+    def _run_ort(self, model=None, engine="ort"):
+        ort = self._need_ort()
+        s = self.shape
+        model = self._export_onnx() if model is None else model
         so = ort.SessionOptions()
         so.intra_op_num_threads = self.threads
         so.inter_op_num_threads = 1
@@ -370,11 +506,12 @@ class Case:
             raise Unavailable("onnxruntime: %s" % _first_line(e, 120))
         if s.mode == "step":
             x1 = np.ascontiguousarray(self.x[:1])
-            zeros = np.zeros((1, 1, s.H), dtype=self.dtype)
+            zeros = np.zeros((1, s.B, s.H), dtype=self.dtype)
             feeds = {"x": x1, "h0": zeros}
             if s.cell == "lstm":
                 feeds["c0"] = zeros
             out = sess.run(None, feeds)
+            self._record(engine, out[0], out[1:])
             state = {"h0": out[1]}
             if s.cell == "lstm":
                 state["c0"] = out[2]
@@ -389,7 +526,8 @@ class Case:
         feeds = {"x": self.x}
         if self.lengths is not None:
             feeds["seq_lens"] = self.lengths.astype(np.int32)
-        sess.run(None, feeds)  # fail here, not while timing (e.g. dtype unsupported)
+        out = sess.run(None, feeds)  # fail here, not while timing (e.g. dtype unsupported)
+        self._record(engine, out[0], out[1:])
         return lambda: sess.run(None, feeds)
 
     def _export_onnx(self):
@@ -400,7 +538,7 @@ class Case:
         m = self.module.eval()
         x = torch.from_numpy(self.x[:1] if s.mode == "step" else self.x)
         if s.mode == "step":
-            h0 = torch.zeros(1, 1, s.H, dtype=x.dtype)
+            h0 = torch.zeros(1, s.B, s.H, dtype=x.dtype)
             if s.cell == "lstm":
                 wrapped, args = _state_wrappers()["lstm"](m), (x, h0, h0.clone())
                 names, outs = ["x", "h0", "c0"], ["y", "h", "c"]
@@ -707,6 +845,76 @@ def check_against_torch(case):
     return diffs
 
 
+# --precision's check: each reduced-precision engine's outputs and final
+# states against fastrnn's float32 ones on the row's call (those are within
+# CHECK_TOL of torch), as fractions of the quantity's largest |float32 value|
+# (at least 1): (largest |difference|, mean |difference|). Rounding the
+# weights (and for int8 the activations) moves the results by far less; a wrong
+# scale, gate, bias or zero point moves them by the order of the values. The
+# bounds hold on random weights for bounded, contractive recurrences (torch's
+# initialization, as here); a trained model's loss is measured on its data
+# (fr.quantization_report, the examples' --precision).
+LOW_TOL = {"int8": (0.05, 0.005), "bf16": (0.01, 0.001)}
+
+
+def reduced_errors(case):
+    """Each reduced-precision engine's first call against fastrnn's float32
+    results: {engine: {"max_abs", "mean_abs", "max_rel", "mean_rel", "per"}},
+    the relative ones divided by the quantity's scale (max(1, max |value|)),
+    the worst quantity of y and the final states; "per" gives each quantity's
+    (max_abs, mean_abs)."""
+    s, layer = case.shape, case.infer_layer
+    kw = {} if case.lengths is None else {"lengths": case.lengths}
+    if s.mode == "step":
+        y, st = layer.step(np.ascontiguousarray(case.x[0]), None)
+        y = np.asarray(y)[None]
+    else:
+        y, st = layer(case.x, **kw)
+    ref = [np.asarray(y, np.float64)] + [np.asarray(a, np.float64) for a in
+                                          (st if isinstance(st, tuple) else (st,))]
+    names = ["y"] + ["state%d" % i for i in range(len(ref) - 1)]
+    out = {}
+    for engine, (gy, gst) in case.first.items():
+        if engine in ENGINES:
+            continue
+        got = [gy] + list(gst)
+        per, worst = {}, [0.0, 0.0, 0.0, 0.0]
+        for name, g, r in zip(names, got, ref):
+            if g.shape != r.shape:
+                per[name] = (float("inf"), float("inf"))
+                worst = [float("inf")] * 4
+                continue
+            d = np.abs(g - r)
+            scale = max(1.0, float(np.max(np.abs(r)))) if r.size else 1.0
+            m, a = (float(d.max()), float(d.mean())) if d.size else (0.0, 0.0)
+            per[name] = (m, a)
+            worst = [max(worst[0], m), max(worst[1], a),
+                     max(worst[2], m / scale), max(worst[3], a / scale)]
+        out[engine] = dict(zip(("max_abs", "mean_abs", "max_rel", "mean_rel"), worst),
+                           per=per)
+    return out
+
+
+def check_reduced(case):
+    """reduced_errors(case), raising CheckFailed when fastrnn's own
+    reduced-precision engine is outside LOW_TOL (the peers' errors are
+    reported, never judged)."""
+    errors = reduced_errors(case)
+    engine = "fastrnn-" + case.precision
+    if engine in errors:
+        e = errors[engine]
+        tol_max, tol_mean = LOW_TOL[case.precision]
+        if not (e["max_rel"] <= tol_max and e["mean_rel"] <= tol_mean):
+            bad = [n for n, (m, a) in e["per"].items() if not (m < float("inf"))] or \
+                list(e["per"])
+            raise CheckFailed(
+                "fastrnn %s differs from float32 beyond %g (largest) and %g (mean) x scale: "
+                "largest %.3g, mean %.3g x scale (%s)" % (
+                    case.precision, tol_max, tol_mean, e["max_rel"], e["mean_rel"],
+                    ", ".join("%s %.3g/%.3g" % (n, *e["per"][n]) for n in bad)))
+    return errors
+
+
 # ---------------------------------------------------------------------------
 # reporting
 
@@ -724,26 +932,51 @@ def _fmt_ms(v):
     return "%.4f" % v
 
 
-def format_table(results, sgemm):
+def format_table(results, sgemm, precision=None):
+    """The results as a text table; with a precision, columns for its engines
+    (LOW_ENGINES), fastrnn's reduced-precision speedups against the best
+    float32 peer and the best peer of that precision, and its largest
+    difference from float32 (x the quantity's scale, reduced_errors)."""
+    low = LOW_ENGINES[precision] if precision else ()
     cols = ["name", "cell", "mode", "fastrnn ms", "torch ms", "ORT ms", "numpy ms",
-            "speedup", "GFLOP/s", "% sgemm"]
+            "speedup"]
+    if precision:
+        cols += ["%s ms" % LOW_LABELS[e] for e in low]
+        cols += ["%s vs fp32 peer" % precision, "vs %s peer" % precision,
+                 "%s err" % precision]
+    else:  # (fastrnn float32's rates; with a precision, in the JSON only: width)
+        cols += ["GFLOP/s", "% sgemm"]
     rows = []
+
+    def sp(v, who):
+        return "-" if v is None else "%.2fx %s" % (v, who)
     for r in results:
         ms = r["ms"]
         mode = r["mode"] + (" var" if r["lengths"] is not None else "")
-        sp = r["speedup_vs_best_peer"]
         if r.get("check") == "FAIL":
-            rows.append([r["name"], r["cell"], mode, "FAIL", "-", "-", "-",
-                         "check failed", "-", "-"])
+            rows.append([r["name"], r["cell"], mode, "FAIL"] + ["-"] * 3 +
+                        ["check failed"] + ["-"] * (len(cols) - 8))
             continue
-        rows.append([
+        row = [
             r["name"], r["cell"], mode,
             _fmt_ms(ms.get("fastrnn")), _fmt_ms(ms.get("torch")),
             _fmt_ms(ms.get("ort")), _fmt_ms(ms.get("numpy")),
-            "-" if sp is None else "%.2fx %s" % (sp, r["best_peer"]),
-            "-" if r["gflops"] is None else "%.1f" % r["gflops"],
-            "-" if r["sgemm_share"] is None else "%.0f%%" % (100 * r["sgemm_share"]),
-        ])
+            sp(r["speedup_vs_best_peer"], r["best_peer"]),
+        ]
+        if precision:
+            red = r.get("reduced") or {}
+            err = ((red.get("errors") or {}).get("fastrnn-" + precision) or {}).get("max_rel")
+            row += [_fmt_ms(ms.get(e)) for e in low]
+            row += [sp(red.get("speedup_vs_best_float32_peer"), red.get("best_float32_peer")),
+                    sp(red.get("speedup_vs_best_reduced_peer"),
+                       LOW_LABELS.get(red.get("best_reduced_peer"), "")),
+                    "-" if err is None else "%.1e" % err]
+        else:
+            row += [
+                "-" if r["gflops"] is None else "%.1f" % r["gflops"],
+                "-" if r["sgemm_share"] is None else "%.0f%%" % (100 * r["sgemm_share"]),
+            ]
+        rows.append(row)
     widths = [max(len(c), *(len(row[i]) for row in rows)) if rows else len(c)
               for i, c in enumerate(cols)]
     left = {0, 1, 2}
@@ -767,17 +1000,29 @@ def write_png(results, path, subtitle=""):
         return "matplotlib not installed: no chart written to %s" % path
     names = [r["name"] for r in results]
     fig, ax = plt.subplots(figsize=(max(6, 0.8 * len(names) + 2), 4.5))
-    width = 0.8 / len(PEERS)
     label = {"torch": "vs PyTorch", "ort": "vs ONNX Runtime", "numpy": "vs NumPy loop"}
-    for k, peer in enumerate(PEERS):
+    # (label, speedup of a row or None): float32 over each peer, then with
+    # --precision the reduced-precision copy over the best float32 peer and
+    # over the best peer of its precision
+    series = [(label[peer], lambda r, peer=peer: (r["ms"].get(peer) / r["ms"]["fastrnn"]
+                                                  if r["ms"].get(peer) and r["ms"].get("fastrnn")
+                                                  else None)) for peer in PEERS]
+    precision = next((r["precision"] for r in results if r.get("reduced")), None)
+    if precision:
+        series += [("%s vs best float32 peer" % precision,
+                    lambda r: (r.get("reduced") or {}).get("speedup_vs_best_float32_peer")),
+                   ("%s vs best %s peer" % (precision, precision),
+                    lambda r: (r.get("reduced") or {}).get("speedup_vs_best_reduced_peer"))]
+    width = 0.8 / len(series)
+    for k, (text, speedup) in enumerate(series):
         xs, ys = [], []
         for j, r in enumerate(results):
-            f, p = r["ms"].get("fastrnn"), r["ms"].get(peer)
-            if f and p:
-                xs.append(j + (k - (len(PEERS) - 1) / 2) * width)
-                ys.append(p / f)
+            v = speedup(r)
+            if v:
+                xs.append(j + (k - (len(series) - 1) / 2) * width)
+                ys.append(v)
         if xs:
-            ax.bar(xs, ys, width, label=label[peer])
+            ax.bar(xs, ys, width, label=text)
     ax.axhline(1.0, color="black", linewidth=0.8)
     ax.set_yscale("log")
     from matplotlib.ticker import FuncFormatter
@@ -844,18 +1089,53 @@ def _first_line(e, limit=200):
     return text.splitlines()[0][:limit] if text else ""
 
 
+PRECISION_NOTES = {
+    "int8": "--precision int8: fastrnn int8 = layer.freeze(weights='int8'); torch qint8 = "
+            "torch.ao.quantization.quantize_dynamic(qint8) (LSTM, GRU); ORT qint8 = "
+            "onnxruntime.quantization.quantize_dynamic (DynamicQuantizeLSTM: LSTM only)",
+    "bf16": "--precision bf16: fastrnn bf16 = layer.freeze(weights='bf16'); torch fp16 = "
+            "torch.ao.quantization.quantize_dynamic(float16) (LSTM, GRU); torch bf16 = "
+            "the module in bfloat16 (weights and activations)",
+}
+
+
+def precision_refused(precision):
+    """None when this fastrnn freezes layers with `precision` weights, else
+    why not (the bench then refuses the option before timing anything)."""
+    import fastrnn as fr
+    try:
+        frozen = fr.LSTM(3, 4, seed=0).freeze(weights=precision)
+    except TypeError as e:
+        if "weights" in str(e):
+            return "this fastrnn has no layer.freeze(weights=...) (reduced-precision " \
+                   "inference is not built in)"
+        raise
+    except (ValueError, NotImplementedError) as e:
+        return "fastrnn refuses it: %s" % _first_line(e)
+    got = getattr(frozen, "weights_precision", None)
+    if got != precision:
+        return "layer.freeze(weights=%r) gave weights_precision %r" % (precision, got)
+    return None
+
+
 def run_shape(shape, engines, dtype, threads, repeat, min_time, progress, notes, skipped,
-              freeze=True):
-    case = Case(shape, dtype=dtype, threads=threads, freeze=freeze)
+              freeze=True, precision=None):
+    """Check and time one shape: (case, {engine: ms}, check detail, reduced
+    detail). The reduced detail is None without --precision (or for training
+    rows), else {"errors": reduced_errors} or {"failed": reason}."""
+    case = Case(shape, dtype=dtype, threads=threads, freeze=freeze, precision=precision)
+
+    def fail(e):
+        reason = "%s: %s" % (type(e).__name__, _first_line(e, 400))
+        notes.append("%s: FAIL, not timed: %s" % (shape.name, reason))
+        progress("    FAIL: %s" % reason)
+        return reason
     # a benchmark of two engines that disagree means nothing: a row whose
     # check fails (or cannot run) is not timed, and is reported as FAIL
     try:
         diffs = check_against_torch(case)
     except Exception as e:
-        reason = "%s: %s" % (type(e).__name__, _first_line(e, 400))
-        notes.append("%s: FAIL, not timed: %s" % (shape.name, reason))
-        progress("    FAIL: %s" % reason)
-        return case, {}, {"failed": reason}
+        return case, {}, {"failed": fail(e)}, None
     diff = None if diffs is None else {"max_abs_diff": max(diffs.values()), "per": diffs}
     fns = {}
     for engine in engines:
@@ -865,10 +1145,21 @@ def run_shape(shape, engines, dtype, threads, repeat, min_time, progress, notes,
             fns[engine] = case.runner(engine)
         except Unavailable as e:
             skipped.setdefault((engine, str(e)), []).append(shape.name)
-        except Exception as e:  # a peer that cannot set this case up
+        except Exception as e:
+            if engine.startswith("fastrnn"):  # fastrnn's own failure fails the row
+                fns.clear()
+                return case, {}, {"failed": fail(e)}, None
             reason = "%s: %s" % (type(e).__name__, _first_line(e))
             skipped.setdefault((engine, reason), []).append(shape.name)
             progress("    %-8s failed: %s" % (engine, reason))
+    low = None
+    if precision and shape.mode != "train":
+        try:
+            low = {"errors": check_reduced(case)}
+        except Exception as e:
+            fns.clear()
+            reason = fail(e)
+            return case, {}, {"failed": reason}, {"failed": reason}
     try:
         medians, errors = measure_interleaved(fns, repeat=repeat, min_time=min_time)
     finally:
@@ -881,11 +1172,35 @@ def run_shape(shape, engines, dtype, threads, repeat, min_time, progress, notes,
     for engine in engines:
         if engine in medians:
             ms[engine] = medians[engine] * 1e3
-            progress("    %-8s %s ms" % (engine, _fmt_ms(ms[engine])))
-    return case, ms, diff
+            progress("    %-12s %s ms" % (engine, _fmt_ms(ms[engine])))
+    return case, ms, diff, low
 
 
-def build_result(shape, ms, diff, sgemm, case):
+def reduced_result(precision, ms, low):
+    """The --precision part of a row: fastrnn's reduced-precision time, its
+    speedups against the best float32 peer, the best peer of the same kind
+    (LOW_ENGINES) and its own float32 copy, and the check's errors."""
+    engine = "fastrnn-" + precision
+    f = ms.get(engine)
+
+    def best(names):
+        times = {e: ms[e] for e in names if e in ms}
+        b = min(times, key=times.get) if times else None
+        return b, (times[b] / f if (b and f) else None)
+    b32, s32 = best(PEERS)
+    blow, slow = best(LOW_ENGINES[precision][1:])
+    return {
+        "engine": engine, "ms": f,
+        "best_float32_peer": b32, "speedup_vs_best_float32_peer": s32,
+        "best_reduced_peer": blow, "speedup_vs_best_reduced_peer": slow,
+        "speedup_vs_fastrnn_float32": (ms["fastrnn"] / f) if (f and "fastrnn" in ms) else None,
+        "check": None if low is None else "FAIL" if "failed" in low else "ok",
+        "tolerance": {"max_rel": LOW_TOL[precision][0], "mean_rel": LOW_TOL[precision][1]},
+        "errors": None if low is None else low.get("errors"),
+    }
+
+
+def build_result(shape, ms, diff, sgemm, case, low=None):
     peers = {p: ms[p] for p in PEERS if p in ms}
     best_peer = min(peers, key=peers.get) if peers else None
     f = ms.get("fastrnn")
@@ -906,6 +1221,8 @@ def build_result(shape, ms, diff, sgemm, case):
                   "not run (no torch)" if diff is None else "ok"),
         "check_detail": diff,  # {"max_abs_diff", "per"} or {"failed"}
         "max_abs_diff_vs_torch": (diff or {}).get("max_abs_diff"),
+        "precision": case.precision or "float32",
+        "reduced": reduced_result(case.precision, ms, low) if case.precision else None,
     }
 
 
@@ -946,17 +1263,34 @@ def parse_args(argv=None):
                    help="fastrnn runs with fastrnn.set_batch_invariant(True) (a sequence's "
                         "bits independent of its batch); compare with a run without it "
                         "for the switch's cost")
+    p.add_argument("--precision", default=None, choices=PRECISIONS,
+                   help="also time fastrnn frozen with int8 or bf16 weights "
+                        "(layer.freeze(weights=...)) and the peers' reduced-precision "
+                        "models (int8: torch qint8 quantize_dynamic, ONNX Runtime "
+                        "quantize_dynamic; bf16: torch float16-weight quantize_dynamic, "
+                        "torch in bfloat16), beside the float32 engines; each row checks "
+                        "fastrnn's reduced results against its float32 ones (LOW_TOL)")
     p.add_argument("--list", action="store_true", help="list the shapes and exit")
     args = p.parse_args(argv)
     if args.threads < 1:
         p.error("--threads must be >= 1")
     if args.repeat is not None and args.repeat < 1:
         p.error("--repeat must be >= 1")
+    if args.precision and args.dtype != "float32":
+        p.error("--precision reduces float32 weights: it needs --dtype float32")
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
-    bad = [e for e in engines if e not in ENGINES]
+    bad = [e for e in engines if e not in ALL_ENGINES]
     if bad:
-        p.error("unknown engine(s) %s; known: %s" % (", ".join(bad), ", ".join(ENGINES)))
-    args.engines = engines
+        p.error("unknown engine(s) %s; known: %s" % (", ".join(bad), ", ".join(ALL_ENGINES)))
+    low = LOW_ENGINES[args.precision] if args.precision else ()
+    stray = [e for e in engines if e not in ENGINES and e not in low]
+    if stray:
+        p.error("engine(s) %s need --precision %s" % (
+            ", ".join(stray), " or ".join(sorted({q for q in PRECISIONS for e in stray
+                                                 if e in LOW_ENGINES[q]}))))
+    # a family (fastrnn, torch, ort) brings its engines of --precision along
+    args.engines = [e for e in ENGINES if e in engines] + \
+        [e for e in low if e in engines or e.split("-")[0] in engines]
     if args.shapes:
         names = [n.strip() for n in args.shapes.split(",") if n.strip()]
         try:
@@ -1003,6 +1337,12 @@ def main(argv=None):
     def progress(msg):
         print(msg, file=sys.stderr, flush=True)
 
+    if args.precision:
+        refused = precision_refused(args.precision)
+        if refused:
+            print("python -m fastrnn.bench: --precision %s: %s" % (args.precision, refused),
+                  file=sys.stderr)
+            return 2
     t_start = time.perf_counter()
     notes = set_threads(args.threads)
     from . import set_batch_invariant, set_step_team
@@ -1028,10 +1368,10 @@ def main(argv=None):
         progress("bench: [%d/%d] %s (%s B=%d T=%d I=%d H=%d %s%s)" % (
             k, n, shape.name, shape.cell, shape.B, shape.T, shape.I, shape.H,
             shape.mode, " var" if shape.var else ""))
-        case, ms, diff = run_shape(shape, args.engines, args.dtype, args.threads, repeat,
-                                   min_time, progress, notes, skipped,
-                                   freeze=not args.per_call)
-        results.append(build_result(shape, ms, diff, sgemm, case))
+        case, ms, diff, low = run_shape(shape, args.engines, args.dtype, args.threads, repeat,
+                                        min_time, progress, notes, skipped,
+                                        freeze=not args.per_call, precision=args.precision)
+        results.append(build_result(shape, ms, diff, sgemm, case, low))
         del case
         gc.collect()
     elapsed = time.perf_counter() - t_start
@@ -1052,8 +1392,12 @@ def main(argv=None):
     print("sgemm 2048^3: NumPy %.1f, fastrnn %.1f GFLOP/s; speedup = best peer ms / "
           "fastrnn ms; GFLOP/s and %% sgemm (of the faster) are fastrnn's"
           % (sgemm_numpy, sgemm_own))
+    if args.precision:
+        print(PRECISION_NOTES[args.precision] + "; %s err: fastrnn %s's largest difference "
+              "from its float32 results x scale (check: <= %g, mean <= %g)"
+              % ((args.precision,) * 2 + LOW_TOL[args.precision]))
     print()
-    print(format_table(results, sgemm))
+    print(format_table(results, sgemm, args.precision))
     if notes:
         print()
         for note in notes:
@@ -1066,6 +1410,10 @@ def main(argv=None):
                 "dtype": args.dtype, "repeat": repeat, "quick": args.quick,
                 "fastrnn_infer": "per-call" if args.per_call else "frozen",
                 "step_team": args.step_team, "batch_invariant": args.batch_invariant,
+                "precision": args.precision,
+                "reduced_tolerance": (dict(zip(("max_rel", "mean_rel"),
+                                               LOW_TOL[args.precision]))
+                                      if args.precision else None),
                 "sgemm_gflops": sgemm, "sgemm_numpy_gflops": sgemm_numpy,
                 "sgemm_fastrnn_gflops": sgemm_own, "versions": versions, "seconds": elapsed,
                 "var_length_seed": VAR_LENGTH_SEED, "input_seed": INPUT_SEED,
@@ -1083,12 +1431,15 @@ def main(argv=None):
     progress("bench: done in %.1f s" % elapsed)
     set_step_team(team_was)
     set_batch_invariant(invariant_was)
-    failed = [r["name"] for r in results if r["check"] == "FAIL"]
+    low_failed = [r["name"] for r in results if (r["reduced"] or {}).get("check") == "FAIL"]
+    failed = [r["name"] for r in results if r["check"] == "FAIL" and r["name"] not in low_failed]
     if failed:
         print("FAIL: fastrnn differs from torch on %s (not timed; see the notes)"
               % ", ".join(failed))
-        return 1
-    return 0
+    if low_failed:
+        print("FAIL: fastrnn %s differs from float32 beyond its tolerance on %s (not timed; "
+              "see the notes)" % (args.precision, ", ".join(low_failed)))
+    return 1 if failed or low_failed else 0
 
 
 if __name__ == "__main__":

@@ -24,7 +24,84 @@ def parser(description, epochs, batch_size, threads=2):
     p.add_argument("--out", default="examples_out",
                    help="folder for plots and the JSON of results")
     p.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2))
+    p.add_argument("--precision", type=precision_list, default=[], metavar="P[,P]",
+                   help="also score the trained float32 model frozen with these weights "
+                        "(int8, bf16; comma-separated): model.freeze(weights=P), the "
+                        "task metric side by side with float32")
     return p
+
+
+PRECISIONS = ("int8", "bf16")
+
+
+def precision_list(text):
+    """--precision's value: a list of int8 / bf16, each once."""
+    names = [v.strip().lower() for v in text.split(",") if v.strip()]
+    bad = [v for v in names if v not in PRECISIONS]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(
+            "%r: expected int8, bf16 or int8,bf16" % text)
+    return list(dict.fromkeys(names))
+
+
+def check_precisions(args):
+    """Refuse --precision before any training when this fastrnn cannot
+    freeze a model with those weights (SystemExit naming the reason)."""
+    import fastrnn as fr
+    for p in args.precision:
+        try:
+            got = fr.LSTM(3, 4, seed=0).freeze(weights=p).weights_precision
+        except TypeError as e:
+            if "weights" not in str(e):
+                raise
+            raise SystemExit(f"--precision {p}: this fastrnn has no layer.freeze(weights=...) "
+                             "(reduced-precision inference is not built in)") from None
+        except (ValueError, NotImplementedError) as e:
+            raise SystemExit(f"--precision {p}: fastrnn refuses it: {e}") from None
+        if got != p:
+            raise SystemExit(f"--precision {p}: layer.freeze(weights={p!r}) gave "
+                             f"weights_precision {got!r}")
+
+
+def frozen_at_precisions(model, args):
+    """[(precision, copy)]: the trained model frozen with float32 weights (the
+    same bits as the model) and with each --precision, for scoring."""
+    return [("float32", model.freeze())] + [(p, model.freeze(weights=p))
+                                           for p in args.precision]
+
+
+# The issue's targets for reduced-precision weights, as (kind, bound) on the
+# change of a metric from float32: "points" an absolute change of a rate
+# (0.5 points = 0.005), "abs" an absolute change, "rel" a relative one.
+TARGETS = {"accuracy": ("points", 0.005), "cer": ("points", 0.005),
+           "bpc": ("abs", 0.02), "rmse": ("rel", 0.02)}
+
+
+def report_precisions(name, metric, kind, per_precision, results):
+    """Print `metric` of the float32-trained model at each precision side by
+    side (mean over seeds), its change from float32 and whether it is
+    within TARGETS[kind]; add rows "fastrnn P" to `results`. per_precision
+    maps a precision to its list of per-seed values (float32 first)."""
+    if len(per_precision) < 2:
+        return
+    how, bound = TARGETS[kind]
+    base = sum(per_precision["float32"]) / len(per_precision["float32"])
+    print(f"\n{name}: {metric} of the trained float32 model frozen at each weight "
+          f"precision (mean of {len(per_precision['float32'])} run(s)); target: change "
+          + {"points": f"within {100 * bound:g} points", "abs": f"within {bound:g}",
+             "rel": f"within {100 * bound:g}%"}[how])
+    print("precision".ljust(12) + metric.rjust(14) + "change".rjust(12) + "  target")
+    for p, values in per_precision.items():
+        v = sum(values) / len(values)
+        change = v - base
+        rel = change / base if base else 0.0
+        ok = abs(rel if how == "rel" else change) <= bound
+        shown = f"{100 * rel:+.2f}%" if how == "rel" else f"{change:+.4f}"
+        print(p.ljust(12) + f"{v:.4f}".rjust(14) + ("-" if p == "float32" else shown).rjust(12)
+              + ("" if p == "float32" else "  " + ("ok" if ok else "MISSED")))
+        if p != "float32":
+            results[f"fastrnn {p}"] = {metric: v, "change": change,
+                                       "within_target": bool(ok)}
 
 
 def pin_threads(n):

@@ -163,6 +163,7 @@ def main(argv=None):
         args.max_chars = min(args.max_chars or 30000, 30000)
         args.embed, args.hidden, args.bptt = 16, 32, 50
         args.epochs, args.sample = min(args.epochs, 3), 80
+    C.check_precisions(args)
     C.pin_threads(args.threads)
 
     text = load_hamlet() if hamlet else load_fortunes(args.seed)
@@ -225,6 +226,10 @@ def main(argv=None):
                             "fit_s": fit.seconds, "fit_cpu_s": fit.cpu_seconds,
                             "total_s": tt.seconds}
 
+    if args.precision:
+        C.report_precisions(args.corpus, "test_bpc", "bpc", {
+            prec: [_text.bits(frozen.evaluate(xv, yv)["loss"])]
+            for prec, frozen in C.frozen_at_precisions(model, args)}, results)
     C.report("charlm" if args.corpus == "hamlet" else "charlm_fortunes", args, results)
     return results
 

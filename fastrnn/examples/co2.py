@@ -205,6 +205,7 @@ def main(argv=None):
         # network and a faster lr for fewer epochs: seconds, and below the naive forecasts
         args.epochs, args.hidden, args.seeds, stride, every = 10, 16, 1, 4, 13
         args.lr = 1e-2
+    C.check_precisions(args)
     torch = C.need_torch() if args.compare_torch else None
     C.pin_threads(args.threads)
 
@@ -228,6 +229,7 @@ def main(argv=None):
     results, forecasts = {}, {}
     start_rows = [i for i, o in enumerate(test_origins) if (o - split + 1) % K == 0]
     runs = {"fastrnn": []}
+    by_precision = {}  # --precision: precision -> test RMSE of each seed's model
     if torch is not None:
         runs["torch"] = []
     for seed in range(args.seed, args.seed + args.seeds):
@@ -246,6 +248,10 @@ def main(argv=None):
             out = model.predict(x_te32).astype(np.float64)
         runs["fastrnn"].append(dict(pred=y[test_origins][:, None] + s * out, fit_s=t.seconds,
                                     eval_s=te.seconds, losses=hist["loss"]))
+        if args.precision:
+            for prec, frozen in C.frozen_at_precisions(model, args):
+                pred = y[test_origins][:, None] + s * frozen.predict(x_te32).astype(np.float64)
+                by_precision.setdefault(prec, []).append(errors(pred, truth)["rmse"])
         if net is not None:
             with C.Timer() as t:
                 losses = train_torch(net, x_tr, t_tr, seed, args)
@@ -284,6 +290,7 @@ def main(argv=None):
             print(f"SARIMAX baseline skipped: statsmodels' model code does not import ({e}); "
                   "pip install statsmodels (with pandas and patsy)")
 
+    C.report_precisions("co2", "rmse", "rmse", by_precision, results)
     C.report("co2", args, results)
     os.makedirs(args.out, exist_ok=True)
     png = plot(os.path.join(args.out, "co2_forecast.png"), y, dates, split,

@@ -28,6 +28,7 @@ import numpy as np
 
 import fastrnn as fr
 from fastrnn.examples import _audio
+from fastrnn.examples import _common as C
 from fastrnn.examples import _text
 from fastrnn.examples._common import (Timer, fit_copy, need_torch, parser, pin_threads,
                                         report, warm_up, with_epochs)
@@ -211,6 +212,7 @@ def main(argv=None):
         args.hidden, args.layers = 32, 1
         args.epochs = 15
         args.batch_size = min(args.batch_size, 8)
+    C.check_precisions(args)
     pin_threads(args.threads)
 
     train, test = load_data(args)
@@ -229,6 +231,12 @@ def main(argv=None):
                "always blank": {"cer_greedy": 1.0, "cer_beam": 1.0}}
     if net is not None:
         results["torch"] = run_torch(args, net, train, test)
+    if args.precision:
+        Xte, Yte, Lte = test
+        C.report_precisions("digits_ctc", "cer_greedy", "cer", {
+            prec: [error_rates(frozen.predict(Xte, lengths=Lte), Yte, Lte,
+                               args.beam_width)["cer_greedy"]]
+            for prec, frozen in C.frozen_at_precisions(model, args)}, results)
     report("digits_ctc", args, results)
     return results
 

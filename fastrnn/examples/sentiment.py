@@ -185,6 +185,7 @@ def main(argv=None):
         args.epochs = min(args.epochs, 2)
         args.lr = 8e-3
         args.words = 300
+    C.check_precisions(args)
     C.pin_threads(args.threads)
 
     if args.task == "sentiment":
@@ -248,6 +249,10 @@ def main(argv=None):
         print("\ntorch confusion matrix (test):")
         print(_text.format_confusion(_text.confusion_matrix(yt, tpred, len(names)), names))
 
+    if args.precision:
+        C.report_precisions(args.task, "test_acc", "accuracy", {
+            prec: [frozen.evaluate(xt, yt, lengths=lengths_t)["accuracy"]]
+            for prec, frozen in C.frozen_at_precisions(model, args)}, results)
     C.report("sentiment" if args.task == "sentiment" else "sentiment_langid", args, results)
     return results
 

@@ -195,6 +195,7 @@ def main(argv=None):
             setattr(args, k, v)
     if args.quick:  # a smaller model, fewer epochs: seconds, and still above the baseline
         args.epochs, args.hidden, args.seeds = 8, 16, 1
+    C.check_precisions(args)
     torch = C.need_torch() if args.compare_torch else None
     C.pin_threads(args.threads)
 
@@ -211,6 +212,7 @@ def main(argv=None):
           f"{args.epochs} epochs, batch {args.batch_size}, {args.threads} thread(s)")
 
     runs = {"fastrnn": []}
+    by_precision = {}  # --precision: precision -> test accuracy of each seed's model
     if torch is not None:
         runs["torch"] = []
     for seed in range(args.seed, args.seed + args.seeds):
@@ -232,6 +234,10 @@ def main(argv=None):
             acc = model.evaluate(Xt, y_te, lengths=Lt)["accuracy"]
         runs["fastrnn"].append(dict(accuracy=acc, fit_s=t.seconds, eval_s=te.seconds,
                                     losses=hist["loss"]))
+        if args.precision:
+            for prec, frozen in C.frozen_at_precisions(model, args):
+                by_precision.setdefault(prec, []).append(
+                    frozen.evaluate(Xt, y_te, lengths=Lt)["accuracy"])
         line = (f"seed {seed}: fastrnn test accuracy {acc:.4f} (fit {t.seconds:.2f} s, "
                 f"loss {hist['loss'][0]:.3f} -> {hist['loss'][-1]:.4f})")
         if net is not None:
@@ -248,6 +254,7 @@ def main(argv=None):
     # the trivial baseline: always the most frequent training class
     majority = np.bincount(np.asarray(y_tr), minlength=len(names)).argmax()
     results["majority class"] = {"accuracy": float(np.mean(np.asarray(y_te) == majority))}
+    C.report_precisions(args.dataset, "accuracy", "accuracy", by_precision, results)
     C.report("vowels", args, results)
     pred = model.predict(Xt, lengths=Lt).argmax(axis=1)
     conf = np.zeros((len(names), len(names)), np.int64)

@@ -208,3 +208,190 @@ def test_planted_wrong_result_fails_the_row(plant, spec, names, monkeypatch, tmp
     assert f"beyond rtol 0.0002, atol 1e-05 x scale in {names} (" in text
     table_row = next(line for line in text.splitlines() if line.startswith(spec))
     assert "FAIL" in table_row and "check failed" in table_row
+
+
+# ---------------------------------------------------------------------------
+# --precision int8|bf16: reduced-precision engines in the same run
+
+def test_precision_engine_selection():
+    """--precision adds fastrnn's reduced copy and the peers of that precision;
+    a family in --engines (fastrnn, torch, ort) brings its reduced engines;
+    reduced engines need their --precision, and reduced weights need float32."""
+    assert bench.parse_args([]).engines == list(bench.ENGINES)
+    assert bench.parse_args(["--precision", "int8"]).engines == \
+        list(bench.ENGINES) + ["fastrnn-int8", "torch-qint8", "ort-qint8"]
+    assert bench.parse_args(["--precision", "bf16", "--engines", "fastrnn,torch"]).engines == \
+        ["fastrnn", "torch", "fastrnn-bf16", "torch-fp16", "torch-bf16"]
+    assert bench.parse_args(["--precision", "int8", "--engines",
+                             "ort-qint8,fastrnn-int8"]).engines == ["fastrnn-int8", "ort-qint8"]
+    for argv in (["--engines", "torch-qint8"], ["--precision", "bf16", "--engines", "ort-qint8"],
+                 ["--precision", "int8", "--dtype", "float64"], ["--precision", "fp8"]):
+        with pytest.raises(SystemExit):
+            bench.parse_args(argv)
+
+
+def test_precision_refused_clearly(monkeypatch, capsys):
+    """Where this fastrnn cannot freeze with the asked weights, the bench
+    refuses the option before timing anything: exit status 2 and why."""
+    from fastrnn.recurrent import RNNBase
+    plain = RNNBase.freeze
+
+    def old_freeze(self):            # a fastrnn from before freeze(weights=...)
+        return plain(self)
+    monkeypatch.setattr(RNNBase, "freeze", old_freeze)
+    assert "no layer.freeze(weights=...)" in bench.precision_refused("int8")
+    assert bench.main(["--shape", "lstm:1:3:2:3:infer", "--precision", "int8", "--quick"]) == 2
+    assert "--precision int8: this fastrnn has no layer.freeze" in capsys.readouterr().err
+
+    def refusing(self, weights="float32"):
+        raise ValueError("weights='bf16' needs AVX-512 (not on this CPU)")
+    monkeypatch.setattr(RNNBase, "freeze", refusing)
+    assert bench.precision_refused("bf16") == \
+        "fastrnn refuses it: weights='bf16' needs AVX-512 (not on this CPU)"
+
+    def ignoring(self, weights="float32"):   # takes the argument, keeps float32
+        return plain(self)
+    monkeypatch.setattr(RNNBase, "freeze", ignoring)
+    assert bench.precision_refused("int8") == \
+        "layer.freeze(weights='int8') gave weights_precision 'float32'"
+    monkeypatch.setattr(RNNBase, "freeze", plain)
+    assert bench.precision_refused("int8") is None
+
+
+def test_reduced_peers_are_what_torch_and_ort_quantize():
+    """torch's quantize_dynamic swaps LSTM and GRU for its quantized modules
+    (qint8 and float16 weights) but has no quantized RNN; ONNX Runtime's
+    quantize_dynamic turns LSTM into DynamicQuantizeLSTM and leaves GRU and
+    RNN in float32: those peers are not run (named in the notes), never
+    timed as float32 under a reduced-precision name."""
+    pytest.importorskip("torch")
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    for cell in ("lstm", "gru", "rnn"):
+        case = bench.Case(bench.parse_custom(f"{cell}:2:5:3:4:infer"), precision="int8")
+        for kind in ("qint8", "fp16"):
+            if cell == "rnn":
+                with pytest.raises(bench.Unavailable, match="no %s RNN module" % kind):
+                    case._torch_low(kind)
+            else:
+                m, _ = case._torch_low(kind)
+                assert type(m).__module__.startswith("torch.ao.nn.quantized.dynamic")
+        if cell == "lstm":
+            ops = {n.op_type for n in onnx.load_from_string(case._ort_qint8()).graph.node}
+            assert "DynamicQuantizeLSTM" in ops and "LSTM" not in ops
+        else:
+            with pytest.raises(bench.Unavailable, match="leaves %s in float32" % cell.upper()):
+                case._ort_qint8()
+
+
+def test_precision_int8_run(tmp_path, capsys):
+    """--precision int8 times fastrnn's int8 copy beside the float32 engines and
+    the int8 peers that exist for the cell (torch qint8: LSTM, GRU; ORT's
+    DynamicQuantizeLSTM: LSTM), checks it against float32 within LOW_TOL,
+    and reports speedups against the best float32 and the best int8 peer."""
+    pytest.importorskip("torch")
+    pytest.importorskip("onnxruntime")
+    specs = ["lstm:3:12:5:7:infer:var", "gru:2:1:3:5:step", "rnn:1:9:4:6:infer",
+             "lstm:2:6:3:4:train"]
+    out = tmp_path / "q.json"
+    argv = sum((["--shape", s] for s in specs), []) + [
+        "--precision", "int8", "--quick", "--repeat", "1", "--json", str(out)]
+    assert bench.main(argv) == 0
+    data = json.loads(out.read_text())
+    assert data["meta"]["precision"] == "int8"
+    assert data["meta"]["reduced_tolerance"] == {"max_rel": 0.05, "mean_rel": 0.005}
+    rows = {r["name"]: r for r in data["results"]}
+    want = {specs[0]: {"fastrnn-int8", "torch-qint8", "ort-qint8"},
+            specs[1]: {"fastrnn-int8", "torch-qint8"}, specs[2]: {"fastrnn-int8"},
+            specs[3]: set()}
+    for name, engines in want.items():
+        r = rows[name]
+        assert r["check"] == "ok" and r["precision"] == "int8"
+        assert {e for e in r["ms"] if "-" in e} == engines
+        red = r["reduced"]
+        if not engines:                      # training: float32 only
+            assert red["check"] is None and red["ms"] is None
+            continue
+        assert red["check"] == "ok" and set(red["errors"]) == engines
+        e = red["errors"]["fastrnn-int8"]
+        assert 0 < e["max_rel"] <= 0.05 and e["mean_rel"] <= 0.005   # quantized, within
+        f32 = {p: r["ms"][p] for p in bench.PEERS if p in r["ms"]}
+        best = min(f32, key=f32.get)
+        assert red["best_float32_peer"] == best
+        assert red["speedup_vs_best_float32_peer"] == pytest.approx(
+            f32[best] / r["ms"]["fastrnn-int8"])
+        assert red["speedup_vs_fastrnn_float32"] == pytest.approx(
+            r["ms"]["fastrnn"] / r["ms"]["fastrnn-int8"])
+        peers = engines - {"fastrnn-int8"}
+        if peers:
+            assert red["best_reduced_peer"] in peers
+            assert red["speedup_vs_best_reduced_peer"] == pytest.approx(
+                min(r["ms"][p] for p in peers) / r["ms"]["fastrnn-int8"])
+        else:
+            assert red["best_reduced_peer"] is None
+    text = capsys.readouterr().out
+    header = next(line for line in text.splitlines() if line.startswith("name"))
+    for col in ("fastrnn int8 ms", "torch qint8 ms", "ORT qint8 ms", "int8 vs fp32 peer",
+                "vs int8 peer", "int8 err"):
+        assert col in header
+    assert "ort-qint8 not run (onnxruntime's quantize_dynamic leaves GRU in float32" in text
+    assert "torch-qint8 not run (torch's quantize_dynamic has no qint8 RNN module" in text
+
+
+@pytest.mark.parametrize("defect, spec", [
+    # the recurrent weights' scale doubled (a 127 / 255 mix-up)
+    ("scale", "lstm:3:12:5:7:infer:var"),
+    ("scale", "gru:4:20:6:9:infer"),
+    # the input and forget gates' rows swapped
+    ("gates", "lstm:2:1:5:7:step"),
+])
+def test_precision_planted_error_fails_the_row(defect, spec, monkeypatch, tmp_path, capsys):
+    """A fastrnn int8 copy whose results are off beyond LOW_TOL fails its row:
+    not timed, FAIL in the table and the JSON, a note, exit status 1."""
+    pytest.importorskip("torch")
+
+    def wrong_low_layer(self):
+        layer = self.layer.unfreeze()
+        w = layer.params["weight_hh_l0"]
+        if defect == "scale":
+            w *= 2
+        else:
+            H = self.shape.H
+            w[:2 * H] = np.concatenate([w[H:2 * H], w[:H]])
+            b = layer.params["bias_ih_l0"]
+            b[:2 * H] = np.concatenate([b[H:2 * H] + 1, b[:H]])
+            w = layer.params["weight_ih_l0"]
+            w[:2 * H] = np.concatenate([w[H:2 * H], w[:H]])
+        return layer.freeze(weights=self.precision)
+    monkeypatch.setattr(bench.Case, "low_layer", wrong_low_layer)
+    out = tmp_path / "r.json"
+    assert bench.main(["--shape", spec, "--engines", "fastrnn,torch", "--precision", "int8",
+                       "--quick", "--json", str(out)]) == 1
+    row = json.loads(out.read_text())["results"][0]
+    assert row["check"] == "FAIL" and row["ms"] == {}
+    assert row["reduced"]["check"] == "FAIL"
+    text = capsys.readouterr().out
+    assert f"FAIL: fastrnn int8 differs from float32 beyond its tolerance on {spec}" in text
+    assert "differs from float32 beyond 0.05 (largest) and 0.005 (mean) x scale" in text
+    table_row = next(line for line in text.splitlines() if line.startswith(spec))
+    assert "FAIL" in table_row and "check failed" in table_row
+
+
+def test_precision_bf16_runs_or_refuses(tmp_path, capsys):
+    """--precision bf16 runs like int8 (torch's float16-weight and bfloat16
+    modules as its peers) where fastrnn freezes bf16 weights, and is refused
+    with the reason (exit status 2, nothing timed) where it does not."""
+    pytest.importorskip("torch")
+    out = tmp_path / "b.json"
+    argv = ["--shape", "gru:2:7:3:5:infer", "--precision", "bf16", "--quick", "--repeat", "1",
+            "--engines", "fastrnn,torch", "--json", str(out)]
+    why = bench.precision_refused("bf16")
+    if why is not None:
+        assert bench.main(argv) == 2 and not out.exists()
+        assert f"--precision bf16: {why}" in capsys.readouterr().err
+        return
+    assert bench.main(argv) == 0
+    r = json.loads(out.read_text())["results"][0]
+    assert set(r["ms"]) == {"fastrnn", "torch", "fastrnn-bf16", "torch-fp16", "torch-bf16"}
+    e = r["reduced"]["errors"]["fastrnn-bf16"]
+    assert r["reduced"]["check"] == "ok" and e["max_rel"] <= 0.01 and e["mean_rel"] <= 0.001
