@@ -58,8 +58,8 @@ static dims dims_of(const fr_desc *d, int prec, int layer)
     m.Hp = m.Hb * FRQ_BLK;
     m.Np = m.Hb * m.G * FRQ_BLK;
     m.In = layer == 0 ? d->I_ : d->D * d->H;
-    m.Kp_ih = prec == FRQ_INT8 ? frq_up(m.In, 4) : m.In;
-    m.Kp_hh = prec == FRQ_INT8 ? frq_up(m.H, 4) : m.H;
+    m.Kp_ih = frq_up(m.In, prec == FRQ_INT8 ? 4 : 2);
+    m.Kp_hh = frq_up(m.H, prec == FRQ_INT8 ? 4 : 2);
     return m;
 }
 
@@ -107,7 +107,8 @@ static int64_t pack_mat(int prec, const dims *m, int64_t K, int64_t Kp, const vo
                 } else {
                     const uint16_t *src = (const uint16_t *)w + r * K;
                     uint16_t *dst = (uint16_t *)P + p * Kp * FRQ_BLK;
-                    for (int64_t k = 0; k < K; k++) dst[k * FRQ_BLK + i] = src[k];
+                    for (int64_t k = 0; k < K; k++)
+                        dst[(k >> 1) * 32 + i * 2 + (k & 1)] = src[k];
                 }
             }
     return mat_bytes(prec, Np, Kp);
