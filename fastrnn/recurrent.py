@@ -1103,7 +1103,11 @@ class RNNBase(RegularizedMixin, Layer):
             *_, y, hn, cn, _, _ = self._generic_run(xt, h0, c0, None, None, False, False)
             return y[0], ((hn, cn) if is_lstm else hn)
         if self._quantized:   # one step of the sequence kernels: the same bits
-            y, hn, cn = self.backend.rnn_qforward(self._get_qplan(), xt, h0, c0, None)
+            qplan = self._get_qplan()
+            y, hn, cn = self.backend.rnn_qforward(qplan, xt, h0, c0, None)
+            stepper = self.__dict__.get("_stepper")
+            if stepper is None or stepper.plan is not qplan:
+                self._stepper = self.backend.rnn_qstepper(qplan)
             return y[0], ((hn, cn) if is_lstm else hn)
         plan = self._plan("params")
         backend = self.backend

@@ -65,6 +65,9 @@ class Backend:
             None) weight arrays, packed once (a copy).
         rnn_qforward(qw, x, h0, c0, lengths)
             -> (y (T,B,D*H), h_n (L*D,B,H), c_n or None), float32
+        rnn_qstepper(qw)
+            rnn_stepper's object for a unidirectional qw: .run(x_t, state),
+            .refresh(params, gru_lbr, clip, active), the same contract
         quant_kernels(precision) -> the ISA the next call runs ("avx512",
             "avx2" or "portable").
 

@@ -25,7 +25,10 @@ static inline INL TGT void q_epilogue(const int32_t *acc, float sa, const float 
     }
 }
 
-/* bf16 rows of W widened to float: 16 rows of one k */
+/* bf16 rows of W widened to float: a 32-bit word holds a row's k (low
+ * half) and k+1 (high half), so a shift gives k's floats and a mask k+1's
+ * (one integer op a weight vector, not a widening shuffle and a shift).
+ * Each output's chain still runs over k in order. */
 static void FR_SFX(mm_bf16)(int64_t M, int64_t K, const float *A, int64_t lda,
                             const uint16_t *W, const float *bias, int64_t p0, int64_t p1,
                             float *out, int64_t ldo) TGT;
@@ -34,6 +37,12 @@ static void FR_SFX(mm_bf16)(int64_t M, int64_t K, const float *A, int64_t lda,
                             float *out, int64_t ldo)
 {
     enum { NV = FRQ_BLK / VW, MB = 2, PB = VW == 16 ? 4 : 2 };
+    const int64_t K2 = (K + 1) / 2;   /* k pairs; the panel's stride is K2 * 32 */
+#if VW == 16
+    const __m512i hi = _mm512_set1_epi32((int)0xFFFF0000u);
+#else
+    const __m256i hi = _mm256_set1_epi32((int)0xFFFF0000u);
+#endif
     for (int64_t m0 = 0; m0 < M; m0 += MB) {
         const int mb = M - m0 < MB ? (int)(M - m0) : MB;
         for (int64_t pa = p0; pa < p1; pa += PB) {
@@ -43,25 +52,32 @@ static void FR_SFX(mm_bf16)(int64_t M, int64_t K, const float *A, int64_t lda,
                 for (int q = 0; q < pb; q++)
                     for (int v = 0; v < NV; v++)
                         acc[i][q][v] = v_ld(bias + (pa + q) * FRQ_BLK + v * VW);
-            for (int64_t k = 0; k < K; k++) {
-                V w[PB][NV];
+            for (int64_t kk = 0; kk < K2; kk++) {
+                const int64_t k = 2 * kk;
+                /* the last pair of an odd K has only k: its k+1 is padding */
+                const int two = k + 1 < K;
+                V a0[MB], a1[MB];
+                for (int i = 0; i < mb; i++) {
+                    a0[i] = v_set1(A[(m0 + i) * lda + k]);
+                    a1[i] = v_set1(two ? A[(m0 + i) * lda + k + 1] : 0.0f);
+                }
                 for (int q = 0; q < pb; q++)
                     for (int v = 0; v < NV; v++) {
-                        const uint16_t *src = W + ((pa + q) * K + k) * FRQ_BLK + v * VW;
+                        const uint16_t *src = W + ((pa + q) * K2 + kk) * 32 + v * VW * 2;
 #if VW == 16
-                        w[q][v] = _mm512_castsi512_ps(_mm512_slli_epi32(
-                            _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)src)), 16));
+                        const __m512i r = _mm512_loadu_si512(src);
+                        const V w0 = _mm512_castsi512_ps(_mm512_slli_epi32(r, 16));
+                        const V w1 = _mm512_castsi512_ps(_mm512_and_si512(r, hi));
 #else
-                        w[q][v] = _mm256_castsi256_ps(_mm256_slli_epi32(
-                            _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)src)), 16));
+                        const __m256i r = _mm256_loadu_si256((const __m256i *)src);
+                        const V w0 = _mm256_castsi256_ps(_mm256_slli_epi32(r, 16));
+                        const V w1 = _mm256_castsi256_ps(_mm256_and_si256(r, hi));
 #endif
+                        for (int i = 0; i < mb; i++) {
+                            acc[i][q][v] = v_fmadd(a0[i], w0, acc[i][q][v]);
+                            if (two) acc[i][q][v] = v_fmadd(a1[i], w1, acc[i][q][v]);
+                        }
                     }
-                for (int i = 0; i < mb; i++) {
-                    const V a = v_set1(A[(m0 + i) * lda + k]);
-                    for (int q = 0; q < pb; q++)
-                        for (int v = 0; v < NV; v++)
-                            acc[i][q][v] = v_fmadd(a, w[q][v], acc[i][q][v]);
-                }
             }
             for (int i = 0; i < mb; i++)
                 for (int q = 0; q < pb; q++)

@@ -178,4 +178,11 @@
 /* Columns of op(B) packed at a time, a multiple of a tile's 12 columns. */
 #define FR_DGEMM_NC 240
 
+/* ---- the reduced-precision kernels (portable/quant.c) ---------------------- */
+
+/* Below this many multiply-adds a call (bf16 counting 4 each) the int8 and
+ * bf16 kernels run on one thread: starting and meeting the team costs
+ * more than splitting the units saves. */
+#define FRQ_PAR_MIN 1048576.0
+
 #endif /* FASTRNN_TUNING_H */

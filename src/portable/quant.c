@@ -58,8 +58,8 @@ static dims dims_of(const fr_desc *d, int prec, int layer)
     m.Hp = m.Hb * FRQ_BLK;
     m.Np = m.Hb * m.G * FRQ_BLK;
     m.In = layer == 0 ? d->I_ : d->D * d->H;
-    m.Kp_ih = prec == FRQ_INT8 ? frq_up(m.In, 4) : m.In;
-    m.Kp_hh = prec == FRQ_INT8 ? frq_up(m.H, 4) : m.H;
+    m.Kp_ih = frq_up(m.In, prec == FRQ_INT8 ? 4 : 2);
+    m.Kp_hh = frq_up(m.H, prec == FRQ_INT8 ? 4 : 2);
     return m;
 }
 
@@ -107,7 +107,8 @@ static int64_t pack_mat(int prec, const dims *m, int64_t K, int64_t Kp, const vo
                 } else {
                     const uint16_t *src = (const uint16_t *)w + r * K;
                     uint16_t *dst = (uint16_t *)P + p * Kp * FRQ_BLK;
-                    for (int64_t k = 0; k < K; k++) dst[k * FRQ_BLK + i] = src[k];
+                    for (int64_t k = 0; k < K; k++)
+                        dst[(k >> 1) * 32 + i * 2 + (k & 1)] = src[k];
                 }
             }
     return mat_bytes(prec, Np, Kp);
@@ -174,20 +175,29 @@ static layout layout_of(const fr_desc *d, int prec, int nt)
     return s;
 }
 
-static int threads(const fr_desc *d)
+/* Threads of a call: d->num_threads, at most one a unit block, and one
+ * where the whole call has fewer than FRQ_PAR_MIN multiply-adds (a
+ * streaming step of a small layer: starting the team costs more than the
+ * split saves). bf16 counts 4 a multiply-add: its products are float FMAs.
+ * The split changes no bit (run_dir). */
+static int threads(const fr_desc *d, int prec)
 {
     const int64_t Hb = (d->H + FRQ_BLK - 1) / FRQ_BLK;
     int nt = d->num_threads < 1 ? 1 : d->num_threads;
 #ifndef _OPENMP
     nt = 1;
 #endif
+    const int64_t K = (d->I_ > d->D * d->H ? d->I_ : d->D * d->H) + d->H;
+    const double work = (double)d->T * d->B * d->D * d->L * Hb * FRQ_BLK
+                        * fr_num_gates(d->cell) * K * (prec == FRQ_BF16 ? 4 : 1);
+    if (work < FRQ_PAR_MIN) nt = 1;
     return Hb < nt ? (int)Hb : nt;
 }
 
 int64_t frq_work_len(const fr_desc *d, int prec)
 {
     if (check(d, prec) != FR_OK) return -1;
-    return layout_of(d, prec, threads(d)).total;
+    return layout_of(d, prec, threads(d, prec)).total;
 }
 
 /* Symmetric int8 of one row (quantization rule: fastrnn_q.h). The rounding
@@ -229,6 +239,7 @@ typedef struct {
     float *hn, *cn;           /* (B, H) */
     unsigned char *w;
     layout s;
+    step_meet *meet;          /* the threads' meeting (schedule.h) */
 } job;
 
 static int active(const fr_desc *d, int64_t t, int64_t b)
@@ -256,6 +267,7 @@ static void run_dir(const job *J, int tid, int nth)
     int8_t *qh = (int8_t *)mine;
     float *sh = (float *)(mine + frq_up(B * m->Kp_hh, 64));
     void *scr = mine + frq_up(B * m->Kp_hh, 64) + frq_up(B * 4, 64);
+    int my_flag = 0;
 
     /* the input's rows, quantized (int8) by all threads, then every
      * thread's panels of x W_ih^T + b_ih for the whole sequence */
@@ -269,9 +281,7 @@ static void run_dir(const job *J, int tid, int nth)
                 sx[r] = 0.0f;
             }
         }
-#ifdef _OPENMP
-#pragma omp barrier
-#endif
+        if (nth > 1) meet(J->meet, nth, &my_flag);
         J->K->mm_i8(TB, m->Kp_ih, xq, sx, (const int8_t *)ih.W, ih.rowsum, ih.sw, ih.bias,
                     p0, p1, xp, Np, scr);
     } else {
@@ -286,9 +296,7 @@ static void run_dir(const job *J, int tid, int nth)
             hx[b * Hp + j] = 0.0f;
             cb[b * Hp + j] = J->c0 != NULL && j < H ? J->c0[b * H + j] : 0.0f;
         }
-#ifdef _OPENMP
-#pragma omp barrier
-#endif
+    if (nth > 1) meet(J->meet, nth, &my_flag);
     for (int64_t s = 0; s < T; s++) {
         const int64_t t = J->dir ? T - 1 - s : s;
         if (int8) {
@@ -311,9 +319,7 @@ static void run_dir(const job *J, int tid, int nth)
                 if (j1 > j0) memset(yr + j0, 0, (size_t)(j1 - j0) * 4);
             }
         }
-#ifdef _OPENMP
-#pragma omp barrier
-#endif
+        if (nth > 1) meet(J->meet, nth, &my_flag);
         float *tmp = hc;
         hc = hx;
         hx = tmp;
@@ -335,7 +341,7 @@ int frq_forward(const fr_desc *d, int prec, const float *x, const void *const *p
         return FR_EINVAL;
     for (int k = 0; k < d->L * d->D; k++)
         if (packed[k] == NULL || ((uintptr_t)packed[k] & 63) != 0) return FR_EINVAL;
-    const int nt = threads(d);
+    const int nt = threads(d, prec);
     job J;
     J.d = d;
     J.prec = prec;
@@ -359,12 +365,21 @@ int frq_forward(const fr_desc *d, int prec, const float *x, const void *const *p
             J.c0 = d->cell == FR_CELL_LSTM && c0 != NULL ? c0 + k * BH : NULL;
             J.hn = hn + k * BH;
             J.cn = d->cell == FR_CELL_LSTM ? cn + k * BH : NULL;
+            step_meet mt = {0};
+            J.meet = &mt;
+            if (nt == 1) {
+                run_dir(&J, 0, 1);
+                continue;
+            }
+            /* the threads that meet every step, for meet()'s spin limit */
+            fr_fast_meeting_threads(nt);
 #ifdef _OPENMP
-#pragma omp parallel num_threads(nt) if (fr_omp_going(nt, nt > 1))
+#pragma omp parallel num_threads(nt) if (fr_omp_going(nt, 1))
             run_dir(&J, omp_get_thread_num(), omp_get_num_threads());
 #else
             run_dir(&J, 0, 1);
 #endif
+            fr_fast_meeting_threads(-nt);
         }
         in = out;
     }

@@ -12,7 +12,9 @@
  *   int8: W [Np/16][Kp/4][16][4] (Kp = K rounded up to 4, zero padded),
  *         rowsum [Np] int32 (sum_k of the row: VNNI's u8 offset), scale
  *         [Np], bias [Np]
- *   bf16: W [Np/16][K][16] uint16, bias [Np]
+ *   bf16: W [Np/16][Kp/2][16][2] uint16 (Kp = K rounded up to 2, zero
+ *         padded): each 32-bit word holds one row's k (low) and k+1
+ *         (high), so a shift and a mask widen them to float32; bias [Np]
  * each section 64-byte aligned; the ih matrix, then the hh matrix.
  */
 #ifndef FASTRNN_QUANT_IMPL_H
@@ -33,7 +35,7 @@ static inline int64_t frq_up(int64_t n, int64_t m) { return (n + m - 1) / m * m;
  *   out[m*ldo + o] = fmaf((float)sum_k A[m*Kp + k] W[o][k], sa[m] * sw[o], bias[o])
  *   A (M, Kp) int8 zero padded; scratch: 16 * Kp bytes, 64-byte aligned.
  * mm_bf16: out[m*ldo + o] = the FMA chain over k < K of A[m*lda + k] and
- *   W[o][k] (bf16 widened), from bias[o].
+ *   W[o][k] (bf16 widened), from bias[o]; the padding column is never read.
  * cell: unit blocks u0 <= u < u1 of one sequence: gates gx, gh (G*16 a
  *   block, as the products leave them), h (read), hn (written), c (LSTM,
  *   updated); every lane of a block is computed (rows past H are zero and

@@ -103,10 +103,10 @@ static void mm_bf16_ref(int64_t M, int64_t K, const float *A, int64_t lda,
         for (int64_t p = p0; p < p1; p++)
             for (int i = 0; i < FRQ_BLK; i++) {
                 const int64_t o = p * FRQ_BLK + i;
-                const uint16_t *w = W + p * K * FRQ_BLK + i;
+                const uint16_t *w = W + p * frq_up(K, 2) * FRQ_BLK + i * 2;
                 float acc = bias[o];
                 for (int64_t k = 0; k < K; k++)
-                    acc = fmaf(A[m * lda + k], bf16_f(w[k * FRQ_BLK]), acc);
+                    acc = fmaf(A[m * lda + k], bf16_f(w[(k >> 1) * 32 + (k & 1)]), acc);
                 out[m * ldo + o] = acc;
             }
 }

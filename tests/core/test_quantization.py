@@ -69,7 +69,8 @@ def test_isa_builds_give_the_portable_bits(cell, prec, rng, restore_isa, restore
     the same bits on every shape (exact int32 sums, the same float epilogue)."""
     cls, kw = CELLS[cell]
     isas = _isas(prec)
-    for shape in SHAPES:
+    # the last shape has work enough for 2 threads (FRQ_PAR_MIN, tuning.h)
+    for shape in SHAPES + [(40, 67, 2, True, 30, 3)]:
         layer, x, state, lens = _case(cls, kw, shape, rng)
         q = layer.freeze(weights=prec)
         ref = None
@@ -218,6 +219,45 @@ def test_step_gives_the_sequence_bits(cell, prec, rng):
     assert np.array_equal(np.stack(ys), y)
     for a, b in zip(st if isinstance(st, tuple) else (st,), s if isinstance(s, tuple) else (s,)):
         assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("prec", ["int8", "bf16"])
+@pytest.mark.parametrize("cell", range(4), ids=IDS)
+def test_step_fast_path_gives_the_checked_bits(cell, prec, rng, restore_isa,
+                                               restore_threads):
+    """The C stepper (QStepper, made by the first step) runs exactly what the
+    checked path runs: the sequence's bits on sizes 1, primes and batch 1,
+    every ISA build, 1 and 2 threads; anything not exact (float64 x, a list,
+    a state of the wrong shape) returns None and the checked path answers."""
+    cls, kw = CELLS[cell]
+    for I, H, L, T, B in [(1, 1, 1, 3, 1), (7, 19, 2, 4, 3), (13, 33, 1, 5, 1)]:
+        q = cls(I, H, num_layers=L, seed=int(rng.integers(1 << 30)), **kw).freeze(
+            weights=prec)
+        x = rng.standard_normal((T, B, I)).astype(np.float32)
+        for label, switch in _isas(prec):
+            switch()
+            for nt in (1, 2):
+                fr.set_num_threads(nt)
+                y, st = q(x)
+                s, ys = None, []
+                for t in range(T):
+                    yt, s = q.step(x[t], s)
+                    ys.append(yt)
+                assert type(q._stepper).__name__ == "QStepper"
+                assert np.array_equal(np.stack(ys), y), (label, nt, I, H)
+                for a, b in zip(_bits((y[-1], st)), _bits((ys[-1], s))):
+                    assert np.array_equal(a, b), (label, nt, I, H)
+        stepper = q._stepper
+        s0 = q.step(x[0])[1]
+        assert stepper.run(x[1], s0) is not None
+        assert stepper.run(x[1].astype(np.float64), s0) is None
+        assert stepper.run(x[1].tolist(), s0) is None
+        bad = (s0[0][:, :0], s0[1]) if isinstance(s0, tuple) else s0[:, :0]
+        assert stepper.run(x[1], bad) is None
+        ref = _bits(q.step(x[1], s0))
+        with pytest.warns(UserWarning, match="x_t"):
+            wide = _bits(q.step(x[1].astype(np.float64), s0))
+        assert all(np.array_equal(a, b) for a, b in zip(ref, wide))
 
 
 @pytest.mark.parametrize("prec", ["int8", "bf16"])

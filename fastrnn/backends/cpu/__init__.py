@@ -41,6 +41,9 @@ class CPUBackend(Backend):
     def rnn_qforward(self, weights, x, h0, c0, lengths):
         return _ext.qforward(weights, x, h0, c0, lengths, _ext.num_threads())
 
+    def rnn_qstepper(self, weights):
+        return _ext.QStepper(weights)
+
     def quant_kernels(self, precision):
         return {16: "avx512", 8: "avx2", 0: "portable"}[_ext.quant_isa(precision)]
 

@@ -21,7 +21,7 @@ Parts (included .pxi files of this folder):
                 reg_param_shapes
   _ctc.pxi      the CTC loss: ctc
 """
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uintptr_t
 from libc.stdlib cimport malloc, free
 cimport numpy as cnp
 import numpy as np

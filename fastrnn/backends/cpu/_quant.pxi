@@ -161,3 +161,90 @@ def qforward(QPlan plan, x, h0, c0, lengths, int num_threads):
                          <float *>pcn, pwork)
     _raise_status(st, "frq_forward")
     return y, hn, cn
+
+
+cdef class QStepper:
+    """The per-call path of a narrow layer's streaming step(), as Stepper is
+    for float32: one time step of all layers of a unidirectional QPlan,
+    every check a C test and the scratch from the C heap. A call returns
+    None, having run nothing, when anything is not exactly what frq_forward
+    takes (x not a C-contiguous float32 (B, input_size) array, a state that
+    is not exact (L, B, H) float32 arrays, options the narrow kernels do not
+    run): the caller then takes its checked path, which converts or
+    explains. The same kernels as qforward with T = 1: the same bits."""
+    cdef readonly QPlan plan
+    cdef bint on
+
+    def __init__(self, QPlan plan):
+        if plan.D != 1:
+            raise ValueError("QStepper: a bidirectional plan cannot stream")
+        self.plan = plan
+        self.on = True
+
+    def refresh(self, dict params, int gru_lbr, double clip, bint active):
+        """The layer's options now (Stepper's signature): the narrow kernels
+        run only torch's GRU (gru_lbr 1), no clip and no regularization."""
+        self.on = active and gru_lbr == 1 and clip == 0.0
+
+    @property
+    def active(self):
+        return bool(self.on)
+
+    def run(self, x, state):
+        cdef QPlan plan = self.plan
+        cdef bint is_lstm = plan.cell == FR_CELL_LSTM
+        if not self.on or not cnp.PyArray_Check(x) or cnp.PyArray_NDIM(<cnp.ndarray>x) != 2:
+            return None
+        cdef cnp.npy_intp B = cnp.PyArray_DIMS(<cnp.ndarray>x)[0]
+        cdef cnp.npy_intp L = plan.L, H = plan.H
+        if B < 1 or B > 2147483647 \
+                or not _is_exact(x, cnp.NPY_FLOAT32, 2, B, plan.input_size, 0):
+            return None
+        h0 = c0 = None
+        if state is not None:
+            if is_lstm:
+                if type(state) is not tuple or len(state) != 2:
+                    return None
+                h0 = (<tuple>state)[0]
+                c0 = (<tuple>state)[1]
+                if not (_is_exact(h0, cnp.NPY_FLOAT32, 3, L, B, H)
+                        and _is_exact(c0, cnp.NPY_FLOAT32, 3, L, B, H)):
+                    return None
+            else:
+                h0 = state
+                if not _is_exact(h0, cnp.NPY_FLOAT32, 3, L, B, H):
+                    return None
+        cdef fr_desc d = _qdesc(plan.cell, 1, B, plan.input_size, H, plan.L, 1,
+                                fr_num_threads(), NULL)
+        cdef int64_t wlen = frq_work_len(&d, plan.prec)
+        if wlen < 0:
+            return None
+        cdef cnp.npy_intp dims[3]
+        dims[0], dims[1], dims[2] = B, H, 0
+        y = cnp.PyArray_EMPTY(2, dims, cnp.NPY_FLOAT32, 0)
+        dims[0], dims[1], dims[2] = L, B, H
+        hn = cnp.PyArray_EMPTY(3, dims, cnp.NPY_FLOAT32, 0)
+        cn = cnp.PyArray_EMPTY(3, dims, cnp.NPY_FLOAT32, 0) if is_lstm else None
+        # frq_forward wants 64-byte aligned scratch: round the heap block up
+        cdef char *raw = <char *>malloc(<size_t>wlen + 64)
+        if raw == NULL:
+            raise MemoryError()
+        cdef void *work = <void *>(raw + (64 - (<uintptr_t>raw & 63)))
+        # local references: the packed buffers stay alive without the GIL
+        cdef list packs = plan.packs
+        cdef _PtrArray ppk = plan.ppk
+        cdef int prec = plan.prec
+        cdef void *px = _data(x)
+        cdef void *ph0 = _data(h0)
+        cdef void *pc0 = _data(c0)
+        cdef void *py = _data(y)
+        cdef void *phn = _data(hn)
+        cdef void *pcn = _data(cn)
+        cdef int st
+        with nogil:
+            st = frq_forward(&d, prec, <const float *>px, <const void *const *>ppk.p,
+                             <const float *>ph0, <const float *>pc0, <float *>py,
+                             <float *>phn, <float *>pcn, work)
+        free(raw)
+        _raise_status(st, "frq_forward")
+        return y, ((hn, cn) if is_lstm else hn)
