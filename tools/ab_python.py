@@ -45,7 +45,8 @@ def _calls(fr, shape, lengths):
             layer.forward(x, lengths=lengths)
             layer.backward(dy)
         return f
-    served = layer.freeze()
+    prec = os.environ.get("PREC")   # int8 / bf16: narrow weights (trees that have them)
+    served = layer.freeze(weights=prec) if prec else layer.freeze()
     if shape.mode == "step":
         def f():
             state = None
@@ -73,6 +74,10 @@ def main(argv):
     sys.path.insert(0, workdir)
     fa = _import_tree(tree_a, "fr_a", workdir)
     fb = _import_tree(tree_b, "fr_b", workdir)
+    # each tree its own extension: the registry names "fastrnn.backends.cpu",
+    # which would be the editable install for both
+    fa.backends.register("cpu", "fr_a.backends.cpu")
+    fb.backends.register("cpu", "fr_b.backends.cpu")
     from threadpoolctl import threadpool_limits
     threadpool_limits(threads)
     fa.set_num_threads(threads)
