@@ -20,11 +20,18 @@ them each time, with the same bits. ``--per-call`` times the layer itself
 
 Every engine runs the same weights (``fr.from_torch(module)``) on the same random
 normal inputs, with the same thread count (``--threads``, default 2). A time is
-the median over ``--repeat`` repeats, after warm-up; a repeat runs the call often
+the median over ``--repeat`` repeats (the table also gives each row's spread,
+(max - min) / median, and marks with '?' a speedup whose spread is wider than
+the gap it reports; the JSON keeps min, median and max of every engine), after warm-up; a repeat runs the call often
 enough to last at least a few milliseconds, so short calls are not timer noise.
 The engines' repeats of a shape are taken in turn (one repeat of each, then
 the next), so that a shared machine whose load changes during a run slows
-every engine alike and the ratios hold. Nothing here asserts a time.
+every engine alike and the ratios hold. Nothing here asserts a time. The
+header and the JSON keep the ISA, the BLAS kernels that ran (threadpoolctl's
+internal_api, version and architecture; a note when they are below the CPU's,
+as with OPENBLAS_CORETYPE=Haswell on an AVX-512 CPU) and the machine's load
+(load average, and the share of CPU time stolen by the hypervisor during the
+run, from /proc/stat).
 
 Before a shape is timed, fastrnn's results are checked against torch's on the
 row's own call: y and the final states, and for training rows dx and every
@@ -564,7 +571,16 @@ def measure_interleaved(fns, repeat=11, min_time=0.02, warmup_time=0.05, settle=
     from the next one (docs/tuning.md, "The bench's pause between
     engines"). An engine whose call raises
     is left out of the result and its error given back:
-    returns (medians, {name: exception})."""
+    returns (medians, {name: exception}). `measure_spread` gives the
+    min/median/max of the same samples."""
+    stats, errors = measure_spread(fns, repeat, min_time, warmup_time, settle)
+    return {name: st["median"] for name, st in stats.items()}, errors
+
+
+def measure_spread(fns, repeat=11, min_time=0.02, warmup_time=0.05, settle=0.25):
+    """`measure_interleaved`'s samples as {name: {"min", "median", "max"}}
+    seconds per call (the spread of the repeats, to show how far a median can
+    be trusted); returns (stats, {name: exception})."""
     numbers, errors = {}, {}
     for name, fn in fns.items():
         try:
@@ -582,7 +598,8 @@ def measure_interleaved(fns, repeat=11, min_time=0.02, warmup_time=0.05, settle=
             except Exception as e:
                 errors[name] = e
                 del samples[name]
-    return {name: statistics.median(v) for name, v in samples.items()}, errors
+    return {name: {"min": min(v), "median": statistics.median(v), "max": max(v)}
+            for name, v in samples.items()}, errors
 
 
 def sgemm_gflops(n=2048, repeat=5, dtype=np.float32, threads=None):
@@ -726,7 +743,7 @@ def _fmt_ms(v):
 
 def format_table(results, sgemm):
     cols = ["name", "cell", "mode", "fastrnn ms", "torch ms", "ORT ms", "numpy ms",
-            "speedup", "GFLOP/s", "% sgemm"]
+            "speedup", "spread", "GFLOP/s", "% sgemm"]
     rows = []
     for r in results:
         ms = r["ms"]
@@ -734,13 +751,15 @@ def format_table(results, sgemm):
         sp = r["speedup_vs_best_peer"]
         if r.get("check") == "FAIL":
             rows.append([r["name"], r["cell"], mode, "FAIL", "-", "-", "-",
-                         "check failed", "-", "-"])
+                         "check failed", "-", "-", "-"])
             continue
         rows.append([
             r["name"], r["cell"], mode,
             _fmt_ms(ms.get("fastrnn")), _fmt_ms(ms.get("torch")),
             _fmt_ms(ms.get("ort")), _fmt_ms(ms.get("numpy")),
-            "-" if sp is None else "%.2fx %s" % (sp, r["best_peer"]),
+            "-" if sp is None else "%.2fx %s%s" % (
+                sp, r["best_peer"], " ?" if r.get("spread_wider_than_gap") else ""),
+            _fmt_spread(r, r["best_peer"]),
             "-" if r["gflops"] is None else "%.1f" % r["gflops"],
             "-" if r["sgemm_share"] is None else "%.0f%%" % (100 * r["sgemm_share"]),
         ])
@@ -754,6 +773,18 @@ def format_table(results, sgemm):
     out = [line(cols), line(["-" * w for w in widths])]
     out += [line(row) for row in rows]
     return "\n".join(out)
+
+
+def _fmt_spread(r, peer):
+    """'a%/b%': the (max - min) / median of fastrnn's repeats and the best
+    peer's."""
+    lo, hi = r.get("ms_min", {}), r.get("ms_max", {})
+    out = []
+    for e in ("fastrnn", peer):
+        if e in lo and e in hi and r["ms"].get(e):
+            out.append("%.0f%%" % _spread_pct({"min": lo[e], "max": hi[e],
+                                               "median": r["ms"][e]}))
+    return "/".join(out) or "-"
 
 
 def write_png(results, path, subtitle=""):
@@ -823,6 +854,113 @@ def _isa():
     return " ".join(names) or platform.machine()
 
 
+def spread_wider_than_gap(spread, a, b):
+    """Whether engine a's or b's spread of repeats (max - min) is wider than
+    the gap between their medians: then the order of the two is not settled
+    by this run (None when either is missing). spread: {engine: {"min",
+    "median", "max"}}."""
+    if a not in spread or b not in spread or a == b:
+        return None
+    sa, sb = spread[a], spread[b]
+    width = max(sa["max"] - sa["min"], sb["max"] - sb["min"])
+    return bool(width > abs(sa["median"] - sb["median"]))
+
+
+def _spread_pct(st):
+    """(max - min) / median of one engine's repeats, in percent."""
+    return 100.0 * (st["max"] - st["min"]) / st["median"] if st and st["median"] else None
+
+
+def read_steal():
+    """(steal, total) jiffies of all CPUs from /proc/stat (None elsewhere):
+    steal is time a hypervisor gave this VM's vCPUs to someone else."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    if not fields or fields[0] != "cpu":
+        return None
+    vals = [int(v) for v in fields[1:9]]  # user nice system idle iowait irq softirq steal
+    vals += [0] * (8 - len(vals))
+    return vals[7], sum(vals)
+
+
+def machine_load(steal_start=None):
+    """The machine's load with a result: os.getloadavg() and, given the
+    read_steal() taken at the start of the run, the share of CPU time stolen
+    since then (None where the OS does not say)."""
+    out = {"loadavg": None, "steal_share": None, "cpus": os.cpu_count()}
+    try:
+        out["loadavg"] = [round(v, 2) for v in os.getloadavg()]
+    except (OSError, AttributeError):
+        pass
+    now = read_steal()
+    if steal_start is not None and now is not None and now[1] > steal_start[1]:
+        out["steal_share"] = round((now[0] - steal_start[0]) / (now[1] - steal_start[1]), 4)
+    return out
+
+
+# OpenBLAS's kernel families (threadpoolctl's "architecture") that use AVX-512
+_OPENBLAS_AVX512 = {"skylakex", "cooperlake", "sapphirerapids"}
+# ... and those that use neither AVX-512 nor AVX2 (the rest use AVX2)
+_OPENBLAS_PRE_AVX2 = {"sandybridge", "nehalem", "core2", "penryn", "dunnington", "atom",
+                      "prescott", "katmai", "coppermine", "northwood", "banias", "bulldozer",
+                      "piledriver", "opteron", "barcelona", "bobcat", "generic"}
+
+
+def blas_info():
+    """The BLAS libraries loaded in this process as threadpoolctl reports them
+    (internal_api, version, architecture: the kernel family OpenBLAS runs,
+    threads, file); [] without threadpoolctl."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return []
+    keep = ("user_api", "internal_api", "version", "architecture", "num_threads",
+            "threading_layer", "filepath")
+    return [{k: d.get(k) for k in keep} for d in threadpool_info()]
+
+
+def blas_warnings(libs, isa):
+    """Notes for each BLAS whose kernels are below what the CPU has (isa:
+    the _isa() string), naming OPENBLAS_CORETYPE when it is set."""
+    flags = set(isa.split())
+    best = "avx512f" if "avx512f" in flags else "avx2" if "avx2" in flags else None
+    env = os.environ.get("OPENBLAS_CORETYPE")
+    out = []
+    for lib in libs:
+        arch = lib.get("architecture")
+        if lib.get("internal_api") != "openblas" or not arch:
+            continue
+        a = arch.lower()
+        capped = ((best == "avx512f" and a not in _OPENBLAS_AVX512) or
+                  (best == "avx2" and a in _OPENBLAS_PRE_AVX2))
+        if capped:
+            out.append("%s (OpenBLAS %s) runs its %s kernels on a CPU with %s%s: GEMMs "
+                       "through it are slower than this machine allows" % (
+                           os.path.basename(lib.get("filepath") or "?"), lib.get("version"),
+                           arch, {"avx512f": "AVX-512", "avx2": "AVX2"}[best],
+                           " (OPENBLAS_CORETYPE=%s is set; unset it for the CPU's own "
+                           "kernels)" % env if env else ""))
+    if env and not out:
+        out.append("OPENBLAS_CORETYPE=%s: NumPy's OpenBLAS runs those kernels, whatever "
+                   "this CPU has" % env)
+    return out
+
+
+def format_machine(libs, load):
+    """One header line: the BLAS kernels and the machine's load."""
+    blas = ", ".join(sorted({"%s %s %s" % (d.get("internal_api"), d.get("version"),
+                                           d.get("architecture"))
+                             for d in libs if d.get("user_api") == "blas"})) or "unknown"
+    la = load.get("loadavg")
+    st = load.get("steal_share")
+    return "BLAS: %s; load average %s on %s CPUs; steal %s" % (
+        blas, "/".join("%.2f" % v for v in la) if la else "?", load.get("cpus"),
+        "?" if st is None else "%.1f%%" % (100 * st))
+
+
 def _versions():
     v = {"python": platform.python_version(), "numpy": np.__version__}
     for name in ("fastrnn", "torch", "onnxruntime", "onnx"):
@@ -870,7 +1008,7 @@ def run_shape(shape, engines, dtype, threads, repeat, min_time, progress, notes,
             skipped.setdefault((engine, reason), []).append(shape.name)
             progress("    %-8s failed: %s" % (engine, reason))
     try:
-        medians, errors = measure_interleaved(fns, repeat=repeat, min_time=min_time)
+        stats, errors = measure_spread(fns, repeat=repeat, min_time=min_time)
     finally:
         fns.clear()
         gc.collect()
@@ -878,10 +1016,14 @@ def run_shape(shape, engines, dtype, threads, repeat, min_time, progress, notes,
         notes.append("%s: %s failed: %s: %s" % (shape.name, engine, type(e).__name__,
                                                  _first_line(e)))
     ms = {}
+    case.spread = {}
     for engine in engines:
-        if engine in medians:
-            ms[engine] = medians[engine] * 1e3
-            progress("    %-8s %s ms" % (engine, _fmt_ms(ms[engine])))
+        if engine in stats:
+            st = {k: v * 1e3 for k, v in stats[engine].items()}
+            ms[engine] = st["median"]
+            case.spread[engine] = st
+            progress("    %-8s %s ms (%s .. %s)" % (engine, _fmt_ms(st["median"]),
+                                                  _fmt_ms(st["min"]), _fmt_ms(st["max"])))
     return case, ms, diff
 
 
@@ -891,7 +1033,11 @@ def build_result(shape, ms, diff, sgemm, case):
     f = ms.get("fastrnn")
     gfl = flops(shape)
     gflops = gfl / (f * 1e-3) / 1e9 if f else None
+    spread = getattr(case, "spread", {})
     return {
+        "ms_min": {e: st["min"] for e, st in spread.items()},
+        "ms_max": {e: st["max"] for e, st in spread.items()},
+        "spread_wider_than_gap": spread_wider_than_gap(spread, "fastrnn", best_peer),
         "name": shape.name, "cell": shape.cell, "B": shape.B, "T": shape.T,
         "I": shape.I, "H": shape.H, "mode": shape.mode, "table": shape.table,
         "lengths": None if case.lengths is None else case.lengths.tolist(),
@@ -1004,6 +1150,7 @@ def main(argv=None):
         print(msg, file=sys.stderr, flush=True)
 
     t_start = time.perf_counter()
+    steal_start = read_steal()
     notes = set_threads(args.threads)
     from . import set_batch_invariant, set_step_team
     team_was = set_step_team(args.step_team)
@@ -1019,9 +1166,8 @@ def main(argv=None):
     # understates it)
     sgemm = max(sgemm_numpy, sgemm_own)
     progress("bench: sgemm NumPy %.1f, fastrnn %.1f GFLOP/s" % (sgemm_numpy, sgemm_own))
-    if os.environ.get("OPENBLAS_CORETYPE"):
-        notes.append("OPENBLAS_CORETYPE=%s: NumPy's OpenBLAS runs those kernels, whatever "
-                     "this CPU has" % os.environ["OPENBLAS_CORETYPE"])
+    libs = blas_info()
+    notes += blas_warnings(libs, _isa())
     results = []
     n = len(args.shape_list)
     for k, shape in enumerate(args.shape_list, 1):
@@ -1040,6 +1186,11 @@ def main(argv=None):
             engine, reason, "every shape" if len(names) == n else ", ".join(names)))
 
     versions = _versions()
+    load = machine_load(steal_start)
+    if any(r.get("spread_wider_than_gap") for r in results):
+        notes.append("'?' after a speedup: fastrnn's or the best peer's spread of repeats "
+                     "(max - min) is wider than the gap between their medians; this run "
+                     "does not settle which is faster there")
     print("fastrnn bench: %s (%s), %d thread(s), %s, median of %d repeats, %s"
           % (_cpu_name(), _isa(), args.threads, args.dtype, repeat,
              ", ".join("%s %s" % kv for kv in versions.items())))
@@ -1052,6 +1203,8 @@ def main(argv=None):
     print("sgemm 2048^3: NumPy %.1f, fastrnn %.1f GFLOP/s; speedup = best peer ms / "
           "fastrnn ms; GFLOP/s and %% sgemm (of the faster) are fastrnn's"
           % (sgemm_numpy, sgemm_own))
+    print(format_machine(libs, load) + "; spread = (max - min) / median of the repeats, "
+          "fastrnn/best peer")
     print()
     print(format_table(results, sgemm))
     if notes:
@@ -1069,6 +1222,7 @@ def main(argv=None):
                 "sgemm_gflops": sgemm, "sgemm_numpy_gflops": sgemm_numpy,
                 "sgemm_fastrnn_gflops": sgemm_own, "versions": versions, "seconds": elapsed,
                 "var_length_seed": VAR_LENGTH_SEED, "input_seed": INPUT_SEED,
+                "blas": libs, "load": load,
                 "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         with open(args.json, "w") as f:
             json.dump({"meta": meta, "results": results, "notes": notes}, f, indent=1)

@@ -95,12 +95,12 @@ def test_batch_invariant_flag(tmp_path, capsys, monkeypatch):
     setting seen by the timed calls); the JSON says which."""
     import fastrnn as fr
     seen = []
-    measure = bench.measure_interleaved
+    measure = bench.measure_spread
 
     def spy(*a, **kw):
         seen.append(fr.get_batch_invariant())
         return measure(*a, **kw)
-    monkeypatch.setattr(bench, "measure_interleaved", spy)
+    monkeypatch.setattr(bench, "measure_spread", spy)
     for flag, want in (([], False), (["--batch-invariant"], True)):
         seen.clear()
         out = tmp_path / f"b{len(flag)}.json"
@@ -208,3 +208,66 @@ def test_planted_wrong_result_fails_the_row(plant, spec, names, monkeypatch, tmp
     assert f"beyond rtol 0.0002, atol 1e-05 x scale in {names} (" in text
     table_row = next(line for line in text.splitlines() if line.startswith(spec))
     assert "FAIL" in table_row and "check failed" in table_row
+
+
+def test_spread_min_median_max_and_flag(tmp_path, capsys, monkeypatch):
+    """Each engine's min/median/max reach the JSON; a row whose spread is
+    wider than the gap between fastrnn and the best peer is flagged '?'."""
+    stats = bench.measure_spread({"a": lambda: None}, repeat=3, min_time=0.0,
+                                 warmup_time=0.0, settle=0.0)[0]["a"]
+    assert stats["min"] <= stats["median"] <= stats["max"]
+    sp = {"fastrnn": {"min": 1.0, "median": 1.1, "max": 1.5},
+          "torch": {"min": 1.1, "median": 1.2, "max": 1.3}}
+    assert bench.spread_wider_than_gap(sp, "fastrnn", "torch") is True
+    sp["torch"] = {"min": 2.0, "median": 2.1, "max": 2.2}
+    assert bench.spread_wider_than_gap(sp, "fastrnn", "torch") is False
+    assert bench.spread_wider_than_gap(sp, "fastrnn", "ort") is None
+    # a fake spread wide enough: the row is flagged in the JSON and the table
+    real = bench.measure_spread
+
+    def wide(*a, **kw):
+        st, err = real(*a, **kw)
+        for v in st.values():
+            v["min"], v["max"] = v["median"] * 0.1, v["median"] * 10
+        return st, err
+    monkeypatch.setattr(bench, "measure_spread", wide)
+    out = tmp_path / "r.json"
+    assert bench.main(["--shape", "lstm:3:12:5:7:infer", "--engines", "fastrnn,numpy",
+                       "--quick", "--json", str(out)]) == 0
+    row = json.loads(out.read_text())["results"][0]
+    for e in ("fastrnn", "numpy"):
+        assert row["ms_min"][e] < row["ms"][e] < row["ms_max"][e]
+    assert row["spread_wider_than_gap"] is True
+    text = capsys.readouterr().out
+    table_row = next(line for line in text.splitlines() if line.startswith("lstm:3:12"))
+    assert "numpy ?" in table_row and "990%/990%" in table_row
+    assert "note: '?' after a speedup" in text
+
+
+def test_machine_state_in_header_and_json(tmp_path, capsys, monkeypatch):
+    """The JSON and the header keep the BLAS kernels and the machine's load;
+    an OpenBLAS below the CPU's ISA gets a note naming OPENBLAS_CORETYPE."""
+    monkeypatch.setattr(bench, "read_steal", iter([(10, 1000), (30, 1400)]).__next__)
+    out = tmp_path / "r.json"
+    assert bench.main(["--shape", "gru:2:5:3:4:infer", "--engines", "fastrnn", "--quick",
+                       "--json", str(out)]) == 0
+    meta = json.loads(out.read_text())["meta"]
+    assert meta["load"]["steal_share"] == pytest.approx(0.05)
+    assert len(meta["load"]["loadavg"]) == 3
+    text = capsys.readouterr().out
+    assert "steal 5.0%" in text and "load average" in text
+    pytest.importorskip("threadpoolctl")
+    assert any(d["internal_api"] == "openblas" and d["architecture"] for d in meta["blas"])
+    assert "BLAS: openblas" in text
+    lib = {"internal_api": "openblas", "architecture": "Haswell", "version": "0.3",
+           "filepath": "/x/libopenblas.so", "user_api": "blas"}
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    (note,) = bench.blas_warnings([lib], "avx2 fma avx512f avx512bw")
+    assert "Haswell kernels on a CPU with AVX-512" in note and "OPENBLAS_CORETYPE" in note
+    assert bench.blas_warnings([lib], "avx2 fma") == [
+        "OPENBLAS_CORETYPE=Haswell: NumPy's OpenBLAS runs those kernels, whatever this "
+        "CPU has"]
+    monkeypatch.delenv("OPENBLAS_CORETYPE")
+    assert bench.blas_warnings([dict(lib, architecture="SkylakeX")], "avx2 avx512f") == []
+    assert "Sandybridge" in bench.blas_warnings([dict(lib, architecture="Sandybridge")],
+                                                "avx2 fma")[0]
