@@ -1093,6 +1093,7 @@ def parse_args(argv=None):
                         "bits independent of its batch); compare with a run without it "
                         "for the switch's cost")
     p.add_argument("--list", action="store_true", help="list the shapes and exit")
+    add_model_args(p)
     args = p.parse_args(argv)
     if args.threads < 1:
         p.error("--threads must be >= 1")
@@ -1103,6 +1104,10 @@ def parse_args(argv=None):
     if bad:
         p.error("unknown engine(s) %s; known: %s" % (", ".join(bad), ", ".join(ENGINES)))
     args.engines = engines
+    parse_model_args(p, args)
+    if args.models and not (args.shapes or args.shape):
+        args.shape_list = []   # --models alone: the model section only
+        return args
     if args.shapes:
         names = [n.strip() for n in args.shapes.split(",") if n.strip()]
         try:
@@ -1132,6 +1137,68 @@ def parse_args(argv=None):
     if not args.shape_list:
         p.error("no shape selected")
     return args
+
+
+# ---------------------------------------------------------------------------
+# the model section (--models): fastrnn/_bench_models.py
+
+MODEL_ENGINES = ("fastrnn", "torch", "ort")
+
+
+def add_model_args(p):
+    p.add_argument("--models", nargs="?", const="all", default=None, metavar="NAMES",
+                   help="time the examples' whole models (sentiment, vowels, co2, charlm; "
+                        "comma-separated, default all) against torch running "
+                        "fr.to_torch(model) and ONNX Runtime running fr.to_onnx(model); "
+                        "without --shapes or --shape, only this section runs")
+    p.add_argument("--model-batches", default=None, metavar="B,B,...",
+                   help="batch sizes of the model section (default 1,32,256)")
+
+
+def parse_model_args(p, args):
+    from ._bench_models import MODEL_BATCHES, MODELS_BY_NAME
+    if args.models is None:
+        args.model_list = []
+        return
+    names = (list(MODELS_BY_NAME) if args.models == "all" else
+             [n.strip() for n in args.models.split(",") if n.strip()])
+    bad = [n for n in names if n not in MODELS_BY_NAME]
+    if bad or not names:
+        p.error("--models: unknown model(s) %s; known: %s" % (
+            ", ".join(bad) or "(none)", ", ".join(MODELS_BY_NAME)))
+    args.model_list = names
+    try:
+        batches = (MODEL_BATCHES if args.model_batches is None else
+                   tuple(int(v) for v in args.model_batches.split(",") if v.strip()))
+    except ValueError:
+        p.error("--model-batches: expected integers, e.g. 1,32,256")
+    if not batches or min(batches) < 1:
+        p.error("--model-batches: expected batch sizes >= 1")
+    args.model_batch_list = batches
+
+
+def run_model_section(args, repeat, min_time, progress, notes):
+    if not args.model_list:
+        return []
+    from ._bench_models import run_models
+    engines = [e for e in args.engines if e in MODEL_ENGINES]
+    for e, pkg in (("torch", "torch"), ("ort", "onnxruntime")):
+        if e in engines and _try_import(pkg) is None:
+            notes.append("models: %s not run (%s not installed)" % (e, pkg))
+            engines.remove(e)
+    return run_models(args.model_list, args.model_batch_list, engines, args.threads,
+                      measure_spread, repeat, min_time, progress, notes)
+
+
+def print_model_section(model_results):
+    if not model_results:
+        return
+    from ._bench_models import format_models
+    print()
+    print("whole models (the examples' models, random weights, full-length sequences): "
+          "fastrnn's frozen model call vs torch (fr.to_torch) vs ONNX Runtime "
+          "(fr.to_onnx); vs = peer ms / fastrnn ms")
+    print(format_models(model_results))
 
 
 def main(argv=None):
@@ -1180,6 +1247,7 @@ def main(argv=None):
         results.append(build_result(shape, ms, diff, sgemm, case))
         del case
         gc.collect()
+    model_results = run_model_section(args, repeat, min_time, progress, notes)
     elapsed = time.perf_counter() - t_start
     for (engine, reason), names in skipped.items():
         notes.append("%s not run (%s) on %s" % (
@@ -1205,8 +1273,10 @@ def main(argv=None):
           % (sgemm_numpy, sgemm_own))
     print(format_machine(libs, load) + "; spread = (max - min) / median of the repeats, "
           "fastrnn/best peer")
-    print()
-    print(format_table(results, sgemm))
+    if results:
+        print()
+        print(format_table(results, sgemm))
+    print_model_section(model_results)
     if notes:
         print()
         for note in notes:
@@ -1225,7 +1295,8 @@ def main(argv=None):
                 "blas": libs, "load": load,
                 "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         with open(args.json, "w") as f:
-            json.dump({"meta": meta, "results": results, "notes": notes}, f, indent=1)
+            json.dump({"meta": meta, "results": results, "models": model_results,
+                       "notes": notes}, f, indent=1)
         progress("bench: wrote %s" % args.json)
     if args.png:
         note = write_png(results, args.png, "%d thread(s), %s, %s" % (
@@ -1238,6 +1309,8 @@ def main(argv=None):
     set_step_team(team_was)
     set_batch_invariant(invariant_was)
     failed = [r["name"] for r in results if r["check"] == "FAIL"]
+    failed += ["model %s B=%d" % (r["model"], r["B"]) for r in model_results
+               if isinstance(r["check"], str)]
     if failed:
         print("FAIL: fastrnn differs from torch on %s (not timed; see the notes)"
               % ", ".join(failed))

@@ -271,3 +271,52 @@ def test_machine_state_in_header_and_json(tmp_path, capsys, monkeypatch):
     assert bench.blas_warnings([dict(lib, architecture="SkylakeX")], "avx2 avx512f") == []
     assert "Sandybridge" in bench.blas_warnings([dict(lib, architecture="Sandybridge")],
                                                 "avx2 fma")[0]
+
+
+def test_models_section_runs_and_checks(tmp_path, capsys):
+    """--models times the examples' whole models on every engine at the
+    batches asked for, after checking their outputs agree; alone, it skips
+    the shape section."""
+    pytest.importorskip("torch")
+    pytest.importorskip("onnxruntime")
+    out = tmp_path / "m.json"
+    assert bench.main(["--models", "sentiment,co2", "--model-batches", "1,3", "--quick",
+                       "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["results"] == []
+    rows = [(r["model"], r["B"]) for r in data["models"]]
+    assert rows == [("sentiment", 1), ("sentiment", 3), ("co2", 1), ("co2", 3)]
+    for r in data["models"]:
+        assert set(r["ms"]) == {"fastrnn", "torch", "ort"}
+        assert max(r["check"].values()) < 1e-4
+        assert r["speedup"]["ort"] == pytest.approx(r["ms"]["ort"] / r["ms"]["fastrnn"])
+        assert r["ms_min"]["fastrnn"] <= r["ms"]["fastrnn"] <= r["ms_max"]["fastrnn"]
+    text = capsys.readouterr().out
+    assert "whole models" in text and "vs ORT" in text
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--models", "nosuch"])
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--models", "--model-batches", "0"])
+    # every example model builds, and its three engines agree at batch 1
+    from fastrnn import _bench_models as bm
+    for spec in bm.MODELS:
+        case = bm.ModelCase(spec, 1, 1)
+        assert max(bm._check({e: case.runner(e)() for e in ("fastrnn", "torch", "ort")})
+                   .values()) < 1e-4
+
+
+def test_models_section_planted_wrong_output_fails(tmp_path, capsys, monkeypatch):
+    """A model whose peer output differs beyond the float32 claim is not
+    timed: FAIL in the table, a note, exit status 1."""
+    pytest.importorskip("torch")
+    pytest.importorskip("onnxruntime")
+    from fastrnn import _bench_models as bm
+    make = bm.ModelCase._run_ort
+
+    def wrong(self):
+        f = make(self)
+        return lambda: f() * np.float32(1.01)
+    monkeypatch.setattr(bm.ModelCase, "_run_ort", wrong)
+    assert bench.main(["--models", "co2", "--model-batches", "2", "--quick"]) == 1
+    text = capsys.readouterr().out
+    assert "ort differs from fastrnn" in text and "check failed" in text
