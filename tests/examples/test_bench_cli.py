@@ -320,3 +320,26 @@ def test_models_section_planted_wrong_output_fails(tmp_path, capsys, monkeypatch
     assert bench.main(["--models", "co2", "--model-batches", "2", "--quick"]) == 1
     text = capsys.readouterr().out
     assert "ort differs from fastrnn" in text and "check failed" in text
+
+
+@pytest.mark.parametrize("peer", ["ort", "numpy"])
+def test_pipeline_threads_bench_runs(peer, capsys):
+    """benchmarks/pipeline_threads.py: fastrnn alone and alternating with a
+    peer, both wait policies in one process, on a tiny run; the policy in
+    force before comes back."""
+    import os
+    import runpy
+    import fastrnn as fr
+    if peer == "ort":
+        pytest.importorskip("onnxruntime")
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks",
+                        "pipeline_threads.py")
+    main = runpy.run_path(path)["main"]
+    was = fr.get_wait_policy()
+    assert main(["--quick", "--model", "co2", "--batch", "2", "--threads", "1",
+                 "--peer", peer, "--wait-policy", "both"]) == 0
+    assert fr.get_wait_policy() == was
+    out = capsys.readouterr().out
+    for policy in ("spin", "passive"):
+        assert f"wait policy {policy}:" in out
+    assert out.count("pipeline / alone (medians)") == 4
