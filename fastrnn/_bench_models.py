@@ -48,9 +48,11 @@ MODELS = (
 MODELS_BY_NAME = {m.name: m for m in MODELS}
 
 
-def build(spec, seed=0):
-    """The example's model (fastrnn.Sequential) with random weights."""
-    import fastrnn as fr
+def build(spec, seed=0, fr=None):
+    """The example's model (fastrnn.Sequential) with random weights; fr: the
+    fastrnn package to build it with (another tree's, tools/ab_models.py)."""
+    if fr is None:
+        import fastrnn as fr
     if spec.name == "sentiment":
         layers = [fr.Embedding(spec.vocab, 64, padding_idx=0),
                   fr.LSTM(64, 64, batch_first=True, bidirectional=True),
