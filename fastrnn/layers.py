@@ -1110,7 +1110,9 @@ class LastStep(_Pooling):
 
     def _run(self, x, lengths, training):
         x, lens = self._seq(x, lengths)
-        y = x[np.arange(x.shape[0]), lens - 1]
+        # without lengths every sequence ends at T: a slice, not a gather
+        y = (np.ascontiguousarray(x[:, -1]) if lengths is None else
+             x[np.arange(x.shape[0]), lens - 1])
         if training:
             self._ctx = dict(x_shape=x.shape, lengths=lens, y_shape=y.shape)
         return y
@@ -1145,7 +1147,9 @@ class MeanPooling(_Pooling):
         x, lens = self._seq(x, lengths)
         mask = step_mask(lens, x.shape[0], x.shape[1], self.dtype)
         inv = (1.0 / lens.astype(self.dtype)).astype(self.dtype)[:, None]
-        y = zero_padding(x, mask).sum(axis=1) * inv
+        # without lengths there is no padding to zero (the same sums: the
+        # same values, in the same order)
+        y = (x if lengths is None else zero_padding(x, mask)).sum(axis=1) * inv
         if training:
             self._ctx = dict(mask=mask, inv=inv, y_shape=y.shape)
         return y
