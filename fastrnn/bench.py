@@ -871,11 +871,11 @@ def _spread_pct(st):
     return 100.0 * (st["max"] - st["min"]) / st["median"] if st and st["median"] else None
 
 
-def read_steal():
+def read_steal(path="/proc/stat"):
     """(steal, total) jiffies of all CPUs from /proc/stat (None elsewhere):
     steal is time a hypervisor gave this VM's vCPUs to someone else."""
     try:
-        with open("/proc/stat") as f:
+        with open(path) as f:
             fields = f.readline().split()
     except OSError:
         return None

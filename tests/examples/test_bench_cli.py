@@ -247,6 +247,10 @@ def test_spread_min_median_max_and_flag(tmp_path, capsys, monkeypatch):
 def test_machine_state_in_header_and_json(tmp_path, capsys, monkeypatch):
     """The JSON and the header keep the BLAS kernels and the machine's load;
     an OpenBLAS below the CPU's ISA gets a note naming OPENBLAS_CORETYPE."""
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  100 5 50 800 10 0 5 30 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n")
+    assert bench.read_steal(str(stat)) == (30, 1000)   # the 8th field, of the sum of 8
+    assert bench.read_steal(str(tmp_path / "none")) is None
     monkeypatch.setattr(bench, "read_steal", iter([(10, 1000), (30, 1400)]).__next__)
     out = tmp_path / "r.json"
     assert bench.main(["--shape", "gru:2:5:3:4:infer", "--engines", "fastrnn", "--quick",
