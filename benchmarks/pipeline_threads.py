@@ -18,14 +18,17 @@ call. fastrnn's own side is ``fr.set_wait_policy`` (docs/performance.md):
 ratio (pipeline / alone, medians) and the spread of each are printed.
 """
 import argparse
+import os
 import statistics
 import sys
 import time
 
 import numpy as np
 
-import fastrnn as fr
-from fastrnn import _bench_models as bm
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import fastrnn as fr  # noqa: E402
+from fastrnn import _bench_models as bm  # noqa: E402
 
 
 def make_peer(kind, case, threads, spinning):

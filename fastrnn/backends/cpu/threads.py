@@ -134,13 +134,14 @@ def set_wait_policy(policy):
     default) a thread that arrives first spins for a few hundred
     microseconds, then yields the CPU at every turn; with ``"passive"`` it
     yields at once, and the step team's helpers sleep instead of spinning.
-    Choose ``"passive"`` when other thread pools share the cores in the same
-    process or beside it (ONNX Runtime's, torch's, another process): a
-    thread that spins there takes a core that a late thread of the same
-    team needs. The initial policy is the environment's:
+    ``"passive"`` is for cores that fastrnn does not have to itself (other
+    processes, other pools): a thread that spins there takes a core that a
+    late thread of its own team may need. A peer library's own spinning
+    (ONNX Runtime's, after each call) is that library's setting: see
+    docs/performance.md. The initial policy is the environment's:
     ``FASTRNN_WAIT_POLICY`` (``spin`` or ``passive``), else
     ``OMP_WAIT_POLICY`` (``passive`` or not). It never changes a result's
-    bits. docs/performance.md, "Threads beside other thread pools".
+    bits (docs/performance.md, "Threads beside other thread pools").
 
     Parameters
     ----------
