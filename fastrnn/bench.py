@@ -20,11 +20,18 @@ them each time, with the same bits. ``--per-call`` times the layer itself
 
 Every engine runs the same weights (``fr.from_torch(module)``) on the same random
 normal inputs, with the same thread count (``--threads``, default 2). A time is
-the median over ``--repeat`` repeats, after warm-up; a repeat runs the call often
+the median over ``--repeat`` repeats (the table also gives each row's spread,
+(max - min) / median, and marks with '?' a speedup whose spread is wider than
+the gap it reports; the JSON keeps min, median and max of every engine), after warm-up; a repeat runs the call often
 enough to last at least a few milliseconds, so short calls are not timer noise.
 The engines' repeats of a shape are taken in turn (one repeat of each, then
 the next), so that a shared machine whose load changes during a run slows
-every engine alike and the ratios hold. Nothing here asserts a time.
+every engine alike and the ratios hold. Nothing here asserts a time. The
+header and the JSON keep the ISA, the BLAS kernels that ran (threadpoolctl's
+internal_api, version and architecture; a note when they are below the CPU's,
+as with OPENBLAS_CORETYPE=Haswell on an AVX-512 CPU) and the machine's load
+(load average, and the share of CPU time stolen by the hypervisor during the
+run, from /proc/stat).
 
 Before a shape is timed, fastrnn's results are checked against torch's on the
 row's own call: y and the final states, and for training rows dx and every
@@ -702,7 +709,16 @@ def measure_interleaved(fns, repeat=11, min_time=0.02, warmup_time=0.05, settle=
     from the next one (docs/tuning.md, "The bench's pause between
     engines"). An engine whose call raises
     is left out of the result and its error given back:
-    returns (medians, {name: exception})."""
+    returns (medians, {name: exception}). `measure_spread` gives the
+    min/median/max of the same samples."""
+    stats, errors = measure_spread(fns, repeat, min_time, warmup_time, settle)
+    return {name: st["median"] for name, st in stats.items()}, errors
+
+
+def measure_spread(fns, repeat=11, min_time=0.02, warmup_time=0.05, settle=0.25):
+    """`measure_interleaved`'s samples as {name: {"min", "median", "max"}}
+    seconds per call (the spread of the repeats, to show how far a median can
+    be trusted); returns (stats, {name: exception})."""
     numbers, errors = {}, {}
     for name, fn in fns.items():
         try:
@@ -720,7 +736,8 @@ def measure_interleaved(fns, repeat=11, min_time=0.02, warmup_time=0.05, settle=
             except Exception as e:
                 errors[name] = e
                 del samples[name]
-    return {name: statistics.median(v) for name, v in samples.items()}, errors
+    return {name: {"min": min(v), "median": statistics.median(v), "max": max(v)}
+            for name, v in samples.items()}, errors
 
 
 def sgemm_gflops(n=2048, repeat=5, dtype=np.float32, threads=None):
@@ -939,7 +956,7 @@ def format_table(results, sgemm, precision=None):
     difference from float32 (x the quantity's scale, reduced_errors)."""
     low = LOW_ENGINES[precision] if precision else ()
     cols = ["name", "cell", "mode", "fastrnn ms", "torch ms", "ORT ms", "numpy ms",
-            "speedup"]
+            "speedup", "spread"]
     if precision:
         cols += ["%s ms" % LOW_LABELS[e] for e in low]
         cols += ["%s vs fp32 peer" % precision, "vs %s peer" % precision,
@@ -961,7 +978,9 @@ def format_table(results, sgemm, precision=None):
             r["name"], r["cell"], mode,
             _fmt_ms(ms.get("fastrnn")), _fmt_ms(ms.get("torch")),
             _fmt_ms(ms.get("ort")), _fmt_ms(ms.get("numpy")),
-            sp(r["speedup_vs_best_peer"], r["best_peer"]),
+            sp(r["speedup_vs_best_peer"], r["best_peer"]) +
+            (" ?" if r.get("spread_wider_than_gap") else ""),
+            _fmt_spread(r, r["best_peer"]),
         ]
         if precision:
             red = r.get("reduced") or {}
@@ -987,6 +1006,18 @@ def format_table(results, sgemm, precision=None):
     out = [line(cols), line(["-" * w for w in widths])]
     out += [line(row) for row in rows]
     return "\n".join(out)
+
+
+def _fmt_spread(r, peer):
+    """'a%/b%': the (max - min) / median of fastrnn's repeats and the best
+    peer's."""
+    lo, hi = r.get("ms_min", {}), r.get("ms_max", {})
+    out = []
+    for e in ("fastrnn", peer):
+        if e in lo and e in hi and r["ms"].get(e):
+            out.append("%.0f%%" % _spread_pct({"min": lo[e], "max": hi[e],
+                                               "median": r["ms"][e]}))
+    return "/".join(out) or "-"
 
 
 def write_png(results, path, subtitle=""):
@@ -1066,6 +1097,113 @@ def _isa():
     names = [n for n in ("avx2", "fma", "avx512f", "avx512vl", "avx512dq", "avx512bw",
                          "avx512_vnni", "avx512_bf16", "amx_tile") if n in flags]
     return " ".join(names) or platform.machine()
+
+
+def spread_wider_than_gap(spread, a, b):
+    """Whether engine a's or b's spread of repeats (max - min) is wider than
+    the gap between their medians: then the order of the two is not settled
+    by this run (None when either is missing). spread: {engine: {"min",
+    "median", "max"}}."""
+    if a not in spread or b not in spread or a == b:
+        return None
+    sa, sb = spread[a], spread[b]
+    width = max(sa["max"] - sa["min"], sb["max"] - sb["min"])
+    return bool(width > abs(sa["median"] - sb["median"]))
+
+
+def _spread_pct(st):
+    """(max - min) / median of one engine's repeats, in percent."""
+    return 100.0 * (st["max"] - st["min"]) / st["median"] if st and st["median"] else None
+
+
+def read_steal(path="/proc/stat"):
+    """(steal, total) jiffies of all CPUs from /proc/stat (None elsewhere):
+    steal is time a hypervisor gave this VM's vCPUs to someone else."""
+    try:
+        with open(path) as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    if not fields or fields[0] != "cpu":
+        return None
+    vals = [int(v) for v in fields[1:9]]  # user nice system idle iowait irq softirq steal
+    vals += [0] * (8 - len(vals))
+    return vals[7], sum(vals)
+
+
+def machine_load(steal_start=None):
+    """The machine's load with a result: os.getloadavg() and, given the
+    read_steal() taken at the start of the run, the share of CPU time stolen
+    since then (None where the OS does not say)."""
+    out = {"loadavg": None, "steal_share": None, "cpus": os.cpu_count()}
+    try:
+        out["loadavg"] = [round(v, 2) for v in os.getloadavg()]
+    except (OSError, AttributeError):
+        pass
+    now = read_steal()
+    if steal_start is not None and now is not None and now[1] > steal_start[1]:
+        out["steal_share"] = round((now[0] - steal_start[0]) / (now[1] - steal_start[1]), 4)
+    return out
+
+
+# OpenBLAS's kernel families (threadpoolctl's "architecture") that use AVX-512
+_OPENBLAS_AVX512 = {"skylakex", "cooperlake", "sapphirerapids"}
+# ... and those that use neither AVX-512 nor AVX2 (the rest use AVX2)
+_OPENBLAS_PRE_AVX2 = {"sandybridge", "nehalem", "core2", "penryn", "dunnington", "atom",
+                      "prescott", "katmai", "coppermine", "northwood", "banias", "bulldozer",
+                      "piledriver", "opteron", "barcelona", "bobcat", "generic"}
+
+
+def blas_info():
+    """The BLAS libraries loaded in this process as threadpoolctl reports them
+    (internal_api, version, architecture: the kernel family OpenBLAS runs,
+    threads, file); [] without threadpoolctl."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return []
+    keep = ("user_api", "internal_api", "version", "architecture", "num_threads",
+            "threading_layer", "filepath")
+    return [{k: d.get(k) for k in keep} for d in threadpool_info()]
+
+
+def blas_warnings(libs, isa):
+    """Notes for each BLAS whose kernels are below what the CPU has (isa:
+    the _isa() string), naming OPENBLAS_CORETYPE when it is set."""
+    flags = set(isa.split())
+    best = "avx512f" if "avx512f" in flags else "avx2" if "avx2" in flags else None
+    env = os.environ.get("OPENBLAS_CORETYPE")
+    out = []
+    for lib in libs:
+        arch = lib.get("architecture")
+        if lib.get("internal_api") != "openblas" or not arch:
+            continue
+        a = arch.lower()
+        capped = ((best == "avx512f" and a not in _OPENBLAS_AVX512) or
+                  (best == "avx2" and a in _OPENBLAS_PRE_AVX2))
+        if capped:
+            out.append("%s (OpenBLAS %s) runs its %s kernels on a CPU with %s%s: GEMMs "
+                       "through it are slower than this machine allows" % (
+                           os.path.basename(lib.get("filepath") or "?"), lib.get("version"),
+                           arch, {"avx512f": "AVX-512", "avx2": "AVX2"}[best],
+                           " (OPENBLAS_CORETYPE=%s is set; unset it for the CPU's own "
+                           "kernels)" % env if env else ""))
+    if env and not out:
+        out.append("OPENBLAS_CORETYPE=%s: NumPy's OpenBLAS runs those kernels, whatever "
+                   "this CPU has" % env)
+    return out
+
+
+def format_machine(libs, load):
+    """One header line: the BLAS kernels and the machine's load."""
+    blas = ", ".join(sorted({"%s %s %s" % (d.get("internal_api"), d.get("version"),
+                                           d.get("architecture"))
+                             for d in libs if d.get("user_api") == "blas"})) or "unknown"
+    la = load.get("loadavg")
+    st = load.get("steal_share")
+    return "BLAS: %s; load average %s on %s CPUs; steal %s" % (
+        blas, "/".join("%.2f" % v for v in la) if la else "?", load.get("cpus"),
+        "?" if st is None else "%.1f%%" % (100 * st))
 
 
 def _versions():
@@ -1161,7 +1299,7 @@ def run_shape(shape, engines, dtype, threads, repeat, min_time, progress, notes,
             reason = fail(e)
             return case, {}, {"failed": reason}, {"failed": reason}
     try:
-        medians, errors = measure_interleaved(fns, repeat=repeat, min_time=min_time)
+        stats, errors = measure_spread(fns, repeat=repeat, min_time=min_time)
     finally:
         fns.clear()
         gc.collect()
@@ -1169,10 +1307,14 @@ def run_shape(shape, engines, dtype, threads, repeat, min_time, progress, notes,
         notes.append("%s: %s failed: %s: %s" % (shape.name, engine, type(e).__name__,
                                                  _first_line(e)))
     ms = {}
+    case.spread = {}
     for engine in engines:
-        if engine in medians:
-            ms[engine] = medians[engine] * 1e3
-            progress("    %-12s %s ms" % (engine, _fmt_ms(ms[engine])))
+        if engine in stats:
+            st = {k: v * 1e3 for k, v in stats[engine].items()}
+            ms[engine] = st["median"]
+            case.spread[engine] = st
+            progress("    %-12s %s ms (%s .. %s)" % (engine, _fmt_ms(st["median"]),
+                                                   _fmt_ms(st["min"]), _fmt_ms(st["max"])))
     return case, ms, diff, low
 
 
@@ -1206,7 +1348,11 @@ def build_result(shape, ms, diff, sgemm, case, low=None):
     f = ms.get("fastrnn")
     gfl = flops(shape)
     gflops = gfl / (f * 1e-3) / 1e9 if f else None
+    spread = getattr(case, "spread", {})
     return {
+        "ms_min": {e: st["min"] for e, st in spread.items()},
+        "ms_max": {e: st["max"] for e, st in spread.items()},
+        "spread_wider_than_gap": spread_wider_than_gap(spread, "fastrnn", best_peer),
         "name": shape.name, "cell": shape.cell, "B": shape.B, "T": shape.T,
         "I": shape.I, "H": shape.H, "mode": shape.mode, "table": shape.table,
         "lengths": None if case.lengths is None else case.lengths.tolist(),
@@ -1271,6 +1417,7 @@ def parse_args(argv=None):
                         "torch in bfloat16), beside the float32 engines; each row checks "
                         "fastrnn's reduced results against its float32 ones (LOW_TOL)")
     p.add_argument("--list", action="store_true", help="list the shapes and exit")
+    add_model_args(p)
     args = p.parse_args(argv)
     if args.threads < 1:
         p.error("--threads must be >= 1")
@@ -1291,6 +1438,10 @@ def parse_args(argv=None):
     # a family (fastrnn, torch, ort) brings its engines of --precision along
     args.engines = [e for e in ENGINES if e in engines] + \
         [e for e in low if e in engines or e.split("-")[0] in engines]
+    parse_model_args(p, args)
+    if args.models and not (args.shapes or args.shape):
+        args.shape_list = []   # --models alone: the model section only
+        return args
     if args.shapes:
         names = [n.strip() for n in args.shapes.split(",") if n.strip()]
         try:
@@ -1322,6 +1473,68 @@ def parse_args(argv=None):
     return args
 
 
+# ---------------------------------------------------------------------------
+# the model section (--models): fastrnn/_bench_models.py
+
+MODEL_ENGINES = ("fastrnn", "torch", "ort")
+
+
+def add_model_args(p):
+    p.add_argument("--models", nargs="?", const="all", default=None, metavar="NAMES",
+                   help="time the examples' whole models (sentiment, vowels, co2, charlm; "
+                        "comma-separated, default all) against torch running "
+                        "fr.to_torch(model) and ONNX Runtime running fr.to_onnx(model); "
+                        "without --shapes or --shape, only this section runs")
+    p.add_argument("--model-batches", default=None, metavar="B,B,...",
+                   help="batch sizes of the model section (default 1,32,256)")
+
+
+def parse_model_args(p, args):
+    from ._bench_models import MODEL_BATCHES, MODELS_BY_NAME
+    if args.models is None:
+        args.model_list = []
+        return
+    names = (list(MODELS_BY_NAME) if args.models == "all" else
+             [n.strip() for n in args.models.split(",") if n.strip()])
+    bad = [n for n in names if n not in MODELS_BY_NAME]
+    if bad or not names:
+        p.error("--models: unknown model(s) %s; known: %s" % (
+            ", ".join(bad) or "(none)", ", ".join(MODELS_BY_NAME)))
+    args.model_list = names
+    try:
+        batches = (MODEL_BATCHES if args.model_batches is None else
+                   tuple(int(v) for v in args.model_batches.split(",") if v.strip()))
+    except ValueError:
+        p.error("--model-batches: expected integers, e.g. 1,32,256")
+    if not batches or min(batches) < 1:
+        p.error("--model-batches: expected batch sizes >= 1")
+    args.model_batch_list = batches
+
+
+def run_model_section(args, repeat, min_time, progress, notes):
+    if not args.model_list:
+        return []
+    from ._bench_models import run_models
+    engines = [e for e in args.engines if e in MODEL_ENGINES]
+    for e, pkg in (("torch", "torch"), ("ort", "onnxruntime")):
+        if e in engines and _try_import(pkg) is None:
+            notes.append("models: %s not run (%s not installed)" % (e, pkg))
+            engines.remove(e)
+    return run_models(args.model_list, args.model_batch_list, engines, args.threads,
+                      measure_spread, repeat, min_time, progress, notes)
+
+
+def print_model_section(model_results):
+    if not model_results:
+        return
+    from ._bench_models import format_models
+    print()
+    print("whole models (the examples' models, random weights, full-length sequences): "
+          "fastrnn's frozen model call vs torch (fr.to_torch) vs ONNX Runtime "
+          "(fr.to_onnx); vs = peer ms / fastrnn ms")
+    print(format_models(model_results))
+
+
 def main(argv=None):
     args = parse_args(argv)
     if args.list:
@@ -1344,6 +1557,7 @@ def main(argv=None):
                   file=sys.stderr)
             return 2
     t_start = time.perf_counter()
+    steal_start = read_steal()
     notes = set_threads(args.threads)
     from . import set_batch_invariant, set_step_team
     team_was = set_step_team(args.step_team)
@@ -1359,9 +1573,8 @@ def main(argv=None):
     # understates it)
     sgemm = max(sgemm_numpy, sgemm_own)
     progress("bench: sgemm NumPy %.1f, fastrnn %.1f GFLOP/s" % (sgemm_numpy, sgemm_own))
-    if os.environ.get("OPENBLAS_CORETYPE"):
-        notes.append("OPENBLAS_CORETYPE=%s: NumPy's OpenBLAS runs those kernels, whatever "
-                     "this CPU has" % os.environ["OPENBLAS_CORETYPE"])
+    libs = blas_info()
+    notes += blas_warnings(libs, _isa())
     results = []
     n = len(args.shape_list)
     for k, shape in enumerate(args.shape_list, 1):
@@ -1374,12 +1587,18 @@ def main(argv=None):
         results.append(build_result(shape, ms, diff, sgemm, case, low))
         del case
         gc.collect()
+    model_results = run_model_section(args, repeat, min_time, progress, notes)
     elapsed = time.perf_counter() - t_start
     for (engine, reason), names in skipped.items():
         notes.append("%s not run (%s) on %s" % (
             engine, reason, "every shape" if len(names) == n else ", ".join(names)))
 
     versions = _versions()
+    load = machine_load(steal_start)
+    if any(r.get("spread_wider_than_gap") for r in results):
+        notes.append("'?' after a speedup: fastrnn's or the best peer's spread of repeats "
+                     "(max - min) is wider than the gap between their medians; this run "
+                     "does not settle which is faster there")
     print("fastrnn bench: %s (%s), %d thread(s), %s, median of %d repeats, %s"
           % (_cpu_name(), _isa(), args.threads, args.dtype, repeat,
              ", ".join("%s %s" % kv for kv in versions.items())))
@@ -1392,12 +1611,16 @@ def main(argv=None):
     print("sgemm 2048^3: NumPy %.1f, fastrnn %.1f GFLOP/s; speedup = best peer ms / "
           "fastrnn ms; GFLOP/s and %% sgemm (of the faster) are fastrnn's"
           % (sgemm_numpy, sgemm_own))
+    print(format_machine(libs, load) + "; spread = (max - min) / median of the repeats, "
+          "fastrnn/best peer")
     if args.precision:
         print(PRECISION_NOTES[args.precision] + "; %s err: fastrnn %s's largest difference "
               "from its float32 results x scale (check: <= %g, mean <= %g)"
               % ((args.precision,) * 2 + LOW_TOL[args.precision]))
-    print()
-    print(format_table(results, sgemm, args.precision))
+    if results:
+        print()
+        print(format_table(results, sgemm, args.precision))
+    print_model_section(model_results)
     if notes:
         print()
         for note in notes:
@@ -1417,9 +1640,11 @@ def main(argv=None):
                 "sgemm_gflops": sgemm, "sgemm_numpy_gflops": sgemm_numpy,
                 "sgemm_fastrnn_gflops": sgemm_own, "versions": versions, "seconds": elapsed,
                 "var_length_seed": VAR_LENGTH_SEED, "input_seed": INPUT_SEED,
+                "blas": libs, "load": load,
                 "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         with open(args.json, "w") as f:
-            json.dump({"meta": meta, "results": results, "notes": notes}, f, indent=1)
+            json.dump({"meta": meta, "results": results, "models": model_results,
+                       "notes": notes}, f, indent=1)
         progress("bench: wrote %s" % args.json)
     if args.png:
         note = write_png(results, args.png, "%d thread(s), %s, %s" % (
@@ -1433,6 +1658,8 @@ def main(argv=None):
     set_batch_invariant(invariant_was)
     low_failed = [r["name"] for r in results if (r["reduced"] or {}).get("check") == "FAIL"]
     failed = [r["name"] for r in results if r["check"] == "FAIL" and r["name"] not in low_failed]
+    failed += ["model %s B=%d" % (r["model"], r["B"]) for r in model_results
+               if isinstance(r["check"], str)]
     if failed:
         print("FAIL: fastrnn differs from torch on %s (not timed; see the notes)"
               % ", ".join(failed))

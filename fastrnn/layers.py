@@ -1110,7 +1110,9 @@ class LastStep(_Pooling):
 
     def _run(self, x, lengths, training):
         x, lens = self._seq(x, lengths)
-        y = x[np.arange(x.shape[0]), lens - 1]
+        # without lengths every sequence ends at T: a slice, not a gather
+        y = (np.ascontiguousarray(x[:, -1]) if lengths is None else
+             x[np.arange(x.shape[0]), lens - 1])
         if training:
             self._ctx = dict(x_shape=x.shape, lengths=lens, y_shape=y.shape)
         return y
@@ -1145,7 +1147,9 @@ class MeanPooling(_Pooling):
         x, lens = self._seq(x, lengths)
         mask = step_mask(lens, x.shape[0], x.shape[1], self.dtype)
         inv = (1.0 / lens.astype(self.dtype)).astype(self.dtype)[:, None]
-        y = zero_padding(x, mask).sum(axis=1) * inv
+        # without lengths there is no padding to zero (the same sums: the
+        # same values, in the same order)
+        y = (x if lengths is None else zero_padding(x, mask)).sum(axis=1) * inv
         if training:
             self._ctx = dict(mask=mask, inv=inv, y_shape=y.shape)
         return y
@@ -1262,16 +1266,23 @@ class AttentionPooling(_Pooling):
                              f"got shape {x.shape}")
         B, T, F = x.shape
         A = self.attention_size
-        valid = np.arange(T)[None, :] < lens[:, None]
-        if not valid.all():  # padding content never reaches u, the scores or dW
+        # valid: None when every step is (no lengths, or all of them T):
+        # then no mask is built or applied
+        valid = None if lengths is None else np.arange(T)[None, :] < lens[:, None]
+        if valid is not None and valid.all():
+            valid = None
+        if valid is not None:  # padding content never reaches u, the scores or dW
             x = np.where(valid[:, :, None], x, self.dtype.type(0))
         x2 = np.ascontiguousarray(x.reshape(B * T, F))
         z = np.empty((B * T, A), self.dtype)
         z[...] = self.params["bias"]
         _matmul(x2, self.params["weight"], trans_b=True, out=z, beta=1.0)
-        u = np.tanh(z)
-        s = _matmul(u, self.params["context"].reshape(A, 1)).reshape(B, T)
-        s = np.where(valid, s, -np.inf)
+        u = np.tanh(z, out=z)
+        # s_m = u_m . v: a fixed-order dot per row (NumPy's einsum loop, no
+        # BLAS), so its bits depend neither on the batch nor on the threads
+        s = np.einsum("ma,a->m", u, self.params["context"], optimize=False).reshape(B, T)
+        if valid is not None:
+            s = np.where(valid, s, -np.inf)
         s = s - s.max(axis=1, keepdims=True)
         e = np.exp(s)  # exactly 0 at padding
         a = (e / e.sum(axis=1, keepdims=True)).astype(self.dtype)

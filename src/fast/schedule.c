@@ -5,7 +5,6 @@
  */
 #include <stdatomic.h>
 #include <stdlib.h>
-#include <strings.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -206,13 +205,8 @@ void fr_fast_meeting_threads(int delta)
 
 int fr_fast_spin_turns(void)
 {
-    static atomic_int cpus, passive = -1; /* read once */
-    int p = atomic_load_explicit(&passive, memory_order_relaxed);
-    if (p < 0) {
-        const char *e = getenv("OMP_WAIT_POLICY");
-        p = e != NULL && strcasecmp(e, "passive") == 0;
-        atomic_store_explicit(&passive, p, memory_order_relaxed);
-    }
+    static atomic_int cpus; /* read once */
+    const int p = fr_wait_passive();
     if (p) return 0;
     int n = atomic_load_explicit(&cpus, memory_order_relaxed);
     if (n == 0) {

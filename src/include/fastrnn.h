@@ -98,6 +98,15 @@ int fr_set_num_threads(int n);
 int fr_num_threads_setting(void);
 int fr_num_threads(void);
 
+/* How threads that wait for each other inside a call wait, held once for
+ * the library: 0 spin (a budget of FR_FAST_SPIN_TURNS pauses, then yield
+ * the CPU), 1 passive (yield at once; the step team's helpers sleep). The
+ * initial setting is FASTRNN_WAIT_POLICY's, else OMP_WAIT_POLICY's
+ * ("passive" or not). Returns the previous setting; a negative argument
+ * only returns it. Never changes a result's bits. */
+int fr_set_wait_policy(int passive);
+int fr_wait_passive(void);
+
 /* Batch-invariant inference, held once for the library (off until set):
  * with it on, a row of a result is the same bits whatever the other rows
  * (a sequence alone or in any batch, any padding T, any thread count),

@@ -4,6 +4,8 @@
  * width is fast/dispatch.c's (fr_set_fast_width).
  */
 #include <stdatomic.h>
+#include <stdlib.h>
+#include <strings.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -39,6 +41,33 @@ int fr_set_batch_invariant(int on)
 int fr_batch_invariant(void)
 {
     return atomic_load_explicit(&fr_invariant, memory_order_relaxed);
+}
+
+/* How waiting threads wait (fr_set_wait_policy): 0 spin a budget, then
+ * yield; 1 passive, yield at once; -1 not chosen yet (FASTRNN_WAIT_POLICY,
+ * else OMP_WAIT_POLICY, read at the first use). Atomic: read by waiting
+ * threads while a caller sets it. */
+static atomic_int fr_passive = -1;
+
+int fr_set_wait_policy(int passive)
+{
+    if (passive < 0) return fr_wait_passive();
+    const int was = fr_wait_passive();
+    atomic_store_explicit(&fr_passive, passive != 0, memory_order_relaxed);
+    return was;
+}
+
+int fr_wait_passive(void)
+{
+    int p = atomic_load_explicit(&fr_passive, memory_order_relaxed);
+    if (p < 0) {
+        const char *e = getenv("FASTRNN_WAIT_POLICY");
+        if (e == NULL || *e == 0) e = getenv("OMP_WAIT_POLICY");
+        p = e != NULL && strcasecmp(e, "passive") == 0;
+        int expected = -1;   /* a setting made meanwhile wins */
+        if (!atomic_compare_exchange_strong(&fr_passive, &expected, p)) p = expected;
+    }
+    return p;
 }
 
 int fr_max_threads(void)

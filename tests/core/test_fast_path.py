@@ -356,3 +356,47 @@ def test_panel_gemm(shape, fast_restored):
                                            atol=1e-4 * np.sqrt(K) + 1e-6)
                 for other in outs[1:]:
                     assert np.array_equal(outs[0], other), (ta, tb, beta)
+
+
+def test_wait_policy_reaches_the_meeting_and_keeps_bits(fast_restored, restore_threads):
+    """fr.set_wait_policy: 'passive' stops the per-step meeting's spinning
+    (0 turns), 'spin' brings it back; neither changes a bit; the previous
+    policy comes back; another policy is refused naming the argument."""
+    was = fr.get_wait_policy()
+    try:
+        _ext.set_fast_path(True)
+        results = {}
+        for policy in ("passive", "spin"):
+            fr.set_wait_policy(policy)
+            assert fr.get_wait_policy() == policy
+            assert (_ext.spin_turns() == 0) == (policy == "passive")
+            for n in (1, 2):
+                fr.set_num_threads(n)
+                results[policy, n] = _run(*_case(*CASES[0]))
+        for key, other in results.items():
+            for k in other:
+                assert np.array_equal(results["spin", 1][k], other[k]), (key, k)
+        assert fr.set_wait_policy("passive") == "spin"
+        with pytest.raises(ValueError, match="policy: expected 'spin' or 'passive'"):
+            fr.set_wait_policy("active")
+    finally:
+        fr.set_wait_policy(was)
+
+
+@pytest.mark.parametrize("env, want", [({}, "spin"), ({"FASTRNN_WAIT_POLICY": "passive"}, "passive"),
+                                       ({"OMP_WAIT_POLICY": "PASSIVE"}, "passive"),
+                                       ({"FASTRNN_WAIT_POLICY": "spin",
+                                         "OMP_WAIT_POLICY": "passive"}, "spin")])
+def test_wait_policy_from_the_environment(env, want):
+    """The initial policy: FASTRNN_WAIT_POLICY, else OMP_WAIT_POLICY."""
+    import os
+    import subprocess
+    import sys
+    e = {k: v for k, v in os.environ.items()
+         if k not in ("FASTRNN_WAIT_POLICY", "OMP_WAIT_POLICY")}
+    e.update(env)
+    out = subprocess.run([sys.executable, "-c", "import fastrnn as fr; "
+                          "print(fr.get_wait_policy())"], env=e, capture_output=True,
+                         text=True, check=True, cwd=os.path.dirname(os.path.dirname(
+                             os.path.dirname(os.path.abspath(__file__)))))
+    assert out.stdout.strip() == want

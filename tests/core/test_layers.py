@@ -101,6 +101,42 @@ def test_pooling_gradcheck_and_padding(pool):
     np.testing.assert_array_equal(layer(x, LENS), layer(x2, LENS))
 
 
+def _attention_reference(x, W, b, v):
+    """Additive attention pooling over every step, in float64."""
+    x, W, b, v = (np.asarray(a, np.float64) for a in (x, W, b, v))
+    s = np.tanh(x @ W.T + b) @ v
+    a = np.exp(s - s.max(axis=1, keepdims=True))
+    a /= a.sum(axis=1, keepdims=True)
+    return np.einsum("bt,btf->bf", a, x)
+
+
+@pytest.mark.parametrize("pool", ["last", "mean", "max", "attention"])
+@pytest.mark.parametrize("B, T, F", [(1, 1, 1), (1, 7, 5), (3, 13, 11), (2, 1, 4)])
+def test_pooling_without_lengths(pool, B, T, F):
+    """The no-padding path (lengths=None: no mask, no gather): float64
+    gradients by central differences, the same bits as lengths all T, and
+    the values of a plain reference in float32 (2e-4) and float64 (1e-9)."""
+    rng = np.random.default_rng(B * 100 + T * 10 + F)
+    make = {"last": lambda d: fr.LastStep(dtype=d), "mean": lambda d: fr.MeanPooling(dtype=d),
+            "max": lambda d: fr.MaxPooling(dtype=d),
+            "attention": lambda d: fr.AttentionPooling(F, 3, dtype=d, seed=2)}[pool]
+    x = rng.standard_normal((B, T, F))
+    check_layer_grads(make("float64"), x, None)
+    for dtype, tol in (("float32", 2e-4), ("float64", 1e-9)):
+        layer = make(dtype)
+        xd = x.astype(dtype)
+        y = layer(xd)
+        assert y.shape == (B, F) and y.dtype == dtype and y.flags.c_contiguous
+        np.testing.assert_array_equal(y, layer(xd, np.full(B, T)))
+        if pool == "attention":
+            p = layer.params
+            ref = _attention_reference(xd, p["weight"], p["bias"], p["context"])
+        else:
+            ref = {"last": lambda a: a[:, -1], "mean": lambda a: a.mean(1),
+                   "max": lambda a: a.max(1)}[pool](xd.astype(np.float64))
+        np.testing.assert_allclose(y, ref, rtol=tol, atol=tol)
+
+
 def test_pooling_values():
     rng = np.random.default_rng(5)
     x = rng.standard_normal((5, 5, 3))

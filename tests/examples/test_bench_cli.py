@@ -95,12 +95,12 @@ def test_batch_invariant_flag(tmp_path, capsys, monkeypatch):
     setting seen by the timed calls); the JSON says which."""
     import fastrnn as fr
     seen = []
-    measure = bench.measure_interleaved
+    measure = bench.measure_spread
 
     def spy(*a, **kw):
         seen.append(fr.get_batch_invariant())
         return measure(*a, **kw)
-    monkeypatch.setattr(bench, "measure_interleaved", spy)
+    monkeypatch.setattr(bench, "measure_spread", spy)
     for flag, want in (([], False), (["--batch-invariant"], True)):
         seen.clear()
         out = tmp_path / f"b{len(flag)}.json"
@@ -395,3 +395,142 @@ def test_precision_bf16_runs_or_refuses(tmp_path, capsys):
     assert set(r["ms"]) == {"fastrnn", "torch", "fastrnn-bf16", "torch-fp16", "torch-bf16"}
     e = r["reduced"]["errors"]["fastrnn-bf16"]
     assert r["reduced"]["check"] == "ok" and e["max_rel"] <= 0.01 and e["mean_rel"] <= 0.001
+
+
+def test_spread_min_median_max_and_flag(tmp_path, capsys, monkeypatch):
+    """Each engine's min/median/max reach the JSON; a row whose spread is
+    wider than the gap between fastrnn and the best peer is flagged '?'."""
+    stats = bench.measure_spread({"a": lambda: None}, repeat=3, min_time=0.0,
+                                 warmup_time=0.0, settle=0.0)[0]["a"]
+    assert stats["min"] <= stats["median"] <= stats["max"]
+    sp = {"fastrnn": {"min": 1.0, "median": 1.1, "max": 1.5},
+          "torch": {"min": 1.1, "median": 1.2, "max": 1.3}}
+    assert bench.spread_wider_than_gap(sp, "fastrnn", "torch") is True
+    sp["torch"] = {"min": 2.0, "median": 2.1, "max": 2.2}
+    assert bench.spread_wider_than_gap(sp, "fastrnn", "torch") is False
+    assert bench.spread_wider_than_gap(sp, "fastrnn", "ort") is None
+    # a fake spread wide enough: the row is flagged in the JSON and the table
+    real = bench.measure_spread
+
+    def wide(*a, **kw):
+        st, err = real(*a, **kw)
+        for v in st.values():
+            v["min"], v["max"] = v["median"] * 0.1, v["median"] * 10
+        return st, err
+    monkeypatch.setattr(bench, "measure_spread", wide)
+    out = tmp_path / "r.json"
+    assert bench.main(["--shape", "lstm:3:12:5:7:infer", "--engines", "fastrnn,numpy",
+                       "--quick", "--json", str(out)]) == 0
+    row = json.loads(out.read_text())["results"][0]
+    for e in ("fastrnn", "numpy"):
+        assert row["ms_min"][e] < row["ms"][e] < row["ms_max"][e]
+    assert row["spread_wider_than_gap"] is True
+    text = capsys.readouterr().out
+    table_row = next(line for line in text.splitlines() if line.startswith("lstm:3:12"))
+    assert "numpy ?" in table_row and "990%/990%" in table_row
+    assert "note: '?' after a speedup" in text
+
+
+def test_machine_state_in_header_and_json(tmp_path, capsys, monkeypatch):
+    """The JSON and the header keep the BLAS kernels and the machine's load;
+    an OpenBLAS below the CPU's ISA gets a note naming OPENBLAS_CORETYPE."""
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  100 5 50 800 10 0 5 30 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n")
+    assert bench.read_steal(str(stat)) == (30, 1000)   # the 8th field, of the sum of 8
+    assert bench.read_steal(str(tmp_path / "none")) is None
+    monkeypatch.setattr(bench, "read_steal", iter([(10, 1000), (30, 1400)]).__next__)
+    out = tmp_path / "r.json"
+    assert bench.main(["--shape", "gru:2:5:3:4:infer", "--engines", "fastrnn", "--quick",
+                       "--json", str(out)]) == 0
+    meta = json.loads(out.read_text())["meta"]
+    assert meta["load"]["steal_share"] == pytest.approx(0.05)
+    assert len(meta["load"]["loadavg"]) == 3
+    text = capsys.readouterr().out
+    assert "steal 5.0%" in text and "load average" in text
+    pytest.importorskip("threadpoolctl")
+    assert any(d["internal_api"] == "openblas" and d["architecture"] for d in meta["blas"])
+    assert "BLAS: openblas" in text
+    lib = {"internal_api": "openblas", "architecture": "Haswell", "version": "0.3",
+           "filepath": "/x/libopenblas.so", "user_api": "blas"}
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    (note,) = bench.blas_warnings([lib], "avx2 fma avx512f avx512bw")
+    assert "Haswell kernels on a CPU with AVX-512" in note and "OPENBLAS_CORETYPE" in note
+    assert bench.blas_warnings([lib], "avx2 fma") == [
+        "OPENBLAS_CORETYPE=Haswell: NumPy's OpenBLAS runs those kernels, whatever this "
+        "CPU has"]
+    monkeypatch.delenv("OPENBLAS_CORETYPE")
+    assert bench.blas_warnings([dict(lib, architecture="SkylakeX")], "avx2 avx512f") == []
+    assert "Sandybridge" in bench.blas_warnings([dict(lib, architecture="Sandybridge")],
+                                                "avx2 fma")[0]
+
+
+def test_models_section_runs_and_checks(tmp_path, capsys):
+    """--models times the examples' whole models on every engine at the
+    batches asked for, after checking their outputs agree; alone, it skips
+    the shape section."""
+    pytest.importorskip("torch")
+    pytest.importorskip("onnxruntime")
+    out = tmp_path / "m.json"
+    assert bench.main(["--models", "sentiment,co2", "--model-batches", "1,3", "--quick",
+                       "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["results"] == []
+    rows = [(r["model"], r["B"]) for r in data["models"]]
+    assert rows == [("sentiment", 1), ("sentiment", 3), ("co2", 1), ("co2", 3)]
+    for r in data["models"]:
+        assert set(r["ms"]) == {"fastrnn", "torch", "ort"}
+        assert max(r["check"].values()) < 1e-4
+        assert r["speedup"]["ort"] == pytest.approx(r["ms"]["ort"] / r["ms"]["fastrnn"])
+        assert r["ms_min"]["fastrnn"] <= r["ms"]["fastrnn"] <= r["ms_max"]["fastrnn"]
+    text = capsys.readouterr().out
+    assert "whole models" in text and "vs ORT" in text
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--models", "nosuch"])
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--models", "--model-batches", "0"])
+    # every example model builds, and its three engines agree at batch 1
+    from fastrnn import _bench_models as bm
+    for spec in bm.MODELS:
+        case = bm.ModelCase(spec, 1, 1)
+        assert max(bm._check({e: case.runner(e)() for e in ("fastrnn", "torch", "ort")})
+                   .values()) < 1e-4
+
+
+def test_models_section_planted_wrong_output_fails(tmp_path, capsys, monkeypatch):
+    """A model whose peer output differs beyond the float32 claim is not
+    timed: FAIL in the table, a note, exit status 1."""
+    pytest.importorskip("torch")
+    pytest.importorskip("onnxruntime")
+    from fastrnn import _bench_models as bm
+    make = bm.ModelCase._run_ort
+
+    def wrong(self):
+        f = make(self)
+        return lambda: f() * np.float32(1.01)
+    monkeypatch.setattr(bm.ModelCase, "_run_ort", wrong)
+    assert bench.main(["--models", "co2", "--model-batches", "2", "--quick"]) == 1
+    text = capsys.readouterr().out
+    assert "ort differs from fastrnn" in text and "check failed" in text
+
+
+@pytest.mark.parametrize("peer", ["ort", "numpy"])
+def test_pipeline_threads_bench_runs(peer, capsys):
+    """benchmarks/pipeline_threads.py: fastrnn alone and alternating with a
+    peer, both wait policies in one process, on a tiny run; the policy in
+    force before comes back."""
+    import os
+    import runpy
+    import fastrnn as fr
+    if peer == "ort":
+        pytest.importorskip("onnxruntime")
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks",
+                        "pipeline_threads.py")
+    main = runpy.run_path(path)["main"]
+    was = fr.get_wait_policy()
+    assert main(["--quick", "--model", "co2", "--batch", "2", "--threads", "1",
+                 "--peer", peer, "--wait-policy", "both"]) == 0
+    assert fr.get_wait_policy() == was
+    out = capsys.readouterr().out
+    for policy in ("spin", "passive"):
+        assert f"wait policy {policy}:" in out
+    assert out.count("pipeline / alone (medians)") == 4

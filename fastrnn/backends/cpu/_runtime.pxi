@@ -25,6 +25,8 @@ cdef extern from "fastrnn.h" nogil:
     int fr_set_fast_width(int width)
     int fr_set_batch_invariant(int on)
     int fr_batch_invariant()
+    int fr_set_wait_policy(int passive)
+    int fr_wait_passive()
 
 # BLAS comes from SciPy's own library, so threadpoolctl governs the same one.
 fr_set_blas(<fr_sgemm_fn>sgemm, <fr_dgemm_fn>dgemm)
@@ -83,6 +85,30 @@ def set_batch_invariant(bint on):
 def batch_invariant():
     """Whether forward calls are batch-invariant now (set_batch_invariant)."""
     return fr_batch_invariant() != 0
+
+
+cdef extern from *:
+    """
+    int fr_fast_spin_turns(void);  /* fast/schedule.h: the turns a waiting thread spins */
+    """
+    int fr_fast_spin_turns() nogil
+
+
+def spin_turns():
+    """The turns a thread waiting at the per-step meeting spins now, before
+    it yields (0 under the passive wait policy); for the tests."""
+    return fr_fast_spin_turns()
+
+
+def set_wait_passive(bint on):
+    """Passive waits (fastrnn.h, fr_set_wait_policy) on or off; returns the
+    previous setting."""
+    return bool(fr_set_wait_policy(on))
+
+
+def wait_passive():
+    """Whether fastrnn's waiting threads wait passively now."""
+    return fr_wait_passive() != 0
 
 
 def max_threads():

@@ -124,6 +124,70 @@ def get_step_team():
     return _ext.step_team_enabled()
 
 
+_WAIT_POLICIES = ("spin", "passive")
+
+
+def set_wait_policy(policy):
+    """Choose how fastrnn's threads wait for each other inside a call.
+
+    The threads of a time loop meet once a step. With ``"spin"`` (the
+    default) a thread that arrives first spins for a few hundred
+    microseconds, then yields the CPU at every turn; with ``"passive"`` it
+    yields at once, and the step team's helpers sleep instead of spinning.
+    ``"passive"`` is for cores that fastrnn does not have to itself (other
+    processes, other pools): a thread that spins there takes a core that a
+    late thread of its own team may need. A peer library's own spinning
+    (ONNX Runtime's, after each call) is that library's setting: see
+    docs/performance.md. The initial policy is the environment's:
+    ``FASTRNN_WAIT_POLICY`` (``spin`` or ``passive``), else
+    ``OMP_WAIT_POLICY`` (``passive`` or not). It never changes a result's
+    bits (docs/performance.md, "Threads beside other thread pools").
+
+    Parameters
+    ----------
+    policy : {"spin", "passive"}
+        The new policy.
+
+    Returns
+    -------
+    str
+        The previous policy.
+
+    Raises
+    ------
+    ValueError
+        For another policy.
+
+    Examples
+    --------
+    >>> import fastrnn as fr
+    >>> previous = fr.set_wait_policy("passive")
+    >>> fr.get_wait_policy()
+    'passive'
+    >>> _ = fr.set_wait_policy(previous)
+    """
+    if policy not in _WAIT_POLICIES:
+        raise ValueError(f"policy: expected 'spin' or 'passive', got {policy!r}")
+    return _WAIT_POLICIES[_ext.set_wait_passive(policy == "passive")]
+
+
+def get_wait_policy():
+    """Return how fastrnn's threads wait for each other (`set_wait_policy`).
+
+    Returns
+    -------
+    str
+        ``"spin"`` or ``"passive"``.
+
+    Examples
+    --------
+    >>> import fastrnn as fr
+    >>> fr.get_wait_policy() in ("spin", "passive")
+    True
+    """
+    return _WAIT_POLICIES[_ext.wait_passive()]
+
+
 def set_batch_invariant(enabled):
     """Make inference give a sequence the same bits whatever batch it is in.
 
