@@ -261,18 +261,7 @@ class Cache:
     __slots__ = ("inputs", "dirs", "valid", "resets", "dropmasks", "T", "B")
 
 
-def _gemm(a, b, trans_b=False, trans_a=False, out=None, beta=0.0):
-    """a @ op(b) (+ beta*out) through the backend's deterministic GEMM
-    (bits independent of the thread count)."""
-    a = np.ascontiguousarray(a)
-    b = np.ascontiguousarray(b)
-    M = a.shape[1] if trans_a else a.shape[0]
-    N = b.shape[0] if trans_b else b.shape[1]
-    if out is None:
-        out = np.empty((M, N), dtype=a.dtype)
-        beta = 0.0
-    backends.of(a).gemm(a, b, out, trans_a, trans_b, 1.0, beta)
-    return out
+_gemm = backends.matmul   # thread-count-independent bits, as the kernels
 
 
 def _weights(store, spec, l, d):
@@ -663,7 +652,7 @@ def backward(spec, params, grads, cache, dy, dhn, dcn, dh_all, dc_all, want_dsta
     dh_all / dc_all the gradients of forward's states, or None."""
     L, D, H, Hr = spec.L, spec.D, spec.H, spec.Hr
     lstm = spec.mode == "LSTM"
-    T, B, dt = cache.T, cache.B, dy.dtype
+    B, dt = cache.B, dy.dtype
     dh0 = np.empty((L * D, B, Hr), dt)
     dc0 = np.empty((L * D, B, H), dt) if lstm else None
     dcur = dy

@@ -227,12 +227,39 @@ def stream(layer, xs, state=None):
     return np.stack(ys), state
 
 
+def run_capped(tmp_path, code, limit):
+    """Run `code` in a fresh interpreter whose address space is capped at
+    `limit` bytes (an allocation beyond it is a MemoryError, not a swap
+    storm); returns its stdout. Skipped under the sanitizers: AddressSanitizer
+    maps terabytes of shadow memory, which no fixed address-space cap admits."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    import fastrnn as fr
+    if os.environ.get("FASTRNN_SANITIZED"):
+        pytest.skip("RLIMIT_AS under AddressSanitizer (terabytes of shadow)")
+    script = tmp_path / "capped.py"
+    script.write_text("import resource\n"
+                      "resource.setrlimit(resource.RLIMIT_AS, "
+                      f"({limit}, resource.getrlimit(resource.RLIMIT_AS)[1]))\n"
+                      + textwrap.dedent(code))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(fr.__file__)))
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", PYTHONPATH=root)
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                       cwd=root, env=env, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r.stdout
+
+
 helpers_ns = types.SimpleNamespace(
     CELLS=CELLS, GATES=GATES, PARAM_STEMS=PARAM_STEMS, is_lstm=is_lstm,
     param_names=param_names, param_shapes=param_shapes, make_fr=make_fr,
     make_torch=make_torch, make_pair=make_pair,
     torch_state_to_numpy=torch_state_to_numpy, torch_run=torch_run,
     assert_close=assert_close, random_lengths=random_lengths, stream=stream,
+    run_capped=run_capped,
 )
 
 

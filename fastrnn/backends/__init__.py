@@ -20,7 +20,7 @@ import threading
 
 import numpy as np
 
-__all__ = ["Backend", "get", "of", "register", "available"]
+__all__ = ["Backend", "get", "of", "register", "available", "matmul"]
 
 
 class Backend:
@@ -194,3 +194,37 @@ def of(array):
                             "the CPU layers take NumPy arrays (use .get())")
         return get("cuda")
     return get("cpu")
+
+
+def matmul(a, b, *, trans_a=False, trans_b=False, out=None, beta=0.0):
+    """Return ``op(a) @ op(b) (+ beta * out)`` through the GEMM of `a`'s backend.
+
+    The layers' one matrix product: deterministic, its bits independent of
+    the thread count (the backend's contract for ``gemm``).
+
+    Parameters
+    ----------
+    a, b : numpy.ndarray
+        2-D arrays of one dtype (made C-contiguous here if they are not).
+    trans_a, trans_b : bool, default False
+        Use the transpose of `a` (of `b`).
+    out : numpy.ndarray, optional
+        A C-contiguous (M, N) array to write into; None allocates one.
+    beta : float, default 0.0
+        With `out`, add ``beta * out`` to the product (0: overwrite).
+
+    Returns
+    -------
+    numpy.ndarray
+        The (M, N) product, `out` when given.
+    """
+    a = np.ascontiguousarray(a)
+    b = np.ascontiguousarray(b)
+    M = a.shape[1] if trans_a else a.shape[0]
+    N = b.shape[0] if trans_b else b.shape[1]
+    if out is None:
+        out = np.empty((M, N), dtype=a.dtype)
+        beta = 0.0
+    of(a).gemm(a, b, out, trans_a, trans_b, 1.0, beta)
+    return out
+

@@ -6,9 +6,6 @@ import io
 import json
 import os
 import struct
-import subprocess
-import sys
-import textwrap
 import zipfile
 import zlib
 
@@ -108,23 +105,9 @@ def _bomb(good, nbytes):
 
 
 def _run_capped(tmp_path, code, limit=2 << 30):
-    """Run `code` in a fresh interpreter whose address space is capped at
-    `limit` bytes (an allocation beyond it is a MemoryError, not a swap
-    storm); returns its stdout. Skipped under the sanitizers: AddressSanitizer
-    maps terabytes of shadow memory, which no fixed address-space cap admits."""
-    if os.environ.get("FASTRNN_SANITIZED"):
-        pytest.skip("RLIMIT_AS under AddressSanitizer (terabytes of shadow)")
-    script = tmp_path / "capped.py"
-    script.write_text("import resource\n"
-                      "resource.setrlimit(resource.RLIMIT_AS, "
-                      f"({limit}, resource.getrlimit(resource.RLIMIT_AS)[1]))\n"
-                      + textwrap.dedent(code))
-    root = os.path.dirname(os.path.dirname(os.path.abspath(fr.__file__)))
-    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", PYTHONPATH=root)
-    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                       cwd=root, env=env, timeout=120)
-    assert r.returncode == 0, r.stdout + r.stderr
-    return r.stdout
+    """conftest's run_capped with this file's cap."""
+    from conftest import run_capped
+    return run_capped(tmp_path, code, limit)
 
 
 # ---- item 1: the zip bomb -----------------------------------------------------------
