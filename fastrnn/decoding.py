@@ -500,9 +500,12 @@ def beam_search(step, state, bos, eos, beam_size=5, max_length=50, length_penalt
         group = np.repeat(np.arange(starts.size), sizes)
         slot = np.arange(N) - starts[group]
         G, W = starts.size, int(sizes.max())
-        cand = np.full((G, W, V), -np.inf)       # padding slots are never chosen
-        cand[group, slot] = scores[:, None] + lp
-        cand = cand.reshape(G, W * V)
+        if N == G * W:                            # every source has W rows
+            cand = (scores[:, None] + lp).reshape(G, W * V)
+        else:                                     # pad: empty slots are never chosen
+            cand = np.full((G, W, V), -np.inf)
+            cand[group, slot] = scores[:, None] + lp
+            cand = cand.reshape(G, W * V)
         k = min(K, W * V)
         if k < W * V:
             pick = np.argpartition(-cand, k - 1, axis=1)[:, :k]

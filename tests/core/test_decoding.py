@@ -240,6 +240,25 @@ def test_stopping_early_leaves_no_step_unneeded(rng):
     assert all(len(h) == 1 for h in hyps)
 
 
+def test_ties_go_to_the_better_rank_then_the_lower_token():
+    """Of equal extensions the beam keeps those of the better-ranked
+    hypothesis, then of the lower token id (also at the edge of the beam);
+    of equal final scores the earlier finisher comes first; greedy takes
+    the lowest id."""
+    V = 12
+    lp_row = np.log(np.r_[0.01, np.full(V - 1, 0.99 / (V - 1))])  # eos, then all equal
+
+    def step(tokens, state):
+        return np.tile(lp_row, (tokens.shape[0], 1)), state, None
+
+    state = (np.zeros((2, 1)),)
+    for L, want in [(1, [[1], [2], [3], [4], [5]]),
+                    (2, [[1, 1], [1, 2], [1, 3], [1, 4], [1, 5]])]:
+        hyps = beam_search(step, state, V, EOS, beam_size=5, max_length=L, n_best=5)
+        assert [[h.tolist() for h in hs] for hs in hyps] == [want] * 2
+    assert [t.tolist() for t in greedy_decode(step, state, V, EOS, 3)] == [[1, 1, 1]] * 2
+
+
 # ---------------------------------------------------------------- consistency
 
 @pytest.mark.parametrize("kind,alpha", PENALTIES)
