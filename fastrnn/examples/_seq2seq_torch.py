@@ -228,7 +228,7 @@ def param_shapes(**config):
     return shapes
 
 
-def make_params(dtype="float32", seed=None, **config):
+def make_params(dtype="float32", seed=None, scale=1.0, **config):
     """Random flat parameters of a configuration, from a seeded NumPy generator.
 
     torch's default scales: embeddings N(0, 1); every other array U(-k, k)
@@ -241,6 +241,9 @@ def make_params(dtype="float32", seed=None, **config):
     dtype : {"float32", "float64"}, default "float32"
     seed : int or None, default None
         Seed of numpy.random.default_rng; None draws fresh entropy.
+    scale : float, default 1.0
+        Multiplies k (not the embeddings): tests use scale > 1 to drive the
+        cells and the attention out of their near-linear range.
     **config
         The constructor arguments (see `resolve_config`).
 
@@ -267,6 +270,9 @@ def make_params(dtype="float32", seed=None, **config):
     True
     """
     dtype = _dtype_name(dtype)
+    if (isinstance(scale, bool) or not isinstance(scale, numbers.Real)
+            or not 0 < float(scale) < np.inf):
+        raise ValueError(f"scale must be a positive finite number, got {scale!r}")
     c = resolve_config(**config)
     shapes = param_shapes(**c)
     rng = np.random.default_rng(seed)
@@ -284,7 +290,7 @@ def make_params(dtype="float32", seed=None, **config):
                 fan = shapes[module + ".weight"][1]
             else:                        # a weight's fan-in; attention.v: A
                 fan = shape[-1]
-            k = 1.0 / np.sqrt(fan)
+            k = float(scale) / np.sqrt(fan)
             a = rng.uniform(-k, k, shape)
         params[name] = np.ascontiguousarray(a, dtype=dtype)
     return params
