@@ -1,4 +1,5 @@
-"""The torch twin of fr.Seq2Seq (fastrnn/examples/_seq2seq_torch.py, issue 25).
+"""The torch twin of fr.Seq2Seq (fastrnn/examples/_seq2seq_torch.py) and the
+parity check of fr.Seq2Seq against it (issue 25).
 
 The twin is checked against an independent NumPy reading of the spec
 (/work/notes/seq2seq_spec.md): fastrnn._reference's torch-exact LSTM/GRU/RNN
@@ -8,9 +9,17 @@ and float64, with lengths 1 and batch 1 and prime sizes. Then: zero attention
 on padding, padding content ignored, each row alone equals its row in the
 batch, the flat parameter dict round-trips, gradients by central differences,
 the loss counts only valid steps, dropout only in training, clear errors.
+
+check_parity compares fr.Seq2Seq's logits, loss and every gradient with the
+twin in float64 holding the same weights (float64 rtol 1e-9, float32 2e-4,
+atol scaled as tests/conftest.py's assert_close); it skips until
+fastrnn/seq2seq.py exists, and is itself checked now on stand-ins served by
+the twin (one honest, the others each with one planted error).
 """
 import copy
 import doctest
+import importlib
+import importlib.util
 import itertools
 import os
 import pickle
@@ -517,4 +526,154 @@ def test_twin_deepcopy_is_independent():
     other = copy.deepcopy(twin)
     other.load_params(s2s.make_params("float32", 1, **config()))
     assert not np.array_equal(twin.flat_params()["out.bias"], other.flat_params()["out.bias"])
+
+
+# ---------------------------------------------------------------------------
+# fr.Seq2Seq against the twin
+
+
+def fr_seq2seq():
+    """fr.Seq2Seq, or a skip while fastrnn/seq2seq.py does not exist (an
+    import error inside an existing module fails, it does not skip)."""
+    try:
+        module = importlib.import_module("fastrnn.seq2seq")
+    except ModuleNotFoundError as e:
+        if e.name != "fastrnn.seq2seq":
+            raise
+        pytest.skip("fastrnn.seq2seq not built yet")
+    return module.Seq2Seq
+
+
+def check_parity(fr_model_factory, config, dtype, seed=0, data_seed=0,
+                 src_lengths=SRC_LENGTHS, symbols=TGT_SYMBOLS, scale=SCALE):
+    """fr model's logits, loss and gradients against the twin in float64.
+
+    fr_model_factory(**config, dtype=dtype, seed=seed) must give a model
+    with .params (the spec's flat dict, arrays of dtype) and
+    .loss_and_grads(src, src_lengths, yin, targets, tgt_lengths) ->
+    (loss, logits (B,T,Vt+1), grads dict of the same keys), computed in
+    training mode (config's dropout must be 0). tgt_lengths are the valid
+    decoder steps (n_b + 1). The twin holds the model's own weights, widened
+    to float64 (exactly), so its rounding is negligible and the tolerance
+    measures the model alone. `scale` (None: leave them) multiplies the
+    model's arrays in place first: the model must compute from
+    model.params's arrays, and the embeddings are left as they are.
+    """
+    assert config.get("dropout", 0.0) == 0.0, "parity needs dropout 0"
+    model = fr_model_factory(**config, dtype=dtype, seed=seed)
+    shapes = s2s.param_shapes(**config)
+    params = model.params
+    assert set(params) == set(shapes), (sorted(set(params) ^ set(shapes)))
+    for k, shape in shapes.items():
+        assert np.asarray(params[k]).shape == shape, k
+        assert np.asarray(params[k]).dtype == np.dtype(dtype), k
+    if scale is not None:  # as make_params(scale=...): the embeddings stay
+        for k, v in params.items():
+            if not k.endswith("embedding.weight"):
+                v *= np.asarray(scale, v.dtype)
+    params = {k: np.array(v, copy=True) for k, v in params.items()}
+    truth = TorchSeq2Seq(**config, dtype="float64")
+    truth.load_params(params)
+    src, ls, yin, targets, steps = batch(np.random.default_rng(data_seed), src_lengths, symbols)
+    loss, logits, grads = model.loss_and_grads(src, ls, yin, targets, steps)
+    t_loss, t_logits, t_grads = truth.loss_and_grads(src, ls, yin, targets, steps)
+    logits = np.asarray(logits)
+    assert logits.dtype == np.dtype(dtype), logits.dtype
+    assert_close(logits, t_logits, dtype, "logits")
+    assert np.ndim(loss) == 0
+    assert_close(float(loss), t_loss, dtype, "loss")
+    assert set(grads) == set(shapes), (sorted(set(grads) ^ set(shapes)))
+    for k in shapes:
+        g = np.asarray(grads[k])
+        assert g.dtype == np.dtype(dtype), (k, g.dtype)
+        assert_close(g, t_grads[k], dtype, f"grad {k}")
+    for k in shapes:  # computing left the model's weights as they were
+        np.testing.assert_array_equal(model.params[k], params[k], err_msg=k)
+
+
+# every option at least once, with the edges: lengths 1, an empty target
+# sequence, batch 1 with S = T = 1
+PARITY = [  # combo, src_lengths, target symbols
+    (("lstm", "lstm", (1, 1), True, "general", True, "dense"), SRC_LENGTHS, TGT_SYMBOLS),
+    (("lstm", "lstm", (2, 2), True, "bahdanau", True, "dense"), SRC_LENGTHS, TGT_SYMBOLS),
+    (("lstm", "gru", (2, 1), False, "dot", False, "dense"), SRC_LENGTHS, TGT_SYMBOLS),
+    (("gru", "lstm", (1, 2), True, "dot", True, "dense"), SRC_LENGTHS, TGT_SYMBOLS),
+    (("gru", "gru", (2, 2), False, "general", False, "zeros"), SRC_LENGTHS, TGT_SYMBOLS),
+    (("rnn", "lstm", (1, 1), False, "bahdanau", False, "zeros"), SRC_LENGTHS, TGT_SYMBOLS),
+    (("rnn", "gru", (2, 1), True, "general", True, "dense"), (2, 7), (5, 1)),
+    (("lstm", "lstm", (1, 2), True, "bahdanau", False, "zeros"), (1,), (0,)),
+    (("gru", "gru", (1, 1), True, "dot", True, "dense"), (3,), (4,)),
+]
+PARITY_IDS = [f"{combo_id(c)}-S{max(sl)}B{len(sl)}" for c, sl, _ in PARITY]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("case", PARITY, ids=PARITY_IDS)
+def test_fr_seq2seq_matches_the_twin(case, dtype):
+    Seq2Seq = fr_seq2seq()
+    combo, src_lengths, symbols = case
+    check_parity(Seq2Seq, combo_config(combo), dtype, seed=7,
+                 src_lengths=np.asarray(src_lengths), symbols=symbols)
+
+
+class TwinAsFr:
+    """fr.Seq2Seq's expected interface, served by the twin: the stand-in
+    that checks check_parity before fr.Seq2Seq exists. `defect` plants one
+    error in what it returns."""
+
+    def __init__(self, dtype="float32", seed=None, defect=None, **config):
+        self.twin = TorchSeq2Seq(**config, dtype=dtype, seed=seed)
+        self.params = self.twin.flat_params()
+        self.defect = defect
+
+    def loss_and_grads(self, *args):
+        self.twin.load_params(self.params)
+        loss, logits, grads = self.twin.loss_and_grads(*args)
+        eps = 1e-3 if self.twin.np_dtype == np.float32 else 1e-7  # 5x the tolerance and more
+        if self.defect == "logit":
+            logits[0, 0, 0] += eps * max(1.0, abs(logits[0, 0, 0]))
+        elif self.defect == "loss":
+            loss *= 1 + eps
+        elif self.defect == "grad":
+            g = grads["encoder.weight_hh_l0"]
+            i = np.unravel_index(np.argmax(np.abs(g)), g.shape)
+            g[i] *= 1 + 10 * eps
+        elif self.defect == "missing grad":
+            del grads["attention.weight"]
+        elif self.defect == "float64 grads":
+            grads = {k: g.astype(np.float64) for k, g in grads.items()}
+        elif self.defect == "moves weights":
+            self.params["out.bias"] = self.params["out.bias"] + 1
+        return loss, logits, grads
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_check_parity_passes_the_twin_itself(dtype):
+    """torch in float32 meets the float32 tolerance against float64 truth
+    (so fr.Seq2Seq is held to what torch achieves)."""
+    for combo, src_lengths, symbols in PARITY:
+        check_parity(TwinAsFr, combo_config(combo), dtype, seed=7,
+                     src_lengths=np.asarray(src_lengths), symbols=symbols)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("defect", ["logit", "loss", "grad", "missing grad",
+                                    "float64 grads", "moves weights"])
+def test_check_parity_catches_a_planted_error(defect, dtype):
+    if defect == "float64 grads" and dtype == "float64":
+        pytest.skip("float64 grads are right for a float64 model")
+
+    def factory(**kw):
+        return TwinAsFr(defect=defect, **kw)
+
+    with pytest.raises(AssertionError):
+        check_parity(factory, config(), dtype, seed=7)
+
+
+def test_check_parity_skip_reason(monkeypatch):
+    """Without fastrnn/seq2seq.py the parity tests skip with this reason."""
+    if importlib.util.find_spec("fastrnn.seq2seq") is not None:
+        pytest.skip("fastrnn.seq2seq exists")
+    with pytest.raises(pytest.skip.Exception, match="fastrnn.seq2seq not built yet"):
+        fr_seq2seq()
 
