@@ -19,6 +19,8 @@ from .layers import (Activation, AttentionPooling, Dense, Dropout, Embedding, La
                      Layer, MaxPooling, MeanPooling, register_layer)
 from .gradcheck import GradientCheckError, GradientReport, check_gradients
 from .streaming import StreamSession
+from .seq2seq import Seq2Seq
+from . import decoding
 from .quantization import quantization_report
 from . import formats
 from .formats import (from_keras, from_keras_sequential, from_keras_weights, from_onnx,
@@ -35,4 +37,4 @@ __all__ = ["RNN", "LSTM", "GRU", "RNNBase", "LayerNormLSTM", "Layer", "from_torc
            "EarlyStopping", "ModelCheckpoint", "LearningRateScheduler", "History",
            "ctc_greedy_decode", "ctc_beam_decode", "edit_distance", "register_layer",
            "check_gradients", "GradientReport", "GradientCheckError",
-           "StreamSession", "quantization_report"]
+           "StreamSession", "quantization_report", "Seq2Seq", "decoding"]

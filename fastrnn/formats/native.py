@@ -40,6 +40,7 @@ from ..layers import layer_classes
 from .. import losses, optim
 from .. import regularized  # noqa: F401 - its layers (and recurrent's) register on import
 from ..model import Sequential
+from ..seq2seq import Seq2Seq
 from ._files import (atomic_write, check_bytes, max_bytes as _max_bytes, open_regular,
                      open_source)
 
@@ -103,8 +104,11 @@ def save(model, path, include_optimizer=True):
     >>> [type(l).__name__ for l in loaded.layers]
     ['GRU', 'Dense']
     """
+    if isinstance(model, Seq2Seq):
+        return _save_seq2seq(model, path, include_optimizer)
     if not isinstance(model, Sequential):
-        raise TypeError(f"model: expected an fr.Sequential, got {type(model).__name__}")
+        raise TypeError(f"model: expected an fr.Sequential or fr.Seq2Seq, got "
+                        f"{type(model).__name__}")
     table = _LAYERS
     layers_cfg = []
     for i, l in enumerate(model.layers):
@@ -131,16 +135,7 @@ def save(model, path, include_optimizer=True):
             compile_cfg["sharding"] = dict(model.sharding)
         opt = model.optimizer
         if opt is not None:
-            compile_cfg["optimizer"] = {"class": type(opt).__name__,
-                                        "config": opt.get_config(), "state": None}
-            if include_optimizer:
-                ocfg, oarr = opt.state_dict()
-                compile_cfg["optimizer"]["state"] = ocfg
-                for k, v in oarr.items():
-                    arrays[f"optimizer/{k}"] = np.asarray(v)
-    for k in arrays:
-        if not all(_NAME.match(part) for part in k.split("/")):
-            raise ValueError(f"array name {k!r} cannot be stored")
+            compile_cfg["optimizer"] = _optimizer_entry(opt, include_optimizer, arrays)
     config = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "fastrnn_version": __version__,
         "model": "Sequential", "dtype": model.dtype.name, "seed": model.seed,
@@ -148,6 +143,79 @@ def save(model, path, include_optimizer=True):
         "arrays": {k: {"dtype": np.asarray(v).dtype.name, "shape": list(np.shape(v))}
                    for k, v in arrays.items()},
     }
+    _write(path, config, arrays)
+
+
+def _optimizer_entry(opt, include_optimizer, arrays):
+    """The config of an attached optimizer, its state arrays put into `arrays`."""
+    entry = {"class": type(opt).__name__, "config": opt.get_config(), "state": None}
+    if include_optimizer:
+        ocfg, oarr = opt.state_dict()
+        entry["state"] = ocfg
+        for k, v in oarr.items():
+            arrays[f"optimizer/{k}"] = np.asarray(v)
+    return entry
+
+
+def _save_seq2seq(model, path, include_optimizer):
+    arrays = {f"model/{n}": p for n, p in model.params.items()}
+    comp = None
+    if model.optimizer is not None:
+        comp = {"clip_norm": model.clip_norm,
+                "optimizer": _optimizer_entry(model.optimizer, include_optimizer, arrays)}
+    config = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "fastrnn_version": __version__,
+        "model": "Seq2Seq", "seq2seq": model.get_config(), "compile": comp,
+        "arrays": {k: {"dtype": np.asarray(v).dtype.name, "shape": list(np.shape(v))}
+                   for k, v in arrays.items()},
+    }
+    _write(path, config, arrays)
+
+
+def _load_seq2seq(config, arrays, shown):
+    """A Seq2Seq from its file: sizes checked against the arrays before any
+    allocation, weights loaded, the optimizer re-attached with its state."""
+    cfg = config["seq2seq"]
+    if not all(isinstance(k, str) and k.isidentifier() for k in cfg):
+        _fail(shown, "seq2seq: bad argument names in its config")
+    probe = Seq2Seq.__new__(Seq2Seq)
+    try:
+        probe._configure(**cfg)
+    except (TypeError, ValueError) as e:
+        _fail(shown, f"seq2seq: bad config: {e}")
+    weights = {k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")}
+    want = probe.parameter_shapes()
+    got = {k: tuple(v.shape) for k, v in weights.items()}
+    if want != got:
+        diff = sorted(set(want.items()) ^ set(got.items()))[:4]
+        _fail(shown, f"seq2seq: the arrays do not match the config (first differences: "
+                     f"{diff})")
+    model = Seq2Seq(**cfg)
+    model.load_state_dict(weights)
+    comp = config.get("compile")
+    if comp is not None:
+        _fields(comp, "compile", ("clip_norm", "optimizer"), ("optimizer",), shown)
+        ocfg = _fields(comp["optimizer"], "compile.optimizer", ("class", "config", "state"),
+                       ("class", "config"), shown)
+        if not isinstance(ocfg["class"], str):
+            _fail(shown, "compile.optimizer.class: expected a string")
+        okw = _kwargs(ocfg["config"], "compile.optimizer.config", shown)
+        clip = comp.get("clip_norm")
+        try:
+            model.compile(optim.get(ocfg["class"].lower(), **okw), clip_norm=clip)
+            if ocfg.get("state") is not None:
+                oarr = {k[len("optimizer/"):]: v for k, v in arrays.items()
+                        if k.startswith("optimizer/")}
+                model.optimizer.load_state_dict(ocfg["state"], oarr)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            _fail(shown, f"compile: {type(e).__name__}: {e}")
+    return model
+
+
+def _write(path, config, arrays):
+    for k in arrays:
+        if not all(_NAME.match(part) for part in k.split("/")):
+            raise ValueError(f"array name {k!r} cannot be stored")
     # a unique exclusive temporary file renamed over `path` when complete: a
     # failed save (full disk, a directory at `path`) leaves nothing behind and
     # the old file intact, and a planted PATH.tmp symlink is never followed
@@ -269,9 +337,14 @@ def _read_archive(src, shown, cap):
             _fail(shown, f"file format version {ver} is newer than this fastrnn "
                          f"({__version__}) reads (up to {FORMAT_VERSION}); upgrade fastrnn")
         specs = config.get("arrays")
-        layers_cfg = config.get("layers")
-        if not isinstance(specs, dict) or not isinstance(layers_cfg, list) or not layers_cfg:
-            _fail(shown, "config.json lacks 'arrays' or 'layers'")
+        if config.get("model") == "Seq2Seq":
+            if not isinstance(specs, dict) or not isinstance(config.get("seq2seq"), dict):
+                _fail(shown, "config.json lacks 'arrays' or 'seq2seq'")
+        else:
+            layers_cfg = config.get("layers")
+            if not isinstance(specs, dict) or not isinstance(layers_cfg, list) or \
+                    not layers_cfg:
+                _fail(shown, "config.json lacks 'arrays' or 'layers'")
         expected = {f"arrays/{k}.npy" for k in specs}
         members = set(by_name) - {"config.json"}
         if expected != members:
@@ -526,6 +599,8 @@ def load(path, max_bytes=None):
             config, arrays = _read_archive(src, shown, cap)
     except _ARCHIVE_ERRORS as e:
         _fail(shown, f"damaged archive ({type(e).__name__}: {e})")
+    if config.get("model") == "Seq2Seq":
+        return _load_seq2seq(config, arrays, shown)
     layers_cfg = config["layers"]
     _check_sizes(layers_cfg, arrays, shown)
 
