@@ -1,0 +1,170 @@
+"""Grapheme-to-phoneme conversion on the standard CMUdict split with fr.Seq2Seq.
+
+Data: ../shared/data/g2p-cmudict/ (g014b2b.train: 113,438 pronunciations of
+106,837 words; g014b2b.ref: 12,000 test words with every reference). A seeded
+3% of the training words is held out as a dev set (variants together).
+
+    letters (B, S) -> Embedding(E) -> BiLSTM(H) per direction, lengths
+    -> bridge: h0 = tanh(W [h_fwd; h_bwd]), c0 = W' [c_fwd; c_bwd]
+    -> LSTM decoder (Hd), input feeding, Luong "general" attention
+       a_t = softmax_s(h_t W_a enc_s), masked past each word's length
+       h~_t = tanh(W_c [sum_s a_ts enc_s; h_t]) -> Dense -> phones + <eos>
+
+Training: Adam, teacher forcing, dropout, the learning rate halved when the
+dev WER stops improving; the weights of the best dev WER (greedy) are kept.
+Decoding: greedy and beam search. Scoring as the literature does: a word is
+right if it equals any reference (WER); PER = edits to the closest
+reference / its length. Baseline: each letter's most frequent phone (learnt
+from words with as many letters as phones), which `--quick` must beat.
+
+    python -m fastrnn.examples.g2p [--quick] [--time-limit MIN] [--beam 5]
+
+Writes OUT/g2p.json (results), OUT/g2p_attention.svg (attention of a few
+test words) and OUT/g2p.fastrnn (the model, fr.load reads it).
+"""
+import collections
+import json
+import os
+import time
+
+import numpy as np
+
+import fastrnn as fr
+from fastrnn.examples import _common as C
+from fastrnn.examples import _g2p_data as G
+
+PLOT_WORDS = ("PHOENIX", "KNIGHTS", "THOUGHTFUL", "XYLOPHONE", "QUEUE", "ASPHALT")
+
+
+def letter_baseline(train, phones):
+    """Each letter's most frequent phone, learnt from the words whose letter
+    count equals their phone count (aligned one to one)."""
+    counts = collections.defaultdict(collections.Counter)
+    for w, ph in train:
+        if len(w) == len(ph):
+            for c, p in zip(w, ph):
+                counts[c][p] += 1
+    table = {c: n.most_common(1)[0][0] for c, n in counts.items()}
+    return lambda word: tuple(table[c] for c in word if c in table)
+
+
+def build(args, n_src, n_tgt, seed):
+    return fr.Seq2Seq(n_src, n_tgt, embedding_dim=args.embedding, hidden_size=args.hidden,
+                      num_layers=args.layers, bidirectional=True, cell="lstm",
+                      decoder_hidden=args.decoder_hidden, decoder_layers=1,
+                      attention=args.attention, input_feeding=True, bridge="dense",
+                      dropout=args.dropout, seed=seed)
+
+
+def decode(model, words, gvoc, pvoc, beam, batch_size=256, attention=False):
+    """Phone tuples (and attention matrices) of words."""
+    src = [gvoc.encode(w) for w in words]
+    out = model.predict(src, beam_size=beam, batch_size=batch_size,
+                        return_attention=attention)
+    hyps, att = out if attention else (out, None)
+    phones = [pvoc.decode(h) for h in hyps]
+    return (phones, att) if attention else phones
+
+
+def train(model, args, src, tgt, dev, gvoc, pvoc, budget, checkpoint=None):
+    """Epochs until args.epochs or the time budget: keep the best dev WER's weights."""
+    model.compile("adam", lr=args.lr, clip_norm=5.0)
+    best, best_state, bad, log = None, None, 0, []
+    start = time.perf_counter()
+    dev_words = [w for w, _ in dev]
+    dev_refs = [r for _, r in dev]
+    for epoch in range(args.epochs):
+        t0 = time.perf_counter()
+        h = model.fit(src, tgt, epochs=1, batch_size=args.batch_size, seed=args.seed + epoch,
+                      verbose=0)
+        fit_s = time.perf_counter() - t0
+        s = G.score(decode(model, dev_words, gvoc, pvoc, 1), dev_refs)
+        log.append(dict(epoch=epoch + 1, loss=h["loss"][-1], dev_wer=s.wer, dev_per=s.per,
+                        lr=model.optimizer.lr, fit_seconds=fit_s))
+        if args.verbose:
+            print(f"epoch {epoch + 1}: loss {h['loss'][-1]:.4f}  dev WER {s.wer:.2f}  "
+                  f"PER {s.per:.2f}  lr {model.optimizer.lr:.2e}  fit {fit_s:.0f} s", flush=True)
+        if best is None or s.wer < best:
+            best, best_state, bad = s.wer, model.state_dict(), 0
+            if checkpoint:   # the best weights so far survive an interrupted run
+                model.save(checkpoint, include_optimizer=False)
+        else:
+            bad += 1
+            if bad >= args.patience:
+                model.optimizer.lr = model.optimizer.lr * 0.5
+                bad = 0
+        spent = time.perf_counter() - start
+        per_epoch = spent / (epoch + 1)
+        if spent + per_epoch > budget:
+            break
+    model.load_state_dict(best_state)
+    return log, time.perf_counter() - start
+
+
+def main(argv=None):
+    p = C.parser(__doc__.splitlines()[0], epochs=60, batch_size=64, threads=2)
+    p.add_argument("--data", default=None, help="folder of the g014b2b files")
+    p.add_argument("--time-limit", type=float, default=105.0,
+                   help="minutes of training (the epoch that would pass it is not started)")
+    p.add_argument("--embedding", type=int, default=64)
+    p.add_argument("--hidden", type=int, default=256, help="encoder units per direction")
+    p.add_argument("--layers", type=int, default=2, help="encoder layers")
+    p.add_argument("--decoder-hidden", type=int, default=512)
+    p.add_argument("--attention", default="general", choices=("general", "dot", "bahdanau"))
+    p.add_argument("--dropout", type=float, default=0.3)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--patience", type=int, default=2,
+                   help="epochs without a better dev WER before the lr is halved")
+    p.add_argument("--beam", type=int, default=5)
+    p.add_argument("--dev-fraction", type=float, default=0.03)
+    args = p.parse_args(argv)
+    if args.quick:
+        args.epochs, args.hidden, args.decoder_hidden = min(args.epochs, 12), 48, 96
+        args.layers, args.embedding, args.dropout = 1, 32, 0.0
+        args.lr, args.time_limit = 5e-3, min(args.time_limit, 0.6)
+    C.pin_threads(args.threads)
+    pairs, test = G.load_split(args.data)
+    train_pairs, dev = G.dev_split(pairs, fraction=args.dev_fraction, seed=args.seed)
+    gvoc, pvoc = G.vocabs(pairs)
+    if args.quick:
+        rng = np.random.default_rng(args.seed)
+        train_pairs = [train_pairs[i] for i in rng.choice(len(train_pairs), 6000, False)]
+        dev = dev[:300]
+        test = [test[i] for i in rng.choice(len(test), 1000, False)]
+    src = [gvoc.encode(w) for w, _ in train_pairs]
+    tgt = [pvoc.encode(ph, word=w) for w, ph in train_pairs]
+    model = build(args, len(gvoc.symbols), len(pvoc.symbols), args.seed)
+    print(f"g2p: {len(train_pairs)} training pronunciations, {len(dev)} dev words, "
+          f"{len(test)} test words; {sum(p.size for p in model.params.values()):,} "
+          f"parameters; {fr.get_num_threads()} threads", flush=True)
+    os.makedirs(args.out, exist_ok=True)
+    log, fit_s = train(model, args, src, tgt, dev, gvoc, pvoc, args.time_limit * 60,
+                       checkpoint=os.path.join(args.out, "g2p_best.fastrnn"))
+
+    words = [w for w, _ in test]
+    refs = [r for _, r in test]
+    results = {}
+    base = letter_baseline(train_pairs, pvoc)
+    s = G.score([base(w) for w in words], refs)
+    results["letter baseline"] = {"wer": s.wer, "per": s.per}
+    for name, beam in (("greedy", 1), (f"beam {args.beam}", args.beam)):
+        with C.Timer() as t:
+            hyps = decode(model, words, gvoc, pvoc, beam)
+        s = G.score(hyps, refs)
+        results[f"fastrnn {name}"] = {"wer": s.wer, "per": s.per, "decode_s": t.seconds,
+                                      "fit_s": fit_s, "epochs": len(log)}
+    plot_words = [w for w in PLOT_WORDS if gvoc.index.keys() >= set(w)]
+    hyps, att = decode(model, plot_words, gvoc, pvoc, args.beam, attention=True)
+    os.makedirs(args.out, exist_ok=True)
+    panels = [(a, tuple(w), tuple(h) + ("</s>",), w) for w, h, a in zip(plot_words, hyps, att)]
+    G.write_attention_grid_svg(os.path.join(args.out, "g2p_attention.svg"), panels,
+                               title=f"fr.Seq2Seq attention (beam {args.beam})")
+    model.save(os.path.join(args.out, "g2p.fastrnn"))
+    C.report("g2p", args, results)
+    with open(os.path.join(args.out, "g2p_epochs.json"), "w") as f:
+        json.dump(log, f, indent=1)
+    return results
+
+
+if __name__ == "__main__":
+    main()
