@@ -47,7 +47,7 @@ suppress_warnings = ["myst.xref_missing"]
 # The API pages. Group of an object: by the module that defines it.
 GROUPS = {
     "layers": ["fastrnn.recurrent", "fastrnn.regularized", "fastrnn.layers"],
-    "model": ["fastrnn.model", "fastrnn.streaming"],
+    "model": ["fastrnn.model", "fastrnn.streaming", "fastrnn.seq2seq", "fastrnn.decoding"],
     "losses": ["fastrnn.losses"],
     "optim": ["fastrnn.optim"],
     "formats": ["fastrnn.formats"],

@@ -390,6 +390,7 @@ TEST_MARKS = {
         "examples/test_bench_cli.py::test_precision_bf16_runs_or_refuses",
         "examples/test_examples_ctc.py::test_torch_twin_same_start",
         "examples/test_examples_seq.py::test_co2_torch_twin_same_start",
+        "examples/test_examples_g2p.py::test_g2p_compare_torch_times_both",
         "examples/test_examples_seq.py::test_vowels_torch_twin_same_start",
         "examples/test_examples_text.py::test_cross_entropy_plain_path_same_bits",
         "formats/test_keras_io.py::test_live_bidirectional",
@@ -501,6 +502,10 @@ TEST_MARKS = {
         "core/test_sklearn.py::test_import_fastrnn_does_not_import_sklearn",
         "core/test_sklearn.py::test_learns_the_blobs_of_check_classifiers_train",
         "core/test_sklearn.py::test_docs_example_runs",
+        # fr.Seq2Seq trained on a toy task, twice on 1 and 2 threads, saved and resumed
+        "core/test_seq2seq.py::test_learns_to_reverse_and_decodes_it",
+        "core/test_seq2seq.py::test_seeded_fits_give_the_same_bits_on_1_and_2_threads",
+        "core/test_seq2seq.py::test_save_load_round_trip_resumes_training",
         # (scikit-learn's estimator checks stay quick, and unnamed here: their
         # ids hold the estimator's repr and scikit-learn's check names)
     ],

@@ -101,6 +101,42 @@ def train(model, args, src, tgt, dev, gvoc, pvoc, budget, checkpoint=None):
     return log, time.perf_counter() - start
 
 
+def compare_torch(args, gvoc, pvoc, src, tgt):
+    """Fit time of one pass over the same words, same batches, in fastrnn and in
+    the same model in PyTorch from the same initial weights (Adam, clipping)."""
+    torch = C.need_torch()
+    from fastrnn.examples import _seq2seq_torch
+    C.pin_threads(args.threads)
+    n = min(len(src), args.torch_words)
+    src, tgt = src[:n], tgt[:n]
+    model = build(args, len(gvoc.symbols), len(pvoc.symbols), args.seed)
+    cfg = {k: v for k, v in model.get_config().items() if k not in ("dtype", "seed")}
+    net = _seq2seq_torch.TorchSeq2Seq(**cfg)
+    net.load_params(model.state_dict())
+    net.train()
+    opt = torch.optim.Adam(net.parameters(), lr=args.lr)
+    model.compile("adam", lr=args.lr, clip_norm=5.0)
+    lengths = np.array([len(s) for s in src])
+    batches = model._batches(n, lengths, args.batch_size, None)  # fit's order without shuffle
+    tensors = []
+    for idx in batches:
+        s, ls, yin, y, ly = model._batch([src[i] for i in idx], [tgt[i] for i in idx])
+        tensors.append(tuple(torch.from_numpy(a) for a in (s, ls, yin, y, ly)))
+    C.warm_up(C.fit_copy(model, src[:2 * args.batch_size], tgt[:2 * args.batch_size],
+                         epochs=1, batch_size=args.batch_size, shuffle=False))
+    with C.Timer() as t_fr:
+        model.fit(src, tgt, epochs=1, batch_size=args.batch_size, shuffle=False, verbose=0)
+    with C.Timer() as t_torch:
+        for s, ls, yin, y, ly in tensors:
+            opt.zero_grad()
+            loss = net.loss(net(s, ls, yin), y, ly)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+            opt.step()
+    return {"words": n, "fastrnn_fit_s": t_fr.seconds, "torch_fit_s": t_torch.seconds,
+            "speedup": t_torch.seconds / t_fr.seconds}
+
+
 def main(argv=None):
     p = C.parser(__doc__.splitlines()[0], epochs=60, batch_size=64, threads=2)
     p.add_argument("--data", default=None, help="folder of the g014b2b files")
@@ -117,11 +153,16 @@ def main(argv=None):
                    help="epochs without a better dev WER before the lr is halved")
     p.add_argument("--beam", type=int, default=5)
     p.add_argument("--dev-fraction", type=float, default=0.03)
+    p.add_argument("--torch-words", type=int, default=20000,
+                   help="--compare-torch: words of the timed pass (both engines)")
     args = p.parse_args(argv)
+    if args.epochs < 1 and not args.compare_torch:
+        p.error("--epochs: at least 1 (0 only with --compare-torch, to time the engines)")
     if args.quick:
         args.epochs, args.hidden, args.decoder_hidden = min(args.epochs, 12), 48, 96
         args.layers, args.embedding, args.dropout = 1, 32, 0.0
         args.lr, args.time_limit = 5e-3, min(args.time_limit, 0.6)
+        args.torch_words = min(args.torch_words, 1000)
     C.pin_threads(args.threads)
     pairs, test = G.load_split(args.data)
     train_pairs, dev = G.dev_split(pairs, fraction=args.dev_fraction, seed=args.seed)
@@ -133,6 +174,15 @@ def main(argv=None):
         test = [test[i] for i in rng.choice(len(test), 1000, False)]
     src = [gvoc.encode(w) for w, _ in train_pairs]
     tgt = [pvoc.encode(ph, word=w) for w, ph in train_pairs]
+    if args.compare_torch:
+        got = compare_torch(args, gvoc, pvoc, src, tgt)
+        print(f"fit of {got['words']} words, same batches: fastrnn {got['fastrnn_fit_s']:.1f} s, "
+              f"torch {got['torch_fit_s']:.1f} s ({got['speedup']:.2f}x)", flush=True)
+        os.makedirs(args.out, exist_ok=True)
+        with open(os.path.join(args.out, "g2p_torch.json"), "w") as f:
+            json.dump(dict(got, threads=args.threads), f, indent=1)
+        if args.epochs == 0:
+            return got
     model = build(args, len(gvoc.symbols), len(pvoc.symbols), args.seed)
     print(f"g2p: {len(train_pairs)} training pronunciations, {len(dev)} dev words, "
           f"{len(test)} test words; {sum(p.size for p in model.params.values()):,} "

@@ -188,3 +188,18 @@ def test_predict_stops_at_max_length_and_handles_batch_1():
     assert len(out) == 1 and len(out[0]) <= 2
     out = m.predict([[1, 2, 3]], beam_size=3, max_length=3, length_penalty="wu", alpha=0.6)
     assert len(out[0]) <= 3
+
+
+def test_fit_takes_validation_data_and_the_model_callbacks(tmp_path):
+    rng = np.random.default_rng(0)
+    src, tgt = _reverse_task(rng, 48)
+    m = fr.Seq2Seq(6, 6, embedding_dim=8, hidden_size=8, seed=0)
+    path = tmp_path / "best.fastrnn"
+    stops = fr.EarlyStopping(monitor="val_loss", patience=1)
+    hist = m.fit(src, tgt, epochs=3, batch_size=16, validation_data=(src[:16], tgt[:16]),
+                 callbacks=[stops, fr.ModelCheckpoint(path, monitor="val_loss")], verbose=0)
+    assert len(hist["val_loss"]) >= 1 and all(np.isfinite(hist["val_loss"]))
+    best = fr.load(path)      # the checkpoint holds the best validation epoch's weights
+    assert isinstance(best, fr.Seq2Seq)
+    assert best.evaluate(src[:16], tgt[:16])["loss"] == pytest.approx(min(hist["val_loss"]),
+                                                                      rel=1e-6)

@@ -1,0 +1,49 @@
+"""Smoke test of the G2P example: a --quick run learns (beats the letter
+baseline on WER and PER, greedy and beam), writes its plot and a model file
+that fr.load reads back into the same predictions; --compare-torch times
+both engines on the same batches."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+import fastrnn as fr
+from fastrnn.examples import _g2p_data as G
+
+
+def _need_data():
+    try:
+        G.find_data()
+    except FileNotFoundError as e:
+        pytest.skip(f"the CMUdict split is not here: {e}")
+
+
+def test_g2p_quick_beats_the_baseline_and_saves(tmp_path):
+    _need_data()
+    from fastrnn.examples import g2p
+    res = g2p.main(["--quick", "--out", str(tmp_path), "--threads", "1", "--verbose", "0"])
+    base = res["letter baseline"]
+    for name in ("fastrnn greedy", "fastrnn beam 5"):
+        assert res[name]["wer"] < base["wer"] - 20, (name, res[name], base)
+        assert res[name]["per"] < base["per"] / 2, (name, res[name], base)
+    with open(tmp_path / "g2p.json") as f:
+        assert json.load(f)["results"]["fastrnn greedy"]["wer"] == res["fastrnn greedy"]["wer"]
+    svg = (tmp_path / "g2p_attention.svg").read_text()
+    assert svg.startswith("<svg") or "<svg" in svg[:200]
+    model = fr.load(tmp_path / "g2p.fastrnn")
+    best = fr.load(tmp_path / "g2p_best.fastrnn")
+    words = [[1, 2, 3], [4, 5, 6, 7, 8]]
+    for a, b in zip(model.predict(words), best.predict(words)):
+        np.testing.assert_array_equal(a, b)    # the file holds the best dev weights
+
+
+def test_g2p_compare_torch_times_both(tmp_path):
+    _need_data()
+    pytest.importorskip("torch")
+    from fastrnn.examples import g2p
+    got = g2p.main(["--quick", "--compare-torch", "--epochs", "0", "--out", str(tmp_path),
+                    "--threads", "1", "--verbose", "0", "--torch-words", "256"])
+    assert got["words"] == 256
+    assert got["fastrnn_fit_s"] > 0 and got["torch_fit_s"] > 0
+    assert os.path.exists(tmp_path / "g2p_torch.json")
