@@ -29,6 +29,7 @@ import numpy as np
 from . import decoding
 from . import optim as _optim
 from .backends import matmul
+from ._cells import num_gates
 from .layers import check_seed
 from .model import History
 from .recurrent import GRU, LSTM, RNN
@@ -268,7 +269,7 @@ class Seq2Seq:
     def _encoder_shapes(self):
         """[(name, shape)] of the encoder's parameters (torch's names), known
         before it is built (fr.load checks a file's sizes against them)."""
-        G = {"lstm": 4, "gru": 3, "rnn": 1}[self.cell]
+        G = num_gates(self.cell)
         H, D = self.hidden_size, (2 if self.bidirectional else 1)
         out = []
         for k in range(self.num_layers):

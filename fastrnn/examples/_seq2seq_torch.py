@@ -31,6 +31,8 @@ import numbers
 
 import numpy as np
 
+from fastrnn._cells import num_gates
+
 __all__ = ["CELLS", "DECODER_CELLS", "ATTENTIONS", "BRIDGES", "resolve_config",
            "param_shapes", "make_params", "teacher_forcing", "torch_twin_class",
            "TorchSeq2Seq"]
@@ -39,7 +41,6 @@ CELLS = ("lstm", "gru", "rnn")          # encoder cells (rnn: tanh)
 DECODER_CELLS = ("lstm", "gru")
 ATTENTIONS = ("dot", "general", "bahdanau")
 BRIDGES = ("dense", "zeros")
-GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 DTYPES = ("float32", "float64")
 
 
@@ -193,7 +194,7 @@ def param_shapes(**config):
     Vt = c["tgt_vocab"]
     shapes = {"src_embedding.weight": (c["src_vocab"], E),
               "tgt_embedding.weight": (Vt + 2, E)}
-    G = GATES[c["cell"]]
+    G = num_gates(c["cell"])
     for k in range(L):
         In = E if k == 0 else De
         for sfx in ("", "_reverse")[:D]:
@@ -207,7 +208,7 @@ def param_shapes(**config):
         if c["cell"] == "lstm" and c["decoder_cell"] == "lstm":
             shapes["bridge_c.weight"] = (Ld * Hd, De)
             shapes["bridge_c.bias"] = (Ld * Hd,)
-    Gd = GATES[c["decoder_cell"]]
+    Gd = num_gates(c["decoder_cell"])
     for k in range(Ld):
         In = (E + Hd if c["input_feeding"] else E) if k == 0 else Hd
         shapes[f"decoder.weight_ih_l{k}"] = (Gd * Hd, In)

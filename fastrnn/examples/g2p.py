@@ -148,8 +148,8 @@ def main(argv=None):
     p.add_argument("--decoder-hidden", type=int, default=512)
     p.add_argument("--attention", default="general", choices=("general", "dot", "bahdanau"))
     p.add_argument("--dropout", type=float, default=0.3)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--patience", type=int, default=2,
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--patience", type=int, default=1,
                    help="epochs without a better dev WER before the lr is halved")
     p.add_argument("--beam", type=int, default=5)
     p.add_argument("--dev-fraction", type=float, default=0.03)

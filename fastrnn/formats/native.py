@@ -105,7 +105,8 @@ def save(model, path, include_optimizer=True):
     ['GRU', 'Dense']
     """
     if isinstance(model, Seq2Seq):
-        return _save_seq2seq(model, path, include_optimizer)
+        _save_seq2seq(model, path, include_optimizer)
+        return
     if not isinstance(model, Sequential):
         raise TypeError(f"model: expected an fr.Sequential or fr.Seq2Seq, got "
                         f"{type(model).__name__}")
