@@ -908,6 +908,10 @@ class Seq2Seq:
         if isinstance(sampling_ratio, bool) or not 0.0 <= float(sampling_ratio) < 1.0:
             raise ValueError(f"sampling_ratio: expected a probability in [0, 1), got "
                              f"{sampling_ratio!r}")
+        if time_limit is not None and (isinstance(time_limit, bool) or
+                                       not isinstance(time_limit, (int, float)) or
+                                       not time_limit > 0):
+            raise ValueError(f"time_limit: expected seconds > 0 or None, got {time_limit!r}")
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise TypeError("validation_data: expected a (sources, targets) pair")

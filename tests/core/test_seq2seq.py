@@ -169,6 +169,8 @@ def test_bad_input_gets_clear_errors():
         m.predict(["abc"])
     with pytest.raises(ValueError, match="as many"):
         m.fit([[1], [2]], [[0]], verbose=0)
+    with pytest.raises(ValueError, match="time_limit"):
+        m.fit([[1]], [[0]], time_limit="1h", verbose=0)
     with pytest.raises(ValueError, match="sampling_ratio"):
         m.fit([[1]], [[0]], sampling_ratio=1.0, verbose=0)
     with pytest.raises(ValueError, match="attention='dot'"):
