@@ -32,6 +32,8 @@ import numbers
 
 import numpy as np
 
+from ._validate import positive_int
+
 __all__ = ["greedy_decode", "beam_search", "length_penalty_value"]
 
 # log_probs above this are not log-probabilities (p > 1), whatever the rounding
@@ -41,14 +43,6 @@ _PENALTIES = (None, "none", "avg", "wu")
 
 
 # ---------------------------------------------------------------- checks
-
-def _int_arg(value, name, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name}: expected an int, got {type(value).__name__} {value!r}")
-    value = int(value)
-    if value < minimum:
-        raise ValueError(f"{name}: expected an int >= {minimum}, got {value}")
-    return value
 
 
 def _state_arg(state):
@@ -288,9 +282,9 @@ def greedy_decode(step, state, bos, eos, max_length, return_attention=False):
     if not callable(step):
         raise TypeError(f"step: expected a callable, got {type(step).__name__}")
     state, B = _state_arg(state)
-    bos = _int_arg(bos, "bos", 0)
-    eos = _int_arg(eos, "eos", 0)
-    max_length = _int_arg(max_length, "max_length", 1)
+    bos = positive_int(bos, "bos", 0)
+    eos = positive_int(eos, "eos", 0)
+    max_length = positive_int(max_length, "max_length", 1)
     return_attention = bool(return_attention)
     check = {"eos": eos, "attention": return_attention}
 
@@ -450,11 +444,11 @@ def beam_search(step, state, bos, eos, beam_size=5, max_length=50, length_penalt
     if not callable(step):
         raise TypeError(f"step: expected a callable, got {type(step).__name__}")
     state, B = _state_arg(state)
-    bos = _int_arg(bos, "bos", 0)
-    eos = _int_arg(eos, "eos", 0)
-    K = _int_arg(beam_size, "beam_size", 1)
-    max_length = _int_arg(max_length, "max_length", 1)
-    n_best = _int_arg(n_best, "n_best", 1)
+    bos = positive_int(bos, "bos", 0)
+    eos = positive_int(eos, "eos", 0)
+    K = positive_int(beam_size, "beam_size", 1)
+    max_length = positive_int(max_length, "max_length", 1)
+    n_best = positive_int(n_best, "n_best", 1)
     if n_best > K:
         raise ValueError(f"n_best: expected at most beam_size = {K} hypotheses, got "
                          f"{n_best}")

@@ -33,7 +33,7 @@ from ._cells import num_gates
 from .layers import check_seed
 from .model import History
 from .recurrent import GRU, LSTM, RNN
-from ._validate import as_dtype
+from ._validate import as_dtype, positive_int
 
 _ENCODERS = {"lstm": LSTM, "gru": GRU, "rnn": RNN}
 _DECODERS = ("lstm", "gru")
@@ -71,13 +71,6 @@ def _choice(value, name, allowed):
     if not isinstance(value, str) or value.lower() not in allowed:
         raise ValueError(f"{name}: expected one of {list(allowed)}, got {value!r}")
     return value.lower()
-
-
-def _size(value, name, minimum=1):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
-            or value < minimum:
-        raise ValueError(f"{name}: expected an int >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _ids(seqs, name, vocab, allow_empty=False):
@@ -196,11 +189,11 @@ class Seq2Seq:
                    bidirectional, cell, decoder_hidden, decoder_layers, decoder_cell,
                    attention, attention_size, input_feeding, bridge, dropout, dtype, seed):
         """Check and keep the constructor's arguments (allocates nothing)."""
-        self.src_vocab = _size(src_vocab, "src_vocab")
-        self.tgt_vocab = _size(tgt_vocab, "tgt_vocab")
-        self.embedding_dim = _size(embedding_dim, "embedding_dim")
-        self.hidden_size = _size(hidden_size, "hidden_size")
-        self.num_layers = _size(num_layers, "num_layers")
+        self.src_vocab = positive_int(src_vocab, "src_vocab")
+        self.tgt_vocab = positive_int(tgt_vocab, "tgt_vocab")
+        self.embedding_dim = positive_int(embedding_dim, "embedding_dim")
+        self.hidden_size = positive_int(hidden_size, "hidden_size")
+        self.num_layers = positive_int(num_layers, "num_layers")
         for name, v in (("bidirectional", bidirectional), ("input_feeding", input_feeding)):
             if not isinstance(v, (bool, np.bool_)):
                 raise TypeError(f"{name}: expected a bool, got {v!r}")
@@ -212,10 +205,10 @@ class Seq2Seq:
         self.bridge = _choice(bridge, "bridge", _BRIDGES)
         D = 2 if self.bidirectional else 1
         self.decoder_hidden = (D * self.hidden_size if decoder_hidden is None
-                               else _size(decoder_hidden, "decoder_hidden"))
-        self.decoder_layers = _size(decoder_layers, "decoder_layers")
+                               else positive_int(decoder_hidden, "decoder_hidden"))
+        self.decoder_layers = positive_int(decoder_layers, "decoder_layers")
         self.attention_size = (self.decoder_hidden if attention_size is None
-                               else _size(attention_size, "attention_size"))
+                               else positive_int(attention_size, "attention_size"))
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float, np.floating)) \
                 or not 0.0 <= float(dropout) < 1.0:
             raise ValueError(f"dropout: expected a probability in [0, 1), got {dropout!r}")
@@ -903,8 +896,8 @@ class Seq2Seq:
                              f"and {len(tgt)}")
         if not src:
             raise ValueError("sources: expected at least one pair to train on")
-        epochs = _size(epochs, "epochs", 0)
-        batch_size = _size(batch_size, "batch_size")
+        epochs = positive_int(epochs, "epochs", 0)
+        batch_size = positive_int(batch_size, "batch_size")
         if isinstance(sampling_ratio, bool) or not 0.0 <= float(sampling_ratio) < 1.0:
             raise ValueError(f"sampling_ratio: expected a probability in [0, 1), got "
                              f"{sampling_ratio!r}")
@@ -980,7 +973,7 @@ class Seq2Seq:
         tgt = _ids(targets, "targets", self.tgt_vocab, allow_empty=True)
         if len(src) != len(tgt) or not src:
             raise ValueError("sources and targets: expected as many of each, at least one")
-        batch_size = _size(batch_size, "batch_size")
+        batch_size = positive_int(batch_size, "batch_size")
         total, correct, count = 0.0, 0, 0
         lengths = np.array([len(s) for s in src])
         for idx in self._batches(len(src), lengths, batch_size, None):
@@ -1019,6 +1012,10 @@ class Seq2Seq:
     def decoder_step(self, tokens, state):
         """One decoder step for N rows: the contract fastrnn.decoding drives.
 
+        The decoding loop's hot path, so it checks nothing: tokens must be
+        ids in 0..tgt_vocab+1 and state what `encode` or a previous step
+        returned (`predict` and fastrnn.decoding guarantee both).
+
         Parameters
         ----------
         tokens : numpy.ndarray
@@ -1035,7 +1032,7 @@ class Seq2Seq:
         attention : numpy.ndarray
             (N, S) the attention weights of this step.
         """
-        P, E = self.params, self.embedding_dim
+        P = self.params
         h, c, feed, enc, keys, neg = state
         W0 = P["decoder.weight_ih_l0"]
         x = P["tgt_embedding.weight"][tokens]
@@ -1080,10 +1077,10 @@ class Seq2Seq:
             Only with return_attention.
         """
         src = _ids(sources, "sources", self.src_vocab)
-        beam_size = _size(beam_size, "beam_size")
+        beam_size = positive_int(beam_size, "beam_size")
         if max_length is not None:
-            max_length = _size(max_length, "max_length")
-        batch_size = _size(batch_size, "batch_size")
+            max_length = positive_int(max_length, "max_length")
+        batch_size = positive_int(batch_size, "batch_size")
         outs, atts = [None] * len(src), [None] * len(src)
         lengths = np.array([len(s) for s in src])
         for idx in self._batches(len(src), lengths, batch_size, None):
