@@ -18,6 +18,13 @@ reference / its length. Baseline: each letter's most frequent phone (learnt
 from words with as many letters as phones), which `--quick` must beat.
 
     python -m fastrnn.examples.g2p [--quick] [--time-limit MIN] [--beam 5]
+    python -m fastrnn.examples.g2p --resume OUT/g2p.fastrnn --start-epoch N \
+        --lr 6.25e-5 --patience 100 --average-last 6 --time-limit MIN
+
+--resume goes on training a saved model with its optimizer state (an
+interrupted run, or a second phase); --average-last K also tries the mean
+of the last K epochs' weights (checkpoint averaging), kept only when its dev
+WER is lower than the best epoch's.
 
 Writes OUT/g2p.json (results), OUT/g2p_attention.svg (attention of a few
 test words) and OUT/g2p.fastrnn (the model, fr.load reads it).
@@ -66,24 +73,68 @@ def decode(model, words, gvoc, pvoc, beam, batch_size=256, attention=False):
     return (phones, att) if attention else phones
 
 
-def train(model, args, src, tgt, dev, gvoc, pvoc, budget, checkpoint=None):
-    """Epochs until args.epochs or the time budget: keep the best dev WER's weights."""
-    model.compile("adam", lr=args.lr, clip_norm=5.0)
+def resume(path, n_src, n_tgt, lr):
+    """A saved Seq2Seq for these vocabularies, compiled (its saved optimizer if any)."""
+    model = fr.load(path)
+    if not isinstance(model, fr.Seq2Seq):
+        raise SystemExit(f"--resume {path}: expected a saved fr.Seq2Seq, got "
+                         f"{type(model).__name__}")
+    if (model.src_vocab, model.tgt_vocab) != (n_src, n_tgt):
+        raise SystemExit(f"--resume {path}: vocabularies {model.src_vocab} -> "
+                         f"{model.tgt_vocab}, this data has {n_src} -> {n_tgt}")
+    if getattr(model, "optimizer", None) is None:
+        model.compile("adam", lr=1e-3 if lr is None else lr, clip_norm=5.0)
+    return model
+
+
+def average_states(states):
+    """The element-wise mean of parameter dicts with the same keys and shapes."""
+    return {k: np.mean([s[k] for s in states], axis=0).astype(states[0][k].dtype)
+            for k in states[0]}
+
+
+def train(model, args, src, tgt, dev, gvoc, pvoc, budget, checkpoint=None, resumed=False):
+    """Epochs until args.epochs or the time budget: keep the best dev WER's weights.
+
+    resumed: the model comes from --resume with its optimizer (state and lr kept
+    unless --lr is given), and its own weights are the first candidate.
+    With args.average_last K, the mean of the last K epochs' weights is a
+    candidate too, kept only if its dev WER is lower than the best epoch's.
+    """
+    if not resumed:
+        model.compile("adam", lr=args.lr, clip_norm=5.0)
+    elif args.lr is not None:
+        model.optimizer.lr = args.lr
     best, best_state, bad, log = None, None, 0, []
     start = time.perf_counter()
     dev_words = [w for w, _ in dev]
     dev_refs = [r for _, r in dev]
-    for epoch in range(args.epochs):
+
+    def dev_score():
+        return G.score(decode(model, dev_words, gvoc, pvoc, 1), dev_refs)
+
+    if resumed:
+        s = dev_score()
+        best, best_state = s.wer, model.state_dict()
+        log.append(dict(epoch=args.start_epoch, loss=None, dev_wer=s.wer, dev_per=s.per,
+                        lr=model.optimizer.lr, fit_seconds=0.0, resumed_from=args.resume))
+        if args.verbose:
+            print(f"resumed at epoch {args.start_epoch}: dev WER {s.wer:.2f}  PER {s.per:.2f}  "
+                  f"lr {model.optimizer.lr:.2e}", flush=True)
+    recent = collections.deque(maxlen=max(args.average_last, 1))
+    for epoch in range(args.start_epoch, args.start_epoch + args.epochs):
         t0 = time.perf_counter()
         h = model.fit(src, tgt, epochs=1, batch_size=args.batch_size, seed=args.seed + epoch,
                       verbose=0)
         fit_s = time.perf_counter() - t0
-        s = G.score(decode(model, dev_words, gvoc, pvoc, 1), dev_refs)
+        s = dev_score()
         log.append(dict(epoch=epoch + 1, loss=h["loss"][-1], dev_wer=s.wer, dev_per=s.per,
                         lr=model.optimizer.lr, fit_seconds=fit_s))
         if args.verbose:
             print(f"epoch {epoch + 1}: loss {h['loss'][-1]:.4f}  dev WER {s.wer:.2f}  "
                   f"PER {s.per:.2f}  lr {model.optimizer.lr:.2e}  fit {fit_s:.0f} s", flush=True)
+        if args.average_last > 1:
+            recent.append(model.state_dict())
         if best is None or s.wer < best:
             best, best_state, bad = s.wer, model.state_dict(), 0
             if checkpoint:   # the best weights so far survive an interrupted run
@@ -94,9 +145,23 @@ def train(model, args, src, tgt, dev, gvoc, pvoc, budget, checkpoint=None):
                 model.optimizer.lr = model.optimizer.lr * 0.5
                 bad = 0
         spent = time.perf_counter() - start
-        per_epoch = spent / (epoch + 1)
+        per_epoch = spent / (len(log) - int(resumed))
         if spent + per_epoch > budget:
             break
+    if len(recent) > 1:
+        last_state = model.state_dict()
+        model.load_state_dict(average_states(list(recent)))
+        s = dev_score()
+        log.append(dict(epoch=f"mean of the last {len(recent)}", loss=None, dev_wer=s.wer,
+                        dev_per=s.per, lr=None, fit_seconds=0.0))
+        if args.verbose:
+            print(f"mean of the last {len(recent)} epochs: dev WER {s.wer:.2f}  PER {s.per:.2f}",
+                  flush=True)
+        if s.wer < best:
+            best, best_state = s.wer, model.state_dict()
+            if checkpoint:
+                model.save(checkpoint, include_optimizer=False)
+        model.load_state_dict(last_state)
     model.load_state_dict(best_state)
     return log, time.perf_counter() - start
 
@@ -114,8 +179,9 @@ def compare_torch(args, gvoc, pvoc, src, tgt):
     net = _seq2seq_torch.TorchSeq2Seq(**cfg)
     net.load_params(model.state_dict())
     net.train()
-    opt = torch.optim.Adam(net.parameters(), lr=args.lr)
-    model.compile("adam", lr=args.lr, clip_norm=5.0)
+    lr = 1e-3 if args.lr is None else args.lr
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    model.compile("adam", lr=lr, clip_norm=5.0)
     lengths = np.array([len(s) for s in src])
     batches = model._batches(n, lengths, args.batch_size, None)  # fit's order without shuffle
     tensors = []
@@ -148,9 +214,17 @@ def main(argv=None):
     p.add_argument("--decoder-hidden", type=int, default=512)
     p.add_argument("--attention", default="general", choices=("general", "dot", "bahdanau"))
     p.add_argument("--dropout", type=float, default=0.3)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=float, default=None,
+                   help="Adam's learning rate (1e-3; with --resume: the saved one)")
     p.add_argument("--patience", type=int, default=1,
                    help="epochs without a better dev WER before the lr is halved")
+    p.add_argument("--average-last", type=int, default=0, metavar="K",
+                   help="also try the mean of the last K epochs' weights (kept if its "
+                        "dev WER is lower)")
+    p.add_argument("--resume", default=None, metavar="PATH",
+                   help="go on training a saved g2p model (its optimizer state included)")
+    p.add_argument("--start-epoch", type=int, default=0,
+                   help="with --resume: epochs already done (numbering, shuffle seeds)")
     p.add_argument("--beam", type=int, default=5)
     p.add_argument("--dev-fraction", type=float, default=0.03)
     p.add_argument("--torch-words", type=int, default=20000,
@@ -158,11 +232,17 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.epochs < 1 and not args.compare_torch:
         p.error("--epochs: at least 1 (0 only with --compare-torch, to time the engines)")
+    if args.average_last < 0:
+        p.error("--average-last: expected 0 (off) or a count of epochs")
+    if args.start_epoch < 0 or (args.start_epoch and not args.resume):
+        p.error("--start-epoch: a count >= 0, and only with --resume")
     if args.quick:
         args.epochs, args.hidden, args.decoder_hidden = min(args.epochs, 12), 48, 96
         args.layers, args.embedding, args.dropout = 1, 32, 0.0
         args.lr, args.time_limit = 5e-3, min(args.time_limit, 0.6)
         args.torch_words = min(args.torch_words, 1000)
+    if args.lr is None and not args.resume:
+        args.lr = 1e-3
     C.pin_threads(args.threads)
     pairs, test = G.load_split(args.data)
     train_pairs, dev = G.dev_split(pairs, fraction=args.dev_fraction, seed=args.seed)
@@ -183,13 +263,17 @@ def main(argv=None):
             json.dump(dict(got, threads=args.threads), f, indent=1)
         if args.epochs == 0:
             return got
-    model = build(args, len(gvoc.symbols), len(pvoc.symbols), args.seed)
+    if args.resume:
+        model = resume(args.resume, len(gvoc.symbols), len(pvoc.symbols), args.lr)
+    else:
+        model = build(args, len(gvoc.symbols), len(pvoc.symbols), args.seed)
     print(f"g2p: {len(train_pairs)} training pronunciations, {len(dev)} dev words, "
           f"{len(test)} test words; {sum(p.size for p in model.params.values()):,} "
           f"parameters; {fr.get_num_threads()} threads", flush=True)
     os.makedirs(args.out, exist_ok=True)
     log, fit_s = train(model, args, src, tgt, dev, gvoc, pvoc, args.time_limit * 60,
-                       checkpoint=os.path.join(args.out, "g2p_best.fastrnn"))
+                       checkpoint=os.path.join(args.out, "g2p_best.fastrnn"),
+                       resumed=bool(args.resume))
 
     words = [w for w, _ in test]
     refs = [r for _, r in test]
@@ -202,7 +286,8 @@ def main(argv=None):
             hyps = decode(model, words, gvoc, pvoc, beam)
         s = G.score(hyps, refs)
         results[f"fastrnn {name}"] = {"wer": s.wer, "per": s.per, "decode_s": t.seconds,
-                                      "fit_s": fit_s, "epochs": len(log)}
+                                      "fit_s": fit_s,
+                                      "epochs": sum(e["loss"] is not None for e in log)}
     plot_words = [w for w in PLOT_WORDS if gvoc.index.keys() >= set(w)]
     hyps, att = decode(model, plot_words, gvoc, pvoc, args.beam, attention=True)
     os.makedirs(args.out, exist_ok=True)

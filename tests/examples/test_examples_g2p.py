@@ -47,3 +47,44 @@ def test_g2p_compare_torch_times_both(tmp_path):
     assert got["words"] == 256
     assert got["fastrnn_fit_s"] > 0 and got["torch_fit_s"] > 0
     assert os.path.exists(tmp_path / "g2p_torch.json")
+
+
+def test_g2p_resume_goes_on_and_averages(tmp_path):
+    """--resume starts from the saved model and its optimizer (its dev score
+    first in the log), trains --epochs more numbered from --start-epoch, and
+    --average-last K scores the mean of the last K epochs' weights on dev."""
+    _need_data()
+    from fastrnn.examples import g2p
+    first, second = tmp_path / "a", tmp_path / "b"
+    g2p.main(["--quick", "--epochs", "2", "--out", str(first), "--threads", "1",
+              "--verbose", "0"])
+    res = g2p.main(["--quick", "--resume", str(first / "g2p.fastrnn"), "--start-epoch", "2",
+                    "--epochs", "3", "--average-last", "3", "--out", str(second),
+                    "--threads", "1", "--verbose", "0"])
+    with open(second / "g2p_epochs.json") as f:
+        log = json.load(f)
+    assert [e["epoch"] for e in log] == [2, 3, 4, 5, "mean of the last 3"]
+    assert log[0]["resumed_from"] == str(first / "g2p.fastrnn") and log[0]["loss"] is None
+    assert all(e["loss"] > 0 for e in log[1:4])
+    assert res["fastrnn greedy"]["epochs"] == 3
+    fr.load(second / "g2p.fastrnn")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--start-epoch", "3"], "--start-epoch"),
+    (["--average-last", "-1"], "--average-last"),
+])
+def test_g2p_refuses_bad_resume_flags(tmp_path, capsys, argv, message):
+    from fastrnn.examples import g2p
+    with pytest.raises(SystemExit):
+        g2p.main(["--quick", "--out", str(tmp_path)] + argv)
+    assert message in capsys.readouterr().err
+
+
+def test_g2p_resume_refuses_another_model(tmp_path):
+    _need_data()
+    from fastrnn.examples import g2p
+    path = tmp_path / "lstm.fastrnn"
+    fr.Sequential([fr.LSTM(3, 4)]).save(path)
+    with pytest.raises(SystemExit, match="expected a saved fr.Seq2Seq, got Sequential"):
+        g2p.main(["--quick", "--resume", str(path), "--out", str(tmp_path)])
