@@ -6,9 +6,10 @@ SciPy) compiled through Cython, under a NumPy-first API. docs/architecture.md
 maps the package: backends (the kernels) <- layers <- model <- formats.
 """
 from ._version import __version__
-from .backends.cpu.threads import (batch_invariant, get_batch_invariant, get_num_threads,
-                                   get_step_team, get_wait_policy, set_batch_invariant,
-                                   set_num_threads, set_step_team, set_wait_policy)
+from .backends.cpu.threads import (batch_invariant, get_adaptive_threads, get_batch_invariant,
+                                   get_num_threads, get_step_team, get_wait_policy,
+                                   set_adaptive_threads, set_batch_invariant, set_num_threads,
+                                   set_step_team, set_wait_policy, thread_stats)
 from .recurrent import GRU, LSTM, RNN, RNNBase
 from . import backends, losses, optim
 from .model import (Callback, EarlyStopping, History, LearningRateScheduler,
@@ -29,7 +30,8 @@ from .formats import (from_keras, from_keras_sequential, from_keras_weights, fro
 __all__ = ["RNN", "LSTM", "GRU", "RNNBase", "LayerNormLSTM", "Layer", "from_torch", "to_torch",
            "from_onnx", "to_onnx", "from_keras", "from_keras_sequential", "from_keras_weights",
            "set_num_threads", "get_num_threads", "set_step_team", "get_step_team",
-           "set_wait_policy", "get_wait_policy",
+           "set_wait_policy", "get_wait_policy", "set_adaptive_threads",
+           "get_adaptive_threads", "thread_stats",
            "set_batch_invariant", "get_batch_invariant", "batch_invariant",
            "__version__", "Activation", "AttentionPooling", "Dense", "Dropout",
            "Embedding", "LastStep", "MaxPooling", "MeanPooling", "Sequential", "load", "save",

@@ -297,6 +297,19 @@ def restore_threads():
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _fixed_thread_counts():
+    """Adaptive threads off for the run: on a loaded test machine a stalled
+    step would send calls to one thread, and tests that check counts or the
+    step team's jobs would see it. tests/core/test_adaptive_threads.py turns
+    it on for itself."""
+    import fastrnn as fr
+
+    was = fr.set_adaptive_threads(False)
+    yield
+    fr.set_adaptive_threads(was)
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _private_temp_folder(tmp_path_factory):
     """tempfile's folder is a fresh one for the run (tests write under
     tmp_path): a file a test leaves there through tempfile fails the
@@ -467,6 +480,7 @@ TEST_MARKS = {
         "docs/test_doctests.py::test_markdown_python_blocks[README.md]",
         "docs/test_doctests.py::test_module_doctests[fastrnn.formats.keras]",
         "core/test_fast_path.py::test_panel_gemm[2300x2200x5]",
+        "core/test_adaptive_threads.py::test_initial_setting_from_the_environment",
         "core/test_fast_path.py::test_activations_accuracy[8]",
         "core/test_hostile_inputs.py::test_step_refuses_too_many_rows_before_copying",
         "core/test_limits.py::test_impossible_workspace_gives_memory_error",

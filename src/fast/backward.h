@@ -22,9 +22,12 @@ TGT float *FR_SFX(fr_fast_backward_f32)(const fr_desc *d, int dir, const float *
     step_meet m = {0};
     const int meeting = nt > 1 && !by_rows && T > 1 ? nt : 0;
     if (meeting) fr_fast_meeting_threads(meeting);
+    fr_region_clock rc;
+    fr_region_begin(&rc, nt > 1, (double)T * B * GX * H >= FR_REGION_CPU_WORK);
 
 #pragma omp parallel num_threads(nt) if (fr_omp_going(nt, 1))
     {
+        const fr_region_mark rm = fr_region_enter(&rc);
         int64_t j0, j1, nact = B;
         int my_flag = 0, nth = 1;
 #ifdef _OPENMP
@@ -96,7 +99,9 @@ TGT float *FR_SFX(fr_fast_backward_f32)(const fr_desc *d, int dir, const float *
                            order);
             float *tmp = cur; cur = prev; prev = tmp;
         }
+        fr_region_done(&rc, rm);
     }
+    fr_region_end(&rc);
     if (meeting) fr_fast_meeting_threads(-meeting);
     return (T % 2 == 0) ? dh : dhp;
 }

@@ -73,6 +73,8 @@ typedef struct {
     int64_t ldy, In;
     const int64_t *order;
     step_meet *meet; /* the threads' meeting once a step (units split) */
+    fr_slice_slot *slots; /* or the slices' slots (units split, nth <= FR_MAX_SLICES) */
+    int64_t stalls0;      /* fr_stall_count() when the call began */
 } fwd_team;
 
 /* The states step s reads (hp, cp) and writes (hx, cx), and its time t:
@@ -220,21 +222,111 @@ static TGT void fwd_rows_var(const fwd_team *a, int tid, int nth, int64_t *list)
     }
 }
 
+/* Step s (time t, states hp/cp -> hx/cx) of units [j0, j1) over the batch:
+ * the recurrent product into the gate rows, then the gate math. */
+static TGT void fwd_units_step(const fwd_team *a, int64_t s, int64_t t, const float *hp,
+                               const float *cp, float *hx, float *cx, int64_t j0, int64_t j1,
+                               int64_t nact)
+{
+    const fr_desc *d = a->d;
+    const int cell = d->cell, packed = a->packed;
+    const int64_t B = d->B, H = d->H, ldy = a->ldy;
+    const int64_t GX = (int64_t)fr_num_gates(cell) * H;
+    const int64_t GC = cell == FR_CELL_GRU ? 4 * H : GX;
+    const int64_t *lengths = d->lengths, *order = a->order;
+    const int training = a->gates != NULL;
+    const int G = fr_num_gates(cell);
+    const float *R = a->R, *bhn = a->bhn;
+    float *Gh = a->Gh, *gates = a->gates, *y = a->y;
+    const int64_t nb = (H + VW - 1) / VW;
+    float *xp = a->Xp + t * B * GX;
+    if (j1 <= j0) return;
+    /* recurrent product for these gate rows */
+    float *acc = cell == FR_CELL_GRU ? Gh : xp;
+    if (cell == FR_CELL_GRU)
+        for (int64_t b = 0; b < B; b++)
+            for (int q = 0; q < G; q++)
+                memset(Gh + b * GX + q * H + j0, 0, (size_t)(j1 - j0) * sizeof(float));
+    if (!(s == 0 && a->h0_zero)) {
+        if (packed) /* finished sequences skip the product */
+            panel_axpy_gates(hp, H, nact, H, a->Wh + (j0 / VW) * H * VW, nb, acc + j0, H,
+                             GX, j1 - j0, G, order);
+        else
+            for (int q = 0; q < G; q++)
+                rows_dot(hp, B, H, R, q * H + j0, q * H + j1, acc, GX);
+    }
+    /* gate math for these units */
+    float *yt = y + t * B * ldy;
+    for (int64_t b = 0; b < B; b++) {
+        float *yb = yt + b * ldy;
+        const size_t nbytes = (size_t)(j1 - j0) * sizeof(float);
+        if (!ACTIVE(t, b)) {
+            if (hx != hp) memcpy(hx + b * H + j0, hp + b * H + j0, nbytes);
+            if (cx && cx != cp) memcpy(cx + b * H + j0, cp + b * H + j0, nbytes);
+            memset(yb + j0, 0, nbytes);
+            if (training)
+                for (int q = 0; q < (cell == FR_CELL_GRU ? 4 : G); q++)
+                    memset(gates + (t * B + b) * GC + q * H + j0, 0, nbytes);
+            continue;
+        }
+        cell_units(cell, H, j0, j1, xp + b * GX,
+                   cell == FR_CELL_GRU ? Gh + b * GX : NULL, bhn,
+                   hp + b * H, cp ? cp + b * H : NULL, hx + b * H,
+                   cx ? cx + b * H : NULL, yb,
+                   (training && cell == FR_CELL_GRU) ? gates + (t * B + b) * GC : NULL,
+                   training);
+    }
+}
+
+/* Slice k of nth of step s, and its slot marked done (after slice_claim). */
+static TGT void fwd_slice_step(const fwd_team *a, int64_t s, int64_t t, const float *hp,
+                               const float *cp, float *hx, float *cx, int k, int nth,
+                               int64_t nact)
+{
+    const fr_fast_units u = fr_fast_unit_slice(a->d->H, VW, k, nth);
+    fwd_units_step(a, s, t, hp, cp, hx, cx, u.j0, u.j1, nact);
+    slice_done(a->slots + k, s);
+}
+
+/* Wait until every slice of step s is done. A slice nobody has claimed
+ * after the spinning (at once after a recent stall) is taken here: its
+ * owner has not come back to its core. The wait past the spinning goes to
+ * fr_note_wait, as the meeting's. */
+static TGT void slices_wait(const fwd_team *a, int64_t s, int64_t t, const float *hp,
+                            const float *cp, float *hx, float *cx, int nth, int64_t nact)
+{
+    const int limit = fr_fast_spin_turns();
+    int64_t t0 = 0;
+    for (int spins = 0;; spins++) {
+        int left = 0;
+        for (int k = 0; k < nth; k++) {
+            if (slice_finished(a->slots + k, s)) continue;
+            /* step 0 reads each slice's own panels, packed by its owner */
+            if (s > 0 && spins >= limit && slice_claim(a->slots + k, s)) {
+                fwd_slice_step(a, s, t, hp, cp, hx, cx, k, nth, nact);
+                fr_note_taken();
+                continue;
+            }
+            left = 1;
+        }
+        if (!left) break;
+        wait_turn(spins, limit, &t0);
+    }
+    if (t0 != 0) fr_note_wait(fr_now_ns() - t0);
+}
+
 /* The forward time loop of thread tid of nth: its units, every step, one
  * barrier per step. With nth == 1 it runs outside any OpenMP region (the
  * region alone would be a streaming step's largest fixed cost). */
 static TGT void fwd_thread(const fwd_team *a, int tid, int nth)
 {
     const fr_desc *d = a->d;
-    const int cell = d->cell, h0_zero = a->h0_zero, packed = a->packed;
-    const int64_t T = d->T, B = d->B, H = d->H, ldy = a->ldy, In = a->In;
-    const int64_t GX = (int64_t)fr_num_gates(cell) * H;
-    const int64_t GC = cell == FR_CELL_GRU ? 4 * H : GX;
+    const int cell = d->cell, packed = a->packed;
+    const int64_t T = d->T, B = d->B, H = d->H, In = a->In;
     const int64_t *lengths = d->lengths, *order = a->order;
-    const int training = a->gates != NULL;
     const int G = fr_num_gates(cell);
-    const float *R = a->R, *bhn = a->bhn, *x = a->x, *W = a->W;
-    float *Xp = a->Xp, *Gh = a->Gh, *gates = a->gates, *y = a->y, *Wp = a->Wp;
+    const float *R = a->R, *x = a->x, *W = a->W;
+    float *Xp = a->Xp, *Wp = a->Wp;
     const fr_fast_units u = fr_fast_unit_slice(H, VW, tid, nth);
     const int64_t j0 = u.j0, j1 = u.j1;
     int64_t nact = B;
@@ -263,54 +355,28 @@ static TGT void fwd_thread(const fwd_team *a, int tid, int nth)
         else fwd_rows(a, B * tid / nth, B * (tid + 1) / nth);
         return;
     }
+    fr_slice_slot *slots = a->slots;
     int my_flag = 0;
     for (int64_t s = 0; s < T; s++) {
         int64_t t;
         const float *hp, *cp;
         float *hx, *cx;
         step_states(a, s, &t, &hp, &cp, &hx, &cx);
-        float *xp = Xp + t * B * GX;
         if (order) nact = active_count(lengths, order, B, t, nact);
-        if (j1 > j0) {
-            /* recurrent product for this thread's gate rows */
-            float *acc = cell == FR_CELL_GRU ? Gh : xp;
-            if (cell == FR_CELL_GRU)
-                for (int64_t b = 0; b < B; b++)
-                    for (int q = 0; q < G; q++)
-                        memset(Gh + b * GX + q * H + j0, 0, (size_t)(j1 - j0) * sizeof(float));
-            if (!(s == 0 && h0_zero)) {
-                if (packed) /* finished sequences skip the product */
-                    panel_axpy_gates(hp, H, nact, H, a->Wh + (j0 / VW) * H * VW, nb, acc + j0, H,
-                                     GX, j1 - j0, G, order);
-                else
-                    for (int q = 0; q < G; q++)
-                        rows_dot(hp, B, H, R, q * H + j0, q * H + j1, acc, GX);
-            }
-            /* gate math for this thread's units */
-            float *yt = y + t * B * ldy;
-            for (int64_t b = 0; b < B; b++) {
-                float *yb = yt + b * ldy;
-                const size_t nbytes = (size_t)(j1 - j0) * sizeof(float);
-                if (!ACTIVE(t, b)) {
-                    if (hx != hp) memcpy(hx + b * H + j0, hp + b * H + j0, nbytes);
-                    if (cx && cx != cp) memcpy(cx + b * H + j0, cp + b * H + j0, nbytes);
-                    memset(yb + j0, 0, nbytes);
-                    if (training)
-                        for (int q = 0; q < (cell == FR_CELL_GRU ? 4 : G); q++)
-                            memset(gates + (t * B + b) * GC + q * H + j0, 0, nbytes);
-                    continue;
-                }
-                cell_units(cell, H, j0, j1, xp + b * GX,
-                           cell == FR_CELL_GRU ? Gh + b * GX : NULL, bhn,
-                           hp + b * H, cp ? cp + b * H : NULL, hx + b * H,
-                           cx ? cx + b * H : NULL, yb,
-                           (training && cell == FR_CELL_GRU) ? gates + (t * B + b) * GC : NULL,
-                           training);
-            }
+        if (slots == NULL || nth == 1) {
+            fwd_units_step(a, s, t, hp, cp, hx, cx, j0, j1, nact);
+            /* the next step reads every unit's h; after the last one the
+             * region's closing barrier is the meeting */
+            if (nth > 1 && s + 1 < T) meet(a->meet, nth, &my_flag);
+            continue;
         }
-        /* the next step reads every unit's h; after the last one the
-         * region's closing barrier is the meeting */
-        if (nth > 1 && s + 1 < T) meet(a->meet, nth, &my_flag);
+        /* claimable slices (slots): after a stall during this call the
+         * threads but the first leave (the first takes every slice), so
+         * that a thread that lost its core holds no slice again */
+        if (tid != 0 && s > 0 && fr_stalled_since(a->stalls0)) break;
+        if (slice_claim(slots + tid, s))
+            fwd_slice_step(a, s, t, hp, cp, hx, cx, tid, nth, nact);
+        if (s + 1 < T || tid == 0) slices_wait(a, s, t, hp, cp, hx, cx, nth, nact);
     }
 }
 
@@ -360,12 +426,18 @@ TGT void FR_SFX(fr_fast_forward_f32)(const fr_desc *d, int dir, const float *R, 
     if (x && nt == 1 && d->num_threads > 1 && mode == 2) {
         int nx = d->num_threads;
         if (nx > (H + VW - 1) / VW) nx = (int)((H + VW - 1) / VW);
+        fr_region_clock rc;
+        fr_region_begin(&rc, nx > 1,
+                        (double)T * B * fr_num_gates(cell) * H * In >= FR_REGION_CPU_WORK);
 #pragma omp parallel num_threads(nx) if (fr_omp_going(nx, 1))
         {
+            const fr_region_mark rm = fr_region_enter(&rc);
             int64_t j0, j1;
             my_units(H, &j0, &j1);
             project_units(d, x, In, W, Wp, pk ? pk + fr_fast_pack_floats(d) : NULL, Xp, j0, j1);
+            fr_region_done(&rc, rm);
         }
+        fr_region_end(&rc);
         x = NULL;
     }
 
@@ -373,11 +445,15 @@ TGT void FR_SFX(fr_fast_forward_f32)(const fr_desc *d, int dir, const float *R, 
      * rows at each step, from W_ih packed whole, or x before the loop */
     const int rows_project = x && fr_fast_rows_project(d, by_rows, mode, In);
     step_meet m = {0};
+    fr_slice_slot slots[FR_MAX_SLICES];
+    const int claim = nt > 1 && !by_rows && T > 1 && nt <= FR_MAX_SLICES;
+    for (int k = 0; k < nt && claim; k++) atomic_init(&slots[k].state, 0);
     const fwd_team team = {d, dir, h0_zero, packed, by_rows > 0, rows_project, R, bhn, x, W, Xp, Gh,
                            h_a, h_b, c_buf, hs, cs, gates, y, Wp,
                            pk ? pk : Wp,
                            pk ? pk + fr_fast_pack_floats(d) : Wp + fr_fast_ih_offset(d),
-                           pk != NULL, ldy, In, order, &m};
+                           pk != NULL, ldy, In, order, &m, claim ? slots : NULL,
+                           fr_stall_count()};
     /* the threads that will meet every step, for meet()'s spin limit */
     const int meeting = nt > 1 && !by_rows && T > 1 ? nt : 0;
     /* one step (streaming): its slices of units are independent, and the
@@ -389,15 +465,21 @@ TGT void FR_SFX(fr_fast_forward_f32)(const fr_desc *d, int dir, const float *R, 
     } else if (step && fr_team_run(nt, fwd_slice, (void *)&team)) {
     } else {
         if (meeting) fr_fast_meeting_threads(meeting);
+        fr_region_clock rc;
+        fr_region_begin(&rc, 1, (double)T * B * fr_num_gates(cell) * H * (H + (x ? In : 0))
+                                    >= FR_REGION_CPU_WORK);
 #pragma omp parallel num_threads(nt) if (step || fr_omp_going(nt, 1))
         {
+            const fr_region_mark rm = fr_region_enter(&rc);
             int tid = 0, nth = 1;
 #ifdef _OPENMP
             tid = omp_get_thread_num();
             nth = omp_get_num_threads();
 #endif
             fwd_thread(&team, tid, nth);
+            fr_region_done(&rc, rm);
         }
+        fr_region_end(&rc);
         if (meeting) fr_fast_meeting_threads(-meeting);
     }
     const float *h_last, *c_last = NULL;

@@ -145,8 +145,11 @@ TGT int FR_SFX(fr_fast_sgemm)(int nt, char ta, char tb, int64_t M, int64_t N, in
     float *buf = NULL;
     if (posix_memalign((void **)&buf, 64, (size_t)(per * nt) * sizeof(float)) != 0) return -1;
     const int at = ta == 'T' || ta == 't', bt = tb == 'T' || tb == 't';
+    fr_region_clock rc;
+    fr_region_begin(&rc, nt > 1, (double)M * N * K >= FR_REGION_CPU_WORK);
 #pragma omp parallel num_threads(nt) if (fr_omp_going(nt, nt > 1))
     {
+        const fr_region_mark rm = fr_region_enter(&rc);
         int tid = 0, nth = 1;
 #ifdef _OPENMP
         tid = omp_get_thread_num();
@@ -194,7 +197,9 @@ TGT int FR_SFX(fr_fast_sgemm)(int nt, char ta, char tb, int64_t M, int64_t N, in
                 }
             }
         }
+        fr_region_done(&rc, rm);
     }
+    fr_region_end(&rc);
     free(buf);
     return 0;
 }

@@ -207,7 +207,7 @@ int fr_fast_spin_turns(void)
 {
     static atomic_int cpus; /* read once */
     const int p = fr_wait_passive();
-    if (p) return 0;
+    if (p || fr_stall_recent()) return 0;
     int n = atomic_load_explicit(&cpus, memory_order_relaxed);
     if (n == 0) {
         n = 1;

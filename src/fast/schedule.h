@@ -28,6 +28,7 @@
 #endif
 #include "fastrnn.h"
 #include "fast/tuning.h"
+#include "runtime/runtime.h"
 
 /* Internal to the library: hidden symbols, so that calls between its files
  * are direct (no PLT) and calls within a file may be inlined. */
@@ -144,16 +145,30 @@ void fr_fast_meeting_threads(int delta);
 /* Turns a waiting thread spins before it yields the CPU:
  * FR_FAST_SPIN_TURNS, FR_FAST_SPIN_TURNS_CROWDED while more threads are
  * in meeting teams than this process has CPUs, 0 under
- * OMP_WAIT_POLICY=passive. */
+ * OMP_WAIT_POLICY=passive or just after a stall (fr_stall_recent). */
 int fr_fast_spin_turns(void);
 
 /* The meeting of the time loops' threads once a step: a counter and a
  * flag that flips each time, in a cache line of their own (cheaper than
  * OpenMP's barrier). A waiting thread spins with pause for
- * fr_fast_spin_turns() turns, then yields to the OS at every turn. Each
+ * fr_fast_spin_turns() turns, then yields to the OS at every turn, and
+ * reports how long it yielded (fr_note_wait: adaptive threads). Each
  * thread's writes before the meeting are seen by every thread after it:
  * the counter's add releases and acquires, the flag is stored with
  * release and loaded with acquire. */
+/* One turn of a wait: a pause while spins < limit, then a yield to the OS,
+ * the first of which notes the time in *t0 (the wait past the spinning,
+ * which the waiter gives fr_note_wait when it ends). */
+static inline void wait_turn(int spins, int limit, int64_t *t0)
+{
+    if (spins < limit) {
+        FR_CPU_RELAX();
+    } else {
+        if (*t0 == 0) *t0 = fr_now_ns();
+        sched_yield();
+    }
+}
+
 typedef struct {
     _Alignas(64) atomic_int count;
     atomic_int flag;
@@ -170,10 +185,40 @@ static inline void meet(step_meet *m, int nth, int *my_flag)
         return;
     }
     const int limit = fr_fast_spin_turns();
-    for (int spins = 0; atomic_load_explicit(&m->flag, memory_order_acquire) != f; spins++) {
-        if (spins < limit) FR_CPU_RELAX();
-        else sched_yield();
-    }
+    int64_t t0 = 0;   /* when the spinning ended: the wait past it goes to fr_note_wait */
+    for (int spins = 0; atomic_load_explicit(&m->flag, memory_order_acquire) != f; spins++)
+        wait_turn(spins, limit, &t0);
+    if (t0 != 0) fr_note_wait(fr_now_ns() - t0);
+}
+
+/* The forward's units split with claimable slices: slice k of step s is
+ * claimed once (state 2s -> 2s+1, slice_claim) and marked done (2s+2,
+ * slice_done); step s is over when every slot is past 2s+1. A thread takes
+ * its own slice first and another's only when that one's owner is late
+ * (it lost its core): the slices compute the same instructions whoever
+ * runs them, so the bits do not change. One cache line a slot. */
+#define FR_MAX_SLICES 64
+typedef struct {
+    _Alignas(64) _Atomic int64_t state;
+    char pad_[56];
+} fr_slice_slot;
+
+static inline int slice_claim(fr_slice_slot *sl, int64_t s)
+{
+    int64_t want = 2 * s;
+    if (atomic_load_explicit(&sl->state, memory_order_relaxed) != want) return 0;
+    return atomic_compare_exchange_strong_explicit(&sl->state, &want, 2 * s + 1,
+                                                   memory_order_acq_rel, memory_order_relaxed);
+}
+
+static inline void slice_done(fr_slice_slot *sl, int64_t s)
+{
+    atomic_store_explicit(&sl->state, 2 * s + 2, memory_order_release);
+}
+
+static inline int slice_finished(fr_slice_slot *sl, int64_t s)
+{
+    return atomic_load_explicit(&sl->state, memory_order_acquire) >= 2 * s + 2;
 }
 
 #pragma GCC visibility pop

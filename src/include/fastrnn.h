@@ -98,6 +98,27 @@ int fr_set_num_threads(int n);
 int fr_num_threads_setting(void);
 int fr_num_threads(void);
 
+/* Adaptive threads, held once for the library (on unless
+ * FASTRNN_ADAPTIVE_THREADS is 0, off or false). A stall is a thread of a
+ * team that waited longer than any step's imbalance at a step's meeting
+ * (fr_note_wait), or a thread of a parallel region that lost a quarter of
+ * the region's time to the OS (a short region: finished long after the
+ * first): a partner had lost its core. After one, fr_num_threads() gives 1
+ * for a short period, twice as long each time the full count stalls again
+ * soon after the last period, up to a cap (the values: settings.c, and
+ * docs/performance.md "Shared cores"). fr_full_threads() is the count without it. fr_set_adaptive_threads
+ * returns the previous setting; a negative argument only returns it.
+ * fr_thread_stats: stalls seen (adaptive or not), one-thread periods begun,
+ * ns left of the current one, and slices of a step one thread took from
+ * another that was late (the forward's units split). Never changes a
+ * result's bits. */
+int fr_set_adaptive_threads(int on);
+int fr_adaptive_threads(void);
+int fr_full_threads(void);
+void fr_note_wait(int64_t waited_ns);
+void fr_thread_stats(int64_t *stalls, int64_t *solo_periods, int64_t *solo_left_ns,
+                     int64_t *taken);
+
 /* How threads that wait for each other inside a call wait, held once for
  * the library: 0 spin (a budget of FR_FAST_SPIN_TURNS pauses, then yield
  * the CPU), 1 passive (yield at once; the step team's helpers sleep). The

@@ -95,14 +95,22 @@ void FN(fr_pgemm)(int fast, int nt, int pinned, char ta, char tb, int64_t M, int
     const int64_t nchunk = (M + chunk - 1) / chunk;
     if (!pinned || (double)M * N * K < FR_PGEMM_PAR_MIN) nt = 1;
     if (nt > nchunk) nt = (int)nchunk;
-    int64_t c;
-#pragma omp parallel for num_threads(nt) if (fr_omp_going(nt, nt > 1)) schedule(static)
-    for (c = 0; c < nchunk; c++) {
-        const int64_t a0 = c * chunk;
-        const int64_t n = M - a0 < chunk ? M - a0 : chunk;
-        FN(gemm)(ta, tb, n, N, K, alpha, ta == 'N' ? A + a0 * lda : A + a0,
-                 lda, B, ldb, beta, C + a0 * ldc, ldc);
+    fr_region_clock rc;
+    fr_region_begin(&rc, nt > 1, (double)M * N * K >= FR_REGION_CPU_WORK);
+#pragma omp parallel num_threads(nt) if (fr_omp_going(nt, nt > 1))
+    {
+        const fr_region_mark rm = fr_region_enter(&rc);
+        int64_t c;
+#pragma omp for schedule(static) nowait
+        for (c = 0; c < nchunk; c++) {
+            const int64_t a0 = c * chunk;
+            const int64_t n = M - a0 < chunk ? M - a0 : chunk;
+            FN(gemm)(ta, tb, n, N, K, alpha, ta == 'N' ? A + a0 * lda : A + a0,
+                     lda, B, ldb, beta, C + a0 * ldc, ldc);
+        }
+        fr_region_done(&rc, rm);
     }
+    fr_region_end(&rc);
 }
 
 /* ---- a plain GEMM for the model layers (Dense, attention) ------------- */

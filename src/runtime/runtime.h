@@ -7,6 +7,8 @@
 #ifndef FASTRNN_RUNTIME_H
 #define FASTRNN_RUNTIME_H
 
+#include <stdatomic.h>
+#include <stdint.h>
 #include "fastrnn.h"
 #include "runtime/team.h"
 
@@ -31,6 +33,97 @@ void fr_blas_leave(int pinned);
  * (fr_fast_path_default). */
 int fr_fast_path_on(void);
 void fr_fast_path_default(void);
+
+/* CLOCK_MONOTONIC in ns (settings.c): the waits fr_note_wait is given. */
+int64_t fr_now_ns(void);
+
+/* Adaptive threads saw a stall lately (FR_RECENT_NS, settings.c; the
+ * flag is cleared by the first call after that): waiting threads then
+ * yield at once (fr_fast_spin_turns), since a partner that lost its core
+ * may be waiting for this very core. */
+int fr_stall_recent(void);
+
+/* Stalls seen so far (fr_thread_stats' count), and whether one came since
+ * fr_stall_count gave `count`: a call reads it before its region. */
+int64_t fr_stall_count(void);
+int fr_stalled_since(int64_t count);
+
+/* For the tests: fr_stalled_since always true, so that every call's
+ * helpers leave after step 0. Returns the previous setting. */
+int fr_set_leave_test(int on);
+
+/* A thread took another's slice of a step (fr_thread_stats counts them). */
+void fr_note_taken(void);
+
+/* CPU time of the calling thread in ns (settings.c; a system call). */
+int64_t fr_thread_cpu_ns(void);
+
+/* How the threads of one OpenMP region fared: the caller fr_region_begin's
+ * before the region (going: it starts more than one thread; cpu: the
+ * region has FR_REGION_CPU_WORK multiply-adds or more, enough to pay for
+ * reading each thread's CPU clock), each thread fr_region_enter's at the
+ * start of its share and fr_region_done's at its end, the caller
+ * fr_region_end's after it. A stall (fr_note_wait's) is, where the CPU
+ * clocks were read, a thread that lost FR_REGION_STALL_NS or more of the
+ * region to the OS and at least a quarter of the region's time (its share
+ * then runs late, and one thread would not have been slower); elsewhere,
+ * a spread of FR_REGION_STALL_NS or more between the first and the last
+ * to finish (no short region's shares differ by that much on cores of
+ * their own). */
+#define FR_REGION_CPU_WORK 4000000.0 /* multiply-adds: read the CPU clocks from here */
+
+typedef struct {
+    int64_t start;
+    int cpu;
+    _Atomic int64_t first, last, lost;
+} fr_region_clock;
+
+typedef struct {
+    int64_t wall, cpu;
+} fr_region_mark;
+
+static inline void fr_region_begin(fr_region_clock *c, int going, int cpu)
+{
+    c->start = going ? fr_now_ns() : 0;
+    c->cpu = cpu;
+    atomic_init(&c->first, 0);
+    atomic_init(&c->last, 0);
+    atomic_init(&c->lost, 0);
+}
+
+static inline fr_region_mark fr_region_enter(const fr_region_clock *c)
+{
+    fr_region_mark m = {0, 0};
+    if (c->start != 0 && c->cpu) {
+        m.wall = fr_now_ns();
+        m.cpu = fr_thread_cpu_ns();
+    }
+    return m;
+}
+
+static inline void fr_region_done(fr_region_clock *c, fr_region_mark m)
+{
+    if (c->start == 0) return;
+    const int64_t t = fr_now_ns();
+    if (m.wall != 0) {
+        const int64_t lost = (t - m.wall) - (fr_thread_cpu_ns() - m.cpu);
+        int64_t l = atomic_load_explicit(&c->lost, memory_order_relaxed);
+        while (lost > l
+               && !atomic_compare_exchange_weak_explicit(&c->lost, &l, lost,
+                                                         memory_order_relaxed,
+                                                         memory_order_relaxed)) {}
+    }
+    int64_t f = atomic_load_explicit(&c->first, memory_order_relaxed);
+    while ((f == 0 || t < f)
+           && !atomic_compare_exchange_weak_explicit(&c->first, &f, t, memory_order_relaxed,
+                                                     memory_order_relaxed)) {}
+    int64_t l = atomic_load_explicit(&c->last, memory_order_relaxed);
+    while (t > l
+           && !atomic_compare_exchange_weak_explicit(&c->last, &l, t, memory_order_relaxed,
+                                                     memory_order_relaxed)) {}
+}
+
+void fr_region_end(const fr_region_clock *c);
 
 /* cond, for an OpenMP region's if clause, after noting the region for the
  * step team (fr_team_note_omp) when it will start more than one thread.

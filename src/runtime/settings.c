@@ -4,8 +4,11 @@
  * width is fast/dispatch.c's (fr_set_fast_width).
  */
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <strings.h>
+#include <time.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -94,10 +97,172 @@ int fr_num_threads_setting(void)
     return atomic_load_explicit(&fr_threads_set, memory_order_relaxed);
 }
 
-int fr_num_threads(void)
+/* ---- adaptive threads (fr_set_adaptive_threads) ----------------------------
+ * A thread of a team that waits FR_STALL_NS or more for a partner at a step's
+ * meeting (fr_note_wait), or a region's thread that lost its core
+ * (fr_region_end), is evidence that another process or pool has the core.
+ * Then the calls that start during the next back-off period run on one
+ * thread; the back-off doubles, from FR_SOLO_MIN_NS to FR_SOLO_MAX_NS, when
+ * the full count stalls again soon after the period's end, and
+ * starts again from FR_SOLO_MIN_NS otherwise (a lone stall on a quiet
+ * machine costs one short period). All of it atomic: any thread may call. */
+#define FR_STALL_NS 2000000LL      /* no step's imbalance waits that long */
+#define FR_SOLO_MIN_NS 20000000LL
+#define FR_RECENT_NS 50000000LL    /* waiting threads yield at once this long after a stall */
+#define FR_SOLO_MAX_NS 2000000000LL
+
+static atomic_int fr_adaptive = -1;          /* -1: FASTRNN_ADAPTIVE_THREADS, read once */
+static _Atomic int64_t fr_solo_until = 0;    /* monotonic ns: one thread until then */
+static _Atomic int64_t fr_solo_len = 0;      /* the back-off now */
+static _Atomic int64_t fr_stalls = 0, fr_solo_periods = 0, fr_taken = 0;
+/* for the tests: fr_stalled_since is always true (every call's helpers
+ * leave after step 0, as after a stall during the call) */
+static atomic_int fr_leave_test = 0;
+
+void fr_note_taken(void)
+{
+    atomic_fetch_add_explicit(&fr_taken, 1, memory_order_relaxed);
+}
+static atomic_int fr_recent = 0;            /* a stall in the last FR_RECENT_NS or so */
+static _Atomic int64_t fr_last_stall = 0;
+
+int64_t fr_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+int fr_set_adaptive_threads(int on)
+{
+    if (on < 0) return fr_adaptive_threads();
+    const int was = fr_adaptive_threads();
+    atomic_store_explicit(&fr_adaptive, on != 0, memory_order_relaxed);
+    if (!on) {
+        atomic_store_explicit(&fr_solo_until, 0, memory_order_relaxed);
+        atomic_store_explicit(&fr_recent, 0, memory_order_relaxed);
+    }
+    return was;
+}
+
+int fr_adaptive_threads(void)
+{
+    int a = atomic_load_explicit(&fr_adaptive, memory_order_relaxed);
+    if (a < 0) {
+        const char *e = getenv("FASTRNN_ADAPTIVE_THREADS");
+        a = !(e != NULL && (strcmp(e, "0") == 0 || strcasecmp(e, "off") == 0
+                            || strcasecmp(e, "false") == 0));
+        int expected = -1;   /* a setting made meanwhile wins */
+        if (!atomic_compare_exchange_strong(&fr_adaptive, &expected, a)) a = expected;
+    }
+    return a;
+}
+
+#define FR_REGION_STALL_NS 1000000LL /* time lost in a region (fr_region_end) */
+
+
+int64_t fr_stall_count(void)
+{
+    return atomic_load_explicit(&fr_stalls, memory_order_relaxed);
+}
+
+int fr_stalled_since(int64_t count)
+{
+    return atomic_load_explicit(&fr_stalls, memory_order_relaxed) != count
+           || atomic_load_explicit(&fr_leave_test, memory_order_relaxed);
+}
+
+int fr_set_leave_test(int on)
+{
+    return atomic_exchange_explicit(&fr_leave_test, on != 0, memory_order_relaxed);
+}
+
+int fr_stall_recent(void)
+{
+    return atomic_load_explicit(&fr_recent, memory_order_relaxed);
+}
+
+static void stall(void);
+
+void fr_note_wait(int64_t waited_ns)
+{
+    if (waited_ns >= FR_STALL_NS) stall();
+}
+
+void fr_region_end(const fr_region_clock *c)
+{
+    if (c->start == 0) return;
+    const int64_t first = atomic_load_explicit(&c->first, memory_order_relaxed);
+    const int64_t last = atomic_load_explicit(&c->last, memory_order_relaxed);
+    if (first == 0) return;
+    if (c->cpu) {
+        const int64_t lost = atomic_load_explicit(&c->lost, memory_order_relaxed);
+        if (lost >= FR_REGION_STALL_NS && 4 * lost >= last - c->start) stall();
+    } else if (last - first >= FR_REGION_STALL_NS) {
+        stall();
+    }
+}
+
+int64_t fr_thread_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void stall(void)
+{
+    atomic_fetch_add_explicit(&fr_stalls, 1, memory_order_relaxed);
+    if (!fr_adaptive_threads()) return;
+    const int64_t now = fr_now_ns();
+    atomic_store_explicit(&fr_last_stall, now, memory_order_relaxed);
+    atomic_store_explicit(&fr_recent, 1, memory_order_relaxed);
+    int64_t until = atomic_load_explicit(&fr_solo_until, memory_order_relaxed);
+    if (now < until) return;   /* a call that started before the period began */
+    int64_t len = atomic_load_explicit(&fr_solo_len, memory_order_relaxed);
+    /* stalled again soon after a period (the first calls after it: within
+     * twice its length and a short call's time): back off longer; else
+     * start short */
+    len = (until > 0 && len > 0 && now - until < 2 * len + FR_SOLO_MIN_NS) ? 2 * len
+                                                                          : FR_SOLO_MIN_NS;
+    if (len > FR_SOLO_MAX_NS) len = FR_SOLO_MAX_NS;
+    if (atomic_compare_exchange_strong(&fr_solo_until, &until, now + len)) {
+        atomic_store_explicit(&fr_solo_len, len, memory_order_relaxed);
+        atomic_fetch_add_explicit(&fr_solo_periods, 1, memory_order_relaxed);
+    }
+}
+
+int fr_solo_now(void)
+{
+    const int64_t until = atomic_load_explicit(&fr_solo_until, memory_order_relaxed);
+    return until > 0 && fr_adaptive_threads() && fr_now_ns() < until;
+}
+
+void fr_thread_stats(int64_t *stalls, int64_t *solo_periods, int64_t *solo_left_ns,
+                     int64_t *taken)
+{
+    *taken = atomic_load_explicit(&fr_taken, memory_order_relaxed);
+    *stalls = atomic_load_explicit(&fr_stalls, memory_order_relaxed);
+    *solo_periods = atomic_load_explicit(&fr_solo_periods, memory_order_relaxed);
+    const int64_t left = atomic_load_explicit(&fr_solo_until, memory_order_relaxed) - fr_now_ns();
+    *solo_left_ns = left > 0 && fr_adaptive_threads() ? left : 0;
+}
+
+int fr_full_threads(void)
 {
     const int n = fr_num_threads_setting();
     if (n > 0) return n;
     const int m = fr_max_threads();
     return m > 1 ? m : 1;
+}
+
+int fr_num_threads(void)
+{
+    const int n = fr_full_threads();
+    if (atomic_load_explicit(&fr_recent, memory_order_relaxed)
+        && (!fr_adaptive_threads()
+            || fr_now_ns() - atomic_load_explicit(&fr_last_stall, memory_order_relaxed)
+                   > FR_RECENT_NS))
+        atomic_store_explicit(&fr_recent, 0, memory_order_relaxed);
+    return n > 1 && fr_solo_now() ? 1 : n;
 }

@@ -6,6 +6,9 @@ cdef extern from "runtime/team.h" nogil:
     int fr_team_enable(int on)
     unsigned fr_team_jobs()
 
+cdef extern from "runtime/runtime.h" nogil:
+    int fr_set_leave_test(int on)
+
 cdef extern from "fastrnn.h" nogil:
     ctypedef void (*fr_sgemm_fn)(char *, char *, int *, int *, int *, float *,
                                  float *, int *, float *, int *, float *,
@@ -27,6 +30,12 @@ cdef extern from "fastrnn.h" nogil:
     int fr_batch_invariant()
     int fr_set_wait_policy(int passive)
     int fr_wait_passive()
+    int fr_set_adaptive_threads(int on)
+    int fr_adaptive_threads()
+    int fr_full_threads()
+    void fr_note_wait(int64_t waited_ns)
+    void fr_thread_stats(int64_t *stalls, int64_t *solo_periods, int64_t *solo_left_ns,
+                         int64_t *taken)
 
 # BLAS comes from SciPy's own library, so threadpoolctl governs the same one.
 fr_set_blas(<fr_sgemm_fn>sgemm, <fr_dgemm_fn>dgemm)
@@ -109,6 +118,42 @@ def set_wait_passive(bint on):
 def wait_passive():
     """Whether fastrnn's waiting threads wait passively now."""
     return fr_wait_passive() != 0
+
+
+def set_adaptive(bint on):
+    """Adaptive threads (fastrnn.h, fr_set_adaptive_threads) on or off;
+    returns the previous setting."""
+    return bool(fr_set_adaptive_threads(on))
+
+
+def adaptive():
+    """Whether the thread count adapts to stalls now."""
+    return fr_adaptive_threads() != 0
+
+
+def full_threads():
+    """The thread count without adaptation (the setting or OpenMP's default)."""
+    return fr_full_threads()
+
+
+def set_leave_test(bint on):
+    """For the tests: the helpers of every units-split forward leave after
+    step 0, as after a stall (the first thread takes their slices)."""
+    return fr_set_leave_test(on) != 0
+
+
+def note_wait(int64_t waited_ns):
+    """Report a wait at a meeting, as a kernel's thread does (for the tests:
+    2 ms or more is a stall)."""
+    fr_note_wait(waited_ns)
+
+
+def thread_stats():
+    """(stalls seen, one-thread periods begun, seconds left of the current
+    one, slices taken from a late thread)."""
+    cdef int64_t stalls = 0, periods = 0, left = 0, taken = 0
+    fr_thread_stats(&stalls, &periods, &left, &taken)
+    return int(stalls), int(periods), left * 1e-9, int(taken)
 
 
 def max_threads():

@@ -49,6 +49,9 @@ def set_num_threads(n):
 def get_num_threads():
     """Return the number of threads the next kernel call will use.
 
+    That is the `set_num_threads` setting (or OpenMP's default), or 1 while
+    adaptive threads has found the cores shared (`set_adaptive_threads`).
+
     Returns
     -------
     int
@@ -186,6 +189,96 @@ def get_wait_policy():
     True
     """
     return _WAIT_POLICIES[_ext.wait_passive()]
+
+
+def set_adaptive_threads(enabled):
+    """Let fastrnn drop to one thread while its cores are shared (default: on).
+
+    A stall is a thread of fastrnn's that waited 2 ms or more for a partner
+    at a step's meeting, or that lost a quarter of a parallel pass's time to
+    the OS: the partner (or the thread) had lost its core to another
+    process, another library's pool or the hypervisor, which never happens
+    on cores of its own. After one, the calls that start in the next 20 ms
+    run on one thread; then the full count is tried again, and each try
+    that stalls again at once doubles the period, up to 2 s. Inside a call,
+    the threads that wait yield the CPU at once after a stall, and the
+    forward time loop's first thread takes over the slices of a partner
+    that is late. So a busy neighbour costs a stalled step now and then
+    instead of every step (docs/performance.md, "Shared cores"). Off, the
+    count is `get_num_threads`'s setting whatever the machine does. The
+    initial setting is the environment's: ``FASTRNN_ADAPTIVE_THREADS=0``
+    (or ``off``, ``false``) turns it off. The thread count never changes a
+    result's bits.
+
+    Parameters
+    ----------
+    enabled : bool
+        Turn it on or off.
+
+    Returns
+    -------
+    bool
+        The previous setting.
+
+    Raises
+    ------
+    TypeError
+        If enabled is not True or False.
+
+    Examples
+    --------
+    >>> import fastrnn as fr
+    >>> previous = fr.set_adaptive_threads(False)
+    >>> fr.get_adaptive_threads()
+    False
+    >>> _ = fr.set_adaptive_threads(previous)
+    """
+    if not isinstance(enabled, (bool, int)) or enabled not in (0, 1):
+        raise TypeError(f"set_adaptive_threads: expected True or False, got {enabled!r}")
+    return _ext.set_adaptive(bool(enabled))
+
+
+def get_adaptive_threads():
+    """Return whether the thread count adapts to shared cores (`set_adaptive_threads`).
+
+    Returns
+    -------
+    bool
+        The setting.
+
+    Examples
+    --------
+    >>> import fastrnn as fr
+    >>> fr.get_adaptive_threads() in (True, False)
+    True
+    """
+    return _ext.adaptive()
+
+
+def thread_stats():
+    """Return what adaptive threads has seen in this process.
+
+    Returns
+    -------
+    dict
+        ``stalls``: waits of 2 ms or more at a step's meeting (counted
+        whether adaptation is on or not); ``solo_periods``: times the calls
+        went to one thread; ``solo_seconds_left``: how long the current
+        one-thread period lasts (0.0 when none); ``taken_slices``: slices
+        of a step that a thread took over from a late partner; ``threads``:
+        the count the next call uses; ``full_threads``: the count without
+        adaptation.
+
+    Examples
+    --------
+    >>> import fastrnn as fr
+    >>> sorted(fr.thread_stats())
+    ['full_threads', 'solo_periods', 'solo_seconds_left', 'stalls', 'taken_slices', 'threads']
+    """
+    stalls, periods, left, taken = _ext.thread_stats()
+    return {"stalls": stalls, "solo_periods": periods, "solo_seconds_left": left,
+            "taken_slices": taken, "threads": _ext.num_threads(),
+            "full_threads": _ext.full_threads()}
 
 
 def set_batch_invariant(enabled):
