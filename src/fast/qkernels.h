@@ -130,3 +130,60 @@ static void FR_SFX(qcell)(int cell, int64_t u0, int64_t u1, const float *gx, con
         }
     }
 }
+
+/* quant (quant_impl.h) a vector at a time: max |x| (exact in any order),
+ * then rint(x * inv) by the vector round to nearest even, the reference's
+ * 1.5 * 2^23 trick for |x * inv| <= 127, and the same clamps. */
+static void FR_SFX(qrow)(const float *x, int64_t n, int8_t *q, int64_t Kp, float *scale) TGT;
+static void FR_SFX(qrow)(const float *x, int64_t n, int8_t *q, int64_t Kp, float *scale)
+{
+    const V big = v_set1(3.4028234664e38f);
+    V vmax = v_zero();
+    int bad = 0;
+    int64_t k = 0;
+    for (; k + VW <= n; k += VW) {
+        const V a = v_abs(v_ld(x + k));
+#if VW == 16
+        bad |= _mm512_cmp_ps_mask(a, big, _CMP_NLE_UQ) != 0;
+#else
+        bad |= _mm256_movemask_ps(_mm256_cmp_ps(a, big, _CMP_NLE_UQ)) != 0;
+#endif
+        vmax = v_max(vmax, a);
+    }
+    float lanes[VW], amax = 0.0f;
+    v_st(lanes, vmax);
+    for (int i = 0; i < VW; i++) amax = lanes[i] > amax ? lanes[i] : amax;
+    for (; k < n; k++) {
+        const float a = fabsf(x[k]);
+        bad |= !(a <= 3.4028234664e38f);
+        amax = a > amax ? a : amax;
+    }
+    memset(q, 0, (size_t)Kp);
+    if (bad || amax == 0.0f) {
+        *scale = bad ? NAN : 0.0f;
+        return;
+    }
+    const float inv = 127.0f / amax;
+    const V vinv = v_set1(inv), lo = v_set1(-127.0f), hi = v_set1(127.0f);
+    for (k = 0; k + VW <= n; k += VW) {
+        V v = v_mul(v_ld(x + k), vinv);
+#if VW == 16
+        v = _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        v = v_max(v_min(v, hi), lo);
+        _mm_storeu_si128((__m128i *)(q + k), _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(v)));
+#else
+        v = _mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        v = v_max(v_min(v, hi), lo);
+        int32_t w[8];
+        _mm256_storeu_si256((__m256i *)w, _mm256_cvtps_epi32(v));
+        for (int i = 0; i < 8; i++) q[k + i] = (int8_t)w[i];
+#endif
+    }
+    for (; k < n; k++) {
+        const float p = x[k] * inv;   /* no add after it: nothing to fuse into an FMA */
+        float v = rintf(p);
+        v = v > 127.0f ? 127.0f : (v < -127.0f ? -127.0f : v);
+        q[k] = (int8_t)(int)v;
+    }
+    *scale = amax / 127.0f;
+}

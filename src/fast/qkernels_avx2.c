@@ -63,7 +63,7 @@ static void mm_i8_avx2(int64_t M, int64_t Kp, const int8_t *A, const float *sa,
     }
 }
 
-static const frq_kernels k_avx2 = {mm_i8_avx2, mm_bf16_avx2, qcell_avx2};
+static const frq_kernels k_avx2 = {mm_i8_avx2, mm_bf16_avx2, qcell_avx2, qrow_avx2};
 
 const frq_kernels *frq_kernels_avx2(void)
 {

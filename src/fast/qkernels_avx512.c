@@ -72,9 +72,9 @@ static void mm_i8_vnni(int64_t M, int64_t Kp, const int8_t *A, const float *sa,
     }
 }
 
-static const frq_kernels k_vnni = {mm_i8_vnni, mm_bf16_avx512, qcell_avx512};
-/* bf16 alone needs only AVX-512 F (the int8 entry is never called then) */
-static const frq_kernels k_f = {NULL, mm_bf16_avx512, qcell_avx512};
+static const frq_kernels k_vnni = {mm_i8_vnni, mm_bf16_avx512, qcell_avx512, qrow_avx512};
+/* bf16 alone needs only AVX-512 F (the int8 entries are never called then) */
+static const frq_kernels k_f = {NULL, mm_bf16_avx512, qcell_avx512, NULL};
 
 const frq_kernels *frq_kernels_avx512(int prec)
 {

@@ -200,32 +200,6 @@ int64_t frq_work_len(const fr_desc *d, int prec)
     return layout_of(d, prec, threads(d, prec)).total;
 }
 
-/* Symmetric int8 of one row (quantization rule: fastrnn_q.h). The rounding
- * adds and subtracts 1.5 * 2^23 (round to nearest even for |v| <= 127),
- * plain float operations, so every ISA's compiler gives the same bits. */
-static void quantize_row(const float *x, int64_t n, int8_t *q, int64_t Kp, float *scale)
-{
-    float amax = 0.0f;
-    int bad = 0;
-    for (int64_t k = 0; k < n; k++) {
-        const float a = fabsf(x[k]);
-        bad |= !(a <= 3.4028234664e38f);
-        amax = a > amax ? a : amax;
-    }
-    memset(q, 0, (size_t)Kp);
-    if (bad || amax == 0.0f) {
-        *scale = bad ? NAN : 0.0f;
-        return;
-    }
-    const float inv = 127.0f / amax, magic = 12582912.0f;
-    for (int64_t k = 0; k < n; k++) {
-        float v = (x[k] * inv + magic) - magic;
-        v = v > 127.0f ? 127.0f : (v < -127.0f ? -127.0f : v);
-        q[k] = (int8_t)(int)v;
-    }
-    *scale = amax / 127.0f;
-}
-
 /* Everything one layer and direction's threads share */
 typedef struct {
     const fr_desc *d;
@@ -275,7 +249,7 @@ static void run_dir(const job *J, int tid, int nth)
         const int64_t r0 = TB * tid / nth, r1 = TB * (tid + 1) / nth;
         for (int64_t r = r0; r < r1; r++) {
             if (active(d, r / B, r % B))
-                quantize_row(J->in + r * m->In, m->In, xq + r * m->Kp_ih, m->Kp_ih, sx + r);
+                J->K->quant(J->in + r * m->In, m->In, xq + r * m->Kp_ih, m->Kp_ih, sx + r);
             else {
                 memset(xq + r * m->Kp_ih, 0, (size_t)m->Kp_ih);
                 sx[r] = 0.0f;
@@ -301,7 +275,7 @@ static void run_dir(const job *J, int tid, int nth)
         const int64_t t = J->dir ? T - 1 - s : s;
         if (int8) {
             for (int64_t b = 0; b < B; b++)
-                quantize_row(hc + b * Hp, H, qh + b * m->Kp_hh, m->Kp_hh, sh + b);
+                J->K->quant(hc + b * Hp, H, qh + b * m->Kp_hh, m->Kp_hh, sh + b);
             J->K->mm_i8(B, m->Kp_hh, qh, sh, (const int8_t *)hh.W, hh.rowsum, hh.sw,
                         hh.bias, p0, p1, gh, Np, scr);
         } else {

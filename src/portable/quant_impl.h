@@ -40,6 +40,10 @@ static inline int64_t frq_up(int64_t n, int64_t m) { return (n + m - 1) / m * m;
  *   block, as the products leave them), h (read), hn (written), c (LSTM,
  *   updated); every lane of a block is computed (rows past H are zero and
  *   leave h and c at 0 there).
+ * quant: symmetric int8 of one row of n floats into q (Kp bytes, zero
+ *   padded) and its scale (quantization rule: fastrnn_q.h): amax = max |x|;
+ *   NaN scale for a non-finite value, 0 for amax 0 (q all 0); else
+ *   q[k] = clamp(rint(x[k] * (127 / amax)), -127, 127), scale amax / 127.
  */
 typedef struct {
     void (*mm_i8)(int64_t M, int64_t Kp, const int8_t *A, const float *sa, const int8_t *W,
@@ -49,6 +53,7 @@ typedef struct {
                     const float *bias, int64_t p0, int64_t p1, float *out, int64_t ldo);
     void (*cell)(int cell, int64_t u0, int64_t u1, const float *gx, const float *gh,
                  const float *h, float *hn, float *c);
+    void (*quant)(const float *x, int64_t n, int8_t *q, int64_t Kp, float *scale);
 } frq_kernels;
 
 extern const frq_kernels frq_kernels_ref;

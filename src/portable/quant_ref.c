@@ -139,4 +139,30 @@ static void cell_ref(int cell, int64_t u0, int64_t u1, const float *gx, const fl
     }
 }
 
-const frq_kernels frq_kernels_ref = {mm_i8_ref, mm_bf16_ref, cell_ref};
+/* Symmetric int8 of one row (quantization rule: fastrnn_q.h). The rounding
+ * adds and subtracts 1.5 * 2^23 (round to nearest even for |v| <= 127),
+ * plain float operations, so every ISA's compiler gives the same bits. */
+static void quant_ref(const float *x, int64_t n, int8_t *q, int64_t Kp, float *scale)
+{
+    float amax = 0.0f;
+    int bad = 0;
+    for (int64_t k = 0; k < n; k++) {
+        const float a = fabsf(x[k]);
+        bad |= !(a <= 3.4028234664e38f);
+        amax = a > amax ? a : amax;
+    }
+    memset(q, 0, (size_t)Kp);
+    if (bad || amax == 0.0f) {
+        *scale = bad ? NAN : 0.0f;
+        return;
+    }
+    const float inv = 127.0f / amax, magic = 12582912.0f;
+    for (int64_t k = 0; k < n; k++) {
+        float v = (x[k] * inv + magic) - magic;
+        v = v > 127.0f ? 127.0f : (v < -127.0f ? -127.0f : v);
+        q[k] = (int8_t)(int)v;
+    }
+    *scale = amax / 127.0f;
+}
+
+const frq_kernels frq_kernels_ref = {mm_i8_ref, mm_bf16_ref, cell_ref, quant_ref};
