@@ -135,11 +135,23 @@ int64_t fr_cache_len(const fr_desc *d)
     return (int64_t)(d->L - 1) * T * B * d->D * H + (int64_t)d->L * d->D * fr_cache_per_k(d);
 }
 
+/* Do a bidirectional layer's two directions run side by side, one thread
+ * each (forward passes)? Where a direction's time loop is too small to
+ * split (FR_FAST_MIN_WORK, the fast loops' threshold): its threads would
+ * otherwise run one direction after the other. Independent of the thread
+ * count, since the scratch (fr_forward_work_len) depends on it. */
+static int fr_dirs_side_by_side(const fr_desc *d)
+{
+    return d->D == 2
+           && d->B * (int64_t)fr_num_gates(d->cell) * d->H * d->H < FR_FAST_MIN_WORK;
+}
+
 int64_t fr_forward_work_len(const fr_desc *d, int training)
 {
     if (fr_check_desc(d) != FR_OK) return -1;
     const int64_t pp = (!training && d->L > 1) ? 2 * d->T * d->B * d->D * d->H : 0;
-    return fr_layer_work_len(d, training) + pp;
+    /* the second direction's own layer scratch, after the ping-pong */
+    return fr_layer_work_len(d, training) * (fr_dirs_side_by_side(d) ? 2 : 1) + pp;
 }
 
 int64_t fr_backward_work_len(const fr_desc *d)

@@ -549,6 +549,33 @@ static void FN(layer_backward)(const fr_desc *d, int dir, int64_t In,
 
 /* fr_forward, with packed: NULL, or L*D blobs of weights packed for the
  * fast loops at the width in use (fr_pack_f32; float32 only) */
+/* One layer l and direction dir of forward_all: its cache slices (training)
+ * and its layer_forward, with the scratch given. */
+static void FN(forward_dir)(const fr_desc *d, int64_t l, int dir, int64_t In, const REAL *in,
+                            REAL *out, const REAL *const *w_ih, const REAL *const *w_hh,
+                            const REAL *const *b_ih, const REAL *const *b_hh, const REAL *h0,
+                            const REAL *c0, REAL *hn, REAL *cn, REAL *cache, REAL *work,
+                            int pinned, const float *const *packed)
+{
+    const int64_t T = d->T, B = d->B, H = d->H, L = d->L, D = d->D;
+    const int64_t BH = B * H, DH = D * H, TBDH = T * B * DH;
+    const int is_lstm = d->cell == FR_CELL_LSTM;
+    const int64_t GC = d->cell == FR_CELL_GRU ? 4 * H : fr_num_gates(d->cell) * H;
+    const int64_t k = l * D + dir;
+    REAL *gates = NULL, *hs = NULL, *cs = NULL, *cmask = NULL;
+    if (cache != NULL) {
+        gates = cache + (L - 1) * TBDH + k * fr_cache_per_k(d);
+        hs = gates + T * B * GC;
+        cs = is_lstm ? hs + (T + 1) * BH : NULL;
+        if (fr_clipping(d)) cmask = hs + (T + 1) * BH * (is_lstm ? 2 : 1);
+    }
+    FN(layer_forward)(d, dir, In, in, w_ih[k], w_hh[k], b_ih ? b_ih[k] : NULL,
+                      b_hh ? b_hh[k] : NULL, h0 ? h0 + k * BH : NULL,
+                      (c0 && is_lstm) ? c0 + k * BH : NULL, out + dir * H, DH, hn + k * BH,
+                      is_lstm ? cn + k * BH : NULL, gates, hs, cs, cmask, work, pinned,
+                      packed ? packed[k] : NULL);
+}
+
 static int FN(forward_all)(const fr_desc *d, const REAL *x,
                            const REAL *const *w_ih, const REAL *const *w_hh,
                            const REAL *const *b_ih, const REAL *const *b_hh,
@@ -562,14 +589,15 @@ static int FN(forward_all)(const fr_desc *d, const REAL *x,
     if (!x || !w_ih || !w_hh || !y || !hn || !work) return FR_EINVAL;
     if (d->cell == FR_CELL_LSTM && !cn) return FR_EINVAL;
     const int64_t T = d->T, B = d->B, H = d->H, L = d->L, D = d->D;
-    const int64_t BH = B * H, DH = D * H, TBDH = T * B * DH;
+    const int64_t DH = D * H, TBDH = T * B * DH;
     const int training = cache != NULL;
-    const int is_lstm = d->cell == FR_CELL_LSTM;
-    const int64_t GC = d->cell == FR_CELL_GRU ? 4 * H : fr_num_gates(d->cell) * H;
-    const int64_t per_k = fr_cache_per_k(d);
-    const int clipping = fr_clipping(d);
     REAL *layer_work = work;
     REAL *pp0 = work + fr_layer_work_len(d, training), *pp1 = pp0 + TBDH; /* inference ping-pong */
+    /* the second direction's scratch when the two run side by side */
+    REAL *layer_work1 = pp0 + ((!training && L > 1) ? 2 * TBDH : 0);
+    const int side = fr_dirs_side_by_side(d) && d->num_threads >= 2;
+    fr_desc d1 = *d;   /* each direction on one thread */
+    d1.num_threads = 1;
     /* the fast loops that project x themselves call no BLAS: no need to pin
      * it (a get and two sets of OpenBLAS's thread count per call, which a
      * streaming step() would pay every time) */
@@ -585,21 +613,29 @@ static int FN(forward_all)(const fr_desc *d, const REAL *x,
         if (l == L - 1) out = y;
         else if (training) out = cache + l * TBDH;      /* input of layer l+1 */
         else out = (l % 2) ? pp1 : pp0;
-        for (int dir = 0; dir < D; dir++) {
-            const int64_t k = l * D + dir;
-            REAL *gates = NULL, *hs = NULL, *cs = NULL, *cmask = NULL;
-            if (training) {
-                gates = cache + (L - 1) * TBDH + k * per_k;
-                hs = gates + T * B * GC;
-                cs = is_lstm ? hs + (T + 1) * BH : NULL;
-                if (clipping) cmask = hs + (T + 1) * BH * (is_lstm ? 2 : 1);
+        if (!side) {
+            for (int dir = 0; dir < D; dir++)
+                FN(forward_dir)(d, l, dir, In, in, out, w_ih, w_hh, b_ih, b_hh, h0, c0, hn, cn,
+                                cache, layer_work, pinned, packed);
+        } else {
+            fr_region_clock rc;
+            fr_region_begin(&rc, 1, 0);
+#pragma omp parallel num_threads(2) if (fr_omp_going(2, 1))
+            {
+                const fr_region_mark rm = fr_region_enter(&rc);
+                int tid = 0, nth = 1;
+#ifdef _OPENMP
+                tid = omp_get_thread_num();
+                nth = omp_get_num_threads();
+#endif
+                /* direction tid on thread tid (both here when OpenMP gives one) */
+                for (int dir = tid; dir < 2; dir += nth)
+                    FN(forward_dir)(&d1, l, dir, In, in, out, w_ih, w_hh, b_ih, b_hh, h0, c0,
+                                    hn, cn, cache, dir ? layer_work1 : layer_work, pinned,
+                                    packed);
+                fr_region_done(&rc, rm);
             }
-            FN(layer_forward)(d, dir, In, in, w_ih[k], w_hh[k],
-                              b_ih ? b_ih[k] : NULL, b_hh ? b_hh[k] : NULL,
-                              h0 ? h0 + k * BH : NULL, (c0 && is_lstm) ? c0 + k * BH : NULL,
-                              out + dir * H, DH, hn + k * BH, is_lstm ? cn + k * BH : NULL,
-                              gates, hs, cs, cmask, layer_work, pinned,
-                              packed ? packed[k] : NULL);
+            fr_region_end(&rc);
         }
         if (training && dropmask && l < L - 1) {
             const REAL *m = dropmask + l * TBDH;

@@ -400,3 +400,35 @@ def test_wait_policy_from_the_environment(env, want):
                          text=True, check=True, cwd=os.path.dirname(os.path.dirname(
                              os.path.dirname(os.path.abspath(__file__)))))
     assert out.stdout.strip() == want
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_directions_side_by_side_keep_the_bits(cell, dtype, rng, restore_threads):
+    """A bidirectional layer too small to split a direction (B*G*H*H under
+    the fast loops' threshold) runs its two directions on one thread each
+    with 2 threads: the same bits as 1 thread, inference (frozen and not),
+    training forward with states and lengths, two layers."""
+    cls = {"lstm": fr.LSTM, "gru": fr.GRU, "rnn": fr.RNN}[cell]
+    layer = cls(7, 37, num_layers=2, bidirectional=True, dtype=dtype, seed=11)
+    frozen = layer.freeze() if dtype == "float32" else layer
+    x = rng.standard_normal((23, 3, 7)).astype(dtype)
+    lengths = np.array([23, 9, 16])
+    shape = (4, 3, 37)
+    h0 = rng.standard_normal(shape).astype(dtype)
+    state = (h0, rng.standard_normal(shape).astype(dtype)) if cell == "lstm" else h0
+
+    def run():
+        out = [frozen(x), layer(x, lengths=lengths), layer.forward(x, state, lengths=lengths)]
+        flat = []
+        for y, st in out:
+            flat.append(y)
+            flat.extend(st if isinstance(st, tuple) else (st,))
+        return flat
+
+    fr.set_num_threads(1)
+    want = run()
+    fr.set_num_threads(2)
+    for _ in range(3):
+        for a, b in zip(want, run()):
+            assert np.array_equal(a, b)
