@@ -351,6 +351,7 @@ FILE_MARKS = {
     "parity/test_torch_sequential.py": ("torch",),
     "parity/test_proj_torch.py": ("torch",),
     "parity/test_seq2seq_torch_twin.py": ("torch",),
+    "parity/test_thread_paths_torch.py": ("torch",),
     "formats/test_onnx_io.py": ("onnx",),
     "formats/test_sequential_onnx.py": ("onnx",),
     "formats/test_hostile_onnx.py": ("onnx",),

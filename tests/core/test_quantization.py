@@ -87,6 +87,30 @@ def test_isa_builds_give_the_portable_bits(cell, prec, rng, restore_isa, restore
     assert len(isas) >= 1
 
 
+def test_int8_input_ties_round_to_even_in_every_build(rng, restore_isa, restore_threads):
+    """Input rows whose scaled values fall exactly halfway (amax 127: each
+    x * 127/amax is x itself, x = k + 0.5) and whose length is no multiple
+    of a vector (I = 37): every build rounds them to even as the portable
+    reference does (the vector loop's round against its 1.5 * 2^23 trick),
+    the vector tail included."""
+    T, B, I = 6, 3, 37
+    x = (rng.integers(-126, 126, size=(T, B, I)) + 0.5).astype(np.float32)
+    x[:, :, 5] = 127.0
+    x[:, 1, 36] = -127.0
+    q = fr.LSTM(I, 19, seed=2).freeze(weights="int8")
+    ref = None
+    for label, switch in _isas("int8"):
+        switch()
+        for nt in (1, 2):
+            fr.set_num_threads(nt)
+            got = _bits(q(x))
+            if ref is None:
+                ref = got
+                continue
+            for a, b in zip(ref, got):
+                assert np.array_equal(a, b), (label, nt)
+
+
 def _sigmoid(v):
     return 1.0 / (1.0 + np.exp(-v))
 
