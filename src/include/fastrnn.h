@@ -105,13 +105,13 @@ int fr_num_threads(void);
  * the region's time to the OS (a short region: finished long after the
  * first): a partner had lost its core. After one, fr_num_threads() gives 1
  * for a short period, twice as long each time the full count stalls again
- * soon after the last period, up to a cap (the values: settings.c, and
- * docs/performance.md "Shared cores"). fr_full_threads() is the count without it. fr_set_adaptive_threads
- * returns the previous setting; a negative argument only returns it.
- * fr_thread_stats: stalls seen (adaptive or not), one-thread periods begun,
- * ns left of the current one, and slices of a step one thread took from
- * another that was late (the forward's units split). Never changes a
- * result's bits. */
+ * soon after the last period, up to a cap (the values: settings.c and
+ * docs/tuning.md). fr_full_threads() is the count without it.
+ * fr_set_adaptive_threads returns the previous setting; a negative argument
+ * only returns it. fr_thread_stats: stalls seen (adaptive or not),
+ * one-thread periods begun, ns left of the current one, and slices of a
+ * step one thread took from another that was late (the forward's units
+ * split). Never changes a result's bits. */
 int fr_set_adaptive_threads(int on);
 int fr_adaptive_threads(void);
 int fr_full_threads(void);

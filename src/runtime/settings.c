@@ -103,28 +103,25 @@ int fr_num_threads_setting(void)
  * (fr_region_end), is evidence that another process or pool has the core.
  * Then the calls that start during the next back-off period run on one
  * thread; the back-off doubles, from FR_SOLO_MIN_NS to FR_SOLO_MAX_NS, when
- * the full count stalls again soon after the period's end, and
- * starts again from FR_SOLO_MIN_NS otherwise (a lone stall on a quiet
- * machine costs one short period). All of it atomic: any thread may call. */
-#define FR_STALL_NS 2000000LL      /* no step's imbalance waits that long */
+ * the full count stalls again soon after the period's end, and starts again
+ * from FR_SOLO_MIN_NS otherwise (a lone stall on a quiet machine costs one
+ * short period). All of it atomic: any thread may call. The values and why:
+ * docs/tuning.md. */
+#define FR_STALL_NS 2000000LL        /* no step's imbalance waits that long */
+#define FR_REGION_STALL_NS 1000000LL /* time lost in a region (fr_region_end) */
 #define FR_SOLO_MIN_NS 20000000LL
-#define FR_RECENT_NS 50000000LL    /* waiting threads yield at once this long after a stall */
 #define FR_SOLO_MAX_NS 2000000000LL
+#define FR_RECENT_NS 50000000LL      /* waiting threads yield at once this long after a stall */
 
 static atomic_int fr_adaptive = -1;          /* -1: FASTRNN_ADAPTIVE_THREADS, read once */
 static _Atomic int64_t fr_solo_until = 0;    /* monotonic ns: one thread until then */
 static _Atomic int64_t fr_solo_len = 0;      /* the back-off now */
-static _Atomic int64_t fr_stalls = 0, fr_solo_periods = 0, fr_taken = 0;
+static atomic_int fr_recent = 0;             /* a stall in the last FR_RECENT_NS or so */
+static _Atomic int64_t fr_last_stall = 0;    /* when, for fr_recent */
+static _Atomic int64_t fr_stalls = 0, fr_solo_periods = 0, fr_taken = 0;   /* the stats */
 /* for the tests: fr_stalled_since is always true (every call's helpers
  * leave after step 0, as after a stall during the call) */
 static atomic_int fr_leave_test = 0;
-
-void fr_note_taken(void)
-{
-    atomic_fetch_add_explicit(&fr_taken, 1, memory_order_relaxed);
-}
-static atomic_int fr_recent = 0;            /* a stall in the last FR_RECENT_NS or so */
-static _Atomic int64_t fr_last_stall = 0;
 
 int64_t fr_now_ns(void)
 {
@@ -133,16 +130,11 @@ int64_t fr_now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-int fr_set_adaptive_threads(int on)
+int64_t fr_thread_cpu_ns(void)
 {
-    if (on < 0) return fr_adaptive_threads();
-    const int was = fr_adaptive_threads();
-    atomic_store_explicit(&fr_adaptive, on != 0, memory_order_relaxed);
-    if (!on) {
-        atomic_store_explicit(&fr_solo_until, 0, memory_order_relaxed);
-        atomic_store_explicit(&fr_recent, 0, memory_order_relaxed);
-    }
-    return was;
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
 int fr_adaptive_threads(void)
@@ -158,58 +150,20 @@ int fr_adaptive_threads(void)
     return a;
 }
 
-#define FR_REGION_STALL_NS 1000000LL /* time lost in a region (fr_region_end) */
-
-
-int64_t fr_stall_count(void)
+int fr_set_adaptive_threads(int on)
 {
-    return atomic_load_explicit(&fr_stalls, memory_order_relaxed);
-}
-
-int fr_stalled_since(int64_t count)
-{
-    return atomic_load_explicit(&fr_stalls, memory_order_relaxed) != count
-           || atomic_load_explicit(&fr_leave_test, memory_order_relaxed);
-}
-
-int fr_set_leave_test(int on)
-{
-    return atomic_exchange_explicit(&fr_leave_test, on != 0, memory_order_relaxed);
-}
-
-int fr_stall_recent(void)
-{
-    return atomic_load_explicit(&fr_recent, memory_order_relaxed);
-}
-
-static void stall(void);
-
-void fr_note_wait(int64_t waited_ns)
-{
-    if (waited_ns >= FR_STALL_NS) stall();
-}
-
-void fr_region_end(const fr_region_clock *c)
-{
-    if (c->start == 0) return;
-    const int64_t first = atomic_load_explicit(&c->first, memory_order_relaxed);
-    const int64_t last = atomic_load_explicit(&c->last, memory_order_relaxed);
-    if (first == 0) return;
-    if (c->cpu) {
-        const int64_t lost = atomic_load_explicit(&c->lost, memory_order_relaxed);
-        if (lost >= FR_REGION_STALL_NS && 4 * lost >= last - c->start) stall();
-    } else if (last - first >= FR_REGION_STALL_NS) {
-        stall();
+    if (on < 0) return fr_adaptive_threads();
+    const int was = fr_adaptive_threads();
+    atomic_store_explicit(&fr_adaptive, on != 0, memory_order_relaxed);
+    if (!on) {   /* no period or quick yield left behind */
+        atomic_store_explicit(&fr_solo_until, 0, memory_order_relaxed);
+        atomic_store_explicit(&fr_recent, 0, memory_order_relaxed);
     }
+    return was;
 }
 
-int64_t fr_thread_cpu_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
+/* A stall: counted always; with adaptation on, it starts a one-thread period
+ * (unless one is running) and the quick yields. */
 static void stall(void)
 {
     atomic_fetch_add_explicit(&fr_stalls, 1, memory_order_relaxed);
@@ -232,7 +186,52 @@ static void stall(void)
     }
 }
 
-int fr_solo_now(void)
+void fr_note_wait(int64_t waited_ns)
+{
+    if (waited_ns >= FR_STALL_NS) stall();
+}
+
+void fr_region_end(const fr_region_clock *c)
+{
+    if (c->start == 0) return;
+    const int64_t first = atomic_load_explicit(&c->first, memory_order_relaxed);
+    const int64_t last = atomic_load_explicit(&c->last, memory_order_relaxed);
+    if (first == 0) return;
+    if (c->cpu) {
+        const int64_t lost = atomic_load_explicit(&c->lost, memory_order_relaxed);
+        if (lost >= FR_REGION_STALL_NS && 4 * lost >= last - c->start) stall();
+    } else if (last - first >= FR_REGION_STALL_NS) {
+        stall();
+    }
+}
+
+void fr_note_taken(void)
+{
+    atomic_fetch_add_explicit(&fr_taken, 1, memory_order_relaxed);
+}
+
+int fr_stall_recent(void)
+{
+    return atomic_load_explicit(&fr_recent, memory_order_relaxed);
+}
+
+int64_t fr_stall_count(void)
+{
+    return atomic_load_explicit(&fr_stalls, memory_order_relaxed);
+}
+
+int fr_stalled_since(int64_t count)
+{
+    return atomic_load_explicit(&fr_stalls, memory_order_relaxed) != count
+           || atomic_load_explicit(&fr_leave_test, memory_order_relaxed);
+}
+
+int fr_set_leave_test(int on)
+{
+    return atomic_exchange_explicit(&fr_leave_test, on != 0, memory_order_relaxed);
+}
+
+static int solo_now(void)
 {
     const int64_t until = atomic_load_explicit(&fr_solo_until, memory_order_relaxed);
     return until > 0 && fr_adaptive_threads() && fr_now_ns() < until;
@@ -241,9 +240,9 @@ int fr_solo_now(void)
 void fr_thread_stats(int64_t *stalls, int64_t *solo_periods, int64_t *solo_left_ns,
                      int64_t *taken)
 {
-    *taken = atomic_load_explicit(&fr_taken, memory_order_relaxed);
     *stalls = atomic_load_explicit(&fr_stalls, memory_order_relaxed);
     *solo_periods = atomic_load_explicit(&fr_solo_periods, memory_order_relaxed);
+    *taken = atomic_load_explicit(&fr_taken, memory_order_relaxed);
     const int64_t left = atomic_load_explicit(&fr_solo_until, memory_order_relaxed) - fr_now_ns();
     *solo_left_ns = left > 0 && fr_adaptive_threads() ? left : 0;
 }
@@ -264,5 +263,5 @@ int fr_num_threads(void)
             || fr_now_ns() - atomic_load_explicit(&fr_last_stall, memory_order_relaxed)
                    > FR_RECENT_NS))
         atomic_store_explicit(&fr_recent, 0, memory_order_relaxed);
-    return n > 1 && fr_solo_now() ? 1 : n;
+    return n > 1 && solo_now() ? 1 : n;
 }

@@ -23,6 +23,13 @@ from ..._validate import positive_int
 from . import _ext
 
 
+def _switch(enabled, name):
+    """enabled as a bool: True, False, 1 or 0; else TypeError naming the setter."""
+    if not isinstance(enabled, (bool, int)) or enabled not in (0, 1):
+        raise TypeError(f"{name}: expected True or False, got {enabled!r}")
+    return bool(enabled)
+
+
 def set_num_threads(n):
     """Use n OpenMP threads in fastrnn's kernels.
 
@@ -105,9 +112,8 @@ def set_step_team(enabled):
     True
     >>> _ = fr.set_step_team(previous)
     """
-    if not isinstance(enabled, (bool, int)) or enabled not in (0, 1):
-        raise TypeError(f"set_step_team: expected True or False, got {enabled!r}")
-    return _ext.set_step_team(bool(enabled))
+    enabled = _switch(enabled, "set_step_team")
+    return _ext.set_step_team(enabled)
 
 
 def get_step_team():
@@ -233,9 +239,8 @@ def set_adaptive_threads(enabled):
     False
     >>> _ = fr.set_adaptive_threads(previous)
     """
-    if not isinstance(enabled, (bool, int)) or enabled not in (0, 1):
-        raise TypeError(f"set_adaptive_threads: expected True or False, got {enabled!r}")
-    return _ext.set_adaptive(bool(enabled))
+    enabled = _switch(enabled, "set_adaptive_threads")
+    return _ext.set_adaptive(enabled)
 
 
 def get_adaptive_threads():
@@ -315,14 +320,13 @@ def set_batch_invariant(enabled):
     True
     >>> _ = fr.set_batch_invariant(previous)
     """
-    if not isinstance(enabled, (bool, int)) or enabled not in (0, 1):
-        raise TypeError(f"set_batch_invariant: expected True or False, got {enabled!r}")
+    enabled = _switch(enabled, "set_batch_invariant")
     global _saved
     with _scope_lock:
         if _scopes:   # a batch_invariant() block is open: it stays on until the last ends
-            prev, _saved = _saved, bool(enabled)
+            prev, _saved = _saved, enabled
             return prev
-        return _ext.set_batch_invariant(bool(enabled))
+        return _ext.set_batch_invariant(enabled)
 
 
 _scope_lock = threading.Lock()
