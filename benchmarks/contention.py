@@ -123,6 +123,21 @@ def main(argv=None):
     a = p.parse_args(argv)
     if a.serve:
         return serve(a.serve)
+    if a.rounds < 1:
+        p.error("--rounds: at least 1")
+    if not a.seconds > 0:
+        p.error("--seconds: a time > 0")
+    names = [n for n in a.workloads.split(",") if n]
+    for n in names:
+        try:
+            bench.get_shape(n)
+        except ValueError as e:
+            p.error(f"--workloads: {e}")
+    comps = [c for c in a.competitors.split(",") if c]
+    bad = sorted(set(comps) - set(COMPETITORS))
+    if bad or not comps or not names:
+        p.error(f"--competitors: each of {', '.join(COMPETITORS)}; --workloads: "
+                f"bench shapes (got competitors {comps}, workloads {names})")
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     modes = ("1 thread", "default", f"fixed {cores}")
     steal0 = bench.read_steal()
@@ -130,16 +145,16 @@ def main(argv=None):
     print(f"{bench._cpu_name()}; {bench._isa()}; {cores} CPUs", flush=True)
     print(f"{'workload':12} {'competitor':10} {'mode':9} {'median':>9} {'p90':>9} "
           f"{'max':>9} {'stalls':>6} {'vs 1 thr':>8}")
-    for name in a.workloads.split(","):
+    for name in names:
         run = runner(name)
         quiet = None
-        for comp in a.competitors.split(","):
+        for comp in comps:
             proc = start_competitor(comp, name)
             try:
                 times = measure(run, modes, cores, a.rounds, a.seconds)
             finally:
                 stop_competitor(proc)
-            if quiet is None:   # the first competitor listed ("none") sets the stall line
+            if quiet is None:   # the first competitor listed ("none" by default) sets the stall line
                 quiet = statistics.median(times["1 thread"])
             one = statistics.median(times["1 thread"])
             for m in modes:
