@@ -1237,6 +1237,13 @@ PRECISION_NOTES = {
 }
 
 
+def precision_kernels(precision):
+    """Which of fastrnn's reduced-precision products run here (recorded with
+    the figures): the instruction and its ISA, or the portable loops."""
+    import fastrnn as fr
+    return fr.backends.get("cpu").quant_kernels(precision)
+
+
 def precision_refused(precision):
     """None when this fastrnn freezes layers with `precision` weights, else
     why not (the bench then refuses the option before timing anything)."""
@@ -1614,9 +1621,10 @@ def main(argv=None):
     print(format_machine(libs, load) + "; spread = (max - min) / median of the repeats, "
           "fastrnn/best peer")
     if args.precision:
-        print(PRECISION_NOTES[args.precision] + "; %s err: fastrnn %s's largest difference "
-              "from its float32 results x scale (check: <= %g, mean <= %g)"
-              % ((args.precision,) * 2 + LOW_TOL[args.precision]))
+        print(PRECISION_NOTES[args.precision] + "; fastrnn's %s products: %s; %s err: "
+              "fastrnn %s's largest difference from its float32 results x scale (check: "
+              "<= %g, mean <= %g)" % ((args.precision, precision_kernels(args.precision))
+                                      + (args.precision,) * 2 + LOW_TOL[args.precision]))
     if results:
         print()
         print(format_table(results, sgemm, args.precision))
@@ -1634,6 +1642,8 @@ def main(argv=None):
                 "fastrnn_infer": "per-call" if args.per_call else "frozen",
                 "step_team": args.step_team, "batch_invariant": args.batch_invariant,
                 "precision": args.precision,
+                "precision_kernels": (precision_kernels(args.precision)
+                                      if args.precision else None),
                 "reduced_tolerance": (dict(zip(("max_rel", "mean_rel"),
                                                LOW_TOL[args.precision]))
                                       if args.precision else None),

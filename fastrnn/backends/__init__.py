@@ -68,8 +68,8 @@ class Backend:
         rnn_qstepper(qw)
             rnn_stepper's object for a unidirectional qw: .run(x_t, state),
             .refresh(params, gru_lbr, clip, active), the same contract
-        quant_kernels(precision) -> the ISA the next call runs ("avx512",
-            "avx2" or "portable").
+        quant_kernels(precision) -> the products the next call runs, the
+            instruction and its ISA (recorded with benchmark figures).
 
         Regularized cells (zoneout, recurrent dropout, layer norm), one layer
         and one direction, cell "LSTM", "GRU" or "LNLSTM": reg_forward(...),

@@ -3,8 +3,9 @@
  * included once per build after isa.h and simd_math.h: qkernels_avx2.c
  * (VW = 8) and qkernels_avx512.c (VW = 16). Each output is the portable
  * loops' operations (portable/quant_ref.c) in their order: exact int32
- * sums, then the same FMA epilogue; the bf16 FMA chain over k in order;
- * simd_math.h's gate math lane by lane. So both builds give its bits.
+ * sums, then the same FMA epilogue; vdpbf16ps's pair sums by FMAs in its
+ * order; simd_math.h's gate math lane by lane. So both builds give its
+ * bits.
  */
 #include "portable/quant_impl.h"
 
@@ -25,26 +26,77 @@ static inline INL TGT void q_epilogue(const int32_t *acc, float sa, const float 
     }
 }
 
-/* bf16 rows of W widened to float: a 32-bit word holds a row's k (low
- * half) and k+1 (high half), so a shift gives k's floats and a mask k+1's
- * (one integer op a weight vector, not a widening shuffle and a shift).
- * Each output's chain still runs over k in order. */
+/* out[0..Kp) = x[0..K) rounded to bf16 by frq_bf16_bits (as floats: the
+ * low 16 bits 0), then zeros. */
+static inline INL TGT void FR_SFX(bf16_row)(const float *x, int64_t K, float *out,
+                                           int64_t Kp)
+{
+    int64_t k = 0;
+#if VW == 16
+    const __m512i abs = _mm512_set1_epi32(0x7FFFFFFF), inf = _mm512_set1_epi32(0x7F800000);
+    const __m512i sgn = _mm512_set1_epi32((int)0x80000000u);
+    const __m512i hi = _mm512_set1_epi32((int)0xFFFF0000u);
+    const __m512i one = _mm512_set1_epi32(1), half = _mm512_set1_epi32(0x7FFF);
+    const __m512i quiet = _mm512_set1_epi32(0x00400000);
+    for (; k + VW <= K; k += VW) {
+        const __m512i u = _mm512_loadu_si512(x + k);
+        const __mmask16 nan = _mm512_cmpgt_epi32_mask(_mm512_and_si512(u, abs), inf);
+        const __mmask16 den = _mm512_testn_epi32_mask(u, inf);
+        __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(
+            half, _mm512_and_si512(_mm512_srli_epi32(u, 16), one)));
+        r = _mm512_and_si512(r, hi);
+        r = _mm512_mask_and_epi32(r, den, u, sgn);
+        r = _mm512_mask_and_epi32(r, nan, _mm512_or_si512(u, quiet), hi);
+        _mm512_storeu_si512(out + k, r);
+    }
+#else
+    const __m256i abs = _mm256_set1_epi32(0x7FFFFFFF), inf = _mm256_set1_epi32(0x7F800000);
+    const __m256i sgn = _mm256_set1_epi32((int)0x80000000u);
+    const __m256i hi = _mm256_set1_epi32((int)0xFFFF0000u);
+    const __m256i one = _mm256_set1_epi32(1), half = _mm256_set1_epi32(0x7FFF);
+    const __m256i quiet = _mm256_set1_epi32(0x00400000), zero = _mm256_setzero_si256();
+    for (; k + VW <= K; k += VW) {
+        const __m256i u = _mm256_loadu_si256((const __m256i *)(x + k));
+        const __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(u, abs), inf);
+        const __m256i den = _mm256_cmpeq_epi32(_mm256_and_si256(u, inf), zero);
+        __m256i r = _mm256_add_epi32(u, _mm256_add_epi32(
+            half, _mm256_and_si256(_mm256_srli_epi32(u, 16), one)));
+        r = _mm256_and_si256(r, hi);
+        r = _mm256_blendv_epi8(r, _mm256_and_si256(u, sgn), den);
+        r = _mm256_blendv_epi8(r, _mm256_and_si256(_mm256_or_si256(u, quiet), hi), nan);
+        _mm256_storeu_si256((__m256i *)(out + k), r);
+    }
+#endif
+    for (; k < K; k++) {
+        const uint32_t b = (uint32_t)frq_bf16_bits(x[k]) << 16;
+        memcpy(out + k, &b, 4);
+    }
+    for (; k < Kp; k++) out[k] = 0.0f;
+}
+
+/* vdpbf16ps's sum (quant_impl.h) by FMAs, where the instruction is
+ * missing: bf16 rows of W widened to float (a 32-bit word holds a row's k
+ * in its low half and k+1 in its high half, so a shift gives k's floats
+ * and a mask k+1's), each pair's k+1 first, under frq_dp_enter. */
 static void FR_SFX(mm_bf16)(int64_t M, int64_t K, const float *A, int64_t lda,
                             const uint16_t *W, const float *bias, int64_t p0, int64_t p1,
-                            float *out, int64_t ldo) TGT;
+                            float *out, int64_t ldo, void *scratch) TGT;
 static void FR_SFX(mm_bf16)(int64_t M, int64_t K, const float *A, int64_t lda,
                             const uint16_t *W, const float *bias, int64_t p0, int64_t p1,
-                            float *out, int64_t ldo)
+                            float *out, int64_t ldo, void *scratch)
 {
     enum { NV = FRQ_BLK / VW, MB = 2, PB = VW == 16 ? 4 : 2 };
-    const int64_t K2 = (K + 1) / 2;   /* k pairs; the panel's stride is K2 * 32 */
+    const int64_t K2 = (K + 1) / 2, Kp = 2 * K2;   /* the panel's stride is K2 * 32 */
+    float *ar = (float *)scratch;                    /* MB rows rounded to bf16 */
 #if VW == 16
     const __m512i hi = _mm512_set1_epi32((int)0xFFFF0000u);
 #else
     const __m256i hi = _mm256_set1_epi32((int)0xFFFF0000u);
 #endif
+    const unsigned mode = frq_dp_enter();
     for (int64_t m0 = 0; m0 < M; m0 += MB) {
         const int mb = M - m0 < MB ? (int)(M - m0) : MB;
+        for (int i = 0; i < mb; i++) FR_SFX(bf16_row)(A + (m0 + i) * lda, K, ar + i * Kp, Kp);
         for (int64_t pa = p0; pa < p1; pa += PB) {
             const int pb = p1 - pa < PB ? (int)(p1 - pa) : PB;
             V acc[MB][PB][NV];
@@ -53,13 +105,10 @@ static void FR_SFX(mm_bf16)(int64_t M, int64_t K, const float *A, int64_t lda,
                     for (int v = 0; v < NV; v++)
                         acc[i][q][v] = v_ld(bias + (pa + q) * FRQ_BLK + v * VW);
             for (int64_t kk = 0; kk < K2; kk++) {
-                const int64_t k = 2 * kk;
-                /* the last pair of an odd K has only k: its k+1 is padding */
-                const int two = k + 1 < K;
                 V a0[MB], a1[MB];
                 for (int i = 0; i < mb; i++) {
-                    a0[i] = v_set1(A[(m0 + i) * lda + k]);
-                    a1[i] = v_set1(two ? A[(m0 + i) * lda + k + 1] : 0.0f);
+                    a0[i] = v_set1(ar[i * Kp + 2 * kk]);
+                    a1[i] = v_set1(ar[i * Kp + 2 * kk + 1]);
                 }
                 for (int q = 0; q < pb; q++)
                     for (int v = 0; v < NV; v++) {
@@ -74,8 +123,8 @@ static void FR_SFX(mm_bf16)(int64_t M, int64_t K, const float *A, int64_t lda,
                         const V w1 = _mm256_castsi256_ps(_mm256_and_si256(r, hi));
 #endif
                         for (int i = 0; i < mb; i++) {
+                            acc[i][q][v] = v_fmadd(a1[i], w1, acc[i][q][v]);
                             acc[i][q][v] = v_fmadd(a0[i], w0, acc[i][q][v]);
-                            if (two) acc[i][q][v] = v_fmadd(a1[i], w1, acc[i][q][v]);
                         }
                     }
             }
@@ -85,6 +134,7 @@ static void FR_SFX(mm_bf16)(int64_t M, int64_t K, const float *A, int64_t lda,
                         v_st(out + (m0 + i) * ldo + (pa + q) * FRQ_BLK + v * VW, acc[i][q][v]);
         }
     }
+    frq_dp_leave(mode);
 }
 
 static inline INL TGT V q_sigmoid(V x)

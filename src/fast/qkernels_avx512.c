@@ -1,7 +1,8 @@
 /*
  * The reduced-precision loops at 16 floats a vector (AVX-512 F/VL/DQ;
  * int8 products with VNNI's vpdpbusd, which needs AVX512_VNNI and BW):
- * qkernels.h's body plus the int8 product. vpdpbusd multiplies unsigned
+ * qkernels.h's body plus the int8 product, and the bf16 product with
+ * vdpbf16ps where the CPU has AVX512_BF16. vpdpbusd multiplies unsigned
  * by signed bytes, so the activations go in as qx + 128 and the sum loses
  * 128 * rowsum after: the same int32 as the portable sum, exactly.
  */
@@ -72,9 +73,137 @@ static void mm_i8_vnni(int64_t M, int64_t Kp, const int8_t *A, const float *sa,
     }
 }
 
+/* vdpbf16ps needs a compiler that knows AVX512_BF16 (GCC 10, Clang 9) */
+#if (defined(__clang__) && __clang_major__ >= 9) || (!defined(__clang__) && __GNUC__ >= 10)
+#define FR_BF16_DP 1
+#define BF16DP __attribute__((target("avx512f,avx512vl,avx512dq,avx512bw,avx512bf16,avx2,fma")))
+
+/* mr rows of A (row stride lda) rounded to bf16 pairs (vcvtne2ps2bf16: the
+ * rule of frq_bf16_bits), K2 32-bit words a row (k low, k+1 high; zero
+ * padded). */
+static inline INL BF16DP void bf16_pairs(const float *A, int64_t lda, int mr, int64_t K,
+                                         uint32_t *a2, int64_t K2)
+{
+    for (int i = 0; i < mr; i++) {
+        const float *x = A + i * lda;
+        uint32_t *o = a2 + i * K2;
+        for (int64_t k = 0; k < 2 * K2; k += 32) {
+            const int64_t n = K - k;
+            const __mmask16 lo = n >= 16 ? 0xFFFF : (n > 0 ? (__mmask16)((1u << n) - 1) : 0);
+            const __mmask16 hi = n >= 32 ? 0xFFFF
+                                 : (n > 16 ? (__mmask16)((1u << (n - 16)) - 1) : 0);
+            const __m512bh r = _mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(hi, x + k + 16),
+                                                   _mm512_maskz_loadu_ps(lo, x + k));
+            const int64_t w = 2 * K2 - k < 32 ? (2 * K2 - k) / 2 : 16;
+            _mm512_mask_storeu_epi32(o + k / 2, (__mmask16)((1u << w) - 1), (__m512i)r);
+        }
+    }
+}
+
+/* MR rows by PR panels of outputs from vdpbf16ps: rows past mr repeat the
+ * last row and panels past pr the last panel (computed, not stored), so
+ * every tile keeps its accumulators in registers. */
+static inline INL BF16DP void dp_tile(const int MR, const int PR, int mr, int pr, int64_t K2,
+                                      const uint32_t *a2, const uint16_t *W, int64_t pa,
+                                      const float *bias, float *out, int64_t ldo)
+{
+    __m512 acc[8][8];
+    const uint32_t *ar[8];
+    const uint16_t *wp[8];
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++) ar[i] = a2 + (i < mr ? i : mr - 1) * K2;
+#pragma GCC unroll 8
+    for (int q = 0; q < PR; q++) {
+        const int64_t p = pa + (q < pr ? q : pr - 1);
+        wp[q] = W + p * K2 * 32;
+#pragma GCC unroll 8
+        for (int i = 0; i < MR; i++) acc[i][q] = _mm512_loadu_ps(bias + p * FRQ_BLK);
+    }
+    for (int64_t kk = 0; kk < K2; kk++) {
+        __m512bh w[8];
+#pragma GCC unroll 8
+        for (int q = 0; q < PR; q++) w[q] = (__m512bh)_mm512_load_si512(wp[q] + kk * 32);
+#pragma GCC unroll 8
+        for (int i = 0; i < MR; i++) {
+            const __m512bh a = (__m512bh)_mm512_set1_epi32((int)ar[i][kk]);
+#pragma GCC unroll 8
+            for (int q = 0; q < PR; q++) acc[i][q] = _mm512_dpbf16_ps(acc[i][q], a, w[q]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++)
+#pragma GCC unroll 8
+        for (int q = 0; q < PR; q++)
+            if (i < mr && q < pr)
+                _mm512_storeu_ps(out + i * ldo + (pa + q) * FRQ_BLK, acc[i][q]);
+}
+
+/* vdpbf16ps itself (the sum quant_impl.h defines): 8 rows of A a pass,
+ * converted once into scratch, each panel's weights read once a pass. */
+static void mm_bf16_dp(int64_t M, int64_t K, const float *A, int64_t lda, const uint16_t *W,
+                       const float *bias, int64_t p0, int64_t p1, float *out, int64_t ldo,
+                       void *scratch) BF16DP;
+static void mm_bf16_dp(int64_t M, int64_t K, const float *A, int64_t lda, const uint16_t *W,
+                       const float *bias, int64_t p0, int64_t p1, float *out, int64_t ldo,
+                       void *scratch)
+{
+    const int64_t K2 = (K + 1) / 2;
+    uint32_t *a2 = (uint32_t *)scratch;
+    for (int64_t m0 = 0; m0 < M; m0 += 8) {
+        const int mr = M - m0 < 8 ? (int)(M - m0) : 8;
+        bf16_pairs(A + m0 * lda, lda, mr, K, a2, K2);
+        float *o = out + m0 * ldo;
+        /* accumulators: rows x panels <= 24 of the 32 registers */
+        for (int64_t pa = p0; pa < p1;) {
+            const int left = (int)(p1 - pa < 8 ? p1 - pa : 8);
+            if (mr > 4) {
+                const int pr = left < 3 ? left : 3;
+                dp_tile(8, 3, mr, pr, K2, a2, W, pa, bias, o, ldo);
+                pa += pr;
+            } else if (mr > 2) {
+                const int pr = left < 6 ? left : 6;
+                dp_tile(4, 6, mr, pr, K2, a2, W, pa, bias, o, ldo);
+                pa += pr;
+            } else if (mr == 2) {
+                dp_tile(2, 8, mr, left, K2, a2, W, pa, bias, o, ldo);
+                pa += left;
+            } else {
+                dp_tile(1, 8, mr, left, K2, a2, W, pa, bias, o, ldo);
+                pa += left;
+            }
+        }
+    }
+}
+
+static int bf16_dot = 1;   /* frq_set_bf16_dot */
+
+static int cpu_bf16(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw");
+}
+
+int frq_set_bf16_dot(int on)
+{
+    bf16_dot = on && cpu_bf16();
+    return bf16_dot;
+}
+
+int frq_bf16_dot(void) { return bf16_dot && cpu_bf16(); }
+#else
+int frq_set_bf16_dot(int on) { (void)on; return 0; }
+int frq_bf16_dot(void) { return 0; }
+#endif
+
 static const frq_kernels k_vnni = {mm_i8_vnni, mm_bf16_avx512, qcell_avx512, qrow_avx512};
-/* bf16 alone needs only AVX-512 F (the int8 entries are never called then) */
+/* bf16 alone needs only AVX-512 F (the int8 entries are never called then);
+ * with AVX512_BF16 its products are vdpbf16ps's own */
 static const frq_kernels k_f = {NULL, mm_bf16_avx512, qcell_avx512, NULL};
+#ifdef FR_BF16_DP
+static const frq_kernels k_bf16 = {NULL, mm_bf16_dp, qcell_avx512, NULL};
+#else
+static const frq_kernels k_bf16 = {NULL, mm_bf16_avx512, qcell_avx512, NULL};
+#endif
 
 const frq_kernels *frq_kernels_avx512(int prec)
 {
@@ -82,7 +211,7 @@ const frq_kernels *frq_kernels_avx512(int prec)
     if (!(__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")
           && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("fma")))
         return NULL;
-    if (prec != FRQ_INT8) return &k_f;
+    if (prec != FRQ_INT8) return frq_bf16_dot() ? &k_bf16 : &k_f;
     if (!(__builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vnni")))
         return NULL;
     return &k_vnni;
@@ -91,4 +220,6 @@ const frq_kernels *frq_kernels_avx512(int prec)
 #else
 #include "portable/quant_impl.h"
 const frq_kernels *frq_kernels_avx512(int prec) { (void)prec; return NULL; }
+int frq_set_bf16_dot(int on) { (void)on; return 0; }
+int frq_bf16_dot(void) { return 0; }
 #endif

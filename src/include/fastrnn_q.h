@@ -16,16 +16,21 @@
  * Gates, biases, cell state and h are float32.
  *
  * FRQ_BF16. Weights are bfloat16 bit patterns (uint16: the high half of a
- * float32); inputs stay float32; each output is one FMA chain over k in
- * order starting from its bias: g_r = fmaf(x_k, w_rk, ...) (products of a
- * bf16 and a float32 are exact in float32 before the FMA's one rounding).
+ * float32). Each input row of a product is rounded to bf16 as
+ * vcvtne2ps2bf16 rounds (to nearest even; denormals to zero; NaN stays
+ * NaN) and the product is AVX512_BF16's vdpbf16ps sum: from its bias, for
+ * each pair of columns k, k+1 (K padded with a zero column to even),
+ * acc = fma(x_k+1, w_r,k+1, acc), then acc = fma(x_k, w_rk, acc), each a
+ * float32 FMA (a product of two bf16 is exact) with denormal operands and
+ * results taken as zero. Builds without the instruction run exactly these
+ * FMAs.
  *
  * The gate math after the products is fixed: sigmoid and tanh from the
  * fast kernels' exp (src/fast/simd_math.h), LSTM c' = fmaf(f, c, i g),
  * h' = o tanh(c'); GRU n = tanh(fmaf(r, gh_n, gx_n)), h' = fmaf(z, h - n, n).
  * The portable C loops, the AVX2 build and the AVX-512 build (VNNI
- * vpdpbusd for int8) run exactly these operations: their results are the
- * same bits. Which runs: frq_isa().
+ * vpdpbusd for int8, vdpbf16ps for bf16) run exactly these operations:
+ * their results are the same bits. Which runs: frq_isa(), frq_bf16_dot().
  *
  * Weights are packed once per layer and direction (frq_pack) into a buffer
  * of frq_packed_len bytes, 64-byte aligned, the same layout for every ISA.
@@ -45,11 +50,20 @@ extern "C" {
 #define FRQ_INT8 1
 #define FRQ_BF16 2
 
-/* Which kernels run the next call: 16 (AVX-512; for int8 with VNNI and BW),
+/* Which kernels run the next call: 16 (AVX-512; for int8 with VNNI and BW;
+ * for bf16 see frq_bf16_dot),
  * 8 (AVX2 + FMA) or 0 (the portable loops). It follows the fast path's
  * switches: fr_set_fast_path(0) gives 0, fr_set_fast_width(8) gives 8, and
  * an int8 call at width 16 on a CPU without AVX-512 VNNI runs at 8. */
 int frq_isa(int prec);
+
+/* Whether bf16 products at width 16 run vdpbf16ps (1: the CPU has AVX-512
+ * BF16 and BW, and frq_set_bf16_dot left it on) or the AVX-512 F FMAs that
+ * give its bits (0). frq_set_bf16_dot(0) turns the instruction off, 1 back
+ * on where the CPU has it (tests, before/after timings); returns the new
+ * state. */
+int frq_bf16_dot(void);
+int frq_set_bf16_dot(int on);
 
 /* Bytes of layer/direction k's packed buffer (k = l*D + dir); -1 for an
  * invalid d, prec or k. */

@@ -260,7 +260,7 @@ static void run_dir(const job *J, int tid, int nth)
                     p0, p1, xp, Np, scr);
     } else {
         J->K->mm_bf16(TB, m->In, J->in, m->In, (const uint16_t *)ih.W, ih.bias, p0, p1, xp,
-                      Np);
+                      Np, scr);
     }
     /* initial states of this thread's units; lanes past H stay 0 */
     float *hc = hb, *hx = hb + B * Hp;
@@ -279,7 +279,7 @@ static void run_dir(const job *J, int tid, int nth)
             J->K->mm_i8(B, m->Kp_hh, qh, sh, (const int8_t *)hh.W, hh.rowsum, hh.sw,
                         hh.bias, p0, p1, gh, Np, scr);
         } else {
-            J->K->mm_bf16(B, H, hc, Hp, (const uint16_t *)hh.W, hh.bias, p0, p1, gh, Np);
+            J->K->mm_bf16(B, H, hc, Hp, (const uint16_t *)hh.W, hh.bias, p0, p1, gh, Np, scr);
         }
         for (int64_t b = 0; b < B; b++) {
             float *yr = J->y + (t * B + b) * ldy + J->dir * H;

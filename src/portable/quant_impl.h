@@ -14,13 +14,19 @@
  *         [Np], bias [Np]
  *   bf16: W [Np/16][Kp/2][16][2] uint16 (Kp = K rounded up to 2, zero
  *         padded): each 32-bit word holds one row's k (low) and k+1
- *         (high), so a shift and a mask widen them to float32; bias [Np]
+ *         (high), vdpbf16ps's operand (a shift and a mask widen it to
+ *         float32 where that instruction is missing); bias [Np]
  * each section 64-byte aligned; the ih matrix, then the hh matrix.
  */
 #ifndef FASTRNN_QUANT_IMPL_H
 #define FASTRNN_QUANT_IMPL_H
 
+#include <math.h>
 #include <stdint.h>
+#include <string.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <xmmintrin.h>
+#endif
 #include "fastrnn_q.h"
 
 #pragma GCC visibility push(hidden)
@@ -34,8 +40,12 @@ static inline int64_t frq_up(int64_t n, int64_t m) { return (n + m - 1) / m * m;
  * mm_i8: for m < M and panels p0 <= p < p1, output o = p*16 + i:
  *   out[m*ldo + o] = fmaf((float)sum_k A[m*Kp + k] W[o][k], sa[m] * sw[o], bias[o])
  *   A (M, Kp) int8 zero padded; scratch: 16 * Kp bytes, 64-byte aligned.
- * mm_bf16: out[m*ldo + o] = the FMA chain over k < K of A[m*lda + k] and
- *   W[o][k] (bf16 widened), from bias[o]; the padding column is never read.
+ * mm_bf16: vdpbf16ps's sum (fastrnn_q.h): each row A[m*lda + 0..K) rounded
+ *   by frq_bf16_bits and zero padded to Kp; then from acc = bias[o], for
+ *   each pair k = 0, 2, ..: acc = fma(a[k+1], w[k+1], acc), then
+ *   acc = fma(a[k], w[k], acc), denormal operands and results as zero
+ *   (frq_dp_enter); out[m*ldo + o] = acc. scratch: 32 * Kp bytes, 64-byte
+ *   aligned.
  * cell: unit blocks u0 <= u < u1 of one sequence: gates gx, gh (G*16 a
  *   block, as the products leave them), h (read), hn (written), c (LSTM,
  *   updated); every lane of a block is computed (rows past H are zero and
@@ -50,11 +60,46 @@ typedef struct {
                   const int32_t *rowsum, const float *sw, const float *bias, int64_t p0,
                   int64_t p1, float *out, int64_t ldo, void *scratch);
     void (*mm_bf16)(int64_t M, int64_t K, const float *A, int64_t lda, const uint16_t *W,
-                    const float *bias, int64_t p0, int64_t p1, float *out, int64_t ldo);
+                    const float *bias, int64_t p0, int64_t p1, float *out, int64_t ldo,
+                    void *scratch);
     void (*cell)(int cell, int64_t u0, int64_t u1, const float *gx, const float *gh,
                  const float *h, float *hn, float *c);
     void (*quant)(const float *x, int64_t n, int8_t *q, int64_t Kp, float *scale);
 } frq_kernels;
+
+/* bf16 bits of x as vcvtne2ps2bf16 gives them: round to nearest even; a
+ * denormal (exponent field 0) to a zero of its sign; a NaN stays NaN, made
+ * quiet. */
+static inline uint16_t frq_bf16_bits(float x)
+{
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    if ((u & 0x7FFFFFFFu) > 0x7F800000u) return (uint16_t)((u >> 16) | 0x40u);
+    if ((u & 0x7F800000u) == 0) return (uint16_t)((u >> 16) & 0x8000u);
+    return (uint16_t)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+}
+
+/* vdpbf16ps's arithmetic for the FMAs that stand in for it: denormal
+ * inputs read as zero and denormal results flushed to zero (MXCSR DAZ and
+ * FTZ on x86, this thread only, until frq_dp_leave). Where there is no
+ * MXCSR, frq_dp_ftz flushes each result after its rounding instead. */
+#if defined(__x86_64__) || defined(__i386__)
+static inline unsigned frq_dp_enter(void)
+{
+    const unsigned old = _mm_getcsr();
+    _mm_setcsr(old | 0x8040u);
+    return old;
+}
+static inline void frq_dp_leave(unsigned old) { _mm_setcsr(old); }
+static inline float frq_dp_ftz(float x) { return x; }
+#else
+static inline unsigned frq_dp_enter(void) { return 0; }
+static inline void frq_dp_leave(unsigned old) { (void)old; }
+static inline float frq_dp_ftz(float x)
+{
+    return fabsf(x) < 1.17549435e-38f ? copysignf(0.0f, x) : x;
+}
+#endif
 
 extern const frq_kernels frq_kernels_ref;
 /* NULL where the build or the CPU lacks them */

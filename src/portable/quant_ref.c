@@ -97,18 +97,27 @@ static float bf16_f(uint16_t v)
 
 static void mm_bf16_ref(int64_t M, int64_t K, const float *A, int64_t lda,
                         const uint16_t *W, const float *bias, int64_t p0, int64_t p1,
-                        float *out, int64_t ldo)
+                        float *out, int64_t ldo, void *scratch)
 {
-    for (int64_t m = 0; m < M; m++)
+    const int64_t K2 = (K + 1) / 2;
+    float *a = (float *)scratch;   /* one row rounded to bf16, zero padded */
+    const unsigned mode = frq_dp_enter();
+    for (int64_t m = 0; m < M; m++) {
+        for (int64_t k = 0; k < 2 * K2; k++)
+            a[k] = k < K ? bf16_f(frq_bf16_bits(A[m * lda + k])) : 0.0f;
         for (int64_t p = p0; p < p1; p++)
             for (int i = 0; i < FRQ_BLK; i++) {
                 const int64_t o = p * FRQ_BLK + i;
-                const uint16_t *w = W + p * frq_up(K, 2) * FRQ_BLK + i * 2;
-                float acc = bias[o];
-                for (int64_t k = 0; k < K; k++)
-                    acc = fmaf(A[m * lda + k], bf16_f(w[(k >> 1) * 32 + (k & 1)]), acc);
+                const uint16_t *w = W + p * K2 * 32 + i * 2;
+                float acc = frq_dp_ftz(bias[o]);
+                for (int64_t kk = 0; kk < K2; kk++) {
+                    acc = frq_dp_ftz(fmaf(a[2 * kk + 1], frq_dp_ftz(bf16_f(w[kk * 32 + 1])), acc));
+                    acc = frq_dp_ftz(fmaf(a[2 * kk], frq_dp_ftz(bf16_f(w[kk * 32])), acc));
+                }
                 out[m * ldo + o] = acc;
             }
+    }
+    frq_dp_leave(mode);
 }
 
 static void cell_ref(int cell, int64_t u0, int64_t u1, const float *gx, const float *gh,

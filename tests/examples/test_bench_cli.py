@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+import fastrnn as fr
 from fastrnn import bench
 
 
@@ -391,8 +392,15 @@ def test_precision_bf16_runs_or_refuses(tmp_path, capsys):
         assert f"--precision bf16: {why}" in capsys.readouterr().err
         return
     assert bench.main(argv) == 0
-    r = json.loads(out.read_text())["results"][0]
+    data = json.loads(out.read_text())
+    r = data["results"][0]
     assert set(r["ms"]) == {"fastrnn", "torch", "fastrnn-bf16", "torch-fp16", "torch-bf16"}
+    # the products that ran are named with the figures
+    ext = fr.backends.cpu._ext
+    want = {16: "vdpbf16ps (AVX512_BF16)" if ext.bf16_dot() else "FMAs (AVX-512 F)",
+            8: "FMAs (AVX2)", 0: "portable C loops"}[ext.quant_isa("bf16")]
+    assert data["meta"]["precision_kernels"] == want
+    assert f"fastrnn's bf16 products: {want}" in capsys.readouterr().out
     e = r["reduced"]["errors"]["fastrnn-bf16"]
     assert r["reduced"]["check"] == "ok" and e["max_rel"] <= 0.01 and e["mean_rel"] <= 0.001
 

@@ -45,7 +45,14 @@ class CPUBackend(Backend):
         return _ext.QStepper(weights)
 
     def quant_kernels(self, precision):
-        return {16: "avx512", 8: "avx2", 0: "portable"}[_ext.quant_isa(precision)]
+        width = _ext.quant_isa(precision)
+        if width == 0:
+            return "portable C loops"
+        if precision == "int8":
+            return "vpdpbusd (AVX512_VNNI)" if width == 16 else "vpmaddwd (AVX2)"
+        if width == 16:
+            return "vdpbf16ps (AVX512_BF16)" if _ext.bf16_dot() else "FMAs (AVX-512 F)"
+        return "FMAs (AVX2)"
 
     # ---- regularized cells, one layer and direction ------------------------------
     def reg_forward(self, cell, x, w, h0, c0, zmask, rmask, y, col, lengths, reverse,

@@ -4,6 +4,8 @@
 cdef extern from "fastrnn_q.h" nogil:
     int FRQ_INT8, FRQ_BF16
     int frq_isa(int prec)
+    int frq_bf16_dot()
+    int frq_set_bf16_dot(int on)
     int64_t frq_packed_len(const fr_desc *d, int prec, int k)
     int frq_pack(const fr_desc *d, int prec, int k, const void *w_ih, const float *s_ih,
                  const void *w_hh, const float *s_hh, const float *b_ih, const float *b_hh,
@@ -26,6 +28,20 @@ cdef inline cnp.ndarray _aligned_bytes(int64_t n):
 def quant_isa(str precision):
     """The kernels the next qforward call runs: 16, 8 or 0 (portable)."""
     return frq_isa(PRECISIONS[precision])
+
+
+def bf16_dot():
+    """Whether bf16 products at width 16 run vdpbf16ps (AVX512_BF16)."""
+    return bool(frq_bf16_dot())
+
+
+def set_bf16_dot(on):
+    """Let bf16 products at width 16 run vdpbf16ps (True, where the CPU has
+    it) or the AVX-512 F FMAs that give its bits (False: tests, timings).
+    Returns the state now."""
+    if not isinstance(on, (bool, np.bool_)):
+        raise TypeError(f"set_bf16_dot: expected a bool, got {type(on).__name__}")
+    return bool(frq_set_bf16_dot(1 if on else 0))
 
 
 cdef class QPlan:
