@@ -15,8 +15,67 @@
 
 #define VNNI __attribute__((target("avx512f,avx512vl,avx512dq,avx512bw,avx512vnni,avx2,fma")))
 
-/* rows of activations per pass over a panel (accumulators in registers) */
-enum { Q_MB = 8 };
+/* rows of activations a tile, and a pass over the weights: 16 rows and two
+ * panels of a 512-column matrix fill 24 KB of the 32 KB L1 (at 32 rows
+ * they overflow it); the per-thread scratch holds 32 rows (quant_impl.h) */
+enum { Q_MB = 8, Q_SB = 16 };
+
+/* acc + the u8 x s8 dot products of a's and w's byte quads: vpdpbusd by
+ * inline assembly, the accumulator in place (GCC 12's intrinsic copies it
+ * into another register and back around every instruction) */
+static inline INL VNNI __m512i dpbusd(__m512i acc, __m512i a, __m512i w)
+{
+    __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(a), "vm"(w));
+    return acc;
+}
+
+/* MR rows by PR panels of int8 products from vpdpbusd: rows past mr repeat
+ * the last row and panels past pr the last panel (computed, not stored),
+ * so every tile keeps its accumulators in registers and, at one row, a
+ * panel's chain of vpdpbusd is not the only one in flight. One function
+ * per shape, its arrays of exactly that size (registers, not the stack). */
+#define I8_TILE(MR, PR)                                                                    \
+static inline INL VNNI void i8_tile_##MR##x##PR(                                           \
+    int mr, int pr, int64_t Kp, const uint8_t *au, const float *sa, const int8_t *W,       \
+    const int32_t *rowsum, const float *sw, const float *bias, int64_t pa, float *out,     \
+    int64_t ldo)                                                                           \
+{                                                                                          \
+    __m512i acc[MR][PR];                                                                   \
+    const uint8_t *ar[MR];                                                                 \
+    const int8_t *wp[PR];                                                                  \
+    for (int i = 0; i < MR; i++) ar[i] = au + (i < mr ? i : mr - 1) * Kp;                  \
+    for (int q = 0; q < PR; q++) {                                                         \
+        wp[q] = W + (pa + (q < pr ? q : pr - 1)) * Kp * FRQ_BLK;                           \
+        for (int i = 0; i < MR; i++) acc[i][q] = _mm512_setzero_si512();                   \
+    }                                                                                      \
+    for (int64_t k4 = 0; k4 < Kp / 4; k4++) {                                              \
+        __m512i w[PR];                                                                     \
+        for (int q = 0; q < PR; q++) w[q] = _mm512_load_si512(wp[q] + k4 * 64);            \
+        for (int i = 0; i < MR; i++) {                                                     \
+            int32_t a4;                                                                    \
+            memcpy(&a4, ar[i] + 4 * k4, 4);                                                \
+            const __m512i a = _mm512_set1_epi32(a4);                                       \
+            for (int q = 0; q < PR; q++) acc[i][q] = dpbusd(acc[i][q], a, w[q]);                 \
+        }                                                                                  \
+    }                                                                                      \
+    for (int q = 0; q < pr; q++) {                                                         \
+        const int64_t p = pa + q;                                                          \
+        const __m512i off = _mm512_slli_epi32(_mm512_loadu_si512(rowsum + p * FRQ_BLK), 7); \
+        for (int i = 0; i < mr; i++) {                                                     \
+            int32_t s[FRQ_BLK];                                                            \
+            _mm512_storeu_si512(s, _mm512_sub_epi32(acc[i][q], off));                      \
+            q_epilogue(s, sa[i], sw + p * FRQ_BLK, bias + p * FRQ_BLK,                     \
+                       out + i * ldo + p * FRQ_BLK);                                       \
+        }                                                                                  \
+    }                                                                                      \
+}
+I8_TILE(8, 2)
+I8_TILE(4, 2)
+I8_TILE(2, 2)
+I8_TILE(4, 4)
+I8_TILE(2, 6)
+I8_TILE(1, 8)
+#define i8_tile(MR, PR, ...) i8_tile_##MR##x##PR(__VA_ARGS__)
 
 static void mm_i8_vnni(int64_t M, int64_t Kp, const int8_t *A, const float *sa,
                        const int8_t *W, const int32_t *rowsum, const float *sw,
@@ -27,11 +86,11 @@ static void mm_i8_vnni(int64_t M, int64_t Kp, const int8_t *A, const float *sa,
                        const float *bias, int64_t p0, int64_t p1, float *out, int64_t ldo,
                        void *scratch)
 {
-    uint8_t *au = (uint8_t *)scratch;   /* Q_MB rows of qx + 128 */
+    uint8_t *au = (uint8_t *)scratch;   /* Q_SB rows of qx + 128 */
     const __m512i flip = _mm512_set1_epi8((char)0x80);
-    for (int64_t m0 = 0; m0 < M; m0 += Q_MB) {
-        const int mb = M - m0 < Q_MB ? (int)(M - m0) : Q_MB;
-        for (int i = 0; i < mb; i++) {
+    for (int64_t m0 = 0; m0 < M; m0 += Q_SB) {
+        const int sb = M - m0 < Q_SB ? (int)(M - m0) : Q_SB;
+        for (int i = 0; i < sb; i++) {
             const int8_t *a = A + (m0 + i) * Kp;
             int64_t k = 0;
             for (; k + 64 <= Kp; k += 64)
@@ -39,36 +98,43 @@ static void mm_i8_vnni(int64_t M, int64_t Kp, const int8_t *A, const float *sa,
                                     _mm512_xor_si512(_mm512_loadu_si512(a + k), flip));
             for (; k < Kp; k++) au[i * Kp + k] = (uint8_t)(a[k] ^ (int8_t)0x80);
         }
-        for (int64_t p = p0; p < p1; p++) {
-            const int8_t *w = W + p * Kp * FRQ_BLK;
-            __m512i acc[Q_MB];
-            for (int i = 0; i < Q_MB; i++) acc[i] = _mm512_setzero_si512();
-            if (mb == Q_MB) {
-                for (int64_t k4 = 0; k4 < Kp / 4; k4++) {
-                    const __m512i wv = _mm512_load_si512(w + k4 * 64);
-                    for (int i = 0; i < Q_MB; i++) {
-                        int32_t a4;
-                        memcpy(&a4, au + i * Kp + 4 * k4, 4);
-                        acc[i] = _mm512_dpbusd_epi32(acc[i], _mm512_set1_epi32(a4), wv);
-                    }
+        const float *s = sa + m0;
+        float *o = out + m0 * ldo;
+        /* accumulators: rows x panels <= 16 of the 32 registers */
+        if (sb > 4) {
+            /* two panels at a time through all sb rows, 8 a tile: the
+             * panels stay in cache while the rows pass (weights read once
+             * per Q_SB rows, not once per 8) */
+            for (int64_t pa = p0; pa < p1; pa += 2) {
+                const int pr = p1 - pa < 2 ? (int)(p1 - pa) : 2;
+                for (int i0 = 0; i0 < sb; i0 += Q_MB) {
+                    const int mb = sb - i0 < Q_MB ? sb - i0 : Q_MB;
+                    const uint8_t *ai = au + i0 * Kp;
+                    float *oi = o + i0 * ldo;
+                    if (mb > 4)
+                        i8_tile(8, 2, mb, pr, Kp, ai, s + i0, W, rowsum, sw, bias, pa, oi, ldo);
+                    else if (mb > 2)
+                        i8_tile(4, 2, mb, pr, Kp, ai, s + i0, W, rowsum, sw, bias, pa, oi, ldo);
+                    else
+                        i8_tile(2, 2, mb, pr, Kp, ai, s + i0, W, rowsum, sw, bias, pa, oi, ldo);
                 }
+            }
+            continue;
+        }
+        for (int64_t pa = p0; pa < p1;) {
+            const int left = (int)(p1 - pa < 8 ? p1 - pa : 8);
+            int pr;
+            if (sb > 2) {
+                pr = left < 4 ? left : 4;
+                i8_tile(4, 4, sb, pr, Kp, au, s, W, rowsum, sw, bias, pa, o, ldo);
+            } else if (sb == 2) {
+                pr = left < 6 ? left : 6;
+                i8_tile(2, 6, sb, pr, Kp, au, s, W, rowsum, sw, bias, pa, o, ldo);
             } else {
-                for (int64_t k4 = 0; k4 < Kp / 4; k4++) {
-                    const __m512i wv = _mm512_load_si512(w + k4 * 64);
-                    for (int i = 0; i < mb; i++) {
-                        int32_t a4;
-                        memcpy(&a4, au + i * Kp + 4 * k4, 4);
-                        acc[i] = _mm512_dpbusd_epi32(acc[i], _mm512_set1_epi32(a4), wv);
-                    }
-                }
+                pr = left;
+                i8_tile(1, 8, sb, pr, Kp, au, s, W, rowsum, sw, bias, pa, o, ldo);
             }
-            const __m512i off = _mm512_slli_epi32(_mm512_loadu_si512(rowsum + p * FRQ_BLK), 7);
-            for (int i = 0; i < mb; i++) {
-                int32_t s[FRQ_BLK];
-                _mm512_storeu_si512(s, _mm512_sub_epi32(acc[i], off));
-                q_epilogue(s, sa[m0 + i], sw + p * FRQ_BLK, bias + p * FRQ_BLK,
-                           out + (m0 + i) * ldo + p * FRQ_BLK);
-            }
+            pa += pr;
         }
     }
 }

@@ -39,7 +39,7 @@ static inline int64_t frq_up(int64_t n, int64_t m) { return (n + m - 1) / m * m;
  * One ISA's loops.
  * mm_i8: for m < M and panels p0 <= p < p1, output o = p*16 + i:
  *   out[m*ldo + o] = fmaf((float)sum_k A[m*Kp + k] W[o][k], sa[m] * sw[o], bias[o])
- *   A (M, Kp) int8 zero padded; scratch: 16 * Kp bytes, 64-byte aligned.
+ *   A (M, Kp) int8 zero padded; scratch: 32 * Kp bytes, 64-byte aligned.
  * mm_bf16: vdpbf16ps's sum (fastrnn_q.h): each row A[m*lda + 0..K) rounded
  *   by frq_bf16_bits and zero padded to Kp; then from acc = bias[o], for
  *   each pair k = 0, 2, ..: acc = fma(a[k+1], w[k+1], acc), then

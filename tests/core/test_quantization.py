@@ -78,8 +78,9 @@ def test_isa_builds_give_the_portable_bits(cell, prec, rng, restore_isa, restore
     the same bits on every shape (exact int32 sums, the same float epilogue)."""
     cls, kw = CELLS[cell]
     isas = _isas(prec)
-    # the last shape has work enough for 2 threads (FRQ_PAR_MIN, tuning.h)
-    for shape in SHAPES + [(40, 67, 2, True, 30, 3)]:
+    # (40, 67, ..) has work enough for 2 threads (FRQ_PAR_MIN, tuning.h);
+    # (9, 21, ..)'s 12 input rows end the product's 8-row tiles with 4 rows
+    for shape in SHAPES + [(40, 67, 2, True, 30, 3), (9, 21, 1, False, 4, 3)]:
         layer, x, state, lens = _case(cls, kw, shape, rng)
         q = layer.freeze(weights=prec)
         ref = None
