@@ -10,10 +10,12 @@ In short::
     opt.zero_grad()                   # grads filled with 0 in place
     sched = fr.optim.StepLR(opt, step_size=10)   # sched.step() once per epoch
 
-Pure NumPy: one vectorized pass per parameter (a loop over parameters, never
-over elements), in the parameter's dtype, writing the parameter in place (the
-layers keep raw pointers to their parameter arrays, so an array is never
-rebound). Each update follows the order of operations of torch's
+NumPy: one vectorized pass per operation and parameter (a loop over
+parameters, never over elements); Adam and AdamW run the same operations in
+one pass in the backend's fused step where it has one (the CPU kernels'
+fr_adam, the same bits; src/include/fastrnn_optim.h). In the parameter's
+dtype, writing the parameter in place (the layers keep raw pointers to their
+parameter arrays, so an array is never rebound). Each update follows the order of operations of torch's
 single-tensor ("foreach=False") path, so float64 trajectories agree with torch
 to ~1e-12 and float32 ones to float32 rounding. (Bit equality is not possible:
 torch's vectorized CPU kernels fuse some multiply-adds, NumPy does not.)
@@ -53,6 +55,8 @@ import math
 import numbers
 
 import numpy as np
+
+from . import backends
 
 __all__ = [
     "Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "get",
@@ -474,6 +478,7 @@ class Adam(Optimizer):
 
     _config_names = ("lr", "betas", "eps", "weight_decay", "amsgrad")
     _decoupled = False
+    _fused = True   # the backend's one-pass step where it has one (False: NumPy)
 
     def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
                  amsgrad=False, params=None):
@@ -495,6 +500,8 @@ class Adam(Optimizer):
         lr, wd, eps = self._lr, self._weight_decay, self._eps
         beta1, beta2 = self._betas
         m, v = st["exp_avg"], st["exp_avg_sq"]
+        if self._fused and self._fused_update(p, g, st, m, v):
+            return
         d = g
         if wd != 0:
             if self._decoupled:   # AdamW: p = p*(1 - lr*wd)
@@ -523,6 +530,22 @@ class Adam(Optimizer):
         np.multiply(m, -step_size, out=a)  # p = p + ((-step_size)*m)/den
         a /= b
         p += a
+
+
+    def _fused_update(self, p, g, st, m, v):
+        """The same step in one pass, by the array's backend where it has one
+        (the CPU kernels' fr_adam: the operations below, in their order, so
+        the same bits); False when it declines (the NumPy path then runs)."""
+        fused = getattr(backends.of(p), "adam_step", None)
+        if fused is None:
+            return False
+        lr, wd = self._lr, self._weight_decay
+        beta1, beta2 = self._betas
+        t = float(st["step"])
+        mode = 0 if wd == 0 else (2 if self._decoupled else 1)
+        return fused(p, g, m, v, st["max_exp_avg_sq"] if self._amsgrad else None,
+                     1 - beta1, beta2, 1 - beta2, (1 - beta2 ** t) ** 0.5, self._eps,
+                     -(lr / (1 - beta1 ** t)), wd, 1 - lr * wd, mode)
 
 
 class AdamW(Adam):

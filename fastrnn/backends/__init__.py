@@ -75,6 +75,13 @@ class Backend:
         and one direction, cell "LSTM", "GRU" or "LNLSTM": reg_forward(...),
         reg_backward(...) (fastrnn._regrun says the arguments).
 
+        Optimizers (optional: without it, fastrnn.optim runs NumPy):
+        adam_step(p, g, m, v, vmax, w1, beta2, omb2, bc2_sqrt, eps, neg_step,
+                  wd, decay, wd_mode) -> bool
+            one Adam / AdamW step in place, the operations and order of
+            fastrnn.optim.Adam's NumPy update (src/include/fastrnn_optim.h);
+            False, having done nothing, for arrays it does not take.
+
         Dense algebra and losses:
         gemm(a, b, c, trans_a, trans_b, alpha, beta)
             c = alpha op(a) op(b) + beta c in place, bits independent of the

@@ -185,4 +185,10 @@
  * more than splitting the units saves. */
 #define FRQ_PAR_MIN 1048576.0
 
+/* ---- the fused Adam step (portable/optim.c) -------------------------------- */
+
+/* Elements below which one thread runs the step: a small parameter's pass
+ * takes less than starting the team. */
+#define FR_ADAM_PAR_MIN 65536
+
 #endif /* FASTRNN_TUNING_H */

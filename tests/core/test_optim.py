@@ -681,3 +681,65 @@ def test_clip_grad_value(torch, rng):
 def test_bad_clip_arguments_raise(call, arg):
     with pytest.raises((ValueError, TypeError), match=arg):
         call([np.ones(3)])
+
+
+# ---- the fused Adam step (src/include/fastrnn_optim.h) -----------------------------
+
+ADAM_CASES = [
+    (optim.Adam, {}), (optim.Adam, {"weight_decay": 0.05}), (optim.Adam, {"amsgrad": True}),
+    # 1 - beta1 >= 0.5: torch's lerp takes its other branch
+    (optim.Adam, {"betas": (0.3, 0.6), "lr": 0.5, "eps": 1e-3}),
+    (optim.AdamW, {}), (optim.AdamW, {"amsgrad": True, "weight_decay": 0.1,
+                                      "betas": (0.1, 0.95)}),
+]
+
+
+@pytest.mark.parametrize("case", range(len(ADAM_CASES)))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fused_adam_gives_the_numpy_bits(case, dtype, monkeypatch, restore_threads):
+    """The backend's one-pass Adam / AdamW step against the NumPy sequence it
+    replaces: the same bits in the parameters and every moment buffer over 6
+    steps, on 1 and 2 threads, sizes 1, a prime and one the threads split,
+    gradients over 8 orders of magnitude with a NaN and an inf among them."""
+    cls, kw = ADAM_CASES[case]
+
+    def run(fused, n):
+        monkeypatch.setattr(cls, "_fused", fused)
+        rng = np.random.default_rng(n)
+        p = rng.standard_normal(n).astype(dtype)
+        g = np.zeros_like(p)
+        opt = cls(params=[("w", p, g)], **kw)
+        for s in range(6):
+            g[:] = rng.standard_normal(n).astype(dtype) * 10.0 ** rng.uniform(-6, 2)
+            if s == 3 and n > 3:
+                g[1], g[2] = np.nan, np.inf
+            with np.errstate(invalid="ignore"):
+                opt.step()
+        return [p] + [opt._state[0][b] for b in opt._buffer_names()]
+
+    for nt in (1, 2):
+        fr.set_num_threads(nt)
+        for n in (1, 7, 70001):
+            for a, b in zip(run(True, n), run(False, n)):
+                assert np.array_equal(a.view(np.uint8), b.view(np.uint8)), (nt, n)
+
+
+def test_fused_adam_declines_what_it_does_not_take():
+    """Arrays the kernel does not take (a non-contiguous view, float16, a
+    read-only parameter) leave the step to NumPy: the backend answers False
+    and nothing is written; a bad option is an error."""
+    be = fr.backends.get("cpu")
+    p = np.ones((4, 6), np.float32)[:, ::2]
+    g, m, v = (np.ones_like(p) for _ in range(3))
+    args = (0.1, 0.999, 0.001, 0.5, 1e-8, -0.01, 0.0, 1.0, 0)
+    assert be.adam_step(p, g, m, v, None, *args) is False
+    assert np.all(p == 1) and np.all(m == 1)
+    h = np.ones(5, np.float16)
+    assert be.adam_step(h, h.copy(), h.copy(), h.copy(), None, *args) is False
+    q = np.ones(5, np.float32)
+    assert be.adam_step(q, q.copy(), q.copy(), q.copy(), None, *args) is True
+    ro = np.ones(5, np.float32)
+    ro.flags.writeable = False
+    assert be.adam_step(ro, q.copy(), q.copy(), q.copy(), None, *args) is False
+    with pytest.raises(ValueError, match="wd_mode"):
+        be.adam_step(q, q.copy(), q.copy(), q.copy(), None, *args[:-1], 3)

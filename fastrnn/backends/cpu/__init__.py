@@ -66,6 +66,12 @@ class CPUBackend(Backend):
                                  reverse, cache, dy, col, dhn, dcn, dx, dx_accumulate,
                                  want_dstate0, _ext.num_threads())
 
+    # ---- optimizers ------------------------------------------------------------------
+    def adam_step(self, p, g, m, v, vmax, w1, beta2, omb2, bc2_sqrt, eps, neg_step, wd,
+                  decay, wd_mode):
+        return _ext.adam_step(p, g, m, v, vmax, w1, beta2, omb2, bc2_sqrt, eps, neg_step, wd,
+                              decay, wd_mode, _ext.num_threads())
+
     # ---- dense algebra and losses ------------------------------------------------
     def gemm(self, a, b, c, trans_a, trans_b, alpha, beta):
         _ext.gemm(a, b, c, trans_a, trans_b, alpha, beta, _ext.num_threads())

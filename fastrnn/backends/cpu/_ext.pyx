@@ -1,8 +1,9 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
 """The boundary between Python and the C kernels (src/include/fastrnn.h,
-fastrnn_reg.h, fastrnn_ctc.h), one extension module for the whole library,
-so that the C state (the registered BLAS and its thread pin, the step team,
-the fast path's switch and vector width) exists once.
+fastrnn_reg.h, fastrnn_ctc.h, fastrnn_q.h, fastrnn_optim.h), one extension
+module for the whole library, so that the C state (the registered BLAS and
+its thread pin, the step team, the fast path's switch and vector width)
+exists once.
 
 It checks what the kernels assume (dtypes, C-contiguity, shapes), allocates
 outputs, caches and scratch, releases the GIL once around a whole call and maps
@@ -20,6 +21,7 @@ Parts (included .pxi files of this folder):
                 reg_forward, reg_backward, REG_CELLS, reg_num_params,
                 reg_param_shapes
   _ctc.pxi      the CTC loss: ctc
+  _optim.pxi    the fused Adam / AdamW step: adam_step
 """
 from libc.stdint cimport int64_t, uintptr_t
 from libc.stdlib cimport malloc, free
@@ -35,3 +37,4 @@ include "_rnn.pxi"
 include "_quant.pxi"
 include "_reg.pxi"
 include "_ctc.pxi"
+include "_optim.pxi"
