@@ -726,8 +726,9 @@ def test_fused_adam_gives_the_numpy_bits(case, dtype, monkeypatch, restore_threa
 
 def test_fused_adam_declines_what_it_does_not_take():
     """Arrays the kernel does not take (a non-contiguous view, float16, a
-    read-only parameter) leave the step to NumPy: the backend answers False
-    and nothing is written; a bad option is an error."""
+    read-only parameter, two arrays sharing memory) leave the step to NumPy:
+    the backend answers False and nothing is written; a bad option is an
+    error."""
     be = fr.backends.get("cpu")
     p = np.ones((4, 6), np.float32)[:, ::2]
     g, m, v = (np.ones_like(p) for _ in range(3))
@@ -741,5 +742,10 @@ def test_fused_adam_declines_what_it_does_not_take():
     ro = np.ones(5, np.float32)
     ro.flags.writeable = False
     assert be.adam_step(ro, q.copy(), q.copy(), q.copy(), None, *args) is False
+    # arrays that overlap (the kernel's pointers are restrict)
+    buf = np.ones(9, np.float32)
+    assert be.adam_step(buf[:5], buf[4:], q.copy(), q.copy(), None, *args) is False
+    assert be.adam_step(q, q.copy(), q, q.copy(), None, *args) is False
+    assert np.all(buf == 1)
     with pytest.raises(ValueError, match="wd_mode"):
         be.adam_step(q, q.copy(), q.copy(), q.copy(), None, *args[:-1], 3)

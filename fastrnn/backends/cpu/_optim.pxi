@@ -15,8 +15,8 @@ def adam_step(p, g, m, v, vmax, double w1, double beta2, double omb2, double bc2
               int num_threads):
     """One fused Adam step in place (fastrnn_optim.h). Returns False, having
     done nothing, unless p, g, m, v (and vmax, or None) are C-contiguous
-    arrays of one float dtype and one size, p, m, v, vmax writable: the
-    caller then takes its NumPy path."""
+    arrays of one float dtype and one size, p, m, v, vmax writable, no two
+    of them overlapping: the caller then takes its NumPy path."""
     arrays = (p, g, m, v) if vmax is None else (p, g, m, v, vmax)
     dt = p.dtype if isinstance(p, np.ndarray) else None
     if dt != np.float32 and dt != np.float64:
@@ -28,6 +28,13 @@ def adam_step(p, g, m, v, vmax, double w1, double beta2, double omb2, double bc2
     for a in (p, m, v) if vmax is None else (p, m, v, vmax):
         if not a.flags.writeable:
             return False
+    # the kernel's arrays are restrict: any two that overlap go to NumPy
+    cdef int64_t nbytes = p.nbytes, i, j
+    cdef list starts = [<uintptr_t>_data(a) for a in arrays]
+    for i in range(len(starts)):
+        for j in range(i + 1, len(starts)):
+            if starts[i] < starts[j] + nbytes and starts[j] < starts[i] + nbytes:
+                return False
     if wd_mode not in (0, 1, 2) or num_threads < 1:
         raise ValueError("adam_step: wd_mode 0, 1 or 2 and num_threads >= 1")
     cdef fr_adam_args args
