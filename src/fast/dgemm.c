@@ -126,11 +126,8 @@ int fr_fast_dgemm(int nt, char ta, char tb, int64_t M, int64_t N, int64_t K,
     if (posix_memalign((void **)&buf, 64, (size_t)(per * nt) * sizeof(double)) != 0) return -1;
 #pragma omp parallel num_threads(nt) if (fr_omp_going(nt, nt > 1))
     {
-        int tid = 0, nth = 1;
-#ifdef _OPENMP
-        tid = omp_get_thread_num();
-        nth = omp_get_num_threads();
-#endif
+        int tid, nth;
+        fr_omp_me(&tid, &nth);
         double *P = buf + per * tid;
         for (int sl = tid; sl < nt; sl += nth) {
             const int64_t c0 = groups * sl / nt * 12;

@@ -13,11 +13,8 @@
 /* The units of the calling thread of the current OpenMP team. */
 static void my_units(int64_t H, int64_t *j0, int64_t *j1)
 {
-    int tid = 0, nth = 1;
-#ifdef _OPENMP
-    tid = omp_get_thread_num();
-    nth = omp_get_num_threads();
-#endif
+    int tid, nth;
+    fr_omp_me(&tid, &nth);
     const fr_fast_units u = fr_fast_unit_slice(H, VW, tid, nth);
     *j0 = u.j0;
     *j1 = u.j1;
@@ -150,6 +147,37 @@ static TGT void fwd_rows(const fwd_team *a, int64_t r0, int64_t r1)
     }
 }
 
+/* Units [j0, j1) of batch row b at time t, after the recurrent product:
+ * the gate math, or for a finished row (active 0) its state carried to the
+ * next step, an output of 0 and (training) gates of 0. */
+static inline INL TGT void row_units(const fwd_team *a, int64_t t, int64_t b, int active,
+                                     const float *hp, const float *cp, float *hx,
+                                     float *cx, int64_t j0, int64_t j1)
+{
+    const int cell = a->d->cell;
+    const int64_t B = a->d->B, H = a->d->H;
+    const int64_t GX = (int64_t)fr_num_gates(cell) * H;
+    const int64_t GC = cell == FR_CELL_GRU ? 4 * H : GX;
+    const int training = a->gates != NULL;
+    float *yb = a->y + (t * B + b) * a->ldy;
+    if (!active) {
+        const size_t nbytes = (size_t)(j1 - j0) * sizeof(float);
+        if (hx != hp) memcpy(hx + b * H + j0, hp + b * H + j0, nbytes);
+        if (cx && cx != cp) memcpy(cx + b * H + j0, cp + b * H + j0, nbytes);
+        memset(yb + j0, 0, nbytes);
+        if (training)
+            for (int q = 0; q < (cell == FR_CELL_GRU ? 4 : fr_num_gates(cell)); q++)
+                memset(a->gates + (t * B + b) * GC + q * H + j0, 0, nbytes);
+        return;
+    }
+    cell_units(cell, H, j0, j1, a->Xp + (t * B + b) * GX,
+               cell == FR_CELL_GRU ? a->Gh + b * GX : NULL, a->bhn,
+               hp + b * H, cp ? cp + b * H : NULL, hx + b * H,
+               cx ? cx + b * H : NULL, yb,
+               (training && cell == FR_CELL_GRU) ? a->gates + (t * B + b) * GC : NULL,
+               training);
+}
+
 /* The batch split of a variable-length batch (fr_fast_var_by_rows): thread
  * tid of nth takes every nth row of the batch in length order (order, longest
  * first), so each thread's rows are in length order too and the threads
@@ -163,22 +191,19 @@ static TGT void fwd_rows_var(const fwd_team *a, int tid, int nth, int64_t *list)
 {
     const fr_desc *d = a->d;
     const int cell = d->cell, packed = a->packed;
-    const int64_t T = d->T, B = d->B, H = d->H, ldy = a->ldy;
+    const int64_t T = d->T, B = d->B, H = d->H;
     const int64_t GX = (int64_t)fr_num_gates(cell) * H;
-    const int64_t GC = cell == FR_CELL_GRU ? 4 * H : GX;
     const int64_t nb = (H + VW - 1) / VW;
     const int64_t *lengths = d->lengths;
-    const int training = a->gates != NULL;
     const int G = fr_num_gates(cell);
-    const float *R = a->R, *bhn = a->bhn;
-    float *Xp = a->Xp, *Gh = a->Gh, *gates = a->gates, *y = a->y;
+    const float *R = a->R;
+    float *Xp = a->Xp, *Gh = a->Gh;
     /* this thread's rows: order[tid], order[tid + nth], ... */
     const int64_t off = B / nth * tid + (tid < B % nth ? tid : B % nth);
     int64_t cnt = 0;
     for (int64_t i = tid; i < B; i += nth) list[off + cnt++] = a->order[i];
     const int64_t *mine = list + off;
     int64_t nact = cnt;
-    const size_t nbytes = (size_t)H * sizeof(float);
     for (int64_t s = 0; s < T; s++) {
         int64_t t;
         const float *hp, *cp;
@@ -199,26 +224,9 @@ static TGT void fwd_rows_var(const fwd_team *a, int tid, int nth, int64_t *list)
                         rows_dot(hp + mine[i] * H, 1, H, R, q * H, q * H + H,
                                  acc + mine[i] * GX, GX);
         }
-        float *yt = y + t * B * ldy;
-        for (int64_t i = 0; i < cnt; i++) {
-            const int64_t b = mine[i];
-            float *yb = yt + b * ldy;
-            if (i >= nact) { /* finished: state carried, output 0 */
-                if (hx != hp) memcpy(hx + b * H, hp + b * H, nbytes);
-                if (cx && cx != cp) memcpy(cx + b * H, cp + b * H, nbytes);
-                memset(yb, 0, nbytes);
-                if (training)
-                    for (int q = 0; q < (cell == FR_CELL_GRU ? 4 : G); q++)
-                        memset(gates + (t * B + b) * GC + q * H, 0, nbytes);
-                continue;
-            }
-            cell_units(cell, H, 0, H, xp + b * GX,
-                       cell == FR_CELL_GRU ? Gh + b * GX : NULL, bhn,
-                       hp + b * H, cp ? cp + b * H : NULL, hx + b * H,
-                       cx ? cx + b * H : NULL, yb,
-                       (training && cell == FR_CELL_GRU) ? gates + (t * B + b) * GC : NULL,
-                       training);
-        }
+        /* rows past nact have finished */
+        for (int64_t i = 0; i < cnt; i++)
+            row_units(a, t, mine[i], i < nact, hp, cp, hx, cx, 0, H);
     }
 }
 
@@ -230,14 +238,12 @@ static TGT void fwd_units_step(const fwd_team *a, int64_t s, int64_t t, const fl
 {
     const fr_desc *d = a->d;
     const int cell = d->cell, packed = a->packed;
-    const int64_t B = d->B, H = d->H, ldy = a->ldy;
+    const int64_t B = d->B, H = d->H;
     const int64_t GX = (int64_t)fr_num_gates(cell) * H;
-    const int64_t GC = cell == FR_CELL_GRU ? 4 * H : GX;
     const int64_t *lengths = d->lengths, *order = a->order;
-    const int training = a->gates != NULL;
     const int G = fr_num_gates(cell);
-    const float *R = a->R, *bhn = a->bhn;
-    float *Gh = a->Gh, *gates = a->gates, *y = a->y;
+    const float *R = a->R;
+    float *Gh = a->Gh;
     const int64_t nb = (H + VW - 1) / VW;
     float *xp = a->Xp + t * B * GX;
     if (j1 <= j0) return;
@@ -256,26 +262,7 @@ static TGT void fwd_units_step(const fwd_team *a, int64_t s, int64_t t, const fl
                 rows_dot(hp, B, H, R, q * H + j0, q * H + j1, acc, GX);
     }
     /* gate math for these units */
-    float *yt = y + t * B * ldy;
-    for (int64_t b = 0; b < B; b++) {
-        float *yb = yt + b * ldy;
-        const size_t nbytes = (size_t)(j1 - j0) * sizeof(float);
-        if (!ACTIVE(t, b)) {
-            if (hx != hp) memcpy(hx + b * H + j0, hp + b * H + j0, nbytes);
-            if (cx && cx != cp) memcpy(cx + b * H + j0, cp + b * H + j0, nbytes);
-            memset(yb + j0, 0, nbytes);
-            if (training)
-                for (int q = 0; q < (cell == FR_CELL_GRU ? 4 : G); q++)
-                    memset(gates + (t * B + b) * GC + q * H + j0, 0, nbytes);
-            continue;
-        }
-        cell_units(cell, H, j0, j1, xp + b * GX,
-                   cell == FR_CELL_GRU ? Gh + b * GX : NULL, bhn,
-                   hp + b * H, cp ? cp + b * H : NULL, hx + b * H,
-                   cx ? cx + b * H : NULL, yb,
-                   (training && cell == FR_CELL_GRU) ? gates + (t * B + b) * GC : NULL,
-                   training);
-    }
+    for (int64_t b = 0; b < B; b++) row_units(a, t, b, ACTIVE(t, b), hp, cp, hx, cx, j0, j1);
 }
 
 /* Slice k of nth of step s, and its slot marked done (after slice_claim). */
@@ -471,11 +458,8 @@ TGT void FR_SFX(fr_fast_forward_f32)(const fr_desc *d, int dir, const float *R, 
 #pragma omp parallel num_threads(nt) if (step || fr_omp_going(nt, 1))
         {
             const fr_region_mark rm = fr_region_enter(&rc);
-            int tid = 0, nth = 1;
-#ifdef _OPENMP
-            tid = omp_get_thread_num();
-            nth = omp_get_num_threads();
-#endif
+            int tid, nth;
+            fr_omp_me(&tid, &nth);
             fwd_thread(&team, tid, nth);
             fr_region_done(&rc, rm);
         }

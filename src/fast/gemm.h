@@ -150,11 +150,8 @@ TGT int FR_SFX(fr_fast_sgemm)(int nt, char ta, char tb, int64_t M, int64_t N, in
 #pragma omp parallel num_threads(nt) if (fr_omp_going(nt, nt > 1))
     {
         const fr_region_mark rm = fr_region_enter(&rc);
-        int tid = 0, nth = 1;
-#ifdef _OPENMP
-        tid = omp_get_thread_num();
-        nth = omp_get_num_threads();
-#endif
+        int tid, nth;
+        fr_omp_me(&tid, &nth);
         /* nt slices of panel groups (or of row groups); a smaller team than
          * asked takes them in turn, each thread in its own part of the
          * scratch */

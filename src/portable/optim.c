@@ -9,27 +9,12 @@
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 #include "fastrnn_optim.h"
 #include "fast/tuning.h"
 #include "runtime/runtime.h"
 
 /* each operation rounds on its own, as NumPy's elementwise ufuncs do */
 #pragma GCC optimize("fp-contract=off")
-
-/* this thread's number and the team's size (0 and 1 outside a team) */
-static inline void thread_id(int *tid, int *nth)
-{
-#ifdef _OPENMP
-    *tid = omp_get_thread_num();
-    *nth = omp_get_num_threads();
-#else
-    *tid = 0;
-    *nth = 1;
-#endif
-}
 
 #define ADAM_SPAN(REAL, SQRT, NAME)                                                     \
 static inline __attribute__((always_inline)) void NAME(                                 \
@@ -93,8 +78,8 @@ int NAME(int num_threads, int64_t n, REAL *p, const REAL *g, REAL *m, REAL *v,  
     const int nt = n >= FR_ADAM_PAR_MIN ? num_threads : 1;                              \
     _Pragma("omp parallel num_threads(nt) if (fr_omp_going(nt, nt > 1))")              \
     {                                                                                   \
-        int tid = 0, nth = 1;                                                           \
-        thread_id(&tid, &nth);                                                          \
+        int tid, nth;                                                                   \
+        fr_omp_me(&tid, &nth);                                                          \
         /* 16-element aligned spans: no cache line written by two threads */         \
         const int64_t per = (n / nth + 15) / 16 * 16;                                   \
         const int64_t lo = tid * per < n ? tid * per : n;                               \

@@ -623,11 +623,8 @@ static int FN(forward_all)(const fr_desc *d, const REAL *x,
 #pragma omp parallel num_threads(2) if (fr_omp_going(2, 1))
             {
                 const fr_region_mark rm = fr_region_enter(&rc);
-                int tid = 0, nth = 1;
-#ifdef _OPENMP
-                tid = omp_get_thread_num();
-                nth = omp_get_num_threads();
-#endif
+                int tid, nth;
+                fr_omp_me(&tid, &nth);
                 /* direction tid on thread tid (both here when OpenMP gives one) */
                 for (int dir = tid; dir < 2; dir += nth)
                     FN(forward_dir)(&d1, l, dir, In, in, out, w_ih, w_hh, b_ih, b_hh, h0, c0,

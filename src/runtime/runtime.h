@@ -11,6 +11,9 @@
 #include <stdint.h>
 #include "fastrnn.h"
 #include "runtime/team.h"
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 /* Internal to the library: hidden symbols, so that calls between its files
  * are direct (no PLT) and calls within a file may be inlined. */
@@ -124,6 +127,19 @@ static inline void fr_region_done(fr_region_clock *c, fr_region_mark m)
 }
 
 void fr_region_end(const fr_region_clock *c);
+
+/* This thread's number in the current OpenMP team and the team's size (0
+ * and 1 outside a team, or without OpenMP). */
+static inline void fr_omp_me(int *tid, int *nth)
+{
+#ifdef _OPENMP
+    *tid = omp_get_thread_num();
+    *nth = omp_get_num_threads();
+#else
+    *tid = 0;
+    *nth = 1;
+#endif
+}
 
 /* cond, for an OpenMP region's if clause, after noting the region for the
  * step team (fr_team_note_omp) when it will start more than one thread.
