@@ -475,6 +475,8 @@ def test_bad_input_is_refused_clearly(rng):
         q(x, np.zeros((1, 1, 4), np.float32))
     with pytest.raises(ValueError, match="bidirectional"):
         fr.GRU(3, 4, bidirectional=True).freeze(weights="int8").step(x[0])
+    with pytest.raises(TypeError, match="set_bf16_dot"):
+        ext.set_bf16_dot(1)
     # the boundary refuses what the layer never passes
     with pytest.raises(TypeError, match="x"):
         ext.qforward(q._get_qplan(), x.astype(np.float64), None, None, None, 1)

@@ -159,6 +159,21 @@ def test_stream_session_bench_runs(capsys):
         main(["--fraction", "0"])
 
 
+def test_optim_step_bench_runs(capsys):
+    """benchmarks/optim_step.py: the fused and the NumPy Adam timed (torch's
+    too where installed), on tiny sizes; bad counts refused."""
+    import os
+    import runpy
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks", "optim_step.py")
+    main = runpy.run_path(path)["main"]
+    assert main(["--quick", "--rounds", "1", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "fastrnn (fused)" in out and "fastrnn (NumPy)" in out
+    assert fr.optim.Adam._fused is True
+    with pytest.raises(SystemExit):
+        main(["--rounds", "0"])
+
+
 def test_check_passes_and_reports_every_quantity():
     """The bench's check compares fastrnn with torch on y and the final
     states, and for training rows on dx and every weight gradient too."""
@@ -401,6 +416,8 @@ def test_precision_bf16_runs_or_refuses(tmp_path, capsys):
             8: "FMAs (AVX2)", 0: "portable C loops"}[ext.quant_isa("bf16")]
     assert data["meta"]["precision_kernels"] == want
     assert f"fastrnn's bf16 products: {want}" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="precision"):
+        fr.backends.get("cpu").quant_kernels("int4")
     e = r["reduced"]["errors"]["fastrnn-bf16"]
     assert r["reduced"]["check"] == "ok" and e["max_rel"] <= 0.01 and e["mean_rel"] <= 0.001
 

@@ -45,6 +45,8 @@ class CPUBackend(Backend):
         return _ext.QStepper(weights)
 
     def quant_kernels(self, precision):
+        if precision not in _ext.PRECISIONS:
+            raise ValueError(f"precision: expected 'int8' or 'bf16', got {precision!r}")
         width = _ext.quant_isa(precision)
         if width == 0:
             return "portable C loops"
