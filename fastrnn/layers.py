@@ -1267,6 +1267,17 @@ class AttentionPooling(_Pooling):
         z = np.empty((B * T, A), self.dtype)
         z[...] = self.params["bias"]
         _matmul(x2, self.params["weight"], trans_b=True, out=z, beta=1.0)
+        # the rest in one kernel where the backend has it (its order of
+        # operations: src/include/fastrnn_pool.h), else in NumPy below
+        pool = getattr(self.backend, "attention_pool", None)
+        a = np.empty((B, T), self.dtype)
+        y = np.empty((B, F), self.dtype)
+        if pool is not None and pool(z, self.params["context"], x2.reshape(B, T, F),
+                                     None if valid is None else lens, a, y):
+            self.attention_weights = a
+            if training:
+                self._ctx = dict(x=x, x2=x2, u=z, a=a, y_shape=y.shape)
+            return y
         u = np.tanh(z, out=z)
         # s_m = u_m . v: a fixed-order dot per row (NumPy's einsum loop, no
         # BLAS), so its bits depend neither on the batch nor on the threads

@@ -27,6 +27,10 @@ def main(argv):
     sys.path.insert(0, workdir)
     fa = _import_tree(tree_a, "fr_a", workdir)
     fb = _import_tree(tree_b, "fr_b", workdir)
+    # each tree its own extension (as tools/ab_python.py does): the registry
+    # names "fastrnn.backends.cpu", the editable install, for both
+    fa.backends.register("cpu", "fr_a.backends.cpu")
+    fb.backends.register("cpu", "fr_b.backends.cpu")
     from threadpoolctl import threadpool_limits
     threadpool_limits(threads)
     fa.set_num_threads(threads)

@@ -82,6 +82,14 @@ class Backend:
             fastrnn.optim.Adam's NumPy update (src/include/fastrnn_optim.h);
             False, having done nothing, for arrays it does not take.
 
+        Attention pooling (optional: without it, fastrnn.AttentionPooling
+        runs NumPy):
+        attention_pool(z, v, x, lengths, a, y) -> bool
+            after the product z = x W^T + b (B*T, A): tanh over z in place,
+            the weights a (B, T) and the pooled y (B, F) of x (B, T, F)
+            (src/include/fastrnn_pool.h; lengths int64 (B,) or None);
+            False, having done nothing, for arrays it does not take.
+
         Dense algebra and losses:
         gemm(a, b, c, trans_a, trans_b, alpha, beta)
             c = alpha op(a) op(b) + beta c in place, bits independent of the

@@ -94,7 +94,20 @@ int fr_fast_sgemm(int nt, char ta, char tb, int64_t M, int64_t N, int64_t K,
     return fr_fast_sgemm_avx2(nt, ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc, bias);
 }
 
+void fr_fast_attn_rows_f32(int64_t A, float *z, const float *v, int64_t m0, int64_t m1,
+                           float *s)
+{
+    if (width() == 16)
+        fr_fast_attn_rows_f32_avx512(A, z, v, m0, m1, s);
+    else
+        fr_fast_attn_rows_f32_avx2(A, z, v, m0, m1, s);
+}
 #else /* not x86-64 with GCC/Clang: the portable path is always used */
+void fr_fast_attn_rows_f32(int64_t A, float *z, const float *v, int64_t m0, int64_t m1,
+                           float *s)
+{
+    (void)A; (void)z; (void)v; (void)m0; (void)m1; (void)s;
+}
 
 int fr_fast_available(void) { return 0; }
 

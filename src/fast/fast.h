@@ -82,7 +82,11 @@ int fr_fast_width(void);
  * layer and direction packed into P (fr_fast_packed_floats(d, In) floats,
  * 64-byte aligned) at the width in use, for fr_fast_forward_f32's pk. */
 
-/* The four entry points, declared once for each name suffix S: none for
+/* fr_fast_attn_rows_f32: rows [m0, m1) of attention pooling's z (A floats
+ * each): tanh over z and each row's score into s (fastrnn_pool.h; pool.h).
+ * Called only where fr_fast_available(). */
+
+/* The five entry points, declared once for each name suffix S: none for
  * dispatch.c's dispatchers (which portable/rnn_impl.h calls), _avx2 and
  * _avx512 for the two builds of the kernels (FR_SFX). */
 #define FR_FAST_ENTRY_POINTS(S)                                                          \
@@ -100,7 +104,9 @@ int fr_fast_width(void);
                                    float *dh, float *dhp, float *dc, float *Rp);         \
     int fr_fast_sgemm##S(int nt, char ta, char tb, int64_t M, int64_t N, int64_t K,      \
                          const float *A, int64_t lda, const float *B, int64_t ldb,       \
-                         int beta, float *C, int64_t ldc, const float *bias);
+                         int beta, float *C, int64_t ldc, const float *bias);            \
+    void fr_fast_attn_rows_f32##S(int64_t A, float *z, const float *v, int64_t m0,        \
+                                  int64_t m1, float *s);
 FR_FAST_ENTRY_POINTS()
 FR_FAST_ENTRY_POINTS(_avx2)
 FR_FAST_ENTRY_POINTS(_avx512)

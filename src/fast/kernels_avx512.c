@@ -12,4 +12,5 @@
 #include "fast/forward.h"
 #include "fast/backward.h"
 #include "fast/gemm.h"
+#include "fast/pool.h"
 #endif

@@ -191,4 +191,10 @@
  * takes less than starting the team. */
 #define FR_ADAM_PAR_MIN 65536
 
+/* ---- attention pooling (portable/pool.c) ----------------------------------- */
+
+/* B*T*A (tanh values) below which one thread pools: a small batch's pass
+ * takes less than starting the team. */
+#define FR_POOL_PAR_MIN 65536
+
 #endif /* FASTRNN_TUNING_H */

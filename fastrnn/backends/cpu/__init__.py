@@ -74,6 +74,10 @@ class CPUBackend(Backend):
         return _ext.adam_step(p, g, m, v, vmax, w1, beta2, omb2, bc2_sqrt, eps, neg_step, wd,
                               decay, wd_mode, _ext.num_threads())
 
+    # ---- attention pooling ------------------------------------------------------------
+    def attention_pool(self, z, v, x, lengths, a, y):
+        return _ext.attention_pool(z, v, x, lengths, a, y, _ext.num_threads())
+
     # ---- dense algebra and losses ------------------------------------------------
     def gemm(self, a, b, c, trans_a, trans_b, alpha, beta):
         _ext.gemm(a, b, c, trans_a, trans_b, alpha, beta, _ext.num_threads())

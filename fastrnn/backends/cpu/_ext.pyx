@@ -1,9 +1,9 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
 """The boundary between Python and the C kernels (src/include/fastrnn.h,
-fastrnn_reg.h, fastrnn_ctc.h, fastrnn_q.h, fastrnn_optim.h), one extension
-module for the whole library, so that the C state (the registered BLAS and
-its thread pin, the step team, the fast path's switch and vector width)
-exists once.
+fastrnn_reg.h, fastrnn_ctc.h, fastrnn_q.h, fastrnn_optim.h, fastrnn_pool.h),
+one extension module for the whole library, so that the C state (the
+registered BLAS and its thread pin, the step team, the fast path's switch
+and vector width) exists once.
 
 It checks what the kernels assume (dtypes, C-contiguity, shapes), allocates
 outputs, caches and scratch, releases the GIL once around a whole call and maps
@@ -22,6 +22,7 @@ Parts (included .pxi files of this folder):
                 reg_param_shapes
   _ctc.pxi      the CTC loss: ctc
   _optim.pxi    the fused Adam / AdamW step: adam_step
+  _pool.pxi     attention pooling after its product: attention_pool
 """
 from libc.stdint cimport int64_t, uintptr_t
 from libc.stdlib cimport malloc, free
@@ -38,3 +39,4 @@ include "_quant.pxi"
 include "_reg.pxi"
 include "_ctc.pxi"
 include "_optim.pxi"
+include "_pool.pxi"
