@@ -1026,7 +1026,9 @@ class Embedding(Layer):
                 raise ValueError(f"lengths: given for ids of shape {ids.shape}; "
                                  "lengths go with (B, T) ids")
             lens = lengths_array(lengths, ids.shape[1], ids.shape[0])
-        y = self.params["weight"][ids]
+        # np.take: the rows weight[ids] gives, without fancy indexing's cost
+        # (benchmarks/RESULTS.md, "Embedding rows by np.take")
+        y = np.take(self.params["weight"], ids, axis=0)
         if lens is not None:
             y = zero_padding(y, step_mask(lens, ids.shape[0], ids.shape[1], self.dtype))
         if training:

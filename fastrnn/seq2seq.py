@@ -404,7 +404,7 @@ class Seq2Seq:
     def _encode(self, src, ls, training):
         """src (B,S) ids, ls (B,) -> enc (B,S,De), keys, neg mask, decoder state0, cache."""
         P = self.params
-        x = P["src_embedding.weight"][src]
+        x = np.take(P["src_embedding.weight"], src, axis=0)
         if training:
             enc, st = self.encoder.forward(x, None, lengths=ls)
         else:
@@ -508,7 +508,7 @@ class Seq2Seq:
         W0 = P["decoder.weight_ih_l0"]
         We, Wf = np.ascontiguousarray(W0[:, :E]), np.ascontiguousarray(W0[:, E:])
         yin = yin.copy()
-        emb = P["tgt_embedding.weight"][yin]                    # (B, T, E)
+        emb = np.take(P["tgt_embedding.weight"], yin, axis=0)   # (B, T, E)
         if not sampling:
             ge = _xw(emb, We)
         store = {k: [[] for _ in range(L)] for k in ("acts", "tc", "rz", "n", "ghn", "x")}
@@ -525,7 +525,7 @@ class Seq2Seq:
                     guess = logit.argmax(axis=1)
                     # an eos guess would end the sequence: keep the gold token there
                     yin[pick, t] = np.where(guess == self.eos, yin[pick, t], guess)
-                    emb[:, t] = P["tgt_embedding.weight"][yin[:, t]]
+                    emb[:, t] = np.take(P["tgt_embedding.weight"], yin[:, t], axis=0)
             xp = ge[:, t] if not sampling else _xw(emb[:, t], We)
             if self.input_feeding:
                 feeds.append(feed)
@@ -1035,7 +1035,7 @@ class Seq2Seq:
         P = self.params
         h, c, feed, enc, keys, neg = state
         W0 = P["decoder.weight_ih_l0"]
-        x = P["tgt_embedding.weight"][tokens]
+        x = np.take(P["tgt_embedding.weight"], tokens, axis=0)
         if self.input_feeding:
             x = np.concatenate([x, feed], axis=1)
         xp = _xw(x, W0)
