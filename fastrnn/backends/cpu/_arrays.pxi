@@ -59,6 +59,45 @@ cdef inline cnp.ndarray _empty(tuple shape, object dtype):
     return cnp.PyArray_EMPTY(nd, dims, (<cnp.dtype>dtype).type_num, 0)
 
 
+# One scratch buffer of each dtype is kept between kernel calls, up to
+# _SCRATCH_KEEP bytes: a buffer past glibc's largest mmap threshold (32 MiB)
+# is otherwise fresh pages on every call, each faulted in and zeroed by the
+# OS (benchmarks/RESULTS.md, "Scratch kept between calls"). A call takes the
+# kept buffer out of _scratch_kept (dict.pop: one owner under the GIL) and
+# gives it back when done, so calls on several threads at once never share
+# one; the others allocate their own. Memory held: at most one buffer of
+# each dtype; release_scratch() drops them.
+_scratch_kept = {}
+_SCRATCH_KEEP = 1 << 28
+
+
+cdef cnp.ndarray _take_scratch(int64_t n, object dtype):
+    """A C-contiguous 1-D array of at least n elements of dtype for one
+    kernel call's scratch (content undefined): the kept one where it is
+    large enough, else a new one. Give it back with _give_scratch."""
+    cdef int key = (<cnp.dtype>dtype).type_num
+    cdef object kept = _scratch_kept.pop(key, None)
+    if kept is not None and (<cnp.ndarray>kept).shape[0] >= n:
+        return <cnp.ndarray>kept
+    return _empty((n,), dtype)
+
+
+cdef _give_scratch(cnp.ndarray buf):
+    """Keep buf (from _take_scratch) for the next call, unless it is larger
+    than _SCRATCH_KEEP bytes or a larger one is kept already."""
+    if buf.nbytes > _SCRATCH_KEEP:
+        return
+    cdef int key = cnp.PyArray_TYPE(buf)
+    cdef object kept = _scratch_kept.get(key)
+    if kept is None or (<cnp.ndarray>kept).shape[0] < buf.shape[0]:
+        _scratch_kept[key] = buf
+
+
+def release_scratch():
+    """Drop the scratch buffers kept between calls."""
+    _scratch_kept.clear()
+
+
 cdef inline _raise_status(int st, str kernel):
     """A kernel's FR_* status as a Python error (`kernel` names it)."""
     if st == FR_OK:

@@ -305,11 +305,12 @@ def forward(Plan plan, x, h0, c0, dropmask, lengths, bint training, int num_thre
     hn = _empty(st_shape, dt)
     cn = _empty(st_shape, dt) if is_lstm else None
     cache = _empty((fr_cache_len(&d),), dt) if training else None
-    work = _empty((fr_forward_work_len(&d, training),), dt)
+    work = _take_scratch(fr_forward_work_len(&d, training), dt)
 
     cdef int st = _forward_call(&d, plan, dt == np.float32, _data(x), _data(h0), _data(c0),
                                 _data(dropmask), _data(y), _data(hn), _data(cn),
                                 _data(cache), _data(work))
+    _give_scratch(work)
     _raise_status(st, "fastrnn kernel")
     return y, hn, cn, cache
 
@@ -469,7 +470,7 @@ def backward(Plan plan, Plan grads, x, dropmask, lengths, cache, dy, dhn, dcn,
     dx = _empty((T, B, d.I_), dt)
     dh0 = _empty(st_shape, dt) if want_dstate0 else None
     dc0 = _empty(st_shape, dt) if (want_dstate0 and is_lstm) else None
-    work = _empty((fr_backward_work_len(&d),), dt)
+    work = _take_scratch(fr_backward_work_len(&d), dt)
 
     cdef void *px = _data(x)
     cdef void *pm = _data(dropmask)
@@ -508,6 +509,7 @@ def backward(Plan plan, Plan grads, x, dropmask, lengths, cache, dy, dhn, dcn,
                                  <double *const *>gw, <double *const *>gr,
                                  <double *const *>dbw, <double *const *>dbr,
                                  <double *>pwork)
+    _give_scratch(work)
     _raise_status(st, "fastrnn kernel")
     return dx, dh0, dc0
 
