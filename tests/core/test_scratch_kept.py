@@ -20,9 +20,12 @@ CASES = [  # cell, I, H, layers, bidirectional, T, B, lengths, training, dtype
 
 
 def _poison():
-    """Keep NaN-filled scratch for both dtypes, larger than any case needs."""
+    """Keep NaN-filled scratch for both dtypes, and bytes of 0xFF (a NaN as
+    float32, -1 as int8) for the int8/bf16 kernels, larger than any case
+    needs."""
     for dt in (np.float32, np.float64):
         _ext._scratch_kept[np.dtype(dt).num] = np.full(1 << 21, np.nan, dt)
+    _ext._scratch_kept[np.dtype(np.uint8).num] = np.full(1 << 23, 0xFF, np.uint8)
 
 
 def _results(case):
@@ -51,6 +54,28 @@ def test_stale_scratch_never_reaches_a_result(case):
     for a, b in zip(fresh, stale):
         assert np.array_equal(a, b, equal_nan=True)
         assert np.all(np.isfinite(b))
+
+
+@pytest.mark.parametrize("weights", ["int8", "bf16"])
+@pytest.mark.parametrize("cell,bi,with_lengths", [("LSTM", False, False), ("GRU", True, True),
+                                                  ("RNN", False, True)])
+def test_stale_scratch_never_reaches_a_narrow_result(weights, cell, bi, with_lengths):
+    rng = np.random.default_rng(7)
+    q = getattr(fr, cell)(9, 21, num_layers=2, bidirectional=bi, seed=1).freeze(weights=weights)
+    x = rng.standard_normal((11, 5, 9)).astype(np.float32)
+    lengths = rng.integers(1, 12, size=5) if with_lengths else None
+
+    def run():
+        y, st = q(x, lengths=lengths)
+        return [y] + (list(st) if isinstance(st, tuple) else [st])
+
+    _ext.release_scratch()
+    fresh = run()
+    _poison()
+    stale = run()
+    _ext.release_scratch()
+    for a, b in zip(fresh, stale):
+        assert np.array_equal(a, b) and np.all(np.isfinite(b))
 
 
 def test_one_buffer_a_dtype_and_not_past_the_cap():

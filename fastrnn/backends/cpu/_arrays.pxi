@@ -82,6 +82,14 @@ cdef cnp.ndarray _take_scratch(int64_t n, object dtype):
     return _empty((n,), dtype)
 
 
+cdef cnp.ndarray _take_aligned_scratch(int64_t n):
+    """_take_scratch's n bytes, 64-byte aligned: a view whose base goes back
+    to _give_scratch."""
+    cdef cnp.ndarray raw = _take_scratch(n + 64, np.dtype(np.uint8))
+    cdef int64_t off = (-<int64_t><uintptr_t>cnp.PyArray_DATA(raw)) & 63
+    return raw[off:off + n]
+
+
 cdef _give_scratch(cnp.ndarray buf):
     """Keep buf (from _take_scratch) for the next call, unless it is larger
     than _SCRATCH_KEEP bytes or a larger one is kept already."""

@@ -158,7 +158,7 @@ def qforward(QPlan plan, x, h0, c0, lengths, int num_threads):
     cdef int64_t n = frq_work_len(&d, plan.prec)
     if n < 0:
         raise ValueError("qforward: sizes out of range")
-    work = _aligned_bytes(n)
+    work = _take_aligned_scratch(n)
     # local references: the buffers stay alive while C reads them without the GIL
     cdef list packs = plan.packs
     cdef _PtrArray ppk = plan.ppk
@@ -175,6 +175,7 @@ def qforward(QPlan plan, x, h0, c0, lengths, int num_threads):
         st = frq_forward(&d, prec, <const float *>px, <const void *const *>ppk.p,
                          <const float *>ph0, <const float *>pc0, <float *>py, <float *>phn,
                          <float *>pcn, pwork)
+    _give_scratch(<cnp.ndarray>work.base)
     _raise_status(st, "frq_forward")
     return y, hn, cn
 
