@@ -9,6 +9,17 @@ import pytest
 import fastrnn as fr
 from fastrnn.backends.cpu import _ext
 
+@pytest.fixture(autouse=True)
+def keep_every_size():
+    """Keep buffers of any size (the pool starts at 32 MiB), so these small
+    cases run through it."""
+    old = _ext._SCRATCH_MIN
+    _ext._SCRATCH_MIN = 0
+    yield
+    _ext._SCRATCH_MIN = old
+    _ext.release_scratch()
+
+
 CASES = [  # cell, I, H, layers, bidirectional, T, B, lengths, training, dtype
     ("LSTM", 5, 7, 1, False, 6, 3, False, False, np.float32),
     ("LSTM", 8, 16, 2, True, 9, 4, True, True, np.float32),
@@ -24,8 +35,9 @@ def _poison():
     float32, -1 as int8) for the int8/bf16 kernels, larger than any case
     needs."""
     for dt in (np.float32, np.float64):
-        _ext._scratch_kept[np.dtype(dt).num] = np.full(1 << 21, np.nan, dt)
-    _ext._scratch_kept[np.dtype(np.uint8).num] = np.full(1 << 23, 0xFF, np.uint8)
+        for slot in (0, 1):   # a call's scratch, a training forward's cache
+            _ext._scratch_kept[2 * np.dtype(dt).num + slot] = np.full(1 << 21, np.nan, dt)
+    _ext._scratch_kept[2 * np.dtype(np.uint8).num] = np.full(1 << 23, 0xFF, np.uint8)
 
 
 def _results(case):
@@ -84,13 +96,19 @@ def test_one_buffer_a_dtype_and_not_past_the_cap():
     for T in (3, 40, 7):   # a larger call keeps the larger buffer
         lstm(np.ones((T, 8, 16), np.float32))
     kept = _ext._scratch_kept
-    assert list(kept) == [np.dtype(np.float32).num]
-    big = kept[np.dtype(np.float32).num].shape[0]
+    key = 2 * np.dtype(np.float32).num
+    assert list(kept) == [key]
+    big = kept[key].shape[0]
     lstm(np.ones((3, 8, 16), np.float32))
-    assert kept[np.dtype(np.float32).num].shape[0] == big
+    assert kept[key].shape[0] == big
+    # a training forward lends its cache (slot 1); its backward gives it back
+    y, _ = lstm.forward(np.ones((5, 8, 16), np.float32))
+    assert key + 1 not in kept
+    lstm.backward(np.ones_like(y))
+    assert kept[key + 1].shape[0] >= y.size
     _ext.release_scratch()
     assert not _ext._scratch_kept
-    # a call whose scratch is past the cap keeps nothing
+    # a call whose scratch is past the cap, or under the floor, keeps nothing
     old = _ext._SCRATCH_KEEP
     try:
         _ext._SCRATCH_KEEP = 1024
@@ -98,6 +116,31 @@ def test_one_buffer_a_dtype_and_not_past_the_cap():
         assert not _ext._scratch_kept
     finally:
         _ext._SCRATCH_KEEP = old
+    _ext._SCRATCH_MIN = 1 << 25
+    lstm(np.ones((40, 8, 16), np.float32))
+    y, _ = lstm.forward(np.ones((5, 8, 16), np.float32))
+    lstm.backward(np.ones_like(y))
+    assert not _ext._scratch_kept
+
+
+def test_a_cache_the_caller_made_is_never_kept():
+    """Only caches a training forward lent go back: one made by the caller
+    (or given back already) stays the caller's."""
+    _ext.release_scratch()
+    lstm = fr.LSTM(4, 6, seed=0)
+    x = np.ones((3, 2, 4), np.float32)
+    y, _ = lstm.forward(x)
+    lent = lstm._ctx["cache"]
+    mine = lent.copy()
+    plan, grads = lstm._plan("params"), lstm._plan("grads")
+    dy = np.ones_like(y)
+    _ext.backward(plan, grads, x, None, None, mine, dy, None, None, False, 1)
+    assert not _ext._scratch_kept.get(2 * np.dtype(np.float32).num + 1)
+    _ext.backward(plan, grads, x, None, None, lent, dy, None, None, False, 1)
+    kept = _ext._scratch_kept[2 * np.dtype(np.float32).num + 1]
+    _ext.backward(plan, grads, x, None, None, lent, dy, None, None, False, 1)  # again
+    assert _ext._scratch_kept[2 * np.dtype(np.float32).num + 1] is kept
+    assert mine.base is None and np.array_equal(mine, lent)
 
 
 def test_calls_on_several_threads_get_their_own_buffers():

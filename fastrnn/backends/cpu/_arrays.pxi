@@ -59,23 +59,32 @@ cdef inline cnp.ndarray _empty(tuple shape, object dtype):
     return cnp.PyArray_EMPTY(nd, dims, (<cnp.dtype>dtype).type_num, 0)
 
 
-# One scratch buffer of each dtype is kept between kernel calls, up to
-# _SCRATCH_KEEP bytes: a buffer past glibc's largest mmap threshold (32 MiB)
-# is otherwise fresh pages on every call, each faulted in and zeroed by the
-# OS (benchmarks/RESULTS.md, "Scratch kept between calls"). A call takes the
+# One scratch buffer of each dtype is kept between kernel calls, from
+# _SCRATCH_MIN up to _SCRATCH_KEEP bytes: a buffer past glibc's largest mmap
+# threshold (32 MiB) is otherwise fresh pages on every call, each faulted in
+# and zeroed by the OS (benchmarks/RESULTS.md, "Scratch kept between calls"). A call takes the
 # kept buffer out of _scratch_kept (dict.pop: one owner under the GIL) and
 # gives it back when done, so calls on several threads at once never share
-# one; the others allocate their own. Memory held: at most one buffer of
-# each dtype; release_scratch() drops them.
+# one; the others allocate their own. A training forward's cache is taken
+# the same way (slot 1) and given back by the backward that consumes it.
+# Memory held: at most two buffers of each dtype; release_scratch() drops
+# them.
 _scratch_kept = {}
 _SCRATCH_KEEP = 1 << 28
+# below this, glibc's heap already hands the freed memory back warm, and a
+# kept buffer's fixed placement measured 2-3% slower (train-small)
+_SCRATCH_MIN = 1 << 25
 
 
-cdef cnp.ndarray _take_scratch(int64_t n, object dtype):
+cdef cnp.ndarray _take_scratch(int64_t n, object dtype, int slot=0):
     """A C-contiguous 1-D array of at least n elements of dtype for one
-    kernel call's scratch (content undefined): the kept one where it is
-    large enough, else a new one. Give it back with _give_scratch."""
-    cdef int key = (<cnp.dtype>dtype).type_num
+    kernel call's scratch (content undefined): the kept one of this slot
+    (0: a call's scratch, 1: a training forward's cache, held until its
+    backward) where it is large enough, else a new one. Give it back with
+    _give_scratch(buf, slot)."""
+    if n * (<cnp.dtype>dtype).itemsize < _SCRATCH_MIN:
+        return _empty((n,), dtype)
+    cdef int key = (<cnp.dtype>dtype).type_num * 2 + slot
     cdef object kept = _scratch_kept.pop(key, None)
     if kept is not None and (<cnp.ndarray>kept).shape[0] >= n:
         return <cnp.ndarray>kept
@@ -90,15 +99,39 @@ cdef cnp.ndarray _take_aligned_scratch(int64_t n):
     return raw[off:off + n]
 
 
-cdef _give_scratch(cnp.ndarray buf):
+cdef _give_scratch(cnp.ndarray buf, int slot=0):
     """Keep buf (from _take_scratch) for the next call, unless it is larger
     than _SCRATCH_KEEP bytes or a larger one is kept already."""
-    if buf.nbytes > _SCRATCH_KEEP:
+    if buf.nbytes > _SCRATCH_KEEP or buf.nbytes < _SCRATCH_MIN:
         return
-    cdef int key = cnp.PyArray_TYPE(buf)
+    cdef int key = cnp.PyArray_TYPE(buf) * 2 + slot
     cdef object kept = _scratch_kept.get(key)
     if kept is None or (<cnp.ndarray>kept).shape[0] < buf.shape[0]:
         _scratch_kept[key] = buf
+
+
+# Caches lent to training forwards, by id: only these go back to slot 1
+# (a cache array a caller made itself is never taken into the pool).
+import weakref
+_lent_caches = weakref.WeakValueDictionary()
+
+
+cdef cnp.ndarray _lend_cache(int64_t n, object dtype):
+    """A training forward's cache of n elements (a view of a slot-1 buffer);
+    _return_cache gives it back after its backward."""
+    cdef cnp.ndarray buf = _take_scratch(n, dtype, 1)
+    if buf.nbytes >= _SCRATCH_MIN:
+        _lent_caches[id(buf)] = buf
+    return buf[:n]
+
+
+cdef _return_cache(object cache):
+    """Keep the buffer under cache for the next training forward, if
+    _lend_cache lent it and it is not back already."""
+    base = cache.base if isinstance(cache, np.ndarray) else None
+    if base is not None and _lent_caches.get(id(base)) is base:
+        del _lent_caches[id(base)]
+        _give_scratch(<cnp.ndarray>base, 1)
 
 
 def release_scratch():

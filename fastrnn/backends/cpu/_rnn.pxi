@@ -304,7 +304,8 @@ def forward(Plan plan, x, h0, c0, dropmask, lengths, bint training, int num_thre
     y = _empty((T, B, d.D * H), dt)
     hn = _empty(st_shape, dt)
     cn = _empty(st_shape, dt) if is_lstm else None
-    cache = _empty((fr_cache_len(&d),), dt) if training else None
+    # the cache lives until its backward, which gives it back (slot 1)
+    cache = _lend_cache(fr_cache_len(&d), dt) if training else None
     work = _take_scratch(fr_forward_work_len(&d, training), dt)
 
     cdef int st = _forward_call(&d, plan, dt == np.float32, _data(x), _data(h0), _data(c0),
@@ -511,6 +512,7 @@ def backward(Plan plan, Plan grads, x, dropmask, lengths, cache, dy, dhn, dcn,
                                  <double *>pwork)
     _give_scratch(work)
     _raise_status(st, "fastrnn kernel")
+    _return_cache(cache)
     return dx, dh0, dc0
 
 
