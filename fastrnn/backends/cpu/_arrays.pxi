@@ -62,17 +62,17 @@ cdef inline cnp.ndarray _empty(tuple shape, object dtype):
 # One scratch buffer of each dtype is kept between kernel calls, from
 # _SCRATCH_MIN up to _SCRATCH_KEEP bytes: a buffer past glibc's largest mmap
 # threshold (32 MiB) is otherwise fresh pages on every call, each faulted in
-# and zeroed by the OS (benchmarks/RESULTS.md, "Scratch kept between calls"). A call takes the
-# kept buffer out of _scratch_kept (dict.pop: one owner under the GIL) and
-# gives it back when done, so calls on several threads at once never share
-# one; the others allocate their own. A training forward's cache is taken
-# the same way (slot 1) and given back by the backward that consumes it.
-# Memory held: at most two buffers of each dtype; release_scratch() drops
-# them.
+# and zeroed by the OS (benchmarks/RESULTS.md, "Scratch kept between
+# calls"). A call takes the kept buffer out of _scratch_kept (dict.pop: one
+# owner under the GIL) and gives it back when done, so calls on several
+# threads at once never share one; the others allocate their own. A
+# training forward's cache is taken the same way (slot 1) and given back by
+# the backward that consumes it. Memory held: at most two buffers of each
+# dtype; release_scratch() drops them.
 _scratch_kept = {}
 _SCRATCH_KEEP = 1 << 28
-# below this, glibc's heap already hands the freed memory back warm, and a
-# kept buffer's fixed placement measured 2-3% slower (train-small)
+# below this, glibc's heap already hands freed memory back warm, and a kept
+# buffer's fixed placement was slower (benchmarks/RESULTS.md, same section)
 _SCRATCH_MIN = 1 << 25
 
 
