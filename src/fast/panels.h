@@ -215,6 +215,7 @@ static __attribute__((noinline)) TGT void tile_4x3(const float *const *g_, float
         } else if (left == 1) {                                                   \
             while (c + 8 <= np) GPANEL_TILE_RxN(1, 8);                            \
             while (c + 4 <= np) GPANEL_TILE_RxN(1, 4);                            \
+            while (c + 2 <= np) GPANEL_TILE_RxN(1, 2);                            \
             while (c < np) GPANEL_TILE_RxN(1, 1);                                 \
         }                                                                         \
     } while (0)
@@ -300,6 +301,18 @@ static TGT void panel_axpy_gates(const float *g, int64_t ldg, int64_t B, int64_t
                                  int64_t ldo, int64_t n, int G, const int64_t *rows)
 {
 #if VW == 16
+    const int64_t nbg = (n + VW - 1) / VW;
+    if (B < 4 && nbg < 4) {
+        /* 1-3 rows and under 4 panels a gate: every gate's panels in one
+         * pass, so that several FMA chains are in flight (a gate at a time
+         * ran one or two, each waiting on its FMA's latency); with 4 or
+         * more a gate's own tiles have enough (docs/tuning.md, "panel
+         * tiles") */
+        const int64_t np = G * nbg, b0 = 0, left = B;
+        int64_t c = 0, cg = 0, ck = 0;
+        GPANEL_LEFTOVERS();
+        return;
+    }
     for (int q = 0; q < G; q++)
         panel_axpy(g, ldg, B, J, P + q * pgs * J * VW, out + q * ogs, ldo, n, rows);
 #else
