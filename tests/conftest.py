@@ -371,6 +371,7 @@ TEST_MARKS = {
         "core/test_errors.py::test_torch_tensor_input_accepted",
         "core/test_freeze.py::test_frozen_matches_torch",
         "core/test_keras_habits.py::test_real_torch_tensor_requiring_grad_warns",
+        "core/test_attention_pool_kernel.py::test_kernel_path_matches_torch",
         "core/test_layers.py::test_attention_pooling_matches_torch",
         "core/test_layers.py::test_dense_and_embedding_match_torch",
         "core/test_losses.py::test_bce_matches_torch",

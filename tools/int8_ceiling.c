@@ -7,7 +7,8 @@
  *              (float32) multiply-add peak
  *   stream     one row's product as the 1x8 tile runs it: 8 panels (16 KB
  *              apart) read in step, one vpdpbusd from memory a 64 bytes;
- *              n bytes a thread, every thread at once, a meeting a pass
+ *              a thread's share of W_hh rounded up to whole 128 KB tiles,
+ *              every thread at once, a meeting a pass
  *   beside     the same stream with a second product's 8 rows beside it
  *              (8 broadcast loads and 8 vpdpbusd more a 64 bytes): what a
  *              kernel that hides the input projection under the stream pays
@@ -18,6 +19,7 @@
  *   int8_ceiling THREADS T I H
  */
 #include <immintrin.h>
+#include <math.h>
 #include <omp.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -70,20 +72,17 @@ static TGT double mac_peak(int nt, int fp32)
         for (int r = 0; r < REPS; r++) {
 #pragma omp barrier
             const double t0 = now();
+#define PEAK_LOOP(op)                                                                      \
+    for (long i = 0; i < n; i++)                                                           \
+        __asm__ volatile(FMA12(op)                                                         \
+                         : "+v"(a0), "+v"(a1), "+v"(a2), "+v"(a3), "+v"(a4), "+v"(a5),     \
+                           "+v"(a6), "+v"(a7), "+v"(a8), "+v"(a9), "+v"(a10), "+v"(a11)    \
+                         : "v"(x), "v"(y))
             if (fp32)
-                for (long i = 0; i < n; i++)
-                    __asm__ volatile(
-                        FMA12("vfmadd231ps")
-                        : "+v"(a0), "+v"(a1), "+v"(a2), "+v"(a3), "+v"(a4), "+v"(a5), "+v"(a6),
-                          "+v"(a7), "+v"(a8), "+v"(a9), "+v"(a10), "+v"(a11)
-                        : "v"(x), "v"(y));
+                PEAK_LOOP("vfmadd231ps");
             else
-                for (long i = 0; i < n; i++)
-                    __asm__ volatile(
-                        FMA12("vpdpbusd")
-                        : "+v"(a0), "+v"(a1), "+v"(a2), "+v"(a3), "+v"(a4), "+v"(a5), "+v"(a6),
-                          "+v"(a7), "+v"(a8), "+v"(a9), "+v"(a10), "+v"(a11)
-                        : "v"(x), "v"(y));
+                PEAK_LOOP("vpdpbusd");
+#undef PEAK_LOOP
 #pragma omp barrier
 #pragma omp master
             {
@@ -176,8 +175,13 @@ int main(int argc, char **argv)
     }
     const int nt = atoi(argv[1]);
     const double T = atof(argv[2]), I = atof(argv[3]), H = atof(argv[4]);
+    if (nt < 1 || nt > 1024 || !(T >= 1) || !(I >= 1) || !(H >= 1) || H > 65536) {
+        fprintf(stderr, "int8_ceiling: THREADS 1..1024, T and I >= 1, H 1..65536\n");
+        return 2;
+    }
     const double whh = 4 * H * H;                         /* int8 bytes of W_hh */
-    const size_t per = (size_t)(whh / nt / (8 * PANEL)) * 8 * PANEL;   /* a thread's share */
+    /* a thread's share in whole tiles of 8 panels, at least one */
+    const size_t tile = 8 * PANEL, per = (size_t)ceil(whh / nt / tile) * tile;
     const double ghz = clock_ghz(), peak = mac_peak(nt, 0), fma = mac_peak(nt, 1);
     const double bw = stream(nt, per, 0), bw2 = stream(nt, per, 1);
     printf("clock %.2f GHz; on %d thread(s): vpdpbusd %.1f G int8 multiply-adds/s (%.2f zmm a "

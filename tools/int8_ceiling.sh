@@ -7,5 +7,5 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="$(mktemp -d "${TMPDIR:-/tmp}/fastrnn-ceiling.XXXXXX")"
 trap 'rm -rf "$OUT"' EXIT
-"${CC:-gcc}" -O2 -fopenmp "$ROOT/tools/int8_ceiling.c" -o "$OUT/int8_ceiling"
+"${CC:-gcc}" -O2 -fopenmp "$ROOT/tools/int8_ceiling.c" -lm -o "$OUT/int8_ceiling"
 "$OUT/int8_ceiling" "${1:-2}" "${2:-25}" "${3:-1024}" "${4:-1024}"

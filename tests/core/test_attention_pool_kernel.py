@@ -45,6 +45,70 @@ def test_kernel_matches_the_numpy_path(shape, dtype, tol, with_lengths, numpy_pa
         assert np.all(got[1][pad] == 0)
 
 
+@pytest.mark.parametrize("dtype,rtol,atol", [("float64", 1e-11, 1e-12),
+                                             ("float32", 2e-4, 2e-5)])
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (1, 7, 5, 3), (3, 11, 13, 17),
+                                   (2, 40, 33, 64)], ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("with_lengths", [False, True])
+def test_kernel_path_matches_torch(shape, dtype, rtol, atol, with_lengths):
+    """Forward, weights and every gradient through the kernel against torch
+    autograd on the same weights: batch 1, primes, lengths."""
+    torch = pytest.importorskip("torch")
+    B, T, F, A = shape
+    rng = np.random.default_rng(B * 100 + T)
+    pool = fr.AttentionPooling(F, A, dtype=dtype, seed=9)
+    x = rng.standard_normal((B, T, F)).astype(dtype)
+    lengths = rng.integers(1, T + 1, size=B) if with_lengths else np.full(B, T)
+    W, b, v = (torch.tensor(pool.params[k].astype(np.float64), requires_grad=True)
+               for k in ("weight", "bias", "context"))
+    xt = torch.tensor(x.astype(np.float64), requires_grad=True)
+    s = torch.tanh(xt @ W.T + b) @ v
+    mask = torch.tensor(np.arange(T)[None, :] < lengths[:, None])
+    a = torch.softmax(s.masked_fill(~mask, float("-inf")), dim=1)
+    yt = (a[:, :, None] * xt).sum(1)
+    R = rng.standard_normal((B, F))
+    (yt * torch.tensor(R)).sum().backward()
+    y = pool.forward(x, lengths if with_lengths else None)
+    weights = pool.attention_weights.copy()
+    dx = pool.backward(R.astype(dtype))
+    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=rtol, atol=atol)
+    np.testing.assert_allclose(weights, a.detach().numpy(), rtol=rtol, atol=atol)
+    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=rtol, atol=atol)
+    for k, t in (("weight", W), ("bias", b), ("context", v)):
+        np.testing.assert_allclose(pool.grads[k], t.grad.numpy(), rtol=rtol, atol=atol,
+                                   err_msg=k)
+
+
+def test_kernel_path_gradcheck_float64():
+    """Central differences through the kernel path, odd sizes and lengths."""
+    rng = np.random.default_rng(21)
+    B, T, F, A = 3, 5, 4, 7
+    pool = fr.AttentionPooling(F, A, dtype="float64", seed=2)
+    x = rng.standard_normal((B, T, F))
+    lengths = np.array([5, 1, 3])
+    R = rng.standard_normal((B, F))
+    pool.zero_grad()
+    pool.forward(x, lengths)
+    dx = pool.backward(R)
+
+    def f():
+        return float((pool(x, lengths) * R).sum())
+
+    eps = 1e-6
+    for name, arr in list(pool.params.items()) + [("x", x)]:
+        num = np.zeros_like(arr)
+        for i in np.ndindex(arr.shape):
+            old = arr[i]
+            arr[i] = old + eps
+            fp = f()
+            arr[i] = old - eps
+            fm = f()
+            arr[i] = old
+            num[i] = (fp - fm) / (2 * eps)
+        got = dx if name == "x" else pool.grads[name]
+        np.testing.assert_allclose(got, num, rtol=1e-6, atol=1e-8, err_msg=name)
+
+
 def test_backward_after_the_kernel_matches_the_numpy_path(numpy_path):
     rng = np.random.default_rng(3)
     B, T, F, A = 4, 9, 7, 13

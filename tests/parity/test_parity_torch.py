@@ -419,6 +419,11 @@ SMALL_BATCH_PATHS = [  # cell, I, H, B, T, layers, bidirectional
     ("rnn_tanh", 5, 260, 1, 12, 1, False), # unpacked dot tiles, batch 1
     ("lstm", 64, 64, 1, 40, 1, False),     # loop on 1 thread, projection split
     ("lstm", 67, 71, 5, 13, 2, False),     # 4 + 1 rows, odd sizes
+    # 1-3 rows and under 4 panels a gate: every gate's panels in one pass
+    ("gru", 1, 32, 1, 52, 1, False),
+    ("lstm", 16, 48, 3, 50, 1, False),
+    ("rnn_tanh", 8, 40, 1, 30, 2, True),
+    ("gru", 5, 17, 2, 19, 1, True),
     # equal lengths, little work per step: the batch split between threads
     ("lstm", 20, 32, 3, 50, 1, False, "equal"),
     ("gru", 7, 61, 5, 30, 2, True, "equal"),
