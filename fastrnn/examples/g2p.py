@@ -11,20 +11,25 @@ Data: ../shared/data/g2p-cmudict/ (g014b2b.train: 113,438 pronunciations of
        h~_t = tanh(W_c [sum_s a_ts enc_s; h_t]) -> Dense -> phones + <eos>
 
 Training: Adam, teacher forcing, dropout, the learning rate halved when the
-dev WER stops improving; the weights of the best dev WER (greedy) are kept.
+dev WER stops improving; the weights of the best dev score (greedy WER, then
+PER) are kept.
 Decoding: greedy and beam search. Scoring as the literature does: a word is
 right if it equals any reference (WER); PER = edits to the closest
 reference / its length. Baseline: each letter's most frequent phone (learnt
 from words with as many letters as phones), which `--quick` must beat.
 
     python -m fastrnn.examples.g2p [--quick] [--time-limit MIN] [--beam 5]
+    python -m fastrnn.examples.g2p --anneal-after 19 --anneal-lr 6.25e-5 \
+        --average-last 8 --time-limit 118.5
     python -m fastrnn.examples.g2p --resume OUT/g2p.fastrnn --start-epoch N \
         --lr 6.25e-5 --patience 100 --average-last 6 --time-limit MIN
 
---resume goes on training a saved model with its optimizer state (an
-interrupted run, or a second phase); --average-last K also tries the mean
-of the last K epochs' weights (checkpoint averaging), kept only when its dev
-WER is lower than the best epoch's.
+--anneal-after N goes on after epoch N from the best dev epoch's weights
+at the constant rate --anneal-lr; --average-last K also tries the means of
+the last 2..K epochs' weights (checkpoint averaging; with --anneal-after,
+epochs of that phase only), each kept only when its dev score is better
+than the best so far. --resume goes on training a saved model with its
+optimizer state (an interrupted run, or a second phase).
 
 Writes OUT/g2p.json (results), OUT/g2p_attention.svg (attention of a few
 test words) and OUT/g2p.fastrnn (the model, fr.load reads it).
@@ -93,13 +98,22 @@ def average_states(states):
             for k in states[0]}
 
 
+def _key(s):
+    """How dev scores rank: the lower WER first, then the lower PER (ties in WER
+    are common: one word of the 3,205 moves it by 0.03)."""
+    return (s.wer, s.per)
+
+
 def train(model, args, src, tgt, dev, gvoc, pvoc, budget, checkpoint=None, resumed=False):
-    """Epochs until args.epochs or the time budget: keep the best dev WER's weights.
+    """Epochs until args.epochs or the time budget: keep the best dev epoch's weights.
 
     resumed: the model comes from --resume with its optimizer (state and lr kept
     unless --lr is given), and its own weights are the first candidate.
-    With args.average_last K, the mean of the last K epochs' weights is a
-    candidate too, kept only if its dev WER is lower than the best epoch's.
+    With args.anneal_after N, the epochs after the N-th go on from the best dev
+    epoch's weights at the constant rate args.anneal_lr (no halving).
+    With args.average_last K, the means of the last k = 2..K epochs' weights
+    (with annealing: epochs of that phase only) are candidates too, each kept
+    only if its dev score (WER, then PER) is better than the best so far.
     """
     if not resumed:
         model.compile("adam", lr=args.lr, clip_norm=5.0)
@@ -115,13 +129,14 @@ def train(model, args, src, tgt, dev, gvoc, pvoc, budget, checkpoint=None, resum
 
     if resumed:
         s = dev_score()
-        best, best_state = s.wer, model.state_dict()
+        best, best_state = _key(s), model.state_dict()
         log.append(dict(epoch=args.start_epoch, loss=None, dev_wer=s.wer, dev_per=s.per,
                         lr=model.optimizer.lr, fit_seconds=0.0, resumed_from=args.resume))
         if args.verbose:
             print(f"resumed at epoch {args.start_epoch}: dev WER {s.wer:.2f}  PER {s.per:.2f}  "
                   f"lr {model.optimizer.lr:.2e}", flush=True)
     recent = collections.deque(maxlen=max(args.average_last, 1))
+    annealing = False
     for epoch in range(args.start_epoch, args.start_epoch + args.epochs):
         t0 = time.perf_counter()
         h = model.fit(src, tgt, epochs=1, batch_size=args.batch_size, seed=args.seed + epoch,
@@ -133,34 +148,45 @@ def train(model, args, src, tgt, dev, gvoc, pvoc, budget, checkpoint=None, resum
         if args.verbose:
             print(f"epoch {epoch + 1}: loss {h['loss'][-1]:.4f}  dev WER {s.wer:.2f}  "
                   f"PER {s.per:.2f}  lr {model.optimizer.lr:.2e}  fit {fit_s:.0f} s", flush=True)
-        if args.average_last > 1:
+        if args.average_last > 1 and (annealing or not args.anneal_after):
             recent.append(model.state_dict())
-        if best is None or s.wer < best:
-            best, best_state, bad = s.wer, model.state_dict(), 0
+        if best is None or _key(s) < best:
+            best, best_state, bad = _key(s), model.state_dict(), 0
             if checkpoint:   # the best weights so far survive an interrupted run
                 model.save(checkpoint, include_optimizer=False)
-        else:
+        elif not annealing:
             bad += 1
             if bad >= args.patience:
                 model.optimizer.lr = model.optimizer.lr * 0.5
                 bad = 0
+        if args.anneal_after and epoch + 1 == args.anneal_after:
+            annealing = True
+            model.load_state_dict(best_state)
+            model.optimizer.lr = args.anneal_lr
+            log.append(dict(epoch=f"anneal from dev {best[0]:.2f} / {best[1]:.2f}", loss=None,
+                            dev_wer=best[0], dev_per=best[1], lr=args.anneal_lr,
+                            fit_seconds=0.0))
+            if args.verbose:
+                print(f"after epoch {epoch + 1}: on from the best dev epoch's weights at a "
+                      f"constant lr {args.anneal_lr:.2e}", flush=True)
         spent = time.perf_counter() - start
-        per_epoch = spent / (len(log) - int(resumed))
+        per_epoch = spent / sum(e["loss"] is not None for e in log)
         if spent + per_epoch > budget:
             break
     if len(recent) > 1:
-        last_state = model.state_dict()
-        model.load_state_dict(average_states(list(recent)))
-        s = dev_score()
-        log.append(dict(epoch=f"mean of the last {len(recent)}", loss=None, dev_wer=s.wer,
-                        dev_per=s.per, lr=None, fit_seconds=0.0))
-        if args.verbose:
-            print(f"mean of the last {len(recent)} epochs: dev WER {s.wer:.2f}  PER {s.per:.2f}",
-                  flush=True)
-        if s.wer < best:
-            best, best_state = s.wer, model.state_dict()
-            if checkpoint:
-                model.save(checkpoint, include_optimizer=False)
+        last_state, states = model.state_dict(), list(recent)
+        for k in range(2, len(states) + 1):
+            model.load_state_dict(average_states(states[-k:]))
+            s = dev_score()
+            log.append(dict(epoch=f"mean of the last {k}", loss=None, dev_wer=s.wer,
+                            dev_per=s.per, lr=None, fit_seconds=0.0))
+            if args.verbose:
+                print(f"mean of the last {k} epochs: dev WER {s.wer:.2f}  PER {s.per:.2f}",
+                      flush=True)
+            if _key(s) < best:
+                best, best_state = _key(s), model.state_dict()
+                if checkpoint:
+                    model.save(checkpoint, include_optimizer=False)
         model.load_state_dict(last_state)
     model.load_state_dict(best_state)
     return log, time.perf_counter() - start
@@ -221,6 +247,11 @@ def main(argv=None):
     p.add_argument("--average-last", type=int, default=0, metavar="K",
                    help="also try the mean of the last K epochs' weights (kept if its "
                         "dev WER is lower)")
+    p.add_argument("--anneal-after", type=int, default=0, metavar="N",
+                   help="after epoch N: go on from the best dev epoch's weights at the "
+                        "constant --anneal-lr (no halving; --average-last then averages "
+                        "that phase's epochs)")
+    p.add_argument("--anneal-lr", type=float, default=6.25e-5)
     p.add_argument("--resume", default=None, metavar="PATH",
                    help="go on training a saved g2p model (its optimizer state included)")
     p.add_argument("--start-epoch", type=int, default=0,
@@ -234,6 +265,10 @@ def main(argv=None):
         p.error("--epochs: at least 1 (0 only with --compare-torch, to time the engines)")
     if args.average_last < 0:
         p.error("--average-last: expected 0 (off) or a count of epochs")
+    if args.anneal_after < 0 or (args.anneal_after and args.anneal_after <= args.start_epoch):
+        p.error("--anneal-after: 0 (off) or an epoch number past --start-epoch")
+    if not args.anneal_lr > 0:
+        p.error("--anneal-lr: expected a learning rate > 0")
     if args.start_epoch < 0 or (args.start_epoch and not args.resume):
         p.error("--start-epoch: a count >= 0, and only with --resume")
     if args.quick:

@@ -63,16 +63,39 @@ def test_g2p_resume_goes_on_and_averages(tmp_path):
                     "--threads", "1", "--verbose", "0"])
     with open(second / "g2p_epochs.json") as f:
         log = json.load(f)
-    assert [e["epoch"] for e in log] == [2, 3, 4, 5, "mean of the last 3"]
+    assert [e["epoch"] for e in log] == [2, 3, 4, 5, "mean of the last 2", "mean of the last 3"]
     assert log[0]["resumed_from"] == str(first / "g2p.fastrnn") and log[0]["loss"] is None
     assert all(e["loss"] > 0 for e in log[1:4])
     assert res["fastrnn greedy"]["epochs"] == 3
     fr.load(second / "g2p.fastrnn")
 
 
+def test_g2p_anneal_goes_on_from_the_best_epoch_at_a_constant_rate(tmp_path):
+    """--anneal-after N: after epoch N the best dev epoch's weights go on at
+    --anneal-lr with no halving, and --average-last averages only that
+    phase's epochs (every k from 2), each mean scored on dev."""
+    _need_data()
+    from fastrnn.examples import g2p
+    g2p.main(["--quick", "--epochs", "5", "--anneal-after", "2", "--anneal-lr", "1e-3",
+              "--patience", "1", "--average-last", "4", "--out", str(tmp_path),
+              "--threads", "1", "--verbose", "0"])
+    with open(tmp_path / "g2p_epochs.json") as f:
+        log = json.load(f)
+    names = [e["epoch"] for e in log]
+    assert names[:2] == [1, 2] and str(names[2]).startswith("anneal from dev")
+    assert names[3:6] == [3, 4, 5]
+    assert names[6:] == ["mean of the last 2", "mean of the last 3"]
+    assert all(e["lr"] == 1e-3 for e in log[2:6])
+    best = min((e["dev_wer"], e["dev_per"]) for e in log[:2])
+    assert (log[2]["dev_wer"], log[2]["dev_per"]) == best
+    fr.load(tmp_path / "g2p.fastrnn")
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--start-epoch", "3"], "--start-epoch"),
     (["--average-last", "-1"], "--average-last"),
+    (["--anneal-after", "-1"], "--anneal-after"),
+    (["--anneal-lr", "0"], "--anneal-lr"),
 ])
 def test_g2p_refuses_bad_resume_flags(tmp_path, capsys, argv, message):
     from fastrnn.examples import g2p
