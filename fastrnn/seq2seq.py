@@ -28,6 +28,7 @@ import numpy as np
 
 from . import decoding
 from . import optim as _optim
+from . import backends
 from .backends import matmul
 from ._cells import num_gates
 from .layers import check_seed
@@ -439,9 +440,12 @@ class Seq2Seq:
         x_part (B, G*Hd): layer 0's input projection without its bias; h, c
         (L, B, Hd) (c ignored by GRU). Returns the new h, c (L, B, Hd), writing
         what backward needs into store (a dict of per-layer lists) if given.
+        The gate math runs in the backend's cell_step where it has one (C),
+        else in NumPy; the same arrays go to the store either way.
         """
         P, Hd = self.params, self.decoder_hidden
-        hs, cs = np.empty_like(h), np.empty_like(c)
+        hs, cs = np.empty(h.shape, h.dtype), np.empty(c.shape, c.dtype)
+        step = getattr(backends.of(x_part), "cell_step", None)
         inp = None
         for k in range(self.decoder_layers):
             gx = x_part if k == 0 else _xw(inp, P[f"decoder.weight_ih_l{k}"])
@@ -449,41 +453,55 @@ class Seq2Seq:
             gh = _xw(h[k], P[f"decoder.weight_hh_l{k}"])
             gh += P[f"decoder.bias_hh_l{k}"]
             if self.decoder_cell == "lstm":
-                g = gx + gh
-                acts = np.empty_like(g)
-                acts[:, :2 * Hd] = _sigmoid(g[:, :2 * Hd])
-                acts[:, 2 * Hd:3 * Hd] = np.tanh(g[:, 2 * Hd:3 * Hd])
-                acts[:, 3 * Hd:] = _sigmoid(g[:, 3 * Hd:])
-                i, f, gg, o = (acts[:, j * Hd:(j + 1) * Hd] for j in range(4))
-                cs[k] = f * c[k] + i * gg
-                tc = np.tanh(cs[k])
-                hs[k] = o * tc
+                acts = gx + gh
+                ck = np.ascontiguousarray(c[k])
+                if not (step and step("LSTM", acts, None, None, ck, hs[k], cs[k], None)):
+                    g = acts.copy()
+                    acts[:, :2 * Hd] = _sigmoid(g[:, :2 * Hd])
+                    acts[:, 2 * Hd:3 * Hd] = np.tanh(g[:, 2 * Hd:3 * Hd])
+                    acts[:, 3 * Hd:] = _sigmoid(g[:, 3 * Hd:])
+                    i, f, gg, o = (acts[:, j * Hd:(j + 1) * Hd] for j in range(4))
+                    cs[k] = f * ck + i * gg
+                    hs[k] = o * np.tanh(cs[k])
                 if store is not None:
                     store["acts"][k].append(acts)
-                    store["tc"][k].append(tc)
+                    store["c_out"][k].append(cs[k])
             else:
-                rz = _sigmoid(gx[:, :2 * Hd] + gh[:, :2 * Hd])
-                r, z = rz[:, :Hd], rz[:, Hd:]
-                ghn = gh[:, 2 * Hd:]
-                n = np.tanh(gx[:, 2 * Hd:] + r * ghn)
-                hs[k] = n + z * (h[k] - n)
+                hk = np.ascontiguousarray(h[k])
+                cache = np.empty((hk.shape[0], 4 * Hd), hk.dtype)
+                if not (step and step("GRU", gx, gh, hk, None, hs[k], None, cache)):
+                    rz = _sigmoid(gx[:, :2 * Hd] + gh[:, :2 * Hd])
+                    r, z = rz[:, :Hd], rz[:, Hd:]
+                    ghn = gh[:, 2 * Hd:]
+                    n = np.tanh(gx[:, 2 * Hd:] + r * ghn)
+                    hs[k] = n + z * (hk - n)
+                    cache[:, :2 * Hd] = rz
+                    cache[:, 2 * Hd:3 * Hd] = n
+                    cache[:, 3 * Hd:] = ghn
                 if store is not None:
-                    store["rz"][k].append(rz)
-                    store["n"][k].append(n)
-                    store["ghn"][k].append(ghn.copy())
+                    store["cache"][k].append(cache)
             if store is not None and k > 0:
                 store["x"][k].append(inp)
             inp = hs[k]
         return hs, cs
 
     def _attend(self, q, enc, keys, neg):
-        """q (B,Hd) -> attention weights a (B,S), context (B,De), and u (bahdanau) or None."""
+        """q (B,Hd) -> attention weights a (B,S), context (B,De), and u (bahdanau) or None.
+
+        dot and general attend in the backend's `attend` where it has one (C),
+        else in NumPy."""
         P = self.params
         if self.attention == "bahdanau":
             qp = _xw(q, P["attention.query_weight"])
             u = np.tanh(keys + qp[:, None, :])
             scores = _xv(u, P["attention.v"][:, None])[:, :, 0]
         else:
+            kernel = getattr(backends.of(q), "attend", None)
+            if kernel is not None:
+                a = np.empty(neg.shape, q.dtype)
+                ctx = np.empty((enc.shape[0], enc.shape[2]), q.dtype)
+                if kernel(keys, q, enc, neg, a, ctx):
+                    return a, ctx, None
             u = None
             scores = np.matmul(keys, q[:, :, None])[:, :, 0]
         scores = scores + neg
@@ -511,7 +529,7 @@ class Seq2Seq:
         emb = np.take(P["tgt_embedding.weight"], yin, axis=0)   # (B, T, E)
         if not sampling:
             ge = _xw(emb, We)
-        store = {k: [[] for _ in range(L)] for k in ("acts", "tc", "rz", "n", "ghn", "x")}
+        store = {k: [[] for _ in range(L)] for k in ("acts", "c_out", "cache", "x")}
         store.update(h_prev=[[] for _ in range(L)], c_prev=[[] for _ in range(L)])
         feed = np.zeros((B, Hd), self.dtype)
         feeds, A, CQ, HT, U = [], [], [], [], []
@@ -549,7 +567,7 @@ class Seq2Seq:
         else:
             HTd = HTs
         logits = _xw(HTd, P["out.weight"]) + P["out.bias"]
-        cache = dict(src=src, ls=ls, yin=yin, emb=emb, enc=enc, keys=keys, store=store,
+        cache = dict(src=src, ls=ls, yin=yin, emb=emb, enc=enc, keys=keys, neg=neg, store=store,
                      feeds=feeds, A=A, CQ=CQ, HT=HT, HTd=HTd, U=U, mask=mask,
                      enc_cache=enc_cache, h0=h0, c0=c0)
         return logits, cache
@@ -578,6 +596,13 @@ class Seq2Seq:
         DS = np.empty((T, B, enc.shape[1]), self.dtype)
         dGX = [np.empty((T, B, self._gates * Hd), self.dtype) for _ in range(L)]
         dGH = dGX if lstm else [np.empty((T, B, 3 * Hd), self.dtype) for _ in range(L)]
+        back = getattr(backends.of(dlogits), "cell_step_backward", None)
+        attb = None if self.attention == "bahdanau" else \
+            getattr(backends.of(dlogits), "attend_backward", None)
+        neg = cache["neg"]
+        dq_att = np.empty((B, Hd), self.dtype)            # the attention's dL/dq
+        zero_bh = np.zeros((B, Hd), self.dtype)
+        dhp = np.empty((B, Hd), self.dtype)               # the step's direct dL/dh_prev
         bahdanau = self.attention == "bahdanau"
         if bahdanau:
             v = P["attention.v"]
@@ -593,48 +618,58 @@ class Seq2Seq:
             dctx, dq = dcq[:, :De], dcq[:, De:]
             dCtx[t] = dctx
             a = cache["A"][t]
-            da = np.matmul(enc, dctx[:, :, None])[:, :, 0]
-            ds = a * (da - (a * da).sum(axis=1, keepdims=True))
-            DS[t] = ds
-            if bahdanau:
-                u = cache["U"][t]
-                dv += np.einsum("bs,bsa->a", ds, u)
-                dpu = (ds[:, :, None] * v) * (1 - u * u)
-                dKb += dpu
-                dqp = dpu.sum(axis=1)
-                dQP[t] = dqp
-                dq = dq + _xv(dqp, P["attention.query_weight"])
+            if attb is not None and attb(keys, enc, a, dCtx[t], neg, DS[t], dq_att):
+                dq = dq + dq_att
             else:
-                dq = dq + np.matmul(ds[:, None, :], keys)[:, 0, :]
-            dh[L - 1] = dh[L - 1] + dq
+                da = np.matmul(enc, dctx[:, :, None])[:, :, 0]
+                ds = a * (da - (a * da).sum(axis=1, keepdims=True))
+                DS[t] = ds
+                if bahdanau:
+                    u = cache["U"][t]
+                    dv += np.einsum("bs,bsa->a", ds, u)
+                    dpu = (ds[:, :, None] * v) * (1 - u * u)
+                    dKb += dpu
+                    dqp = dpu.sum(axis=1)
+                    dQP[t] = dqp
+                    dq = dq + _xv(dqp, P["attention.query_weight"])
+                else:
+                    dq = dq + np.matmul(ds[:, None, :], keys)[:, 0, :]
             for k in range(L - 1, -1, -1):
+                dy = dq if k == L - 1 else zero_bh       # dh[k] holds the rest of dL/dh
+                dgx, dgh = dGX[k][t], dGH[k][t]
                 hp = store["h_prev"][k][t]
                 if lstm:
-                    acts, tc = store["acts"][k][t], store["tc"][k][t]
-                    i, f, gg, o = (acts[:, j * Hd:(j + 1) * Hd] for j in range(4))
-                    dck = dc[k] + dh[k] * o * (1 - tc * tc)
-                    dG = dGX[k][t]
-                    dG[:, :Hd] = dck * gg * i * (1 - i)
-                    dG[:, Hd:2 * Hd] = dck * store["c_prev"][k][t] * f * (1 - f)
-                    dG[:, 2 * Hd:3 * Hd] = dck * i * (1 - gg * gg)
-                    dG[:, 3 * Hd:] = dh[k] * tc * o * (1 - o)
-                    dc[k] = dck * f
-                    dgh = dgx = dG
+                    acts, cp, cx = store["acts"][k][t], store["c_prev"][k][t], \
+                        store["c_out"][k][t]
+                    if not (back and back("LSTM", acts, None, cp, cx, dh[k], dy, dc[k], dgx,
+                                          None, dhp)):
+                        i, f, gg, o = (acts[:, j * Hd:(j + 1) * Hd] for j in range(4))
+                        g = dh[k] + dy
+                        tc = np.tanh(cx)
+                        dck = dc[k] + g * o * (1 - tc * tc)
+                        dgx[:, :Hd] = dck * gg * i * (1 - i)
+                        dgx[:, Hd:2 * Hd] = dck * cp * f * (1 - f)
+                        dgx[:, 2 * Hd:3 * Hd] = dck * i * (1 - gg * gg)
+                        dgx[:, 3 * Hd:] = g * tc * o * (1 - o)
+                        dc[k][...] = dck * f
+                        dhp[...] = 0
                 else:
-                    rz, n, ghn = store["rz"][k][t], store["n"][k][t], store["ghn"][k][t]
-                    r, z = rz[:, :Hd], rz[:, Hd:]
-                    dn = dh[k] * (1 - z)
-                    dnp = dn * (1 - n * n)
-                    dgx, dgh = dGX[k][t], dGH[k][t]
-                    dgx[:, :Hd] = (dnp * ghn) * r * (1 - r)
-                    dgx[:, Hd:2 * Hd] = (dh[k] * (hp - n)) * z * (1 - z)
-                    dgx[:, 2 * Hd:] = dnp
-                    dgh[:, :2 * Hd] = dgx[:, :2 * Hd]
-                    dgh[:, 2 * Hd:] = dnp * r
-                    dzh = dh[k] * z
+                    gc = store["cache"][k][t]                  # r, z, n, gh_n
+                    if not (back and back("GRU", gc, hp, None, None, dh[k], dy, None, dgx,
+                                          dgh, dhp)):
+                        r, z = gc[:, :Hd], gc[:, Hd:2 * Hd]
+                        n, ghn = gc[:, 2 * Hd:3 * Hd], gc[:, 3 * Hd:]
+                        g = dh[k] + dy
+                        dnp = g * (1 - z) * (1 - n * n)
+                        dgx[:, :Hd] = (dnp * ghn) * r * (1 - r)
+                        dgx[:, Hd:2 * Hd] = (g * (hp - n)) * z * (1 - z)
+                        dgx[:, 2 * Hd:] = dnp
+                        dgh[:, :2 * Hd] = dgx[:, :2 * Hd]
+                        dgh[:, 2 * Hd:] = dnp * r
+                        dhp[...] = g * z
                 dhk = _xv(dgh, P[f"decoder.weight_hh_l{k}"])
                 if not lstm:
-                    dhk += dzh
+                    dhk += dhp
                 if k > 0:
                     dh[k - 1] = dh[k - 1] + _xv(dgx, P[f"decoder.weight_ih_l{k}"])
                 elif self.input_feeding:

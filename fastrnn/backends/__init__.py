@@ -90,6 +90,31 @@ class Backend:
             (src/include/fastrnn_pool.h; lengths int64 (B,) or None);
             False, having done nothing, for arrays it does not take.
 
+        One step of a cell's gate math after its products (optional: without
+        it, fastrnn.Seq2Seq's decoder runs NumPy):
+        cell_step(cell, pre, gh, h, c, h_out, c_out, cache) -> bool
+            LSTM: pre (B, 4H), every product and bias summed, becomes the
+            activations; c (B, H) in, c_out and h_out out. GRU: pre = x part
+            + b_ih and gh = h part + b_hh (B, 3H), h in, cache (B, 4H: r, z,
+            n, gh_n) and h_out out. RNN cells: pre (B, H) -> act over pre and
+            into h_out (src/include/fastrnn_cell.h)
+        cell_step_backward(cell, acts, h, c, c_out, dh, dy, dc, dgx, dgh, dhp)
+            -> bool: the gradients of the step's pre (dgx) and gh (GRU: dgh)
+            from dh + dy, dc (LSTM) from dL/dc_out to dL/dc in place, dhp the
+            direct part of dL/dh (GRU; else 0); False, having done nothing,
+            for arrays it does not take.
+
+        One step of Luong attention (optional: without it, fastrnn.Seq2Seq
+        runs NumPy; src/include/fastrnn_attend.h):
+        attend(keys, q, enc, mask, a, ctx) -> bool
+            the weights a (B, S) and context ctx (B, D) of the query q (B, K)
+            over keys (B, S, K) and enc (B, S, D), mask (B, S) added to the
+            scores (0, or -inf past a source's end) or None
+        attend_backward(keys, enc, a, dctx, mask, ds, dq) -> bool
+            from dctx (B, D): the scores' gradient ds (B, S) and the query's
+            dq (B, K), overwritten; False, having done nothing, for arrays it
+            does not take.
+
         Dense algebra and losses:
         gemm(a, b, c, trans_a, trans_b, alpha, beta)
             c = alpha op(a) op(b) + beta c in place, bits independent of the

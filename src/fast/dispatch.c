@@ -102,7 +102,44 @@ void fr_fast_attn_rows_f32(int64_t A, float *z, const float *v, int64_t m0, int6
     else
         fr_fast_attn_rows_f32_avx2(A, z, v, m0, m1, s);
 }
+void fr_fast_cell_step_f32(int cell, int64_t H, float *pre, const float *gh, const float *h,
+                           const float *c, float *h_out, float *c_out, float *cache)
+{
+    if (width() == 16)
+        fr_fast_cell_step_f32_avx512(cell, H, pre, gh, h, c, h_out, c_out, cache);
+    else
+        fr_fast_cell_step_f32_avx2(cell, H, pre, gh, h, c, h_out, c_out, cache);
+}
+
+void fr_fast_cell_step_backward_f32(int cell, int64_t H, const float *acts, const float *h,
+                                    const float *c, const float *c_out, const float *dh,
+                                    const float *dy, float *dc, float *dgx, float *dgh,
+                                    float *dhp)
+{
+    if (width() == 16)
+        fr_fast_cell_step_backward_f32_avx512(cell, H, acts, h, c, c_out, dh, dy, dc, dgx,
+                                              dgh, dhp);
+    else
+        fr_fast_cell_step_backward_f32_avx2(cell, H, acts, h, c, c_out, dh, dy, dc, dgx, dgh,
+                                            dhp);
+}
 #else /* not x86-64 with GCC/Clang: the portable path is always used */
+void fr_fast_cell_step_f32(int cell, int64_t H, float *pre, const float *gh, const float *h,
+                           const float *c, float *h_out, float *c_out, float *cache)
+{
+    (void)cell; (void)H; (void)pre; (void)gh; (void)h; (void)c; (void)h_out; (void)c_out;
+    (void)cache;
+}
+
+void fr_fast_cell_step_backward_f32(int cell, int64_t H, const float *acts, const float *h,
+                                    const float *c, const float *c_out, const float *dh,
+                                    const float *dy, float *dc, float *dgx, float *dgh,
+                                    float *dhp)
+{
+    (void)cell; (void)H; (void)acts; (void)h; (void)c; (void)c_out; (void)dh; (void)dy;
+    (void)dc; (void)dgx; (void)dgh; (void)dhp;
+}
+
 void fr_fast_attn_rows_f32(int64_t A, float *z, const float *v, int64_t m0, int64_t m1,
                            float *s)
 {

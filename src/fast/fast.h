@@ -86,7 +86,11 @@ int fr_fast_width(void);
  * each): tanh over z and each row's score into s (fastrnn_pool.h; pool.h).
  * Called only where fr_fast_available(). */
 
-/* The five entry points, declared once for each name suffix S: none for
+/* fr_fast_cell_step_f32, fr_fast_cell_step_backward_f32: one row of one
+ * step's gate math after its products (fastrnn_cell.h; step.h). Called
+ * only where fr_fast_available(). */
+
+/* The seven entry points, declared once for each name suffix S: none for
  * dispatch.c's dispatchers (which portable/rnn_impl.h calls), _avx2 and
  * _avx512 for the two builds of the kernels (FR_SFX). */
 #define FR_FAST_ENTRY_POINTS(S)                                                          \
@@ -106,7 +110,15 @@ int fr_fast_width(void);
                          const float *A, int64_t lda, const float *B, int64_t ldb,       \
                          int beta, float *C, int64_t ldc, const float *bias);            \
     void fr_fast_attn_rows_f32##S(int64_t A, float *z, const float *v, int64_t m0,        \
-                                  int64_t m1, float *s);
+                                  int64_t m1, float *s);                                 \
+    void fr_fast_cell_step_f32##S(int cell, int64_t H, float *pre, const float *gh,      \
+                                  const float *h, const float *c, float *h_out,          \
+                                  float *c_out, float *cache);                           \
+    void fr_fast_cell_step_backward_f32##S(int cell, int64_t H, const float *acts,       \
+                                           const float *h, const float *c,               \
+                                           const float *c_out, const float *dh,          \
+                                           const float *dy, float *dc, float *dgx,       \
+                                           float *dgh, float *dhp);
 FR_FAST_ENTRY_POINTS()
 FR_FAST_ENTRY_POINTS(_avx2)
 FR_FAST_ENTRY_POINTS(_avx512)

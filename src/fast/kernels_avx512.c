@@ -13,4 +13,5 @@
 #include "fast/backward.h"
 #include "fast/gemm.h"
 #include "fast/pool.h"
+#include "fast/step.h"
 #endif

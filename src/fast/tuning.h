@@ -197,4 +197,16 @@
  * takes less than starting the team. */
 #define FR_POOL_PAR_MIN 65536
 
+/* ---- one step of a cell's gate math (portable/cell_step.c) ----------------- */
+
+/* B*G*H (gate values) below which one thread runs the step: a small
+ * batch's rows take less than starting the team. */
+#define FR_STEP_PAR_MIN 65536
+
+/* ---- one step of Luong attention (portable/attend.c) ----------------------- */
+
+/* B*S*(K+D) (products) below which one thread attends: a small batch's
+ * pass takes less than starting the team. */
+#define FR_ATTEND_PAR_MIN 65536
+
 #endif /* FASTRNN_TUNING_H */

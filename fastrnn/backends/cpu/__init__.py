@@ -78,6 +78,22 @@ class CPUBackend(Backend):
     def attention_pool(self, z, v, x, lengths, a, y):
         return _ext.attention_pool(z, v, x, lengths, a, y, _ext.num_threads())
 
+    # ---- one step of a cell after its products --------------------------------------
+    def cell_step(self, cell, pre, gh, h, c, h_out, c_out, cache):
+        return _ext.cell_step(_ext.CELLS[cell], pre, gh, h, c, h_out, c_out, cache,
+                              _ext.num_threads())
+
+    def cell_step_backward(self, cell, acts, h, c, c_out, dh, dy, dc, dgx, dgh, dhp):
+        return _ext.cell_step_backward(_ext.CELLS[cell], acts, h, c, c_out, dh, dy, dc, dgx,
+                                       dgh, dhp, _ext.num_threads())
+
+    # ---- one step of Luong attention -------------------------------------------------
+    def attend(self, keys, q, enc, mask, a, ctx):
+        return _ext.attend(keys, q, enc, mask, a, ctx, _ext.num_threads())
+
+    def attend_backward(self, keys, enc, a, dctx, mask, ds, dq):
+        return _ext.attend_backward(keys, enc, a, dctx, mask, ds, dq, _ext.num_threads())
+
     # ---- dense algebra and losses ------------------------------------------------
     def gemm(self, a, b, c, trans_a, trans_b, alpha, beta):
         _ext.gemm(a, b, c, trans_a, trans_b, alpha, beta, _ext.num_threads())

@@ -1,6 +1,7 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
 """The boundary between Python and the C kernels (src/include/fastrnn.h,
-fastrnn_reg.h, fastrnn_ctc.h, fastrnn_q.h, fastrnn_optim.h, fastrnn_pool.h),
+fastrnn_reg.h, fastrnn_ctc.h, fastrnn_q.h, fastrnn_optim.h, fastrnn_pool.h,
+fastrnn_cell.h, fastrnn_attend.h),
 one extension module for the whole library, so that the C state (the
 registered BLAS and its thread pin, the step team, the fast path's switch
 and vector width) exists once.
@@ -23,6 +24,9 @@ Parts (included .pxi files of this folder):
   _ctc.pxi      the CTC loss: ctc
   _optim.pxi    the fused Adam / AdamW step: adam_step
   _pool.pxi     attention pooling after its product: attention_pool
+  _cell.pxi     one step of a cell's gate math after its products: cell_step,
+                cell_step_backward
+  _attend.pxi   one decoder step of Luong attention: attend, attend_backward
 """
 from libc.stdint cimport int64_t, uintptr_t
 from libc.stdlib cimport malloc, free
@@ -40,3 +44,5 @@ include "_reg.pxi"
 include "_ctc.pxi"
 include "_optim.pxi"
 include "_pool.pxi"
+include "_cell.pxi"
+include "_attend.pxi"
