@@ -67,7 +67,7 @@ def _step_sizes(str name, int cell, pre):
         raise ValueError(f"{name}: unknown cell {cell}")
     if not isinstance(pre, np.ndarray) or pre.ndim != 2:
         raise ValueError(f"{name}: expected a 2-D first array (B, G*H)")
-    G = {CELLS["LSTM"]: 4, CELLS["GRU"]: 3}.get(cell, 1)
+    G = fr_num_gates(cell)   # the C kernels' gate table (fastrnn.h)
     if pre.shape[1] % G or pre.shape[0] < 1 or pre.shape[1] < 1:
         raise ValueError(f"{name}: {pre.shape[1]} gate columns is not {G} blocks of units")
     return pre.shape[0], pre.shape[1] // G, G
