@@ -80,7 +80,9 @@ def test_learns_to_reverse_and_decodes_it():
     src, tgt = _reverse_task(rng, 600)
     m = fr.Seq2Seq(6, 6, embedding_dim=16, hidden_size=24, decoder_hidden=32, seed=3)
     m.compile("adam", lr=1e-2, clip_norm=5.0)
-    hist = m.fit(src, tgt, epochs=12, batch_size=32, seed=0, verbose=0)
+    # 16 epochs: the seeded run sits at 0.89-0.9 greedy after 12, whichever
+    # way the last bits of the gate math round
+    hist = m.fit(src, tgt, epochs=16, batch_size=32, seed=0, verbose=0)
     assert hist["loss"][-1] < 0.2 * hist["loss"][0]
     test_src, test_tgt = _reverse_task(np.random.default_rng(9), 100)
     for beam in (1, 3):
