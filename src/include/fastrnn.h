@@ -105,7 +105,7 @@ int fr_num_threads(void);
  * the region's time to the OS (a short region: finished long after the
  * first): a partner had lost its core. After one, fr_num_threads() gives 1
  * for a short period, twice as long each time the full count stalls again
- * soon after the last period, up to a cap (the values: settings.c and
+ * as soon as it comes back, up to a cap (the values: settings.c and
  * docs/tuning.md). fr_full_threads() is the count without it.
  * fr_set_adaptive_threads returns the previous setting; a negative argument
  * only returns it. fr_thread_stats: stalls seen (adaptive or not),

@@ -103,19 +103,23 @@ int fr_num_threads_setting(void)
  * (fr_region_end), is evidence that another process or pool has the core.
  * Then the calls that start during the next back-off period run on one
  * thread; the back-off doubles, from FR_SOLO_MIN_NS to FR_SOLO_MAX_NS, when
- * the full count stalls again soon after the period's end, and starts again
- * from FR_SOLO_MIN_NS otherwise (a lone stall on a quiet machine costs one
- * short period). All of it atomic: any thread may call. The values and why:
- * docs/tuning.md. */
+ * the stalled work began within FR_AGAIN_NS of the full count's return (the
+ * first call after the period that took it; the period's end if none did
+ * yet), and starts again from FR_SOLO_MIN_NS otherwise: contention stalls
+ * the full count at once, while a quiet machine's lone hiccups (a few a
+ * second on a VM) come later and each cost one short period. All of it
+ * atomic: any thread may call. The values and why: docs/tuning.md. */
 #define FR_STALL_NS 2000000LL        /* no step's imbalance waits that long */
 #define FR_REGION_STALL_NS 1000000LL /* time lost in a region (fr_region_end) */
 #define FR_SOLO_MIN_NS 20000000LL
 #define FR_SOLO_MAX_NS 2000000000LL
+#define FR_AGAIN_NS 20000000LL       /* a stall this soon after the full count's return doubles */
 #define FR_RECENT_NS 50000000LL      /* waiting threads yield at once this long after a stall */
 
 static atomic_int fr_adaptive = -1;          /* -1: FASTRNN_ADAPTIVE_THREADS, read once */
 static _Atomic int64_t fr_solo_until = 0;    /* monotonic ns: one thread until then */
 static _Atomic int64_t fr_solo_len = 0;      /* the back-off now */
+static _Atomic int64_t fr_full_since = 0;    /* when a call first took the full count after it */
 static atomic_int fr_recent = 0;             /* a stall in the last FR_RECENT_NS or so */
 static _Atomic int64_t fr_last_stall = 0;    /* when, for fr_recent */
 static _Atomic int64_t fr_stalls = 0, fr_solo_periods = 0, fr_taken = 0;   /* the stats */
@@ -162,9 +166,10 @@ int fr_set_adaptive_threads(int on)
     return was;
 }
 
-/* A stall: counted always; with adaptation on, it starts a one-thread period
- * (unless one is running) and the quick yields. */
-static void stall(void)
+/* A stall of work that began at `began` (monotonic ns): counted always; with
+ * adaptation on, it starts a one-thread period (unless one is running) and
+ * the quick yields. */
+static void stall(int64_t began)
 {
     atomic_fetch_add_explicit(&fr_stalls, 1, memory_order_relaxed);
     if (!fr_adaptive_threads()) return;
@@ -174,11 +179,11 @@ static void stall(void)
     int64_t until = atomic_load_explicit(&fr_solo_until, memory_order_relaxed);
     if (now < until) return;   /* a call that started before the period began */
     int64_t len = atomic_load_explicit(&fr_solo_len, memory_order_relaxed);
-    /* stalled again soon after a period (the first calls after it: within
-     * twice its length and a short call's time): back off longer; else
-     * start short */
-    len = (until > 0 && len > 0 && now - until < 2 * len + FR_SOLO_MIN_NS) ? 2 * len
-                                                                          : FR_SOLO_MIN_NS;
+    /* the full count stalled as soon as it came back: back off longer;
+     * else start short */
+    int64_t back = atomic_load_explicit(&fr_full_since, memory_order_relaxed);
+    if (back < until) back = until;
+    len = (until > 0 && len > 0 && began - back < FR_AGAIN_NS) ? 2 * len : FR_SOLO_MIN_NS;
     if (len > FR_SOLO_MAX_NS) len = FR_SOLO_MAX_NS;
     if (atomic_compare_exchange_strong(&fr_solo_until, &until, now + len)) {
         atomic_store_explicit(&fr_solo_len, len, memory_order_relaxed);
@@ -188,7 +193,7 @@ static void stall(void)
 
 void fr_note_wait(int64_t waited_ns)
 {
-    if (waited_ns >= FR_STALL_NS) stall();
+    if (waited_ns >= FR_STALL_NS) stall(fr_now_ns() - waited_ns);
 }
 
 void fr_region_end(const fr_region_clock *c)
@@ -199,9 +204,9 @@ void fr_region_end(const fr_region_clock *c)
     if (first == 0) return;
     if (c->cpu) {
         const int64_t lost = atomic_load_explicit(&c->lost, memory_order_relaxed);
-        if (lost >= FR_REGION_STALL_NS && 4 * lost >= last - c->start) stall();
+        if (lost >= FR_REGION_STALL_NS && 4 * lost >= last - c->start) stall(c->start);
     } else if (last - first >= FR_REGION_STALL_NS) {
-        stall();
+        stall(c->start);
     }
 }
 
@@ -231,12 +236,6 @@ int fr_set_leave_test(int on)
     return atomic_exchange_explicit(&fr_leave_test, on != 0, memory_order_relaxed);
 }
 
-static int solo_now(void)
-{
-    const int64_t until = atomic_load_explicit(&fr_solo_until, memory_order_relaxed);
-    return until > 0 && fr_adaptive_threads() && fr_now_ns() < until;
-}
-
 void fr_thread_stats(int64_t *stalls, int64_t *solo_periods, int64_t *solo_left_ns,
                      int64_t *taken)
 {
@@ -263,5 +262,14 @@ int fr_num_threads(void)
             || fr_now_ns() - atomic_load_explicit(&fr_last_stall, memory_order_relaxed)
                    > FR_RECENT_NS))
         atomic_store_explicit(&fr_recent, 0, memory_order_relaxed);
-    return n > 1 && solo_now() ? 1 : n;
+    if (n <= 1 || !fr_adaptive_threads()) return n;
+    const int64_t until = atomic_load_explicit(&fr_solo_until, memory_order_relaxed);
+    if (until == 0) return n;
+    const int64_t now = fr_now_ns();
+    if (now < until) return 1;
+    /* the first call to take the full count after the period: FR_AGAIN_NS
+     * counts from here */
+    int64_t f = atomic_load_explicit(&fr_full_since, memory_order_relaxed);
+    if (f < until) atomic_compare_exchange_strong(&fr_full_since, &f, now);
+    return n;
 }

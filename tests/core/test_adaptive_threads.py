@@ -69,28 +69,51 @@ def test_a_stall_gives_one_thread_for_the_period_then_the_full_count(adaptive):
     assert fr.thread_stats()["solo_seconds_left"] == 0.0
 
 
+def escalate(periods):
+    """Stall, then stall again as soon as the full count is back, `periods`
+    times in all: the back-off doubles each time after the first."""
+    _ext.note_wait(STALL_NS)
+    for _ in range(periods - 1):
+        time.sleep(fr.thread_stats()["solo_seconds_left"] + 0.005)
+        assert fr.get_num_threads() == 2   # the full count is back ...
+        _ext.note_wait(STALL_NS)           # ... and its first call stalled at once
+    return fr.thread_stats()["solo_seconds_left"]
+
+
 def test_stalling_again_doubles_the_period(adaptive):
-    _ext.note_wait(STALL_NS)
-    first = fr.thread_stats()["solo_seconds_left"]
-    time.sleep(first + 0.005)
-    _ext.note_wait(STALL_NS)      # the try of 2 threads stalled again at once
-    second = fr.thread_stats()["solo_seconds_left"]
-    assert 0.02 < second <= 0.04
-    time.sleep(second + 0.005)
-    _ext.note_wait(STALL_NS)
-    assert 0.04 < fr.thread_stats()["solo_seconds_left"] <= 0.08
+    assert 0.02 < escalate(2) <= 0.04
+    fr.set_adaptive_threads(False)
+    fr.set_adaptive_threads(True)
+    assert 0.04 < escalate(3) <= 0.08
 
 
 def test_a_lone_stall_later_starts_short(adaptive):
-    """A stall later than twice the back-off and 20 ms after the period
-    ended (a quiet machine's lone hiccup) starts the shortest period again."""
-    _ext.note_wait(STALL_NS)
-    time.sleep(fr.thread_stats()["solo_seconds_left"] + 0.005)
-    _ext.note_wait(STALL_NS)
-    second = fr.thread_stats()["solo_seconds_left"]
-    assert second > 0.02
-    time.sleep(second + 0.105)     # past twice the back-off (40 ms) and 20 ms after its end
-    _ext.note_wait(STALL_NS)
+    """A stall of work begun 20 ms or more after the full count came back (a
+    quiet machine's lone hiccup) starts the shortest period again, however
+    long the back-off had grown: a long back-off is no trap."""
+    second = escalate(4)
+    assert 0.08 < second <= 0.16
+    time.sleep(second + 0.005)
+    assert fr.get_num_threads() == 2     # the full count is back here
+    time.sleep(0.03)
+    _ext.note_wait(STALL_NS)             # work begun 28 ms later stalls
+    assert 0 < fr.thread_stats()["solo_seconds_left"] <= 0.02
+
+
+def test_the_again_window_starts_at_the_first_full_call(adaptive):
+    """The 20 ms count from the first call that takes the full count after a
+    period, not from the period's end: a long call begun in the period runs
+    on one thread past it, and the next call's stall still doubles."""
+    second = escalate(2)
+    time.sleep(second + 0.05)            # no call for 50 ms after the end
+    assert fr.get_num_threads() == 2     # the first call with 2 threads ...
+    _ext.note_wait(STALL_NS)             # ... stalls at once
+    assert 0.04 < fr.thread_stats()["solo_seconds_left"] <= 0.08
+    fr.set_adaptive_threads(False)
+    fr.set_adaptive_threads(True)
+    second = escalate(2)
+    time.sleep(second + 0.05)
+    _ext.note_wait(STALL_NS)             # no call took the full count: from the end
     assert 0 < fr.thread_stats()["solo_seconds_left"] <= 0.02
 
 
