@@ -9,24 +9,15 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "fastrnn_attend.h"
+#include "portable/attn_impl.h"
 #include "fast/tuning.h"
 #include "runtime/runtime.h"
 
 #pragma GCC optimize("fp-contract=off")
 
 #define ATTEND_BODY(REAL, EXP, NAME, BNAME)                                               \
-/* x . y over n values: 16 lanes in order of k, added in halves (the header) */          \
-static inline REAL NAME##_dot(const REAL *x, const REAL *y, int64_t n)                   \
-{                                                                                         \
-    REAL l[16] = {0};                                                                     \
-    int64_t k0 = 0;                                                                       \
-    for (; k0 + 16 <= n; k0 += 16)                                                        \
-        for (int i = 0; i < 16; i++) l[i] = l[i] + x[k0 + i] * y[k0 + i];                 \
-    for (int i = 0; k0 + i < n; i++) l[i] = l[i] + x[k0 + i] * y[k0 + i];                 \
-    for (int w = 8; w >= 1; w /= 2)                                                       \
-        for (int i = 0; i < w; i++) l[i] = l[i] + l[i + w];                               \
-    return l[0];                                                                          \
-}                                                                                         \
+FR_DOT16_DEF(REAL, NAME##_dot)                                                            \
+FR_SOFTMAX_DEF(REAL, EXP, NAME##_softmax)                                                 \
                                                                                           \
 int NAME(int num_threads, int64_t B, int64_t S, int64_t K, int64_t D, const REAL *keys,   \
          const REAL *q, const REAL *enc, const REAL *mask, REAL *a, REAL *ctx)            \
@@ -44,13 +35,7 @@ int NAME(int num_threads, int64_t B, int64_t S, int64_t K, int64_t D, const REAL
         for (int64_t t = 0; t < S; t++) /* a step past the end reads no key */           \
             ab[t] = mb && mb[t] == -(REAL)INFINITY ? mb[t]                                \
                                                    : NAME##_dot(kb + t * K, qb, K) + (mb ? mb[t] : 0); \
-        REAL mx = ab[0], sum = 0;                                                         \
-        for (int64_t t = 1; t < S; t++) mx = (ab[t] > mx || ab[t] != ab[t]) ? ab[t] : mx; \
-        for (int64_t t = 0; t < S; t++) {                                                 \
-            ab[t] = EXP(ab[t] - mx);                                                      \
-            sum = sum + ab[t];                                                            \
-        }                                                                                 \
-        for (int64_t t = 0; t < S; t++) ab[t] = ab[t] / sum;                              \
+        NAME##_softmax(ab, S);                                                            \
         for (int64_t f = 0; f < D; f++) cb[f] = 0;                                        \
         for (int64_t t = 0; t < S; t++) {                                                 \
             if (mb && mb[t] == -(REAL)INFINITY) continue; /* padding never counts */    \

@@ -8,6 +8,7 @@
 #include <math.h>
 #include <stdint.h>
 #include "fastrnn_pool.h"
+#include "portable/attn_impl.h"
 #include "fast/fast.h"
 #include "fast/tuning.h"
 #include "runtime/runtime.h"
@@ -15,20 +16,17 @@
 #pragma GCC optimize("fp-contract=off")
 
 #define POOL_BODY(REAL, TANH, EXP, ROWS, SEQ, NAME, FAST)                               \
+FR_DOT16_DEF(REAL, ROWS##_dot)                                                          \
+FR_SOFTMAX_DEF(REAL, EXP, SEQ##_softmax)                                                \
+                                                                                        \
 /* rows [m0, m1): u = tanh(z) over z, s[m] = u . v in 16 lanes (the header) */          \
 static void ROWS##_c(int64_t A, REAL *z, const REAL *v, int64_t m0, int64_t m1,        \
                      REAL *s)                                                           \
 {                                                                                       \
     for (int64_t m = m0; m < m1; m++) {                                                 \
-        REAL *u = z + m * A, l[16] = {0};                                               \
+        REAL *u = z + m * A;                                                            \
         for (int64_t k = 0; k < A; k++) u[k] = TANH(u[k]);                              \
-        int64_t k0 = 0;                                                                 \
-        for (; k0 + 16 <= A; k0 += 16)                                                  \
-            for (int i = 0; i < 16; i++) l[i] = l[i] + u[k0 + i] * v[k0 + i];           \
-        for (int i = 0; k0 + i < A; i++) l[i] = l[i] + u[k0 + i] * v[k0 + i];           \
-        for (int w = 8; w >= 1; w /= 2)                                                 \
-            for (int i = 0; i < w; i++) l[i] = l[i] + l[i + w];                         \
-        s[m] = l[0];                                                                    \
+        s[m] = ROWS##_dot(u, v, A);                                                     \
     }                                                                                   \
 }                                                                                       \
                                                                                         \
@@ -44,13 +42,7 @@ static void ROWS(int fast, int64_t A, REAL *z, const REAL *v, int64_t m0, int64_
 /* sequence b: the scores in a (T) become its weights, y (F) its sum */                 \
 static void SEQ(int64_t T, int64_t F, int64_t L, const REAL *x, REAL *a, REAL *y)       \
 {                                                                                       \
-    REAL mx = a[0], sum = 0;                                                            \
-    for (int64_t t = 1; t < L; t++) mx = (a[t] > mx || a[t] != a[t]) ? a[t] : mx;       \
-    for (int64_t t = 0; t < L; t++) {                                                   \
-        a[t] = EXP(a[t] - mx);                                                          \
-        sum = sum + a[t];                                                               \
-    }                                                                                   \
-    for (int64_t t = 0; t < L; t++) a[t] = a[t] / sum;                                  \
+    SEQ##_softmax(a, L);                                                                \
     for (int64_t t = L; t < T; t++) a[t] = 0;                                           \
     for (int64_t f = 0; f < F; f++) y[f] = 0;                                           \
     for (int64_t t = 0; t < L; t++) {                                                   \
