@@ -748,7 +748,11 @@ class Sequential:
         once instead of at every call; with ``weights="float32"`` the same bits as
         this model. ``"int8"`` or ``"bf16"`` narrow the recurrent layers' weights
         (docs/quantization.md; Dense and Embedding stay float32). fit on the copy
-        raises; this model stays trainable.
+        raises; this model stays trainable. A float32 copy that starts Embedding ->
+        RNN/LSTM/GRU also keeps the recurrent layer's input projection of every
+        embedding row (up to 64 MiB of tables) and looks it up by id where the
+        kernel would compute it: the same bits (docs/performance.md, "An
+        embedding before a recurrent layer"); its embedding weight is read-only.
 
         Parameters
         ----------
@@ -787,6 +791,13 @@ class Sequential:
             except ValueError as e:
                 raise ValueError(f"layer {i} ({type(l).__name__}): {e}") from None
         new.layers = out
+        if (weights == "float32" and len(out) > 1 and type(out[0]) is Embedding
+                and hasattr(out[1], "_rows_tables")):
+            # an embedding before a recurrent layer: that layer's input
+            # projection of each embedding row, made once (the same bits)
+            E = out[0].params["weight"]
+            E.setflags(write=False)   # the tables hold its rows
+            out[1]._rows_tables(E)
         return new
 
     def eval(self):
@@ -834,11 +845,20 @@ class Sequential:
         that carry one (in layer order)."""
         finals = []
         seq = x.ndim >= 2 if isinstance(self.layers[0], Embedding) else x.ndim >= 3
-        for l in self.layers:
+        # a frozen embedding + recurrent layer made tables (freeze): the
+        # recurrent layer looks its input projection up by these ids
+        rows = self.layers[1].__dict__.get("_rows") if len(self.layers) > 1 else None
+        ids = (x if rows is not None and not training and x.ndim == 2
+               and rows[2] is self.layers[0].params.get("weight")
+               and not rows[2].flags.writeable else None)
+        for i, l in enumerate(self.layers):
             s0 = None
             if l.carries_state and states is not None:
                 s0 = states[len(finals)]
-            x, st = l.apply(x, lengths if seq else None, s0, training)
+            if i == 1 and ids is not None:
+                x, st = l.apply(x, lengths if seq else None, s0, training, ids=ids)
+            else:
+                x, st = l.apply(x, lengths if seq else None, s0, training)
             if l.carries_state:
                 finals.append(st)
             if l.reduces_sequence:

@@ -24,6 +24,9 @@ from ._validate import (lengths_array, numeric_array, positive_int, real_array,
                         state_array, to_numpy, warn_lossy_cast)
 from .layers import Layer, register_builtin, copy_without_ctx, delegate
 
+# an embedding's projection tables (RNNBase._rows_tables) past this size cost
+# more memory than the projection they save is worth
+_ROWS_MAX_BYTES = 64 << 20
 _MAX_ROWS = 2**31 - 1  # T*B rows of the kernels' GEMMs (fr_check_desc's limit)
 
 
@@ -363,6 +366,7 @@ class RNNBase(RegularizedMixin, Layer):
         state.pop("_plans", None)
         state.pop("_stepper", None)
         state.pop("_qplan", None)
+        state.pop("_rows", None)
         return state
 
     def _plan(self, which):
@@ -725,7 +729,7 @@ class RNNBase(RegularizedMixin, Layer):
         return np.ascontiguousarray(arr)
 
     def _run(self, x, state, lengths, training, state_name, mask=None, resets=None,
-             want_states=False):
+             want_states=False, ids=None):
         if training:
             self._check_trainable("forward")
         xt, T, B = self._input(x)
@@ -769,8 +773,36 @@ class RNNBase(RegularizedMixin, Layer):
         plan = self._plan("params")
         if self.__dict__.get("_frozen", False):
             plan.keep_read_only()
+        rows = self.__dict__.get("_rows")   # (plan, tables): Sequential.freeze's
+        if ids is not None and not training and rows is not None and rows[0] is plan:
+            # layer 0's projection looked up by id: the same bits (fastrnn.h)
+            y, hn, cn = self.backend.rnn_forward_rows(
+                plan, xt, np.ascontiguousarray(ids.T), rows[1], h0, c0, lens)
+            return xt, h0, c0, lens, None, y, hn, cn, None, None
         y, hn, cn, cache = self.backend.rnn_forward(plan, xt, h0, c0, mask, lens, training)
         return xt, h0, c0, lens, mask, y, hn, cn, cache, None
+
+    def _rows_tables(self, E):
+        """Tables of layer 0's input projection of every row of E (V, I),
+        for a frozen float32 layer after an embedding (Sequential.freeze):
+        True when made (kept with the plan and the E they belong to; copies
+        and pickles leave them out), else False. Not past _ROWS_MAX_BYTES."""
+        make = getattr(self.backend, "rnn_rows_tables", None)
+        if (make is None or not self.__dict__.get("_frozen", False) or self._quantized
+                or self._regularized or self._variant or self.dtype != np.float32
+                or self.__dict__.get("padding", "zeros") != "zeros"
+                or E.dtype != np.float32 or E.ndim != 2 or E.shape[1] != self.input_size):
+            return False
+        G = num_gates(self.mode)
+        if E.shape[0] * G * self.hidden_size * self.num_directions * 4 > _ROWS_MAX_BYTES:
+            return False
+        plan = self._plan("params")
+        plan.keep_read_only()
+        tables = make(plan, np.ascontiguousarray(E))
+        if tables is None:
+            return False
+        self._rows = (plan, tables, E)
+        return True
 
     def _generic_run(self, xt, h0, c0, valid, resets, training, want_states):
         """The variants' path: fastrnn._generic's NumPy engine."""
@@ -968,7 +1000,7 @@ class RNNBase(RegularizedMixin, Layer):
         return out[0], out[1]
 
     # ---- the Layer protocol (inside a model: batch-first) -----------------------
-    def apply(self, x, lengths=None, state=None, training=False):
+    def apply(self, x, lengths=None, state=None, training=False, ids=None):
         """Run the layer on a batch-first sequence, as a model runs it.
 
         A layer built with batch_first=False gets the sequence transposed for it.
@@ -983,6 +1015,10 @@ class RNNBase(RegularizedMixin, Layer):
             The initial state; None: zeros.
         training : bool, default False
             Run `forward` (keeps what backward needs) instead of inference.
+        ids : numpy.ndarray, optional
+            int64 (B, T): the embedding ids x's rows come from, when a frozen
+            model made this layer's tables (Sequential.freeze); inference
+            then looks up layer 0's input projection. The same results.
 
         Returns
         -------
@@ -997,6 +1033,9 @@ class RNNBase(RegularizedMixin, Layer):
         xin = x if self.batch_first else np.ascontiguousarray(x.transpose(1, 0, 2))
         if training:
             y, st = self.forward(xin, state, lengths=lengths)
+        elif ids is not None:   # x = an embedding's rows at these (B, T) ids
+            *_, y, hn, cn, _, _ = self._run(xin, state, lengths, False, "state", ids=ids)
+            y, st = self._output(y, hn, cn)
         else:
             y, st = self(xin, state, lengths=lengths)
         return (y if self.batch_first else np.ascontiguousarray(y.transpose(1, 0, 2))), st

@@ -58,6 +58,19 @@ class Backend:
             then runs), .refresh(params, gru_lbr, clip, active) when the layer's
             options change.
 
+        An embedding before a frozen recurrent stack (optional: without
+        it, fastrnn.Sequential's frozen copy runs the layers as they are):
+        rnn_rows_tables(w, E) -> list of D arrays (V, G*H), or None
+            layer 0's input projection (bias included) of every row of E
+            (V, I), one table a direction, bit for bit the rows rnn_forward
+            would compute for those inputs; None where no forward would
+            read them
+        rnn_forward_rows(w, x, ids, tables, h0, c0, lengths)
+            -> (y, h_n, c_n or None): rnn_forward's inference with layer 0
+            reading row ids[t, b] (int64 (T, B)) of its table where it would
+            compute it; x (T, B, I) still holds the input rows, and the
+            results are the same bits
+
         Reduced-precision inference (frozen layers, docs/quantization.md):
         rnn_qweights(cell, precision, w_ih, w_hh, s_ih, s_hh, b_ih, b_hh, I, H, L, D)
             a handle on L*D int8 (precision "int8": int8 values, float32 row

@@ -237,6 +237,40 @@ int fr_forward_packed_f32(const fr_desc *d, const float *x,
                           const float *const *packed, int width);
 
 /*
+ * Layer 0's input projection read from tables (float32 inference): where the
+ * input rows come from a table of V rows (an embedding), each direction's
+ * projection of every such row is made once and looked up per step.
+ *   fr_rows_table_f32(d, w_ih, b_ih, b_hh, E, V, out)  out (V, G*H) = the
+ *       bias row + E W_ih^T for one direction of layer 0 (E (V, I); b_ih,
+ *       b_hh NULL or (G*H)), computed as the forward computes those rows, so
+ *       a row of out is bit for bit the projection the forward would make of
+ *       input row E[v]. FR_EINVAL where no fast GEMM runs (fast path off,
+ *       or a cell the fast loops decline) or the layer has no bias: no
+ *       forward would use a table then.
+ *   fr_forward_rows_f32(..., rows)  fr_forward_packed_f32 whose layer 0
+ *       copies row ids[t,b] of rows->tables[dir] where it would have
+ *       projected x's row (t,b) with the fast GEMM; where it would not (the
+ *       time loop projecting small batches itself, batch-invariant calls,
+ *       the fast path off) it projects x as usual. So x must still hold
+ *       the input rows E[ids], and the results are the same bits either way.
+ *       Inference only (cache NULL); ids (T,B) in 0..V-1.
+ */
+typedef struct {
+    const int64_t *ids;           /* IN (T,B) */
+    int64_t V;                    /* rows of each table */
+    const float *const *tables;   /* IN D tables (V, G*H) from fr_rows_table_f32 */
+} fr_rows_in;
+
+int fr_rows_table_f32(const fr_desc *d, const float *w_ih, const float *b_ih,
+                      const float *b_hh, const float *E, int64_t V, float *out);
+int fr_forward_rows_f32(const fr_desc *d, const float *x,
+                        const float *const *w_ih, const float *const *w_hh,
+                        const float *const *b_ih, const float *const *b_hh,
+                        const float *h0, const float *c0, float *y, float *hn, float *cn,
+                        float *work, const float *const *packed, int width,
+                        const fr_rows_in *rows);
+
+/*
  * Backward through time after a training forward with the same d, x, weights
  * and dropmask, whose cache is given.
  *   dy       IN  (T,B,D*H) gradient of y (ignored past each length: y is 0 there)

@@ -223,7 +223,48 @@ int fr_forward_packed_f32(const fr_desc *d, const float *x,
     if (packed && (width <= 0 || width != fr_fast_width() || !fr_fast_runs(d)))
         packed = NULL;
     return forward_all_f32(d, x, w_ih, w_hh, b_ih, b_hh, h0, c0, dropmask, y, hn, cn,
-                           cache, work, packed);
+                           cache, work, packed, NULL);
+}
+
+int fr_rows_table_f32(const fr_desc *d, const float *w_ih, const float *b_ih,
+                      const float *b_hh, const float *E, int64_t V, float *out)
+{
+    if (fr_check_desc(d) != FR_OK || !w_ih || !E || !out || V < 1 || (!b_ih && !b_hh)
+        || !fr_fast_path_on() || !fr_fast_cell(d))
+        return FR_EINVAL;
+    const int64_t In = d->I_, GX = (int64_t)fr_num_gates(d->cell) * d->H;
+    if (V > INT_MAX) return FR_ETOOBIG;
+    float *row = malloc((size_t)GX * sizeof(float));
+    if (row == NULL) return FR_EINVAL;
+    bias_row_f32(d, b_ih, b_hh, row);
+    /* project_bias's GEMM: each output the bias followed by one FMA chain
+     * over k, whatever the rows, threads or width */
+    const int st = fr_fast_sgemm((double)V * GX * In >= FR_FAST_GEMM_PAR_MIN ? d->num_threads : 1,
+                                 'N', 'T', V, GX, In, E, In, w_ih, In, 0, out, GX, row);
+    free(row);
+    return st == 0 ? FR_OK : FR_EINVAL;
+}
+
+int fr_forward_rows_f32(const fr_desc *d, const float *x,
+                        const float *const *w_ih, const float *const *w_hh,
+                        const float *const *b_ih, const float *const *b_hh,
+                        const float *h0, const float *c0, float *y, float *hn, float *cn,
+                        float *work, const float *const *packed, int width,
+                        const fr_rows_in *rows)
+{
+    const int st = fr_check_desc(d);
+    if (st != FR_OK) return st;
+    if (rows != NULL) {
+        if (!rows->ids || !rows->tables || rows->V < 1) return FR_EINVAL;
+        for (int k = 0; k < d->D; k++)
+            if (!rows->tables[k]) return FR_EINVAL;
+        for (int64_t i = 0; i < d->T * d->B; i++) /* a table row each, never past one */
+            if (rows->ids[i] < 0 || rows->ids[i] >= rows->V) return FR_EINVAL;
+    }
+    if (packed && (width <= 0 || width != fr_fast_width() || !fr_fast_runs(d)))
+        packed = NULL;
+    return forward_all_f32(d, x, w_ih, w_hh, b_ih, b_hh, h0, c0, NULL, y, hn, cn, NULL, work,
+                           packed, rows);
 }
 
 /* ---- float64 ---- */

@@ -140,6 +140,38 @@ static int FN(project_bias)(const fr_desc *d, int64_t In, const REAL *x, const R
 }
 #endif
 
+/* The bias row of a layer's projection: b_ih + b_hh (either may be NULL),
+ * but for torch's GRU (linear before reset) b_hn stays inside the reset
+ * product, so its rows 2H..3H take b_ih alone. */
+static void FN(bias_row)(const fr_desc *d, const REAL *bW, const REAL *bR, REAL *row)
+{
+    const int64_t H = d->H, GX = (int64_t)fr_num_gates(d->cell) * H;
+    const int lbr0 = d->cell == FR_CELL_GRU && !d->gru_lbr;
+    for (int64_t j = 0; j < GX; j++) {
+        REAL v = bW ? bW[j] : 0;
+        if (bR && !(d->cell == FR_CELL_GRU && !lbr0 && j >= 2 * H)) v += bR[j];
+        row[j] = v;
+    }
+}
+
+#if FR_REAL_IS_FLOAT
+/* Xp's rows (t,b) inside their lengths = row ids[t,b] of this direction's
+ * table (fr_rows_in): what project_bias would have computed for them. */
+static void FN(gather_rows)(const fr_desc *d, const fr_rows_in *rows, int dir, REAL *Xp,
+                            int nt)
+{
+    const int64_t TB = d->T * d->B, B = d->B, GX = (int64_t)fr_num_gates(d->cell) * d->H;
+    const REAL *tab = rows->tables[dir];
+    const int64_t *lengths = d->lengths;
+    int64_t i;
+#pragma omp parallel for num_threads(nt) if (fr_omp_going(nt, TB * GX >= FR_PAR_MIN)) schedule(static)
+    for (i = 0; i < TB; i++) {
+        if (lengths && i / B >= lengths[i % B]) continue;
+        memcpy(Xp + i * GX, tab + rows->ids[i] * GX, (size_t)GX * sizeof(REAL));
+    }
+}
+#endif
+
 /*
  * Forward of one layer and direction.
  *   x     IN  (T,B,In)
@@ -153,6 +185,8 @@ static int FN(project_bias)(const fr_desc *d, int64_t In, const REAL *x, const R
  *             the state before step t in slot t, the reverse one in slot t+1
  *   cmask OUT (T,B,G*H) clip mask (training with clip) or NULL
  *   work  SCRATCH fr_layer_work_len(d, training)
+ *   rows  IN  layer 0's tables (fr_forward_rows_f32) or NULL: used where
+ *             the projection would be the fast GEMM's, the same bits
  *
  * GRU with gru_lbr = 0 (reset first) splits each step in two: the r,z rows
  * of the recurrent product, then r and z and r*h (in h2), then the n rows
@@ -164,8 +198,10 @@ static void FN(layer_forward)(const fr_desc *d, int dir, int64_t In,
                               const REAL *h0, const REAL *c0,
                               REAL *y, int64_t ldy, REAL *hn, REAL *cn,
                               REAL *gates, REAL *hs, REAL *cs, REAL *cmask,
-                              REAL *work, int pinned, const float *pk)
+                              REAL *work, int pinned, const float *pk,
+                              const fr_rows_in *rows)
 {
+    (void)rows; /* the float32 instance's only */
     (void)pk; /* the float32 instance's fast loop only */
     const int cell = d->cell, nt = d->num_threads;
     const int64_t T = d->T, B = d->B, H = d->H;
@@ -198,15 +234,14 @@ static void FN(layer_forward)(const fr_desc *d, int dir, int64_t In,
     const int small = fast && fr_fast_proj_mode_pk(d, pk != NULL) != 0; /* the loop projects x */
     if (bW != NULL || bR != NULL || small) {
         REAL *row = Gh; /* borrow Gh (>= GX elements) for the bias row */
-        for (int64_t j = 0; j < GX; j++) {
-            REAL v = bW ? bW[j] : 0;
-            if (bR && !(cell == FR_CELL_GRU && !lbr0 && j >= 2 * H)) v += bR[j];
-            row[j] = v;
-        }
+        FN(bias_row)(d, bW, bR, row);
 #if FR_REAL_IS_FLOAT
         /* the fast GEMM starts every row from the bias row itself: no pass
-         * that fills Xp with it first (the same bits) */
-        if (fast && !small && FN(project_bias)(d, In, x, W, Xp, row, xc, nt) == 0) {
+         * that fills Xp with it first (the same bits); a table of those
+         * rows (fr_rows_table_f32) gives them without the GEMM */
+        if (rows && fast && !small && !d->batch_invariant && (bW || bR)) {
+            FN(gather_rows)(d, rows, dir, Xp, nt);
+        } else if (fast && !small && FN(project_bias)(d, In, x, W, Xp, row, xc, nt) == 0) {
         } else
 #endif
         {
@@ -555,7 +590,7 @@ static void FN(forward_dir)(const fr_desc *d, int64_t l, int dir, int64_t In, co
                             REAL *out, const REAL *const *w_ih, const REAL *const *w_hh,
                             const REAL *const *b_ih, const REAL *const *b_hh, const REAL *h0,
                             const REAL *c0, REAL *hn, REAL *cn, REAL *cache, REAL *work,
-                            int pinned, const float *const *packed)
+                            int pinned, const float *const *packed, const fr_rows_in *rows)
 {
     const int64_t T = d->T, B = d->B, H = d->H, L = d->L, D = d->D;
     const int64_t BH = B * H, DH = D * H, TBDH = T * B * DH;
@@ -573,7 +608,7 @@ static void FN(forward_dir)(const fr_desc *d, int64_t l, int dir, int64_t In, co
                       b_hh ? b_hh[k] : NULL, h0 ? h0 + k * BH : NULL,
                       (c0 && is_lstm) ? c0 + k * BH : NULL, out + dir * H, DH, hn + k * BH,
                       is_lstm ? cn + k * BH : NULL, gates, hs, cs, cmask, work, pinned,
-                      packed ? packed[k] : NULL);
+                      packed ? packed[k] : NULL, l == 0 ? rows : NULL);
 }
 
 static int FN(forward_all)(const fr_desc *d, const REAL *x,
@@ -581,7 +616,7 @@ static int FN(forward_all)(const fr_desc *d, const REAL *x,
                            const REAL *const *b_ih, const REAL *const *b_hh,
                            const REAL *h0, const REAL *c0, const REAL *dropmask,
                            REAL *y, REAL *hn, REAL *cn, REAL *cache, REAL *work,
-                           const float *const *packed)
+                           const float *const *packed, const fr_rows_in *rows)
 {
     int st = fr_check_desc(d);
     if (st != FR_OK) return st;
@@ -616,7 +651,7 @@ static int FN(forward_all)(const fr_desc *d, const REAL *x,
         if (!side) {
             for (int dir = 0; dir < D; dir++)
                 FN(forward_dir)(d, l, dir, In, in, out, w_ih, w_hh, b_ih, b_hh, h0, c0, hn, cn,
-                                cache, layer_work, pinned, packed);
+                                cache, layer_work, pinned, packed, rows);
         } else {
             fr_region_clock rc;
             fr_region_begin(&rc, 1, 0);
@@ -629,7 +664,7 @@ static int FN(forward_all)(const fr_desc *d, const REAL *x,
                 for (int dir = tid; dir < 2; dir += nth)
                     FN(forward_dir)(&d1, l, dir, In, in, out, w_ih, w_hh, b_ih, b_hh, h0, c0,
                                     hn, cn, cache, dir ? layer_work1 : layer_work, pinned,
-                                    packed);
+                                    packed, rows);
                 fr_region_done(&rc, rm);
             }
             fr_region_end(&rc);
@@ -653,7 +688,7 @@ int FN(fr_forward)(const fr_desc *d, const REAL *x,
                    REAL *y, REAL *hn, REAL *cn, REAL *cache, REAL *work)
 {
     return FN(forward_all)(d, x, w_ih, w_hh, b_ih, b_hh, h0, c0, dropmask, y, hn, cn,
-                           cache, work, NULL);
+                           cache, work, NULL, NULL);
 }
 
 int FN(fr_backward)(const fr_desc *d, const REAL *x,

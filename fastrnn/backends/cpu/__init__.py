@@ -29,6 +29,13 @@ class CPUBackend(Backend):
         return _ext.backward(weights, grads, x, dropmask, lengths, cache, dy, dhn, dcn,
                              want_dstate0, _ext.num_threads())
 
+    def rnn_rows_tables(self, weights, E):
+        return _ext.rows_tables(weights, E, _ext.num_threads())
+
+    def rnn_forward_rows(self, weights, x, ids, tables, h0, c0, lengths):
+        return _ext.forward_rows(weights, x, ids, tables, h0, c0, lengths,
+                                 _ext.num_threads())
+
     def rnn_stepper(self, weights, params, names):
         return _ext.Stepper(weights, params, names)
 

@@ -38,6 +38,18 @@ cdef extern from "fastrnn.h" nogil:
                               const float *h0, const float *c0, const float *dropmask,
                               float *y, float *hn, float *cn, float *cache, float *work,
                               const float *const *packed, int width)
+    ctypedef struct fr_rows_in:
+        const int64_t *ids
+        int64_t V
+        const float *const *tables
+    int fr_rows_table_f32(const fr_desc *d, const float *w_ih, const float *b_ih,
+                          const float *b_hh, const float *E, int64_t V, float *out)
+    int fr_forward_rows_f32(const fr_desc *d, const float *x,
+                            const float *const *w_ih, const float *const *w_hh,
+                            const float *const *b_ih, const float *const *b_hh,
+                            const float *h0, const float *c0, float *y, float *hn,
+                            float *cn, float *work, const float *const *packed, int width,
+                            const fr_rows_in *rows)
     int fr_forward_f64(const fr_desc *d, const double *x,
                        const double *const *w_ih, const double *const *w_hh,
                        const double *const *b_ih, const double *const *b_hh,
@@ -314,6 +326,104 @@ def forward(Plan plan, x, h0, c0, dropmask, lengths, bint training, int num_thre
     _give_scratch(work)
     _raise_status(st, "fastrnn kernel")
     return y, hn, cn, cache
+
+
+def rows_tables(Plan plan, E, int num_threads):
+    """Layer 0's input projection of every row of E (V, input_size), one
+    (V, G*H) float32 table a direction (fr_rows_table_f32), for forward's
+    `tables`; None where no forward would read them (float64, no bias, the
+    fast path off or a cell it declines)."""
+    if plan.dtype != np.float32 or plan.pbw is None or plan.pbr is None:
+        return None
+    if not isinstance(E, np.ndarray) or E.ndim != 2:
+        raise ValueError("E: expected a 2-D (V, input_size) array")
+    _check(E, "E", np.dtype(np.float32), (E.shape[0], plan.input_size))
+    probe = np.empty((1, 1, plan.input_size), np.float32)
+    cdef fr_desc d = _desc(plan.cell, probe, plan.L, plan.D, plan.H, None, num_threads,
+                           plan.gru_lbr, plan.clip)
+    cdef int64_t V = E.shape[0], GX = fr_num_gates(plan.cell) * plan.H
+    cdef int k, st
+    cdef void *pe = _data(E)
+    cdef void *po
+    cdef void *pw
+    cdef void *pb
+    cdef void *pr
+    tables = []
+    for k in range(plan.D):
+        out = np.empty((V, GX), np.float32)
+        po, pw = _data(out), plan.pw.p[k]
+        pb, pr = plan.pbw.p[k], plan.pbr.p[k]
+        with nogil:
+            st = fr_rows_table_f32(&d, <const float *>pw, <const float *>pb,
+                                   <const float *>pr, <const float *>pe, V, <float *>po)
+        if st != 0:
+            return None
+        tables.append(out)
+    return tables
+
+
+def forward_rows(Plan plan, x, ids, list tables, h0, c0, lengths, int num_threads):
+    """forward's inference, layer 0 reading its projection from `tables`
+    (rows_tables) at ids (T, B) where it would use the fast GEMM
+    (fr_forward_rows_f32): the same bits as forward. x (T, B, I) must hold
+    the rows the ids stand for. Returns (y, h_n, c_n or None)."""
+    f32 = np.dtype(np.float32)
+    if plan.dtype != f32:
+        raise ValueError("forward_rows: float32 plans only")
+    _check(x, "x", f32, (x.shape[0], x.shape[1], plan.input_size))
+    cdef fr_desc d = _desc(plan.cell, x, plan.L, plan.D, plan.H, lengths, num_threads,
+                           plan.gru_lbr, plan.clip)
+    d.batch_invariant = fr_batch_invariant()
+    cdef int64_t T = d.T, B = d.B, H = d.H, K = d.L * d.D
+    _check(ids, "ids", np.dtype(np.int64), (T, B))
+    if len(tables) != d.D:
+        raise ValueError(f"tables: expected {d.D}, one a direction, got {len(tables)}")
+    GX = fr_num_gates(plan.cell) * H
+    V = tables[0].shape[0] if isinstance(tables[0], np.ndarray) and tables[0].ndim == 2 else 0
+    for i, t in enumerate(tables):
+        _check(t, f"tables[{i}]", f32, (V, GX))
+    st_shape = (K, B, H)
+    if h0 is not None:
+        _check(h0, "h0", f32, st_shape)
+    is_lstm = plan.cell == CELLS["LSTM"]
+    if c0 is not None:
+        if not is_lstm:
+            raise ValueError("c0: only an LSTM has a cell state")
+        _check(c0, "c0", f32, st_shape)
+    y = _empty((T, B, d.D * H), f32)
+    hn = _empty(st_shape, f32)
+    cn = _empty(st_shape, f32) if is_lstm else None
+    work = _take_scratch(fr_forward_work_len(&d, 0), f32)
+    cdef _PtrArray pt = _ptrs(tables, "tables", f32, [(V, GX)] * d.D, False)
+    cdef fr_rows_in rows
+    rows.ids = <const int64_t *>_data(ids)
+    rows.V = V
+    rows.tables = <const float *const *>pt.p
+    cdef void **pw = plan.pw.p
+    cdef void **pr = plan.pr.p
+    cdef void **bw = plan.pbw.p if plan.pbw is not None else NULL
+    cdef void **br = plan.pbr.p if plan.pbr is not None else NULL
+    cdef _PtrArray ppk = plan.ppk
+    cdef list packs = plan.packs
+    cdef void **pk = ppk.p if ppk is not None else NULL
+    cdef int width = plan.packed_width if ppk is not None else 0
+    cdef void *px = _data(x)
+    cdef void *ph0 = _data(h0)
+    cdef void *pc0 = _data(c0)
+    cdef void *py = _data(y)
+    cdef void *phn = _data(hn)
+    cdef void *pcn = _data(cn)
+    cdef void *pwork = _data(work)
+    cdef int st
+    with nogil:
+        st = fr_forward_rows_f32(&d, <const float *>px, <const float *const *>pw,
+                                 <const float *const *>pr, <const float *const *>bw,
+                                 <const float *const *>br, <const float *>ph0,
+                                 <const float *>pc0, <float *>py, <float *>phn, <float *>pcn,
+                                 <float *>pwork, <const float *const *>pk, width, &rows)
+    _give_scratch(work)
+    _raise_status(st, "fastrnn kernel")
+    return y, hn, cn
 
 
 cdef inline bint _is_exact(object a, int type_num, int nd, cnp.npy_intp d0,
