@@ -249,10 +249,12 @@ int fr_forward_packed_f32(const fr_desc *d, const float *x,
  *       forward would use a table then.
  *   fr_forward_rows_f32(..., rows)  fr_forward_packed_f32 whose layer 0
  *       copies row ids[t,b] of rows->tables[dir] where it would have
- *       projected x's row (t,b) with the fast GEMM; where it would not (the
- *       time loop projecting small batches itself, batch-invariant calls,
- *       the fast path off) it projects x as usual. So x must still hold
- *       the input rows E[ids], and the results are the same bits either way.
+ *       projected x's row (t,b) as the bias and one FMA chain over k (the
+ *       fast GEMM, or the time loop's panels at small batches); where it
+ *       would not (the loop's dot tiles under 16 rows, batch-invariant
+ *       calls, the fast path off) it projects x as usual. So x must still
+ *       hold the input rows E[ids], and the results are the same bits
+ *       either way.
  *       Inference only (cache NULL); ids (T,B) in 0..V-1.
  */
 typedef struct {

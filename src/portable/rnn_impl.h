@@ -231,15 +231,21 @@ static void FN(layer_forward)(const fr_desc *d, int dir, int64_t In,
 
     /* Xp = bias + X W_ih^T. torch's GRU folds only b_hr, b_hz here: b_hn stays
      * inside the reset product. */
-    const int small = fast && fr_fast_proj_mode_pk(d, pk != NULL) != 0; /* the loop projects x */
+    const int pmode = fast ? fr_fast_proj_mode_pk(d, pk != NULL) : 0;
+    /* layer 0's rows from the tables (fr_forward_rows_f32) where this
+     * projection would be the bias and one FMA chain over k: the GEMM
+     * before the loop (mode 0) or the loop's panels (mode 2), not its dot
+     * tiles (mode 1) */
+    const int gathered = FR_REAL_IS_FLOAT && rows && fast && pmode != 1
+                         && !d->batch_invariant && (bW || bR);
+    const int small = pmode != 0 && !gathered; /* the loop projects x */
     if (bW != NULL || bR != NULL || small) {
         REAL *row = Gh; /* borrow Gh (>= GX elements) for the bias row */
         FN(bias_row)(d, bW, bR, row);
 #if FR_REAL_IS_FLOAT
         /* the fast GEMM starts every row from the bias row itself: no pass
-         * that fills Xp with it first (the same bits); a table of those
-         * rows (fr_rows_table_f32) gives them without the GEMM */
-        if (rows && fast && !small && !d->batch_invariant && (bW || bR)) {
+         * that fills Xp with it first (the same bits) */
+        if (gathered) {
             FN(gather_rows)(d, rows, dir, Xp, nt);
         } else if (fast && !small && FN(project_bias)(d, In, x, W, Xp, row, xc, nt) == 0) {
         } else

@@ -62,6 +62,24 @@ def test_the_same_bits_as_without_tables(cell, bidirectional, layers, shape):
         assert tables_read(f, x)
 
 
+@pytest.mark.parametrize("cell", sorted(CELLS))
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("shape", [(1, 40), (2, 40), (8, 20)], ids=lambda s: "x".join(map(str, s)))
+def test_small_batches_whose_loop_projects_x_read_the_tables_too(cell, bidirectional, shape):
+    """I = H = 64 at batch 1-8: the time loop projects x itself with panels
+    (one FMA chain over k from the bias, as the GEMM): the tables replace
+    it, the same bits."""
+    m = model(cell, bidirectional, V=31, E=64, H=64)
+    f = m.freeze()
+    B, T = shape
+    rng = np.random.default_rng(B + T)
+    x = rng.integers(0, 31, (B, T))
+    lengths = rng.integers(1, T + 1, B)
+    same_bits(f(x), m(x))
+    same_bits(f(x, lengths=lengths), m(x, lengths=lengths))
+    assert tables_read(f, x)
+
+
 def test_batch_invariant_and_portable_calls_project_x():
     m = model("gru", True)
     f = m.freeze()
