@@ -773,7 +773,7 @@ class RNNBase(RegularizedMixin, Layer):
         plan = self._plan("params")
         if self.__dict__.get("_frozen", False):
             plan.keep_read_only()
-        rows = self.__dict__.get("_rows")   # (plan, tables): Sequential.freeze's
+        rows = self.__dict__.get("_rows")   # (plan, tables, E): _rows_tables
         if ids is not None and not training and rows is not None and rows[0] is plan:
             # layer 0's projection looked up by id: the same bits (fastrnn.h)
             y, hn, cn = self.backend.rnn_forward_rows(
