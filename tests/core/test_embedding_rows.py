@@ -140,10 +140,62 @@ def test_the_kernel_refuses_ids_outside_the_tables():
     for bad in (-1, 23):
         ids = np.zeros((30, 32), np.int64)
         ids[5, 7] = bad
-        with pytest.raises(ValueError, match="rejected its arguments"):
+        with pytest.raises(ValueError, match=r"ids: expected values in 0\.\.22"):
             _ext.forward_rows(plan, x, ids, tables, None, None, None, 2)
+    ids = np.zeros((30, 32), np.int64)
+    with pytest.raises(ValueError, match=r"lengths: expected values in 1\.\.30"):
+        _ext.forward_rows(plan, x, ids, tables, None, None, np.full(32, 31, np.int64), 2)
+    with pytest.raises(ValueError, match="h0: expected shape"):
+        _ext.forward_rows(plan, x, ids, tables, np.zeros((1, 31, 19), np.float32), None,
+                          None, 2)
+    with pytest.raises(TypeError, match="x: expected dtype float32"):
+        _ext.forward_rows(plan, x.astype(np.float64), ids, tables, None, None, None, 2)
     with pytest.raises(ValueError, match="tables: expected 1"):
         _ext.forward_rows(plan, x, np.zeros((30, 32), np.int64), tables * 2, None, None,
                           None, 2)
     with pytest.raises(TypeError, match="ids: expected dtype int64"):
         _ext.forward_rows(plan, x, np.zeros((30, 32), np.int32), tables, None, None, None, 2)
+
+
+@pytest.mark.parametrize("cell", sorted(CELLS))
+@pytest.mark.parametrize("shape", [(1, 40), (32, 30)], ids=lambda s: "x".join(map(str, s)))
+def test_given_initial_states_the_same_bits(cell, shape):
+    """The backend entry with h0 (and c0): the model path never passes
+    states, the entry takes them; the bits of the plain forward."""
+    m = model(cell, True, V=31, E=64, H=64)
+    f = m.freeze()
+    layer = f.layers[1]
+    plan, tables, E = layer._rows
+    B, T = shape
+    rng = np.random.default_rng(B)
+    ids = rng.integers(0, 31, (T, B))
+    x = np.ascontiguousarray(E[ids])
+    h0 = rng.standard_normal((2, B, 64)).astype(np.float32)
+    c0 = rng.standard_normal((2, B, 64)).astype(np.float32) if cell == "lstm" else None
+    lengths = rng.integers(1, T + 1, B).astype(np.int64)
+    got = _ext.forward_rows(plan, x, ids, tables, h0, c0, lengths, 2)
+    want = _ext.forward(plan, x, h0, c0, None, lengths, False, 2)
+    for g, w in zip(got, want[:3]):
+        if w is not None:
+            same_bits(g, w)
+
+
+@pytest.mark.parametrize("cell", sorted(CELLS))
+@pytest.mark.parametrize("shape", [(1, 40), (1, 7), (32, 30)], ids=lambda s: "x".join(map(str, s)))
+def test_against_torch(cell, shape):
+    """The frozen model with its tables against torch on the same weights
+    (fr.to_torch): odd sizes, batch 1, lengths."""
+    torch = pytest.importorskip("torch")
+    m = model(cell, True, V=31, E=13, H=17)
+    f = m.freeze()
+    module = fr.to_torch(m)
+    B, T = shape
+    rng = np.random.default_rng(T)
+    x = rng.integers(0, 31, (B, T))
+    lengths = rng.integers(1, T + 1, B)
+    lengths[0] = T
+    with torch.no_grad():
+        want = module(torch.from_numpy(x)).numpy()
+        want_l = module(torch.from_numpy(x), torch.from_numpy(lengths)).numpy()
+    np.testing.assert_allclose(f(x), want, rtol=2e-4, atol=2e-5)
+    np.testing.assert_allclose(f(x, lengths=lengths), want_l, rtol=2e-4, atol=2e-5)

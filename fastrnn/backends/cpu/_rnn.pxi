@@ -282,6 +282,20 @@ cdef int _forward_call(fr_desc *d, Plan plan, bint f32, void *px, void *ph0, voi
     return st
 
 
+cdef bint _check_states(Plan plan, object dt, object h, object c, str hn, str cn,
+                        tuple shape) except -1:
+    """The given initial states (or their gradients) h, c of (L*D, B, H):
+    exact dtype and shape, c for an LSTM only. Returns whether it is one."""
+    if h is not None:
+        _check(h, hn, dt, shape)
+    is_lstm = plan.cell == CELLS["LSTM"]
+    if c is not None:
+        if not is_lstm:
+            raise ValueError(f"{cn}: only an LSTM has a cell state")
+        _check(c, cn, dt, shape)
+    return is_lstm
+
+
 def forward(Plan plan, x, h0, c0, dropmask, lengths, bint training, int num_threads):
     """Run all layers and directions. Returns (y, h_n, c_n or None, cache or None).
 
@@ -298,13 +312,7 @@ def forward(Plan plan, x, h0, c0, dropmask, lengths, bint training, int num_thre
     d.batch_invariant = fr_batch_invariant()
     cdef int64_t T = d.T, B = d.B, H = d.H, K = d.L * d.D
     st_shape = (K, B, H)
-    if h0 is not None:
-        _check(h0, "h0", dt, st_shape)
-    is_lstm = plan.cell == CELLS["LSTM"]
-    if c0 is not None:
-        if not is_lstm:
-            raise ValueError("c0: only an LSTM has a cell state")
-        _check(c0, "c0", dt, st_shape)
+    is_lstm = _check_states(plan, dt, h0, c0, "h0", "c0", st_shape)
     if dropmask is not None:
         if not training:
             raise ValueError("dropmask: dropout applies in training forward only")
@@ -371,6 +379,11 @@ def forward_rows(Plan plan, x, ids, list tables, h0, c0, lengths, int num_thread
     if plan.dtype != f32:
         raise ValueError("forward_rows: float32 plans only")
     _check(x, "x", f32, (x.shape[0], x.shape[1], plan.input_size))
+    if lengths is not None:
+        _check(lengths, "lengths", np.dtype(np.int64), (x.shape[1],))
+        if lengths.size and (lengths.min() < 1 or lengths.max() > x.shape[0]):
+            raise ValueError(f"lengths: expected values in 1..{x.shape[0]}, got "
+                             f"{lengths.min()}..{lengths.max()}")
     cdef fr_desc d = _desc(plan.cell, x, plan.L, plan.D, plan.H, lengths, num_threads,
                            plan.gru_lbr, plan.clip)
     d.batch_invariant = fr_batch_invariant()
@@ -382,14 +395,10 @@ def forward_rows(Plan plan, x, ids, list tables, h0, c0, lengths, int num_thread
     V = tables[0].shape[0] if isinstance(tables[0], np.ndarray) and tables[0].ndim == 2 else 0
     for i, t in enumerate(tables):
         _check(t, f"tables[{i}]", f32, (V, GX))
+    if ids.size and (ids.min() < 0 or ids.max() >= V):   # a table row each
+        raise ValueError(f"ids: expected values in 0..{V - 1}, got {ids.min()}..{ids.max()}")
     st_shape = (K, B, H)
-    if h0 is not None:
-        _check(h0, "h0", f32, st_shape)
-    is_lstm = plan.cell == CELLS["LSTM"]
-    if c0 is not None:
-        if not is_lstm:
-            raise ValueError("c0: only an LSTM has a cell state")
-        _check(c0, "c0", f32, st_shape)
+    is_lstm = _check_states(plan, f32, h0, c0, "h0", "c0", st_shape)
     y = _empty((T, B, d.D * H), f32)
     hn = _empty(st_shape, f32)
     cn = _empty(st_shape, f32) if is_lstm else None
@@ -565,13 +574,7 @@ def backward(Plan plan, Plan grads, x, dropmask, lengths, cache, dy, dhn, dcn,
     _check(cache, "cache", dt, (fr_cache_len(&d),))
     _check(dy, "dy", dt, (T, B, d.D * H))
     st_shape = (K, B, H)
-    is_lstm = plan.cell == CELLS["LSTM"]
-    if dhn is not None:
-        _check(dhn, "dhn", dt, st_shape)
-    if dcn is not None:
-        if not is_lstm:
-            raise ValueError("dcn: only an LSTM has a cell state")
-        _check(dcn, "dcn", dt, st_shape)
+    is_lstm = _check_states(plan, dt, dhn, dcn, "dhn", "dcn", st_shape)
     if dropmask is not None:
         if d.L > 1:
             _check(dropmask, "dropmask", dt, (d.L - 1, T, B, d.D * H))
