@@ -16,6 +16,12 @@ threads spinning after each call, taking the cores from the next fastrnn
 call. fastrnn's own side is ``fr.set_wait_policy`` (docs/performance.md):
 ``--wait-policy`` sets it for the run. Nothing here asserts a time; the
 ratio (pipeline / alone, medians) and the spread of each are printed.
+
+Two more figures say what a pipeline can reach: fastrnn alone on one thread
+(its floor while a peer's thread holds the other core: a 2-core machine
+whose peer spins has one core left), and the CPU time the peer's threads
+burn in the 50 ms after one of its calls, while the caller sleeps (its
+spinning; 0 when its threads block at once), and the same for fastrnn's.
 """
 import argparse
 import os
@@ -59,17 +65,33 @@ def make_peer(kind, case, threads, spinning):
     raise ValueError(kind)
 
 
-def block(first, second, calls, alternate):
+def block(first, second, calls, alternate, counts=None):
     """Seconds of each call of `first` in a block (with a call of `second`
-    before each when alternating, not timed)."""
+    before each when alternating, not timed); counts: a list that gets
+    fastrnn's thread count as each call starts (fr.get_num_threads)."""
     out = []
     for _ in range(calls):
         if alternate:
             second()
+        if counts is not None:
+            counts.append(fr.get_num_threads())
         t0 = time.perf_counter()
         first()
         out.append(time.perf_counter() - t0)
     return out
+
+
+def spin_after(peer, repeats=5, wait=0.05):
+    """Median CPU milliseconds the process burns in `wait` seconds of the
+    caller's sleep right after a call of `peer`: the peer's threads spinning."""
+    out = []
+    for _ in range(repeats):
+        peer()
+        c0 = time.process_time()
+        time.sleep(wait)
+        out.append((time.process_time() - c0) * 1e3)
+        time.sleep(0.1)
+    return statistics.median(out)
 
 
 def main(argv=None):
@@ -93,6 +115,7 @@ def main(argv=None):
         limits = threadpool_limits(limits=args.threads)  # noqa: F841 (held for the run)
     except ImportError:
         pass
+    threads_was = fr.get_num_threads()
     fr.set_num_threads(args.threads)
     policies = ([fr.get_wait_policy()] if args.wait_policy is None else
                 ["spin", "passive"] if args.wait_policy == "both" else [args.wait_policy])
@@ -106,17 +129,26 @@ def main(argv=None):
     for _ in range(3):
         fast()
         peer()
-    times = {(pol, k): [] for pol in policies for k in range(4)}
+    times = {(pol, k): [] for pol in policies for k in range(5)}
+    counts = {pol: [] for pol in policies}   # thread counts of the pipeline's calls
     for _ in range(args.rounds):
         for pol in policies:
             fr.set_wait_policy(pol)
             time.sleep(0.05)
             times[pol, 0] += block(fast, peer, args.calls, False)
-            times[pol, 1] += block(fast, peer, args.calls, True)
+            times[pol, 1] += block(fast, peer, args.calls, True, counts[pol])
             time.sleep(0.05)
             times[pol, 2] += block(peer, fast, args.calls, False)
             times[pol, 3] += block(peer, fast, args.calls, True)
+            if args.threads > 1:   # the floor beside a peer that holds a core
+                fr.set_num_threads(1)
+                time.sleep(0.05)
+                times[pol, 4] += block(fast, peer, args.calls, False)
+                fr.set_num_threads(args.threads)
     fr.set_wait_policy(was)
+    spin_ms = spin_after(peer, 2 if args.quick else 5)
+    own_ms = spin_after(fast, 2 if args.quick else 5)
+    fr.set_num_threads(threads_was)
 
     def fmt(v):
         v = np.array(v) * 1e3
@@ -132,6 +164,17 @@ def main(argv=None):
             print("  %-8s pipeline:  %s" % (who, fmt(m)))
             print("  %-8s pipeline / alone (medians): %.2f" % (
                 who, statistics.median(m) / statistics.median(a)))
+        full = [t for t, n in zip(times[pol, 1], counts[pol]) if n > 1]
+        print("  fastrnn  pipeline calls on %d threads (adaptive threads' tries): %d of %d%s" % (
+            args.threads, len(full), len(counts[pol]),
+            ", median %.3f ms" % (statistics.median(full) * 1e3) if full else ""))
+        if times[pol, 4]:
+            one = times[pol, 4]
+            print("  fastrnn  alone, 1 thread: %s" % fmt(one))
+            print("  fastrnn  pipeline / alone on 1 thread (medians): %.2f" % (
+                statistics.median(times[pol, 1]) / statistics.median(one)))
+    print("%s's threads after its call: %.1f ms of CPU in the next 50 ms" % (args.peer, spin_ms))
+    print("fastrnn's threads after its call: %.1f ms of CPU in the next 50 ms" % own_ms)
     return 0
 
 

@@ -102,11 +102,12 @@ int fr_num_threads(void);
  * FASTRNN_ADAPTIVE_THREADS is 0, off or false). A stall is a thread of a
  * team that waited longer than any step's imbalance at a step's meeting
  * (fr_note_wait), or a thread of a parallel region that lost a quarter of
- * the region's time to the OS (a short region: finished long after the
- * first): a partner had lost its core. After one, fr_num_threads() gives 1
- * for a short period, twice as long each time the full count stalls again
- * as soon as it comes back, up to a cap (the values: settings.c and
- * docs/tuning.md). fr_full_threads() is the count without it.
+ * the region's time to the OS (short regions: as much together, or
+ * finished long after the first): a partner had lost its core. After one,
+ * fr_num_threads() gives 1 for a short period, twice as long each time the
+ * full count stalls again as soon as it comes back, up to a cap (the
+ * values: settings.c and docs/tuning.md). fr_full_threads() is the count
+ * without it.
  * fr_set_adaptive_threads returns the previous setting; a negative argument
  * only returns it. fr_thread_stats: stalls seen (adaptive or not),
  * one-thread periods begun, ns left of the current one, and slices of a

@@ -163,12 +163,23 @@ static void FN(gather_rows)(const fr_desc *d, const fr_rows_in *rows, int dir, R
     const int64_t TB = d->T * d->B, B = d->B, GX = (int64_t)fr_num_gates(d->cell) * d->H;
     const REAL *tab = rows->tables[dir];
     const int64_t *lengths = d->lengths;
-    int64_t i;
-#pragma omp parallel for num_threads(nt) if (fr_omp_going(nt, TB * GX >= FR_PAR_MIN)) schedule(static)
-    for (i = 0; i < TB; i++) {
-        if (lengths && i / B >= lengths[i % B]) continue;
-        memcpy(Xp + i * GX, tab + rows->ids[i] * GX, (size_t)GX * sizeof(REAL));
+    const int par = nt > 1 && TB * GX >= FR_PAR_MIN;
+    /* clocked (the spread of the shares' ends): a partner that lost its
+     * core holds this short copy up for a slice of the OS's */
+    fr_region_clock rc;
+    fr_region_begin(&rc, par, 0);
+#pragma omp parallel num_threads(nt) if (fr_omp_going(nt, par))
+    {
+        const fr_region_mark rm = fr_region_enter(&rc);
+        int tid, nth;
+        fr_omp_me(&tid, &nth);
+        for (int64_t i = TB * tid / nth; i < TB * (tid + 1) / nth; i++) {
+            if (lengths && i / B >= lengths[i % B]) continue;
+            memcpy(Xp + i * GX, tab + rows->ids[i] * GX, (size_t)GX * sizeof(REAL));
+        }
+        fr_region_done(&rc, rm);
     }
+    fr_region_end(&rc);
 }
 #endif
 
@@ -659,8 +670,11 @@ static int FN(forward_all)(const fr_desc *d, const REAL *x,
                 FN(forward_dir)(d, l, dir, In, in, out, w_ih, w_hh, b_ih, b_hh, h0, c0, hn, cn,
                                 cache, layer_work, pinned, packed, rows);
         } else {
+            /* CPU clocks read where a direction's work pays for them: a
+             * core shared with another pool loses a fraction of every pass */
             fr_region_clock rc;
-            fr_region_begin(&rc, 1, 0);
+            fr_region_begin(&rc, 1, (double)T * B * fr_num_gates(d->cell) * H * (H + In)
+                                        >= FR_REGION_CPU_WORK);
 #pragma omp parallel num_threads(2) if (fr_omp_going(2, 1))
             {
                 const fr_region_mark rm = fr_region_enter(&rc);

@@ -69,7 +69,8 @@ int64_t fr_thread_cpu_ns(void);
  * fr_region_end's after it. A stall (fr_note_wait's) is, where the CPU
  * clocks were read, a thread that lost FR_REGION_STALL_NS or more of the
  * region to the OS and at least a quarter of the region's time (its share
- * then runs late, and one thread would not have been slower); elsewhere,
+ * then runs late, and one thread would not have been slower), or where
+ * short regions lost that much together (fr_note_region); elsewhere,
  * a spread of FR_REGION_STALL_NS or more between the first and the last
  * to finish (no short region's shares differ by that much on cores of
  * their own). */
@@ -127,6 +128,14 @@ static inline void fr_region_done(fr_region_clock *c, fr_region_mark m)
 }
 
 void fr_region_end(const fr_region_clock *c);
+
+/* A region's verdict from its start (monotonic ns), time and the most a
+ * thread of it lost to the OS (ns): a stall where that is FR_REGION_STALL_NS
+ * and a quarter of its time; else the region joins the window of short
+ * ones, judged by the same rule once their time reaches
+ * FR_REGION_WINDOW_NS (settings.c). fr_region_end calls it where the CPU
+ * clocks were read; the tests call it directly (_ext.note_region). */
+void fr_note_region(int64_t start, int64_t wall, int64_t lost);
 
 /* This thread's number in the current OpenMP team and the team's size (0
  * and 1 outside a team, or without OpenMP). */

@@ -107,10 +107,14 @@ int fr_num_threads_setting(void)
  * first call after the period that took it; the period's end if none did
  * yet), and starts again from FR_SOLO_MIN_NS otherwise: contention stalls
  * the full count at once, while a quiet machine's lone hiccups (a few a
- * second on a VM) come later and each cost one short period. All of it
+ * second on a VM) come later and each cost one short period. Regions too
+ * short to lose FR_REGION_STALL_NS each are judged together: their time
+ * and losses add up until FR_REGION_WINDOW_NS of regions (a core shared
+ * with a spinning pool loses a fraction of every short region). All of it
  * atomic: any thread may call. The values and why: docs/tuning.md. */
 #define FR_STALL_NS 2000000LL        /* no step's imbalance waits that long */
 #define FR_REGION_STALL_NS 1000000LL /* time lost in a region (fr_region_end) */
+#define FR_REGION_WINDOW_NS 4000000LL /* short regions' time judged at once */
 #define FR_SOLO_MIN_NS 20000000LL
 #define FR_SOLO_MAX_NS 2000000000LL
 #define FR_AGAIN_NS 20000000LL       /* a stall this soon after the full count's return doubles */
@@ -123,6 +127,9 @@ static _Atomic int64_t fr_full_since = 0;    /* when a call first took the full 
 static atomic_int fr_recent = 0;             /* a stall in the last FR_RECENT_NS or so */
 static _Atomic int64_t fr_last_stall = 0;    /* when, for fr_recent */
 static _Atomic int64_t fr_stalls = 0, fr_solo_periods = 0, fr_taken = 0;   /* the stats */
+/* the short regions not judged yet: their summed time and losses, and the
+ * start of the first of them */
+static _Atomic int64_t fr_win_wall = 0, fr_win_lost = 0, fr_win_start = 0;
 /* for the tests: fr_stalled_since is always true (every call's helpers
  * leave after step 0, as after a stall during the call) */
 static atomic_int fr_leave_test = 0;
@@ -159,9 +166,12 @@ int fr_set_adaptive_threads(int on)
     if (on < 0) return fr_adaptive_threads();
     const int was = fr_adaptive_threads();
     atomic_store_explicit(&fr_adaptive, on != 0, memory_order_relaxed);
-    if (!on) {   /* no period or quick yield left behind */
+    if (!on) {   /* no period, quick yield or half-judged regions left behind */
         atomic_store_explicit(&fr_solo_until, 0, memory_order_relaxed);
         atomic_store_explicit(&fr_recent, 0, memory_order_relaxed);
+        atomic_store_explicit(&fr_win_wall, 0, memory_order_relaxed);
+        atomic_store_explicit(&fr_win_lost, 0, memory_order_relaxed);
+        atomic_store_explicit(&fr_win_start, 0, memory_order_relaxed);
     }
     return was;
 }
@@ -172,6 +182,10 @@ int fr_set_adaptive_threads(int on)
 static void stall(int64_t began)
 {
     atomic_fetch_add_explicit(&fr_stalls, 1, memory_order_relaxed);
+    /* the regions before it are judged: they start no second stall */
+    atomic_store_explicit(&fr_win_wall, 0, memory_order_relaxed);
+    atomic_store_explicit(&fr_win_lost, 0, memory_order_relaxed);
+    atomic_store_explicit(&fr_win_start, 0, memory_order_relaxed);
     if (!fr_adaptive_threads()) return;
     const int64_t now = fr_now_ns();
     atomic_store_explicit(&fr_last_stall, now, memory_order_relaxed);
@@ -196,6 +210,26 @@ void fr_note_wait(int64_t waited_ns)
     if (waited_ns >= FR_STALL_NS) stall(fr_now_ns() - waited_ns);
 }
 
+void fr_note_region(int64_t start, int64_t wall, int64_t lost)
+{
+    if (lost >= FR_REGION_STALL_NS && 4 * lost >= wall) {
+        stall(start);
+        return;
+    }
+    /* a short region: added to the window; the call that fills it judges
+     * it and empties it (racing calls may judge a window twice or miss a
+     * region: a count, not a ledger) */
+    int64_t s0 = 0;
+    atomic_compare_exchange_strong(&fr_win_start, &s0, start);
+    const int64_t w = atomic_fetch_add_explicit(&fr_win_wall, wall, memory_order_relaxed) + wall;
+    const int64_t l = atomic_fetch_add_explicit(&fr_win_lost, lost, memory_order_relaxed) + lost;
+    if (w < FR_REGION_WINDOW_NS) return;
+    const int64_t began = atomic_exchange_explicit(&fr_win_start, 0, memory_order_relaxed);
+    atomic_store_explicit(&fr_win_wall, 0, memory_order_relaxed);
+    atomic_store_explicit(&fr_win_lost, 0, memory_order_relaxed);
+    if (l >= FR_REGION_STALL_NS && 4 * l >= w) stall(began ? began : start);
+}
+
 void fr_region_end(const fr_region_clock *c)
 {
     if (c->start == 0) return;
@@ -203,8 +237,8 @@ void fr_region_end(const fr_region_clock *c)
     const int64_t last = atomic_load_explicit(&c->last, memory_order_relaxed);
     if (first == 0) return;
     if (c->cpu) {
-        const int64_t lost = atomic_load_explicit(&c->lost, memory_order_relaxed);
-        if (lost >= FR_REGION_STALL_NS && 4 * lost >= last - c->start) stall(c->start);
+        fr_note_region(c->start, last - c->start,
+                       atomic_load_explicit(&c->lost, memory_order_relaxed));
     } else if (last - first >= FR_REGION_STALL_NS) {
         stall(c->start);
     }

@@ -117,6 +117,65 @@ def test_the_again_window_starts_at_the_first_full_call(adaptive):
     assert 0 < fr.thread_stats()["solo_seconds_left"] <= 0.02
 
 
+MS = 1_000_000
+
+
+def stalls():
+    return fr.thread_stats()["stalls"]
+
+
+def test_a_region_that_lost_a_quarter_of_its_time_is_a_stall(adaptive):
+    """A region in which a thread lost 1 ms and a quarter of the region's
+    time to the OS (fr_region_end's reading of the CPU clocks) stalls; one
+    that lost less of a long region does not."""
+    s0 = stalls()
+    _ext.note_region(10 * MS, 1 * MS)    # 10%: no stall (and judged: >= 4 ms)
+    assert stalls() == s0 and fr.get_num_threads() == 2
+    _ext.note_region(4 * MS, 1 * MS)
+    assert stalls() == s0 + 1 and fr.get_num_threads() == 1
+
+
+def test_short_regions_are_judged_together(adaptive):
+    """A core shared with a spinning pool costs every short region a part of
+    its time, under 1 ms each: their losses add up until 4 ms of regions."""
+    s0 = stalls()
+    for _ in range(2):
+        _ext.note_region(MS + MS // 2, 2 * MS // 5)   # 27% of 1.5 ms, twice
+    assert stalls() == s0 and fr.get_num_threads() == 2
+    _ext.note_region(MS + MS // 2, 2 * MS // 5)       # 4.5 ms, 1.2 ms lost
+    assert stalls() == s0 + 1 and fr.get_num_threads() == 1
+
+
+def test_short_regions_that_lose_little_never_stall(adaptive):
+    s0 = stalls()
+    for _ in range(100):                 # 10% of every region, 100 ms of them
+        _ext.note_region(MS, MS // 10)
+    for _ in range(8):                   # 22% of a 4 ms window: under 1 ms
+        _ext.note_region(MS // 2, 110_000)
+    for _ in range(3):                   # 1.2 ms lost of 5.7 ms: under a quarter
+        _ext.note_region(1_900_000, 400_000)
+    _ext.note_region(MS // 2, 0)         # a window that starts clean
+    assert stalls() == s0 and fr.get_num_threads() == 2
+
+
+def test_a_stall_empties_the_window(adaptive):
+    """The regions before a stall are judged by it: their losses do not add
+    to the next regions' and stall again."""
+    s0 = stalls()
+    _ext.note_region(3 * MS, MS - 1)     # 33%, not yet 4 ms
+    _ext.note_wait(STALL_NS)             # a stall at a meeting
+    assert stalls() == s0 + 1
+    time.sleep(fr.thread_stats()["solo_seconds_left"] + 0.005)
+    _ext.note_region(MS, MS // 5)        # with the old 3 ms: 4 ms, 1.2 ms lost
+    assert stalls() == s0 + 1 and fr.get_num_threads() == 2
+
+
+def test_note_region_bad_input():
+    for wall, lost in ((MS, 2 * MS), (-1, 0), (MS, -1)):
+        with pytest.raises(ValueError, match="note_region: expected 0 <= lost_ns <= wall_ns"):
+            _ext.note_region(wall, lost)
+
+
 def test_off_counts_stalls_but_keeps_the_count(adaptive):
     fr.set_adaptive_threads(False)
     before = fr.thread_stats()
