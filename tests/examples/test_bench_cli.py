@@ -559,3 +559,26 @@ def test_pipeline_threads_bench_runs(peer, capsys):
     for policy in ("spin", "passive"):
         assert f"wait policy {policy}:" in out
     assert out.count("pipeline / alone (medians)") == 4
+    assert "alone, 1 thread" not in out          # one thread: no floor to add
+    assert f"{peer}'s threads after its call:" in out
+    assert "fastrnn's threads after its call:" in out
+
+
+def test_pipeline_threads_floor_on_one_thread(capsys):
+    """With 2 threads the script also times fastrnn alone on one thread (the
+    floor beside a peer holding a core), and gives the thread count back."""
+    import os
+    import runpy
+    import fastrnn as fr
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks",
+                        "pipeline_threads.py")
+    main = runpy.run_path(path)["main"]
+    was = fr.get_num_threads()
+    assert main(["--quick", "--model", "co2", "--batch", "2", "--threads", "2",
+                 "--peer", "numpy"]) == 0
+    assert fr.get_num_threads() == was
+    out = capsys.readouterr().out
+    assert out.count("alone, 1 thread: median") == 1
+    assert "pipeline calls on 2 threads (adaptive threads' tries): " in out
+    assert out.count("pipeline / alone on 1 thread (medians)") == 1
+
