@@ -582,3 +582,25 @@ def test_pipeline_threads_floor_on_one_thread(capsys):
     assert "pipeline calls on 2 threads (adaptive threads' tries): " in out
     assert out.count("pipeline / alone on 1 thread (medians)") == 1
 
+
+
+def test_pair_peers_tool_runs(capsys):
+    """tools/pair_peers.py: fastrnn (2 threads, 1 thread) and ORT blocks in
+    turn for a layer shape and a model, the ratios printed; a bad spec is a
+    clear error."""
+    import os
+    import runpy
+    pytest.importorskip("onnxruntime")
+    import fastrnn as fr
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "tools", "pair_peers.py")
+    main = runpy.run_path(path)["main"]
+    was = fr.get_num_threads()
+    assert main(["1", "lstm:2:5:3:4:infer", "co2:2"]) == 0
+    assert fr.get_num_threads() == 2
+    fr.set_num_threads(was)
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in out] == ["lstm:2:5:3:4:infer", "co2:2"]
+    assert all("ORT/fastrnn" in line and "1 thread" in line for line in out)
+    with pytest.raises(ValueError):
+        main(["1", "lstm:2:5"])
+

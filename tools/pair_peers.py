@@ -1,0 +1,76 @@
+"""fastrnn against ONNX Runtime in one process, blocks paired: the check of a
+bench row whose spread is wider than its gap.
+
+    python tools/pair_peers.py PAIRS SPEC...
+
+SPEC: a bench shape (cell:B:T:I:H:mode[:var], or a reference name such as
+db-lstm-b4) or a model of the bench's model section at a batch (co2:1,
+sentiment:32). Each pair times a block of fastrnn calls on 2 threads, a
+block on 1 thread and a block of ORT calls (about 30 ms each, the bench's
+own runners: frozen layer or model, the same weights and inputs), in turn,
+the order reversed every other pair, 0.1 s apart (ORT's threads spin some
+40 ms after a call). Prints the medians and, per pair, ORT's time over
+fastrnn's: their median and quartiles (above 1: fastrnn faster).
+"""
+import statistics
+import sys
+import time
+
+import numpy as np
+
+import fastrnn as fr
+from fastrnn import _bench_models as bm
+from fastrnn import bench
+
+
+def block(f, n):
+    f()
+    ts = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        f()
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts)
+
+
+def runners(spec):
+    name, _, batch = spec.partition(":")
+    if name in bm.MODELS_BY_NAME and batch.isdigit():
+        case = bm.ModelCase(bm.MODELS_BY_NAME[name], int(batch), 2)
+    else:
+        try:
+            shape = bench.get_shape(spec)
+        except ValueError:
+            shape = bench.parse_custom(spec)
+        case = bench.Case(shape, threads=2)
+    return case.runner("fastrnn"), case.runner("ort")
+
+
+def main(argv):
+    if len(argv) < 2:
+        raise SystemExit(__doc__)
+    pairs = int(argv[0])
+    bench.set_threads(2)
+    for spec in argv[1:]:
+        fast, ort = runners(spec)
+        n = max(3, int(0.03 / block(fast, 3)))
+        got = {"f2": [], "f1": [], "ort": []}
+        for p in range(pairs):
+            for k in (("f2", "f1", "ort") if p % 2 == 0 else ("ort", "f1", "f2")):
+                time.sleep(0.1)
+                fr.set_num_threads(1 if k == "f1" else 2)
+                got[k].append(block(ort if k == "ort" else fast, n))
+            fr.set_num_threads(2)
+        r2 = np.array(got["ort"]) / np.array(got["f2"])
+        r1 = np.array(got["ort"]) / np.array(got["f1"])
+        q = lambda r: "%.2f [%.2f, %.2f]" % (np.median(r), *np.percentile(r, [25, 75]))
+        print("%-26s fastrnn %.4f ms (1 thread %.4f), ORT %.4f ms; ORT/fastrnn %s, "
+              "ORT/fastrnn 1 thread %s" % (spec, np.median(got["f2"]) * 1e3,
+                                           np.median(got["f1"]) * 1e3,
+                                           np.median(got["ort"]) * 1e3, q(r2), q(r1)),
+              flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
