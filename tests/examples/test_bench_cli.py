@@ -604,3 +604,22 @@ def test_pair_peers_tool_runs(capsys):
     with pytest.raises(ValueError):
         main(["1", "lstm:2:5"])
 
+
+
+def test_idle_latency_bench_runs(capsys):
+    """benchmarks/idle_latency.py: calls after a gap on 1 thread and on the
+    full count, per workload; the thread count and adaptive threads come
+    back as they were; bad arguments are refused."""
+    import os
+    import runpy
+    import fastrnn as fr
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks",
+                        "idle_latency.py")
+    main = runpy.run_path(path)["main"]
+    was_n, was_a = fr.get_num_threads(), fr.get_adaptive_threads()
+    assert main(["--gaps", "0,0.001", "--calls", "1"]) == 0
+    assert fr.get_num_threads() == was_n and fr.get_adaptive_threads() == was_a
+    lines = [line for line in capsys.readouterr().out.splitlines() if " gap " in line]
+    assert len(lines) == 4 and all("1 thread" in line and "2 threads" in line for line in lines)
+    with pytest.raises(SystemExit):
+        main(["--calls", "0"])
