@@ -3,12 +3,16 @@ full count, calls spaced by a gap (a service answering sporadic requests).
 
     python benchmarks/idle_latency.py                  # gaps 5, 50, 200 ms
     python benchmarks/idle_latency.py --gaps 0.02,1 --calls 20
+    python benchmarks/idle_latency.py --default        # as users run it
 
 For each workload (the sentiment model at B=32, a frozen LSTM(256, 256) at
 B=1 T=100) and gap, calls on 1 thread and on the full count alternate, each
 after sleeping the gap; adaptive threads is off for the run, so every call
 takes the count it asks for. Printed: the median and 90th percentile ms of
-each. On a VM whose idle vCPU the host must wake, the full count's call
+each. With --default the calls instead take the library's own choice
+(adaptive threads on, the full count asked for), 4 calls to warm, then
+--calls timed: what a service answering sporadic requests gets. On a VM
+whose idle vCPU the host must wake, the full count's call
 waits for its sleeping partner (tools/wake_probe.c times that wake-up
 alone). Nothing asserts a time; figures go to benchmarks/RESULTS.md.
 """
@@ -38,11 +42,35 @@ def main(argv=None):
     p.add_argument("--gaps", default="0.005,0.05,0.2", help="seconds, comma-separated")
     p.add_argument("--calls", type=int, default=16, help="calls of each count per gap")
     p.add_argument("--threads", type=int, default=2, help="the full count")
+    p.add_argument("--default", action="store_true",
+                   help="the library's own thread choice (adaptive threads on)")
     args = p.parse_args(argv)
     gaps = [float(g) for g in args.gaps.split(",")]
     if args.calls < 1 or args.threads < 2 or any(g < 0 for g in gaps):
         p.error("--calls >= 1, --threads >= 2 and gaps >= 0")
     threads_was, adaptive_was = fr.get_num_threads(), fr.set_adaptive_threads(False)
+    if args.default:
+        fr.set_adaptive_threads(True)
+        try:
+            fr.set_num_threads(args.threads)
+            print("fastrnn after idling: the default choice (adaptive threads on, %d asked)"
+                  % args.threads)
+            for name, call in workloads():
+                call()
+                for gap in gaps:
+                    took = []
+                    for i in range(4 + args.calls):
+                        time.sleep(gap)
+                        t0 = time.perf_counter()
+                        call()
+                        if i >= 4:
+                            took.append((time.perf_counter() - t0) * 1e3)
+                    print("%-20s gap %6.3f s: default %.3f ms (p90 %.3f)" % (
+                        name, gap, np.median(took), np.percentile(took, 90)), flush=True)
+        finally:
+            fr.set_num_threads(threads_was)
+            fr.set_adaptive_threads(adaptive_was)
+        return 0
     try:
         print("fastrnn after idling: 1 thread against %d, adaptive threads off" % args.threads)
         for name, call in workloads():

@@ -621,5 +621,9 @@ def test_idle_latency_bench_runs(capsys):
     assert fr.get_num_threads() == was_n and fr.get_adaptive_threads() == was_a
     lines = [line for line in capsys.readouterr().out.splitlines() if " gap " in line]
     assert len(lines) == 4 and all("1 thread" in line and "2 threads" in line for line in lines)
+    assert main(["--gaps", "0", "--calls", "1", "--default"]) == 0
+    assert fr.get_num_threads() == was_n and fr.get_adaptive_threads() == was_a
+    lines = [line for line in capsys.readouterr().out.splitlines() if " gap " in line]
+    assert len(lines) == 2 and all("default" in line for line in lines)
     with pytest.raises(SystemExit):
         main(["--calls", "0"])
