@@ -6,13 +6,12 @@ bench row whose spread is wider than its gap.
 SPEC: a bench shape (cell:B:T:I:H:mode[:var], or a reference name such as
 db-lstm-b4) or a model of the bench's model section at a batch (co2:1,
 sentiment:32). Each pair times a block of fastrnn calls on 2 threads, a
-block on 1 thread and a block of ORT calls (about 30 ms each, the bench's
-own runners: frozen layer or model, the same weights and inputs), in turn,
+block on 1 thread and a block of ORT calls (about 30 ms each, timed as the
+bench times a repeat: its mean call; the bench's own runners: frozen layer or model, the same weights and inputs), in turn,
 the order reversed every other pair, 0.1 s apart (ORT's threads spin some
-40 ms after a call). Prints the medians and, per pair, ORT's time over
+40 ms after a call). Prints the medians of the blocks and, per pair, ORT's time over
 fastrnn's: their median and quartiles (above 1: fastrnn faster).
 """
-import statistics
 import sys
 import time
 
@@ -24,13 +23,9 @@ from fastrnn import bench
 
 
 def block(f, n):
+    """Seconds a call over a block of n calls, as the bench times a repeat."""
     f()
-    ts = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        f()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
+    return bench._one_repeat(f, n)
 
 
 def runners(spec):
@@ -50,10 +45,18 @@ def main(argv):
     if len(argv) < 2:
         raise SystemExit(__doc__)
     pairs = int(argv[0])
+    was = fr.get_num_threads()
     bench.set_threads(2)
-    for spec in argv[1:]:
+    try:
+        return _pairs(pairs, argv[1:])
+    finally:
+        fr.set_num_threads(was)
+
+
+def _pairs(pairs, specs):
+    for spec in specs:
         fast, ort = runners(spec)
-        n = max(3, int(0.03 / block(fast, 3)))
+        n = max(3, bench._calls_per_repeat(fast, 0.03, 0.05))
         got = {"f2": [], "f1": [], "ort": []}
         for p in range(pairs):
             for k in (("f2", "f1", "ort") if p % 2 == 0 else ("ort", "f1", "f2")):
