@@ -302,11 +302,12 @@ static TGT void panel_axpy_gates(const float *g, int64_t ldg, int64_t B, int64_t
 {
 #if VW == 16
     const int64_t nbg = (n + VW - 1) / VW;
-    if (B < 4 && nbg < 4) {
-        /* 1-3 rows and under 4 panels a gate: every gate's panels in one
-         * pass, so that several FMA chains are in flight (a gate at a time
-         * ran one or two, each waiting on its FMA's latency); with 4 or
-         * more a gate's own tiles have enough (docs/tuning.md, "panel
+    if (B < 4) {
+        /* 1-3 rows: every gate's panels in one pass, so that several FMA
+         * chains are in flight (a gate of under 4 panels at a time ran one
+         * or two, each waiting on its FMA's latency) and a gate's last
+         * panels share a full tile with the next gate's (a gate at a time
+         * ended each gate in a 1-3 x 1 tile) (docs/tuning.md, "panel
          * tiles") */
         const int64_t np = G * nbg, b0 = 0, left = B;
         int64_t c = 0, cg = 0, ck = 0;
