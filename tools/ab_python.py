@@ -15,7 +15,8 @@ A) run A then B, or B then A, in turn; the script prints the median of the
 B/A time ratios of the pairs and their quartiles. A shared VM's speed drifts
 by tens of percent within seconds; adjacent blocks see the same machine, so
 the ratio of a pair holds where separate runs' times do not (a tree against
-itself reads about 1.00).
+itself reads about 1.00). Environment: PREC=int8|bf16 freezes with those
+weights; WIDTH=8 runs both trees' AVX2 kernels (on an AVX-512 machine).
 """
 import os
 import statistics
@@ -82,6 +83,10 @@ def main(argv):
     threadpool_limits(threads)
     fa.set_num_threads(threads)
     fb.set_num_threads(threads)
+    width = os.environ.get("WIDTH")  # 8: the AVX2 kernels on an AVX-512 machine
+    if width:
+        for alias in ("fr_a", "fr_b"):
+            __import__(alias + ".backends.cpu._ext", fromlist=["_ext"]).set_fast_width(int(width))
     from fr_b import bench  # the reference shapes
     if specs == ["all"]:
         specs = [s.name for s in bench.SHAPES]

@@ -111,11 +111,12 @@ int fr_fast_threads(const fr_desc *d, int vw)
  *  - from FR_FAST_ROWS_MIN_ROWS sequences a thread, whatever W_hh;
  *  - from FR_FAST_ROWS4_MIN_ROWS a thread with a packed W_hh of up to
  *    FR_FAST_ROWS4_MAX_FLOATS;
- *  - else where W_hh fits one core's L2 (FR_FAST_ROWS_MAX_FLOATS) and the
- *    units split would run on one thread (too little work a step for a
- *    meeting every step) or cut cache lines (H not a multiple of a line:
- *    every row of h, c, y and the gates would have a line written by two
- *    threads every step).
+ *  - else where W_hh fits one core's L2 (FR_FAST_ROWS_MAX_FLOATS) and
+ *    each thread has FR_FAST_ROWS_L2_MIN_ROWS sequences, or the units split
+ *    would run on one thread (too little work a step for a meeting every
+ *    step) or cut cache lines (H not a multiple of a line: every row of h,
+ *    c, y and the gates would have a line written by two threads every
+ *    step).
  * Needs a sequence per thread, equal lengths, and FR_FAST_ROWS_MIN_WORK. */
 int fr_fast_by_rows(const fr_desc *d, int vw)
 {
@@ -128,7 +129,9 @@ int fr_fast_by_rows(const fr_desc *d, int vw)
     if (d->B >= (int64_t)FR_FAST_ROWS4_MIN_ROWS * nt
         && fr_fast_pack_floats(d) <= FR_FAST_ROWS4_MAX_FLOATS)
         return nt;
-    if (fr_fast_threads(d, vw) > 1 && d->H % FR_FAST_LINE_FLOATS == 0) return 0;
+    if (fr_fast_threads(d, vw) > 1 && d->H % FR_FAST_LINE_FLOATS == 0
+        && d->B < (int64_t)FR_FAST_ROWS_L2_MIN_ROWS * nt)
+        return 0;
     if (fr_fast_pack_floats(d) > FR_FAST_ROWS_MAX_FLOATS) return 0;
     return nt;
 }

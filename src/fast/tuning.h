@@ -127,6 +127,12 @@
  * more than a smaller call). */
 #define FR_FAST_ROWS_MIN_WORK 200000
 
+/* ... and each thread has at least this many sequences (else only where
+ * the units split would cut cache lines or run on one thread): from two
+ * rows a step the panels, read from L2, serve enough rows to beat a
+ * meeting every step. */
+#define FR_FAST_ROWS_L2_MIN_ROWS 2
+
 /* Sequences a thread from which the batch is split whatever the size of
  * W_hh: each panel then serves enough rows a step that every thread
  * streaming all of W_hh costs little. */

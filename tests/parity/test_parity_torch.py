@@ -465,6 +465,10 @@ SMALL_BATCH_PATHS = [  # cell, I, H, B, T, layers, bidirectional
     ("lstm", 40, 100, 6, 10, 1, False, "equal"),
     ("rnn_tanh", 9, 77, 7, 12, 1, False, "equal"),
     ("lstm", 30, 200, 1, 9, 1, False),
+    # H a multiple of a cache line and 2-3 rows a thread (small W_hh): the
+    # batch split (FR_FAST_ROWS_L2_MIN_ROWS), also 2 layers both ways
+    ("lstm", 40, 64, 4, 30, 1, False, "equal"),
+    ("gru", 17, 96, 6, 25, 2, True, "equal"),
     # variable lengths, 16+ rows a thread: the batch split, rows dealt in
     # length order (fwd_rows_var), inference and training
     ("lstm", 9, 40, 33, 12, 1, False),
