@@ -1,5 +1,6 @@
-"""fastrnn against ONNX Runtime in one process, blocks paired: the check of a
-bench row whose spread is wider than its gap.
+"""fastrnn against ONNX Runtime (torch for training, which ORT does not
+run) in one process, blocks paired: the check of a bench row whose spread is
+wider than its gap.
 
     python tools/pair_peers.py PAIRS SPEC...
 
@@ -38,7 +39,9 @@ def runners(spec):
         except ValueError:
             shape = bench.parse_custom(spec)
         case = bench.Case(shape, threads=2)
-    return case.runner("fastrnn"), case.runner("ort")
+    peer = "torch" if getattr(case, "shape", None) is not None and case.shape.mode == "train" \
+        else "ort"
+    return case.runner("fastrnn"), case.runner(peer), peer.replace("ort", "ORT")
 
 
 def main(argv):
@@ -55,7 +58,7 @@ def main(argv):
 
 def _pairs(pairs, specs):
     for spec in specs:
-        fast, ort = runners(spec)
+        fast, ort, peer = runners(spec)
         n = max(3, bench._calls_per_repeat(fast, 0.03, 0.05))
         got = {"f2": [], "f1": [], "ort": []}
         for p in range(pairs):
@@ -67,10 +70,11 @@ def _pairs(pairs, specs):
         r2 = np.array(got["ort"]) / np.array(got["f2"])
         r1 = np.array(got["ort"]) / np.array(got["f1"])
         q = lambda r: "%.2f [%.2f, %.2f]" % (np.median(r), *np.percentile(r, [25, 75]))
-        print("%-26s fastrnn %.4f ms (1 thread %.4f), ORT %.4f ms; ORT/fastrnn %s, "
-              "ORT/fastrnn 1 thread %s" % (spec, np.median(got["f2"]) * 1e3,
-                                           np.median(got["f1"]) * 1e3,
-                                           np.median(got["ort"]) * 1e3, q(r2), q(r1)),
+        print("%-26s fastrnn %.4f ms (1 thread %.4f), %s %.4f ms; %s/fastrnn %s, "
+              "%s/fastrnn 1 thread %s" % (spec, np.median(got["f2"]) * 1e3,
+                                          np.median(got["f1"]) * 1e3, peer,
+                                          np.median(got["ort"]) * 1e3, peer, q(r2), peer,
+                                          q(r1)),
               flush=True)
     return 0
 

@@ -586,8 +586,8 @@ def test_pipeline_threads_floor_on_one_thread(capsys):
 
 def test_pair_peers_tool_runs(capsys):
     """tools/pair_peers.py: fastrnn (2 threads, 1 thread) and ORT blocks in
-    turn for a layer shape and a model, the ratios printed; a bad spec is a
-    clear error."""
+    turn for a layer shape and a model (torch's for a training shape), the
+    ratios printed; a bad spec is a clear error."""
     import os
     import runpy
     pytest.importorskip("onnxruntime")
@@ -600,6 +600,10 @@ def test_pair_peers_tool_runs(capsys):
     out = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in out] == ["lstm:2:5:3:4:infer", "co2:2"]
     assert all("ORT/fastrnn" in line and "1 thread" in line for line in out)
+    pytest.importorskip("torch")
+    assert main(["1", "gru:2:5:3:4:train"]) == 0
+    out = capsys.readouterr().out
+    assert "torch/fastrnn" in out and "ORT" not in out
     with pytest.raises(ValueError):
         main(["1", "lstm:2:5"])
     assert fr.get_num_threads() == was
