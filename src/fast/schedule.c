@@ -136,20 +136,29 @@ int fr_fast_by_rows(const fr_desc *d, int vw)
     return nt;
 }
 
-/* The same row counts as fr_fast_by_rows (FR_FAST_ROWS_MIN_ROWS, or
- * FR_FAST_ROWS4_MIN_ROWS with a small W_hh): the rows are dealt out in
- * length order, instead of the units split's meeting at every step. */
+/* The row counts of fr_fast_by_rows (FR_FAST_ROWS_MIN_ROWS, or
+ * FR_FAST_ROWS4_MIN_ROWS with a small W_hh, x projected before the loop;
+ * or more than FR_FAST_ROWS_L2_MIN_ROWS with a W_hh that fits L2, x
+ * projected before the loop or by each thread for its units before its
+ * rows' loop: at exactly two a thread, rows that end at different steps
+ * leave a thread idle as often as the meeting costs): the rows are dealt
+ * out in length order, instead of the units split's meeting at every
+ * step. */
 int fr_fast_var_by_rows(const fr_desc *d, int packed)
 {
     int nt = d->num_threads;
     if (nt > d->B) nt = (int)d->B;
-    if (nt < 2 || d->lengths == NULL || !packed || fr_fast_proj_mode(d) != 0) return 0;
-    if (d->B < (int64_t)FR_FAST_ROWS_MIN_ROWS * nt
-        && !(d->B >= (int64_t)FR_FAST_ROWS4_MIN_ROWS * nt
-             && fr_fast_pack_floats(d) <= FR_FAST_ROWS4_MAX_FLOATS))
-        return 0;
+    if (nt < 2 || d->lengths == NULL || !packed) return 0;
     const int64_t work = d->T * d->B * (int64_t)fr_num_gates(d->cell) * d->H * (d->H + d->I_);
-    return work < FR_FAST_ROWS_MIN_WORK ? 0 : nt;
+    if (work < FR_FAST_ROWS_MIN_WORK) return 0;
+    if (d->B > (int64_t)FR_FAST_ROWS_L2_MIN_ROWS * nt
+        && fr_fast_pack_floats(d) <= FR_FAST_ROWS_MAX_FLOATS)
+        return nt;
+    if (fr_fast_proj_mode(d) != 0) return 0;
+    if (d->B >= (int64_t)FR_FAST_ROWS_MIN_ROWS * nt) return nt;
+    return d->B >= (int64_t)FR_FAST_ROWS4_MIN_ROWS * nt
+                   && fr_fast_pack_floats(d) <= FR_FAST_ROWS4_MAX_FLOATS
+               ? nt : 0;
 }
 
 /* Projecting its own rows at each step, a thread writes no cache line
@@ -160,7 +169,9 @@ int fr_fast_var_by_rows(const fr_desc *d, int packed)
  * again every step, does not stay in L2. */
 int fr_fast_rows_project(const fr_desc *d, int by_rows, int mode, int64_t In)
 {
-    return by_rows && mode == 2 && d->B / by_rows >= FR_FAST_ROWS_IH_MIN_ROWS
+    /* (variable lengths: fwd_rows_var projects nothing; x is projected
+     * before its loop) */
+    return by_rows && mode == 2 && d->lengths == NULL && d->B / by_rows >= FR_FAST_ROWS_IH_MIN_ROWS
            && (int64_t)fr_num_gates(d->cell) * fr_fast_round_panel(d->H) * In
                   <= FR_FAST_ROWS_IH_MAX_FLOATS;
 }

@@ -100,13 +100,15 @@ int fr_fast_threads(const fr_desc *d, int vw);
  * Equal lengths only. */
 int fr_fast_by_rows(const fr_desc *d, int vw);
 
-/* The batch split for a variable-length batch (forward, x projected
- * before the loop, W_hh packed): the thread count, or 0. */
+/* The batch split for a variable-length batch (forward, W_hh packed; x
+ * projected before the loop, or, with a W_hh that fits L2, by each thread
+ * for its units before the rows' loop): the thread count, or 0. */
 int fr_fast_var_by_rows(const fr_desc *d, int packed);
 
 /* With the batch split over by_rows threads and x projected in the loop
  * (mode 2), does each thread project its own rows at each step (1), or
- * are x's projections made before the loop (0)? In: W_ih's input size. */
+ * are x's projections made before the loop (0; always with lengths)? In:
+ * W_ih's input size. */
 int fr_fast_rows_project(const fr_desc *d, int by_rows, int mode, int64_t In);
 
 /* Units [j0, j1) of thread tid among nth: blocks of vw units (one panel),

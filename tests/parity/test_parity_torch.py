@@ -473,6 +473,11 @@ SMALL_BATCH_PATHS = [  # cell, I, H, B, T, layers, bidirectional
     # length order (fwd_rows_var), inference and training
     ("lstm", 9, 40, 33, 12, 1, False),
     ("gru", 7, 24, 40, 9, 2, True),
+    # ... from 3 rows a thread where W_hh fits L2, x projected by each
+    # thread for its units before the rows' loop: 6 rows = 3 + 3 (H a
+    # multiple of a line), 7 = 3 + 4 both ways over 2 layers
+    ("lstm", 40, 96, 6, 20, 1, False),
+    ("gru", 17, 77, 7, 15, 2, True),
     # ... from 4 rows a thread (small W_hh), odd sizes: 13 rows = 6 + 7,
     # 11 = 5 + 6, prime H and I
     ("lstm", 7, 37, 13, 9, 1, False),
