@@ -7,11 +7,11 @@ wider than its gap.
 SPEC: a bench shape (cell:B:T:I:H:mode[:var], or a reference name such as
 db-lstm-b4) or a model of the bench's model section at a batch (co2:1,
 sentiment:32). Each pair times a block of fastrnn calls on 2 threads, a
-block on 1 thread and a block of ORT calls (about 30 ms each, timed as the
+block on 1 thread and a block of the peer's calls (about 30 ms each, timed as the
 bench times a repeat: its mean call; the bench's own runners: frozen layer or model, the same weights and inputs), in turn,
 the order reversed every other pair, 0.1 s apart (ORT's threads spin some
-40 ms after a call). Prints the medians of the blocks and, per pair, ORT's time over
-fastrnn's: their median and quartiles (above 1: fastrnn faster).
+40 ms after a call). Prints the medians of the blocks and, per pair, the peer's time
+over fastrnn's: their median and quartiles (above 1: fastrnn faster).
 """
 import sys
 import time
@@ -58,22 +58,22 @@ def main(argv):
 
 def _pairs(pairs, specs):
     for spec in specs:
-        fast, ort, peer = runners(spec)
+        fast, other, peer = runners(spec)
         n = max(3, bench._calls_per_repeat(fast, 0.03, 0.05))
-        got = {"f2": [], "f1": [], "ort": []}
+        got = {"f2": [], "f1": [], "peer": []}
         for p in range(pairs):
-            for k in (("f2", "f1", "ort") if p % 2 == 0 else ("ort", "f1", "f2")):
+            for k in (("f2", "f1", "peer") if p % 2 == 0 else ("peer", "f1", "f2")):
                 time.sleep(0.1)
                 fr.set_num_threads(1 if k == "f1" else 2)
-                got[k].append(block(ort if k == "ort" else fast, n))
+                got[k].append(block(other if k == "peer" else fast, n))
             fr.set_num_threads(2)
-        r2 = np.array(got["ort"]) / np.array(got["f2"])
-        r1 = np.array(got["ort"]) / np.array(got["f1"])
+        r2 = np.array(got["peer"]) / np.array(got["f2"])
+        r1 = np.array(got["peer"]) / np.array(got["f1"])
         q = lambda r: "%.2f [%.2f, %.2f]" % (np.median(r), *np.percentile(r, [25, 75]))
         print("%-26s fastrnn %.4f ms (1 thread %.4f), %s %.4f ms; %s/fastrnn %s, "
               "%s/fastrnn 1 thread %s" % (spec, np.median(got["f2"]) * 1e3,
                                           np.median(got["f1"]) * 1e3, peer,
-                                          np.median(got["ort"]) * 1e3, peer, q(r2), peer,
+                                          np.median(got["peer"]) * 1e3, peer, q(r2), peer,
                                           q(r1)),
               flush=True)
     return 0

@@ -171,7 +171,8 @@ int fr_fast_rows_project(const fr_desc *d, int by_rows, int mode, int64_t In)
 {
     /* (variable lengths: fwd_rows_var projects nothing; x is projected
      * before its loop) */
-    return by_rows && mode == 2 && d->lengths == NULL && d->B / by_rows >= FR_FAST_ROWS_IH_MIN_ROWS
+    return by_rows && mode == 2 && d->lengths == NULL
+           && d->B / by_rows >= FR_FAST_ROWS_IH_MIN_ROWS
            && (int64_t)fr_num_gates(d->cell) * fr_fast_round_panel(d->H) * In
                   <= FR_FAST_ROWS_IH_MAX_FLOATS;
 }
