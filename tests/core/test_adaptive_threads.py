@@ -226,10 +226,12 @@ def test_initial_setting_from_the_environment(value, want):
     assert out.stdout.strip() == want
 
 
+# units-split shapes: 1-3 rows, 2 rows a thread with lengths, or a W_hh
+# past FR_FAST_ROWS_MAX_FLOATS (RNN H=384: 147 Ki floats)
 @pytest.mark.parametrize("cell, B, T, I, H, var, train", [
     ("lstm", 3, 17, 40, 96, False, False), ("gru", 2, 11, 7, 160, True, False),
-    ("lstm", 1, 13, 33, 128, False, True), ("rnn", 5, 9, 16, 192, True, True),
-    ("lstm", 2, 7, 5, 199, True, False)])
+    ("lstm", 1, 13, 33, 128, False, True), ("rnn", 5, 9, 16, 384, True, True),
+    ("lstm", 2, 7, 5, 199, True, False), ("lstm", 4, 7, 5, 199, True, False)])
 def test_a_step_taken_over_keeps_the_bits(adaptive, rng, cell, B, T, I, H, var, train):
     """The units split's slices are claimable: after a stall during a call
     (forced here for every call) the second thread leaves after step 0 and
