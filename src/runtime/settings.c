@@ -130,6 +130,14 @@ static _Atomic int64_t fr_stalls = 0, fr_solo_periods = 0, fr_taken = 0;   /* th
 /* the short regions not judged yet: their summed time and losses, and the
  * start of the first of them */
 static _Atomic int64_t fr_win_wall = 0, fr_win_lost = 0, fr_win_start = 0;
+
+/* The window of short regions emptied. */
+static void win_reset(void)
+{
+    atomic_store_explicit(&fr_win_wall, 0, memory_order_relaxed);
+    atomic_store_explicit(&fr_win_lost, 0, memory_order_relaxed);
+    atomic_store_explicit(&fr_win_start, 0, memory_order_relaxed);
+}
 /* for the tests: fr_stalled_since is always true (every call's helpers
  * leave after step 0, as after a stall during the call) */
 static atomic_int fr_leave_test = 0;
@@ -169,9 +177,7 @@ int fr_set_adaptive_threads(int on)
     if (!on) {   /* no period, quick yield or half-judged regions left behind */
         atomic_store_explicit(&fr_solo_until, 0, memory_order_relaxed);
         atomic_store_explicit(&fr_recent, 0, memory_order_relaxed);
-        atomic_store_explicit(&fr_win_wall, 0, memory_order_relaxed);
-        atomic_store_explicit(&fr_win_lost, 0, memory_order_relaxed);
-        atomic_store_explicit(&fr_win_start, 0, memory_order_relaxed);
+        win_reset();
     }
     return was;
 }
@@ -182,10 +188,7 @@ int fr_set_adaptive_threads(int on)
 static void stall(int64_t began)
 {
     atomic_fetch_add_explicit(&fr_stalls, 1, memory_order_relaxed);
-    /* the regions before it are judged: they start no second stall */
-    atomic_store_explicit(&fr_win_wall, 0, memory_order_relaxed);
-    atomic_store_explicit(&fr_win_lost, 0, memory_order_relaxed);
-    atomic_store_explicit(&fr_win_start, 0, memory_order_relaxed);
+    win_reset(); /* the regions before it are judged: they start no second stall */
     if (!fr_adaptive_threads()) return;
     const int64_t now = fr_now_ns();
     atomic_store_explicit(&fr_last_stall, now, memory_order_relaxed);
@@ -224,9 +227,8 @@ void fr_note_region(int64_t start, int64_t wall, int64_t lost)
     const int64_t w = atomic_fetch_add_explicit(&fr_win_wall, wall, memory_order_relaxed) + wall;
     const int64_t l = atomic_fetch_add_explicit(&fr_win_lost, lost, memory_order_relaxed) + lost;
     if (w < FR_REGION_WINDOW_NS) return;
-    const int64_t began = atomic_exchange_explicit(&fr_win_start, 0, memory_order_relaxed);
-    atomic_store_explicit(&fr_win_wall, 0, memory_order_relaxed);
-    atomic_store_explicit(&fr_win_lost, 0, memory_order_relaxed);
+    const int64_t began = atomic_load_explicit(&fr_win_start, memory_order_relaxed);
+    win_reset();
     if (l >= FR_REGION_STALL_NS && 4 * l >= w) stall(began ? began : start);
 }
 
