@@ -119,6 +119,12 @@ int fr_full_threads(void);
 void fr_note_wait(int64_t waited_ns);
 void fr_thread_stats(int64_t *stalls, int64_t *solo_periods, int64_t *solo_left_ns,
                      int64_t *taken);
+/* Measured thread counts, part of adaptive threads: a recurrent call of a
+ * small shape (T >= 2; the bound: runtime/pick.c) runs on one thread or on
+ * the full count, whichever the recent calls of its shape took less time
+ * with; now and then it tries the other. fr_picked_one: calls so far that
+ * ran on one thread by that verdict. */
+int64_t fr_picked_one(void);
 
 /* How threads that wait for each other inside a call wait, held once for
  * the library: 0 spin (a budget of FR_FAST_SPIN_TURNS pauses, then yield

@@ -628,18 +628,24 @@ static void FN(forward_dir)(const fr_desc *d, int64_t l, int dir, int64_t In, co
                       packed ? packed[k] : NULL, l == 0 ? rows : NULL);
 }
 
-static int FN(forward_all)(const fr_desc *d, const REAL *x,
+static int FN(forward_all)(const fr_desc *dc, const REAL *x,
                            const REAL *const *w_ih, const REAL *const *w_hh,
                            const REAL *const *b_ih, const REAL *const *b_hh,
                            const REAL *h0, const REAL *c0, const REAL *dropmask,
                            REAL *y, REAL *hn, REAL *cn, REAL *cache, REAL *work,
                            const float *const *packed, const fr_rows_in *rows)
 {
-    int st = fr_check_desc(d);
+    int st = fr_check_desc(dc);
     if (st != FR_OK) return st;
     if (GEMM_PTR == NULL) return FR_ENOBLAS;
     if (!x || !w_ih || !w_hh || !y || !hn || !work) return FR_EINVAL;
-    if (d->cell == FR_CELL_LSTM && !cn) return FR_EINVAL;
+    if (dc->cell == FR_CELL_LSTM && !cn) return FR_EINVAL;
+    fr_pick pick;   /* the count this shape's recent calls ran fastest with */
+    fr_desc dp = *dc;
+    dp.num_threads = fr_pick_begin(&pick, dc, (cache ? FR_PICK_TRAIN : 0)
+                     | (packed ? FR_PICK_PACKED : 0) | (rows ? FR_PICK_ROWS : 0)
+                     | (FR_REAL_IS_FLOAT ? 0 : FR_PICK_F64));
+    const fr_desc *d = &dp;
     const int64_t T = d->T, B = d->B, H = d->H, L = d->L, D = d->D;
     const int64_t DH = D * H, TBDH = T * B * DH;
     const int training = cache != NULL;
@@ -698,6 +704,7 @@ static int FN(forward_all)(const fr_desc *d, const REAL *x,
         in = out;
     }
     fr_blas_leave(pinned);
+    fr_pick_end(&pick);
     return FR_OK;
 }
 
@@ -711,7 +718,7 @@ int FN(fr_forward)(const fr_desc *d, const REAL *x,
                            cache, work, NULL, NULL);
 }
 
-int FN(fr_backward)(const fr_desc *d, const REAL *x,
+int FN(fr_backward)(const fr_desc *dc, const REAL *x,
                     const REAL *const *w_ih, const REAL *const *w_hh,
                     const REAL *dropmask, const REAL *cache,
                     const REAL *dy, const REAL *dhn, const REAL *dcn,
@@ -719,11 +726,16 @@ int FN(fr_backward)(const fr_desc *d, const REAL *x,
                     REAL *const *dw_ih, REAL *const *dw_hh,
                     REAL *const *db_ih, REAL *const *db_hh, REAL *work)
 {
-    int st = fr_check_desc(d);
+    int st = fr_check_desc(dc);
     if (st != FR_OK) return st;
     if (GEMM_PTR == NULL) return FR_ENOBLAS;
     if (!x || !w_ih || !w_hh || !cache || !dy || !dx || !dw_ih || !dw_hh || !work)
         return FR_EINVAL;
+    fr_pick pick;   /* as forward_all's */
+    fr_desc dp = *dc;
+    dp.num_threads = fr_pick_begin(&pick, dc, FR_PICK_BACKWARD
+                                   | (FR_REAL_IS_FLOAT ? 0 : FR_PICK_F64));
+    const fr_desc *d = &dp;
     const int64_t T = d->T, B = d->B, H = d->H, L = d->L, D = d->D;
     const int64_t BH = B * H, DH = D * H, TBDH = T * B * DH;
     const int is_lstm = d->cell == FR_CELL_LSTM;
@@ -765,6 +777,7 @@ int FN(fr_backward)(const fr_desc *d, const REAL *x,
         dcur = dxl;
     }
     fr_blas_leave(pinned);
+    fr_pick_end(&pick);
     return FR_OK;
 }
 

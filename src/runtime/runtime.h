@@ -137,6 +137,32 @@ void fr_region_end(const fr_region_clock *c);
  * clocks were read; the tests call it directly (_ext.note_region). */
 void fr_note_region(int64_t start, int64_t wall, int64_t lost);
 
+/* Measured thread counts (pick.c): a recurrent call (T >= 2, up to
+ * FR_PICK_MAX_WORK multiply-adds) with adaptive threads on and a count n >=
+ * 2 runs on 1 thread or n, as its shape's recent calls went faster: the
+ * caller runs with fr_pick_begin's count, then calls fr_pick_end. kind
+ * tells apart calls of one shape with other work (training, packed, rows,
+ * backward, float64). fr_picked_one: calls sent to one thread by a verdict
+ * so far; fr_pick_forget empties the table. */
+typedef struct {
+    int slot, one;
+    uint64_t key;
+    int64_t T, start;
+} fr_pick;
+
+#define FR_PICK_TRAIN 1
+#define FR_PICK_PACKED 2
+#define FR_PICK_ROWS 4
+#define FR_PICK_BACKWARD 8
+#define FR_PICK_F64 16
+
+int fr_pick_begin(fr_pick *p, const fr_desc *d, int kind);
+void fr_pick_end(const fr_pick *p);
+void fr_pick_forget(void);
+/* For the tests: each call records one_ns (one thread) or full_ns (the full
+ * count) as its time per step instead of the clock's; 0 leaves the clock. */
+void fr_pick_plant(int64_t one_ns, int64_t full_ns);
+
 /* This thread's number in the current OpenMP team and the team's size (0
  * and 1 outside a team, or without OpenMP). */
 static inline void fr_omp_me(int *tid, int *nth)

@@ -10,6 +10,8 @@ cdef extern from "runtime/runtime.h" nogil:
     int fr_set_leave_test(int on)
     int64_t fr_now_ns()
     void fr_note_region(int64_t start, int64_t wall, int64_t lost)
+    void fr_pick_forget()
+    void fr_pick_plant(int64_t one_ns, int64_t full_ns)
 
 cdef extern from "fastrnn.h" nogil:
     ctypedef void (*fr_sgemm_fn)(char *, char *, int *, int *, int *, float *,
@@ -38,6 +40,7 @@ cdef extern from "fastrnn.h" nogil:
     void fr_note_wait(int64_t waited_ns)
     void fr_thread_stats(int64_t *stalls, int64_t *solo_periods, int64_t *solo_left_ns,
                          int64_t *taken)
+    int64_t fr_picked_one()
 
 # BLAS comes from SciPy's own library, so threadpoolctl governs the same one.
 fr_set_blas(<fr_sgemm_fn>sgemm, <fr_dgemm_fn>dgemm)
@@ -163,10 +166,27 @@ def note_region(int64_t wall_ns, int64_t lost_ns):
 
 def thread_stats():
     """(stalls seen, one-thread periods begun, seconds left of the current
-    one, slices taken from a late thread)."""
+    one, slices taken from a late thread, calls run on one thread by their
+    shape's measured times)."""
     cdef int64_t stalls = 0, periods = 0, left = 0, taken = 0
     fr_thread_stats(&stalls, &periods, &left, &taken)
-    return int(stalls), int(periods), left * 1e-9, int(taken)
+    return int(stalls), int(periods), left * 1e-9, int(taken), int(fr_picked_one())
+
+
+def forget_measured_threads():
+    """Empty the measured thread counts' table of shapes (for the tests: the
+    next calls of every shape measure both counts afresh)."""
+    fr_pick_forget()
+
+
+def plant_measured_times(int64_t one_ns, int64_t full_ns):
+    """For the tests: every recurrent call records one_ns (run on one thread)
+    or full_ns (the full count) as its time per step, in place of the
+    clock's; 0, 0 gives the clock back."""
+    if one_ns < 0 or full_ns < 0:
+        raise ValueError("plant_measured_times: expected times >= 0, got %d and %d"
+                         % (one_ns, full_ns))
+    fr_pick_plant(one_ns, full_ns)
 
 
 def max_threads():

@@ -210,7 +210,12 @@ def set_adaptive_threads(enabled):
     the threads that wait yield the CPU at once after a stall, and the
     forward time loop's first thread takes over the slices of a partner
     that is late. So a busy neighbour costs a stalled step now and then
-    instead of every step (docs/performance.md, "Shared cores"). Off, the
+    instead of every step (docs/performance.md, "Shared cores"). A
+    recurrent call of a small shape (up to 1e9 multiply-adds, two steps or
+    more) also runs on one thread or the full count, whichever its shape's
+    recent calls took less time with, trying the other now and then: two
+    vCPUs that share one core of the host lose no time to the OS, yet a
+    small layer's two threads run slower than one there. Off, the
     count is `get_num_threads`'s setting whatever the machine does. The
     initial setting is the environment's: ``FASTRNN_ADAPTIVE_THREADS=0``
     (or ``off``, ``false``) turns it off. The thread count never changes a
@@ -270,19 +275,22 @@ def thread_stats():
         whether adaptation is on or not); ``solo_periods``: times the calls
         went to one thread; ``solo_seconds_left``: how long the current
         one-thread period lasts (0.0 when none); ``taken_slices``: slices
-        of a step that a thread took over from a late partner; ``threads``:
-        the count the next call uses; ``full_threads``: the count without
-        adaptation.
+        of a step that a thread took over from a late partner;
+        ``measured_one``: recurrent calls of small shapes that ran on one
+        thread because their shape's recent calls were faster on one;
+        ``threads``: the count the next call uses (before that measure);
+        ``full_threads``: the count without adaptation.
 
     Examples
     --------
     >>> import fastrnn as fr
-    >>> sorted(fr.thread_stats())
-    ['full_threads', 'solo_periods', 'solo_seconds_left', 'stalls', 'taken_slices', 'threads']
+    >>> sorted(fr.thread_stats())  # doctest: +NORMALIZE_WHITESPACE
+    ['full_threads', 'measured_one', 'solo_periods', 'solo_seconds_left', 'stalls',
+     'taken_slices', 'threads']
     """
-    stalls, periods, left, taken = _ext.thread_stats()
+    stalls, periods, left, taken, one = _ext.thread_stats()
     return {"stalls": stalls, "solo_periods": periods, "solo_seconds_left": left,
-            "taken_slices": taken, "threads": _ext.num_threads(),
+            "taken_slices": taken, "measured_one": one, "threads": _ext.num_threads(),
             "full_threads": _ext.full_threads()}
 
 

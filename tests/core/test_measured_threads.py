@@ -1,0 +1,205 @@
+"""Measured thread counts, part of adaptive threads (fr.set_adaptive_threads):
+a recurrent call of a small shape runs on one thread or on the full count,
+whichever its shape's recent calls took less time with (src/runtime/pick.c).
+
+The suite runs with adaptation off (conftest); these tests turn it on and
+plant the times the calls record (_ext.plant_measured_times), so no verdict
+depends on the machine's speed. benchmarks/RESULTS.md has the real figures.
+"""
+import threading
+
+import numpy as np
+import pytest
+
+import fastrnn as fr
+from fastrnn.backends.cpu import _ext
+
+FAST, SLOW = 1_000, 3_000        # planted ns per step
+PROBE_FULL, PROBE_ONE = 8, 256   # pick.c: on one thread every 8th call tries the full count
+
+
+@pytest.fixture
+def measured(restore_threads):
+    """Adaptation on, 2 threads, an empty table, the clock's times after."""
+    was = fr.set_adaptive_threads(False)
+    fr.set_num_threads(2)
+    fr.set_adaptive_threads(True)
+    _ext.forget_measured_threads()
+    yield
+    _ext.plant_measured_times(0, 0)
+    _ext.forget_measured_threads()
+    fr.set_adaptive_threads(False)
+    fr.set_adaptive_threads(was)
+
+
+def ones():
+    return fr.thread_stats()["measured_one"]
+
+
+def small(rng, T=6, B=3, I=8, H=16):
+    layer = fr.LSTM(I, H, seed=2)
+    x = rng.standard_normal((T, B, I)).astype(np.float32)
+    return layer, x
+
+
+def taken():
+    return fr.thread_stats()["taken_slices"]
+
+
+def test_one_thread_where_its_calls_were_faster(measured, rng):
+    """The count a call runs on shows in taken slices: with every call's
+    second thread leaving after step 0 (set_leave_test), a call on two
+    threads of a units-split shape (3 rows, H 96) has its first thread take
+    the slices over; a call on one thread has none to take."""
+    layer, x = small(rng, T=17, B=3, I=40, H=96)
+    _ext.plant_measured_times(FAST, SLOW)
+    before = ones()
+    for _ in range(6):   # 3 calls of each count, the full count first
+        layer(x)
+    assert ones() == before
+    _ext.set_leave_test(True)
+    try:
+        t0 = taken()
+        for _ in range(PROBE_FULL - 1):
+            layer(x)
+        assert taken() == t0   # on one thread
+        layer(x)
+        assert taken() > t0    # every 8th call tries the full count
+    finally:
+        _ext.set_leave_test(False)
+    assert ones() == before + PROBE_FULL - 1
+    # the slices taken were a stall's: its one-thread period ended here
+    fr.set_adaptive_threads(False)
+    fr.set_adaptive_threads(True)
+    for _ in range(PROBE_FULL):
+        layer(x)
+    assert ones() == before + 2 * (PROBE_FULL - 1)
+
+
+def test_the_full_count_where_its_calls_were_faster(measured, rng):
+    layer, x = small(rng)
+    _ext.plant_measured_times(SLOW, FAST)
+    before = ones()
+    for _ in range(6 + 2 * PROBE_ONE):
+        layer(x)
+    assert ones() == before
+
+
+def test_the_chosen_count_slowing_down_turns_the_verdict(measured, rng):
+    layer, x = small(rng)
+    _ext.plant_measured_times(FAST, SLOW)
+    for _ in range(6 + PROBE_FULL):
+        layer(x)
+    assert fr.thread_stats()["measured_one"] > 0
+    _ext.plant_measured_times(SLOW, FAST)
+    before = ones()
+    for _ in range(2):   # two slow calls on one thread: its median passes the full count's
+        layer(x)
+    assert ones() <= before + 2
+    turned = ones()
+    for _ in range(3 * PROBE_FULL):
+        layer(x)
+    assert ones() == turned
+
+
+def test_shapes_are_measured_apart(measured, rng):
+    """The verdict is per shape: another batch size starts measuring afresh."""
+    layer, x = small(rng, B=3)
+    _ext.plant_measured_times(FAST, SLOW)
+    for _ in range(6 + PROBE_FULL):
+        layer(x)
+    other = rng.standard_normal((6, 4, 8)).astype(np.float32)
+    before = ones()
+    for _ in range(6):
+        layer(other)
+    assert ones() == before
+    layer(other)
+    assert ones() == before + 1
+
+
+def test_off_measures_nothing(measured, rng):
+    layer, x = small(rng)
+    _ext.plant_measured_times(FAST, SLOW)
+    fr.set_adaptive_threads(False)
+    before = ones()
+    for _ in range(6 + 2 * PROBE_FULL):
+        layer(x)
+    assert ones() == before
+
+
+def test_steps_and_large_calls_are_not_measured(measured, rng):
+    """One-step calls (T = 1) and calls past 1e9 multiply-adds keep the full
+    count (a wrong one-thread try there costs more than it can save)."""
+    _ext.plant_measured_times(FAST, SLOW)
+    layer, x = small(rng, T=1)
+    big = fr.LSTM(512, 512, seed=1)
+    xb = rng.standard_normal((40, 32, 512)).astype(np.float32)   # 2.7e9 multiply-adds
+    before = ones()
+    for _ in range(6 + 2 * PROBE_FULL):
+        layer(x)
+    for _ in range(6 + PROBE_FULL):
+        big(xb)
+    assert ones() == before
+
+
+def test_plant_bad_input():
+    with pytest.raises(ValueError, match="plant_measured_times: expected times >= 0"):
+        _ext.plant_measured_times(-1, 0)
+
+
+def outputs(layer, x, lengths, train):
+    if not train:
+        y, state = layer(x, lengths=lengths)
+        return [y, *(state if isinstance(state, tuple) else (state,))]
+    layer.zero_grad()
+    y, state = layer.forward(x, lengths=lengths)
+    dx, _ = layer.backward(np.ones_like(y))
+    return [y, *(state if isinstance(state, tuple) else (state,)), dx,
+            *(g.copy() for _, _, g in layer.parameters())]
+
+
+@pytest.mark.parametrize("cell, B, T, I, H, L, bidir, var, train", [
+    ("lstm", 3, 17, 40, 96, 1, False, False, False), ("gru", 5, 11, 7, 33, 2, True, True, False),
+    ("rnn", 1, 13, 16, 127, 1, False, True, True), ("lstm", 6, 9, 5, 64, 2, True, True, True),
+    ("gru", 2, 7, 3, 1, 1, False, False, True)])
+@pytest.mark.parametrize("plant", [(FAST, SLOW), (SLOW, FAST), (0, 0)])
+def test_every_call_gives_the_bits_of_one_thread(measured, rng, cell, B, T, I, H, L, bidir,
+                                                 var, train, plant):
+    """Whatever count each call ran on (3 calls of each while measuring,
+    then the verdict's, with its tries of the other), the outputs, states
+    and gradients are those of one thread."""
+    cls = {"lstm": fr.LSTM, "gru": fr.GRU, "rnn": fr.RNN}[cell]
+    layer = cls(I, H, num_layers=L, bidirectional=bidir, seed=4)
+    x = rng.standard_normal((T, B, I)).astype(np.float32)
+    lengths = rng.integers(1, T + 1, size=B) if var else None
+    fr.set_num_threads(1)
+    want = outputs(layer, x, lengths, train)
+    fr.set_num_threads(2)
+    _ext.plant_measured_times(*plant)
+    for _ in range(6 + PROBE_FULL + 1):
+        got = outputs(layer, x, lengths, train)
+        assert len(got) == len(want)
+        for w, g in zip(want, got):
+            assert np.array_equal(w, g)
+
+
+def test_threads_calling_at_once_keep_the_bits(measured, rng):
+    """Calls from several Python threads share the table (a lock around it)."""
+    layer, x = small(rng, T=20, B=4, I=12, H=40)
+    fr.set_num_threads(1)
+    want, _ = layer(x)
+    fr.set_num_threads(2)
+    bad = []
+
+    def run():
+        for _ in range(40):
+            y, _ = layer(x)
+            if not np.array_equal(y, want):
+                bad.append(1)
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not bad
