@@ -15,7 +15,8 @@ A) run A then B, or B then A, in turn; the script prints the median of the
 B/A time ratios of the pairs and their quartiles. A shared VM's speed drifts
 by tens of percent within seconds; adjacent blocks see the same machine, so
 the ratio of a pair holds where separate runs' times do not (a tree against
-itself reads about 1.00). Environment: PREC=int8|bf16 freezes with those
+itself reads about 1.00). The ratio of the summed times follows: it counts
+the slow spells a median of ratios passes over. Environment: PREC=int8|bf16 freezes with those
 weights; WIDTH=8 runs both trees' AVX2 kernels (on an AVX-512 machine).
 """
 import os
@@ -88,8 +89,8 @@ def main(argv):
         for alias in ("fr_a", "fr_b"):
             __import__(alias + ".backends.cpu._ext", fromlist=["_ext"]).set_fast_width(int(width))
     from fr_b import bench  # the reference shapes
-    if specs == ["all"]:
-        specs = [s.name for s in bench.SHAPES]
+    specs = [n for spec in specs  # "all" anywhere: every reference shape there
+             for n in ([s.name for s in bench.SHAPES] if spec == "all" else [spec])]
     print(f"A {os.path.abspath(tree_a)}\nB {os.path.abspath(tree_b)}\n"
           f"{pairs} pairs, {threads} threads; B/A time ratio: median [quartiles]")
     for spec in specs:
@@ -103,7 +104,7 @@ def main(argv):
             t = _block(f_a, n)
             if t < 0.02:
                 n *= 2
-        ratios = []
+        ratios, sum_a, sum_b = [], 0.0, 0.0
         for p in range(pairs):
             if p % 2 == 0:
                 ta = _block(f_a, n)
@@ -112,11 +113,12 @@ def main(argv):
                 tb = _block(f_b, n)
                 ta = _block(f_a, n)
             ratios.append(tb / ta)
+            sum_a, sum_b = sum_a + ta, sum_b + tb
         q = statistics.quantiles(ratios, n=4)
         per = ta / n * (1e6 / shape.T if shape.mode == "step" else 1e3)
         unit = "us a step" if shape.mode == "step" else "ms"
         print(f"{spec:28s} {statistics.median(ratios):.3f} [{q[0]:.3f}, {q[2]:.3f}]"
-              f"   (A {per:.3f} {unit})")
+              f"   (A {per:.3f} {unit}; B/A of the summed times {sum_b / sum_a:.3f})")
 
 
 if __name__ == "__main__":

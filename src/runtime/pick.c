@@ -15,7 +15,9 @@
 #include "runtime/runtime.h"
 
 #define FR_PICK_SLOTS 64        /* shapes remembered, by hash; a new one takes the slot */
-#define FR_PICK_SAMPLES 3       /* times kept per count; the middle one decides */
+#define FR_PICK_SAMPLES 5       /* times kept per count; the middle one decides */
+#define FR_PICK_GAIN 0.9        /* one thread takes over when that much of the full count's */
+#define FR_PICK_MAX_STEP 1048576.0 /* multiply-adds a layer's step: past it, not measured */
 #define FR_PICK_MAX_WORK 1e9    /* multiply-adds a call: past it, not measured */
 #define FR_PICK_PROBE_FULL 8    /* on one thread, every 8th call tries the full count */
 #define FR_PICK_PROBE_ONE 256   /* on the full count, every 256th call tries one thread */
@@ -49,13 +51,16 @@ static uint64_t mix(uint64_t h, uint64_t v)
     return h;
 }
 
-_Static_assert(FR_PICK_SAMPLES == 3, "median3 takes the three kept");
-
-static int64_t median3(const int64_t *t)
+/* The middle of the FR_PICK_SAMPLES times kept. */
+static int64_t middle(const int64_t *t)
 {
-    const int64_t a = t[0], b = t[1], c = t[2];
-    if (a < b) return b < c ? b : (a < c ? c : a);
-    return a < c ? a : (b < c ? c : b);
+    int64_t v[FR_PICK_SAMPLES];
+    for (int i = 0; i < FR_PICK_SAMPLES; i++) {   /* insertion sort */
+        int j = i;
+        for (; j > 0 && v[j - 1] > t[i]; j--) v[j] = v[j - 1];
+        v[j] = t[i];
+    }
+    return v[FR_PICK_SAMPLES / 2];
 }
 
 int fr_pick_begin(fr_pick *p, const fr_desc *d, int kind)
@@ -63,9 +68,10 @@ int fr_pick_begin(fr_pick *p, const fr_desc *d, int kind)
     p->slot = -1;
     const int n = d->num_threads;
     if (n < 2 || d->T < 2 || !fr_adaptive_threads()) return n;
-    const double work = (double)d->T * d->B * fr_num_gates(d->cell) * d->H
-                        * ((double)d->I_ + d->H) * d->L * d->D;
-    if (work > FR_PICK_MAX_WORK) return n;
+    /* a step of the widest layer; its meeting costs little past the bound */
+    const double in = d->L > 1 && (double)d->D * d->H > d->I_ ? (double)d->D * d->H : d->I_;
+    const double step = (double)d->B * fr_num_gates(d->cell) * d->H * (in + d->H);
+    if (step > FR_PICK_MAX_STEP || step * d->T * d->L * d->D > FR_PICK_MAX_WORK) return n;
     /* T is out of the key (times are per step): a model fed sequences of
      * many lengths keeps one slot */
     uint64_t key = 0;
@@ -115,8 +121,12 @@ void fr_pick_end(const fr_pick *p)
     if (e->key == p->key) {   /* else another shape took the slot meanwhile */
         e->t[c][e->seen[c] % FR_PICK_SAMPLES] = t;
         e->seen[c]++;
-        if (e->seen[0] >= FR_PICK_SAMPLES && e->seen[1] >= FR_PICK_SAMPLES)
-            e->one = median3(e->t[0]) < median3(e->t[1]);
+        if (e->seen[0] >= FR_PICK_SAMPLES && e->seen[1] >= FR_PICK_SAMPLES) {
+            /* to one thread when it is clearly faster, back when it is not:
+             * a machine's hiccups on the full count seldom send it there */
+            const double one = (double)middle(e->t[0]), full = (double)middle(e->t[1]);
+            e->one = e->one ? one < full : one < FR_PICK_GAIN * full;
+        }
     }
     give();
 }

@@ -137,10 +137,11 @@ void fr_region_end(const fr_region_clock *c);
  * clocks were read; the tests call it directly (_ext.note_region). */
 void fr_note_region(int64_t start, int64_t wall, int64_t lost);
 
-/* Measured thread counts (pick.c): a recurrent call (T >= 2, up to
- * FR_PICK_MAX_WORK multiply-adds) with adaptive threads on and a count n >=
- * 2 runs on 1 thread or n, as its shape's recent calls went faster: the
- * caller runs with fr_pick_begin's count, then calls fr_pick_end. kind
+/* Measured thread counts (pick.c): a recurrent call (T >= 2, steps and
+ * call within FR_PICK_MAX_STEP and FR_PICK_MAX_WORK multiply-adds) with
+ * adaptive threads on and a count n >= 2 runs on 1 thread or n, as its
+ * shape's recent calls went faster: the caller runs with fr_pick_begin's
+ * count, then calls fr_pick_end. kind
  * tells apart calls of one shape with other work (training, packed, rows,
  * backward, float64). fr_picked_one: calls sent to one thread by a verdict
  * so far; fr_pick_forget empties the table. */

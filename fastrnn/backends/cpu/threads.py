@@ -211,9 +211,10 @@ def set_adaptive_threads(enabled):
     forward time loop's first thread takes over the slices of a partner
     that is late. So a busy neighbour costs a stalled step now and then
     instead of every step (docs/performance.md, "Shared cores"). A
-    recurrent call of a small shape (up to 1e9 multiply-adds, two steps or
-    more) also runs on one thread or the full count, whichever its shape's
-    recent calls took less time with, trying the other now and then: two
+    recurrent call of a small shape (two steps or more, up to 2^20
+    multiply-adds a step and 1e9 a call) also runs on one thread or the
+    full count, whichever its shape's recent calls took less time with,
+    trying the other now and then: two
     vCPUs that share one core of the host lose no time to the OS, yet a
     small layer's two threads run slower than one there. Off, the
     count is `get_num_threads`'s setting whatever the machine does. The
