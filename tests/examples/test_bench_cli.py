@@ -610,6 +610,26 @@ def test_pair_peers_tool_runs(capsys):
 
 
 
+def test_threads_probe_tool_runs(capsys):
+    """tools/threads_probe.py: one thread against two, a line each half
+    second (one here); the thread settings come back; a bad spec is a
+    clear error."""
+    import os
+    import runpy
+    import fastrnn as fr
+    from fastrnn.backends.cpu import threads
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "tools", "threads_probe.py")
+    main = runpy.run_path(path)["main"]
+    setting, adaptive = threads.num_threads_setting(), fr.get_adaptive_threads()
+    assert main(["lstm:2:5:3:4", "0"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 1 and "1 thread" in out[0] and "2 threads" in out[0]
+    assert threads.num_threads_setting() == setting
+    assert fr.get_adaptive_threads() == adaptive
+    with pytest.raises(ValueError, match="threads_probe: expected cell:B:T:I:H"):
+        main(["lstm:2:5"])
+
+
 def test_idle_latency_bench_runs(capsys):
     """benchmarks/idle_latency.py: calls after a gap on 1 thread and on the
     full count, per workload; the thread count and adaptive threads come
