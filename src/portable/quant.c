@@ -315,7 +315,13 @@ int frq_forward(const fr_desc *d, int prec, const float *x, const void *const *p
         return FR_EINVAL;
     for (int k = 0; k < d->L * d->D; k++)
         if (packed[k] == NULL || ((uintptr_t)packed[k] & 63) != 0) return FR_EINVAL;
-    const int nt = threads(d, prec);
+    int nt = threads(d, prec);
+    fr_pick pick = {.slot = -1};   /* 1 or nt, as this shape's recent calls ran faster */
+    if (nt > 1) {
+        fr_desc dp = *d;
+        dp.num_threads = nt;
+        nt = fr_pick_begin(&pick, &dp, prec == FRQ_INT8 ? FR_PICK_INT8 : FR_PICK_BF16);
+    }
     job J;
     J.d = d;
     J.prec = prec;
@@ -357,5 +363,6 @@ int frq_forward(const fr_desc *d, int prec, const float *x, const void *const *p
         }
         in = out;
     }
+    fr_pick_end(&pick);
     return FR_OK;
 }

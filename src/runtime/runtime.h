@@ -143,8 +143,8 @@ void fr_note_region(int64_t start, int64_t wall, int64_t lost);
  * shape's recent calls went faster: the caller runs with fr_pick_begin's
  * count, then calls fr_pick_end. kind
  * tells apart calls of one shape with other work (training, packed, rows,
- * backward, float64). fr_picked_one: calls sent to one thread by a verdict
- * so far; fr_pick_forget empties the table. */
+ * backward, float64, int8 or bf16 weights). fr_picked_one: calls sent to
+ * one thread by a verdict so far; fr_pick_forget empties the table. */
 typedef struct {
     int slot, one;
     uint64_t key;
@@ -156,6 +156,8 @@ typedef struct {
 #define FR_PICK_ROWS 4
 #define FR_PICK_BACKWARD 8
 #define FR_PICK_F64 16
+#define FR_PICK_INT8 32   /* frq_forward's narrow weights */
+#define FR_PICK_BF16 64
 
 int fr_pick_begin(fr_pick *p, const fr_desc *d, int kind);
 void fr_pick_end(const fr_pick *p);
