@@ -9,6 +9,7 @@
  * and why: docs/tuning.md. Never changes a result's bits (the thread count
  * never does).
  */
+#include <sched.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -16,7 +17,8 @@
 
 #define FR_PICK_SLOTS 64        /* shapes remembered, by hash; a new one takes the slot */
 #define FR_PICK_SAMPLES 5       /* times kept per count; the middle one decides */
-#define FR_PICK_GAIN 0.9        /* one thread takes over when that much of the full count's */
+#define FR_PICK_GAIN 0.9        /* one thread takes over below this share of the full
+                                   count's time */
 #define FR_PICK_MAX_STEP 1048576.0 /* multiply-adds a layer's step: past it, not measured */
 #define FR_PICK_MAX_WORK 1e9    /* multiply-adds a call: past it, not measured */
 #define FR_PICK_PROBE_FULL 8    /* on one thread, every 8th call tries the full count */
@@ -35,9 +37,11 @@ static atomic_flag lock = ATOMIC_FLAG_INIT;
 static _Atomic int64_t picked_one = 0;   /* calls run on one thread by the verdict */
 static _Atomic int64_t plant[2] = {0, 0}; /* the tests' times per step, in place of the clock's */
 
+/* The table's lock: held for a few dozen instructions; a caller that finds
+ * it taken gives its CPU up (the holder may have lost its core) */
 static void take(void)
 {
-    while (atomic_flag_test_and_set_explicit(&lock, memory_order_acquire)) {}
+    while (atomic_flag_test_and_set_explicit(&lock, memory_order_acquire)) sched_yield();
 }
 
 static void give(void)
