@@ -214,9 +214,9 @@ def set_adaptive_threads(enabled):
     recurrent call of a small shape (two steps or more, up to 2^20
     multiply-adds a step and 1e9 a call) also runs on one thread or the
     full count, whichever its shape's recent calls took less time with,
-    trying the other now and then: two
-    vCPUs that share one core of the host lose no time to the OS, yet a
-    small layer's two threads run slower than one there. Off, the
+    trying the other now and then: two vCPUs that share one core of the
+    host lose no time to the OS, yet a small layer's two threads run
+    slower than one there. Off, the
     count is `get_num_threads`'s setting whatever the machine does. The
     initial setting is the environment's: ``FASTRNN_ADAPTIVE_THREADS=0``
     (or ``off``, ``false``) turns it off. The thread count never changes a
