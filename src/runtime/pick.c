@@ -15,7 +15,8 @@
 #include <stdint.h>
 #include "runtime/runtime.h"
 
-#define FR_PICK_SLOTS 64        /* shapes remembered, by hash; a new one takes the slot */
+#define FR_PICK_SLOTS 256       /* shapes remembered, two slots a hash: a new one takes
+                                   the pair's least recently used */
 #define FR_PICK_SAMPLES 5       /* times kept per count; the middle one decides */
 #define FR_PICK_GAIN 0.9        /* one thread takes over below this share of the full
                                    count's time */
@@ -30,9 +31,11 @@ typedef struct {
     uint32_t seen[2];                  /* samples taken; the ring's next is seen % SAMPLES */
     uint32_t calls;                    /* calls since both counts had their samples */
     int one;                           /* the last verdict: one thread is faster */
+    uint64_t used;                     /* the table's clock at its last call */
 } pick_slot;
 
 static pick_slot slots[FR_PICK_SLOTS];
+static uint64_t clock_now = 0;           /* calls taken, under the lock */
 static atomic_flag lock = ATOMIC_FLAG_INIT;
 static _Atomic int64_t picked_one = 0;   /* calls run on one thread by the verdict */
 static _Atomic int64_t plant[2] = {0, 0}; /* the tests' times per step, in place of the clock's */
@@ -53,6 +56,18 @@ static uint64_t mix(uint64_t h, uint64_t v)
 {
     h ^= v + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
     return h;
+}
+
+/* Every bit of the key into the low ones (splitmix64's finalizer): mix
+ * alone leaves the low bits blind to its last value (the kind), and a
+ * layer's forward and backward then took the same slot in turn. */
+static uint64_t spread(uint64_t h)
+{
+    h ^= h >> 30;
+    h *= 0xbf58476d1ce4e5b9ULL;
+    h ^= h >> 27;
+    h *= 0x94d049bb133111ebULL;
+    return h ^ (h >> 31);
 }
 
 /* The middle of the FR_PICK_SAMPLES times kept. */
@@ -86,16 +101,19 @@ int fr_pick_begin(fr_pick *p, const fr_desc *d, int kind)
     key = mix(key, (uint64_t)(d->L * 2 + d->D));
     key = mix(key, (uint64_t)(d->lengths != NULL) | (uint64_t)d->gru_lbr << 1
                        | (uint64_t)(d->clip > 0) << 2 | (uint64_t)d->batch_invariant << 3);
-    key = mix(key, (uint64_t)kind << 8 | (uint64_t)n);
+    key = spread(mix(key, (uint64_t)kind << 8 | (uint64_t)n));
     if (key == 0) key = 1;
-    const int s = (int)(key % FR_PICK_SLOTS);
+    const int pair = (int)(key % (FR_PICK_SLOTS / 2)) * 2;
     int use_one;
     take();
-    pick_slot *e = &slots[s];
-    if (e->key != key) {
-        *e = (pick_slot){0};
-        e->key = key;
+    int s = slots[pair].key == key ? pair : pair + 1;
+    if (slots[s].key != key) {   /* new here: the pair's least recently used */
+        s = slots[pair].used <= slots[pair + 1].used ? pair : pair + 1;
+        slots[s] = (pick_slot){0};
+        slots[s].key = key;
     }
+    pick_slot *e = &slots[s];
+    e->used = ++clock_now;
     if (e->seen[0] < FR_PICK_SAMPLES || e->seen[1] < FR_PICK_SAMPLES) {
         use_one = e->seen[0] < e->seen[1];   /* the full count first, then in turn */
     } else {
@@ -144,6 +162,7 @@ void fr_pick_forget(void)
 {
     take();
     for (int s = 0; s < FR_PICK_SLOTS; s++) slots[s] = (pick_slot){0};
+    clock_now = 0;
     give();
 }
 

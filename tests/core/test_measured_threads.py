@@ -38,6 +38,13 @@ def ones():
     return fr.thread_stats()["measured_one"]
 
 
+def calls(layer, x, n):
+    """n calls of layer on x; the measured_one count after them."""
+    for _ in range(n):
+        layer(x)
+    return ones()
+
+
 def stalls():
     return fr.thread_stats()["stalls"]
 
@@ -86,9 +93,7 @@ def test_one_thread_where_its_calls_were_faster(measured, rng):
     layer, x = small(rng, T=17, B=3, I=40, H=96)
     _ext.plant_measured_times(FAST, SLOW)
     before = ones()
-    for _ in range(2 * SAMPLES):   # 5 calls of each count, in turn
-        layer(x)
-    assert ones() == before
+    assert calls(layer, x, 2 * SAMPLES) == before   # 5 calls of each count, in turn
     s0 = stalls()
     _ext.set_leave_test(True)
     try:
@@ -105,9 +110,7 @@ def test_one_thread_where_its_calls_were_faster(measured, rng):
     # the slices taken were a stall's: its one-thread period ended here
     fr.set_adaptive_threads(False)
     fr.set_adaptive_threads(True)
-    for _ in range(PROBE_FULL):
-        layer(x)
-    assert ones() == before + 2 * (PROBE_FULL - 1)
+    assert calls(layer, x, PROBE_FULL) == before + 2 * (PROBE_FULL - 1)
 
 
 @steady
@@ -115,9 +118,7 @@ def test_the_full_count_where_its_calls_were_faster(measured, rng):
     layer, x = small(rng)
     _ext.plant_measured_times(SLOW, FAST)
     before = ones()
-    for _ in range(2 * SAMPLES + 2 * PROBE_ONE):
-        layer(x)
-    assert ones() == before
+    assert calls(layer, x, 2 * SAMPLES + 2 * PROBE_ONE) == before
 
 
 @steady
@@ -128,36 +129,26 @@ def test_one_thread_only_where_clearly_faster(measured, rng):
     layer, x = small(rng)
     _ext.plant_measured_times(2_800, 3_000)
     before = ones()
-    for _ in range(2 * SAMPLES + 2 * PROBE_ONE):
-        layer(x)
-    assert ones() == before
+    assert calls(layer, x, 2 * SAMPLES + 2 * PROBE_ONE) == before
     _ext.forget_measured_threads()
     _ext.plant_measured_times(2_600, 3_000)
-    for _ in range(2 * SAMPLES + PROBE_FULL):
-        layer(x)
-    assert ones() == before + PROBE_FULL - 1
+    assert calls(layer, x, 2 * SAMPLES + PROBE_FULL) == before + PROBE_FULL - 1
     _ext.plant_measured_times(2_900, 3_000)
-    for _ in range(2 * PROBE_FULL):
-        layer(x)
-    assert ones() == before + 3 * (PROBE_FULL - 1)
+    assert calls(layer, x, 2 * PROBE_FULL) == before + 3 * (PROBE_FULL - 1)
 
 
 @steady
 def test_the_chosen_count_slowing_down_turns_the_verdict(measured, rng):
     layer, x = small(rng)
     _ext.plant_measured_times(FAST, SLOW)
-    for _ in range(2 * SAMPLES + PROBE_FULL):
-        layer(x)
+    calls(layer, x, 2 * SAMPLES + PROBE_FULL)
     assert fr.thread_stats()["measured_one"] > 0
     _ext.plant_measured_times(SLOW, FAST)
     before = ones()
-    for _ in range(SAMPLES // 2 + 1):   # slow calls on one thread: its middle passes the full count's
-        layer(x)
-    assert ones() <= before + SAMPLES // 2 + 1
+    # slow calls on one thread: its middle passes the full count's
+    assert calls(layer, x, SAMPLES // 2 + 1) <= before + SAMPLES // 2 + 1
     turned = ones()
-    for _ in range(3 * PROBE_FULL):
-        layer(x)
-    assert ones() == turned
+    assert calls(layer, x, 3 * PROBE_FULL) == turned
 
 
 @steady
@@ -165,15 +156,59 @@ def test_shapes_are_measured_apart(measured, rng):
     """The verdict is per shape: another batch size starts measuring afresh."""
     layer, x = small(rng, B=3)
     _ext.plant_measured_times(FAST, SLOW)
-    for _ in range(2 * SAMPLES + PROBE_FULL):
-        layer(x)
+    calls(layer, x, 2 * SAMPLES + PROBE_FULL)
     other = rng.standard_normal((6, 4, 8)).astype(np.float32)
     before = ones()
-    for _ in range(2 * SAMPLES):
-        layer(other)
-    assert ones() == before
+    assert calls(layer, other, 2 * SAMPLES) == before
     layer(other)
     assert ones() == before + 1
+
+
+@steady
+def test_training_forward_and_backward_are_measured_apart(measured, rng):
+    """A training step's forward and backward (each its own entry in the
+    table) both reach a verdict when they come in turn."""
+    layer = fr.RNN(16, 127, seed=4)
+    x = rng.standard_normal((13, 2, 16)).astype(np.float32)
+    dy = np.ones((13, 2, 127), np.float32)
+    _ext.plant_measured_times(FAST, SLOW)
+    before = ones()
+    for _ in range(2 * SAMPLES + PROBE_FULL):
+        layer.zero_grad()
+        layer.forward(x)
+        layer.backward(dy)
+    assert ones() == before + 2 * (PROBE_FULL - 1)
+
+
+@steady
+def test_many_shapes_in_turn_keep_their_verdicts(measured, rng):
+    """Shapes that share a pair of slots (two ways) or not: 24 shapes in
+    turn, each called between the others, all reach the verdict."""
+    layers = [small(rng, B=b) for b in range(1, 25)]
+    _ext.plant_measured_times(FAST, SLOW)
+    before = ones()
+    for _ in range(2 * SAMPLES + PROBE_FULL):
+        for layer, x in layers:
+            layer(x)
+    assert ones() - before == len(layers) * (PROBE_FULL - 1)
+
+
+@steady
+def test_one_shape_in_four_kinds_of_call(measured, rng):
+    """Inference, a frozen copy, training's forward and its backward of one
+    shape in turn: four entries, each with its own verdict."""
+    layer, x = small(rng, T=9, B=3, I=12, H=20)
+    frozen = layer.freeze()
+    dy = np.ones((9, 3, 20), np.float32)
+    _ext.plant_measured_times(FAST, SLOW)
+    before = ones()
+    for _ in range(2 * SAMPLES + PROBE_FULL):
+        layer(x)
+        frozen(x)
+        layer.zero_grad()
+        layer.forward(x)
+        layer.backward(dy)
+    assert ones() == before + 4 * (PROBE_FULL - 1)
 
 
 def test_off_measures_nothing(measured, rng):
@@ -181,9 +216,7 @@ def test_off_measures_nothing(measured, rng):
     _ext.plant_measured_times(FAST, SLOW)
     fr.set_adaptive_threads(False)
     before = ones()
-    for _ in range(2 * SAMPLES + 2 * PROBE_FULL):
-        layer(x)
-    assert ones() == before
+    assert calls(layer, x, 2 * SAMPLES + 2 * PROBE_FULL) == before
 
 
 @pytest.mark.parametrize("cell, B, T, I, H, L, bidir", [
@@ -202,9 +235,7 @@ def test_steps_large_steps_and_large_calls_are_not_measured(measured, rng, cell,
                                                                   bidirectional=bidir, seed=1)
     x = rng.standard_normal((T, B, I)).astype(np.float32)
     before = ones()
-    for _ in range(2 * SAMPLES + PROBE_FULL):
-        layer(x)
-    assert ones() == before
+    assert calls(layer, x, 2 * SAMPLES + PROBE_FULL) == before
 
 
 @steady
@@ -214,9 +245,7 @@ def test_a_step_under_the_bound_is_measured(measured, rng):
     x = rng.standard_normal((3, 2, 256)).astype(np.float32)
     _ext.plant_measured_times(FAST, SLOW)
     before = ones()
-    for _ in range(2 * SAMPLES + PROBE_FULL):
-        layer(x)
-    assert ones() == before + PROBE_FULL - 1
+    assert calls(layer, x, 2 * SAMPLES + PROBE_FULL) == before + PROBE_FULL - 1
 
 
 def test_plant_bad_input():
@@ -224,37 +253,51 @@ def test_plant_bad_input():
         _ext.plant_measured_times(-1, 0)
 
 
-def outputs(layer, x, lengths, train):
+def outputs(layer, x, lengths, train, state0=None):
     if not train:
-        y, state = layer(x, lengths=lengths)
+        y, state = layer(x, state0, lengths=lengths)
         return [y, *(state if isinstance(state, tuple) else (state,))]
     layer.zero_grad()
-    y, state = layer.forward(x, lengths=lengths)
-    dx, _ = layer.backward(np.ones_like(y))
-    return [y, *(state if isinstance(state, tuple) else (state,)), dx,
-            *(g.copy() for _, _, g in layer.parameters())]
+    y, state = layer.forward(x, state0, lengths=lengths)
+    dx, dstate0 = layer.backward(np.ones_like(y))
+    got = [y, *(state if isinstance(state, tuple) else (state,)), dx,
+           *(g.copy() for _, _, g in layer.parameters())]
+    if state0 is not None:
+        got += list(dstate0 if isinstance(dstate0, tuple) else (dstate0,))
+    return got
 
 
-@pytest.mark.parametrize("cell, B, T, I, H, L, bidir, var, train", [
-    ("lstm", 3, 17, 40, 96, 1, False, False, False), ("gru", 5, 11, 7, 33, 2, True, True, False),
-    ("rnn", 1, 13, 16, 127, 1, False, True, True), ("lstm", 6, 9, 5, 64, 2, True, True, True),
-    ("gru", 2, 7, 3, 1, 1, False, False, True)])
+@pytest.mark.parametrize("cell, B, T, I, H, L, bidir, var, train, dtype, given", [
+    ("lstm", 3, 17, 40, 96, 1, False, False, False, "float32", False),
+    ("gru", 5, 11, 7, 33, 2, True, True, False, "float32", True),
+    ("rnn", 1, 13, 16, 127, 1, False, True, True, "float32", False),
+    ("lstm", 6, 9, 5, 64, 2, True, True, True, "float32", True),
+    ("gru", 2, 7, 3, 1, 1, False, False, True, "float32", False),
+    ("lstm", 5, 13, 7, 31, 2, True, True, True, "float64", True),
+    ("gru", 1, 11, 3, 17, 1, False, False, False, "float64", True)])
 @pytest.mark.parametrize("plant", [(FAST, SLOW), (SLOW, FAST), (0, 0)])
 def test_every_call_gives_the_bits_of_one_thread(measured, rng, cell, B, T, I, H, L, bidir,
-                                                 var, train, plant):
+                                                 var, train, dtype, given, plant):
     """Whatever count each call ran on (5 calls of each while measuring,
     then the verdict's, with its tries of the other), the outputs, states
-    and gradients are those of one thread."""
+    and gradients are those of one thread: float32 and float64, lengths,
+    given initial states."""
     cls = {"lstm": fr.LSTM, "gru": fr.GRU, "rnn": fr.RNN}[cell]
-    layer = cls(I, H, num_layers=L, bidirectional=bidir, seed=4)
-    x = rng.standard_normal((T, B, I)).astype(np.float32)
+    layer = cls(I, H, num_layers=L, bidirectional=bidir, seed=4, dtype=dtype)
+    x = rng.standard_normal((T, B, I)).astype(dtype)
     lengths = rng.integers(1, T + 1, size=B) if var else None
+    if var:
+        lengths[0] = T   # the last step counts
+    state = None
+    if given:
+        h0 = rng.standard_normal((L * (2 if bidir else 1), B, H)).astype(dtype)
+        state = (h0, h0 * 0.5) if cell == "lstm" else h0
     fr.set_num_threads(1)
-    want = outputs(layer, x, lengths, train)
+    want = outputs(layer, x, lengths, train, state)
     fr.set_num_threads(2)
     _ext.plant_measured_times(*plant)
     for _ in range(2 * SAMPLES + PROBE_FULL + 1):
-        got = outputs(layer, x, lengths, train)
+        got = outputs(layer, x, lengths, train, state)
         assert len(got) == len(want)
         for w, g in zip(want, got):
             assert np.array_equal(w, g)
