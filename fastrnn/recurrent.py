@@ -700,8 +700,7 @@ class RNNBase(RegularizedMixin, Layer):
         return state_array(state, name, shape, self.dtype), None
 
     def _output(self, y, hn, cn, states=None):
-        if self.batch_first:
-            y = np.ascontiguousarray(y.transpose(1, 0, 2))
+        """The call's results; y is already in the layer's layout (_run)."""
         out = (y, ((hn, cn) if self._is_lstm else hn))
         if states is None:
             return out
@@ -730,6 +729,26 @@ class RNNBase(RegularizedMixin, Layer):
 
     def _run(self, x, state, lengths, training, state_name, mask=None, resets=None,
              want_states=False, ids=None):
+        """The call: (xt, h0, c0, lens, mask, y, hn, cn, cache, states), xt
+        time-major and y in the layer's layout ((B, T, F) with batch_first)."""
+        kw = self._bf_kw()
+        out = self._run_engine(x, state, lengths, training, state_name, mask, resets,
+                               want_states, ids, kw)
+        if self.batch_first and not (kw and out[-1]):
+            # an engine that wrote y time-major (T, B, F)
+            out = out[:5] + (np.ascontiguousarray(out[5].transpose(1, 0, 2)),) + out[6:]
+        return out[:10]
+
+    def _bf_kw(self):
+        """batch_first=True for a backend forward that writes y (B, T, F) itself."""
+        return ({"batch_first": True}
+                if self.batch_first and getattr(self.backend, "rnn_y_batch_first", False)
+                else {})
+
+    def _run_engine(self, x, state, lengths, training, state_name, mask, resets,
+                    want_states, ids, kw):
+        """_run's tuple and whether y came from a backend forward given kw
+        (then in the layer's layout)."""
         if training:
             self._check_trainable("forward")
         xt, T, B = self._input(x)
@@ -751,19 +770,19 @@ class RNNBase(RegularizedMixin, Layer):
             raise ValueError(f"mask, resets, return_states: not available on a "
                              f"{self.weights_precision} frozen layer (lengths are)")
         if self._quantized:
-            y, hn, cn = self.backend.rnn_qforward(self._get_qplan(), xt, h0, c0, lens)
-            return xt, h0, c0, lens, None, y, hn, cn, None, None
+            y, hn, cn = self.backend.rnn_qforward(self._get_qplan(), xt, h0, c0, lens, **kw)
+            return xt, h0, c0, lens, None, y, hn, cn, None, None, True
         if extra and (self._regularized or self.mode == "LNLSTM"):
             raise ValueError("mask, resets, return_states: not available with zoneout, "
                              "recurrent_dropout or LayerNormLSTM")
         if self._variant or extra or (self.padding == "carry" and lens is not None):
             if valid is None and lens is not None:
                 valid = np.arange(T)[:, None] < lens[None, :]
-            return self._generic_run(xt, h0, c0, valid, rs, training, want_states)
+            return self._generic_run(xt, h0, c0, valid, rs, training, want_states) + (False,)
         if self._regularized:
             self._check_arrays("params")
             y, hn, cn, cache = self._reg_forward(xt, h0, c0, lens, training)
-            return xt, h0, c0, lens, None, y, hn, cn, cache, None
+            return xt, h0, c0, lens, None, y, hn, cn, cache, None, False
         mask = None
         if training and self.training and self.dropout > 0 and self.num_layers > 1:
             keep = 1.0 - self.dropout
@@ -777,10 +796,11 @@ class RNNBase(RegularizedMixin, Layer):
         if ids is not None and not training and rows is not None and rows[0] is plan:
             # layer 0's projection looked up by id: the same bits (fastrnn.h)
             y, hn, cn = self.backend.rnn_forward_rows(
-                plan, xt, np.ascontiguousarray(ids.T), rows[1], h0, c0, lens)
-            return xt, h0, c0, lens, None, y, hn, cn, None, None
-        y, hn, cn, cache = self.backend.rnn_forward(plan, xt, h0, c0, mask, lens, training)
-        return xt, h0, c0, lens, mask, y, hn, cn, cache, None
+                plan, xt, np.ascontiguousarray(ids.T), rows[1], h0, c0, lens, **kw)
+            return xt, h0, c0, lens, None, y, hn, cn, None, None, True
+        y, hn, cn, cache = self.backend.rnn_forward(plan, xt, h0, c0, mask, lens, training,
+                                                    **kw)
+        return xt, h0, c0, lens, mask, y, hn, cn, cache, None, True
 
     def _rows_tables(self, E):
         """Tables of layer 0's input projection of every row of E (V, I),
@@ -870,8 +890,8 @@ class RNNBase(RegularizedMixin, Layer):
             x, state0, lengths, True, "state0", mask, resets, want)
         if isinstance(cache, _generic.Cache):
             # the engine keeps its own zero-padded copy of x
-            self._ctx = dict(cache=cache, y_shape=y.shape, has_state=h0 is not None,
-                             want_states=want)
+            self._ctx = dict(cache=cache, y_shape=xt.shape[:2] + y.shape[2:],
+                             has_state=h0 is not None, want_states=want)
             return self._output(y, hn, cn, states)
         if xt is x or not xt.flags.owndata:
             xt = xt.copy()  # the caller's memory: it may change before backward()
@@ -882,7 +902,7 @@ class RNNBase(RegularizedMixin, Layer):
             # forward, but dW_ih = dG^T x spans every row and 0 * inf = NaN
             xt[np.arange(xt.shape[0])[:, None] >= lens[None, :]] = 0
         self._ctx = dict(x=xt, lengths=lens, mask=mask, cache=cache,
-                         y_shape=y.shape, has_state=h0 is not None)
+                         y_shape=xt.shape[:2] + y.shape[2:], has_state=h0 is not None)
         return self._output(y, hn, cn)
 
     def _grad_state(self, value, name, shape):

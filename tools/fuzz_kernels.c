@@ -113,7 +113,7 @@ static long n_ok, n_inval, n_toobig, n_ctc_ok, n_ctc_inval, n_gemm;
 /* ---- recurrent kernels --------------------------------------------------- */
 /* float32: the same inference through weights packed once (fr_pack_f32,
  * fr_forward_packed_f32) gives the very bits of fr_forward_f32 */
-static long n_packed;
+static long n_packed, n_bfirst;
 static void packed_check_f32(const fr_desc *d, const float *x, float **w_ih, float **w_hh,
                              float **b_ih, float **b_hh, const float *h0, const float *c0,
                              const float *y, const float *hn, const float *cn)
@@ -232,6 +232,20 @@ static void NAME(src_t *s, const fr_desc *d, int finite_in)                    \
             }                                                                  \
     PACKED_CHECK(d, x, w_ih, w_hh, bias ? b_ih : NULL, bias ? b_hh : NULL, h0,   \
                  is_lstm ? c0 : NULL, y, hn, cn);                              \
+    fr_desc dbf = *d;  /* the same call writing y (B,T,DH): y's bits, moved */ \
+    dbf.y_batch_first = 1;                                                     \
+    REAL *yb = xmalloc(T * B * DH * sizeof(REAL));                             \
+    st = FWD(&dbf, x, (const REAL *const *)w_ih, (const REAL *const *)w_hh,    \
+             bias ? (const REAL *const *)b_ih : NULL, bias ? (const REAL *const *)b_hh : NULL, \
+             h0, is_lstm ? c0 : NULL, NULL, yb, hn, cn, NULL, work);           \
+    CHECK(st == FR_OK, "batch-first forward status %d", st);                   \
+    for (int64_t t = 0; t < T; t++)                                            \
+        for (int64_t b = 0; b < B; b++)                                        \
+            CHECK(memcmp(yb + (b * T + t) * DH, y + (t * B + b) * DH,          \
+                         (size_t)DH * sizeof(REAL)) == 0,                      \
+                  "batch-first y[%lld,%lld] differs", (long long)b, (long long)t); \
+    free(yb);                                                                  \
+    n_bfirst++;                                                                \
     free(work);                                                                \
     REAL *cache = xmalloc(cl * sizeof(REAL));                                  \
     work = xmalloc(fwt * sizeof(REAL));                                        \
@@ -247,6 +261,9 @@ static void NAME(src_t *s, const fr_desc *d, int finite_in)                    \
     REAL *dx = xmalloc(T * B * I * sizeof(REAL));                              \
     REAL *dh0 = xmalloc(K * B * H * sizeof(REAL)), *dc0 = xmalloc(K * B * H * sizeof(REAL)); \
     work = xmalloc(bw * sizeof(REAL));                                         \
+    st = BWD(&dbf, x, (const REAL *const *)w_ih, (const REAL *const *)w_hh, mask, cache, dy, \
+             NULL, NULL, dx, dh0, NULL, dw_ih, dw_hh, NULL, NULL, work);       \
+    CHECK(st == FR_EINVAL, "backward took a batch-first dy: status %d", st);   \
     st = BWD(d, x, (const REAL *const *)w_ih, (const REAL *const *)w_hh, mask, cache, dy, \
              pick(s, 1) ? dhn : NULL, is_lstm ? dcn : NULL, dx, dh0, is_lstm ? dc0 : NULL, \
              dw_ih, dw_hh, bias ? db_ih : NULL, bias ? db_hh : NULL, work);    \
@@ -292,6 +309,7 @@ static void fuzz_recurrent(src_t *s)
     d.L = (int)size(s, 3);
     d.D = pick(s, 23) == 0 ? 3 * pick(s, 1) : 1 + pick(s, 1);        /* 0, 3: invalid */
     d.num_threads = (int)size(s, 3);
+    d.y_batch_first = pick(s, 31) == 0 ? 2 : 0;   /* 2: invalid */
     d.lengths = NULL;
     if (pick(s, 15) == 0) {                /* sizes far beyond memory: checks only */
         int64_t *f[] = {&d.T, &d.B, &d.I_, &d.H};
@@ -433,9 +451,9 @@ int main(int argc, char **argv)
         LLVMFuzzerTestOneInput(buf, n);
     }
     printf("fuzz_kernels: %ld inputs; recurrent: %ld ran (FR_OK), %ld refused FR_EINVAL, "
-           "%ld refused FR_ETOOBIG; gemm %ld; packed weights %ld (same bits); ctc: %ld ran, "
-           "%ld refused; no sanitizer report\n",
-           iters, n_ok, n_inval, n_toobig, n_gemm, n_packed, n_ctc_ok, n_ctc_inval);
+           "%ld refused FR_ETOOBIG; gemm %ld; packed weights %ld (same bits); y batch-first "
+           "%ld (same bits); ctc: %ld ran, %ld refused; no sanitizer report\n",
+           iters, n_ok, n_inval, n_toobig, n_gemm, n_packed, n_bfirst, n_ctc_ok, n_ctc_inval);
     return 0;
 }
 #endif

@@ -51,15 +51,15 @@ void fr_fast_forward_f32(const fr_desc *d, int dir, const float *R, const float 
                          float *Xp, float *Gh, int h0_zero,
                          float *h_a, float *h_b, float *c_buf,
                          float *hs, float *cs, float *gates,
-                         float *y, int64_t ldy, float *hn, float *cn, float *Wp,
+                         float *y, int64_t yts, int64_t ybs, float *hn, float *cn, float *Wp,
                          const float *x, int64_t In, const float *W, const float *pk)
 {
     if (width() == 16)
         fr_fast_forward_f32_avx512(d, dir, R, bhn, Xp, Gh, h0_zero, h_a, h_b, c_buf, hs, cs,
-                                   gates, y, ldy, hn, cn, Wp, x, In, W, pk);
+                                   gates, y, yts, ybs, hn, cn, Wp, x, In, W, pk);
     else
         fr_fast_forward_f32_avx2(d, dir, R, bhn, Xp, Gh, h0_zero, h_a, h_b, c_buf, hs, cs,
-                                 gates, y, ldy, hn, cn, Wp, x, In, W, pk);
+                                 gates, y, yts, ybs, hn, cn, Wp, x, In, W, pk);
 }
 
 int fr_fast_width(void) { return width(); }
@@ -170,12 +170,12 @@ void fr_fast_forward_f32(const fr_desc *d, int dir, const float *R, const float 
                          float *Xp, float *Gh, int h0_zero,
                          float *h_a, float *h_b, float *c_buf,
                          float *hs, float *cs, float *gates,
-                         float *y, int64_t ldy, float *hn, float *cn, float *Wp,
+                         float *y, int64_t yts, int64_t ybs, float *hn, float *cn, float *Wp,
                          const float *x, int64_t In, const float *W, const float *pk)
 {
     (void)pk; (void)x; (void)In; (void)W; (void)Wp; (void)d; (void)dir; (void)R; (void)bhn; (void)Xp; (void)Gh; (void)h0_zero;
     (void)h_a; (void)h_b; (void)c_buf; (void)hs; (void)cs; (void)gates;
-    (void)y; (void)ldy; (void)hn; (void)cn;
+    (void)y; (void)yts; (void)ybs; (void)hn; (void)cn;
 }
 
 float *fr_fast_backward_f32(const fr_desc *d, int dir, const float *R,

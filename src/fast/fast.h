@@ -47,7 +47,8 @@ int fr_fast_width(void);
  *   Gh        SCRATCH (B,G*H) for GRU
  *   bhn       GRU's b_hn or NULL
  *   h0_zero   the initial h is known to be zero (skip the first product)
- * Writes y rows (stride ldy, output 0 past lengths), the gate cache in
+ * Writes y rows (step t of sequence b at y + t*yts + b*ybs, output 0 past
+ * lengths), the gate cache in
  * training, and the final states into hn, cn. Wp: SCRATCH of
  * fr_fast_fwd_pack_len(d) floats, 64-byte aligned, for W_hh packed in row
  * panels.
@@ -97,9 +98,10 @@ int fr_fast_width(void);
     void fr_fast_forward_f32##S(const fr_desc *d, int dir, const float *R,               \
                                 const float *bhn, float *Xp, float *Gh, int h0_zero,     \
                                 float *h_a, float *h_b, float *c_buf, float *hs,         \
-                                float *cs, float *gates, float *y, int64_t ldy,          \
-                                float *hn, float *cn, float *Wp, const float *x,         \
-                                int64_t In, const float *W, const float *pk);            \
+                                float *cs, float *gates, float *y, int64_t yts,          \
+                                int64_t ybs, float *hn, float *cn, float *Wp,            \
+                                const float *x, int64_t In, const float *W,              \
+                                const float *pk);                                        \
     void fr_fast_pack_f32##S(const fr_desc *d, const float *R, const float *W,           \
                              int64_t In, float *P);                                      \
     float *fr_fast_backward_f32##S(const fr_desc *d, int dir, const float *R,            \

@@ -67,7 +67,7 @@ typedef struct {
      * pack) */
     const float *Wh, *Wi;
     int prepacked;
-    int64_t ldy, In;
+    int64_t yts, ybs, In; /* y's row of step t, sequence b: y + t*yts + b*ybs */
     const int64_t *order;
     step_meet *meet; /* the threads' meeting once a step (units split) */
     fr_slice_slot *slots; /* or the slices' slots (units split, nth <= FR_MAX_SLICES) */
@@ -98,6 +98,19 @@ static inline void step_states(const fwd_team *a, int64_t s, int64_t *t,
     }
 }
 
+/* With y batch-first (a->ybs > a->yts), units [j0, j1) of row b at the
+ * step after t, asked into cache now: its rows lie T*D*H floats apart, a
+ * page or more, where no hardware prefetcher follows the stores, and a
+ * fresh y would otherwise take a miss on every line the step writes. */
+static inline INL TGT void y_prefetch_next(const fwd_team *a, int64_t t, int64_t b,
+                                           int64_t j0, int64_t j1)
+{
+    const int64_t tn = a->dir ? t - 1 : t + 1;
+    if (a->ybs <= a->yts || tn < 0 || tn >= a->d->T) return;
+    const float *p = a->y + tn * a->yts + b * a->ybs;
+    for (int64_t j = j0; j < j1; j += 16) __builtin_prefetch(p + j, 1, 3);
+}
+
 /* The forward time loop over sequences [r0, r1), every unit (the batch
  * split between threads): no thread reads another's state, so the steps
  * need no meeting. Packed panels of every unit and the bias + projection
@@ -106,7 +119,7 @@ static TGT void fwd_rows(const fwd_team *a, int64_t r0, int64_t r1)
 {
     const fr_desc *d = a->d;
     const int cell = d->cell, packed = a->packed;
-    const int64_t T = d->T, B = d->B, H = d->H, ldy = a->ldy;
+    const int64_t T = d->T, B = d->B, H = d->H;
     const int64_t GX = (int64_t)fr_num_gates(cell) * H;
     const int64_t GC = cell == FR_CELL_GRU ? 4 * H : GX;
     const int64_t nb = (H + VW - 1) / VW, R_ = r1 - r0;
@@ -136,14 +149,16 @@ static TGT void fwd_rows(const fwd_team *a, int64_t r0, int64_t r1)
                 for (int q = 0; q < G; q++)
                     rows_dot(hp + r0 * H, R_, H, R, q * H, q * H + H, acc + r0 * GX, GX);
         }
-        float *yt = y + t * B * ldy;
-        for (int64_t b = r0; b < r1; b++)
+        float *yt = y + t * a->yts;
+        for (int64_t b = r0; b < r1; b++) {
+            y_prefetch_next(a, t, b, 0, H);
             cell_units(cell, H, 0, H, xp + b * GX,
                        cell == FR_CELL_GRU ? Gh + b * GX : NULL, bhn,
                        hp + b * H, cp ? cp + b * H : NULL, hx + b * H,
-                       cx ? cx + b * H : NULL, yt + b * ldy,
+                       cx ? cx + b * H : NULL, yt + b * a->ybs,
                        (training && cell == FR_CELL_GRU) ? gates + (t * B + b) * GC : NULL,
                        training);
+        }
     }
 }
 
@@ -159,7 +174,8 @@ static inline INL TGT void row_units(const fwd_team *a, int64_t t, int64_t b, in
     const int64_t GX = (int64_t)fr_num_gates(cell) * H;
     const int64_t GC = cell == FR_CELL_GRU ? 4 * H : GX;
     const int training = a->gates != NULL;
-    float *yb = a->y + (t * B + b) * a->ldy;
+    float *yb = a->y + t * a->yts + b * a->ybs;
+    y_prefetch_next(a, t, b, j0, j1);
     if (!active) {
         const size_t nbytes = (size_t)(j1 - j0) * sizeof(float);
         if (hx != hp) memcpy(hx + b * H + j0, hp + b * H + j0, nbytes);
@@ -393,7 +409,8 @@ TGT void FR_SFX(fr_fast_forward_f32)(const fr_desc *d, int dir, const float *R, 
                               float *Xp, float *Gh, int h0_zero,
                               float *h_a, float *h_b, float *c_buf,
                               float *hs, float *cs, float *gates,
-                              float *y, int64_t ldy, float *hn, float *cn, float *Wp,
+                              float *y, int64_t yts, int64_t ybs, float *hn, float *cn,
+                              float *Wp,
                               const float *x, int64_t In, const float *W, const float *pk)
 {
     const int cell = d->cell;
@@ -439,7 +456,7 @@ TGT void FR_SFX(fr_fast_forward_f32)(const fr_desc *d, int dir, const float *R, 
                            h_a, h_b, c_buf, hs, cs, gates, y, Wp,
                            pk ? pk : Wp,
                            pk ? pk + fr_fast_pack_floats(d) : Wp + fr_fast_ih_offset(d),
-                           pk != NULL, ldy, In, order, &m, claim ? slots : NULL,
+                           pk != NULL, yts, ybs, In, order, &m, claim ? slots : NULL,
                            fr_stall_count()};
     /* the threads that will meet every step, for meet()'s spin limit */
     const int meeting = nt > 1 && !by_rows && T > 1 ? nt : 0;

@@ -209,7 +209,8 @@ typedef struct {
     const float *in;          /* (T, B, In) */
     const unsigned char *pk;  /* packed */
     const float *h0, *c0;     /* (B, H) or NULL */
-    float *y;                 /* (T, B, D*H) */
+    float *y;                 /* (T, B, D*H), or (B, T, D*H): */
+    int64_t yts, ybs;         /* step t of sequence b at y + t*yts + b*ybs */
     float *hn, *cn;           /* (B, H) */
     unsigned char *w;
     layout s;
@@ -226,7 +227,7 @@ static void run_dir(const job *J, int tid, int nth)
     const fr_desc *d = J->d;
     const dims *m = &J->m;
     const int64_t T = d->T, B = d->B, TB = T * B, H = m->H, Hp = m->Hp, Np = m->Np;
-    const int64_t ldy = d->D * H, G = m->G;
+    const int64_t G = m->G;
     const int64_t u0 = m->Hb * tid / nth, u1 = m->Hb * (tid + 1) / nth;
     const int64_t p0 = u0 * G, p1 = u1 * G;
     const int int8 = J->prec == FRQ_INT8;
@@ -282,8 +283,14 @@ static void run_dir(const job *J, int tid, int nth)
             J->K->mm_bf16(B, H, hc, Hp, (const uint16_t *)hh.W, hh.bias, p0, p1, gh, Np, scr);
         }
         for (int64_t b = 0; b < B; b++) {
-            float *yr = J->y + (t * B + b) * ldy + J->dir * H;
+            float *yr = J->y + t * J->yts + b * J->ybs + J->dir * H;
             const int64_t j0 = u0 * FRQ_BLK, j1 = u1 * FRQ_BLK < H ? u1 * FRQ_BLK : H;
+            /* y batch-first: the next step's row into cache now, as the
+             * fast loops do (fast/forward.h, y_prefetch_next) */
+            const int64_t tn = J->dir ? t - 1 : t + 1;
+            if (J->ybs > J->yts && tn >= 0 && tn < T)
+                for (int64_t j = j0; j < j1; j += 16)
+                    __builtin_prefetch(yr + (tn - t) * J->yts + j, 1, 3);
             if (active(d, t, b)) {
                 J->K->cell(d->cell, u0, u1, xp + (t * B + b) * Np, gh + b * Np, hc + b * Hp,
                            hx + b * Hp, cb + b * Hp);
@@ -336,6 +343,10 @@ int frq_forward(const fr_desc *d, int prec, const float *x, const void *const *p
         J.m = dims_of(d, prec, l);
         J.in = in;
         J.y = out;
+        /* the last layer writes the caller's layout (y_batch_first) */
+        const int bf = l == d->L - 1 && d->y_batch_first;
+        J.yts = bf ? d->D * d->H : d->B * d->D * d->H;
+        J.ybs = bf ? d->T * d->D * d->H : d->D * d->H;
         for (int dir = 0; dir < d->D; dir++) {
             const int k = l * d->D + dir;
             J.dir = dir;

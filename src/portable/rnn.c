@@ -58,6 +58,7 @@ int fr_check_desc(const fr_desc *d)
     if (d->D != 1 && d->D != 2) return FR_EINVAL;
     if (d->num_threads < 1) return FR_EINVAL;
     if (d->gru_lbr != 0 && d->gru_lbr != 1) return FR_EINVAL;
+    if (d->y_batch_first != 0 && d->y_batch_first != 1) return FR_EINVAL;
     if (!(d->clip >= 0)) return FR_EINVAL; /* negative or NaN */
     const int64_t lim = INT_MAX;
     if (d->T > lim || d->B > lim || d->I_ > lim || d->H > lim) return FR_ETOOBIG;

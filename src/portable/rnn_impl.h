@@ -186,7 +186,8 @@ static void FN(gather_rows)(const fr_desc *d, const fr_rows_in *rows, int dir, R
 /*
  * Forward of one layer and direction.
  *   x     IN  (T,B,In)
- *   y     OUT rows of the (T,B,ldy) output, already offset by dir*H
+ *   y     OUT rows of the output, already offset by dir*H: step t of
+ *             sequence b at y + t*yts + b*ybs
  *   h0,c0 IN  (B,H) or NULL
  *   hn,cn OUT (B,H) (cn NULL unless LSTM)
  *   gates OUT (T,B,GC) activated gates (training) or NULL (inference);
@@ -207,7 +208,7 @@ static void FN(layer_forward)(const fr_desc *d, int dir, int64_t In,
                               const REAL *x, const REAL *W, const REAL *R,
                               const REAL *bW, const REAL *bR,
                               const REAL *h0, const REAL *c0,
-                              REAL *y, int64_t ldy, REAL *hn, REAL *cn,
+                              REAL *y, int64_t yts, int64_t ybs, REAL *hn, REAL *cn,
                               REAL *gates, REAL *hs, REAL *cs, REAL *cmask,
                               REAL *work, int pinned, const float *pk,
                               const fr_rows_in *rows)
@@ -292,7 +293,7 @@ static void FN(layer_forward)(const fr_desc *d, int dir, int64_t In,
         REAL *pack = xc + (lengths ? T * B * fr_max_in(d) : 0);
         pack = (REAL *)(((uintptr_t)pack + 63) & ~(uintptr_t)63);
         fr_fast_forward_f32(d, dir, R, bhn, Xp, Gh, h0 == NULL, hbuf, h2, cbuf,
-                            hs, cs, gates, y, ldy, hn, cn, pack,
+                            hs, cs, gates, y, yts, ybs, hn, cn, pack,
                             small ? x : NULL, In, W, pk);
         return;
     }
@@ -321,7 +322,7 @@ static void FN(layer_forward)(const fr_desc *d, int dir, int64_t In,
         } else if (!hzero) {
             FN(fr_pgemm)(gm, nt, pinned, 'N', 'T', B, GX, H, 1, hp, H, R, H, 1, xp, GX);
         }
-        REAL *yt = y + t * B * ldy;
+        REAL *yt = y + t * yts;
         REAL *gt = training ? gates + t * B * (cell == FR_CELL_GRU ? 4 * H : GX) : NULL;
         int64_t b;
         if (lbr0) {
@@ -347,7 +348,7 @@ static void FN(layer_forward)(const fr_desc *d, int dir, int64_t In,
 #pragma omp parallel for num_threads(nt) if (fr_omp_going(nt, B * GX >= FR_PAR_MIN)) schedule(static)
         for (b = 0; b < B; b++) {
             const REAL *hpb = hp + b * H;
-            REAL *hxb = hx + b * H, *yb = yt + b * ldy;
+            REAL *hxb = hx + b * H, *yb = yt + b * ybs;
             REAL *pre = xp + b * GX;
             if (!ACTIVE(t, b)) { /* state carried over, output 0 */
                 if (hxb != hpb) memcpy(hxb, hpb, (size_t)H * sizeof(REAL));
@@ -614,6 +615,8 @@ static void FN(forward_dir)(const fr_desc *d, int64_t l, int dir, int64_t In, co
     const int is_lstm = d->cell == FR_CELL_LSTM;
     const int64_t GC = d->cell == FR_CELL_GRU ? 4 * H : fr_num_gates(d->cell) * H;
     const int64_t k = l * D + dir;
+    /* the last layer writes the caller's layout, (B,T,DH) with y_batch_first */
+    const int bf = l == L - 1 && d->y_batch_first;
     REAL *gates = NULL, *hs = NULL, *cs = NULL, *cmask = NULL;
     if (cache != NULL) {
         gates = cache + (L - 1) * TBDH + k * fr_cache_per_k(d);
@@ -623,7 +626,8 @@ static void FN(forward_dir)(const fr_desc *d, int64_t l, int dir, int64_t In, co
     }
     FN(layer_forward)(d, dir, In, in, w_ih[k], w_hh[k], b_ih ? b_ih[k] : NULL,
                       b_hh ? b_hh[k] : NULL, h0 ? h0 + k * BH : NULL,
-                      (c0 && is_lstm) ? c0 + k * BH : NULL, out + dir * H, DH, hn + k * BH,
+                      (c0 && is_lstm) ? c0 + k * BH : NULL, out + dir * H,
+                      bf ? DH : B * DH, bf ? T * DH : DH, hn + k * BH,
                       is_lstm ? cn + k * BH : NULL, gates, hs, cs, cmask, work, pinned,
                       packed ? packed[k] : NULL, l == 0 ? rows : NULL);
 }
@@ -728,6 +732,7 @@ int FN(fr_backward)(const fr_desc *dc, const REAL *x,
 {
     int st = fr_check_desc(dc);
     if (st != FR_OK) return st;
+    if (dc->y_batch_first) return FR_EINVAL;   /* dy is (T,B,DH) */
     if (GEMM_PTR == NULL) return FR_ENOBLAS;
     if (!x || !w_ih || !w_hh || !cache || !dy || !dx || !dw_ih || !dw_hh || !work)
         return FR_EINVAL;

@@ -20,9 +20,12 @@ class CPUBackend(Backend):
         return _ext.Plan(_ext.CELLS[cell], w_ih, w_hh, b_ih, b_hh, input_size, hidden_size,
                          num_layers, num_directions, writable, gru_lbr, clip)
 
-    def rnn_forward(self, weights, x, h0, c0, dropmask, lengths, training):
+    # the forwards below take batch_first (Backend.rnn_y_batch_first)
+    rnn_y_batch_first = True
+
+    def rnn_forward(self, weights, x, h0, c0, dropmask, lengths, training, batch_first=False):
         return _ext.forward(weights, x, h0, c0, dropmask, lengths, training,
-                            _ext.num_threads())
+                            _ext.num_threads(), batch_first)
 
     def rnn_backward(self, weights, grads, x, dropmask, lengths, cache, dy, dhn, dcn,
                      want_dstate0):
@@ -32,9 +35,9 @@ class CPUBackend(Backend):
     def rnn_rows_tables(self, weights, E):
         return _ext.rows_tables(weights, E, _ext.num_threads())
 
-    def rnn_forward_rows(self, weights, x, ids, tables, h0, c0, lengths):
+    def rnn_forward_rows(self, weights, x, ids, tables, h0, c0, lengths, batch_first=False):
         return _ext.forward_rows(weights, x, ids, tables, h0, c0, lengths,
-                                 _ext.num_threads())
+                                 _ext.num_threads(), batch_first)
 
     def rnn_stepper(self, weights, params, names):
         return _ext.Stepper(weights, params, names)
@@ -45,8 +48,8 @@ class CPUBackend(Backend):
         return _ext.QPlan(_ext.CELLS[cell], precision, w_ih, w_hh, s_ih, s_hh, b_ih, b_hh,
                           input_size, hidden_size, num_layers, num_directions)
 
-    def rnn_qforward(self, weights, x, h0, c0, lengths):
-        return _ext.qforward(weights, x, h0, c0, lengths, _ext.num_threads())
+    def rnn_qforward(self, weights, x, h0, c0, lengths, batch_first=False):
+        return _ext.qforward(weights, x, h0, c0, lengths, _ext.num_threads(), batch_first)
 
     def rnn_qstepper(self, weights):
         return _ext.QStepper(weights)

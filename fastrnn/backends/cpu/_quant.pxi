@@ -129,20 +129,23 @@ cdef fr_desc _qdesc(int cell, int64_t T, int64_t B, int64_t I, int64_t H, int L,
     d.gru_lbr = 1
     d.clip = 0.0
     d.batch_invariant = 0
+    d.y_batch_first = 0
     return d
 
 
-def qforward(QPlan plan, x, h0, c0, lengths, int num_threads):
+def qforward(QPlan plan, x, h0, c0, lengths, int num_threads, bint batch_first=False):
     """Inference through all layers and directions with the plan's weights.
 
     x (T,B,I) float32 C-contiguous; h0/c0 (L*D,B,H) float32 or None;
-    lengths int64 (B,) in 1..T or None. Returns (y, h_n, c_n or None)."""
+    lengths int64 (B,) in 1..T or None. Returns (y, h_n, c_n or None); y
+    (T,B,D*H), or with batch_first (B,T,D*H), written so by the kernel."""
     if not isinstance(x, np.ndarray) or x.ndim != 3:
         raise ValueError("x: expected a 3-D (T, B, input_size) array")
     f32 = np.dtype(np.float32)
     _check(x, "x", f32, (x.shape[0], x.shape[1], plan.input_size))
     cdef fr_desc d = _desc(plan.cell, x, plan.L, plan.D, plan.H, lengths, num_threads, 1,
                            0.0)
+    d.y_batch_first = batch_first
     cdef int64_t T = d.T, B = d.B, H = d.H, K = d.L * d.D
     st_shape = (K, B, H)
     if h0 is not None:
@@ -152,7 +155,7 @@ def qforward(QPlan plan, x, h0, c0, lengths, int num_threads):
         if not is_lstm:
             raise ValueError("c0: only an LSTM has a cell state")
         _check(c0, "c0", f32, st_shape)
-    y = _empty((T, B, d.D * H), f32)
+    y = _empty((B, T, d.D * H) if batch_first else (T, B, d.D * H), f32)
     hn = _empty(st_shape, f32)
     cn = _empty(st_shape, f32) if is_lstm else None
     cdef int64_t n = frq_work_len(&d, plan.prec)

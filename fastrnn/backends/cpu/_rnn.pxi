@@ -13,6 +13,7 @@ cdef extern from "fastrnn.h" nogil:
         int gru_lbr
         double clip
         int batch_invariant
+        int y_batch_first
     int fr_gemm_f32(int nt, char ta, char tb, int64_t M, int64_t N, int64_t K,
                     float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
                     float beta, float *C, int64_t ldc)
@@ -162,6 +163,7 @@ cdef class Plan:
         d.gru_lbr = self.gru_lbr
         d.clip = self.clip
         d.batch_invariant = 0
+        d.y_batch_first = 0
         if fr_packed_len_f32(&d, 0) <= 0:
             return 0
         ptrs = _PtrArray(K)
@@ -233,6 +235,7 @@ cdef fr_desc _desc(int cell, object x, int L, int D, int H, object lengths,
     d.gru_lbr = gru_lbr
     d.clip = clip
     d.batch_invariant = 0   # the forward sets it (fr_batch_invariant)
+    d.y_batch_first = 0     # (T, B, D*H); forward's batch_first sets it
     if lengths is not None:
         _check(lengths, "lengths", np.dtype(np.int64), (d.B,))
         d.lengths = <const int64_t *>_data(lengths)
@@ -296,11 +299,13 @@ cdef bint _check_states(Plan plan, object dt, object h, object c, str hn, str cn
     return is_lstm
 
 
-def forward(Plan plan, x, h0, c0, dropmask, lengths, bint training, int num_threads):
+def forward(Plan plan, x, h0, c0, dropmask, lengths, bint training, int num_threads,
+            bint batch_first=False):
     """Run all layers and directions. Returns (y, h_n, c_n or None, cache or None).
 
     x (T,B,I) C-contiguous of the plan's dtype; h0/c0 (L*D,B,H) or None;
-    dropmask (L-1,T,B,D*H) or None; lengths int64 (B,) or None.
+    dropmask (L-1,T,B,D*H) or None; lengths int64 (B,) or None. y is
+    (T,B,D*H), or with batch_first (B,T,D*H), written so by the kernel.
     """
     if not isinstance(x, np.ndarray) or x.ndim != 3:
         raise ValueError("x: expected a 3-D (T, B, input_size) array")
@@ -310,6 +315,7 @@ def forward(Plan plan, x, h0, c0, dropmask, lengths, bint training, int num_thre
                               plan.gru_lbr, plan.clip)
     # read once: the scratch below is sized for it (fastrnn.h)
     d.batch_invariant = fr_batch_invariant()
+    d.y_batch_first = batch_first
     cdef int64_t T = d.T, B = d.B, H = d.H, K = d.L * d.D
     st_shape = (K, B, H)
     is_lstm = _check_states(plan, dt, h0, c0, "h0", "c0", st_shape)
@@ -321,7 +327,7 @@ def forward(Plan plan, x, h0, c0, dropmask, lengths, bint training, int num_thre
         else:
             dropmask = None
 
-    y = _empty((T, B, d.D * H), dt)
+    y = _empty((B, T, d.D * H) if batch_first else (T, B, d.D * H), dt)
     hn = _empty(st_shape, dt)
     cn = _empty(st_shape, dt) if is_lstm else None
     # the cache lives until its backward, which gives it back (slot 1)
@@ -370,11 +376,13 @@ def rows_tables(Plan plan, E, int num_threads):
     return tables
 
 
-def forward_rows(Plan plan, x, ids, list tables, h0, c0, lengths, int num_threads):
+def forward_rows(Plan plan, x, ids, list tables, h0, c0, lengths, int num_threads,
+                 bint batch_first=False):
     """forward's inference, layer 0 reading its projection from `tables`
     (rows_tables) at ids (T, B) where it would use the fast GEMM
     (fr_forward_rows_f32): the same bits as forward. x (T, B, I) must hold
-    the rows the ids stand for. Returns (y, h_n, c_n or None)."""
+    the rows the ids stand for. Returns (y, h_n, c_n or None); y as
+    forward's."""
     f32 = np.dtype(np.float32)
     if plan.dtype != f32:
         raise ValueError("forward_rows: float32 plans only")
@@ -387,6 +395,7 @@ def forward_rows(Plan plan, x, ids, list tables, h0, c0, lengths, int num_thread
     cdef fr_desc d = _desc(plan.cell, x, plan.L, plan.D, plan.H, lengths, num_threads,
                            plan.gru_lbr, plan.clip)
     d.batch_invariant = fr_batch_invariant()
+    d.y_batch_first = batch_first
     cdef int64_t T = d.T, B = d.B, H = d.H, K = d.L * d.D
     _check(ids, "ids", np.dtype(np.int64), (T, B))
     if len(tables) != d.D:
@@ -399,7 +408,7 @@ def forward_rows(Plan plan, x, ids, list tables, h0, c0, lengths, int num_thread
         raise ValueError(f"ids: expected values in 0..{V - 1}, got {ids.min()}..{ids.max()}")
     st_shape = (K, B, H)
     is_lstm = _check_states(plan, f32, h0, c0, "h0", "c0", st_shape)
-    y = _empty((T, B, d.D * H), f32)
+    y = _empty((B, T, d.D * H) if batch_first else (T, B, d.D * H), f32)
     hn = _empty(st_shape, f32)
     cn = _empty(st_shape, f32) if is_lstm else None
     work = _take_scratch(fr_forward_work_len(&d, 0), f32)
@@ -532,6 +541,7 @@ cdef class Stepper:
         d.L, d.D, d.num_threads = plan.L, 1, fr_num_threads()
         d.lengths, d.gru_lbr, d.clip = NULL, self.opts.gru_lbr, self.opts.clip
         d.batch_invariant = fr_batch_invariant()
+        d.y_batch_first = 0
         cdef cnp.npy_intp dims[3]
         dims[0], dims[1], dims[2] = B, H, 0
         y = cnp.PyArray_EMPTY(2, dims, type_num, 0)
