@@ -108,7 +108,7 @@ static inline INL TGT void y_prefetch_next(const fwd_team *a, int64_t t, int64_t
     const int64_t tn = a->dir ? t - 1 : t + 1;
     if (a->ybs <= a->yts || tn < 0 || tn >= a->d->T) return;
     const float *p = a->y + tn * a->yts + b * a->ybs;
-    for (int64_t j = j0; j < j1; j += 16) __builtin_prefetch(p + j, 1, 3);
+    for (int64_t j = j0; j < j1; j += FR_FAST_LINE_FLOATS) __builtin_prefetch(p + j, 1, 3);
 }
 
 /* The forward time loop over sequences [r0, r1), every unit (the batch

@@ -289,7 +289,7 @@ static void run_dir(const job *J, int tid, int nth)
              * fast loops do (fast/forward.h, y_prefetch_next) */
             const int64_t tn = J->dir ? t - 1 : t + 1;
             if (J->ybs > J->yts && tn >= 0 && tn < T)
-                for (int64_t j = j0; j < j1; j += 16)
+                for (int64_t j = j0; j < j1; j += FR_FAST_LINE_FLOATS)
                     __builtin_prefetch(yr + (tn - t) * J->yts + j, 1, 3);
             if (active(d, t, b)) {
                 J->K->cell(d->cell, u0, u1, xp + (t * B + b) * Np, gh + b * Np, hc + b * Hp,
