@@ -28,6 +28,8 @@ from .layers import Layer, register_builtin, copy_without_ctx, delegate
 # more memory than the projection they save is worth
 _ROWS_MAX_BYTES = 64 << 20
 _MAX_ROWS = 2**31 - 1  # T*B rows of the kernels' GEMMs (fr_check_desc's limit)
+# the keywords of a backend forward: y written (B, T, F), or as it comes
+_Y_BATCH_FIRST, _Y_TIME_MAJOR = {"batch_first": True}, {}
 
 
 def _flag(v, name):
@@ -731,24 +733,21 @@ class RNNBase(RegularizedMixin, Layer):
              want_states=False, ids=None):
         """The call: (xt, h0, c0, lens, mask, y, hn, cn, cache, states), xt
         time-major and y in the layer's layout ((B, T, F) with batch_first)."""
-        kw = self._bf_kw()
-        out = self._run_engine(x, state, lengths, training, state_name, mask, resets,
-                               want_states, ids, kw)
-        if self.batch_first and not (kw and out[-1]):
+        be = self.backend
+        # batch_first=True for a backend forward that writes y (B, T, F) itself
+        kw = (_Y_BATCH_FIRST if self.batch_first and getattr(be, "rnn_y_batch_first", False)
+              else _Y_TIME_MAJOR)
+        out = self._run_engine(be, kw, x, state, lengths, training, state_name, mask, resets,
+                               want_states, ids)
+        if self.batch_first and not (kw and out[10]):
             # an engine that wrote y time-major (T, B, F)
             out = out[:5] + (np.ascontiguousarray(out[5].transpose(1, 0, 2)),) + out[6:]
         return out[:10]
 
-    def _bf_kw(self):
-        """batch_first=True for a backend forward that writes y (B, T, F) itself."""
-        return ({"batch_first": True}
-                if self.batch_first and getattr(self.backend, "rnn_y_batch_first", False)
-                else {})
-
-    def _run_engine(self, x, state, lengths, training, state_name, mask, resets,
-                    want_states, ids, kw):
-        """_run's tuple and whether y came from a backend forward given kw
-        (then in the layer's layout)."""
+    def _run_engine(self, be, kw, x, state, lengths, training, state_name, mask, resets,
+                    want_states, ids):
+        """_run's tuple and whether y came from a forward of the backend be
+        given kw (then in the layer's layout)."""
         if training:
             self._check_trainable("forward")
         xt, T, B = self._input(x)
@@ -770,7 +769,7 @@ class RNNBase(RegularizedMixin, Layer):
             raise ValueError(f"mask, resets, return_states: not available on a "
                              f"{self.weights_precision} frozen layer (lengths are)")
         if self._quantized:
-            y, hn, cn = self.backend.rnn_qforward(self._get_qplan(), xt, h0, c0, lens, **kw)
+            y, hn, cn = be.rnn_qforward(self._get_qplan(), xt, h0, c0, lens, **kw)
             return xt, h0, c0, lens, None, y, hn, cn, None, None, True
         if extra and (self._regularized or self.mode == "LNLSTM"):
             raise ValueError("mask, resets, return_states: not available with zoneout, "
@@ -795,11 +794,10 @@ class RNNBase(RegularizedMixin, Layer):
         rows = self.__dict__.get("_rows")   # (plan, tables, E): _rows_tables
         if ids is not None and not training and rows is not None and rows[0] is plan:
             # layer 0's projection looked up by id: the same bits (fastrnn.h)
-            y, hn, cn = self.backend.rnn_forward_rows(
+            y, hn, cn = be.rnn_forward_rows(
                 plan, xt, np.ascontiguousarray(ids.T), rows[1], h0, c0, lens, **kw)
             return xt, h0, c0, lens, None, y, hn, cn, None, None, True
-        y, hn, cn, cache = self.backend.rnn_forward(plan, xt, h0, c0, mask, lens, training,
-                                                    **kw)
+        y, hn, cn, cache = be.rnn_forward(plan, xt, h0, c0, mask, lens, training, **kw)
         return xt, h0, c0, lens, mask, y, hn, cn, cache, None, True
 
     def _rows_tables(self, E):
