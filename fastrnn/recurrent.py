@@ -733,21 +733,6 @@ class RNNBase(RegularizedMixin, Layer):
              want_states=False, ids=None):
         """The call: (xt, h0, c0, lens, mask, y, hn, cn, cache, states), xt
         time-major and y in the layer's layout ((B, T, F) with batch_first)."""
-        be = self.backend
-        # batch_first=True for a backend forward that writes y (B, T, F) itself
-        kw = (_Y_BATCH_FIRST if self.batch_first and getattr(be, "rnn_y_batch_first", False)
-              else _Y_TIME_MAJOR)
-        out = self._run_engine(be, kw, x, state, lengths, training, state_name, mask, resets,
-                               want_states, ids)
-        if self.batch_first and not (kw and out[10]):
-            # an engine that wrote y time-major (T, B, F)
-            out = out[:5] + (np.ascontiguousarray(out[5].transpose(1, 0, 2)),) + out[6:]
-        return out[:10]
-
-    def _run_engine(self, be, kw, x, state, lengths, training, state_name, mask, resets,
-                    want_states, ids):
-        """_run's tuple and whether y came from a forward of the backend be
-        given kw (then in the layer's layout)."""
         if training:
             self._check_trainable("forward")
         xt, T, B = self._input(x)
@@ -768,20 +753,26 @@ class RNNBase(RegularizedMixin, Layer):
         if extra and self._quantized:
             raise ValueError(f"mask, resets, return_states: not available on a "
                              f"{self.weights_precision} frozen layer (lengths are)")
+        be = self.backend
+        # batch_first=True for a backend forward that writes y (B, T, F)
+        # itself; at B = 1 the two layouts are one (_layout copies nothing)
+        bf = self.batch_first and B > 1 and getattr(be, "rnn_y_batch_first", False)
+        kw = _Y_BATCH_FIRST if bf else _Y_TIME_MAJOR
         if self._quantized:
             y, hn, cn = be.rnn_qforward(self._get_qplan(), xt, h0, c0, lens, **kw)
-            return xt, h0, c0, lens, None, y, hn, cn, None, None, True
+            return xt, h0, c0, lens, None, self._layout(y, bf), hn, cn, None, None
         if extra and (self._regularized or self.mode == "LNLSTM"):
             raise ValueError("mask, resets, return_states: not available with zoneout, "
                              "recurrent_dropout or LayerNormLSTM")
         if self._variant or extra or (self.padding == "carry" and lens is not None):
             if valid is None and lens is not None:
                 valid = np.arange(T)[:, None] < lens[None, :]
-            return self._generic_run(xt, h0, c0, valid, rs, training, want_states) + (False,)
+            out = self._generic_run(xt, h0, c0, valid, rs, training, want_states)
+            return out[:5] + (self._layout(out[5], False),) + out[6:]
         if self._regularized:
             self._check_arrays("params")
             y, hn, cn, cache = self._reg_forward(xt, h0, c0, lens, training)
-            return xt, h0, c0, lens, None, y, hn, cn, cache, None, False
+            return xt, h0, c0, lens, None, self._layout(y, False), hn, cn, cache, None
         mask = None
         if training and self.training and self.dropout > 0 and self.num_layers > 1:
             keep = 1.0 - self.dropout
@@ -796,9 +787,16 @@ class RNNBase(RegularizedMixin, Layer):
             # layer 0's projection looked up by id: the same bits (fastrnn.h)
             y, hn, cn = be.rnn_forward_rows(
                 plan, xt, np.ascontiguousarray(ids.T), rows[1], h0, c0, lens, **kw)
-            return xt, h0, c0, lens, None, y, hn, cn, None, None, True
+            return xt, h0, c0, lens, None, self._layout(y, bf), hn, cn, None, None
         y, hn, cn, cache = be.rnn_forward(plan, xt, h0, c0, mask, lens, training, **kw)
-        return xt, h0, c0, lens, mask, y, hn, cn, cache, None, True
+        return xt, h0, c0, lens, mask, self._layout(y, bf), hn, cn, cache, None
+
+    def _layout(self, y, written):
+        """y (T, B, F) from an engine in the layer's layout; written: the
+        engine wrote it (B, T, F) already."""
+        if self.batch_first and not written:
+            return np.ascontiguousarray(y.transpose(1, 0, 2))
+        return y
 
     def _rows_tables(self, E):
         """Tables of layer 0's input projection of every row of E (V, I),
