@@ -630,6 +630,28 @@ def test_threads_probe_tool_runs(capsys):
         main(["lstm:2:5"])
 
 
+def test_batch_first_pairs_tool_runs(capsys):
+    """tools/batch_first_pairs.py: the kernels' batch-first y against the
+    transposing copies, checked equal first; the thread count comes back;
+    a bad spec is a clear error."""
+    import os
+    import runpy
+    import fastrnn as fr
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "tools", "batch_first_pairs.py")
+    main = runpy.run_path(path)["main"]
+    was = fr.get_num_threads()
+    assert main(["1", "lstm:3:4:2:5:bi", "gru:2:3:2:4"]) == 0
+    assert main(["1", "int8", "lstm:3:4:2:5"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split()[1] for line in out] == ["lstm:3:4:2:5:bi:", "gru:2:3:2:4:",
+                                                   "lstm:3:4:2:5:"]
+    assert out[0].startswith("float32 ") and out[2].startswith("int8 ")
+    assert all("bf/old" in line for line in out)
+    assert fr.get_num_threads() == was
+    with pytest.raises(ValueError, match="batch_first_pairs: expected cell:B:T:I:H"):
+        main(["1", "lstm:2:5"])
+
+
 def test_idle_latency_bench_runs(capsys):
     """benchmarks/idle_latency.py: calls after a gap on 1 thread and on the
     full count, per workload; the thread count and adaptive threads come
