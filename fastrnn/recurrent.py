@@ -28,7 +28,8 @@ from .layers import Layer, register_builtin, copy_without_ctx, delegate
 # more memory than the projection they save is worth
 _ROWS_MAX_BYTES = 64 << 20
 _MAX_ROWS = 2**31 - 1  # T*B rows of the kernels' GEMMs (fr_check_desc's limit)
-# the keywords of a backend forward: y written (B, T, F), or as it comes
+# the keywords of a backend forward (backward): y written (dy read) (B, T, F),
+# or time-major
 _Y_BATCH_FIRST, _Y_TIME_MAJOR = {"batch_first": True}, {}
 
 
@@ -941,7 +942,11 @@ class RNNBase(RegularizedMixin, Layer):
         dy = real_array(dy, "dy", self.dtype)
         if dy.shape != y_shape:
             raise ValueError(f"dy: expected the shape of y, {y_shape}, got {dy.shape}")
-        if self.batch_first:
+        cache, be = ctx["cache"], self.backend
+        # a backend backward that reads dy (B, T, F) itself (as _run's forward)
+        bf = (self.batch_first and B > 1 and getattr(be, "rnn_y_batch_first", False)
+              and not isinstance(cache, (_generic.Cache, _RegCtx)))
+        if self.batch_first and not bf:
             dy = dy.transpose(1, 0, 2)
         dy = np.ascontiguousarray(dy)
         LD = self.num_layers * self.num_directions
@@ -965,7 +970,6 @@ class RNNBase(RegularizedMixin, Layer):
                 raise ValueError("dstates: the preceding forward() returned no states "
                                  "(call it with return_states=True)")
             dh_all, dc_all = self._grad_states(dstates, T, B)
-        cache = ctx["cache"]
         if isinstance(cache, _generic.Cache):
             self._check_arrays("params")
             self._check_arrays("grads")
@@ -976,9 +980,10 @@ class RNNBase(RegularizedMixin, Layer):
             self._check_arrays("grads")
             dx, dh0, dc0 = self._reg_backward(cache, dy, dhn, dcn, ctx["has_state"])
         else:
-            dx, dh0, dc0 = self.backend.rnn_backward(
+            dx, dh0, dc0 = be.rnn_backward(
                 self._plan("params"), self._plan("grads"), ctx["x"], ctx["mask"],
-                ctx["lengths"], cache, dy, dhn, dcn, ctx["has_state"])
+                ctx["lengths"], cache, dy, dhn, dcn, ctx["has_state"],
+                **(_Y_BATCH_FIRST if bf else _Y_TIME_MAJOR))
         self._ctx = None
         if self.batch_first:
             dx = np.ascontiguousarray(dx.transpose(1, 0, 2))

@@ -1,14 +1,17 @@
 """Before/after timing of two trees on the bench's whole models, in one
 process, calls paired (as tools/ab_python.py does for layers).
 
-    python tools/ab_models.py TREE_A TREE_B PAIRS THREADS MODEL:B...
+    python tools/ab_models.py [--train] TREE_A TREE_B PAIRS THREADS MODEL:B...
 
 MODEL:B: a model of the bench's model section (sentiment, vowels, co2,
 charlm; fastrnn/_bench_models.py, read from TREE_B) at batch B, e.g.
 sentiment:32; "all" for every model at 1, 32 and 256. Each tree builds the
 model with the same seed (the same weights) and runs its frozen model call
-on the same input. Prints the median of the B/A time ratios of the pairs and
-their quartiles, and the largest difference of the outputs.
+on the same input; with --train, a training step of the trainable model
+instead (forward, then backward of the mean of the outputs; the gradients
+are zeroed first, so they do not grow). Prints the median of the B/A time
+ratios of the pairs and their quartiles, and the largest difference of the
+outputs (with --train, of the gradients).
 """
 import os
 import statistics
@@ -20,6 +23,9 @@ from ab_python import _block, _import_tree  # noqa: E402
 
 
 def main(argv):
+    train = bool(argv) and argv[0] == "--train"
+    if train:
+        argv = argv[1:]
     if len(argv) < 5:
         raise SystemExit(__doc__)
     tree_a, tree_b, pairs, threads, specs = argv[0], argv[1], int(argv[2]), int(argv[3]), argv[4:]
@@ -45,15 +51,25 @@ def main(argv):
         name, B = spec.split(":")
         m = bm.MODELS_BY_NAME[name]
         x = bm.make_input(m, int(B))
-        ma = bm.build(m, fr=fa).freeze()
-        mb = bm.build(m, fr=fb).freeze()
-        diff = float(np.max(np.abs(ma(x) - mb(x))))
+        ma, mb = bm.build(m, fr=fa), bm.build(m, fr=fb)
+        if train:
+            def step(model):
+                out = model.forward(x)
+                model.zero_grad()
+                model.backward(np.full(out.shape, 1.0 / out.size, out.dtype))
+                return np.concatenate([g.ravel() for _, _, g in model.parameters()])
+        else:
+            ma, mb = ma.freeze(), mb.freeze()
+
+            def step(model):
+                return model(x)
+        diff = float(np.max(np.abs(step(ma) - step(mb))))
 
         def f_a():
-            ma(x)
+            step(ma)
 
         def f_b():
-            mb(x)
+            step(mb)
         for f in (f_a, f_b, f_a, f_b):
             f()
         n, t = 1, 0.0

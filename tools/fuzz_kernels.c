@@ -113,7 +113,7 @@ static long n_ok, n_inval, n_toobig, n_ctc_ok, n_ctc_inval, n_gemm;
 /* ---- recurrent kernels --------------------------------------------------- */
 /* float32: the same inference through weights packed once (fr_pack_f32,
  * fr_forward_packed_f32) gives the very bits of fr_forward_f32 */
-static long n_packed, n_bfirst;
+static long n_packed, n_bfirst, n_bfirst_bwd;
 static void packed_check_f32(const fr_desc *d, const float *x, float **w_ih, float **w_hh,
                              float **b_ih, float **b_hh, const float *h0, const float *c0,
                              const float *y, const float *hn, const float *cn)
@@ -261,13 +261,45 @@ static void NAME(src_t *s, const fr_desc *d, int finite_in)                    \
     REAL *dx = xmalloc(T * B * I * sizeof(REAL));                              \
     REAL *dh0 = xmalloc(K * B * H * sizeof(REAL)), *dc0 = xmalloc(K * B * H * sizeof(REAL)); \
     work = xmalloc(bw * sizeof(REAL));                                         \
-    st = BWD(&dbf, x, (const REAL *const *)w_ih, (const REAL *const *)w_hh, mask, cache, dy, \
-             NULL, NULL, dx, dh0, NULL, dw_ih, dw_hh, NULL, NULL, work);       \
-    CHECK(st == FR_EINVAL, "backward took a batch-first dy: status %d", st);   \
+    const int with_dhn = pick(s, 1);                                           \
     st = BWD(d, x, (const REAL *const *)w_ih, (const REAL *const *)w_hh, mask, cache, dy, \
-             pick(s, 1) ? dhn : NULL, is_lstm ? dcn : NULL, dx, dh0, is_lstm ? dc0 : NULL, \
+             with_dhn ? dhn : NULL, is_lstm ? dcn : NULL, dx, dh0, is_lstm ? dc0 : NULL, \
              dw_ih, dw_hh, bias ? db_ih : NULL, bias ? db_hh : NULL, work);    \
     CHECK(st == FR_OK, "backward status %d", st);                              \
+    {   /* the same backward reading dy (B,T,DH), after the same training      \
+         * forward: dx, dh0, dc0 and the last layer's dW_hh, the same bits */  \
+        REAL *dyb = xmalloc(T * B * DH * sizeof(REAL));                        \
+        REAL *keep = xmalloc((T * B * I + 2 * K * B * H + GH * H) * sizeof(REAL)); \
+        for (int64_t t = 0; t < T; t++)                                        \
+            for (int64_t b = 0; b < B; b++)                                    \
+                memcpy(dyb + (b * T + t) * DH, dy + (t * B + b) * DH,          \
+                       (size_t)DH * sizeof(REAL));                             \
+        memcpy(keep, dx, (size_t)(T * B * I) * sizeof(REAL));                  \
+        memcpy(keep + T * B * I, dh0, (size_t)(K * B * H) * sizeof(REAL));    \
+        if (is_lstm) memcpy(keep + T * B * I + K * B * H, dc0, (size_t)(K * B * H) * sizeof(REAL)); \
+        memcpy(keep + T * B * I + 2 * K * B * H, dw_hh[K - 1], (size_t)(GH * H) * sizeof(REAL)); \
+        memset(dw_hh[K - 1], 0, (size_t)(GH * H) * sizeof(REAL));             \
+        REAL *wf = xmalloc(fwt * sizeof(REAL));                                \
+        st = FWD(d, x, (const REAL *const *)w_ih, (const REAL *const *)w_hh,   \
+                 bias ? (const REAL *const *)b_ih : NULL, bias ? (const REAL *const *)b_hh : NULL, \
+                 h0, is_lstm ? c0 : NULL, mask, y, hn, cn, cache, wf);         \
+        CHECK(st == FR_OK, "training forward status %d", st);                  \
+        free(wf);                                                              \
+        st = BWD(&dbf, x, (const REAL *const *)w_ih, (const REAL *const *)w_hh, mask, cache, \
+                 dyb, with_dhn ? dhn : NULL, is_lstm ? dcn : NULL, dx, dh0,      \
+                 is_lstm ? dc0 : NULL, dw_ih, dw_hh, bias ? db_ih : NULL,        \
+                 bias ? db_hh : NULL, work);                                   \
+        CHECK(st == FR_OK, "batch-first backward status %d", st);              \
+        CHECK(memcmp(keep, dx, (size_t)(T * B * I) * sizeof(REAL)) == 0         \
+              && memcmp(keep + T * B * I, dh0, (size_t)(K * B * H) * sizeof(REAL)) == 0 \
+              && (!is_lstm || memcmp(keep + T * B * I + K * B * H, dc0,         \
+                                     (size_t)(K * B * H) * sizeof(REAL)) == 0)  \
+              && memcmp(keep + T * B * I + 2 * K * B * H, dw_hh[K - 1],         \
+                        (size_t)(GH * H) * sizeof(REAL)) == 0,                  \
+              "the backward with a batch-first dy differs");                   \
+        free(dyb); free(keep);                                                 \
+        n_bfirst_bwd++;                                                        \
+    }                                                                          \
     /* the model layers' GEMM on the same arrays: C (T*B, G*H) = x W^T */     \
     REAL *gc = xmalloc(T * B * GH * sizeof(REAL));                             \
     st = GEMM(d->num_threads, 'N', 'T', T * B, GH, I, 1, x, I, w_ih[0], I, 0, gc, GH); \
@@ -451,9 +483,10 @@ int main(int argc, char **argv)
         LLVMFuzzerTestOneInput(buf, n);
     }
     printf("fuzz_kernels: %ld inputs; recurrent: %ld ran (FR_OK), %ld refused FR_EINVAL, "
-           "%ld refused FR_ETOOBIG; gemm %ld; packed weights %ld (same bits); y batch-first "
-           "%ld (same bits); ctc: %ld ran, %ld refused; no sanitizer report\n",
-           iters, n_ok, n_inval, n_toobig, n_gemm, n_packed, n_bfirst, n_ctc_ok, n_ctc_inval);
+           "%ld refused FR_ETOOBIG; gemm %ld; packed weights %ld (same bits); batch-first "
+           "y %ld, dy %ld (same bits); ctc: %ld ran, %ld refused; no sanitizer report\n",
+           iters, n_ok, n_inval, n_toobig, n_gemm, n_packed, n_bfirst, n_bfirst_bwd, n_ctc_ok,
+           n_ctc_inval);
     return 0;
 }
 #endif

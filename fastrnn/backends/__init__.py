@@ -49,11 +49,12 @@ class Backend:
             returns what was prepared).
         rnn_forward(w, x, h0, c0, dropmask, lengths, training)
             -> (y (T,B,D*H), h_n (L*D,B,H), c_n or None, cache or None)
-        rnn_y_batch_first   True when rnn_forward, rnn_forward_rows and
-            rnn_qforward take batch_first=True (optional; default False):
-            y then comes back (B,T,D*H), the same values, written so by the
-            forward (a batch_first layer then copies no transposed y); the
-            other arguments keep their layouts
+        rnn_y_batch_first   True when rnn_forward, rnn_forward_rows,
+            rnn_qforward and rnn_backward take batch_first=True (optional;
+            default False): y then comes back (B,T,D*H), the same values,
+            written so by the forward, and rnn_backward reads dy (B,T,D*H)
+            (a batch_first layer then copies neither transposed); the other
+            arguments keep their layouts
         rnn_backward(w, grads, x, dropmask, lengths, cache, dy, dh_n, dc_n,
                      want_dstate0)
             -> (dx, dh0 or None, dc0 or None); accumulates into grads' arrays

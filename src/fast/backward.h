@@ -6,7 +6,7 @@
 
 TGT float *FR_SFX(fr_fast_backward_f32)(const fr_desc *d, int dir, const float *R,
                                  const float *gates, const float *hs, const float *cs,
-                                 const float *dy, int64_t ldy,
+                                 const float *dy, int64_t dts, int64_t dbs,
                                  float *dGx, float *dGh, float *dh, float *dhp, float *dc,
                                  float *Rp)
 {
@@ -58,7 +58,7 @@ TGT float *FR_SFX(fr_fast_backward_f32)(const fr_desc *d, int dir, const float *
                 float *dgx = dGx + t * B * GX, *dgh = dGh + t * B * GX;
                 for (int64_t b = r0; b < r1; b++)
                     bwd_units(cell, H, 0, H, gates + (t * B + b) * GC, cur + b * H,
-                              dy + (t * B + b) * ldy, is_gru ? hs + ip * BH + b * H : NULL,
+                              dy + t * dts + b * dbs, is_gru ? hs + ip * BH + b * H : NULL,
                               is_lstm ? cs + ip * BH + b * H : NULL,
                               is_lstm ? cs + ix * BH + b * H : NULL,
                               is_lstm ? dc + b * H : NULL, dgx + b * GX,
@@ -83,7 +83,7 @@ TGT float *FR_SFX(fr_fast_backward_f32)(const fr_desc *d, int dir, const float *
                     continue;
                 }
                 bwd_units(cell, H, j0, j1, gates + (t * B + b) * GC, cur + b * H,
-                          dy + (t * B + b) * ldy, is_gru ? hs + ip * BH + b * H : NULL,
+                          dy + t * dts + b * dbs, is_gru ? hs + ip * BH + b * H : NULL,
                           is_lstm ? cs + ip * BH + b * H : NULL,
                           is_lstm ? cs + ix * BH + b * H : NULL,
                           is_lstm ? dc + b * H : NULL, dgxb, is_gru ? dghb : NULL,

@@ -74,15 +74,15 @@ void fr_fast_pack_f32(const fr_desc *d, const float *R, const float *W, int64_t 
 
 float *fr_fast_backward_f32(const fr_desc *d, int dir, const float *R,
                             const float *gates, const float *hs, const float *cs,
-                            const float *dy, int64_t ldy,
+                            const float *dy, int64_t dts, int64_t dbs,
                             float *dGx, float *dGh, float *dh, float *dhp, float *dc,
                             float *Rp)
 {
     if (width() == 16)
-        return fr_fast_backward_f32_avx512(d, dir, R, gates, hs, cs, dy, ldy, dGx, dGh, dh,
-                                           dhp, dc, Rp);
-    return fr_fast_backward_f32_avx2(d, dir, R, gates, hs, cs, dy, ldy, dGx, dGh, dh, dhp,
-                                     dc, Rp);
+        return fr_fast_backward_f32_avx512(d, dir, R, gates, hs, cs, dy, dts, dbs, dGx, dGh,
+                                           dh, dhp, dc, Rp);
+    return fr_fast_backward_f32_avx2(d, dir, R, gates, hs, cs, dy, dts, dbs, dGx, dGh, dh,
+                                     dhp, dc, Rp);
 }
 
 int fr_fast_sgemm(int nt, char ta, char tb, int64_t M, int64_t N, int64_t K,
@@ -180,12 +180,12 @@ void fr_fast_forward_f32(const fr_desc *d, int dir, const float *R, const float 
 
 float *fr_fast_backward_f32(const fr_desc *d, int dir, const float *R,
                             const float *gates, const float *hs, const float *cs,
-                            const float *dy, int64_t ldy,
+                            const float *dy, int64_t dts, int64_t dbs,
                             float *dGx, float *dGh, float *dh, float *dhp, float *dc,
                             float *Rp)
 {
     (void)Rp; (void)d; (void)dir; (void)R; (void)gates; (void)hs; (void)cs; (void)dy;
-    (void)ldy; (void)dGx; (void)dGh; (void)dhp; (void)dc;
+    (void)dts; (void)dbs; (void)dGx; (void)dGh; (void)dhp; (void)dc;
     return dh;
 }
 

@@ -67,8 +67,8 @@ int fr_fast_width(void);
  * GRU (for LSTM/RNN pass dGh == dGx), for every step; dh holds dL/dh_n on
  * entry, dhp is a second (B,H) buffer, dc (LSTM) holds dL/dc_n and ends as
  * dL/dc0. Rp: SCRATCH of fr_fast_pack_len(d) floats, 64-byte aligned, for
- * W_hh packed in column panels. Returns the buffer (dh or dhp) that ends
- * holding dL/dh0.
+ * W_hh packed in column panels. dy: step t of sequence b at dy + t*dts +
+ * b*dbs. Returns the buffer (dh or dhp) that ends holding dL/dh0.
  */
 
 /* fr_fast_sgemm: C(M,N) = op(A) op(B) (beta 0) or C += op(A) op(B) (beta 1),
@@ -106,8 +106,9 @@ int fr_fast_width(void);
                              int64_t In, float *P);                                      \
     float *fr_fast_backward_f32##S(const fr_desc *d, int dir, const float *R,            \
                                    const float *gates, const float *hs, const float *cs, \
-                                   const float *dy, int64_t ldy, float *dGx, float *dGh, \
-                                   float *dh, float *dhp, float *dc, float *Rp);         \
+                                   const float *dy, int64_t dts, int64_t dbs,            \
+                                   float *dGx, float *dGh, float *dh, float *dhp,        \
+                                   float *dc, float *Rp);                                \
     int fr_fast_sgemm##S(int nt, char ta, char tb, int64_t M, int64_t N, int64_t K,      \
                          const float *A, int64_t lda, const float *B, int64_t ldb,       \
                          int beta, float *C, int64_t ldc, const float *bias);            \

@@ -172,11 +172,11 @@ typedef struct {
                                  whatever the rest of the batch, B, T and the
                                  threads (see fr_set_batch_invariant); 0: the
                                  fastest split. The backward ignores it */
-    int y_batch_first;        /* 1: the forward's y is (B, T, D*H), the row of
-                                 step t of sequence b at b*T + t (a batch-first
-                                 caller's layout, no transposing copy after);
-                                 0: (T, B, D*H). Forward calls only: the
-                                 backward refuses 1 (its dy is (T, B, D*H)) */
+    int y_batch_first;        /* 1: the forward's y and the backward's dy are
+                                 (B, T, D*H), the row of step t of sequence b
+                                 at b*T + t (a batch-first caller's layout, no
+                                 transposing copy); 0: (T, B, D*H). x, dx and
+                                 the states keep their layouts */
 } fr_desc;
 
 /* FR_OK when the descriptor is usable: known cell, sizes >= 1, D in {1,2},

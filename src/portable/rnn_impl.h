@@ -429,7 +429,8 @@ static void FN(layer_forward)(const fr_desc *d, int dir, int64_t In,
 /*
  * Backward of one layer and direction (after layer_forward in training).
  *   x      IN  (T,B,In) the layer's input as the forward saw it
- *   dy     IN  rows of (T,B,ldy), offset by dir*H
+ *   dy     IN  rows of the output's gradient, offset by dir*H: step t of
+ *              sequence b at dy + t*dts + b*dbs
  *   dhn,dcn IN (B,H) or NULL
  *   dx     OUT (T,B,In): = dG W_ih, added to what is there when dx_beta = 1
  *   dh0,dc0 OUT (B,H) or NULL
@@ -446,8 +447,8 @@ static void FN(layer_forward)(const fr_desc *d, int dir, int64_t In,
 static void FN(layer_backward)(const fr_desc *d, int dir, int64_t In,
                                const REAL *x, const REAL *W, const REAL *R,
                                const REAL *gates, const REAL *hs, const REAL *cs,
-                               const REAL *cmask, const REAL *dy, int64_t ldy,
-                               const REAL *dhn, const REAL *dcn,
+                               const REAL *cmask, const REAL *dy, int64_t dts,
+                               int64_t dbs, const REAL *dhn, const REAL *dcn,
                                REAL *dx, REAL dx_beta, REAL *dh0, REAL *dc0,
                                REAL *dW, REAL *dR, REAL *dbW, REAL *dbR,
                                REAL *work, int pinned)
@@ -478,7 +479,7 @@ static void FN(layer_backward)(const fr_desc *d, int dir, int64_t In,
 
 #if FR_REAL_IS_FLOAT
     if (fast) /* AVX-512 or AVX2 reverse walk, one OpenMP region (fast/fast.h) */
-        dh = fr_fast_backward_f32(d, dir, R, gates, hs, cs, dy, ldy, dGx, dGh, dh, dhp, dc,
+        dh = fr_fast_backward_f32(d, dir, R, gates, hs, cs, dy, dts, dbs, dGx, dGh, dh, dhp, dc,
                                   (REAL *)(((uintptr_t)(dc + BH) + 63) & ~(uintptr_t)63));
     else
 #endif
@@ -489,7 +490,7 @@ static void FN(layer_backward)(const fr_desc *d, int dir, int64_t In,
         const REAL *cp = cell == FR_CELL_LSTM ? cs + ip * BH : NULL;
         const REAL *cx = cell == FR_CELL_LSTM ? cs + ix * BH : NULL;
         const REAL *gt = gates + t * B * GC;
-        const REAL *dyt = dy + t * B * ldy;
+        const REAL *dyt = dy + t * dts;
         const REAL *mt = cmask ? cmask + t * B * GX : NULL;
         REAL *dgx = dGx + t * B * GX, *dgh = dGh + t * B * GX;
         int64_t b;
@@ -503,7 +504,7 @@ static void FN(layer_backward)(const fr_desc *d, int dir, int64_t In,
                 if (dghb != dgxb) memset(dghb, 0, (size_t)GX * sizeof(REAL));
                 continue; /* dc row unchanged too */
             }
-            const REAL *g = gt + b * GC, *dyb = dyt + b * ldy;
+            const REAL *g = gt + b * GC, *dyb = dyt + b * dbs;
             const REAL *mb = mt ? mt + b * GX : NULL; /* clip mask: 1 or 0 */
 #define MASK(q) (mb ? mb[(q) * H + j] : (REAL)1)
             if (cell == FR_CELL_LSTM) {
@@ -732,7 +733,6 @@ int FN(fr_backward)(const fr_desc *dc, const REAL *x,
 {
     int st = fr_check_desc(dc);
     if (st != FR_OK) return st;
-    if (dc->y_batch_first) return FR_EINVAL;   /* dy is (T,B,DH) */
     if (GEMM_PTR == NULL) return FR_ENOBLAS;
     if (!x || !w_ih || !w_hh || !cache || !dy || !dx || !dw_ih || !dw_hh || !work)
         return FR_EINVAL;
@@ -756,6 +756,8 @@ int FN(fr_backward)(const fr_desc *dc, const REAL *x,
         const int64_t In = l == 0 ? d->I_ : DH;
         const REAL *xin = l == 0 ? x : cache + (l - 1) * TBDH;
         REAL *dxl = l == 0 ? dx : ((l % 2) ? pp1 : pp0);
+        /* the last layer's dy in the caller's layout (y_batch_first) */
+        const int bf = l == L - 1 && d->y_batch_first;
         for (int dir = 0; dir < D; dir++) {
             const int64_t k = l * D + dir;
             const REAL *gates = cache + (L - 1) * TBDH + k * per_k;
@@ -763,7 +765,7 @@ int FN(fr_backward)(const fr_desc *dc, const REAL *x,
             const REAL *cs = is_lstm ? hs + (T + 1) * BH : NULL;
             const REAL *cmask = clipping ? hs + (T + 1) * BH * (is_lstm ? 2 : 1) : NULL;
             FN(layer_backward)(d, dir, In, xin, w_ih[k], w_hh[k], gates, hs, cs, cmask,
-                               dcur + dir * H, DH,
+                               dcur + dir * H, bf ? DH : B * DH, bf ? T * DH : DH,
                                dhn ? dhn + k * BH : NULL,
                                (dcn && is_lstm) ? dcn + k * BH : NULL,
                                dxl, dir == 0 ? 0 : 1,

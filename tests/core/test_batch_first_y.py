@@ -1,9 +1,10 @@
-"""A batch_first layer's output written (B, T, D*H) by the forward itself
-(fr_desc.y_batch_first, the backend's batch_first=True): the bits of the
-time-major call's y transposed, on every path of the kernels (one thread
-and two, the units split, the batch split, lengths, one step, packed
-weights, float64, int8, bf16, the embedding rows' tables, training), and
-the layer's own transposition where a backend does not take the flag.
+"""A batch_first layer's output written (B, T, D*H) by the forward itself,
+and its gradient read so by the backward (fr_desc.y_batch_first, the
+backend's batch_first=True): the bits of the time-major calls, on every
+path of the kernels (one thread and two, the units split, the batch split,
+lengths, one step, packed weights, float64, int8, bf16, the embedding
+rows' tables, training), and the layer's own transpositions where a
+backend does not take the flag.
 """
 import numpy as np
 import pytest
@@ -97,7 +98,7 @@ def spy(monkeypatch, backend, flag):
     its rnn_y_batch_first set to flag."""
     seen = []
     monkeypatch.setattr(backend, "rnn_y_batch_first", flag, raising=False)
-    for name in ("rnn_forward", "rnn_forward_rows", "rnn_qforward"):
+    for name in ("rnn_forward", "rnn_forward_rows", "rnn_qforward", "rnn_backward"):
         orig = getattr(backend, name)
 
         def wrapped(*args, _orig=orig, **kw):
@@ -117,6 +118,23 @@ def test_the_kernel_writes_the_layout_only_where_the_backend_says(precision, fla
     assert seen == [flag]           # without the flag the layer transposes
     yt, _ = tm(np.ascontiguousarray(x.transpose(1, 0, 2)), lengths=lengths)
     assert np.array_equal(y, yt.transpose(1, 0, 2))
+
+
+@pytest.mark.parametrize("flag", [True, False])
+def test_training_reads_dy_in_the_layout_the_backend_says(flag, monkeypatch,
+                                                          restore_threads):
+    fr.set_num_threads(2)
+    bf, tm, x, lengths = pair(SHAPES[7], "float32")
+    dy = np.random.default_rng(4).standard_normal((x.shape[0], x.shape[1], 31)).astype(np.float32)
+    tm.forward(np.ascontiguousarray(x.transpose(1, 0, 2)))
+    dxt, _ = tm.backward(np.ascontiguousarray(dy.transpose(1, 0, 2)))
+    seen = spy(monkeypatch, backends.get("cpu"), flag)
+    bf.forward(x)
+    dx, _ = bf.backward(dy)
+    assert seen == [flag, flag]
+    assert np.array_equal(dx, dxt.transpose(1, 0, 2))
+    for name in bf.grads:
+        assert np.array_equal(bf.grads[name], tm.grads[name]), name
 
 
 @pytest.mark.parametrize("flag", [True, False])

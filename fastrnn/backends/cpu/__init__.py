@@ -20,7 +20,7 @@ class CPUBackend(Backend):
         return _ext.Plan(_ext.CELLS[cell], w_ih, w_hh, b_ih, b_hh, input_size, hidden_size,
                          num_layers, num_directions, writable, gru_lbr, clip)
 
-    # the forwards below take batch_first (Backend.rnn_y_batch_first)
+    # the forwards and rnn_backward take batch_first (Backend.rnn_y_batch_first)
     rnn_y_batch_first = True
 
     def rnn_forward(self, weights, x, h0, c0, dropmask, lengths, training, batch_first=False):
@@ -28,9 +28,9 @@ class CPUBackend(Backend):
                             _ext.num_threads(), batch_first)
 
     def rnn_backward(self, weights, grads, x, dropmask, lengths, cache, dy, dhn, dcn,
-                     want_dstate0):
+                     want_dstate0, batch_first=False):
         return _ext.backward(weights, grads, x, dropmask, lengths, cache, dy, dhn, dcn,
-                             want_dstate0, _ext.num_threads())
+                             want_dstate0, _ext.num_threads(), batch_first)
 
     def rnn_rows_tables(self, weights, E):
         return _ext.rows_tables(weights, E, _ext.num_threads())

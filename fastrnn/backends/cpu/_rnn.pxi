@@ -564,10 +564,11 @@ cdef class Stepper:
 
 
 def backward(Plan plan, Plan grads, x, dropmask, lengths, cache, dy, dhn, dcn,
-             bint want_dstate0, int num_threads):
+             bint want_dstate0, int num_threads, bint batch_first=False):
     """Backward through time after forward(..., training=True) with the same
     plan, x, dropmask and lengths. Accumulates into the arrays of `grads` (a
     writable Plan of the gradients). Returns (dx, dh0 or None, dc0 or None).
+    dy is (T,B,D*H), or with batch_first (B,T,D*H), read so by the kernel.
     """
     if not isinstance(x, np.ndarray) or x.ndim != 3:
         raise ValueError("x: expected a 3-D (T, B, input_size) array")
@@ -580,9 +581,10 @@ def backward(Plan plan, Plan grads, x, dropmask, lengths, cache, dy, dhn, dcn,
     _check(x, "x", dt, (x.shape[0], x.shape[1], plan.input_size))
     cdef fr_desc d = _desc(plan.cell, x, plan.L, plan.D, plan.H, lengths, num_threads,
                               plan.gru_lbr, plan.clip)
+    d.y_batch_first = batch_first
     cdef int64_t T = d.T, B = d.B, H = d.H, K = d.L * d.D
     _check(cache, "cache", dt, (fr_cache_len(&d),))
-    _check(dy, "dy", dt, (T, B, d.D * H))
+    _check(dy, "dy", dt, (B, T, d.D * H) if batch_first else (T, B, d.D * H))
     st_shape = (K, B, H)
     is_lstm = _check_states(plan, dt, dhn, dcn, "dhn", "dcn", st_shape)
     if dropmask is not None:
