@@ -98,17 +98,11 @@ static inline void step_states(const fwd_team *a, int64_t s, int64_t *t,
     }
 }
 
-/* With y batch-first (a->ybs > a->yts), units [j0, j1) of row b at the
- * step after t, asked into cache now: its rows lie T*D*H floats apart, a
- * page or more, where no hardware prefetcher follows the stores, and a
- * fresh y would otherwise take a miss on every line the step writes. */
+/* fr_y_prefetch_next (schedule.h) on the team's y */
 static inline INL TGT void y_prefetch_next(const fwd_team *a, int64_t t, int64_t b,
                                            int64_t j0, int64_t j1)
 {
-    const int64_t tn = a->dir ? t - 1 : t + 1;
-    if (a->ybs <= a->yts || tn < 0 || tn >= a->d->T) return;
-    const float *p = a->y + tn * a->yts + b * a->ybs;
-    for (int64_t j = j0; j < j1; j += FR_FAST_LINE_FLOATS) __builtin_prefetch(p + j, 1, 3);
+    fr_y_prefetch_next(a->y, a->yts, a->ybs, a->d->T, a->dir, t, b, j0, j1);
 }
 
 /* The forward time loop over sequences [r0, r1), every unit (the batch

@@ -138,6 +138,22 @@ static inline int64_t active_count(const int64_t *lengths, const int64_t *order,
     return n;
 }
 
+/* ---- a batch-first y ------------------------------------------------------ */
+
+/* With y batch-first (ybs > yts: one step's rows a page or more apart,
+ * where no hardware prefetcher follows the stores), units [j0, j1) of row
+ * b at the step after t (dir 1: the reverse direction's next, t - 1) asked
+ * into cache now, so a fresh y does not miss on every line a step writes.
+ * Row (t, b) of y is at y + t*yts + b*ybs. */
+static inline void fr_y_prefetch_next(const float *y, int64_t yts, int64_t ybs, int64_t T,
+                                      int dir, int64_t t, int64_t b, int64_t j0, int64_t j1)
+{
+    const int64_t tn = dir ? t - 1 : t + 1;
+    if (ybs <= yts || tn < 0 || tn >= T) return;
+    const float *p = y + tn * yts + b * ybs;
+    for (int64_t j = j0; j < j1; j += FR_FAST_LINE_FLOATS) __builtin_prefetch(p + j, 1, 3);
+}
+
 /* ---- the threads' meeting once a step -------------------------------------- */
 
 /* A team of n threads that will meet every step starts (delta n) or ends

@@ -285,12 +285,7 @@ static void run_dir(const job *J, int tid, int nth)
         for (int64_t b = 0; b < B; b++) {
             float *yr = J->y + t * J->yts + b * J->ybs + J->dir * H;
             const int64_t j0 = u0 * FRQ_BLK, j1 = u1 * FRQ_BLK < H ? u1 * FRQ_BLK : H;
-            /* y batch-first: the next step's row into cache now, as the
-             * fast loops do (fast/forward.h, y_prefetch_next) */
-            const int64_t tn = J->dir ? t - 1 : t + 1;
-            if (J->ybs > J->yts && tn >= 0 && tn < T)
-                for (int64_t j = j0; j < j1; j += FR_FAST_LINE_FLOATS)
-                    __builtin_prefetch(yr + (tn - t) * J->yts + j, 1, 3);
+            fr_y_prefetch_next(J->y + J->dir * H, J->yts, J->ybs, T, J->dir, t, b, j0, j1);
             if (active(d, t, b)) {
                 J->K->cell(d->cell, u0, u1, xp + (t * B + b) * Np, gh + b * Np, hc + b * Hp,
                            hx + b * Hp, cb + b * Hp);

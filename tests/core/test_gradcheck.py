@@ -206,6 +206,14 @@ def test_directional_gradients_batch_first(mode):
                           away_from_kink=True))
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_batch_first_gradients_odd_sizes(mode):
+    """The kernels write y (B, T, F) and read dy so (fr_desc.y_batch_first):
+    T 7, B 5, I 1, H 5, one layer, lengths and initial states."""
+    check_problem(Problem(mode, 7, 5, 1, 5, 1, False, True, True, seed=9, batch_first=True,
+                          away_from_kink=True))
+
+
 # ---------------------------------------------------------------- 2. parity with the reference
 
 RTOL, ATOL = 1e-10, 1e-12
